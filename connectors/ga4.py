@@ -1,0 +1,414 @@
+"""Google Analytics 4 connector: Data API `runReport` through the official client.
+
+Business purpose: GA4 is the reference for web traffic, engagement and e-commerce. This module
+turns report requests into typed Arrow batches, one per page, for the loader.
+
+How it reads (see shared/research/peers.md, GA4):
+- One request covers the whole date range asked for (a 90-day backfill is one request per report per
+  property, plus pages), `limit` up to 250,000 with `offset` paging until `rowCount`.
+- Values arrive as strings: metrics are cast by `metricHeaders[].type`, `date` parsed from YYYYMMDD.
+  Cardinality overflow puts `(other)` into dimensions (even `date`): such rows are kept and flagged
+  with `is_other`, never a crash.
+- Property quota is requested on every call and logged; 429 and 5xx go through the shared retry
+  helper, with GA4's quota-specific waits, and server errors stop early enough not to spend the
+  property's hourly server-error quota (10).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.batches import Batch, Stream, Window
+from connectors.errors import ConfigError
+from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
+from connectors.settings import GA4Settings
+
+log = logging.getLogger("mkpi.ga4")
+
+SOURCE = "ga4"
+SCOPES = ("https://www.googleapis.com/auth/analytics.readonly",)
+OTHER = "(other)"
+# GA4 allows 10 server errors per property and project per hour; stop retrying well before.
+SERVER_ERROR_BUDGET = 5
+# Waits for GA4 quota messages (seconds), after Airbyte's api_quota.py; daily quota cannot recover in a run.
+QUOTA_WAITS: tuple[tuple[str, float], ...] = (
+    ("concurrent requests", 30.0),
+    ("property tokens per day", 86_400.0),
+    ("tokens for a project per hour", 1_800.0),
+    ("property tokens per hour", 1_800.0),
+    ("potentially thresholded requests", 1_800.0),
+    ("server errors", 3_600.0),
+)
+
+
+@dataclass(frozen=True)
+class Ga4Report:
+    """One report we ask GA4 for: dimensions and metrics (API name -> column) and its raw table."""
+
+    name: str
+    dimensions: tuple[tuple[str, str], ...]
+    metrics: tuple[tuple[str, str], ...]
+    stream: Stream
+    derive: Callable[[pa.Table], pa.Table] | None = None
+
+
+def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype) for name, dtype in fields])
+
+
+def _derive_traffic(table: pa.Table) -> pa.Table:
+    """Converting sessions = sessions x sessionKeyEventRate (GA4 gives only the rate): an integer."""
+    converting = pc.round(pc.multiply(pc.cast(table["sessions"], pa.float64()), table["session_key_event_rate"]))
+    return table.append_column("converting_sessions", pc.cast(converting, pa.int64()))
+
+
+_COMMON_HEAD = (("property_id", pa.string()), ("date", pa.date32()))
+_COMMON_TAIL = (("is_other", pa.bool_()), ("time_zone", pa.string()), ("currency_code", pa.string()))
+
+TRAFFIC = Ga4Report(
+    name="traffic_by_channel",
+    dimensions=(("date", "date"), ("sessionDefaultChannelGroup", "session_default_channel_group")),
+    metrics=(
+        ("sessions", "sessions"),
+        ("engagedSessions", "engaged_sessions"),
+        ("userEngagementDuration", "user_engagement_duration"),
+        ("sessionKeyEventRate", "session_key_event_rate"),
+        ("keyEvents", "key_events"),
+        ("newUsers", "new_users"),
+    ),
+    stream=Stream(
+        table="ga4.traffic_by_channel",
+        schema=_schema(
+            *_COMMON_HEAD,
+            ("session_default_channel_group", pa.string()),
+            ("sessions", pa.int64()),
+            ("engaged_sessions", pa.int64()),
+            ("user_engagement_duration", pa.float64()),
+            ("session_key_event_rate", pa.float64()),
+            ("key_events", pa.float64()),
+            ("new_users", pa.int64()),
+            *_COMMON_TAIL,
+            ("converting_sessions", pa.int64()),
+        ),
+        key=("property_id", "date", "session_default_channel_group"),
+        scope_column="property_id",
+    ),
+    derive=_derive_traffic,
+)
+
+ECOMMERCE = Ga4Report(
+    name="ecommerce_by_date",
+    dimensions=(("date", "date"),),
+    metrics=(
+        ("ecommercePurchases", "ecommerce_purchases"),
+        ("purchaseRevenue", "purchase_revenue"),
+        ("addToCarts", "add_to_carts"),
+        ("checkouts", "checkouts"),
+    ),
+    stream=Stream(
+        table="ga4.ecommerce_by_date",
+        schema=_schema(
+            *_COMMON_HEAD,
+            ("ecommerce_purchases", pa.int64()),
+            ("purchase_revenue", pa.float64()),
+            ("add_to_carts", pa.int64()),
+            ("checkouts", pa.int64()),
+            *_COMMON_TAIL,
+        ),
+        key=("property_id", "date"),
+        scope_column="property_id",
+    ),
+)
+
+REPORTS: dict[str, Ga4Report] = {r.name: r for r in (TRAFFIC, ECOMMERCE)}
+
+
+def normalise_property_id(raw: str) -> str:
+    """Accept `123456789` or `properties/123456789`; refuse anything else before any request."""
+    value = raw.strip().removeprefix("properties/")
+    if not value.isdigit():
+        raise ConfigError(
+            f"GA4 property id {raw!r} is not numeric: set MKPI_GA4_PROPERTY_IDS to numeric ids "
+            "such as 123456789 (Admin > Property details in GA4)"
+        )
+    return value
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _adc_file() -> Path:
+    config_dir = os.environ.get("CLOUDSDK_CONFIG") or os.path.join(os.path.expanduser("~"), ".config", "gcloud")
+    return Path(config_dir) / "application_default_credentials.json"
+
+
+def resolve_credentials(settings: GA4Settings) -> Any:
+    """Service-account / authorized-user JSON, else application default credentials, else anonymous
+    when the endpoint is overridden (the sandbox). Never contacts a metadata server or the network."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+
+    if settings.credentials_file:
+        path = Path(settings.credentials_file)
+        if not path.is_file():
+            raise ConfigError(
+                f"GOOGLE_APPLICATION_CREDENTIALS points to {path}, which is not a file: "
+                "set it to the service-account JSON key that has Viewer access to the GA4 properties"
+            )
+        try:
+            credentials, _ = google.auth.load_credentials_from_file(str(path), scopes=list(SCOPES))
+        except google.auth.exceptions.DefaultCredentialsError as exc:
+            raise ConfigError(f"GOOGLE_APPLICATION_CREDENTIALS file {path} is not a usable key: {exc}") from exc
+        return credentials
+    if _adc_file().is_file():
+        credentials, _ = google.auth.load_credentials_from_file(str(_adc_file()), scopes=list(SCOPES))
+        return credentials
+    if settings.endpoint:
+        return AnonymousCredentials()
+    raise ConfigError(
+        "No GA4 credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON key with "
+        "Viewer access to the properties (or run `gcloud auth application-default login`), "
+        "or set MKPI_GA4_ENDPOINT to a local sandbox (`python -m sandbox`)"
+    )
+
+
+def build_client(settings: GA4Settings) -> Any:
+    """The official BetaAnalyticsDataClient; REST transport against an overridden endpoint."""
+    from google.analytics.data_v1beta import BetaAnalyticsDataClient
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    credentials = resolve_credentials(settings)
+    if not settings.endpoint:
+        return BetaAnalyticsDataClient(credentials=credentials)
+    endpoint = settings.endpoint.rstrip("/")
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    parsed = urlparse(endpoint)
+    if parsed.scheme == "http" and not _is_loopback(parsed.hostname) and not isinstance(
+        credentials, AnonymousCredentials
+    ):
+        raise ConfigError(
+            f"MKPI_GA4_ENDPOINT {parsed.scheme}://{parsed.hostname}:{parsed.port} is plain HTTP on a "
+            "non-loopback host: credentials are only sent over HTTPS (or to 127.0.0.1)"
+        )
+    return BetaAnalyticsDataClient(
+        credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint)
+    )
+
+
+def _cast_metric(values: list[str], metric_type: int) -> pa.Array:
+    from google.analytics.data_v1beta.types import MetricType
+
+    strings = pa.array(values, pa.string())
+    if metric_type == MetricType.TYPE_INTEGER:
+        return pc.cast(strings, pa.int64())
+    return pc.cast(strings, pa.float64())
+
+
+def parse_report(response: Any, report: Ga4Report, property_id: str) -> tuple[pa.Table, int, dict[str, Any]]:
+    """Turn a RunReportResponse into a typed Arrow table; return (table, rowCount, metadata)."""
+    from google.analytics.data_v1beta.types import RunReportResponse
+
+    pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
+    dim_names = [h.name for h in pb.dimension_headers]
+    met_headers = {h.name: (i, h.type) for i, h in enumerate(pb.metric_headers)}
+    rows = pb.rows
+    dim_values: list[list[str]] = [[] for _ in dim_names]
+    met_values: list[list[str]] = [[] for _ in pb.metric_headers]
+    for row in rows:
+        for i, value in enumerate(row.dimension_values):
+            dim_values[i].append(value.value)
+        for i, value in enumerate(row.metric_values):
+            met_values[i].append(value.value)
+
+    n = len(rows)
+    columns: dict[str, pa.Array] = {"property_id": pa.array([property_id] * n, pa.string())}
+    is_other = pa.array([False] * n, pa.bool_())
+    for api_name, column in report.dimensions:
+        if api_name not in dim_names:
+            raise ValueError(f"response lacks requested dimension {api_name}")
+        values = pa.array(dim_values[dim_names.index(api_name)], pa.string())
+        other_mask = pc.equal(values, OTHER)
+        is_other = pc.or_(is_other, other_mask)
+        if api_name == "date":
+            usable = pc.if_else(other_mask, pa.scalar(None, pa.string()), values)
+            values = pc.cast(pc.strptime(usable, format="%Y%m%d", unit="s"), pa.date32())
+        columns[column] = values
+    for api_name, column in report.metrics:
+        if api_name not in met_headers:
+            raise ValueError(f"response lacks requested metric {api_name}")
+        index, metric_type = met_headers[api_name]
+        columns[column] = _cast_metric(met_values[index], metric_type)
+    metadata = {
+        "time_zone": pb.metadata.time_zone or None,
+        "currency_code": pb.metadata.currency_code or None,
+        "data_loss_from_other_row": bool(pb.metadata.data_loss_from_other_row),
+    }
+    columns["is_other"] = is_other
+    columns["time_zone"] = pa.array([metadata["time_zone"]] * n, pa.string())
+    columns["currency_code"] = pa.array([metadata["currency_code"]] * n, pa.string())
+    table = pa.table(columns)
+    if report.derive is not None:
+        table = report.derive(table)
+    return table, int(pb.row_count), metadata
+
+
+def _quota_summary(response: Any) -> dict[str, int]:
+    from google.analytics.data_v1beta.types import RunReportResponse
+
+    pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
+    if not pb.HasField("property_quota"):
+        return {}
+    quota = pb.property_quota
+    return {
+        "tokens_per_day_remaining": quota.tokens_per_day.remaining,
+        "tokens_per_hour_remaining": quota.tokens_per_hour.remaining,
+        "server_errors_per_hour_remaining": quota.server_errors_per_project_per_hour.remaining,
+    }
+
+
+@dataclass
+class Ga4Connector:
+    """Reads GA4 reports for every configured property into typed batches."""
+
+    settings: GA4Settings
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None
+    stats: RequestStats = field(default_factory=RequestStats)
+    quota: dict[str, dict[str, int]] = field(default_factory=dict)
+    _client: Any = field(default=None, repr=False)
+    _server_errors: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def property_ids(self) -> list[str]:
+        """Configured properties, validated; raises ConfigError before any request."""
+        if not self.settings.property_ids:
+            raise ConfigError(
+                "No GA4 property configured: set MKPI_GA4_PROPERTY_IDS (comma-separated numeric ids) "
+                "or ga4.property_ids in config/mkpi.yaml"
+            )
+        return [normalise_property_id(p) for p in self.settings.property_ids]
+
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self.settings)
+        return self._client
+
+    def check(self) -> list[str]:
+        """Validate configuration and credentials without sending a request."""
+        ids = self.property_ids()
+        self.client()
+        return ids
+
+    def _classify(self, property_id: str) -> Callable[[BaseException], Verdict]:
+        import requests
+        from google.api_core import exceptions as gexc
+        from google.protobuf.json_format import ParseError
+
+        def classify(exc: BaseException) -> Verdict:
+            if isinstance(exc, gexc.TooManyRequests):
+                message = str(getattr(exc, "message", exc))
+                wait = 0.0
+                for pattern, seconds in QUOTA_WAITS:
+                    if pattern in message.lower():
+                        wait = seconds
+                        break
+                response = getattr(exc, "response", None)
+                if response is not None:
+                    wait = max(wait, parse_retry_after(response.headers.get("Retry-After")))
+                return Retry(f"429 {message}", wait)
+            if isinstance(exc, gexc.ServerError):
+                used = self._server_errors.get(property_id, 0) + 1
+                self._server_errors[property_id] = used
+                if used > SERVER_ERROR_BUDGET:
+                    return Fatal(
+                        f"{used} server errors this run ({exc.code} {exc.message}); stopping before GA4's "
+                        "hourly server-error quota (10 per property) is spent"
+                    )
+                return Retry(f"{exc.code} {exc.message}")
+            if isinstance(exc, gexc.GoogleAPICallError):
+                return Fatal(f"{exc.code} {exc.message}")
+            if isinstance(exc, requests.exceptions.RequestException):
+                return Retry(f"{type(exc).__name__}")
+            if isinstance(exc, ParseError | ValueError):
+                return Retry(f"malformed response ({type(exc).__name__})")
+            return Fatal(f"{type(exc).__name__}: {exc}")
+
+        return classify
+
+    def fetch(self, report: Ga4Report | str, window: Window, property_ids: Sequence[str] | None = None
+              ) -> Iterator[Batch]:
+        """Yield one batch per page per property for the report over the window (inclusive dates).
+
+        Every property yields at least one batch, even empty, so the loader clears its window."""
+        from google.analytics.data_v1beta.types import DateRange, Dimension, Metric, OrderBy, RunReportRequest
+
+        if isinstance(report, str):
+            report = REPORTS[report]
+        ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
+        client = self.client()
+        page_size = self.settings.page_size
+        for property_id in ids:
+            offset = 0
+            while True:
+                request = RunReportRequest(
+                    property=f"properties/{property_id}",
+                    dimensions=[Dimension(name=d) for d, _ in report.dimensions],
+                    metrics=[Metric(name=m) for m, _ in report.metrics],
+                    date_ranges=[DateRange(start_date=window.start.isoformat(), end_date=window.end.isoformat())],
+                    limit=page_size,
+                    offset=offset,
+                    order_bys=[OrderBy(dimension=OrderBy.DimensionOrderBy(dimension_name=d))
+                               for d, _ in report.dimensions],
+                    return_property_quota=True,
+                )
+
+                def call(
+                    request: RunReportRequest = request, property_id: str = property_id
+                ) -> tuple[pa.Table, int, dict[str, Any], Any]:
+                    response = client.run_report(request=request, retry=None, timeout=self.settings.timeout_seconds)
+                    table, row_count, meta = parse_report(response, report, property_id)
+                    return table, row_count, meta, response
+
+                kwargs: dict[str, Any] = {}
+                if self.sleep is not None:
+                    kwargs["sleep"] = self.sleep
+                table, row_count, meta, response = call_with_retry(
+                    call,
+                    classify=self._classify(property_id),
+                    source=SOURCE,
+                    account=property_id,
+                    what=f"runReport {report.name} {window} offset {offset}",
+                    policy=self.policy,
+                    stats=self.stats,
+                    **kwargs,
+                )
+                quota = _quota_summary(response)
+                if quota:
+                    self.quota[property_id] = quota
+                    log.info("GA4 property %s quota: %s", property_id, quota)
+                if meta["data_loss_from_other_row"]:
+                    log.warning("GA4 property %s %s %s: rows aggregated into (other)", property_id,
+                                report.name, window)
+                yield Batch(report.stream, table, window, {"property_id": property_id})
+                offset += table.num_rows
+                if table.num_rows == 0 or offset >= row_count:
+                    break

@@ -1,0 +1,177 @@
+"""The one retry, backoff and rate-limit helper every connector calls through.
+
+Why it exists: marketing APIs rate-limit (429 with or without Retry-After), fail (5xx, resets,
+stalls) and occasionally send truncated bodies. Each connector knows how to *classify* its
+platform's failures (a `Classifier`); this module owns *what to do* about them, once:
+exponential backoff with jitter, never waiting less than the server's Retry-After, a bounded number
+of attempts, a client-side rate limit, and counters that end up in run metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from connectors.errors import RetriesExhausted, SourceError
+
+log = logging.getLogger("mkpi.http")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A classifier's verdict: this failure is transient; wait at least `wait_at_least` seconds."""
+
+    reason: str
+    wait_at_least: float = 0.0
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """A classifier's verdict: retrying cannot help (bad id, no permission, bad request)."""
+
+    reason: str
+
+
+Verdict = Retry | Fatal
+Classifier = Callable[[BaseException], Verdict]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How patient a connector is. Defaults follow dlt/Airbyte: 5 retries, capped exponential backoff."""
+
+    max_attempts: int = 6
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    # A server asking for a longer wait than this fails the run now instead of blocking a worker.
+    max_retry_after: float = 900.0
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Equal-jitter exponential backoff: half fixed, half random, so retries spread out."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
+        return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+@dataclass
+class RequestStats:
+    """Counters a connector reports in run metadata: requests sent, retries, time spent waiting."""
+
+    requests: int = 0
+    retries: int = 0
+    waited_seconds: float = 0.0
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def count_retry(self, reason: str, waited: float) -> None:
+        with self._lock:
+            self.retries += 1
+            self.waited_seconds += waited
+            self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
+
+    def as_metadata(self) -> dict[str, float | int]:
+        return {"requests": self.requests, "retries": self.retries, "waited_seconds": round(self.waited_seconds, 3)}
+
+
+class RateLimiter:
+    """Token bucket shared by the threads of one connector: at most `rate` calls per `per` seconds."""
+
+    def __init__(self, rate: float, per: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0 or per <= 0:
+            raise ValueError("rate and per must be positive")
+        self.capacity = float(rate)
+        self.fill_per_second = rate / per
+        self._tokens = float(rate)
+        self._clock = clock
+        self._sleep = sleep
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Take one token, sleeping until one is available; return the seconds slept."""
+        slept = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.fill_per_second)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return slept
+                wait = (1 - self._tokens) / self.fill_per_second
+            self._sleep(wait)
+            slept += wait
+
+
+def call_with_retry(
+    fn: Callable[[], T],
+    *,
+    classify: Classifier,
+    source: str,
+    account: str,
+    what: str,
+    policy: RetryPolicy | None = None,
+    stats: RequestStats | None = None,
+    limiter: RateLimiter | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    """Call `fn` until it succeeds, a failure is classified Fatal, or the attempts run out.
+
+    `fn` must do the whole request *including reading and parsing the body*, so that a truncated
+    body is retried like any other transient failure. Errors carry source, account and `what`
+    (endpoint and window), never credentials.
+    """
+    policy = policy or RetryPolicy()
+    rng = rng or random.Random()
+    attempt = 0
+    while True:
+        attempt += 1
+        if limiter is not None:
+            limiter.acquire()
+        if stats is not None:
+            stats.count_request()
+        try:
+            return fn()
+        except SourceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the classifier decides what is transient
+            verdict = classify(exc)
+            if isinstance(verdict, Fatal):
+                raise SourceError(source, account, f"{what}: {verdict.reason}") from exc
+            if verdict.wait_at_least > policy.max_retry_after:
+                raise RetriesExhausted(
+                    source, account,
+                    f"{what}: server asks to wait {verdict.wait_at_least:.0f}s ({verdict.reason}), "
+                    f"more than the {policy.max_retry_after:.0f}s allowed; re-run later",
+                ) from exc
+            if attempt >= policy.max_attempts:
+                raise RetriesExhausted(
+                    source, account, f"{what}: gave up after {attempt} attempts; last error: {verdict.reason}"
+                ) from exc
+            wait = max(verdict.wait_at_least, policy.backoff(attempt, rng))
+            log.warning("%s %s: %s; retry %d/%d in %.2fs (%s)", source, account, what, attempt,
+                        policy.max_attempts - 1, wait, verdict.reason)
+            if stats is not None:
+                stats.count_retry(verdict.reason, wait)
+            sleep(wait)
+
+
+def parse_retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds form); 0 when absent or unparseable."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return 0.0

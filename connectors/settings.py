@@ -1,0 +1,128 @@
+"""Pipeline settings: the readable YAML file, overridden by environment variables.
+
+Why one module: every connector, the loader and the Dagster definitions must agree on which
+accounts exist, which endpoint to call and where the DuckDB file lives. Environment variables win
+over the file (so a scheduler or `make demo` can point everything at the sandbox), and secrets are
+never read from the file, only from the environment, at the moment a connector needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from connectors.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
+DEFAULT_DUCKDB_PATH = "data/marketing.duckdb"
+DEFAULT_ANALYST_DB = "data/kpis.duckdb"
+
+
+def split_list(value: str | list[Any] | tuple[Any, ...] | None) -> tuple[str, ...]:
+    """Accept a comma-separated string or a YAML list; return stripped, non-empty items."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(item.strip() for item in items if item and item.strip())
+
+
+@dataclass(frozen=True)
+class GA4Settings:
+    """Where and what to read from the GA4 Data API."""
+
+    property_ids: tuple[str, ...] = ()
+    endpoint: str | None = None
+    reread_days: int = 3
+    page_size: int = 250_000
+    timeout_seconds: float = 60.0
+    credentials_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs to know before it sends a request."""
+
+    reporting_timezone: str = "Europe/Paris"
+    start_date: date = date(2024, 1, 1)
+    duckdb_path: str = DEFAULT_DUCKDB_PATH
+    analyst_db: str = DEFAULT_ANALYST_DB
+    ga4: GA4Settings = field(default_factory=GA4Settings)
+    channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    config_path: str | None = None
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.reporting_timezone)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping at the top level")
+    return loaded
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the YAML file (MKPI_CONFIG or config/mkpi.yaml) and apply environment overrides."""
+    env = os.environ if environ is None else environ
+    path_text = config_path or env.get("MKPI_CONFIG")
+    path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
+    if path_text and not path.exists():
+        raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
+    raw = _read_yaml(path) if path.exists() else {}
+    ga4_raw = raw.get("ga4") or {}
+
+    tz_name = str(env.get("MKPI_REPORTING_TIMEZONE") or raw.get("reporting_timezone") or "Europe/Paris")
+    try:
+        ZoneInfo(tz_name)
+    except Exception as exc:  # noqa: BLE001 - ZoneInfo raises several types
+        raise ConfigError(f"reporting_timezone {tz_name!r} is not a known IANA time zone") from exc
+    start_text = str(env.get("MKPI_START_DATE") or raw.get("start_date") or "2024-01-01")
+    try:
+        start = date.fromisoformat(start_text)
+    except ValueError as exc:
+        raise ConfigError(f"start_date {start_text!r} is not an ISO date (YYYY-MM-DD)") from exc
+
+    ga4 = GA4Settings(
+        property_ids=split_list(env.get("MKPI_GA4_PROPERTY_IDS") or ga4_raw.get("property_ids")),
+        endpoint=(env.get("MKPI_GA4_ENDPOINT") or ga4_raw.get("endpoint") or None),
+        reread_days=_int(env.get("MKPI_GA4_REREAD_DAYS") or ga4_raw.get("reread_days") or 3, "ga4.reread_days"),
+        page_size=_int(ga4_raw.get("page_size") or 250_000, "ga4.page_size"),
+        timeout_seconds=float(ga4_raw.get("timeout_seconds") or 60),
+        credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+    )
+    if not 1 <= ga4.page_size <= 250_000:
+        raise ConfigError("ga4.page_size must be between 1 and 250000 (the API maximum)")
+    channels = {
+        str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
+        for source, mapping in (raw.get("channels") or {}).items()
+    }
+    return Settings(
+        reporting_timezone=tz_name,
+        start_date=start,
+        duckdb_path=env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH,
+        analyst_db=env.get("MKPI_ANALYST_DB") or raw.get("analyst_db") or DEFAULT_ANALYST_DB,
+        ga4=ga4,
+        channels=channels,
+        config_path=str(path) if path.exists() else None,
+    )

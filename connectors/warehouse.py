@@ -1,0 +1,182 @@
+"""The one loader into DuckDB, and the connection helper every writer uses.
+
+Why it looks like this:
+- A batch *replaces its partition window* (delete the window for its account, insert the rows) so
+  loading the same window twice leaves identical rows, and re-read windows restate recent days.
+- Everything a materialisation writes is one transaction: a crash, an API error on the third
+  account or a duplicate key rolls it all back, so the file is never left half-written.
+- Rows go in as Arrow tables (`INSERT ... BY NAME SELECT * FROM arrow`), never row by row.
+- Connections are closed in `finally` (dagster-duckdb's resource does not on error, which keeps the
+  single-writer lock until garbage collection), and opening retries while another writer holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from connectors.batches import Batch, Stream, Window
+
+log = logging.getLogger("mkpi.warehouse")
+
+META_COLUMNS = ("_loaded_at", "_window_start", "_window_end")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a (possibly schema-qualified) identifier for DuckDB."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+@contextmanager
+def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 60.0) -> Iterator[
+    duckdb.DuckDBPyConnection
+]:
+    """Open the DuckDB file, waiting for another process's lock; always close it."""
+    path = Path(path)
+    if not read_only and str(path) != ":memory:":
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout
+    delay = 0.05
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, rolling back on any exception, then CHECKPOINT so the WAL stays small."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("CHECKPOINT")
+
+
+@dataclass
+class LoadResult:
+    """What a load wrote, for run metadata."""
+
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    windows: dict[str, list[str]] = field(default_factory=dict)
+    schemas: dict[str, pa.Schema] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_table.values())
+
+
+def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    schema, name = table.split(".", 1)
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}
+
+
+def _ensure_table(conn: duckdb.DuckDBPyConnection, stream: Stream, view: str) -> None:
+    """Create the table from the batch's Arrow schema; add columns the source started sending."""
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(stream.schema_name)}")
+    existing = _table_columns(conn, stream.table)
+    if not existing:
+        conn.execute(
+            f"CREATE TABLE {quote_ident(stream.table)} AS SELECT *, "
+            "CAST(NULL AS TIMESTAMPTZ) AS _loaded_at, CAST(NULL AS DATE) AS _window_start, "
+            f"CAST(NULL AS DATE) AS _window_end FROM {view} LIMIT 0"
+        )
+        return
+    described = conn.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()
+    for column_name, column_type, *_ in described:
+        if column_name not in existing:
+            log.info("%s: new column %s %s", stream.table, column_name, column_type)
+            conn.execute(
+                f"ALTER TABLE {quote_ident(stream.table)} ADD COLUMN {quote_ident(column_name)} {column_type}"
+            )
+
+
+def _delete_window(conn: duckdb.DuckDBPyConnection, batch: Batch) -> int:
+    stream = batch.stream
+    part = quote_ident(stream.partition_column)
+    where = f"(({part} BETWEEN ? AND ?) OR ({part} IS NULL AND _window_start >= ? AND _window_end <= ?))"
+    params: list[object] = [batch.window.start, batch.window.end, batch.window.start, batch.window.end]
+    for column, value in batch.scope.items():
+        where += f" AND {quote_ident(column)} = ?"
+        params.append(value)
+    row = conn.execute(f"DELETE FROM {quote_ident(stream.table)} WHERE {where}", params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _check_unique(conn: duckdb.DuckDBPyConnection, stream: Stream, window: Window) -> None:
+    """Refuse to commit duplicate keys in the window just written: duplicates are never silent."""
+    keys = ", ".join(quote_ident(k) for k in stream.key)
+    part = quote_ident(stream.partition_column)
+    dup = conn.execute(
+        f"SELECT {keys}, count(*) AS n FROM {quote_ident(stream.table)} "
+        f"WHERE ({part} BETWEEN ? AND ?) OR ({part} IS NULL AND _window_start >= ? AND _window_end <= ?) "
+        f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1",
+        [window.start, window.end, window.start, window.end],
+    ).fetchone()
+    if dup is not None:
+        shown = dict(zip(stream.key, dup[:-1], strict=True))
+        raise ValueError(f"{stream.table}: duplicate key {shown} ({dup[-1]} rows); nothing was written")
+
+
+def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
+    """Replace each batch's window in one transaction. Several batches (pages) of one account and
+    window delete that window once. If iterating `batches` raises (an API error on a later page or
+    account), nothing is written."""
+    result = LoadResult()
+    loaded_at = datetime.now(UTC)
+    cleared: set[tuple[str, Window, tuple[tuple[str, str], ...]]] = set()
+    written: dict[str, tuple[Stream, list[Window]]] = {}
+    with transaction(conn):
+        for batch in batches:
+            stream = batch.stream
+            view = "__mkpi_batch"
+            conn.register(view, batch.data)
+            try:
+                _ensure_table(conn, stream, view)
+                scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
+                if scope_key not in cleared:
+                    _delete_window(conn, batch)
+                    cleared.add(scope_key)
+                if batch.num_rows:
+                    conn.execute(
+                        f"INSERT INTO {quote_ident(stream.table)} BY NAME SELECT *, ? AS _loaded_at, "
+                        f"CAST(? AS DATE) AS _window_start, CAST(? AS DATE) AS _window_end FROM {view}",
+                        [loaded_at, batch.window.start, batch.window.end],
+                    )
+            finally:
+                conn.unregister(view)
+            result.rows_by_table[stream.table] = result.rows_by_table.get(stream.table, 0) + batch.num_rows
+            result.schemas[stream.table] = stream.schema
+            windows = result.windows.setdefault(stream.table, [])
+            if str(batch.window) not in windows:
+                windows.append(str(batch.window))
+            written.setdefault(stream.table, (stream, []))[1].append(batch.window)
+        for stream, windows in written.values():
+            for window in sorted(set(windows)):
+                _check_unique(conn, stream, window)
+    return result

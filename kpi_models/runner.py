@@ -1,0 +1,111 @@
+"""The one SQL runner: rebuilds a window of a KPI table from its SQL file, in one transaction.
+
+Why windows: a scheduled run re-reads a few trailing days of raw data; only those days of the KPI
+tables need recomputing. A model's SQL is a plain SELECT taking `$start` and `$end`; the runner
+deletes that window from the KPI table and inserts the SELECT's rows, so rebuilding is idempotent and
+an analyst never sees a half-rebuilt table (the delete and insert commit together).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+from connectors.batches import Window
+from connectors.warehouse import quote_ident, transaction
+
+KPI_SCHEMA = "kpi"
+
+
+@dataclass(frozen=True)
+class KpiModel:
+    """A KPI table: its SQL file, its grain (key) and the date column windows are cut on."""
+
+    name: str
+    key: tuple[str, ...]
+    rate_columns: tuple[str, ...] = ()
+    partition_column: str = "date"
+
+    @property
+    def table(self) -> str:
+        return f"{KPI_SCHEMA}.{self.name}"
+
+    def sql(self) -> str:
+        return resources.files("kpi_models").joinpath("sql", f"{self.name}.sql").read_text(encoding="utf-8")
+
+
+MODELS: dict[str, KpiModel] = {
+    "web_daily": KpiModel(
+        name="web_daily",
+        key=("date", "source", "channel"),
+        rate_columns=("engagement_rate", "bounce_rate", "conversion_rate"),
+    ),
+}
+
+
+def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Mapping[str, str]]) -> None:
+    """Replace `kpi.channel_map` (source, raw_value, channel) with the editable mapping from config."""
+    rows = [(source, raw, channel) for source, mapping in channels.items() for raw, channel in mapping.items()]
+    table = pa.table(
+        {
+            "source": pa.array([r[0] for r in rows], pa.string()),
+            "raw_value": pa.array([r[1] for r in rows], pa.string()),
+            "channel": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    conn.register("__mkpi_channel_map", table)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.channel_map AS SELECT * FROM __mkpi_channel_map")
+    finally:
+        conn.unregister("__mkpi_channel_map")
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild wrote, for run metadata."""
+
+    table: str
+    window: Window
+    rows: int
+    columns: tuple[tuple[str, str], ...]
+
+
+def rebuild(
+    conn: duckdb.DuckDBPyConnection,
+    model: KpiModel | str,
+    window: Window,
+    channels: Mapping[str, Mapping[str, str]] | None = None,
+) -> RebuildResult:
+    """Recompute `window` of the model's table from raw tables, atomically."""
+    if isinstance(model, str):
+        model = MODELS[model]
+    params = {"start": window.start, "end": window.end}
+    query = model.sql()
+    target = quote_ident(model.table)
+    part = quote_ident(model.partition_column)
+    with transaction(conn):
+        if channels is not None:
+            write_channel_map(conn, channels)
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
+        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end", params)
+        conn.execute(f"INSERT INTO {target} BY NAME {query}", params)
+        row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end", params).fetchone()
+        columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
+    return RebuildResult(model.table, window, int(row[0]) if row else 0, columns)
+
+
+def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, int]:
+    """GA4 channel groups in the window that the mapping does not know (they count as `other`)."""
+    rows = conn.execute(
+        "SELECT t.session_default_channel_group, CAST(sum(t.sessions) AS BIGINT) FROM ga4.traffic_by_channel t "
+        "LEFT JOIN kpi.channel_map m ON m.source = 'ga4' AND m.raw_value = t.session_default_channel_group "
+        "WHERE t.date BETWEEN ? AND ? AND m.channel IS NULL GROUP BY 1 ORDER BY 1",
+        [window.start, window.end],
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}

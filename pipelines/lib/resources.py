@@ -1,0 +1,54 @@
+"""Dagster resources: thin wrappers that hand settings to plain-Python connectors and the loader.
+
+Why thin: connectors and the loader must run (and be tested) without Dagster. Settings are read at
+run time (environment over config file), so a secret is never part of run config or the UI.
+"""
+
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import duckdb
+
+from connectors.batches import Batch
+from connectors.ga4 import Ga4Connector
+from connectors.settings import Settings, load_settings
+from connectors.warehouse import LoadResult, connect, load_batches
+
+
+class SettingsResource(dg.ConfigurableResource):
+    """Pipeline settings: `config/mkpi.yaml` (or MKPI_CONFIG), overridden by MKPI_* variables."""
+
+    config_path: str | None = None
+
+    def load(self) -> Settings:
+        return load_settings(self.config_path)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The working DuckDB file (MKPI_DUCKDB_PATH, default data/marketing.duckdb); one writer at a time."""
+
+    database: str | None = None
+    config_path: str | None = None
+
+    def path(self) -> str:
+        return self.database or load_settings(self.config_path).duckdb_path
+
+    @contextmanager
+    def connection(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with connect(self.path(), read_only=read_only) as conn:
+            yield conn
+
+    def load(self, batches: Iterable[Batch]) -> LoadResult:
+        with self.connection() as conn:
+            return load_batches(conn, batches)
+
+
+class GA4Resource(dg.ConfigurableResource):
+    """Google Analytics 4 Data API access: properties, endpoint and credentials from settings."""
+
+    config_path: str | None = None
+
+    def connector(self) -> Ga4Connector:
+        return Ga4Connector(load_settings(self.config_path).ga4)

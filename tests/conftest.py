@@ -1,0 +1,18 @@
+"""Shared fixtures. Every test is offline: servers, if any, are the project's own on 127.0.0.1."""
+
+import os
+
+import pytest
+
+# Keep developer credentials and settings out of tests: a test sets exactly what it needs.
+_ISOLATED = [k for k in os.environ if k.startswith("MKPI_")] + ["GOOGLE_APPLICATION_CREDENTIALS"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch, tmp_path):
+    for key in _ISOLATED:
+        monkeypatch.delenv(key, raising=False)
+    # No application-default credentials from the developer's machine.
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(tmp_path / "test.duckdb"))
+    yield

@@ -1,0 +1,97 @@
+"""kpi.web_daily on hand-made raw rows: ratios of sums, channel mapping, idempotent window rebuilds.
+
+Expected values are worked out by hand in the comments, not read back from the SQL.
+"""
+
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from connectors.batches import Batch, Window
+from connectors.ga4 import TRAFFIC
+from connectors.warehouse import connect, load_batches
+from kpi_models.runner import rebuild, unmapped_channel_values
+
+D1, D2 = date(2026, 3, 2), date(2026, 3, 3)
+CHANNELS = {"ga4": {"Organic Search": "organic_search", "Organic Shopping": "organic_search", "Direct": "direct"}}
+
+
+def traffic(property_id: str, rows: list[tuple]) -> Batch:
+    """rows: (date, group, sessions, engaged, duration, rate, new_users)."""
+    n = len(rows)
+    sessions = [r[2] for r in rows]
+    rates = [r[5] for r in rows]
+    data = pa.table({
+        "property_id": [property_id] * n,
+        "date": pa.array([r[0] for r in rows], pa.date32()),
+        "session_default_channel_group": [r[1] for r in rows],
+        "sessions": pa.array(sessions, pa.int64()),
+        "engaged_sessions": pa.array([r[3] for r in rows], pa.int64()),
+        "user_engagement_duration": pa.array([float(r[4]) for r in rows]),
+        "session_key_event_rate": pa.array(rates, pa.float64()),
+        "key_events": pa.array([0.0] * n),
+        "new_users": pa.array([r[6] for r in rows], pa.int64()),
+        "is_other": [False] * n,
+        "time_zone": ["Europe/Paris"] * n,
+        "currency_code": ["EUR"] * n,
+        "converting_sessions": pa.array([round(s * r) for s, r in zip(sessions, rates, strict=True)], pa.int64()),
+    })
+    return Batch(TRAFFIC.stream, data, Window(D1, D2), {"property_id": property_id})
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with connect(tmp_path / "k.duckdb") as c:
+        load_batches(c, [
+            traffic("1", [
+                (D1, "Organic Search", 100, 60, 6000, 0.05, 40),
+                (D1, "Organic Shopping", 300, 90, 3000, 0.10, 100),
+                (D1, "Direct", 50, 50, 1000, 0.0, 10),
+                (D1, "Carrier Pigeon", 10, 1, 10, 0.0, 1),
+                (D2, "Direct", 0, 0, 0, 0.0, 0),
+            ]),
+            traffic("2", [(D1, "Direct", 150, 30, 2000, 0.2, 5)]),
+        ])
+        yield c
+
+
+def kpis(conn, day, channel):
+    return conn.execute(
+        "SELECT sessions, engagement_rate, bounce_rate, conversion_rate, avg_session_duration "
+        "FROM kpi.web_daily WHERE date = ? AND channel = ? AND source = 'ga4'", [day, channel]).fetchone()
+
+
+def test_rates_are_ratios_of_sums(conn):
+    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    # organic_search = Organic Search + Organic Shopping: 400 sessions, 150 engaged,
+    # 5 + 30 = 35 converting, 9000 s. engagement 150/400 = 0.375 (the average of 0.6 and 0.3 would be 0.45)
+    sessions, engagement, bounce, conversion, duration = kpis(conn, D1, "organic_search")
+    assert sessions == 400
+    assert engagement == pytest.approx(0.375)
+    assert bounce == pytest.approx(250 / 400)
+    assert conversion == pytest.approx(35 / 400)
+    assert duration == pytest.approx(22.5)
+    # direct sums both properties: 200 sessions, 80 engaged, 30 converting, 3000 s
+    assert kpis(conn, D1, "direct") == pytest.approx((200, 0.4, 0.6, 0.15, 15.0))
+
+
+def test_unmapped_channel_counts_as_other_and_is_reported(conn):
+    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    assert kpis(conn, D1, "other")[0] == 10
+    assert unmapped_channel_values(conn, Window(D1, D2)) == {"Carrier Pigeon": 10}
+
+
+def test_zero_sessions_gives_null_rates_not_zero_or_inf(conn):
+    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    assert kpis(conn, D2, "direct") == (0, None, None, None, None)
+
+
+def test_rebuilding_a_window_is_idempotent_and_local(conn):
+    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    before = conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall()
+    result = rebuild(conn, "web_daily", Window(D2, D2), channels=CHANNELS)
+    assert result.rows == 1
+    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    assert conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall() == before
+    assert conn.execute("SELECT count(*) FROM kpi.web_daily").fetchone() == (4,)
