@@ -230,7 +230,7 @@ def parse_report(response: Any, report: Ga4Report, property_id: str) -> tuple[pa
 
     pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
     dim_names = [h.name for h in pb.dimension_headers]
-    met_headers = {h.name: (i, h.type) for i, h in enumerate(pb.metric_headers)}
+    met_headers = {h.name: (i, h.type_) for i, h in enumerate(pb.metric_headers)}
     rows = pb.rows
     dim_values: list[list[str]] = [[] for _ in dim_names]
     met_values: list[list[str]] = [[] for _ in pb.metric_headers]

@@ -6,7 +6,6 @@ KPI summary from DuckDB and stops the servers. Re-running is safe: every write r
 """
 
 import argparse
-import logging
 import os
 import sys
 from datetime import date, datetime, timedelta
@@ -64,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90, help="days to backfill, ending yesterday")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from sandbox.launcher import start_sandbox
 

@@ -1,0 +1,72 @@
+"""``python -m sandbox``: serve the synthetic shop on 127.0.0.1 until Ctrl-C or SIGTERM.
+
+It prints ``export NAME=value`` lines for the connectors, e.g. ``python -m sandbox > /tmp/sandbox.env &``
+then ``source /tmp/sandbox.env`` in the shell that runs the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from datetime import date
+from types import FrameType
+
+from sandbox.launcher import start_sandbox
+from sandbox.world import DEFAULT_GA4_PROPERTY_ID, World
+
+
+def _parse_properties(value: str) -> dict[str, float]:
+    """``123456789=1.0,987654321=0.3`` -> property id to traffic scale (scale defaults to 1)."""
+    properties: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        pid, _, scale = item.partition("=")
+        properties[pid] = float(scale) if scale else 1.0
+    return properties
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--today", type=date.fromisoformat, default=None,
+                        help="last day with data (YYYY-MM-DD); default: today in Europe/Paris")
+    parser.add_argument("--restatement-days", type=int, default=0)
+    parser.add_argument("--ga4-properties", type=_parse_properties, default={DEFAULT_GA4_PROPERTY_ID: 1.0},
+                        help="comma-separated id[=scale] list")
+    parser.add_argument("--exec", dest="command", nargs=argparse.REMAINDER, default=None,
+                        help="run this command with the sandbox environment, then stop (used by `make dev`)")
+    args = parser.parse_args(argv)
+
+    world = World(seed=args.seed, today=args.today, restatement_days=args.restatement_days,
+                  ga4_properties=args.ga4_properties)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    with start_sandbox(world) as sandbox:
+        if args.command:
+            print(f"sandbox: {' '.join(f'{k}={v}' for k, v in sandbox.env.items())}", file=sys.stderr)
+            child = subprocess.Popen(args.command, env={**os.environ, **sandbox.env})
+            while child.poll() is None and not stop.wait(0.5):
+                pass
+            if child.poll() is None:
+                child.terminate()
+            return child.wait()
+        for name, value in sandbox.env.items():
+            print(f"export {name}={shlex.quote(value)}")
+        print(f"# {world!r}; Ctrl-C to stop", file=sys.stderr)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,377 @@
+"""GA4 Data API v1beta ``runReport`` over REST, as the official ``google-analytics-data`` client sends it.
+
+Why emulate the wire rather than mock the client: the connector must be tested with the real
+``BetaAnalyticsDataClient`` (``transport="rest"``), so the request parsing, int64-as-string fields, enum
+encodings, paging, the ``(other)`` row, quota reporting and Google's error envelope all have to be what
+the library really sees. Numbers come from ``World.ga4_facts``, so every report is exactly the sum of the
+world's cells and tests can recompute any figure independently.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sandbox.httpserver import Request, Response, SandboxServer, json_response
+from sandbox.world import CURRENCY, GA4_DIMENSION_KEYS, TIMEZONE, Ga4Fact, World
+
+SCHEMA_URL = "https://developers.google.com/analytics/devguides/reporting/data/v1/api-schema"
+SUPPORTED_DIMENSIONS = ("date", *GA4_DIMENSION_KEYS)
+METRIC_TYPES: dict[str, str] = {
+    "sessions": "TYPE_INTEGER",
+    "engagedSessions": "TYPE_INTEGER",
+    "userEngagementDuration": "TYPE_SECONDS",
+    "keyEvents": "TYPE_INTEGER",
+    "sessionKeyEventRate": "TYPE_FLOAT",
+    "ecommercePurchases": "TYPE_INTEGER",
+    "purchaseRevenue": "TYPE_CURRENCY",
+    "addToCarts": "TYPE_INTEGER",
+    "checkouts": "TYPE_INTEGER",
+    "totalUsers": "TYPE_INTEGER",
+    "newUsers": "TYPE_INTEGER",
+}
+# google.analytics.data_v1beta.types.MetricType values, for requests made with enum-encoding=int.
+_METRIC_TYPE_INT = {"TYPE_INTEGER": 1, "TYPE_FLOAT": 2, "TYPE_SECONDS": 4, "TYPE_CURRENCY": 9}
+# OrderBy.DimensionOrderBy.OrderType, which may arrive as a name or (enum-encoding=int) a number.
+_ORDER_TYPES = {0: "ALPHANUMERIC", 1: "ALPHANUMERIC", 2: "CASE_INSENSITIVE_ALPHANUMERIC", 3: "NUMERIC"}
+DEFAULT_LIMIT = 10_000
+MAX_LIMIT = 250_000
+OTHER = "(other)"
+# Request fields the sandbox does not implement: rejecting them beats silently returning unfiltered data.
+_UNSUPPORTED_FIELDS = ("dimensionFilter", "metricFilter", "metricAggregations", "comparisons", "cohortSpec",
+                       "pivots")
+_PATH = re.compile(r"^/v1beta/properties/([^/:]+):runReport$")
+# Real GA4 quota limits for a standard property, used for the parts of propertyQuota we do not enforce.
+_TOKENS_PER_HOUR = 40_000
+_TOKENS_PER_PROJECT_PER_HOUR = 14_000
+_CONCURRENT_REQUESTS = 10
+_SERVER_ERRORS_PER_HOUR = 10
+_THRESHOLDED_PER_HOUR = 120
+
+
+class Ga4ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Group:
+    """One output row being aggregated: additive sums plus the cells, kept for distinct users."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    facts: list[Ga4Fact] = field(default_factory=list)
+    days: set[date] = field(default_factory=set)
+
+    def add(self, fact: Ga4Fact) -> None:
+        for name, value in fact.metrics.items():
+            self.sums[name] = self.sums.get(name, 0) + value
+        self.facts.append(fact)
+        self.days.add(fact.day)
+
+    def merge(self, other: _Group) -> None:
+        for name, value in other.sums.items():
+            self.sums[name] = self.sums.get(name, 0) + value
+        self.facts.extend(other.facts)
+        self.days |= other.days
+
+
+@dataclass
+class _Quota:
+    day_consumed: int = 0
+    hour_bucket: int = -1
+    hour_consumed: int = 0
+
+
+def format_float(value: float) -> str:
+    """GA4 prints floats at full precision and integral values without a decimal point ("0", "120")."""
+    if math.isfinite(value) and value == int(value):
+        return str(int(value))
+    return repr(value)
+
+
+def _as_int(value: Any, name: str, default: int) -> int:
+    """int64 fields arrive as JSON strings ("250000"); accept numbers too."""
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise Ga4ApiError(400, f"Invalid value for {name}: {value!r}") from None
+
+
+class Ga4Server(SandboxServer):
+    """GA4 Data API emulator; see the module docstring. Thread-safe: quota and read counter are locked."""
+
+    name = "ga4"
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        cardinality_limit: int | None = None,
+        forbidden_properties: Iterable[str] = (),
+        tokens_per_day: int = 200_000,
+    ) -> None:
+        super().__init__()
+        if cardinality_limit is not None and cardinality_limit < 2:
+            raise ValueError("cardinality_limit must be >= 2 (one kept row plus the (other) row)")
+        self.world = world
+        self.cardinality_limit = cardinality_limit
+        self.forbidden_properties = frozenset(forbidden_properties)
+        self.tokens_per_day = tokens_per_day
+        self._state_lock = threading.Lock()
+        self._reads = 0
+        self._quota: dict[str, _Quota] = {}
+        self._project_hour: tuple[int, int] = (-1, 0)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MKPI_GA4_ENDPOINT": self.url,
+            "MKPI_GA4_PROPERTY_IDS": ",".join(self.world.ga4_properties),
+        }
+
+    @property
+    def reads(self) -> int:
+        """Successful runReport calls so far; the next one reads the world at this version."""
+        with self._state_lock:
+            return self._reads
+
+    # ---- HTTP ----------------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        match = _PATH.match(request.path)
+        if match is None or request.method != "POST":
+            return self.error_response(404, f"Method not found: {request.method} {request.path}")
+        property_id = urllib.parse.unquote(match.group(1))
+        body = request.json if request.body else {}
+        if not isinstance(body, dict):
+            return self.error_response(400, "Invalid JSON payload received.")
+        enum_int = "enum-encoding=int" in request.raw_query
+        try:
+            return json_response(200, self.run_report(property_id, body, enum_int=enum_int))
+        except Ga4ApiError as err:
+            return self.error_response(err.status, err.message)
+
+    # ---- runReport -----------------------------------------------------------------------------------
+
+    def run_report(self, property_id: str, body: dict[str, Any], enum_int: bool = False) -> dict[str, Any]:
+        """The runReport response as a JSON-ready dict; raises Ga4ApiError for API errors."""
+        if property_id in self.forbidden_properties:
+            raise Ga4ApiError(403, "User does not have sufficient permissions for this property. "
+                                   f"Property: properties/{property_id}.")
+        if property_id not in self.world.ga4_properties:
+            raise Ga4ApiError(404, f"Property properties/{property_id} was not found.")
+        dims, metrics, start, end, limit, offset, order_bys = self._parse(body)
+        days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        days = [d for d in days if self.world.has_data(d)]
+        quota = self._charge(property_id, 1 + max(0, len(days) - 1) // 90)
+
+        with self._state_lock:
+            version = self._reads
+        groups: dict[tuple[str, ...], _Group] = {}
+        for day in days:
+            day_key = day.strftime("%Y%m%d")
+            for fact in self.world.ga4_facts(property_id, day, version):
+                key = tuple(day_key if d == "date" else fact.dims[d] for d in dims)
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = _Group()
+                group.add(fact)
+
+        data_loss = False
+        items = sorted(groups.items())
+        if self.cardinality_limit is not None and len(items) > self.cardinality_limit:
+            ranked = sorted(items, key=lambda kv: (-kv[1].sums.get("sessions", 0), kv[0]))
+            other = _Group()
+            for _key, group in ranked[self.cardinality_limit - 1:]:
+                other.merge(group)
+            items = sorted(ranked[: self.cardinality_limit - 1]) + [((OTHER,) * len(dims), other)]
+            data_loss = True
+
+        rows = [(key, [self._metric_value(group, m) for m in metrics]) for key, group in items]
+        rows = self._order(rows, dims, metrics, order_bys)
+        page = rows[offset: offset + limit]
+
+        type_of = (lambda t: _METRIC_TYPE_INT[t]) if enum_int else (lambda t: t)
+        response: dict[str, Any] = {}
+        if dims:
+            response["dimensionHeaders"] = [{"name": d} for d in dims]
+        if metrics:
+            response["metricHeaders"] = [{"name": m, "type": type_of(METRIC_TYPES[m])} for m in metrics]
+        if page:
+            response["rows"] = [
+                {
+                    "dimensionValues": [{"value": v} for v in key],
+                    "metricValues": [
+                        {"value": self._format(m, v)} for m, v in zip(metrics, values, strict=True)
+                    ],
+                }
+                for key, values in page
+            ]
+        if rows:
+            response["rowCount"] = len(rows)
+        metadata: dict[str, Any] = {"currencyCode": CURRENCY, "timeZone": TIMEZONE}
+        if data_loss:
+            metadata["dataLossFromOtherRow"] = True
+        response["metadata"] = metadata
+        if body.get("returnPropertyQuota"):
+            response["propertyQuota"] = quota
+        response["kind"] = "analyticsData#runReport"
+        with self._state_lock:
+            self._reads += 1
+        return response
+
+    def _parse(
+        self, body: dict[str, Any]
+    ) -> tuple[list[str], list[str], date, date, int, int, list[dict[str, Any]]]:
+        for name in _UNSUPPORTED_FIELDS:
+            if body.get(name):
+                raise Ga4ApiError(400, f"{name} is not supported by the sandbox GA4 server.")
+        dims = []
+        for d in body.get("dimensions") or []:
+            name = d.get("name", "")
+            if d.get("dimensionExpression") or name not in SUPPORTED_DIMENSIONS:
+                raise Ga4ApiError(400, f"Field {name} is not a valid dimension. For a list of valid "
+                                       f"dimensions and metrics, see {SCHEMA_URL}")
+            dims.append(name)
+        metrics = []
+        for m in body.get("metrics") or []:
+            name = m.get("name", "")
+            if m.get("expression") or name not in METRIC_TYPES:
+                raise Ga4ApiError(400, f"Field {name} is not a valid metric. For a list of valid "
+                                       f"dimensions and metrics, see {SCHEMA_URL}")
+            metrics.append(name)
+        if len(set(dims)) != len(dims) or len(set(metrics)) != len(metrics):
+            raise Ga4ApiError(400, "Duplicate dimension or metric names in the request.")
+        if not dims and not metrics:
+            raise Ga4ApiError(400, "At least one dimension or metric must be requested.")
+        ranges = body.get("dateRanges") or []
+        if len(ranges) != 1:
+            raise Ga4ApiError(400, f"The sandbox supports exactly one dateRange; got {len(ranges)}.")
+        start = self._parse_date(ranges[0].get("startDate", ""), "startDate")
+        end = self._parse_date(ranges[0].get("endDate", ""), "endDate")
+        if start > end:
+            raise Ga4ApiError(400, f"Invalid date range: startDate {start} is after endDate {end}.")
+        limit = _as_int(body.get("limit"), "limit", 0)
+        offset = _as_int(body.get("offset"), "offset", 0)
+        if limit < 0 or offset < 0:
+            raise Ga4ApiError(400, "limit and offset must be non-negative.")
+        # GA4 returns at most 250,000 rows per request whatever the limit asked.
+        limit = min(limit or DEFAULT_LIMIT, MAX_LIMIT)
+        order_bys = list(body.get("orderBys") or [])
+        for ob in order_bys:
+            if "dimension" in ob:
+                if ob["dimension"].get("dimensionName") not in dims:
+                    raise Ga4ApiError(400, f"orderBys dimension {ob['dimension'].get('dimensionName')!r} "
+                                           "is not in the request dimensions.")
+            elif "metric" in ob:
+                if ob["metric"].get("metricName") not in metrics:
+                    raise Ga4ApiError(400, f"orderBys metric {ob['metric'].get('metricName')!r} "
+                                           "is not in the request metrics.")
+            else:
+                raise Ga4ApiError(400, "The sandbox supports dimension and metric orderBys only.")
+        return dims, metrics, start, end, limit, offset, order_bys
+
+    def _parse_date(self, value: str, name: str) -> date:
+        today = self.world.today
+        if value == "today":
+            return today
+        if value == "yesterday":
+            return today - timedelta(days=1)
+        relative = re.fullmatch(r"(\d+)daysAgo", value)
+        if relative:
+            return today - timedelta(days=int(relative.group(1)))
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                pass
+        raise Ga4ApiError(400, f"Invalid {name} {value!r}: use YYYY-MM-DD, NdaysAgo, yesterday or today.")
+
+    def _metric_value(self, group: _Group, name: str) -> float:
+        sums = group.sums
+        if name == "totalUsers":
+            return self.world.ga4_total_users(group.facts, len(group.days))
+        if name == "sessionKeyEventRate":
+            sessions = sums.get("sessions", 0)
+            return sums.get("convertingSessions", 0) / sessions if sessions else 0.0
+        if name == "purchaseRevenue":
+            return round(float(sums.get(name, 0.0)), 2)
+        return int(sums.get(name, 0))
+
+    @staticmethod
+    def _format(metric: str, value: float) -> str:
+        if METRIC_TYPES[metric] in ("TYPE_FLOAT", "TYPE_CURRENCY"):
+            return format_float(float(value))
+        return str(int(value))
+
+    @staticmethod
+    def _order(
+        rows: list[tuple[tuple[str, ...], list[float]]],
+        dims: list[str],
+        metrics: list[str],
+        order_bys: list[dict[str, Any]],
+    ) -> list[tuple[tuple[str, ...], list[float]]]:
+        """Rows arrive sorted by dimension values; apply orderBys as stable sorts, last key first."""
+        for ob in reversed(order_bys):
+            desc = bool(ob.get("desc"))
+            if "metric" in ob:
+                i = metrics.index(ob["metric"]["metricName"])
+                rows.sort(key=lambda r, i=i: r[1][i], reverse=desc)
+                continue
+            j = dims.index(ob["dimension"]["dimensionName"])
+            raw_type = ob["dimension"].get("orderType", 0)
+            order_type = _ORDER_TYPES.get(raw_type, raw_type) if isinstance(raw_type, int) else raw_type
+            if order_type == "NUMERIC":
+                rows.sort(key=lambda r, j=j: _numeric_key(r[0][j]), reverse=desc)
+            elif order_type == "CASE_INSENSITIVE_ALPHANUMERIC":
+                rows.sort(key=lambda r, j=j: r[0][j].lower(), reverse=desc)
+            else:
+                rows.sort(key=lambda r, j=j: r[0][j], reverse=desc)
+        return rows
+
+    # ---- quota ---------------------------------------------------------------------------------------
+
+    def _charge(self, property_id: str, cost: int) -> dict[str, Any]:
+        """Count tokens down per property; 429 once the daily budget is spent (nothing is charged then)."""
+        hour = int(time.time() // 3600)
+        with self._state_lock:
+            quota = self._quota.setdefault(property_id, _Quota())
+            if quota.hour_bucket != hour:
+                quota.hour_bucket, quota.hour_consumed = hour, 0
+            if quota.day_consumed >= self.tokens_per_day:
+                raise Ga4ApiError(429, "Exhausted property tokens per day.")
+            if quota.hour_consumed >= _TOKENS_PER_HOUR:
+                raise Ga4ApiError(429, "Exhausted property tokens per hour.")
+            quota.day_consumed += cost
+            quota.hour_consumed += cost
+            bucket, consumed = self._project_hour
+            project_consumed = (consumed if bucket == hour else 0) + cost
+            self._project_hour = (hour, project_consumed)
+            day_left = max(0, self.tokens_per_day - quota.day_consumed)
+            hour_left = max(0, _TOKENS_PER_HOUR - quota.hour_consumed)
+            return {
+                "tokensPerDay": {"consumed": cost, "remaining": day_left},
+                "tokensPerHour": {"consumed": cost, "remaining": hour_left},
+                "concurrentRequests": {"consumed": 0, "remaining": _CONCURRENT_REQUESTS},
+                "serverErrorsPerProjectPerHour": {"consumed": 0, "remaining": _SERVER_ERRORS_PER_HOUR},
+                "potentiallyThresholdedRequestsPerHour": {"consumed": 0, "remaining": _THRESHOLDED_PER_HOUR},
+                "tokensPerProjectPerHour": {
+                    "consumed": cost, "remaining": max(0, _TOKENS_PER_PROJECT_PER_HOUR - project_consumed)},
+            }
+
+
+def _numeric_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value)

@@ -1,0 +1,827 @@
+"""One seeded synthetic online shop, observed by GA4, Search Console, Google Ads, HubSpot and Matomo.
+
+Why a single world rather than one fake per platform: the pipeline's value is in cross-checking sources
+(GA4 paid sessions against Ads clicks, Matomo visits against GA4 sessions, ...). Independent fakes would
+make every such check meaningless, so every platform here derives its numbers from the same day-level
+drivers:
+
+* Search Console clicks drive GA4 ``Organic Search`` / google sessions (about 0.9 sessions per click);
+* Google Ads clicks per campaign type drive GA4 ``Paid Search``, ``Paid Shopping``, ``Cross-network``
+  (Performance Max) and ``Display`` sessions (about 0.93 sessions per click);
+* HubSpot marketing e-mail clicks drive GA4 ``Email`` sessions over the following days;
+* Matomo visits and e-commerce figures are GA4's final figures seen through a slightly different tracker;
+* HubSpot contacts follow GA4 converting sessions.
+
+Determinism: every random draw comes from ``random.Random`` seeded with blake2b of
+``f"{seed}|{date}|{entity}"``. Python's ``hash()`` is salted per process, so it would make two runs of the
+same test disagree. Nothing depends on call order or on other dates, so any (date, entity) value can be
+recomputed in isolation, by any process, and still match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+DEFAULT_GA4_PROPERTY_ID = "123456789"
+DEFAULT_ADS_CUSTOMER_ID = "1234567890"
+DEFAULT_GSC_SITE = "sc-domain:shop.example"
+DEFAULT_MATOMO_SITE_ID = "1"
+TIMEZONE = "Europe/Paris"
+CURRENCY = "EUR"
+SHOP_DOMAIN = "shop.example"
+
+_TZ = ZoneInfo(TIMEZONE)
+_EPOCH = date(2024, 1, 1)
+# Monday .. Sunday. The shop sells home goods: Sunday evening browsing is strong, Saturday is weak.
+_WEEKDAY_FACTOR = (1.04, 1.02, 1.00, 0.98, 0.93, 0.86, 1.05)
+_DEVICES = ("desktop", "mobile", "tablet")
+# GA4 sessions per ad click: the gap models consent refusals, bounces before the tag fires, and so on.
+GA4_SESSIONS_PER_AD_CLICK = 0.93
+GA4_SESSIONS_PER_GSC_CLICK = 0.90
+# Share of an e-mail's clicks that happen on the send day, the day after, ...
+_EMAIL_CLICK_DECAY = (0.62, 0.24, 0.09, 0.05)
+_GA4_SESSIONS_PER_EMAIL_CLICK = 1.15
+_RESTATEMENT_SHORTFALL = 0.15
+
+
+# --------------------------------------------------------------------------------------------------------
+# Deterministic randomness helpers
+# --------------------------------------------------------------------------------------------------------
+
+
+def seeded_rng(seed: int, day: date | str, entity: str) -> random.Random:
+    """A Random for one (seed, date, entity); blake2b because hash() differs between processes."""
+    digest = hashlib.blake2b(f"{seed}|{day}|{entity}".encode(), digest_size=16).digest()
+    return random.Random(int.from_bytes(digest, "big"))
+
+
+def _sround(x: float, u: float) -> int:
+    """Stochastic rounding with a pre-drawn uniform, so small cells keep the right expectation.
+
+    Plain rounding of 5 sessions x 2 % would always give 0 conversions; drawing the uniform up front
+    (instead of inside a branch) keeps the number of draws per cell constant, which keeps values of one
+    cell stable when another input changes.
+    """
+    if x <= 0:
+        return 0
+    base = math.floor(x)
+    return base + (1 if u < x - base else 0)
+
+
+def _split(total: int, weights: Sequence[float]) -> list[int]:
+    """Split an integer total by weights with largest remainders: parts always add up to the total."""
+    wsum = sum(weights)
+    if total <= 0 or wsum <= 0:
+        return [0] * len(weights)
+    raw = [total * w / wsum for w in weights]
+    parts = [math.floor(r) for r in raw]
+    rest = total - sum(parts)
+    order = sorted(range(len(raw)), key=lambda i: (parts[i] - raw[i], i))
+    for i in order[:rest]:
+        parts[i] += 1
+    return parts
+
+
+def _ms(dt: datetime) -> int:
+    return int(round(dt.timestamp() * 1000))
+
+
+def _paris_ms(day: date, seconds_of_day: float) -> int:
+    """Epoch milliseconds (UTC) of a Paris wall-clock time; DST is what makes this worth a helper."""
+    midnight = datetime.combine(day, time(0, 0), tzinfo=_TZ)
+    return _ms(midnight + timedelta(seconds=seconds_of_day))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------------------
+
+GA4_DIMENSION_KEYS = ("sessionDefaultChannelGroup", "sessionSource", "sessionMedium", "deviceCategory")
+GA4_ADDITIVE_METRICS = (
+    "sessions",
+    "engagedSessions",
+    "userEngagementDuration",
+    "convertingSessions",
+    "keyEvents",
+    "newUsers",
+    "users",
+    "ecommercePurchases",
+    "purchaseRevenue",
+    "addToCarts",
+    "checkouts",
+)
+
+
+@dataclass(frozen=True)
+class Ga4Fact:
+    """GA4 at its finest grain: one (property, day, channel, source, medium, device) cell.
+
+    ``dims`` holds exactly the GA4 dimension names in ``GA4_DIMENSION_KEYS``; ``metrics`` holds only
+    additive metrics, so any aggregation is a plain sum (distinct users go through
+    ``World.ga4_total_users``).
+    """
+
+    property_id: str
+    day: date
+    dims: dict[str, str]
+    metrics: dict[str, int | float]
+
+
+@dataclass(frozen=True)
+class AdsCampaignDay:
+    """One row of ``SELECT campaign.*, metrics.* FROM campaign`` segmented by ``segments.date``."""
+
+    customer_id: str
+    day: date
+    campaign_id: int
+    campaign_name: str
+    status: str
+    advertising_channel_type: str
+    impressions: int
+    clicks: int
+    cost_micros: int
+    conversions: float
+    conversions_value: float
+
+
+@dataclass(frozen=True)
+class GscRow:
+    key: str
+    clicks: int
+    impressions: int
+    position: float
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+
+@dataclass(frozen=True)
+class GscDay:
+    """Search Console for one day.
+
+    ``clicks/impressions/position`` are what ``aggregationType=byProperty`` returns. ``queries`` miss the
+    anonymised long tail (their sums are lower); ``pages`` count an impression per URL shown, so their
+    impression sum is higher. The KPI layer must use the site totals; the rows are for drill-down.
+    """
+
+    site: str
+    day: date
+    clicks: int
+    impressions: int
+    position: float
+    queries: list[GscRow]
+    pages: list[GscRow]
+
+    @property
+    def ctr(self) -> float:
+        return self.clicks / self.impressions if self.impressions else 0.0
+
+
+@dataclass(frozen=True)
+class MatomoVisits:
+    """Matomo ``VisitsSummary`` fields (for one referrer type or for the whole site)."""
+
+    nb_visits: int
+    nb_uniq_visitors: int
+    nb_actions: int
+    nb_visits_converted: int
+    bounce_count: int
+    sum_visit_length: int
+    max_actions: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "nb_visits": self.nb_visits,
+            "nb_uniq_visitors": self.nb_uniq_visitors,
+            "nb_actions": self.nb_actions,
+            "nb_visits_converted": self.nb_visits_converted,
+            "bounce_count": self.bounce_count,
+            "sum_visit_length": self.sum_visit_length,
+            "max_actions": self.max_actions,
+        }
+
+
+@dataclass(frozen=True)
+class MatomoEcommerce:
+    orders: int
+    revenue: float
+    abandoned_carts: int
+    items: int
+
+
+MATOMO_REFERRER_TYPES = ("direct", "search", "website", "campaign", "social")
+
+
+@dataclass(frozen=True)
+class MatomoDay:
+    site_id: str
+    day: date
+    by_referrer_type: dict[str, MatomoVisits]
+    summary: MatomoVisits
+    ecommerce: MatomoEcommerce
+
+
+@dataclass(frozen=True)
+class EmailSend:
+    """A HubSpot marketing e-mail batch send and its (final) statistics counters."""
+
+    id: int
+    name: str
+    subject: str
+    send_ts_ms: int
+    sent: int
+    delivered: int
+    open: int
+    click: int
+    bounce: int
+    hardbounced: int
+    softbounced: int
+    unsubscribed: int
+    spamreport: int
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "open": self.open,
+            "click": self.click,
+            "bounce": self.bounce,
+            "hardbounced": self.hardbounced,
+            "softbounced": self.softbounced,
+            "unsubscribed": self.unsubscribed,
+            "spamreport": self.spamreport,
+        }
+
+
+@dataclass(frozen=True)
+class HubspotDeal:
+    id: str
+    contact_id: str
+    dealname: str
+    amount: float
+    pipeline: str
+    dealstage: str  # "closedwon", "closedlost" or an open stage
+    createdate_ms: int
+    closedate_ms: int | None
+
+
+@dataclass(frozen=True)
+class HubspotContact:
+    id: str
+    email: str
+    firstname: str
+    lastname: str
+    createdate_ms: int
+    lastmodifieddate_ms: int
+    lifecyclestage: str  # "subscriber", "lead" or "customer"
+    lead_date_ms: int | None
+    customer_date_ms: int | None
+    hs_analytics_source: str
+    deals: tuple[HubspotDeal, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class NpsResponse:
+    id: str
+    submitted_at_ms: int
+    score: int
+
+
+# --------------------------------------------------------------------------------------------------------
+# Static shape of the shop
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Channel:
+    name: str
+    # (source, medium, weight); weights of "driven" channels are shares of the driver's sessions.
+    sources: tuple[tuple[str, str, float], ...]
+    mobile_share: float
+    engagement: float
+    conversion: float
+    purchase_share: float
+    new_user_share: float
+    basket: float
+    matomo_type: str
+
+
+_CHANNELS: tuple[_Channel, ...] = (
+    _Channel("Organic Search", (("google", "organic", 1.0), ("bing", "organic", 0.065),
+             ("qwant", "organic", 0.02), ("duckduckgo", "organic", 0.015), ("ecosia", "organic", 0.01),
+             ("yahoo", "organic", 0.005)), 0.55, 0.66, 0.026, 0.62, 0.72, 71.0, "search"),
+    _Channel("Paid Search", (("google", "cpc", 1.0),), 0.58, 0.63, 0.034, 0.70, 0.76, 66.0, "campaign"),
+    _Channel("Paid Shopping", (("google", "cpc", 1.0),), 0.62, 0.60, 0.031, 0.78, 0.80, 58.0, "campaign"),
+    _Channel("Cross-network", (("google", "cpc", 1.0),), 0.64, 0.55, 0.024, 0.74, 0.82, 61.0, "campaign"),
+    _Channel("Display", (("google", "display", 1.0),), 0.70, 0.34, 0.006, 0.55, 0.88, 63.0, "campaign"),
+    _Channel("Direct", (("(direct)", "(none)", 1.0),), 0.52, 0.58, 0.032, 0.64, 0.45, 74.0, "direct"),
+    _Channel("Email", (("newsletter", "email", 1.0),), 0.60, 0.71, 0.041, 0.58, 0.12, 69.0, "campaign"),
+    _Channel("Referral", (("trustpilot.com", "referral", 0.35), ("lesnumeriques.com", "referral", 0.25),
+             ("marmiton.org", "referral", 0.25), ("paypal.com", "referral", 0.15)),
+             0.50, 0.64, 0.028, 0.60, 0.66, 76.0, "website"),
+    _Channel("Organic Social", (("facebook", "social", 0.45), ("instagram", "social", 0.35),
+             ("pinterest", "social", 0.20)), 0.82, 0.48, 0.010, 0.55, 0.78, 54.0, "social"),
+    _Channel("Paid Social", (("facebook", "paid_social", 0.6), ("instagram", "paid_social", 0.4)),
+             0.86, 0.44, 0.012, 0.72, 0.84, 52.0, "campaign"),
+    _Channel("Unassigned", (("(not set)", "(not set)", 1.0),), 0.50, 0.40, 0.015, 0.60, 0.60, 60.0, "direct"),
+)
+GA4_CHANNEL_GROUPS = tuple(c.name for c in _CHANNELS)
+# Base sessions per day at trend level 1 for channels that no other platform drives.
+_BASE_SESSIONS = {"Direct": 430.0, "Referral": 110.0, "Organic Social": 85.0, "Paid Social": 70.0,
+                  "Unassigned": 14.0}
+_AD_CHANNEL_BY_TYPE = {"SEARCH": "Paid Search", "SHOPPING": "Paid Shopping",
+                       "PERFORMANCE_MAX": "Cross-network", "DISPLAY": "Display"}
+
+
+@dataclass(frozen=True)
+class _Campaign:
+    id: int
+    name: str
+    channel_type: str
+    clicks: float  # clicks per day at trend level 1
+    ctr: float
+    cpc: float
+    conv_rate: float
+    basket: float
+    start: date
+    end: date | None  # last day with delivery; the campaign status is PAUSED once it is over
+
+
+_CAMPAIGNS: tuple[_Campaign, ...] = (
+    _Campaign(111, "Brand - Search", "SEARCH", 150.0, 0.19, 0.24, 0.060, 72.0, date(2023, 1, 1), None),
+    _Campaign(112, "Generic - Cuisine - Search", "SEARCH", 95.0, 0.052, 0.86, 0.024, 64.0,
+              date(2023, 1, 1), None),
+    _Campaign(113, "Generic - Linge de maison - Search", "SEARCH", 40.0, 0.047, 0.71, 0.020, 58.0,
+              date(2023, 1, 1), date(2025, 6, 30)),
+    _Campaign(121, "Shopping - Catalogue", "SHOPPING", 160.0, 0.011, 0.43, 0.028, 57.0,
+              date(2023, 1, 1), None),
+    _Campaign(131, "PMax - Soldes", "PERFORMANCE_MAX", 90.0, 0.009, 0.51, 0.022, 61.0,
+              date(2024, 6, 1), None),
+    _Campaign(141, "Display - Remarketing", "DISPLAY", 38.0, 0.0042, 0.31, 0.008, 63.0,
+              date(2023, 1, 1), None),
+)
+
+_QUERIES: tuple[tuple[str, float, float], ...] = (
+    # (query, share of clicks, typical position); brand queries first
+    ("maison exemple", 0.16, 1.1), ("maison exemple avis", 0.04, 1.4), ("shop.example", 0.02, 1.0),
+    ("poêle en fonte", 0.05, 6.2), ("cocotte en fonte 24 cm", 0.04, 5.1),
+    ("linge de lit lin lavé", 0.05, 7.8), ("housse de couette 240x260", 0.04, 8.3),
+    ("nappe anti tache", 0.03, 6.9), ("couteau de cuisine", 0.03, 11.2),
+    ("planche à découper bois", 0.03, 7.4), ("tablier de cuisine", 0.02, 9.1), ("torchon coton", 0.02, 8.8),
+    ("plaid laine", 0.03, 10.4), ("bocal en verre", 0.02, 12.6), ("moule à gâteau", 0.02, 9.7),
+    ("set de table", 0.02, 10.9), ("rideau lin", 0.02, 13.5), ("cadeau cuisine", 0.02, 14.2),
+)
+_QUERY_CLICK_COVERAGE = 0.78  # share of clicks carried by non-anonymised queries
+_PAGES: tuple[tuple[str, float, float], ...] = (
+    ("/", 0.24, 1.6), ("/cuisine/", 0.12, 6.5), ("/cuisine/poeles/", 0.08, 6.8),
+    ("/cuisine/cocottes/", 0.07, 5.9), ("/linge/lit/", 0.09, 8.1), ("/linge/table/", 0.06, 7.6),
+    ("/decoration/plaids/", 0.05, 10.1), ("/avis/", 0.05, 2.2), ("/blog/entretenir-fonte/", 0.08, 9.4),
+    ("/blog/choisir-linge-de-lit/", 0.06, 11.0), ("/soldes/", 0.05, 7.0), ("/contact/", 0.05, 3.0),
+)
+_PAGE_IMPRESSION_OVERCOUNT = 1.14  # several URLs of the site on one result page
+
+_EMAIL_SUBJECTS = (
+    "Nouveautés cuisine : la fonte est de retour", "Le linge de lit de saison", "-20 % sur les plaids",
+    "Nos conseils pour entretenir vos poêles", "Vente privée : 48 h seulement",
+    "Idées cadeaux pour la maison",
+    "La sélection de la semaine", "Derniers jours des soldes",
+)
+_FIRSTNAMES = ("Camille", "Léa", "Manon", "Chloé", "Lucas", "Hugo", "Louis", "Jules", "Emma", "Inès",
+               "Arthur", "Nathan", "Sarah", "Zoé", "Paul", "Alice")
+_LASTNAMES = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
+              "Moreau", "Simon", "Laurent", "Lefebvre", "Michel", "Garcia", "Roux")
+# HubSpot original-source values, weighted roughly like converting sessions per channel.
+_HUBSPOT_SOURCES = (("ORGANIC_SEARCH", 0.34), ("PAID_SEARCH", 0.17), ("DIRECT_TRAFFIC", 0.17),
+                    ("EMAIL_MARKETING", 0.09), ("REFERRALS", 0.06), ("SOCIAL_MEDIA", 0.04),
+                    ("PAID_SOCIAL", 0.03), ("OTHER_CAMPAIGNS", 0.07), ("OFFLINE", 0.03))
+
+
+# --------------------------------------------------------------------------------------------------------
+# The world
+# --------------------------------------------------------------------------------------------------------
+
+
+class World:
+    """The shop. All public methods are pure functions of (seed, date, entity[, version]) and ``today``."""
+
+    def __init__(
+        self,
+        seed: int = 7,
+        today: date | None = None,
+        restatement_days: int = 0,
+        ga4_properties: dict[str, float] | None = None,
+    ) -> None:
+        if restatement_days < 0:
+            raise ValueError("restatement_days must be >= 0")
+        self.seed = seed
+        self.today = today if today is not None else datetime.now(_TZ).date()
+        self.restatement_days = restatement_days
+        self.ga4_properties: dict[str, float] = (
+            dict(ga4_properties) if ga4_properties is not None else {DEFAULT_GA4_PROPERTY_ID: 1.0}
+        )
+        # Facts are pure, so caching them is only a speed-up; a plain dict is safe under the GIL because
+        # concurrent misses compute the same value.
+        self._ga4_cache: dict[tuple[str, date, float], list[Ga4Fact]] = {}
+        self._cache_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f"World(seed={self.seed}, today={self.today.isoformat()}, "
+                f"restatement_days={self.restatement_days}, ga4_properties={self.ga4_properties})")
+
+    # ---- shared drivers ------------------------------------------------------------------------------
+
+    def _rng(self, day: date | str, entity: str) -> random.Random:
+        return seeded_rng(self.seed, day, entity)
+
+    def has_data(self, day: date) -> bool:
+        return day <= self.today
+
+    def restatement_factor(self, day: date, version: int) -> float:
+        """How complete a day's figures are on read ``version``: 1.0 unless the day is still restating."""
+        window_start = self.today - timedelta(days=self.restatement_days)
+        if self.restatement_days > 0 and window_start < day <= self.today:
+            return 1.0 - _RESTATEMENT_SHORTFALL / (1 + max(version, 0))
+        return 1.0
+
+    @staticmethod
+    def _trend(day: date) -> float:
+        """Gentle growth (about 12 % a year) times a Christmas peak; clamped so far dates stay sane."""
+        years = (day - _EPOCH).days / 365.25
+        growth = min(3.0, max(0.5, 1.0 + 0.12 * years))
+        yearly = 1.0 + 0.10 * math.cos(2 * math.pi * (day.timetuple().tm_yday - 350) / 365.25)
+        return growth * yearly
+
+    def _level(self, day: date) -> float:
+        return self._trend(day) * _WEEKDAY_FACTOR[day.weekday()]
+
+    def _paid_level(self, day: date) -> float:
+        # Budgets cap paid traffic, so the weekly pattern is half as strong as organic.
+        return self._trend(day) * (1 + 0.5 * (_WEEKDAY_FACTOR[day.weekday()] - 1))
+
+    def _gsc_clicks_final(self, day: date) -> int:
+        u = self._rng(day, "gsc:clicks").random()
+        return round(650.0 * self._level(day) * (0.95 + 0.10 * u))
+
+    # ---- Google Ads ----------------------------------------------------------------------------------
+
+    def ads_campaign_day(
+        self, customer_id: str = DEFAULT_ADS_CUSTOMER_ID, day: date | None = None, version: int = 0
+    ) -> list[AdsCampaignDay]:
+        """Campaign rows of one day (only campaigns that served). Conversions restate, clicks do not."""
+        if day is None:
+            day = self.today
+        if customer_id != DEFAULT_ADS_CUSTOMER_ID or not self.has_data(day):
+            return []
+        factor = self.restatement_factor(day, version)
+        rows = []
+        for c in _CAMPAIGNS:
+            if day < c.start or (c.end is not None and day > c.end):
+                continue
+            r = self._rng(day, f"ads:{customer_id}:{c.id}")
+            u = [r.random() for _ in range(6)]
+            clicks = round(c.clicks * self._paid_level(day) * (0.9 + 0.2 * u[0]))
+            impressions = max(clicks, round(clicks / (c.ctr * (0.85 + 0.3 * u[1]))))
+            cost_eur = round(clicks * c.cpc * (0.85 + 0.3 * u[2]), 2)
+            conversions = round(clicks * c.conv_rate * (0.75 + 0.5 * u[3]) * factor, 2)
+            value = round(conversions * c.basket * (0.85 + 0.3 * u[4]), 2)
+            status = "PAUSED" if c.end is not None and self.today > c.end else "ENABLED"
+            rows.append(AdsCampaignDay(customer_id, day, c.id, c.name, status, c.channel_type, impressions,
+                                       clicks, int(round(cost_eur * 100)) * 10_000, conversions, value))
+        return rows
+
+    # ---- Search Console ------------------------------------------------------------------------------
+
+    def gsc_day(
+        self, site: str = DEFAULT_GSC_SITE, day: date | None = None, version: int = 0
+    ) -> GscDay | None:
+        """Site totals plus query and page rows; None for an unknown site or a future day."""
+        if day is None:
+            day = self.today
+        if site != DEFAULT_GSC_SITE or not self.has_data(day):
+            return None
+        factor = self.restatement_factor(day, version)
+        r = self._rng(day, f"gsc:{site}")
+        clicks = round(self._gsc_clicks_final(day) * factor)
+        queries: list[GscRow] = []
+        q_weights = [s * (0.8 + 0.4 * r.random()) for _, s, _ in _QUERIES]
+        q_clicks = _split(round(clicks * _QUERY_CLICK_COVERAGE), q_weights)
+        pos_imp = 0.0
+        q_impressions = 0
+        for (query, _share, pos), qc in zip(_QUERIES, q_clicks, strict=True):
+            position = round(max(1.0, pos * (0.9 + 0.2 * r.random())), 2)
+            ctr = max(0.004, 0.32 / position ** 1.15)
+            imp = max(qc, round(qc / ctr)) if qc else round(3 + 20 * r.random())
+            queries.append(GscRow(query, qc, imp, position))
+            pos_imp += position * imp
+            q_impressions += imp
+        # Anonymised long tail: few clicks per impression and deep positions.
+        anon_clicks = clicks - sum(q_clicks)
+        anon_impressions = round(anon_clicks / 0.012) + round(400 * r.random())
+        anon_position = 17.0 + 6.0 * r.random()
+        impressions = q_impressions + anon_impressions
+        weighted = pos_imp + anon_position * anon_impressions
+        position = round(weighted / impressions, 4) if impressions else 0.0
+        p_weights = [s * (0.8 + 0.4 * r.random()) for _, s, _ in _PAGES]
+        p_clicks = _split(clicks, p_weights)
+        p_impressions = _split(round(impressions * _PAGE_IMPRESSION_OVERCOUNT), p_weights)
+        pages = [
+            GscRow(f"https://{SHOP_DOMAIN}{path}", pc, max(pi, pc), round(pos * (0.9 + 0.2 * r.random()), 2))
+            for (path, _s, pos), pc, pi in zip(_PAGES, p_clicks, p_impressions, strict=True)
+        ]
+        return GscDay(site, day, clicks, impressions, position, queries, pages)
+
+    # ---- HubSpot e-mail ------------------------------------------------------------------------------
+
+    def email_sends(self, day: date) -> list[EmailSend]:
+        """Marketing e-mails sent that day: a newsletter every Tuesday and Thursday at 09:30 Paris."""
+        if not self.has_data(day) or day.weekday() not in (1, 3):
+            return []
+        r = self._rng(day, "hubspot:email")
+        u = [r.random() for _ in range(9)]
+        list_growth = min(2.0, max(0.6, 1 + 0.15 * (day - _EPOCH).days / 365.25))
+        sent = round(15_000 * list_growth * (0.98 + 0.04 * u[0]))
+        hard = _sround(sent * 0.002 * (0.5 + u[1]), u[2])
+        soft = _sround(sent * 0.005 * (0.5 + u[3]), u[4])
+        delivered = sent - hard - soft
+        opened = round(delivered * (0.33 + 0.10 * u[5]))  # inflated by Apple Mail Privacy Protection
+        clicked = min(opened, round(delivered * (0.020 + 0.014 * u[6])))
+        unsub = round(delivered * (0.0008 + 0.0012 * u[7]))
+        spam = round(delivered * 0.0001 * (0.5 + u[8]))
+        iso_week = day.isocalendar().week
+        subject = _EMAIL_SUBJECTS[(iso_week * 2 + (day.weekday() == 3)) % len(_EMAIL_SUBJECTS)]
+        return [EmailSend(
+            id=100_000_000 + day.toordinal() * 10, name=f"Newsletter {day.isoformat()}", subject=subject,
+            send_ts_ms=_paris_ms(day, 9.5 * 3600), sent=sent, delivered=delivered, open=opened, click=clicked,
+            bounce=hard + soft, hardbounced=hard, softbounced=soft, unsubscribed=unsub, spamreport=spam,
+        )]
+
+    def _email_clicks_landing(self, day: date) -> float:
+        return sum(
+            send.click * share
+            for lag, share in enumerate(_EMAIL_CLICK_DECAY)
+            for send in self.email_sends(day - timedelta(days=lag))
+        )
+
+    # ---- GA4 -----------------------------------------------------------------------------------------
+
+    def _channel_source_sessions(self, property_id: str, day: date) -> list[tuple[_Channel, str, str, float]]:
+        """Expected (float) sessions per channel/source before property scale and restatement."""
+        ads_clicks: dict[str, int] = {}
+        for row in self.ads_campaign_day(DEFAULT_ADS_CUSTOMER_ID, day):
+            kind = row.advertising_channel_type
+            ads_clicks[kind] = ads_clicks.get(kind, 0) + row.clicks
+        driven = {_AD_CHANNEL_BY_TYPE[t]: GA4_SESSIONS_PER_AD_CLICK * n for t, n in ads_clicks.items()}
+        driven["Organic Search"] = GA4_SESSIONS_PER_GSC_CLICK * self._gsc_clicks_final(day)
+        email_clicks = self._email_clicks_landing(day)
+        driven["Email"] = _GA4_SESSIONS_PER_EMAIL_CLICK * email_clicks + 5.0 * self._trend(day)
+        weekend = day.weekday() >= 5
+        out = []
+        for ch in _CHANNELS:
+            for source, medium, weight in ch.sources:
+                u = self._rng(day, f"ga4:{property_id}:{ch.name}:{source}:{medium}").random()
+                if ch.name in _BASE_SESSIONS:
+                    social_boost = 1.25 if weekend and "Social" in ch.name else 1.0
+                    base = _BASE_SESSIONS[ch.name] * weight * self._level(day) * social_boost
+                    out.append((ch, source, medium, base * (0.92 + 0.16 * u)))
+                else:
+                    # Driven channels: weight is relative to the driver (google organic = GSC clicks).
+                    out.append((ch, source, medium, driven.get(ch.name, 0.0) * weight * (0.97 + 0.06 * u)))
+        return out
+
+    def ga4_facts(self, property_id: str, day: date, version: int = 0) -> list[Ga4Fact]:
+        """All non-empty GA4 cells of one property and day, as seen on read ``version``."""
+        scale = self.ga4_properties.get(property_id)
+        if scale is None or not self.has_data(day):
+            return []
+        factor = self.restatement_factor(day, version)
+        key = (property_id, day, factor)
+        cached = self._ga4_cache.get(key)
+        if cached is not None:
+            return list(cached)  # a fresh list, so a caller appending to it cannot corrupt the cache
+        facts = self._compute_ga4_facts(property_id, day, scale * factor)
+        with self._cache_lock:
+            if len(self._ga4_cache) > 50_000:
+                self._ga4_cache.clear()
+            self._ga4_cache[key] = facts
+        return list(facts)
+
+    def _compute_ga4_facts(self, property_id: str, day: date, multiplier: float) -> list[Ga4Fact]:
+        weekend = day.weekday() >= 5
+        facts: list[Ga4Fact] = []
+        for ch, source, medium, expected in self._channel_source_sessions(property_id, day):
+            total = round(expected * multiplier)
+            r = self._rng(day, f"ga4:{property_id}:{ch.name}:{source}:{medium}:devices")
+            mobile = min(0.95, ch.mobile_share + (0.06 if weekend else 0.0)) * (0.95 + 0.1 * r.random())
+            tablet = 0.06 * (0.8 + 0.4 * r.random())
+            desktop = max(0.02, 1.0 - mobile - tablet)
+            for device, sessions in zip(_DEVICES, _split(total, (desktop, mobile, tablet)), strict=True):
+                if sessions <= 0:
+                    continue
+                metrics = self._cell_metrics(property_id, day, ch, source, medium, device, sessions)
+                dims = {"sessionDefaultChannelGroup": ch.name, "sessionSource": source,
+                        "sessionMedium": medium, "deviceCategory": device}
+                facts.append(Ga4Fact(property_id, day, dims, metrics))
+        return facts
+
+    def _cell_metrics(
+        self, property_id: str, day: date, ch: _Channel, source: str, medium: str, device: str, s: int
+    ) -> dict[str, int | float]:
+        """Every metric of one cell derives from its session count, so invariants hold by construction."""
+        r = self._rng(day, f"ga4:{property_id}:{ch.name}:{source}:{medium}:{device}")
+        u = [r.random() for _ in range(16)]
+        g = r.gauss(0.0, 1.0)
+        eng_adj = {"desktop": 0.05, "mobile": -0.03, "tablet": 0.0}[device]
+        conv_adj = {"desktop": 1.25, "mobile": 0.80, "tablet": 1.0}[device]
+        basket_adj = {"desktop": 1.12, "mobile": 0.90, "tablet": 1.02}[device]
+        seconds = {"desktop": 118.0, "mobile": 74.0, "tablet": 95.0}[device]
+        rate = min(0.97, max(0.05, ch.engagement + eng_adj + (u[0] - 0.5) * 0.08))
+        engaged = min(s, _sround(s * rate, u[1]))
+        duration = round((engaged * seconds + (s - engaged) * 4.0) * (0.85 + 0.3 * u[2]))
+        conv = ch.conversion * conv_adj * (0.8 + 0.4 * u[3])
+        # A session with a key event is engaged in GA4, hence the cap at engaged rather than sessions.
+        converting = min(engaged, _sround(s * conv, u[4]))
+        key_events = converting + _sround(converting * (0.15 + 0.2 * u[5]), u[6])
+        purchases = min(converting, _sround(converting * ch.purchase_share, u[7]))
+        add_to_carts = purchases + _sround(s * conv * ch.purchase_share * 2.2 * (0.85 + 0.3 * u[8]), u[9])
+        checkouts = purchases + _sround((add_to_carts - purchases) * (0.30 + 0.15 * u[10]), u[11])
+        users = min(s, max(1, _sround(s * (0.80 + 0.10 * u[12]), u[13])))
+        new_users = min(users, _sround(users * ch.new_user_share * (0.9 + 0.2 * u[14]), u[15]))
+        revenue = 0.0
+        if purchases:
+            spread = 1.0 + g * 0.18 / math.sqrt(purchases)
+            revenue = round(max(0.0, purchases * ch.basket * basket_adj * spread), 2)
+        return {
+            "sessions": s,
+            "engagedSessions": engaged,
+            "userEngagementDuration": duration,
+            "convertingSessions": converting,
+            "keyEvents": key_events,
+            "newUsers": new_users,
+            "users": users,
+            "ecommercePurchases": purchases,
+            "purchaseRevenue": revenue,
+            "addToCarts": add_to_carts,
+            "checkouts": checkouts,
+        }
+
+    @staticmethod
+    def ga4_total_users(facts_in_group: Iterable[Ga4Fact], n_days: int) -> int:
+        """Distinct users of a group of cells: below the sum of per-cell users once it spans days/channels.
+
+        The same person returns on several days and through several channels; GA4 de-duplicates, so a
+        sum of daily ``totalUsers`` over-counts. The shrink factors are arbitrary but monotone and
+        deterministic, which is all the pipeline's "never sum distinct counts" rule needs to be testable.
+        """
+        facts = list(facts_in_group)
+        total = sum(int(f.metrics["users"]) for f in facts)
+        if total == 0:
+            return 0
+        channels = {f.dims["sessionDefaultChannelGroup"] for f in facts}
+        shrink = (1 + 0.08 * math.log(max(1, n_days))) * (1 + 0.03 * math.log(max(1, len(channels))))
+        return min(total, max(1, round(total / shrink)))
+
+    # ---- Matomo --------------------------------------------------------------------------------------
+
+    def matomo_day(self, site_id: str = DEFAULT_MATOMO_SITE_ID, day: date | None = None,
+                   version: int = 0) -> MatomoDay | None:
+        """Matomo's view of the default GA4 property: same visits within a few per cent, its own metrics."""
+        if day is None:
+            day = self.today
+        if site_id != DEFAULT_MATOMO_SITE_ID or not self.has_data(day):
+            return None
+        facts = self.ga4_facts(DEFAULT_GA4_PROPERTY_ID, day, version) if (
+            DEFAULT_GA4_PROPERTY_ID in self.ga4_properties) else self._compute_ga4_facts(
+            DEFAULT_GA4_PROPERTY_ID, day, self.restatement_factor(day, version))
+        matomo_type = {c.name: c.matomo_type for c in _CHANNELS}
+        per_type: dict[str, dict[str, float]] = {t: {} for t in MATOMO_REFERRER_TYPES}
+        for f in facts:
+            acc = per_type[matomo_type[f.dims["sessionDefaultChannelGroup"]]]
+            for k, v in f.metrics.items():
+                acc[k] = acc.get(k, 0) + v
+        by_type: dict[str, MatomoVisits] = {}
+        for t in MATOMO_REFERRER_TYPES:
+            acc = per_type[t]
+            r = self._rng(day, f"matomo:{site_id}:{t}")
+            u = [r.random() for _ in range(8)]
+            visits = round(acc.get("sessions", 0) * (0.98 + 0.04 * u[0]))
+            engaged_share = acc.get("engagedSessions", 0) / acc["sessions"] if acc.get("sessions") else 0.6
+            actions = max(visits, round(visits * (2.6 + 1.4 * u[1])))
+            converted = round(acc.get("convertingSessions", 0) * (0.9 + 0.15 * u[3]))
+            by_type[t] = MatomoVisits(
+                nb_visits=visits,
+                nb_uniq_visitors=min(visits, round(visits * (0.84 + 0.06 * u[2]))),
+                nb_actions=actions,
+                nb_visits_converted=min(visits, converted),
+                bounce_count=min(visits, round(visits * (1 - engaged_share) * (0.85 + 0.2 * u[4]))),
+                sum_visit_length=round(visits * (110 + 60 * u[5])),
+                max_actions=min(actions, 20 + int(60 * u[6])) if visits else 0,
+            )
+        visits_all = [v for v in by_type.values()]
+        summary = MatomoVisits(
+            nb_visits=sum(v.nb_visits for v in visits_all),
+            # A visitor arriving through two referrer types is one unique visitor for the site.
+            nb_uniq_visitors=round(sum(v.nb_uniq_visitors for v in visits_all) / 1.03),
+            nb_actions=sum(v.nb_actions for v in visits_all),
+            nb_visits_converted=sum(v.nb_visits_converted for v in visits_all),
+            bounce_count=sum(v.bounce_count for v in visits_all),
+            sum_visit_length=sum(v.sum_visit_length for v in visits_all),
+            max_actions=max((v.max_actions for v in visits_all), default=0),
+        )
+        r = self._rng(day, f"matomo:{site_id}:ecommerce")
+        u = [r.random() for _ in range(4)]
+        ga4_orders = sum(int(f.metrics["ecommercePurchases"]) for f in facts)
+        ga4_revenue = sum(float(f.metrics["purchaseRevenue"]) for f in facts)
+        ga4_carts = sum(int(f.metrics["addToCarts"]) for f in facts)
+        orders = round(ga4_orders * (0.97 + 0.06 * u[0]))
+        revenue = round(ga4_revenue / ga4_orders * orders * (0.98 + 0.04 * u[1]), 2) if ga4_orders else 0.0
+        abandoned = round(max(0, ga4_carts - ga4_orders) * (0.40 + 0.1 * u[2]))
+        ecommerce = MatomoEcommerce(orders, revenue, abandoned, round(orders * (1.6 + 0.8 * u[3])))
+        return MatomoDay(site_id, day, by_type, summary, ecommerce)
+
+    # ---- HubSpot CRM ---------------------------------------------------------------------------------
+
+    def hubspot_contacts_created(self, day: date) -> list[HubspotContact]:
+        """Contacts created that day, about a third of GA4's converting sessions, with their deals.
+
+        Lifecycle dates and deals that would fall after ``today`` are not there yet: a contact whose
+        customer date is in the future is still a lead, and its deal is still open.
+        """
+        if not self.has_data(day):
+            return []
+        converting = sum(int(f.metrics["convertingSessions"])
+                         for f in self._compute_ga4_facts(DEFAULT_GA4_PROPERTY_ID, day, 1.0))
+        r = self._rng(day, "hubspot:contacts")
+        n = _sround(converting * (0.30 + 0.10 * r.random()), r.random())
+        end_of_today = _paris_ms(self.today, 86_400) - 1
+        sources = [s for s, _ in _HUBSPOT_SOURCES]
+        source_weights = [w for _, w in _HUBSPOT_SOURCES]
+        contacts = []
+        for i in range(min(n, 999)):
+            cid = str(day.toordinal() * 1000 + i)
+            c = self._rng(day, f"hubspot:contact:{cid}")
+            u = [c.random() for _ in range(12)]
+            first = _FIRSTNAMES[int(u[0] * len(_FIRSTNAMES))]
+            last = _LASTNAMES[int(u[1] * len(_LASTNAMES))]
+            created = _paris_ms(day, 7 * 3600 + u[2] * 16 * 3600)
+            created = min(created, end_of_today)
+            source = c.choices(sources, weights=source_weights)[0]
+            stage, lead_ms, customer_ms = "subscriber", None, None
+            deals: list[HubspotDeal] = []
+            if u[3] < 0.5:
+                stage, lead_ms = "lead", created
+                customer_at = created + int((1 + u[4] * 20) * 86_400_000) if u[5] < 0.4 else None
+                if customer_at is not None and customer_at <= end_of_today:
+                    stage, customer_ms = "customer", customer_at
+                # First deal: won at the customer date, lost for some leads, open otherwise.
+                if customer_at is not None or u[6] < 0.3:
+                    won = customer_at is not None
+                    close_at = customer_at if won else created + int((3 + u[7] * 25) * 86_400_000)
+                    deals.append(self._deal(cid, 0, created, close_at, won, u[8], end_of_today))
+                # Repeat purchases, for the loyalty KPI.
+                if customer_at is not None and u[9] < 0.35:
+                    second = customer_at + int((20 + u[10] * 280) * 86_400_000)
+                    deals.append(self._deal(cid, 1, second - 86_400_000, second, True, u[11], end_of_today))
+            deals = [d for d in deals if d.createdate_ms <= end_of_today]
+            last_modified = max([created, lead_ms or 0, customer_ms or 0]
+                                + [d.closedate_ms or d.createdate_ms for d in deals]) + 60_000
+            local = unicodedata.normalize("NFKD", f"{first}.{last}").encode("ascii", "ignore").decode()
+            contacts.append(HubspotContact(
+                id=cid, email=f"{local.lower()}.{cid}@example.com", firstname=first, lastname=last,
+                createdate_ms=created, lastmodifieddate_ms=min(last_modified, max(end_of_today, created)),
+                lifecyclestage=stage, lead_date_ms=lead_ms, customer_date_ms=customer_ms,
+                hs_analytics_source=source, deals=tuple(deals),
+            ))
+        return contacts
+
+    @staticmethod
+    def _deal(cid: str, k: int, created: int, close_at: int, won: bool, u: float, now_ms: int) -> HubspotDeal:
+        closed = close_at <= now_ms
+        stage = ("closedwon" if won else "closedlost") if closed else "contractsent"
+        return HubspotDeal(id=f"{cid}{k}", contact_id=cid, dealname=f"Commande {cid}-{k + 1}",
+                           amount=round(40 + u * 160, 2), pipeline="default", dealstage=stage,
+                           createdate_ms=created, closedate_ms=close_at if closed else None)
+
+    def nps_responses(self, day: date) -> list[NpsResponse]:
+        """Post-purchase survey answers (0-10), a handful a day, NPS around +40."""
+        if not self.has_data(day):
+            return []
+        r = self._rng(day, "hubspot:nps")
+        n = 2 + int(r.random() * 7)
+        scores = list(range(11))
+        weights = [0.01, 0.01, 0.01, 0.02, 0.02, 0.04, 0.06, 0.10, 0.17, 0.24, 0.32]
+        return [
+            NpsResponse(id=f"nps-{day.toordinal()}-{i}",
+                        submitted_at_ms=_paris_ms(day, 8 * 3600 + r.random() * 14 * 3600),
+                        score=r.choices(scores, weights=weights)[0])
+            for i in range(n)
+        ]

@@ -1,0 +1,142 @@
+"""End to end through Dagster: sandbox GA4 -> connector -> DuckDB -> kpi.web_daily, one range run.
+
+KPI values are computed here independently from the sandbox world's facts (the channel mapping is
+spelled out below), never read back from the pipeline's SQL.
+"""
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines.definitions import defs
+from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, daily_refresh, refresh_window
+from sandbox.ga4_server import Ga4Server
+from sandbox.world import World
+
+TODAY = date(2026, 3, 31)
+PROPERTY = "123456789"
+START, END = date(2026, 3, 1), date(2026, 3, 14)
+# GA4 default channel group -> our channel vocabulary, as the KPI catalogue asks.
+CHANNEL_OF = {
+    "Organic Search": "organic_search", "Paid Search": "paid_search", "Paid Shopping": "paid_search",
+    "Direct": "direct", "Email": "email", "Referral": "referral", "Organic Social": "social",
+    "Paid Social": "paid_other", "Display": "paid_other", "Cross-network": "paid_other", "Unassigned": "other",
+}
+
+
+@pytest.fixture
+def sandbox(monkeypatch, tmp_path):
+    world = World(seed=11, today=TODAY)
+    with Ga4Server(world) as server:
+        monkeypatch.setenv("MKPI_GA4_ENDPOINT", server.url)
+        monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", PROPERTY)
+        db = tmp_path / "e2e.duckdb"
+        monkeypatch.setenv("MKPI_DUCKDB_PATH", str(db))
+        yield world, server, db
+
+
+def run_range(start: date, end: date) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def("daily_refresh_job")
+    return job.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
+        raise_on_error=False,
+    )
+
+
+def expected_web_daily(world: World, start: date, end: date) -> dict[tuple[date, str], dict[str, float]]:
+    parts: dict[tuple[date, str], dict[str, float]] = {}
+    day = start
+    while day <= end:
+        for fact in world.ga4_facts(PROPERTY, day):
+            key = (day, CHANNEL_OF.get(fact.dims["sessionDefaultChannelGroup"], "other"))
+            acc = parts.setdefault(key, {"sessions": 0, "engaged": 0, "converting": 0, "duration": 0})
+            acc["sessions"] += fact.metrics["sessions"]
+            acc["engaged"] += fact.metrics["engagedSessions"]
+            acc["converting"] += fact.metrics["convertingSessions"]
+            acc["duration"] += fact.metrics["userEngagementDuration"]
+        day = date.fromordinal(day.toordinal() + 1)
+    return parts
+
+
+def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
+    world, server, db = sandbox
+    result = run_range(START, END)
+    assert result.success
+    # one request per report per property for the whole 14-day range
+    assert server.request_count == 2
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
+
+    expected = expected_web_daily(world, START, END)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT date, channel, sessions, engagement_rate, bounce_rate, conversion_rate, avg_session_duration "
+            "FROM kpi.web_daily WHERE source = 'ga4'").fetchall()
+    assert {(r[0], r[1]) for r in rows} == set(expected)
+    for day, channel, sessions, engagement, bounce, conversion, duration in rows:
+        e = expected[(day, channel)]
+        assert sessions == e["sessions"]
+        assert engagement == pytest.approx(e["engaged"] / e["sessions"])
+        assert bounce == pytest.approx((e["sessions"] - e["engaged"]) / e["sessions"])
+        assert conversion == pytest.approx(e["converting"] / e["sessions"])
+        assert duration == pytest.approx(e["duration"] / e["sessions"])
+
+
+def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
+    result = run_range(START, END)
+    materialisations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
+    meta = materialisations["ga4/traffic_by_channel"].materialization.metadata
+    assert meta["dagster/table_name"].value == "ga4.traffic_by_channel"
+    assert meta["window_start"].value == START.isoformat() and meta["window_end"].value == END.isoformat()
+    assert meta["dagster/row_count"].value > 0
+    assert "sessions" in [c.name for c in meta["dagster/column_schema"].schema.columns]
+    assert meta["requests"].value == 1
+
+
+def test_running_the_same_range_again_changes_nothing(sandbox):
+    _, _, db = sandbox
+    assert run_range(START, END).success
+
+    def snapshot():
+        with duckdb.connect(str(db), read_only=True) as conn:
+            raw = conn.execute("SELECT * EXCLUDE (_loaded_at, _window_start, _window_end) "
+                               "FROM ga4.traffic_by_channel ORDER BY ALL").fetchall()
+            kpi = conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall()
+        return raw, kpi
+
+    first = snapshot()
+    assert run_range(START, END).success
+    assert run_range(date(2026, 3, 12), END).success  # an overlapping re-read window
+    assert snapshot() == first
+
+
+def test_unknown_property_fails_the_run_and_writes_nothing(sandbox, monkeypatch):
+    _, _, db = sandbox
+    monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", f"{PROPERTY},999")
+    result = run_range(START, END)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error.to_string()
+    assert "ga4 account 999" in error and "Property properties/999 was not found" in error
+    with duckdb.connect(str(db)) as conn:
+        tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'ga4'").fetchall()
+        assert tables == [] or conn.execute("SELECT count(*) FROM ga4.traffic_by_channel").fetchone() == (0,)
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    assert defs.resolve_schedule_def("daily_refresh")
+
+
+def test_schedule_rereads_the_trailing_window_ending_yesterday():
+    paris = ZoneInfo("Europe/Paris")
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, 0, tzinfo=paris))
+    request = daily_refresh(context)
+    assert request.tags[RANGE_START_TAG] == "2026-03-07"
+    assert request.tags[RANGE_END_TAG] == "2026-03-09"
+    assert refresh_window(date(2026, 3, 10), 1, date(2024, 1, 1)) == (date(2026, 3, 9), date(2026, 3, 9))
+    assert refresh_window(date(2024, 1, 2), 3, date(2024, 1, 1)) == (date(2024, 1, 1), date(2024, 1, 1))
