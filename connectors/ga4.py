@@ -16,20 +16,17 @@ How it reads (see shared/research/peers.md, GA4):
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError
+from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
 from connectors.settings import GA4Settings
 
@@ -144,72 +141,16 @@ def normalise_property_id(raw: str) -> str:
     return value
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _adc_file() -> Path:
-    config_dir = os.environ.get("CLOUDSDK_CONFIG") or os.path.join(os.path.expanduser("~"), ".config", "gcloud")
-    return Path(config_dir) / "application_default_credentials.json"
-
-
-def resolve_credentials(settings: GA4Settings) -> Any:
-    """Service-account / authorized-user JSON, else application default credentials, else anonymous
-    when the endpoint is overridden (the sandbox). Never contacts a metadata server or the network."""
-    import google.auth
-    from google.auth.credentials import AnonymousCredentials
-
-    if settings.credentials_file:
-        path = Path(settings.credentials_file)
-        if not path.is_file():
-            raise ConfigError(
-                f"GOOGLE_APPLICATION_CREDENTIALS points to {path}, which is not a file: "
-                "set it to the service-account JSON key that has Viewer access to the GA4 properties"
-            )
-        try:
-            credentials, _ = google.auth.load_credentials_from_file(str(path), scopes=list(SCOPES))
-        except google.auth.exceptions.DefaultCredentialsError as exc:
-            raise ConfigError(f"GOOGLE_APPLICATION_CREDENTIALS file {path} is not a usable key: {exc}") from exc
-        return credentials
-    if _adc_file().is_file():
-        credentials, _ = google.auth.load_credentials_from_file(str(_adc_file()), scopes=list(SCOPES))
-        return credentials
-    if settings.endpoint:
-        return AnonymousCredentials()
-    raise ConfigError(
-        "No GA4 credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service-account JSON key with "
-        "Viewer access to the properties (or run `gcloud auth application-default login`), "
-        "or set MKPI_GA4_ENDPOINT to a local sandbox (`python -m sandbox`)"
-    )
-
-
 def build_client(settings: GA4Settings) -> Any:
     """The official BetaAnalyticsDataClient; REST transport against an overridden endpoint."""
     from google.analytics.data_v1beta import BetaAnalyticsDataClient
     from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
 
-    credentials = resolve_credentials(settings)
+    credentials = resolve_credentials(settings.credentials_file, settings.endpoint, SCOPES, "GA4",
+                                      "MKPI_GA4_ENDPOINT")
     if not settings.endpoint:
         return BetaAnalyticsDataClient(credentials=credentials)
-    endpoint = settings.endpoint.rstrip("/")
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    parsed = urlparse(endpoint)
-    if parsed.scheme == "http" and not _is_loopback(parsed.hostname) and not isinstance(
-        credentials, AnonymousCredentials
-    ):
-        raise ConfigError(
-            f"MKPI_GA4_ENDPOINT {parsed.scheme}://{parsed.hostname}:{parsed.port} is plain HTTP on a "
-            "non-loopback host: credentials are only sent over HTTPS (or to 127.0.0.1)"
-        )
+    endpoint = checked_endpoint(settings.endpoint, credentials, "MKPI_GA4_ENDPOINT")
     return BetaAnalyticsDataClient(
         credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint)
     )

@@ -9,13 +9,14 @@ of attempts, a client-side rate limit, and counters that end up in run metadata.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from connectors.errors import RetriesExhausted, SourceError
 
@@ -167,6 +168,18 @@ def call_with_retry(
             sleep(wait)
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and 127.0.0.0/8 or ::1: the only hosts plain HTTP may carry credentials to."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_retry_after(value: str | None) -> float:
     """Seconds from a Retry-After header (delta-seconds form); 0 when absent or unparseable."""
     if not value:
@@ -175,3 +188,115 @@ def parse_retry_after(value: str | None) -> float:
         return max(0.0, float(value.strip()))
     except ValueError:
         return 0.0
+
+
+class HttpStatusError(Exception):
+    """A non-2xx answer; carries the status, the server's Retry-After and a short, redacted excerpt."""
+
+    def __init__(self, status: int, excerpt: str, retry_after: float = 0.0) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status}: {excerpt}")
+
+
+class MalformedResponse(Exception):
+    """A 2xx answer that is not what the API sends: truncated or invalid JSON, an HTML page, an empty body.
+
+    Never "0 rows, success": it is retried, then fails the run."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret value in `text` (exception messages, URLs) with ***."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def classify_http(exc: BaseException) -> Verdict:
+    """The default verdicts for plain HTTP APIs: 429/408/5xx, network errors and bad bodies are transient."""
+    import requests
+
+    if isinstance(exc, HttpStatusError):
+        if exc.status == 429:
+            return Retry(str(exc), exc.retry_after)
+        if exc.status == 408 or exc.status >= 500:
+            return Retry(str(exc), exc.retry_after)
+        return Fatal(str(exc))
+    if isinstance(exc, MalformedResponse):
+        return Retry(f"malformed response: {exc}")
+    if isinstance(exc, requests.RequestException):
+        return Retry(type(exc).__name__)
+    return Fatal(f"{type(exc).__name__}: {exc}")
+
+
+class HttpClient:
+    """A requests.Session with timeouts, retries through `call_with_retry`, a rate limit and redaction.
+
+    `request_json` returns parsed JSON only after the whole body was read and decoded, so a truncated
+    body or an HTML error page is a retried failure, never an empty success."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        timeout: float = 60.0,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        stats: RequestStats | None = None,
+        sleep: Callable[[float], None] | None = None,
+        headers: dict[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        classify: Classifier = classify_http,
+    ) -> None:
+        import requests
+
+        self.source = source
+        self.timeout = timeout
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter
+        self.stats = stats or RequestStats()
+        self.sleep = sleep or time.sleep
+        self.secrets = tuple(s for s in secrets if s)
+        self.classify = classify
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": "marketing-kpi-pipeline/0.1", **(headers or {})})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _once(self, method: str, url: str, **kwargs: Any) -> Any:
+        import json
+
+        response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+        body = response.content  # reads the whole body: a short read raises here, inside the retry
+        if response.status_code >= 300:
+            excerpt = redact(body[:300].decode("utf-8", "replace"), self.secrets)
+            raise HttpStatusError(response.status_code, excerpt, parse_retry_after(response.headers.get("Retry-After")))
+        text = body.decode("utf-8", "replace").lstrip()
+        if not text:
+            raise MalformedResponse(f"empty body with status {response.status_code}")
+        if text.startswith("<"):
+            raise MalformedResponse(f"HTML page with status {response.status_code} instead of JSON")
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise MalformedResponse(f"invalid or truncated JSON ({len(body)} bytes)") from exc
+
+    def request_json(self, method: str, url: str, *, account: str, what: str, **kwargs: Any) -> Any:
+        try:
+            return call_with_retry(
+                lambda: self._once(method, url, **kwargs),
+                classify=self.classify,
+                source=self.source,
+                account=account,
+                what=what,
+                policy=self.policy,
+                stats=self.stats,
+                limiter=self.limiter,
+                sleep=self.sleep,
+            )
+        except SourceError as exc:
+            # make sure no secret survives into the message (e.g. an echoed request)
+            exc.args = (redact(str(exc), self.secrets),)
+            raise

@@ -34,6 +34,29 @@ def split_list(value: str | list[Any] | tuple[Any, ...] | None) -> tuple[str, ..
     return tuple(item.strip() for item in items if item and item.strip())
 
 
+class Secret:
+    """A credential that never shows itself in repr, str, logs or exceptions; `reveal()` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
 @dataclass(frozen=True)
 class GA4Settings:
     """Where and what to read from the GA4 Data API."""
@@ -47,6 +70,34 @@ class GA4Settings:
 
 
 @dataclass(frozen=True)
+class SearchConsoleSettings:
+    """Which Search Console properties to read, how, and how far back to re-read (data restates ~3 days)."""
+
+    sites: tuple[str, ...] = ()
+    endpoint: str | None = None
+    search_types: tuple[str, ...] = ("web",)
+    reread_days: int = 4
+    # dataState for the re-read days ("all" includes fresh, not yet final data); older days use "final".
+    reread_data_state: str = "all"
+    row_limit: int = 25_000
+    queries_per_minute: int = 1_200
+    timeout_seconds: float = 60.0
+    credentials_file: str | None = None
+
+
+@dataclass(frozen=True)
+class MatomoSettings:
+    """Matomo instance, sites and token. The token comes from MKPI_MATOMO_TOKEN only, never the file."""
+
+    url: str | None = None
+    site_ids: tuple[str, ...] = ()
+    token: Secret | None = None
+    reread_days: int = 3
+    timeout_seconds: float = 60.0
+    requests_per_second: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know before it sends a request."""
 
@@ -55,6 +106,8 @@ class Settings:
     duckdb_path: str = DEFAULT_DUCKDB_PATH
     analyst_db: str = DEFAULT_ANALYST_DB
     ga4: GA4Settings = field(default_factory=GA4Settings)
+    search_console: SearchConsoleSettings = field(default_factory=SearchConsoleSettings)
+    matomo: MatomoSettings = field(default_factory=MatomoSettings)
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     config_path: str | None = None
 
@@ -91,6 +144,8 @@ def load_settings(
         raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
     raw = _read_yaml(path) if path.exists() else {}
     ga4_raw = raw.get("ga4") or {}
+    gsc_raw = raw.get("search_console") or {}
+    matomo_raw = raw.get("matomo") or {}
 
     tz_name = str(env.get("MKPI_REPORTING_TIMEZONE") or raw.get("reporting_timezone") or "Europe/Paris")
     try:
@@ -113,6 +168,32 @@ def load_settings(
     )
     if not 1 <= ga4.page_size <= 250_000:
         raise ConfigError("ga4.page_size must be between 1 and 250000 (the API maximum)")
+    search_console = SearchConsoleSettings(
+        sites=split_list(env.get("MKPI_SEARCH_CONSOLE_SITES") or gsc_raw.get("sites")),
+        endpoint=env.get("MKPI_SEARCH_CONSOLE_ENDPOINT") or gsc_raw.get("endpoint") or None,
+        search_types=split_list(gsc_raw.get("search_types") or "web"),
+        reread_days=_int(env.get("MKPI_SEARCH_CONSOLE_REREAD_DAYS") or gsc_raw.get("reread_days") or 4,
+                         "search_console.reread_days"),
+        reread_data_state=str(gsc_raw.get("reread_data_state") or "all"),
+        row_limit=_int(gsc_raw.get("row_limit") or 25_000, "search_console.row_limit"),
+        queries_per_minute=_int(gsc_raw.get("queries_per_minute") or 1_200, "search_console.queries_per_minute"),
+        timeout_seconds=float(gsc_raw.get("timeout_seconds") or 60),
+        credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+    )
+    if not 1 <= search_console.row_limit <= 25_000:
+        raise ConfigError("search_console.row_limit must be between 1 and 25000 (the API maximum)")
+    if search_console.reread_data_state not in ("all", "final"):
+        raise ConfigError("search_console.reread_data_state must be 'all' or 'final'")
+    token = env.get("MKPI_MATOMO_TOKEN")
+    matomo = MatomoSettings(
+        url=env.get("MKPI_MATOMO_URL") or matomo_raw.get("url") or None,
+        site_ids=split_list(env.get("MKPI_MATOMO_SITE_IDS") or matomo_raw.get("site_ids")),
+        token=Secret(token) if token else None,
+        reread_days=_int(env.get("MKPI_MATOMO_REREAD_DAYS") or matomo_raw.get("reread_days") or 3,
+                         "matomo.reread_days"),
+        timeout_seconds=float(matomo_raw.get("timeout_seconds") or 60),
+        requests_per_second=float(matomo_raw.get("requests_per_second") or 5),
+    )
     channels = {
         str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
         for source, mapping in (raw.get("channels") or {}).items()
@@ -123,6 +204,8 @@ def load_settings(
         duckdb_path=env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH,
         analyst_db=env.get("MKPI_ANALYST_DB") or raw.get("analyst_db") or DEFAULT_ANALYST_DB,
         ga4=ga4,
+        search_console=search_console,
+        matomo=matomo,
         channels=channels,
         config_path=str(path) if path.exists() else None,
     )

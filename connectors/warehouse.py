@@ -180,3 +180,17 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
             for window in sorted(set(windows)):
                 _check_unique(conn, stream, window)
     return result
+
+
+def ensure_tables(conn: duckdb.DuckDBPyConnection, streams: Iterable[Stream]) -> None:
+    """Create any missing raw table, empty, from its declared schema: KPI SQL can always read every
+    source, even one that is not configured or not loaded yet (it simply contributes no rows)."""
+    for stream in streams:
+        if _table_columns(conn, stream.table):
+            continue
+        view = "__mkpi_empty"
+        conn.register(view, stream.schema.empty_table())
+        try:
+            _ensure_table(conn, stream, view)
+        finally:
+            conn.unregister(view)

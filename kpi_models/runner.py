@@ -15,8 +15,9 @@ from importlib import resources
 import duckdb
 import pyarrow as pa
 
-from connectors.batches import Window
-from connectors.warehouse import quote_ident, transaction
+from connectors import ga4, matomo, search_console
+from connectors.batches import Stream, Window
+from connectors.warehouse import ensure_tables, quote_ident, transaction
 
 KPI_SCHEMA = "kpi"
 
@@ -27,6 +28,7 @@ class KpiModel:
 
     name: str
     key: tuple[str, ...]
+    inputs: tuple[Stream, ...]
     rate_columns: tuple[str, ...] = ()
     partition_column: str = "date"
 
@@ -42,7 +44,20 @@ MODELS: dict[str, KpiModel] = {
     "web_daily": KpiModel(
         name="web_daily",
         key=("date", "source", "channel"),
+        inputs=(ga4.TRAFFIC.stream, matomo.REFERRERS),
         rate_columns=("engagement_rate", "bounce_rate", "conversion_rate"),
+    ),
+    "seo_daily": KpiModel(
+        name="seo_daily",
+        key=("date", "source", "site_url", "search_type"),
+        inputs=(search_console.SITE_TOTALS.stream,),
+        rate_columns=("search_ctr",),
+    ),
+    "ecommerce_daily": KpiModel(
+        name="ecommerce_daily",
+        key=("date", "source", "channel", "currency_code"),
+        inputs=(ga4.TRAFFIC.stream, ga4.ECOMMERCE.stream, matomo.GOAL_STREAM, matomo.VISITS),
+        rate_columns=("cart_abandonment_rate", "ecommerce_conversion_rate"),
     ),
 }
 
@@ -91,7 +106,10 @@ def rebuild(
     with transaction(conn):
         if channels is not None:
             write_channel_map(conn, channels)
+        ensure_tables(conn, model.inputs)
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
+                     "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
         conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end", params)
         conn.execute(f"INSERT INTO {target} BY NAME {query}", params)
@@ -100,12 +118,28 @@ def rebuild(
     return RebuildResult(model.table, window, int(row[0]) if row else 0, columns)
 
 
-def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, int]:
-    """GA4 channel groups in the window that the mapping does not know (they count as `other`)."""
-    rows = conn.execute(
-        "SELECT t.session_default_channel_group, CAST(sum(t.sessions) AS BIGINT) FROM ga4.traffic_by_channel t "
-        "LEFT JOIN kpi.channel_map m ON m.source = 'ga4' AND m.raw_value = t.session_default_channel_group "
-        "WHERE t.date BETWEEN ? AND ? AND m.channel IS NULL GROUP BY 1 ORDER BY 1",
-        [window.start, window.end],
-    ).fetchall()
-    return {str(r[0]): int(r[1]) for r in rows}
+# Raw channel columns per source, for counting values the mapping does not know.
+_RAW_CHANNELS = (
+    ("ga4", "ga4.traffic_by_channel", "session_default_channel_group", "sessions"),
+    ("matomo", "matomo.referrer_types", "referrer_type", "nb_visits"),
+)
+
+
+def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, dict[str, int]]:
+    """Raw channel values in the window that the mapping does not know (they count as `other`),
+    per source, with the sessions they carry."""
+    found: dict[str, dict[str, int]] = {}
+    existing = {r[0] for r in conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+    for source, table, column, measure in _RAW_CHANNELS:
+        if table not in existing:
+            continue
+        rows = conn.execute(
+            f"SELECT t.{column}, CAST(sum(t.{measure}) AS BIGINT) FROM {table} t "
+            f"LEFT JOIN kpi.channel_map m ON m.source = ? AND m.raw_value = t.{column} "
+            f"WHERE t.date BETWEEN ? AND ? AND m.channel IS NULL GROUP BY 1 ORDER BY 1",
+            [source, window.start, window.end],
+        ).fetchall()
+        if rows:
+            found[source] = {str(r[0]): int(r[1] or 0) for r in rows}
+    return found

@@ -13,6 +13,8 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from sandbox.ga4_server import Ga4Server
+from sandbox.gsc_server import GscServer
+from sandbox.matomo_server import MatomoServer
 from sandbox.world import World
 
 
@@ -30,6 +32,8 @@ class PlatformServer(Protocol):
 
 SERVER_FACTORIES: list[Callable[[World], PlatformServer]] = [
     Ga4Server,
+    GscServer,
+    MatomoServer.for_sandbox,  # a fresh random token_auth per start
 ]
 
 

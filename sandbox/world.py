@@ -171,6 +171,8 @@ class GscDay:
     ``clicks/impressions/position`` are what ``aggregationType=byProperty`` returns. ``queries`` miss the
     anonymised long tail (their sums are lower); ``pages`` count an impression per URL shown, so their
     impression sum is higher. The KPI layer must use the site totals; the rows are for drill-down.
+    ``devices`` and ``countries`` split the site totals exactly (clicks and impressions add up, positions
+    average back with impression weights), because byProperty device/country reports do.
     """
 
     site: str
@@ -180,6 +182,8 @@ class GscDay:
     position: float
     queries: list[GscRow]
     pages: list[GscRow]
+    devices: list[GscRow] = field(default_factory=list)
+    countries: list[GscRow] = field(default_factory=list)
 
     @property
     def ctr(self) -> float:
@@ -389,6 +393,17 @@ _PAGES: tuple[tuple[str, float, float], ...] = (
     ("/blog/choisir-linge-de-lit/", 0.06, 11.0), ("/soldes/", 0.05, 7.0), ("/contact/", 0.05, 3.0),
 )
 _PAGE_IMPRESSION_OVERCOUNT = 1.14  # several URLs of the site on one result page
+# (key, share of clicks, impressions per click relative to the site, position relative to the site)
+_GSC_DEVICES: tuple[tuple[str, float, float, float], ...] = (
+    ("DESKTOP", 0.38, 0.92, 0.90), ("MOBILE", 0.55, 1.04, 1.06), ("TABLET", 0.07, 1.10, 1.02),
+)
+# ISO 3166-1 alpha-3, lower case, as Search Console reports countries; a French shop with a francophone tail.
+_GSC_COUNTRIES: tuple[tuple[str, float, float, float], ...] = (
+    ("fra", 0.80, 0.97, 0.95), ("bel", 0.07, 1.05, 1.05), ("che", 0.04, 1.10, 1.10),
+    ("can", 0.03, 1.30, 1.40), ("usa", 0.015, 2.20, 2.30), ("lux", 0.01, 1.10, 1.10),
+    ("mar", 0.01, 1.50, 1.60), ("deu", 0.006, 2.50, 2.60), ("gbr", 0.005, 2.60, 2.70),
+    ("esp", 0.005, 2.40, 2.50), ("ita", 0.004, 2.40, 2.50),
+)
 
 _EMAIL_SUBJECTS = (
     "Nouveautés cuisine : la fonte est de retour", "Le linge de lit de saison", "-20 % sur les plaids",
@@ -538,7 +553,36 @@ class World:
             GscRow(f"https://{SHOP_DOMAIN}{path}", pc, max(pi, pc), round(pos * (0.9 + 0.2 * r.random()), 2))
             for (path, _s, pos), pc, pi in zip(_PAGES, p_clicks, p_impressions, strict=True)
         ]
-        return GscDay(site, day, clicks, impressions, position, queries, pages)
+        devices = self._gsc_breakdown(site, day, "devices", _GSC_DEVICES, clicks, impressions, position)
+        countries = self._gsc_breakdown(site, day, "countries", _GSC_COUNTRIES, clicks, impressions, position)
+        return GscDay(site, day, clicks, impressions, position, queries, pages, devices, countries)
+
+    def _gsc_breakdown(
+        self, site: str, day: date, entity: str, spec: Sequence[tuple[str, float, float, float]],
+        clicks: int, impressions: int, position: float,
+    ) -> list[GscRow]:
+        """Split site totals into rows that add up exactly, so byProperty device/country sums match.
+
+        Own rng entity, so adding breakdowns did not move any existing GSC number. Positions are relative
+        factors rescaled so that sum(position * impressions) equals the site's: the impression-weighted
+        average of the rows is the site position (KPI rule 4), whatever the jitter.
+        """
+        r = self._rng(day, f"gsc:{site}:{entity}")
+        jitter = [(0.85 + 0.3 * r.random(), 0.92 + 0.16 * r.random(), 0.95 + 0.1 * r.random()) for _ in spec]
+        row_clicks = _split(clicks, [s[1] * j[0] for s, j in zip(spec, jitter, strict=True)])
+        row_imps = _split(impressions, [s[1] * s[2] * j[0] * j[1] for s, j in zip(spec, jitter, strict=True)])
+        # A row cannot have more clicks than impressions: move impressions over from the row with most slack.
+        for k in range(len(spec)):
+            while row_clicks[k] > row_imps[k]:
+                donor = max(range(len(spec)), key=lambda m: (row_imps[m] - row_clicks[m], -m))
+                if row_imps[donor] <= row_clicks[donor]:
+                    break
+                row_imps[donor] -= 1
+                row_imps[k] += 1
+        rel = [s[3] * j[2] for s, j in zip(spec, jitter, strict=True)]
+        weighted = sum(f * i for f, i in zip(rel, row_imps, strict=True))
+        scale = position * impressions / weighted if weighted else position
+        return [GscRow(s[0], c, i, f * scale) for s, c, i, f in zip(spec, row_clicks, row_imps, rel, strict=True)]
 
     # ---- HubSpot e-mail ------------------------------------------------------------------------------
 

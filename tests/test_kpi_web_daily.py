@@ -79,7 +79,7 @@ def test_rates_are_ratios_of_sums(conn):
 def test_unmapped_channel_counts_as_other_and_is_reported(conn):
     rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
     assert kpis(conn, D1, "other")[0] == 10
-    assert unmapped_channel_values(conn, Window(D1, D2)) == {"Carrier Pigeon": 10}
+    assert unmapped_channel_values(conn, Window(D1, D2)) == {"ga4": {"Carrier Pigeon": 10}}
 
 
 def test_zero_sessions_gives_null_rates_not_zero_or_inf(conn):

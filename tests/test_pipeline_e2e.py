@@ -1,4 +1,4 @@
-"""End to end through Dagster: sandbox GA4 -> connector -> DuckDB -> kpi.web_daily, one range run.
+"""End to end through Dagster: sandbox servers -> connectors -> DuckDB -> KPI tables, one range run.
 
 KPI values are computed here independently from the sandbox world's facts (the channel mapping is
 spelled out below), never read back from the pipeline's SQL.
@@ -12,9 +12,9 @@ import duckdb
 import pytest
 
 from pipelines.definitions import defs
-from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, daily_refresh, refresh_window
-from sandbox.ga4_server import Ga4Server
-from sandbox.world import World
+from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, SOURCE_TAG, daily_refresh, refresh_window
+from sandbox.launcher import start_sandbox
+from sandbox.world import DEFAULT_GSC_SITE, World
 
 TODAY = date(2026, 3, 31)
 PROPERTY = "123456789"
@@ -30,12 +30,12 @@ CHANNEL_OF = {
 @pytest.fixture
 def sandbox(monkeypatch, tmp_path):
     world = World(seed=11, today=TODAY)
-    with Ga4Server(world) as server:
-        monkeypatch.setenv("MKPI_GA4_ENDPOINT", server.url)
-        monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", PROPERTY)
+    with start_sandbox(world) as running:
+        for name, value in running.env.items():
+            monkeypatch.setenv(name, value)
         db = tmp_path / "e2e.duckdb"
         monkeypatch.setenv("MKPI_DUCKDB_PATH", str(db))
-        yield world, server, db
+        yield world, running, db
 
 
 def run_range(start: date, end: date) -> dg.ExecuteInProcessResult:
@@ -63,13 +63,16 @@ def expected_web_daily(world: World, start: date, end: date) -> dict[tuple[date,
 
 
 def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
-    world, server, db = sandbox
+    world, running, db = sandbox
     result = run_range(START, END)
     assert result.success
-    # one request per report per property for the whole 14-day range
-    assert server.request_count == 2
+    # the whole 14-day range in one request per report per account: 2 GA4 reports, 5 Search Console
+    # streams, 1 Matomo bulk request
+    assert running.server("ga4").request_count == 2
+    assert running.server("gsc").request_count == 5
+    assert running.server("matomo").request_count == 1
     checks = result.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks)
+    assert len(checks) == 6 and all(c.passed for c in checks)
 
     expected = expected_web_daily(world, START, END)
     with duckdb.connect(str(db), read_only=True) as conn:
@@ -84,6 +87,32 @@ def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
         assert bounce == pytest.approx((e["sessions"] - e["engaged"]) / e["sessions"])
         assert conversion == pytest.approx(e["converting"] / e["sessions"])
         assert duration == pytest.approx(e["duration"] / e["sessions"])
+
+
+def test_seo_daily_uses_by_property_totals_not_page_rows(sandbox):
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute("SELECT date, search_clicks, search_impressions, search_ctr, search_avg_position "
+                            "FROM kpi.seo_daily WHERE site_url = ? AND search_type = 'web' ORDER BY date",
+                            [DEFAULT_GSC_SITE]).fetchall()
+    assert [r[0] for r in rows] == [date.fromordinal(START.toordinal() + i) for i in range(14)]
+    for day, clicks, impressions, ctr, position in rows:
+        truth = world.gsc_day(DEFAULT_GSC_SITE, day)
+        assert (clicks, impressions) == (truth.clicks, truth.impressions)
+        assert ctr == pytest.approx(truth.clicks / truth.impressions)
+        assert position == pytest.approx(truth.position)
+        # what summing page rows would (wrongly) give differs
+        page_impressions = sum(p.impressions for p in truth.pages)
+        page_position = sum(p.position * p.impressions for p in truth.pages) / page_impressions
+        assert ctr != pytest.approx(sum(p.clicks for p in truth.pages) / page_impressions, rel=1e-3)
+        assert position != pytest.approx(page_position, rel=1e-3)
+    # a 14-day figure is re-weighted from the stored parts, not averaged
+    with duckdb.connect(str(db), read_only=True) as conn:
+        two_weeks = conn.execute("SELECT sum(position_x_impressions) / sum(search_impressions) FROM kpi.seo_daily"
+                                 ).fetchone()[0]
+    days = [world.gsc_day(DEFAULT_GSC_SITE, r[0]) for r in rows]
+    assert two_weeks == pytest.approx(sum(d.position * d.impressions for d in days) / sum(d.impressions for d in days))
 
 
 def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
@@ -132,11 +161,35 @@ def test_definitions_load():
     assert defs.resolve_schedule_def("daily_refresh")
 
 
-def test_schedule_rereads_the_trailing_window_ending_yesterday():
+def test_schedule_rereads_each_sources_trailing_window_ending_yesterday(monkeypatch):
+    monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", PROPERTY)
+    monkeypatch.setenv("MKPI_SEARCH_CONSOLE_SITES", DEFAULT_GSC_SITE)
+    monkeypatch.setenv("MKPI_MATOMO_URL", "https://matomo.example/")
+    monkeypatch.setenv("MKPI_MATOMO_SITE_IDS", "1")
     paris = ZoneInfo("Europe/Paris")
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, 0, tzinfo=paris))
-    request = daily_refresh(context)
-    assert request.tags[RANGE_START_TAG] == "2026-03-07"
-    assert request.tags[RANGE_END_TAG] == "2026-03-09"
+    requests = {r.tags[SOURCE_TAG]: r for r in daily_refresh(context)}
+    windows = {source: (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for source, r in requests.items()}
+    assert windows == {"ga4": ("2026-03-07", "2026-03-09"), "search_console": ("2026-03-06", "2026-03-09"),
+                       "matomo": ("2026-03-07", "2026-03-09")}
+    selected = {source: {k.to_user_string() for k in r.asset_selection} for source, r in requests.items()}
+    assert selected["search_console"] == {"search_console/site_totals", "search_console/pages",
+                                          "search_console/queries", "search_console/devices",
+                                          "search_console/countries", "kpi/seo_daily"}
+    assert {"ga4/traffic_by_channel", "kpi/web_daily", "kpi/ecommerce_daily"} <= selected["ga4"]
+    assert "kpi/seo_daily" not in selected["ga4"]
+    assert {"matomo/referrer_types", "kpi/web_daily", "kpi/ecommerce_daily"} <= selected["matomo"]
+
+
+def test_schedule_skips_unconfigured_sources(monkeypatch):
+    monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", PROPERTY)
+    context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, 0, tzinfo=ZoneInfo("UTC")))
+    assert [r.tags[SOURCE_TAG] for r in daily_refresh(context)] == ["ga4"]
+    monkeypatch.delenv("MKPI_GA4_PROPERTY_IDS")
+    assert isinstance(daily_refresh(dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 3, 10, 6, 0, tzinfo=ZoneInfo("UTC")))), dg.SkipReason)
+
+
+def test_refresh_window_edges():
     assert refresh_window(date(2026, 3, 10), 1, date(2024, 1, 1)) == (date(2026, 3, 9), date(2026, 3, 9))
     assert refresh_window(date(2024, 1, 2), 3, date(2024, 1, 1)) == (date(2024, 1, 1), date(2024, 1, 1))

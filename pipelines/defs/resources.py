@@ -3,7 +3,13 @@
 
 import dagster as dg
 
-from pipelines.lib.resources import GA4Resource, SettingsResource, WarehouseResource
+from pipelines.lib.resources import (
+    GA4Resource,
+    MatomoResource,
+    SearchConsoleResource,
+    SettingsResource,
+    WarehouseResource,
+)
 
 
 @dg.definitions
@@ -13,5 +19,7 @@ def resources() -> dg.Definitions:
             "settings": SettingsResource(),
             "warehouse": WarehouseResource(),
             "ga4": GA4Resource(),
+            "search_console": SearchConsoleResource(),
+            "matomo": MatomoResource(token=dg.EnvVar("MKPI_MATOMO_TOKEN")),
         }
     )

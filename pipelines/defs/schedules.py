@@ -1,38 +1,90 @@
-"""Schedules: the daily refresh that re-reads restated days and rebuilds KPIs, in one run.
+"""Schedules: the daily refresh that re-reads restated days and rebuilds KPIs.
 
-GA4 restates the last ~72 hours, so each morning the trailing re-read window (ga4.reread_days,
-default 3, ending yesterday in the reporting time zone) is re-materialised as one partition-range run,
-raw tables first and KPI tables after (asset dependencies order them; blocking checks gate them).
+Each source restates recent days over a different horizon (GA4 ~3 days, Search Console ~4, Matomo 3;
+windows from config). Every morning the schedule emits ONE run per configured source, covering that
+source's trailing re-read window (ending yesterday in the reporting time zone) as a single
+partition-range run: its raw assets first, then the KPI tables that read them (asset dependencies
+order them; blocking checks gate them). A failing source does not hold the others' KPIs back.
 """
 
-
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
 
-from connectors.settings import load_settings
+from connectors import ga4, matomo, search_console
+from connectors.settings import Settings, load_settings
+from kpi_models.runner import MODELS
 from pipelines.lib.partitions import DAILY
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+SOURCE_TAG = "mkpi/source"
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh_job",
-    selection=dg.AssetSelection.groups("ga4", "kpi"),
+    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "kpi"),
     partitions_def=DAILY,
-    description="Re-read the trailing window of every source, then rebuild KPI tables for it.",
+    description="Re-read a trailing window of the sources, then rebuild the KPI tables for it.",
 )
 
 
-def refresh_window(run_day: date, reread_days: int, first_day: date) -> tuple[date, date]:
-    """The inclusive range a run on `run_day` re-reads: the `reread_days` days ending yesterday."""
+@dataclass(frozen=True)
+class SourceRefresh:
+    """One source's share of the daily refresh."""
+
+    source: str
+    raw_tables: tuple[str, ...]
+
+    def asset_keys(self) -> list[dg.AssetKey]:
+        raw = [dg.AssetKey(t.split(".")) for t in self.raw_tables]
+        kpis = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
+                if any(s.schema_name == self.source for s in m.inputs)]
+        return raw + kpis
+
+
+REFRESHES = (
+    SourceRefresh("ga4", tuple(r.stream.table for r in ga4.REPORTS.values())),
+    SourceRefresh("search_console", tuple(r.stream.table for r in search_console.REPORTS.values())),
+    SourceRefresh("matomo", tuple(s.table for s in matomo.STREAMS)),
+)
+
+
+def reread_days(settings: Settings, source: str) -> int | None:
+    """The source's re-read window, or None when the source is not configured (nothing to refresh)."""
+    if source == "ga4":
+        return settings.ga4.reread_days if settings.ga4.property_ids else None
+    if source == "search_console":
+        return settings.search_console.reread_days if settings.search_console.sites else None
+    if source == "matomo":
+        return settings.matomo.reread_days if settings.matomo.site_ids and settings.matomo.url else None
+    raise KeyError(source)
+
+
+def refresh_window(run_day: date, days: int, first_day: date) -> tuple[date, date]:
+    """The inclusive range a run on `run_day` re-reads: the `days` days ending yesterday."""
     end = run_day - timedelta(days=1)
-    start = max(first_day, end - timedelta(days=max(1, reread_days) - 1))
+    start = max(first_day, end - timedelta(days=max(1, days) - 1))
     return start, end
 
 
 def range_tags(start: date, end: date) -> dict[str, str]:
     return {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
+
+
+def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
+    requests = []
+    for refresh in REFRESHES:
+        days = reread_days(settings, refresh.source)
+        if days is None:
+            continue
+        start, end = refresh_window(run_day, days, settings.start_date)
+        requests.append(dg.RunRequest(
+            run_key=f"daily_refresh:{refresh.source}:{run_day.isoformat()}",
+            asset_selection=refresh.asset_keys(),
+            tags={**range_tags(start, end), SOURCE_TAG: refresh.source},
+        ))
+    return requests
 
 
 _settings = load_settings()
@@ -44,10 +96,14 @@ _settings = load_settings()
     cron_schedule="0 6 * * *",
     execution_timezone=_settings.reporting_timezone,
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every morning at 06:00 (reporting time zone): re-read the trailing window, rebuild KPIs.",
+    description="Every morning at 06:00 (reporting time zone): per configured source, re-read its trailing "
+    "window and rebuild the KPI tables that read it.",
 )
-def daily_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
     settings = load_settings()
     run_day = context.scheduled_execution_time.astimezone(settings.tz).date()
-    start, end = refresh_window(run_day, settings.ga4.reread_days, settings.start_date)
-    return dg.RunRequest(run_key=f"daily_refresh:{run_day.isoformat()}", tags=range_tags(start, end))
+    requests = refresh_requests(run_day, settings)
+    if not requests:
+        return dg.SkipReason("no source configured: set MKPI_GA4_PROPERTY_IDS, MKPI_SEARCH_CONSOLE_SITES or "
+                             "MKPI_MATOMO_URL and MKPI_MATOMO_SITE_IDS")
+    return requests

@@ -5,15 +5,19 @@ run time (environment over config file), so a secret is never part of run config
 """
 
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 
 import dagster as dg
 import duckdb
 
 from connectors.batches import Batch
 from connectors.ga4 import Ga4Connector
-from connectors.settings import Settings, load_settings
+from connectors.matomo import MatomoConnector
+from connectors.search_console import SearchConsoleConnector
+from connectors.settings import Secret, Settings, load_settings
 from connectors.warehouse import LoadResult, connect, load_batches
 
 
@@ -52,3 +56,29 @@ class GA4Resource(dg.ConfigurableResource):
 
     def connector(self) -> Ga4Connector:
         return Ga4Connector(load_settings(self.config_path).ga4)
+
+
+class SearchConsoleResource(dg.ConfigurableResource):
+    """Search Console access: sites, endpoint and Google credentials from settings."""
+
+    config_path: str | None = None
+
+    def connector(self) -> SearchConsoleConnector:
+        settings = load_settings(self.config_path)
+        return SearchConsoleConnector(settings.search_console, today=lambda: _today(settings))
+
+
+class MatomoResource(dg.ConfigurableResource):
+    """Matomo Reporting API access. The token is bound as EnvVar("MKPI_MATOMO_TOKEN"): the UI and run
+    config only ever show the variable's name, and it is resolved only for runs that read Matomo."""
+
+    token: str
+    config_path: str | None = None
+
+    def connector(self) -> MatomoConnector:
+        settings = load_settings(self.config_path).matomo
+        return MatomoConnector(dataclasses.replace(settings, token=Secret(self.token)))
+
+
+def _today(settings: Settings) -> date:
+    return datetime.now(settings.tz).date()

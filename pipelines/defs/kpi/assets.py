@@ -4,39 +4,58 @@ Business purpose: analysts query `kpi.*` instead of five platforms' raw fields; 
 a ratio of sums computed the catalogue's way, with its numerator and denominator stored beside it.
 """
 
-
 import dagster as dg
 
-from kpi_models.runner import MODELS, rebuild, unmapped_channel_values
-from pipelines.defs.ga4.assets import traffic_by_channel
+from kpi_models.runner import MODELS, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
+_DESCRIPTIONS = {
+    "web_daily": "Web analytics KPIs per day, source (ga4, matomo) and channel: sessions, engagement_rate, "
+    "bounce_rate (each source's own definition), conversion_rate, avg_session_duration.",
+    "seo_daily": "SEO KPIs per day and Search Console property, from byProperty totals only: search_clicks, "
+    "search_impressions, search_ctr, search_avg_position (impression-weighted).",
+    "ecommerce_daily": "E-commerce KPIs per day, source and currency: orders, revenue, average_basket, "
+    "cart_abandonment_rate, ecommerce_conversion_rate.",
+}
 
-@dg.asset(
-    key=["kpi", "web_daily"],
-    deps=[traffic_by_channel],
-    group_name="kpi",
-    kinds={"sql", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-    metadata={"dagster/table_name": "kpi.web_daily", "primary_key": "date, source, channel"},
-)
-def web_daily(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
-              ) -> dg.MaterializeResult:
-    """Web analytics KPIs per day and channel from GA4: sessions, engagement_rate, bounce_rate,
-    conversion_rate, avg_session_duration (KPI_CATALOGUE, web analytics)."""
-    window = window_from_context(context)
-    with warehouse.connection() as conn:
-        result = rebuild(conn, MODELS["web_daily"], window, channels=settings.load().channels)
-        unmapped = unmapped_channel_values(conn, window)
-    if unmapped:
-        context.log.warning(f"GA4 channel groups not in the channel mapping (counted as other): {unmapped}")
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            result.table, result.rows, window, column_schema_from_pairs(result.columns),
-            unmapped_channel_values=dg.MetadataValue.json(unmapped),
-        )
+
+def kpi_asset_key(model: KpiModel) -> dg.AssetKey:
+    return dg.AssetKey(["kpi", model.name])
+
+
+def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
+    """A daily-partitioned KPI table that depends on the raw tables its SQL reads."""
+
+    @dg.asset(
+        key=kpi_asset_key(model),
+        deps=[dg.AssetKey(stream.table.split(".")) for stream in model.inputs],
+        group_name="kpi",
+        description=_DESCRIPTIONS[model.name],
+        kinds={"sql", "duckdb"},
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        metadata={"dagster/table_name": model.table, "primary_key": ", ".join(model.key)},
     )
+    def _asset(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+               ) -> dg.MaterializeResult:
+        window = window_from_context(context)
+        with warehouse.connection() as conn:
+            result = rebuild(conn, model, window, channels=settings.load().channels)
+            unmapped = unmapped_channel_values(conn, window) if model.name == "web_daily" else {}
+        if unmapped:
+            context.log.warning(f"raw channel values not in the channel mapping (counted as other): {unmapped}")
+        extra = {"unmapped_channel_values": dg.MetadataValue.json(unmapped)} if model.name == "web_daily" else {}
+        return dg.MaterializeResult(
+            metadata=table_metadata(result.table, result.rows, window, column_schema_from_pairs(result.columns),
+                                    **extra)
+        )
+
+    return _asset
+
+
+web_daily = build_kpi_asset(MODELS["web_daily"])
+seo_daily = build_kpi_asset(MODELS["seo_daily"])
+ecommerce_daily = build_kpi_asset(MODELS["ecommerce_daily"])

@@ -1,0 +1,276 @@
+"""Matomo connector: the HTTP Reporting API, one `API.getBulkRequest` per site per date range.
+
+Business purpose: Matomo is the privacy-first second opinion on traffic (visits, bounces, conversions
+by referrer type) and e-commerce (orders, revenue, abandoned carts); its numbers sit beside GA4's
+with `source = 'matomo'` and are never blended with them.
+
+How it reads (see shared/research/peers.md and emulators.md, Matomo):
+- No official Python client exists: plain HTTP through the shared `HttpClient` (retries, rate limit).
+- The token travels only in the POST body (`token_auth`), never in a URL or a log line; Matomo tokens
+  marked "secure only" refuse GET anyway.
+- One bulk request carries every method for the whole window; a multi-day answer is keyed by date, an
+  empty day is `[]`, numbers are sometimes strings and percentages are strings like "50%".
+- Errors come back as HTTP 200 with `{"result": "error"}`, also as one element of a bulk answer: the
+  whole answer is refused with the method and site named, so a partial bulk answer is never loaded.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+import pyarrow as pa
+
+from connectors.batches import Batch, Stream, Window
+from connectors.errors import ConfigError, SourceError
+from connectors.http import HttpClient, RateLimiter, RequestStats, RetryPolicy, is_loopback
+from connectors.settings import MatomoSettings
+
+SOURCE = "matomo"
+GOALS = ("all", "ecommerceOrder", "ecommerceAbandonedCart")
+# Referrers.getReferrerType: the segment is language-independent; labels are translated.
+_REFERRER_CODES = {1: "direct", 2: "search", 3: "website", 6: "campaign", 7: "social"}
+_REFERRER_LABELS = {"Direct Entry": "direct", "Search Engines": "search", "Websites": "website",
+                    "Campaigns": "campaign", "Social Networks": "social"}
+
+_TAIL = (("time_zone", pa.string()), ("currency_code", pa.string()))
+
+VISITS = Stream(
+    table="matomo.visits_summary",
+    schema=pa.schema([
+        ("site_id", pa.string()), ("date", pa.date32()),
+        ("nb_visits", pa.int64()), ("nb_uniq_visitors", pa.int64()), ("nb_actions", pa.int64()),
+        ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()), ("sum_visit_length", pa.int64()),
+        ("max_actions", pa.int64()), *_TAIL,
+    ]),
+    key=("site_id", "date"),
+    scope_column="site_id",
+)
+REFERRERS = Stream(
+    table="matomo.referrer_types",
+    schema=pa.schema([
+        ("site_id", pa.string()), ("date", pa.date32()), ("referrer_type", pa.string()), ("label", pa.string()),
+        ("nb_visits", pa.int64()), ("nb_uniq_visitors", pa.int64()), ("nb_actions", pa.int64()),
+        ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()), ("sum_visit_length", pa.int64()),
+        ("orders", pa.int64()), ("revenue", pa.float64()), *_TAIL,
+    ]),
+    key=("site_id", "date", "referrer_type"),
+    scope_column="site_id",
+)
+GOAL_STREAM = Stream(
+    table="matomo.goals",
+    schema=pa.schema([
+        ("site_id", pa.string()), ("date", pa.date32()), ("goal", pa.string()),
+        ("nb_conversions", pa.int64()), ("nb_visits_converted", pa.int64()), ("revenue", pa.float64()),
+        ("items", pa.int64()), *_TAIL,
+    ]),
+    key=("site_id", "date", "goal"),
+    scope_column="site_id",
+)
+STREAMS = (VISITS, REFERRERS, GOAL_STREAM)
+
+
+def number(value: Any) -> float | None:
+    """Matomo numbers: ints, floats, numeric strings ("1234.5"), percentages ("50%" -> 0.5), or absent."""
+    if value is None or value == "" or isinstance(value, list | dict):
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError as exc:
+        raise ValueError(f"not a number: {value!r}") from exc
+
+
+def integer(value: Any) -> int | None:
+    parsed = number(value)
+    return None if parsed is None else int(round(parsed))
+
+
+@dataclass
+class MatomoConnector:
+    """Reads visits, referrer types and goals for every configured site into typed batches."""
+
+    settings: MatomoSettings
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None
+    stats: RequestStats = field(default_factory=RequestStats)
+    _http: HttpClient | None = field(default=None, repr=False)
+
+    def endpoint(self) -> str:
+        if not self.settings.url:
+            raise ConfigError("No Matomo URL: set MKPI_MATOMO_URL to your instance, e.g. https://matomo.example.com/")
+        url = self.settings.url.strip()
+        if "://" not in url:
+            url = "https://" + url
+        parsed = urlparse(url)
+        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+            raise ConfigError(
+                f"MKPI_MATOMO_URL {parsed.scheme}://{parsed.hostname} is plain HTTP on a non-loopback host: "
+                "the token would travel unencrypted; use https://"
+            )
+        return url if url.endswith(".php") else url.rstrip("/") + "/index.php"
+
+    def site_ids(self) -> list[str]:
+        if not self.settings.site_ids:
+            raise ConfigError("No Matomo site configured: set MKPI_MATOMO_SITE_IDS (comma-separated idSite values) "
+                              "or matomo.site_ids in config/mkpi.yaml")
+        for site in self.settings.site_ids:
+            if not site.isdigit():
+                raise ConfigError(f"Matomo site id {site!r} is not numeric: MKPI_MATOMO_SITE_IDS takes idSite numbers")
+        return list(self.settings.site_ids)
+
+    def _token(self) -> str:
+        if self.settings.token is None or not self.settings.token.reveal():
+            raise ConfigError("No Matomo token: set MKPI_MATOMO_TOKEN to an auth token with view access to the sites "
+                              "(Matomo > Personal > Security > Auth tokens)")
+        return self.settings.token.reveal()
+
+    def check(self) -> list[str]:
+        """Validate configuration without sending a request."""
+        self.endpoint()
+        self._token()
+        return self.site_ids()
+
+    def http(self) -> HttpClient:
+        if self._http is None:
+            self._http = HttpClient(
+                SOURCE,
+                timeout=self.settings.timeout_seconds,
+                policy=self.policy,
+                limiter=RateLimiter(self.settings.requests_per_second, 1.0),
+                stats=self.stats,
+                sleep=self.sleep,
+                secrets=[self._token()],
+            )
+        return self._http
+
+    @staticmethod
+    def sub_requests(site_id: str, window: Window) -> list[tuple[str, dict[str, str]]]:
+        """The methods one bulk request carries: (name, parameters)."""
+        base = {"idSite": site_id, "period": "day", "date": f"{window.start.isoformat()},{window.end.isoformat()}",
+                "format": "JSON", "filter_limit": "-1"}
+        return [
+            ("SitesManager.getSiteFromId", {"method": "SitesManager.getSiteFromId", "idSite": site_id}),
+            ("VisitsSummary.get", {"method": "VisitsSummary.get", **base}),
+            ("Referrers.getReferrerType", {"method": "Referrers.getReferrerType", **base}),
+            ("Goals.get", {"method": "Goals.get", **base}),
+            ("Goals.get ecommerceOrder", {"method": "Goals.get", "idGoal": "ecommerceOrder", **base}),
+            ("Goals.get ecommerceAbandonedCart", {"method": "Goals.get", "idGoal": "ecommerceAbandonedCart", **base}),
+        ]
+
+    def bulk(self, site_id: str, window: Window) -> dict[str, Any]:
+        """One API.getBulkRequest; returns each method's answer, or raises naming the failing method."""
+        subs = self.sub_requests(site_id, window)
+        form = {"module": "API", "method": "API.getBulkRequest", "format": "JSON", "token_auth": self._token()}
+        for i, (_, params) in enumerate(subs):
+            form[f"urls[{i}]"] = urlencode(params)
+        answer = self.http().request_json(
+            "POST", self.endpoint(), data=form, account=site_id, what=f"API.getBulkRequest {window}"
+        )
+        if isinstance(answer, dict) and answer.get("result") == "error":
+            raise SourceError(SOURCE, site_id, f"API.getBulkRequest {window}: {_explain(answer)}")
+        if not isinstance(answer, list) or len(answer) != len(subs):
+            raise SourceError(SOURCE, site_id, f"API.getBulkRequest {window}: expected a list of {len(subs)} answers, "
+                              f"got {type(answer).__name__}")
+        results: dict[str, Any] = {}
+        for (name, _), result in zip(subs, answer, strict=True):
+            if isinstance(result, dict) and result.get("result") == "error":
+                raise SourceError(SOURCE, site_id, f"{name} {window}: {_explain(result)}")
+            results[name] = result
+        return results
+
+    @staticmethod
+    def _by_date(name: str, site_id: str, window: Window, result: Any) -> dict[str, Any]:
+        expected = [d.isoformat() for d in window.dates()]
+        if not isinstance(result, dict) or sorted(result) != expected:
+            got = sorted(result) if isinstance(result, dict) else type(result).__name__
+            raise SourceError(SOURCE, site_id, f"{name} {window}: answer does not cover the requested days "
+                              f"(got {got if not isinstance(got, list) else f'{len(got)} days'})")
+        return result
+
+    def parse(self, site_id: str, window: Window, results: Mapping[str, Any]) -> dict[str, pa.Table]:
+        """Typed tables for the three streams from one bulk answer."""
+        site = results["SitesManager.getSiteFromId"]
+        site = site[0] if isinstance(site, list) and site else site
+        tz = str(site.get("timezone")) if isinstance(site, dict) and site.get("timezone") else None
+        currency = str(site.get("currency")) if isinstance(site, dict) and site.get("currency") else None
+        tail = {"time_zone": tz, "currency_code": currency}
+
+        visits = []
+        for day, row in self._by_date("VisitsSummary.get", site_id, window, results["VisitsSummary.get"]).items():
+            if not row:  # an empty day is []
+                continue
+            visits.append({"site_id": site_id, "date": day, **{c: integer(row.get(c)) for c in (
+                "nb_visits", "nb_uniq_visitors", "nb_actions", "nb_visits_converted", "bounce_count",
+                "sum_visit_length", "max_actions")}, **tail})
+
+        referrers = []
+        answer = self._by_date("Referrers.getReferrerType", site_id, window, results["Referrers.getReferrerType"])
+        for day, rows in answer.items():
+            for row in rows or []:
+                referrer_type = self._referrer_type(row)
+                order_goal = (row.get("goals") or {}).get("idgoal=ecommerceOrder") or {}
+                referrers.append({
+                    "site_id": site_id, "date": day, "referrer_type": referrer_type, "label": row.get("label"),
+                    **{c: integer(row.get(c)) for c in ("nb_visits", "nb_uniq_visitors", "nb_actions",
+                                                         "nb_visits_converted", "bounce_count", "sum_visit_length")},
+                    "orders": integer(order_goal.get("nb_conversions")) or 0,
+                    "revenue": number(order_goal.get("revenue")) or 0.0,
+                    **tail,
+                })
+
+        goals = []
+        for goal, name in zip(GOALS, ("Goals.get", "Goals.get ecommerceOrder", "Goals.get ecommerceAbandonedCart"),
+                              strict=True):
+            for day, row in self._by_date(name, site_id, window, results[name]).items():
+                if not row:
+                    continue
+                goals.append({"site_id": site_id, "date": day, "goal": goal,
+                              "nb_conversions": integer(row.get("nb_conversions")),
+                              "nb_visits_converted": integer(row.get("nb_visits_converted")),
+                              "revenue": number(row.get("revenue")), "items": integer(row.get("items")), **tail})
+        return {
+            VISITS.table: _table(visits, VISITS),
+            REFERRERS.table: _table(referrers, REFERRERS),
+            GOAL_STREAM.table: _table(goals, GOAL_STREAM),
+        }
+
+    @staticmethod
+    def _referrer_type(row: Mapping[str, Any]) -> str:
+        segment = str(row.get("segment") or "")
+        if segment.startswith("referrerType=="):
+            return segment.split("==", 1)[1]
+        code = integer(row.get("referrer_type"))
+        if code in _REFERRER_CODES:
+            return _REFERRER_CODES[code]
+        return _REFERRER_LABELS.get(str(row.get("label")), str(row.get("label") or "unknown"))
+
+    def fetch(self, window: Window, site_ids: Sequence[str] | None = None) -> Iterator[Batch]:
+        """Yield one batch per stream per site: every site's window is replaced, even when empty."""
+        ids = list(site_ids) if site_ids else self.site_ids()
+        self.check()
+        for site_id in ids:
+            tables = self.parse(site_id, window, self.bulk(site_id, window))
+            for stream in STREAMS:
+                yield Batch(stream, tables[stream.table], window, {"site_id": site_id})
+
+
+def _explain(envelope: Mapping[str, Any]) -> str:
+    """Matomo's error message, plus what to fix when it is about access (a wrong token or site id)."""
+    message = str(envelope.get("message") or "unknown error")
+    text = f"Matomo says: {message}"
+    if "access" in message.lower() or "token" in message.lower():
+        text += " (check that MKPI_MATOMO_TOKEN is valid and has view access to this site id)"
+    return text
+
+
+def _table(rows: list[dict[str, Any]], stream: Stream) -> pa.Table:
+    from datetime import date
+
+    for row in rows:
+        row["date"] = date.fromisoformat(row["date"])
+    return pa.Table.from_pylist(rows, schema=stream.schema)

@@ -1,0 +1,231 @@
+"""Search Console connector: `searchanalytics.query` through the official discovery client.
+
+Business purpose: Search Console is the only source of what happens *before* the click on Google
+(impressions, average position, CTR). Site-level SEO KPIs come from `byProperty` totals only: page
+rows over-count impressions (several URLs on one result page) and query rows miss anonymised queries,
+so page and query tables are kept for drill-down, never summed into KPIs (KPI_CATALOGUE rule 4).
+
+How it reads (see shared/research/peers.md, GSC): one query per stream per site per window, `rowLimit`
+25,000 with `startRow` paging until a short page; positional `keys[]` mapped by the requested
+dimension order; `position` absent when impressions are 0; the trailing days re-read with
+`dataState=all`; a client-side queries-per-minute limit, and the 429 "Search Analytics QPS quota
+exceeded" backed off and retried through the shared helper.
+"""
+
+import http.client
+import json
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from connectors.batches import Batch, Stream, Window
+from connectors.errors import ConfigError
+from connectors.google_auth import checked_endpoint, resolve_credentials
+from connectors.http import (
+    Fatal,
+    RateLimiter,
+    RequestStats,
+    Retry,
+    RetryPolicy,
+    Verdict,
+    call_with_retry,
+    parse_retry_after,
+)
+from connectors.settings import SearchConsoleSettings
+
+SOURCE = "search_console"
+SCOPES = ("https://www.googleapis.com/auth/webmasters.readonly",)
+QPS_QUOTA_MESSAGE = "Search Analytics QPS quota exceeded"
+QPS_QUOTA_WAIT = 10.0  # the quota is per minute; wait a good part of it before asking again
+
+
+@dataclass(frozen=True)
+class GscReport:
+    """One Search Analytics query: dimensions (API name -> column) and aggregation type."""
+
+    name: str
+    dimensions: tuple[tuple[str, str], ...]
+    aggregation_type: str
+    stream: Stream
+
+
+def _stream(name: str, extra: tuple[tuple[str, pa.DataType], ...]) -> Stream:
+    schema = pa.schema([
+        ("site_url", pa.string()), ("search_type", pa.string()), ("date", pa.date32()), *extra,
+        ("clicks", pa.int64()), ("impressions", pa.int64()), ("ctr", pa.float64()), ("position", pa.float64()),
+        ("data_state", pa.string()),
+    ])
+    return Stream(table=f"search_console.{name}", schema=schema,
+                  key=("site_url", "search_type", "date", *(c for c, _ in extra)), scope_column="site_url")
+
+
+SITE_TOTALS = GscReport("site_totals", (("date", "date"),), "byProperty", _stream("site_totals", ()))
+PAGES = GscReport("pages", (("date", "date"), ("page", "page")), "byPage", _stream("pages", (("page", pa.string()),)))
+QUERIES = GscReport("queries", (("date", "date"), ("query", "query")), "auto",
+                    _stream("queries", (("query", pa.string()),)))
+DEVICES = GscReport("devices", (("date", "date"), ("device", "device")), "auto",
+                    _stream("devices", (("device", pa.string()),)))
+COUNTRIES = GscReport("countries", (("date", "date"), ("country", "country")), "auto",
+                      _stream("countries", (("country", pa.string()),)))
+REPORTS: dict[str, GscReport] = {r.name: r for r in (SITE_TOTALS, PAGES, QUERIES, DEVICES, COUNTRIES)}
+
+
+def split_by_data_state(window: Window, today: date, reread_days: int, reread_state: str
+                        ) -> list[tuple[Window, str]]:
+    """Older days are read as "final"; the trailing `reread_days` (up to today) with `reread_state`."""
+    cutoff = today - timedelta(days=reread_days)  # days after the cutoff are still settling
+    parts: list[tuple[Window, str]] = []
+    if window.start <= cutoff:
+        parts.append((Window(window.start, min(window.end, cutoff)), "final"))
+    if window.end > cutoff:
+        parts.append((Window(max(window.start, cutoff + timedelta(days=1)), window.end), reread_state))
+    return parts
+
+
+def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, search_type: str,
+                  data_state: str) -> pa.Table:
+    """Positional `keys[]` follow the requested dimension order; `position` may be absent."""
+    columns: dict[str, list[Any]] = {c: [] for _, c in report.dimensions}
+    clicks: list[int] = []
+    impressions: list[int] = []
+    ctr: list[float | None] = []
+    position: list[float | None] = []
+    for row in rows:
+        keys = row.get("keys") or []
+        if len(keys) != len(report.dimensions):
+            raise ValueError(f"row has {len(keys)} keys for {len(report.dimensions)} dimensions: {row!r}")
+        for (api_name, column), value in zip(report.dimensions, keys, strict=True):
+            columns[column].append(date.fromisoformat(value) if api_name == "date" else value)
+        clicks.append(int(round(float(row.get("clicks", 0)))))
+        impressions.append(int(round(float(row.get("impressions", 0)))))
+        ctr.append(float(row["ctr"]) if "ctr" in row else None)
+        position.append(float(row["position"]) if "position" in row else None)
+    n = len(rows)
+    data = {
+        "site_url": [site_url] * n, "search_type": [search_type] * n, **columns,
+        "clicks": clicks, "impressions": impressions, "ctr": ctr, "position": position,
+        "data_state": [data_state] * n,
+    }
+    return pa.Table.from_pydict(data, schema=report.stream.schema)
+
+
+def build_service(settings: SearchConsoleSettings) -> Any:
+    """The official discovery client (static discovery document, no network), with a timeout."""
+    import google_auth_httplib2
+    import httplib2
+    from googleapiclient.discovery import build
+
+    credentials = resolve_credentials(settings.credentials_file, settings.endpoint, SCOPES, "Search Console",
+                                      "MKPI_SEARCH_CONSOLE_ENDPOINT")
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=settings.timeout_seconds))
+    options = {}
+    if settings.endpoint:
+        options["api_endpoint"] = checked_endpoint(settings.endpoint, credentials, "MKPI_SEARCH_CONSOLE_ENDPOINT")
+    return build("searchconsole", "v1", http=http, static_discovery=True, cache_discovery=False,
+                 client_options=options or None)
+
+
+def classify(exc: BaseException) -> Verdict:
+    """429 and 5xx are transient, as are resets, timeouts and unreadable bodies; other statuses are not."""
+    import httplib2
+    from googleapiclient.errors import HttpError
+
+    if isinstance(exc, HttpError):
+        status = exc.status_code
+        reason = exc._get_reason() if hasattr(exc, "_get_reason") else str(exc)
+        if status == 429:
+            wait = parse_retry_after(exc.resp.get("retry-after") if exc.resp is not None else None)
+            if QPS_QUOTA_MESSAGE.lower() in str(reason).lower():
+                wait = max(wait, QPS_QUOTA_WAIT)
+            return Retry(f"429 {reason}", wait)
+        if status >= 500 or status == 408:
+            return Retry(f"{status} {reason}")
+        return Fatal(f"{status} {reason}")
+    if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError | httplib2.HttpLib2Error
+                  | http.client.HTTPException):
+        return Retry(type(exc).__name__)
+    if isinstance(exc, json.JSONDecodeError | ValueError):
+        return Retry(f"malformed response ({type(exc).__name__})")
+    return Fatal(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class SearchConsoleConnector:
+    """Reads Search Analytics streams for every configured site into typed batches."""
+
+    settings: SearchConsoleSettings
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None
+    stats: RequestStats = field(default_factory=RequestStats)
+    today: Callable[[], date] = date.today
+    _service: Any = field(default=None, repr=False)
+    _limiter: RateLimiter | None = field(default=None, repr=False)
+
+    def sites(self) -> list[str]:
+        if not self.settings.sites:
+            raise ConfigError("No Search Console site configured: set MKPI_SEARCH_CONSOLE_SITES (comma-separated, "
+                              "e.g. sc-domain:example.com or https://www.example.com/) or search_console.sites")
+        for site in self.settings.sites:
+            if not (site.startswith("sc-domain:") or site.startswith("http://") or site.startswith("https://")):
+                raise ConfigError(f"Search Console site {site!r} must look like sc-domain:example.com or "
+                                  "https://www.example.com/ (the property as Search Console names it)")
+        return list(self.settings.sites)
+
+    def service(self) -> Any:
+        if self._service is None:
+            self._service = build_service(self.settings)
+        return self._service
+
+    def limiter(self) -> RateLimiter:
+        if self._limiter is None:
+            self._limiter = RateLimiter(self.settings.queries_per_minute, 60.0)
+        return self._limiter
+
+    def check(self) -> list[str]:
+        sites = self.sites()
+        self.service()
+        return sites
+
+    def query(self, site_url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """One searchanalytics.query, retried through the shared helper."""
+        request = self.service().searchanalytics().query(siteUrl=site_url, body=body)
+        kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
+        result = call_with_retry(lambda: request.execute(num_retries=0), classify=classify, source=SOURCE,
+                                 account=site_url, what=what, policy=self.policy, stats=self.stats,
+                                 limiter=self.limiter(), **kwargs)
+        if not isinstance(result, dict):
+            raise ValueError(f"unexpected answer type {type(result).__name__}")
+        return result
+
+    def fetch(self, report: GscReport | str, window: Window, sites: Sequence[str] | None = None) -> Iterator[Batch]:
+        """Yield batches per page, per data-state part of the window, per search type, per site."""
+        if isinstance(report, str):
+            report = REPORTS[report]
+        site_list = list(sites) if sites else self.sites()
+        row_limit = self.settings.row_limit
+        parts = split_by_data_state(window, self.today(), self.settings.reread_days, self.settings.reread_data_state)
+        for site_url in site_list:
+            for search_type in self.settings.search_types:
+                scope = {"site_url": site_url, "search_type": search_type}
+                for part, data_state in parts:
+                    start_row = 0
+                    while True:
+                        body = {
+                            "startDate": part.start.isoformat(), "endDate": part.end.isoformat(),
+                            "dimensions": [d for d, _ in report.dimensions], "type": search_type,
+                            "aggregationType": report.aggregation_type, "rowLimit": row_limit,
+                            "startRow": start_row, "dataState": data_state,
+                        }
+                        answer = self.query(site_url, body, f"searchAnalytics.query {report.name} {search_type} "
+                                                            f"{part} startRow {start_row}")
+                        rows = answer.get("rows") or []
+                        table = rows_to_table(rows, report, site_url, search_type, data_state)
+                        # the whole window is the replacement scope, so pages and parts delete it once
+                        yield Batch(report.stream, table, window, scope)
+                        start_row += len(rows)
+                        if len(rows) < row_limit:
+                            break

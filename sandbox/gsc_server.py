@@ -1,0 +1,392 @@
+"""Search Console API (``searchconsole`` v1, ``webmasters/v3`` paths) as ``google-api-python-client`` calls it.
+
+Why emulate the wire: the connector must be tested with the real discovery-based client, so the
+percent-encoded ``siteUrl`` path segment, the plain-dict responses, absent fields (no ``rows`` when empty, no
+``position`` without impressions), paging by ``startRow`` and Google's error envelope are exactly what the
+library hands back. The point of this server, though, is aggregation: Search Console gives different
+totals for the same days depending on what you group by. Site (``byProperty``) totals, per-page rows (which
+add up to MORE impressions, one per URL shown) and per-query rows (which add up to LESS, anonymised queries
+are missing) all come from ``World.gsc_day``, so a test can prove the KPI layer reads the site totals.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from sandbox.httpserver import Request, Response, SandboxServer, json_response
+from sandbox.world import DEFAULT_GSC_SITE, GscDay, GscRow, World, _split
+
+PERMISSION_HELP = "https://support.google.com/webmasters/answer/2451999"
+DIMENSIONS = ("date", "query", "page", "device", "country")
+DEFAULT_ROW_LIMIT = 1000
+MAX_ROW_LIMIT = 25_000
+# Final data lags about three days: with dataState=final only days <= today - 3 have rows.
+FINAL_LAG_DAYS = 3
+QUOTA_WINDOW_SECONDS = 60.0
+QPS_QUOTA_MESSAGE = "Search Analytics QPS quota exceeded"
+# Search types other than web are a small slice of web traffic: (clicks factor, impressions factor, has
+# position). Discover and Google News report no position at all, as in the real API.
+_SEARCH_TYPES: dict[str, tuple[float, float, bool]] = {
+    "web": (1.0, 1.0, True),
+    "image": (0.04, 0.30, True),
+    "video": (0.01, 0.03, True),
+    "news": (0.015, 0.02, True),
+    "discover": (0.08, 0.60, False),
+    "googlenews": (0.01, 0.015, False),
+}
+_KNOWN_FIELDS = frozenset({"startDate", "endDate", "dimensions", "type", "searchType", "aggregationType",
+                           "rowLimit", "startRow", "dataState", "dimensionFilterGroups"})
+# Reasons in the ``errors`` list of Google's v3-style envelope (see api-samples/gsc/error_*.json).
+_ERROR_REASONS = {400: ("global", "badRequest"), 401: ("global", "required"), 403: ("global", "forbidden"),
+                  404: ("global", "notFound"), 429: ("usageLimits", "rateLimitExceeded"),
+                  500: ("global", "backendError"), 503: ("global", "backendError")}
+_API_PREFIX = "/webmasters/v3/sites"
+_QUERY_PATH = re.compile(r"^/webmasters/v3/sites/([^/]+)/searchAnalytics/query/?$")
+_SITE_PATH = re.compile(r"^/webmasters/v3/sites/([^/]+)/?$")
+
+
+class GscApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One day's finest-grain row for a request: its dimension values and additive metrics."""
+
+    keys: dict[str, str]
+    clicks: int
+    impressions: int
+    position: float
+
+
+@dataclass(frozen=True)
+class _Query:
+    """A validated searchAnalytics.query body, normalised to lower-case enum values."""
+
+    start: date
+    end: date
+    dimensions: list[str]
+    search_type: str
+    aggregation: str  # "byProperty" or "byPage" (auto resolved)
+    row_limit: int
+    start_row: int
+    data_state: str  # "final" or "all"
+
+
+def _norm(value: Any) -> str:
+    """Enums arrive as "byProperty", "BY_PROPERTY" or "byproperty"; Google accepts all of them."""
+    return str(value).replace("_", "").lower()
+
+
+def _as_int(value: Any, name: str, default: int) -> int:
+    """int32 fields; 0 means unset as in proto3, and numeric strings are accepted like Google does."""
+    if value is None or value == "" or value == 0:
+        return default
+    if isinstance(value, bool):
+        raise GscApiError(400, f"Invalid value for {name}: {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise GscApiError(400, f"Invalid value for {name}: {value!r}") from None
+
+
+def _parse_date(value: Any, name: str) -> date:
+    if not value:
+        raise GscApiError(400, f"Missing required field {name}.")
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise GscApiError(400, f"Invalid {name} {value!r}: expected YYYY-MM-DD.")
+
+
+def row_json(keys: Sequence[str] | None, clicks: int, impressions: int, position: float | None) -> dict[str, Any]:
+    """One response row: ``ctr`` and ``position`` are absent without impressions (and ``position`` without a
+    value, as for Discover), which is what a connector's ``row["position"]`` must survive."""
+    row: dict[str, Any] = {}
+    if keys:
+        row["keys"] = list(keys)
+    row["clicks"] = clicks
+    row["impressions"] = impressions
+    if impressions > 0:
+        row["ctr"] = clicks / impressions
+        if position is not None:
+            row["position"] = position
+    return row
+
+
+def _split_row(row: GscRow, parts: Sequence[GscRow], total: GscDay) -> list[tuple[str, int, int, float]]:
+    """Share one row (a page, a query, a device) out over a breakdown in the day's proportions.
+
+    An approximation: the world only knows breakdowns of the site totals, so a page's device split is the
+    site's. Positions keep the breakdown's offset from the site position (ratio), clicks never exceed
+    impressions.
+    """
+    clicks = _split(row.clicks, [p.clicks for p in parts])
+    imps = _split(row.impressions, [p.impressions for p in parts])
+    out = []
+    for part, c, i in zip(parts, clicks, imps, strict=True):
+        ratio = part.position / total.position if total.position else 1.0
+        out.append((part.key, c, max(c, i), row.position * ratio))
+    return out
+
+
+class GscServer(SandboxServer):
+    """Search Console emulator; see the module docstring. Thread-safe: quota window and read counter locked.
+
+    ``sites`` are listed as ``siteOwner``; a site also in ``forbidden_sites`` is listed as
+    ``siteUnverifiedUser`` and, like any unlisted site, gets 403 on query. ``queries_per_minute`` enables the
+    Search Analytics QPS quota (a sliding 60 s window over admitted queries).
+    """
+
+    name = "gsc"
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        sites: Sequence[str] | None = None,
+        forbidden_sites: Iterable[str] = (),
+        queries_per_minute: int | None = None,
+    ) -> None:
+        super().__init__()
+        if queries_per_minute is not None and queries_per_minute < 1:
+            raise ValueError("queries_per_minute must be >= 1 (or None for no quota)")
+        self.world = world
+        self.sites: list[str] = list(sites) if sites is not None else [DEFAULT_GSC_SITE]
+        self.forbidden_sites = frozenset(forbidden_sites)
+        self.queries_per_minute = queries_per_minute
+        self.clock = time.monotonic  # replaceable in tests that must not sleep through a minute
+        self._state_lock = threading.Lock()
+        self._reads = 0
+        self._window: collections.deque[float] = collections.deque()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MKPI_SEARCH_CONSOLE_ENDPOINT": self.url,
+            "MKPI_SEARCH_CONSOLE_SITES": ",".join(self.sites),
+        }
+
+    @property
+    def reads(self) -> int:
+        """Successful searchAnalytics queries so far; the next one reads the world at this version."""
+        with self._state_lock:
+            return self._reads
+
+    def error_response(self, status: int, message: str) -> Response:
+        """The v3 envelope with an ``errors`` list, as in api-samples/gsc/error_400.json and error_429."""
+        domain, reason = _ERROR_REASONS.get(status, ("global", "unknown"))
+        status_name = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                       404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                       503: "UNAVAILABLE"}.get(status, "UNKNOWN")
+        return json_response(status, {"error": {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+            "status": status_name,
+        }})
+
+    # ---- HTTP ----------------------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Response:
+        try:
+            path = request.path
+            if path.rstrip("/") == _API_PREFIX and request.method == "GET":
+                return json_response(200, self.list_sites())
+            match = _QUERY_PATH.match(path)
+            if match is not None and request.method == "POST":
+                site = urllib.parse.unquote(match.group(1))
+                body = request.json if request.body else {}
+                if not isinstance(body, dict):
+                    raise GscApiError(400, "Invalid JSON payload received.")
+                return json_response(200, self.query(site, body))
+            match = _SITE_PATH.match(path)
+            if match is not None and request.method == "GET":
+                return json_response(200, self.get_site(urllib.parse.unquote(match.group(1))))
+            return self.error_response(404, f"Method not found: {request.method} {path}")
+        except GscApiError as err:
+            return self.error_response(err.status, err.message)
+
+    # ---- sites ---------------------------------------------------------------------------------------
+
+    def _entry(self, site: str) -> dict[str, str]:
+        level = "siteUnverifiedUser" if site in self.forbidden_sites else "siteOwner"
+        return {"siteUrl": site, "permissionLevel": level}
+
+    def list_sites(self) -> dict[str, Any]:
+        return {"siteEntry": [self._entry(s) for s in self.sites]} if self.sites else {}
+
+    def get_site(self, site: str) -> dict[str, str]:
+        if site not in self.sites:
+            raise GscApiError(403, self._permission_message(site))
+        return self._entry(site)
+
+    @staticmethod
+    def _permission_message(site: str) -> str:
+        return f"User does not have sufficient permission for site '{site}'. See also: {PERMISSION_HELP}."
+
+    # ---- searchAnalytics.query -----------------------------------------------------------------------
+
+    def query(self, site: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The searchAnalytics.query response as a JSON-ready dict; raises GscApiError for API errors."""
+        if site not in self.sites or site in self.forbidden_sites:
+            raise GscApiError(403, self._permission_message(site))
+        q = self._parse(body)
+        self._admit()
+        with self._state_lock:
+            version = self._reads
+
+        last_day = self.world.today - timedelta(days=FINAL_LAG_DAYS if q.data_state == "final" else 0)
+        clicks_f, imps_f, has_position = _SEARCH_TYPES[q.search_type]
+        groups: dict[tuple[str, ...], list[float]] = {}
+        for offset in range((min(q.end, last_day) - q.start).days + 1):
+            current = q.start + timedelta(days=offset)
+            gsc = self.world.gsc_day(site, current, version)
+            if gsc is None:
+                continue
+            for cell in self._day_cells(gsc, q):
+                clicks = round(cell.clicks * clicks_f)
+                imps = max(clicks, round(cell.impressions * imps_f))
+                if clicks == 0 and imps == 0:
+                    continue  # Search Console has no rows for what nobody saw
+                keys = {**cell.keys, "date": current.isoformat()}
+                acc = groups.setdefault(tuple(keys[d] for d in q.dimensions), [0, 0, 0.0])
+                acc[0] += clicks
+                acc[1] += imps
+                acc[2] += cell.position * imps
+
+        ordered = sorted(groups.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        page = ordered[q.start_row: q.start_row + q.row_limit]
+        response: dict[str, Any] = {}
+        if page:
+            response["rows"] = [
+                row_json(key, int(c), int(i), (w / i if has_position and i else None)) for key, (c, i, w) in page
+            ]
+        response["responseAggregationType"] = q.aggregation
+        first_incomplete = self.world.today - timedelta(days=FINAL_LAG_DAYS - 1)
+        if q.data_state == "all" and "date" in q.dimensions and q.start <= self.world.today \
+                and q.end >= first_incomplete:
+            response["metadata"] = {"firstIncompleteDate": max(q.start, first_incomplete).isoformat()}
+        with self._state_lock:
+            self._reads += 1
+        return response
+
+    def _day_cells(self, gsc: GscDay, q: _Query) -> list[_Cell]:
+        """The finest rows one day contributes: site totals, pages or queries, then device and country.
+
+        Device or country alone over the site totals are the world's exact breakdowns; anything crossed
+        (page x device, device x country, ...) is shared out proportionally, see ``_split_row``.
+        """
+        want_device, want_country = "device" in q.dimensions, "country" in q.dimensions
+        if "query" in q.dimensions:
+            base = [(("query", r.key),) for r in gsc.queries]
+            rows = list(gsc.queries)
+        elif q.aggregation == "byPage":
+            base = [(("page", r.key),) for r in gsc.pages]
+            rows = list(gsc.pages)
+        else:
+            base, rows = [()], [GscRow("", gsc.clicks, gsc.impressions, gsc.position)]
+        is_total = q.aggregation == "byProperty" and "query" not in q.dimensions
+
+        cells: list[tuple[tuple[tuple[str, str], ...], GscRow]] = list(zip(base, rows, strict=True))
+        if want_device:
+            if is_total:
+                cells = [((("device", d.key),), d) for d in gsc.devices]
+            else:
+                cells = [(keys + (("device", k),), GscRow(k, c, i, p))
+                         for keys, row in cells for k, c, i, p in _split_row(row, gsc.devices, gsc)]
+        if want_country:
+            if is_total and not want_device:
+                cells = [((("country", c.key),), c) for c in gsc.countries]
+            else:
+                cells = [(keys + (("country", k),), GscRow(k, c, i, p))
+                         for keys, row in cells for k, c, i, p in _split_row(row, gsc.countries, gsc)]
+        return [_Cell(dict(keys), row.clicks, row.impressions, row.position) for keys, row in cells]
+
+    def _parse(self, body: dict[str, Any]) -> _Query:
+        unknown = sorted(set(body) - _KNOWN_FIELDS)
+        if unknown:
+            raise GscApiError(400, f'Invalid JSON payload received. Unknown name "{unknown[0]}": '
+                                   "Cannot find field.")
+        if body.get("dimensionFilterGroups"):
+            raise GscApiError(400, "dimensionFilterGroups is not supported by the sandbox Search Console server.")
+        start = _parse_date(body.get("startDate"), "startDate")
+        end = _parse_date(body.get("endDate"), "endDate")
+        if start > end:
+            raise GscApiError(400, f"startDate {start} must be on or before endDate {end}.")
+
+        raw_dims = body.get("dimensions") or []
+        if not isinstance(raw_dims, list):
+            raise GscApiError(400, "Invalid value for dimensions: expected a list.")
+        dims: list[str] = []
+        for raw in raw_dims:
+            name = _norm(raw)
+            if name in ("searchappearance", "hour"):
+                raise GscApiError(400, f"Dimension {raw!r} is not supported by the sandbox Search Console server.")
+            if name not in DIMENSIONS:
+                raise GscApiError(400, f"Invalid value at 'dimensions' ({raw!r}): valid dimensions are "
+                                       f"{', '.join(DIMENSIONS)}.")
+            if name in dims:
+                raise GscApiError(400, f"Dimension {raw!r} is requested more than once.")
+            dims.append(name)
+
+        types = {_norm(body[k]) for k in ("type", "searchType") if body.get(k)}
+        if len(types) > 1:
+            raise GscApiError(400, "type and searchType disagree; send only type.")
+        search_type = types.pop() if types else "web"
+        if search_type not in _SEARCH_TYPES:
+            raise GscApiError(400, f"Invalid value for type: {body.get('type') or body.get('searchType')!r}.")
+
+        aggregation = _norm(body.get("aggregationType") or "auto")
+        if aggregation == "bynewsshowcasepanel":
+            raise GscApiError(400, "aggregationType byNewsShowcasePanel is not supported by the sandbox.")
+        if aggregation not in ("auto", "byproperty", "bypage"):
+            raise GscApiError(400, f"Invalid value for aggregationType: {body.get('aggregationType')!r}.")
+        if aggregation == "byproperty" and "page" in dims:
+            raise GscApiError(400, "Cannot aggregate by property when grouping by page; use auto or byPage.")
+        if "query" in dims and ("page" in dims or aggregation == "bypage"):
+            raise GscApiError(400, "Grouping by query together with page (or byPage) is not supported by the "
+                                   "sandbox Search Console server.")
+        if aggregation == "auto":
+            aggregation = "bypage" if "page" in dims else "byproperty"
+
+        row_limit = _as_int(body.get("rowLimit"), "rowLimit", DEFAULT_ROW_LIMIT)
+        if not 1 <= row_limit <= MAX_ROW_LIMIT:
+            raise GscApiError(400, f"rowLimit must be between 1 and {MAX_ROW_LIMIT}; got {row_limit}.")
+        start_row = _as_int(body.get("startRow"), "startRow", 0)
+        if start_row < 0:
+            raise GscApiError(400, f"startRow must be a non-negative number; got {start_row}.")
+
+        data_state = _norm(body.get("dataState") or "final")
+        if data_state == "datastateunspecified":
+            data_state = "final"
+        if data_state == "hourlyall":
+            raise GscApiError(400, "dataState hourly_all is not supported by the sandbox Search Console server.")
+        if data_state not in ("final", "all"):
+            raise GscApiError(400, f"Invalid value for dataState: {body.get('dataState')!r}.")
+        return _Query(start, end, dims, search_type, "byPage" if aggregation == "bypage" else "byProperty",
+                      row_limit, start_row, data_state)
+
+    def _admit(self) -> None:
+        """Sliding-window QPS quota; a rejected query is not counted, and no Retry-After is sent (as Google)."""
+        if self.queries_per_minute is None:
+            return
+        now = self.clock()
+        with self._state_lock:
+            while self._window and self._window[0] <= now - QUOTA_WINDOW_SECONDS:
+                self._window.popleft()
+            if len(self._window) >= self.queries_per_minute:
+                raise GscApiError(429, QPS_QUOTA_MESSAGE)
+            self._window.append(now)

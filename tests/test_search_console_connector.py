@@ -1,0 +1,163 @@
+"""Search Console connector against the sandbox server over a real socket, through the official client."""
+
+from datetime import date, timedelta
+
+import pyarrow as pa
+import pytest
+
+from connectors.batches import Window
+from connectors.errors import ConfigError, SourceError
+from connectors.http import RetryPolicy
+from connectors.search_console import (
+    DEVICES,
+    PAGES,
+    QUERIES,
+    SITE_TOTALS,
+    SearchConsoleConnector,
+    split_by_data_state,
+)
+from connectors.settings import SearchConsoleSettings
+from sandbox.gsc_server import GscServer
+from sandbox.world import DEFAULT_GSC_SITE, World
+
+TODAY = date(2026, 3, 31)
+SITE = DEFAULT_GSC_SITE
+WINDOW = Window(date(2026, 3, 1), date(2026, 3, 10))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World(seed=7, today=TODAY)
+
+
+@pytest.fixture
+def server(world):
+    with GscServer(world) as srv:
+        yield srv
+
+
+def connector(url: str, **overrides) -> tuple[SearchConsoleConnector, list[float]]:
+    sleeps: list[float] = []
+    settings = SearchConsoleSettings(sites=(SITE,), endpoint=url, timeout_seconds=5, **overrides)
+    conn = SearchConsoleConnector(settings, sleep=sleeps.append, today=lambda: TODAY,
+                                  policy=RetryPolicy(base_delay=0.01, max_delay=0.05))
+    return conn, sleeps
+
+
+def fetch(conn, report, window=WINDOW) -> pa.Table:
+    return pa.concat_tables([b.data for b in conn.fetch(report, window)])
+
+
+def test_site_totals_are_the_by_property_figures(server, world):
+    conn, _ = connector(server.url)
+    table = fetch(conn, SITE_TOTALS)
+    assert table.schema.equals(SITE_TOTALS.stream.schema)
+    rows = {r["date"]: r for r in table.to_pylist()}
+    assert sorted(rows) == list(WINDOW.dates())
+    for day, row in rows.items():
+        truth = world.gsc_day(SITE, day)
+        assert (row["clicks"], row["impressions"]) == (truth.clicks, truth.impressions)
+        assert row["position"] == pytest.approx(truth.position)
+        assert row["site_url"] == SITE and row["search_type"] == "web" and row["data_state"] == "final"
+    assert conn.stats.requests == 1
+
+
+def test_page_rows_overcount_and_query_rows_undercount(server):
+    conn, _ = connector(server.url)
+    totals = fetch(conn, SITE_TOTALS)
+    pages = fetch(conn, PAGES)
+    queries = fetch(conn, QUERIES)
+    assert pa.compute.sum(pages["impressions"]).as_py() > pa.compute.sum(totals["impressions"]).as_py()
+    assert pa.compute.sum(queries["clicks"]).as_py() < pa.compute.sum(totals["clicks"]).as_py()
+
+
+def test_positional_keys_follow_the_requested_dimensions(server, world):
+    conn, _ = connector(server.url)
+    table = fetch(conn, DEVICES, Window(date(2026, 3, 2), date(2026, 3, 2)))
+    got = {r["device"]: (r["date"], r["clicks"]) for r in table.to_pylist()}
+    truth = world.gsc_day(SITE, date(2026, 3, 2))
+    assert got == {d.key: (date(2026, 3, 2), d.clicks) for d in truth.devices}
+
+
+def test_paging_until_a_short_page(server):
+    conn, _ = connector(server.url)
+    full = fetch(conn, PAGES)
+    small, _ = connector(server.url, row_limit=7)
+    paged = fetch(small, PAGES)
+    order = [("date", "ascending"), ("page", "ascending")]
+    assert paged.sort_by(order).equals(full.sort_by(order))
+    assert small.stats.requests == full.num_rows // 7 + 1  # the last page is short (or empty)
+
+
+def test_trailing_days_are_read_with_data_state_all(server, world):
+    conn, _ = connector(server.url)
+    window = Window(TODAY - timedelta(days=6), TODAY - timedelta(days=1))
+    table = fetch(conn, SITE_TOTALS, window)
+    states = {r["date"]: r["data_state"] for r in table.to_pylist()}
+    cutoff = TODAY - timedelta(days=4)
+    assert all(s == ("final" if d <= cutoff else "all") for d, s in states.items())
+    # days the server holds back as not final are still there, read with dataState=all
+    assert max(states) == TODAY - timedelta(days=1)
+    assert conn.stats.requests == 2
+    sent = [r.json["dataState"] for r in server.requests if r.method == "POST"]
+    assert sent == ["final", "all"]
+
+
+def test_split_by_data_state_boundaries():
+    assert split_by_data_state(Window(date(2026, 3, 1), date(2026, 3, 5)), date(2026, 3, 31), 4, "all") == [
+        (Window(date(2026, 3, 1), date(2026, 3, 5)), "final")]
+    assert split_by_data_state(Window(date(2026, 3, 26), date(2026, 3, 30)), date(2026, 3, 31), 4, "all") == [
+        (Window(date(2026, 3, 26), date(2026, 3, 27)), "final"), (Window(date(2026, 3, 28), date(2026, 3, 30)), "all")]
+
+
+def test_qps_quota_429_backs_off_and_retries(server):
+    body = {"error": {"code": 429, "message": "Search Analytics QPS quota exceeded",
+                      "errors": [{"message": "Search Analytics QPS quota exceeded", "domain": "usageLimits",
+                                  "reason": "rateLimitExceeded"}], "status": "RESOURCE_EXHAUSTED"}}
+    server.faults.put(("status", 429, body, {}))
+    conn, sleeps = connector(server.url)
+    assert fetch(conn, SITE_TOTALS).num_rows == WINDOW.days
+    assert len(sleeps) == 1 and sleeps[0] >= 10
+
+
+def test_5xx_reset_and_truncated_body_are_retried(server):
+    server.faults.put(("status", 503, {"error": {"code": 503, "message": "Backend Error"}}, {}))
+    server.faults.put(("reset",))
+    server.faults.put(("truncate",))
+    conn, sleeps = connector(server.url)
+    assert fetch(conn, SITE_TOTALS).num_rows == WINDOW.days
+    assert conn.stats.retries == 3
+
+
+def test_unknown_site_is_a_clear_error_not_retried(server):
+    conn, sleeps = connector(server.url)
+    with pytest.raises(SourceError, match=r"search_console account sc-domain:nope.example: .*403"):
+        list(conn.fetch(SITE_TOTALS, WINDOW, sites=["sc-domain:nope.example"]))
+    assert sleeps == []
+
+
+def test_missing_or_malformed_site_fails_before_any_request(server):
+    conn = SearchConsoleConnector(SearchConsoleSettings(sites=(), endpoint=server.url))
+    with pytest.raises(ConfigError, match="MKPI_SEARCH_CONSOLE_SITES"):
+        list(conn.fetch(SITE_TOTALS, WINDOW))
+    conn = SearchConsoleConnector(SearchConsoleSettings(sites=("example.com",), endpoint=server.url))
+    with pytest.raises(ConfigError, match="sc-domain:example.com"):
+        list(conn.fetch(SITE_TOTALS, WINDOW))
+    assert server.request_count == 0
+
+
+def test_client_side_rate_limit_is_applied(server):
+    conn, _ = connector(server.url, queries_per_minute=2)
+    slept: list[float] = []
+    now = [0.0]
+
+    def fake_sleep(seconds: float) -> None:  # count the waits instead of sleeping
+        slept.append(seconds)
+        now[0] += seconds
+
+    conn.limiter()._sleep = fake_sleep
+    conn.limiter()._clock = lambda: now[0]
+    conn.limiter()._last = 0.0
+    for report in (SITE_TOTALS, PAGES, QUERIES):
+        fetch(conn, report)
+    assert slept and slept[0] == pytest.approx(30.0)  # 2 per minute: the third query waits half a minute
