@@ -39,24 +39,48 @@ def run_backfill(start: date, end: date) -> dg.ExecuteInProcessResult:
 
 
 def print_summary(db_path: str, start: date, end: date) -> None:
-    """Sessions and rates per channel over the window, each rate recomputed from summed parts."""
+    """A few KPIs over the window, each rate recomputed from summed parts (never averaged)."""
     with connect(db_path, read_only=True) as conn:
-        rows = conn.execute(
+        web = conn.execute(
             """
-            SELECT channel, sum(sessions) AS sessions,
+            SELECT source, channel, sum(sessions) AS sessions,
                    sum(engaged_sessions) / nullif(sum(sessions), 0) AS engagement_rate,
                    sum(bounced_sessions) / nullif(sum(sessions), 0) AS bounce_rate,
                    sum(converting_sessions) / nullif(sum(sessions), 0) AS conversion_rate,
                    sum(engagement_duration_seconds) / nullif(sum(sessions), 0) AS avg_session_duration
-            FROM kpi.web_daily WHERE date BETWEEN ? AND ? GROUP BY channel ORDER BY sessions DESC
+            FROM kpi.web_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source, sessions DESC
             """,
             [start, end],
         ).fetchall()
-        raw = conn.execute("SELECT count(*) FROM ga4.traffic_by_channel").fetchone()
-    print(f"\nWeb KPIs from GA4, {start} .. {end} ({raw[0] if raw else 0} raw rows) -> {db_path}")
-    print(f"{'channel':<16}{'sessions':>10}{'engaged':>10}{'bounce':>9}{'convert':>9}{'avg dur':>9}")
-    for channel, sessions, engagement, bounce, conversion, duration in rows:
-        print(f"{channel:<16}{int(sessions):>10}{engagement:>10.1%}{bounce:>9.1%}{conversion:>9.2%}{duration:>8.0f}s")
+        seo = conn.execute(
+            """
+            SELECT site_url, sum(search_clicks), sum(search_impressions),
+                   sum(search_clicks) / nullif(sum(search_impressions), 0),
+                   sum(position_x_impressions) / nullif(sum(search_impressions), 0)
+            FROM kpi.seo_daily WHERE date BETWEEN ? AND ? AND search_type = 'web' GROUP BY ALL
+            """,
+            [start, end],
+        ).fetchall()
+        shop = conn.execute(
+            """
+            SELECT source, currency_code, sum(orders), sum(revenue), sum(revenue) / nullif(sum(orders), 0),
+                   sum(abandoned_carts) / nullif(sum(carts), 0), sum(orders) / nullif(sum(sessions), 0)
+            FROM kpi.ecommerce_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source
+            """,
+            [start, end],
+        ).fetchall()
+    print(f"\nKPIs {start} .. {end} -> {db_path}")
+    print(f"\n{'source':<8}{'channel':<16}{'sessions':>10}{'engaged':>9}{'bounce':>8}{'convert':>9}{'avg dur':>9}")
+    for source, channel, sessions, engagement, bounce, conversion, duration in web:
+        engaged = f"{engagement:.1%}" if engagement is not None else "-"
+        print(f"{source:<8}{channel:<16}{int(sessions):>10}{engaged:>9}{bounce:>8.1%}{conversion:>9.2%}{duration:>8.0f}s")
+    for site, clicks, impressions, ctr, position in seo:
+        print(f"\nSEO {site}: {int(clicks)} clicks, {int(impressions)} impressions, CTR {ctr:.2%}, "
+              f"average position {position:.1f}")
+    print(f"\n{'source':<8}{'orders':>8}{'revenue':>14}{'basket':>9}{'cart aband.':>12}{'conv.':>7}")
+    for source, currency, orders, revenue, basket, abandonment, conversion in shop:
+        print(f"{source:<8}{int(orders):>8}{revenue:>10.0f} {currency}{basket:>9.2f}{abandonment:>12.1%}"
+              f"{conversion:>7.2%}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     with start_sandbox() as sandbox:
         os.environ.update(sandbox.env)
         os.environ.setdefault("MKPI_DUCKDB_PATH", settings.duckdb_path)
-        print(f"Sandbox up: {', '.join(f'{k}={v}' for k, v in sandbox.env.items())}")
+        shown = {k: ("***" if any(w in k for w in ("TOKEN", "SECRET", "KEY")) else v) for k, v in sandbox.env.items()}
+        print(f"Sandbox up: {', '.join(f'{k}={v}' for k, v in shown.items())}")
         print(f"Materialising {start} .. {end} ({args.days} days) as one run ...")
         result = run_backfill(start, end)
         if not result.success:

@@ -14,6 +14,7 @@ import pytest
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, SOURCE_TAG, daily_refresh, refresh_window
 from sandbox.launcher import start_sandbox
+from sandbox.matomo_server import goal_figures
 from sandbox.world import DEFAULT_GSC_SITE, World
 
 TODAY = date(2026, 3, 31)
@@ -113,6 +114,59 @@ def test_seo_daily_uses_by_property_totals_not_page_rows(sandbox):
                                  ).fetchone()[0]
     days = [world.gsc_day(DEFAULT_GSC_SITE, r[0]) for r in rows]
     assert two_weeks == pytest.approx(sum(d.position * d.impressions for d in days) / sum(d.impressions for d in days))
+
+
+MATOMO_CHANNEL_OF = {"direct": "direct", "search": "organic_search", "website": "referral", "social": "social",
+                     "campaign": "paid_other"}
+
+
+def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(sandbox):
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    day = date(2026, 3, 5)
+    expected: dict[str, dict[str, int]] = {}
+    for referrer_type, visits in world.matomo_day("1", day).by_referrer_type.items():
+        acc = expected.setdefault(MATOMO_CHANNEL_OF[referrer_type], {"v": 0, "b": 0, "c": 0, "l": 0})
+        acc["v"] += visits.nb_visits
+        acc["b"] += visits.bounce_count
+        acc["c"] += visits.nb_visits_converted
+        acc["l"] += visits.sum_visit_length
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute("SELECT channel, sessions, bounce_rate, conversion_rate, avg_session_duration, "
+                            "engagement_rate FROM kpi.web_daily WHERE source = 'matomo' AND date = ?", [day]).fetchall()
+    assert {r[0] for r in rows} == {c for c, e in expected.items() if e["v"]}
+    for channel, sessions, bounce, conversion, duration, engagement in rows:
+        e = expected[channel]
+        assert sessions == e["v"]
+        assert bounce == pytest.approx(e["b"] / e["v"])  # visits with one action, not GA4's non-engaged
+        assert conversion == pytest.approx(e["c"] / e["v"])
+        assert duration == pytest.approx(e["l"] / e["v"])
+        assert engagement is None  # Matomo has no engaged sessions: never borrowed from GA4
+
+
+def test_ecommerce_daily_per_source(sandbox):
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    day = date(2026, 3, 9)
+    facts = world.ga4_facts(PROPERTY, day)
+    orders = sum(f.metrics["ecommercePurchases"] for f in facts)
+    revenue = sum(f.metrics["purchaseRevenue"] for f in facts)
+    carts = sum(f.metrics["addToCarts"] for f in facts)
+    sessions = sum(f.metrics["sessions"] for f in facts)
+    mday = world.matomo_day("1", day)
+    _, goals = goal_figures(world, mday)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        got = {r[0]: r[1:] for r in conn.execute(
+            "SELECT source, currency_code, orders, revenue, average_basket, cart_abandonment_rate, "
+            "ecommerce_conversion_rate FROM kpi.ecommerce_daily WHERE date = ?", [day]).fetchall()}
+    assert got["ga4"] == pytest.approx(("EUR", orders, revenue, revenue / orders, (carts - orders) / carts,
+                                        orders / sessions))
+    eco = mday.ecommerce
+    assert got["matomo"] == pytest.approx((
+        "EUR", eco.orders, eco.revenue, eco.revenue / eco.orders,
+        eco.abandoned_carts / (eco.abandoned_carts + goals.order_visits),  # carts / (carts + visits with an order)
+        eco.orders / mday.summary.nb_visits,
+    ))
 
 
 def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
