@@ -46,6 +46,12 @@ class Stream:
     key: tuple[str, ...]
     partition_column: str = "date"
     scope_column: str | None = None  # the account column (property_id, site_url, ...)
+    # "window": a batch replaces its date window (report APIs); "upsert": a batch replaces the rows with
+    # the same key (CRM objects read incrementally by last-modified time).
+    write_mode: str = "window"
+    # For "upsert": the columns whose values a batch replaces wholesale (default: the key). A deal's
+    # associations are replaced by deal_id, while the key stays (deal_id, to_type, to_id).
+    replace_by: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         names = set(self.schema.names)
@@ -54,10 +60,22 @@ class Stream:
             missing.append(self.scope_column)
         if missing:
             raise ValueError(f"stream {self.table}: columns {missing} are not in its schema")
+        if self.write_mode not in ("window", "upsert"):
+            raise ValueError(f"stream {self.table}: write_mode must be 'window' or 'upsert'")
 
     @property
     def schema_name(self) -> str:
         return self.table.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an incremental stream stopped: one value per (source, stream, account)."""
+
+    source: str
+    stream: str
+    account: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,9 @@ class Batch:
     data: pa.Table
     window: Window
     scope: Mapping[str, str] = field(default_factory=dict)
+    # For incremental streams: the cursor reached once this batch is loaded. The loader commits it in the
+    # same transaction as the rows, so a crash can never leave a cursor ahead of its data.
+    cursor: Cursor | None = None
 
     def __post_init__(self) -> None:
         data = self.data

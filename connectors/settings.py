@@ -98,6 +98,42 @@ class MatomoSettings:
 
 
 @dataclass(frozen=True)
+class GoogleAdsSettings:
+    """Google Ads customers and credentials. Secrets come from the environment only, wrapped in Secret."""
+
+    customer_ids: tuple[str, ...] = ()
+    endpoint: str | None = None
+    developer_token: Secret | None = None
+    login_customer_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = None
+    credentials_file: str | None = None
+    impersonated_email: str | None = None
+    # Conversions are restated for weeks: the trailing conversion window is re-read on every run.
+    reread_days: int = 30
+    timeout_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class HubSpotSettings:
+    """HubSpot portal access and incremental-read tuning. The token comes from MKPI_HUBSPOT_TOKEN only."""
+
+    endpoint: str | None = None
+    token: Secret | None = None
+    # Extra properties to read per object type, beside the ones the KPIs need.
+    extra_properties: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # The custom contact property holding the date a customer was lost (for churn_rate).
+    churn_date_property: str = "churn_date"
+    requests_per_10s: int = 100
+    search_per_second: int = 5
+    # Search results lag writes by a few seconds: each incremental run starts this far before the cursor.
+    lookback_seconds: int = 300
+    email_reread_days: int = 30
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know before it sends a request."""
 
@@ -108,6 +144,8 @@ class Settings:
     ga4: GA4Settings = field(default_factory=GA4Settings)
     search_console: SearchConsoleSettings = field(default_factory=SearchConsoleSettings)
     matomo: MatomoSettings = field(default_factory=MatomoSettings)
+    google_ads: GoogleAdsSettings = field(default_factory=GoogleAdsSettings)
+    hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     config_path: str | None = None
 
@@ -146,6 +184,8 @@ def load_settings(
     ga4_raw = raw.get("ga4") or {}
     gsc_raw = raw.get("search_console") or {}
     matomo_raw = raw.get("matomo") or {}
+    ads_raw = raw.get("google_ads") or {}
+    hs_raw = raw.get("hubspot") or {}
 
     tz_name = str(env.get("MKPI_REPORTING_TIMEZONE") or raw.get("reporting_timezone") or "Europe/Paris")
     try:
@@ -194,6 +234,38 @@ def load_settings(
         timeout_seconds=float(matomo_raw.get("timeout_seconds") or 60),
         requests_per_second=float(matomo_raw.get("requests_per_second") or 5),
     )
+    def secret(name: str) -> Secret | None:
+        value = env.get(name)
+        return Secret(value) if value else None
+
+    login = env.get("MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID") or ads_raw.get("login_customer_id")
+    google_ads = GoogleAdsSettings(
+        customer_ids=split_list(env.get("MKPI_GOOGLE_ADS_CUSTOMER_IDS") or ads_raw.get("customer_ids")),
+        endpoint=env.get("MKPI_GOOGLE_ADS_ENDPOINT") or ads_raw.get("endpoint") or None,
+        developer_token=secret("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN"),
+        login_customer_id=str(login) if login else None,
+        client_id=env.get("MKPI_GOOGLE_ADS_CLIENT_ID") or None,
+        client_secret=secret("MKPI_GOOGLE_ADS_CLIENT_SECRET"),
+        refresh_token=secret("MKPI_GOOGLE_ADS_REFRESH_TOKEN"),
+        credentials_file=env.get("MKPI_GOOGLE_ADS_JSON_KEY_FILE") or env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
+        impersonated_email=env.get("MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL") or ads_raw.get("impersonated_email"),
+        reread_days=_int(env.get("MKPI_GOOGLE_ADS_REREAD_DAYS") or ads_raw.get("reread_days") or 30,
+                         "google_ads.reread_days"),
+        timeout_seconds=float(ads_raw.get("timeout_seconds") or 120),
+    )
+    hubspot = HubSpotSettings(
+        endpoint=env.get("MKPI_HUBSPOT_ENDPOINT") or hs_raw.get("endpoint") or None,
+        token=secret("MKPI_HUBSPOT_TOKEN"),
+        extra_properties={str(k): split_list(v) for k, v in (hs_raw.get("extra_properties") or {}).items()},
+        churn_date_property=str(hs_raw.get("churn_date_property") or "churn_date"),
+        requests_per_10s=_int(hs_raw.get("requests_per_10s") or 100, "hubspot.requests_per_10s"),
+        search_per_second=_int(hs_raw.get("search_per_second") or 5, "hubspot.search_per_second"),
+        lookback_seconds=_int(hs_raw.get("lookback_seconds") or 300, "hubspot.lookback_seconds"),
+        email_reread_days=_int(hs_raw.get("email_reread_days") or 30, "hubspot.email_reread_days"),
+        timeout_seconds=float(hs_raw.get("timeout_seconds") or 60),
+    )
+    if not 1 <= hubspot.requests_per_10s <= 190:
+        raise ConfigError("hubspot.requests_per_10s must be between 1 and 190 (HubSpot's private-app limit)")
     channels = {
         str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
         for source, mapping in (raw.get("channels") or {}).items()
@@ -206,6 +278,8 @@ def load_settings(
         ga4=ga4,
         search_console=search_console,
         matomo=matomo,
+        google_ads=google_ads,
+        hubspot=hubspot,
         channels=channels,
         config_path=str(path) if path.exists() else None,
     )

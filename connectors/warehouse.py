@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from connectors.batches import Batch, Stream, Window
+from connectors.batches import Batch, Cursor, Stream, Window
 
 log = logging.getLogger("mkpi.warehouse")
 
@@ -128,6 +128,49 @@ def _delete_window(conn: duckdb.DuckDBPyConnection, batch: Batch) -> int:
     return int(row[0]) if row else 0
 
 
+CURSOR_TABLE = "_mkpi.cursors"
+
+
+def _ensure_cursor_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {CURSOR_TABLE} (source VARCHAR, stream VARCHAR, account VARCHAR, "
+                 "value VARCHAR, updated_at TIMESTAMPTZ, PRIMARY KEY (source, stream, account))")
+
+
+def _write_cursor(conn: duckdb.DuckDBPyConnection, cursor: Cursor, at: datetime) -> None:
+    _ensure_cursor_table(conn)
+    conn.execute(f"INSERT OR REPLACE INTO {CURSOR_TABLE} VALUES (?, ?, ?, ?, ?)",
+                 [cursor.source, cursor.stream, cursor.account, cursor.value, at])
+
+
+def read_cursor(conn: duckdb.DuckDBPyConnection, source: str, stream: str, account: str) -> str | None:
+    """The committed cursor of an incremental stream, or None before its first load."""
+    exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_mkpi' "
+                          "AND table_name = 'cursors'").fetchone()
+    if not exists or not exists[0]:
+        return None
+    row = conn.execute(f"SELECT value FROM {CURSOR_TABLE} WHERE source = ? AND stream = ? AND account = ?",
+                       [source, stream, account]).fetchone()
+    return str(row[0]) if row else None
+
+
+def _upsert(conn: duckdb.DuckDBPyConnection, batch: Batch, view: str) -> None:
+    """Replace the rows whose key is in the batch (delete by key, then insert), within the transaction."""
+    stream = batch.stream
+    columns = stream.replace_by or stream.key
+    on = " AND ".join(f"t.{quote_ident(k)} = b.{quote_ident(k)}" for k in columns)
+    conn.execute(f"DELETE FROM {quote_ident(stream.table)} AS t WHERE EXISTS (SELECT 1 FROM {view} AS b WHERE {on})")
+
+
+def _check_unique_keys(conn: duckdb.DuckDBPyConnection, stream: Stream) -> None:
+    keys = ", ".join(quote_ident(k) for k in stream.key)
+    dup = conn.execute(f"SELECT {keys}, count(*) FROM {quote_ident(stream.table)} GROUP BY ALL HAVING count(*) > 1 "
+                       "LIMIT 1").fetchone()
+    if dup is not None:
+        shown = dict(zip(stream.key, dup[:-1], strict=True))
+        raise ValueError(f"{stream.table}: duplicate key {shown} ({dup[-1]} rows); nothing was written")
+
+
 def _check_unique(conn: duckdb.DuckDBPyConnection, stream: Stream, window: Window) -> None:
     """Refuse to commit duplicate keys in the window just written: duplicates are never silent."""
     keys = ", ".join(quote_ident(k) for k in stream.key)
@@ -151,6 +194,7 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
     loaded_at = datetime.now(UTC)
     cleared: set[tuple[str, Window, tuple[tuple[str, str], ...]]] = set()
     written: dict[str, tuple[Stream, list[Window]]] = {}
+    cursors: dict[tuple[str, str, str], Cursor] = {}
     with transaction(conn):
         for batch in batches:
             stream = batch.stream
@@ -158,10 +202,13 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
             conn.register(view, batch.data)
             try:
                 _ensure_table(conn, stream, view)
-                scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
-                if scope_key not in cleared:
-                    _delete_window(conn, batch)
-                    cleared.add(scope_key)
+                if stream.write_mode == "upsert":
+                    _upsert(conn, batch, view)
+                else:
+                    scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
+                    if scope_key not in cleared:
+                        _delete_window(conn, batch)
+                        cleared.add(scope_key)
                 if batch.num_rows:
                     conn.execute(
                         f"INSERT INTO {quote_ident(stream.table)} BY NAME SELECT *, ? AS _loaded_at, "
@@ -176,9 +223,16 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
             if str(batch.window) not in windows:
                 windows.append(str(batch.window))
             written.setdefault(stream.table, (stream, []))[1].append(batch.window)
+            if batch.cursor is not None:
+                cursors[(batch.cursor.source, batch.cursor.stream, batch.cursor.account)] = batch.cursor
         for stream, windows in written.values():
+            if stream.write_mode == "upsert":
+                _check_unique_keys(conn, stream)
+                continue
             for window in sorted(set(windows)):
                 _check_unique(conn, stream, window)
+        for cursor in cursors.values():  # committed with the rows they cover, or not at all
+            _write_cursor(conn, cursor, loaded_at)
     return result
 
 

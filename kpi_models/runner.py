@@ -15,7 +15,7 @@ from importlib import resources
 import duckdb
 import pyarrow as pa
 
-from connectors import ga4, matomo, search_console
+from connectors import ga4, google_ads, hubspot, matomo, search_console
 from connectors.batches import Stream, Window
 from connectors.warehouse import ensure_tables, quote_ident, transaction
 
@@ -30,7 +30,10 @@ class KpiModel:
     key: tuple[str, ...]
     inputs: tuple[Stream, ...]
     rate_columns: tuple[str, ...] = ()
-    partition_column: str = "date"
+    # None: the table is rebuilt whole (small, non-partitioned tables such as monthly CRM KPIs).
+    partition_column: str | None = "date"
+    # Extra named SQL parameters the model needs (e.g. "tz", the reporting time zone).
+    params: tuple[str, ...] = ()
 
     @property
     def table(self) -> str:
@@ -59,6 +62,30 @@ MODELS: dict[str, KpiModel] = {
         inputs=(ga4.TRAFFIC.stream, ga4.ECOMMERCE.stream, matomo.GOAL_STREAM, matomo.VISITS),
         rate_columns=("cart_abandonment_rate", "ecommerce_conversion_rate"),
     ),
+    "paid_search_daily": KpiModel(
+        name="paid_search_daily",
+        key=("date", "source", "customer_id", "campaign_id"),
+        inputs=(google_ads.CAMPAIGN_DAILY,),
+        # ad_conversion_rate may exceed 1 (several conversions per click): only the CTR is bounded
+        rate_columns=("ad_ctr",),
+    ),
+    "email_daily": KpiModel(
+        name="email_daily",
+        key=("date", "source", "email_id"),
+        inputs=(hubspot.EMAIL_STATISTICS,),
+        rate_columns=("email_deliverability_rate", "email_open_rate", "email_click_rate", "email_click_to_open_rate",
+                      "email_bounce_rate", "email_unsubscribe_rate"),
+        partition_column=None,
+    ),
+    "crm_monthly": KpiModel(
+        name="crm_monthly",
+        key=("month", "source", "channel"),
+        inputs=(hubspot.default_stream("contacts"), hubspot.default_stream("deals"),
+                hubspot.default_stream("feedback_submissions"), hubspot.DEAL_STAGES, hubspot.ASSOCIATIONS),
+        rate_columns=("churn_rate", "loyalty_rate"),
+        partition_column=None,
+        params=("tz",),
+    ),
 }
 
 
@@ -85,7 +112,7 @@ class RebuildResult:
     """What a rebuild wrote, for run metadata."""
 
     table: str
-    window: Window
+    window: Window | None
     rows: int
     columns: tuple[tuple[str, str], ...]
 
@@ -93,23 +120,28 @@ class RebuildResult:
 def rebuild(
     conn: duckdb.DuckDBPyConnection,
     model: KpiModel | str,
-    window: Window,
+    window: Window | None,
     channels: Mapping[str, Mapping[str, str]] | None = None,
+    params: Mapping[str, object] | None = None,
 ) -> RebuildResult:
-    """Recompute `window` of the model's table from raw tables, atomically."""
+    """Recompute `window` of the model's table from raw tables (the whole table when the model is not
+    partitioned), atomically."""
     if isinstance(model, str):
         model = MODELS[model]
-    params = {"start": window.start, "end": window.end}
+    given = dict(params or {})
+    missing = [p for p in model.params if p not in given]
+    if missing:
+        raise ValueError(f"model {model.name} needs parameters {missing}")
+    if model.partition_column is None:
+        return _rebuild_whole(conn, model, channels, {p: given[p] for p in model.params})
+    if window is None:
+        raise ValueError(f"model {model.name} is partitioned: a window is required")
+    params = {"start": window.start, "end": window.end, **{p: given[p] for p in model.params}}
     query = model.sql()
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column)
     with transaction(conn):
-        if channels is not None:
-            write_channel_map(conn, channels)
-        ensure_tables(conn, model.inputs)
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
-                     "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
+        _prepare(conn, model, channels)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
         conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end", params)
         conn.execute(f"INSERT INTO {target} BY NAME {query}", params)
@@ -122,7 +154,30 @@ def rebuild(
 _RAW_CHANNELS = (
     ("ga4", "ga4.traffic_by_channel", "session_default_channel_group", "sessions"),
     ("matomo", "matomo.referrer_types", "referrer_type", "nb_visits"),
+    ("google_ads", "google_ads.campaign_daily", "advertising_channel_type", "clicks"),
 )
+
+
+
+def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, channels: Mapping[str, Mapping[str, str]] | None
+             ) -> None:
+    if channels is not None:
+        write_channel_map(conn, channels)
+    ensure_tables(conn, model.inputs)
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
+                 "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
+
+
+def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel,
+                   channels: Mapping[str, Mapping[str, str]] | None, params: Mapping[str, object]) -> RebuildResult:
+    target = quote_ident(model.table)
+    with transaction(conn):
+        _prepare(conn, model, channels)
+        conn.execute(f"CREATE OR REPLACE TABLE {target} AS {model.sql()}", dict(params))
+        row = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
+        columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
+    return RebuildResult(model.table, None, int(row[0]) if row else 0, columns)
 
 
 def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, dict[str, int]]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol, Self
 
+from sandbox.ads_server import AdsServer
 from sandbox.ga4_server import Ga4Server
 from sandbox.gsc_server import GscServer
 from sandbox.matomo_server import MatomoServer
@@ -34,6 +35,7 @@ SERVER_FACTORIES: list[Callable[[World], PlatformServer]] = [
     Ga4Server,
     GscServer,
     MatomoServer.for_sandbox,  # a fresh random token_auth per start
+    AdsServer.for_sandbox,  # gRPC; a fresh random developer token per start
 ]
 
 

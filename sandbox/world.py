@@ -32,6 +32,10 @@ from zoneinfo import ZoneInfo
 
 DEFAULT_GA4_PROPERTY_ID = "123456789"
 DEFAULT_ADS_CUSTOMER_ID = "1234567890"
+# A small US test market in its own currency and time zone; its clicks do not reach the GA4 property.
+US_ADS_CUSTOMER_ID = "9876543210"
+# The manager (MCC) account through which the OAuth user reaches both client accounts.
+ADS_MANAGER_CUSTOMER_ID = "1112223333"
 DEFAULT_GSC_SITE = "sc-domain:shop.example"
 DEFAULT_MATOMO_SITE_ID = "1"
 TIMEZONE = "Europe/Paris"
@@ -150,6 +154,30 @@ class AdsCampaignDay:
     cost_micros: int
     conversions: float
     conversions_value: float
+
+
+@dataclass(frozen=True)
+class AdsCustomer:
+    """A Google Ads client account: its figures are in ``currency_code`` and its days in ``time_zone``."""
+
+    customer_id: str
+    descriptive_name: str
+    currency_code: str
+    time_zone: str
+    feeds_ga4: bool  # whether its ad clicks drive the default GA4 property's paid channels
+
+
+@dataclass(frozen=True)
+class AdsCampaign:
+    """Campaign attributes as of ``World.today`` (what ``SELECT campaign.* FROM campaign`` returns)."""
+
+    customer_id: str
+    campaign_id: int
+    name: str
+    status: str  # "ENABLED" or "PAUSED"
+    advertising_channel_type: str
+    start: date
+    end: date | None
 
 
 @dataclass(frozen=True)
@@ -359,6 +387,7 @@ class _Campaign:
     basket: float
     start: date
     end: date | None  # last day with delivery; the campaign status is PAUSED once it is over
+    serve_rate: float = 1.0  # share of days it serves at all (budget-limited tests); other days have no row
 
 
 _CAMPAIGNS: tuple[_Campaign, ...] = (
@@ -374,6 +403,22 @@ _CAMPAIGNS: tuple[_Campaign, ...] = (
     _Campaign(141, "Display - Remarketing", "DISPLAY", 38.0, 0.0042, 0.31, 0.008, 63.0,
               date(2023, 1, 1), None),
 )
+# The US test market: smaller, in USD, one search campaign that misses days, one shopping test that ended.
+_US_CAMPAIGNS: tuple[_Campaign, ...] = (
+    _Campaign(211, "US - Brand - Search", "SEARCH", 22.0, 0.16, 0.95, 0.045, 88.0, date(2025, 4, 1), None),
+    _Campaign(212, "US - Cast Iron - Search", "SEARCH", 9.0, 0.041, 1.65, 0.018, 79.0, date(2025, 4, 1), None,
+              serve_rate=0.8),
+    _Campaign(221, "US - Shopping - Cookware", "SHOPPING", 30.0, 0.009, 0.62, 0.021, 74.0,
+              date(2025, 4, 1), None),
+    _Campaign(222, "US - Shopping - Linens (test)", "SHOPPING", 4.0, 0.008, 0.55, 0.015, 69.0,
+              date(2025, 4, 1), date(2025, 12, 31)),
+)
+_ADS_CUSTOMERS: dict[str, tuple[AdsCustomer, tuple[_Campaign, ...]]] = {
+    DEFAULT_ADS_CUSTOMER_ID: (AdsCustomer(DEFAULT_ADS_CUSTOMER_ID, "Maison Exemple - FR", CURRENCY, TIMEZONE, True),
+                              _CAMPAIGNS),
+    US_ADS_CUSTOMER_ID: (AdsCustomer(US_ADS_CUSTOMER_ID, "Maison Exemple - US test market", "USD",
+                                     "America/New_York", False), _US_CAMPAIGNS),
+}
 
 _QUERIES: tuple[tuple[str, float, float], ...] = (
     # (query, share of clicks, typical position); brand queries first
@@ -492,27 +537,52 @@ class World:
     def ads_campaign_day(
         self, customer_id: str = DEFAULT_ADS_CUSTOMER_ID, day: date | None = None, version: int = 0
     ) -> list[AdsCampaignDay]:
-        """Campaign rows of one day (only campaigns that served). Conversions restate, clicks do not."""
+        """Campaign rows of one day (only campaigns that served). Conversions restate, clicks do not.
+
+        Amounts are in the customer's currency. Like Google Ads, a campaign with no impressions that day
+        has no row. An unknown customer or a day after ``today`` gives no rows.
+        """
         if day is None:
             day = self.today
-        if customer_id != DEFAULT_ADS_CUSTOMER_ID or not self.has_data(day):
+        account = _ADS_CUSTOMERS.get(customer_id)
+        if account is None or not self.has_data(day):
             return []
         factor = self.restatement_factor(day, version)
         rows = []
-        for c in _CAMPAIGNS:
+        for c in account[1]:
             if day < c.start or (c.end is not None and day > c.end):
                 continue
             r = self._rng(day, f"ads:{customer_id}:{c.id}")
             u = [r.random() for _ in range(6)]
+            if u[5] >= c.serve_rate:  # u[5] was drawn but unused before, so serve_rate=1 moves nothing
+                continue
             clicks = round(c.clicks * self._paid_level(day) * (0.9 + 0.2 * u[0]))
             impressions = max(clicks, round(clicks / (c.ctr * (0.85 + 0.3 * u[1]))))
-            cost_eur = round(clicks * c.cpc * (0.85 + 0.3 * u[2]), 2)
+            cost = round(clicks * c.cpc * (0.85 + 0.3 * u[2]), 2)
             conversions = round(clicks * c.conv_rate * (0.75 + 0.5 * u[3]) * factor, 2)
             value = round(conversions * c.basket * (0.85 + 0.3 * u[4]), 2)
             status = "PAUSED" if c.end is not None and self.today > c.end else "ENABLED"
+            if impressions == 0:
+                continue
             rows.append(AdsCampaignDay(customer_id, day, c.id, c.name, status, c.channel_type, impressions,
-                                       clicks, int(round(cost_eur * 100)) * 10_000, conversions, value))
+                                       clicks, int(round(cost * 100)) * 10_000, conversions, value))
         return rows
+
+    @staticmethod
+    def ads_customers() -> dict[str, AdsCustomer]:
+        """Client accounts by customer id; the Ads server serves these (the manager is not one of them)."""
+        return {cid: account for cid, (account, _campaigns) in _ADS_CUSTOMERS.items()}
+
+    def ads_campaigns(self, customer_id: str) -> list[AdsCampaign]:
+        """Campaigns of a customer that exist by ``today``, with their status as of ``today``."""
+        account = _ADS_CUSTOMERS.get(customer_id)
+        if account is None:
+            return []
+        return [
+            AdsCampaign(customer_id, c.id, c.name, "PAUSED" if c.end is not None and self.today > c.end
+                        else "ENABLED", c.channel_type, c.start, c.end)
+            for c in account[1] if c.start <= self.today
+        ]
 
     # ---- Search Console ------------------------------------------------------------------------------
 

@@ -111,3 +111,47 @@ def test_connection_is_closed_after_an_error(tmp_path):
     # another process could open it now: a read-only open from a fresh connection succeeds
     with connect(path, read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+UPSERT = Stream(
+    table="demo.contacts",
+    schema=pa.schema([("id", pa.string()), ("date", pa.date32()), ("stage", pa.string())]),
+    key=("id",),
+    write_mode="upsert",
+)
+
+
+def contacts(rows: list[tuple[str, str]], cursor: str | None = None) -> Batch:
+    from connectors.batches import Cursor
+
+    data = pa.table({"id": [r[0] for r in rows], "date": pa.array([D1] * len(rows), pa.date32()),
+                     "stage": [r[1] for r in rows]})
+    return Batch(UPSERT, data, Window(D1, D1), cursor=Cursor("demo", "contacts", "portal", cursor) if cursor else None)
+
+
+def test_upsert_replaces_by_key_and_commits_the_cursor_with_the_rows(tmp_path):
+    from connectors.warehouse import read_cursor
+
+    with connect(tmp_path / "w.duckdb") as conn:
+        assert read_cursor(conn, "demo", "contacts", "portal") is None
+        load_batches(conn, [contacts([("1", "lead"), ("2", "lead")], cursor="100")])
+        load_batches(conn, [contacts([("2", "customer"), ("3", "lead")], cursor="200")])
+        assert conn.execute("SELECT id, stage FROM demo.contacts ORDER BY id").fetchall() == [
+            ("1", "lead"), ("2", "customer"), ("3", "lead")]
+        assert read_cursor(conn, "demo", "contacts", "portal") == "200"
+
+
+def test_a_failure_mid_stream_keeps_rows_and_cursor_as_they_were(tmp_path):
+    from connectors.warehouse import read_cursor
+
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [contacts([("1", "lead")], cursor="100")])
+
+        def crashing():
+            yield contacts([("1", "customer")], cursor="150")
+            raise ConnectionError("reset after the first page")
+
+        with pytest.raises(ConnectionError):
+            load_batches(conn, crashing())
+        assert conn.execute("SELECT id, stage FROM demo.contacts").fetchall() == [("1", "lead")]
+        assert read_cursor(conn, "demo", "contacts", "portal") == "100"

@@ -72,8 +72,12 @@ def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
     assert running.server("ga4").request_count == 2
     assert running.server("gsc").request_count == 5
     assert running.server("matomo").request_count == 1
+    assert running.server("google_ads").request_count == 2  # one search_stream per customer
     checks = result.get_asset_check_evaluations()
-    assert len(checks) == 6 and all(c.passed for c in checks)
+    assert all(c.passed for c in checks)
+    assert {c.asset_key.to_user_string() for c in checks} == {
+        "ga4/traffic_by_channel", "search_console/site_totals", "matomo/referrer_types", "google_ads/campaign_daily",
+        "kpi/web_daily", "kpi/seo_daily", "kpi/ecommerce_daily", "kpi/paid_search_daily"}
 
     expected = expected_web_daily(world, START, END)
     with duckdb.connect(str(db), read_only=True) as conn:
@@ -169,6 +173,32 @@ def test_ecommerce_daily_per_source(sandbox):
     ))
 
 
+def test_paid_search_daily_per_campaign_in_its_own_currency(sandbox):
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    customers = world.ads_customers()
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT date, customer_id, campaign_id, currency_code, ad_cost, ad_clicks, ad_impressions, ad_conversions, "
+            "ad_ctr, ad_cpc, ad_cpa, ad_roas, ad_conversion_rate FROM kpi.paid_search_daily").fetchall()
+        currencies = conn.execute("SELECT DISTINCT customer_id, currency_code FROM kpi.paid_search_daily").fetchall()
+    assert dict(currencies) == {cid: c.currency_code for cid, c in customers.items()}
+    assert len({r[3] for r in rows}) == 2  # EUR and USD rows side by side, never summed together
+    truth = {(day, cid, int(c.campaign_id)): c for cid in customers for day in (date.fromordinal(START.toordinal() + i)
+             for i in range(14)) for c in world.ads_campaign_day(cid, day) if c.impressions}
+    assert {(r[0], r[1], r[2]) for r in rows} == set(truth)
+    for day, cid, campaign, _, cost, clicks, impressions, conversions, ctr, cpc, cpa, roas, conv_rate in rows:
+        c = truth[(day, cid, campaign)]
+        expected_cost = c.cost_micros / 1e6
+        assert cost == pytest.approx(expected_cost) and clicks == c.clicks and impressions == c.impressions
+        assert conversions == pytest.approx(c.conversions)
+        assert ctr == pytest.approx(c.clicks / c.impressions)
+        assert cpc == (pytest.approx(expected_cost / c.clicks) if c.clicks else None)
+        assert cpa == (pytest.approx(expected_cost / c.conversions) if c.conversions else None)
+        assert roas == (pytest.approx(c.conversions_value / expected_cost) if c.cost_micros else None)
+        assert conv_rate == (pytest.approx(c.conversions / c.clicks) if c.clicks else None)
+
+
 def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
     result = run_range(START, END)
     materialisations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
@@ -220,12 +250,13 @@ def test_schedule_rereads_each_sources_trailing_window_ending_yesterday(monkeypa
     monkeypatch.setenv("MKPI_SEARCH_CONSOLE_SITES", DEFAULT_GSC_SITE)
     monkeypatch.setenv("MKPI_MATOMO_URL", "https://matomo.example/")
     monkeypatch.setenv("MKPI_MATOMO_SITE_IDS", "1")
+    monkeypatch.setenv("MKPI_GOOGLE_ADS_CUSTOMER_IDS", "123-456-7890")
     paris = ZoneInfo("Europe/Paris")
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 10, 6, 0, tzinfo=paris))
     requests = {r.tags[SOURCE_TAG]: r for r in daily_refresh(context)}
     windows = {source: (r.tags[RANGE_START_TAG], r.tags[RANGE_END_TAG]) for source, r in requests.items()}
     assert windows == {"ga4": ("2026-03-07", "2026-03-09"), "search_console": ("2026-03-06", "2026-03-09"),
-                       "matomo": ("2026-03-07", "2026-03-09")}
+                       "matomo": ("2026-03-07", "2026-03-09"), "google_ads": ("2026-02-08", "2026-03-09")}
     selected = {source: {k.to_user_string() for k in r.asset_selection} for source, r in requests.items()}
     assert selected["search_console"] == {"search_console/site_totals", "search_console/pages",
                                           "search_console/queries", "search_console/devices",
@@ -233,6 +264,7 @@ def test_schedule_rereads_each_sources_trailing_window_ending_yesterday(monkeypa
     assert {"ga4/traffic_by_channel", "kpi/web_daily", "kpi/ecommerce_daily"} <= selected["ga4"]
     assert "kpi/seo_daily" not in selected["ga4"]
     assert {"matomo/referrer_types", "kpi/web_daily", "kpi/ecommerce_daily"} <= selected["matomo"]
+    assert selected["google_ads"] == {"google_ads/campaign_daily", "kpi/paid_search_daily"}
 
 
 def test_schedule_skips_unconfigured_sources(monkeypatch):

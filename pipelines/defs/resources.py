@@ -5,6 +5,8 @@ import dagster as dg
 
 from pipelines.lib.resources import (
     GA4Resource,
+    GoogleAdsResource,
+    HubSpotResource,
     MatomoResource,
     SearchConsoleResource,
     SettingsResource,
@@ -21,5 +23,7 @@ def resources() -> dg.Definitions:
             "ga4": GA4Resource(),
             "search_console": SearchConsoleResource(),
             "matomo": MatomoResource(token=dg.EnvVar("MKPI_MATOMO_TOKEN")),
+            "google_ads": GoogleAdsResource(developer_token=dg.EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN")),
+            "hubspot": HubSpotResource(token=dg.EnvVar("MKPI_HUBSPOT_TOKEN")),
         }
     )

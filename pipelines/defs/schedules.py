@@ -1,10 +1,11 @@
 """Schedules: the daily refresh that re-reads restated days and rebuilds KPIs.
 
-Each source restates recent days over a different horizon (GA4 ~3 days, Search Console ~4, Matomo 3;
-windows from config). Every morning the schedule emits ONE run per configured source, covering that
-source's trailing re-read window (ending yesterday in the reporting time zone) as a single
-partition-range run: its raw assets first, then the KPI tables that read them (asset dependencies
-order them; blocking checks gate them). A failing source does not hold the others' KPIs back.
+Each source restates recent days over a different horizon (GA4 ~3 days, Search Console ~4,
+Matomo 3, Google Ads conversions ~30; windows from config). Every morning the schedule emits ONE
+run per configured source, covering that source's trailing re-read window (ending yesterday in the
+reporting time zone) as a single partition-range run: its raw assets first, then the KPI tables that
+read them (asset dependencies order them; blocking checks gate them). A failing source does not hold
+the other sources' KPIs back.
 """
 
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from connectors import ga4, matomo, search_console
+from connectors import ga4, google_ads, matomo, search_console
 from connectors.settings import Settings, load_settings
 from kpi_models.runner import MODELS
 from pipelines.lib.partitions import DAILY
@@ -21,11 +22,22 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 SOURCE_TAG = "mkpi/source"
 
+PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None]
+HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
+                if any(s.schema_name == "hubspot" for s in m.inputs)]
+
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh_job",
-    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "kpi"),
+    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "google_ads")
+    | dg.AssetSelection.assets(*PARTITIONED_KPIS),
     partitions_def=DAILY,
-    description="Re-read a trailing window of the sources, then rebuild the KPI tables for it.",
+    description="Re-read a trailing window of the report sources, then rebuild the daily KPI tables for it.",
+)
+
+hubspot_refresh_job = dg.define_asset_job(
+    "hubspot_refresh_job",
+    selection=dg.AssetSelection.groups("hubspot") | dg.AssetSelection.assets(*HUBSPOT_KPIS),
+    description="Read what changed in HubSpot since the committed cursors, then rebuild the CRM and e-mail KPIs.",
 )
 
 
@@ -47,6 +59,7 @@ REFRESHES = (
     SourceRefresh("ga4", tuple(r.stream.table for r in ga4.REPORTS.values())),
     SourceRefresh("search_console", tuple(r.stream.table for r in search_console.REPORTS.values())),
     SourceRefresh("matomo", tuple(s.table for s in matomo.STREAMS)),
+    SourceRefresh("google_ads", (google_ads.CAMPAIGN_DAILY.table,)),
 )
 
 
@@ -58,6 +71,8 @@ def reread_days(settings: Settings, source: str) -> int | None:
         return settings.search_console.reread_days if settings.search_console.sites else None
     if source == "matomo":
         return settings.matomo.reread_days if settings.matomo.site_ids and settings.matomo.url else None
+    if source == "google_ads":
+        return settings.google_ads.reread_days if settings.google_ads.customer_ids else None
     raise KeyError(source)
 
 
@@ -104,6 +119,22 @@ def daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] 
     run_day = context.scheduled_execution_time.astimezone(settings.tz).date()
     requests = refresh_requests(run_day, settings)
     if not requests:
-        return dg.SkipReason("no source configured: set MKPI_GA4_PROPERTY_IDS, MKPI_SEARCH_CONSOLE_SITES or "
-                             "MKPI_MATOMO_URL and MKPI_MATOMO_SITE_IDS")
+        return dg.SkipReason("no source configured: set MKPI_GA4_PROPERTY_IDS, MKPI_SEARCH_CONSOLE_SITES, "
+                             "MKPI_MATOMO_URL and MKPI_MATOMO_SITE_IDS, or MKPI_GOOGLE_ADS_CUSTOMER_IDS")
     return requests
+
+
+@dg.schedule(
+    name="hubspot_refresh",
+    job=hubspot_refresh_job,
+    cron_schedule="30 5 * * *",
+    execution_timezone=_settings.reporting_timezone,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Every morning at 05:30: HubSpot changes since the cursors, then crm_monthly and email_daily.",
+)
+def hubspot_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    settings = load_settings()
+    if settings.hubspot.token is None:
+        return dg.SkipReason("HubSpot is not configured: set MKPI_HUBSPOT_TOKEN")
+    day = context.scheduled_execution_time.astimezone(settings.tz).date()
+    return dg.RunRequest(run_key=f"hubspot_refresh:{day.isoformat()}", tags={SOURCE_TAG: "hubspot"})

@@ -15,6 +15,8 @@ import duckdb
 
 from connectors.batches import Batch
 from connectors.ga4 import Ga4Connector
+from connectors.google_ads import GoogleAdsConnector
+from connectors.hubspot import HubSpotConnector
 from connectors.matomo import MatomoConnector
 from connectors.search_console import SearchConsoleConnector
 from connectors.settings import Secret, Settings, load_settings
@@ -78,6 +80,30 @@ class MatomoResource(dg.ConfigurableResource):
     def connector(self) -> MatomoConnector:
         settings = load_settings(self.config_path).matomo
         return MatomoConnector(dataclasses.replace(settings, token=Secret(self.token)))
+
+
+class GoogleAdsResource(dg.ConfigurableResource):
+    """Google Ads API access. The developer token is bound as EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN");
+    OAuth secrets are read from the environment at run time and never enter run config."""
+
+    developer_token: str
+    config_path: str | None = None
+
+    def connector(self) -> GoogleAdsConnector:
+        settings = load_settings(self.config_path).google_ads
+        return GoogleAdsConnector(dataclasses.replace(settings, developer_token=Secret(self.developer_token)))
+
+
+class HubSpotResource(dg.ConfigurableResource):
+    """HubSpot private-app access. The token is bound as EnvVar("MKPI_HUBSPOT_TOKEN") and only ever sent
+    in the Authorization header."""
+
+    token: str
+    config_path: str | None = None
+
+    def connector(self) -> HubSpotConnector:
+        settings = load_settings(self.config_path).hubspot
+        return HubSpotConnector(dataclasses.replace(settings, token=Secret(self.token)))
 
 
 def _today(settings: Settings) -> date:

@@ -18,7 +18,17 @@ _DESCRIPTIONS = {
     "search_impressions, search_ctr, search_avg_position (impression-weighted).",
     "ecommerce_daily": "E-commerce KPIs per day, source and currency: orders, revenue, average_basket, "
     "cart_abandonment_rate, ecommerce_conversion_rate.",
+    "paid_search_daily": "Paid search KPIs per day, customer and campaign, in the account's currency: ad_cost, "
+    "ad_clicks, ad_impressions, ad_conversions, ad_ctr, ad_cpc, ad_cpa, ad_roas, ad_conversion_rate.",
+    "email_daily": "E-mail KPIs by send date, per e-mail and per day (email_id = 'all'): deliverability, open, "
+    "click, click-to-open, bounce and unsubscribe rates from HubSpot's statistics counters.",
+    "crm_monthly": "CRM and retention KPIs per month: leads, contacts_created, new_customers by channel; "
+    "churn_rate, loyalty_rate, nps (with its response count) for the whole portal.",
 }
+
+
+# Models whose `channel` comes from the editable mapping: their materialisations list unmapped raw values.
+_CHANNEL_MODELS = ("web_daily", "paid_search_daily")
 
 
 def kpi_asset_key(model: KpiModel) -> dg.AssetKey:
@@ -28,30 +38,35 @@ def kpi_asset_key(model: KpiModel) -> dg.AssetKey:
 def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
     """A daily-partitioned KPI table that depends on the raw tables its SQL reads."""
 
+    partitioned = model.partition_column is not None
+
     @dg.asset(
         key=kpi_asset_key(model),
         deps=[dg.AssetKey(stream.table.split(".")) for stream in model.inputs],
         group_name="kpi",
         description=_DESCRIPTIONS[model.name],
         kinds={"sql", "duckdb"},
-        partitions_def=DAILY,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        partitions_def=DAILY if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         pool=DUCKDB_POOL,
         metadata={"dagster/table_name": model.table, "primary_key": ", ".join(model.key)},
     )
     def _asset(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
                ) -> dg.MaterializeResult:
-        window = window_from_context(context)
+        loaded = settings.load()
+        window = window_from_context(context) if partitioned else None
         with warehouse.connection() as conn:
-            result = rebuild(conn, model, window, channels=settings.load().channels)
-            unmapped = unmapped_channel_values(conn, window) if model.name == "web_daily" else {}
+            result = rebuild(conn, model, window, channels=loaded.channels,
+                             params={"tz": loaded.reporting_timezone})
+            unmapped = unmapped_channel_values(conn, window) if model.name in _CHANNEL_MODELS else {}
         if unmapped:
             context.log.warning(f"raw channel values not in the channel mapping (counted as other): {unmapped}")
-        extra = {"unmapped_channel_values": dg.MetadataValue.json(unmapped)} if model.name == "web_daily" else {}
-        return dg.MaterializeResult(
-            metadata=table_metadata(result.table, result.rows, window, column_schema_from_pairs(result.columns),
-                                    **extra)
-        )
+        extra = {"unmapped_channel_values": dg.MetadataValue.json(unmapped)} if model.name in _CHANNEL_MODELS else {}
+        schema = column_schema_from_pairs(result.columns)
+        if window is None:
+            return dg.MaterializeResult(metadata={"dagster/row_count": result.rows, "dagster/table_name": result.table,
+                                                  "dagster/column_schema": schema, **extra})
+        return dg.MaterializeResult(metadata=table_metadata(result.table, result.rows, window, schema, **extra))
 
     return _asset
 
@@ -59,3 +74,6 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
 web_daily = build_kpi_asset(MODELS["web_daily"])
 seo_daily = build_kpi_asset(MODELS["seo_daily"])
 ecommerce_daily = build_kpi_asset(MODELS["ecommerce_daily"])
+paid_search_daily = build_kpi_asset(MODELS["paid_search_daily"])
+email_daily = build_kpi_asset(MODELS["email_daily"])
+crm_monthly = build_kpi_asset(MODELS["crm_monthly"])

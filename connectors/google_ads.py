@@ -1,0 +1,235 @@
+"""Google Ads connector: one `search_stream` per customer per date range, through the official client.
+
+Business purpose: Google Ads is where paid-search money goes (cost, clicks, conversions, value); CPA and
+ROAS are only as good as these rows. Conversions are restated for weeks after the click, so the
+scheduled run re-reads a 30-day conversion window (configurable) and replaces it.
+
+How it reads (see shared/research/peers.md and emulators.md, Google Ads):
+- The official `google-ads` client over gRPC, API version pinned in `google_ads_transport.API_VERSION`;
+  the client is built from credentials directly (the `load_from_*` helpers fetch a token at
+  construction) and imported lazily (it costs seconds).
+- Typed columns: `cost_micros` kept as an integer plus `cost` in currency units, conversions as DOUBLE,
+  enums as names, currency and time zone on every row (amounts in different currencies never meet).
+- `GoogleAdsException`: authentication and authorization errors fail fast with the customer id, Google's
+  message and the request id; quota, internal and transient gRPC errors retry with backoff. The
+  developer token and OAuth secrets never reach a log line or an error message.
+"""
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import pyarrow as pa
+
+from connectors.batches import Batch, Stream, Window
+from connectors.errors import ConfigError
+from connectors.google_ads_transport import API_VERSION, google_ads_service, split_host_port
+from connectors.google_auth import adc_file
+from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, is_loopback, redact
+from connectors.settings import GoogleAdsSettings
+
+log = logging.getLogger("mkpi.google_ads")
+
+SOURCE = "google_ads"
+SCOPES = ("https://www.googleapis.com/auth/adwords",)
+TOKEN_URI = "https://oauth2.googleapis.com/token"
+QUERY = (
+    "SELECT segments.date, customer.id, customer.currency_code, customer.time_zone, campaign.id, "
+    "campaign.name, campaign.status, campaign.advertising_channel_type, metrics.impressions, metrics.clicks, "
+    "metrics.cost_micros, metrics.conversions, metrics.conversions_value FROM campaign "
+    "WHERE segments.date BETWEEN '{start}' AND '{end}'"
+)
+_RETRYABLE_ERRORS = ("quota_error", "internal_error")
+_RETRYABLE_STATUS = ("RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "UNKNOWN")
+
+CAMPAIGN_DAILY = Stream(
+    table="google_ads.campaign_daily",
+    schema=pa.schema([
+        ("customer_id", pa.string()), ("date", pa.date32()), ("campaign_id", pa.int64()),
+        ("campaign_name", pa.string()), ("campaign_status", pa.string()), ("advertising_channel_type", pa.string()),
+        ("impressions", pa.int64()), ("clicks", pa.int64()), ("cost_micros", pa.int64()), ("cost", pa.float64()),
+        ("conversions", pa.float64()), ("conversions_value", pa.float64()),
+        ("currency_code", pa.string()), ("time_zone", pa.string()),
+    ]),
+    key=("customer_id", "date", "campaign_id"),
+    scope_column="customer_id",
+)
+
+
+def normalise_customer_id(raw: str) -> str:
+    """`123-456-7890` or `1234567890` -> `1234567890`; anything else is refused before any request."""
+    value = raw.strip().replace("-", "")
+    if not (value.isdigit() and len(value) == 10):
+        raise ConfigError(f"Google Ads customer id {raw!r} is not a 10-digit id: set MKPI_GOOGLE_ADS_CUSTOMER_IDS "
+                          "to ids such as 123-456-7890")
+    return value
+
+
+def resolve_credentials(settings: GoogleAdsSettings) -> Any:
+    """OAuth refresh-token credentials, or a service account (optionally impersonating a user), built
+    without a network call; a static token against a loopback sandbox when nothing is configured."""
+    from google.oauth2 import credentials as oauth2
+    from google.oauth2 import service_account
+
+    if settings.refresh_token is not None or settings.client_id or settings.client_secret is not None:
+        missing = [name for name, value in (
+            ("MKPI_GOOGLE_ADS_CLIENT_ID", settings.client_id),
+            ("MKPI_GOOGLE_ADS_CLIENT_SECRET", settings.client_secret),
+            ("MKPI_GOOGLE_ADS_REFRESH_TOKEN", settings.refresh_token)) if not value]
+        if missing:
+            raise ConfigError(f"Google Ads OAuth is incomplete: set {', '.join(missing)}")
+        return oauth2.Credentials(
+            token=None, refresh_token=settings.refresh_token.reveal(),  # type: ignore[union-attr]
+            client_id=settings.client_id, client_secret=settings.client_secret.reveal(),  # type: ignore[union-attr]
+            token_uri=TOKEN_URI, scopes=list(SCOPES),
+        )
+    if settings.credentials_file:
+        try:
+            credentials = service_account.Credentials.from_service_account_file(
+                settings.credentials_file, scopes=list(SCOPES))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"Google Ads key file {settings.credentials_file} is not a usable service-account "
+                              f"key ({type(exc).__name__}): set MKPI_GOOGLE_ADS_JSON_KEY_FILE") from exc
+        return credentials.with_subject(settings.impersonated_email) if settings.impersonated_email else credentials
+    host = split_host_port(settings.endpoint)[0] if settings.endpoint else None
+    if host and is_loopback(host):
+        return oauth2.Credentials(token="sandbox-access-token")
+    raise ConfigError(
+        "No Google Ads credentials: set MKPI_GOOGLE_ADS_CLIENT_ID, MKPI_GOOGLE_ADS_CLIENT_SECRET and "
+        "MKPI_GOOGLE_ADS_REFRESH_TOKEN (OAuth), or MKPI_GOOGLE_ADS_JSON_KEY_FILE (service account), "
+        "or MKPI_GOOGLE_ADS_ENDPOINT to a local sandbox"
+        + (f" (application default credentials at {adc_file()} are not used for Google Ads)"
+           if adc_file().is_file() else "")
+    )
+
+
+def _failure_summary(exc: Any) -> tuple[list[str], str]:
+    """(error kinds such as 'quota_error', one readable message) from a GoogleAdsException."""
+    kinds: list[str] = []
+    messages: list[str] = []
+    for error in exc.failure.errors:
+        code = type(error.error_code).pb(error.error_code)
+        kind = code.WhichOneof("error_code") or "unknown"
+        value = getattr(error.error_code, kind, None)
+        kinds.append(kind)
+        messages.append(f"{kind}.{getattr(value, 'name', value)}: {error.message}")
+    return kinds, "; ".join(messages) or str(exc.error)
+
+
+def classify(exc: BaseException) -> Verdict:
+    import grpc
+    from google.ads.googleads.errors import GoogleAdsException
+    from google.api_core import exceptions as core
+
+    if isinstance(exc, GoogleAdsException):
+        kinds, message = _failure_summary(exc)
+        status = exc.error.code().name if exc.error is not None else "UNKNOWN"
+        text = f"{status} {message} (request id {exc.request_id})"
+        log.warning("Google Ads error: %s", text)
+        if any(k in _RETRYABLE_ERRORS for k in kinds) or (not kinds and status in _RETRYABLE_STATUS):
+            return Retry(text)
+        return Fatal(text)
+    if isinstance(exc, core.GoogleAPICallError):  # errors raised while iterating a stream
+        status = exc.grpc_status_code.name if exc.grpc_status_code is not None else str(exc.code)
+        if status in _RETRYABLE_STATUS or isinstance(exc, core.ServerError | core.TooManyRequests):
+            return Retry(f"{status} {exc.message}")
+        return Fatal(f"{status} {exc.message}")
+    if isinstance(exc, grpc.RpcError):
+        status = exc.code().name if hasattr(exc, "code") and exc.code() else "UNKNOWN"
+        details = exc.details() if hasattr(exc, "details") else ""
+        if status in _RETRYABLE_STATUS:
+            return Retry(f"{status} {details}")
+        return Fatal(f"{status} {details}")
+    return Fatal(f"{type(exc).__name__}: {exc}")
+
+
+def rows_to_table(rows: Sequence[Any], customer_id: str) -> pa.Table:
+    """GoogleAdsRow messages (proto-plus) into the declared Arrow schema."""
+    columns: dict[str, list[Any]] = {name: [] for name in CAMPAIGN_DAILY.schema.names}
+    for row in rows:
+        columns["customer_id"].append(str(row.customer.id) if row.customer.id else customer_id)
+        columns["date"].append(date.fromisoformat(row.segments.date))
+        columns["campaign_id"].append(row.campaign.id)
+        columns["campaign_name"].append(row.campaign.name)
+        columns["campaign_status"].append(row.campaign.status.name)
+        columns["advertising_channel_type"].append(row.campaign.advertising_channel_type.name)
+        columns["impressions"].append(row.metrics.impressions)
+        columns["clicks"].append(row.metrics.clicks)
+        columns["cost_micros"].append(row.metrics.cost_micros)
+        columns["cost"].append(row.metrics.cost_micros / 1_000_000)
+        columns["conversions"].append(float(row.metrics.conversions))
+        columns["conversions_value"].append(float(row.metrics.conversions_value))
+        columns["currency_code"].append(row.customer.currency_code or None)
+        columns["time_zone"].append(row.customer.time_zone or None)
+    return pa.Table.from_pydict(columns, schema=CAMPAIGN_DAILY.schema)
+
+
+@dataclass
+class GoogleAdsConnector:
+    """Reads campaign performance per day for every configured customer into typed batches."""
+
+    settings: GoogleAdsSettings
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None
+    stats: RequestStats = field(default_factory=RequestStats)
+    _service: Any = field(default=None, repr=False)
+
+    def customer_ids(self) -> list[str]:
+        if not self.settings.customer_ids:
+            raise ConfigError("No Google Ads customer configured: set MKPI_GOOGLE_ADS_CUSTOMER_IDS (comma-separated, "
+                              "dashes allowed) or google_ads.customer_ids in config/mkpi.yaml")
+        return [normalise_customer_id(c) for c in self.settings.customer_ids]
+
+    def _developer_token(self) -> str:
+        if self.settings.developer_token is None or not self.settings.developer_token.reveal():
+            raise ConfigError("No Google Ads developer token: set MKPI_GOOGLE_ADS_DEVELOPER_TOKEN "
+                              "(Google Ads > Tools > API Center)")
+        return self.settings.developer_token.reveal()
+
+    def _secrets(self) -> list[str]:
+        return [s.reveal() for s in (self.settings.developer_token, self.settings.client_secret,
+                                     self.settings.refresh_token) if s is not None]
+
+    def check(self) -> list[str]:
+        """Validate configuration and build credentials without sending a request."""
+        ids = self.customer_ids()
+        self._developer_token()
+        if self.settings.login_customer_id:
+            normalise_customer_id(self.settings.login_customer_id)
+        resolve_credentials(self.settings)
+        return ids
+
+    def service(self) -> Any:
+        if self._service is None:
+            login = normalise_customer_id(self.settings.login_customer_id) if self.settings.login_customer_id else None
+            self._service = google_ads_service(
+                credentials=resolve_credentials(self.settings), developer_token=self._developer_token(),
+                login_customer_id=login, endpoint=self.settings.endpoint, version=API_VERSION,
+            )
+        return self._service
+
+    def fetch(self, window: Window, customer_ids: Sequence[str] | None = None) -> Iterator[Batch]:
+        """One search_stream per customer for the whole window; one batch per customer."""
+        ids = [normalise_customer_id(c) for c in customer_ids] if customer_ids else self.check()
+        service = self.service()
+        query = QUERY.format(start=window.start.isoformat(), end=window.end.isoformat())
+        for customer_id in ids:
+
+            def call(customer_id: str = customer_id) -> pa.Table:
+                rows: list[Any] = []
+                for batch in service.search_stream(customer_id=customer_id, query=query,
+                                                   timeout=self.settings.timeout_seconds):
+                    rows.extend(batch.results)
+                return rows_to_table(rows, customer_id)
+
+            kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
+            try:
+                table = call_with_retry(call, classify=classify, source=SOURCE, account=customer_id,
+                                        what=f"search_stream campaign {window}", policy=self.policy,
+                                        stats=self.stats, **kwargs)
+            except Exception as exc:
+                exc.args = tuple(redact(str(a), self._secrets()) for a in exc.args)
+                raise
+            yield Batch(CAMPAIGN_DAILY, table, window, {"customer_id": customer_id})

@@ -1,0 +1,542 @@
+"""HubSpot connector: CRM objects read incrementally past the search API's 10,000-result cap,
+marketing e-mail statistics, owners, deal pipelines and NPS feedback submissions.
+
+Business purpose: HubSpot is where leads become customers (lifecycle dates, won deals, churn) and
+where e-mail campaigns are measured; crm_monthly and email_daily are built from these tables.
+
+How it reads (see shared/research/peers.md, HubSpot):
+- The official `hubspot-api-client`, private-app token in the Authorization header only. Page bodies are
+  read raw (`_preload_content=False`) and turned into Arrow columns directly: the stock models parse every
+  timestamp with dateutil, which is most of their time on 100-record pages.
+- Property values are strings; they are cast by the portal's own definitions (`/crm/v3/properties`).
+- First run: list everything (`after` paging, 100 per page), then an `archived=true` pass. Later runs:
+  search by last-modified time, ascending, 200 per page. The search API refuses to page past 10,000
+  results, so a window ends at the last timestamp reached and the next one starts there; an instant
+  shared by more than 10,000 records is drained by `hs_object_id`. A seen-set at each boundary means no
+  record is skipped or read twice.
+- Rows are upserted by id, and the cursor is committed in the same transaction as the rows it covers.
+- Limits: a client-side 100 requests / 10 s (configurable up to 190) and 5 searches / s; 429 honours
+  Retry-After, else exponential backoff, through the shared helper.
+"""
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connectors.batches import Batch, Cursor, Stream, Window
+from connectors.errors import ConfigError
+from connectors.http import (
+    Fatal,
+    RateLimiter,
+    RequestStats,
+    Retry,
+    RetryPolicy,
+    Verdict,
+    call_with_retry,
+    is_loopback,
+    parse_retry_after,
+    redact,
+)
+from connectors.settings import HubSpotSettings
+
+log = logging.getLogger("mkpi.hubspot")
+
+SOURCE = "hubspot"
+DEFAULT_HOST = "https://api.hubapi.com"
+SEARCH_CAP = 10_000
+SEARCH_PAGE = 200
+LIST_PAGE = 100
+BATCH_SIZE = 100
+MAX_URL_BYTES = 3_000  # longer property lists go through batch read (POST body): HubSpot answers 414
+
+# What the KPIs need, per object type; settings add more.
+OBJECT_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "contacts": ("createdate", "lastmodifieddate", "lifecyclestage", "hs_lifecyclestage_lead_date",
+                 "hs_lifecyclestage_customer_date", "hs_analytics_source", "hubspot_owner_id"),
+    "companies": ("name", "domain", "createdate", "hs_lastmodifieddate"),
+    "deals": ("dealname", "amount", "pipeline", "dealstage", "closedate", "createdate", "hs_lastmodifieddate",
+              "hubspot_owner_id"),
+    "feedback_submissions": ("hs_survey_type", "hs_value", "hs_submission_timestamp", "hs_contact_id",
+                             "hs_createdate", "hs_lastmodifieddate"),
+}
+MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}  # the others use hs_lastmodifieddate
+# HubSpot's types for the properties above, used when a table must exist before the portal was read.
+DEFAULT_TYPES: dict[str, str] = {
+    "createdate": "datetime", "lastmodifieddate": "datetime", "hs_lastmodifieddate": "datetime",
+    "hs_lifecyclestage_lead_date": "datetime", "hs_lifecyclestage_customer_date": "datetime", "churn_date": "date",
+    "amount": "number", "closedate": "datetime", "hs_value": "number", "hs_submission_timestamp": "datetime",
+    "hs_createdate": "datetime",
+}
+
+ASSOCIATIONS = Stream(
+    table="hubspot.deal_associations",
+    schema=pa.schema([("deal_id", pa.string()), ("to_type", pa.string()), ("to_id", pa.string())]),
+    key=("deal_id", "to_type", "to_id"),
+    partition_column="deal_id",
+    write_mode="upsert",
+    replace_by=("deal_id",),
+)
+OWNERS = Stream(
+    table="hubspot.owners",
+    schema=pa.schema([("id", pa.string()), ("email", pa.string()), ("first_name", pa.string()),
+                      ("last_name", pa.string()), ("archived", pa.bool_()), ("updated_at", pa.timestamp("ms", "UTC"))]),
+    key=("id",), partition_column="id", write_mode="upsert",
+)
+DEAL_STAGES = Stream(
+    table="hubspot.deal_stages",
+    schema=pa.schema([("pipeline_id", pa.string()), ("pipeline_label", pa.string()), ("stage_id", pa.string()),
+                      ("stage_label", pa.string()), ("display_order", pa.int64()), ("is_closed", pa.bool_()),
+                      ("probability", pa.float64()), ("is_won", pa.bool_())]),
+    key=("pipeline_id", "stage_id"), partition_column="stage_id", write_mode="upsert",
+)
+EMAIL_STATISTICS = Stream(
+    table="hubspot.email_statistics",
+    schema=pa.schema([
+        ("email_id", pa.string()), ("name", pa.string()), ("subject", pa.string()), ("state", pa.string()),
+        ("email_type", pa.string()), ("send_date", pa.date32()), ("published_at", pa.timestamp("ms", "UTC")),
+        *[(c, pa.int64()) for c in ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced",
+                                    "unsubscribed", "spamreport")],
+    ]),
+    key=("email_id",), partition_column="send_date", write_mode="upsert",
+)
+_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed", "spamreport")
+
+
+def _arrow_type(definition: Mapping[str, Any] | None) -> pa.DataType:
+    kind = (definition or {}).get("type")
+    if kind == "number":
+        return pa.float64()
+    if kind == "datetime":
+        return pa.timestamp("ms", "UTC")
+    if kind == "date":
+        return pa.date32()
+    if kind == "bool":
+        return pa.bool_()
+    return pa.string()
+
+
+def _parse_instant(value: str) -> int | None:
+    """HubSpot datetimes arrive as ISO strings or epoch milliseconds; return epoch ms."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def cast_column(values: list[str | None], dtype: pa.DataType) -> pa.Array:
+    """Strings to the property's type, vectorised where Arrow can, value by value where it cannot."""
+    strings = pa.array([v if v not in ("",) else None for v in values], pa.string())
+    if pa.types.is_string(dtype):
+        return strings
+    if pa.types.is_floating(dtype):
+        return pc.cast(strings, dtype)
+    if pa.types.is_boolean(dtype):
+        return pc.equal(pc.utf8_lower(strings), "true")
+    if pa.types.is_timestamp(dtype):
+        return pa.array([_parse_instant(v) if v else None for v in strings.to_pylist()], pa.int64()).cast(dtype)
+    if pa.types.is_date32(dtype):
+        parsed: list[date | None] = []
+        for v in strings.to_pylist():
+            if not v:
+                parsed.append(None)
+            elif v.isdigit():  # a date property sent as midnight-UTC epoch ms
+                parsed.append(datetime.fromtimestamp(int(v) / 1000, UTC).date())
+            else:
+                parsed.append(date.fromisoformat(v[:10]))
+        return pa.array(parsed, pa.date32())
+    return pc.cast(strings, dtype)
+
+
+def object_stream(object_type: str, properties: Sequence[str], definitions: Mapping[str, Mapping[str, Any]]
+                  ) -> Stream:
+    """The declared table of one object type, typed from the portal's property definitions."""
+    fields = [("id", pa.string()), ("archived", pa.bool_()), ("created_at", pa.timestamp("ms", "UTC")),
+              ("updated_at", pa.timestamp("ms", "UTC"))]
+    fields += [(p, _arrow_type(definitions.get(p))) for p in properties if p not in ("hs_object_id",)]
+    return Stream(table=f"hubspot.{object_type}", schema=pa.schema(fields), key=("id",), partition_column="id",
+                  write_mode="upsert")
+
+
+def default_stream(object_type: str, churn_date_property: str = "churn_date") -> Stream:
+    """The table of an object type with HubSpot's standard types, before any portal was read."""
+    properties = list(OBJECT_PROPERTIES[object_type])
+    if object_type == "contacts":
+        properties.append(churn_date_property)
+    return object_stream(object_type, properties, {p: {"type": t} for p, t in DEFAULT_TYPES.items()})
+
+
+def records_to_table(records: Sequence[Mapping[str, Any]], stream: Stream) -> pa.Table:
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([str(r["id"]) for r in records], pa.string()),
+        "archived": pa.array([bool(r.get("archived", False)) for r in records], pa.bool_()),
+        "created_at": cast_column([r.get("createdAt") for r in records], pa.timestamp("ms", "UTC")),
+        "updated_at": cast_column([r.get("updatedAt") for r in records], pa.timestamp("ms", "UTC")),
+    }
+    for f in stream.schema:
+        if f.name in columns:
+            continue
+        columns[f.name] = cast_column([(r.get("properties") or {}).get(f.name) for r in records], f.type)
+    return pa.table(columns, schema=stream.schema)
+
+
+class _SearchCap(Exception):
+    """Internal: the 10,000-result cap was reached in this window."""
+
+
+@dataclass
+class HubSpotConnector:
+    """Reads CRM objects, owners, pipelines, e-mail statistics and NPS answers into typed batches."""
+
+    settings: HubSpotSettings
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], None] | None = None
+    stats: RequestStats = field(default_factory=RequestStats)
+    now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
+    _api: Any = field(default=None, repr=False)
+    _limiter: RateLimiter | None = field(default=None, repr=False)
+    _search_limiter: RateLimiter | None = field(default=None, repr=False)
+
+    # ---- configuration ---------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        if self.settings.token is None or not self.settings.token.reveal():
+            raise ConfigError("No HubSpot token: set MKPI_HUBSPOT_TOKEN to a private-app access token with the "
+                              "crm.objects.*.read, crm.schemas.*.read and content scopes")
+        return self.settings.token.reveal()
+
+    def host(self) -> str:
+        host = (self.settings.endpoint or DEFAULT_HOST).rstrip("/")
+        if "://" not in host:
+            host = "https://" + host
+        from urllib.parse import urlparse
+
+        parsed = urlparse(host)
+        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+            raise ConfigError(f"MKPI_HUBSPOT_ENDPOINT {parsed.scheme}://{parsed.hostname} is plain HTTP on a "
+                              "non-loopback host: the token would travel unencrypted; use https://")
+        return host
+
+    def check(self) -> str:
+        """Validate configuration without sending a request; return the portal host."""
+        self._token()
+        return self.host()
+
+    def api(self) -> Any:
+        if self._api is None:
+            import urllib3
+            from hubspot import HubSpot
+
+            self._api = HubSpot(access_token=self._token(), host=self.host(),
+                                retries=urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0))
+            self._limiter = RateLimiter(self.settings.requests_per_10s, 10.0)
+            self._search_limiter = RateLimiter(self.settings.search_per_second, 1.0)
+        return self._api
+
+    # ---- one request, retried ----------------------------------------------------------------------------
+
+    @staticmethod
+    def classify(exc: BaseException) -> Verdict:
+        import urllib3
+
+        status = getattr(exc, "status", None)
+        if status is not None and hasattr(exc, "body"):
+            body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
+            try:
+                message = json.loads(body).get("message", body[:200])
+            except ValueError:
+                message = body[:200]
+            headers = getattr(exc, "headers", None) or {}
+            if status == 429:
+                return Retry(f"429 {message}", parse_retry_after(headers.get("Retry-After")))
+            if status == 0 or status >= 500 or status == 408:
+                return Retry(f"{status} {message}")
+            hint = " (check MKPI_HUBSPOT_TOKEN and the private app's scopes)" if status in (401, 403) else ""
+            return Fatal(f"{status} {message}{hint}")
+        if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
+            return Retry(type(exc).__name__)
+        if isinstance(exc, ValueError):
+            return Retry(f"malformed response ({type(exc).__name__})")
+        return Fatal(f"{type(exc).__name__}: {exc}")
+
+    def call(self, what: str, fn: Callable[[], Any], *, search: bool = False) -> Any:
+        """Send one request through the shared retry helper; return the decoded JSON body."""
+        self.api()
+
+        def once() -> Any:
+            if search and self._search_limiter is not None:
+                self._search_limiter.acquire()
+            response = fn()
+            return json.loads(response.data)  # inside the retry: a truncated body is retried
+
+        kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
+        try:
+            return call_with_retry(once, classify=self.classify, source=SOURCE, account="portal", what=what,
+                                   policy=self.policy, stats=self.stats, limiter=self._limiter, **kwargs)
+        except Exception as exc:
+            exc.args = tuple(redact(str(a), [self._token()]) for a in exc.args)
+            raise
+
+    def _opts(self) -> dict[str, Any]:
+        return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
+
+    # ---- metadata ---------------------------------------------------------------------------------------
+
+    def property_definitions(self, object_type: str) -> dict[str, dict[str, Any]]:
+        body = self.call(f"GET /crm/v3/properties/{object_type}",
+                         lambda: self.api().crm.properties.core_api.get_all(object_type, **self._opts()))
+        return {p["name"]: p for p in body.get("results", [])}
+
+    def properties_for(self, object_type: str) -> list[str]:
+        wanted = list(OBJECT_PROPERTIES[object_type])
+        if object_type == "contacts" and self.settings.churn_date_property not in wanted:
+            wanted.append(self.settings.churn_date_property)
+        for extra in self.settings.extra_properties.get(object_type, ()):
+            if extra not in wanted:
+                wanted.append(extra)
+        return wanted
+
+    def stream_for(self, object_type: str) -> Stream:
+        return object_stream(object_type, self.properties_for(object_type), self.property_definitions(object_type))
+
+    # ---- full load: list ---------------------------------------------------------------------------------
+
+    def list_all(self, object_type: str, properties: Sequence[str], archived: bool) -> Iterator[list[dict[str, Any]]]:
+        """Every record (or every archived one), 100 per page, `after` paging to the end. Long property
+        lists are fetched by batch read (POST body) instead of the URL."""
+        basic = self.api().crm.objects.basic_api
+        in_url = len("&properties=".join(properties)) < MAX_URL_BYTES
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived, **self._opts()}
+            if after:
+                kwargs["after"] = after
+            if in_url:
+                kwargs["properties"] = list(properties)
+            body = self.call(f"GET /crm/v3/objects/{object_type} archived={archived} after={after}",
+                             lambda kwargs=kwargs: basic.get_page(object_type, **kwargs))
+            records = body.get("results", [])
+            if records and not in_url:
+                records = self.batch_read(object_type, [r["id"] for r in records], properties, archived)
+            if records:
+                yield records
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str], archived: bool = False
+                   ) -> list[dict[str, Any]]:
+        batch = self.api().crm.objects.batch_api
+        request = {"properties": list(properties), "inputs": [{"id": i} for i in ids]}
+        body = self.call(f"POST /crm/v3/objects/{object_type}/batch/read",
+                         lambda: batch.read(object_type, request, archived=archived, **self._opts()))
+        return list(body.get("results", []))
+
+    # ---- incremental: search past the cap ----------------------------------------------------------------
+
+    def _search(self, object_type: str, filters: list[dict[str, Any]], sort: str, properties: Sequence[str],
+                after: int) -> dict[str, Any]:
+        request = {"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+                   "properties": list(properties), "limit": SEARCH_PAGE, "after": str(after)}
+        search = self.api().crm.objects.search_api
+        return self.call(f"POST /crm/v3/objects/{object_type}/search after={after}",
+                         lambda: search.do_search(object_type, request, **self._opts()), search=True)
+
+    def search_modified(self, object_type: str, since_ms: int, until_ms: int, properties: Sequence[str]
+                        ) -> Iterator[list[dict[str, Any]]]:
+        """Every record with since_ms <= last-modified <= until_ms, exactly once, past the 10,000 cap."""
+        prop = MODIFIED_PROPERTY.get(object_type, "hs_lastmodifieddate")
+        props = list(dict.fromkeys([*properties, prop]))
+        lower = since_ms
+        seen_at_lower: set[str] = set()
+        while True:
+            last_ts: int | None = None
+            ids_at_last: set[str] = set()
+            after = 0
+            capped = False
+            while True:
+                filters = [{"propertyName": prop, "operator": "GTE", "value": str(lower)},
+                           {"propertyName": prop, "operator": "LTE", "value": str(until_ms)}]
+                body = self._search(object_type, filters, prop, props, after)
+                page = []
+                for record in body.get("results", []):
+                    ts = _parse_instant(str((record.get("properties") or {}).get(prop) or "")) or 0
+                    if ts == last_ts:
+                        ids_at_last.add(record["id"])
+                    else:
+                        last_ts, ids_at_last = ts, {record["id"]}
+                    if ts == lower and record["id"] in seen_at_lower:
+                        continue
+                    page.append(record)
+                if page:
+                    yield page
+                next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+                if not next_after:
+                    break
+                if int(next_after) + SEARCH_PAGE > SEARCH_CAP:
+                    capped = True
+                    break
+                after = int(next_after)
+            if not capped or last_ts is None:
+                return
+            if last_ts == lower:
+                # 10,000 results share one instant: drain it by id, then go on strictly after it
+                yield from self._drain_instant(object_type, prop, lower, props, seen_at_lower | ids_at_last)
+                lower, seen_at_lower = lower + 1, set()
+            else:
+                # the next window starts at the last instant reached; what was read of it is not re-emitted
+                lower, seen_at_lower = last_ts, ids_at_last
+
+    def _drain_instant(self, object_type: str, prop: str, instant: int, properties: Sequence[str],
+                       seen: set[str]) -> Iterator[list[dict[str, Any]]]:
+        """All records modified at exactly `instant`, by ascending hs_object_id, skipping `seen`."""
+        last_id = 0
+        while True:
+            after = 0
+            capped = False
+            while True:
+                filters = [{"propertyName": prop, "operator": "EQ", "value": str(instant)},
+                           {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)}]
+                body = self._search(object_type, filters, "hs_object_id", properties, after)
+                results = body.get("results", [])
+                if results:
+                    last_id = max(last_id, max(int(r["id"]) for r in results))
+                page = [r for r in results if r["id"] not in seen]
+                if page:
+                    yield page
+                next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+                if not next_after:
+                    break
+                if int(next_after) + SEARCH_PAGE > SEARCH_CAP:
+                    capped = True
+                    break
+                after = int(next_after)
+            if not capped:
+                return
+
+    # ---- streams -------------------------------------------------------------------------------------------
+
+    def fetch_objects(self, object_type: str, cursor: str | None, window: Window) -> Iterator[Batch]:
+        """Full load when there is no cursor, else an incremental search; archived records every time.
+        The last batch carries the new cursor (the run's start time), committed with the rows."""
+        stream = self.stream_for(object_type)
+        properties = [f.name for f in stream.schema if f.name not in ("id", "archived", "created_at", "updated_at")]
+        until = self.now_ms()
+        pages: Iterator[list[dict[str, Any]]]
+        if cursor is None:
+            pages = self.list_all(object_type, properties, archived=False)
+        else:
+            since = max(0, int(cursor) - self.settings.lookback_seconds * 1000)
+            pages = self.search_modified(object_type, since, until, properties)
+        changed_ids: list[str] = []
+        for records in pages:
+            changed_ids.extend(r["id"] for r in records)
+            yield Batch(stream, records_to_table(records, stream), window)
+        for records in self.list_all(object_type, properties, archived=True):
+            yield Batch(stream, records_to_table(records, stream), window)
+        if object_type == "deals" and changed_ids:
+            yield from self.fetch_deal_associations(changed_ids, window)
+        yield Batch(stream, records_to_table([], stream), window,
+                    cursor=Cursor(SOURCE, object_type, "portal", str(until)))
+
+    def fetch_deal_associations(self, deal_ids: Sequence[str], window: Window) -> Iterator[Batch]:
+        v4 = self.api().crm.associations.v4.batch_api
+        for to_type in ("contacts", "companies"):
+            for start in range(0, len(deal_ids), BATCH_SIZE):
+                chunk = list(dict.fromkeys(deal_ids[start:start + BATCH_SIZE]))
+                request = {"inputs": [{"id": i} for i in chunk]}
+                body = self.call(f"POST /crm/v4/associations/deals/{to_type}/batch/read",
+                                 lambda request=request, to_type=to_type: v4.get_page(
+                                     "deals", to_type, request, **self._opts()))
+                rows = {"deal_id": [], "to_type": [], "to_id": []}
+                for result in body.get("results", []):
+                    for target in result.get("to", []):
+                        rows["deal_id"].append(str(result["from"]["id"]))
+                        rows["to_type"].append(to_type)
+                        rows["to_id"].append(str(target["toObjectId"]))
+                yield Batch(ASSOCIATIONS, pa.table(rows, schema=ASSOCIATIONS.schema), window)
+
+    def fetch_owners(self, window: Window) -> Iterator[Batch]:
+        owners_api = self.api().crm.owners.owners_api
+        for archived in (False, True):
+            after: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived, **self._opts()}
+                if after:
+                    kwargs["after"] = after
+                body = self.call(f"GET /crm/v3/owners archived={archived}",
+                                 lambda kwargs=kwargs: owners_api.get_page(**kwargs))
+                results = body.get("results", [])
+                table = pa.table({
+                    "id": [str(o["id"]) for o in results],
+                    "email": [o.get("email") for o in results],
+                    "first_name": [o.get("firstName") for o in results],
+                    "last_name": [o.get("lastName") for o in results],
+                    "archived": [bool(o.get("archived", archived)) for o in results],
+                    "updated_at": cast_column([o.get("updatedAt") for o in results], pa.timestamp("ms", "UTC")),
+                }, schema=OWNERS.schema)
+                yield Batch(OWNERS, table, window)
+                after = ((body.get("paging") or {}).get("next") or {}).get("after")
+                if not after:
+                    break
+
+    def fetch_deal_stages(self, window: Window) -> Iterator[Batch]:
+        """Stages of every deal pipeline; won = closed with probability 1.0 (metadata, never labels)."""
+        body = self.call("GET /crm/v3/pipelines/deals",
+                         lambda: self.api().crm.pipelines.pipelines_api.get_all("deals", **self._opts()))
+        rows: dict[str, list[Any]] = {name: [] for name in DEAL_STAGES.schema.names}
+        for pipeline in body.get("results", []):
+            for stage in pipeline.get("stages", []):
+                metadata = stage.get("metadata") or {}
+                closed = str(metadata.get("isClosed", "false")).lower() == "true"
+                probability = float(metadata["probability"]) if metadata.get("probability") not in (None, "") else None
+                rows["pipeline_id"].append(str(pipeline["id"]))
+                rows["pipeline_label"].append(pipeline.get("label"))
+                rows["stage_id"].append(str(stage["id"]))
+                rows["stage_label"].append(stage.get("label"))
+                rows["display_order"].append(stage.get("displayOrder"))
+                rows["is_closed"].append(closed)
+                rows["probability"].append(probability)
+                rows["is_won"].append(closed and probability == 1.0)
+        yield Batch(DEAL_STAGES, pa.table(rows, schema=DEAL_STAGES.schema), window)
+
+    def fetch_email_statistics(self, window: Window, known_ids: set[str] | None = None) -> Iterator[Batch]:
+        """Marketing e-mails with their statistics counters. E-mails sent within the re-read window (30 days)
+        and e-mails not loaded yet are written; older counters are final and left alone."""
+        emails_api = self.api().marketing.emails.marketing_emails_api
+        horizon = self.now_ms() - self.settings.email_reread_days * 86_400_000
+        after: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "include_stats": True, **self._opts()}
+            if after:
+                kwargs["after"] = after
+            body = self.call("GET /marketing/v3/emails/", lambda kwargs=kwargs: emails_api.get_page(**kwargs))
+            rows: dict[str, list[Any]] = {name: [] for name in EMAIL_STATISTICS.schema.names}
+            for email in body.get("results", []):
+                published = _parse_instant(str(email.get("publishDate") or "")) if email.get("publishDate") else None
+                email_id = str(email["id"])
+                if known_ids is not None and email_id in known_ids and published is not None and published < horizon:
+                    continue
+                counters = ((email.get("stats") or {}).get("counters") or {})
+                rows["email_id"].append(email_id)
+                rows["name"].append(email.get("name"))
+                rows["subject"].append(email.get("subject"))
+                rows["state"].append(email.get("state"))
+                rows["email_type"].append(email.get("type"))
+                rows["published_at"].append(published)
+                rows["send_date"].append(datetime.fromtimestamp(published / 1000, UTC).date() if published else None)
+                for counter in _COUNTERS:
+                    rows[counter].append(int(counters.get(counter) or 0))
+            rows["published_at"] = pa.array(rows["published_at"], pa.int64()).cast(pa.timestamp("ms", "UTC"))
+            yield Batch(EMAIL_STATISTICS, pa.table(rows, schema=EMAIL_STATISTICS.schema), window)
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return

@@ -1,0 +1,132 @@
+-- kpi.crm_monthly: CRM and retention KPIs per month (KPI_CATALOGUE: CRM and retention), in the reporting
+-- time zone ($tz; HubSpot timestamps are UTC). Archived (deleted) records are left out.
+-- Grain: month x source x channel. Channel rows (from hs_analytics_source through the channel mapping)
+-- carry leads, contacts_created and new_customers; the channel = 'all' row carries those totals plus the
+-- native-grain KPIs that have no channel: churn_rate, loyalty_rate, nps (with its response count).
+--   churn_rate   = customers lost in the month / customers at the start of the month (a customer acquired
+--                  during the month is not in the denominator); "lost" = the churn-date property.
+--   loyalty_rate = customers with >= 2 won deals closed in the trailing 12 months / customers with >= 1;
+--                  won = the stage's pipeline metadata (closed, probability 1.0), never its label.
+--   nps          = (promoters 9-10 - detractors 0-6) / responses x 100.
+-- Full rebuild (months are small).
+WITH contacts AS (
+    SELECT
+        c.id,
+        coalesce(m.channel, 'other') AS channel,
+        CAST(timezone($tz, c.createdate) AS DATE) AS created_day,
+        CAST(timezone($tz, c.hs_lifecyclestage_lead_date) AS DATE) AS lead_day,
+        CAST(timezone($tz, c.hs_lifecyclestage_customer_date) AS DATE) AS customer_day,
+        CAST(c.churn_date AS DATE) AS churn_day
+    FROM hubspot.contacts AS c
+    LEFT JOIN kpi.channel_map AS m ON m.source = 'hubspot' AND m.raw_value = c.hs_analytics_source
+    WHERE NOT coalesce(c.archived, false)
+),
+bounds AS (
+    SELECT min(created_day) AS first_day, max(greatest(created_day, coalesce(customer_day, created_day))) AS last_day
+    FROM contacts
+),
+months AS (
+    SELECT CAST(m AS DATE) AS month, CAST(m + INTERVAL 1 MONTH AS DATE) AS next_month
+    FROM bounds, range(date_trunc('month', first_day), date_trunc('month', last_day) + INTERVAL 1 DAY,
+                       INTERVAL 1 MONTH) AS t(m)
+    WHERE first_day IS NOT NULL
+),
+channels AS (SELECT DISTINCT channel FROM contacts),
+by_channel AS (
+    SELECT
+        mo.month,
+        ch.channel,
+        count(c.id) FILTER (WHERE c.lead_day >= mo.month AND c.lead_day < mo.next_month) AS leads,
+        count(c.id) FILTER (WHERE c.created_day >= mo.month AND c.created_day < mo.next_month) AS contacts_created,
+        count(c.id) FILTER (WHERE c.customer_day >= mo.month AND c.customer_day < mo.next_month) AS new_customers
+    FROM months AS mo
+    CROSS JOIN channels AS ch
+    LEFT JOIN contacts AS c ON c.channel = ch.channel
+    GROUP BY mo.month, ch.channel
+),
+retention AS (
+    SELECT
+        mo.month,
+        count(c.id) FILTER (WHERE c.customer_day < mo.month AND (c.churn_day IS NULL OR c.churn_day >= mo.month))
+            AS customers_at_start,
+        count(c.id) FILTER (WHERE c.customer_day < mo.month AND c.churn_day >= mo.month
+                            AND c.churn_day < mo.next_month) AS customers_lost
+    FROM months AS mo
+    LEFT JOIN contacts AS c ON c.customer_day IS NOT NULL
+    GROUP BY mo.month
+),
+won_deals AS (
+    SELECT a.to_id AS contact_id, CAST(timezone($tz, d.closedate) AS DATE) AS closed_day
+    FROM hubspot.deals AS d
+    JOIN hubspot.deal_stages AS s ON s.pipeline_id = d.pipeline AND s.stage_id = d.dealstage AND s.is_won
+    JOIN hubspot.deal_associations AS a ON a.deal_id = d.id AND a.to_type = 'contacts'
+    WHERE NOT coalesce(d.archived, false) AND d.closedate IS NOT NULL
+),
+loyalty AS (
+    SELECT month, count(*) FILTER (WHERE deals >= 1) AS customers_with_won_deal,
+           count(*) FILTER (WHERE deals >= 2) AS repeat_customers
+    FROM (
+        SELECT mo.month, w.contact_id, count(*) AS deals
+        FROM months AS mo
+        JOIN won_deals AS w ON w.closed_day >= CAST(mo.next_month - INTERVAL 12 MONTH AS DATE)
+                           AND w.closed_day < mo.next_month
+        GROUP BY mo.month, w.contact_id
+    )
+    GROUP BY month
+),
+nps AS (
+    SELECT
+        CAST(date_trunc('month', timezone($tz, f.hs_submission_timestamp)) AS DATE) AS month,
+        count(*) AS nps_responses,
+        count(*) FILTER (WHERE f.hs_value >= 9) AS promoters,
+        count(*) FILTER (WHERE f.hs_value <= 6) AS detractors
+    FROM hubspot.feedback_submissions AS f
+    WHERE upper(f.hs_survey_type) = 'NPS' AND f.hs_value IS NOT NULL AND NOT coalesce(f.archived, false)
+    GROUP BY 1
+),
+totals AS (
+    SELECT month, 'all' AS channel, sum(leads) AS leads, sum(contacts_created) AS contacts_created,
+           sum(new_customers) AS new_customers
+    FROM by_channel
+    GROUP BY month
+)
+SELECT
+    b.month,
+    'hubspot' AS source,
+    b.channel,
+    CAST(b.leads AS BIGINT) AS leads,
+    CAST(b.contacts_created AS BIGINT) AS contacts_created,
+    CAST(b.new_customers AS BIGINT) AS new_customers,
+    CAST(NULL AS BIGINT) AS customers_at_start,
+    CAST(NULL AS BIGINT) AS customers_lost,
+    CAST(NULL AS DOUBLE) AS churn_rate,
+    CAST(NULL AS BIGINT) AS customers_with_won_deal,
+    CAST(NULL AS BIGINT) AS repeat_customers,
+    CAST(NULL AS DOUBLE) AS loyalty_rate,
+    CAST(NULL AS BIGINT) AS nps_responses,
+    CAST(NULL AS BIGINT) AS promoters,
+    CAST(NULL AS BIGINT) AS detractors,
+    CAST(NULL AS DOUBLE) AS nps
+FROM by_channel AS b
+UNION ALL
+SELECT
+    t.month,
+    'hubspot' AS source,
+    'all' AS channel,
+    CAST(t.leads AS BIGINT),
+    CAST(t.contacts_created AS BIGINT),
+    CAST(t.new_customers AS BIGINT),
+    CAST(r.customers_at_start AS BIGINT),
+    CAST(r.customers_lost AS BIGINT),
+    r.customers_lost / nullif(r.customers_at_start, 0),
+    CAST(coalesce(l.customers_with_won_deal, 0) AS BIGINT),
+    CAST(coalesce(l.repeat_customers, 0) AS BIGINT),
+    l.repeat_customers / nullif(l.customers_with_won_deal, 0),
+    CAST(coalesce(n.nps_responses, 0) AS BIGINT),
+    CAST(coalesce(n.promoters, 0) AS BIGINT),
+    CAST(coalesce(n.detractors, 0) AS BIGINT),
+    100.0 * (n.promoters - n.detractors) / nullif(n.nps_responses, 0)
+FROM totals AS t
+LEFT JOIN retention AS r USING (month)
+LEFT JOIN loyalty AS l USING (month)
+LEFT JOIN nps AS n USING (month)

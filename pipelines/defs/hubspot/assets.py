@@ -1,0 +1,140 @@
+"""HubSpot raw tables: CRM objects read incrementally, deal associations, owners, deal stages,
+marketing e-mail statistics and NPS answers.
+
+Business purpose: where leads become customers and e-mail campaigns are measured; kpi.crm_monthly and
+kpi.email_daily read these tables. CRM objects are not partitioned by day: each materialisation reads
+what changed since the cursor committed with the previous load (a full list on the first run), upserts
+it by id, and commits the new cursor in the same transaction.
+"""
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import dagster as dg
+
+from connectors.batches import Stream, Window
+from connectors.hubspot import ASSOCIATIONS, DEAL_STAGES, EMAIL_STATISTICS, OWNERS, SOURCE
+from connectors.warehouse import read_cursor
+from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
+from pipelines.lib.partitions import DUCKDB_POOL
+from pipelines.lib.resources import HubSpotResource, SettingsResource, WarehouseResource
+
+OBJECT_DESCRIPTIONS = {
+    "contacts": "Contacts with creation, lifecycle (lead, customer) and churn dates and original source: leads, "
+    "contacts_created, new_customers and churn_rate come from here.",
+    "companies": "Companies (name, domain, dates).",
+    "feedback_submissions": "Feedback submissions: NPS answers (0-10) with their submission time.",
+}
+
+
+def _today_window(settings: SettingsResource) -> Window:
+    today = datetime.now(settings.load().tz).date()
+    return Window(today, today)
+
+
+def _metadata(stream: Stream, rows: int, window: Window, stats: dict[str, float | int], **extra: object
+              ) -> dict[str, object]:
+    return table_metadata(stream.table, rows, window, column_schema_from_arrow(stream.schema), **stats, **extra)
+
+
+def build_object_asset(object_type: str) -> dg.AssetsDefinition:
+    @dg.asset(key=["hubspot", object_type], group_name="hubspot", kinds={"python", "duckdb"}, pool=DUCKDB_POOL,
+              description=OBJECT_DESCRIPTIONS[object_type],
+              metadata={"dagster/table_name": f"hubspot.{object_type}", "primary_key": "id"})
+    def _asset(context: dg.AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
+               settings: SettingsResource) -> dg.MaterializeResult:
+        connector = hubspot.connector()
+        connector.check()
+        with warehouse.connection() as conn:
+            cursor = read_cursor(conn, SOURCE, object_type, "portal")
+        mode = "full list" if cursor is None else f"changes since {cursor}"
+        context.log.info(f"HubSpot {object_type}: {mode}")
+        window = _today_window(settings)
+        stream = connector.stream_for(object_type)
+        result = warehouse.load(connector.fetch_objects(object_type, cursor, window))
+        return dg.MaterializeResult(metadata=_metadata(
+            stream, result.rows_by_table.get(stream.table, 0), window, connector.stats.as_metadata(), mode=mode))
+
+    return _asset
+
+
+contacts = build_object_asset("contacts")
+companies = build_object_asset("companies")
+feedback_submissions = build_object_asset("feedback_submissions")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["hubspot", "deals"], group_name="hubspot", kinds={"python", "duckdb"},
+                     description="Deals (amount, pipeline, stage, close date), read incrementally.",
+                     metadata={"dagster/table_name": "hubspot.deals", "primary_key": "id"}),
+        dg.AssetSpec(["hubspot", "deal_associations"], group_name="hubspot", kinds={"python", "duckdb"},
+                     description="Which contacts and companies each deal is associated with (loyalty_rate).",
+                     metadata={"dagster/table_name": ASSOCIATIONS.table, "primary_key": ", ".join(ASSOCIATIONS.key)}),
+    ],
+    pool=DUCKDB_POOL,
+    name="hubspot_deals",
+)
+def hubspot_deals(context: dg.AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
+                  settings: SettingsResource) -> Iterator[dg.MaterializeResult]:
+    connector = hubspot.connector()
+    connector.check()
+    with warehouse.connection() as conn:
+        cursor = read_cursor(conn, SOURCE, "deals", "portal")
+    window = _today_window(settings)
+    stream = connector.stream_for("deals")
+    result = warehouse.load(connector.fetch_objects("deals", cursor, window))
+    stats = connector.stats.as_metadata()
+    yield dg.MaterializeResult(asset_key=["hubspot", "deals"],
+                               metadata=_metadata(stream, result.rows_by_table.get(stream.table, 0), window, stats))
+    yield dg.MaterializeResult(asset_key=["hubspot", "deal_associations"],
+                               metadata=_metadata(ASSOCIATIONS, result.rows_by_table.get(ASSOCIATIONS.table, 0),
+                                                  window, stats))
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(["hubspot", "owners"], group_name="hubspot", kinds={"python", "duckdb"},
+                     description="CRM owners (active and archived).",
+                     metadata={"dagster/table_name": OWNERS.table, "primary_key": "id"}),
+        dg.AssetSpec(["hubspot", "deal_stages"], group_name="hubspot", kinds={"python", "duckdb"},
+                     description="Deal pipeline stages; is_won comes from stage metadata (closed, probability 1.0).",
+                     metadata={"dagster/table_name": DEAL_STAGES.table, "primary_key": "pipeline_id, stage_id"}),
+    ],
+    pool=DUCKDB_POOL,
+    name="hubspot_metadata",
+)
+def hubspot_metadata(context: dg.AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
+                     settings: SettingsResource) -> Iterator[dg.MaterializeResult]:
+    connector = hubspot.connector()
+    connector.check()
+    window = _today_window(settings)
+
+    def batches() -> Iterator:
+        yield from connector.fetch_owners(window)
+        yield from connector.fetch_deal_stages(window)
+
+    result = warehouse.load(batches())
+    stats = connector.stats.as_metadata()
+    for stream in (OWNERS, DEAL_STAGES):
+        yield dg.MaterializeResult(asset_key=dg.AssetKey(stream.table.split(".")), metadata=_metadata(
+            stream, result.rows_by_table.get(stream.table, 0), window, stats))
+
+
+@dg.asset(key=["hubspot", "email_statistics"], group_name="hubspot", kinds={"python", "duckdb"}, pool=DUCKDB_POOL,
+          metadata={"dagster/table_name": EMAIL_STATISTICS.table, "primary_key": "email_id"})
+def email_statistics(context: dg.AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
+                     settings: SettingsResource) -> dg.MaterializeResult:
+    """Marketing e-mails with their statistics counters (sent, delivered, open, click, bounce, unsubscribed,
+    spam reports); e-mails sent in the last 30 days are re-read on every run because counters keep moving."""
+    connector = hubspot.connector()
+    connector.check()
+    window = _today_window(settings)
+    with warehouse.connection() as conn:
+        exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'hubspot' "
+                              "AND table_name = 'email_statistics'").fetchone()
+        known = {r[0] for r in conn.execute("SELECT email_id FROM hubspot.email_statistics").fetchall()} if (
+            exists and exists[0]) else set()
+    result = warehouse.load(connector.fetch_email_statistics(window, known_ids=known))
+    return dg.MaterializeResult(metadata=_metadata(
+        EMAIL_STATISTICS, result.rows_by_table.get(EMAIL_STATISTICS.table, 0), window, connector.stats.as_metadata()))
