@@ -188,8 +188,17 @@ def records_to_table(records: Sequence[Mapping[str, Any]], stream: Stream) -> pa
     return pa.table(columns, schema=stream.schema)
 
 
-class _SearchCap(Exception):
-    """Internal: the 10,000-result cap was reached in this window."""
+def _next_step(body: Mapping[str, Any], after: int) -> int | str | None:
+    """After one search page: the next `after`, "capped" when results remain beyond the 10,000 cap, or None
+    when the window is exhausted. Relies on `total`, not only on `paging.next`: at the cap HubSpot may
+    either omit the next cursor or give one that it then refuses."""
+    served = after + len(body.get("results") or [])
+    next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
+    if next_after is not None and int(next_after) + SEARCH_PAGE <= SEARCH_CAP:
+        return int(next_after)
+    if served < int(body.get("total") or 0) or next_after is not None:
+        return "capped"
+    return None
 
 
 @dataclass
@@ -202,6 +211,7 @@ class HubSpotConnector:
     stats: RequestStats = field(default_factory=RequestStats)
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
     _api: Any = field(default=None, repr=False)
+    _subs: dict[str, Any] = field(default_factory=dict, repr=False)
     _limiter: RateLimiter | None = field(default=None, repr=False)
     _search_limiter: RateLimiter | None = field(default=None, repr=False)
 
@@ -235,8 +245,9 @@ class HubSpotConnector:
             import urllib3
             from hubspot import HubSpot
 
+            # retries belong to the shared helper: urllib3's own (which re-sends 429s) are switched off
             self._api = HubSpot(access_token=self._token(), host=self.host(),
-                                retries=urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0))
+                                retry=urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0))
             self._limiter = RateLimiter(self.settings.requests_per_10s, 10.0)
             self._search_limiter = RateLimiter(self.settings.search_per_second, 1.0)
         return self._api
@@ -285,6 +296,16 @@ class HubSpotConnector:
             exc.args = tuple(redact(str(a), [self._token()]) for a in exc.args)
             raise
 
+    def sub(self, path: str) -> Any:
+        """A generated API object such as "crm.objects.search_api", built once: each attribute access on the
+        client builds a new ApiClient with its own connection pool."""
+        if path not in self._subs:
+            target = self.api()
+            for part in path.split("."):
+                target = getattr(target, part)
+            self._subs[path] = target
+        return self._subs[path]
+
     def _opts(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
@@ -292,7 +313,7 @@ class HubSpotConnector:
 
     def property_definitions(self, object_type: str) -> dict[str, dict[str, Any]]:
         body = self.call(f"GET /crm/v3/properties/{object_type}",
-                         lambda: self.api().crm.properties.core_api.get_all(object_type, **self._opts()))
+                         lambda: self.sub("crm.properties.core_api").get_all(object_type, **self._opts()))
         return {p["name"]: p for p in body.get("results", [])}
 
     def properties_for(self, object_type: str) -> list[str]:
@@ -312,7 +333,7 @@ class HubSpotConnector:
     def list_all(self, object_type: str, properties: Sequence[str], archived: bool) -> Iterator[list[dict[str, Any]]]:
         """Every record (or every archived one), 100 per page, `after` paging to the end. Long property
         lists are fetched by batch read (POST body) instead of the URL."""
-        basic = self.api().crm.objects.basic_api
+        basic = self.sub("crm.objects.basic_api")
         in_url = len("&properties=".join(properties)) < MAX_URL_BYTES
         after: str | None = None
         while True:
@@ -334,7 +355,7 @@ class HubSpotConnector:
 
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str], archived: bool = False
                    ) -> list[dict[str, Any]]:
-        batch = self.api().crm.objects.batch_api
+        batch = self.sub("crm.objects.batch_api")
         request = {"properties": list(properties), "inputs": [{"id": i} for i in ids]}
         body = self.call(f"POST /crm/v3/objects/{object_type}/batch/read",
                          lambda: batch.read(object_type, request, archived=archived, **self._opts()))
@@ -346,7 +367,7 @@ class HubSpotConnector:
                 after: int) -> dict[str, Any]:
         request = {"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
                    "properties": list(properties), "limit": SEARCH_PAGE, "after": str(after)}
-        search = self.api().crm.objects.search_api
+        search = self.sub("crm.objects.search_api")
         return self.call(f"POST /crm/v3/objects/{object_type}/search after={after}",
                          lambda: search.do_search(object_type, request, **self._opts()), search=True)
 
@@ -378,13 +399,13 @@ class HubSpotConnector:
                     page.append(record)
                 if page:
                     yield page
-                next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                if not next_after:
+                step = _next_step(body, after)
+                if step is None:
                     break
-                if int(next_after) + SEARCH_PAGE > SEARCH_CAP:
+                if step == "capped":
                     capped = True
                     break
-                after = int(next_after)
+                after = step
             if not capped or last_ts is None:
                 return
             if last_ts == lower:
@@ -398,29 +419,31 @@ class HubSpotConnector:
     def _drain_instant(self, object_type: str, prop: str, instant: int, properties: Sequence[str],
                        seen: set[str]) -> Iterator[list[dict[str, Any]]]:
         """All records modified at exactly `instant`, by ascending hs_object_id, skipping `seen`."""
-        last_id = 0
+        floor_id = 0  # fixed for one window; moved to the highest id read when the cap restarts it
+        highest = 0
         while True:
             after = 0
             capped = False
             while True:
                 filters = [{"propertyName": prop, "operator": "EQ", "value": str(instant)},
-                           {"propertyName": "hs_object_id", "operator": "GT", "value": str(last_id)}]
+                           {"propertyName": "hs_object_id", "operator": "GT", "value": str(floor_id)}]
                 body = self._search(object_type, filters, "hs_object_id", properties, after)
                 results = body.get("results", [])
                 if results:
-                    last_id = max(last_id, max(int(r["id"]) for r in results))
+                    highest = max(highest, max(int(r["id"]) for r in results))
                 page = [r for r in results if r["id"] not in seen]
                 if page:
                     yield page
-                next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                if not next_after:
+                step = _next_step(body, after)
+                if step is None:
                     break
-                if int(next_after) + SEARCH_PAGE > SEARCH_CAP:
+                if step == "capped":
                     capped = True
                     break
-                after = int(next_after)
+                after = step
             if not capped:
                 return
+            floor_id = highest
 
     # ---- streams -------------------------------------------------------------------------------------------
 
@@ -448,7 +471,7 @@ class HubSpotConnector:
                     cursor=Cursor(SOURCE, object_type, "portal", str(until)))
 
     def fetch_deal_associations(self, deal_ids: Sequence[str], window: Window) -> Iterator[Batch]:
-        v4 = self.api().crm.associations.v4.batch_api
+        v4 = self.sub("crm.associations.v4.batch_api")
         for to_type in ("contacts", "companies"):
             for start in range(0, len(deal_ids), BATCH_SIZE):
                 chunk = list(dict.fromkeys(deal_ids[start:start + BATCH_SIZE]))
@@ -465,7 +488,7 @@ class HubSpotConnector:
                 yield Batch(ASSOCIATIONS, pa.table(rows, schema=ASSOCIATIONS.schema), window)
 
     def fetch_owners(self, window: Window) -> Iterator[Batch]:
-        owners_api = self.api().crm.owners.owners_api
+        owners_api = self.sub("crm.owners.owners_api")
         for archived in (False, True):
             after: str | None = None
             while True:
@@ -491,7 +514,7 @@ class HubSpotConnector:
     def fetch_deal_stages(self, window: Window) -> Iterator[Batch]:
         """Stages of every deal pipeline; won = closed with probability 1.0 (metadata, never labels)."""
         body = self.call("GET /crm/v3/pipelines/deals",
-                         lambda: self.api().crm.pipelines.pipelines_api.get_all("deals", **self._opts()))
+                         lambda: self.sub("crm.pipelines.pipelines_api").get_all("deals", **self._opts()))
         rows: dict[str, list[Any]] = {name: [] for name in DEAL_STAGES.schema.names}
         for pipeline in body.get("results", []):
             for stage in pipeline.get("stages", []):
@@ -511,7 +534,7 @@ class HubSpotConnector:
     def fetch_email_statistics(self, window: Window, known_ids: set[str] | None = None) -> Iterator[Batch]:
         """Marketing e-mails with their statistics counters. E-mails sent within the re-read window (30 days)
         and e-mails not loaded yet are written; older counters are final and left alone."""
-        emails_api = self.api().marketing.emails.marketing_emails_api
+        emails_api = self.sub("marketing.emails.marketing_emails_api")
         horizon = self.now_ms() - self.settings.email_reread_days * 86_400_000
         after: str | None = None
         while True:

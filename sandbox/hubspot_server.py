@@ -576,7 +576,7 @@ class HubSpotServer(SandboxServer):
             raise _HsError(404, f"No route for GET /marketing/v3/emails/{'/'.join(rest)}", "OBJECT_NOT_FOUND")
         if _true(q.get("archived")):
             visible = []
-        sort = (q.get("sort") or ["id"])[-1]
+        sort = (_multi(q.get("sort")) or ["id"])[0]  # a list parameter in the client; the first key sorts
         keys: dict[str, Callable[[EmailSend], Any]] = {
             "id": lambda e: e.id, "name": lambda e: e.name, "publishDate": lambda e: e.send_ts_ms,
             "createdAt": lambda e: e.send_ts_ms, "updatedAt": lambda e: e.send_ts_ms}

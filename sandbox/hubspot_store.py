@@ -771,6 +771,20 @@ class CrmStore:
     @staticmethod
     def _candidates(table: _Table, group: list[_Filter], modified_name: str) -> Iterable[int]:
         """Narrow with bisect on the modified-date or id index when the group has a range filter on it."""
+        # The drain pattern (modified == t AND hs_object_id > n) bisects the (modified, id) index directly.
+        eq_modified = next((f.value for f in group if f.prop.name == modified_name and f.op == "EQ"), None)
+        id_bounds = [f.bounds() for f in group if f.prop.name == "hs_object_id" and f.op in _RANGE_OPS]
+        if eq_modified is not None and id_bounds:
+            idx = table.by_modified
+            lo, hi = bisect.bisect_left(idx, (eq_modified, -1)), bisect.bisect_right(idx, (eq_modified, 1 << 62))
+            for low, high, low_inc, high_inc in (b for b in id_bounds if b is not None):
+                if low is not None:
+                    key = (eq_modified, low)
+                    lo = max(lo, bisect.bisect_left(idx, key) if low_inc else bisect.bisect_right(idx, key))
+                if high is not None:
+                    key = (eq_modified, high)
+                    hi = min(hi, bisect.bisect_right(idx, key) if high_inc else bisect.bisect_left(idx, key))
+            return [i for _, i in idx[lo:max(lo, hi)]]
         for f in group:
             b = f.bounds()
             if b is None:

@@ -15,6 +15,7 @@ from typing import Protocol, Self
 from sandbox.ads_server import AdsServer
 from sandbox.ga4_server import Ga4Server
 from sandbox.gsc_server import GscServer
+from sandbox.hubspot_server import HubSpotServer
 from sandbox.matomo_server import MatomoServer
 from sandbox.world import World
 
@@ -36,6 +37,7 @@ SERVER_FACTORIES: list[Callable[[World], PlatformServer]] = [
     GscServer,
     MatomoServer.for_sandbox,  # a fresh random token_auth per start
     AdsServer.for_sandbox,  # gRPC; a fresh random developer token per start
+    HubSpotServer.for_sandbox,  # a fresh random token; 190 requests/10 s and 10 searches/s
 ]
 
 

@@ -49,9 +49,16 @@ class SourceRefresh:
     raw_tables: tuple[str, ...]
 
     def asset_keys(self) -> list[dg.AssetKey]:
+        """The source's raw assets, the partitioned KPI tables that read them, and those downstream."""
         raw = [dg.AssetKey(t.split(".")) for t in self.raw_tables]
+        names = {m.name for m in MODELS.values() if any(s.schema_name == self.source for s in m.inputs)}
+        while True:
+            more = {m.name for m in MODELS.values() if set(getattr(m, "depends_on", ())) & names} - names
+            if not more:
+                break
+            names |= more
         kpis = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
-                if any(s.schema_name == self.source for s in m.inputs)]
+                if m.name in names and m.partition_column is not None]
         return raw + kpis
 
 

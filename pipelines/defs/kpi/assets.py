@@ -40,11 +40,14 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
 
     partitioned = model.partition_column is not None
 
+    upstream = [dg.AssetKey(stream.table.split(".")) for stream in model.inputs]
+    upstream += [dg.AssetKey(["kpi", name]) for name in getattr(model, "depends_on", ())]
+
     @dg.asset(
         key=kpi_asset_key(model),
-        deps=[dg.AssetKey(stream.table.split(".")) for stream in model.inputs],
+        deps=upstream,
         group_name="kpi",
-        description=_DESCRIPTIONS[model.name],
+        description=_DESCRIPTIONS.get(model.name, f"KPI table kpi.{model.name} (see kpi_models/sql/{model.name}.sql)."),
         kinds={"sql", "duckdb"},
         partitions_def=DAILY if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
@@ -71,9 +74,5 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
     return _asset
 
 
-web_daily = build_kpi_asset(MODELS["web_daily"])
-seo_daily = build_kpi_asset(MODELS["seo_daily"])
-ecommerce_daily = build_kpi_asset(MODELS["ecommerce_daily"])
-paid_search_daily = build_kpi_asset(MODELS["paid_search_daily"])
-email_daily = build_kpi_asset(MODELS["email_daily"])
-crm_monthly = build_kpi_asset(MODELS["crm_monthly"])
+# One asset per model in kpi_models.MODELS: a new KPI table is a new SQL file and one registry entry.
+kpi_assets = [build_kpi_asset(model) for model in MODELS.values()]
