@@ -5,7 +5,6 @@ from datetime import date
 
 import pyarrow as pa
 import pytest
-from sandbox.ads_server import AdsServer
 
 from connectors.batches import Window
 from connectors.errors import ConfigError, SourceError
@@ -13,6 +12,7 @@ from connectors.google_ads import CAMPAIGN_DAILY, GoogleAdsConnector, normalise_
 from connectors.google_ads_transport import API_VERSION
 from connectors.http import RetryPolicy
 from connectors.settings import GoogleAdsSettings, Secret
+from sandbox.ads_server import AdsServer
 from sandbox.world import World
 
 TODAY = date(2026, 3, 31)
@@ -152,3 +152,13 @@ def test_api_version_is_pinned_to_the_newest_the_package_ships():
     from google.ads.googleads import client
 
     assert API_VERSION == client._VALID_API_VERSIONS[0]
+
+
+def test_loading_the_pipeline_does_not_import_google_ads():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipelines.definitions, sandbox.launcher; "
+            "print(any(m.startswith('google.ads') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
