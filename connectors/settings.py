@@ -24,6 +24,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
 DEFAULT_DUCKDB_PATH = "data/marketing.duckdb"
 DEFAULT_ANALYST_DB = "data/kpis.duckdb"
+DEFAULT_OBJECTIVES_PATH = "config/objectives.yaml"
+DEFAULT_REPORTING_CURRENCY = "EUR"
+# Below these denominators a ratio objective says `insufficient_data` instead of a status (per KPI unit; an
+# objective's own `min_denominator` wins): 3 conversions out of 40 sessions is noise, not a trend.
+DEFAULT_MIN_DENOMINATORS: dict[str, float] = {"ratio": 100.0, "seconds": 100.0, "currency": 10.0,
+                                              "position": 100.0, "score": 30.0}
 
 
 def split_list(value: str | list[Any] | tuple[Any, ...] | None) -> tuple[str, ...]:
@@ -148,6 +154,14 @@ class Settings:
     hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     config_path: str | None = None
+    # The unified KPI layer (kpi_models): money is converted into one reporting currency with these rates
+    # (1 unit of the key currency = rate units of the reporting currency); currencies without a rate are left
+    # out of kpi.kpi_daily and reported by a check, never added unconverted.
+    reporting_currency: str = DEFAULT_REPORTING_CURRENCY
+    fx_rates: Mapping[str, float] = field(default_factory=dict)
+    # The objectives file (MKPI_OBJECTIVES) and the default minimum denominators per KPI unit.
+    objectives_path: str = DEFAULT_OBJECTIVES_PATH
+    min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
 
     @property
     def tz(self) -> ZoneInfo:
@@ -270,6 +284,25 @@ def load_settings(
         str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
         for source, mapping in (raw.get("channels") or {}).items()
     }
+    currency = str(env.get("MKPI_REPORTING_CURRENCY") or raw.get("reporting_currency")
+                   or DEFAULT_REPORTING_CURRENCY).strip().upper()
+    if len(currency) != 3 or not currency.isalpha():
+        raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR")
+    fx_rates: dict[str, float] = {}
+    for code, rate in (raw.get("fx_rates") or {}).items():
+        try:
+            value = float(rate)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"fx_rates.{code} must be a number, got {rate!r}") from exc
+        if not value > 0:
+            raise ConfigError(f"fx_rates.{code} must be positive, got {rate!r}")
+        fx_rates[str(code).strip().upper()] = value
+    min_denominators = dict(DEFAULT_MIN_DENOMINATORS)
+    for unit, value in (raw.get("min_denominators") or {}).items():
+        try:
+            min_denominators[str(unit)] = float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"min_denominators.{unit} must be a number, got {value!r}") from exc
     return Settings(
         reporting_timezone=tz_name,
         start_date=start,
@@ -282,4 +315,8 @@ def load_settings(
         hubspot=hubspot,
         channels=channels,
         config_path=str(path) if path.exists() else None,
+        reporting_currency=currency,
+        fx_rates=fx_rates,
+        objectives_path=str(env.get("MKPI_OBJECTIVES") or raw.get("objectives_path") or DEFAULT_OBJECTIVES_PATH),
+        min_denominators=min_denominators,
     )

@@ -48,7 +48,7 @@ def paris_day(iso: str | None) -> date | None:
 def test_runs_succeed_and_the_second_is_incremental(loaded):
     _, _, _, first, second, requests_first, requests_second = loaded
     assert first.success and second.success
-    assert all(c.passed for c in first.get_asset_check_evaluations())
+    assert all(c.passed for c in first.get_asset_check_evaluations() if c.severity == dg.AssetCheckSeverity.ERROR)
     assert requests_second < requests_first / 5  # searches since the cursors, not full lists
 
 

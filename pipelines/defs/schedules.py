@@ -23,20 +23,23 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 SOURCE_TAG = "mkpi/source"
 
 PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None]
+# Unpartitioned KPI tables read from HubSpot (kpi_daily's HubSpot rows are partitioned: the daily runs of
+# the report sources, which follow the 05:30 HubSpot run, rebuild them for their windows).
 HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
-                if any(s.schema_name == "hubspot" for s in m.inputs)]
+                if m.partition_column is None and any(s.schema_name == "hubspot" for s in m.inputs)]
+OBJECTIVES = dg.AssetKey(["kpi", "kpi_vs_objective"])
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh_job",
-    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "google_ads")
-    | dg.AssetSelection.assets(*PARTITIONED_KPIS),
+    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "google_ads", "publish")
+    | dg.AssetSelection.assets(*PARTITIONED_KPIS, OBJECTIVES),
     partitions_def=DAILY,
     description="Re-read a trailing window of the report sources, then rebuild the daily KPI tables for it.",
 )
 
 hubspot_refresh_job = dg.define_asset_job(
     "hubspot_refresh_job",
-    selection=dg.AssetSelection.groups("hubspot") | dg.AssetSelection.assets(*HUBSPOT_KPIS),
+    selection=dg.AssetSelection.groups("hubspot", "publish") | dg.AssetSelection.assets(*HUBSPOT_KPIS, OBJECTIVES),
     description="Read what changed in HubSpot since the committed cursors, then rebuild the CRM and e-mail KPIs.",
 )
 
@@ -59,7 +62,7 @@ class SourceRefresh:
             names |= more
         kpis = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
                 if m.name in names and m.partition_column is not None]
-        return raw + kpis
+        return [*raw, *kpis, OBJECTIVES, dg.AssetKey(["publish", "analyst_copy"])]
 
 
 REFRESHES = (

@@ -6,7 +6,9 @@ a ratio of sums computed the catalogue's way, with its numerator and denominator
 
 import dagster as dg
 
-from kpi_models.runner import MODELS, KpiModel, rebuild, unmapped_channel_values
+from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
+from kpi_models.objectives import build_kpi_vs_objective
+from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
@@ -74,5 +76,58 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
     return _asset
 
 
-# One asset per model in kpi_models.MODELS: a new KPI table is a new SQL file and one registry entry.
-kpi_assets = [build_kpi_asset(model) for model in MODELS.values()]
+# One asset per per-channel model in kpi_models.MODELS: a new KPI table is a new SQL file and one registry
+# entry. The generated unified table (kpi_daily) has its own asset below.
+kpi_assets = [build_kpi_asset(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
+
+
+@dg.asset(
+    key=["kpi", "kpi_daily"],
+    deps=[*(dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on),
+          dg.AssetKey(["hubspot", "contacts"])],
+    group_name="kpi",
+    kinds={"sql", "duckdb"},
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, kpi"},
+)
+def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+              ) -> dg.MaterializeResult:
+    """The unified long table: one row per (date, source, channel, kpi) with numerator, denominator and value,
+    generated from kpi_models/catalogue.yaml over every per-channel table; money in the reporting currency.
+    Also (re)writes kpi.kpi_definition and the kpi_weekly / kpi_monthly views (ratios of sums)."""
+    loaded = settings.load()
+    window = window_from_context(context)
+    with warehouse.connection() as conn:
+        result = rebuild_kpi_daily(conn, window, tz=loaded.reporting_timezone,
+                                   reporting_currency=loaded.reporting_currency, fx_rates=loaded.fx_rates,
+                                   channels=loaded.channels)
+        views = create_rollup_views(conn)
+    return dg.MaterializeResult(metadata=table_metadata(
+        result.table, result.rows, window, column_schema_from_pairs(result.columns), views=", ".join(views),
+        reporting_currency=loaded.reporting_currency))
+
+
+@dg.asset(
+    key=["kpi", "kpi_vs_objective"],
+    deps=[dg.AssetKey(["kpi", "kpi_daily"]), dg.AssetKey(["kpi", "crm_monthly"])],
+    group_name="kpi",
+    kinds={"python", "duckdb"},
+    pool=DUCKDB_POOL,
+    metadata={"dagster/table_name": "kpi.kpi_vs_objective"},
+)
+def kpi_vs_objective(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+                     ) -> dg.MaterializeResult:
+    """Every KPI beside its objective (the objectives YAML, MKPI_OBJECTIVES): actual, target, target pro-rated
+    to the elapsed part of the period and a forecast for additive KPIs, ratio of sums so far for rates,
+    attainment (inverted when lower is better), status and the gap to close."""
+    loaded = settings.load()
+    with warehouse.connection() as conn:
+        rows = build_kpi_vs_objective(conn, loaded.objectives_path, tz=loaded.reporting_timezone,
+                                      min_denominators=loaded.min_denominators)
+    statuses: dict[str, int] = {}
+    for row in rows:
+        statuses[str(row["status"])] = statuses.get(str(row["status"]), 0) + 1
+    return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "objectives_file": loaded.objectives_path,
+                                          "statuses": dg.MetadataValue.json(statuses)})

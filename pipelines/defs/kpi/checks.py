@@ -1,11 +1,15 @@
 """Blocking checks on KPI tables: a duplicated key or a rate outside [0, 1] never reaches an analyst."""
 
+from datetime import date
+
 import dagster as dg
 import duckdb
 
+from connectors.batches import Window
 from connectors.warehouse import quote_ident
+from kpi_models import checks as layer_checks
 from kpi_models.runner import MODELS, KpiModel
-from pipelines.lib.resources import WarehouseResource
+from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 
 def kpi_table_problems(conn: duckdb.DuckDBPyConnection, model: KpiModel) -> dict[str, int]:
@@ -39,3 +43,60 @@ def build_kpi_check(model: KpiModel) -> dg.AssetChecksDefinition:
 
 
 kpi_checks = [build_kpi_check(model) for model in MODELS.values()]
+
+
+def _full_window(conn: duckdb.DuckDBPyConnection) -> Window | None:
+    row = conn.execute("SELECT min(date), max(date) FROM kpi.kpi_daily").fetchone()
+    return Window(row[0], row[1]) if row and row[0] is not None else None
+
+
+def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
+    severity = dg.AssetCheckSeverity.WARN if result.severity == "warn" else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(passed=result.passed, severity=severity,
+                               metadata={k: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+                                         for k, v in result.metadata().items()})
+
+
+def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.AssetChecksDefinition:
+    """A Dagster check over kpi.kpi_daily that runs one of kpi_models.checks and names the failing rows."""
+
+    @dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_daily"]), name=name, blocking=blocking, description=description)
+    def _check(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+        tz = settings.load().reporting_timezone
+        with warehouse.connection() as conn:
+            window = _full_window(conn) or Window(date.today(), date.today())
+            result = {
+                "kpi_daily_unique_keys": lambda: layer_checks.check_unique_keys(conn, window),
+                "kpi_daily_numerator_within_denominator":
+                    lambda: layer_checks.check_numerator_within_denominator(conn, window),
+                "kpi_daily_rates_in_range": lambda: layer_checks.check_rates_in_range(conn, window),
+                "kpi_daily_complete": lambda: layer_checks.check_kpi_completeness(conn, window, tz),
+                "kpi_daily_ga4_channels_sum_to_total": lambda: layer_checks.check_ga4_channel_sessions(conn, window),
+                "kpi_daily_single_currency": lambda: layer_checks.check_single_currency(conn, window),
+                "kpi_daily_fx_rates_available": lambda: layer_checks.check_fx_rates_available(conn, window),
+            }[name]()
+        return _as_dagster(result)
+
+    return _check
+
+
+layer_checks_defs = [
+    build_layer_check("kpi_daily_unique_keys", "No two rows share (date, source, channel, kpi)."),
+    build_layer_check("kpi_daily_numerator_within_denominator", "For rates, numerator <= denominator."),
+    build_layer_check("kpi_daily_rates_in_range", "Bounded rates lie in [0, 1]."),
+    build_layer_check("kpi_daily_complete", "Every KPI of the catalogue is present for every day a source has data."),
+    build_layer_check("kpi_daily_ga4_channels_sum_to_total", "GA4 sessions per channel sum to the property total."),
+    build_layer_check("kpi_daily_single_currency", "Every money sum is in a single currency."),
+    build_layer_check("kpi_daily_fx_rates_available", "Every currency met has a configured FX rate (else its rows "
+                      "are left out of kpi_daily).", blocking=False),
+]
+
+
+@dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_vs_objective"]), blocking=False,
+                description="KPIs with no objective (a KPI without an objective is meaningless): a warning.")
+def kpis_without_objective(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+    from kpi_models.objectives import load_objectives
+
+    objectives = load_objectives(settings.load().objectives_path)
+    with warehouse.connection() as conn:
+        return _as_dagster(layer_checks.check_kpis_without_objective(conn, objectives))

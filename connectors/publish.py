@@ -1,0 +1,88 @@
+"""The analysts' copy: what analysts read, published atomically so they never block or see a half-run.
+
+Why: DuckDB lets one process write a file, and a reader holding the file open blocks that writer.
+Analysts keep notebooks, the DuckDB CLI or a BI tool open all day. So the working database stays private
+to the pipeline, and after each successful KPI materialisation the `kpi` schema and the raw tables are
+copied into a NEW file, which then replaces the analysts' file with one atomic rename. A reader that has
+the old file open keeps reading that consistent snapshot; the next open sees the new one. The pipeline
+never opens the analysts' file, so no reader can ever make a run fail.
+
+Each copy records when it was built, from which run (`meta.build`) and how fresh each source is
+(`meta.source_freshness`), so an analyst can tell how current a number is.
+"""
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from connectors.warehouse import quote_ident
+
+PUBLISHED_SCHEMAS = ("kpi", "ga4", "search_console", "google_ads", "hubspot", "matomo")
+RAW_SCHEMAS = ("ga4", "search_console", "google_ads", "hubspot", "matomo")
+_ALIAS = "__mkpi_publish"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    path: str
+    build_id: str
+    tables: int
+    bytes: int
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathLike[str], *, run_id: str
+                         ) -> PublishResult:
+    """Copy the published schemas from the working database (`conn`) into `target`, atomically."""
+    target_path = Path(target)
+    target_path.parent.mkdir(parents=True, exist_ok=True)
+    build_id = uuid.uuid4().hex
+    tmp = target_path.with_name(f".{target_path.name}.{build_id}.tmp")
+    built_at = datetime.now(UTC)
+    relations = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        f"WHERE table_schema IN ({', '.join(_sql_string(s) for s in PUBLISHED_SCHEMAS)}) "
+        "AND table_catalog = current_database() ORDER BY 1, 2"
+    ).fetchall()
+    conn.execute(f"ATTACH {_sql_string(str(tmp))} AS {_ALIAS}")
+    try:
+        for schema in sorted({s for s, _ in relations} | {"meta"}):
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_ALIAS}.{quote_ident(schema)}")
+        for schema, table in relations:  # views (weekly, monthly roll-ups) are materialised as tables
+            name = f"{quote_ident(schema)}.{quote_ident(table)}"
+            conn.execute(f"CREATE TABLE {_ALIAS}.{name} AS SELECT * FROM {name}")
+        conn.execute(f"CREATE TABLE {_ALIAS}.meta.build AS SELECT ? AS build_id, ? AS run_id, ? AS built_at",
+                     [build_id, run_id, built_at])
+        freshness = []
+        for schema, table in relations:
+            if schema not in RAW_SCHEMAS:
+                continue
+            columns = {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+                [schema, table]).fetchall()}
+            last_date = "max(date)" if "date" in columns else "NULL"
+            loaded = "max(_loaded_at)" if "_loaded_at" in columns else "NULL"
+            freshness.append(
+                f"SELECT {_sql_string(schema)} AS source, {_sql_string(table)} AS table_name, "
+                f"CAST({last_date} AS DATE) AS last_date, CAST({loaded} AS TIMESTAMPTZ) AS last_loaded_at, "
+                f"count(*) AS row_count FROM {quote_ident(schema)}.{quote_ident(table)}")
+        if freshness:
+            conn.execute(f"CREATE TABLE {_ALIAS}.meta.source_freshness AS {' UNION ALL '.join(freshness)}")
+        else:
+            conn.execute(f"CREATE TABLE {_ALIAS}.meta.source_freshness (source VARCHAR, table_name VARCHAR, "
+                         "last_date DATE, last_loaded_at TIMESTAMPTZ, row_count BIGINT)")
+        conn.execute(f"DETACH {_ALIAS}")  # checkpoints: the file is complete, with no WAL left beside it
+    except BaseException:
+        conn.execute(f"DETACH DATABASE IF EXISTS {_ALIAS}")
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target_path)  # atomic: readers see the old file or the new one, never a mix
+    return PublishResult(str(target_path), build_id, len(relations), target_path.stat().st_size)

@@ -1,0 +1,409 @@
+"""The KPI catalogue as data (`kpi_models/catalogue.yaml`): loaded, validated, and turned into SQL.
+
+Why one file: the KPI names, units, directions and the exact numerator / denominator of every KPI per
+source are needed by the unified table (`kpi.kpi_daily`), its roll-ups, the objectives, the checks, the
+docs and a dashboard. Written once as data, they cannot disagree; `kpi.kpi_daily`'s SQL and the roll-up
+views are generated from it, not written five times by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import yaml
+
+KPI_SCHEMA = "kpi"
+FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm")
+UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
+AGGREGATIONS = ("sum", "ratio", "native")
+DIRECTIONS = ("higher", "lower")
+SOURCES = ("ga4", "matomo", "search_console", "google_ads", "hubspot")
+GRAINS = ("day", "month")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class CatalogueError(ValueError):
+    """The catalogue file is inconsistent; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class RawPresence:
+    """The raw rows whose presence on a day means a source reported that day (for completeness checks)."""
+
+    table: str
+    date: str
+    where: str | None = None
+
+
+@dataclass(frozen=True)
+class Relation:
+    """Where KPI parts are read from: a per-channel KPI table or a small SELECT over raw rows."""
+
+    name: str
+    grain: str
+    table: str | None = None
+    sql: str | None = None
+    where: str | None = None
+    currency_column: str | None = None
+    money_columns: tuple[str, ...] = ()
+    raw: Mapping[str, RawPresence] | None = None
+
+    @property
+    def reference(self) -> str:
+        """The name to read it by in generated SQL (the table, or the CTE named after the relation)."""
+        return self.table or self.name
+
+
+@dataclass(frozen=True)
+class KpiSource:
+    """One source of a KPI: the relation and the numerator / denominator expressions summed at the grain."""
+
+    source: str
+    relation: str
+    numerator: str
+    denominator: str | None
+    numerator_name: str
+
+
+@dataclass(frozen=True)
+class KpiDefinition:
+    """One KPI of KPI_CATALOGUE.md."""
+
+    kpi: str
+    family: str
+    unit: str
+    aggregation: str
+    direction: str
+    formula: str
+    sources: tuple[KpiSource, ...]
+    bounded: bool
+
+    @property
+    def additive(self) -> bool:
+        return self.aggregation == "sum"
+
+    @property
+    def native(self) -> bool:
+        return self.aggregation == "native"
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.direction == "lower"
+
+    @property
+    def is_money(self) -> bool:
+        return self.unit == "currency"
+
+    @property
+    def source_codes(self) -> tuple[str, ...]:
+        return tuple(s.source for s in self.sources)
+
+    def source(self, code: str) -> KpiSource:
+        for s in self.sources:
+            if s.source == code:
+                return s
+        raise KeyError(f"KPI {self.kpi} has no source {code!r} (it has {', '.join(self.source_codes)})")
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """All KPIs (in file order) and the relations they read."""
+
+    kpis: Mapping[str, KpiDefinition]
+    relations: Mapping[str, Relation]
+
+    def __getitem__(self, kpi: str) -> KpiDefinition:
+        return self.kpis[kpi]
+
+    def daily(self) -> list[KpiDefinition]:
+        """The KPIs stored in kpi.kpi_daily (all but the native-grain ones)."""
+        return [k for k in self.kpis.values() if not k.native]
+
+    def native(self) -> list[KpiDefinition]:
+        return [k for k in self.kpis.values() if k.native]
+
+
+DEFAULT_PATH = "catalogue.yaml"
+
+
+def _text(entry: Mapping[str, Any], key: str, where: str, required: bool = True) -> str | None:
+    value = entry.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise CatalogueError(f"{where}: `{key}` is required")
+        return None
+    return str(value).strip()
+
+
+def _choice(entry: Mapping[str, Any], key: str, allowed: Sequence[str], where: str) -> str:
+    value = _text(entry, key, where)
+    if value not in allowed:
+        raise CatalogueError(f"{where}: `{key}` is {value!r}, expected one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _relation(name: str, entry: Any, origin: str) -> Relation:
+    where = f"{origin}: relation {name}"
+    if not isinstance(entry, Mapping):
+        raise CatalogueError(f"{where} must be a mapping")
+    table, sql = _text(entry, "table", where, False), _text(entry, "sql", where, False)
+    if (table is None) == (sql is None):
+        raise CatalogueError(f"{where}: give exactly one of `table` or `sql`")
+    raw: dict[str, RawPresence] = {}
+    for source, spec in (entry.get("raw") or {}).items():
+        if source not in SOURCES or not isinstance(spec, Mapping):
+            raise CatalogueError(f"{where}: raw.{source} must be a known source with table/date")
+        raw[source] = RawPresence(str(_text(spec, "table", f"{where} raw.{source}")),
+                                  str(_text(spec, "date", f"{where} raw.{source}")),
+                                  _text(spec, "where", where, False))
+    currency = _text(entry, "currency_column", where, False)
+    money = tuple(str(c) for c in entry.get("money_columns") or ())
+    if money and not currency:
+        raise CatalogueError(f"{where}: money_columns need a currency_column")
+    return Relation(name=name, grain=_choice(entry, "grain", GRAINS, where), table=table, sql=sql,
+                    where=_text(entry, "where", where, False), currency_column=currency, money_columns=money,
+                    raw=raw)
+
+
+def _check_money(expr: str, relation: Relation, where: str) -> None:
+    """Rule 5 as a validation: a money column of a multi-currency relation is only ever used converted."""
+    uses_fx = "fx_rate" in expr
+    if uses_fx and relation.currency_column is None:
+        raise CatalogueError(f"{where}: `{expr}` uses fx_rate but relation {relation.name} has no currency_column")
+    for column in relation.money_columns:
+        for match in re.finditer(rf"\b{re.escape(column)}\b", expr):
+            if not re.match(r"\s*\*\s*fx_rate\b", expr[match.end():]):
+                raise CatalogueError(f"{where}: money column {column} must be converted (`{column} * fx_rate`)")
+
+
+def parse_catalogue(raw: Any, origin: str = "catalogue") -> Catalogue:
+    """Validate the parsed YAML into typed definitions; every error names the entry."""
+    if not isinstance(raw, Mapping):
+        raise CatalogueError(f"{origin}: top level must be a mapping with `relations` and `kpis`")
+    relations = {str(n): _relation(str(n), e, origin) for n, e in (raw.get("relations") or {}).items()}
+    kpis: dict[str, KpiDefinition] = {}
+    for index, entry in enumerate(raw.get("kpis") or []):
+        where = f"{origin}: kpis[{index}]"
+        if not isinstance(entry, Mapping):
+            raise CatalogueError(f"{where} must be a mapping")
+        name = str(_text(entry, "kpi", where))
+        where = f"{origin}: kpi {name}"
+        if not _NAME.match(name):
+            raise CatalogueError(f"{where}: the name must be lower_snake_case")
+        if name in kpis:
+            raise CatalogueError(f"{where}: defined twice")
+        unit = _choice(entry, "unit", UNITS, where)
+        aggregation = _choice(entry, "aggregation", AGGREGATIONS, where)
+        sources: list[KpiSource] = []
+        for s_index, s in enumerate(entry.get("sources") or []):
+            s_where = f"{where} sources[{s_index}]"
+            if not isinstance(s, Mapping):
+                raise CatalogueError(f"{s_where} must be a mapping")
+            code = _choice(s, "source", SOURCES, s_where)
+            relation_name = str(_text(s, "relation", s_where))
+            relation = relations.get(relation_name)
+            if relation is None:
+                raise CatalogueError(f"{s_where}: unknown relation {relation_name!r}")
+            if (relation.grain == "month") != (aggregation == "native"):
+                raise CatalogueError(f"{s_where}: native KPIs (and only they) read monthly relations")
+            numerator = str(_text(s, "numerator", s_where))
+            denominator = _text(s, "denominator", s_where, False)
+            if aggregation == "sum" and denominator is not None:
+                raise CatalogueError(f"{s_where}: a sum KPI has no denominator")
+            if aggregation != "sum" and denominator is None:
+                raise CatalogueError(f"{s_where}: a {aggregation} KPI needs a denominator")
+            for expr in (numerator, denominator):
+                if expr is not None:
+                    _check_money(expr, relation, s_where)
+            if any(x.source == code for x in sources):
+                raise CatalogueError(f"{s_where}: source {code} listed twice")
+            sources.append(KpiSource(code, relation_name, numerator, denominator,
+                                     _text(s, "numerator_name", s_where, False) or numerator))
+        if not sources:
+            raise CatalogueError(f"{where}: at least one source is required")
+        bounded = entry.get("bounded", unit == "ratio")
+        if not isinstance(bounded, bool):
+            raise CatalogueError(f"{where}: `bounded` must be true or false")
+        kpis[name] = KpiDefinition(
+            kpi=name, family=_choice(entry, "family", FAMILIES, where), unit=unit, aggregation=aggregation,
+            direction=_choice(entry, "direction", DIRECTIONS, where), formula=str(_text(entry, "formula", where)),
+            sources=tuple(sources), bounded=bounded)
+    if not kpis:
+        raise CatalogueError(f"{origin}: no KPIs")
+    return Catalogue(kpis=kpis, relations=relations)
+
+
+def load_catalogue(path: str | Path | None = None) -> Catalogue:
+    """The packaged catalogue (cached), or another file (tests, a fork)."""
+    if path is None:
+        return _packaged()
+    path = Path(path)
+    return parse_catalogue(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+@cache
+def _packaged() -> Catalogue:
+    text = resources.files("kpi_models").joinpath(DEFAULT_PATH).read_text(encoding="utf-8")
+    return parse_catalogue(yaml.safe_load(text), f"kpi_models/{DEFAULT_PATH}")
+
+
+# --- kpi.kpi_definition --------------------------------------------------------------------------------------
+
+
+def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None) -> int:
+    """Replace `kpi.kpi_definition` (one row per KPI) so SQL users and dashboards read the catalogue as a table."""
+    catalogue = catalogue or load_catalogue()
+    rows = list(catalogue.kpis.values())
+    details = [json.dumps([{"source": s.source, "relation": s.relation,
+                            "table": catalogue.relations[s.relation].table, "numerator": s.numerator,
+                            "denominator": s.denominator} for s in k.sources]) for k in rows]
+    table = pa.table({
+        "kpi": pa.array([k.kpi for k in rows], pa.string()),
+        "family": pa.array([k.family for k in rows], pa.string()),
+        "unit": pa.array([k.unit for k in rows], pa.string()),
+        "aggregation": pa.array([k.aggregation for k in rows], pa.string()),
+        "direction": pa.array([k.direction for k in rows], pa.string()),
+        "formula": pa.array([k.formula for k in rows], pa.string()),
+        "sources": pa.array([list(k.source_codes) for k in rows], pa.list_(pa.string())),
+        "bounded": pa.array([k.bounded for k in rows], pa.bool_()),
+        "source_details": pa.array(details, pa.string()),
+    })
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    conn.register("__mkpi_kpi_definition", table)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.kpi_definition AS SELECT * FROM __mkpi_kpi_definition")
+    finally:
+        conn.unregister("__mkpi_kpi_definition")
+    return len(rows)
+
+
+# --- kpi.fx_rate ---------------------------------------------------------------------------------------------
+
+
+def write_fx_rates(conn: duckdb.DuckDBPyConnection, reporting_currency: str, rates: Mapping[str, float]) -> None:
+    """Replace `kpi.fx_rate` (currency, reporting_currency, rate): the only way money enters kpi.kpi_daily.
+
+    The reporting currency converts to itself at 1; a currency absent here has no row, so its amounts are
+    left out (an inner join), never added unconverted."""
+    reporting = reporting_currency.upper()
+    merged = {reporting: 1.0, **{k.upper(): float(v) for k, v in rates.items() if k.upper() != reporting}}
+    table = pa.table({
+        "currency": pa.array(list(merged), pa.string()),
+        "reporting_currency": pa.array([reporting] * len(merged), pa.string()),
+        "rate": pa.array(list(merged.values()), pa.float64()),
+    })
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    conn.register("__mkpi_fx_rate", table)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.fx_rate AS SELECT * FROM __mkpi_fx_rate")
+    finally:
+        conn.unregister("__mkpi_fx_rate")
+
+
+# --- generated SQL -------------------------------------------------------------------------------------------
+
+
+def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
+    """One KPI of one source at (date, source, channel): summed parts, value computed last."""
+    den = f"CAST(sum({source.denominator}) AS DOUBLE)" if source.denominator else "CAST(NULL AS DOUBLE)"
+    value = "numerator" if kpi.additive else "numerator / nullif(denominator, 0)"
+    currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
+    join = ""
+    select_fx = ""
+    if relation.currency_column:
+        # Inner join: rows in a currency without a configured rate are left out (rule 5), not added as is.
+        join = f"\n        JOIN {KPI_SCHEMA}.fx_rate AS fx ON fx.currency = r.{relation.currency_column}"
+        select_fx = "fx.rate AS fx_rate, fx.reporting_currency AS fx_currency, "
+    elif kpi.is_money:
+        raise CatalogueError(f"kpi {kpi.kpi}: money KPI reads relation {relation.name} without a currency_column")
+    filters = [f"r.source = '{source.source}'", "r.date BETWEEN $start AND $end"]
+    if relation.where:
+        filters.append(f"({relation.where})")
+    inner = f"(SELECT {select_fx}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
+    return (
+        f"SELECT date, source, channel, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value, currency\n"
+        f"FROM (\n"
+        f"    SELECT date, source, channel, CAST(sum({source.numerator}) AS DOUBLE) AS numerator,\n"
+        f"           {den} AS denominator, {currency} AS currency\n"
+        f"    FROM {inner} AS p\n"
+        f"    GROUP BY date, source, channel\n"
+        f")"
+    )
+
+
+def kpi_daily_sql(catalogue: Catalogue | None = None) -> str:
+    """The SELECT of `kpi.kpi_daily` for `$start`..`$end` (and `$tz` for the CRM relation), generated from the
+    catalogue: one block per (KPI, source), reading the per-channel KPI tables."""
+    catalogue = catalogue or load_catalogue()
+    kpis = catalogue.daily()
+    used = {s.relation for k in kpis for s in k.sources}
+    ctes = [f"{name} AS (\n{catalogue.relations[name].sql.rstrip()}\n)" for name in catalogue.relations
+            if name in used and catalogue.relations[name].sql]
+    parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k in kpis for s in k.sources]
+    head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml by kpi_models.catalogue.kpi_daily_sql;\n"
+            "-- do not edit. Grain: date x source x channel x kpi. Parameters: $start, $end, $tz.\n")
+    with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
+    return head + with_clause + "\nUNION ALL\n".join(parts)
+
+
+def _native_monthly_sql(catalogue: Catalogue) -> str:
+    parts = []
+    for kpi in catalogue.native():
+        for s in kpi.sources:
+            relation = catalogue.relations[s.relation]
+            filters = [f"source = '{s.source}'"] + ([f"({relation.where})"] if relation.where else [])
+            num, den = f"CAST({s.numerator} AS DOUBLE)", f"CAST({s.denominator} AS DOUBLE)"
+            parts.append(
+                f"SELECT CAST(month AS DATE) AS month_start, source, channel, '{kpi.kpi}' AS kpi,\n"
+                f"       CAST(NULL AS VARCHAR) AS currency, {num} AS numerator, {den} AS denominator,\n"
+                f"       {num} / nullif({den}, 0) AS value, CAST(NULL AS BIGINT) AS days_with_data,\n"
+                f"       'native' AS aggregation\n"
+                f"FROM {relation.reference}\nWHERE {' AND '.join(filters)}")
+    return "\nUNION ALL\n".join(parts)
+
+
+def _rollup_select(period_columns: Sequence[tuple[str, str]], catalogue: Catalogue) -> str:
+    additive = ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.additive) or "''"
+    names = ", ".join(name for name, _ in period_columns)
+    exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
+    return (
+        f"SELECT {names}, source, channel, kpi, any_value(currency) AS currency,\n"
+        f"       sum(numerator) AS numerator, sum(denominator) AS denominator,\n"
+        f"       CASE WHEN kpi IN ({additive}) THEN sum(numerator)\n"
+        f"            ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value,\n"
+        f"       count(DISTINCT date) AS days_with_data,\n"
+        f"       CASE WHEN kpi IN ({additive}) THEN 'sum' ELSE 'ratio' END AS aggregation\n"
+        f"FROM (SELECT {exprs}, * FROM {KPI_SCHEMA}.kpi_daily)\n"
+        f"GROUP BY {names}, source, channel, kpi"
+    )
+
+
+def rollup_view_sql(catalogue: Catalogue | None = None) -> dict[str, str]:
+    """CREATE VIEW statements of `kpi.kpi_weekly` (ISO weeks, Monday) and `kpi.kpi_monthly` (plus the native
+    monthly KPIs): every ratio recomputed from summed numerators and denominators, never avg(value)."""
+    catalogue = catalogue or load_catalogue()
+    weekly = _rollup_select((
+        ("week_start", "CAST(date_trunc('week', date) AS DATE)"),
+        ("week_end", "CAST(date_trunc('week', date) + INTERVAL 6 DAY AS DATE)"),
+        ("iso_week", "strftime(date, '%G-W%V')"),
+    ), catalogue)
+    monthly_daily = _rollup_select((("month_start", "CAST(date_trunc('month', date) AS DATE)"),), catalogue)
+    native = _native_monthly_sql(catalogue)
+    monthly = f"{monthly_daily}\nUNION ALL BY NAME\n{native}" if native else monthly_daily
+    return {
+        "kpi_weekly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_weekly AS\n{weekly}",
+        "kpi_monthly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_monthly AS\nSELECT * FROM (\n{monthly}\n)",
+    }
+
+
+if __name__ == "__main__":  # `python -m kpi_models.catalogue`: print the generated kpi_daily SQL for review
+    print(kpi_daily_sql())

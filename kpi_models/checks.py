@@ -1,0 +1,242 @@
+"""Data checks on the unified KPI layer: plain functions over a DuckDB connection.
+
+Why plain functions returning the failing rows: Dagster asset checks (wired elsewhere) only need `passed` and
+something to show; tests and a CLI can call the same functions. Each result names the offending rows (date,
+source, channel, kpi, currency ...), so a failure says what to look at, not just that something is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import duckdb
+
+from connectors.batches import Window
+from kpi_models.catalogue import KPI_SCHEMA, Catalogue, load_catalogue
+
+MAX_ROWS = 50
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check: `passed`, the failing rows (at most MAX_ROWS, `failures` counts them all)."""
+
+    name: str
+    passed: bool
+    severity: str  # "error" (blocking) or "warn"
+    description: str
+    failures: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-friendly summary for run metadata (dates as ISO strings)."""
+        shown = [{k: (v.isoformat() if isinstance(v, date) else v) for k, v in r.items()} for r in self.rows]
+        return {"failures": self.failures, "rows": shown, "description": self.description}
+
+
+def _existing(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables").fetchall()}
+
+
+def _fetch(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> tuple[int, list[dict]]:
+    cursor = conn.execute(f"SELECT * FROM ({sql}) ORDER BY ALL", list(params))
+    columns = [d[0] for d in cursor.description]
+    rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+    return len(rows), rows[:MAX_ROWS]
+
+
+def _result(name: str, description: str, found: tuple[int, list[dict]], severity: str = "error") -> CheckResult:
+    count, rows = found
+    return CheckResult(name, count == 0, severity, description, count, rows)
+
+
+def _window_filter(window: Window | None, column: str = "date") -> tuple[str, list[object]]:
+    if window is None:
+        return "TRUE", []
+    return f"{column} BETWEEN ? AND ?", [window.start, window.end]
+
+
+def _in_list(names: Sequence[str]) -> str:
+    return "(" + (", ".join(f"'{n}'" for n in names) or "''") + ")"
+
+
+def _bounded(catalogue: Catalogue) -> list[str]:
+    return [k.kpi for k in catalogue.kpis.values() if k.unit == "ratio" and k.bounded]
+
+
+def check_numerator_within_denominator(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
+                                       catalogue: Catalogue | None = None) -> CheckResult:
+    """Rates (unit ratio, bounded) whose numerator exceeds the denominator: a part counted twice or a
+    wrong column (ad_roas and ad_conversion_rate may exceed 1 and are not bounded)."""
+    catalogue = catalogue or load_catalogue()
+    where, params = _window_filter(window)
+    sql = (f"SELECT date, source, channel, kpi, numerator, denominator FROM {KPI_SCHEMA}.kpi_daily "
+           f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND numerator > denominator AND {where}")
+    return _result("numerator_within_denominator", "rate numerators must not exceed their denominators",
+                   _fetch(conn, sql, params))
+
+
+def check_rates_in_range(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
+                         catalogue: Catalogue | None = None) -> CheckResult:
+    """Bounded rates outside [0, 1] (e.g. a GA4 day with more purchases than add-to-carts makes the cart
+    abandonment rate negative)."""
+    catalogue = catalogue or load_catalogue()
+    where, params = _window_filter(window)
+    sql = (f"SELECT date, source, channel, kpi, value FROM {KPI_SCHEMA}.kpi_daily "
+           f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND (value < 0 OR value > 1) AND {where}")
+    return _result("rates_in_range", "rates must lie in [0, 1]", _fetch(conn, sql, params))
+
+
+def check_unique_keys(conn: duckdb.DuckDBPyConnection, window: Window | None = None) -> CheckResult:
+    """Two rows for one (date, source, channel, kpi) would be summed twice by every roll-up."""
+    where, params = _window_filter(window)
+    sql = (f"SELECT date, source, channel, kpi, count(*) AS row_count FROM {KPI_SCHEMA}.kpi_daily "
+           f"WHERE {where} GROUP BY ALL HAVING count(*) > 1")
+    return _result("unique_keys", "one kpi_daily row per (date, source, channel, kpi)", _fetch(conn, sql, params))
+
+
+def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: str = "Europe/Paris",
+                           catalogue: Catalogue | None = None) -> CheckResult:
+    """Every KPI of a source, on every day that source has raw rows (the catalogue's `raw` per relation), has
+    at least one kpi_daily row. Sources whose raw table does not exist (not configured) expect nothing.
+    Misses: a per-channel table not rebuilt for the window, or amounts in a currency without an FX rate."""
+    catalogue = catalogue or load_catalogue()
+    existing = _existing(conn)
+    tz_literal = "'" + tz.replace("'", "''") + "'"
+    expected = []
+    for kpi in catalogue.daily():
+        for s in kpi.sources:
+            raw = (catalogue.relations[s.relation].raw or {}).get(s.source)
+            if raw is None or raw.table not in existing:
+                continue
+            day = raw.date.replace("$tz", tz_literal)
+            extra = f" AND ({raw.where})" if raw.where else ""
+            expected.append(f"SELECT DISTINCT {day} AS date, '{s.source}' AS source, '{kpi.kpi}' AS kpi "
+                            f"FROM {raw.table} WHERE {day} BETWEEN $start AND $end{extra}")
+    if not expected:
+        return CheckResult("kpi_completeness", True, "error", "no source is loaded: nothing expected")
+    sql = (f"SELECT e.date, e.source, e.kpi FROM ({' UNION '.join(expected)}) AS e "
+           f"WHERE NOT EXISTS (SELECT 1 FROM {KPI_SCHEMA}.kpi_daily AS d "
+           f"WHERE d.date = e.date AND d.source = e.source AND d.kpi = e.kpi)")
+    cursor = conn.execute(f"SELECT * FROM ({sql}) ORDER BY ALL", {"start": window.start, "end": window.end})
+    rows = [dict(zip(("date", "source", "kpi"), r, strict=True)) for r in cursor.fetchall()]
+    return _result("kpi_completeness", "every KPI of a source on every day the source has raw rows",
+                   (len(rows), rows[:MAX_ROWS]))
+
+
+def check_ga4_channel_sessions(conn: duckdb.DuckDBPyConnection, window: Window) -> CheckResult:
+    """GA4 sessions per day agree at every step: raw per-channel rows summed, kpi.web_daily summed over
+    channels, kpi.kpi_daily `sessions` summed over channels. GA4 has no separate total report here, so the
+    raw per-channel sum is the property total; a mismatch means channel rows were lost or doubled."""
+    if "ga4.traffic_by_channel" not in _existing(conn):
+        return CheckResult("ga4_channel_sessions", True, "error", "GA4 not loaded: nothing to compare")
+    sql = f"""
+        WITH raw AS (SELECT date, sum(sessions) AS raw_sessions FROM ga4.traffic_by_channel
+                     WHERE date BETWEEN $start AND $end GROUP BY date),
+             web AS (SELECT date, sum(sessions) AS web_daily_sessions FROM {KPI_SCHEMA}.web_daily
+                     WHERE source = 'ga4' AND date BETWEEN $start AND $end GROUP BY date),
+             kpi AS (SELECT date, sum(numerator) AS kpi_daily_sessions FROM {KPI_SCHEMA}.kpi_daily
+                     WHERE source = 'ga4' AND kpi = 'sessions' AND date BETWEEN $start AND $end GROUP BY date)
+        SELECT date, raw_sessions, web_daily_sessions, kpi_daily_sessions
+        FROM raw FULL JOIN web USING (date) FULL JOIN kpi USING (date)
+        WHERE raw_sessions IS DISTINCT FROM web_daily_sessions OR raw_sessions IS DISTINCT FROM kpi_daily_sessions
+    """
+    cursor = conn.execute(f"SELECT * FROM ({sql}) ORDER BY ALL", {"start": window.start, "end": window.end})
+    columns = [d[0] for d in cursor.description]
+    rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+    return _result("ga4_channel_sessions", "GA4 channel sessions sum to the same daily total in raw, web_daily "
+                   "and kpi_daily", (len(rows), rows[:MAX_ROWS]))
+
+
+def check_single_currency(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
+                          catalogue: Catalogue | None = None) -> CheckResult:
+    """One currency inside every money sum: a Google Ads customer reports in one currency (two would mean
+    its rows cannot be added), money rows of kpi_daily are all in the reporting currency, and non-money rows
+    carry no currency."""
+    catalogue = catalogue or load_catalogue()
+    where, params = _window_filter(window)
+    money = _in_list([k.kpi for k in catalogue.kpis.values() if k.is_money])
+    parts = [
+        f"SELECT 'kpi.kpi_daily' AS table_name, kpi AS subject, list(DISTINCT coalesce(currency, 'NULL') "
+        f"ORDER BY coalesce(currency, 'NULL')) AS currencies, count(*) AS row_count FROM {KPI_SCHEMA}.kpi_daily "
+        f"WHERE {where} AND ((kpi IN {money} AND currency IS DISTINCT FROM "
+        f"(SELECT any_value(reporting_currency) FROM {KPI_SCHEMA}.fx_rate)) "
+        f"OR (kpi NOT IN {money} AND currency IS NOT NULL)) GROUP BY kpi",
+    ]
+    all_params: list[object] = list(params)
+    if f"{KPI_SCHEMA}.paid_search_daily" in _existing(conn):
+        parts.append(
+            f"SELECT 'kpi.paid_search_daily' AS table_name, 'customer ' || customer_id AS subject, "
+            f"list(DISTINCT currency_code ORDER BY currency_code) AS currencies, count(*) AS row_count "
+            f"FROM {KPI_SCHEMA}.paid_search_daily WHERE {where} GROUP BY customer_id "
+            f"HAVING count(DISTINCT currency_code) > 1")
+        all_params += params
+    if f"{KPI_SCHEMA}.fx_rate" not in _existing(conn):
+        return CheckResult("single_currency", False, "error", "kpi.fx_rate is missing: run rebuild_kpi_daily",
+                           1, [{"table_name": "kpi.fx_rate", "subject": "missing"}])
+    return _result("single_currency", "one currency per money sum; kpi_daily money in the reporting currency",
+                   _fetch(conn, " UNION ALL ".join(parts), all_params))
+
+
+def check_fx_rates_available(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
+                             catalogue: Catalogue | None = None) -> CheckResult:
+    """Currencies in money relations (paid_search_daily, ecommerce_daily) with no configured FX rate: their
+    rows are left out of kpi_daily, so the totals there are short by these rows until a rate is added."""
+    catalogue = catalogue or load_catalogue()
+    existing = _existing(conn)
+    where, params = _window_filter(window, "r.date")
+    parts, all_params = [], []
+    for relation in catalogue.relations.values():
+        if not relation.currency_column or relation.table not in existing:
+            continue
+        parts.append(
+            f"SELECT '{relation.table}' AS table_name, r.source, r.{relation.currency_column} AS currency, "
+            f"min(r.date) AS first_date, max(r.date) AS last_date, count(*) AS rows_left_out "
+            f"FROM {relation.table} AS r LEFT JOIN {KPI_SCHEMA}.fx_rate AS fx "
+            f"ON fx.currency = r.{relation.currency_column} WHERE fx.currency IS NULL AND {where} GROUP BY ALL")
+        all_params += params
+    if not parts:
+        return CheckResult("fx_rates_available", True, "error", "no money relation is built")
+    if f"{KPI_SCHEMA}.fx_rate" not in existing:
+        return CheckResult("fx_rates_available", False, "error", "kpi.fx_rate is missing: run rebuild_kpi_daily",
+                           1, [{"table_name": "kpi.fx_rate", "currency": None}])
+    return _result("fx_rates_available", "every currency in money tables has an FX rate to the reporting currency",
+                   _fetch(conn, " UNION ALL ".join(parts), all_params))
+
+
+def check_kpis_without_objective(conn: duckdb.DuckDBPyConnection, objectives: Sequence[Any] | None = None,
+                                 catalogue: Catalogue | None = None) -> CheckResult:
+    """Warning: catalogue KPIs no objective covers (a KPI means little without one). Reads `objectives`
+    (Objective objects) or else kpi.objective; lists each uncovered KPI with whether it has data."""
+    catalogue = catalogue or load_catalogue()
+    if objectives is not None:
+        covered = {o.kpi for o in objectives}
+    elif f"{KPI_SCHEMA}.objective" in _existing(conn):
+        covered = {r[0] for r in conn.execute(f"SELECT DISTINCT kpi FROM {KPI_SCHEMA}.objective").fetchall()}
+    else:
+        covered = set()
+    with_data: set[str] = set()
+    if f"{KPI_SCHEMA}.kpi_daily" in _existing(conn):
+        with_data = {r[0] for r in conn.execute(f"SELECT DISTINCT kpi FROM {KPI_SCHEMA}.kpi_daily").fetchall()}
+    rows = [{"kpi": k.kpi, "family": k.family, "has_daily_data": k.kpi in with_data}
+            for k in catalogue.kpis.values() if k.kpi not in covered]
+    return _result("kpis_without_objective", "KPIs with no objective", (len(rows), rows[:MAX_ROWS]), "warn")
+
+
+def run_all_checks(conn: duckdb.DuckDBPyConnection, window: Window, tz: str = "Europe/Paris",
+                   objectives: Sequence[Any] | None = None) -> list[CheckResult]:
+    """Every check above over one window, in a stable order."""
+    return [
+        check_unique_keys(conn, window),
+        check_numerator_within_denominator(conn, window),
+        check_rates_in_range(conn, window),
+        check_kpi_completeness(conn, window, tz),
+        check_ga4_channel_sessions(conn, window),
+        check_single_currency(conn, window),
+        check_fx_rates_available(conn, window),
+        check_kpis_without_objective(conn, objectives),
+    ]

@@ -1,0 +1,138 @@
+"""Checks on the KPI layer: each passes on a clean build and fails on one crafted bad row, naming it."""
+
+from datetime import date
+
+import pyarrow as pa
+import pytest
+
+from connectors.batches import Batch, Window
+from connectors.ga4 import TRAFFIC
+from connectors.warehouse import connect, load_batches
+from kpi_models import checks
+from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
+from kpi_models.objectives import parse_objectives
+from kpi_models.runner import rebuild
+
+D1, D2 = date(2026, 3, 2), date(2026, 3, 3)
+WINDOW = Window(D1, D2)
+CHANNELS = {"ga4": {"Organic Search": "organic_search", "Direct": "direct"}}
+
+
+def traffic(rows: list[tuple]) -> Batch:
+    """rows: (date, group, sessions, engaged, converting)."""
+    n = len(rows)
+    data = pa.table({
+        "property_id": ["1"] * n,
+        "date": pa.array([r[0] for r in rows], pa.date32()),
+        "session_default_channel_group": [r[1] for r in rows],
+        "sessions": pa.array([r[2] for r in rows], pa.int64()),
+        "engaged_sessions": pa.array([r[3] for r in rows], pa.int64()),
+        "user_engagement_duration": pa.array([60.0] * n),
+        "session_key_event_rate": pa.array([r[4] / r[2] for r in rows], pa.float64()),
+        "key_events": pa.array([0.0] * n),
+        "new_users": pa.array([1] * n, pa.int64()),
+        "is_other": [False] * n,
+        "time_zone": ["Europe/Paris"] * n,
+        "currency_code": ["EUR"] * n,
+        "converting_sessions": pa.array([r[4] for r in rows], pa.int64()),
+    })
+    return Batch(TRAFFIC.stream, data, WINDOW, {"property_id": "1"})
+
+
+@pytest.fixture
+def conn(tmp_path):
+    with connect(tmp_path / "checks.duckdb") as c:
+        # GA4: D1 organic 100 + direct 50 = 150 sessions; D2 organic 80
+        load_batches(c, [traffic([(D1, "Organic Search", 100, 60, 5), (D1, "Direct", 50, 20, 2),
+                                  (D2, "Organic Search", 80, 40, 4)])])
+        rebuild(c, "web_daily", WINDOW, channels=CHANNELS)
+        rebuild_kpi_daily(c, WINDOW, tz="Europe/Paris", fx_rates={"USD": 0.92}, channels=CHANNELS)
+        create_rollup_views(c)
+        yield c
+
+
+def test_all_blocking_checks_pass_on_a_clean_build(conn):
+    results = checks.run_all_checks(conn, WINDOW)
+    failed = [(r.name, r.rows) for r in results if not r.passed and r.severity == "error"]
+    assert failed == []
+
+
+def test_duplicate_key_is_named(conn):
+    conn.execute("INSERT INTO kpi.kpi_daily SELECT * FROM kpi.kpi_daily WHERE kpi = 'sessions' AND date = ? "
+                 "AND channel = 'direct'", [D1])
+    result = checks.check_unique_keys(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "direct", "kpi": "sessions", "row_count": 2}]
+
+
+def test_numerator_above_denominator_is_named(conn):
+    conn.execute("UPDATE kpi.kpi_daily SET numerator = 120, value = 1.2 WHERE kpi = 'engagement_rate' "
+                 "AND date = ? AND channel = 'organic_search'", [D1])
+    result = checks.check_numerator_within_denominator(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "organic_search", "kpi": "engagement_rate",
+                            "numerator": 120.0, "denominator": 100.0}]
+    assert not checks.check_rates_in_range(conn, WINDOW).passed  # 1.2 is out of [0, 1] too
+
+
+def test_negative_rate_is_named(conn):
+    # GA4 can report more purchases than add-to-carts: (10 - 12) / 10 = -0.2
+    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'ga4', 'all', 'cart_abandonment_rate', -2, 10, -0.2, NULL)",
+                 [D1])
+    result = checks.check_rates_in_range(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "all", "kpi": "cart_abandonment_rate",
+                            "value": -0.2}]
+    # ad_roas above 1 is fine: not a bounded rate
+    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'google_ads', 'paid_search', 'ad_roas', 500, 100, 5, NULL)",
+                 [D1])
+    assert checks.check_rates_in_range(conn, WINDOW).failures == 1
+
+
+def test_missing_kpi_on_a_day_with_raw_rows_is_named(conn):
+    conn.execute("DELETE FROM kpi.kpi_daily WHERE kpi = 'bounce_rate' AND date = ?", [D2])
+    result = checks.check_kpi_completeness(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"date": D2, "source": "ga4", "kpi": "bounce_rate"}]
+
+
+def test_ga4_sessions_mismatch_is_named(conn):
+    # raw D1 = 150; web_daily loses 10 of them
+    conn.execute("UPDATE kpi.web_daily SET sessions = 40 WHERE date = ? AND channel = 'direct'", [D1])
+    result = checks.check_ga4_channel_sessions(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"date": D1, "raw_sessions": 150, "web_daily_sessions": 140, "kpi_daily_sessions": 150}]
+
+
+def test_two_currencies_in_one_customer_and_foreign_money_rows_are_named(conn):
+    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, customer_id, campaign_id, "
+                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '111', 1, 'EUR', 1), "
+                 "(?, 'google_ads', 'paid_search', '111', 2, 'USD', 1)", [D1, D1])
+    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'google_ads', 'paid_search', 'ad_cost', 5, NULL, 5, 'USD')",
+                 [D2])
+    result = checks.check_single_currency(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [
+        {"table_name": "kpi.kpi_daily", "subject": "ad_cost", "currencies": ["USD"], "row_count": 1},
+        {"table_name": "kpi.paid_search_daily", "subject": "customer 111", "currencies": ["EUR", "USD"],
+         "row_count": 2},
+    ]
+
+
+def test_currency_without_rate_is_named(conn):
+    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, customer_id, campaign_id, "
+                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '333', 3, 'JPY', 10000)", [D2])
+    result = checks.check_fx_rates_available(conn, WINDOW)
+    assert not result.passed
+    assert result.rows == [{"table_name": "kpi.paid_search_daily", "source": "google_ads", "currency": "JPY",
+                            "first_date": D2, "last_date": D2, "rows_left_out": 1}]
+
+
+def test_kpis_without_objective_is_a_warning_naming_them(conn):
+    objectives = parse_objectives([{"kpi": "sessions", "source": "ga4", "period": "month", "target": 1}])
+    result = checks.check_kpis_without_objective(conn, objectives)
+    assert (result.passed, result.severity) == (False, "warn")
+    named = {r["kpi"]: r["has_daily_data"] for r in result.rows}
+    assert "sessions" not in named
+    assert named["bounce_rate"] is True and named["nps"] is False
+    assert result.failures == 34
