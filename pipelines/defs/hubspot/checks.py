@@ -1,19 +1,13 @@
 """Checks on HubSpot raw tables."""
 
-import dagster as dg
-
 from pipelines.defs.hubspot.assets import email_statistics
-from pipelines.lib.resources import WarehouseResource
+from pipelines.lib.checks import build_row_rule_check
 
-
-@dg.asset_check(asset=email_statistics, blocking=True, description=(
-    "Counters are consistent (delivered <= sent, opens <= delivered, clicks <= opens is not required but "
-    "clicks <= delivered is): otherwise e-mail rates would be wrong."))
-def email_counters_consistent(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connection() as conn:
-        row = conn.execute(
-            'SELECT count(*) FROM hubspot.email_statistics WHERE delivered > sent OR "open" > delivered '
-            "OR click > delivered OR bounce > sent OR sent < 0"
-        ).fetchone()
-    bad = int(row[0]) if row else 0
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"inconsistent_rows": bad})
+email_counters_consistent = build_row_rule_check(
+    email_statistics,
+    name="email_counters_consistent",
+    table="hubspot.email_statistics",
+    violation='delivered > sent OR "open" > delivered OR click > delivered OR bounce > sent OR sent < 0',
+    description="Counters are consistent (delivered <= sent, opens and clicks <= delivered, bounces <= sent): "
+    "otherwise e-mail rates would be wrong.",
+)
