@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev install install-dev lint clean
+.PHONY: demo test dev chaos install install-dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The reliability battery: every HTTP source through 20% 429, 5% 5xx, 2% resets, 2% stalls and 1% truncated
+# bodies, 50 seeds; each run must give tables identical to a fault-free run (a short version is in make test).
+chaos: install-dev
+	MKPI_CHAOS_SEEDS=50 $(BIN)/python -m pytest tests/test_chaos.py -s
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m sandbox --exec $(BIN)/dagster dev -w workspace.yaml

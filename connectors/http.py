@@ -67,6 +67,8 @@ class RequestStats:
     retries: int = 0
     waited_seconds: float = 0.0
     retry_reasons: dict[str, int] = field(default_factory=dict)
+    # every retry's (reason, seconds waited), so a test or a run log can prove no wait undercut Retry-After
+    waits: list[tuple[str, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_request(self) -> None:
@@ -78,6 +80,7 @@ class RequestStats:
             self.retries += 1
             self.waited_seconds += waited
             self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
+            self.waits.append((reason, waited))
 
     def as_metadata(self) -> dict[str, float | int]:
         return {"requests": self.requests, "retries": self.retries, "waited_seconds": round(self.waited_seconds, 3)}
@@ -205,10 +208,13 @@ class MalformedResponse(Exception):
     Never "0 rows, success": it is retried, then fails the run."""
 
 
+MIN_SECRET_LENGTH = 6  # shorter values are not credentials; starring them would garble every message
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every secret value in `text` (exception messages, URLs) with ***."""
     for secret in secrets:
-        if secret:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
             text = text.replace(secret, "***")
     return text
 

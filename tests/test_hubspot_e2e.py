@@ -31,6 +31,8 @@ def loaded(tmp_path_factory):
         for name, value in running.env.items():
             mp.setenv(name, value)
         mp.setenv("MKPI_DUCKDB_PATH", str(db))
+        mp.setenv("MKPI_ANALYST_DB", str(db.with_name("kpis.duckdb")))
+        mp.setenv("MKPI_DASHBOARD_PATH", str(db.with_name("dashboard.html")))
         job = defs.resolve_job_def("hubspot_refresh_job")
         first = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         server = running.server("hubspot")

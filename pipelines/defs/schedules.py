@@ -28,6 +28,7 @@ PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.p
 HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
                 if m.partition_column is None and any(s.schema_name == "hubspot" for s in m.inputs)]
 OBJECTIVES = dg.AssetKey(["kpi", "kpi_vs_objective"])
+PUBLISH = [dg.AssetKey(["publish", "analyst_copy"]), dg.AssetKey(["publish", "dashboard"])]
 
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh_job",
@@ -62,7 +63,7 @@ class SourceRefresh:
             names |= more
         kpis = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
                 if m.name in names and m.partition_column is not None]
-        return [*raw, *kpis, OBJECTIVES, dg.AssetKey(["publish", "analyst_copy"])]
+        return [*raw, *kpis, OBJECTIVES, *PUBLISH]
 
 
 REFRESHES = (

@@ -4,11 +4,14 @@ One definition, so a range run (a backfill or the daily re-read) covers raw and 
 """
 
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import dagster as dg
 
 from connectors.batches import Window
+from connectors.errors import RetriesExhausted
 from connectors.settings import load_settings
 
 _settings = load_settings()
@@ -24,3 +27,14 @@ def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContex
     """The inclusive date window of a (possibly single-run, multi-partition) materialisation."""
     time_window = context.partition_time_window
     return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())
+
+
+@contextmanager
+def retry_transient_failures(max_retries: int = 2, seconds_to_wait: float = 60.0) -> Iterator[None]:
+    """A request that exhausted its own retries on transient errors (429, 5xx, resets, timeouts) asks
+    Dagster to re-run the step later; the load is idempotent, so the re-run is safe. Fatal errors (a wrong
+    id, a missing permission, a bad configuration) are not retried: they fail the step at once."""
+    try:
+        yield
+    except RetriesExhausted as exc:
+        raise dg.RetryRequested(max_retries=max_retries, seconds_to_wait=seconds_to_wait) from exc

@@ -11,7 +11,7 @@ import dagster as dg
 
 from connectors.ga4 import ECOMMERCE, TRAFFIC, Ga4Report
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GA4Resource, WarehouseResource
 
 
@@ -34,7 +34,8 @@ def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefi
         connector = ga4.connector()
         properties = connector.property_ids()
         context.log.info(f"GA4 {report.name}: properties {properties}, window {window}")
-        result = warehouse.load(connector.fetch(report, window))
+        with retry_transient_failures():
+            result = warehouse.load(connector.fetch(report, window))
         rows = result.rows_by_table.get(report.stream.table, 0)
         context.log.info(f"GA4 {report.name}: {rows} rows, {connector.stats.requests} requests")
         return dg.MaterializeResult(

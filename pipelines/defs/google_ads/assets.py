@@ -9,7 +9,7 @@ import dagster as dg
 
 from connectors.google_ads import CAMPAIGN_DAILY
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GoogleAdsResource, WarehouseResource
 
 
@@ -30,7 +30,8 @@ def campaign_daily(context: dg.AssetExecutionContext, google_ads: GoogleAdsResou
     connector = google_ads.connector()
     customers = connector.check()
     context.log.info(f"Google Ads: customers {customers}, window {window}")
-    result = warehouse.load(connector.fetch(window))
+    with retry_transient_failures():
+        result = warehouse.load(connector.fetch(window))
     rows = result.rows_by_table.get(CAMPAIGN_DAILY.table, 0)
     return dg.MaterializeResult(
         metadata=table_metadata(CAMPAIGN_DAILY.table, rows, window, column_schema_from_arrow(CAMPAIGN_DAILY.schema),

@@ -16,7 +16,7 @@ from connectors.batches import Stream, Window
 from connectors.hubspot import ASSOCIATIONS, DEAL_STAGES, EMAIL_STATISTICS, OWNERS, SOURCE
 from connectors.warehouse import read_cursor
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
-from pipelines.lib.partitions import DUCKDB_POOL
+from pipelines.lib.partitions import DUCKDB_POOL, retry_transient_failures
 from pipelines.lib.resources import HubSpotResource, SettingsResource, WarehouseResource
 
 OBJECT_DESCRIPTIONS = {
@@ -51,7 +51,8 @@ def build_object_asset(object_type: str) -> dg.AssetsDefinition:
         context.log.info(f"HubSpot {object_type}: {mode}")
         window = _today_window(settings)
         stream = connector.stream_for(object_type)
-        result = warehouse.load(connector.fetch_objects(object_type, cursor, window))
+        with retry_transient_failures():
+            result = warehouse.load(connector.fetch_objects(object_type, cursor, window))
         return dg.MaterializeResult(metadata=_metadata(
             stream, result.rows_by_table.get(stream.table, 0), window, connector.stats.as_metadata(), mode=mode))
 
@@ -83,7 +84,8 @@ def hubspot_deals(context: dg.AssetExecutionContext, hubspot: HubSpotResource, w
         cursor = read_cursor(conn, SOURCE, "deals", "portal")
     window = _today_window(settings)
     stream = connector.stream_for("deals")
-    result = warehouse.load(connector.fetch_objects("deals", cursor, window))
+    with retry_transient_failures():
+        result = warehouse.load(connector.fetch_objects("deals", cursor, window))
     stats = connector.stats.as_metadata()
     yield dg.MaterializeResult(asset_key=["hubspot", "deals"],
                                metadata=_metadata(stream, result.rows_by_table.get(stream.table, 0), window, stats))
@@ -114,7 +116,8 @@ def hubspot_metadata(context: dg.AssetExecutionContext, hubspot: HubSpotResource
         yield from connector.fetch_owners(window)
         yield from connector.fetch_deal_stages(window)
 
-    result = warehouse.load(batches())
+    with retry_transient_failures():
+        result = warehouse.load(batches())
     stats = connector.stats.as_metadata()
     for stream in (OWNERS, DEAL_STAGES):
         yield dg.MaterializeResult(asset_key=dg.AssetKey(stream.table.split(".")), metadata=_metadata(
@@ -135,6 +138,7 @@ def email_statistics(context: dg.AssetExecutionContext, hubspot: HubSpotResource
                               "AND table_name = 'email_statistics'").fetchone()
         known = {r[0] for r in conn.execute("SELECT email_id FROM hubspot.email_statistics").fetchall()} if (
             exists and exists[0]) else set()
-    result = warehouse.load(connector.fetch_email_statistics(window, known_ids=known))
+    with retry_transient_failures():
+        result = warehouse.load(connector.fetch_email_statistics(window, known_ids=known))
     return dg.MaterializeResult(metadata=_metadata(
         EMAIL_STATISTICS, result.rows_by_table.get(EMAIL_STATISTICS.table, 0), window, connector.stats.as_metadata()))

@@ -11,7 +11,7 @@ import dagster as dg
 
 from connectors.matomo import STREAMS
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import MatomoResource, WarehouseResource
 
 _DESCRIPTIONS = {
@@ -50,7 +50,8 @@ def matomo_reports(context: dg.AssetExecutionContext, matomo: MatomoResource, wa
     connector = matomo.connector()
     sites = connector.check()
     context.log.info(f"Matomo: sites {sites}, window {window}")
-    result = warehouse.load(connector.fetch(window))
+    with retry_transient_failures():
+        result = warehouse.load(connector.fetch(window))
     for stream in STREAMS:
         yield dg.MaterializeResult(
             asset_key=_key(stream.table),

@@ -9,7 +9,7 @@ import dagster as dg
 
 from connectors.search_console import COUNTRIES, DEVICES, PAGES, QUERIES, SITE_TOTALS, GscReport
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import SearchConsoleResource, WarehouseResource
 
 
@@ -33,7 +33,8 @@ def build_search_console_asset(report: GscReport, description: str) -> dg.Assets
         connector = search_console.connector()
         sites = connector.sites()
         context.log.info(f"Search Console {report.name}: sites {sites}, window {window}")
-        result = warehouse.load(connector.fetch(report, window))
+        with retry_transient_failures():
+            result = warehouse.load(connector.fetch(report, window))
         rows = result.rows_by_table.get(report.stream.table, 0)
         return dg.MaterializeResult(
             metadata=table_metadata(report.stream.table, rows, window, column_schema_from_arrow(report.stream.schema),
