@@ -37,7 +37,7 @@ POLICY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.002)  # at mo
 
 def profile(seed: int) -> FaultProfile:
     return FaultProfile(seed=seed, status_429=0.20, status_500=0.05, reset=0.02, stall=0.02, truncate=0.01,
-                        stall_seconds=0.6, retry_after_seconds=RETRY_AFTER)
+                        stall_seconds=1.5, retry_after_seconds=RETRY_AFTER)
 
 
 class Waits:
@@ -58,12 +58,12 @@ def batches(world: World, seed: int | None, waits: Waits) -> tuple[Callable[[], 
             server.fault_profile = profile(seed * 10 + offset)
         server.start()
     ga4 = Ga4Connector(GA4Settings(property_ids=(DEFAULT_GA4_PROPERTY_ID,), endpoint=servers[0].url, page_size=60,
-                                   timeout_seconds=0.3), policy=POLICY, sleep=waits)
+                                   timeout_seconds=1.0), policy=POLICY, sleep=waits)
     gsc = SearchConsoleConnector(SearchConsoleSettings(sites=(DEFAULT_GSC_SITE,), endpoint=servers[1].url,
-                                                       row_limit=40, timeout_seconds=0.3, queries_per_minute=100_000),
+                                                       row_limit=40, timeout_seconds=1.0, queries_per_minute=100_000),
                                  policy=POLICY, sleep=waits, today=lambda: TODAY)
     matomo = MatomoConnector(MatomoSettings(url=servers[2].url + "/", site_ids=("1",), token=Secret(TOKEN),
-                                            timeout_seconds=0.3, requests_per_second=100_000),
+                                            timeout_seconds=1.0, requests_per_second=100_000),
                              policy=POLICY, sleep=waits)
 
     def generate() -> Iterator[Batch]:

@@ -1,0 +1,305 @@
+"""The `mkpi` command line: usage errors, doctor against the sandbox, a short backfill, the KPI table.
+
+Offline: the only servers are the sandbox's, on 127.0.0.1. Backfills through Dagster cost seconds each, so one
+successful backfill is shared by the module (its DuckDB files feed the `kpis` tests) and one failing one is run.
+"""
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import duckdb
+import pytest
+
+from pipelines.cli import SOURCES, SourceRun, format_value, main, summarise_run
+from sandbox.launcher import start_sandbox
+from sandbox.world import World
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WORLD_TODAY = date(2026, 3, 31)
+START, END = "2026-03-01", "2026-03-03"
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """main() in-process with stdout/stderr captured (rich writes to whatever sys.stdout is at print time)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with start_sandbox(World(seed=1, today=WORLD_TODAY)) as running:
+        yield running
+
+
+@pytest.fixture
+def sandbox_env(sandbox, monkeypatch, tmp_path):
+    for name, value in sandbox.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "kpis.duckdb"))
+    return sandbox.env
+
+
+@pytest.fixture(scope="module")
+def backfilled(sandbox, tmp_path_factory):
+    """One GA4 backfill of 3 days through Dagster, shared by the tests that read its output or its files."""
+    root = tmp_path_factory.mktemp("backfill")
+    working, analyst = root / "marketing.duckdb", root / "kpis.duckdb"
+    with pytest.MonkeyPatch.context() as mp:
+        for key in [k for k in os.environ if k.startswith("MKPI_") or k == "DAGSTER_HOME"]:
+            mp.delenv(key)
+        for name, value in sandbox.env.items():
+            mp.setenv(name, value)
+        mp.setenv("CLOUDSDK_CONFIG", str(root / "no-gcloud"))
+        mp.setenv("MKPI_DUCKDB_PATH", str(working))
+        mp.setenv("MKPI_ANALYST_DB", str(analyst))
+        # the sandbox shop's objectives, chosen so every status shows (as `make demo` does)
+        mp.setenv("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
+        code, out, err = run_cli("backfill", "--source", "ga4", "--start", START, "--end", END)
+    return SimpleNamespace(code=code, out=out, err=err, working=working, analyst=analyst)
+
+
+# --- help and usage errors -----------------------------------------------------------------------------------------
+
+
+def test_help_of_the_installed_script_lists_every_command():
+    script = Path(sys.executable).parent / "mkpi"
+    assert script.exists(), "run `.venv/bin/pip install -e .` so the mkpi script exists"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("demo", "sandbox", "backfill", "kpis", "doctor", "--debug"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["backfill", "--start", "2026-02-30", "--end", "2026-03-01"], "is not a date: use YYYY-MM-DD"),
+    (["backfill", "--start", "2026-03-01", "--end", "2026-03-02", "--source", "ga5"], "unknown source 'ga5'"),
+    (["backfill", "--start", "2026-03-05", "--end", "2026-03-01"], "is after --end"),
+    (["backfill", "--start", "2026-03-01", "--end", "2999-01-01"], "the last complete day"),
+    (["backfill", "--start", "2026-03-01"], "required: --end"),
+])
+def test_usage_errors_are_one_sentence_with_exit_code_2(argv, expected):
+    code, out, err = run_cli(*argv)
+    assert code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in out + err
+
+
+def test_unknown_source_message_lists_the_sources():
+    _, _, err = run_cli("backfill", "--start", START, "--end", END, "--source", "ga5")
+    assert all(source in err for source in SOURCES)
+
+
+def test_cli_sources_are_the_pipelines_sources():
+    from pipelines.defs.schedules import REFRESHES
+
+    assert set(SOURCES) == {r.source for r in REFRESHES} | {"hubspot"}
+
+
+def test_backfill_of_an_unconfigured_source_names_the_variable():
+    code, _, err = run_cli("backfill", "--start", START, "--end", END, "--source", "hubspot")
+    assert code == 1
+    assert "HubSpot is not configured" in err and "MKPI_HUBSPOT_TOKEN" in err
+    assert "Traceback" not in err
+
+
+def test_no_command_prints_help_and_exit_2():
+    code, out, _ = run_cli()
+    assert code == 2
+    assert "backfill" in out
+
+
+def test_sandbox_command_delegates_to_python_m_sandbox(capfd):
+    import signal
+
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # sandbox.__main__ installs its own
+    try:
+        code = main(["sandbox", "--seed", "3", "--exec", sys.executable, "-c",
+                     "import os; print('endpoint', os.environ['MKPI_GA4_ENDPOINT'])"])
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+    assert code == 0
+    assert "endpoint http://127.0.0.1:" in capfd.readouterr().out
+
+
+# --- doctor --------------------------------------------------------------------------------------------------------
+
+
+def test_doctor_against_the_sandbox_reports_every_platform_ok(sandbox_env):
+    code, out, err = run_cli("doctor")
+    assert code == 0, out + err
+    for name in ("GA4", "Search Console", "Google Ads", "HubSpot", "Matomo"):
+        assert f"✓ {name}" in out
+    assert "✗" not in out
+    assert "property 123456789: runReport answered" in out
+    assert "sc-domain:shop.example: listed, permission siteOwner" in out
+    assert "customer 1234567890: query answered" in out and "customer 9876543210: query answered" in out
+    assert "site 1: Shop" in out
+    assert "All 5 configured platform(s) answered." in out
+    for name, value in sandbox_env.items():
+        if any(word in name for word in ("TOKEN", "SECRET")):
+            assert value not in out + err
+
+
+def test_doctor_reports_a_wrong_token_and_property_with_the_fix_and_never_the_token(sandbox_env, monkeypatch):
+    wrong = "pat-na1-00000000-wrong-token-0000"
+    monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", wrong)
+    monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", "123456789,999")
+    code, out, err = run_cli("doctor")
+    assert code == 1
+    assert "✗ HubSpot" in out and "401" in out
+    assert "fix: MKPI_HUBSPOT_TOKEN is not accepted by the portal" in out
+    assert "✗ GA4" in out
+    assert "✓ property 123456789" in out and "✗ property 999" in out
+    assert "check MKPI_GA4_PROPERTY_IDS" in out
+    assert "✓ Matomo" in out and "✓ Search Console" in out  # one platform's failure hides nothing else
+    assert "2 of 5 configured platform(s) need attention." in out
+    assert wrong not in out + err
+    assert sandbox_env["MKPI_MATOMO_TOKEN"] not in out + err
+    assert "Traceback" not in out + err
+
+
+def test_doctor_names_a_site_without_access_and_the_permission_to_grant(sandbox_env, monkeypatch):
+    monkeypatch.setenv("MKPI_MATOMO_SITE_IDS", "1,7")
+    monkeypatch.setenv("MKPI_SEARCH_CONSOLE_SITES", "sc-domain:shop.example,https://other.example/")
+    code, out, _ = run_cli("doctor")
+    assert code == 1
+    assert "✗ site 7" in out and "view access to site 7" in out
+    assert "✗ https://other.example/: not among the properties" in out
+    assert "Users and permissions" in out
+
+
+def test_doctor_with_nothing_configured_says_which_variables_to_set():
+    code, out, err = run_cli("doctor")
+    assert code == 0  # nothing configured is not a failing platform
+    assert out.count("not configured") == 5
+    for variable in ("MKPI_GA4_PROPERTY_IDS", "GOOGLE_APPLICATION_CREDENTIALS", "MKPI_SEARCH_CONSOLE_SITES",
+                     "MKPI_GOOGLE_ADS_CUSTOMER_IDS", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN",
+                     "MKPI_MATOMO_URL", "MKPI_MATOMO_SITE_IDS", "MKPI_MATOMO_TOKEN"):
+        assert variable in out
+    assert "No platform is configured yet" in out
+
+
+def test_doctor_with_a_partial_configuration_says_what_is_missing(monkeypatch):
+    monkeypatch.setenv("MKPI_MATOMO_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("MKPI_MATOMO_TOKEN", "s3cr3t-matomo-token")
+    code, out, err = run_cli("doctor")
+    assert code == 1
+    assert "✗ Matomo" in out and "MKPI_MATOMO_SITE_IDS" in out
+    assert "s3cr3t-matomo-token" not in out + err
+
+
+# --- backfill ------------------------------------------------------------------------------------------------------
+
+
+def test_backfill_one_source_reports_rows_and_requests_and_loads_them(backfilled):
+    assert backfilled.code == 0, backfilled.out + backfilled.err
+    with duckdb.connect(str(backfilled.working), read_only=True) as conn:
+        rows = sum(conn.execute(f"SELECT count(*) FROM ga4.{table} WHERE date BETWEEN ? AND ?",
+                                [START, END]).fetchone()[0] for table in ("traffic_by_channel", "ecommerce_by_date"))
+        days = conn.execute("SELECT count(DISTINCT date) FROM ga4.traffic_by_channel").fetchone()[0]
+    assert rows > 0 and days == 3
+    assert "Backfill summary" in backfilled.out
+    line = next(row for row in backfilled.out.splitlines() if row.startswith("│ ga4"))
+    cells = [c.strip() for c in line.strip("│").split("│")]
+    assert cells[1] == "✓ ok"
+    assert cells[2] == f"{rows:,}"  # rows loaded, from the materialisations' dagster/row_count
+    assert cells[4] == "2"  # one runReport per report for the whole range (metadata `requests`)
+    assert cells[5] == "0"
+    assert "ephemeral Dagster instance" in backfilled.out
+    assert backfilled.analyst.exists()  # the run published the analysts' copy
+
+
+def test_backfill_failure_names_the_step_and_the_error(sandbox_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", "999")
+    code, out, err = run_cli("backfill", "--source", "ga4", "--start", START, "--end", END)
+    assert code == 1
+    assert "✗ failed" in out
+    assert "mkpi: ga4 failed at step ga4__traffic_by_channel: SourceError: ga4 account 999" in " ".join(err.split())
+    assert "Property properties/999 was not found." in " ".join(err.split())
+    assert "Traceback" not in out + err
+
+
+def test_summary_counts_rows_once_per_asset_and_requests_once_per_step():
+    def materialisation(step, key, **metadata):
+        asset_key = SimpleNamespace(path=key.split("/"), to_user_string=lambda key=key: key)
+        mat = SimpleNamespace(asset_key=asset_key, metadata={k.replace("__", "/"): v for k, v in metadata.items()})
+        return SimpleNamespace(step_key=step, event_specific_data=SimpleNamespace(materialization=mat))
+
+    events = []
+    for _partition in range(3):  # a 3-day range run: one materialisation per partition, same metadata
+        for table in ("visits", "referrer_types", "goals"):  # one multi-asset step, shared counters
+            events.append(materialisation("matomo_reports", f"matomo/{table}", dagster__row_count=5, requests=1,
+                                          retries=1))
+        events.append(materialisation("kpi__web_daily", "kpi/web_daily", dagster__row_count=7))
+        events.append(materialisation("kpi__kpi_vs_objective", "kpi/kpi_vs_objective", dagster__row_count=2))
+    run = summarise_run(SourceRun("matomo", "daily_refresh_job", "r"), events)
+    assert (run.rows, run.kpi_rows, run.requests, run.retries) == (15, 7, 1, 1)
+
+
+# --- kpis ----------------------------------------------------------------------------------------------------------
+
+
+def test_kpis_month_table_from_the_analysts_copy(backfilled, monkeypatch):
+    monkeypatch.setenv("MKPI_ANALYST_DB", str(backfilled.analyst))
+    code, out, err = run_cli("kpis")
+    assert code == 0, err
+    assert "KPIs vs objectives, month 2026-03-01 .. 2026-03-31, as of 2026-03-03" in out
+    assert "analysts' copy" in out
+    with duckdb.connect(str(backfilled.analyst), read_only=True) as conn:
+        statuses = {r[0] for r in conn.execute("SELECT status FROM kpi.kpi_vs_objective").fetchall()}
+    assert statuses and all(status in out for status in statuses)
+    assert "sessions" in out and "revenue" in out
+
+
+def test_kpis_falls_back_to_the_working_db_and_filters_by_family(backfilled, monkeypatch, tmp_path):
+    monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "missing.duckdb"))
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(backfilled.working))
+    code, out, _ = run_cli("kpis", "--family", "ecommerce")
+    assert code == 0
+    assert "working db" in out
+    assert "revenue" in out and "bounce_rate" not in out
+
+
+def test_kpis_week_shows_the_latest_week_with_objectives_where_they_exist(backfilled, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping inside cells
+    code, out, _ = run_cli("kpis", "--period", "week", "--db", str(backfilled.analyst))
+    assert code == 0
+    assert "week 2026-W10 (2026-03-02 .. 2026-03-08, 2 day(s) with data)" in out
+    assert "no objective" in out  # e.g. orders has no objective in the sandbox file
+    assert "month target pro-rated to 2 days" in out  # revenue: an additive KPI against its monthly target
+
+
+def test_kpis_statuses_are_coloured(backfilled, monkeypatch):
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    _, out, _ = run_cli("kpis", "--db", str(backfilled.analyst))
+    assert "\x1b[32mon_track" in out  # green
+    assert "\x1b[31moff_track" in out  # red
+
+
+def test_kpis_without_any_database_says_how_to_build_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "a.duckdb"))
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
+    code, out, err = run_cli("kpis")
+    assert code == 1
+    assert "no KPI database yet" in err and "mkpi backfill" in err
+    assert "Traceback" not in err
+    code, _, err = run_cli("--debug", "kpis")
+    assert code == 1 and "Traceback" in err  # --debug shows where it came from
+
+
+def test_format_value_by_unit():
+    assert format_value(0.02543, "ratio") == "2.54%"
+    assert format_value(9930.4, "currency", "EUR") == "9,930 EUR"
+    assert format_value(69.872, "currency", "EUR") == "69.87 EUR"
+    assert format_value(7983.0, "count") == "7,983"
+    assert format_value(None, "count") == "-"
