@@ -17,6 +17,8 @@ How it reads (see shared/research/peers.md, GA4):
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,34 @@ SCOPES = ("https://www.googleapis.com/auth/analytics.readonly",)
 OTHER = "(other)"
 # GA4 allows 10 server errors per property and project per hour; stop retrying well before.
 SERVER_ERROR_BUDGET = 5
+SERVER_ERROR_WINDOW = 3600.0
+
+
+class ServerErrorBudget:
+    """Server errors per property over a rolling hour, shared by every GA4 connector of the process: the
+    reports of one run (one connector each) must not together spend the property's hourly quota."""
+
+    def __init__(self, limit: int = SERVER_ERROR_BUDGET, window: float = SERVER_ERROR_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._errors: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, property_id: str) -> int:
+        """Record one server error; return how many the property has had within the window."""
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._errors.get(property_id, []) if now - t < self.window]
+            recent.append(now)
+            self._errors[property_id] = recent
+            return len(recent)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._errors.clear()
+
+
+SERVER_ERRORS = ServerErrorBudget()
 # Waits for GA4 quota messages (seconds), after Airbyte's api_quota.py; daily quota cannot recover in a run.
 QUOTA_WAITS: tuple[tuple[str, float], ...] = (
     ("concurrent requests", 30.0),
@@ -237,7 +267,7 @@ class Ga4Connector:
     stats: RequestStats = field(default_factory=RequestStats)
     quota: dict[str, dict[str, int]] = field(default_factory=dict)
     _client: Any = field(default=None, repr=False)
-    _server_errors: dict[str, int] = field(default_factory=dict, repr=False)
+    server_errors: ServerErrorBudget = field(default_factory=lambda: SERVER_ERRORS, repr=False)
 
     def property_ids(self) -> list[str]:
         """Configured properties, validated; raises ConfigError before any request."""
@@ -277,12 +307,11 @@ class Ga4Connector:
                     wait = max(wait, parse_retry_after(response.headers.get("Retry-After")))
                 return Retry(f"429 {message}", wait)
             if isinstance(exc, gexc.ServerError):
-                used = self._server_errors.get(property_id, 0) + 1
-                self._server_errors[property_id] = used
-                if used > SERVER_ERROR_BUDGET:
+                used = self.server_errors.spend(property_id)
+                if used > self.server_errors.limit:
                     return Fatal(
-                        f"{used} server errors this run ({exc.code} {exc.message}); stopping before GA4's "
-                        "hourly server-error quota (10 per property) is spent"
+                        f"{used} server errors within the hour ({exc.code} {exc.message}); stopping before "
+                        "GA4's hourly server-error quota (10 per property) is spent"
                     )
                 return Retry(f"{exc.code} {exc.message}")
             if isinstance(exc, gexc.GoogleAPICallError):

@@ -18,4 +18,8 @@ def _isolated_env(monkeypatch, tmp_path):
     # nothing a test runs may write into the repository's data/ folder
     monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "kpis.duckdb"))
     monkeypatch.setenv("MKPI_DASHBOARD_PATH", str(tmp_path / "dashboard.html"))
+    # each test starts with GA4's process-wide server-error budget unspent
+    from connectors.ga4 import SERVER_ERRORS
+
+    SERVER_ERRORS.reset()
     yield
