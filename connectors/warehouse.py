@@ -248,3 +248,16 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection, streams: Iterable[Stream]) ->
             _ensure_table(conn, stream, view)
         finally:
             conn.unregister(view)
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    """Replace a small whole table (a mapping, a definition or rate table) with an Arrow table, in the
+    caller's transaction if one is open."""
+    schema, name = table.split(".", 1)
+    view = f"__mkpi_replace_{name}"
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+    conn.register(view, data)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS SELECT * FROM {view}")
+    finally:
+        conn.unregister(view)

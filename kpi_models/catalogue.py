@@ -21,6 +21,8 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from connectors.warehouse import replace_table
+
 KPI_SCHEMA = "kpi"
 FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm")
 UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
@@ -277,12 +279,7 @@ def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue |
         "bounded": pa.array([k.bounded for k in rows], pa.bool_()),
         "source_details": pa.array(details, pa.string()),
     })
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    conn.register("__mkpi_kpi_definition", table)
-    try:
-        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.kpi_definition AS SELECT * FROM __mkpi_kpi_definition")
-    finally:
-        conn.unregister("__mkpi_kpi_definition")
+    replace_table(conn, f"{KPI_SCHEMA}.kpi_definition", table)
     return len(rows)
 
 
@@ -301,12 +298,7 @@ def write_fx_rates(conn: duckdb.DuckDBPyConnection, reporting_currency: str, rat
         "reporting_currency": pa.array([reporting] * len(merged), pa.string()),
         "rate": pa.array(list(merged.values()), pa.float64()),
     })
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    conn.register("__mkpi_fx_rate", table)
-    try:
-        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.fx_rate AS SELECT * FROM __mkpi_fx_rate")
-    finally:
-        conn.unregister("__mkpi_fx_rate")
+    replace_table(conn, f"{KPI_SCHEMA}.fx_rate", table)
 
 
 # --- generated SQL -------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import pyarrow as pa
 import yaml
 
 from connectors.settings import DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
+from connectors.warehouse import replace_table
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
 
 PERIODS = ("month", "quarter", "year")
@@ -198,13 +199,7 @@ _OBJECTIVE_SCHEMA = pa.schema([
 
 
 def _replace_table(conn: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    view = f"__mkpi_{name}"
-    conn.register(view, table)
-    try:
-        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.{name} AS SELECT * FROM {view}")
-    finally:
-        conn.unregister(view)
+    replace_table(conn, f"{KPI_SCHEMA}.{name}", table)
 
 
 def write_objectives(conn: duckdb.DuckDBPyConnection, objectives: Sequence[Objective]) -> int:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from connectors import ga4, google_ads, hubspot, matomo, search_console
 from connectors.batches import Stream, Window
-from connectors.warehouse import ensure_tables, quote_ident, transaction
+from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
 
 KPI_SCHEMA = "kpi"
 
@@ -126,12 +126,7 @@ def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Ma
             "channel": pa.array([r[2] for r in rows], pa.string()),
         }
     )
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    conn.register("__mkpi_channel_map", table)
-    try:
-        conn.execute(f"CREATE OR REPLACE TABLE {KPI_SCHEMA}.channel_map AS SELECT * FROM __mkpi_channel_map")
-    finally:
-        conn.unregister("__mkpi_channel_map")
+    replace_table(conn, f"{KPI_SCHEMA}.channel_map", table)
 
 
 @dataclass(frozen=True)
