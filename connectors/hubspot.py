@@ -309,6 +309,19 @@ class HubSpotConnector:
     def _opts(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
+    def _paged(self, what: str, fetch: Callable[..., Any], **params: Any) -> Iterator[dict[str, Any]]:
+        """Every page body of a list endpoint, following `paging.next.after` to the last page."""
+        after: str | None = None
+        while True:
+            kwargs = {"limit": LIST_PAGE, **params, **self._opts()}
+            if after:
+                kwargs["after"] = after
+            body = self.call(f"{what} after={after}", lambda kwargs=kwargs: fetch(**kwargs))
+            yield body
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
     # ---- metadata ---------------------------------------------------------------------------------------
 
     def property_definitions(self, object_type: str) -> dict[str, dict[str, Any]]:
@@ -335,23 +348,16 @@ class HubSpotConnector:
         lists are fetched by batch read (POST body) instead of the URL."""
         basic = self.sub("crm.objects.basic_api")
         in_url = len("&properties=".join(properties)) < MAX_URL_BYTES
-        after: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived, **self._opts()}
-            if after:
-                kwargs["after"] = after
-            if in_url:
-                kwargs["properties"] = list(properties)
-            body = self.call(f"GET /crm/v3/objects/{object_type} archived={archived} after={after}",
-                             lambda kwargs=kwargs: basic.get_page(object_type, **kwargs))
+        params: dict[str, Any] = {"archived": archived}
+        if in_url:
+            params["properties"] = list(properties)
+        for body in self._paged(f"GET /crm/v3/objects/{object_type} archived={archived}",
+                                lambda **kw: basic.get_page(object_type, **kw), **params):
             records = body.get("results", [])
             if records and not in_url:
                 records = self.batch_read(object_type, [r["id"] for r in records], properties, archived)
             if records:
                 yield records
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return
 
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str], archived: bool = False
                    ) -> list[dict[str, Any]]:
@@ -490,13 +496,7 @@ class HubSpotConnector:
     def fetch_owners(self, window: Window) -> Iterator[Batch]:
         owners_api = self.sub("crm.owners.owners_api")
         for archived in (False, True):
-            after: str | None = None
-            while True:
-                kwargs: dict[str, Any] = {"limit": LIST_PAGE, "archived": archived, **self._opts()}
-                if after:
-                    kwargs["after"] = after
-                body = self.call(f"GET /crm/v3/owners archived={archived}",
-                                 lambda kwargs=kwargs: owners_api.get_page(**kwargs))
+            for body in self._paged(f"GET /crm/v3/owners archived={archived}", owners_api.get_page, archived=archived):
                 results = body.get("results", [])
                 table = pa.table({
                     "id": [str(o["id"]) for o in results],
@@ -507,9 +507,6 @@ class HubSpotConnector:
                     "updated_at": cast_column([o.get("updatedAt") for o in results], pa.timestamp("ms", "UTC")),
                 }, schema=OWNERS.schema)
                 yield Batch(OWNERS, table, window)
-                after = ((body.get("paging") or {}).get("next") or {}).get("after")
-                if not after:
-                    break
 
     def fetch_deal_stages(self, window: Window) -> Iterator[Batch]:
         """Stages of every deal pipeline; won = closed with probability 1.0 (metadata, never labels)."""
@@ -536,12 +533,7 @@ class HubSpotConnector:
         and e-mails not loaded yet are written; older counters are final and left alone."""
         emails_api = self.sub("marketing.emails.marketing_emails_api")
         horizon = self.now_ms() - self.settings.email_reread_days * 86_400_000
-        after: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"limit": LIST_PAGE, "include_stats": True, **self._opts()}
-            if after:
-                kwargs["after"] = after
-            body = self.call("GET /marketing/v3/emails/", lambda kwargs=kwargs: emails_api.get_page(**kwargs))
+        for body in self._paged("GET /marketing/v3/emails/", emails_api.get_page, include_stats=True):
             rows: dict[str, list[Any]] = {name: [] for name in EMAIL_STATISTICS.schema.names}
             for email in body.get("results", []):
                 published = _parse_instant(str(email.get("publishDate") or "")) if email.get("publishDate") else None
@@ -560,6 +552,3 @@ class HubSpotConnector:
                     rows[counter].append(int(counters.get(counter) or 0))
             rows["published_at"] = pa.array(rows["published_at"], pa.int64()).cast(pa.timestamp("ms", "UTC"))
             yield Batch(EMAIL_STATISTICS, pa.table(rows, schema=EMAIL_STATISTICS.schema), window)
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return
