@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from tests import battery
+
 # Keep developer credentials and settings out of tests: a test sets exactly what it needs.
 _ISOLATED = [k for k in os.environ if k.startswith("MKPI_")] + ["GOOGLE_APPLICATION_CREDENTIALS", "DAGSTER_HOME"]
 
@@ -23,3 +25,20 @@ def _isolated_env(monkeypatch, tmp_path):
 
     SERVER_ERRORS.reset()
     yield
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "battery(line): a test of the reliability battery (issue #8), by report line")
+
+
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
+    marker = item.get_closest_marker("battery")
+    if marker is None or call.when != "call":
+        return
+    battery.outcome(marker.args[0], call.excinfo is None)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = os.environ.get("MKPI_RELIABILITY_REPORT")
+    if path:
+        battery.write_report(path, os.environ.get("MKPI_RELIABILITY_COMMAND", "make chaos"))

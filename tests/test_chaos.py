@@ -26,6 +26,7 @@ from sandbox.gsc_server import GscServer
 from sandbox.httpserver import FaultProfile
 from sandbox.matomo_server import MatomoServer
 from sandbox.world import DEFAULT_GA4_PROPERTY_ID, DEFAULT_GSC_SITE, World
+from tests import battery
 
 TODAY = date(2026, 3, 31)
 WINDOW = Window(date(2026, 3, 1), date(2026, 3, 28))
@@ -120,11 +121,15 @@ def fault_free(tmp_path_factory) -> str:
     return load(str(tmp_path_factory.mktemp("chaos") / "clean.duckdb"), None)[0]
 
 
+@pytest.mark.battery("Chaos")
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_a_flaky_network_changes_nothing_in_the_data(seed, fault_free, tmp_path):
     digest, waits, stats, reruns = load(str(tmp_path / "chaos.duckdb"), seed)
     retries = sum(s.retries for s in stats)
     print(f"seed {seed}: {sum(s.requests for s in stats)} requests {retries} retries {reruns} reruns")
+    battery.count("Chaos", "requests", sum(s.requests for s in stats))
+    battery.count("Chaos", "retries", retries)
+    battery.count("Chaos", "step re-runs", reruns)
     assert digest == fault_free
     assert retries > 0  # the faults really happened
     after_429 = [wait for s in stats for reason, wait in s.waits if "429" in reason]

@@ -6,6 +6,7 @@ import time
 from datetime import date
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, REFRESHES
@@ -14,6 +15,7 @@ from sandbox.launcher import start_sandbox
 from sandbox.world import World
 
 
+@pytest.mark.battery("Persistent outage")
 def test_a_persistent_ga4_outage_fails_fast_and_changes_nothing(tmp_path, monkeypatch):
     db = tmp_path / "work.duckdb"
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(db))

@@ -6,6 +6,7 @@ import logging
 from datetime import date
 
 import dagster as dg
+import pytest
 
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
@@ -15,6 +16,7 @@ from sandbox.world import World
 SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN")
 
 
+@pytest.mark.battery("Secrets")
 def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
     work, analyst = tmp_path / "work.duckdb", tmp_path / "kpis.duckdb"
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(work))

@@ -1,0 +1,74 @@
+"""The reliability battery's own report (issue #8): `docs/reliability.md` is written by the tests, not by hand.
+
+A battery test is marked ``@pytest.mark.battery("Chaos")`` (the line of the report it proves) and may add
+figures with :func:`count` (summed over the line's runs) or :func:`note` (free text, kept in order). When
+``MKPI_RELIABILITY_REPORT`` names a file (``make chaos`` sets it to ``docs/reliability.md``), the session
+writes one row per line: runs passed / runs, and the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+# line -> figure name -> summed value; line -> notes; line -> [passed, run]
+_COUNTS: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+_NOTES: dict[str, list[str]] = defaultdict(list)
+_RUNS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+_ORDER = ["Chaos", "Persistent outage", "Crash", "Idempotence", "Concurrency", "Bad input", "Schema drift",
+          "Secrets"]
+
+
+def count(line: str, name: str, value: float = 1) -> None:
+    """Add ``value`` to the figure ``name`` of ``line`` (requests, retries, cases, ...)."""
+    _COUNTS[line][name] += value
+
+
+def note(line: str, text: str) -> None:
+    """Attach one sentence of evidence to ``line``."""
+    _NOTES[line].append(text)
+
+
+def outcome(line: str, passed: bool) -> None:
+    """Called by the pytest hook in conftest for every battery test that ran."""
+    _RUNS[line][1] += 1
+    _RUNS[line][0] += int(passed)
+
+
+def _figure(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def render(command: str) -> str:
+    lines = sorted(_RUNS, key=lambda line: (_ORDER.index(line) if line in _ORDER else len(_ORDER), line))
+    out = [
+        "# Reliability battery results",
+        "",
+        "Written by the battery itself (`tests/battery.py`); do not edit by hand. Regenerate with "
+        f"`{command}`.",
+        "",
+        f"- When: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"{platform.system()} {platform.release()}",
+        "",
+        "| Line | Runs passed / run | Figures |",
+        "| --- | --- | --- |",
+    ]
+    for line in lines:
+        passed, run = _RUNS[line]
+        figures = ", ".join(f"{name}: {_figure(value)}" for name, value in _COUNTS[line].items())
+        out.append(f"| {line} | {passed} / {run} | {figures} |")
+    out.append("")
+    for line in lines:
+        if _NOTES[line]:
+            out += [f"## {line}", ""] + [f"- {text}" for text in _NOTES[line]] + [""]
+    return "\n".join(out)
+
+
+def write_report(path: str, command: str) -> None:
+    if _RUNS:
+        Path(path).write_text(render(command), encoding="utf-8")

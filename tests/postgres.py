@@ -1,0 +1,104 @@
+"""A real, throw-away PostgreSQL server for the tests that need one (issue #10: Dagster storage, DuckLake catalog).
+
+Debian's ``postgresql`` package (installed by ``.ci/run``) provides ``initdb`` and ``pg_ctl``; the server gets a
+temporary data directory, a free port on 127.0.0.1 and trust authentication, and is stopped afterwards. PostgreSQL
+refuses to run as root, so as root the server runs as the ``postgres`` system user the package creates. Where
+none of this exists the test is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Postgres:
+    host: str
+    port: int
+    user: str
+    database: str
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy/libpq URL (no password: trust authentication on loopback)."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def libpq(self) -> str:
+        """libpq key/value connection string, as DuckDB's postgres extension takes it."""
+        return f"host={self.host} port={self.port} user={self.user} dbname={self.database}"
+
+    def psql(self, sql: str) -> str:
+        return subprocess.run([_binary("psql"), "-X", "-A", "-t", "-h", self.host, "-p", str(self.port), "-U",
+                               self.user, "-d", self.database, "-c", sql],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    def create_database(self, name: str) -> Postgres:
+        self.psql(f'CREATE DATABASE "{name}"')
+        return Postgres(self.host, self.port, self.user, name)
+
+
+def _binary(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"PostgreSQL's {name} is not installed (Debian package 'postgresql'; .ci/run installs it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _as_server_user(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    runuser = shutil.which("runuser")
+    try:
+        import pwd
+
+        pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+    if runuser is None:
+        pytest.skip("running as root and 'runuser' is missing")
+    return [runuser, "-u", "postgres", "--", *argv]
+
+
+@contextmanager
+def postgres_server(directory: Path) -> Iterator[Postgres]:
+    """Start PostgreSQL in ``directory`` (created if needed); yields the server, then stops it."""
+    initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
+    data = directory / "pgdata"
+    directory.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chmod(directory, 0o777)
+        for parent in directory.parents:  # the server user must reach its data directory
+            if parent == Path("/"):
+                break
+            os.chmod(parent, os.stat(parent).st_mode | 0o011)
+    port = _free_port()
+    subprocess.run(_as_server_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                                    "--no-sync"]), check=True, capture_output=True)
+    options = f"-p {port} -h 127.0.0.1 -k {directory} -c fsync=off -c max_connections=200"
+    subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(directory / "server.log"),
+                                    "-w", "-t", "60", "start"]), check=True, capture_output=True)
+    try:
+        yield Postgres("127.0.0.1", port, "postgres", "postgres")
+    finally:
+        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+                       capture_output=True)
