@@ -13,7 +13,12 @@ class ConnectorError(Exception):
 
 
 class ConfigError(ConnectorError):
-    """The configuration is incomplete or wrong; nothing was requested yet."""
+    """The configuration is incomplete or wrong; nothing was requested yet. `key` names the setting
+    (`ga4.page_size`, `MKPI_GA4_PROPERTY_IDS`) when one is to blame, so the fix is one edit away."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
 
 
 class SourceError(ConnectorError):
@@ -24,6 +29,40 @@ class SourceError(ConnectorError):
         self.account = account
         self.retryable = retryable
         super().__init__(f"{source} account {account}: {message}")
+
+
+class InvalidResponse(SourceError):
+    """A platform answered 2xx with well-formed JSON (or protobuf) whose *content* breaks the API's contract: a
+    wrong type, a missing key, NaN or Infinity, a negative count, a duplicate row, a cursor that does not
+    advance, a column nobody asked for, a 10 MB string, an impossible date.
+
+    Why its own type: such an answer is never loaded (no silent coercion, no "0 rows, success") and never
+    retried (the same request gets the same answer); the on-call engineer needs the source, the account, the
+    endpoint and the field to open a ticket with the platform or fix the mapping. `value` is a short excerpt
+    of the offending value (never a credential: responses carry data, tokens travel in requests)."""
+
+    def __init__(self, source: str, account: str, endpoint: str, field: str, problem: str,
+                 value: object = None) -> None:
+        self.endpoint = endpoint
+        self.field = field
+        self.problem = problem
+        shown = "" if value is None else f" (got {excerpt(value)})"
+        self.value = value
+        super().__init__(source, account, f"{endpoint}: field {field!r}: {problem}{shown}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes (Dagster's multiprocess executor)
+        return (type(self), (self.source, self.account, self.endpoint, self.field, self.problem, self.value))
+
+
+EXCERPT_CHARS = 60
+
+
+def excerpt(value: object) -> str:
+    """A short, single-line rendering of a value for an error message (a 10 MB string stays 60 characters)."""
+    if isinstance(value, str) and len(value) > EXCERPT_CHARS:
+        return f"{value[:EXCERPT_CHARS]!r}... ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
 
 
 class RetriesExhausted(SourceError):

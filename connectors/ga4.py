@@ -27,10 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.batches import Batch, Stream, Window
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, InvalidResponse
 from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
 from connectors.settings import GA4Settings
+from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.ga4")
 
@@ -186,26 +187,60 @@ def build_client(settings: GA4Settings) -> Any:
     )
 
 
-def _cast_metric(values: list[str], metric_type: int) -> pa.Array:
+# Metrics that can legitimately be negative (refunds lower revenue); every other metric read is a count,
+# a duration or a rate, and a negative value is a broken answer.
+SIGNED_METRICS = frozenset({"purchaseRevenue"})
+
+
+def _cast_metric(values: list[str], metric_type: int, contract: Contract | None = None, field: str = "") -> pa.Array:
     from google.analytics.data_v1beta.types import MetricType
 
+    contract = contract or Contract(SOURCE, "?", "runReport")
     strings = pa.array(values, pa.string())
     if metric_type == MetricType.TYPE_INTEGER:
-        return pc.cast(strings, pa.int64())
-    return pc.cast(strings, pa.float64())
+        return contract.cast(strings, pa.int64(), field)
+    return contract.cast(strings, pa.float64(), field)
 
 
-def parse_report(response: Any, report: Ga4Report, property_id: str) -> tuple[pa.Table, int, dict[str, Any]]:
-    """Turn a RunReportResponse into a typed Arrow table; return (table, rowCount, metadata)."""
-    from google.analytics.data_v1beta.types import RunReportResponse
+def _check_headers(contract: Contract, kind: str, got: list[str], wanted: list[str]) -> None:
+    """The headers must be exactly the requested names, in order: row values are positional, so a missing,
+    extra (a new column nobody asked for) or reordered header would shift every value into the wrong column."""
+    if got == wanted:
+        return
+    missing = [n for n in wanted if n not in got]
+    extra = [n for n in got if n not in wanted]
+    if missing:
+        raise contract.fail(f"{kind}Headers", f"requested {kind}s missing from the answer: {missing}")
+    if extra:
+        raise contract.fail(f"{kind}Headers", f"{kind}s nobody asked for in the answer (a new column): {extra}")
+    raise contract.fail(f"{kind}Headers", f"{kind}s in another order than requested", got)
 
+
+def parse_report(response: Any, report: Ga4Report, property_id: str, endpoint: str = "runReport"
+                 ) -> tuple[pa.Table, int, dict[str, Any]]:
+    """Turn a RunReportResponse into a typed Arrow table; return (table, rowCount, metadata).
+
+    Refuses (InvalidResponse, naming the field) anything that breaks the report's contract: headers other
+    than the requested ones, a row with too few or too many values, a metric that is not a number of its
+    declared type, NaN/Infinity, a negative count, an impossible date, an over-long dimension value."""
+    from google.analytics.data_v1beta.types import MetricType, RunReportResponse
+
+    contract = Contract(SOURCE, property_id, endpoint)
     pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
     dim_names = [h.name for h in pb.dimension_headers]
+    _check_headers(contract, "dimension", dim_names, [d for d, _ in report.dimensions])
+    _check_headers(contract, "metric", [h.name for h in pb.metric_headers], [m for m, _ in report.metrics])
     met_headers = {h.name: (i, h.type_) for i, h in enumerate(pb.metric_headers)}
     rows = pb.rows
     dim_values: list[list[str]] = [[] for _ in dim_names]
     met_values: list[list[str]] = [[] for _ in pb.metric_headers]
-    for row in rows:
+    for number, row in enumerate(rows):
+        if len(row.dimension_values) != len(dim_names):
+            raise contract.fail(f"rows[{number}].dimensionValues",
+                                f"{len(row.dimension_values)} values for {len(dim_names)} dimensions")
+        if len(row.metric_values) != len(met_values):
+            raise contract.fail(f"rows[{number}].metricValues",
+                                f"{len(row.metric_values)} values for {len(met_values)} metrics")
         for i, value in enumerate(row.dimension_values):
             dim_values[i].append(value.value)
         for i, value in enumerate(row.metric_values):
@@ -215,20 +250,29 @@ def parse_report(response: Any, report: Ga4Report, property_id: str) -> tuple[pa
     columns: dict[str, pa.Array] = {"property_id": pa.array([property_id] * n, pa.string())}
     is_other = pa.array([False] * n, pa.bool_())
     for api_name, column in report.dimensions:
-        if api_name not in dim_names:
-            raise ValueError(f"response lacks requested dimension {api_name}")
         values = pa.array(dim_values[dim_names.index(api_name)], pa.string())
+        contract.column(values, api_name)
         other_mask = pc.equal(values, OTHER)
         is_other = pc.or_(is_other, other_mask)
         if api_name == "date":
             usable = pc.if_else(other_mask, pa.scalar(None, pa.string()), values)
-            values = pc.cast(pc.strptime(usable, format="%Y%m%d", unit="s"), pa.date32())
+            try:
+                values = pc.cast(pc.strptime(usable, format="%Y%m%d", unit="s"), pa.date32())
+            except pa.ArrowInvalid:
+                for text in usable.to_pylist():
+                    if text is not None:
+                        contract.day(text, api_name, "%Y%m%d")
+                raise
         columns[column] = values
     for api_name, column in report.metrics:
-        if api_name not in met_headers:
-            raise ValueError(f"response lacks requested metric {api_name}")
         index, metric_type = met_headers[api_name]
-        columns[column] = _cast_metric(met_values[index], metric_type)
+        declared = report.stream.schema.field(column).type
+        if metric_type == MetricType.METRIC_TYPE_UNSPECIFIED or (
+                pa.types.is_integer(declared) and metric_type != MetricType.TYPE_INTEGER):
+            raise contract.fail(f"metricHeaders.{api_name}.type", f"type changed: {column} is declared "
+                                f"{declared}, the answer says {MetricType(metric_type).name}")
+        columns[column] = _cast_metric(met_values[index], metric_type, contract, api_name)
+        contract.column(columns[column], api_name, non_negative=api_name not in SIGNED_METRICS)
     metadata = {
         "time_zone": pb.metadata.time_zone or None,
         "currency_code": pb.metadata.currency_code or None,
@@ -241,6 +285,18 @@ def parse_report(response: Any, report: Ga4Report, property_id: str) -> tuple[pa
     if report.derive is not None:
         table = report.derive(table)
     return table, int(pb.row_count), metadata
+
+
+def _invalid_json_field(exc: Exception, property_id: str, endpoint: str) -> InvalidResponse | None:
+    """A JSON body protobuf could read but not map ("Failed to parse rowCount field: ...") is a wrong type in
+    a field, not a transport failure: name the field and do not retry. Unreadable JSON returns None."""
+    import re
+
+    found = re.search(r"Failed to parse (\w+) field", str(exc))
+    if found is None:
+        return None
+    detail = str(exc).split(": ", 1)[-1][:120]
+    return InvalidResponse(SOURCE, property_id, endpoint, found.group(1), f"wrong type ({detail})")
 
 
 def _quota_summary(response: Any) -> dict[str, int]:
@@ -330,6 +386,7 @@ class Ga4Connector:
 
         Every property yields at least one batch, even empty, so the loader clears its window."""
         from google.analytics.data_v1beta.types import DateRange, Dimension, Metric, OrderBy, RunReportRequest
+        from google.protobuf.json_format import ParseError
 
         if isinstance(report, str):
             report = REPORTS[report]
@@ -338,6 +395,7 @@ class Ga4Connector:
         page_size = self.settings.page_size
         for property_id in ids:
             offset = 0
+            seen: set[tuple[Any, ...]] = set()  # report keys read so far: a page served twice is refused
             while True:
                 request = RunReportRequest(
                     property=f"properties/{property_id}",
@@ -354,8 +412,16 @@ class Ga4Connector:
                 def call(
                     request: RunReportRequest = request, property_id: str = property_id
                 ) -> tuple[pa.Table, int, dict[str, Any], Any]:
-                    response = client.run_report(request=request, retry=None, timeout=self.settings.timeout_seconds)
-                    table, row_count, meta = parse_report(response, report, property_id)
+                    endpoint = f"runReport {report.name} {window} offset {request.offset}"
+                    try:
+                        response = client.run_report(request=request, retry=None,
+                                                     timeout=self.settings.timeout_seconds)
+                    except ParseError as exc:
+                        invalid = _invalid_json_field(exc, property_id, endpoint)
+                        if invalid is None:
+                            raise  # unreadable or truncated JSON: retried
+                        raise invalid from None
+                    table, row_count, meta = parse_report(response, report, property_id, endpoint)
                     return table, row_count, meta, response
 
                 kwargs: dict[str, Any] = {}
@@ -378,6 +444,13 @@ class Ga4Connector:
                 if meta["data_loss_from_other_row"]:
                     log.warning("GA4 property %s %s %s: rows aggregated into (other)", property_id,
                                 report.name, window)
+                contract = Contract(SOURCE, property_id, f"runReport {report.name} {window} offset {offset}")
+                key_columns = [c for c in report.stream.key if c != "property_id"]
+                contract.unique(zip(*(table[c].to_pylist() for c in key_columns), strict=True),
+                                "rows." + "+".join(d for d, _ in report.dimensions), seen)
+                if table.num_rows == 0 and offset < row_count:
+                    raise contract.fail("rowCount", f"the answer promises {row_count} rows but the page at offset "
+                                        f"{offset} is empty", row_count)
                 yield Batch(report.stream, table, window, {"property_id": property_id})
                 offset += table.num_rows
                 if table.num_rows == 0 or offset >= row_count:
