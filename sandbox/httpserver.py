@@ -210,6 +210,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         fault = owner._next_fault()
         owner._log(request, fault)
+        if owner.latency_seconds > 0:
+            time.sleep(owner.latency_seconds)
         kind = fault[0] if fault else None
         if kind == "reset":
             # SO_LINGER(on, 0) turns close() into a TCP RST: the client sees "connection reset".
@@ -257,6 +259,8 @@ class SandboxServer:
     def __init__(self) -> None:
         self.faults: queue.Queue[Fault] = queue.Queue()
         self.fault_profile: FaultProfile | None = None
+        # Added to every response (a WAN round trip on loopback), e.g. 0.1 for the latency benchmark.
+        self.latency_seconds: float = 0.0
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
