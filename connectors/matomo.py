@@ -25,6 +25,7 @@ from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError, SourceError
 from connectors.http import HttpClient, RateLimiter, RequestStats, RetryPolicy, is_loopback
 from connectors.settings import MatomoSettings
+from connectors.validation import Contract
 
 SOURCE = "matomo"
 GOALS = ("all", "ecommerceOrder", "ecommerceAbandonedCart")
@@ -185,11 +186,17 @@ class MatomoConnector:
 
     @staticmethod
     def _by_date(name: str, site_id: str, window: Window, result: Any) -> dict[str, Any]:
+        """A multi-day answer keyed by exactly the requested days (an impossible or extra date is refused)."""
+        contract = Contract(SOURCE, site_id, f"{name} {window}")
+        contract.mapping(result, "date")
         expected = [d.isoformat() for d in window.dates()]
-        if not isinstance(result, dict) or sorted(result) != expected:
-            got = sorted(result) if isinstance(result, dict) else type(result).__name__
-            raise SourceError(SOURCE, site_id, f"{name} {window}: answer does not cover the requested days "
-                              f"(got {got if not isinstance(got, list) else f'{len(got)} days'})")
+        for day in result:
+            if day not in expected:
+                contract.day(day, "date")  # an impossible date is named as such
+                raise contract.fail("date", "a day outside the requested window", day)
+        if len(result) != len(expected):
+            raise contract.fail("date", f"answer does not cover the requested days (got {len(result)} of "
+                                f"{len(expected)})")
         return result
 
     def parse(self, site_id: str, window: Window, results: Mapping[str, Any]) -> dict[str, pa.Table]:
@@ -201,38 +208,52 @@ class MatomoConnector:
         tail = {"time_zone": tz, "currency_code": currency}
 
         visits = []
+        contract = Contract(SOURCE, site_id, f"VisitsSummary.get {window}")
         for day, row in self._by_date("VisitsSummary.get", site_id, window, results["VisitsSummary.get"]).items():
-            if not row:  # an empty day is []
+            if isinstance(row, list) and not row:  # an empty day is []
                 continue
-            visits.append({"site_id": site_id, "date": day, **{c: integer(row.get(c)) for c in (
-                "nb_visits", "nb_uniq_visitors", "nb_actions", "nb_visits_converted", "bounce_count",
-                "sum_visit_length", "max_actions")}, **tail})
+            contract.mapping(row, f"{day}")
+            visits.append({"site_id": site_id, "date": day, **{c: _count(contract, row, c) for c in (
+                "nb_visits", "nb_actions", "nb_visits_converted", "bounce_count", "sum_visit_length")},
+                **{c: _count(contract, row, c, optional=True) for c in ("nb_uniq_visitors", "max_actions")}, **tail})
 
         referrers = []
+        contract = Contract(SOURCE, site_id, f"Referrers.getReferrerType {window}")
         answer = self._by_date("Referrers.getReferrerType", site_id, window, results["Referrers.getReferrerType"])
         for day, rows in answer.items():
-            for row in rows or []:
+            seen: set[str] = set()
+            for row in contract.sequence(rows, f"{day}", optional=True):
+                contract.mapping(row, f"{day}[]")
                 referrer_type = self._referrer_type(row)
-                order_goal = (row.get("goals") or {}).get("idgoal=ecommerceOrder") or {}
+                contract.text(referrer_type, "segment")
+                contract.unique([referrer_type], "referrer_type", seen)
+                goals_of_row = contract.mapping(row.get("goals") or {}, "goals")
+                order_goal = contract.mapping(goals_of_row.get("idgoal=ecommerceOrder") or {},
+                                              "goals.idgoal=ecommerceOrder")
                 referrers.append({
-                    "site_id": site_id, "date": day, "referrer_type": referrer_type, "label": row.get("label"),
-                    **{c: integer(row.get(c)) for c in ("nb_visits", "nb_uniq_visitors", "nb_actions",
-                                                         "nb_visits_converted", "bounce_count", "sum_visit_length")},
-                    "orders": integer(order_goal.get("nb_conversions")) or 0,
-                    "revenue": number(order_goal.get("revenue")) or 0.0,
+                    "site_id": site_id, "date": day, "referrer_type": referrer_type,
+                    "label": contract.text(row.get("label"), "label"),
+                    **{c: _count(contract, row, c) for c in ("nb_visits", "nb_actions", "nb_visits_converted",
+                                                              "bounce_count", "sum_visit_length")},
+                    "nb_uniq_visitors": _count(contract, row, "nb_uniq_visitors", optional=True),
+                    "orders": _count(contract, order_goal, "nb_conversions", optional=True) or 0,
+                    "revenue": _amount(contract, order_goal, "revenue", optional=True) or 0.0,
                     **tail,
                 })
 
         goals = []
         for goal, name in zip(GOALS, ("Goals.get", "Goals.get ecommerceOrder", "Goals.get ecommerceAbandonedCart"),
                               strict=True):
+            contract = Contract(SOURCE, site_id, f"{name} {window}")
             for day, row in self._by_date(name, site_id, window, results[name]).items():
-                if not row:
+                if isinstance(row, list) and not row:
                     continue
+                contract.mapping(row, f"{day}")
                 goals.append({"site_id": site_id, "date": day, "goal": goal,
-                              "nb_conversions": integer(row.get("nb_conversions")),
-                              "nb_visits_converted": integer(row.get("nb_visits_converted")),
-                              "revenue": number(row.get("revenue")), "items": integer(row.get("items")), **tail})
+                              "nb_conversions": _count(contract, row, "nb_conversions"),
+                              "nb_visits_converted": _count(contract, row, "nb_visits_converted"),
+                              "revenue": _amount(contract, row, "revenue"),
+                              "items": _count(contract, row, "items", optional=True), **tail})
         return {
             VISITS.table: _table(visits, VISITS),
             REFERRERS.table: _table(referrers, REFERRERS),
@@ -257,6 +278,20 @@ class MatomoConnector:
             tables = self.parse(site_id, window, self.bulk(site_id, window))
             for stream in STREAMS:
                 yield Batch(stream, tables[stream.table], window, {"site_id": site_id})
+
+
+def _count(contract: Contract, row: Mapping[str, Any], key: str, *, optional: bool = False) -> int | None:
+    """A Matomo count: a whole non-negative number or numeric string; absent only where `optional`."""
+    return contract.count(row.get(key), key, optional=optional)
+
+
+def _amount(contract: Contract, row: Mapping[str, Any], key: str, *, optional: bool = False) -> float | None:
+    """A Matomo amount (revenue): a finite non-negative number, numeric string or "12.5%"-style string."""
+    value = row.get(key)
+    if isinstance(value, str) and value.strip().endswith("%"):
+        parsed = contract.number(value.strip()[:-1], key, non_negative=True)
+        return None if parsed is None else parsed / 100
+    return contract.number(value, key, non_negative=True, optional=optional)
 
 
 def _explain(envelope: Mapping[str, Any]) -> str:

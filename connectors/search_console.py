@@ -15,6 +15,7 @@ exceeded" backed off and retried through the shared helper.
 import http.client
 import json
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -35,7 +36,9 @@ from connectors.http import (
     call_with_retry,
     parse_retry_after,
 )
+from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import SearchConsoleSettings
+from connectors.validation import Contract
 
 SOURCE = "search_console"
 SCOPES = ("https://www.googleapis.com/auth/webmasters.readonly",)
@@ -87,23 +90,42 @@ def split_by_data_state(window: Window, today: date, reread_days: int, reread_st
 
 
 def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, search_type: str,
-                  data_state: str) -> pa.Table:
-    """Positional `keys[]` follow the requested dimension order; `position` may be absent."""
+                  data_state: str, endpoint: str = "searchAnalytics.query",
+                  seen: set[tuple[Any, ...]] | None = None) -> pa.Table:
+    """Positional `keys[]` follow the requested dimension order; `position` may be absent (0 impressions).
+
+    Anything else off-contract raises InvalidResponse naming the field: a key more or less than the requested
+    dimensions (a new column), a count that is not a whole non-negative number, NaN or Infinity, an impossible
+    date, an over-long key, the same key twice in the read (`seen` is shared by the pages of one read, so a
+    `startRow` the server ignores is refused instead of loaded twice). Other named fields in a row are ignored."""
+    contract = Contract(SOURCE, site_url, endpoint)
+    contract.sequence(rows, "rows")
     columns: dict[str, list[Any]] = {c: [] for _, c in report.dimensions}
-    clicks: list[int] = []
-    impressions: list[int] = []
+    clicks: list[int | None] = []
+    impressions: list[int | None] = []
     ctr: list[float | None] = []
     position: list[float | None] = []
-    for row in rows:
-        keys = row.get("keys") or []
+    seen = set() if seen is None else seen
+    for number, row in enumerate(rows):
+        contract.mapping(row, f"rows[{number}]")
+        keys = contract.sequence(contract.required(row, "keys", f"rows[{number}].keys"), f"rows[{number}].keys")
         if len(keys) != len(report.dimensions):
-            raise ValueError(f"row has {len(keys)} keys for {len(report.dimensions)} dimensions: {row!r}")
+            raise contract.fail(f"rows[{number}].keys", f"{len(keys)} keys for the {len(report.dimensions)} "
+                                "requested dimensions" + (" (a new column)" if len(keys) > len(report.dimensions)
+                                                          else ""), keys)
+        parsed: list[Any] = []
         for (api_name, column), value in zip(report.dimensions, keys, strict=True):
-            columns[column].append(date.fromisoformat(value) if api_name == "date" else value)
-        clicks.append(int(round(float(row.get("clicks", 0)))))
-        impressions.append(int(round(float(row.get("impressions", 0)))))
-        ctr.append(float(row["ctr"]) if "ctr" in row else None)
-        position.append(float(row["position"]) if "position" in row else None)
+            if api_name == "date":
+                parsed.append(contract.day(value, f"keys.{api_name}"))
+            else:
+                parsed.append(contract.text(value, f"keys.{api_name}", optional=False))
+            columns[column].append(parsed[-1])
+        contract.unique([tuple(parsed)], "keys", seen)
+        clicks.append(contract.count(contract.required(row, "clicks"), "clicks"))
+        shown = contract.count(contract.required(row, "impressions"), "impressions")
+        impressions.append(shown)
+        ctr.append(contract.number(contract.required(row, "ctr"), "ctr", non_negative=True))
+        position.append(contract.number(row.get("position"), "position", non_negative=True, optional=shown == 0))
     n = len(rows)
     data = {
         "site_url": [site_url] * n, "search_type": [search_type] * n, **columns,
@@ -164,6 +186,7 @@ class SearchConsoleConnector:
     today: Callable[[], date] = date.today
     _service: Any = field(default=None, repr=False)
     _limiter: RateLimiter | None = field(default=None, repr=False)
+    _threads: threading.local = field(default_factory=threading.local, repr=False)
 
     def sites(self) -> list[str]:
         if not self.settings.sites:
@@ -176,9 +199,15 @@ class SearchConsoleConnector:
         return list(self.settings.sites)
 
     def service(self) -> Any:
-        if self._service is None:
-            self._service = build_service(self.settings)
-        return self._service
+        """This thread's discovery client: httplib2 (under googleapiclient) is not thread-safe, so each thread
+        reading sites in parallel builds its own, from the static discovery document (no request). A service
+        set on `_service` (tests) is used as is."""
+        if self._service is not None:
+            return self._service
+        service = getattr(self._threads, "service", None)
+        if service is None:
+            service = self._threads.service = build_service(self.settings)
+        return service
 
     def limiter(self) -> RateLimiter:
         if self._limiter is None:
@@ -201,18 +230,26 @@ class SearchConsoleConnector:
             raise ValueError(f"unexpected answer type {type(result).__name__}")
         return result
 
-    def fetch(self, report: GscReport | str, window: Window, sites: Sequence[str] | None = None) -> Iterator[Batch]:
-        """Yield batches per page, per data-state part of the window, per search type, per site."""
+    def fetch(self, report: GscReport | str, window: Window, sites: Sequence[str] | None = None,
+              accounts: AccountLog | None = None) -> Iterator[Batch]:
+        """Yield batches per page, per data-state part of the window, per search type, per site.
+
+        Sites are read `parallel_accounts` at a time (the shared queries-per-minute limiter still bounds the
+        rate), handed on in configured order; with `accounts`, a failing site is recorded there and skipped
+        instead of raised (connectors/parallel.py)."""
         if isinstance(report, str):
             report = REPORTS[report]
         site_list = list(sites) if sites else self.sites()
         row_limit = self.settings.row_limit
         parts = split_by_data_state(window, self.today(), self.settings.reread_days, self.settings.reread_data_state)
-        for site_url in site_list:
+        self.limiter()  # one limiter for every thread, created before they start
+
+        def fetch_site(site_url: str) -> Iterator[Batch]:
             for search_type in self.settings.search_types:
                 scope = {"site_url": site_url, "search_type": search_type}
                 for part, data_state in parts:
                     start_row = 0
+                    seen: set[tuple[Any, ...]] = set()
                     while True:
                         body = {
                             "startDate": part.start.isoformat(), "endDate": part.end.isoformat(),
@@ -223,9 +260,14 @@ class SearchConsoleConnector:
                         answer = self.query(site_url, body, f"searchAnalytics.query {report.name} {search_type} "
                                                             f"{part} startRow {start_row}")
                         rows = answer.get("rows") or []
-                        table = rows_to_table(rows, report, site_url, search_type, data_state)
+                        table = rows_to_table(rows, report, site_url, search_type, data_state,
+                                              f"searchAnalytics.query {report.name} {search_type} {part} "
+                                              f"startRow {start_row}", seen)
                         # the whole window is the replacement scope, so pages and parts delete it once
                         yield Batch(report.stream, table, window, scope)
                         start_row += len(rows)
                         if len(rows) < row_limit:
                             break
+
+        yield from fetch_accounts(site_list, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
+                                  log=accounts)
