@@ -18,7 +18,6 @@ How it reads (see shared/research/peers.md and emulators.md, Google Ads):
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +27,9 @@ from connectors.errors import ConfigError
 from connectors.google_ads_transport import API_VERSION, google_ads_service, split_host_port
 from connectors.google_auth import adc_file
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, is_loopback, redact
+from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GoogleAdsSettings
+from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.google_ads")
 
@@ -145,24 +146,39 @@ def classify(exc: BaseException) -> Verdict:
     return Fatal(f"{type(exc).__name__}: {exc}")
 
 
-def rows_to_table(rows: Sequence[Any], customer_id: str) -> pa.Table:
-    """GoogleAdsRow messages (proto-plus) into the declared Arrow schema."""
+def rows_to_table(rows: Sequence[Any], customer_id: str, endpoint: str = "search_stream campaign") -> pa.Table:
+    """GoogleAdsRow messages (proto-plus) into the declared Arrow schema.
+
+    gRPC types the fields, so what can still be wrong is content: a row of another customer, a missing or
+    impossible `segments.date`, campaign id 0, a negative count or cost, NaN/Infinity conversions, no
+    currency or time zone (amounts in different currencies must never meet), an over-long name, or the same
+    (date, campaign) twice: each raises InvalidResponse naming the field."""
+    contract = Contract(SOURCE, customer_id, endpoint)
     columns: dict[str, list[Any]] = {name: [] for name in CAMPAIGN_DAILY.schema.names}
+    seen: set[tuple[Any, ...]] = set()
     for row in rows:
-        columns["customer_id"].append(str(row.customer.id) if row.customer.id else customer_id)
-        columns["date"].append(date.fromisoformat(row.segments.date))
+        if row.customer.id and str(row.customer.id) != customer_id:
+            raise contract.fail("customer.id", "a row of another customer than the one asked for", row.customer.id)
+        day = contract.day(row.segments.date, "segments.date")
+        if not row.campaign.id or row.campaign.id < 0:
+            raise contract.fail("campaign.id", "missing or not a positive id", row.campaign.id)
+        contract.unique([(day, row.campaign.id)], "segments.date+campaign.id", seen)
+        columns["customer_id"].append(customer_id)
+        columns["date"].append(day)
         columns["campaign_id"].append(row.campaign.id)
-        columns["campaign_name"].append(row.campaign.name)
+        columns["campaign_name"].append(contract.text(row.campaign.name, "campaign.name"))
         columns["campaign_status"].append(row.campaign.status.name)
         columns["advertising_channel_type"].append(row.campaign.advertising_channel_type.name)
-        columns["impressions"].append(row.metrics.impressions)
-        columns["clicks"].append(row.metrics.clicks)
-        columns["cost_micros"].append(row.metrics.cost_micros)
+        for metric in ("impressions", "clicks", "cost_micros"):
+            columns[metric].append(contract.count(getattr(row.metrics, metric), f"metrics.{metric}"))
         columns["cost"].append(row.metrics.cost_micros / 1_000_000)
-        columns["conversions"].append(float(row.metrics.conversions))
-        columns["conversions_value"].append(float(row.metrics.conversions_value))
-        columns["currency_code"].append(row.customer.currency_code or None)
-        columns["time_zone"].append(row.customer.time_zone or None)
+        for metric in ("conversions", "conversions_value"):
+            columns[metric].append(contract.number(getattr(row.metrics, metric), f"metrics.{metric}",
+                                                   non_negative=True))
+        columns["currency_code"].append(contract.text(row.customer.currency_code or None, "customer.currency_code",
+                                                      optional=False, max_chars=3))
+        columns["time_zone"].append(contract.text(row.customer.time_zone or None, "customer.time_zone",
+                                                  optional=False, max_chars=64))
     return pa.Table.from_pydict(columns, schema=CAMPAIGN_DAILY.schema)
 
 
@@ -210,19 +226,25 @@ class GoogleAdsConnector:
             )
         return self._service
 
-    def fetch(self, window: Window, customer_ids: Sequence[str] | None = None) -> Iterator[Batch]:
-        """One search_stream per customer for the whole window; one batch per customer."""
+    def fetch(self, window: Window, customer_ids: Sequence[str] | None = None,
+              accounts: AccountLog | None = None) -> Iterator[Batch]:
+        """One search_stream per customer for the whole window; one batch per customer.
+
+        Customers are read `parallel_accounts` at a time over the one (thread-safe) gRPC channel, handed on
+        in configured order; with `accounts`, a failing customer is recorded there and skipped instead of
+        raised (connectors/parallel.py)."""
         ids = [normalise_customer_id(c) for c in customer_ids] if customer_ids else self.check()
         service = self.service()
         query = QUERY.format(start=window.start.isoformat(), end=window.end.isoformat())
-        for customer_id in ids:
+
+        def fetch_customer(customer_id: str) -> Iterator[Batch]:
 
             def call(customer_id: str = customer_id) -> pa.Table:
                 rows: list[Any] = []
                 for batch in service.search_stream(customer_id=customer_id, query=query,
                                                    timeout=self.settings.timeout_seconds):
                     rows.extend(batch.results)
-                return rows_to_table(rows, customer_id)
+                return rows_to_table(rows, customer_id, f"search_stream campaign {window}")
 
             kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
             try:
@@ -233,3 +255,6 @@ class GoogleAdsConnector:
                 exc.args = tuple(redact(str(a), self._secrets()) for a in exc.args)
                 raise
             yield Batch(CAMPAIGN_DAILY, table, window, {"customer_id": customer_id})
+
+        yield from fetch_accounts(ids, fetch_customer, max_workers=self.settings.parallel_accounts, source=SOURCE,
+                                  log=accounts)
