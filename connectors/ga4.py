@@ -30,6 +30,7 @@ from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError, InvalidResponse
 from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
+from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GA4Settings
 from connectors.validation import Contract
 
@@ -380,11 +381,13 @@ class Ga4Connector:
 
         return classify
 
-    def fetch(self, report: Ga4Report | str, window: Window, property_ids: Sequence[str] | None = None
-              ) -> Iterator[Batch]:
+    def fetch(self, report: Ga4Report | str, window: Window, property_ids: Sequence[str] | None = None,
+              accounts: AccountLog | None = None) -> Iterator[Batch]:
         """Yield one batch per page per property for the report over the window (inclusive dates).
 
-        Every property yields at least one batch, even empty, so the loader clears its window."""
+        Every property yields at least one batch, even empty, so the loader clears its window. Properties are
+        read `parallel_accounts` at a time, handed on in configured order; with `accounts`, a failing
+        property is recorded there and skipped instead of raised (connectors/parallel.py)."""
         from google.analytics.data_v1beta.types import DateRange, Dimension, Metric, OrderBy, RunReportRequest
         from google.protobuf.json_format import ParseError
 
@@ -393,7 +396,8 @@ class Ga4Connector:
         ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
         client = self.client()
         page_size = self.settings.page_size
-        for property_id in ids:
+
+        def fetch_property(property_id: str) -> Iterator[Batch]:
             offset = 0
             seen: set[tuple[Any, ...]] = set()  # report keys read so far: a page served twice is refused
             while True:
@@ -455,3 +459,6 @@ class Ga4Connector:
                 offset += table.num_rows
                 if table.num_rows == 0 or offset >= row_count:
                     break
+
+        yield from fetch_accounts(ids, fetch_property, max_workers=self.settings.parallel_accounts, source=SOURCE,
+                                  log=accounts)

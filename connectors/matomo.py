@@ -24,6 +24,7 @@ import pyarrow as pa
 from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError, SourceError
 from connectors.http import HttpClient, RateLimiter, RequestStats, RetryPolicy, is_loopback
+from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import MatomoSettings
 from connectors.validation import Contract
 
@@ -270,14 +271,23 @@ class MatomoConnector:
             return _REFERRER_CODES[code]
         return _REFERRER_LABELS.get(str(row.get("label")), str(row.get("label") or "unknown"))
 
-    def fetch(self, window: Window, site_ids: Sequence[str] | None = None) -> Iterator[Batch]:
-        """Yield one batch per stream per site: every site's window is replaced, even when empty."""
+    def fetch(self, window: Window, site_ids: Sequence[str] | None = None,
+              accounts: AccountLog | None = None) -> Iterator[Batch]:
+        """Yield one batch per stream per site: every site's window is replaced, even when empty.
+
+        Sites are read `parallel_accounts` at a time through one HTTP client (its rate limit holds across
+        them), handed on in configured order; with `accounts`, a failing site is recorded there and skipped
+        instead of raised (connectors/parallel.py)."""
         ids = list(site_ids) if site_ids else self.site_ids()
         self.check()
-        for site_id in ids:
+        self.http()  # one client (session, rate limiter) for every thread, created before they start
+
+        def fetch_site(site_id: str) -> list[Batch]:
             tables = self.parse(site_id, window, self.bulk(site_id, window))
-            for stream in STREAMS:
-                yield Batch(stream, tables[stream.table], window, {"site_id": site_id})
+            return [Batch(stream, tables[stream.table], window, {"site_id": site_id}) for stream in STREAMS]
+
+        yield from fetch_accounts(ids, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
+                                  log=accounts)
 
 
 def _count(contract: Contract, row: Mapping[str, Any], key: str, *, optional: bool = False) -> int | None:
