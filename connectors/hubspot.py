@@ -45,6 +45,7 @@ from connectors.http import (
     redact,
 )
 from connectors.settings import HubSpotSettings
+from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.hubspot")
 
@@ -174,18 +175,82 @@ def default_stream(object_type: str, churn_date_property: str = "churn_date") ->
     return object_stream(object_type, properties, {p: {"type": t} for p, t in DEFAULT_TYPES.items()})
 
 
-def records_to_table(records: Sequence[Mapping[str, Any]], stream: Stream) -> pa.Table:
+def checked_column(contract: Contract, values: list[Any], dtype: pa.DataType, field: str) -> pa.Array:
+    """`cast_column` for an answer's values, refusing (InvalidResponse naming the field and the value) what is
+    not a string of the property's type: an object or a number where HubSpot sends strings, "abc" for a number,
+    an impossible date, NaN or Infinity, a string past the length bound."""
+    for value in values:
+        if value is not None and not isinstance(value, str):
+            raise contract.fail(field, f"expected a string, got {type(value).__name__}", value)
+        if pa.types.is_boolean(dtype) and value not in (None, "") and value.lower() not in ("true", "false"):
+            raise contract.fail(field, "expected \"true\" or \"false\"", value)
+    try:
+        column = cast_column(values, dtype)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+        for value in values:
+            try:
+                cast_column([value], dtype)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+                raise contract.fail(field, f"not a valid {dtype}", value) from None
+        raise
+    contract.column(column, field)
+    return column
+
+
+def records_to_table(records: Sequence[Mapping[str, Any]], stream: Stream, endpoint: str = "crm/v3/objects"
+                     ) -> pa.Table:
+    """One page of CRM records as the stream's typed table; properties the stream does not declare are
+    ignored, a record without an id, an id twice in the page or a value not of its type are refused."""
+    contract = Contract(SOURCE, "portal", endpoint)
+    for record in records:
+        contract.mapping(record, "results[]")
+        record_id = contract.required(record, "id")
+        if not isinstance(record_id, str | int) or isinstance(record_id, bool) or not str(record_id).isdigit():
+            raise contract.fail("id", "not a numeric record id", record_id)
+        contract.mapping(record.get("properties") or {}, "properties")
+        if not isinstance(record.get("archived", False), bool):
+            raise contract.fail("archived", "expected true or false", record.get("archived"))
+    ids = pa.array([str(r["id"]) for r in records], pa.string())
+    if len(ids) and pc.count_distinct(ids).as_py() != len(ids):
+        contract.unique(ids.to_pylist(), "id")
     columns: dict[str, pa.Array] = {
-        "id": pa.array([str(r["id"]) for r in records], pa.string()),
+        "id": ids,
         "archived": pa.array([bool(r.get("archived", False)) for r in records], pa.bool_()),
-        "created_at": cast_column([r.get("createdAt") for r in records], pa.timestamp("ms", "UTC")),
-        "updated_at": cast_column([r.get("updatedAt") for r in records], pa.timestamp("ms", "UTC")),
+        "created_at": checked_column(contract, [r.get("createdAt") for r in records], pa.timestamp("ms", "UTC"),
+                                     "createdAt"),
+        "updated_at": checked_column(contract, [r.get("updatedAt") for r in records], pa.timestamp("ms", "UTC"),
+                                     "updatedAt"),
     }
     for f in stream.schema:
         if f.name in columns:
             continue
-        columns[f.name] = cast_column([(r.get("properties") or {}).get(f.name) for r in records], f.type)
+        columns[f.name] = checked_column(contract, [(r.get("properties") or {}).get(f.name) for r in records],
+                                         f.type, f"properties.{f.name}")
     return pa.table(columns, schema=stream.schema)
+
+
+def _checked_search_page(contract: Contract, body: Any, after: int, sort: str) -> dict[str, Any]:
+    """A search page the paging logic can trust: results are records with numeric ids and a readable sort
+    value, `total` is a count, and `paging.next.after` moves forward (a cursor that does not advance would
+    read the same page forever)."""
+    contract.mapping(body, "body")
+    for record in contract.sequence(body.get("results"), "results", optional=True):
+        contract.mapping(record, "results[]")
+        record_id = contract.required(record, "id")
+        if not str(record_id).isdigit() or isinstance(record_id, bool):
+            raise contract.fail("id", "not a numeric record id", record_id)
+        value = contract.mapping(record.get("properties") or {}, "properties").get(sort)
+        if value is not None:
+            checked_column(contract, [value], pa.timestamp("ms", "UTC") if sort != "hs_object_id" else pa.string(),
+                           f"properties.{sort}")
+    contract.count(body.get("total"), "total", optional=True)
+    following = ((contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after"))
+    if following is not None:
+        next_after = contract.count(following, "paging.next.after")
+        if next_after is not None and next_after <= after:
+            raise contract.fail("paging.next.after", "paging cursor does not advance (the same page would be "
+                                "read forever)", following)
+    return body
 
 
 def _next_step(body: Mapping[str, Any], after: int) -> int | str | None:
@@ -262,12 +327,21 @@ class HubSpotConnector:
         if status is not None and hasattr(exc, "body"):
             body = exc.body.decode("utf-8", "replace") if isinstance(exc.body, bytes) else str(exc.body or "")
             try:
-                message = json.loads(body).get("message", body[:200])
+                parsed = json.loads(body)
             except ValueError:
-                message = body[:200]
+                parsed = None
+            parsed = parsed if isinstance(parsed, dict) else {}
+            message = parsed.get("message", body[:200])
             headers = getattr(exc, "headers", None) or {}
             if status == 429:
-                return Retry(f"429 {message}", parse_retry_after(headers.get("Retry-After")))
+                wait = parse_retry_after(headers.get("Retry-After"))
+                policy = parsed.get("policyName")
+                if policy == "DAILY":  # the portal's daily allowance: nothing to gain before midnight
+                    return Retry(f"429 {message} (the portal's daily API limit is spent; it resets at midnight "
+                                 "in the portal's time zone)", 86_400.0)
+                if policy == "SECONDLY":  # the search limit, sent without Retry-After: its window is one second
+                    wait = max(wait, 1.0)
+                return Retry(f"429 {message}", wait)
             if status == 0 or status >= 500 or status == 408:
                 return Retry(f"{status} {message}")
             hint = " (check MKPI_HUBSPOT_TOKEN and the private app's scopes)" if status in (401, 403) else ""
@@ -317,8 +391,13 @@ class HubSpotConnector:
             if after:
                 kwargs["after"] = after
             body = self.call(f"{what} after={after}", lambda kwargs=kwargs: fetch(**kwargs))
+            contract = Contract(SOURCE, "portal", f"{what} after={after}")
+            contract.mapping(body, "body")
+            contract.sequence(body.get("results"), "results", optional=True)
             yield body
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            following = ((contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after"))
+            contract.advances(after, following, "paging.next.after")
+            after = following
             if not after:
                 return
 
@@ -374,8 +453,9 @@ class HubSpotConnector:
         request = {"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
                    "properties": list(properties), "limit": SEARCH_PAGE, "after": str(after)}
         search = self.sub("crm.objects.search_api")
-        return self.call(f"POST /crm/v3/objects/{object_type}/search after={after}",
-                         lambda: search.do_search(object_type, request, **self._opts()), search=True)
+        what = f"POST /crm/v3/objects/{object_type}/search after={after}"
+        body = self.call(what, lambda: search.do_search(object_type, request, **self._opts()), search=True)
+        return _checked_search_page(Contract(SOURCE, "portal", what), body, after, sort)
 
     def search_modified(self, object_type: str, since_ms: int, until_ms: int, properties: Sequence[str]
                         ) -> Iterator[list[dict[str, Any]]]:
@@ -466,11 +546,13 @@ class HubSpotConnector:
             since = max(0, int(cursor) - self.settings.lookback_seconds * 1000)
             pages = self.search_modified(object_type, since, until, properties)
         changed_ids: list[str] = []
+        endpoint = f"crm/v3/objects/{object_type}"
         for records in pages:
-            changed_ids.extend(r["id"] for r in records)
-            yield Batch(stream, records_to_table(records, stream), window)
+            table = records_to_table(records, stream, endpoint)
+            changed_ids.extend(table["id"].to_pylist())
+            yield Batch(stream, table, window)
         for records in self.list_all(object_type, properties, archived=True):
-            yield Batch(stream, records_to_table(records, stream), window)
+            yield Batch(stream, records_to_table(records, stream, f"{endpoint} archived"), window)
         if object_type == "deals" and changed_ids:
             yield from self.fetch_deal_associations(changed_ids, window)
         yield Batch(stream, records_to_table([], stream), window,
@@ -497,14 +579,22 @@ class HubSpotConnector:
         owners_api = self.sub("crm.owners.owners_api")
         for archived in (False, True):
             for body in self._paged(f"GET /crm/v3/owners archived={archived}", owners_api.get_page, archived=archived):
-                results = body.get("results", [])
+                results = body.get("results") or []
+                contract = Contract(SOURCE, "portal", f"GET /crm/v3/owners archived={archived}")
+                for owner in results:
+                    contract.mapping(owner, "results[]")
+                    contract.required(owner, "id")
+                    for key in ("email", "firstName", "lastName"):
+                        contract.text(owner.get(key), key)
+                contract.unique([str(o["id"]) for o in results], "id")
                 table = pa.table({
                     "id": [str(o["id"]) for o in results],
                     "email": [o.get("email") for o in results],
                     "first_name": [o.get("firstName") for o in results],
                     "last_name": [o.get("lastName") for o in results],
                     "archived": [bool(o.get("archived", archived)) for o in results],
-                    "updated_at": cast_column([o.get("updatedAt") for o in results], pa.timestamp("ms", "UTC")),
+                    "updated_at": checked_column(contract, [o.get("updatedAt") for o in results],
+                                                 pa.timestamp("ms", "UTC"), "updatedAt"),
                 }, schema=OWNERS.schema)
                 yield Batch(OWNERS, table, window)
 
@@ -535,7 +625,19 @@ class HubSpotConnector:
         horizon = self.now_ms() - self.settings.email_reread_days * 86_400_000
         for body in self._paged("GET /marketing/v3/emails/", emails_api.get_page, include_stats=True):
             rows: dict[str, list[Any]] = {name: [] for name in EMAIL_STATISTICS.schema.names}
-            for email in body.get("results", []):
+            contract = Contract(SOURCE, "portal", "GET /marketing/v3/emails/")
+            emails = body.get("results") or []
+            for email in emails:
+                contract.mapping(email, "results[]")
+                contract.required(email, "id")
+                for key in ("name", "subject", "state", "type"):
+                    contract.text(email.get(key), key)
+                contract.mapping(contract.mapping(email.get("stats") or {}, "stats").get("counters") or {},
+                                 "stats.counters")
+                if email.get("publishDate"):
+                    checked_column(contract, [email["publishDate"]], pa.timestamp("ms", "UTC"), "publishDate")
+            contract.unique([str(e["id"]) for e in emails], "id")
+            for email in emails:
                 published = _parse_instant(str(email.get("publishDate") or "")) if email.get("publishDate") else None
                 email_id = str(email["id"])
                 if known_ids is not None and email_id in known_ids and published is not None and published < horizon:
@@ -548,7 +650,8 @@ class HubSpotConnector:
                 rows["email_type"].append(email.get("type"))
                 rows["published_at"].append(published)
                 rows["send_date"].append(datetime.fromtimestamp(published / 1000, UTC).date() if published else None)
-                for counter in _COUNTERS:
-                    rows[counter].append(int(counters.get(counter) or 0))
+                for counter in _COUNTERS:  # HubSpot leaves out counters that are still zero
+                    rows[counter].append(contract.count(counters.get(counter), f"stats.counters.{counter}",
+                                                        optional=True) or 0)
             rows["published_at"] = pa.array(rows["published_at"], pa.int64()).cast(pa.timestamp("ms", "UTC"))
             yield Batch(EMAIL_STATISTICS, pa.table(rows, schema=EMAIL_STATISTICS.schema), window)
