@@ -17,7 +17,7 @@ from datetime import date
 from types import FrameType
 
 from sandbox.launcher import start_sandbox
-from sandbox.world import DEFAULT_GA4_PROPERTY_ID, World
+from sandbox.world import PROFILES, World
 
 
 def _parse_properties(value: str) -> dict[str, float]:
@@ -35,14 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--today", type=date.fromisoformat, default=None,
                         help="last day with data (YYYY-MM-DD); default: today in Europe/Paris")
     parser.add_argument("--restatement-days", type=int, default=0)
-    parser.add_argument("--ga4-properties", type=_parse_properties, default={DEFAULT_GA4_PROPERTY_ID: 1.0},
-                        help="comma-separated id[=scale] list")
+    parser.add_argument("--profile", choices=PROFILES, default="default",
+                        help="accounts to serve: default (one per platform) or many (50 GA4 properties, 20 Search "
+                             "Console sites, 20 Google Ads customers in four currencies, 10 Matomo sites)")
+    parser.add_argument("--ga4-properties", type=_parse_properties, default=None,
+                        help="comma-separated id[=scale] list (default: the profile's properties)")
     parser.add_argument("--exec", dest="command", nargs=argparse.REMAINDER, default=None,
                         help="run this command with the sandbox environment, then stop (used by `make dev`)")
     args = parser.parse_args(argv)
 
     world = World(seed=args.seed, today=args.today, restatement_days=args.restatement_days,
-                  ga4_properties=args.ga4_properties)
+                  ga4_properties=args.ga4_properties, profile=args.profile)
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
-from sandbox.world import DEFAULT_GSC_SITE, GscDay, GscRow, World, _split
+from sandbox.world import GscDay, GscRow, World, _split
 
 PERMISSION_HELP = "https://support.google.com/webmasters/answer/2451999"
 DIMENSIONS = ("date", "query", "page", "device", "country")
@@ -165,7 +165,7 @@ class GscServer(SandboxServer):
         if queries_per_minute is not None and queries_per_minute < 1:
             raise ValueError("queries_per_minute must be >= 1 (or None for no quota)")
         self.world = world
-        self.sites: list[str] = list(sites) if sites is not None else [DEFAULT_GSC_SITE]
+        self.sites: list[str] = list(sites) if sites is not None else list(world.gsc_sites)
         self.forbidden_sites = frozenset(forbidden_sites)
         self.queries_per_minute = queries_per_minute
         self.clock = time.monotonic  # replaceable in tests that must not sleep through a minute

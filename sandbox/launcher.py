@@ -70,9 +70,15 @@ class Sandbox:
         self.stop()
 
 
-def start_sandbox(world: World | None = None) -> Sandbox:
-    """Start all servers on free loopback ports; if one fails to start, stop those already running."""
-    world = world if world is not None else World()
+def start_sandbox(world: World | None = None, *, profile: str = "default") -> Sandbox:
+    """Start all servers on free loopback ports; if one fails to start, stop those already running.
+
+    Every server answers for every account of the world, and ``Sandbox.env`` lists them all
+    (``MKPI_GA4_PROPERTY_IDS``, ``MKPI_SEARCH_CONSOLE_SITES``, ``MKPI_GOOGLE_ADS_CUSTOMER_IDS``,
+    ``MKPI_MATOMO_SITE_IDS``): with ``profile="many"`` (when no world is given) that is 50 GA4 properties,
+    20 Search Console sites, 20 Google Ads customers and 10 Matomo sites.
+    """
+    world = world if world is not None else World(profile=profile)
     servers: list[PlatformServer] = []
     try:
         for factory in SERVER_FACTORIES:

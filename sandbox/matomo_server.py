@@ -273,13 +273,14 @@ class MatomoServer(SandboxServer):
 
     name = "matomo"
 
-    def __init__(self, world: World, *, token: str, site_ids: Sequence[str] = ("1",)) -> None:
+    def __init__(self, world: World, *, token: str, site_ids: Sequence[str] | None = None) -> None:
         super().__init__()
         if not token:
             raise ValueError("token must be non-empty")
         self.world = world
         self.token = token
-        self.site_ids: tuple[str, ...] = tuple(site_ids)
+        # by default every site of the world ("1" alone in the default profile)
+        self.site_ids: tuple[str, ...] = tuple(site_ids) if site_ids is not None else tuple(world.matomo_sites)
         self._state_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._reads = 0

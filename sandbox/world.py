@@ -467,6 +467,77 @@ _HUBSPOT_SOURCES = (("ORGANIC_SEARCH", 0.34), ("PAID_SEARCH", 0.17), ("DIRECT_TR
 
 
 # --------------------------------------------------------------------------------------------------------
+# Account profiles
+# --------------------------------------------------------------------------------------------------------
+
+# "default": one account per platform (two Google Ads customers), the shop every test computes from.
+# "many": a group or an agency: 50 GA4 properties, 20 Search Console sites, 20 Google Ads customers in four
+# currencies, 10 Matomo sites (one HubSpot portal either way), for the parallel, isolated fetch of issue #10.
+PROFILES = ("default", "many")
+MANY_GA4_PROPERTIES = 50
+MANY_GSC_SITES = 20
+MANY_ADS_CUSTOMERS = 20
+MANY_MATOMO_SITES = 10
+# Currency, account time zone, cost-per-click factor in that currency; each currency has an FX rate in
+# config/mkpi.yaml, so kpi.kpi_daily converts them all into the reporting currency.
+_MARKETS: tuple[tuple[str, str, float], ...] = (
+    ("EUR", "Europe/Berlin", 1.0), ("GBP", "Europe/London", 0.85), ("USD", "America/New_York", 1.1),
+    ("CHF", "Europe/Zurich", 0.95),
+)
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Which accounts each platform serves, and how big each one is.
+
+    ``ga4``: property id -> traffic scale; ``gsc``: site -> click scale; ``ads``: customer id -> (account,
+    campaigns); ``matomo``: site id -> the GA4 property whose visitors it also tracks.
+    """
+
+    ga4: dict[str, float]
+    gsc: dict[str, float]
+    ads: dict[str, tuple[AdsCustomer, tuple[_Campaign, ...]]]
+    matomo: dict[str, str]
+
+
+def _default_accounts() -> Accounts:
+    return Accounts(ga4={DEFAULT_GA4_PROPERTY_ID: 1.0}, gsc={DEFAULT_GSC_SITE: 1.0}, ads=dict(_ADS_CUSTOMERS),
+                    matomo={DEFAULT_MATOMO_SITE_ID: DEFAULT_GA4_PROPERTY_ID})
+
+
+def _many_accounts() -> Accounts:
+    """The "many" profile: the default accounts first, then smaller ones with fixed ids and sizes."""
+    ga4 = {DEFAULT_GA4_PROPERTY_ID: 1.0}
+    for i in range(1, MANY_GA4_PROPERTIES):
+        ga4[str(200_000_000 + i)] = round(0.05 + 0.05 * (i * 7 % 19), 2)  # 0.05 .. 0.95
+    gsc = {DEFAULT_GSC_SITE: 1.0}
+    for i in range(1, MANY_GSC_SITES):
+        # domain properties and URL-prefix properties, spelled as Search Console names them
+        site = f"sc-domain:shop{i:02d}.example" if i % 2 else f"https://www.shop{i:02d}.example/"
+        gsc[site] = round(0.1 + 0.1 * (i * 3 % 9), 2)  # 0.1 .. 0.9
+    ads = dict(_ADS_CUSTOMERS)
+    for i in range(1, MANY_ADS_CUSTOMERS - len(_ADS_CUSTOMERS) + 1):
+        currency, tz, cpc_factor = _MARKETS[i % len(_MARKETS)]
+        cid = str(3_000_000_000 + i * 1_111)
+        size = 0.1 + 0.05 * (i % 7)
+        campaigns = tuple(
+            _Campaign(10_000 * i + c.id, f"{currency} {i:02d} - {c.name}", c.channel_type, c.clicks * size, c.ctr,
+                      round(c.cpc * cpc_factor, 2), c.conv_rate, round(c.basket * cpc_factor, 2), c.start, c.end,
+                      c.serve_rate)
+            for c in _CAMPAIGNS)
+        ads[cid] = (AdsCustomer(cid, f"Maison Exemple - market {i:02d} ({currency})", currency, tz, False), campaigns)
+    matomo = {DEFAULT_MATOMO_SITE_ID: DEFAULT_GA4_PROPERTY_ID}
+    for i, property_id in enumerate(list(ga4)[1:MANY_MATOMO_SITES], start=2):
+        matomo[str(i)] = property_id
+    return Accounts(ga4=ga4, gsc=gsc, ads=ads, matomo=matomo)
+
+
+def _site_domain(site: str) -> str:
+    """``sc-domain:x.example`` -> ``x.example``; ``https://www.x.example/`` -> ``www.x.example``."""
+    return site.removeprefix("sc-domain:").removeprefix("https://").removeprefix("http://").rstrip("/")
+
+
+# --------------------------------------------------------------------------------------------------------
 # The world
 # --------------------------------------------------------------------------------------------------------
 
@@ -480,21 +551,35 @@ class World:
         today: date | None = None,
         restatement_days: int = 0,
         ga4_properties: dict[str, float] | None = None,
+        profile: str = "default",
     ) -> None:
         if restatement_days < 0:
             raise ValueError("restatement_days must be >= 0")
+        if profile not in PROFILES:
+            raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
         self.seed = seed
         self.today = today if today is not None else datetime.now(_TZ).date()
         self.restatement_days = restatement_days
+        self.profile = profile
+        accounts = _many_accounts() if profile == "many" else _default_accounts()
         self.ga4_properties: dict[str, float] = (
-            dict(ga4_properties) if ga4_properties is not None else {DEFAULT_GA4_PROPERTY_ID: 1.0}
+            dict(ga4_properties) if ga4_properties is not None else accounts.ga4
         )
+        # Search Console site -> click scale; Google Ads customers; Matomo site -> the property it observes.
+        self.gsc_sites: dict[str, float] = accounts.gsc
+        self._ads_accounts = accounts.ads
+        self.matomo_sites: dict[str, str] = accounts.matomo
         # Facts are pure, so caching them is only a speed-up; a plain dict is safe under the GIL because
         # concurrent misses compute the same value.
         self._ga4_cache: dict[tuple[str, date, float], list[Ga4Fact]] = {}
         self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:
+        if self.profile != "default":
+            return (f"World(seed={self.seed}, today={self.today.isoformat()}, "
+                    f"restatement_days={self.restatement_days}, profile={self.profile!r}: "
+                    f"{len(self.ga4_properties)} GA4 properties, {len(self.gsc_sites)} Search Console sites, "
+                    f"{len(self._ads_accounts)} Google Ads customers, {len(self.matomo_sites)} Matomo sites)")
         return (f"World(seed={self.seed}, today={self.today.isoformat()}, "
                 f"restatement_days={self.restatement_days}, ga4_properties={self.ga4_properties})")
 
@@ -544,7 +629,7 @@ class World:
         """
         if day is None:
             day = self.today
-        account = _ADS_CUSTOMERS.get(customer_id)
+        account = self._ads_accounts.get(customer_id)
         if account is None or not self.has_data(day):
             return []
         factor = self.restatement_factor(day, version)
@@ -568,14 +653,13 @@ class World:
                                        clicks, int(round(cost * 100)) * 10_000, conversions, value))
         return rows
 
-    @staticmethod
-    def ads_customers() -> dict[str, AdsCustomer]:
+    def ads_customers(self) -> dict[str, AdsCustomer]:
         """Client accounts by customer id; the Ads server serves these (the manager is not one of them)."""
-        return {cid: account for cid, (account, _campaigns) in _ADS_CUSTOMERS.items()}
+        return {cid: account for cid, (account, _campaigns) in self._ads_accounts.items()}
 
     def ads_campaigns(self, customer_id: str) -> list[AdsCampaign]:
         """Campaigns of a customer that exist by ``today``, with their status as of ``today``."""
-        account = _ADS_CUSTOMERS.get(customer_id)
+        account = self._ads_accounts.get(customer_id)
         if account is None:
             return []
         return [
@@ -592,11 +676,12 @@ class World:
         """Site totals plus query and page rows; None for an unknown site or a future day."""
         if day is None:
             day = self.today
-        if site != DEFAULT_GSC_SITE or not self.has_data(day):
+        scale = self.gsc_sites.get(site)
+        if scale is None or not self.has_data(day):
             return None
         factor = self.restatement_factor(day, version)
         r = self._rng(day, f"gsc:{site}")
-        clicks = round(self._gsc_clicks_final(day) * factor)
+        clicks = round(self._gsc_clicks_final(day) * factor * scale)
         queries: list[GscRow] = []
         q_weights = [s * (0.8 + 0.4 * r.random()) for _, s, _ in _QUERIES]
         q_clicks = _split(round(clicks * _QUERY_CLICK_COVERAGE), q_weights)
@@ -619,8 +704,9 @@ class World:
         p_weights = [s * (0.8 + 0.4 * r.random()) for _, s, _ in _PAGES]
         p_clicks = _split(clicks, p_weights)
         p_impressions = _split(round(impressions * _PAGE_IMPRESSION_OVERCOUNT), p_weights)
+        domain = _site_domain(site)
         pages = [
-            GscRow(f"https://{SHOP_DOMAIN}{path}", pc, max(pi, pc), round(pos * (0.9 + 0.2 * r.random()), 2))
+            GscRow(f"https://{domain}{path}", pc, max(pi, pc), round(pos * (0.9 + 0.2 * r.random()), 2))
             for (path, _s, pos), pc, pi in zip(_PAGES, p_clicks, p_impressions, strict=True)
         ]
         devices = self._gsc_breakdown(site, day, "devices", _GSC_DEVICES, clicks, impressions, position)
@@ -811,11 +897,12 @@ class World:
         """Matomo's view of the default GA4 property: same visits within a few per cent, its own metrics."""
         if day is None:
             day = self.today
-        if site_id != DEFAULT_MATOMO_SITE_ID or not self.has_data(day):
+        observed = self.matomo_sites.get(site_id)
+        if observed is None or not self.has_data(day):
             return None
-        facts = self.ga4_facts(DEFAULT_GA4_PROPERTY_ID, day, version) if (
-            DEFAULT_GA4_PROPERTY_ID in self.ga4_properties) else self._compute_ga4_facts(
-            DEFAULT_GA4_PROPERTY_ID, day, self.restatement_factor(day, version))
+        facts = self.ga4_facts(observed, day, version) if (
+            observed in self.ga4_properties) else self._compute_ga4_facts(
+            observed, day, self.restatement_factor(day, version))
         matomo_type = {c.name: c.matomo_type for c in _CHANNELS}
         per_type: dict[str, dict[str, float]] = {t: {} for t in MATOMO_REFERRER_TYPES}
         for f in facts:
