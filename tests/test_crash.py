@@ -1,0 +1,189 @@
+"""Crash battery (issue #8): `kill -9` at 20 named points of a real run, then open, check, re-run, compare.
+
+A child process (`tests/crash_child.py`) runs the pipeline against the sandbox servers this module starts
+(every report source, HubSpot from its cursors, the KPI rebuild, the analysts' copy) and SIGKILLs itself
+at one point: mid-request, mid-page, inside a load transaction, between COMMIT and CHECKPOINT, around the
+HubSpot cursor write, inside the KPI rebuild, around the publish rename. After each kill:
+
+- the DuckDB file opens read-write (DuckDB replays or drops its WAL);
+- no committed HubSpot cursor is ahead of the rows it covers: every portal record last modified at or
+  before a committed cursor is in the table (a cursor ahead would skip those records forever);
+- the analysts' copy is the old one or the new one, whole (it opens and holds the complete tables);
+- a re-run (this process, as the next scheduled run would) leaves every raw and KPI table with exactly
+  the rows of an uninterrupted run (tests/checksums.py), and the analysts' copy too.
+
+Most points start from the database an uninterrupted run left (a day's re-run, HubSpot incremental); the
+ones marked cold start empty (first load, HubSpot full list, first cursor). Expected rows are the
+uninterrupted run's, never read back from the crashed file.
+
+`make test` (MKPI_CRASH_REPEATS unset) runs a short version: SHORT_POINTS, once, without HubSpot (a cold
+full HubSpot list costs ~15 s per run). `make chaos` sets MKPI_CRASH_REPEATS=5: all 20 points, 5 times
+each, HubSpot included.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from connectors.warehouse import connect
+from sandbox.hubspot_server import HubSpotServer
+from sandbox.launcher import SERVER_FACTORIES, Sandbox, start_sandbox
+from sandbox.world import World
+from tests import battery
+from tests.checksums import differences, table_checksums
+from tests.crash_child import HUBSPOT_OBJECTS, POINTS, TODAY, CrashPoint, pipeline_settings, run_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL = "MKPI_CRASH_REPEATS" in os.environ
+REPEATS = int(os.environ.get("MKPI_CRASH_REPEATS") or "1")
+WITH_HUBSPOT = FULL
+# one point per kind of place that needs no HubSpot: a page, a load transaction, a commit, the publish
+SHORT_POINTS = ("ga4-page-2", "matomo-before-commit", "ga4-commit-checkpoint", "publish-before-rename")
+CHILD_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    # seed 5 is test_hubspot_e2e's world: the portal's records are built once per (seed, today) per session
+    world = World(seed=5, today=TODAY)
+    if not WITH_HUBSPOT:  # building the portal's 25,000 records alone takes ~10 s
+        with start_servers(world, [f for f in SERVER_FACTORIES if f != HubSpotServer.for_sandbox]) as running:
+            yield running
+        return
+    with start_sandbox(world) as running:
+        portal = running.server("hubspot")
+        # throttling is the chaos battery's subject: here the portal answers as fast as it can
+        portal.requests_per_10s = 1_000_000
+        portal.search_per_second = 1_000_000
+        yield running
+
+
+@contextmanager
+def start_servers(world: World, factories: list) -> Iterator[Sandbox]:
+    servers = []
+    try:
+        for factory in factories:
+            servers.append(factory(world))
+            servers[-1].start()
+        yield Sandbox(world, servers)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+def environment(sandbox, db: Path, analyst: Path) -> dict[str, str]:
+    """The child's (and the re-run's) environment: no developer MKPI_* setting, the sandbox's endpoints."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MKPI_")}
+    env.update(sandbox.env)
+    env.update(MKPI_DUCKDB_PATH=str(db), MKPI_ANALYST_DB=str(analyst), PYTHONPATH=str(ROOT))
+    return env
+
+
+def run_in_process(sandbox, db: Path, analyst: Path) -> None:
+    settings = pipeline_settings(environment(sandbox, db, analyst))
+    with connect(db) as conn:
+        run_pipeline(conn, settings, with_hubspot=WITH_HUBSPOT)
+
+
+def build_id(analyst: Path) -> str:
+    conn = duckdb.connect(str(analyst), read_only=True)
+    try:
+        rows = conn.execute("SELECT build_id FROM meta.build").fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == 1
+    return str(rows[0][0])
+
+
+@dataclass(frozen=True)
+class Uninterrupted:
+    db: Path
+    analyst: Path
+    tables: dict[str, str]
+    analyst_tables: dict[str, str]
+    build_id: str
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(sandbox, tmp_path_factory) -> Uninterrupted:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    db, analyst = folder / "work.duckdb", folder / "kpis.duckdb"
+    run_in_process(sandbox, db, analyst)
+    tables = table_checksums(db)
+    assert tables["kpi.web_daily"].split(":")[0] != "0" and tables["ga4.traffic_by_channel"].split(":")[0] != "0"
+    if WITH_HUBSPOT:
+        assert tables["hubspot.contacts"].split(":")[0] != "0"
+    return Uninterrupted(db, analyst, tables, table_checksums(analyst), build_id(analyst))
+
+
+def selected_points() -> list[CrashPoint]:
+    if FULL:
+        return list(POINTS.values())
+    return [POINTS[name] for name in SHORT_POINTS]
+
+
+def check_cursors(conn: duckdb.DuckDBPyConnection, sandbox) -> int:
+    """Every committed HubSpot cursor covers its rows: no portal record modified at or before it is missing."""
+    has_cursors = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_mkpi' "
+                               "AND table_name = 'cursors'").fetchone()[0]
+    if not has_cursors:
+        return 0
+    cursors = dict(conn.execute("SELECT stream, value FROM _mkpi.cursors WHERE source = 'hubspot'").fetchall())
+    store = sandbox.server("hubspot").store
+    for object_type in (*HUBSPOT_OBJECTS, "deals"):
+        if object_type not in cursors:
+            continue
+        cursor_ms = int(cursors[object_type])
+        loaded = {r[0] for r in conn.execute(f'SELECT id FROM hubspot."{object_type}"').fetchall()}
+        covered = {r.id for r in store.tables[object_type].records.values() if r.updated_ms <= cursor_ms}
+        missing = covered - loaded
+        assert not missing, f"cursor {object_type}={cursor_ms} is ahead of its rows: {len(missing)} records missing"
+    return len(cursors)
+
+
+@pytest.mark.battery("Crash")
+@pytest.mark.parametrize("repeat", range(REPEATS))
+@pytest.mark.parametrize("point", selected_points(), ids=lambda p: p.name)
+def test_a_kill_leaves_a_usable_file_and_a_rerun_gives_the_uninterrupted_rows(point, repeat, sandbox, uninterrupted,
+                                                                              tmp_path):
+    db, analyst = tmp_path / "work.duckdb", tmp_path / "kpis.duckdb"
+    if point.warm:
+        shutil.copyfile(uninterrupted.db, db)
+        shutil.copyfile(uninterrupted.analyst, analyst)
+    args = [sys.executable, "-m", "tests.crash_child", point.name, *(["--with-hubspot"] if WITH_HUBSPOT else [])]
+    child = subprocess.run(args, cwd=ROOT, env=environment(sandbox, db, analyst), capture_output=True, text=True,
+                           timeout=CHILD_TIMEOUT)
+    assert child.returncode == -signal.SIGKILL, (
+        f"{point.name}: the child was not killed at its point (exit {child.returncode}): {child.stderr[-2000:]}")
+    battery.count("Crash", "kills", 1)
+    if repeat == 0:
+        battery.count("Crash", "points", 1)
+
+    # the file opens read-write, and no cursor is ahead of its rows
+    with connect(db, lock_timeout=10) as conn:
+        conn.execute("SELECT count(*) FROM information_schema.tables").fetchone()
+        battery.count("Crash", "cursors checked", check_cursors(conn, sandbox))
+
+    # the analysts' copy is whole: the old one or the new one, never a half-written file
+    if analyst.exists():
+        assert table_checksums(analyst) == uninterrupted.analyst_tables
+        if point.kind == "replace-after":
+            assert build_id(analyst) != uninterrupted.build_id  # the new copy, swapped in whole
+        elif point.warm:
+            assert build_id(analyst) == uninterrupted.build_id  # still the old copy
+    else:
+        assert not point.warm
+
+    run_in_process(sandbox, db, analyst)  # the next run, in a new process
+    assert differences(uninterrupted.tables, table_checksums(db)) == {}
+    assert differences(uninterrupted.analyst_tables, table_checksums(analyst)) == {}
+    battery.count("Crash", "re-runs identical", 1)
