@@ -187,10 +187,93 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def _int(value: Any, name: str) -> int:
+    """A whole number from YAML or the environment; `true` or 2.5 are refused, not rounded."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigError(f"{name} must be an integer, got {value!r}", key=name)
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from exc
+        raise ConfigError(f"{name} must be an integer, got {value!r}", key=name) from exc
+
+
+def _float(value: Any, name: str) -> float:
+    """A positive, finite number (timeouts, rates): "abc", true, NaN, 0 or -1 are refused."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {value!r}", key=name)
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be a number, got {value!r}", key=name) from exc
+    if not (parsed > 0 and parsed != float("inf")):
+        raise ConfigError(f"{name} must be a positive number, got {value!r}", key=name)
+    return parsed
+
+
+def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A platform's section of the YAML file: a mapping, or absent."""
+    section = raw.get(name)
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{name} must be a mapping of settings, got {type(section).__name__}", key=name)
+    return section
+
+
+def _ids(value: Any, name: str) -> tuple[str, ...]:
+    """An id list: a comma-separated string or a YAML list of scalars (never a mapping or nested list)."""
+    if value is None or isinstance(value, str):
+        return split_list(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (str(value),)
+    if not isinstance(value, list | tuple) or any(isinstance(v, list | dict | bool) or v is None for v in value):
+        raise ConfigError(f"{name} must be a list of ids or a comma-separated string, got {value!r}", key=name)
+    return split_list(value)
+
+
+def _url(value: str | None, name: str) -> None:
+    """An endpoint URL must be http(s)://host[:port][/path] (a bare host is read as https). Only the scheme and
+    host are shown back: a URL can carry a user and password."""
+    if not value:
+        return
+    from urllib.parse import urlsplit
+
+    text = value.strip() if "://" in value else "https://" + value.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (bad host or port)", key=name) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
+        raise ConfigError(f"{name} must be an http(s) URL such as https://host.example.com/ "
+                          f"(got scheme {parts.scheme!r}, host {parts.hostname!r})", key=name)
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{name} has an invalid port", key=name)
+
+
+SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
+
+
+def _check(settings: Settings) -> Settings:
+    """What can only be judged once everything is read: URLs, search types, property names. Account ids are
+    checked by each connector before its first request, so one platform's bad id never stops the others."""
+    _url(settings.ga4.endpoint, "ga4.endpoint (MKPI_GA4_ENDPOINT)")
+    _url(settings.search_console.endpoint, "search_console.endpoint (MKPI_SEARCH_CONSOLE_ENDPOINT)")
+    _url(settings.matomo.url, "matomo.url (MKPI_MATOMO_URL)")
+    _url(settings.hubspot.endpoint, "hubspot.endpoint (MKPI_HUBSPOT_ENDPOINT)")
+    _url(settings.google_ads.endpoint, "google_ads.endpoint (MKPI_GOOGLE_ADS_ENDPOINT)")
+    if not settings.search_console.search_types:
+        raise ConfigError("search_console.search_types is empty: nothing would be read; list at least one of "
+                          + ", ".join(SEARCH_TYPES), key="search_console.search_types")
+    for kind in settings.search_console.search_types:
+        if kind not in SEARCH_TYPES:
+            raise ConfigError(f"search_console.search_types: {kind!r} is not one of {', '.join(SEARCH_TYPES)}",
+                              key="search_console.search_types")
+    for object_type, props in settings.hubspot.extra_properties.items():
+        for prop in props:
+            if not prop.replace("_", "").isalnum():
+                raise ConfigError(f"hubspot.extra_properties.{object_type}: {prop!r} is not a property name",
+                                  key=f"hubspot.extra_properties.{object_type}")
+    return settings
 
 
 def _parallel(section: Mapping[str, Any], name: str, default: int) -> int:
@@ -211,11 +294,11 @@ def load_settings(
     if path_text and not path.exists():
         raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
     raw = _read_yaml(path) if path.exists() else {}
-    ga4_raw = raw.get("ga4") or {}
-    gsc_raw = raw.get("search_console") or {}
-    matomo_raw = raw.get("matomo") or {}
-    ads_raw = raw.get("google_ads") or {}
-    hs_raw = raw.get("hubspot") or {}
+    ga4_raw = _section(raw, "ga4")
+    gsc_raw = _section(raw, "search_console")
+    matomo_raw = _section(raw, "matomo")
+    ads_raw = _section(raw, "google_ads")
+    hs_raw = _section(raw, "hubspot")
 
     tz_name = str(env.get("MKPI_REPORTING_TIMEZONE") or raw.get("reporting_timezone") or "Europe/Paris")
     try:
@@ -229,26 +312,29 @@ def load_settings(
         raise ConfigError(f"start_date {start_text!r} is not an ISO date (YYYY-MM-DD)") from exc
 
     ga4 = GA4Settings(
-        property_ids=split_list(env.get("MKPI_GA4_PROPERTY_IDS") or ga4_raw.get("property_ids")),
+        property_ids=_ids(env.get("MKPI_GA4_PROPERTY_IDS") or ga4_raw.get("property_ids"),
+            "ga4.property_ids"),
         endpoint=(env.get("MKPI_GA4_ENDPOINT") or ga4_raw.get("endpoint") or None),
         reread_days=_int(env.get("MKPI_GA4_REREAD_DAYS") or ga4_raw.get("reread_days") or 3, "ga4.reread_days"),
         page_size=_int(ga4_raw.get("page_size") or 250_000, "ga4.page_size"),
-        timeout_seconds=float(ga4_raw.get("timeout_seconds") or 60),
+        timeout_seconds=_float(ga4_raw.get("timeout_seconds") or 60, "ga4.timeout_seconds"),
         credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
         parallel_accounts=_parallel(ga4_raw, "ga4", 10),
     )
     if not 1 <= ga4.page_size <= 250_000:
-        raise ConfigError("ga4.page_size must be between 1 and 250000 (the API maximum)")
+        raise ConfigError("ga4.page_size must be between 1 and 250000 (the API maximum)",
+                          key="ga4.page_size")
     search_console = SearchConsoleSettings(
-        sites=split_list(env.get("MKPI_SEARCH_CONSOLE_SITES") or gsc_raw.get("sites")),
+        sites=_ids(env.get("MKPI_SEARCH_CONSOLE_SITES") or gsc_raw.get("sites"),
+            "search_console.sites"),
         endpoint=env.get("MKPI_SEARCH_CONSOLE_ENDPOINT") or gsc_raw.get("endpoint") or None,
-        search_types=split_list(gsc_raw.get("search_types") or "web"),
+        search_types=_ids(gsc_raw.get("search_types") or "web", "search_console.search_types"),
         reread_days=_int(env.get("MKPI_SEARCH_CONSOLE_REREAD_DAYS") or gsc_raw.get("reread_days") or 4,
                          "search_console.reread_days"),
         reread_data_state=str(gsc_raw.get("reread_data_state") or "all"),
         row_limit=_int(gsc_raw.get("row_limit") or 25_000, "search_console.row_limit"),
         queries_per_minute=_int(gsc_raw.get("queries_per_minute") or 1_200, "search_console.queries_per_minute"),
-        timeout_seconds=float(gsc_raw.get("timeout_seconds") or 60),
+        timeout_seconds=_float(gsc_raw.get("timeout_seconds") or 60, "search_console.timeout_seconds"),
         credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
         parallel_accounts=_parallel(gsc_raw, "search_console", 4),
     )
@@ -259,12 +345,13 @@ def load_settings(
     token = env.get("MKPI_MATOMO_TOKEN")
     matomo = MatomoSettings(
         url=env.get("MKPI_MATOMO_URL") or matomo_raw.get("url") or None,
-        site_ids=split_list(env.get("MKPI_MATOMO_SITE_IDS") or matomo_raw.get("site_ids")),
+        site_ids=_ids(env.get("MKPI_MATOMO_SITE_IDS") or matomo_raw.get("site_ids"),
+            "matomo.site_ids"),
         token=Secret(token) if token else None,
         reread_days=_int(env.get("MKPI_MATOMO_REREAD_DAYS") or matomo_raw.get("reread_days") or 3,
                          "matomo.reread_days"),
-        timeout_seconds=float(matomo_raw.get("timeout_seconds") or 60),
-        requests_per_second=float(matomo_raw.get("requests_per_second") or 5),
+        timeout_seconds=_float(matomo_raw.get("timeout_seconds") or 60, "matomo.timeout_seconds"),
+        requests_per_second=_float(matomo_raw.get("requests_per_second") or 5, "matomo.requests_per_second"),
         parallel_accounts=_parallel(matomo_raw, "matomo", 2),
     )
     def secret(name: str) -> Secret | None:
@@ -273,7 +360,8 @@ def load_settings(
 
     login = env.get("MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID") or ads_raw.get("login_customer_id")
     google_ads = GoogleAdsSettings(
-        customer_ids=split_list(env.get("MKPI_GOOGLE_ADS_CUSTOMER_IDS") or ads_raw.get("customer_ids")),
+        customer_ids=_ids(env.get("MKPI_GOOGLE_ADS_CUSTOMER_IDS") or ads_raw.get("customer_ids"),
+            "google_ads.customer_ids"),
         endpoint=env.get("MKPI_GOOGLE_ADS_ENDPOINT") or ads_raw.get("endpoint") or None,
         developer_token=secret("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN"),
         login_customer_id=str(login) if login else None,
@@ -284,32 +372,34 @@ def load_settings(
         impersonated_email=env.get("MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL") or ads_raw.get("impersonated_email"),
         reread_days=_int(env.get("MKPI_GOOGLE_ADS_REREAD_DAYS") or ads_raw.get("reread_days") or 30,
                          "google_ads.reread_days"),
-        timeout_seconds=float(ads_raw.get("timeout_seconds") or 120),
+        timeout_seconds=_float(ads_raw.get("timeout_seconds") or 120, "google_ads.timeout_seconds"),
         parallel_accounts=_parallel(ads_raw, "google_ads", 4),
     )
     hubspot = HubSpotSettings(
         endpoint=env.get("MKPI_HUBSPOT_ENDPOINT") or hs_raw.get("endpoint") or None,
         token=secret("MKPI_HUBSPOT_TOKEN"),
-        extra_properties={str(k): split_list(v) for k, v in (hs_raw.get("extra_properties") or {}).items()},
+        extra_properties={str(k): _ids(v, f"hubspot.extra_properties.{k}")
+                          for k, v in _section(hs_raw, "extra_properties").items()},
         churn_date_property=str(hs_raw.get("churn_date_property") or "churn_date"),
         requests_per_10s=_int(hs_raw.get("requests_per_10s") or 100, "hubspot.requests_per_10s"),
         search_per_second=_int(hs_raw.get("search_per_second") or 5, "hubspot.search_per_second"),
         lookback_seconds=_int(hs_raw.get("lookback_seconds") or 300, "hubspot.lookback_seconds"),
         email_reread_days=_int(hs_raw.get("email_reread_days") or 30, "hubspot.email_reread_days"),
-        timeout_seconds=float(hs_raw.get("timeout_seconds") or 60),
+        timeout_seconds=_float(hs_raw.get("timeout_seconds") or 60, "hubspot.timeout_seconds"),
     )
     if not 1 <= hubspot.requests_per_10s <= 190:
         raise ConfigError("hubspot.requests_per_10s must be between 1 and 190 (HubSpot's private-app limit)")
     channels = {
         str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
-        for source, mapping in (raw.get("channels") or {}).items()
+        for source, mapping in _section(raw, "channels").items()
+        if isinstance(mapping, Mapping | None) or _refuse(f"channels.{source}", "a mapping of raw value: channel")
     }
     currency = str(env.get("MKPI_REPORTING_CURRENCY") or raw.get("reporting_currency")
                    or DEFAULT_REPORTING_CURRENCY).strip().upper()
     if len(currency) != 3 or not currency.isalpha():
         raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR")
     fx_rates: dict[str, float] = {}
-    for code, rate in (raw.get("fx_rates") or {}).items():
+    for code, rate in _section(raw, "fx_rates").items():
         try:
             value = float(rate)
         except (TypeError, ValueError) as exc:
@@ -318,12 +408,12 @@ def load_settings(
             raise ConfigError(f"fx_rates.{code} must be positive, got {rate!r}")
         fx_rates[str(code).strip().upper()] = value
     min_denominators = dict(DEFAULT_MIN_DENOMINATORS)
-    for unit, value in (raw.get("min_denominators") or {}).items():
+    for unit, value in _section(raw, "min_denominators").items():
         try:
             min_denominators[str(unit)] = float(value)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"min_denominators.{unit} must be a number, got {value!r}") from exc
-    return Settings(
+    return _check(Settings(
         reporting_timezone=tz_name,
         start_date=start,
         duckdb_path=env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH,
@@ -339,4 +429,8 @@ def load_settings(
         fx_rates=fx_rates,
         objectives_path=str(env.get("MKPI_OBJECTIVES") or raw.get("objectives_path") or DEFAULT_OBJECTIVES_PATH),
         min_denominators=min_denominators,
-    )
+    ))
+
+
+def _refuse(key: str, expected: str) -> bool:
+    raise ConfigError(f"{key} must be {expected}", key=key)
