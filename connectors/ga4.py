@@ -168,7 +168,7 @@ def normalise_property_id(raw: str) -> str:
     if not value.isdigit():
         raise ConfigError(
             f"GA4 property id {raw!r} is not numeric: set MKPI_GA4_PROPERTY_IDS to numeric ids "
-            "such as 123456789 (Admin > Property details in GA4)"
+            "such as 123456789 (Admin > Property details in GA4)", key="ga4.property_ids"
         )
     return value
 

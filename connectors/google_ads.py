@@ -64,7 +64,7 @@ def normalise_customer_id(raw: str) -> str:
     value = raw.strip().replace("-", "")
     if not (value.isdigit() and len(value) == 10):
         raise ConfigError(f"Google Ads customer id {raw!r} is not a 10-digit id: set MKPI_GOOGLE_ADS_CUSTOMER_IDS "
-                          "to ids such as 123-456-7890")
+                          "to ids such as 123-456-7890", key="google_ads.customer_ids")
     return value
 
 

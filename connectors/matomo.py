@@ -122,7 +122,8 @@ class MatomoConnector:
                               "or matomo.site_ids in config/mkpi.yaml")
         for site in self.settings.site_ids:
             if not site.isdigit():
-                raise ConfigError(f"Matomo site id {site!r} is not numeric: MKPI_MATOMO_SITE_IDS takes idSite numbers")
+                raise ConfigError(f"Matomo site id {site!r} is not numeric: MKPI_MATOMO_SITE_IDS takes idSite numbers",
+                                  key="matomo.site_ids")
         return list(self.settings.site_ids)
 
     def _token(self) -> str:

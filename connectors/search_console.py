@@ -195,7 +195,8 @@ class SearchConsoleConnector:
         for site in self.settings.sites:
             if not (site.startswith("sc-domain:") or site.startswith("http://") or site.startswith("https://")):
                 raise ConfigError(f"Search Console site {site!r} must look like sc-domain:example.com or "
-                                  "https://www.example.com/ (the property as Search Console names it)")
+                                  "https://www.example.com/ (the property as Search Console names it)",
+                                  key="search_console.sites")
         return list(self.settings.sites)
 
     def service(self) -> Any:
