@@ -237,17 +237,19 @@ def _url(value: str | None, name: str) -> None:
         return
     from urllib.parse import urlsplit
 
+    key = name.split(" ")[0]
+
     text = value.strip() if "://" in value else "https://" + value.strip()
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{name} is not a valid URL (bad host or port)", key=name) from None
+        raise ConfigError(f"{name} is not a valid URL (bad host or port)", key=key) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
         raise ConfigError(f"{name} must be an http(s) URL such as https://host.example.com/ "
-                          f"(got scheme {parts.scheme!r}, host {parts.hostname!r})", key=name)
+                          f"(got scheme {parts.scheme!r}, host {parts.hostname!r})", key=key)
     if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"{name} has an invalid port", key=name)
+        raise ConfigError(f"{name} has an invalid port", key=key)
 
 
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
@@ -304,12 +306,13 @@ def load_settings(
     try:
         ZoneInfo(tz_name)
     except Exception as exc:  # noqa: BLE001 - ZoneInfo raises several types
-        raise ConfigError(f"reporting_timezone {tz_name!r} is not a known IANA time zone") from exc
+        raise ConfigError(f"reporting_timezone {tz_name!r} is not a known IANA time zone",
+                          key="reporting_timezone") from exc
     start_text = str(env.get("MKPI_START_DATE") or raw.get("start_date") or "2024-01-01")
     try:
         start = date.fromisoformat(start_text)
     except ValueError as exc:
-        raise ConfigError(f"start_date {start_text!r} is not an ISO date (YYYY-MM-DD)") from exc
+        raise ConfigError(f"start_date {start_text!r} is not an ISO date (YYYY-MM-DD)", key="start_date") from exc
 
     ga4 = GA4Settings(
         property_ids=_ids(env.get("MKPI_GA4_PROPERTY_IDS") or ga4_raw.get("property_ids"),
@@ -397,15 +400,16 @@ def load_settings(
     currency = str(env.get("MKPI_REPORTING_CURRENCY") or raw.get("reporting_currency")
                    or DEFAULT_REPORTING_CURRENCY).strip().upper()
     if len(currency) != 3 or not currency.isalpha():
-        raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR")
+        raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR",
+                          key="reporting_currency")
     fx_rates: dict[str, float] = {}
     for code, rate in _section(raw, "fx_rates").items():
         try:
             value = float(rate)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"fx_rates.{code} must be a number, got {rate!r}") from exc
+            raise ConfigError(f"fx_rates.{code} must be a number, got {rate!r}", key=f"fx_rates.{code}") from exc
         if not value > 0:
-            raise ConfigError(f"fx_rates.{code} must be positive, got {rate!r}")
+            raise ConfigError(f"fx_rates.{code} must be positive, got {rate!r}", key=f"fx_rates.{code}")
         fx_rates[str(code).strip().upper()] = value
     min_denominators = dict(DEFAULT_MIN_DENOMINATORS)
     for unit, value in _section(raw, "min_denominators").items():
