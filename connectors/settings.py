@@ -24,6 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
 DEFAULT_DUCKDB_PATH = "data/marketing.duckdb"
 DEFAULT_ANALYST_DB = "data/kpis.duckdb"
+DEFAULT_DUCKLAKE_DATA_PATH = "data/lake"
+WAREHOUSE_BACKENDS = ("duckdb", "ducklake")
 DEFAULT_OBJECTIVES_PATH = "config/objectives.yaml"
 DEFAULT_REPORTING_CURRENCY = "EUR"
 # Below these denominators a ratio objective says `insufficient_data` instead of a status (per KPI unit; an
@@ -148,6 +150,21 @@ class HubSpotSettings:
 
 
 @dataclass(frozen=True)
+class WarehouseSettings:
+    """Where the working warehouse lives: one DuckDB file (one writer at a time, the default) or a DuckLake
+    (several writers at once; catalog in PostgreSQL, Parquet data files). See docs/ducklake.md."""
+
+    backend: str = "duckdb"
+    # The working DuckDB file (the `duckdb` backend; also Settings.duckdb_path).
+    duckdb_path: str = DEFAULT_DUCKDB_PATH
+    # libpq string or postgresql:// URL of the DuckLake catalog database; may hold a password, so it comes from
+    # MKPI_DUCKLAKE_CATALOG only, never the file.
+    ducklake_catalog: Secret | None = None
+    # Folder or object-store URL (s3://, gs://, ...) of the lake's Parquet files.
+    ducklake_data_path: str = DEFAULT_DUCKLAKE_DATA_PATH
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know before it sends a request."""
 
@@ -160,6 +177,7 @@ class Settings:
     matomo: MatomoSettings = field(default_factory=MatomoSettings)
     google_ads: GoogleAdsSettings = field(default_factory=GoogleAdsSettings)
     hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
+    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     config_path: str | None = None
     # The unified KPI layer (kpi_models): money is converted into one reporting currency with these rates
@@ -427,6 +445,7 @@ def load_settings(
         matomo=matomo,
         google_ads=google_ads,
         hubspot=hubspot,
+        warehouse=_warehouse_settings(raw, env),
         channels=channels,
         config_path=str(path) if path.exists() else None,
         reporting_currency=currency,
@@ -438,3 +457,41 @@ def load_settings(
 
 def _refuse(key: str, expected: str) -> bool:
     raise ConfigError(f"{key} must be {expected}", key=key)
+
+
+def _warehouse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> WarehouseSettings:
+    section = raw.get("warehouse") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError("warehouse must be a mapping (backend, ducklake)", key="warehouse")
+    lake = section.get("ducklake") or {}
+    if not isinstance(lake, Mapping):
+        raise ConfigError("warehouse.ducklake must be a mapping (data_path)", key="warehouse.ducklake")
+    backend = str(env.get("MKPI_WAREHOUSE_BACKEND") or section.get("backend") or "duckdb").strip().lower()
+    if backend not in WAREHOUSE_BACKENDS:
+        raise ConfigError(f"warehouse.backend must be one of {', '.join(WAREHOUSE_BACKENDS)}, got {backend!r}",
+                          key="warehouse.backend")
+    catalog = env.get("MKPI_DUCKLAKE_CATALOG")
+    if backend == "ducklake" and not catalog:
+        raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set (the catalog database, "
+                          "e.g. 'host=127.0.0.1 dbname=lake user=mkpi'; see docs/ducklake.md)",
+                          key="MKPI_DUCKLAKE_CATALOG")
+    return WarehouseSettings(
+        backend=backend,
+        duckdb_path=str(env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH),
+        ducklake_catalog=Secret(catalog) if catalog else None,
+        ducklake_data_path=str(env.get("MKPI_DUCKLAKE_DATA_PATH") or lake.get("data_path")
+                               or DEFAULT_DUCKLAKE_DATA_PATH),
+    )
+
+
+def load_warehouse_settings(
+    config_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> WarehouseSettings:
+    """Only the warehouse part of the settings: what `connectors.warehouse.connect` needs on every open, without
+    validating (or failing on) the platform sections."""
+    env = os.environ if environ is None else environ
+    path_text = config_path or env.get("MKPI_CONFIG")
+    path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
+    if path_text and not path.exists():
+        raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
+    return _warehouse_settings(_read_yaml(path) if path.exists() else {}, env)

@@ -24,6 +24,8 @@ import duckdb
 import pyarrow as pa
 
 from connectors.batches import Batch, Cursor, Stream, Window
+from connectors.ducklake import is_ducklake, open_lake, retry_on_conflict
+from connectors.settings import WarehouseSettings, load_warehouse_settings
 
 log = logging.getLogger("mkpi.warehouse")
 
@@ -39,7 +41,16 @@ def quote_ident(name: str) -> str:
 def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 60.0) -> Iterator[
     duckdb.DuckDBPyConnection
 ]:
-    """Open the DuckDB file, waiting for another process's lock; always close it."""
+    """Open the DuckDB file, waiting for another process's lock; always close it.
+
+    With `warehouse.backend: ducklake` (MKPI_WAREHOUSE_BACKEND), the working database (`duckdb_path`) is the
+    DuckLake instead (connectors/ducklake.py): several processes write it at once and `path` names no file. Any
+    other path (the analysts' copy, a test's file) is still opened as a DuckDB file."""
+    lake = _configured_lake(path)
+    if lake is not None and lake.ducklake_catalog is not None:
+        with open_lake(lake.ducklake_catalog, lake.ducklake_data_path, read_only=read_only) as conn:
+            yield conn
+        return
     path = Path(path)
     if not read_only and str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,17 +71,28 @@ def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 
         conn.close()
 
 
+def _configured_lake(path: str | Path) -> WarehouseSettings | None:
+    """The warehouse settings when `path` is the working database and the configured backend is DuckLake."""
+    if str(path) == ":memory:":
+        return None
+    settings = load_warehouse_settings()
+    if settings.backend != "ducklake" or Path(path).resolve() != Path(settings.duckdb_path).resolve():
+        return None
+    return settings
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN ... COMMIT, rolling back on any exception, then CHECKPOINT so the WAL stays small."""
     conn.execute("BEGIN TRANSACTION")
     try:
         yield conn
-        conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("CHECKPOINT")
+    conn.execute("COMMIT")  # a COMMIT that fails (a DuckLake conflict) has rolled back already: no ROLLBACK
+    if not is_ducklake(conn):  # a lake has no WAL; its CHECKPOINT is maintenance (docs/ducklake.md), not per load
+        conn.execute("CHECKPOINT")
 
 
 @dataclass
@@ -133,14 +155,20 @@ CURSOR_TABLE = "_mkpi.cursors"
 
 def _ensure_cursor_table(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
+    # DuckLake has no PRIMARY KEY: there _write_cursor keeps the key unique by deleting before inserting.
+    key = "" if is_ducklake(conn) else ", PRIMARY KEY (source, stream, account)"
     conn.execute(f"CREATE TABLE IF NOT EXISTS {CURSOR_TABLE} (source VARCHAR, stream VARCHAR, account VARCHAR, "
-                 "value VARCHAR, updated_at TIMESTAMPTZ, PRIMARY KEY (source, stream, account))")
+                 f"value VARCHAR, updated_at TIMESTAMPTZ{key})")
 
 
 def _write_cursor(conn: duckdb.DuckDBPyConnection, cursor: Cursor, at: datetime) -> None:
     _ensure_cursor_table(conn)
-    conn.execute(f"INSERT OR REPLACE INTO {CURSOR_TABLE} VALUES (?, ?, ?, ?, ?)",
-                 [cursor.source, cursor.stream, cursor.account, cursor.value, at])
+    values = [cursor.source, cursor.stream, cursor.account, cursor.value, at]
+    if is_ducklake(conn):  # no INSERT OR REPLACE without a primary key
+        conn.execute(f"DELETE FROM {CURSOR_TABLE} WHERE source = ? AND stream = ? AND account = ?", values[:3])
+        conn.execute(f"INSERT INTO {CURSOR_TABLE} VALUES (?, ?, ?, ?, ?)", values)
+        return
+    conn.execute(f"INSERT OR REPLACE INTO {CURSOR_TABLE} VALUES (?, ?, ?, ?, ?)", values)
 
 
 def read_cursor(conn: duckdb.DuckDBPyConnection, source: str, stream: str, account: str) -> str | None:
@@ -211,6 +239,16 @@ def _hashes_collide(hashes: list[pa.Array]) -> bool:
 
 
 def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
+    """Replace each batch's window in one transaction (see `_load_batches_once`). On a DuckLake, a commit that
+    conflicts with another writer's is re-run whole (`retry_on_conflict`), so the batches are read first: a
+    failing source still fails before anything is written."""
+    if not is_ducklake(conn):
+        return _load_batches_once(conn, batches)
+    pages = list(batches)
+    return retry_on_conflict(lambda: _load_batches_once(conn, pages))
+
+
+def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
     """Replace each batch's window in one transaction. Several batches (pages) of one account and
     window delete that window once. If iterating `batches` raises (an API error on a later page or
     account), nothing is written."""

@@ -1,0 +1,207 @@
+"""The DuckLake warehouse backend: several writers at once, catalog in PostgreSQL, data in Parquet files.
+
+Why it exists: a DuckDB file has one writer at a time, so sources wait for each other. DuckLake keeps the
+catalog (tables, snapshots, which Parquet file holds which rows) in PostgreSQL and the rows in Parquet files
+under a data path (a directory or an object store), and commits by optimistic concurrency: writers of different
+tables never wait for each other. The loader and the KPI SQL see an ordinary DuckDB connection whose current
+database is the lake, so they run unchanged apart from the few branches `is_ducklake` guards.
+
+Why it looks like this:
+- The `ducklake` and `postgres` extensions are loaded from their PyPI packages (`duckdb-extension-ducklake`,
+  `duckdb-extension-postgres`, pinned to the DuckDB version), with DuckDB's automatic install and load of known
+  extensions switched off: nothing is ever downloaded at run time, and a version mismatch fails with the fix.
+- The catalog connection string may hold a password: it never appears in a log line, an error or metadata
+  (errors that quote it are re-raised with it masked).
+- A conflicting concurrent commit (two writers deleting from the same table, creating the same schema) aborts
+  the transaction; `retry_on_conflict` re-runs the whole unit of work, a bounded number of times with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import import_module
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+from connectors.errors import ConfigError
+from connectors.settings import Secret
+
+log = logging.getLogger("mkpi.ducklake")
+
+LAKE_ALIAS = "lake"
+# The extension packages, and the file names their extension may carry (the postgres extension's own name,
+# which DuckDB derives from the file name when loading a path, is `postgres_scanner`).
+_PACKAGES = {
+    "postgres_scanner": ("duckdb_extension_postgres", ("postgres_scanner", "postgres")),
+    "ducklake": ("duckdb_extension_ducklake", ("ducklake",)),
+}
+# Settings of the in-memory DuckDB session that hosts the lake: never fetch or auto-load an extension.
+_OFFLINE_CONFIG = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+T = TypeVar("T")
+
+
+def extension_files() -> dict[str, Path]:
+    """The extension files shipped in the installed packages, by extension name, for this DuckDB version."""
+    version = f"v{duckdb.__version__}"
+    found: dict[str, Path] = {}
+    for name, (package, file_names) in _PACKAGES.items():
+        try:
+            module = import_module(package)
+        except ImportError as exc:
+            dist = package.replace("_", "-")
+            raise ConfigError(f"the DuckLake backend needs the package {dist}=={duckdb.__version__} "
+                              f"(pip install '{dist}=={duckdb.__version__}')", key="warehouse.backend") from exc
+        folder = Path(module.__file__ or "").parent / "extensions" / version
+        paths = [folder / f"{file_name}.duckdb_extension" for file_name in file_names]
+        existing = [p for p in paths if p.is_file()]
+        if not existing:
+            built_for = sorted(p.name for p in folder.parent.glob("v*")) if folder.parent.is_dir() else []
+            dist = package.replace("_", "-")
+            raise ConfigError(f"{dist} holds no extension for DuckDB {duckdb.__version__} "
+                              f"(it has {built_for or 'none'}): install {dist}=={duckdb.__version__}",
+                              key="warehouse.backend")
+        found[name] = existing[0]
+    return found
+
+
+def _loadable(name: str, path: Path) -> Path:
+    """A path DuckDB will load under the extension's own name: DuckDB takes the name (and so the entry point it
+    calls) from the file name, and the postgres package names its file `postgres`, not `postgres_scanner`. Such a
+    file is reached through a symbolic link with the right name in a per-user cache folder (never a copy)."""
+    if path.name == f"{name}.duckdb_extension":
+        return path
+    folder = Path(tempfile.gettempdir()) / f"mkpi-duckdb-extensions-{os.getuid()}" / f"v{duckdb.__version__}"
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / f"{name}.duckdb_extension"
+    target = path.resolve()
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return link
+    staged = folder / f".{name}.{uuid.uuid4().hex}"
+    os.symlink(target, staged)
+    os.replace(staged, link)  # atomic: a concurrent process sees the old link or the new one
+    return link
+
+
+def load_extensions(conn: duckdb.DuckDBPyConnection) -> None:
+    """LOAD the postgres and ducklake extensions from their packages (never from the network)."""
+    for name, path in extension_files().items():
+        conn.execute(f"LOAD {_sql_string(str(_loadable(name, path)))}")
+
+
+def is_ducklake(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's current database is a DuckLake (the loader's few lake-only branches)."""
+    row = conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return bool(row) and row[0] == "ducklake"
+
+
+def catalog_conninfo(catalog: str) -> str:
+    """The libpq connection string or URL from MKPI_DUCKLAKE_CATALOG, without a `ducklake:` / `postgres:` prefix
+    (all of `host=db dbname=lake`, `postgres:host=db dbname=lake` and `postgresql://db/lake` are accepted)."""
+    value = catalog.strip()
+    if value.startswith("ducklake:"):
+        value = value[len("ducklake:"):]
+    if value.startswith("postgres:") and not value.startswith("postgres://"):
+        value = value[len("postgres:"):]
+    if not value:
+        raise ConfigError("MKPI_DUCKLAKE_CATALOG is empty: give a libpq string such as "
+                          "'host=127.0.0.1 dbname=lake user=mkpi' or a postgresql:// URL", key="MKPI_DUCKLAKE_CATALOG")
+    return value
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+
+
+def redact(text: str, conninfo: str) -> str:
+    """`text` with the catalog connection string, and any password or URL credentials in it, masked."""
+    text = text.replace(conninfo, "<MKPI_DUCKLAKE_CATALOG>")
+    text = _PASSWORD.sub(r"\1***", text)
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def data_path(path: str) -> str:
+    """The data path as DuckLake stores it in the catalog: a local folder made absolute and created (a relative
+    path would be resolved against each writer's working directory), an object-store URL unchanged."""
+    if "://" in path:
+        return path if path.endswith("/") else path + "/"
+    folder = Path(path).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder) + os.sep
+
+
+@contextmanager
+def open_lake(catalog: Secret, data_path_text: str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An in-memory DuckDB session with the lake attached as `lake` and current (`USE lake`), so unqualified
+    names such as `ga4.traffic_by_channel` or `kpi.kpi_daily` are the lake's; always closed."""
+    conninfo = catalog_conninfo(catalog.reveal())
+    conn = duckdb.connect(":memory:", config=dict(_OFFLINE_CONFIG))
+    failure: duckdb.Error | None = None
+    try:
+        load_extensions(conn)
+        options = f"DATA_PATH {_sql_string(data_path(data_path_text))}"
+        if read_only:
+            options += ", READ_ONLY"
+        conn.execute(f"ATTACH {_sql_string('ducklake:postgres:' + conninfo)} AS {LAKE_ALIAS} ({options})")
+        conn.execute(f"USE {LAKE_ALIAS}")
+    except duckdb.Error as exc:  # raised outside this block, so the original (which may quote it) is not chained
+        failure = type(exc)(redact(str(exc), conninfo))
+    except BaseException:
+        conn.close()
+        raise
+    if failure is not None:
+        conn.close()
+        raise failure
+    try:
+        yield conn
+    except duckdb.Error as exc:
+        masked = redact(str(exc), conninfo)
+        if masked == str(exc):
+            raise
+        failure = type(exc)(masked)
+    finally:
+        conn.close()
+    if failure is not None:
+        raise failure
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A DuckLake commit refused because a concurrent transaction changed the same thing: retrying helps."""
+    return isinstance(exc, duckdb.TransactionException) and "conflict" in str(exc).lower()
+
+
+def retry_on_conflict(work: Callable[[], T], *, attempts: int = 6, first_delay: float = 0.2,
+                      max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run `work` (one whole transaction, safe to re-run) again after a commit conflict, up to `attempts` times,
+    waiting `first_delay` doubled each time (with jitter so racing writers spread out, at most `max_delay`)."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except duckdb.TransactionException as exc:
+            if not is_conflict(exc) or attempt == attempts:
+                raise
+            wait = min(delay, max_delay) * (0.5 + random.random())
+            log.warning("DuckLake commit conflict (attempt %d of %d), retrying in %.2f s: %s", attempt, attempts, wait,
+                        str(exc).splitlines()[-1])
+            sleep(wait)
+            delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
