@@ -143,6 +143,13 @@ def cast_column(values: list[str | None], dtype: pa.DataType) -> pa.Array:
     if pa.types.is_boolean(dtype):
         return pc.equal(pc.utf8_lower(strings), "true")
     if pa.types.is_timestamp(dtype):
+        if strings.null_count == len(strings) or pc.all(pc.ends_with(strings, "Z")).as_py():
+            # HubSpot's usual form (2025-10-20T18:23:12.338Z): Arrow parses the whole column at once, exactly
+            # to the millisecond, several times faster than one datetime.fromisoformat per value
+            try:
+                return pc.cast(strings, dtype)
+            except pa.ArrowInvalid:
+                pass  # padded or unusual text: parsed value by value below
         return pa.array([_parse_instant(v) if v else None for v in strings.to_pylist()], pa.int64()).cast(dtype)
     if pa.types.is_date32(dtype):
         parsed: list[date | None] = []
