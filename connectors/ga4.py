@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.batches import Batch, Stream, Window
-from connectors.errors import ConfigError, InvalidResponse
+from connectors.errors import ConfigError, InvalidResponse, RetriesExhausted
 from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
 from connectors.parallel import AccountLog, fetch_accounts
@@ -325,6 +325,7 @@ class Ga4Connector:
     quota: dict[str, dict[str, int]] = field(default_factory=dict)
     _client: Any = field(default=None, repr=False)
     server_errors: ServerErrorBudget = field(default_factory=lambda: SERVER_ERRORS, repr=False)
+    _quota_at: dict[str, float] = field(default_factory=dict, repr=False)  # when `quota` was last read, monotonic
 
     def property_ids(self) -> list[str]:
         """Configured properties, validated; raises ConfigError before any request."""
@@ -346,6 +347,19 @@ class Ga4Connector:
         self.client()
         return ids
 
+    def _check_quota(self, property_id: str, endpoint: str) -> None:
+        """Stop before a request GA4 would refuse: the last propertyQuota showed the property's hourly or daily
+        tokens at 0. Sending it anyway would only earn a 429 and, repeated, spend the project's error budget."""
+        seen = self._quota_at.get(property_id)
+        quota = self.quota.get(property_id) or {}
+        for field_name, span, seconds in (("tokens_per_hour_remaining", "hourly", 3_600.0),
+                                          ("tokens_per_day_remaining", "daily", 86_400.0)):
+            if seen is not None and time.monotonic() - seen < seconds and quota.get(field_name) == 0:
+                raise RetriesExhausted(
+                    SOURCE, property_id,
+                    f"{endpoint}: the property's {span} token quota is spent (propertyQuota {field_name} = 0); "
+                    "GA4 would refuse the request: re-run once the quota refills")
+
     def _classify(self, property_id: str) -> Callable[[BaseException], Verdict]:
         import requests
         from google.api_core import exceptions as gexc
@@ -362,6 +376,9 @@ class Ga4Connector:
                 response = getattr(exc, "response", None)
                 if response is not None:
                     wait = max(wait, parse_retry_after(response.headers.get("Retry-After")))
+                if wait >= 1_800:  # an hourly or daily quota: longer than a run should block a worker
+                    return Retry(f"429 {message} (GA4 quota of property {property_id} is spent: re-run once it "
+                                 "refills, or lower the number of requests per run)", wait)
                 return Retry(f"429 {message}", wait)
             if isinstance(exc, gexc.ServerError):
                 used = self.server_errors.spend(property_id)
@@ -375,8 +392,8 @@ class Ga4Connector:
                 return Fatal(f"{exc.code} {exc.message}")
             if isinstance(exc, requests.exceptions.RequestException):
                 return Retry(f"{type(exc).__name__}")
-            if isinstance(exc, ParseError | ValueError):
-                return Retry(f"malformed response ({type(exc).__name__})")
+            if isinstance(exc, ParseError | ValueError):  # an HTML page, an empty or a truncated body
+                return Retry(f"malformed response, not the JSON GA4 sends ({type(exc).__name__}: {str(exc)[:120]})")
             return Fatal(f"{type(exc).__name__}: {exc}")
 
         return classify
@@ -417,6 +434,7 @@ class Ga4Connector:
                     request: RunReportRequest = request, property_id: str = property_id
                 ) -> tuple[pa.Table, int, dict[str, Any], Any]:
                     endpoint = f"runReport {report.name} {window} offset {request.offset}"
+                    self._check_quota(property_id, endpoint)
                     try:
                         response = client.run_report(request=request, retry=None,
                                                      timeout=self.settings.timeout_seconds)
@@ -444,6 +462,7 @@ class Ga4Connector:
                 quota = _quota_summary(response)
                 if quota:
                     self.quota[property_id] = quota
+                    self._quota_at[property_id] = time.monotonic()
                     log.info("GA4 property %s quota: %s", property_id, quota)
                 if meta["data_loss_from_other_row"]:
                     log.warning("GA4 property %s %s %s: rows aggregated into (other)", property_id,

@@ -119,7 +119,18 @@ def _failure_summary(exc: Any) -> tuple[list[str], str]:
     return kinds, "; ".join(messages) or str(exc.error)
 
 
+def _retry_delay(exc: Any) -> float:
+    """The longest `QuotaErrorDetails.retry_delay` in a GoogleAdsFailure (seconds); 0 when there is none."""
+    delay = 0.0
+    for error in exc.failure.errors:
+        if "quota_error_details" in error.details:
+            delay = max(delay, error.details.quota_error_details.retry_delay.total_seconds())
+    return delay
+
+
 def classify(exc: BaseException) -> Verdict:
+    """Quota errors (never sooner than Google's retry_delay), internal and transient gRPC errors retry; the rest
+    (authentication, authorization, bad query) is fatal."""
     import grpc
     from google.ads.googleads.errors import GoogleAdsException
     from google.api_core import exceptions as core
@@ -130,7 +141,7 @@ def classify(exc: BaseException) -> Verdict:
         text = f"{status} {message} (request id {exc.request_id})"
         log.warning("Google Ads error: %s", text)
         if any(k in _RETRYABLE_ERRORS for k in kinds) or (not kinds and status in _RETRYABLE_STATUS):
-            return Retry(text)
+            return Retry(text, _retry_delay(exc))
         return Fatal(text)
     if isinstance(exc, core.GoogleAPICallError):  # errors raised while iterating a stream
         status = exc.grpc_status_code.name if exc.grpc_status_code is not None else str(exc.code)

@@ -208,6 +208,23 @@ class MalformedResponse(Exception):
     Never "0 rows, success": it is retried, then fails the run."""
 
 
+def json_body(body: bytes | str, status: int = 200) -> Any:
+    """A 2xx body parsed as JSON. An empty body, an HTML page (a proxy's, a login redirect's) or broken JSON raise
+    MalformedResponse, which is retried and then fails the run: never "0 rows, success"."""
+    import json
+
+    raw = body.encode() if isinstance(body, str) else body
+    text = raw.decode("utf-8", "replace").lstrip()
+    if not text:
+        raise MalformedResponse(f"empty body with status {status}")
+    if text.startswith("<"):
+        raise MalformedResponse(f"HTML page with status {status} instead of JSON")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise MalformedResponse(f"invalid or truncated JSON ({len(raw)} bytes)") from exc
+
+
 MIN_SECRET_LENGTH = 6  # shorter values are not credentials; starring them would garble every message
 
 
@@ -272,22 +289,12 @@ class HttpClient:
         self.session.close()
 
     def _once(self, method: str, url: str, **kwargs: Any) -> Any:
-        import json
-
         response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         body = response.content  # reads the whole body: a short read raises here, inside the retry
         if response.status_code >= 300:
             excerpt = redact(body[:300].decode("utf-8", "replace"), self.secrets)
             raise HttpStatusError(response.status_code, excerpt, parse_retry_after(response.headers.get("Retry-After")))
-        text = body.decode("utf-8", "replace").lstrip()
-        if not text:
-            raise MalformedResponse(f"empty body with status {response.status_code}")
-        if text.startswith("<"):
-            raise MalformedResponse(f"HTML page with status {response.status_code} instead of JSON")
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise MalformedResponse(f"invalid or truncated JSON ({len(body)} bytes)") from exc
+        return json_body(body, response.status_code)
 
     def request_json(self, method: str, url: str, *, account: str, what: str, **kwargs: Any) -> Any:
         try:

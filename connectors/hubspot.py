@@ -34,6 +34,7 @@ from connectors.batches import Batch, Cursor, Stream, Window
 from connectors.errors import ConfigError
 from connectors.http import (
     Fatal,
+    MalformedResponse,
     RateLimiter,
     RequestStats,
     Retry,
@@ -41,6 +42,7 @@ from connectors.http import (
     Verdict,
     call_with_retry,
     is_loopback,
+    json_body,
     parse_retry_after,
     redact,
 )
@@ -355,6 +357,8 @@ class HubSpotConnector:
             return Fatal(f"{status} {message}{hint}")
         if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
             return Retry(type(exc).__name__)
+        if isinstance(exc, MalformedResponse):
+            return Retry(f"malformed response: {exc}")
         if isinstance(exc, ValueError):
             return Retry(f"malformed response ({type(exc).__name__})")
         return Fatal(f"{type(exc).__name__}: {exc}")
@@ -367,7 +371,8 @@ class HubSpotConnector:
             if search and self._search_limiter is not None:
                 self._search_limiter.acquire()
             response = fn()
-            return json.loads(response.data)  # inside the retry: a truncated body is retried
+            # inside the retry: a truncated body, an empty one or an HTML page is retried, then an error
+            return json_body(response.data, response.status)
 
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
         try:

@@ -28,12 +28,14 @@ from connectors.errors import ConfigError
 from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import (
     Fatal,
+    MalformedResponse,
     RateLimiter,
     RequestStats,
     Retry,
     RetryPolicy,
     Verdict,
     call_with_retry,
+    json_body,
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
@@ -170,6 +172,8 @@ def classify(exc: BaseException) -> Verdict:
     if isinstance(exc, socket.timeout | TimeoutError | ConnectionError | OSError | httplib2.HttpLib2Error
                   | http.client.HTTPException):
         return Retry(type(exc).__name__)
+    if isinstance(exc, MalformedResponse):
+        return Retry(f"malformed response: {exc}")
     if isinstance(exc, json.JSONDecodeError | ValueError):
         return Retry(f"malformed response ({type(exc).__name__})")
     return Fatal(f"{type(exc).__name__}: {exc}")
@@ -224,7 +228,12 @@ class SearchConsoleConnector:
         """One searchanalytics.query, retried through the shared helper."""
         request = self.service().searchanalytics().query(siteUrl=site_url, body=body)
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
-        result = call_with_retry(lambda: request.execute(num_retries=0), classify=classify, source=SOURCE,
+        def once() -> Any:
+            result = request.execute(num_retries=0)
+            # the client hands back a body it could not read as JSON (an HTML page, an empty body) as text
+            return json_body(result) if isinstance(result, str | bytes) else result
+
+        result = call_with_retry(once, classify=classify, source=SOURCE,
                                  account=site_url, what=what, policy=self.policy, stats=self.stats,
                                  limiter=self.limiter(), **kwargs)
         if not isinstance(result, dict):

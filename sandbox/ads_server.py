@@ -39,7 +39,7 @@ from datetime import date, timedelta
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from sandbox.httpserver import REDACTED
+from sandbox.httpserver import REDACTED, FaultProfile, fault_retry_after
 from sandbox.world import ADS_MANAGER_CUSTOMER_ID, World
 
 if TYPE_CHECKING:
@@ -59,7 +59,37 @@ _CUSTOMER_ID = re.compile(r"^\d{10}$")
 #   ("unavailable",)                    plain UNAVAILABLE status, no GoogleAdsFailure (a GFE/LB hiccup)
 #   ("status", "DEADLINE_EXCEEDED")     any plain gRPC status by name, no GoogleAdsFailure
 #   ("stall", seconds)                  sleep, then answer normally
+# A ``FaultProfile`` (``fault_profile``, or MKPI_SANDBOX_FAULTS) draws the HTTP servers' kinds; here they become:
+#   rate_limit with Retry-After N -> quota_temporary with retry_delay N (what Google Ads sends for its rate limits)
+#   rate_limit without            -> throttled: plain RESOURCE_EXHAUSTED, no GoogleAdsFailure (a front-end throttle)
+#   server_error 500 / 502, 503   -> internal (InternalError.INTERNAL_ERROR) / unavailable
+#   reset                         -> reset: UNAVAILABLE "Connection reset by peer" (what gRPC reports for a TCP RST)
+#   truncate                      -> truncate: INTERNAL "Received RST_STREAM" (a stream cut short)
+#   stall                         -> stall; html, empty and envelope have no gRPC equivalent and are not drawn
 Fault = tuple[Any, ...]
+
+
+def ads_fault(drawn: Fault | None) -> Fault | None:
+    """A fault drawn by a ``FaultProfile`` in its gRPC form (see above)."""
+    if drawn is None:
+        return None
+    kind = drawn[0]
+    if kind == "rate_limit":
+        return ("throttled",) if drawn[1] is None else ("quota_temporary", float(drawn[1]))
+    if kind == "server_error":
+        return ("internal",) if drawn[1] == 500 else ("unavailable",)
+    if kind in ("reset", "truncate", "stall"):
+        return drawn
+    return None
+
+
+# Faults that are one plain gRPC status (no GoogleAdsFailure): (status, message)
+_PLAIN_FAULTS = {
+    "unavailable": ("UNAVAILABLE", "The service is currently unavailable."),
+    "throttled": ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    "reset": ("UNAVAILABLE", "recvmsg:Connection reset by peer"),
+    "truncate": ("INTERNAL", "Received RST_STREAM with error code 2"),
+}
 
 # gRPC status and status message Google uses for each GoogleAdsFailure error family.
 _FAMILY_STATUS: dict[str, tuple[str, str]] = {
@@ -403,6 +433,7 @@ class AdsRequest:
     metadata: dict[str, str]
     request_id: str
     fault: str | None
+    retry_after: float | None = None  # the retry_delay a quota fault carried
 
 
 @dataclass
@@ -459,6 +490,7 @@ class AdsServer:
         self.customers = tuple(served)
         self.search_page_size = search_page_size
         self.faults: queue.Queue[Fault] = queue.Queue()
+        self.fault_profile: FaultProfile | None = FaultProfile.from_env()
         self._lock = threading.Lock()
         self._log_entries: list[AdsRequest] = []
         self._reads = 0
@@ -537,11 +569,14 @@ class AdsServer:
         """Script one fault, e.g. ``add_fault("quota")``; same as ``faults.put(("quota",))``."""
         self.faults.put(tuple(fault))
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, key: str = "") -> Fault | None:
+        """The next scripted fault, else one drawn by the fault profile for this RPC (``key``), else None."""
         try:
             return self.faults.get_nowait()
         except queue.Empty:
-            return None
+            pass
+        profile = self.fault_profile
+        return ads_fault(profile.draw(key)) if profile is not None else None
 
     @property
     def requests(self) -> list[AdsRequest]:
@@ -641,10 +676,10 @@ class AdsServer:
         metadata: dict[str, str] = {}
         for key, value in context.invocation_metadata():
             metadata[key] = value if isinstance(value, str) else value.decode("latin-1")
-        fault = self._next_fault()
+        fault = self._next_fault(f"{method} {request.customer_id} {request.query} {page_token}")
         logged = {k: (REDACTED if k in _SECRET_METADATA else v) for k, v in metadata.items()}
         entry = AdsRequest(method, version, request.customer_id, request.query, page_token, logged, request_id,
-                           str(fault[0]) if fault else None)
+                           str(fault[0]) if fault else None, fault_retry_after(fault))
         with self._lock:
             self._log_entries.append(entry)
         if fault is not None:
@@ -661,8 +696,9 @@ class AdsServer:
             elif kind == "internal":
                 raise AdsApiError("internal_error", "INTERNAL_ERROR",
                                   "An internal error has occurred. Please retry your request.")
-            elif kind == "unavailable":
-                context.abort(grpc.StatusCode.UNAVAILABLE, "The service is currently unavailable.")
+            elif kind in _PLAIN_FAULTS:
+                status, message = _PLAIN_FAULTS[kind]
+                context.abort(getattr(grpc.StatusCode, status), message)
             elif kind == "status":
                 context.abort(getattr(grpc.StatusCode, str(fault[1])), str(fault[2]) if len(fault) > 2 else "")
             else:

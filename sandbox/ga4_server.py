@@ -14,12 +14,12 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sandbox.httpserver import Request, Response, SandboxServer, json_response
+from sandbox.httpserver import Request, Response, SandboxServer, google_error_body, json_response
 from sandbox.world import CURRENCY, GA4_DIMENSION_KEYS, TIMEZONE, Ga4Fact, World
 
 SCHEMA_URL = "https://developers.google.com/analytics/devguides/reporting/data/v1/api-schema"
@@ -120,6 +120,7 @@ class Ga4Server(SandboxServer):
         cardinality_limit: int | None = None,
         forbidden_properties: Iterable[str] = (),
         tokens_per_day: int = 200_000,
+        tokens_per_hour: int = _TOKENS_PER_HOUR,
     ) -> None:
         super().__init__()
         if cardinality_limit is not None and cardinality_limit < 2:
@@ -128,10 +129,13 @@ class Ga4Server(SandboxServer):
         self.cardinality_limit = cardinality_limit
         self.forbidden_properties = frozenset(forbidden_properties)
         self.tokens_per_day = tokens_per_day
+        self.tokens_per_hour = tokens_per_hour  # small in tests of what a connector does when the hour is spent
+        self.clock: Callable[[], float] = time.time  # which hour quotas are counted in; tests may pin it
         self._state_lock = threading.Lock()
         self._reads = 0
         self._quota: dict[str, _Quota] = {}
         self._project_hour: tuple[int, int] = (-1, 0)
+        self._server_errors_hour: tuple[int, int] = (-1, 0)  # (hour, 5xx answered): propertyQuota runs down
 
     def env(self) -> dict[str, str]:
         return {
@@ -144,6 +148,26 @@ class Ga4Server(SandboxServer):
         """Successful runReport calls so far; the next one reads the world at this version."""
         with self._state_lock:
             return self._reads
+
+    # ---- faults in GA4's shape ---------------------------------------------------------------------------
+
+    def rate_limit_response(self, retry_after: int | None) -> Response:
+        """GA4's transient 429: RESOURCE_EXHAUSTED with the concurrent-requests quota message (Retry-After only
+        when the fault profile gives one; GA4 itself sends none)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return json_response(429, google_error_body(429, "Exhausted concurrent requests quota."), headers)
+
+    def server_error_response(self, status: int) -> Response:
+        """A 5xx that, as on GA4, spends one of the project's 10 server errors of the hour (see propertyQuota)."""
+        hour = int(self.clock() // 3600)
+        with self._state_lock:
+            bucket, spent = self._server_errors_hour
+            self._server_errors_hour = (hour, (spent if bucket == hour else 0) + 1)
+        return super().server_error_response(status)
+
+    def _server_errors_spent(self, hour: int) -> int:
+        bucket, spent = self._server_errors_hour
+        return spent if bucket == hour else 0
 
     # ---- HTTP ----------------------------------------------------------------------------------------
 
@@ -343,27 +367,30 @@ class Ga4Server(SandboxServer):
 
     def _charge(self, property_id: str, cost: int) -> dict[str, Any]:
         """Count tokens down per property; 429 once the daily budget is spent (nothing is charged then)."""
-        hour = int(time.time() // 3600)
+        hour = int(self.clock() // 3600)
         with self._state_lock:
             quota = self._quota.setdefault(property_id, _Quota())
             if quota.hour_bucket != hour:
                 quota.hour_bucket, quota.hour_consumed = hour, 0
             if quota.day_consumed >= self.tokens_per_day:
                 raise Ga4ApiError(429, "Exhausted property tokens per day.")
-            if quota.hour_consumed >= _TOKENS_PER_HOUR:
+            if quota.hour_consumed >= self.tokens_per_hour:
                 raise Ga4ApiError(429, "Exhausted property tokens per hour.")
+            if self._server_errors_spent(hour) >= _SERVER_ERRORS_PER_HOUR:
+                raise Ga4ApiError(429, "Exhausted server errors quota.")
             quota.day_consumed += cost
             quota.hour_consumed += cost
             bucket, consumed = self._project_hour
             project_consumed = (consumed if bucket == hour else 0) + cost
             self._project_hour = (hour, project_consumed)
             day_left = max(0, self.tokens_per_day - quota.day_consumed)
-            hour_left = max(0, _TOKENS_PER_HOUR - quota.hour_consumed)
+            hour_left = max(0, self.tokens_per_hour - quota.hour_consumed)
+            errors_left = max(0, _SERVER_ERRORS_PER_HOUR - self._server_errors_spent(hour))
             return {
                 "tokensPerDay": {"consumed": cost, "remaining": day_left},
                 "tokensPerHour": {"consumed": cost, "remaining": hour_left},
                 "concurrentRequests": {"consumed": 0, "remaining": _CONCURRENT_REQUESTS},
-                "serverErrorsPerProjectPerHour": {"consumed": 0, "remaining": _SERVER_ERRORS_PER_HOUR},
+                "serverErrorsPerProjectPerHour": {"consumed": 0, "remaining": errors_left},
                 "potentiallyThresholdedRequestsPerHour": {"consumed": 0, "remaining": _THRESHOLDED_PER_HOUR},
                 "tokensPerProjectPerHour": {
                     "consumed": cost, "remaining": max(0, _TOKENS_PER_PROJECT_PER_HOUR - project_consumed)},

@@ -198,6 +198,18 @@ class GscServer(SandboxServer):
             "status": status_name,
         }})
 
+    # ---- faults in Search Console's shape -------------------------------------------------------------
+
+    def rate_limit_response(self, retry_after: int | None) -> Response:
+        """The QPS quota 429 in the v3 envelope (api-samples/gsc/error_429_quota.json); Retry-After when given."""
+        response = self.error_response(429, QPS_QUOTA_MESSAGE)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    def server_error_response(self, status: int) -> Response:
+        return self.error_response(status, "Backend Error")
+
     # ---- HTTP ----------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:

@@ -9,7 +9,9 @@ without ``TCP_NODELAY`` each request pays about 40 ms of Nagle + delayed-ACK lat
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import queue
 import random
 import socket
@@ -17,7 +19,8 @@ import struct
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -32,6 +35,10 @@ SECRET_NAMES = frozenset({"authorization", "token_auth", "developer-token", "x-g
 #   ("reset",)                              close the connection (TCP RST) without a response
 #   ("stall", seconds)                      sleep, then answer normally
 #   ("truncate",)                           normal response, Content-Length larger than the body, then close
+#   ("rate_limit", retry_after | None)      the platform's 429 (``rate_limit_response``), Retry-After or none
+#   ("server_error", status)                the platform's 5xx (``server_error_response``)
+#   ("html",) / ("empty",)                  status 200 with an HTML page (``html_page_response``) / no body
+#   ("envelope",)                           the platform's error envelope (``error_envelope_response``)
 Fault = tuple[Any, ...]
 
 
@@ -106,18 +113,32 @@ class LoggedRequest:
     headers: dict[str, str]
     form: dict[str, list[str]]
     fault: str | None
+    retry_after: float | None = None  # the Retry-After a 429 fault carried (None: no header, or no 429)
 
 
 def _redact_params(params: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: ([REDACTED] * len(v) if k.lower() in SECRET_NAMES else list(v)) for k, v in params.items()}
 
 
+FAULTS_ENV = "MKPI_SANDBOX_FAULTS"
+SERVER_ERROR_STATUSES = (500, 502, 503)
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><h1>Sign in</h1>"
+             b"<p>Your session has expired. Please sign in again.</p></body></html>\n")
+
+
 @dataclass
 class FaultProfile:
     """Seeded random faults, drawn for requests that find the scripted queue empty.
 
-    Probabilities are per request and checked in the order reset, status_429, status_500, stall, truncate.
-    The seed makes a flaky-network scenario reproducible, as long as requests arrive in the same order.
+    Probabilities are per request and checked in the order reset, status_429, status_500, stall, truncate,
+    html, empty, envelope. Each server renders a drawn fault in its platform's own shape (``rate_limit_response``,
+    ``server_error_response``, ``error_envelope_response``): GA4's RESOURCE_EXHAUSTED quota message, HubSpot's
+    ``policyName`` body, Matomo's ``{"result": "error"}`` envelope with status 200.
+
+    Why draws are keyed by the request, not by arrival order: a fault is drawn from (seed, request, how many times
+    this request was seen), so a retry caused by something else (a slow machine, another source's fault, a request
+    reordered) never shifts which faults every later request gets. The same seed and the same requests give the
+    same faults, whatever the timing: a chaos run is reproducible.
     """
 
     seed: int = 0
@@ -126,31 +147,88 @@ class FaultProfile:
     status_500: float = 0.0
     stall: float = 0.0
     truncate: float = 0.0
+    html: float = 0.0  # status 200 with an HTML page (a proxy's or a login page)
+    empty: float = 0.0  # status 200 with an empty body
+    envelope: float = 0.0  # the platform's error envelope (Matomo: status 200 {"result": "error"})
+    retry_after_share: float = 1.0  # share of 429s that carry Retry-After (the others carry none)
     stall_seconds: float = 0.2
-    retry_after_seconds: int = 1
-    _rng: random.Random = field(init=False, repr=False)
+    retry_after_seconds: int = 1  # Retry-After is drawn from retry_after_seconds..retry_after_max
+    retry_after_max: int | None = None
+    _seen: dict[str, int] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, repr=False, compare=False, default_factory=threading.Lock)
 
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+    @classmethod
+    def parse(cls, text: str) -> FaultProfile:
+        """``"seed=3,status_429=0.2,retry_after_share=0.5,stall=0.02"`` (the MKPI_SANDBOX_FAULTS form)."""
+        types = {f.name: f.type for f in fields(cls) if not f.name.startswith("_")}
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, raw = item.partition("=")
+            name = name.strip()
+            if not sep or name not in types:
+                raise ValueError(f"{FAULTS_ENV}: {item!r} is not name=value with a name among {sorted(types)}")
+            kind = str(types[name])
+            try:
+                values[name] = int(raw) if kind in ("int", "int | None") else float(raw)
+            except ValueError:
+                raise ValueError(f"{FAULTS_ENV}: {name}={raw!r} is not a number") from None
+        return cls(**values)
 
-    def draw(self) -> Fault | None:
-        u = self._rng.random()
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> FaultProfile | None:
+        """The profile MKPI_SANDBOX_FAULTS describes, or None when it is unset (a fault-free sandbox)."""
+        text = (os.environ if environ is None else environ).get(FAULTS_ENV, "").strip()
+        return cls.parse(text) if text else None
+
+    def draw(self, key: str = "") -> Fault | None:
+        """The fault for the next request ``key`` (method, path, query and body), or None."""
+        with self._lock:
+            occurrence = self._seen.get(key, 0)
+            self._seen[key] = occurrence + 1
+        rng = random.Random(f"{self.seed}|{key}|{occurrence}")
+        u = rng.random()
         edge = 0.0
         kinds = (("reset", self.reset), ("status_429", self.status_429), ("status_500", self.status_500),
-                 ("stall", self.stall), ("truncate", self.truncate))
+                 ("stall", self.stall), ("truncate", self.truncate), ("html", self.html), ("empty", self.empty),
+                 ("envelope", self.envelope))
         for kind, p in kinds:
             edge += p
             if u >= edge:
                 continue
             if kind == "status_429":
-                retry_after = {"Retry-After": str(self.retry_after_seconds)}
-                return ("status", 429, google_error_body(429, "Too many requests."), retry_after)
+                if rng.random() >= self.retry_after_share:
+                    return ("rate_limit", None)
+                return ("rate_limit", rng.randint(self.retry_after_seconds,
+                                                  max(self.retry_after_seconds, self.retry_after_max or 0)))
             if kind == "status_500":
-                return ("status", 500, google_error_body(500, "Internal error encountered."), {})
+                return ("server_error", rng.choice(SERVER_ERROR_STATUSES))
             if kind == "stall":
                 return ("stall", self.stall_seconds)
             return (kind,)
         return None
+
+
+def fault_retry_after(fault: Fault | None) -> float | None:
+    """The Retry-After seconds a fault answers with: a drawn rate limit's, or a scripted status's header."""
+    if not fault:
+        return None
+    if fault[0] == "quota_temporary":  # Google Ads' retry_delay, 1 s unless scripted
+        return float(fault[1]) if len(fault) > 1 else 1.0
+    if fault[0] == "rate_limit" and len(fault) > 1 and fault[1] is not None:
+        return float(fault[1])
+    if fault[0] == "status" and len(fault) > 3 and fault[3]:
+        value = dict(fault[3]).get("Retry-After")
+        return float(value) if value is not None else None
+    return None
+
+
+def request_key(request: Request) -> str:
+    """What identifies a request for keyed fault draws: method, path, query and a digest of the body."""
+    digest = hashlib.sha256(request.body).hexdigest()[:16] if request.body else ""
+    return f"{request.method} {request.path}?{request.raw_query} {digest}"
+
+
+_RENDERED_FAULTS = frozenset({"rate_limit", "server_error", "html", "empty", "envelope"})
 
 
 class _Server(ThreadingHTTPServer):
@@ -168,6 +246,14 @@ class _Server(ThreadingHTTPServer):
     def shutdown_request(self, request: Any) -> None:
         self.owner._track(request, add=False)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a stall past its timeout, a reset) is expected; anything else is printed."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -208,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
             raw_query=parsed.query,
         )
-        fault = owner._next_fault()
+        fault = owner._next_fault(request)
         owner._log(request, fault)
         if owner.latency_seconds > 0:
             time.sleep(owner.latency_seconds)
@@ -224,6 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
             headers = dict(fault[3]) if len(fault) > 3 and fault[3] else {}
             body = json.dumps(payload).encode() if payload is not None else b""
             self._send(Response(status, body, headers))
+            return
+        rendered = owner.fault_response(fault) if kind in _RENDERED_FAULTS else None
+        if rendered is not None:
+            self._send(rendered)
             return
         if kind == "stall":
             time.sleep(float(fault[1]))
@@ -258,7 +348,8 @@ class SandboxServer:
 
     def __init__(self) -> None:
         self.faults: queue.Queue[Fault] = queue.Queue()
-        self.fault_profile: FaultProfile | None = None
+        # MKPI_SANDBOX_FAULTS makes every server of `python -m sandbox` (and the launcher) flaky, reproducibly.
+        self.fault_profile: FaultProfile | None = FaultProfile.from_env()
         # Added to every response (a WAN round trip on loopback), e.g. 0.1 for the latency benchmark.
         self.latency_seconds: float = 0.0
         self._httpd: _Server | None = None
@@ -333,13 +424,48 @@ class SandboxServer:
         """Script one fault, e.g. ``add_fault("status", 429, body, {"Retry-After": "1"})``."""
         self.faults.put(tuple(fault))
 
-    def _next_fault(self) -> Fault | None:
+    def _next_fault(self, request: Request | None = None) -> Fault | None:
         try:
             return self.faults.get_nowait()
         except queue.Empty:
             pass
-        with self._lock:
-            return self.fault_profile.draw() if self.fault_profile is not None else None
+        profile = self.fault_profile
+        return profile.draw(request_key(request) if request is not None else "") if profile is not None else None
+
+    # ---- how a drawn fault looks on this platform (servers of non-Google APIs override these) -----------
+
+    def fault_response(self, fault: Fault) -> Response | None:
+        """The response of a rendered fault kind (see the Fault comment), None for an unknown kind."""
+        kind = fault[0]
+        if kind == "rate_limit":
+            return self.rate_limit_response(fault[1] if len(fault) > 1 else None)
+        if kind == "server_error":
+            return self.server_error_response(int(fault[1]) if len(fault) > 1 else 500)
+        if kind == "html":
+            return self.html_page_response()
+        if kind == "empty":
+            return Response(200, b"")
+        if kind == "envelope":
+            return self.error_envelope_response()
+        return None
+
+    def rate_limit_response(self, retry_after: int | None) -> Response:
+        """429 in Google's envelope; Retry-After only when given (Google APIs often send none)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return json_response(429, google_error_body(429, "Too many requests."), headers)
+
+    def server_error_response(self, status: int) -> Response:
+        messages = {500: "Internal error encountered.", 502: "Bad Gateway",
+                    503: "The service is currently unavailable."}
+        return json_response(status, google_error_body(status, messages.get(status, "Backend Error")))
+
+    def html_page_response(self) -> Response:
+        """Status 200 with an HTML page: what a captive proxy or an expired-session redirect serves."""
+        return Response(200, HTML_PAGE, content_type="text/html; charset=utf-8")
+
+    def error_envelope_response(self) -> Response:
+        """The platform's own error envelope; Google APIs have none beyond their error status."""
+        return self.server_error_response(503)
 
     def _log(self, request: Request, fault: Fault | None) -> None:
         entry = LoggedRequest(
@@ -350,6 +476,7 @@ class SandboxServer:
             headers={k: (REDACTED if k in SECRET_NAMES else v) for k, v in request.headers.items()},
             form=_redact_params(request.form),
             fault=str(fault[0]) if fault else None,
+            retry_after=fault_retry_after(fault),
         )
         with self._lock:
             self._log_entries.append(entry)

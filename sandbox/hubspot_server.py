@@ -39,6 +39,7 @@ from typing import Any
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
 from sandbox.hubspot_store import (
     ASSOCIATION_TYPES,
+    BULK_IMPORT_SIZE,
     CREATED_PROPERTY,
     DEFAULT_PROPERTIES,
     HISTORY_DAYS,
@@ -118,7 +119,10 @@ class HubSpotServer(SandboxServer):
 
     name = "hubspot"
 
-    def __init__(self, world: World, *, token: str, requests_per_10s: int = 100, search_per_second: int = 5) -> None:
+    def __init__(self, world: World, *, token: str, requests_per_10s: int = 100, search_per_second: int = 5,
+                 history_days: int = HISTORY_DAYS, bulk_import_size: int = BULK_IMPORT_SIZE) -> None:
+        """``history_days`` and ``bulk_import_size`` size the portal (see ``CrmStore``); the defaults give the
+        full ~20,000 contacts, including a bulk import larger than one search can page through."""
         super().__init__()
         if not token:
             raise ValueError("token must be non-empty")
@@ -126,7 +130,7 @@ class HubSpotServer(SandboxServer):
         self.token = token
         self.requests_per_10s = requests_per_10s
         self.search_per_second = search_per_second
-        self.store = CrmStore(world)
+        self.store = CrmStore(world, history_days=history_days, bulk_import_size=bulk_import_size)
         # "Now" for mutations' defaults and for which e-mails are still accruing; tests may move it.
         self.now_ms: int = self.store.end_of_today_ms
         self.clock: Callable[[], float] = time.monotonic
@@ -135,9 +139,9 @@ class HubSpotServer(SandboxServer):
         self._search_window: deque[float] = deque()
         self._daily_count = 0
         self._email_reads = 0
-        first = world.today - timedelta(days=HISTORY_DAYS - 1)
+        first = world.today - timedelta(days=history_days - 1)
         self.emails: list[EmailSend] = [
-            e for i in range(HISTORY_DAYS) for e in world.email_sends(first + timedelta(days=i))]
+            e for i in range(history_days) for e in world.email_sends(first + timedelta(days=i))]
 
     @classmethod
     def for_sandbox(cls, world: World) -> HubSpotServer:
@@ -182,7 +186,16 @@ class HubSpotServer(SandboxServer):
                 "category": category or default.get(status, "INTERNAL_ERROR")}
         return json_response(status, body, headers)
 
-    def _rate_limited(self, policy: str) -> Response:
+    def rate_limit_response(self, retry_after: int | None) -> Response:
+        """A drawn 429: the ten-secondly limit with Retry-After, or the secondly (search) one without, as HubSpot."""
+        if retry_after is None:
+            return self._rate_limited("SECONDLY")
+        return self._rate_limited("TEN_SECONDLY_ROLLING", retry_after)
+
+    def server_error_response(self, status: int) -> Response:
+        return self.error_response(status, "internal error", "INTERNAL_ERROR")
+
+    def _rate_limited(self, policy: str, retry_after: int = 1) -> Response:
         ten = policy == "TEN_SECONDLY_ROLLING"
         body = {
             "status": "error",
@@ -190,7 +203,7 @@ class HubSpotServer(SandboxServer):
             "errorType": "RATE_LIMIT", "correlationId": str(uuid.uuid4()), "policyName": policy,
             "groupName": "publicapi:private-app:sandbox" if ten else "publicapi:search",
         }
-        return json_response(429, body, {"Retry-After": "1"} if ten else {})
+        return json_response(429, body, {"Retry-After": str(retry_after)} if ten else {})
 
     def _admit(self, is_search: bool) -> tuple[Response | None, dict[str, str]]:
         """Count the request against the rolling windows; rejected requests are not counted."""

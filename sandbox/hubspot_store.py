@@ -320,23 +320,23 @@ class _Base:
     end_of_today_ms: int
 
 
-_BASE_CACHE: dict[tuple[int, str], _Base] = {}
+_BASE_CACHE: dict[tuple[int, str, int, int], _Base] = {}
 _BASE_LOCK = threading.Lock()
 
 
-def _build_base(world: World) -> _Base:
-    key = (world.seed, world.today.isoformat())
+def _build_base(world: World, history_days: int = HISTORY_DAYS, bulk_import_size: int = BULK_IMPORT_SIZE) -> _Base:
+    key = (world.seed, world.today.isoformat(), history_days, bulk_import_size)
     with _BASE_LOCK:
         cached = _BASE_CACHE.get(key)
         if cached is None:
-            cached = _BASE_CACHE[key] = _compute_base(world)
+            cached = _BASE_CACHE[key] = _compute_base(world, history_days, bulk_import_size)
         return cached
 
 
-def _compute_base(world: World) -> _Base:
+def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Base:
     today = world.today
     end_of_today = _paris_ms(today, 86_400) - 1
-    first_day = today - timedelta(days=HISTORY_DAYS - 1)
+    first_day = today - timedelta(days=history_days - 1)
     recs: dict[str, list[tuple[str, dict[str, str | None], int, int, bool, int | None]]] = {
         t: [] for t in OBJECT_TYPES}
     assoc: dict[tuple[str, str], dict[str, list[str]]] = {k: {} for k in ASSOCIATION_TYPES}
@@ -351,7 +351,7 @@ def _compute_base(world: World) -> _Base:
         r = seeded_rng(world.seed, "hubspot", f"company:{k}")
         u = [r.random() for _ in range(6)]
         cid = str(_COMPANY_ID_BASE + k + 1)
-        created = _paris_ms(today - timedelta(days=int(20 + u[0] * (HISTORY_DAYS + 40))), 8 * 3600 + u[1] * 36_000)
+        created = _paris_ms(today - timedelta(days=int(20 + u[0] * (history_days + 40))), 8 * 3600 + u[1] * 36_000)
         modified = min(end_of_today, created + int(u[2] * 90 * 86_400_000))
         name = f"{_COMPANY_WORDS[int(u[3] * len(_COMPANY_WORDS))]} {_COMPANY_NAMES[int(u[4] * len(_COMPANY_NAMES))]}"
         slug = name.lower().replace(" ", "-").replace("ô", "o").replace("î", "i").replace("é", "e")
@@ -367,7 +367,7 @@ def _compute_base(world: World) -> _Base:
 
     # World contacts and their deals.
     customers: list[tuple[int, str]] = []  # (customer_ms, contact id) for feedback submissions
-    for offset in range(HISTORY_DAYS):
+    for offset in range(history_days):
         day = first_day + timedelta(days=offset)
         for c in world.hubspot_contacts_created(day):
             r = seeded_rng(world.seed, day, f"hubspot:sandbox:{c.id}")
@@ -441,7 +441,7 @@ def _compute_base(world: World) -> _Base:
     import_day = today - timedelta(days=BULK_IMPORT_DAYS_AGO)
     bulk_ms = _paris_ms(import_day, 14 * 3600 + 3 * 60 + 7.123)
     bulk_iso = iso_ms(bulk_ms)
-    for k in range(BULK_IMPORT_SIZE):
+    for k in range(bulk_import_size):
         cid = str(_BULK_ID_BASE + k + 1)
         props = {
             "email": f"import.{k + 1}@newsletter.example", "firstname": None, "lastname": None,
@@ -458,7 +458,7 @@ def _compute_base(world: World) -> _Base:
         r = seeded_rng(world.seed, "hubspot", f"archived:{k}")
         u = [r.random() for _ in range(3)]
         cid = str(_ARCHIVED_ID_BASE + k + 1)
-        created = _paris_ms(today - timedelta(days=int(5 + u[0] * (HISTORY_DAYS - 10))), 3600 * (6 + 14 * u[1]))
+        created = _paris_ms(today - timedelta(days=int(5 + u[0] * (history_days - 10))), 3600 * (6 + 14 * u[1]))
         archived_at = min(end_of_today, created + int((1 + u[2] * 4) * 86_400_000))
         props = {
             "email": f"test{k + 1}@spam.example", "firstname": "Test", "lastname": f"Spam {k + 1}",
@@ -472,7 +472,7 @@ def _compute_base(world: World) -> _Base:
 
     # NPS answers, from a customer who became one before answering (none yet: no contact).
     customers.sort()
-    for offset in range(HISTORY_DAYS):
+    for offset in range(history_days):
         day = first_day + timedelta(days=offset)
         for i, nps in enumerate(world.nps_responses(day)):
             fid = str(day.toordinal() * 100 + i)
@@ -601,8 +601,11 @@ class _Table:
 class CrmStore:
     """In-memory HubSpot CRM for one server. Thread-safe; every mutation bumps ``version``."""
 
-    def __init__(self, world: World) -> None:
-        base = _build_base(world)
+    def __init__(self, world: World, *, history_days: int = HISTORY_DAYS, bulk_import_size: int = BULK_IMPORT_SIZE
+                 ) -> None:
+        """``history_days`` and ``bulk_import_size`` shrink the portal (the default is ~20,000 contacts, about 20 s
+        to list): a test that loads it many times, such as the chaos battery, uses a small one."""
+        base = _build_base(world, history_days, bulk_import_size)
         self.world = world
         self.bulk_import_ms = base.bulk_import_ms
         self.end_of_today_ms = base.end_of_today_ms

@@ -285,7 +285,6 @@ class MatomoServer(SandboxServer):
         self._log_lock = threading.Lock()
         self._reads = 0
         self._matomo_log: list[MatomoLoggedRequest] = []
-        self._local = threading.local()
         self._handlers: dict[str, Callable[[dict[str, str], int], Any]] = {
             "VisitsSummary.get": self._visits_summary,
             "Referrers.getReferrerType": self._referrer_type,
@@ -313,21 +312,28 @@ class MatomoServer(SandboxServer):
         with self._state_lock:
             return self._reads
 
-    # ---- log and the "html" fault ----------------------------------------------------------------------
+    # ---- log and faults --------------------------------------------------------------------------------
 
-    def _next_fault(self) -> Fault | None:
-        """Adds ``("html",)``: HTTP 200 with an HTML page, what a proxy or a login redirect really serves.
+    def html_page_response(self) -> Response:
+        """The ``html`` fault: HTTP 200 with Matomo's sign-in page, what an expired session really serves."""
+        return _html(200, _LOGIN_PAGE)
 
-        The base dispatcher only knows its own kinds, so the html fault is turned into a thread-local flag
-        that ``_log`` and ``handle`` (called next, on the same thread) pick up.
-        """
-        fault = super()._next_fault()
-        self._local.html = fault is not None and fault[0] == "html"
-        return None if self._local.html else fault
+    def error_envelope_response(self) -> Response:
+        """The ``envelope`` fault: Matomo reports errors with HTTP 200 and ``{"result": "error"}``."""
+        return Response(200, _php_json({"result": "error", "message": "Mysql server has gone away"}),
+                        content_type=JSON_CONTENT_TYPE)
+
+    def rate_limit_response(self, retry_after: int | None) -> Response:
+        """A reverse proxy's 429 in front of Matomo (Matomo itself has no rate limit)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        return Response(429, b"<html><body><h1>429 Too Many Requests</h1></body></html>\n", headers,
+                        content_type=HTML_CONTENT_TYPE)
+
+    def server_error_response(self, status: int) -> Response:
+        """PHP behind nginx fails with an HTML error page, not with JSON."""
+        return _html(status, f"<html><body><h1>{status} Server Error</h1></body></html>\n".encode())
 
     def _log(self, request: Request, fault: Fault | None) -> None:
-        if getattr(self._local, "html", False):
-            fault = ("html",)
         form = request.form
         query_params = _last(request.query)
         merged = {**_last(form), **query_params}
@@ -367,9 +373,6 @@ class MatomoServer(SandboxServer):
     # ---- HTTP ------------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        if getattr(self._local, "html", False):
-            self._local.html = False
-            return _html(200, _LOGIN_PAGE)
         if request.path not in ("/", "/index.php"):
             return _html(404, b"<html><body><h1>404 Not Found</h1></body></html>\n")
         params = {**_last(request.form), **_last(request.query)}  # PHP: $_GET + $_POST, GET wins
