@@ -229,17 +229,20 @@ def test_running_the_same_range_again_changes_nothing(sandbox):
     assert snapshot() == first
 
 
-def test_unknown_property_fails_the_run_and_writes_nothing(sandbox, monkeypatch):
-    _, _, db = sandbox
+def test_unknown_property_fails_the_run_naming_it_and_writes_nothing_for_it(sandbox, monkeypatch):
+    # issue #10: one bad property fails the step, named, but does not stop the good one from loading
+    world, _, db = sandbox
     monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", f"{PROPERTY},999")
     result = run_range(START, END)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     error = failure.step_failure_data.error.to_string()
     assert "ga4 account 999" in error and "Property properties/999 was not found" in error
+    days = [date.fromordinal(START.toordinal() + i) for i in range((END - START).days + 1)]
+    cells = {(d, f.dims["sessionDefaultChannelGroup"]) for d in days for f in world.ga4_facts(PROPERTY, d)}
     with duckdb.connect(str(db)) as conn:
-        tables = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'ga4'").fetchall()
-        assert tables == [] or conn.execute("SELECT count(*) FROM ga4.traffic_by_channel").fetchone() == (0,)
+        rows = dict(conn.execute("SELECT property_id, count(*) FROM ga4.traffic_by_channel GROUP BY ALL").fetchall())
+    assert rows == {PROPERTY: len(cells)}  # the good property loaded, nothing for 999
 
 
 def test_definitions_load():

@@ -9,7 +9,9 @@ in DuckDB atomically, so backfills, re-reads and retries never duplicate a row.
 
 import dagster as dg
 
-from connectors.ga4 import ECOMMERCE, TRAFFIC, Ga4Report
+from connectors.ga4 import ECOMMERCE, SOURCE, TRAFFIC, Ga4Report
+from connectors.parallel import AccountLog
+from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GA4Resource, WarehouseResource
@@ -34,8 +36,11 @@ def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefi
         connector = ga4.connector()
         properties = connector.property_ids()
         context.log.info(f"GA4 {report.name}: properties {properties}, window {window}")
+        accounts = AccountLog(SOURCE)
         with retry_transient_failures():
-            result = warehouse.load(connector.fetch(report, window))
+            # every good property is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+            result = warehouse.load(connector.fetch(report, window, accounts=accounts))
+            fail_on_failed_accounts(accounts)
         rows = result.rows_by_table.get(report.stream.table, 0)
         context.log.info(f"GA4 {report.name}: {rows} rows, {connector.stats.requests} requests")
         return dg.MaterializeResult(
@@ -46,6 +51,7 @@ def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefi
                 column_schema_from_arrow(report.stream.schema),
                 properties=", ".join(properties),
                 **connector.stats.as_metadata(),
+                **accounts_metadata(accounts),
                 **{
                     f"quota_{pid}_tokens_per_day_remaining": q.get("tokens_per_day_remaining", -1)
                     for pid, q in connector.quota.items()

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from connectors.matomo import STREAMS
+from connectors.matomo import SOURCE, STREAMS
+from connectors.parallel import AccountLog
+from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import MatomoResource, WarehouseResource
@@ -50,12 +52,15 @@ def matomo_reports(context: dg.AssetExecutionContext, matomo: MatomoResource, wa
     connector = matomo.connector()
     sites = connector.check()
     context.log.info(f"Matomo: sites {sites}, window {window}")
+    accounts = AccountLog(SOURCE)
     with retry_transient_failures():
-        result = warehouse.load(connector.fetch(window))
+        # every good site is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+        result = warehouse.load(connector.fetch(window, accounts=accounts))
+        fail_on_failed_accounts(accounts)
     for stream in STREAMS:
         yield dg.MaterializeResult(
             asset_key=_key(stream.table),
             metadata=table_metadata(stream.table, result.rows_by_table.get(stream.table, 0), window,
                                     column_schema_from_arrow(stream.schema), sites=", ".join(sites),
-                                    **connector.stats.as_metadata()),
+                                    **connector.stats.as_metadata(), **accounts_metadata(accounts)),
         )
