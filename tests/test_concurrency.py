@@ -1,0 +1,317 @@
+"""Concurrency (issue #8): many runs at once against one DuckDB file, and a cancelled run's pool slot.
+
+Why: DuckDB lets one process write a file at a time. Every asset that opens the working file is in pool
+``duckdb_write`` and ``dagster.yaml`` gives pools one slot, so a backfill, the schedule's per-source runs
+and the HubSpot run started together must queue for the file instead of failing on its lock, and each
+must still write everything it read. A run that dies holding the slot must not keep it forever:
+``run_monitoring.free_slots_after_run_end_seconds`` has the daemon give it back.
+
+These tests drive a real Dagster instance (a temporary DAGSTER_HOME with SQLite storage and a
+``dagster.yaml`` built from the repository's own) from separate OS processes, the way the daemon's run
+launcher does: one process per run, the multiprocess executor inside it, steps as their own processes.
+
+``MKPI_CONCURRENCY_FULL=1`` (set by ``make chaos``) runs the long version: wider backfill ranges and
+more rounds (``MKPI_CONCURRENCY_ROUNDS``, default 3 in the full version, 1 otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from tests import battery
+
+REPO = Path(__file__).resolve().parents[1]
+TODAY = date(2026, 3, 31)
+FULL = os.environ.get("MKPI_CONCURRENCY_FULL", "") not in ("", "0")
+ROUNDS = int(os.environ.get("MKPI_CONCURRENCY_ROUNDS", "3" if FULL else "1"))
+POOL = "duckdb_write"
+LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "IO Error")
+META_COLUMNS = ("_loaded_at", "_window_start", "_window_end")
+# The multiprocess executor with forked step processes (the pipeline already imported): the production
+# executor, without paying a Python start-up per step on a 2-core machine.
+RUN_CONFIG = {"execution": {"config": {"multiprocess": {
+    "max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}}}}}
+
+
+# ---- the run worker (a child process per run) ----------------------------------------------------------
+
+def job_named(name: str) -> dg.JobDefinition:
+    """Rebuilds a job of the code location in a run or step process (see build_reconstructable_job)."""
+    from pipelines.definitions import defs
+
+    return defs.resolve_job_def(name)
+
+
+def run_worker(spec_json: str) -> int:
+    """One run in this process against DAGSTER_HOME's instance, as the daemon's run launcher would start it."""
+    spec = json.loads(spec_json)
+    job = dg.build_reconstructable_job("tests.test_concurrency", "job_named", reconstructable_args=(spec["job"],),
+                                       reconstructor_working_directory=str(REPO))
+    selection = [dg.AssetKey.from_user_string(k) for k in spec["assets"]] if spec.get("assets") else None
+    with dg.DagsterInstance.get() as instance:
+        result = dg.execute_job(job, instance=instance, run_config=RUN_CONFIG, tags=spec["tags"],
+                                asset_selection=selection, raise_on_error=False)
+        print(json.dumps({"run_id": result.run_id, "success": result.success}), flush=True)
+    return 0 if result.success else 1
+
+
+# ---- the parent's side ---------------------------------------------------------------------------------
+
+@dataclass
+class RunSpec:
+    """One run to launch: a job, its tags (range, source) and, for the schedule's runs, an asset selection."""
+
+    label: str
+    job: str
+    tags: dict[str, str] = field(default_factory=dict)
+    assets: list[str] = field(default_factory=list)
+
+    def as_json(self) -> str:
+        return json.dumps({"job": self.job, "tags": self.tags, "assets": self.assets})
+
+
+def write_instance_yaml(home: Path, **run_monitoring: int) -> None:
+    """A DAGSTER_HOME whose dagster.yaml is the repository's (pools, run monitoring), storage in SQLite there."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["run_monitoring"] = {**config.get("run_monitoring", {}), **run_monitoring}
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    # create the SQLite schemas once, as `dagster dev` or the daemon would before any run (eight processes
+    # creating them at the same moment race on the schema migration, a first-start artefact only)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+
+
+def child_env(sandbox_env: dict[str, str], home: Path, db: Path, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MKPI_")}
+    env.update(sandbox_env)
+    env.update({"DAGSTER_HOME": str(home), "MKPI_DUCKDB_PATH": str(db), "MKPI_ANALYST_DB": str(tmp / "kpis.duckdb"),
+                "MKPI_DASHBOARD_PATH": str(tmp / "dashboard.html"), "PYTHONPATH": str(REPO)})
+    return env
+
+
+def launch(spec: RunSpec, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    out = (log_dir / f"{spec.label}.out").open("w")
+    err = (log_dir / f"{spec.label}.err").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from tests.test_concurrency import run_worker; "
+         "sys.exit(run_worker(sys.argv[1]))", spec.as_json()],
+        cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
+
+
+def table_checksums(db: Path) -> dict[str, str]:
+    """sha256 per table over its rows sorted, load metadata columns left out (they differ run to run)."""
+    sums: dict[str, str] = {}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                              "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('_mkpi') "
+                              "ORDER BY ALL").fetchall()
+        for schema, name in tables:
+            columns = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY column_name", [schema, name]).fetchall() if r[0] not in META_COLUMNS]
+            select = ", ".join(f'"{c}"' for c in columns)
+            rows = conn.execute(f'SELECT {select} FROM "{schema}"."{name}" ORDER BY ALL').fetchall()
+            digest = hashlib.sha256(repr(rows).encode()).hexdigest()
+            sums[f"{schema}.{name}"] = f"{len(rows)}:{digest}"
+    return sums
+
+
+def schedule_requests() -> list[dg.RunRequest]:
+    """What the `daily_refresh` schedule asks for at 06:00 (reporting time zone) on the sandbox's today."""
+    from pipelines.defs.schedules import daily_refresh
+
+    tick = datetime(TODAY.year, TODAY.month, TODAY.day, 6, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    requests = daily_refresh(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert isinstance(requests, list) and len(requests) == 4  # ga4, search_console, matomo, google_ads
+    return requests
+
+
+def run_specs() -> list[RunSpec]:
+    """Eight runs: three overlapping backfill ranges, the schedule's four per-source runs, the HubSpot run.
+
+    The short version narrows every run to one raw asset (eight writers, one step each, seconds per run);
+    the full version runs each job's whole selection (raw tables, KPI tables, the analysts' copy)."""
+    from pipelines.definitions import defs
+    from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+
+    ranges = [(date(2026, 3, 1), date(2026, 3, 7)), (date(2026, 3, 5), date(2026, 3, 12)),
+              (date(2026, 3, 10), date(2026, 3, 16))]
+    specs = [RunSpec(f"backfill-{i}", "daily_refresh_job",
+                     {RANGE_START_TAG: s.isoformat(), RANGE_END_TAG: e.isoformat()},
+                     [] if FULL else ["ga4/ecommerce_by_date"])
+             for i, (s, e) in enumerate(ranges)]
+    for request in schedule_requests():
+        keys = list(request.asset_selection or [])
+        # short: the request's first raw asset, with the other outputs of its step (Matomo's is one multi-asset)
+        first_step = defs.resolve_assets_def(keys[0]).keys
+        specs.append(RunSpec(f"schedule-{request.tags['mkpi/source']}", "daily_refresh_job", dict(request.tags),
+                             [k.to_user_string() for k in keys if FULL or k in first_step]))
+    specs.append(RunSpec("hubspot", "hubspot_refresh_job", {}, [] if FULL else ["hubspot/contacts"]))
+    return specs
+
+
+def run_reference(specs: list[RunSpec]) -> None:
+    """The same runs one after another, in this process: what the file must hold however they interleave."""
+    from pipelines.definitions import defs
+
+    for spec in specs:
+        job = defs.resolve_job_def(spec.job)
+        selection = [dg.AssetKey.from_user_string(k) for k in spec.assets] or None
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=spec.tags,
+                                        asset_selection=selection, raise_on_error=False)
+        assert result.success, f"reference run {spec.label} failed"
+
+
+def pool_steps(job_name: str) -> set[str]:
+    """Step keys of the job's ops in pool duckdb_write (asset checks read through their own connection)."""
+    from pipelines.definitions import defs
+
+    job = defs.resolve_job_def(job_name)
+    return {n.name for n in job.nodes_in_topological_order if n.definition.pool == POOL}
+
+
+@dataclass
+class StepSpan:
+    run_id: str
+    step_key: str
+    start: float
+    end: float
+
+
+def step_spans(instance: dg.DagsterInstance, run_id: str, steps: set[str]) -> list[StepSpan]:
+    """When each pool step of a run executed: STEP_START to its STEP_SUCCESS/STEP_FAILURE, from the event log."""
+    starts: dict[str, float] = {}
+    spans = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or entry.step_key not in steps:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[entry.step_key] = entry.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            spans.append(StepSpan(run_id, entry.step_key, starts.pop(entry.step_key), entry.timestamp))
+    return spans
+
+
+def overlapping_pairs(spans: list[StepSpan]) -> list[tuple[StepSpan, StepSpan]]:
+    ordered = sorted(spans, key=lambda s: s.start)
+    return [(a, b) for i, a in enumerate(ordered) for b in ordered[i + 1:] if b.start < a.end]
+
+
+def lock_errors_in(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Every event-log text of the run (log lines, engine events, step failures) naming a DuckDB lock error."""
+    found = []
+    for entry in instance.all_logs(run_id):
+        texts = [entry.user_message or ""]
+        event = entry.dagster_event
+        if event is not None:
+            texts.append(event.message or "")
+            if event.is_step_failure and event.step_failure_data.error:
+                texts.append(event.step_failure_data.error.to_string())
+        found += [t for t in texts if any(p in t for p in LOCK_ERRORS)]
+    return found
+
+
+@pytest.fixture
+def sandbox(monkeypatch):
+    from sandbox.launcher import start_sandbox
+    from sandbox.world import World
+
+    with start_sandbox(World(seed=11, today=TODAY)) as running:
+        for name, value in running.env.items():
+            monkeypatch.setenv(name, value)
+        yield running
+
+
+def wait_all(processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    codes = {}
+    for label, process in processes.items():
+        try:
+            codes[label] = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for other in processes.values():
+                if other.poll() is None:
+                    os.killpg(other.pid, signal.SIGKILL)
+            raise
+    return codes
+
+
+@pytest.mark.battery("Concurrency")
+def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, tmp_path, monkeypatch):
+    home, logs = tmp_path / "dagster_home", tmp_path / "logs"
+    logs.mkdir()
+    write_instance_yaml(home)
+    specs = run_specs()
+    assert len(specs) == 8
+    db, reference, seed = tmp_path / "concurrent.duckdb", tmp_path / "reference.duckdb", tmp_path / "seed.duckdb"
+    if FULL:
+        # HubSpot loaded first, as the 05:30 run does before the 06:00 refresh: kpi_daily's HubSpot rows are
+        # rebuilt by the report sources' runs, so which of them ran after HubSpot would otherwise decide them.
+        monkeypatch.setenv("MKPI_DUCKDB_PATH", str(seed))
+        run_reference([RunSpec("seed", "hubspot_refresh_job")])
+
+    for round_no in range(ROUNDS):
+        db.unlink(missing_ok=True)
+        if FULL:
+            shutil.copyfile(seed, db)
+        env = child_env(sandbox.env, home, db, tmp_path / "concurrent")
+        started = time.monotonic()
+        processes = {spec.label: launch(spec, env, logs) for spec in specs}  # all eight before any wait
+        codes = wait_all(processes, timeout=1800 if FULL else 600)
+        elapsed = time.monotonic() - started
+        failed = {label: (logs / f"{label}.err").read_text()[-2000:] for label, code in codes.items() if code}
+        assert not failed, failed
+
+        run_ids = {label: json.loads((logs / f"{label}.out").read_text().strip().splitlines()[-1])["run_id"]
+                   for label in processes}
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            records = {label: instance.get_run_by_id(run_id) for label, run_id in run_ids.items()}
+            assert all(r is not None and r.status == dg.DagsterRunStatus.SUCCESS for r in records.values())
+            lock_errors = [e for run_id in run_ids.values() for e in lock_errors_in(instance, run_id)]
+            lock_errors += [line for label in processes for line in (logs / f"{label}.err").read_text().splitlines()
+                            if any(p in line for p in LOCK_ERRORS)]
+            spans = [span for spec in specs
+                     for span in step_spans(instance, run_ids[spec.label], pool_steps(spec.job))]
+        overlaps = overlapping_pairs(spans)
+        battery.count("Concurrency", "runs launched at once", len(specs))
+        battery.count("Concurrency", "pool steps", len(spans))
+        battery.count("Concurrency", "lock errors", len(lock_errors))
+        battery.count("Concurrency", "overlapping writers", len(overlaps))
+        battery.note("Concurrency", f"round {round_no + 1}: {len(specs)} runs ({'full' if FULL else 'short'}), "
+                     f"{len(spans)} duckdb_write steps, {elapsed:.0f} s")
+        assert lock_errors == []
+        assert overlaps == []
+        # every run wrote: as many pool steps ran as the runs selected
+        assert len(spans) >= len(specs)
+
+        if round_no == 0:
+            if FULL:
+                shutil.copyfile(seed, reference)
+            monkeypatch.setenv("MKPI_DUCKDB_PATH", str(reference))
+            monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "reference-kpis.duckdb"))
+            monkeypatch.setenv("MKPI_DASHBOARD_PATH", str(tmp_path / "reference-dashboard.html"))
+            run_reference(specs)
+            expected = table_checksums(reference)
+            assert any(t.startswith("kpi.") for t in expected) or not FULL
+        got = table_checksums(db)
+        lost = sorted(t for t in expected if got.get(t) != expected[t])
+        battery.count("Concurrency", "tables differing from the sequential load", len(lost))
+        assert got == expected, lost
