@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 
-.PHONY: demo test dev chaos install install-dev lint clean
+.PHONY: demo test dev chaos bench install install-dev lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ test: install-dev
 # Every battery test (-m battery) runs; the battery writes its own results to docs/reliability.md.
 chaos: install-dev
 	MKPI_CHAOS_SEEDS=50 MKPI_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest -m battery -s
+
+# The benchmark suite (issue #9): every target beside its same-run baseline (bare DuckDB INSERT, dlt, the stock
+# HubSpot models, the minimum request count); prints the table and writes docs/benchmarks.md. Takes a while.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.run_all
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m sandbox --exec $(BIN)/dagster dev -w workspace.yaml

@@ -1,0 +1,232 @@
+"""A backfill of every report stream of the five sources through the project's connectors, with the
+minimum number of requests each platform's API allows for the rows it returned.
+
+Shared by the request benchmark (target 1), the latency benchmark (target 2) and the memory benchmark
+(target 5). Connectors are driven directly (no Dagster) so only requests and rows are measured here; the
+Dagster path is what `make demo` (target 7) measures. Sources run one after the other unless `parallel`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from connectors.batches import Batch, Window
+
+# Rows per request each API allows at most (issue #9): GA4 runReport, Search Console searchanalytics.query,
+# HubSpot list and search pages; Google Ads streams a whole report and Matomo bulks every method per site.
+GA4_PAGE = 250_000
+GSC_PAGE = 25_000
+HUBSPOT_LIST_PAGE = 100
+HUBSPOT_SEARCH_PAGE = 200
+HUBSPOT_BATCH = 100
+SOURCES = ("ga4", "search_console", "google_ads", "matomo", "hubspot")
+
+
+def pages(rows: int, page_size: int) -> int:
+    """Requests needed to read `rows` at `page_size` per request: at least one, even for no rows."""
+    return max(1, math.ceil(rows / page_size))
+
+
+@dataclass
+class SourceRun:
+    """What one source's backfill did: requests sent, rows received, the minimum and per-day baselines."""
+
+    source: str
+    requests: int = 0
+    rows: int = 0
+    minimum: int = 0
+    per_day: int = 0  # the one-request-per-day-per-stream-per-account pattern most peers use
+    accounts: int = 0
+    units: dict[str, int] = field(default_factory=dict)  # "stream account" -> rows, for the docs
+    by_account: dict[str, int] = field(default_factory=dict)  # account -> minimum requests
+
+
+def minimum_requests(units: Mapping[tuple[str, str], tuple[int, int]]) -> int:
+    """Sum over (stream, account) of the pages its rows need: {(stream, account): (rows, page_size)}."""
+    return sum(pages(rows, size) for rows, size in units.values())
+
+
+@contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """Point load_settings() at the sandbox for the duration (connectors read MKPI_* variables)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def window_ending_yesterday(days: int, today: date) -> Window:
+    end = today - timedelta(days=1)
+    return Window(end - timedelta(days=days - 1), end)
+
+
+def _drain(batches: Iterable[Batch], sink: Callable[[Batch], None] | None) -> Iterator[Batch]:
+    for batch in batches:
+        if sink is not None:
+            sink(batch)
+        yield batch
+
+
+def run_ga4(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
+    from connectors.ga4 import REPORTS, Ga4Connector
+    from connectors.settings import load_settings
+
+    connector = Ga4Connector(load_settings().ga4)
+    run = SourceRun("ga4", accounts=len(connector.property_ids()))
+    units: dict[tuple[str, str], tuple[int, int]] = {}
+    for report in REPORTS.values():
+        for pid in connector.property_ids():
+            units[(report.name, pid)] = (0, GA4_PAGE)
+        for batch in _drain(connector.fetch(report, window), sink):
+            key = (report.name, str(batch.scope.get("property_id", "")))
+            units[key] = (units.get(key, (0, GA4_PAGE))[0] + batch.num_rows, GA4_PAGE)
+    run.requests = connector.stats.requests
+    return _finish(run, units, window)
+
+
+def run_search_console(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
+    from connectors.search_console import REPORTS, SearchConsoleConnector
+    from connectors.settings import load_settings
+
+    settings = load_settings().search_console
+    connector = SearchConsoleConnector(settings)
+    run = SourceRun("search_console", accounts=len(connector.sites()))
+    units: dict[tuple[str, str], tuple[int, int]] = {}
+    for report in REPORTS.values():
+        for site in connector.sites():
+            for search_type in settings.search_types:
+                units[(report.name, f"{site} {search_type}")] = (0, GSC_PAGE)
+        for batch in _drain(connector.fetch(report, window), sink):
+            key = (report.name, f"{batch.scope['site_url']} {batch.scope['search_type']}")
+            units[key] = (units[key][0] + batch.num_rows, GSC_PAGE)
+    run.requests = connector.stats.requests
+    return _finish(run, units, window)
+
+
+def run_google_ads(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
+    from connectors.google_ads import GoogleAdsConnector
+    from connectors.settings import load_settings
+
+    connector = GoogleAdsConnector(load_settings().google_ads)
+    run = SourceRun("google_ads", accounts=len(connector.customer_ids()))
+    units: dict[tuple[str, str], tuple[int, int]] = {("campaign_daily", c): (0, 1 << 62)
+                                                     for c in connector.customer_ids()}
+    for batch in _drain(connector.fetch(window), sink):
+        key = ("campaign_daily", str(batch.scope.get("customer_id", "")))
+        units[key] = (units.get(key, (0, 1 << 62))[0] + batch.num_rows, 1 << 62)  # one stream per customer
+    run.requests = connector.stats.requests
+    return _finish(run, units, window)
+
+
+def run_matomo(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
+    from connectors.matomo import MatomoConnector
+    from connectors.settings import load_settings
+
+    connector = MatomoConnector(load_settings().matomo)
+    run = SourceRun("matomo", accounts=len(connector.site_ids()))
+    units: dict[tuple[str, str], tuple[int, int]] = {("bulk", s): (0, 1 << 62) for s in connector.site_ids()}
+    streams: set[str] = set()
+    for batch in _drain(connector.fetch(window), sink):
+        key = ("bulk", str(batch.scope.get("site_id", "")))
+        units[key] = (units.get(key, (0, 1 << 62))[0] + batch.num_rows, 1 << 62)  # one bulk request per site
+        streams.add(batch.stream.table)
+    run.requests = connector.stats.requests
+    finished = _finish(run, units, window)
+    # per day, peers send one request per method per site per day
+    finished.per_day = window.days * max(1, len(streams)) * max(1, run.accounts)
+    return finished
+
+
+def run_hubspot(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
+    """A first (full) load: list every object (live and archived) 100 per page, deal associations 100 deals per
+    batch read, owners, deal stages, marketing e-mails, and each object type's property definitions."""
+    from connectors.hubspot import OBJECT_PROPERTIES, HubSpotConnector
+    from connectors.settings import load_settings
+
+    connector = HubSpotConnector(load_settings().hubspot)
+    run = SourceRun("hubspot", accounts=1)
+    units: dict[tuple[str, str], tuple[int, int]] = {}
+    deals = 0
+    for object_type in OBJECT_PROPERTIES:
+        live = archived = 0
+        for batch in _drain(connector.fetch_objects(object_type, None, window), sink):
+            if batch.stream.table != f"hubspot.{object_type}":
+                continue
+            flags = batch.data.column("archived").to_pylist()
+            archived += sum(1 for f in flags if f)
+            live += sum(1 for f in flags if not f)
+        units[(f"{object_type} properties", "portal")] = (0, 1)
+        units[(f"{object_type} list", "portal")] = (live, HUBSPOT_LIST_PAGE)
+        units[(f"{object_type} list archived", "portal")] = (archived, HUBSPOT_LIST_PAGE)
+        if object_type == "deals":
+            deals = live
+    for to_type in ("contacts", "companies"):
+        units[(f"deal associations {to_type}", "portal")] = (deals, HUBSPOT_BATCH)
+    owners = {False: 0, True: 0}
+    for batch in _drain(connector.fetch_owners(window), sink):
+        for flag in batch.data.column("archived").to_pylist():
+            owners[bool(flag)] += 1
+    units[("owners", "portal")] = (owners[False], HUBSPOT_LIST_PAGE)
+    units[("owners archived", "portal")] = (owners[True], HUBSPOT_LIST_PAGE)
+    stages = sum(b.num_rows for b in _drain(connector.fetch_deal_stages(window), sink))
+    units[("deal pipelines", "portal")] = (stages, 1 << 62)
+    emails = sum(b.num_rows for b in _drain(connector.fetch_email_statistics(window), sink))
+    units[("marketing emails", "portal")] = (emails, HUBSPOT_LIST_PAGE)
+    run.requests = connector.stats.requests
+    finished = _finish(run, units, window)
+    finished.per_day = finished.minimum  # CRM objects are not read per day: no per-day pattern to compare
+    return finished
+
+
+def _finish(run: SourceRun, units: Mapping[tuple[str, str], tuple[int, int]], window: Window) -> SourceRun:
+    run.minimum = minimum_requests(units)
+    run.rows = sum(rows for rows, _ in units.values())
+    run.units = {f"{stream} {account}": rows for (stream, account), (rows, _) in units.items()}
+    for (_, account), (rows, size) in units.items():
+        run.by_account[account] = run.by_account.get(account, 0) + pages(rows, size)
+    run.per_day = window.days * len(units)
+    return run
+
+
+RUNNERS: dict[str, Callable[..., SourceRun]] = {
+    "ga4": run_ga4,
+    "search_console": run_search_console,
+    "google_ads": run_google_ads,
+    "matomo": run_matomo,
+    "hubspot": run_hubspot,
+}
+
+
+def backfill(window: Window, sources: Iterable[str] = SOURCES, *, parallel: bool = False,
+             sink: Callable[[Batch], None] | None = None, timings: dict[str, float] | None = None
+             ) -> dict[str, SourceRun]:
+    """Run each source's backfill over `window` (in sequence, or one thread per source when `parallel`);
+    each source's own wall time goes into `timings` when given."""
+    names = list(sources)
+    times = timings if timings is not None else {}
+
+    def timed_run(name: str) -> SourceRun:
+        start = time.perf_counter()
+        try:
+            return RUNNERS[name](window, sink)
+        finally:
+            times[name] = time.perf_counter() - start
+
+    if not parallel:
+        return {name: timed_run(name) for name in names}
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = {name: pool.submit(timed_run, name) for name in names}
+        return {name: future.result() for name, future in futures.items()}

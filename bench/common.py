@@ -1,0 +1,156 @@
+"""What every benchmark shares: timing, medians with min-max, peak RSS, result rows and the table.
+
+Why one module: every target reports the same way (median of N runs with min-max, and a ratio against a
+baseline measured in the same run), so `run_all.py` can print one table and write docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Repeated measurements of one quantity: the median is reported, min-max shows the spread."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.values))
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def show(self, unit: str = "", digits: int = 3) -> str:
+        if len(self.values) == 1 or self.low == self.high:
+            return f"{self.median:.{digits}g}{unit}"
+        return f"{self.median:.{digits}g}{unit} ({self.low:.{digits}g}-{self.high:.{digits}g})"
+
+
+def repeat(fn: Callable[[], float], runs: int) -> Sample:
+    """Call `fn` (which returns one measurement) `runs` times."""
+    return Sample(tuple(fn() for _ in range(runs)))
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of `fn` takes (perf_counter)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def ratio_sample(numerators: Sequence[float], denominators: Sequence[float]) -> Sample:
+    """Per-run ratios: each run's figure over the same run's baseline, so machine noise cancels."""
+    return Sample(tuple(n / d for n, d in zip(numerators, denominators, strict=True) if d))
+
+
+@dataclass
+class Row:
+    """One line of the results table: a measured figure, its baseline, the ratio and the goal."""
+
+    target: str
+    what: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    goal: str = ""
+    ok: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "" if self.ok is None else ("pass" if self.ok else "FAIL")
+
+
+HEADERS = ("target", "measure", "value", "baseline", "ratio", "goal", "status")
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A Markdown table (also readable on a terminal)."""
+    cells = [HEADERS] + [(r.target, r.what, r.value, r.baseline, r.ratio, r.goal, r.status) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(HEADERS))]
+    lines = ["| " + " | ".join(c[i].ljust(widths[i]) for i in range(len(HEADERS))) + " |" for c in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process, MB (psutil when installed, else /proc)."""
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_of(args: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run `python args...` in a fresh process; return its peak RSS in MB (ru_maxrss) and its stdout.
+
+    A child process is the only honest peak: this process's own high-water mark includes earlier work."""
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, check=True)
+    peak = None
+    for line in proc.stdout.splitlines():
+        if line.startswith("PEAK_RSS_MB "):
+            peak = float(line.split()[1])
+    if peak is None:
+        raise RuntimeError(f"{args}: child did not report PEAK_RSS_MB; stderr: {proc.stderr[-2000:]}")
+    return peak, proc.stdout
+
+
+def report_peak_rss() -> None:
+    """Print this process's peak RSS (Linux ru_maxrss is in KB) for `peak_rss_of`."""
+    import resource
+
+    print(f"PEAK_RSS_MB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}", flush=True)
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on, for docs/benchmarks.md."""
+    import platform
+
+    import duckdb
+    import pyarrow
+
+    info = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+        "duckdb": duckdb.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            info["memory"] = f"{int(f.readline().split()[1]) / 2**20:.1f} GB"
+    except OSError:
+        pass
+    for package in ("dlt", "dagster", "hubspot-api-client", "psutil"):
+        try:
+            from importlib.metadata import version
+
+            info[package] = version(package)
+        except Exception:  # not installed: say so rather than fail
+            info[package] = "not installed"
+    return info

@@ -1,0 +1,153 @@
+"""`make bench`: every benchmark of issue #9 in one run, one table, and docs/benchmarks.md.
+
+Baselines (bare DuckDB INSERT, dlt, the stock HubSpot models, the minimum request count, the latency lower
+bound) are measured in the same run as the figures they are compared with, never copied. The latency
+benchmark runs last. `--quick` shrinks every size for a smoke run (its figures are not the documented ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import (
+    bench_demo,
+    bench_hubspot_parse,
+    bench_kpi,
+    bench_latency,
+    bench_load,
+    bench_memory,
+    bench_requests,
+)
+from bench.common import ROOT, Row, machine, table
+
+# (script, arguments for the documented run, arguments for --quick)
+PLAN: list[tuple[str, Callable[[list[str]], list[Row]], list[str], list[str]]] = [
+    ("bench/bench_hubspot_parse.py", bench_hubspot_parse.main, ["--runs", "5", "--pages", "50"],
+     ["--runs", "2", "--pages", "5"]),
+    ("bench/bench_requests.py", bench_requests.main, ["--runs", "1"], ["--days", "30"]),
+    ("bench/bench_load.py", bench_load.main, ["--sizes", "1000000,5000000", "--runs", "5", "--dlt-rows", "100000",
+                                              "--dlt-runs", "5"],
+     ["--sizes", "100000", "--runs", "2", "--dlt-rows", "5000", "--dlt-runs", "1"]),
+    ("bench/bench_memory.py", bench_memory.main, ["--sizes", "1000000,5000000", "--runs", "1"],
+     ["--sizes", "100000,300000", "--runs", "1"]),
+    ("bench/bench_kpi.py", bench_kpi.main, ["--raw-rows", "10000000", "--runs", "5"],
+     ["--raw-rows", "200000", "--runs", "1", "--days", "60"]),
+    ("bench/bench_demo.py", bench_demo.main, ["--runs", "1"], ["--runs", "1", "--days", "7"]),
+    ("bench/bench_latency.py", bench_latency.main, ["--runs", "3", "--ga4", "3", "--search-console", "3",
+                                                    "--google-ads", "3", "--matomo", "3"],
+     ["--runs", "1", "--days", "30", "--ga4", "2", "--search-console", "2", "--google-ads", "2", "--matomo", "2"]),
+]
+
+
+def run(quick: bool, only: set[str] | None) -> tuple[list[Row], list[str], dict[str, float]]:
+    rows: list[Row] = []
+    commands: list[str] = []
+    seconds: dict[str, float] = {}
+    for script, main, full_args, quick_args in PLAN:
+        name = Path(script).stem
+        if only and name not in only:
+            continue
+        args = quick_args if quick else full_args
+        commands.append(f".venv/bin/python -m bench.{name} {' '.join(args)}")
+        print(f"\n== {script} {' '.join(args)}", flush=True)
+        start = time.perf_counter()
+        try:
+            rows.extend(main(args))
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            rows.append(Row(name, f"ERROR: {type(exc).__name__}: {str(exc)[:200]}", "-", ok=False))
+        seconds[name] = time.perf_counter() - start
+    return rows, commands, seconds
+
+
+def write_doc(path: Path, rows: list[Row], commands: list[str], seconds: dict[str, float], quick: bool) -> None:
+    info = machine()
+    notes = [f"- {r.target} / {r.what.strip()}: {n}" for r in rows for n in r.notes]
+    passed = sum(1 for r in rows if r.ok)
+    failed = [r for r in rows if r.ok is False]
+    text = f"""# Benchmarks (issue #9)
+
+Written by `make bench` (`bench/run_all.py{' --quick' if quick else ''}`) on
+{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Every baseline was measured in this same run; ratios are
+per run (figure / same-run baseline), then the median, with min-max in brackets. Goals met: {passed}, missed:
+{len(failed)}.
+
+**Noise**: this machine has {info.get('cpus')} cores and was shared with other work while the figures were taken
+(other processes compiling and testing), so absolute times are noisy and pessimistic; the same-run ratios are
+what to read.
+
+## Results
+
+{table(rows)}
+
+{chr(10).join(notes)}
+
+## Machine and versions
+
+{chr(10).join(f'- {k}: {v}' for k, v in info.items())}
+
+## Commands
+
+`make bench` installs the `bench` extra (`dlt[duckdb]`, `psutil`) and runs `bench/run_all.py`, which runs, in
+this order (seconds each: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}):
+
+```
+{chr(10).join(commands)}
+```
+
+One script per target, each runnable alone (`PYTHONPATH=. .venv/bin/python -m bench.<script> --help`).
+`tests/test_bench_setup.py` (in `make test`) checks each benchmark's setup, never its timing.
+
+## What each target measures, and the sizes used
+
+1. **Requests** (`bench_requests.py`): a 365-day backfill of every report stream through the connectors
+   against the sandbox; requests counted by the connectors' request statistics; the minimum is computed from
+   the rows each stream and account returned (GA4 250,000 per page, Search Console 25,000, Google Ads one
+   stream per customer, Matomo one bulk request per site, HubSpot 100 per list page and batch read, one
+   request per metadata list); the per-day pattern is one request per day per stream per account. Counts
+   are deterministic on the sandbox, so one run is reported.
+2. **Latency** (`bench_latency.py`): 100 ms added to every sandbox response, the sandbox in its own process,
+   all five sources at once, 3 accounts per platform where the sandbox's "many" profile provides them
+   (HubSpot is one portal); bound = the busiest account's minimum requests x latency per platform (HubSpot
+   also at most 190 requests / 10 s), the largest platform's bound. 3 runs (each is over a minute here).
+3. **Load** (`bench_load.py`): 1M and 5M typed rows (9 columns) in pages of 100,000 through `load_batches`
+   into a fresh DuckDB file (delete window, insert, key check, commit, CHECKPOINT) against one bare
+   `INSERT INTO t SELECT * FROM arrow_table`; dlt's `pipeline.run` of the same rows as dicts is compared on
+   100,000 rows (dlt normalises row by row; a million rows would take minutes per run), as rows per second.
+4. **KPI rebuild** (`bench_kpi.py`): a 365-day sandbox backfill of all sources, the report tables copied with
+   renamed accounts to 10M raw rows; every KPI table rebuilt over the year (per-channel tables, kpi_daily and
+   its roll-up views, kpi_vs_objective), then one day re-read and rebuilt.
+5. **Memory** (`bench_memory.py`): peak RSS (ru_maxrss of a fresh child) of a backfill of 1M and 5M synthetic
+   rows streamed page by page through the loader; one run per size (peak RSS barely varies).
+6. **HubSpot parsing** (`bench_hubspot_parse.py`): one real sandbox page of 100 contacts; the project's
+   `json.loads` + `records_to_table` against the stock client's `ApiClient.deserialize` into its models.
+7. **Demo** (`bench_demo.py`): `python -m pipelines.demo` (90 days) in a child process; extract and load told
+   apart by wrapping the loader's batch iterator, KPI and dashboard from the Dagster event log. One run.
+"""
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--only", default="", help="comma-separated script names (e.g. bench_load)")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--no-doc", action="store_true", help="print the table only")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    rows, commands, seconds = run(args.quick, only)
+    print("\n" + table(rows))
+    if not args.no_doc:
+        write_doc(Path(args.output), rows, commands, seconds, args.quick)
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
