@@ -199,8 +199,8 @@ class SearchConsoleConnector:
         for site in self.settings.sites:
             if not (site.startswith("sc-domain:") or site.startswith("http://") or site.startswith("https://")):
                 raise ConfigError(f"Search Console site {site!r} must look like sc-domain:example.com or "
-                                  "https://www.example.com/ (the property as Search Console names it)",
-                                  key="search_console.sites")
+                                  "https://www.example.com/ (the property as Search Console names it) in "
+                                  "MKPI_SEARCH_CONSOLE_SITES", key="search_console.sites")
         return list(self.settings.sites)
 
     def service(self) -> Any:
