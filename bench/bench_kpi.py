@@ -70,8 +70,8 @@ def scale(conn: duckdb.DuckDBPyConnection, target_rows: int) -> int:
     copies = max(0, -(-(target_rows - other) // max(1, sum(base.values()))) - 1)
     if copies:
         for table_name, column in scaled.items():
-            conn.execute(f"INSERT INTO {table_name} SELECT * REPLACE ({column} || '~' || k AS {column}) "
-                         f"FROM {table_name}, range(1, {copies + 1}) AS r(k)")
+            conn.execute(f"INSERT INTO {table_name} SELECT src.* REPLACE (src.{column} || '~' || r.k AS {column}) "
+                         f"FROM {table_name} AS src, range(1, {copies + 1}) AS r(k)")
         conn.execute("CHECKPOINT")
     return raw_rows(conn)
 
