@@ -514,7 +514,7 @@ def _many_accounts() -> Accounts:
     for i in range(1, MANY_GSC_SITES):
         # domain properties and URL-prefix properties, spelled as Search Console names them
         site = f"sc-domain:shop{i:02d}.example" if i % 2 else f"https://www.shop{i:02d}.example/"
-        gsc[site] = round(0.1 + 0.1 * (i * 3 % 9), 2)  # 0.1 .. 0.9
+        gsc[site] = round(0.1 + 0.05 * (i * 7 % 17), 2)  # 0.1 .. 0.9
     ads = dict(_ADS_CUSTOMERS)
     for i in range(1, MANY_ADS_CUSTOMERS - len(_ADS_CUSTOMERS) + 1):
         currency, tz, cpc_factor = _MARKETS[i % len(_MARKETS)]
