@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from connectors.batches import Window
+from connectors.batches import Stream, Window
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, load_catalogue
 
 MAX_ROWS = 50
@@ -225,6 +225,48 @@ def check_kpis_without_objective(conn: duckdb.DuckDBPyConnection, objectives: Se
     rows = [{"kpi": k.kpi, "family": k.family, "has_daily_data": k.kpi in with_data}
             for k in catalogue.kpis.values() if k.kpi not in covered]
     return _result("kpis_without_objective", "KPIs with no objective", (len(rows), rows[:MAX_ROWS]), "warn")
+
+
+def declared_column_types(conn: duckdb.DuckDBPyConnection, stream: Stream) -> dict[str, str]:
+    """The DuckDB types the loader gives a stream's declared columns (as `_ensure_table` creates them)."""
+    view = "__mkpi_declared_" + stream.table.replace(".", "_")
+    conn.register(view, stream.schema.empty_table())
+    try:
+        return {str(r[0]): str(r[1]) for r in conn.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()}
+    finally:
+        conn.unregister(view)
+
+
+def check_raw_contract(conn: duckdb.DuckDBPyConnection, streams: Sequence[Stream]) -> CheckResult:
+    """Schema drift: the raw columns the KPI SQL reads still exist with the type it was written for.
+
+    Why: the raw layer may evolve (a source's new column is added by the loader and ignored by the KPI SQL,
+    whose column lists are frozen), but a column that disappeared or changed type (a DOUBLE turned VARCHAR)
+    would make the KPI SQL fail or, worse, compare text. Every declared column must exist; a declared
+    number, date, timestamp or boolean must keep its exact type; a declared text column (a label or an id)
+    may be typed otherwise by the platform (HubSpot types ids from the portal's definitions). Tables not
+    loaded yet are skipped: the KPI SQL reads them as empty. Columns the declaration does not know are listed
+    in the description, never a failure."""
+    rows: list[dict[str, Any]] = []
+    new_columns: list[str] = []
+    for stream in streams:
+        schema, name = stream.table.split(".", 1)
+        found = {str(r[0]): str(r[1]) for r in conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? "
+            "AND table_name = ?", [schema, name]).fetchall()}
+        if not found:
+            continue
+        declared = declared_column_types(conn, stream)
+        for column, expected in declared.items():
+            actual = found.get(column)
+            if actual is None or (actual != expected and expected != "VARCHAR"):
+                rows.append({"table": stream.table, "column": column, "declared": expected,
+                             "found": actual or "missing"})
+        new_columns += [f"{stream.table}.{c}" for c in found if c not in declared and not c.startswith("_")]
+    description = "Raw columns read by the KPI SQL exist with their declared types"
+    if new_columns:
+        description += f" (new raw columns, not read by any KPI: {', '.join(sorted(new_columns))})"
+    return _result("raw_contract", description, (len(rows), rows[:MAX_ROWS]))
 
 
 def run_all_checks(conn: duckdb.DuckDBPyConnection, window: Window, tz: str = "Europe/Paris",

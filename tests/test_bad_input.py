@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date
@@ -410,6 +411,10 @@ def _hs_cases() -> Iterator[Case]:
 
 
 CASES = [*_ga4_cases(), *_gsc_cases(), *_matomo_cases(), *_ads_cases(), *_hs_cases()]
+# `make chaos` (MKPI_CHAOS_SEEDS=50) runs every case; `make test` every third answer case (each source, each kind
+# of defect across the stride, every unknown id) to stay within its time budget, and every configuration case.
+FULL = int(os.environ.get("MKPI_CHAOS_SEEDS", "3")) >= 50
+RUN = CASES if FULL else [c for i, c in enumerate(CASES) if i % 3 == 0 or c.unknown_id]
 
 
 # ---- fixtures: one sandbox, one database, real answers captured once ------------------------------------------------
@@ -592,7 +597,7 @@ def _digest(path: Path) -> str:
 
 
 @pytest.mark.battery(LINE)
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", RUN, ids=[c.id for c in RUN])
 def test_a_malformed_answer_is_a_typed_error_and_changes_nothing(sources: Sources, case: Case) -> None:
     before = _digest(sources.db)
     retries_before = sum(c.stats.retries for c in (sources.ga4, sources.gsc, sources.matomo, sources.hubspot))

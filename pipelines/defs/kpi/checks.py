@@ -5,7 +5,7 @@ from datetime import date
 import dagster as dg
 import duckdb
 
-from connectors.batches import Window
+from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
 from kpi_models.runner import MODELS, KpiModel
@@ -100,3 +100,34 @@ def kpis_without_objective(warehouse: WarehouseResource, settings: SettingsResou
     objectives = load_objectives(settings.load().objectives_path)
     with warehouse.connection() as conn:
         return _as_dagster(layer_checks.check_kpis_without_objective(conn, objectives))
+
+
+def _raw_inputs() -> dict[str, tuple[Stream, list[str]]]:
+    """Every raw table some KPI model reads, with the models that read it (for the check's description)."""
+    inputs: dict[str, tuple[Stream, list[str]]] = {}
+    for model in MODELS.values():
+        for stream in model.inputs:
+            inputs.setdefault(stream.table, (stream, []))[1].append(model.name)
+    return inputs
+
+
+def build_raw_contract_check(stream: Stream, readers: list[str]) -> dg.AssetChecksDefinition:
+    """A blocking check on a raw asset: its columns still match what the KPI SQL reads. A failure stops the KPI
+    tables downstream in the same run (they keep their last good rows) instead of rebuilding them from a column
+    that changed type or disappeared. A new raw column passes: the raw layer may evolve, the KPI layer is frozen."""
+
+    @dg.asset_check(
+        asset=dg.AssetKey(stream.table.split(".")),
+        name="raw_columns_match_kpi_contract",
+        blocking=True,
+        description=f"The columns of {stream.table} read by kpi.{', kpi.'.join(readers)} exist with their "
+        "declared types (schema drift stops the KPI rebuild; new columns are allowed).",
+    )
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connection() as conn:
+            return _as_dagster(layer_checks.check_raw_contract(conn, [stream]))
+
+    return _check
+
+
+raw_contract_checks = [build_raw_contract_check(stream, readers) for stream, readers in _raw_inputs().values()]
