@@ -70,7 +70,7 @@ class Contract:
             raise self.fail(field, f"expected a number, got {type(value).__name__}", value)
         try:
             parsed = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an integer too large for a float (10**400)
             raise self.fail(field, "not a number", value) from None
         if not math.isfinite(parsed):
             raise self.fail(field, "not a finite number", value)
