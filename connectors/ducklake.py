@@ -14,22 +14,28 @@ Why it looks like this:
   (errors that quote it are re-raised with it masked).
 - A conflicting concurrent commit (two writers deleting from the same table, creating the same schema) aborts
   the transaction; `retry_on_conflict` re-runs the whole unit of work, a bounded number of times with backoff.
+- Loading the extensions (DuckDB checks each file's signature: tens of MB) and attaching the catalog cost seconds,
+  so each process keeps one in-memory DuckDB instance per lake and every `open_lake` is a cursor on it: its own
+  connection and transactions, sharing the loaded extensions and the attached lake.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import re
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import import_module
 from pathlib import Path
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 import duckdb
 
@@ -39,12 +45,15 @@ from connectors.settings import Secret
 log = logging.getLogger("mkpi.ducklake")
 
 LAKE_ALIAS = "lake"
+READ_ONLY_ALIAS = "lake_read_only"
 # The extension packages, and the file names their extension may carry (the postgres extension's own name,
 # which DuckDB derives from the file name when loading a path, is `postgres_scanner`).
 _PACKAGES = {
     "postgres_scanner": ("duckdb_extension_postgres", ("postgres_scanner", "postgres")),
     "ducklake": ("duckdb_extension_ducklake", ("ducklake",)),
 }
+# S3, GCS, Azure and HTTP data paths need httpfs: not a dependency of the project, loaded only when asked for.
+_OBJECT_STORE_PACKAGES = {"httpfs": ("duckdb_extension_httpfs", ("httpfs",))}
 # Settings of the in-memory DuckDB session that hosts the lake: never fetch or auto-load an extension.
 _OFFLINE_CONFIG = {
     "autoinstall_known_extensions": False,
@@ -53,13 +62,21 @@ _OFFLINE_CONFIG = {
 }
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+# One DuckDB instance per (process, catalog, data path), holding the loaded extensions and the attached lake.
+_INSTANCES: dict[tuple[int, str, str], duckdb.DuckDBPyConnection] = {}
+_INSTANCES_LOCK = threading.Lock()
+_ATTACHED: set[tuple[tuple[int, str, str], str]] = set()
+# The connections open_lake handed out: is_ducklake answers without a query.
+_LAKE_CONNECTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
-def extension_files() -> dict[str, Path]:
+def extension_files(packages: Mapping[str, tuple[str, tuple[str, ...]]] = _PACKAGES) -> dict[str, Path]:
     """The extension files shipped in the installed packages, by extension name, for this DuckDB version."""
     version = f"v{duckdb.__version__}"
     found: dict[str, Path] = {}
-    for name, (package, file_names) in _PACKAGES.items():
+    for name, (package, file_names) in packages.items():
         try:
             module = import_module(package)
         except ImportError as exc:
@@ -97,16 +114,19 @@ def _loadable(name: str, path: Path) -> Path:
     return link
 
 
-def load_extensions(conn: duckdb.DuckDBPyConnection) -> None:
-    """LOAD the postgres and ducklake extensions from their packages (never from the network)."""
-    for name, path in extension_files().items():
+def load_extensions(conn: duckdb.DuckDBPyConnection, *, object_store: bool = False) -> None:
+    """LOAD the postgres and ducklake extensions from their packages (never from the network), and httpfs (package
+    duckdb-extension-httpfs, installed only by those who need it) for a data path on an object store."""
+    files = extension_files()
+    if object_store:
+        files |= extension_files(_OBJECT_STORE_PACKAGES)
+    for name, path in files.items():
         conn.execute(f"LOAD {_sql_string(str(_loadable(name, path)))}")
 
 
 def is_ducklake(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the connection's current database is a DuckLake (the loader's few lake-only branches)."""
-    row = conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-    return bool(row) and row[0] == "ducklake"
+    """Whether the connection is a lake connection from `open_lake` (the loader's few lake-only branches)."""
+    return conn in _LAKE_CONNECTIONS
 
 
 def catalog_conninfo(catalog: str) -> str:
@@ -144,28 +164,62 @@ def data_path(path: str) -> str:
     return str(folder) + os.sep
 
 
+def _instance(conninfo: str, data_path_text: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """This process's DuckDB instance for the lake, created on first use (the lake attached as `lake`, and as
+    `lake_read_only` with READ_ONLY once a read-only connection is asked for)."""
+    location = data_path(data_path_text)
+    key = (os.getpid(), conninfo, location)  # never an instance inherited through fork
+    alias = READ_ONLY_ALIAS if read_only else LAKE_ALIAS
+    with _INSTANCES_LOCK:
+        base = _INSTANCES.get(key)
+        created = base is None
+        if base is None:
+            base = duckdb.connect(":memory:", config=dict(_OFFLINE_CONFIG))
+        try:
+            if created:
+                load_extensions(base, object_store="://" in location)
+            if (key, alias) not in _ATTACHED:
+                options = f"DATA_PATH {_sql_string(location)}" + (", READ_ONLY" if read_only else "")
+                base.execute(f"ATTACH {_sql_string('ducklake:postgres:' + conninfo)} AS {alias} ({options})")
+                _ATTACHED.add((key, alias))
+        except BaseException:
+            if created:
+                base.close()
+            raise
+        _INSTANCES[key] = base
+        return base
+
+
+def close_instances() -> None:
+    """Close this process's lake instances (tests whose catalog server stops; the process exit does it too)."""
+    with _INSTANCES_LOCK:
+        for key in [k for k in _INSTANCES if k[0] == os.getpid()]:
+            _INSTANCES.pop(key).close()
+            _ATTACHED.difference_update({(key, LAKE_ALIAS), (key, READ_ONLY_ALIAS)})
+
+
 @contextmanager
 def open_lake(catalog: Secret, data_path_text: str, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """An in-memory DuckDB session with the lake attached as `lake` and current (`USE lake`), so unqualified
-    names such as `ga4.traffic_by_channel` or `kpi.kpi_daily` are the lake's; always closed."""
+    """A connection whose current database is the lake (`USE lake`), so unqualified names such as
+    `ga4.traffic_by_channel` or `kpi.kpi_daily` are the lake's; always closed. A read-only connection sees the
+    lake attached READ_ONLY."""
     conninfo = catalog_conninfo(catalog.reveal())
-    conn = duckdb.connect(":memory:", config=dict(_OFFLINE_CONFIG))
     failure: duckdb.Error | None = None
+    conn: duckdb.DuckDBPyConnection | None = None
     try:
-        load_extensions(conn)
-        options = f"DATA_PATH {_sql_string(data_path(data_path_text))}"
-        if read_only:
-            options += ", READ_ONLY"
-        conn.execute(f"ATTACH {_sql_string('ducklake:postgres:' + conninfo)} AS {LAKE_ALIAS} ({options})")
-        conn.execute(f"USE {LAKE_ALIAS}")
+        conn = _instance(conninfo, data_path_text, read_only).cursor()
+        conn.execute(f"USE {READ_ONLY_ALIAS if read_only else LAKE_ALIAS}")
     except duckdb.Error as exc:  # raised outside this block, so the original (which may quote it) is not chained
         failure = type(exc)(redact(str(exc), conninfo))
     except BaseException:
-        conn.close()
+        if conn is not None:
+            conn.close()
         raise
-    if failure is not None:
-        conn.close()
-        raise failure
+    if failure is not None or conn is None:
+        if conn is not None:
+            conn.close()
+        raise failure or RuntimeError("no lake connection")
+    _LAKE_CONNECTIONS.add(conn)
     try:
         yield conn
     except duckdb.Error as exc:
@@ -174,6 +228,7 @@ def open_lake(catalog: Secret, data_path_text: str, *, read_only: bool = False) 
             raise
         failure = type(exc)(masked)
     finally:
+        _LAKE_CONNECTIONS.discard(conn)
         conn.close()
     if failure is not None:
         raise failure
@@ -201,6 +256,28 @@ def retry_on_conflict(work: Callable[[], T], *, attempts: int = 6, first_delay: 
             sleep(wait)
             delay *= 2
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+_RETRYING = threading.local()
+
+
+def conflict_retried(function: Callable[P, T]) -> Callable[P, T]:
+    """Decorate a function that is one replayable unit of lake work (a KPI rebuild: it recomputes from the raw
+    tables, so running it again is safe): a commit conflict re-runs it (`retry_on_conflict`). Calls nested in an
+    already retried call run once, so the outermost unit is what is retried. A DuckDB file never conflicts (one
+    writer), so there it simply runs."""
+
+    @functools.wraps(function)
+    def retried(*args: P.args, **kwargs: P.kwargs) -> T:
+        if getattr(_RETRYING, "active", False):
+            return function(*args, **kwargs)
+        _RETRYING.active = True
+        try:
+            return retry_on_conflict(lambda: function(*args, **kwargs))
+        finally:
+            _RETRYING.active = False
+
+    return retried
 
 
 def _sql_string(value: str) -> str:

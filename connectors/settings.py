@@ -8,6 +8,7 @@ never read from the file, only from the environment, at the moment a connector n
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -495,4 +496,13 @@ def load_warehouse_settings(
     path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
     if path_text and not path.exists():
         raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
-    return _warehouse_settings(_read_yaml(path) if path.exists() else {}, env)
+    if not path.exists():
+        return _warehouse_settings({}, env)
+    stat = path.stat()
+    return _warehouse_settings(_read_yaml_cached(str(path), stat.st_mtime_ns, stat.st_size), env)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_yaml_cached(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    """The YAML file, parsed again only when it changed: `connect` reads the warehouse settings on every open."""
+    return _read_yaml(Path(path))

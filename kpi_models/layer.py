@@ -13,12 +13,14 @@ from collections.abc import Mapping
 import duckdb
 
 from connectors.batches import Window
+from connectors.ducklake import conflict_retried
 from kpi_models.catalogue import KPI_SCHEMA, load_catalogue, rollup_view_sql, write_fx_rates, write_kpi_definition
 from kpi_models.runner import MODELS, RebuildResult, ensure_model_table, rebuild
 
 KPI_DAILY = "kpi_daily"
 
 
+@conflict_retried  # on a DuckLake, the whole step runs again if it lost a commit race to another writer
 def rebuild_kpi_daily(
     conn: duckdb.DuckDBPyConnection,
     window: Window,
@@ -44,6 +46,7 @@ def _ensure_upstream(conn: duckdb.DuckDBPyConnection, tz: str) -> None:
         ensure_model_table(conn, upstream, {"tz": tz})
 
 
+@conflict_retried
 def create_rollup_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """(Re)create kpi.kpi_weekly and kpi.kpi_monthly from the catalogue; return their names.
 

@@ -34,6 +34,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from connectors.ducklake import conflict_retried
 from connectors.settings import DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
 from connectors.warehouse import replace_table
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
@@ -396,6 +397,7 @@ def _evaluate(o: Objective, kpi: KpiDefinition, start: date, end: date, as_of: d
     }
 
 
+@conflict_retried  # on a DuckLake, run again whole if it lost a commit race to another writer
 def build_kpi_vs_objective(
     conn: duckdb.DuckDBPyConnection,
     objectives: Sequence[Objective] | str | Path,

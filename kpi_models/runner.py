@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from connectors import ga4, google_ads, hubspot, matomo, search_console
 from connectors.batches import Stream, Window
+from connectors.ducklake import conflict_retried
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
 
 KPI_SCHEMA = "kpi"
@@ -139,6 +140,7 @@ class RebuildResult:
     columns: tuple[tuple[str, str], ...]
 
 
+@conflict_retried  # on a DuckLake, a rebuild that lost a commit race to another writer is run again
 def rebuild(
     conn: duckdb.DuckDBPyConnection,
     model: KpiModel | str,

@@ -26,8 +26,18 @@ import pytest
 
 import connectors.warehouse as warehouse
 from connectors.batches import Batch, Stream, Window
-from connectors.ducklake import extension_files, is_ducklake, load_extensions, open_lake, redact
+from connectors.ducklake import (
+    close_instances,
+    conflict_retried,
+    extension_files,
+    is_ducklake,
+    load_extensions,
+    open_lake,
+    redact,
+    retry_on_conflict,
+)
 from connectors.errors import ConfigError
+from connectors.publish import publish_analyst_copy
 from connectors.settings import Secret, load_settings, load_warehouse_settings
 from tests.postgres import Postgres, postgres_server
 
@@ -74,7 +84,7 @@ def _writer(source: str, env: dict[str, str], barrier: Any, results: Any) -> Non
     """A writer process: the same code as the sequential load, released together with the others."""
     os.environ.update(env)
     try:
-        started, ended = load_source(source, WINDOW, before_load=lambda: barrier.wait(timeout=60))
+        started, ended = load_source(source, WINDOW, before_load=lambda: barrier.wait(timeout=300))
         results.put((source, started, ended, None))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test with it
         results.put((source, 0.0, 0.0, traceback.format_exc()))
@@ -83,7 +93,6 @@ def _writer(source: str, env: dict[str, str], barrier: Any, results: Any) -> Non
 def build_kpis(duckdb_path: str) -> dict[str, list[tuple[Any, ...]]]:
     """Build every KPI table for the window on the configured warehouse; return each kpi table's rows, sorted."""
     from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
-    from kpi_models.objectives import build_kpi_vs_objective
     from kpi_models.runner import MODELS as REGISTRY
     from kpi_models.runner import rebuild
 
@@ -97,8 +106,6 @@ def build_kpis(duckdb_path: str) -> dict[str, list[tuple[Any, ...]]]:
         rebuild_kpi_daily(conn, WINDOW, tz=tz, reporting_currency=settings.reporting_currency,
                           fx_rates=settings.fx_rates, channels=settings.channels)
         create_rollup_views(conn)
-        build_kpi_vs_objective(conn, settings.objectives_path, as_of=WINDOW.end, tz=tz,
-                               min_denominators=settings.min_denominators)
         return snapshot(conn, "kpi")
 
 
@@ -109,7 +116,16 @@ def _normalised(value: Any) -> Any:
 
 
 def snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Every table and view of `schema`, without load-time columns, rows sorted."""
+    """Every table and view of `schema`, without load-time columns, rows sorted (read in one transaction: one
+    consistent snapshot, and a lake loads its catalog once instead of once per statement)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        return _snapshot(conn, schema)
+    finally:
+        conn.execute("ROLLBACK")
+
+
+def _snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
     tables = [r[0] for r in conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
         "AND table_catalog = current_database() ORDER BY 1", [schema]).fetchall()]
@@ -118,7 +134,7 @@ def snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tup
         columns = [r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "AND table_catalog = current_database() ORDER BY ordinal_position", [schema, table]).fetchall()
-            if r[0] not in LOAD_COLUMNS and r[0] not in ("built_at", "as_of_computed_at")]
+            if r[0] not in LOAD_COLUMNS]
         listed = ", ".join(f'"{c}"' for c in columns)
         rows = conn.execute(f'SELECT {listed} FROM "{schema}"."{table}"').fetchall()
         found[table] = sorted((tuple(_normalised(v) for v in row) for row in rows), key=repr)
@@ -131,7 +147,10 @@ def snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tup
 @pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     with postgres_server(tmp_path_factory.mktemp("pg")) as server:
-        yield server
+        try:
+            yield server
+        finally:
+            close_instances()  # this process's lake sessions, before their catalog server stops
 
 
 def _lake_env(monkeypatch: pytest.MonkeyPatch, catalog: str, tmp_path: Path) -> dict[str, str]:
@@ -196,6 +215,49 @@ def test_catalog_password_never_shows_in_errors(tmp_path: Path) -> None:
     assert redact("postgresql://mkpi:hunter2@db/lake failed", "x") == "postgresql://mkpi:***@db/lake failed"
 
 
+def test_conflicts_are_retried_a_bounded_number_of_times() -> None:
+    conflict = duckdb.TransactionException("Failed to commit DuckLake transaction.\nTransaction conflict - ...")
+    calls: list[str] = []
+    waits: list[float] = []
+
+    def flaky() -> str:
+        calls.append("x")
+        if len(calls) < 3:
+            raise conflict
+        return "done"
+
+    assert retry_on_conflict(flaky, sleep=waits.append) == "done"
+    assert len(calls) == 3 and len(waits) == 2 and waits[1] > waits[0] * 0.5
+
+    def always() -> None:
+        calls.append("y")
+        raise conflict
+
+    with pytest.raises(duckdb.TransactionException):
+        retry_on_conflict(always, attempts=4, sleep=waits.append)
+    assert calls.count("y") == 4
+    with pytest.raises(duckdb.TransactionException, match="no transaction"):  # not a conflict: never retried
+        retry_on_conflict(lambda: (_ for _ in ()).throw(duckdb.TransactionException("no transaction is active")),
+                          sleep=waits.append)
+
+    outer_runs: list[int] = []
+    inner_runs: list[int] = []
+
+    @conflict_retried
+    def inner() -> None:
+        inner_runs.append(1)
+        if len(inner_runs) == 1:
+            raise duckdb.TransactionException("Transaction conflict - another transaction has deleted from it")
+
+    @conflict_retried
+    def outer() -> None:
+        outer_runs.append(1)
+        inner()
+
+    outer()  # the nested call's conflict is retried by the outermost unit only
+    assert (len(outer_runs), len(inner_runs)) == (2, 2)
+
+
 def _stream() -> Stream:
     schema = pa.schema([("date", pa.date32()), ("account", pa.string()), ("clicks", pa.int64())])
     return Stream(table="test.clicks", schema=schema, key=("date", "account"), scope_column="account")
@@ -235,6 +297,10 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
         rows = conn.execute(f"SELECT account, clicks FROM {stream.table} ORDER BY 1").fetchall()
     assert len(attempts) == 3  # ours, the other writer's, ours again after the conflict
     assert rows == [("a", 10), ("b", 20)]
+    with warehouse.connect(path, read_only=True) as reader:  # a read-only connection reads, and cannot write
+        assert reader.execute(f"SELECT count(*) FROM {stream.table}").fetchone() == (2,)
+        with pytest.raises(duckdb.Error, match="read-only"):
+            reader.execute(f"DELETE FROM {stream.table}")
 
 
 def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_path: Path,
@@ -255,15 +321,19 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
                    for source in SOURCES]
         for process in writers:
             process.start()
-        reports = [results.get(timeout=120) for _ in writers]
+        reports = [results.get(timeout=600) for _ in writers]
         for process in writers:
-            process.join(timeout=30)
+            process.join(timeout=60)
         failures = {source: error for source, _, _, error in reports if error}
         assert not failures, failures
         spans = {source: (started, ended) for source, started, ended, _ in reports}
         # all four were loading at the same moment: the last to start began before the first to end finished
         assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
         lake = build_kpis(lake_env["MKPI_DUCKDB_PATH"])
+        with warehouse.connect(lake_env["MKPI_DUCKDB_PATH"], read_only=True) as conn:  # analysts' copy from the lake
+            published = publish_analyst_copy(conn, tmp_path / "kpis.duckdb", run_id="lake")
+        with duckdb.connect(published.path, read_only=True) as copy:
+            copied = snapshot(copy, "kpi")
 
         # The DuckDB file: the same sources, one after another.
         file_path = str(tmp_path / "file.duckdb")
@@ -274,9 +344,10 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
         reference = build_kpis(file_path)
 
     assert sorted(lake) == sorted(reference)
+    assert copied == lake
     for table, rows in reference.items():
         assert lake[table] == rows, table
     daily = reference["kpi_daily"]
     assert {row[1] for row in daily} >= set(SOURCES)  # every source contributed KPIs
-    for table in ("web_daily", "seo_daily", "ecommerce_daily", "paid_search_daily", "kpi_daily", "kpi_vs_objective"):
+    for table in ("web_daily", "seo_daily", "ecommerce_daily", "paid_search_daily", "kpi_daily", "kpi_weekly"):
         assert reference[table], f"{table} is empty: the comparison would prove nothing"
