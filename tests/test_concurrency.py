@@ -10,8 +10,16 @@ These tests drive a real Dagster instance (a temporary DAGSTER_HOME with SQLite 
 ``dagster.yaml`` built from the repository's own) from separate OS processes, the way the daemon's run
 launcher does: one process per run, the multiprocess executor inside it, steps as their own processes.
 
-``MKPI_CONCURRENCY_FULL=1`` (set by ``make chaos``) runs the long version: wider backfill ranges and
-more rounds (``MKPI_CONCURRENCY_ROUNDS``, default 3 in the full version, 1 otherwise).
+Two sizes. The short one (``make test``) launches the eight runs with one raw asset each and the in-process
+executor inside each run (pools are claimed by the run's step loop either way), to stay near a minute on two
+cores. The full one (``MKPI_CONCURRENCY_FULL=1``, or any ``MKPI_CHAOS_SEEDS`` above 1 as ``make chaos`` sets)
+runs every job's whole selection (raw tables, KPI tables, checks, the analysts' copy) with the multiprocess
+executor, ``MKPI_CONCURRENCY_ROUNDS`` times (default 1).
+
+Verified against dagster 1.13.27 with SQLite instance storage: op-granularity pools work there (the
+SQLite event log has the ``concurrency_limits``/``concurrency_slots``/``pending_steps`` tables, claims are
+transactions on ``index.db``); a fresh DAGSTER_HOME must be created once before runs start together, or
+their simultaneous schema migrations collide (``_insert_version``), which a long-lived instance never sees.
 """
 
 from __future__ import annotations
@@ -38,15 +46,19 @@ from tests import battery
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
-FULL = os.environ.get("MKPI_CONCURRENCY_FULL", "") not in ("", "0")
-ROUNDS = int(os.environ.get("MKPI_CONCURRENCY_ROUNDS", "3" if FULL else "1"))
+FULL = (os.environ.get("MKPI_CONCURRENCY_FULL", "") not in ("", "0")
+        or int(os.environ.get("MKPI_CHAOS_SEEDS") or "0") > 1)
+ROUNDS = int(os.environ.get("MKPI_CONCURRENCY_ROUNDS", "1"))
 POOL = "duckdb_write"
 LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "IO Error")
 META_COLUMNS = ("_loaded_at", "_window_start", "_window_end")
-# The multiprocess executor with forked step processes (the pipeline already imported): the production
-# executor, without paying a Python start-up per step on a 2-core machine.
-RUN_CONFIG = {"execution": {"config": {"multiprocess": {
+# Full: the production executor, steps forked from a server that imported the pipeline once. Short: steps
+# in the run's own process (a step process costs seconds of start-up on a loaded 2-core machine, and the
+# slot is held while it starts).
+MULTIPROCESS = {"execution": {"config": {"multiprocess": {
     "max_concurrent": 2, "start_method": {"forkserver": {"preload_modules": ["pipelines.definitions"]}}}}}}
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+RUN_CONFIG = MULTIPROCESS if FULL else IN_PROCESS
 
 
 # ---- the run worker (a child process per run) ----------------------------------------------------------
@@ -196,15 +208,16 @@ class StepSpan:
 
 
 def step_spans(instance: dg.DagsterInstance, run_id: str, steps: set[str]) -> list[StepSpan]:
-    """When each pool step of a run executed: STEP_START to its STEP_SUCCESS/STEP_FAILURE, from the event log."""
+    """When each pool step of a run held the slot, from the event log: from its STEP_WORKER_STARTING (the
+    slot is claimed before the step's process starts) or STEP_START, to its STEP_SUCCESS/STEP_FAILURE."""
     starts: dict[str, float] = {}
     spans = []
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None or entry.step_key not in steps:
             continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            starts[entry.step_key] = entry.timestamp
+        if event.event_type in (dg.DagsterEventType.STEP_WORKER_STARTING, dg.DagsterEventType.STEP_START):
+            starts.setdefault(entry.step_key, entry.timestamp)
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
             spans.append(StepSpan(run_id, entry.step_key, starts.pop(entry.step_key), entry.timestamp))
     return spans
@@ -290,15 +303,20 @@ def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, tmp_pat
                             if any(p in line for p in LOCK_ERRORS)]
             spans = [span for spec in specs
                      for span in step_spans(instance, run_ids[spec.label], pool_steps(spec.job))]
+            queued = sum(1 for run_id in run_ids.values() for entry in instance.all_logs(run_id)
+                         if entry.dagster_event is not None
+                         and f"blocked by limit for pool {POOL}" in (entry.dagster_event.message or ""))
         overlaps = overlapping_pairs(spans)
         battery.count("Concurrency", "runs launched at once", len(specs))
         battery.count("Concurrency", "pool steps", len(spans))
         battery.count("Concurrency", "lock errors", len(lock_errors))
         battery.count("Concurrency", "overlapping writers", len(overlaps))
+        battery.count("Concurrency", "steps that queued for the slot", queued)
         battery.note("Concurrency", f"round {round_no + 1}: {len(specs)} runs ({'full' if FULL else 'short'}), "
                      f"{len(spans)} duckdb_write steps, {elapsed:.0f} s")
         assert lock_errors == []
         assert overlaps == []
+        assert queued > 0  # the pool was in play: runs found the slot taken and waited, rather than failing
         # every run wrote: as many pool steps ran as the runs selected
         assert len(spans) >= len(specs)
 
@@ -315,3 +333,84 @@ def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, tmp_pat
         lost = sorted(t for t in expected if got.get(t) != expected[t])
         battery.count("Concurrency", "tables differing from the sequential load", len(lost))
         assert got == expected, lost
+
+
+FREE_AFTER = 2  # free_slots_after_run_end_seconds in this test's dagster.yaml (the repository's is 300)
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.mark.battery("Concurrency")
+def test_a_cancelled_run_gives_its_pool_slot_back(tmp_path):
+    """A run killed while it holds the slot, then terminated from the UI (CANCELING, its worker gone): the
+    daemon marks it CANCELED and, FREE_AFTER seconds later, frees its slot, and the run waiting behind it
+    writes. Without the daemon the slot stays with the dead run."""
+    from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+    from sandbox.httpserver import FaultProfile
+    from sandbox.launcher import start_sandbox
+    from sandbox.world import World
+
+    home, logs = tmp_path / "dagster_home", tmp_path / "logs"
+    logs.mkdir()
+    write_instance_yaml(home, free_slots_after_run_end_seconds=FREE_AFTER, poll_interval_seconds=1,
+                        cancel_timeout_seconds=1)
+    tags = {RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"}
+    with start_sandbox(World(seed=11, today=TODAY)) as running, \
+            dg.DagsterInstance.from_config(str(home)) as instance:
+        ga4 = running.server("ga4")
+        ga4.fault_profile = FaultProfile(seed=1, stall=1.0, stall_seconds=300)  # the holder's request hangs
+        env = child_env(running.env, home, tmp_path / "work.duckdb", tmp_path)
+        storage = instance.event_log_storage
+
+        def holders() -> set[str]:
+            return {slot.run_id for slot in storage.get_concurrency_info(POOL).claimed_slots}
+
+        holder = launch(RunSpec("holder", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]), env, logs)
+        try:
+            holder_id = next(iter(wait_for(holders, 300, "the first run to claim the duckdb_write slot")))
+            wait_for(lambda: ga4.request_count > 0, 300, "the holder's step to reach the (stalled) GA4 API")
+        finally:
+            os.killpg(holder.pid, signal.SIGKILL)  # a crash: no finally, no slot release
+            holder.wait()
+        instance.report_run_canceling(instance.get_run_by_id(holder_id), "Terminate pressed; the worker is gone")
+        ga4.fault_profile = None
+
+        waiter = launch(RunSpec("waiter", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]), env, logs)
+        daemon = None
+        try:
+            waiter_id = wait_for(lambda: [r.run_id for r in instance.get_runs() if r.run_id != holder_id], 300,
+                                 "the second run to start")[0]
+            wait_for(lambda: any(waiter_id == s.run_id for s in storage.get_concurrency_info(POOL).pending_steps),
+                     300, "the second run to queue for the slot")
+            time.sleep(3)
+            assert holders() == {holder_id}  # nothing but the daemon gives a dead run's slot back
+            assert waiter.poll() is None
+            daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "--empty-workspace"],
+                                      cwd=tmp_path, env=env, stdout=(logs / "daemon.out").open("w"),
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+            assert waiter.wait(timeout=300) == 0, (logs / "waiter.err").read_text()[-2000:]
+        finally:
+            for process in (waiter, daemon):
+                if process is not None and process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+                    process.wait(timeout=60)
+
+        canceled = instance.get_run_record_by_id(holder_id)
+        assert canceled.dagster_run.status == dg.DagsterRunStatus.CANCELED
+        (span,) = step_spans(instance, waiter_id, {"ga4__ecommerce_by_date"})
+        waited = span.start - canceled.end_time
+        battery.count("Concurrency", "cancelled runs whose slot came back", 1)
+        battery.note("Concurrency", f"a killed, cancelled run's slot went to the waiting run {waited:.0f} s after the "
+                     f"cancellation (free_slots_after_run_end_seconds={FREE_AFTER})")
+        # freed by the daemon's timer, not before; then the waiting step claims it (its claim polling backs
+        # off to 15 s between tries)
+        assert FREE_AFTER <= waited <= FREE_AFTER + 45
+        assert holders() == set()
