@@ -894,7 +894,8 @@ class World:
 
     def matomo_day(self, site_id: str = DEFAULT_MATOMO_SITE_ID, day: date | None = None,
                    version: int = 0) -> MatomoDay | None:
-        """Matomo's view of the default GA4 property: same visits within a few per cent, its own metrics."""
+        """Matomo's view of the GA4 property the site tracks (site 1: the default property): same visits within
+        a few per cent, its own metrics; None for a site the world does not have."""
         if day is None:
             day = self.today
         observed = self.matomo_sites.get(site_id)
