@@ -206,7 +206,7 @@ def _gsc_key(index: int, value: Any) -> Callable[[Any], None]:
 def _gsc_cases() -> Iterator[Case]:
     for counter in ("clicks", "impressions"):
         for label, value in (("text", "abc"), ("nan", NAN), ("infinity", INF), ("negative", -3),
-                             ("fraction", 2.5), ("list", [1]), ("null", None), ("bool", True)):
+                             ("fraction", 2.5), ("list", [1]), ("null", None), ("bool", True), ("huge", 10 ** 400)):
             yield Case("gsc", f"{counter}-{label}", one(_gsc_set(counter, value)), counter)
         yield Case("gsc", f"{counter}-missing", one(_gsc_drop(counter)), counter)
     for label, value in (("text", "abc"), ("nan", NAN), ("infinity", INF), ("negative", -0.1), ("object", {})):
