@@ -25,7 +25,7 @@ import pyarrow as pa
 import pytest
 
 import connectors.warehouse as warehouse
-from connectors.batches import Batch, Stream, Window
+from connectors.batches import Batch, Cursor, Stream, Window
 from connectors.ducklake import (
     close_instances,
     conflict_retried,
@@ -54,20 +54,26 @@ MODELS = ("web_daily", "seo_daily", "ecommerce_daily", "paid_search_daily", "ema
 def load_source(source: str, window: Window, before_load: Any = None) -> tuple[float, float]:
     """Load every report of one source for `window` through its connector and the loader, the way its Dagster
     assets do (one transaction per asset); returns when the loading started and ended (monotonic clock)."""
-    from connectors import ga4, google_ads, matomo, search_console
-
     settings = load_settings()
-    if source == "ga4":
+    if source == "ga4":  # each writer imports only its own client library: they are slow to import
+        from connectors import ga4
+
         connector = ga4.Ga4Connector(settings.ga4)
         fetched = [list(connector.fetch(report, window)) for report in ga4.REPORTS.values()]
     elif source == "search_console":
+        from connectors import search_console
+
         gsc = search_console.SearchConsoleConnector(settings.search_console, today=lambda: TODAY)
         fetched = [list(gsc.fetch(report, window)) for report in search_console.REPORTS.values()]
     elif source == "matomo":
+        from connectors import matomo
+
         mat = matomo.MatomoConnector(settings.matomo)
         mat.check()
         fetched = [list(mat.fetch(window))]
     else:
+        from connectors import google_ads
+
         ads = google_ads.GoogleAdsConnector(settings.google_ads)
         ads.check()
         fetched = [list(ads.fetch(window))]
@@ -301,6 +307,23 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
         assert reader.execute(f"SELECT count(*) FROM {stream.table}").fetchone() == (2,)
         with pytest.raises(duckdb.Error, match="read-only"):
             reader.execute(f"DELETE FROM {stream.table}")
+
+
+def test_cursors_stay_one_row_per_stream_without_a_primary_key(postgres: Postgres, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckLake has no PRIMARY KEY (so no INSERT OR REPLACE): the loader deletes the cursor before inserting it."""
+    db = postgres.create_database("lake_cursors")
+    _lake_env(monkeypatch, db.libpq, tmp_path)
+    stream = _stream()
+    path = load_warehouse_settings().duckdb_path
+    with warehouse.connect(path) as conn:
+        for value in ("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"):
+            batch = _batch(stream, "a", 1)
+            batch = Batch(stream=stream, data=batch.data, window=WINDOW, scope=batch.scope,
+                          cursor=Cursor(source="test", stream="clicks", account="a", value=value))
+            warehouse.load_batches(conn, [batch])
+        assert warehouse.read_cursor(conn, "test", "clicks", "a") == "2026-03-02T00:00:00Z"
+        assert conn.execute(f"SELECT count(*) FROM {warehouse.CURSOR_TABLE}").fetchone() == (1,)
 
 
 def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_path: Path,
