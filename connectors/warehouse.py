@@ -5,7 +5,7 @@ Why it looks like this:
   loading the same window twice leaves identical rows, and re-read windows restate recent days.
 - Everything a materialisation writes is one transaction: a crash, an API error on the third
   account or a duplicate key rolls it all back, so the file is never left half-written.
-- Rows go in as Arrow tables (`INSERT ... BY NAME SELECT * FROM arrow`), never row by row.
+- Rows go in as Arrow tables (a relation's `insert_into`, see `_insert`), never row by row.
 - Connections are closed in `finally` (dagster-duckdb's resource does not on error, which keeps the
   single-writer lock until garbage collection), and opening retries while another writer holds it.
 """
@@ -220,22 +220,43 @@ def _new_rows_decide(stream: Stream, batch: Batch) -> bool:
     return stream.partition_column in stream.key and all(column in stream.key for column in batch.scope)
 
 
-def _key_hashes(conn: duckdb.DuckDBPyConnection, stream: Stream, view: str) -> pa.Array:
-    """One 64-bit hash per new row's key, computed by DuckDB over the registered Arrow batch."""
+def _key_hashes(conn: duckdb.DuckDBPyConnection, stream: Stream, data: pa.Table) -> pa.Array:
+    """One 64-bit hash per new row's key, computed by DuckDB over the Arrow batch (a relation, see `_insert`)."""
     keys = ", ".join(quote_ident(k) for k in stream.key)
-    return conn.execute(f"SELECT hash({keys}) AS h FROM {view}").to_arrow_table().column("h").combine_chunks()
+    return pa.array(conn.from_arrow(data).project(f"hash({keys}) AS h").fetchnumpy()["h"], pa.uint64())
+
+
+def _literal(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], batch: Batch,
+            loaded_at: datetime) -> None:
+    """Append a batch through a relation (`from_arrow(...).insert_into`), its columns put in the table's order.
+
+    Why not `INSERT ... SELECT FROM` a registered view: inside a transaction, DuckDB held about 75 bytes per
+    row more until COMMIT that way (measured at 2M rows), so a backfill's memory grew with its rows
+    (docs/benchmarks.md, target 5)."""
+    present = set(batch.data.schema.names)
+    meta = {"_loaded_at": f"CAST({_literal(loaded_at.isoformat())} AS TIMESTAMPTZ)",
+            "_window_start": f"CAST({_literal(batch.window.start.isoformat())} AS DATE)",
+            "_window_end": f"CAST({_literal(batch.window.end.isoformat())} AS DATE)"}
+    select = [quote_ident(name) if name in present else meta.get(name, f"CAST(NULL AS {dtype})")
+              for name, dtype in columns.items()]
+    conn.from_arrow(batch.data).project(", ".join(select)).insert_into(table)
 
 
 def _hashes_collide(hashes: list[pa.Array]) -> bool:
     """Whether two new rows may share a key. Checking hashes in Arrow is several times cheaper than grouping
     the window by its key columns in SQL; a collision (a duplicate, or rarely two keys with one hash) sends
-    the table to the exact check, which names the duplicate key."""
-    import pyarrow.compute as pc
+    the table to the exact check, which names the duplicate key. Sorted with numpy (a second for 5M rows, twice
+    the hashes' memory): Arrow's count_distinct needs about 200 bytes and 4 us per row."""
+    import numpy as np
 
-    total = sum(len(h) for h in hashes)
-    if total < 2:
+    if sum(len(h) for h in hashes) < 2:
         return False
-    return pc.count_distinct(pa.chunked_array(hashes, pa.uint64())).as_py() < total
+    ordered = np.sort(np.concatenate([h.to_numpy(zero_copy_only=False) for h in hashes]))
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
@@ -257,7 +278,7 @@ def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]
     cleared: set[tuple[str, Window, tuple[tuple[str, str], ...]]] = set()
     written: dict[str, tuple[Stream, list[Window]]] = {}
     cursors: dict[tuple[str, str, str], Cursor] = {}
-    ensured: set[tuple[str, tuple[str, ...]]] = set()  # pages of one stream share a schema: check the table once
+    ensured: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}  # pages of one stream share a schema
     key_hashes: dict[str, list[pa.Array]] = {}  # window tables whose new rows alone decide key uniqueness
     full_check: set[str] = set()  # window tables whose whole window must be checked
     with transaction(conn):
@@ -266,13 +287,14 @@ def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]
             view = "__mkpi_batch"
             conn.register(view, batch.data)
             try:
-                if (stream.table, tuple(batch.data.schema.names)) not in ensured:
+                shape = (stream.table, tuple(batch.data.schema.names))
+                if shape not in ensured:  # check (and evolve) the table once per stream and schema per load
                     _ensure_table(conn, stream, view)
-                    ensured.add((stream.table, tuple(batch.data.schema.names)))
+                    ensured[shape] = _table_columns(conn, stream.table)
                 if stream.write_mode == "window" and not _new_rows_decide(stream, batch):
                     full_check.add(stream.table)
                 elif stream.write_mode == "window" and batch.num_rows:
-                    key_hashes.setdefault(stream.table, []).append(_key_hashes(conn, stream, view))
+                    key_hashes.setdefault(stream.table, []).append(_key_hashes(conn, stream, batch.data))
                 if stream.write_mode == "upsert":
                     _upsert(conn, batch, view)
                 else:
@@ -281,11 +303,7 @@ def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]
                         _delete_window(conn, batch)
                         cleared.add(scope_key)
                 if batch.num_rows:
-                    conn.execute(
-                        f"INSERT INTO {quote_ident(stream.table)} BY NAME SELECT *, ? AS _loaded_at, "
-                        f"CAST(? AS DATE) AS _window_start, CAST(? AS DATE) AS _window_end FROM {view}",
-                        [loaded_at, batch.window.start, batch.window.end],
-                    )
+                    _insert(conn, quote_ident(stream.table), ensured[shape], batch, loaded_at)
             finally:
                 conn.unregister(view)
             result.rows_by_table[stream.table] = result.rows_by_table.get(stream.table, 0) + batch.num_rows
