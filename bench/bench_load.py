@@ -155,7 +155,8 @@ def measure(sizes: tuple[int, ...], runs: int, dlt_rows: int, dlt_runs: int) -> 
 
 
 def _rate(sample: Sample) -> str:
-    return f"{sample.median / 1e6:.2f}M ({sample.low / 1e6:.2f}-{sample.high / 1e6:.2f})"
+    """Rows per second, in thousands."""
+    return f"{sample.median / 1e3:,.0f}k ({sample.low / 1e3:,.0f}-{sample.high / 1e3:,.0f})"
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
