@@ -18,6 +18,7 @@ How it reads (see shared/research/peers.md and emulators.md, Google Ads):
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -119,6 +120,20 @@ def _failure_summary(exc: Any) -> tuple[list[str], str]:
     return kinds, "; ".join(messages) or str(exc.error)
 
 
+def _stream_failure(exc: Any) -> Any:
+    """The GoogleAdsFailure in the trailing metadata of an error raised while iterating a stream (the library's
+    exception interceptor wraps only the call, so a SearchStream error arrives as a plain api_core error)."""
+    import importlib
+
+    call = getattr(exc, "response", None)
+    metadata = call.trailing_metadata() if call is not None and hasattr(call, "trailing_metadata") else None
+    for key, value in metadata or ():
+        if key.endswith("errors.googleadsfailure-bin") and key.startswith("google.ads.googleads."):
+            errors = importlib.import_module(f"google.ads.googleads.{key.split('.')[3]}.errors.types.errors")
+            return errors.GoogleAdsFailure.deserialize(value)
+    return None
+
+
 def _retry_delay(exc: Any) -> float:
     """The longest `QuotaErrorDetails.retry_delay` in a GoogleAdsFailure (seconds); 0 when there is none."""
     delay = 0.0
@@ -145,6 +160,14 @@ def classify(exc: BaseException) -> Verdict:
         return Fatal(text)
     if isinstance(exc, core.GoogleAPICallError):  # errors raised while iterating a stream
         status = exc.grpc_status_code.name if exc.grpc_status_code is not None else str(exc.code)
+        failure = _stream_failure(exc)
+        if failure is not None:
+            wrapped = SimpleNamespace(failure=failure, error=None, request_id=failure.request_id)
+            kinds, message = _failure_summary(wrapped)
+            text = f"{status} {message} (request id {failure.request_id})"
+            if any(k in _RETRYABLE_ERRORS for k in kinds):
+                return Retry(text, _retry_delay(wrapped))
+            return Fatal(text)
         if status in _RETRYABLE_STATUS or isinstance(exc, core.ServerError | core.TooManyRequests):
             return Retry(f"{status} {exc.message}")
         return Fatal(f"{status} {exc.message}")
