@@ -36,7 +36,7 @@ test: install-dev
 # bodies, 50 seeds; each run must give tables identical to a fault-free run (a short version is in make test).
 # Every battery test (-m battery) runs; the battery writes its own results to docs/reliability.md.
 chaos: install-dev
-	MKPI_CHAOS_SEEDS=50 MKPI_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest -m battery -s
+	MKPI_CHAOS_SEEDS=50 MKPI_CRASH_REPEATS=5 MKPI_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest -m battery -s
 
 # The benchmark suite (issue #9): every target beside its same-run baseline (bare DuckDB INSERT, dlt, the stock
 # HubSpot models, the minimum request count); prints the table and writes docs/benchmarks.md. Takes a while.

@@ -115,7 +115,8 @@ def run_kpis(conn: Any, settings: Settings, window: Window) -> None:
 class CrashPoint:
     """Where to die: the `nth` request of a source whose description matches `match` (kind "http": killed
     with the response in hand, before the connector reads it), or the `nth` SQL statement matching `match`
-    (kind "sql-before" / "sql-after": just before or just after DuckDB runs it), or `os.replace` of the
+    (kind "sql-before" / "sql-after": just before or just after DuckDB runs it), the `nth` batch handed to
+    DuckDB (kind "register": the loader registers each batch before writing it), or `os.replace` of the
     analysts' copy (kind "replace-before" / "replace-after")."""
 
     name: str
@@ -156,6 +157,13 @@ class SqlTap:
         if hit and self._seen == self._point.nth and self._point.kind == "sql-after":
             die()
         return result
+
+    def register(self, name: str, data: Any) -> Any:
+        if self._point.kind == "register" and self._pattern.search(name):
+            self._seen += 1
+            if self._seen == self._point.nth:
+                die()  # the batches before this one are in the open transaction, uncommitted
+        return self._conn.register(name, data)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
@@ -201,7 +209,6 @@ def arm_replace(point: CrashPoint) -> None:
 MID_REQUEST, MID_PAGE, IN_LOAD, COMMIT_CHECKPOINT, CURSOR, KPI, PUBLISH = (
     "mid-request", "mid-page", "inside the load transaction", "between commit and checkpoint",
     "HubSpot cursor write", "KPI rebuild", "analysts' copy publish")
-_INSERT = r"^INSERT INTO .* BY NAME SELECT \*, \? AS _loaded_at"
 _CURSOR = r"^INSERT OR REPLACE INTO _mkpi\.cursors"
 
 POINTS: dict[str, CrashPoint] = {p.name: p for p in (
@@ -212,9 +219,9 @@ POINTS: dict[str, CrashPoint] = {p.name: p for p in (
     CrashPoint("gsc-page-2", "http", "searchAnalytics.query pages", 2, "search_console", covers=MID_PAGE),
     CrashPoint("hubspot-list-page-60", "http", "objects/contacts archived=False", 60, "hubspot", warm=False,
                covers=MID_PAGE, hubspot=True),
-    CrashPoint("first-insert", "sql-after", _INSERT, 1, warm=False, covers=IN_LOAD),
+    CrashPoint("second-page-registered", "register", r"^__mkpi_batch$", 2, warm=False, covers=IN_LOAD),
     CrashPoint("gsc-window-deleted", "sql-after", r'^DELETE FROM "search_console"\.', 1, covers=IN_LOAD),
-    CrashPoint("matomo-before-commit", "sql-after", r'count\(\*\) AS n FROM "matomo"\.', 1, covers=IN_LOAD),
+    CrashPoint("matomo-before-commit", "sql-before", r"^COMMIT", 1, after=r'^DELETE FROM "matomo"\.', covers=IN_LOAD),
     CrashPoint("hubspot-upsert", "sql-after", r'^DELETE FROM "hubspot"\."contacts" AS t', 1, covers=IN_LOAD,
                hubspot=True),
     CrashPoint("ga4-commit-checkpoint", "sql-before", r"^CHECKPOINT", 1, warm=False, covers=COMMIT_CHECKPOINT),
@@ -239,7 +246,7 @@ def run_until_killed(point: CrashPoint, with_hubspot: bool) -> int:
     if point.kind.startswith("replace"):
         arm_replace(point)
     with connect(settings.duckdb_path) as real:
-        conn: Any = SqlTap(real, point) if point.kind.startswith("sql") else real
+        conn: Any = SqlTap(real, point) if point.kind.startswith("sql") or point.kind == "register" else real
         run_pipeline(conn, settings, with_hubspot=with_hubspot)
     return NOT_REACHED
 
