@@ -104,10 +104,14 @@ def write_instance_yaml(home: Path, **run_monitoring: int) -> None:
     config["run_monitoring"] = {**config.get("run_monitoring", {}), **run_monitoring}
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    # create the SQLite schemas once, as `dagster dev` or the daemon would before any run (eight processes
-    # creating them at the same moment race on the schema migration, a first-start artefact only)
+    # Create the SQLite schemas and the pool's slot once, as a long-lived instance already has them: eight
+    # processes creating the schemas at the same moment collide on the migration, and eight first claims on a
+    # pool not yet initialised can both be granted (seen once here: two writers started together; the
+    # DuckDB lock wait in connect() kept them apart). `dagster instance concurrency set duckdb_write 1` does
+    # the same for a new deployment.
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_runs(limit=1)
+        instance.event_log_storage.initialize_concurrency_limit_to_default(POOL)
+        assert instance.event_log_storage.get_concurrency_info(POOL).slot_count == 1
 
 
 def child_env(sandbox_env: dict[str, str], home: Path, db: Path, tmp: Path) -> dict[str, str]:
