@@ -45,6 +45,9 @@ def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathL
     target_path.parent.mkdir(parents=True, exist_ok=True)
     build_id = uuid.uuid4().hex
     tmp = target_path.with_name(f".{target_path.name}.{build_id}.tmp")
+    # a copy a killed run left half-built (kill -9 runs no cleanup) is a whole database's worth of disk: drop it
+    for stale in target_path.parent.glob(f".{target_path.name}.*.tmp*"):
+        stale.unlink(missing_ok=True)
     built_at = datetime.now(UTC)
     relations = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
