@@ -1,6 +1,6 @@
 """Target 5: peak RSS of a backfill at 1M and 5M rows (sub-linear growth; under 1 GB at 5M).
 
-Each size runs in a fresh child process (its ru_maxrss is the honest peak): a connector-like generator yields
+Each size runs in a fresh child process (its VmHWM is the honest peak): a connector-like generator yields
 Arrow pages of 100,000 typed rows one at a time (as a paging connector does, never holding the whole range),
 and the project's loader writes them into a fresh DuckDB file in one transaction. The child's RSS after its
 imports is reported too, so the growth with rows is visible apart from the interpreter and libraries.

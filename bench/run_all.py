@@ -137,7 +137,7 @@ over an hour here. The exact arguments are under Commands.
 4. **KPI rebuild** (`bench_kpi.py`): a 365-day sandbox backfill of all sources, the report tables copied with
    renamed accounts to 10M raw rows; every KPI table rebuilt over the year (per-channel tables, kpi_daily
    and its roll-up views, kpi_vs_objective), then one day re-read and rebuilt. **1 run**.
-5. **Memory** (`bench_memory.py`): peak RSS (ru_maxrss of a fresh child) of a backfill of 1M and 5M synthetic
+5. **Memory** (`bench_memory.py`): peak RSS (VmHWM of a fresh child) of a backfill of 1M and 5M synthetic
    rows streamed page by page through the loader (the sandbox world has far fewer rows); one run per size.
 6. **HubSpot parsing** (`bench_hubspot_parse.py`): one real sandbox page of 100 contacts; the project's
    `json.loads` + `records_to_table` (including the response validation) against the stock client's
