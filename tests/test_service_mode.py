@@ -227,13 +227,14 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
     print("\n".join(timeline), events, sep="\n")
 
     from dagster import DagsterRunStatus
+    from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
 
     assert run.status == DagsterRunStatus.SUCCESS, (
         f"run {run.run_id} ended {run.status}:\n{events}\n{_tail(logs['daemon'])}\n{_tail(logs['code_server'])}")
     assert stored == "SUCCESS daily_refresh_job", stored
     assert int(ticks) >= 1, ticks
     # the tick the daemon caught up; one run per configured source, tagged for the per-source run limit
-    assert datetime.fromisoformat(run.tags["dagster/scheduled_execution_time"]) == tick, run.tags
+    assert datetime.fromisoformat(run.tags[SCHEDULED_EXECUTION_TIME_TAG]) == tick, run.tags
     assert run.tags["mkpi/source"] == SOURCE
 
     with duckdb.connect(os.environ["MKPI_DUCKDB_PATH"], read_only=True) as conn:
