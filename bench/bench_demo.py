@@ -63,18 +63,19 @@ def child(days: int, started: float) -> None:
 
     code = demo.main(["--days", str(days)])
     end = time.time()
-    steps: dict[str, list[float]] = {}
+    steps: dict[tuple[str, str], list[float]] = {}  # (run id, step key): a step key recurs in both demo runs
     with dg.DagsterInstance.get() as instance:
         for record in instance.get_run_records():
-            for entry in instance.all_logs(record.dagster_run.run_id):
+            run_id = record.dagster_run.run_id
+            for entry in instance.all_logs(run_id):
                 event = entry.dagster_event
                 if event is None or not entry.step_key:
                     continue
                 if event.event_type_value in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE"):
-                    steps.setdefault(entry.step_key, []).append(entry.timestamp)
+                    steps.setdefault((run_id, entry.step_key), []).append(entry.timestamp)
     first_step = min((min(t) for t in steps.values()), default=end)
-    kpi = sum(max(t) - min(t) for k, t in steps.items() if k.startswith("kpi"))
-    dashboard = sum(max(t) - min(t) for k, t in steps.items() if k.startswith("publish"))
+    kpi = sum(max(t) - min(t) for (_, k), t in steps.items() if k.startswith("kpi"))
+    dashboard = sum(max(t) - min(t) for (_, k), t in steps.items() if k.startswith("publish"))
     split = {
         "code": code,
         "wall": end - started,
