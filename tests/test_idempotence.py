@@ -131,9 +131,33 @@ def test_a_90_day_backfill_twice_changes_no_row(sandbox, monkeypatch, tmp_path):
 
 
 @pytest.mark.battery("Idempotence")
+@pytest.mark.skipif(not FULL, reason="make chaos only (MKPI_CRASH_REPEATS): six Dagster runs")
+def test_days_1_to_30_then_15_to_45_equal_1_to_45_and_one_partition_three_times_equals_once(sandbox, monkeypatch,
+                                                                                            tmp_path):
+    in_one_go = use_database(monkeypatch, tmp_path / "one-go.duckdb")
+    run_range(day(1), day(45))
+    expected = table_checksums(in_one_go)
+
+    overlapping = use_database(monkeypatch, tmp_path / "overlapping.duckdb")
+    run_range(day(1), day(30))
+    run_range(day(15), day(45))
+    assert same(expected, overlapping) == {}
+
+    once = use_database(monkeypatch, tmp_path / "partition-once.duckdb")
+    run_partition(day(20))
+    expected = table_checksums(once)
+    assert int(expected["ga4.traffic_by_channel"].split(":")[0]) > 0
+    thrice = use_database(monkeypatch, tmp_path / "partition-thrice.duckdb")
+    for _ in range(3):
+        run_partition(day(20))
+        assert same(expected, thrice) == {}
+
+
+@pytest.mark.battery("Idempotence")
 @pytest.mark.skipif(not FULL, reason="make chaos only (MKPI_CRASH_REPEATS): a full HubSpot list takes ~30 s")
 def test_hubspot_job_twice_full_then_incremental_changes_no_row(monkeypatch, tmp_path):
-    db = use_database(monkeypatch, tmp_path / "hubspot.duckdb")
+    db = use_database(monkeypatch, tmp_path / "crm.duckdb")
+    # (not "hubspot.duckdb": DuckDB names the catalog after the file, and "hubspot" would then be ambiguous)
     with servers(World(seed=5, today=TODAY), with_hubspot=True) as running:
         for name, value in running.env.items():
             monkeypatch.setenv(name, value)
