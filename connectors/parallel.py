@@ -43,8 +43,9 @@ class AccountsFailed(ConnectorError):
         self.retryable = retryable
         loaded = total - len(failures)
         listed = "; ".join(f"{account}: {message}" for account, message in failures.items())
+        outcome = f"the other {loaded} were loaded" if loaded else "nothing was loaded"
         super().__init__(f"{source}: {len(failures)} of {total} accounts failed ({', '.join(failures)}); "
-                         f"the other {loaded} were loaded. {listed}")
+                         f"{outcome}. {listed}")
 
 
 @dataclass
