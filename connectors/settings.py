@@ -461,6 +461,11 @@ def _refuse(key: str, expected: str) -> bool:
     raise ConfigError(f"{key} must be {expected}", key=key)
 
 
+# Schemas the pipeline creates, plus DuckDB's own catalogs: a database file may not be named after one of them.
+RESERVED_CATALOG_NAMES = frozenset({"ga4", "search_console", "google_ads", "hubspot", "matomo", "kpi", "meta", "_mkpi",
+                                    "main", "memory", "system", "temp"})
+
+
 def _warehouse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> WarehouseSettings:
     section = raw.get("warehouse") or {}
     if not isinstance(section, Mapping):
@@ -477,9 +482,16 @@ def _warehouse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Wareh
         raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set (the catalog database, "
                           "e.g. 'host=127.0.0.1 dbname=lake user=mkpi'; see docs/ducklake.md)",
                           key="MKPI_DUCKLAKE_CATALOG")
+    duckdb_path = str(env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH)
+    if Path(duckdb_path).stem.lower() in RESERVED_CATALOG_NAMES:
+        # DuckDB names the attached database after the file: `hubspot.duckdb` would make `hubspot.contacts`
+        # ambiguous between that catalog and the raw schema, and every HubSpot step would fail at run time.
+        raise ConfigError(f"the DuckDB file may not be named {Path(duckdb_path).name!r}: DuckDB names the database "
+                          "after the file, which would clash with the schema of the same name; pick another name, "
+                          "e.g. marketing.duckdb", key="MKPI_DUCKDB_PATH")
     return WarehouseSettings(
         backend=backend,
-        duckdb_path=str(env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH),
+        duckdb_path=duckdb_path,
         ducklake_catalog=Secret(catalog) if catalog else None,
         ducklake_data_path=str(env.get("MKPI_DUCKLAKE_DATA_PATH") or lake.get("data_path")
                                or DEFAULT_DUCKLAKE_DATA_PATH),

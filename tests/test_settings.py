@@ -48,3 +48,12 @@ def test_bad_values_are_named(tmp_path, text, message):
 def test_missing_config_file_named_by_variable(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(environ={"MKPI_CONFIG": str(tmp_path / "nope.yaml")})
+
+
+@pytest.mark.parametrize("name", ["hubspot.duckdb", "GA4.duckdb", "kpi.db"])
+def test_a_database_file_named_after_a_schema_is_refused(name, tmp_path):
+    config = tmp_path / "mkpi.yaml"
+    config.write_text("reporting_currency: EUR\n")
+    with pytest.raises(ConfigError, match="may not be named") as caught:
+        load_settings(environ={"MKPI_DUCKDB_PATH": str(tmp_path / name), "MKPI_CONFIG": str(config)})
+    assert caught.value.key == "MKPI_DUCKDB_PATH"
