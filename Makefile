@@ -21,9 +21,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+# The duckdb_write pool's slot is created up front: on a brand-new instance, runs racing to create it were
+# seen to get one each (two writers at once), found by tests/test_concurrency.py.
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.installed
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
+	$(BIN)/dagster instance concurrency set duckdb_write 1 >/dev/null
 
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.demo
