@@ -24,7 +24,6 @@ their simultaneous schema migrations collide (``_insert_version``), which a long
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,11 +37,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-import duckdb
 import pytest
 import yaml
 
 from tests import battery
+from tests.checksums import table_checksums
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
@@ -52,7 +51,6 @@ FULL = (os.environ["MKPI_CONCURRENCY_FULL"] not in ("", "0") if "MKPI_CONCURRENC
 ROUNDS = int(os.environ.get("MKPI_CONCURRENCY_ROUNDS", "1"))
 POOL = "duckdb_write"
 LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "IO Error")
-META_COLUMNS = ("_loaded_at", "_window_start", "_window_end")
 # Full: the production executor, steps forked from a server that imported the pipeline once. Short: steps
 # in the run's own process (a step process costs seconds of start-up on a loaded 2-core machine, and the
 # slot is held while it starts).
@@ -130,24 +128,6 @@ def launch(spec: RunSpec, env: dict[str, str], log_dir: Path) -> subprocess.Pope
         [sys.executable, "-c", "import sys; from tests.test_concurrency import run_worker; "
          "sys.exit(run_worker(sys.argv[1]))", spec.as_json()],
         cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
-
-
-def table_checksums(db: Path) -> dict[str, str]:
-    """sha256 per table over its rows sorted, load metadata columns left out (they differ run to run)."""
-    sums: dict[str, str] = {}
-    with duckdb.connect(str(db), read_only=True) as conn:
-        tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                              "WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('_mkpi') "
-                              "ORDER BY ALL").fetchall()
-        for schema, name in tables:
-            columns = [r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "ORDER BY column_name", [schema, name]).fetchall() if r[0] not in META_COLUMNS]
-            select = ", ".join(f'"{c}"' for c in columns)
-            rows = conn.execute(f'SELECT {select} FROM "{schema}"."{name}" ORDER BY ALL').fetchall()
-            digest = hashlib.sha256(repr(rows).encode()).hexdigest()
-            sums[f"{schema}.{name}"] = f"{len(rows)}:{digest}"
-    return sums
 
 
 def schedule_requests() -> list[dg.RunRequest]:
