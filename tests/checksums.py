@@ -55,9 +55,14 @@ def table_checksums(path: str | Path, skip_schemas: Iterable[str] = NOT_DATA) ->
     return sums
 
 
+def combined(sums: dict[str, str]) -> str:
+    """One digest over per-table checksums: equal iff every table holds the same rows."""
+    return hashlib.sha256(repr(sorted(sums.items())).encode()).hexdigest()
+
+
 def checksum(path: str | Path, skip_schemas: Iterable[str] = NOT_DATA) -> str:
     """One digest over `table_checksums`: equal iff every table holds the same rows."""
-    return hashlib.sha256(repr(sorted(table_checksums(path, skip_schemas).items())).encode()).hexdigest()
+    return combined(table_checksums(path, skip_schemas))
 
 
 def differences(expected: dict[str, str], actual: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:

@@ -49,6 +49,7 @@ from sandbox.hubspot_server import HubSpotServer
 from sandbox.matomo_server import MatomoServer
 from sandbox.world import ADS_MANAGER_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, DEFAULT_GSC_SITE, World
 from tests import battery
+from tests.checksums import combined, table_checksums
 
 TODAY = date(2026, 3, 31)
 WINDOW = Window(date(2026, 3, 1), date(2026, 3, 28))
@@ -193,24 +194,9 @@ def build_kpis(path: str) -> None:
 
 
 def checksum(path: str) -> tuple[str, dict[str, int]]:
-    """sha256 over every raw and KPI table's rows sorted by all columns (load metadata left out), and row counts."""
-    digest = hashlib.sha256()
-    counts: dict[str, int] = {}
-    with connect(path, read_only=True) as conn:
-        tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                              "WHERE table_schema NOT IN ('main', '_mkpi') AND table_type = 'BASE TABLE' "
-                              "ORDER BY 1, 2").fetchall()
-        for schema, table in tables:
-            columns = [r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
-                "AND column_name NOT IN ('_loaded_at', '_window_start', '_window_end') ORDER BY ordinal_position",
-                [schema, table]).fetchall()]
-            select = ", ".join(f'"{c}"' for c in columns)
-            rows = conn.execute(f'SELECT {select} FROM "{schema}"."{table}" ORDER BY ALL').fetchall()
-            digest.update(f"{schema}.{table}:{len(rows)}".encode())
-            digest.update(repr(rows).encode())
-            counts[f"{schema}.{table}"] = len(rows)
-    return digest.hexdigest(), counts
+    """The shared checksum over every raw and KPI table (rows sorted, load metadata left out), and row counts."""
+    sums = table_checksums(path)
+    return combined(sums), {table: int(value.split(":", 1)[0]) for table, value in sums.items()}
 
 
 @dataclass
