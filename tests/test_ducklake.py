@@ -1,9 +1,9 @@
 """The DuckLake warehouse backend (issue #10): several writers at once, the same KPIs as the DuckDB file.
 
 Why these tests: the point of the backend is concurrent writers, so four OS processes load four sources into one
-lake at the same moment (a barrier releases them together) on a real PostgreSQL catalog; the KPIs built on the lake
-must then equal, row for row, the KPIs built from the same sandbox data loaded one source after another into a
-DuckDB file. The extensions must come from the pinned packages, never a download, and the catalog's password must
+lake at the same moment (released together once all four are ready) on a real PostgreSQL catalog; the KPIs built
+on the lake must then equal, row for row, the KPIs built from the same sandbox data loaded one source after another
+into a DuckDB file. The extensions must come from the pinned packages, never a download, and the catalog's password must
 never show in an error. PostgreSQL comes from tests/postgres.py (skipped with the reason where it is missing).
 """
 
@@ -86,14 +86,59 @@ def load_source(source: str, window: Window, before_load: Any = None) -> tuple[f
         return started, time.monotonic()
 
 
-def _writer(source: str, env: dict[str, str], barrier: Any, results: Any) -> None:
-    """A writer process: the same code as the sequential load, released together with the others."""
+RENDEZVOUS_SECONDS = 600
+
+
+def _writer(source: str, env: dict[str, str], pipe: Any) -> None:
+    """A writer process: the same code as the sequential load, released together with the others.
+
+    The rendezvous is explicit: the writer says "ready" once it has fetched and opened the lake, then waits for
+    the test's "go". (A multiprocessing.Barrier once left one writer asleep after the others had passed it.)
+    """
     os.environ.update(env)
+
+    def rendezvous() -> None:
+        pipe.send("ready")
+        if not pipe.poll(RENDEZVOUS_SECONDS):
+            raise TimeoutError(f"{source}: no 'go' from the test within {RENDEZVOUS_SECONDS} s")
+        pipe.recv()
+
     try:
-        started, ended = load_source(source, WINDOW, before_load=lambda: barrier.wait(timeout=300))
-        results.put((source, started, ended, None))
+        started, ended = load_source(source, WINDOW, before_load=rendezvous)
+        pipe.send((started, ended, None))
     except BaseException:  # noqa: BLE001 - reported to the parent, which fails the test with it
-        results.put((source, 0.0, 0.0, traceback.format_exc()))
+        pipe.send((0.0, 0.0, traceback.format_exc()))
+
+
+def _receive(source: str, pipe: Any) -> Any:
+    if not pipe.poll(RENDEZVOUS_SECONDS):
+        raise AssertionError(f"writer {source} said nothing within {RENDEZVOUS_SECONDS} s")
+    return pipe.recv()
+
+
+def run_writers_together(env: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """Start one writer process per source, release them together once every one is ready; their load spans."""
+    ctx = multiprocessing.get_context("spawn")
+    pipes = {source: ctx.Pipe() for source in SOURCES}
+    writers = [ctx.Process(target=_writer, args=(source, env, pipes[source][1]), name=f"writer-{source}")
+               for source in SOURCES]
+    try:
+        for process in writers:
+            process.start()
+        for source, (pipe, _) in pipes.items():
+            message = _receive(source, pipe)
+            assert message == "ready", {source: message}
+        for pipe, _ in pipes.values():
+            pipe.send("go")
+        reports = {source: _receive(source, pipe) for source, (pipe, _) in pipes.items()}
+        failures = {source: error for source, (_, _, error) in reports.items() if error}
+        assert not failures, failures
+        return {source: (started, ended) for source, (started, ended, _) in reports.items()}
+    finally:
+        for process in writers:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
 
 
 def build_kpis(duckdb_path: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -338,18 +383,7 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
         db = postgres.create_database("lake_kpis")
         lake_env = _lake_env(monkeypatch, db.libpq, tmp_path)
         env = {**sandbox.env, **lake_env}
-        ctx = multiprocessing.get_context("spawn")
-        barrier, results = ctx.Barrier(len(SOURCES)), ctx.Queue()
-        writers = [ctx.Process(target=_writer, args=(source, env, barrier, results), name=f"writer-{source}")
-                   for source in SOURCES]
-        for process in writers:
-            process.start()
-        reports = [results.get(timeout=600) for _ in writers]
-        for process in writers:
-            process.join(timeout=60)
-        failures = {source: error for source, _, _, error in reports if error}
-        assert not failures, failures
-        spans = {source: (started, ended) for source, started, ended, _ in reports}
+        spans = run_writers_together(env)
         # all four were loading at the same moment: the last to start began before the first to end finished
         assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
         lake = build_kpis(lake_env["MKPI_DUCKDB_PATH"])
