@@ -6,10 +6,12 @@ rows over-count impressions (several URLs on one result page) and query rows mis
 so page and query tables are kept for drill-down, never summed into KPIs (KPI_CATALOGUE rule 4).
 
 How it reads (see shared/research/peers.md, GSC): one query per stream per site per window, `rowLimit`
-25,000 with `startRow` paging until a short page; positional `keys[]` mapped by the requested
-dimension order; `position` absent when impressions are 0; the trailing days re-read with
-`dataState=all`; a client-side queries-per-minute limit, and the 429 "Search Analytics QPS quota
-exceeded" backed off and retried through the shared helper.
+25,000 with `startRow` paging until a short page (the request minimum, issue #9); positional `keys[]`
+mapped by the requested dimension order; `position` absent when impressions are 0. The window is read
+with `dataState=all` (fresh days included) in that one query, and each row is labelled from the
+answer's `metadata.firstIncompleteDate`: days before it are `final`, the others `all` (still settling,
+re-read by the next runs); a client-side queries-per-minute limit, and the 429 "Search Analytics QPS
+quota exceeded" backed off and retried through the shared helper.
 """
 
 import http.client
@@ -18,7 +20,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -79,16 +81,29 @@ COUNTRIES = GscReport("countries", (("date", "date"), ("country", "country")), "
 REPORTS: dict[str, GscReport] = {r.name: r for r in (SITE_TOTALS, PAGES, QUERIES, DEVICES, COUNTRIES)}
 
 
-def split_by_data_state(window: Window, today: date, reread_days: int, reread_state: str
-                        ) -> list[tuple[Window, str]]:
-    """Older days are read as "final"; the trailing `reread_days` (up to today) with `reread_state`."""
-    cutoff = today - timedelta(days=reread_days)  # days after the cutoff are still settling
-    parts: list[tuple[Window, str]] = []
-    if window.start <= cutoff:
-        parts.append((Window(window.start, min(window.end, cutoff)), "final"))
-    if window.end > cutoff:
-        parts.append((Window(max(window.start, cutoff + timedelta(days=1)), window.end), reread_state))
-    return parts
+def first_incomplete_date(answer: dict[str, Any], site_url: str, endpoint: str) -> date | None:
+    """`metadata.firstIncompleteDate` of a `dataState=all` answer grouped by date: the first day still being
+    collected. Absent when every day of the range is complete."""
+    contract = Contract(SOURCE, site_url, endpoint)
+    metadata = answer.get("metadata")
+    if metadata is None:
+        return None
+    contract.mapping(metadata, "metadata")
+    value = metadata.get("firstIncompleteDate")
+    return None if value is None else contract.day(value, "metadata.firstIncompleteDate")
+
+
+def label_data_state(table: pa.Table, requested: str, first_incomplete: date | None) -> pa.Table:
+    """The `data_state` of each row: with `dataState=final` every row is final; with `all`, the days from
+    `first_incomplete` on are `all` (not final yet), the days before it `final`."""
+    if requested == "final" or first_incomplete is None or table.num_rows == 0:
+        states = pa.array(["final"] * table.num_rows, pa.string())
+    else:
+        import pyarrow.compute as pc
+
+        fresh = pc.greater_equal(table["date"], pa.scalar(first_incomplete, pa.date32()))
+        states = pc.if_else(fresh, "all", "final")
+    return table.set_column(table.schema.get_field_index("data_state"), "data_state", states)
 
 
 def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, search_type: str,
@@ -187,7 +202,6 @@ class SearchConsoleConnector:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] | None = None
     stats: RequestStats = field(default_factory=RequestStats)
-    today: Callable[[], date] = date.today
     _service: Any = field(default=None, repr=False)
     _limiter: RateLimiter | None = field(default=None, repr=False)
     _threads: threading.local = field(default_factory=threading.local, repr=False)
@@ -242,7 +256,7 @@ class SearchConsoleConnector:
 
     def fetch(self, report: GscReport | str, window: Window, sites: Sequence[str] | None = None,
               accounts: AccountLog | None = None) -> Iterator[Batch]:
-        """Yield batches per page, per data-state part of the window, per search type, per site.
+        """Yield batches per page, per search type, per site: one read of the whole window each.
 
         Sites are read `parallel_accounts` at a time (the shared queries-per-minute limiter still bounds the
         rate), handed on in configured order; with `accounts`, a failing site is recorded there and skipped
@@ -251,33 +265,33 @@ class SearchConsoleConnector:
             report = REPORTS[report]
         site_list = list(sites) if sites else self.sites()
         row_limit = self.settings.row_limit
-        parts = split_by_data_state(window, self.today(), self.settings.reread_days, self.settings.reread_data_state)
+        data_state = self.settings.reread_data_state
         self.limiter()  # one limiter for every thread, created before they start
 
         def fetch_site(site_url: str) -> Iterator[Batch]:
             for search_type in self.settings.search_types:
                 scope = {"site_url": site_url, "search_type": search_type}
-                for part, data_state in parts:
-                    start_row = 0
-                    seen: set[tuple[Any, ...]] = set()
-                    while True:
-                        body = {
-                            "startDate": part.start.isoformat(), "endDate": part.end.isoformat(),
-                            "dimensions": [d for d, _ in report.dimensions], "type": search_type,
-                            "aggregationType": report.aggregation_type, "rowLimit": row_limit,
-                            "startRow": start_row, "dataState": data_state,
-                        }
-                        answer = self.query(site_url, body, f"searchAnalytics.query {report.name} {search_type} "
-                                                            f"{part} startRow {start_row}")
-                        rows = answer.get("rows") or []
-                        table = rows_to_table(rows, report, site_url, search_type, data_state,
-                                              f"searchAnalytics.query {report.name} {search_type} {part} "
-                                              f"startRow {start_row}", seen)
-                        # the whole window is the replacement scope, so pages and parts delete it once
-                        yield Batch(report.stream, table, window, scope)
-                        start_row += len(rows)
-                        if len(rows) < row_limit:
-                            break
+                start_row = 0
+                seen: set[tuple[Any, ...]] = set()
+                first_incomplete: date | None = None
+                while True:
+                    body = {
+                        "startDate": window.start.isoformat(), "endDate": window.end.isoformat(),
+                        "dimensions": [d for d, _ in report.dimensions], "type": search_type,
+                        "aggregationType": report.aggregation_type, "rowLimit": row_limit,
+                        "startRow": start_row, "dataState": data_state,
+                    }
+                    what = f"searchAnalytics.query {report.name} {search_type} {window} startRow {start_row}"
+                    answer = self.query(site_url, body, what)
+                    rows = answer.get("rows") or []
+                    table = rows_to_table(rows, report, site_url, search_type, data_state, what, seen)
+                    # every page of one read carries the same metadata; keep the first seen if one lacks it
+                    first_incomplete = first_incomplete_date(answer, site_url, what) or first_incomplete
+                    # the whole window is the replacement scope, so the pages of a read delete it once
+                    yield Batch(report.stream, label_data_state(table, data_state, first_incomplete), window, scope)
+                    start_row += len(rows)
+                    if len(rows) < row_limit:
+                        break
 
         yield from fetch_accounts(site_list, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)

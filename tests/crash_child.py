@@ -63,7 +63,7 @@ def run_pipeline(conn: Any, settings: Settings, window: Window = WINDOW, *, with
     ga4_connector = ga4.Ga4Connector(settings.ga4)
     for report in (ga4.TRAFFIC, ga4.ECOMMERCE):
         load_batches(conn, ga4_connector.fetch(report, window))
-    gsc = search_console.SearchConsoleConnector(settings.search_console, today=lambda: TODAY)
+    gsc = search_console.SearchConsoleConnector(settings.search_console)
     for report in search_console.REPORTS.values():
         load_batches(conn, gsc.fetch(report, window))
     load_batches(conn, matomo.MatomoConnector(settings.matomo).fetch(window))

@@ -139,7 +139,7 @@ def sources(world: World, seed: int | None) -> list[Source]:
     gsc = SearchConsoleConnector(SearchConsoleSettings(sites=(DEFAULT_GSC_SITE,), endpoint=gsc_server.url,
                                                        row_limit=40, timeout_seconds=timeout,
                                                        queries_per_minute=100_000),
-                                 policy=POLICY, sleep=waits["gsc"], today=lambda: TODAY)
+                                 policy=POLICY, sleep=waits["gsc"])
     matomo = MatomoConnector(MatomoSettings(url=matomo_server.url + "/", site_ids=("1",), token=Secret(MATOMO_TOKEN),
                                             timeout_seconds=timeout, requests_per_second=100_000),
                              policy=POLICY, sleep=waits["matomo"])

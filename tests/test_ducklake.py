@@ -63,7 +63,7 @@ def load_source(source: str, window: Window, before_load: Any = None) -> tuple[f
     elif source == "search_console":
         from connectors import search_console
 
-        gsc = search_console.SearchConsoleConnector(settings.search_console, today=lambda: TODAY)
+        gsc = search_console.SearchConsoleConnector(settings.search_console)
         fetched = [list(gsc.fetch(report, window)) for report in search_console.REPORTS.values()]
     elif source == "matomo":
         from connectors import matomo

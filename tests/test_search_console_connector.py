@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from connectors.batches import Window
-from connectors.errors import ConfigError, SourceError
+from connectors.errors import ConfigError, InvalidResponse, SourceError
 from connectors.http import RetryPolicy
 from connectors.search_console import (
     DEVICES,
@@ -14,7 +14,7 @@ from connectors.search_console import (
     QUERIES,
     SITE_TOTALS,
     SearchConsoleConnector,
-    split_by_data_state,
+    first_incomplete_date,
 )
 from connectors.settings import SearchConsoleSettings
 from sandbox.gsc_server import GscServer
@@ -39,7 +39,7 @@ def server(world):
 def connector(url: str, **overrides) -> tuple[SearchConsoleConnector, list[float]]:
     sleeps: list[float] = []
     settings = SearchConsoleSettings(sites=(SITE,), endpoint=url, timeout_seconds=5, **overrides)
-    conn = SearchConsoleConnector(settings, sleep=sleeps.append, today=lambda: TODAY,
+    conn = SearchConsoleConnector(settings, sleep=sleeps.append,
                                   policy=RetryPolicy(base_delay=0.01, max_delay=0.05))
     return conn, sleeps
 
@@ -89,25 +89,39 @@ def test_paging_until_a_short_page(server):
     assert small.stats.requests == full.num_rows // 7 + 1  # the last page is short (or empty)
 
 
-def test_trailing_days_are_read_with_data_state_all(server, world):
+def test_one_request_reads_final_and_fresh_days_labelled_by_first_incomplete_date(server, world):
+    """The sandbox holds the last 3 days back from dataState=final (days up to TODAY - 3 are final), so the
+    answer's metadata.firstIncompleteDate is TODAY - 2: the days before it are labelled final, the others all."""
     conn, _ = connector(server.url)
     window = Window(TODAY - timedelta(days=6), TODAY - timedelta(days=1))
     table = fetch(conn, SITE_TOTALS, window)
     states = {r["date"]: r["data_state"] for r in table.to_pylist()}
-    cutoff = TODAY - timedelta(days=4)
-    assert all(s == ("final" if d <= cutoff else "all") for d, s in states.items())
-    # days the server holds back as not final are still there, read with dataState=all
-    assert max(states) == TODAY - timedelta(days=1)
-    assert conn.stats.requests == 2
-    sent = [r.json["dataState"] for r in server.requests if r.method == "POST"]
-    assert sent == ["final", "all"]
+    assert states == {TODAY - timedelta(days=n): ("final" if n >= 3 else "all") for n in range(1, 7)}
+    # the fresh days are there, in one request for the whole window (the request minimum)
+    assert conn.stats.requests == 1
+    sent = [r.json for r in server.requests if r.method == "POST"]
+    assert [(b["dataState"], b["startDate"], b["endDate"]) for b in sent] == [
+        ("all", window.start.isoformat(), window.end.isoformat())]
 
 
-def test_split_by_data_state_boundaries():
-    assert split_by_data_state(Window(date(2026, 3, 1), date(2026, 3, 5)), date(2026, 3, 31), 4, "all") == [
-        (Window(date(2026, 3, 1), date(2026, 3, 5)), "final")]
-    assert split_by_data_state(Window(date(2026, 3, 26), date(2026, 3, 30)), date(2026, 3, 31), 4, "all") == [
-        (Window(date(2026, 3, 26), date(2026, 3, 27)), "final"), (Window(date(2026, 3, 28), date(2026, 3, 30)), "all")]
+def test_a_window_of_complete_days_is_all_final(server):
+    conn, _ = connector(server.url)
+    table = fetch(conn, SITE_TOTALS, Window(date(2026, 3, 1), date(2026, 3, 5)))
+    assert table.num_rows == 5 and set(table.column("data_state").to_pylist()) == {"final"}
+
+
+def test_reread_data_state_final_reads_final_days_only(server):
+    conn, _ = connector(server.url, reread_data_state="final")
+    table = fetch(conn, SITE_TOTALS, Window(TODAY - timedelta(days=6), TODAY - timedelta(days=1)))
+    assert max(table.column("date").to_pylist()) == TODAY - timedelta(days=3)
+    assert set(table.column("data_state").to_pylist()) == {"final"}
+    assert [r.json["dataState"] for r in server.requests if r.method == "POST"] == ["final"]
+
+
+def test_first_incomplete_date_off_contract_is_an_invalid_response():
+    with pytest.raises(InvalidResponse, match="metadata.firstIncompleteDate"):
+        first_incomplete_date({"metadata": {"firstIncompleteDate": "2026-02-30"}}, SITE, "searchAnalytics.query")
+    assert first_incomplete_date({}, SITE, "searchAnalytics.query") is None
 
 
 def test_qps_quota_429_backs_off_and_retries(server):

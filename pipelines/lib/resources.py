@@ -8,7 +8,6 @@ run time (environment over config file), so a secret is never part of run config
 import dataclasses
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
 
 import dagster as dg
 import duckdb
@@ -67,7 +66,7 @@ class SearchConsoleResource(dg.ConfigurableResource):
 
     def connector(self) -> SearchConsoleConnector:
         settings = load_settings(self.config_path)
-        return SearchConsoleConnector(settings.search_console, today=lambda: _today(settings))
+        return SearchConsoleConnector(settings.search_console)
 
 
 class MatomoResource(dg.ConfigurableResource):
@@ -105,6 +104,3 @@ class HubSpotResource(dg.ConfigurableResource):
         settings = load_settings(self.config_path).hubspot
         return HubSpotConnector(dataclasses.replace(settings, token=Secret(self.token)))
 
-
-def _today(settings: Settings) -> date:
-    return datetime.now(settings.tz).date()
