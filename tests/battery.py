@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -43,6 +44,19 @@ def _figure(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.2f}"
 
 
+def _commit() -> str:
+    """The commit the battery ran on (with "+ uncommitted changes" when the work tree differs from it)."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return sha + (" + uncommitted changes" if dirty else "")
+
+
 def render(command: str) -> str:
     lines = sorted(_RUNS, key=lambda line: (_ORDER.index(line) if line in _ORDER else len(_ORDER), line))
     out = [
@@ -52,6 +66,7 @@ def render(command: str) -> str:
         f"`{command}`.",
         "",
         f"- When: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"- Commit: {_commit()}",
         f"- Machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
         f"{platform.system()} {platform.release()}",
         "",
