@@ -9,6 +9,7 @@ of attempts, a client-side rate limit, and counters that end up in run metadata.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 import random
@@ -87,32 +88,37 @@ class RequestStats:
 
 
 class RateLimiter:
-    """Token bucket shared by the threads of one connector: at most `rate` calls per `per` seconds."""
+    """At most `rate` calls in any `per` seconds, shared by the threads of one connector.
+
+    A rolling window, as the platforms count: HubSpot's "ten_secondly_rolling" limit, Search Console's queries
+    per minute. (A token bucket of the same rate lets twice the rate through in one window, a full bucket then
+    its refill, and HubSpot answered that with 429s.) The window keeps the times of the last `rate` calls; a call
+    waits until the oldest of them is `per` seconds old.
+    """
 
     def __init__(self, rate: float, per: float = 1.0, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if rate <= 0 or per <= 0:
             raise ValueError("rate and per must be positive")
-        self.capacity = float(rate)
-        self.fill_per_second = rate / per
-        self._tokens = float(rate)
+        self.capacity = max(1, int(rate))
+        self.per = float(per)
+        self._calls: collections.deque[float] = collections.deque()
         self._clock = clock
         self._sleep = sleep
-        self._last = clock()
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take one token, sleeping until one is available; return the seconds slept."""
+        """Take a place in the window, sleeping until one is free; return the seconds slept."""
         slept = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.fill_per_second)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                while self._calls and self._calls[0] <= now - self.per:
+                    self._calls.popleft()
+                if len(self._calls) < self.capacity:
+                    self._calls.append(now)
                     return slept
-                wait = (1 - self._tokens) / self.fill_per_second
+                wait = self._calls[0] + self.per - now
             self._sleep(wait)
             slept += wait
 

@@ -90,5 +90,23 @@ def test_rate_limiter_spaces_calls():
     limiter = RateLimiter(2, per=1.0, clock=lambda: now[0], sleep=sleep)
     for _ in range(6):
         limiter.acquire()
-    # 2 immediate tokens, then one every 0.5 s
+    # 2 at once, then 2 more each time the window moves on
     assert now[0] == pytest.approx(2.0)
+
+
+def test_rate_limiter_never_exceeds_the_rolling_window():
+    """HubSpot counts 100 requests in any rolling 10 s: a full bucket then its refill must not get through."""
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    limiter = RateLimiter(100, per=10.0, clock=lambda: now[0], sleep=sleep)
+    times = []
+    for i in range(336):
+        limiter.acquire()
+        times.append(now[0])
+        now[0] += 0.013 if i % 3 else 0.002  # the calls themselves take a little time
+    assert max(sum(1 for t in times if start <= t < start + 10.0) for start in times) == 100
+    # and it does not wait longer than it must: the 336th call goes at 30 s and a bit (100, 100, 100, 36)
+    assert 30.0 <= times[-1] < 31.0
