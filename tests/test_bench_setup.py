@@ -44,8 +44,14 @@ def test_request_backfill_counts_requests_and_minimum_on_the_sandbox():
 def test_latency_lower_bound_is_the_busiest_account_and_hubspot_rate():
     run = bf.SourceRun("ga4", by_account={"a": 2, "b": 5}, minimum=7)
     assert lower_bound(run, 0.1) == pytest.approx(0.5)
+    # HubSpot's rolling quota: 380 requests at 100 per 10 s go in 4 windows (100, 100, 100, 80), the last
+    # starting 30 s after the first, then one latency
     hubspot = bf.SourceRun("hubspot", by_account={"portal": 10}, minimum=380)
-    assert lower_bound(hubspot, 0.01) == pytest.approx(380 / 19)
+    assert lower_bound(hubspot, 0.01, 100) == pytest.approx(30.01)
+    assert lower_bound(hubspot, 0.01, 190) == pytest.approx(10.01)  # 190, 190: the second window at 10 s
+    # when the requests are more sequential than the quota allows, the chain is the bound
+    assert lower_bound(bf.SourceRun("hubspot", by_account={"portal": 336}, minimum=336), 0.1, 100) == \
+        pytest.approx(33.6)
 
 
 def test_loader_and_bare_insert_load_the_same_rows(tmp_path):
