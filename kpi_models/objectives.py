@@ -332,29 +332,37 @@ def _data_range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinitio
     return row[0], row[1]
 
 
-def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, start: date, end: date
-             ) -> tuple[float | None, float | None, int, str | None]:
-    """(numerator, denominator, days with data, currency) summed over the period so far."""
+Parts = tuple[float | None, float | None, int, str | None]
+
+
+def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
+             periods: Sequence[tuple[date, date]]) -> list[Parts]:
+    """(numerator, denominator, days with data, currency) summed over each period so far, in one query for
+    all of an objective's periods (a query per period made the one-day recompute slow, issue #9)."""
+    if not periods:
+        return []
     if kpi.native:
-        row = conn.execute(
-            f"SELECT numerator, denominator, currency FROM {KPI_SCHEMA}.kpi_monthly "
-            "WHERE kpi = ? AND source = ? AND channel = 'all' AND month_start = ?", [o.kpi, o.source, start]
-        ).fetchone()
-        return (row[0], row[1], 1, row[2]) if row else (None, None, 0, None)
-    sql = (f"SELECT sum(numerator), sum(denominator), count(DISTINCT date), any_value(currency) "
-           f"FROM {KPI_SCHEMA}.kpi_daily WHERE kpi = ? AND source = ? AND date BETWEEN ? AND ?")
-    params: list[object] = [o.kpi, o.source, start, end]
+        found = {r[0]: (r[1], r[2], 1, r[3]) for r in conn.execute(
+            f"SELECT month_start, numerator, denominator, currency FROM {KPI_SCHEMA}.kpi_monthly "
+            "WHERE kpi = ? AND source = ? AND channel = 'all' AND month_start IN (SELECT unnest(?::DATE[]))",
+            [o.kpi, o.source, [start for start, _ in periods]]).fetchall()}
+        return [found.get(start, (None, None, 0, None)) for start, _ in periods]
+    sql = (f"SELECT p.i, sum(k.numerator), sum(k.denominator), count(DISTINCT k.date), any_value(k.currency) "
+           f"FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::DATE[]) AS s, unnest(?::DATE[]) AS e) AS p "
+           f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.date BETWEEN p.s AND p.e "
+           "WHERE k.kpi = ? AND k.source = ?")
+    params: list[object] = [list(range(len(periods))), [s for s, _ in periods], [e for _, e in periods],
+                            o.kpi, o.source]
     if o.channel is not None:
-        sql += " AND channel = ?"
+        sql += " AND k.channel = ?"
         params.append(o.channel)
-    row = conn.execute(sql, params).fetchone()
-    if not row or not row[2]:
-        return None, None, 0, None
-    return row[0], row[1], int(row[2]), row[3]
+    found = {r[0]: (r[1], r[2], int(r[3]), r[4]) for r in conn.execute(sql + " GROUP BY p.i", params).fetchall()
+             if r[3]}
+    return [found.get(i, (None, None, 0, None)) for i in range(len(periods))]
 
 
 def _evaluate(o: Objective, kpi: KpiDefinition, start: date, end: date, as_of: date,
-              parts: tuple[float | None, float | None, int, str | None], min_denominators: Mapping[str, float],
+              parts: Parts, min_denominators: Mapping[str, float],
               first_data_day: date | None = None) -> dict[str, Any]:
     numerator, denominator, days, currency = parts
     elapsed_end = min(as_of, end)
@@ -426,10 +434,10 @@ def build_kpi_vs_objective(
         first, last = found
         objective_as_of = as_of or min(last, yesterday)
         start_from = max(first, o.valid_from) if o.valid_from else first
-        for start, end in _periods(o.period, start_from, objective_as_of):
-            if (o.valid_from and end < o.valid_from) or (o.valid_until and start > o.valid_until):
-                continue
-            parts = _actuals(conn, o, kpi, start, min(end, objective_as_of))
+        periods = [(start, end) for start, end in _periods(o.period, start_from, objective_as_of)
+                   if not ((o.valid_from and end < o.valid_from) or (o.valid_until and start > o.valid_until))]
+        actuals = _actuals(conn, o, kpi, [(start, min(end, objective_as_of)) for start, end in periods])
+        for (start, end), parts in zip(periods, actuals, strict=True):
             rows.append(_evaluate(o, kpi, start, end, objective_as_of, parts, minimums, first))
     _replace_table(conn, "kpi_vs_objective", pa.Table.from_pylist(rows, schema=_RESULT_SCHEMA))
     return rows

@@ -191,6 +191,10 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     before it (a source not configured yet leaves an empty table, not a missing-table error)."""
     if isinstance(model, str):
         model = MODELS[model]
+    schema, name = model.table.split(".", 1)
+    if conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+                    "AND database_name = current_database()", [schema, name]).fetchone()[0]:
+        return  # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9)
     given = {p: (params or {}).get(p, "UTC") for p in model.params}
     if model.partition_column is not None:
         given = {"start": date(1970, 1, 1), "end": date(1970, 1, 1), **given}
