@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import duckdb
@@ -100,10 +100,14 @@ def check_unique_keys(conn: duckdb.DuckDBPyConnection, window: Window | None = N
 
 
 def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: str = "Europe/Paris",
-                           catalogue: Catalogue | None = None) -> CheckResult:
+                           catalogue: Catalogue | None = None, built_at: datetime | None = None) -> CheckResult:
     """Every KPI of a source, on every day that source has raw rows (the catalogue's `raw` per relation), has
     at least one kpi_daily row. Sources whose raw table does not exist (not configured) expect nothing.
-    Misses: a per-channel table not rebuilt for the window, or amounts in a currency without an FX rate."""
+    Misses: a per-channel table not rebuilt for the window, or amounts in a currency without an FX rate.
+
+    With `built_at` (when kpi_daily was last rebuilt), only raw rows loaded by then are expected: the
+    schedule's per-source runs load while another run's kpi_daily is checked, and a row loaded after the
+    rebuild is the next rebuild's to show, not a miss of this one."""
     catalogue = catalogue or load_catalogue()
     existing = _existing(conn)
     tz_literal = "'" + tz.replace("'", "''") + "'"
@@ -115,6 +119,8 @@ def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: 
                 continue
             day = raw.date.replace("$tz", tz_literal)
             extra = f" AND ({raw.where})" if raw.where else ""
+            if built_at is not None:
+                extra += " AND _loaded_at <= $built_at"
             expected.append(f"SELECT DISTINCT {day} AS date, '{s.source}' AS source, '{kpi.kpi}' AS kpi "
                             f"FROM {raw.table} WHERE {day} BETWEEN $start AND $end{extra}")
     if not expected:
@@ -122,7 +128,10 @@ def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: 
     sql = (f"SELECT e.date, e.source, e.kpi FROM ({' UNION '.join(expected)}) AS e "
            f"WHERE NOT EXISTS (SELECT 1 FROM {KPI_SCHEMA}.kpi_daily AS d "
            f"WHERE d.date = e.date AND d.source = e.source AND d.kpi = e.kpi)")
-    cursor = conn.execute(f"SELECT * FROM ({sql}) ORDER BY ALL", {"start": window.start, "end": window.end})
+    params: dict[str, object] = {"start": window.start, "end": window.end}
+    if built_at is not None:
+        params["built_at"] = built_at
+    cursor = conn.execute(f"SELECT * FROM ({sql}) ORDER BY ALL", params)
     rows = [dict(zip(("date", "source", "kpi"), r, strict=True)) for r in cursor.fetchall()]
     return _result("kpi_completeness", "every KPI of a source on every day the source has raw rows",
                    (len(rows), rows[:MAX_ROWS]))

@@ -1,6 +1,6 @@
 """Blocking checks on KPI tables: a duplicated key or a rate outside [0, 1] never reaches an analyst."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import duckdb
@@ -9,6 +9,7 @@ from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
 from kpi_models.runner import MODELS, KpiModel
+from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 
@@ -43,11 +44,38 @@ def build_kpi_check(model: KpiModel) -> dg.AssetChecksDefinition:
 
 
 kpi_checks = [build_kpi_check(model) for model in MODELS.values()]
+KPI_DAILY_KEY = dg.AssetKey(["kpi", "kpi_daily"])
+PARTITION_TAG = "dagster/partition"
 
 
 def _full_window(conn: duckdb.DuckDBPyConnection) -> Window | None:
     row = conn.execute("SELECT min(date), max(date) FROM kpi.kpi_daily").fetchone()
     return Window(row[0], row[1]) if row and row[0] is not None else None
+
+
+def _run_window(context: dg.AssetCheckExecutionContext) -> Window | None:
+    """The days this run rebuilt kpi_daily for (a range run's or a partition's tags); None outside partitions."""
+    tags = context.run.tags
+    if tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):
+        return Window(date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG]))
+    if tags.get(PARTITION_TAG):
+        day = date.fromisoformat(tags[PARTITION_TAG])
+        return Window(day, day)
+    return None
+
+
+def _kpi_daily_built_at(context: dg.AssetCheckExecutionContext) -> datetime | None:
+    event = context.instance.get_latest_materialization_event(KPI_DAILY_KEY)
+    return datetime.fromtimestamp(event.timestamp, UTC) if event is not None else None
+
+
+def _completeness(context: dg.AssetCheckExecutionContext, conn: duckdb.DuckDBPyConnection, full: Window,
+                  tz: str) -> layer_checks.CheckResult:
+    """Completeness judges what this run rebuilt: its days, and the raw rows loaded before the rebuild. (Over
+    the whole table, a day no run has rebuilt yet, or a row another source's run loaded meanwhile, failed
+    the run that did its own part; found by the concurrency battery's sequential reference.)"""
+    return layer_checks.check_kpi_completeness(conn, _run_window(context) or full, tz,
+                                               built_at=_kpi_daily_built_at(context))
 
 
 def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
@@ -60,8 +88,9 @@ def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
 def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.AssetChecksDefinition:
     """A Dagster check over kpi.kpi_daily that runs one of kpi_models.checks and names the failing rows."""
 
-    @dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_daily"]), name=name, blocking=blocking, description=description)
-    def _check(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+    @dg.asset_check(asset=KPI_DAILY_KEY, name=name, blocking=blocking, description=description)
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
+               ) -> dg.AssetCheckResult:
         tz = settings.load().reporting_timezone
         with warehouse.connection() as conn:
             window = _full_window(conn) or Window(date.today(), date.today())
@@ -70,7 +99,7 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
                 "kpi_daily_numerator_within_denominator":
                     lambda: layer_checks.check_numerator_within_denominator(conn, window),
                 "kpi_daily_rates_in_range": lambda: layer_checks.check_rates_in_range(conn, window),
-                "kpi_daily_complete": lambda: layer_checks.check_kpi_completeness(conn, window, tz),
+                "kpi_daily_complete": lambda: _completeness(context, conn, window, tz),
                 "kpi_daily_ga4_channels_sum_to_total": lambda: layer_checks.check_ga4_channel_sessions(conn, window),
                 "kpi_daily_single_currency": lambda: layer_checks.check_single_currency(conn, window),
                 "kpi_daily_fx_rates_available": lambda: layer_checks.check_fx_rates_available(conn, window),
