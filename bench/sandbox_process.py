@@ -1,13 +1,14 @@
-"""The sandbox in a process of its own, with latency on every response, for the latency benchmark.
+"""The sandbox in processes of its own, with latency on every response, for the latency benchmark.
 
-Why a separate process: the sandbox's servers compute the world in Python; in the benchmark's own process
+Why separate processes: the sandbox's servers compute the world in Python; in the benchmark's own process
 they would compete with the connectors for the GIL and the measured wall time would be the sandbox's, not
-the pipeline's. The child prints the environment as one JSON line, then serves until its stdin closes.
+the pipeline's. One process per platform, as the real platforms are separate services: in one process, a
+platform computing a year of report rows held up HubSpot's answers. Each child prints its environment as one
+JSON line, then serves until its stdin closes.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import subprocess
 import sys
@@ -34,45 +35,70 @@ def _delay_grpc(server: Any, latency: float) -> None:
     server._search_stream, server._search = delayed_stream, delayed_search
 
 
-def serve(latency: float, profile: str) -> None:
-    """In the child: start every server, add the latency, print the env and today's date, wait for stdin EOF."""
-    from sandbox.launcher import start_sandbox
+def serve(latency: float, profile: str, platform: int | None = None) -> None:
+    """In the child: start every server (or only SERVER_FACTORIES[platform]), add the latency, print the env
+    and today's date, wait for stdin EOF."""
+    from sandbox.launcher import SERVER_FACTORIES, Sandbox, start_sandbox
+    from sandbox.world import World
 
-    many = "profile" in inspect.signature(start_sandbox).parameters
-    sandbox = start_sandbox(profile=profile) if many else start_sandbox()
+    if platform is None:
+        sandbox = start_sandbox(profile=profile)
+    else:
+        world = World(profile=profile)
+        server = SERVER_FACTORIES[platform](world)
+        server.start()
+        sandbox = Sandbox(world, [server])
     try:
         for server in sandbox.servers:
             if hasattr(server, "latency_seconds"):
                 server.latency_seconds = latency
             elif server.name == "google_ads":
                 _delay_grpc(server, latency)
-        print(json.dumps({"env": sandbox.env, "today": sandbox.world.today.isoformat(),
-                          "profile": profile if many else "default"}), flush=True)
+        print(json.dumps({"env": sandbox.env, "today": sandbox.world.today.isoformat(), "profile": profile}),
+              flush=True)
         sys.stdin.read()
     finally:
         sandbox.stop()
 
 
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench.sandbox_process", *args], cwd=ROOT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def sandbox_process(latency: float, profile: str = "many") -> Iterator[dict[str, Any]]:
-    """Start the child; yield {"env", "today", "profile"}; stop it by closing its stdin."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.sandbox_process", str(latency), profile], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    """Start one child per platform; yield {"env" (all of them), "today", "profile"}; stop them by closing
+    their stdin."""
+    from sandbox.launcher import SERVER_FACTORIES
+
+    procs = [_start([str(latency), profile, str(i)]) for i in range(len(SERVER_FACTORIES))]
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the sandbox process exited before printing its environment")
-        yield json.loads(line)
+        started: dict[str, Any] = {"env": {}, "profile": profile}
+        for proc in procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError("a sandbox process exited before printing its environment")
+            answer = json.loads(line)
+            started["env"].update(answer["env"])
+            started["today"] = answer["today"]
+        yield started
     finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in procs:
+            _stop(proc)
 
 
 if __name__ == "__main__":
-    serve(float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "many")
+    serve(float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "many",
+          int(sys.argv[3]) if len(sys.argv) > 3 else None)
