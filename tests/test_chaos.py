@@ -14,6 +14,7 @@ never from the connectors' counters alone. Waits are recorded instead of slept (
 import hashlib
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -289,7 +290,8 @@ def totals() -> Iterator[Counter]:
 
 
 def is_rate_limit(source: str, reason: str) -> bool:
-    return "RESOURCE_EXHAUSTED" in reason if source == "google_ads" else "429" in reason
+    # the status leads the reason ("429 You have reached ..."); "429" elsewhere may be a port in a URL
+    return "RESOURCE_EXHAUSTED" in reason if source == "google_ads" else re.match(r"429\b", reason) is not None
 
 
 @pytest.mark.battery("Chaos")
