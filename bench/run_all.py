@@ -8,6 +8,7 @@ benchmark runs last. `--quick` shrinks every size for a smoke run (its figures a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import traceback
@@ -75,7 +76,8 @@ def args_label(args: list[str]) -> str:
     return " ".join(args[:2])
 
 
-def write_doc(path: Path, rows: list[Row], commands: list[str], seconds: dict[str, float], quick: bool) -> None:
+def write_doc(path: Path, rows: list[Row], commands: list[str], seconds: dict[str, float], quick: bool,
+              load: tuple[float, float]) -> None:
     info = machine()
     notes = [f"- {r.target} / {r.what.strip()}: {n}" for r in rows for n in r.notes]
     passed = sum(1 for r in rows if r.ok)
@@ -87,9 +89,9 @@ Written by `make bench` (`bench/run_all.py{' --quick' if quick else ''}`) on
 per run (figure / same-run baseline), then the median, with min-max in brackets. Goals met: {passed}, missed:
 {len(failed)}.
 
-**Noise**: this machine has {info.get('cpus')} cores and was shared with other work while the figures were taken
-(other processes compiling and testing), so absolute times are noisy and pessimistic; the same-run ratios are
-what to read.
+**Noise**: this machine has {info.get('cpus')} cores; its 1-minute load average was {load[0]:.2f} when the run
+started (other work already sharing the cores) and {load[1]:.2f} when it ended (the benchmark's own last minute
+included). Absolute times are this machine's; the same-run ratios are what to read.
 
 ## Results
 
@@ -115,36 +117,39 @@ One script per target, each runnable alone (`PYTHONPATH=. .venv/bin/python -m be
 
 ## What each target measures, and the sizes used
 
-Smaller than the issue asks where noted (**bold**): the machine was shared and a full-size run takes well
-over an hour here. The exact arguments are under Commands.
+Every target at the size issue #9 names, each figure the median of 5 runs with min-max beside it. The exact
+arguments are under Commands.
 
 1. **Requests** (`bench_requests.py`): a 365-day backfill of every report stream through the connectors
    against the sandbox (default accounts: 1 GA4 property, 1 site, 2 Ads customers, 1 Matomo site, 1 HubSpot
-   portal); requests counted by the connectors' request statistics (retries included); the minimum is
-   computed from the rows each stream and account returned (GA4 250,000 per page, Search Console 25,000,
-   Google Ads one stream per customer, Matomo one bulk request per site, HubSpot 100 per list page and batch
-   read, one request per metadata list); the per-day pattern is one request per day per stream per
-   account. Counts are deterministic on the sandbox, so **one run** is reported.
-2. **Latency** (`bench_latency.py`): 100 ms added to every sandbox response, the sandbox in its own process,
-   all five sources at once, 3 accounts per platform from the sandbox's "many" profile (HubSpot is one
-   portal); bound = per platform, the busiest account's minimum requests x latency (HubSpot also at most 190
-   requests / 10 s); the backfill's bound is the largest. **2 runs** (each over a minute here).
+   portal); requests counted by the connectors' request statistics (retries included, so min-max shows any
+   retry); the minimum is computed from the rows each stream and account returned (GA4 250,000 per page,
+   Search Console 25,000, Google Ads one stream per customer, Matomo one bulk request per site, HubSpot 100
+   per list page and batch read, one request per metadata list); the per-day pattern is one request per day
+   per stream per account.
+2. **Latency** (`bench_latency.py`): 100 ms added to every sandbox response, one sandbox process per
+   platform (as the platforms are separate services), the five sources at once, one process each (as the
+   multiprocess executor runs steps), 3 accounts per platform from the sandbox's "many" profile (HubSpot is
+   one portal); bound = per platform, the busiest account's minimum requests x latency, and for HubSpot also
+   its configured rolling quota (`hubspot.requests_per_10s`, 100: n requests need (n - 1) // 100 windows of
+   10 s); the backfill's bound is the largest.
 3. **Load** (`bench_load.py`): typed rows (9 columns) in pages of 100,000 through `load_batches` into a fresh
    DuckDB file (delete window, insert, key check, commit, CHECKPOINT) against one bare
-   `INSERT INTO t SELECT * FROM arrow_table`: 1M rows 5 runs, **5M rows 1 run**. dlt's `pipeline.run` of the
-   same rows as dicts is compared on **100,000 rows, 3 runs** (dlt normalises row by row; a million rows take
-   minutes per run), as rows per second against the loader on the same 100,000 rows.
+   `INSERT INTO t SELECT * FROM arrow_table`, at 1M and 5M rows. dlt's `pipeline.run` of the same rows as
+   dicts is timed on 100,000 rows (dlt normalises row by row: a million rows take minutes per run), as rows
+   per second against the loader on the same 100,000 rows.
 4. **KPI rebuild** (`bench_kpi.py`): a 365-day sandbox backfill of all sources, the report tables copied with
-   renamed accounts to 10M raw rows; every KPI table rebuilt over the year (per-channel tables, kpi_daily
-   and its roll-up views, kpi_vs_objective), then one day re-read and rebuilt. **1 run**.
+   renamed accounts to 10M raw rows; on a fresh copy each run, every KPI table rebuilt over the year
+   (per-channel tables, kpi_daily and its roll-up views, kpi_vs_objective), then one day re-read and rebuilt.
 5. **Memory** (`bench_memory.py`): peak RSS (VmHWM of a fresh child) of a backfill of 1M and 5M synthetic
-   rows streamed page by page through the loader (the sandbox world has far fewer rows); one run per size.
+   rows streamed page by page through the loader (the sandbox world has far fewer rows).
 6. **HubSpot parsing** (`bench_hubspot_parse.py`): one real sandbox page of 100 contacts; the project's
    `json.loads` + `records_to_table` (including the response validation) against the stock client's
-   `ApiClient.deserialize` into its models; 5 runs of 20 parses.
-7. **Demo** (`bench_demo.py`): `python -m pipelines.demo` (**30 days**, not 90) in a child process; extract
-   and load told apart by wrapping the loader's batch iterator, KPI and dashboard steps from the Dagster
-   event log, start-up = everything before the first step. **1 run**.
+   `ApiClient.deserialize` into its models; each run 20 parses.
+7. **Demo** (`bench_demo.py`): `python -m pipelines.demo` (90 days, as `make demo`) in a child process;
+   extract and load told apart by wrapping the loader's batch iterator, KPI and dashboard steps from the
+   Dagster event log, start-up = everything before the first step, "other" = Dagster's own work between
+   steps (events written to the instance's SQLite storage, per-partition materialisations of the single run).
 """
     path.write_text(text, encoding="utf-8")
 
@@ -157,10 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    load_at_start = os.getloadavg()[0]
     rows, commands, seconds = run(args.quick, only)
     print("\n" + table(rows))
     if not args.no_doc:
-        write_doc(Path(args.output), rows, commands, seconds, args.quick)
+        write_doc(Path(args.output), rows, commands, seconds, args.quick, (load_at_start, os.getloadavg()[0]))
         print(f"\nwrote {args.output}")
     return 0
 
