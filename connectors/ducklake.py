@@ -164,6 +164,24 @@ def data_path(path: str) -> str:
     return str(folder) + os.sep
 
 
+# What PostgreSQL answers a writer that creates a new lake's catalog tables while another writer does the same.
+_CATALOG_RACE = ("already exists", "duplicate key value")
+
+
+def _attach(base: duckdb.DuckDBPyConnection, statement: str, attempts: int = 5) -> None:
+    """ATTACH the lake. The first ATTACH of a new catalog creates its tables: writers starting together on a
+    new lake race to create them, and the losers' ATTACH fails ("relation ducklake_metadata already exists",
+    seen in CI with four writers). The catalog is there by then, so the ATTACH is tried again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            base.execute(statement)
+            return
+        except duckdb.Error as exc:
+            if attempt == attempts or not any(text in str(exc) for text in _CATALOG_RACE):
+                raise
+            time.sleep(0.1 * attempt)
+
+
 def _instance(conninfo: str, data_path_text: str, read_only: bool) -> duckdb.DuckDBPyConnection:
     """This process's DuckDB instance for the lake, created on first use (the lake attached as `lake`, and as
     `lake_read_only` with READ_ONLY once a read-only connection is asked for)."""
@@ -180,7 +198,7 @@ def _instance(conninfo: str, data_path_text: str, read_only: bool) -> duckdb.Duc
                 load_extensions(base, object_store="://" in location)
             if (key, alias) not in _ATTACHED:
                 options = f"DATA_PATH {_sql_string(location)}" + (", READ_ONLY" if read_only else "")
-                base.execute(f"ATTACH {_sql_string('ducklake:postgres:' + conninfo)} AS {alias} ({options})")
+                _attach(base, f"ATTACH {_sql_string('ducklake:postgres:' + conninfo)} AS {alias} ({options})")
                 _ATTACHED.add((key, alias))
         except BaseException:
             if created:

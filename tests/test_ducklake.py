@@ -354,6 +354,40 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
             reader.execute(f"DELETE FROM {stream.table}")
 
 
+def _attach_at(env: dict[str, str], start_at: float, pipe: Any) -> None:
+    """A process that opens a brand-new lake at `start_at` (wall clock), as writers starting together do."""
+    os.environ.update(env)
+    try:
+        time.sleep(max(0.0, start_at - time.time()))
+        with warehouse.connect(env["MKPI_DUCKDB_PATH"]) as conn:
+            conn.execute("SELECT 1").fetchone()
+        pipe.send(None)
+    except BaseException:  # noqa: BLE001 - reported to the parent
+        pipe.send(traceback.format_exc())
+
+
+def test_writers_opening_a_new_lake_together_all_get_in(postgres: Postgres, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first ATTACH of a new catalog creates its tables; writers racing to do it must not fail (the losers
+    saw "relation ducklake_metadata already exists" in CI)."""
+    db = postgres.create_database("lake_race")
+    env = _lake_env(monkeypatch, db.libpq, tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    start_at = time.time() + 8.0  # past the spawned interpreters' start-up
+    pipes = [ctx.Pipe() for _ in range(4)]
+    writers = [ctx.Process(target=_attach_at, args=(env, start_at, child)) for _, child in pipes]
+    for process in writers:
+        process.start()
+    try:
+        errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
+    finally:
+        for process in writers:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    assert [e for e in errors if e] == []
+
+
 def test_cursors_stay_one_row_per_stream_without_a_primary_key(postgres: Postgres, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """DuckLake has no PRIMARY KEY (so no INSERT OR REPLACE): the loader deletes the cursor before inserting it."""
