@@ -26,6 +26,8 @@ from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GA4Settings, load_settings
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.lib.accounts import settle_accounts
+from pipelines.lib.partitions import STEP_RERUNS
 from sandbox.__main__ import main as sandbox_main
 from sandbox.httpserver import Request, Response
 from sandbox.launcher import Sandbox, start_sandbox
@@ -172,23 +174,93 @@ def test_daily_run_loads_every_account_in_parallel_within_each_platforms_limit(w
         world.ga4_properties)  # in configured order
 
 
-def test_one_forbidden_property_fails_its_step_by_name_and_the_other_49_load(world: World, sandbox: Sandbox
-                                                                             ) -> None:
+def test_one_forbidden_property_fails_the_run_by_name_and_the_other_49_load_and_reach_the_kpis(
+        world: World, sandbox: Sandbox) -> None:
     bad = "200000017"
     sandbox.server("ga4").forbidden_properties = frozenset({bad})  # type: ignore[attr-defined]
-    result = run_daily(asset_selection=[dg.AssetKey(["ga4", "traffic_by_channel"])])
+    web_daily = dg.AssetKey(["kpi", "web_daily"])
+    result = run_daily(asset_selection=[dg.AssetKey(["ga4", "traffic_by_channel"]), web_daily])
     assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data
-    assert f"1 of 50 accounts failed ({bad})" in failure.error.message
-    assert f"ga4 account {bad}" in failure.error.message and "403" in failure.error.message
-    metadata = {k: v.value for k, v in failure.user_failure_data.metadata.items()}
+    # the raw step succeeded with the 49 good properties; the run fails on the check that names the bad one
+    failures = {e.step_key: e.step_failure_data for e in result.all_events if e.is_step_failure}
+    assert list(failures) == ["ga4__traffic_by_channel_every_account_loaded"]
+    message = failures["ga4__traffic_by_channel_every_account_loaded"].error.message
+    assert f"ga4: 1 account(s) failed ({bad})" in message
+    assert f"ga4 account {bad}" in message and "403" in message
+    evaluation = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                      and e.event_specific_data.check_name == "every_account_loaded")
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+    assert list(evaluation.metadata["failed_accounts"].value) == [bad]
+
+    metadata = materialisation_metadata(result, "ga4/traffic_by_channel")
     assert list(metadata["failed_accounts"]) == [bad]
+    good = [p for p in world.ga4_properties if p != bad]
     cells = {p: len({(d, f.dims["sessionDefaultChannelGroup"]) for d in DAYS for f in world.ga4_facts(p, d)})
-             for p in world.ga4_properties if p != bad}
+             for p in good}
     assert metadata["rows_by_account"] == cells
     with duckdb.connect(load_settings().duckdb_path, read_only=True) as conn:
         loaded = dict(conn.execute("SELECT property_id, count(*) FROM ga4.traffic_by_channel GROUP BY ALL").fetchall())
+        kpis = {d: (s, e, r) for d, s, e, r in conn.execute(
+            "SELECT date, sum(sessions), sum(engaged_sessions), sum(engaged_sessions) / sum(sessions) "
+            "FROM kpi.web_daily WHERE source = 'ga4' GROUP BY ALL").fetchall()}
     assert loaded == cells  # 49 properties loaded, nothing for the bad one
+    # ... and web_daily was rebuilt in the same run for them: the world's sums over the 49 good properties
+    for day in DAYS:
+        facts = [f for p in good for f in world.ga4_facts(p, day)]
+        sessions = sum(f.metrics["sessions"] for f in facts)
+        engaged = sum(f.metrics["engagedSessions"] for f in facts)
+        assert kpis[day] == (sessions, engaged, pytest.approx(engaged / sessions))
+
+
+def test_every_account_failing_fails_the_step_itself(world: World, sandbox: Sandbox) -> None:
+    """With nothing loaded there is nothing to isolate: the raw step fails and the KPI step does not run."""
+    sandbox.server("ga4").forbidden_properties = frozenset(world.ga4_properties)  # type: ignore[attr-defined]
+    result = run_daily(asset_selection=[dg.AssetKey(["ga4", "traffic_by_channel"]), dg.AssetKey(["kpi", "web_daily"])])
+    failures = {e.step_key: e.step_failure_data for e in result.all_events if e.is_step_failure}
+    assert list(failures) == ["ga4__traffic_by_channel"]
+    assert "ga4: 50 of 50 accounts failed" in failures["ga4__traffic_by_channel"].error.message
+    assert not any(e.is_step_materialization for e in result.all_events)
+
+
+class _Attempt:
+    """The two things settle_accounts reads from Dagster's context: the attempt number and the logger."""
+
+    def __init__(self, retry_number: int) -> None:
+        self.retry_number = retry_number
+        self.errors: list[str] = []
+        self.log = self
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+
+def _log(failures: dict[str, BaseException], accounts: tuple[str, ...] = ("1", "2", "3")) -> AccountLog:
+    log = AccountLog("ga4")
+    log.expect(accounts)
+    for account, error in failures.items():
+        log.fail(account, error)
+    return log
+
+
+def test_settle_accounts_reruns_transient_partial_failures_until_the_last_attempt_then_lets_the_step_succeed(
+        ) -> None:
+    transient = {"2": RetriesExhausted("ga4", "ga4 account 2", "429 after 5 attempts")}
+    for attempt in range(STEP_RERUNS):  # Dagster re-runs the step: the account may be back
+        with pytest.raises(RetriesExhausted):
+            settle_accounts(_Attempt(attempt), _log(transient))  # type: ignore[arg-type]
+    last = _Attempt(STEP_RERUNS)
+    settle_accounts(last, _log(transient))  # type: ignore[arg-type]  # the good accounts' step succeeds
+    assert len(last.errors) == 1 and "ga4: 1 of 3 accounts failed (2); the other 2 were loaded" in last.errors[0]
+    # a permission is not transient: no re-run, the step succeeds at once and the check names it
+    first = _Attempt(0)
+    settle_accounts(first, _log({"3": SourceError("ga4", "3", "403 permission denied")}))  # type: ignore[arg-type]
+    assert "(3)" in first.errors[0]
+    # nothing loaded: the step fails, re-run while transient, at once otherwise
+    with pytest.raises(RetriesExhausted):
+        settle_accounts(_Attempt(STEP_RERUNS), _log(transient, accounts=("2",)))  # type: ignore[arg-type]
+    with pytest.raises(dg.Failure, match=r"1 of 1 accounts failed \(3\)"):
+        settle_accounts(_Attempt(0), _log({"3": SourceError("ga4", "3", "403")}, accounts=("3",)))  # type: ignore[arg-type]
+    settle_accounts(_Attempt(0), _log({}))  # type: ignore[arg-type]  # all good: nothing to say
 
 
 def test_connector_isolates_a_forbidden_and_a_failing_property_and_keeps_configured_order(

@@ -1,21 +1,36 @@
-"""One bad account must not stop the others: what a report asset does after loading many accounts.
+"""One bad account must not hold the others back: what a report asset does after loading many accounts.
 
 Business purpose: a group with 50 GA4 properties cannot have the whole morning's traffic numbers wait for
 one property whose access was revoked. The connectors fetch accounts in parallel and record each failed
 account in an `AccountLog` instead of raising (connectors/parallel.py); the asset loads every good account
-(each account's window replaced, all in the one transaction of the load), then calls
-`fail_on_failed_accounts`, which fails the step naming each failed account and its error, with the
-per-account row counts and failures as metadata of the failure. The failed accounts' old rows are left as
-they were, and a re-run (or the next day's run) reads them again. See docs/configuration.md, "Many accounts".
+(each account's window replaced, all in the one transaction of the load), then calls `settle_accounts`:
+
+- every account failed: the step fails (nothing was loaded, there is nothing to isolate);
+- some failed, and only for transient reasons (429/5xx after all retries): the step asks Dagster to re-run
+  it, as for a single account, until its last attempt;
+- otherwise the step succeeds with the good accounts, so the KPI tables downstream are rebuilt for them in
+  the same run, and its `failed_accounts` metadata names the others. The non-blocking check
+  `every_account_loaded` on the same asset then fails, naming each failed account and its error, and fails
+  the run: the run is red, the 49 good properties' numbers are current.
+
+The failed accounts' rows are left as they were; a re-run of the window (or the next day's run) reads them
+again. See docs/configuration.md, "Many accounts".
 """
 
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from connectors.errors import RetriesExhausted
 from connectors.parallel import AccountLog
+from pipelines.lib.partitions import STEP_RERUNS
+
+CHECK_NAME = "every_account_loaded"
+# How many of an asset's materialisations to read at a time when looking for this run's (there is one per
+# partition of a range run, and a concurrent run may have written some of them).
+_PAGE = 500
 
 
 def accounts_metadata(accounts: AccountLog) -> dict[str, Any]:
@@ -30,17 +45,71 @@ def accounts_metadata(accounts: AccountLog) -> dict[str, Any]:
     }
 
 
-def fail_on_failed_accounts(accounts: AccountLog) -> None:
-    """After the good accounts were loaded: fail the step naming every failed account, or do nothing.
+def settle_accounts(context: dg.AssetExecutionContext, accounts: AccountLog,
+                    reruns: int = STEP_RERUNS) -> None:
+    """After the good accounts were loaded: fail the step, ask for a re-run, or let it succeed (see above).
 
-    When every failure was transient (retries exhausted on 429/5xx), raise `RetriesExhausted`, so that
-    `retry_transient_failures` asks Dagster to re-run the step later, as for a single account; otherwise
-    (a revoked permission, a deleted property) fail now with `dg.Failure`, whose metadata carries the
-    per-account row counts and errors: a person has to act, retrying will not help.
+    `RetriesExhausted` is turned into Dagster's `RetryRequested` by `retry_transient_failures`; `reruns` is its
+    `max_retries`, so that the last attempt settles instead of asking for a re-run Dagster would refuse.
     """
     error = accounts.error()
     if error is None:
         return
-    if error.retryable:
+    nothing_loaded = len(error.failures) >= len(accounts.accounts)
+    if error.retryable and (nothing_loaded or context.retry_number < reruns):
         raise RetriesExhausted(error.source, ", ".join(error.failures), str(error)) from error
-    raise dg.Failure(description=str(error), metadata=accounts_metadata(accounts))
+    if nothing_loaded:
+        raise dg.Failure(description=str(error), metadata=accounts_metadata(accounts))
+    context.log.error(f"{error} Their KPIs are rebuilt in this run; the check {CHECK_NAME} fails it, naming "
+                      "the failed accounts.")
+
+
+def failed_accounts_in_run(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey
+                           ) -> dict[str, str] | None:
+    """The `failed_accounts` this run's materialisation of the asset recorded; None if it has none."""
+    run = instance.get_run_record_by_id(run_id)
+    after = run.create_timestamp.timestamp() if run is not None else None
+    cursor = None
+    while True:
+        page = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=asset_key, after_timestamp=after), limit=_PAGE, cursor=cursor,
+            ascending=True)
+        for record in page.records:
+            if record.run_id == run_id and record.asset_materialization is not None:
+                value = record.asset_materialization.metadata.get("failed_accounts")
+                return dict(value.value) if isinstance(value, dg.JsonMetadataValue) and value.value else {}
+        if not page.has_more:
+            return None
+        cursor = page.cursor
+
+
+def build_every_account_loaded_check(asset: dg.AssetsDefinition | dg.AssetKey, source: str
+                                     ) -> dg.AssetChecksDefinition:
+    """A non-blocking check that fails, and fails the run, when the asset's run left accounts out.
+
+    Non-blocking so that the KPI tables are still rebuilt for the accounts that were loaded; failing its
+    step (after recording the failed evaluation) so that the run is red and names who to fix."""
+    key = asset if isinstance(asset, dg.AssetKey) else asset.key
+
+    @dg.asset_check(
+        asset=asset,
+        name=CHECK_NAME,
+        blocking=False,
+        description=f"Every configured {source} account was read and loaded by the run. When some failed, the "
+        "others are loaded and their KPIs rebuilt; this check then fails the run, naming each failed account "
+        "and its error.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        failed = failed_accounts_in_run(context.instance, context.run.run_id, key) or {}
+        if not failed:
+            yield dg.AssetCheckResult(passed=True, metadata={"failed_accounts": 0})
+            return
+        names = ", ".join(failed)
+        description = (f"{source}: {len(failed)} account(s) failed ({names}); the others were loaded and their "
+                       f"KPIs rebuilt. " + "; ".join(f"{a}: {m}" for a, m in failed.items()))
+        metadata = {"failed_accounts": dg.MetadataValue.json(failed)}
+        yield dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=description,
+                                  metadata=metadata)
+        raise dg.Failure(description=description, metadata=metadata)
+
+    return _check

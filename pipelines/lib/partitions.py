@@ -21,6 +21,8 @@ DAILY = dg.DailyPartitionsDefinition(
 )
 # Every asset that writes the DuckDB file is in this pool; dagster.yaml limits pools to 1 slot.
 DUCKDB_POOL = "duckdb_write"
+# How many times Dagster re-runs a step whose requests exhausted their retries on transient errors.
+STEP_RERUNS = 2
 
 
 def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Window:
@@ -30,7 +32,7 @@ def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContex
 
 
 @contextmanager
-def retry_transient_failures(max_retries: int = 2, seconds_to_wait: float = 60.0) -> Iterator[None]:
+def retry_transient_failures(max_retries: int = STEP_RERUNS, seconds_to_wait: float = 60.0) -> Iterator[None]:
     """A request that exhausted its own retries on transient errors (429, 5xx, resets, timeouts) asks
     Dagster to re-run the step later; the load is idempotent, so the re-run is safe. Fatal errors (a wrong
     id, a missing permission, a bad configuration) are not retried: they fail the step at once."""

@@ -11,7 +11,7 @@ import dagster as dg
 
 from connectors.ga4 import ECOMMERCE, SOURCE, TRAFFIC, Ga4Report
 from connectors.parallel import AccountLog
-from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
+from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GA4Resource, WarehouseResource
@@ -38,9 +38,9 @@ def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefi
         context.log.info(f"GA4 {report.name}: properties {properties}, window {window}")
         accounts = AccountLog(SOURCE)
         with retry_transient_failures():
-            # every good property is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+            # every good property is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py)
             result = warehouse.load(connector.fetch(report, window, accounts=accounts))
-            fail_on_failed_accounts(accounts)
+            settle_accounts(context, accounts)
         rows = result.rows_by_table.get(report.stream.table, 0)
         context.log.info(f"GA4 {report.name}: {rows} rows, {connector.stats.requests} requests")
         return dg.MaterializeResult(

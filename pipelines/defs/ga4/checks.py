@@ -1,6 +1,7 @@
 """Checks on GA4 raw tables: counts that cannot be true stop the KPI rebuild (blocking)."""
 
-from pipelines.defs.ga4.assets import traffic_by_channel
+from pipelines.defs.ga4.assets import ecommerce_by_date, traffic_by_channel
+from pipelines.lib.accounts import build_every_account_loaded_check
 from pipelines.lib.checks import build_row_rule_check
 
 ga4_traffic_counts_consistent = build_row_rule_check(
@@ -12,3 +13,8 @@ ga4_traffic_counts_consistent = build_row_rule_check(
     description="Engaged and converting sessions never exceed sessions, and no count is negative: otherwise every "
     "rate computed from this table would be wrong.",
 )
+
+
+# one per report asset (each is its own step): a property that failed is named, and fails the run
+ga4_every_property_loaded = [build_every_account_loaded_check(asset, "ga4")
+                             for asset in (traffic_by_channel, ecommerce_by_date)]

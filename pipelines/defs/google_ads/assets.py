@@ -9,7 +9,7 @@ import dagster as dg
 
 from connectors.google_ads import CAMPAIGN_DAILY, SOURCE
 from connectors.parallel import AccountLog
-from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
+from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GoogleAdsResource, WarehouseResource
@@ -34,9 +34,9 @@ def campaign_daily(context: dg.AssetExecutionContext, google_ads: GoogleAdsResou
     context.log.info(f"Google Ads: customers {customers}, window {window}")
     accounts = AccountLog(SOURCE)
     with retry_transient_failures():
-        # every good customer is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+        # every good customer is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py)
         result = warehouse.load(connector.fetch(window, accounts=accounts))
-        fail_on_failed_accounts(accounts)
+        settle_accounts(context, accounts)
     rows = result.rows_by_table.get(CAMPAIGN_DAILY.table, 0)
     return dg.MaterializeResult(
         metadata=table_metadata(CAMPAIGN_DAILY.table, rows, window, column_schema_from_arrow(CAMPAIGN_DAILY.schema),

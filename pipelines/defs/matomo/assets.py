@@ -11,7 +11,7 @@ import dagster as dg
 
 from connectors.matomo import SOURCE, STREAMS
 from connectors.parallel import AccountLog
-from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
+from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import MatomoResource, WarehouseResource
@@ -54,9 +54,9 @@ def matomo_reports(context: dg.AssetExecutionContext, matomo: MatomoResource, wa
     context.log.info(f"Matomo: sites {sites}, window {window}")
     accounts = AccountLog(SOURCE)
     with retry_transient_failures():
-        # every good site is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+        # every good site is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py)
         result = warehouse.load(connector.fetch(window, accounts=accounts))
-        fail_on_failed_accounts(accounts)
+        settle_accounts(context, accounts)
     for stream in STREAMS:
         yield dg.MaterializeResult(
             asset_key=_key(stream.table),

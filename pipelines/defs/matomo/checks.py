@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from pipelines.lib.accounts import build_every_account_loaded_check
 from pipelines.lib.checks import build_row_rule_check
 
 matomo_referrer_counts_consistent = build_row_rule_check(
@@ -12,3 +13,7 @@ matomo_referrer_counts_consistent = build_row_rule_check(
     description="Bounces and converted visits never exceed visits: otherwise Matomo's bounce and conversion rates "
     "would be wrong.",
 )
+
+
+# the three Matomo tables are one step: one check names the sites that failed, and fails the run
+matomo_every_site_loaded = build_every_account_loaded_check(dg.AssetKey(["matomo", "visits_summary"]), "matomo")

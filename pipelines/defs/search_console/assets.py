@@ -9,7 +9,7 @@ import dagster as dg
 
 from connectors.parallel import AccountLog
 from connectors.search_console import COUNTRIES, DEVICES, PAGES, QUERIES, SITE_TOTALS, SOURCE, GscReport
-from pipelines.lib.accounts import accounts_metadata, fail_on_failed_accounts
+from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import SearchConsoleResource, WarehouseResource
@@ -37,9 +37,9 @@ def build_search_console_asset(report: GscReport, description: str) -> dg.Assets
         context.log.info(f"Search Console {report.name}: sites {sites}, window {window}")
         accounts = AccountLog(SOURCE)
         with retry_transient_failures():
-            # every good site is loaded; then a failed one fails the step, named (pipelines/lib/accounts.py)
+            # every good site is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py)
             result = warehouse.load(connector.fetch(report, window, accounts=accounts))
-            fail_on_failed_accounts(accounts)
+            settle_accounts(context, accounts)
         rows = result.rows_by_table.get(report.stream.table, 0)
         return dg.MaterializeResult(
             metadata=table_metadata(report.stream.table, rows, window, column_schema_from_arrow(report.stream.schema),
