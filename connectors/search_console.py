@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError
@@ -99,8 +100,6 @@ def label_data_state(table: pa.Table, requested: str, first_incomplete: date | N
     if requested == "final" or first_incomplete is None or table.num_rows == 0:
         states = pa.array(["final"] * table.num_rows, pa.string())
     else:
-        import pyarrow.compute as pc
-
         fresh = pc.greater_equal(table["date"], pa.scalar(first_incomplete, pa.date32()))
         states = pc.if_else(fresh, "all", "final")
     return table.set_column(table.schema.get_field_index("data_state"), "data_state", states)

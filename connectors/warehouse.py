@@ -108,6 +108,15 @@ class LoadResult:
         return sum(self.rows_by_table.values())
 
 
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether `schema.name` is a table or view of the current database (the DuckDB file, or the DuckLake
+    catalog in use), not of another attached one. The one way every module asks."""
+    schema, name = table.split(".", 1)
+    row = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+                       "AND table_schema = ? AND table_name = ?", [schema, name]).fetchone()
+    return bool(row and row[0])
+
+
 def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     schema, name = table.split(".", 1)
     rows = conn.execute(
@@ -173,9 +182,7 @@ def _write_cursor(conn: duckdb.DuckDBPyConnection, cursor: Cursor, at: datetime)
 
 def read_cursor(conn: duckdb.DuckDBPyConnection, source: str, stream: str, account: str) -> str | None:
     """The committed cursor of an incremental stream, or None before its first load."""
-    exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = '_mkpi' "
-                          "AND table_name = 'cursors'").fetchone()
-    if not exists or not exists[0]:
+    if not table_exists(conn, CURSOR_TABLE):
         return None
     row = conn.execute(f"SELECT value FROM {CURSOR_TABLE} WHERE source = ? AND stream = ? AND account = ?",
                        [source, stream, account]).fetchone()

@@ -36,7 +36,7 @@ import yaml
 
 from connectors.ducklake import conflict_retried
 from connectors.settings import DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
-from connectors.warehouse import replace_table
+from connectors.warehouse import replace_table, table_exists
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
 
 PERIODS = ("month", "quarter", "year")
@@ -303,9 +303,7 @@ _RESULT_SCHEMA = pa.schema([
 
 
 def _table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                       [KPI_SCHEMA, name]).fetchone()
-    return bool(row and row[0])
+    return table_exists(conn, f"{KPI_SCHEMA}.{name}")
 
 
 def _data_range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) -> tuple[date, date] | None:

@@ -19,7 +19,7 @@ import pyarrow as pa
 from connectors import ga4, google_ads, hubspot, matomo, search_console
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried
-from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
+from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
 
 KPI_SCHEMA = "kpi"
 
@@ -191,9 +191,7 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     before it (a source not configured yet leaves an empty table, not a missing-table error)."""
     if isinstance(model, str):
         model = MODELS[model]
-    schema, name = model.table.split(".", 1)
-    if conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
-                    "AND database_name = current_database()", [schema, name]).fetchone()[0]:
+    if table_exists(conn, model.table):
         return  # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9)
     given = {p: (params or {}).get(p, "UTC") for p in model.params}
     if model.partition_column is not None:

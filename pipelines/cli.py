@@ -567,9 +567,9 @@ def _read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 def _has_table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
-    row = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                       [schema, name]).fetchone()
-    return bool(row and row[0])
+    from connectors.warehouse import table_exists  # the loader's module, imported only by commands that read
+
+    return table_exists(conn, f"{schema}.{name}")
 
 
 def format_value(value: float | None, unit: str | None, currency: str | None = None) -> str:

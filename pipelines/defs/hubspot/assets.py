@@ -14,7 +14,7 @@ import dagster as dg
 
 from connectors.batches import Stream, Window
 from connectors.hubspot import ASSOCIATIONS, DEAL_STAGES, EMAIL_STATISTICS, OWNERS, SOURCE
-from connectors.warehouse import read_cursor
+from connectors.warehouse import read_cursor, table_exists
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DUCKDB_POOL, retry_transient_failures
 from pipelines.lib.resources import HubSpotResource, SettingsResource, WarehouseResource
@@ -134,10 +134,8 @@ def email_statistics(context: dg.AssetExecutionContext, hubspot: HubSpotResource
     connector.check()
     window = _today_window(settings)
     with warehouse.connection() as conn:
-        exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'hubspot' "
-                              "AND table_name = 'email_statistics'").fetchone()
         known = {r[0] for r in conn.execute("SELECT email_id FROM hubspot.email_statistics").fetchall()} if (
-            exists and exists[0]) else set()
+            table_exists(conn, EMAIL_STATISTICS.table)) else set()
     with retry_transient_failures():
         result = warehouse.load(connector.fetch_email_statistics(window, known_ids=known))
     return dg.MaterializeResult(metadata=_metadata(
