@@ -187,6 +187,7 @@ def test_one_forbidden_property_fails_the_run_by_name_and_the_other_49_load_and_
     message = failures["ga4__traffic_by_channel_every_account_loaded"].error.message
     assert f"ga4: 1 account(s) failed ({bad})" in message
     assert f"ga4 account {bad}" in message and "403" in message
+    assert f"mkpi backfill --source ga4 --start {START} --end {END}" in message
     evaluation = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
                       and e.event_specific_data.check_name == "every_account_loaded")
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR

@@ -19,6 +19,7 @@ again. See docs/configuration.md, "Many accounts".
 
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -64,9 +65,35 @@ def settle_accounts(context: dg.AssetExecutionContext, accounts: AccountLog,
                       "the failed accounts.")
 
 
-def failed_accounts_in_run(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey
-                           ) -> dict[str, str] | None:
-    """The `failed_accounts` this run's materialisation of the asset recorded; None if it has none."""
+@dataclass(frozen=True)
+class AccountOutcome:
+    """What a run's materialisation of a report asset recorded about its accounts."""
+
+    failed: dict[str, str]
+    window_start: str | None
+    window_end: str | None
+
+    def rerun_hint(self, source: str) -> str:
+        """How to reload the window once the accounts are fixed (every account, idempotently)."""
+        if not (self.window_start and self.window_end):
+            return "Once fixed, re-execute this run."
+        return (f"Once fixed, reload the window: mkpi backfill --source {source} --start {self.window_start} "
+                f"--end {self.window_end} (or re-execute this run).")
+
+
+def _outcome(materialization: dg.AssetMaterialization) -> AccountOutcome:
+    metadata = materialization.metadata
+    failed = metadata.get("failed_accounts")
+    start, end = metadata.get("window_start"), metadata.get("window_end")
+    named = dict(failed.value) if isinstance(failed, dg.JsonMetadataValue) and failed.value else {}
+    return AccountOutcome(failed=named,
+                          window_start=str(start.value) if start is not None else None,
+                          window_end=str(end.value) if end is not None else None)
+
+
+def account_outcome(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey) -> AccountOutcome | None:
+    """This run's materialisation of the asset (failed accounts, window); when the run has none (the check
+    launched on its own), the asset's latest; None if it was never materialised."""
     run = instance.get_run_record_by_id(run_id)
     after = run.create_timestamp.timestamp() if run is not None else None
     cursor = None
@@ -76,11 +103,13 @@ def failed_accounts_in_run(instance: dg.DagsterInstance, run_id: str, asset_key:
             ascending=True)
         for record in page.records:
             if record.run_id == run_id and record.asset_materialization is not None:
-                value = record.asset_materialization.metadata.get("failed_accounts")
-                return dict(value.value) if isinstance(value, dg.JsonMetadataValue) and value.value else {}
+                return _outcome(record.asset_materialization)
         if not page.has_more:
-            return None
+            break
         cursor = page.cursor
+    latest = instance.get_latest_materialization_event(asset_key)
+    materialization = latest.asset_materialization if latest is not None else None
+    return _outcome(materialization) if materialization is not None else None
 
 
 def build_every_account_loaded_check(asset: dg.AssetsDefinition | dg.AssetKey, source: str
@@ -100,13 +129,17 @@ def build_every_account_loaded_check(asset: dg.AssetsDefinition | dg.AssetKey, s
         "and its error.",
     )
     def _check(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-        failed = failed_accounts_in_run(context.instance, context.run.run_id, key) or {}
+        outcome = account_outcome(context.instance, context.run.run_id, key)
+        if outcome is None:
+            yield dg.AssetCheckResult(passed=False, description="never materialised: no account was loaded yet")
+            return
+        failed = outcome.failed
         if not failed:
             yield dg.AssetCheckResult(passed=True, metadata={"failed_accounts": 0})
             return
-        names = ", ".join(failed)
-        description = (f"{source}: {len(failed)} account(s) failed ({names}); the others were loaded and their "
-                       f"KPIs rebuilt. " + "; ".join(f"{a}: {m}" for a, m in failed.items()))
+        description = (f"{source}: {len(failed)} account(s) failed ({', '.join(failed)}); the others were loaded "
+                       "and their KPIs rebuilt. " + "; ".join(f"{a}: {m}" for a, m in failed.items()) + ". "
+                       + outcome.rerun_hint(source))
         metadata = {"failed_accounts": dg.MetadataValue.json(failed)}
         yield dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=description,
                                   metadata=metadata)
