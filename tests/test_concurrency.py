@@ -6,9 +6,18 @@ and the HubSpot run started together must queue for the file instead of failing 
 must still write everything it read. A run that dies holding the slot must not keep it forever:
 ``run_monitoring.free_slots_after_run_end_seconds`` has the daemon give it back.
 
-These tests drive a real Dagster instance (a temporary DAGSTER_HOME with SQLite storage and a
-``dagster.yaml`` built from the repository's own) from separate OS processes, the way the daemon's run
-launcher does: one process per run, the multiprocess executor inside it, steps as their own processes.
+These tests drive a real Dagster instance (a temporary DAGSTER_HOME whose ``dagster.yaml`` is the repository's
+pools and run monitoring, with its storage in a throw-away PostgreSQL server as ``deploy/dagster.yaml`` keeps it)
+from separate OS processes, the way the daemon's run launcher does: one process per run, the multiprocess
+executor inside it, steps as their own processes. Where PostgreSQL is not installed they are skipped with the
+reason (``tests/postgres.py``; ``.ci/run`` installs it).
+
+Why PostgreSQL and not the SQLite storage of ``make dev``: on SQLite, Dagster's pool slot claim is not atomic.
+``_claim_concurrency_slot`` selects a free slot ``FOR UPDATE SKIP LOCKED`` (which SQLite ignores), then updates
+it by id; two steps that read the same free slot both get it. ``make chaos`` saw it on SQLite (dagster 1.13.27):
+2 pairs of the 93 pool steps held the one slot together. Nothing was lost or locked, because a writer that finds
+the DuckDB file locked waits in ``connect()``, but the pool's promise (one writer at a time) only holds on
+PostgreSQL, the service's storage.
 
 Two sizes. The short one (``make test``) launches the eight runs with one raw asset each and the in-process
 executor inside each run (pools are claimed by the run's step loop either way), to stay near a minute on two
@@ -16,10 +25,8 @@ cores. The full one (``MKPI_CONCURRENCY_FULL=1``, or any ``MKPI_CHAOS_SEEDS`` ab
 runs every job's whole selection (raw tables, KPI tables, checks, the analysts' copy) with the multiprocess
 executor, ``MKPI_CONCURRENCY_ROUNDS`` times (default 1).
 
-Verified against dagster 1.13.27 with SQLite instance storage: op-granularity pools work there (the
-SQLite event log has the ``concurrency_limits``/``concurrency_slots``/``pending_steps`` tables, claims are
-transactions on ``index.db``); a fresh DAGSTER_HOME must be created once before runs start together, or
-their simultaneous schema migrations collide (``_insert_version``), which a long-lived instance never sees.
+A fresh instance must be created once before runs start together, or their simultaneous schema migrations
+collide (``_insert_version``, seen on SQLite), which a long-lived instance never sees.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -42,6 +50,7 @@ import yaml
 
 from tests import battery
 from tests.checksums import table_checksums
+from tests.postgres import Postgres, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
@@ -97,13 +106,17 @@ class RunSpec:
         return json.dumps({"job": self.job, "tags": self.tags, "assets": self.assets})
 
 
-def write_instance_yaml(home: Path, **run_monitoring: int) -> None:
-    """A DAGSTER_HOME whose dagster.yaml is the repository's (pools, run monitoring), storage in SQLite there."""
+def write_instance_yaml(home: Path, pg: Postgres, **run_monitoring: int) -> None:
+    """A DAGSTER_HOME whose dagster.yaml is the repository's (pools, run monitoring), storage in PostgreSQL as
+    deploy/dagster.yaml configures it (trust authentication on loopback: no password)."""
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     config["run_monitoring"] = {**config.get("run_monitoring", {}), **run_monitoring}
+    config["storage"] = {"postgres": {"postgres_db": {
+        "hostname": pg.host, "port": pg.port, "username": pg.user, "password": "", "db_name": pg.database,
+        "scheme": "postgresql+psycopg2"}}}
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
-    # Create the SQLite schemas and the pool's slot once, as a long-lived instance already has them: eight
+    # Create the storage schemas and the pool's slot once, as a long-lived instance already has them: eight
     # processes creating the schemas at the same moment collide on the migration, and eight first claims on a
     # pool not yet initialised can both be granted (seen once here: two writers started together; the
     # DuckDB lock wait in connect() kept them apart). `dagster instance concurrency set duckdb_write 1` does
@@ -227,6 +240,18 @@ def lock_errors_in(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return found
 
 
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory) -> Iterator[Postgres]:
+    with postgres_server(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture
+def pg(pg_server: Postgres, request) -> Postgres:
+    """A database of its own for each test's instance."""
+    return pg_server.create_database(request.node.name.replace("[", "_").replace("]", "")[:60])
+
+
 @pytest.fixture
 def sandbox(monkeypatch):
     from sandbox.launcher import start_sandbox
@@ -253,10 +278,10 @@ def wait_all(processes: dict[str, subprocess.Popen], timeout: float) -> dict[str
 
 
 @pytest.mark.battery("Concurrency")
-def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, tmp_path, monkeypatch):
+def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, pg, tmp_path, monkeypatch):
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
     logs.mkdir()
-    write_instance_yaml(home)
+    write_instance_yaml(home, pg)
     specs = run_specs()
     assert len(specs) == 8
     db, reference, seed = tmp_path / "concurrent.duckdb", tmp_path / "reference.duckdb", tmp_path / "seed.duckdb"
@@ -334,7 +359,7 @@ def wait_for(condition, timeout: float, what: str):
 
 
 @pytest.mark.battery("Concurrency")
-def test_a_cancelled_run_gives_its_pool_slot_back(tmp_path):
+def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
     """A run killed while it holds the slot, then terminated from the UI (CANCELING, its worker gone): the
     daemon marks it CANCELED and, FREE_AFTER seconds later, frees its slot, and the run waiting behind it
     writes. Without the daemon the slot stays with the dead run."""
@@ -345,7 +370,7 @@ def test_a_cancelled_run_gives_its_pool_slot_back(tmp_path):
 
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
     logs.mkdir()
-    write_instance_yaml(home, free_slots_after_run_end_seconds=FREE_AFTER, poll_interval_seconds=1,
+    write_instance_yaml(home, pg, free_slots_after_run_end_seconds=FREE_AFTER, poll_interval_seconds=1,
                         cancel_timeout_seconds=1)
     tags = {RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"}
     with start_sandbox(World(seed=11, today=TODAY)) as running, \
