@@ -290,8 +290,11 @@ def totals() -> Iterator[Counter]:
 
 
 def is_rate_limit(source: str, reason: str) -> bool:
-    # the status leads the reason ("429 You have reached ..."); "429" elsewhere may be a port in a URL
-    return "RESOURCE_EXHAUSTED" in reason if source == "google_ads" else re.match(r"429\b", reason) is not None
+    # the status leads the reason: "429 You have reached ..." (Google's clients), "HTTP 429: ..." (the shared
+    # helper's own HTTP errors, Matomo's and HubSpot's); "429" elsewhere may be a port in a URL
+    if source == "google_ads":
+        return "RESOURCE_EXHAUSTED" in reason
+    return re.match(r"(?:HTTP )?429\b", reason) is not None
 
 
 @pytest.mark.battery("Chaos")
