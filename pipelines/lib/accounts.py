@@ -61,8 +61,8 @@ def settle_accounts(context: dg.AssetExecutionContext, accounts: AccountLog,
         raise RetriesExhausted(error.source, ", ".join(error.failures), str(error)) from error
     if nothing_loaded:
         raise dg.Failure(description=str(error), metadata=accounts_metadata(accounts))
-    context.log.error(f"{error} Their KPIs are rebuilt in this run; the check {CHECK_NAME} fails it, naming "
-                      "the failed accounts.")
+    context.log.error(f"{error} The step goes on with the loaded ones, so the KPI tables downstream are rebuilt "
+                      f"with them; the check {CHECK_NAME} then fails the run, naming the failed accounts.")
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ def build_every_account_loaded_check(asset: dg.AssetsDefinition | dg.AssetKey, s
             yield dg.AssetCheckResult(passed=True, metadata={"failed_accounts": 0})
             return
         description = (f"{source}: {len(failed)} account(s) failed ({', '.join(failed)}); the others were loaded "
-                       "and their KPIs rebuilt. " + "; ".join(f"{a}: {m}" for a, m in failed.items()) + ". "
-                       + outcome.rerun_hint(source))
+                       "and go on to the KPI tables downstream. " + "; ".join(f"{a}: {m}" for a, m in failed.items())
+                       + ". " + outcome.rerun_hint(source))
         metadata = {"failed_accounts": dg.MetadataValue.json(failed)}
         yield dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=description,
                                   metadata=metadata)
