@@ -26,7 +26,7 @@ from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GA4Settings, load_settings
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
-from pipelines.lib.accounts import settle_accounts
+from pipelines.lib.accounts import account_outcome, settle_accounts
 from pipelines.lib.partitions import STEP_RERUNS
 from sandbox.__main__ import main as sandbox_main
 from sandbox.httpserver import Request, Response
@@ -262,6 +262,19 @@ def test_settle_accounts_reruns_transient_partial_failures_until_the_last_attemp
     with pytest.raises(dg.Failure, match=r"1 of 1 accounts failed \(3\)"):
         settle_accounts(_Attempt(0), _log({"3": SourceError("ga4", "3", "403")}, accounts=("3",)))  # type: ignore[arg-type]
     settle_accounts(_Attempt(0), _log({}))  # type: ignore[arg-type]  # all good: nothing to say
+
+
+def test_the_check_launched_on_its_own_judges_the_latest_materialisation() -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    key = dg.AssetKey(["ga4", "traffic_by_channel"])
+    assert account_outcome(instance, "a-run-without-it", key) is None  # never materialised
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata={
+        "failed_accounts": dg.MetadataValue.json({"7": "ga4 account 7: 403"}), "window_start": "2026-03-19",
+        "window_end": "2026-03-20"}))
+    outcome = account_outcome(instance, "a-run-without-it", key)
+    assert outcome is not None and outcome.failed == {"7": "ga4 account 7: 403"}
+    assert outcome.rerun_hint("ga4") == ("Once fixed, reload the window: mkpi backfill --source ga4 --start "
+                                         "2026-03-19 --end 2026-03-20 (or re-execute this run).")
 
 
 def test_connector_isolates_a_forbidden_and_a_failing_property_and_keeps_configured_order(
