@@ -146,3 +146,33 @@ def test_kpis_without_objective_is_a_warning_naming_them(conn):
     assert "sessions" not in named
     assert named["bounce_rate"] is True and named["nps"] is False
     assert result.failures == 34
+
+
+def test_the_completeness_check_judges_the_days_its_run_rebuilt() -> None:
+    """kpi_daily_complete's window is the run's partition range (a backfill, the schedule's trailing window) or
+    partition, in the reporting time zone; without partitions it falls back to the whole table (None)."""
+    import dagster as dg
+
+    from pipelines.defs.kpi.checks import _run_window
+    from pipelines.lib.partitions import DAILY
+
+    seen: list[Window | None] = []
+
+    @dg.asset(partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
+    def rebuilt() -> None:
+        return None
+
+    @dg.asset_check(asset=rebuilt)
+    def window_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        seen.append(_run_window(context))
+        return dg.AssetCheckResult(passed=True)
+
+    defs = dg.Definitions(assets=[rebuilt], asset_checks=[window_check], jobs=[
+        dg.define_asset_job("range", selection=[rebuilt], partitions_def=DAILY),
+        dg.define_asset_job("check_only", selection=dg.AssetSelection.checks(window_check))])
+    job = defs.resolve_job_def("range")
+    assert job.execute_in_process(tags={"dagster/asset_partition_range_start": "2026-03-02",
+                                        "dagster/asset_partition_range_end": "2026-03-05"}).success
+    assert job.execute_in_process(partition_key="2026-03-07").success
+    assert defs.resolve_job_def("check_only").execute_in_process().success
+    assert seen == [Window(date(2026, 3, 2), date(2026, 3, 5)), Window(date(2026, 3, 7), date(2026, 3, 7)), None]

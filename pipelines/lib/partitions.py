@@ -25,7 +25,8 @@ DUCKDB_POOL = "duckdb_write"
 STEP_RERUNS = 2
 
 
-def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContext) -> Window:
+def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext
+                        ) -> Window:
     """The inclusive date window of a (possibly single-run, multi-partition) materialisation."""
     time_window = context.partition_time_window
     return Window(time_window.start.date(), (time_window.end - timedelta(days=1)).date())

@@ -9,7 +9,7 @@ from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
 from kpi_models.runner import MODELS, KpiModel
-from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.lib.partitions import window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 
@@ -45,7 +45,6 @@ def build_kpi_check(model: KpiModel) -> dg.AssetChecksDefinition:
 
 kpi_checks = [build_kpi_check(model) for model in MODELS.values()]
 KPI_DAILY_KEY = dg.AssetKey(["kpi", "kpi_daily"])
-PARTITION_TAG = "dagster/partition"
 
 
 def _full_window(conn: duckdb.DuckDBPyConnection) -> Window | None:
@@ -54,14 +53,10 @@ def _full_window(conn: duckdb.DuckDBPyConnection) -> Window | None:
 
 
 def _run_window(context: dg.AssetCheckExecutionContext) -> Window | None:
-    """The days this run rebuilt kpi_daily for (a range run's or a partition's tags); None outside partitions."""
-    tags = context.run.tags
-    if tags.get(RANGE_START_TAG) and tags.get(RANGE_END_TAG):
-        return Window(date.fromisoformat(tags[RANGE_START_TAG]), date.fromisoformat(tags[RANGE_END_TAG]))
-    if tags.get(PARTITION_TAG):
-        day = date.fromisoformat(tags[PARTITION_TAG])
-        return Window(day, day)
-    return None
+    """The days this run rebuilt kpi_daily for (its partition or partition range); None outside partitions."""
+    if not (context.has_partition_key or context.has_partition_key_range):
+        return None
+    return window_from_context(context)
 
 
 def _kpi_daily_built_at(context: dg.AssetCheckExecutionContext) -> datetime | None:
