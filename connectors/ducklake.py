@@ -168,18 +168,16 @@ def data_path(path: str) -> str:
 _CATALOG_RACE = ("already exists", "duplicate key value")
 
 
-def _attach(base: duckdb.DuckDBPyConnection, statement: str, attempts: int = 5) -> None:
+def _lost_catalog_race(exc: duckdb.Error) -> bool:
+    return any(text in str(exc) for text in _CATALOG_RACE)
+
+
+def _attach(base: duckdb.DuckDBPyConnection, statement: str) -> None:
     """ATTACH the lake. The first ATTACH of a new catalog creates its tables: writers starting together on a
     new lake race to create them, and the losers' ATTACH fails ("relation ducklake_metadata already exists",
     seen in CI with four writers). The catalog is there by then, so the ATTACH is tried again."""
-    for attempt in range(1, attempts + 1):
-        try:
-            base.execute(statement)
-            return
-        except duckdb.Error as exc:
-            if attempt == attempts or not any(text in str(exc) for text in _CATALOG_RACE):
-                raise
-            time.sleep(0.1 * attempt)
+    retry_on_conflict(lambda: base.execute(statement), retryable=_lost_catalog_race, first_delay=0.1,
+                      what="catalog creation race")
 
 
 def _instance(conninfo: str, data_path_text: str, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -258,18 +256,20 @@ def is_conflict(exc: BaseException) -> bool:
 
 
 def retry_on_conflict(work: Callable[[], T], *, attempts: int = 6, first_delay: float = 0.2,
-                      max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `work` (one whole transaction, safe to re-run) again after a commit conflict, up to `attempts` times,
-    waiting `first_delay` doubled each time (with jitter so racing writers spread out, at most `max_delay`)."""
+                      max_delay: float = 5.0, sleep: Callable[[float], None] = time.sleep,
+                      retryable: Callable[[duckdb.Error], bool] = is_conflict, what: str = "commit conflict") -> T:
+    """Run `work` (one whole transaction, safe to re-run) again after a commit conflict (or what `retryable`
+    says another writer caused), up to `attempts` times, waiting `first_delay` doubled each time (with jitter so
+    racing writers spread out, at most `max_delay`)."""
     delay = first_delay
     for attempt in range(1, attempts + 1):
         try:
             return work()
-        except duckdb.TransactionException as exc:
-            if not is_conflict(exc) or attempt == attempts:
+        except duckdb.Error as exc:
+            if not retryable(exc) or attempt == attempts:
                 raise
             wait = min(delay, max_delay) * (0.5 + random.random())
-            log.warning("DuckLake commit conflict (attempt %d of %d), retrying in %.2f s: %s", attempt, attempts, wait,
+            log.warning("DuckLake %s (attempt %d of %d), retrying in %.2f s: %s", what, attempt, attempts, wait,
                         str(exc).splitlines()[-1])
             sleep(wait)
             delay *= 2

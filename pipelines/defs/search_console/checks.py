@@ -1,7 +1,6 @@
 """Checks on Search Console raw tables."""
 
-from pipelines.defs.search_console import assets
-from pipelines.defs.search_console.assets import site_totals
+from pipelines.defs.search_console.assets import countries, devices, pages, queries, site_totals
 from pipelines.lib.accounts import build_every_account_loaded_check
 from pipelines.lib.checks import build_row_rule_check
 
@@ -18,4 +17,4 @@ search_console_totals_consistent = build_row_rule_check(
 # one per report asset (each is its own step): a site that failed is named, and fails the run
 search_console_every_site_loaded = [
     build_every_account_loaded_check(asset, "search_console")
-    for asset in (assets.site_totals, assets.pages, assets.queries, assets.devices, assets.countries)]
+    for asset in (site_totals, pages, queries, devices, countries)]
