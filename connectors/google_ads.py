@@ -9,7 +9,9 @@ How it reads (see shared/research/peers.md and emulators.md, Google Ads):
   the client is built from credentials directly (the `load_from_*` helpers fetch a token at
   construction) and imported lazily (it costs seconds).
 - Typed columns: `cost_micros` kept as an integer plus `cost` in currency units, conversions as DOUBLE,
-  enums as names, currency and time zone on every row (amounts in different currencies never meet).
+  enums as names, currency and time zone on every row (amounts in different currencies never meet);
+  `interactions` beside `clicks`, since Google's conversion rate is conversions / interactions (the two
+  differ for Display, Video and Performance Max, where engagements and video views count too).
 - `GoogleAdsException`: authentication and authorization errors fail fast with the customer id, Google's
   message and the request id; quota, internal and transient gRPC errors retry with backoff. The
   developer token and OAuth secrets never reach a log line or an error message.
@@ -40,7 +42,7 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 QUERY = (
     "SELECT segments.date, customer.id, customer.currency_code, customer.time_zone, campaign.id, "
     "campaign.name, campaign.status, campaign.advertising_channel_type, metrics.impressions, metrics.clicks, "
-    "metrics.cost_micros, metrics.conversions, metrics.conversions_value FROM campaign "
+    "metrics.interactions, metrics.cost_micros, metrics.conversions, metrics.conversions_value FROM campaign "
     "WHERE segments.date BETWEEN '{start}' AND '{end}'"
 )
 _RETRYABLE_ERRORS = ("quota_error", "internal_error")
@@ -54,6 +56,9 @@ CAMPAIGN_DAILY = Stream(
         ("impressions", pa.int64()), ("clicks", pa.int64()), ("cost_micros", pa.int64()), ("cost", pa.float64()),
         ("conversions", pa.float64()), ("conversions_value", pa.float64()),
         ("currency_code", pa.string()), ("time_zone", pa.string()),
+        # Google's denominator of the conversion rate: clicks for Search and Shopping, clicks plus engagements and
+        # video views for Display, Video and Performance Max (metrics.interactions).
+        ("interactions", pa.int64()),
     ]),
     key=("customer_id", "date", "campaign_id"),
     scope_column="customer_id",
@@ -203,7 +208,7 @@ def rows_to_table(rows: Sequence[Any], customer_id: str, endpoint: str = "search
         columns["campaign_name"].append(contract.text(row.campaign.name, "campaign.name"))
         columns["campaign_status"].append(row.campaign.status.name)
         columns["advertising_channel_type"].append(row.campaign.advertising_channel_type.name)
-        for metric in ("impressions", "clicks", "cost_micros"):
+        for metric in ("impressions", "clicks", "cost_micros", "interactions"):
             columns[metric].append(contract.count(getattr(row.metrics, metric), f"metrics.{metric}"))
         columns["cost"].append(row.metrics.cost_micros / 1_000_000)
         for metric in ("conversions", "conversions_value"):

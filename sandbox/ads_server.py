@@ -126,6 +126,11 @@ FIELDS: dict[str, str] = {
     "metrics.cost_micros": _METRIC,
     "metrics.conversions": _METRIC,
     "metrics.conversions_value": _METRIC,
+    # "The number of interactions. An interaction is the main user action associated with an ad format-clicks for
+    # text and shopping ads, views for video ads, and so on." (googleapis/googleapis
+    # google/ads/googleads/v26/common/metrics.proto, field 223): clicks for Search and Shopping, more for Display
+    # and Performance Max (World.ads_campaign_day).
+    "metrics.interactions": _METRIC,
     "metrics.ctr": _METRIC,
     "metrics.average_cpc": _METRIC,
 }
@@ -135,7 +140,7 @@ RESOURCES: dict[str, tuple[str, ...]] = {
     "customer": ("customer", "segments", "metrics"),
 }
 _ADDITIVE = ("metrics.impressions", "metrics.clicks", "metrics.cost_micros", "metrics.conversions",
-             "metrics.conversions_value")
+             "metrics.conversions_value", "metrics.interactions")
 _KEYWORDS = frozenset({"SELECT", "FROM", "WHERE", "AND", "ORDER", "BY", "ASC", "DESC", "LIMIT", "BETWEEN", "IN",
                        "NOT", "LIKE", "DURING", "PARAMETERS"})
 _TOKEN = re.compile(r"""\s*(?:
@@ -960,7 +965,8 @@ class AdsServer:
                        "segments.date": day.isoformat(),
                        "metrics.impressions": fact.impressions, "metrics.clicks": fact.clicks,
                        "metrics.cost_micros": fact.cost_micros, "metrics.conversions": fact.conversions,
-                       "metrics.conversions_value": fact.conversions_value}
+                       "metrics.conversions_value": fact.conversions_value,
+                       "metrics.interactions": fact.interactions}
                 if not all(_matches(row[c.field], c) for c in fact_conds):
                     continue
                 key = (fact.campaign_id if query.resource == "campaign" else 0, day if by_date else None)

@@ -121,6 +121,12 @@ GA4_ADDITIVE_METRICS = (
     "purchaseRevenue",
     "addToCarts",
     "checkouts",
+    # GA4's session duration (seconds), additive per cell: averageSessionDuration = sum / sessions per report row.
+    "sessionDuration",
+    # Closed funnel add_to_cart -> purchase within the cell's day: users at add_to_cart, and those of them who
+    # then purchased (runFunnelReport's activeUsers at each step; not runReport metrics).
+    "cartUsers",
+    "cartPurchasers",
 )
 
 
@@ -154,6 +160,11 @@ class AdsCampaignDay:
     cost_micros: int
     conversions: float
     conversions_value: float
+    # metrics.interactions: "the main user action associated with an ad format - clicks for text and shopping ads,
+    # views for video ads, and so on" (googleapis/googleapis google/ads/googleads/v26/common/metrics.proto; Google
+    # Ads Help "Interaction", https://support.google.com/google-ads/answer/2375431): equal to clicks for SEARCH and
+    # SHOPPING, above them where engagements and video views count (DISPLAY, PERFORMANCE_MAX).
+    interactions: int
 
 
 @dataclass(frozen=True)
@@ -373,6 +384,10 @@ _BASE_SESSIONS = {"Direct": 430.0, "Referral": 110.0, "Organic Social": 85.0, "P
                   "Unassigned": 14.0}
 _AD_CHANNEL_BY_TYPE = {"SEARCH": "Paid Search", "SHOPPING": "Paid Shopping",
                        "PERFORMANCE_MAX": "Cross-network", "DISPLAY": "Display"}
+# Engagements and video views per click that Google counts as interactions besides clicks, by campaign type: Display
+# lightbox expansions, Performance Max's video views on YouTube (support.google.com/google-ads/answer/2375431). Search
+# and Shopping have none: their interactions are their clicks. (low, spread): low + spread * uniform.
+_EXTRA_INTERACTIONS_PER_CLICK = {"DISPLAY": (0.30, 0.25), "PERFORMANCE_MAX": (0.15, 0.15), "VIDEO": (2.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -500,8 +515,15 @@ class Accounts:
     matomo: dict[str, str]
 
 
+# A small second brand on its own GA4 property (about 23 sessions a day): on about one day in five it has sessions
+# but no e-commerce event at all, so GA4 leaves that day out of its e-commerce report (KPI rule 10).
+SMALL_GA4_PROPERTY_ID = "234567890"
+SMALL_GA4_PROPERTY_SCALE = 0.01
+
+
 def _default_accounts() -> Accounts:
-    return Accounts(ga4={DEFAULT_GA4_PROPERTY_ID: 1.0}, gsc={DEFAULT_GSC_SITE: 1.0}, ads=dict(_ADS_CUSTOMERS),
+    return Accounts(ga4={DEFAULT_GA4_PROPERTY_ID: 1.0, SMALL_GA4_PROPERTY_ID: SMALL_GA4_PROPERTY_SCALE},
+                    gsc={DEFAULT_GSC_SITE: 1.0}, ads=dict(_ADS_CUSTOMERS),
                     matomo={DEFAULT_MATOMO_SITE_ID: DEFAULT_GA4_PROPERTY_ID})
 
 
@@ -650,8 +672,19 @@ class World:
             if impressions == 0:
                 continue
             rows.append(AdsCampaignDay(customer_id, day, c.id, c.name, status, c.channel_type, impressions,
-                                       clicks, int(round(cost * 100)) * 10_000, conversions, value))
+                                       clicks, int(round(cost * 100)) * 10_000, conversions, value,
+                                       interactions=self._ads_interactions(customer_id, day, c, clicks)))
         return rows
+
+    def _ads_interactions(self, customer_id: str, day: date, c: _Campaign, clicks: int) -> int:
+        """metrics.interactions: the clicks of a Search or Shopping campaign; for other types the clicks plus the
+        engagements and video views Google also counts (``_EXTRA_INTERACTIONS_PER_CLICK``). Own rng entity, so no
+        existing number moved."""
+        low, spread = _EXTRA_INTERACTIONS_PER_CLICK.get(c.channel_type, (0.0, 0.0))
+        if not clicks or not (low or spread):
+            return clicks
+        u = self._rng(day, f"ads:{customer_id}:{c.id}:interactions").random()
+        return clicks + max(1, round(clicks * (low + spread * u)))
 
     def ads_customers(self) -> dict[str, AdsCustomer]:
         """Client accounts by customer id; the Ads server serves these (the manager is not one of them)."""
@@ -860,6 +893,17 @@ class World:
         if purchases:
             spread = 1.0 + g * 0.18 / math.sqrt(purchases)
             revenue = round(max(0.0, purchases * ch.basket * basket_adj * spread), 2)
+        # Own rng entity, so these draws moved no number drawn above.
+        rv = self._rng(day, f"ga4:{property_id}:{ch.name}:{source}:{medium}:{device}:duration-funnel")
+        v = [rv.random() for _ in range(6)]
+        # Session duration runs from a session's first to its last event, idle time included, so it is never
+        # below the engaged (foreground) time; an unengaged session lasts a few seconds.
+        session_duration = duration + round(engaged * seconds * (0.3 + 0.6 * v[0]) + (s - engaged) * (6 + 20 * v[1]))
+        # The day's closed funnel: users who added to cart (at most one per add_to_cart, at most the cell's users)
+        # and, of them, those who then purchased (at most the purchases).
+        cart_users = (min(users, add_to_carts, max(1, _sround(add_to_carts * (0.70 + 0.25 * v[2]), v[3])))
+                      if add_to_carts else 0)
+        cart_purchasers = min(cart_users, purchases, _sround(purchases * (0.88 + 0.12 * v[4]), v[5]))
         return {
             "sessions": s,
             "engagedSessions": engaged,
@@ -872,6 +916,9 @@ class World:
             "purchaseRevenue": revenue,
             "addToCarts": add_to_carts,
             "checkouts": checkouts,
+            "sessionDuration": session_duration,
+            "cartUsers": cart_users,
+            "cartPurchasers": cart_purchasers,
         }
 
     @staticmethod

@@ -78,6 +78,24 @@ def test_both_customers_in_their_own_currency_match_the_world(server, world):
     assert {"SEARCH", "SHOPPING", "DISPLAY", "PERFORMANCE_MAX"} <= set(table["advertising_channel_type"].to_pylist())
 
 
+def test_interactions_column_is_googles_conversion_rate_denominator(server, world):
+    """campaign_daily.interactions = the World's metrics.interactions: the clicks for Search and Shopping, more
+    (engagements, video views) for Display and Performance Max, so conversions / interactions is Google's rate."""
+    conn, _ = connector(server, customers=(EUR,))
+    rows = fetch(conn).to_pylist()
+    expected = truth(world, EUR, WINDOW)
+    assert {(r["date"], r["campaign_id"]): r["interactions"] for r in rows} == {
+        k: c.interactions for k, c in expected.items()}
+    display_pmax = [r for r in rows if r["advertising_channel_type"] in ("DISPLAY", "PERFORMANCE_MAX")]
+    search_shopping = [r for r in rows if r["advertising_channel_type"] in ("SEARCH", "SHOPPING")]
+    assert display_pmax and search_shopping
+    assert all(r["interactions"] == r["clicks"] for r in search_shopping)
+    assert all(r["interactions"] > r["clicks"] for r in display_pmax)
+    # e.g. the Display campaign 141 over the window: its rate is conversions over its interactions, not clicks
+    display = [c for k, c in expected.items() if k[1] == 141]
+    assert sum(r["interactions"] for r in rows if r["campaign_id"] == 141) == sum(c.interactions for c in display)
+
+
 def test_restated_conversions_are_picked_up_by_the_re_read():
     world = World(seed=7, today=TODAY, restatement_days=5)
     recent = Window(date(2026, 3, 24), date(2026, 3, 30))

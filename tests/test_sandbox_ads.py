@@ -187,6 +187,36 @@ def test_only_selected_fields_are_set_and_unsegmented_metrics_are_summed(ads: Ad
     assert {r.campaign.id: r.metrics.clicks for r in rows} == expected
 
 
+def test_interactions_are_clicks_for_search_and_shopping_and_more_for_display_and_pmax(
+    ads: AdsServer, world: World
+) -> None:
+    """metrics.interactions (Google's conversion-rate denominator) per campaign type, from the World."""
+    query = ("SELECT segments.date, campaign.id, campaign.advertising_channel_type, metrics.clicks, "
+             "metrics.interactions FROM campaign WHERE segments.date BETWEEN '2026-03-01' AND '2026-03-10'")
+    rows = _stream(_service(ads), DEFAULT_ADS_CUSTOMER_ID, query)
+    got = {(r.segments.date, r.campaign.id): (r.campaign.advertising_channel_type.name, r.metrics.clicks,
+                                              r.metrics.interactions) for r in rows}
+    day, expected = date(2026, 3, 1), {}
+    while day <= date(2026, 3, 10):
+        for r in world.ads_campaign_day(DEFAULT_ADS_CUSTOMER_ID, day):
+            expected[(day.isoformat(), r.campaign_id)] = (r.advertising_channel_type, r.clicks, r.interactions)
+        day += timedelta(days=1)
+    assert got == expected
+    by_type: dict[str, list[tuple[int, int]]] = {}
+    for kind, clicks, interactions in got.values():
+        by_type.setdefault(kind, []).append((clicks, interactions))
+    assert set(by_type) == {"SEARCH", "SHOPPING", "DISPLAY", "PERFORMANCE_MAX"}
+    for kind in ("SEARCH", "SHOPPING"):
+        assert all(i == c for c, i in by_type[kind])
+    for kind in ("DISPLAY", "PERFORMANCE_MAX"):
+        assert all(i > c for c, i in by_type[kind])
+    # the summary row adds interactions up like any additive metric
+    pager = _service(ads).search(request={"customer_id": DEFAULT_ADS_CUSTOMER_ID, "query": query,
+                                          "search_settings": {"return_summary_row": True}})
+    summary = list(pager.pages)[-1].summary_row
+    assert summary.metrics.interactions == sum(i for _, _, i in expected.values())
+
+
 def test_days_after_today_return_nothing(ads: AdsServer) -> None:
     rows = _stream(_service(ads), DEFAULT_ADS_CUSTOMER_ID, _query(TODAY - timedelta(days=1), TODAY + timedelta(days=5)))
     assert {r.segments.date for r in rows} == {(TODAY - timedelta(days=1)).isoformat(), TODAY.isoformat()}
