@@ -11,7 +11,13 @@ How it reads (see shared/research/peers.md and emulators.md, Matomo):
 - One bulk request carries every method for the whole window; a multi-day answer is keyed by date, an
   empty day is `[]`, numbers are sometimes strings and percentages are strings like "50%".
 - Errors come back as HTTP 200 with `{"result": "error"}`, also as one element of a bulk answer: the
-  whole answer is refused with the method and site named, so a partial bulk answer is never loaded.
+  whole answer is refused with the method and site named, so a partial bulk answer is never loaded. The one
+  exception: where the MarketingCampaignsReporting plugin is not installed, its `getMedium` element is Matomo's
+  "The plugin MarketingCampaignsReporting is not enabled..." error; then `matomo.campaign_mediums` gets no rows
+  (what it holds stays), the connector records `campaign_plugin: absent`, and the run goes on.
+- Matomo's `campaign` referrer type is every tagged URL (paid search, e-mail, paid social); where the plugin is
+  there, `matomo.campaign_mediums` splits it by campaign medium (the lower-cased `mtm_medium`/`utm_medium`),
+  which `channels.matomo_campaign_medium` maps to channels.
 """
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -69,7 +75,25 @@ GOAL_STREAM = Stream(
     key=("site_id", "date", "goal"),
     scope_column="site_id",
 )
-STREAMS = (VISITS, REFERRERS, GOAL_STREAM)
+# MarketingCampaignsReporting.getMedium (github.com/matomo-org/plugin-MarketingCampaignsReporting, API.php): the
+# "campaign" referrer type's visits by campaign medium, lower-cased as the plugin stores it. Visits tagged without
+# a medium are in no row (the plugin skips an empty label), so the mediums add up to at most the campaign visits.
+CAMPAIGN_MEDIUMS = Stream(
+    table="matomo.campaign_mediums",
+    schema=pa.schema([
+        ("site_id", pa.string()), ("date", pa.date32()), ("campaign_medium", pa.string()),
+        ("nb_visits", pa.int64()), ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()),
+        ("sum_visit_length", pa.int64()), ("nb_actions", pa.int64()), *_TAIL,
+    ]),
+    key=("site_id", "date", "campaign_medium"),
+    scope_column="site_id",
+)
+STREAMS = (VISITS, REFERRERS, GOAL_STREAM, CAMPAIGN_MEDIUMS)
+CAMPAIGN_PLUGIN = "MarketingCampaignsReporting"
+CAMPAIGN_METHOD = f"{CAMPAIGN_PLUGIN}.getMedium"
+# Matomo's PluginDeactivatedException, for a plugin not installed or not activated (matomo-org/matomo
+# core/Exception/PluginDeactivatedException.php; untranslated, so the same on every instance).
+PLUGIN_ABSENT_MESSAGE = f"The plugin {CAMPAIGN_PLUGIN} is not enabled"
 
 
 def number(value: Any) -> float | None:
@@ -100,7 +124,17 @@ class MatomoConnector:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] | None = None
     stats: RequestStats = field(default_factory=RequestStats)
+    # site id -> "present" or "absent": whether the MarketingCampaignsReporting plugin answered (last fetch)
+    campaign_plugin: dict[str, str] = field(default_factory=dict)
     _http: HttpClient | None = field(default=None, repr=False)
+
+    def campaign_plugin_status(self) -> str:
+        """For run metadata: `present` or `absent` (one Matomo instance serves every site), per site if they differ,
+        `unknown` before any site was read."""
+        states = set(self.campaign_plugin.values())
+        if len(states) <= 1:
+            return states.pop() if states else "unknown"
+        return ", ".join(f"site {site}: {state}" for site, state in sorted(self.campaign_plugin.items()))
 
     def endpoint(self) -> str:
         if not self.settings.url:
@@ -163,10 +197,12 @@ class MatomoConnector:
             ("Goals.get", {"method": "Goals.get", **base}),
             ("Goals.get ecommerceOrder", {"method": "Goals.get", "idGoal": "ecommerceOrder", **base}),
             ("Goals.get ecommerceAbandonedCart", {"method": "Goals.get", "idGoal": "ecommerceAbandonedCart", **base}),
+            (CAMPAIGN_METHOD, {"method": CAMPAIGN_METHOD, **base}),
         ]
 
     def bulk(self, site_id: str, window: Window) -> dict[str, Any]:
-        """One API.getBulkRequest; returns each method's answer, or raises naming the failing method."""
+        """One API.getBulkRequest; returns each method's answer, or raises naming the failing method. The
+        campaign-medium answer is None where Matomo says the MarketingCampaignsReporting plugin is not enabled."""
         subs = self.sub_requests(site_id, window)
         form = {"module": "API", "method": "API.getBulkRequest", "format": "JSON", "token_auth": self._token()}
         for i, (_, params) in enumerate(subs):
@@ -182,6 +218,9 @@ class MatomoConnector:
         results: dict[str, Any] = {}
         for (name, _), result in zip(subs, answer, strict=True):
             if isinstance(result, dict) and result.get("result") == "error":
+                if name == CAMPAIGN_METHOD and str(result.get("message") or "").startswith(PLUGIN_ABSENT_MESSAGE):
+                    results[name] = None
+                    continue
                 raise SourceError(SOURCE, site_id, f"{name} {window}: {_explain(result)}")
             results[name] = result
         return results
@@ -202,7 +241,7 @@ class MatomoConnector:
         return result
 
     def parse(self, site_id: str, window: Window, results: Mapping[str, Any]) -> dict[str, pa.Table]:
-        """Typed tables for the three streams from one bulk answer."""
+        """Typed tables for the streams from one bulk answer; no campaign-medium table without the plugin."""
         site = results["SitesManager.getSiteFromId"]
         site = site[0] if isinstance(site, list) and site else site
         tz = str(site.get("timezone")) if isinstance(site, dict) and site.get("timezone") else None
@@ -256,11 +295,30 @@ class MatomoConnector:
                               "nb_visits_converted": _count(contract, row, "nb_visits_converted"),
                               "revenue": _amount(contract, row, "revenue"),
                               "items": _count(contract, row, "items", optional=True), **tail})
-        return {
+        tables = {
             VISITS.table: _table(visits, VISITS),
             REFERRERS.table: _table(referrers, REFERRERS),
             GOAL_STREAM.table: _table(goals, GOAL_STREAM),
         }
+        if results.get(CAMPAIGN_METHOD) is not None:
+            tables[CAMPAIGN_MEDIUMS.table] = self._campaign_mediums(site_id, window, results[CAMPAIGN_METHOD], tail)
+        return tables
+
+    def _campaign_mediums(self, site_id: str, window: Window, answer: Any, tail: Mapping[str, Any]) -> pa.Table:
+        """MarketingCampaignsReporting.getMedium rows: one per day and medium (the label), counts as integers."""
+        contract = Contract(SOURCE, site_id, f"{CAMPAIGN_METHOD} {window}")
+        rows = []
+        for day, day_rows in self._by_date(CAMPAIGN_METHOD, site_id, window, answer).items():
+            seen: set[str] = set()
+            for row in contract.sequence(day_rows, f"{day}", optional=True):
+                contract.mapping(row, f"{day}[]")
+                medium = contract.text(row.get("label"), "label", optional=False)
+                contract.unique([medium], "campaign_medium", seen)
+                rows.append({"site_id": site_id, "date": day, "campaign_medium": medium,
+                             **{c: _count(contract, row, c) for c in ("nb_visits", "nb_visits_converted",
+                                                                      "bounce_count", "sum_visit_length",
+                                                                      "nb_actions")}, **tail})
+        return _table(rows, CAMPAIGN_MEDIUMS)
 
     @staticmethod
     def _referrer_type(row: Mapping[str, Any]) -> str:
@@ -274,7 +332,8 @@ class MatomoConnector:
 
     def fetch(self, window: Window, site_ids: Sequence[str] | None = None,
               accounts: AccountLog | None = None) -> Iterator[Batch]:
-        """Yield one batch per stream per site: every site's window is replaced, even when empty.
+        """Yield one batch per stream per site: every site's window is replaced, even when empty (except the
+        campaign mediums of a Matomo without the MarketingCampaignsReporting plugin: `campaign_plugin` says so).
 
         Sites are read `parallel_accounts` at a time through one HTTP client (its rate limit holds across
         them), handed on in configured order; with `accounts`, a failing site is recorded there and skipped
@@ -285,7 +344,10 @@ class MatomoConnector:
 
         def fetch_site(site_id: str) -> list[Batch]:
             tables = self.parse(site_id, window, self.bulk(site_id, window))
-            return [Batch(stream, tables[stream.table], window, {"site_id": site_id}) for stream in STREAMS]
+            self.campaign_plugin[site_id] = "present" if CAMPAIGN_MEDIUMS.table in tables else "absent"
+            # without the plugin nothing replaces the campaign-medium window: rows loaded earlier stay
+            return [Batch(stream, tables[stream.table], window, {"site_id": site_id}) for stream in STREAMS
+                    if stream.table in tables]
 
         yield from fetch_accounts(ids, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)

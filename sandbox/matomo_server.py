@@ -24,11 +24,12 @@ import hmac
 import html
 import json
 import math
+import os
 import re
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 from typing import Any
@@ -64,6 +65,13 @@ REFERRER_TYPES: dict[str, tuple[str, int]] = {
     "social": ("Social Networks", 7),
 }
 _MODULES = frozenset({"API", "VisitsSummary", "Referrers", "Goals", "SitesManager"})
+# The MarketingCampaignsReporting plugin (github.com/matomo-org/plugin-MarketingCampaignsReporting, API.php): its
+# getMedium reports the "campaign" referrer type by campaign medium. Present by default (the demo shows the split);
+# MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN=absent (or 0) serves a Matomo without it, where every call of the plugin
+# answers Matomo's PluginDeactivatedException (matomo-org/matomo core/Exception/PluginDeactivatedException.php,
+# thrown by core/API/Request.php process() via Plugin\Manager::checkIsPluginActivated).
+CAMPAIGN_PLUGIN = "MarketingCampaignsReporting"
+CAMPAIGN_PLUGIN_ENV = "MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN"
 _PERIODS = ("day", "week", "month", "year", "range")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RELATIVE = re.compile(r"(last|previous)(\d+)")
@@ -273,7 +281,8 @@ class MatomoServer(SandboxServer):
 
     name = "matomo"
 
-    def __init__(self, world: World, *, token: str, site_ids: Sequence[str] | None = None) -> None:
+    def __init__(self, world: World, *, token: str, site_ids: Sequence[str] | None = None,
+                 campaign_plugin: bool = True) -> None:
         super().__init__()
         if not token:
             raise ValueError("token must be non-empty")
@@ -281,6 +290,8 @@ class MatomoServer(SandboxServer):
         self.token = token
         # by default every site of the world ("1" alone in the default profile)
         self.site_ids: tuple[str, ...] = tuple(site_ids) if site_ids is not None else tuple(world.matomo_sites)
+        self.campaign_plugin = campaign_plugin
+        self._modules = _MODULES | {CAMPAIGN_PLUGIN} if campaign_plugin else _MODULES
         self._state_lock = threading.Lock()
         self._log_lock = threading.Lock()
         self._reads = 0
@@ -290,14 +301,19 @@ class MatomoServer(SandboxServer):
             "Referrers.getReferrerType": self._referrer_type,
             "Goals.get": self._goals,
             "SitesManager.getSiteFromId": self._site_from_id,
+            f"{CAMPAIGN_PLUGIN}.getMedium": self._campaign_medium,
             "API.getMatomoVersion": self._version,
             "API.getPiwikVersion": self._version,
         }
 
     @classmethod
-    def for_sandbox(cls, world: World) -> MatomoServer:
-        """The launcher's factory: a fresh random token per start, so no secret-looking value is committed."""
-        return cls(world, token=secrets.token_hex(16))
+    def for_sandbox(cls, world: World, environ: Mapping[str, str] | None = None) -> MatomoServer:
+        """The launcher's factory: a fresh random token per start, so no secret-looking value is committed; the
+        MarketingCampaignsReporting plugin unless ``MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN`` says absent."""
+        knob = (os.environ if environ is None else environ).get(CAMPAIGN_PLUGIN_ENV, "").strip().lower()
+        if knob not in ("", "present", "1", "absent", "0"):
+            raise ValueError(f"{CAMPAIGN_PLUGIN_ENV} must be present (1) or absent (0), got {knob!r}")
+        return cls(world, token=secrets.token_hex(16), campaign_plugin=knob not in ("absent", "0"))
 
     def env(self) -> dict[str, str]:
         return {
@@ -402,7 +418,7 @@ class MatomoServer(SandboxServer):
         if not method:
             raise MatomoApiError("Please specify a value for 'method'.")
         module, _, _action = method.partition(".")
-        if module not in _MODULES:
+        if module not in self._modules:
             raise MatomoApiError(f"The plugin {module} is not enabled. You can activate the plugin on "
                                  "Settings > Plugins page in Matomo.")
         if method == "API.getBulkRequest":
@@ -536,6 +552,34 @@ class MatomoServer(SandboxServer):
                     row["idsubdatatable"] = code
                 rows.append(row)
             rows.sort(key=lambda r: -r["nb_visits"])  # stable: ties keep Matomo's type order
+            end = None if limit < 0 else offset + limit
+            return rows[offset:end]
+
+        return self._per_day(params, version, build)
+
+    def _campaign_medium(self, params: dict[str, str], version: int) -> Any:
+        """MarketingCampaignsReporting.getMedium: campaign visits by medium (the plugin's label is the lower-cased
+        ``mtm_medium``/``utm_medium``, Campaign/CampaignDetector.php), sorted by visits, with the plugin's
+        ``campaignMedium==`` segment (tests/System/expected/*getMedium_day.xml). The plugin's per-medium goals
+        block is not emulated. Visits without a medium are in no row, as the plugin's RecordBuilder skips an empty
+        label; here every campaign visit has one, so the mediums add up to the campaign referrer type."""
+        limit, offset = _int_param(params, "filter_limit", DEFAULT_FILTER_LIMIT), _int_param(
+            params, "filter_offset", 0)
+
+        def build(mday: MatomoDay) -> list[dict[str, Any]]:
+            rows = [{
+                "label": medium,
+                "nb_uniq_visitors": v.nb_uniq_visitors,
+                "nb_visits": v.nb_visits,
+                "nb_actions": v.nb_actions,
+                "nb_users": 0,
+                "max_actions": v.max_actions,
+                "sum_visit_length": v.sum_visit_length,
+                "bounce_count": v.bounce_count,
+                "nb_visits_converted": v.nb_visits_converted,
+                "segment": f"campaignMedium=={urllib.parse.quote(medium, safe='')}",
+            } for medium, v in mday.campaign_mediums.items()]
+            rows.sort(key=lambda r: -r["nb_visits"])  # the plugin sorts by visits
             end = None if limit < 0 else offset + limit
             return rows[offset:end]
 

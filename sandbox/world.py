@@ -94,6 +94,20 @@ def _split(total: int, weights: Sequence[float]) -> list[int]:
     return parts
 
 
+def _split_within(total: int, weights: Sequence[float], caps: Sequence[int]) -> list[int]:
+    """``_split``, with no part above its cap (a medium's bounces never exceed its visits): units over a cap move to
+    the part with the most room, so the parts still add up to the total when it is at most ``sum(caps)``."""
+    parts = _split(total, weights if sum(weights) > 0 else caps)
+    for k in range(len(parts)):
+        while parts[k] > caps[k]:
+            donor = max(range(len(parts)), key=lambda m: (caps[m] - parts[m], -m))
+            if caps[donor] <= parts[donor]:
+                break
+            parts[k] -= 1
+            parts[donor] += 1
+    return parts
+
+
 def _ms(dt: datetime) -> int:
     return int(round(dt.timestamp() * 1000))
 
@@ -271,6 +285,10 @@ class MatomoDay:
     by_referrer_type: dict[str, MatomoVisits]
     summary: MatomoVisits
     ecommerce: MatomoEcommerce
+    # The "campaign" referrer type split by campaign medium (MarketingCampaignsReporting.getMedium), lower-case as
+    # Matomo stores it: the GA4 medium of the campaign channels (cpc, display, email, paid_social). Every additive
+    # field adds up to by_referrer_type["campaign"]; mediums without visits are absent.
+    campaign_mediums: dict[str, MatomoVisits] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -290,6 +308,8 @@ class EmailSend:
     softbounced: int
     unsubscribed: int
     spamreport: int
+    # Scheduled sends carry HubSpot's ``publishDate`` (the send time); a "send now" e-mail only ``publishedAt``.
+    scheduled: bool = True
 
     @property
     def counters(self) -> dict[str, int]:
@@ -304,6 +324,18 @@ class EmailSend:
             "unsubscribed": self.unsubscribed,
             "spamreport": self.spamreport,
         }
+
+
+@dataclass(frozen=True)
+class AutomatedEmail:
+    """A HubSpot automated marketing e-mail: a workflow sends it to each contact that enrols, day after day, so its
+    statistics are lifetime counters and its activity is dated by day (``World.automated_email_day``)."""
+
+    id: int
+    name: str
+    subject: str
+    published_ts_ms: int  # when it was turned on (``publishedAt``; automated e-mails have no ``publishDate``)
+    first_day: date  # its first day of sends, in the shop's (and the portal's) time zone
 
 
 @dataclass(frozen=True)
@@ -471,6 +503,26 @@ _EMAIL_SUBJECTS = (
     "Idées cadeaux pour la maison",
     "La sélection de la semaine", "Derniers jours des soldes",
 )
+_EMAIL_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed",
+                   "spamreport")
+# The portal's automated welcome e-mail (World.hubspot_automated_emails).
+_WELCOME_EMAIL_ID = 90_000_001
+_WELCOME_FIRST_DAY = date(2025, 1, 7)
+
+
+def _email_outcome(sent: int, u: Sequence[float], open_share: float) -> dict[str, int]:
+    """HubSpot's counters for ``sent`` messages from 8 pre-drawn uniforms: bounces, deliveries, unique opens (from
+    ``open_share``, inflated by Apple Mail Privacy Protection), unique clicks, unsubscribes and spam reports."""
+    hard = _sround(sent * 0.002 * (0.5 + u[0]), u[1])
+    soft = _sround(sent * 0.005 * (0.5 + u[2]), u[3])
+    delivered = sent - hard - soft
+    opened = round(delivered * (open_share + 0.10 * u[4]))
+    clicked = min(opened, round(delivered * (0.020 + 0.014 * u[5])))
+    return {"sent": sent, "delivered": delivered, "open": opened, "click": clicked, "bounce": hard + soft,
+            "hardbounced": hard, "softbounced": soft, "unsubscribed": round(delivered * (0.0008 + 0.0012 * u[6])),
+            "spamreport": round(delivered * 0.0001 * (0.5 + u[7]))}
+
+
 _FIRSTNAMES = ("Camille", "Léa", "Manon", "Chloé", "Lucas", "Hugo", "Louis", "Jules", "Emma", "Inès",
                "Arthur", "Nathan", "Sarah", "Zoé", "Paul", "Alice")
 _LASTNAMES = ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
@@ -798,6 +850,49 @@ class World:
             bounce=hard + soft, hardbounced=hard, softbounced=soft, unsubscribed=unsub, spamreport=spam,
         )]
 
+    def hubspot_extra_emails(self, day: date) -> list[EmailSend]:
+        """One-off HubSpot e-mails beside the newsletters (they do not drive GA4 sessions, so GA4 figures do not
+        depend on them): on the 15th, a flash sale scheduled for 23:30 UTC, which is already the 16th in Paris; on
+        the 5th, the month's news sent at once ("send now": HubSpot gives it no ``publishDate``, only
+        ``publishedAt``)."""
+        if not self.has_data(day):
+            return []
+        extras = []
+        if day.day == 15:
+            send_ms = _ms(datetime.combine(day, time(23, 30), tzinfo=ZoneInfo("UTC")))
+            extras.append(self._one_off_email(day, 1, "Vente flash de minuit", "Minuit : -30 % pendant 24 h",
+                                              send_ms, 9_000, scheduled=True))
+        if day.day == 5:
+            extras.append(self._one_off_email(day, 2, "Nouveautés du mois", "Ce mois-ci à la boutique",
+                                              _paris_ms(day, 11 * 3600 + 47 * 60 + 13), 12_000, scheduled=False))
+        return extras
+
+    def _one_off_email(self, day: date, k: int, name: str, subject: str, send_ms: int, base_sent: int, *,
+                       scheduled: bool) -> EmailSend:
+        r = self._rng(day, f"hubspot:email:extra:{k}")
+        sent = round(base_sent * (0.95 + 0.10 * r.random()))
+        c = _email_outcome(sent, [r.random() for _ in range(8)], open_share=0.30)
+        return EmailSend(id=100_000_000 + day.toordinal() * 10 + k, name=f"{name} {day.isoformat()}",
+                         subject=subject, send_ts_ms=send_ms, scheduled=scheduled, **c)
+
+    def hubspot_automated_emails(self) -> list[AutomatedEmail]:
+        """The portal's automated e-mails: the welcome e-mail a workflow sends to every new subscriber since
+        7 January 2025 (older than any re-read window, and still running)."""
+        if not self.has_data(_WELCOME_FIRST_DAY):
+            return []
+        return [AutomatedEmail(id=_WELCOME_EMAIL_ID, name="Bienvenue - nouveaux abonnés",
+                               subject="Bienvenue chez Maison Exemple", first_day=_WELCOME_FIRST_DAY,
+                               published_ts_ms=_paris_ms(_WELCOME_FIRST_DAY, 10 * 3600 + 12 * 60))]
+
+    def automated_email_day(self, email: AutomatedEmail, day: date) -> dict[str, int]:
+        """What an automated e-mail did on one day (the shop's time zone): about 20 to 60 welcome e-mails, opened
+        more than newsletters; the same counters as ``EmailSend.counters``, all zero outside its sending days."""
+        if day < email.first_day or not self.has_data(day):
+            return dict.fromkeys(_EMAIL_COUNTERS, 0)
+        r = self._rng(day, f"hubspot:automated:{email.id}")
+        sent = round((20 + 40 * r.random()) * _WEEKDAY_FACTOR[day.weekday()])
+        return _email_outcome(sent, [r.random() for _ in range(8)], open_share=0.48)
+
     def _email_clicks_landing(self, day: date) -> float:
         return sum(
             send.click * share
@@ -995,7 +1090,34 @@ class World:
         revenue = round(ga4_revenue / ga4_orders * orders * (0.98 + 0.04 * u[1]), 2) if ga4_orders else 0.0
         abandoned = round(max(0, ga4_carts - ga4_orders) * (0.40 + 0.1 * u[2]))
         ecommerce = MatomoEcommerce(orders, revenue, abandoned, round(orders * (1.6 + 0.8 * u[3])))
-        return MatomoDay(site_id, day, by_type, summary, ecommerce)
+        mediums = self._matomo_campaign_mediums(facts, by_type["campaign"], matomo_type)
+        return MatomoDay(site_id, day, by_type, summary, ecommerce, mediums)
+
+    @staticmethod
+    def _matomo_campaign_mediums(facts: Sequence[Ga4Fact], campaign: MatomoVisits, matomo_type: dict[str, str]
+                                 ) -> dict[str, MatomoVisits]:
+        """The campaign referrer type's visits split by medium in the proportions of GA4's campaign channels
+        (Paid Search, Paid Shopping, Cross-network: cpc; Display: display; Email: email; Paid Social:
+        paid_social): visits, unique visitors and actions by sessions, bounces by unengaged sessions, converted
+        visits by converting sessions, never above a medium's visits; parts add up to the campaign totals."""
+        groups: dict[str, list[float]] = {}  # medium -> [sessions, unengaged sessions, converting sessions]
+        for f in facts:
+            if matomo_type[f.dims["sessionDefaultChannelGroup"]] != "campaign":
+                continue
+            acc = groups.setdefault(f.dims["sessionMedium"].lower(), [0.0, 0.0, 0.0])
+            acc[0] += f.metrics["sessions"]
+            acc[1] += f.metrics["sessions"] - f.metrics["engagedSessions"]
+            acc[2] += f.metrics["convertingSessions"]
+        mediums = sorted(groups)
+        visits = _split(campaign.nb_visits, [groups[m][0] for m in mediums])
+        bounces = _split_within(campaign.bounce_count, [groups[m][1] for m in mediums], visits)
+        converted = _split_within(campaign.nb_visits_converted, [groups[m][2] for m in mediums], visits)
+        uniq = _split_within(campaign.nb_uniq_visitors, visits, visits)
+        actions = _split(campaign.nb_actions, visits)
+        length = _split(campaign.sum_visit_length, visits)
+        return {m: MatomoVisits(visits[i], uniq[i], actions[i], converted[i], bounces[i], length[i],
+                                min(campaign.max_actions, actions[i]))
+                for i, m in enumerate(mediums) if visits[i] > 0}
 
     # ---- HubSpot CRM ---------------------------------------------------------------------------------
 

@@ -239,3 +239,56 @@ def test_launcher_env_points_at_a_working_matomo():
                 "date": "2026-01-30", "format": "JSON", "token_auth": env["MKPI_MATOMO_TOKEN"]}, timeout=10)
             assert response.json()["nb_visits"] > 0
     assert tokens[0] != tokens[1]
+
+
+# ---- MarketingCampaignsReporting plugin ------------------------------------------------------------------
+
+
+def test_campaign_mediums_split_the_campaign_referrer_type(world, server):
+    mediums = report(server, "MarketingCampaignsReporting.getMedium")
+    referrers = report(server, "Referrers.getReferrerType")
+    for day in DAYS:
+        key, truth = day.isoformat(), world.matomo_day("1", day)
+        rows = mediums[key]
+        assert [r["label"] for r in rows] == sorted(truth.campaign_mediums, key=lambda m: (
+            -truth.campaign_mediums[m].nb_visits, sorted(truth.campaign_mediums).index(m)))
+        assert all(r["segment"] == f"campaignMedium=={r['label']}" and r["label"] == r["label"].lower() for r in rows)
+        (campaign,) = [r for r in referrers[key] if r["segment"] == "referrerType==campaign"]
+        for field in ("nb_visits", "nb_visits_converted", "bounce_count", "sum_visit_length", "nb_actions"):
+            assert sum(int(r[field]) for r in rows) == int(campaign[field]) == getattr(
+                truth.by_referrer_type["campaign"], field)
+        for r in rows:
+            v = truth.campaign_mediums[r["label"]]
+            assert (r["nb_visits"], r["bounce_count"], r["nb_visits_converted"]) == (
+                v.nb_visits, v.bounce_count, v.nb_visits_converted)
+            assert r["bounce_count"] <= r["nb_visits"] and r["nb_visits_converted"] <= r["nb_visits"]
+    assert report(server, "MarketingCampaignsReporting.getMedium", dates="2026-02-01") == []
+
+
+PLUGIN_ABSENT = ("The plugin MarketingCampaignsReporting is not enabled. You can activate the plugin on "
+                 "Settings > Plugins page in Matomo.")
+
+
+def test_without_the_plugin_getmedium_is_matomos_plugin_not_enabled_error(world):
+    with MatomoServer(world, token=TOKEN, campaign_plugin=False) as srv:
+        assert report(srv, "MarketingCampaignsReporting.getMedium") == {"result": "error", "message": PLUGIN_ABSENT}
+        data = {"module": "API", "method": "API.getBulkRequest", "format": "JSON", "token_auth": TOKEN,
+                "urls[0]": "method=VisitsSummary.get&idSite=1&period=day&date=2026-01-30",
+                "urls[1]": "method=MarketingCampaignsReporting.getMedium&idSite=1&period=day&date=2026-01-30"}
+        response = requests.post(f"{srv.url}/index.php", data=data, timeout=10)
+    assert response.status_code == 200
+    visits, medium = response.json()
+    assert visits["nb_visits"] == world.matomo_day("1", date(2026, 1, 30)).summary.nb_visits
+    assert medium == {"result": "error", "message": PLUGIN_ABSENT}
+
+
+@pytest.mark.parametrize(("value", "present"), [(None, True), ("present", True), ("1", True), ("absent", False),
+                                                ("0", False)])
+def test_sandbox_knob_for_the_campaign_plugin(world, value, present):
+    environ = {} if value is None else {"MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN": value}
+    assert MatomoServer.for_sandbox(world, environ).campaign_plugin is present
+
+
+def test_sandbox_knob_refuses_a_typo(world):
+    with pytest.raises(ValueError, match="MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN"):
+        MatomoServer.for_sandbox(world, {"MKPI_SANDBOX_MATOMO_CAMPAIGN_PLUGIN": "maybe"})

@@ -1,8 +1,10 @@
-"""Matomo raw tables from one bulk request per site: visits, referrer types and goals per day.
+"""Matomo raw tables from one bulk request per site: visits, referrer types, goals and campaign mediums per day.
 
 Business purpose: Matomo's privacy-first view of traffic and e-commerce, reported beside GA4's
 (`source = 'matomo'`) in kpi.web_daily and kpi.ecommerce_daily. One `API.getBulkRequest` per site
-carries every method for the whole range, so the three tables are written together, atomically.
+carries every method for the whole range, so the tables are written together, atomically. The campaign
+mediums need the MarketingCampaignsReporting plugin; without it that table gets no rows and the
+materialisation says `campaign_plugin: absent`, never failing the run.
 """
 
 from collections.abc import Iterator
@@ -23,6 +25,9 @@ _DESCRIPTIONS = {
     "search, website, campaign, social), with e-commerce orders and revenue per type.",
     "matomo.goals": "Goals.get per day for all goals, ecommerceOrder and ecommerceAbandonedCart: conversions, "
     "converted visits, revenue, items.",
+    "matomo.campaign_mediums": "MarketingCampaignsReporting.getMedium per day: the 'campaign' referrer type's visits, "
+    "converted visits, bounces, visit length and actions by campaign medium (cpc, email, ...), for the channel "
+    "mapping channels.matomo_campaign_medium. Empty where the plugin is not installed (campaign_plugin: absent).",
 }
 
 
@@ -62,5 +67,6 @@ def matomo_reports(context: dg.AssetExecutionContext, matomo: MatomoResource, wa
             asset_key=_key(stream.table),
             metadata=table_metadata(stream.table, result.rows_by_table.get(stream.table, 0), window,
                                     column_schema_from_arrow(stream.schema), sites=", ".join(sites),
+                                    campaign_plugin=connector.campaign_plugin_status(),
                                     **connector.stats.as_metadata(), **accounts_metadata(accounts)),
         )
