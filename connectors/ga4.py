@@ -12,6 +12,12 @@ How it reads (see shared/research/peers.md, GA4):
 - Property quota is requested on every call and logged; 429 and 5xx go through the shared retry
   helper, with GA4's quota-specific waits, and server errors stop early enough not to spend the
   property's hourly server-error quota (10).
+- GA4 leaves out rows whose requested metrics are all zero (RunReportRequest.keepEmptyRows, not set here): a
+  day with sessions but no e-commerce event has no `ecommerce_by_date` row, and KPIs start from the sessions
+  side (KPI rule 10).
+- What each answer says about its own quality (thresholding, sampling, the `(other)` row, data truncation) is
+  kept per property, report and day (`ga4.report_quality`, see `quality_batches`), so a KPI built on a sampled
+  or thresholded answer can say so.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import pyarrow as pa
@@ -96,9 +103,14 @@ def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
 
 
 def _derive_traffic(table: pa.Table) -> pa.Table:
-    """Converting sessions = sessions x sessionKeyEventRate (GA4 gives only the rate): an integer."""
-    converting = pc.round(pc.multiply(pc.cast(table["sessions"], pa.float64()), table["session_key_event_rate"]))
-    return table.append_column("converting_sessions", pc.cast(converting, pa.int64()))
+    """The additive parts GA4 gives only as per-row ratios, so KPIs can re-aggregate them (KPI rule 1).
+
+    Converting sessions = sessions x sessionKeyEventRate, an integer; session duration (seconds) = sessions x
+    averageSessionDuration, kept unrounded (GA4 prints the average at full precision)."""
+    sessions = pc.cast(table["sessions"], pa.float64())
+    converting = pc.round(pc.multiply(sessions, table["session_key_event_rate"]))
+    table = table.append_column("converting_sessions", pc.cast(converting, pa.int64()))
+    return table.append_column("session_duration_seconds", pc.multiply(sessions, table["average_session_duration"]))
 
 
 _COMMON_HEAD = (("property_id", pa.string()), ("date", pa.date32()))
@@ -111,6 +123,7 @@ TRAFFIC = Ga4Report(
         ("sessions", "sessions"),
         ("engagedSessions", "engaged_sessions"),
         ("userEngagementDuration", "user_engagement_duration"),
+        ("averageSessionDuration", "average_session_duration"),
         ("sessionKeyEventRate", "session_key_event_rate"),
         ("keyEvents", "key_events"),
         ("newUsers", "new_users"),
@@ -123,11 +136,13 @@ TRAFFIC = Ga4Report(
             ("sessions", pa.int64()),
             ("engaged_sessions", pa.int64()),
             ("user_engagement_duration", pa.float64()),
+            ("average_session_duration", pa.float64()),
             ("session_key_event_rate", pa.float64()),
             ("key_events", pa.float64()),
             ("new_users", pa.int64()),
             *_COMMON_TAIL,
             ("converting_sessions", pa.int64()),
+            ("session_duration_seconds", pa.float64()),
         ),
         key=("property_id", "date", "session_default_channel_group"),
         scope_column="property_id",
@@ -162,6 +177,144 @@ ECOMMERCE = Ga4Report(
 REPORTS: dict[str, Ga4Report] = {r.name: r for r in (TRAFFIC, ECOMMERCE)}
 
 
+@dataclass(frozen=True)
+class Ga4FunnelReport:
+    """A closed funnel read with runFunnelReport (connectors/ga4_funnel.py): its steps (name sent, event matched;
+    GA4 answers "1. <name>", "2. <name>", ...) and its raw table."""
+
+    name: str
+    steps: tuple[tuple[str, str], ...]
+    stream: Stream
+
+    @property
+    def step_names(self) -> tuple[str, ...]:
+        return tuple(f"{number}. {name}" for number, (name, _event) in enumerate(self.steps, start=1))
+
+
+CART_FUNNEL = Ga4FunnelReport(
+    name="cart_funnel_daily",
+    steps=(("add_to_cart", "add_to_cart"), ("purchase", "purchase")),
+    stream=Stream(
+        table="ga4.cart_funnel_daily",
+        schema=_schema(
+            ("property_id", pa.string()),
+            ("date", pa.date32()),
+            ("cart_users", pa.int64()),  # active users at the add_to_cart step
+            ("purchased_after_cart_users", pa.int64()),  # of them, those who then purchased (closed funnel)
+            ("time_zone", pa.string()),
+        ),
+        key=("property_id", "date"),
+        scope_column="property_id",
+    ),
+)
+
+# What GA4 said about each answer, one row per property, report and day of the answer's window. A report's
+# asset replaces its own rows only (the batch scope is property and report).
+REPORT_QUALITY = Stream(
+    table="ga4.report_quality",
+    schema=_schema(
+        ("property_id", pa.string()),
+        ("report", pa.string()),
+        ("date", pa.date32()),
+        ("subject_to_thresholding", pa.bool_()),
+        ("sampled", pa.bool_()),
+        ("samples_read_count", pa.int64()),
+        ("sampling_space_size", pa.int64()),
+        ("data_loss_from_other_row", pa.bool_()),
+        ("data_truncation_reasons", pa.string()),
+    ),
+    key=("property_id", "report", "date"),
+    scope_column="property_id",
+)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """One ResponseMetaData.dataTruncationReasons entry: which days of the answer it covers."""
+
+    kind: str
+    before: date | None = None  # dataTruncationDate: data before this day is truncated
+    ranges: tuple[tuple[date, date], ...] = ()  # dataTruncationDateRanges, inclusive
+
+    def covers(self, day: date) -> bool:
+        if self.before is None and not self.ranges:
+            return True  # no dates given: the whole answer
+        return (self.before is not None and day < self.before) or any(a <= day <= b for a, b in self.ranges)
+
+
+@dataclass(frozen=True)
+class ReportQuality:
+    """What one answer (all its pages) says about itself. None: the endpoint does not report it (a funnel
+    answer has no thresholding or `(other)` flag)."""
+
+    subject_to_thresholding: bool | None = False
+    samples_read_count: int | None = None
+    sampling_space_size: int | None = None
+    data_loss_from_other_row: bool | None = False
+    truncations: tuple[Truncation, ...] = ()
+
+    @property
+    def sampled(self) -> bool:
+        return self.sampling_space_size is not None
+
+    def merge(self, page: ReportQuality) -> ReportQuality:
+        """Pages of one answer: a flag raised on any page holds for the answer."""
+        def either(a: bool | None, b: bool | None) -> bool | None:
+            return None if a is None and b is None else bool(a) or bool(b)
+
+        def larger(a: int | None, b: int | None) -> int | None:
+            return b if a is None else a if b is None else max(a, b)
+
+        return ReportQuality(
+            either(self.subject_to_thresholding, page.subject_to_thresholding),
+            larger(self.samples_read_count, page.samples_read_count),
+            larger(self.sampling_space_size, page.sampling_space_size),
+            either(self.data_loss_from_other_row, page.data_loss_from_other_row),
+            tuple(dict.fromkeys(self.truncations + page.truncations)))
+
+    def row(self, property_id: str, report: str, day: date) -> dict[str, Any]:
+        reasons = sorted({t.kind for t in self.truncations if t.covers(day)})
+        return {"property_id": property_id, "report": report, "date": day,
+                "subject_to_thresholding": self.subject_to_thresholding, "sampled": self.sampled,
+                "samples_read_count": self.samples_read_count, "sampling_space_size": self.sampling_space_size,
+                "data_loss_from_other_row": self.data_loss_from_other_row,
+                "data_truncation_reasons": ",".join(reasons) or None}
+
+
+def read_quality(contract: Contract, metadata: Any, *, full: bool = True) -> ReportQuality:
+    """ReportQuality from a ResponseMetaData (``full``) or a FunnelResponseMetadata (sampling only) protobuf.
+
+    Field names as in the v1beta discovery document (analyticsdata.v1beta.json, ResponseMetaData): one
+    samplingMetadatas entry per requested date range; every request here has one."""
+    samplings = list(metadata.sampling_metadatas)
+    if len(samplings) > 1:
+        raise contract.fail("metadata.samplingMetadatas", f"{len(samplings)} entries for one requested date range")
+    read = space = None
+    if samplings:
+        read = contract.count(samplings[0].samples_read_count, "metadata.samplingMetadatas.samplesReadCount")
+        space = contract.count(samplings[0].sampling_space_size, "metadata.samplingMetadatas.samplingSpaceSize")
+    if not full:
+        return ReportQuality(None, read, space, None)
+    truncations = []
+    for number, reason in enumerate(metadata.data_truncation_reasons):
+        field_name = f"metadata.dataTruncationReasons[{number}]"
+        kind = _truncation_name(reason.data_truncation_type)
+        before = (contract.day(reason.data_truncation_date, field_name + ".dataTruncationDate")
+                  if reason.data_truncation_date else None)
+        ranges = tuple((contract.day(r.start_date, field_name + ".startDate"),
+                        contract.day(r.end_date, field_name + ".endDate")) for r in reason.data_truncation_date_ranges)
+        truncations.append(Truncation(kind, before, ranges))
+    return ReportQuality(bool(metadata.subject_to_thresholding), read, space,
+                         bool(metadata.data_loss_from_other_row), tuple(truncations))
+
+
+def _truncation_name(value: int) -> str:
+    from google.analytics.data_v1beta.types import ResponseMetaData
+
+    kinds = ResponseMetaData.DataTruncationReason.DataTruncationType
+    return kinds(value).name if value in kinds._value2member_map_ else f"DATA_TRUNCATION_TYPE_{value}"
+
+
 def normalise_property_id(raw: str) -> str:
     """Accept `123456789` or `properties/123456789`; refuse anything else before any request."""
     value = raw.strip().removeprefix("properties/")
@@ -173,19 +326,20 @@ def normalise_property_id(raw: str) -> str:
     return value
 
 
-def build_client(settings: GA4Settings) -> Any:
-    """The official BetaAnalyticsDataClient; REST transport against an overridden endpoint."""
+def build_client(settings: GA4Settings, *, alpha: bool = False) -> Any:
+    """The official BetaAnalyticsDataClient (or, with `alpha`, AlphaAnalyticsDataClient for runFunnelReport,
+    which only the v1alpha API has); REST transport against an overridden endpoint."""
+    from google.analytics.data_v1alpha import AlphaAnalyticsDataClient
     from google.analytics.data_v1beta import BetaAnalyticsDataClient
     from google.api_core.client_options import ClientOptions
 
+    client_class = AlphaAnalyticsDataClient if alpha else BetaAnalyticsDataClient
     credentials = resolve_credentials(settings.credentials_file, settings.endpoint, SCOPES, "GA4",
                                       "MKPI_GA4_ENDPOINT")
     if not settings.endpoint:
-        return BetaAnalyticsDataClient(credentials=credentials)
+        return client_class(credentials=credentials)
     endpoint = checked_endpoint(settings.endpoint, credentials, "MKPI_GA4_ENDPOINT")
-    return BetaAnalyticsDataClient(
-        credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint)
-    )
+    return client_class(credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint))
 
 
 # Metrics that can legitimately be negative (refunds lower revenue); every other metric read is a count,
@@ -278,6 +432,7 @@ def parse_report(response: Any, report: Ga4Report, property_id: str, endpoint: s
         "time_zone": pb.metadata.time_zone or None,
         "currency_code": pb.metadata.currency_code or None,
         "data_loss_from_other_row": bool(pb.metadata.data_loss_from_other_row),
+        "quality": read_quality(contract, pb.metadata),
     }
     columns["is_other"] = is_other
     columns["time_zone"] = pa.array([metadata["time_zone"]] * n, pa.string())
@@ -288,7 +443,7 @@ def parse_report(response: Any, report: Ga4Report, property_id: str, endpoint: s
     return table, int(pb.row_count), metadata
 
 
-def _invalid_json_field(exc: Exception, property_id: str, endpoint: str) -> InvalidResponse | None:
+def invalid_json_field(exc: Exception, property_id: str, endpoint: str) -> InvalidResponse | None:
     """A JSON body protobuf could read but not map ("Failed to parse rowCount field: ...") is a wrong type in
     a field, not a transport failure: name the field and do not retry. Unreadable JSON returns None."""
     import re
@@ -301,9 +456,10 @@ def _invalid_json_field(exc: Exception, property_id: str, endpoint: str) -> Inva
 
 
 def _quota_summary(response: Any) -> dict[str, int]:
-    from google.analytics.data_v1beta.types import RunReportResponse
+    """The remaining tokens of a runReport or runFunnelReport answer (proto-plus message or raw protobuf)."""
+    import proto
 
-    pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
+    pb = type(response).pb(response) if isinstance(response, proto.Message) else response
     if not pb.HasField("property_quota"):
         return {}
     quota = pb.property_quota
@@ -326,6 +482,10 @@ class Ga4Connector:
     _client: Any = field(default=None, repr=False)
     server_errors: ServerErrorBudget = field(default_factory=lambda: SERVER_ERRORS, repr=False)
     _quota_at: dict[str, float] = field(default_factory=dict, repr=False)  # when `quota` was last read, monotonic
+    # (property, report) -> day -> what the answer covering that day said about itself; filled by properties
+    # read whole (a property that failed has none), read by `quality_batches`.
+    quality: dict[tuple[str, str], dict[date, ReportQuality]] = field(default_factory=dict, repr=False)
+    _quality_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def property_ids(self) -> list[str]:
         """Configured properties, validated; raises ConfigError before any request."""
@@ -346,6 +506,14 @@ class Ga4Connector:
         ids = self.property_ids()
         self.client()
         return ids
+
+    def remember_quota(self, property_id: str, response: Any) -> None:
+        """Keep and log the property quota an answer reported, for `_check_quota` and run metadata."""
+        quota = _quota_summary(response)
+        if quota:
+            self.quota[property_id] = quota
+            self._quota_at[property_id] = time.monotonic()
+            log.info("GA4 property %s quota: %s", property_id, quota)
 
     def _check_quota(self, property_id: str, endpoint: str) -> None:
         """Stop before a request GA4 would refuse: the last propertyQuota showed the property's hourly or daily
@@ -398,6 +566,46 @@ class Ga4Connector:
 
         return classify
 
+    def record_quality(self, property_id: str, report: str, by_day: dict[date, ReportQuality]) -> None:
+        """Keep what the answers said about themselves for each day they cover; warn when one is not exact."""
+        with self._quality_lock:
+            self.quality.setdefault((property_id, report), {}).update(by_day)
+        flagged = {
+            "subject to thresholding (rows under GA4's thresholds are withheld)":
+                [d for d, q in by_day.items() if q.subject_to_thresholding],
+            "sampled": [d for d, q in by_day.items() if q.sampled],
+            "data truncated": [d for d, q in by_day.items() if q.truncations],
+        }
+        for what, days in flagged.items():
+            if days:
+                log.warning("GA4 property %s %s: %s on %d day(s), %s..%s", property_id, report, what, len(days),
+                            min(days), max(days))
+
+    def quality_batches(self, report: str, window: Window, property_ids: Sequence[str] | None = None
+                        ) -> Iterator[Batch]:
+        """One `ga4.report_quality` batch per property whose `report` was read whole for the window, in
+        configured order; call it after that fetch is consumed (e.g. chained after it into one load)."""
+        ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
+        for property_id in ids:
+            with self._quality_lock:
+                days = dict(self.quality.get((property_id, report), {}))
+            rows = [days[d].row(property_id, report, d) for d in window.dates() if d in days]
+            if rows:
+                yield Batch(REPORT_QUALITY, pa.Table.from_pylist(rows, REPORT_QUALITY.schema), window,
+                            {"property_id": property_id, "report": report})
+
+    def quality_counts(self, report: str) -> dict[str, int]:
+        """Days per flag over every property read for `report`, for run metadata."""
+        with self._quality_lock:
+            days = [q for (_p, name), by_day in self.quality.items() if name == report for q in by_day.values()]
+        return {
+            "quality_days": len(days),
+            "quality_days_thresholded": sum(bool(q.subject_to_thresholding) for q in days),
+            "quality_days_sampled": sum(q.sampled for q in days),
+            "quality_days_other_row": sum(bool(q.data_loss_from_other_row) for q in days),
+            "quality_days_truncated": sum(bool(q.truncations) for q in days),
+        }
+
     def fetch(self, report: Ga4Report | str, window: Window, property_ids: Sequence[str] | None = None,
               accounts: AccountLog | None = None) -> Iterator[Batch]:
         """Yield one batch per page per property for the report over the window (inclusive dates).
@@ -417,6 +625,7 @@ class Ga4Connector:
         def fetch_property(property_id: str) -> Iterator[Batch]:
             offset = 0
             seen: set[tuple[Any, ...]] = set()  # report keys read so far: a page served twice is refused
+            quality = ReportQuality()
             while True:
                 request = RunReportRequest(
                     property=f"properties/{property_id}",
@@ -439,7 +648,7 @@ class Ga4Connector:
                         response = client.run_report(request=request, retry=None,
                                                      timeout=self.settings.timeout_seconds)
                     except ParseError as exc:
-                        invalid = _invalid_json_field(exc, property_id, endpoint)
+                        invalid = invalid_json_field(exc, property_id, endpoint)
                         if invalid is None:
                             raise  # unreadable or truncated JSON: retried
                         raise invalid from None
@@ -459,11 +668,7 @@ class Ga4Connector:
                     stats=self.stats,
                     **kwargs,
                 )
-                quota = _quota_summary(response)
-                if quota:
-                    self.quota[property_id] = quota
-                    self._quota_at[property_id] = time.monotonic()
-                    log.info("GA4 property %s quota: %s", property_id, quota)
+                self.remember_quota(property_id, response)
                 if meta["data_loss_from_other_row"]:
                     log.warning("GA4 property %s %s %s: rows aggregated into (other)", property_id,
                                 report.name, window)
@@ -474,10 +679,12 @@ class Ga4Connector:
                 if table.num_rows == 0 and offset < row_count:
                     raise contract.fail("rowCount", f"the answer promises {row_count} rows but the page at offset "
                                         f"{offset} is empty", row_count)
+                quality = quality.merge(meta["quality"])
                 yield Batch(report.stream, table, window, {"property_id": property_id})
                 offset += table.num_rows
                 if table.num_rows == 0 or offset >= row_count:
                     break
+            self.record_quality(property_id, report.name, dict.fromkeys(window.dates(), quality))
 
         yield from fetch_accounts(ids, fetch_property, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)

@@ -5,11 +5,39 @@ Why emulate the wire rather than mock the client: the connector must be tested w
 encodings, paging, the ``(other)`` row, quota reporting and Google's error envelope all have to be what
 the library really sees. Numbers come from ``World.ga4_facts``, so every report is exactly the sum of the
 world's cells and tests can recompute any figure independently.
+
+What it answers, and where the behaviour comes from (every rule below is Google's, not ours):
+
+* ``POST /v1beta/properties/{id}:runReport``. A row whose requested metrics are all zero is left out unless the
+  request sets ``keepEmptyRows``, and even then only dimension values the property recorded appear ("If false or
+  unspecified, each row with all metrics equal to 0 will not be returned": RunReportRequest.keepEmptyRows in the
+  v1beta discovery document, googleapiclient/discovery_cache/documents/analyticsdata.v1beta.json, and
+  https://developers.google.com/analytics/devguides/reporting/data/v1/rest/v1beta/properties/runReport).
+  ``averageSessionDuration`` is computed per output row as sum(session duration) / sum(sessions), never summed
+  (https://developers.google.com/analytics/devguides/reporting/data/v1/api-schema: "The average duration (in
+  seconds) of users' sessions", TYPE_SECONDS).
+* ``POST /v1alpha/properties/{id}:runFunnelReport`` for one shape only: a closed funnel of event steps over one
+  day, no breakdown, next action, segment or filter (anything else is refused with 400, never half-answered).
+  Shape from google/analytics/data_v1alpha/types/{analytics_data_api,data}.py in google-analytics-data
+  (googleapis/google-cloud-python, packages/google-analytics-data) and
+  https://developers.google.com/analytics/devguides/reporting/data/v1/funnels: a ``funnelTable`` and a
+  ``funnelVisualization`` sub report, dimension ``funnelStepName`` valued "1. <step name>", "2. <step name>";
+  the table's metrics activeUsers, funnelStepCompletionRate, funnelStepAbandonments, funnelStepAbandonmentRate
+  (the rates are fractions; public client fixtures show every header typed TYPE_INTEGER, kept here).
+* Answer quality, off by default (``thresholding``, ``sampling``, ``truncated_before``, or the environment variable
+  ``MKPI_SANDBOX_GA4_QUALITY="seed=3,thresholding=0.3,sampling=0.2,sampled_share=0.1"``): ResponseMetaData
+  ``subjectToThresholding``, ``samplingMetadatas[{samplesReadCount, samplingSpaceSize}]`` (one per date range)
+  and ``dataTruncationReasons`` as named in the v1beta discovery document; funnel sub reports carry only
+  ``metadata.samplingMetadatas`` (FunnelResponseMetadata). Whether an answer is thresholded or sampled is drawn
+  from (seed, property, date range, request shape), so the same request always gets the same answer. Only the
+  metadata is emulated: a thresholded or sampled answer still carries the world's exact figures (Google says a
+  thresholded report may lose no row at all), while ``truncated_before`` really withholds the days before it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -20,7 +48,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from sandbox.httpserver import Request, Response, SandboxServer, google_error_body, json_response
-from sandbox.world import CURRENCY, GA4_DIMENSION_KEYS, TIMEZONE, Ga4Fact, World
+from sandbox.world import CURRENCY, GA4_DIMENSION_KEYS, TIMEZONE, Ga4Fact, World, seeded_rng
 
 SCHEMA_URL = "https://developers.google.com/analytics/devguides/reporting/data/v1/api-schema"
 SUPPORTED_DIMENSIONS = ("date", *GA4_DIMENSION_KEYS)
@@ -36,7 +64,11 @@ METRIC_TYPES: dict[str, str] = {
     "checkouts": "TYPE_INTEGER",
     "totalUsers": "TYPE_INTEGER",
     "newUsers": "TYPE_INTEGER",
+    "averageSessionDuration": "TYPE_SECONDS",
 }
+# Metrics GA4 computes per output row from additive parts (never a sum of the cells' values).
+_RATIO_METRICS = {"sessionKeyEventRate": ("convertingSessions", "sessions"),
+                  "averageSessionDuration": ("sessionDuration", "sessions")}
 # google.analytics.data_v1beta.types.MetricType values, for requests made with enum-encoding=int.
 _METRIC_TYPE_INT = {"TYPE_INTEGER": 1, "TYPE_FLOAT": 2, "TYPE_SECONDS": 4, "TYPE_CURRENCY": 9}
 # OrderBy.DimensionOrderBy.OrderType, which may arrive as a name or (enum-encoding=int) a number.
@@ -48,6 +80,22 @@ OTHER = "(other)"
 _UNSUPPORTED_FIELDS = ("dimensionFilter", "metricFilter", "metricAggregations", "comparisons", "cohortSpec",
                        "pivots")
 _PATH = re.compile(r"^/v1beta/properties/([^/:]+):runReport$")
+_FUNNEL_PATH = re.compile(r"^/v1alpha/properties/([^/:]+):runFunnelReport$")
+# runFunnelReport fields the sandbox does not implement.
+_UNSUPPORTED_FUNNEL_FIELDS = ("funnelBreakdown", "funnelNextAction", "segments", "dimensionFilter")
+# The funnel events the world knows, and the cell metric giving the users at each step of a closed
+# add_to_cart -> purchase funnel.
+_FUNNEL_STEPS = (("add_to_cart", "cartUsers"), ("purchase", "cartPurchasers"))
+_FUNNEL_TABLE_METRICS = ("activeUsers", "funnelStepCompletionRate", "funnelStepAbandonments",
+                         "funnelStepAbandonmentRate")
+# RunFunnelReportRequest.FunnelVisualizationType names by number (enum-encoding=int).
+_VISUALIZATION_TYPES = {0: "FUNNEL_VISUALIZATION_TYPE_UNSPECIFIED", 1: "STANDARD_FUNNEL", 2: "TRENDED_FUNNEL"}
+# ResponseMetaData.DataTruncationReason.DataTruncationType.DATA_TRUNCATION_TYPE_PROPERTY: "Data truncated because
+# the query attempts to read event data prior to its retention date."
+_TRUNCATION_PROPERTY = ("DATA_TRUNCATION_TYPE_PROPERTY", 8)
+QUALITY_ENV = "MKPI_SANDBOX_GA4_QUALITY"
+# Events per session, to size samplingSpaceSize ("the total number of events present in this property's data").
+EVENTS_PER_SESSION = 12
 # Real GA4 quota limits for a standard property, used for the parts of propertyQuota we do not enforce.
 _TOKENS_PER_HOUR = 40_000
 _TOKENS_PER_PROJECT_PER_HOUR = 14_000
@@ -82,6 +130,50 @@ class _Group:
             self.sums[name] = self.sums.get(name, 0) + value
         self.facts.extend(other.facts)
         self.days |= other.days
+
+
+@dataclass(frozen=True)
+class AnswerQuality:
+    """The seeded knob for answers GA4 marks as thresholded or sampled (see the module docstring).
+
+    ``thresholding`` and ``sampling`` are the shares of answers drawn as such; a sampled answer says it read
+    ``sampled_share`` of the events. ``seed`` None uses the world's seed."""
+
+    seed: int | None = None
+    thresholding: float = 0.0
+    sampling: float = 0.0
+    sampled_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        for name in ("thresholding", "sampling", "sampled_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{QUALITY_ENV}: {name} must be between 0 and 1")
+
+    @classmethod
+    def parse(cls, text: str) -> AnswerQuality:
+        """``"seed=3,thresholding=0.3,sampling=0.2,sampled_share=0.1"`` (the MKPI_SANDBOX_GA4_QUALITY form)."""
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, raw = (p.strip() for p in item.partition("="))
+            if not sep or name not in ("seed", "thresholding", "sampling", "sampled_share"):
+                raise ValueError(f"{QUALITY_ENV}: {item!r} is not name=value with a name among seed, "
+                                 "thresholding, sampling, sampled_share")
+            try:
+                values[name] = int(raw) if name == "seed" else float(raw)
+            except ValueError:
+                raise ValueError(f"{QUALITY_ENV}: {name}={raw!r} is not a number") from None
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> AnswerQuality | None:
+        text = (os.environ if environ is None else environ).get(QUALITY_ENV, "").strip()
+        return cls.parse(text) if text else None
+
+    def draw(self, world_seed: int, property_id: str, start: date, end: date, shape: str) -> tuple[bool, bool]:
+        """(subject to thresholding, sampled) for one answer: the same request always draws the same."""
+        rng = seeded_rng(world_seed if self.seed is None else self.seed, f"{start}..{end}",
+                         f"ga4:quality:{property_id}:{shape}")
+        return rng.random() < self.thresholding, rng.random() < self.sampling
 
 
 @dataclass
@@ -121,6 +213,8 @@ class Ga4Server(SandboxServer):
         forbidden_properties: Iterable[str] = (),
         tokens_per_day: int = 200_000,
         tokens_per_hour: int = _TOKENS_PER_HOUR,
+        quality: AnswerQuality | None = None,
+        truncated_before: date | None = None,
     ) -> None:
         super().__init__()
         if cardinality_limit is not None and cardinality_limit < 2:
@@ -130,6 +224,9 @@ class Ga4Server(SandboxServer):
         self.forbidden_properties = frozenset(forbidden_properties)
         self.tokens_per_day = tokens_per_day
         self.tokens_per_hour = tokens_per_hour  # small in tests of what a connector does when the hour is spent
+        self.quality = quality if quality is not None else AnswerQuality.from_env()
+        # The property's data retention starts here: earlier days are withheld and the answer says so.
+        self.truncated_before = truncated_before
         self.clock: Callable[[], float] = time.time  # which hour quotas are counted in; tests may pin it
         self._state_lock = threading.Lock()
         self._reads = 0
@@ -172,7 +269,8 @@ class Ga4Server(SandboxServer):
     # ---- HTTP ----------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        match = _PATH.match(request.path)
+        report, funnel = _PATH.match(request.path), _FUNNEL_PATH.match(request.path)
+        match = report or funnel
         if match is None or request.method != "POST":
             return self.error_response(404, f"Method not found: {request.method} {request.path}")
         property_id = urllib.parse.unquote(match.group(1))
@@ -181,22 +279,56 @@ class Ga4Server(SandboxServer):
             return self.error_response(400, "Invalid JSON payload received.")
         enum_int = "enum-encoding=int" in request.raw_query
         try:
+            if funnel is not None:
+                return json_response(200, self.run_funnel_report(property_id, body, enum_int=enum_int))
             return json_response(200, self.run_report(property_id, body, enum_int=enum_int))
         except Ga4ApiError as err:
             return self.error_response(err.status, err.message)
 
-    # ---- runReport -----------------------------------------------------------------------------------
-
-    def run_report(self, property_id: str, body: dict[str, Any], enum_int: bool = False) -> dict[str, Any]:
-        """The runReport response as a JSON-ready dict; raises Ga4ApiError for API errors."""
+    def _check_property(self, property_id: str) -> None:
         if property_id in self.forbidden_properties:
             raise Ga4ApiError(403, "User does not have sufficient permissions for this property. "
                                    f"Property: properties/{property_id}.")
         if property_id not in self.world.ga4_properties:
             raise Ga4ApiError(404, f"Property properties/{property_id} was not found.")
-        dims, metrics, start, end, limit, offset, order_bys = self._parse(body)
+
+    def _served_days(self, start: date, end: date) -> list[date]:
+        """Days of the range the property has data for: up to today, and not before its retention date."""
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        days = [d for d in days if self.world.has_data(d)]
+        return [d for d in days if self.world.has_data(d)
+                and (self.truncated_before is None or d >= self.truncated_before)]
+
+    def _quality_metadata(self, property_id: str, start: date, end: date, shape: str, sessions: float,
+                          enum_int: bool) -> dict[str, Any]:
+        """The answer-quality part of ResponseMetaData (nothing when the answer is complete and exact)."""
+        out: dict[str, Any] = {}
+        if self.quality is not None:
+            thresholded, sampled = self.quality.draw(self.world.seed, property_id, start, end, shape)
+            if thresholded:
+                out["subjectToThresholding"] = True
+            space = int(sessions) * EVENTS_PER_SESSION
+            if sampled and space:  # nothing to sample on a day without data
+                out["samplingMetadatas"] = [{"samplesReadCount": str(round(space * self.quality.sampled_share)),
+                                             "samplingSpaceSize": str(space)}]  # int64: JSON strings
+        if self.truncated_before is not None and start < self.truncated_before:
+            name, number = _TRUNCATION_PROPERTY
+            out["dataTruncationReasons"] = [{
+                "dataTruncationType": number if enum_int else name,
+                "dataTruncationMessage": "Data truncated because the query attempts to read event data prior to "
+                                         "its retention date.",
+                "dataTruncationDate": self.truncated_before.isoformat()}]
+        return out
+
+    # ---- runReport -----------------------------------------------------------------------------------
+
+    def run_report(self, property_id: str, body: dict[str, Any], enum_int: bool = False) -> dict[str, Any]:
+        """The runReport response as a JSON-ready dict; raises Ga4ApiError for API errors."""
+        self._check_property(property_id)
+        dims, metrics, start, end, limit, offset, order_bys = self._parse(body)
+        keep_empty = body.get("keepEmptyRows", False)
+        if not isinstance(keep_empty, bool):
+            raise Ga4ApiError(400, f"Invalid value for keepEmptyRows: {keep_empty!r}")
+        days = self._served_days(start, end)
         quota = self._charge(property_id, 1 + max(0, len(days) - 1) // 90)
 
         with self._state_lock:
@@ -222,6 +354,8 @@ class Ga4Server(SandboxServer):
             data_loss = True
 
         rows = [(key, [self._metric_value(group, m) for m in metrics]) for key, group in items]
+        if metrics and not keep_empty:  # RunReportRequest.keepEmptyRows: all-zero rows are left out by default
+            rows = [(key, values) for key, values in rows if any(v != 0 for v in values)]
         rows = self._order(rows, dims, metrics, order_bys)
         page = rows[offset: offset + limit]
 
@@ -246,6 +380,9 @@ class Ga4Server(SandboxServer):
         metadata: dict[str, Any] = {"currencyCode": CURRENCY, "timeZone": TIMEZONE}
         if data_loss:
             metadata["dataLossFromOtherRow"] = True
+        sessions = sum(group.sums.get("sessions", 0) for group in groups.values())
+        metadata.update(self._quality_metadata(property_id, start, end, f"runReport:{','.join(dims)}:"
+                                               f"{','.join(metrics)}", sessions, enum_int))
         response["metadata"] = metadata
         if body.get("returnPropertyQuota"):
             response["propertyQuota"] = quota
@@ -325,16 +462,17 @@ class Ga4Server(SandboxServer):
         sums = group.sums
         if name == "totalUsers":
             return self.world.ga4_total_users(group.facts, len(group.days))
-        if name == "sessionKeyEventRate":
-            sessions = sums.get("sessions", 0)
-            return sums.get("convertingSessions", 0) / sessions if sessions else 0.0
+        if name in _RATIO_METRICS:  # computed for the row from its sums, as GA4 does: never a sum of ratios
+            numerator, denominator = _RATIO_METRICS[name]
+            below = sums.get(denominator, 0)
+            return sums.get(numerator, 0) / below if below else 0.0
         if name == "purchaseRevenue":
             return round(float(sums.get(name, 0.0)), 2)
         return int(sums.get(name, 0))
 
     @staticmethod
     def _format(metric: str, value: float) -> str:
-        if METRIC_TYPES[metric] in ("TYPE_FLOAT", "TYPE_CURRENCY"):
+        if METRIC_TYPES[metric] in ("TYPE_FLOAT", "TYPE_CURRENCY", "TYPE_SECONDS"):
             return format_float(float(value))
         return str(int(value))
 
@@ -362,6 +500,89 @@ class Ga4Server(SandboxServer):
             else:
                 rows.sort(key=lambda r, j=j: r[0][j], reverse=desc)
         return rows
+
+    # ---- runFunnelReport (v1alpha) ---------------------------------------------------------------------
+
+    def run_funnel_report(self, property_id: str, body: dict[str, Any], enum_int: bool = False) -> dict[str, Any]:
+        """The runFunnelReport response of a closed add_to_cart -> purchase funnel over one day.
+
+        Users at each step are the sums of the day's cells (``cartUsers``, ``cartPurchasers``): the sandbox
+        treats the users of different cells as different people. Nobody at the first step gives sub reports
+        with headers and no rows (as runReport leaves out all-zero rows); otherwise both steps have a row."""
+        self._check_property(property_id)
+        day, step_names = self._parse_funnel(body)
+        quota = self._charge(property_id, 1)
+        with self._state_lock:
+            version = self._reads
+        facts = self.world.ga4_facts(property_id, day, version) if self._served_days(day, day) else []
+        users = [int(sum(f.metrics[metric] for f in facts)) for _event, metric in _FUNNEL_STEPS]
+        type_of = _METRIC_TYPE_INT["TYPE_INTEGER"] if enum_int else "TYPE_INTEGER"
+        metadata: dict[str, Any] = {}
+        sessions = sum(f.metrics["sessions"] for f in facts)
+        sampling = self._quality_metadata(property_id, day, day, "runFunnelReport", sessions, enum_int)
+        if "samplingMetadatas" in sampling:  # FunnelResponseMetadata carries sampling only
+            metadata["samplingMetadatas"] = sampling["samplingMetadatas"]
+        table: dict[str, Any] = {"dimensionHeaders": [{"name": "funnelStepName"}],
+                                 "metricHeaders": [{"name": m, "type": type_of} for m in _FUNNEL_TABLE_METRICS]}
+        visualization: dict[str, Any] = {"dimensionHeaders": [{"name": "funnelStepName"}],
+                                         "metricHeaders": [{"name": "activeUsers", "type": type_of}]}
+        if users[0] > 0:
+            table["rows"], visualization["rows"] = [], []
+            for i, (name, at_step) in enumerate(zip(step_names, users, strict=True)):
+                following = users[i + 1] if i + 1 < len(users) else at_step  # nobody abandons after the last
+                completion = following / at_step if at_step else 0.0
+                abandoned = at_step - following
+                values = [str(at_step), format_float(completion), str(abandoned),
+                          format_float(abandoned / at_step if at_step else 0.0)]
+                table["rows"].append({"dimensionValues": [{"value": name}],
+                                      "metricValues": [{"value": v} for v in values]})
+                visualization["rows"].append({"dimensionValues": [{"value": name}],
+                                              "metricValues": [{"value": str(at_step)}]})
+        table["metadata"], visualization["metadata"] = metadata, dict(metadata)
+        response: dict[str, Any] = {"funnelTable": table, "funnelVisualization": visualization}
+        if body.get("returnPropertyQuota"):
+            response["propertyQuota"] = quota
+        response["kind"] = "analyticsData#runFunnelReport"
+        return response
+
+    def _parse_funnel(self, body: dict[str, Any]) -> tuple[date, list[str]]:
+        """The one funnel shape the sandbox computes (the day, the response's step names); 400 for the rest."""
+        for name in _UNSUPPORTED_FUNNEL_FIELDS:
+            if body.get(name):
+                raise Ga4ApiError(400, f"{name} is not supported by the sandbox GA4 server.")
+        raw_type = body.get("funnelVisualizationType", 0)
+        vis_type = _VISUALIZATION_TYPES.get(raw_type, raw_type) if isinstance(raw_type, int) else raw_type
+        if vis_type not in ("FUNNEL_VISUALIZATION_TYPE_UNSPECIFIED", "STANDARD_FUNNEL"):
+            raise Ga4ApiError(400, f"funnelVisualizationType {raw_type!r} is not supported by the sandbox GA4 server.")
+        ranges = body.get("dateRanges") or []
+        if len(ranges) != 1:
+            raise Ga4ApiError(400, f"The sandbox supports exactly one dateRange; got {len(ranges)}.")
+        start = self._parse_date(ranges[0].get("startDate", ""), "startDate")
+        end = self._parse_date(ranges[0].get("endDate", ""), "endDate")
+        if start != end:
+            raise Ga4ApiError(400, "The sandbox computes a funnel over one day only (startDate == endDate); "
+                                   f"got {start}..{end}.")
+        _as_int(body.get("limit"), "limit", 0)
+        funnel = body.get("funnel")
+        if not isinstance(funnel, dict) or not funnel.get("steps"):
+            raise Ga4ApiError(400, "funnel with at least one step is required.")
+        if funnel.get("isOpenFunnel"):
+            raise Ga4ApiError(400, "isOpenFunnel is not supported by the sandbox GA4 server (closed funnels only).")
+        events = []
+        names = []
+        for number, step in enumerate(funnel["steps"], start=1):
+            expression = step.get("filterExpression") or {}
+            event_filter = expression.get("funnelEventFilter") or {}
+            if (set(expression) != {"funnelEventFilter"} or set(event_filter) != {"eventName"}
+                    or step.get("isDirectlyFollowedBy") or step.get("withinDurationFromPriorStep")):
+                raise Ga4ApiError(400, f"funnel step {number}: the sandbox supports a funnelEventFilter on an "
+                                       "event name only.")
+            events.append(event_filter["eventName"])
+            names.append(f"{number}. {step.get('name', '')}")
+        if events != [event for event, _metric in _FUNNEL_STEPS]:
+            raise Ga4ApiError(400, "The sandbox computes the funnel add_to_cart -> purchase only; got "
+                                   f"{' -> '.join(map(str, events))}.")
+        return start, names
 
     # ---- quota ---------------------------------------------------------------------------------------
 

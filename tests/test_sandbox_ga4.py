@@ -31,7 +31,7 @@ from google.auth.credentials import AnonymousCredentials
 
 from sandbox.ga4_server import Ga4Server
 from sandbox.launcher import start_sandbox
-from sandbox.world import World
+from sandbox.world import SMALL_GA4_PROPERTY_ID, World
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 1, 31)
@@ -269,7 +269,7 @@ def test_python_m_sandbox_prints_exports_and_stops_on_sigterm():
     try:
         lines = [proc.stdout.readline().strip() for _ in range(2)]
         env = dict(line.removeprefix("export ").split("=", 1) for line in lines)
-        assert env["MKPI_GA4_PROPERTY_IDS"] == PID
+        assert env["MKPI_GA4_PROPERTY_IDS"] == f"{PID},{SMALL_GA4_PROPERTY_ID}"  # the default world's two properties
         assert _client(env["MKPI_GA4_ENDPOINT"]).run_report(_request(["date"], ["sessions"])).row_count == 30
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
