@@ -12,6 +12,11 @@ with `dataState=all` (fresh days included) in that one query, and each row is la
 answer's `metadata.firstIncompleteDate`: days before it are `final`, the others `all` (still settling,
 re-read by the next runs); a client-side queries-per-minute limit, and the 429 "Search Analytics QPS
 quota exceeded" backed off and retried through the shared helper.
+
+Discover and Google News are other reports than Search: no `position` at all (NULL in every row), no `query`
+dimension (and Discover no `device`: Google answers 400), and aggregated by page only. So for those types a
+stream whose dimensions the type lacks is skipped (`skipped_search_types` says which and why, for run metadata),
+and `site_totals` asks `auto` (by page: Google has no byProperty total for them).
 """
 
 import http.client
@@ -81,6 +86,34 @@ COUNTRIES = GscReport("countries", (("date", "date"), ("country", "country")), "
                       _stream("countries", (("country", pa.string()),)))
 REPORTS: dict[str, GscReport] = {r.name: r for r in (SITE_TOTALS, PAGES, QUERIES, DEVICES, COUNTRIES)}
 
+# Search types that are not Search reports: no position, fewer dimensions, page aggregation only ("queries and
+# positions are not supported by the Google Discover report ... if an unsupported dimension is requested, the API
+# will return an error message": developers.google.com/search/blog/2021/10/search-analytics-discover-gnews; Google
+# News: clicks, impressions and CTR by page, country and device, "all data is aggregated by page":
+# support.google.com/webmasters/answer/10083653; Discover: "Requests for Discover cannot be grouped by device").
+NO_POSITION_TYPES = frozenset({"discover", "googleNews"})
+UNSUPPORTED_DIMENSIONS: dict[str, frozenset[str]] = {"discover": frozenset({"query", "device"}),
+                                                     "googleNews": frozenset({"query"})}
+PAGE_AGGREGATED_TYPES = frozenset({"discover", "googleNews"})
+
+
+def skipped_search_types(report: GscReport, search_types: Sequence[str]) -> dict[str, str]:
+    """The configured search types a report cannot be read for, each with the reason (for run metadata)."""
+    skipped = {}
+    for kind in search_types:
+        missing = sorted(UNSUPPORTED_DIMENSIONS.get(kind, frozenset()) & {d for d, _ in report.dimensions})
+        if missing:
+            skipped[kind] = f"Search Console has no {', '.join(missing)} dimension for {kind}"
+    return skipped
+
+
+def aggregation_for(report: GscReport, search_type: str) -> str:
+    """The report's aggregation type, except `auto` where Google has no byProperty figures (Discover, Google News:
+    aggregated by page)."""
+    if search_type in PAGE_AGGREGATED_TYPES and report.aggregation_type == "byProperty":
+        return "auto"
+    return report.aggregation_type
+
 
 def first_incomplete_date(answer: dict[str, Any], site_url: str, endpoint: str) -> date | None:
     """`metadata.firstIncompleteDate` of a `dataState=all` answer grouped by date: the first day still being
@@ -108,7 +141,8 @@ def label_data_state(table: pa.Table, requested: str, first_incomplete: date | N
 def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, search_type: str,
                   data_state: str, endpoint: str = "searchAnalytics.query",
                   seen: set[tuple[Any, ...]] | None = None) -> pa.Table:
-    """Positional `keys[]` follow the requested dimension order; `position` may be absent (0 impressions).
+    """Positional `keys[]` follow the requested dimension order; `position` may be absent (0 impressions), and is
+    NULL in every row of a search type that has none (Discover, Google News).
 
     Anything else off-contract raises InvalidResponse naming the field: a key more or less than the requested
     dimensions (a new column), a count that is not a whole non-negative number, NaN or Infinity, an impossible
@@ -141,7 +175,11 @@ def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, 
         shown = contract.count(contract.required(row, "impressions"), "impressions")
         impressions.append(shown)
         ctr.append(contract.number(contract.required(row, "ctr"), "ctr", non_negative=True))
-        position.append(contract.number(row.get("position"), "position", non_negative=True, optional=shown == 0))
+        if search_type in NO_POSITION_TYPES:
+            position.append(None)  # these reports have no position; a value would mean nothing
+        else:
+            position.append(contract.number(row.get("position"), "position", non_negative=True,
+                                            optional=shown == 0))
     n = len(rows)
     data = {
         "site_url": [site_url] * n, "search_type": [search_type] * n, **columns,
@@ -267,8 +305,12 @@ class SearchConsoleConnector:
         data_state = self.settings.reread_data_state
         self.limiter()  # one limiter for every thread, created before they start
 
+        skipped = skipped_search_types(report, self.settings.search_types)
+
         def fetch_site(site_url: str) -> Iterator[Batch]:
             for search_type in self.settings.search_types:
+                if search_type in skipped:
+                    continue  # Google would refuse the dimensions; the asset's metadata says so
                 scope = {"site_url": site_url, "search_type": search_type}
                 start_row = 0
                 seen: set[tuple[Any, ...]] = set()
@@ -277,7 +319,7 @@ class SearchConsoleConnector:
                     body = {
                         "startDate": window.start.isoformat(), "endDate": window.end.isoformat(),
                         "dimensions": [d for d, _ in report.dimensions], "type": search_type,
-                        "aggregationType": report.aggregation_type, "rowLimit": row_limit,
+                        "aggregationType": aggregation_for(report, search_type), "rowLimit": row_limit,
                         "startRow": start_row, "dataState": data_state,
                     }
                     what = f"searchAnalytics.query {report.name} {search_type} {window} startRow {start_row}"

@@ -42,6 +42,18 @@ _SEARCH_TYPES: dict[str, tuple[float, float, bool]] = {
     "discover": (0.08, 0.60, False),
     "googlenews": (0.01, 0.015, False),
 }
+# What Discover and Google News do not have ("queries and positions are not supported by the Google Discover
+# report ... if an unsupported dimension is requested, the API will return an error message": Google Search Central
+# blog, 2021-10-25, developers.google.com/search/blog/2021/10/search-analytics-discover-gnews). Google News has no
+# queries or positions either: its report shows clicks, impressions and CTR by page, country and device
+# (support.google.com/webmasters/answer/10083653). Discover also refuses the device dimension with "Requests for
+# Discover cannot be grouped by device" (observed by singer-io/tap-google-search-console, streams/abstract.py and
+# performance_reports.py, which also drop query for both types). Both reports are "aggregated by page"
+# (answer/10083653), so byProperty is refused and auto resolves to byPage (singer-io sends auto for both types). The
+# device wording is Google's; the query and byProperty wordings below are the sandbox's, modelled on it.
+_UNSUPPORTED_DIMENSIONS: dict[str, tuple[str, ...]] = {"discover": ("query", "device"), "googlenews": ("query",)}
+_REPORT_NAMES = {"discover": "Discover", "googlenews": "Google News"}
+_PAGE_AGGREGATED_TYPES = frozenset({"discover", "googlenews"})
 _KNOWN_FIELDS = frozenset({"startDate", "endDate", "dimensions", "type", "searchType", "aggregationType",
                            "rowLimit", "startRow", "dataState", "dimensionFilterGroups"})
 # Reasons in the ``errors`` list of Google's v3-style envelope (see api-samples/gsc/error_*.json).
@@ -371,6 +383,14 @@ class GscServer(SandboxServer):
         if "query" in dims and ("page" in dims or aggregation == "bypage"):
             raise GscApiError(400, "Grouping by query together with page (or byPage) is not supported by the "
                                    "sandbox Search Console server.")
+        for dim in _UNSUPPORTED_DIMENSIONS.get(search_type, ()):
+            if dim in dims:
+                raise GscApiError(400, f"Requests for {_REPORT_NAMES[search_type]} cannot be grouped by {dim}")
+        if search_type in _PAGE_AGGREGATED_TYPES:
+            if aggregation == "byproperty":
+                raise GscApiError(400, f"Requests for {_REPORT_NAMES[search_type]} cannot be aggregated by property; "
+                                       "use auto or byPage")
+            aggregation = "bypage"
         if aggregation == "auto":
             aggregation = "bypage" if "page" in dims else "byproperty"
 

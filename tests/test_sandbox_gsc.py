@@ -151,6 +151,36 @@ def test_position_absent_without_impressions_and_for_discover(svc):
     assert row_json(["x"], 1, 4, 3.0) == {"keys": ["x"], "clicks": 1, "impressions": 4, "ctr": 0.25, "position": 3.0}
 
 
+@pytest.mark.parametrize(("kind", "dimensions", "aggregation", "message"), [
+    ("discover", ["date", "query"], None, "Requests for Discover cannot be grouped by query"),
+    ("googleNews", ["date", "query"], None, "Requests for Google News cannot be grouped by query"),
+    ("discover", ["date", "device"], None, "Requests for Discover cannot be grouped by device"),
+    ("discover", ["date"], "byProperty", "Requests for Discover cannot be aggregated by property"),
+    ("googleNews", ["date"], "byProperty", "Requests for Google News cannot be aggregated by property"),
+])
+def test_discover_and_google_news_refuse_what_their_reports_lack(svc, kind, dimensions, aggregation, message):
+    body = {"dimensions": dimensions, "type": kind, **({"aggregationType": aggregation} if aggregation else {})}
+    with pytest.raises(HttpError) as info:
+        _query(svc, **body)
+    assert info.value.status_code == 400 and message in str(info.value)
+
+
+def test_discover_and_google_news_are_aggregated_by_page_without_position(svc, world):
+    """auto resolves to byPage for both (Google aggregates them by page): the day's figures are the page rows',
+    scaled by the sandbox's Discover factors (clicks x 0.08, impressions x 0.60, per page, as _SEARCH_TYPES)."""
+    answer = _query(svc, dimensions=["date"], type="discover", aggregationType="auto")
+    assert answer["responseAggregationType"] == "byPage"
+    got = {r["keys"][0]: (r["clicks"], r["impressions"]) for r in answer["rows"]}
+    for day in DAYS:
+        pages = world.gsc_day(SITE, day).pages
+        clicks = [round(p.clicks * 0.08) for p in pages]
+        impressions = sum(max(c, round(p.impressions * 0.60)) for c, p in zip(clicks, pages, strict=True))
+        assert got[day.isoformat()] == (sum(clicks), impressions)
+    news = _query(svc, dimensions=["date", "device"], type="googleNews")
+    assert news["responseAggregationType"] == "byPage" and news["rows"]
+    assert all("position" not in r for r in news["rows"] + answer["rows"])
+
+
 def test_paging_returns_every_row_once_and_ends_with_a_short_page(svc):
     everything = _query(svc, dimensions=["date", "device"], rowLimit=25000)["rows"]
     assert len(everything) == 81 and len(everything) % 5  # the last page of 5 must be short

@@ -15,6 +15,7 @@ from connectors.search_console import (
     SITE_TOTALS,
     SearchConsoleConnector,
     first_incomplete_date,
+    skipped_search_types,
 )
 from connectors.settings import SearchConsoleSettings
 from sandbox.gsc_server import GscServer
@@ -174,3 +175,66 @@ def test_client_side_rate_limit_is_applied(server):
     for report in (SITE_TOTALS, PAGES, QUERIES):
         fetch(conn, report)
     assert slept and slept[0] == pytest.approx(60.0)  # 2 in any minute: the third query waits for the first's
+
+
+# ---- Discover and Google News: no position, fewer dimensions, aggregated by page --------------------------
+
+
+def _discover_day(world: World, day: date) -> tuple[int, int]:
+    """The sandbox's Discover figures of a day from the World: page rows (Discover is aggregated by page) scaled by
+    its factors, clicks x 0.08 and impressions x 0.60 per page (sandbox/gsc_server.py _SEARCH_TYPES)."""
+    pages = world.gsc_day(SITE, day).pages
+    clicks = [round(p.clicks * 0.08) for p in pages]
+    return sum(clicks), sum(max(c, round(p.impressions * 0.60)) for c, p in zip(clicks, pages, strict=True))
+
+
+def test_discover_and_google_news_site_totals_load_with_null_position(server, world):
+    conn, _ = connector(server.url, search_types=("web", "discover", "googleNews"))
+    table = fetch(conn, SITE_TOTALS)
+    rows = {(r["search_type"], r["date"]): r for r in table.to_pylist()}
+    assert {k for k, _ in rows} == {"web", "discover", "googleNews"}
+    for day in WINDOW.dates():
+        assert rows[("discover", day)]["position"] is None and rows[("googleNews", day)]["position"] is None
+        assert (rows[("discover", day)]["clicks"], rows[("discover", day)]["impressions"]) == _discover_day(world, day)
+        assert rows[("web", day)]["position"] == pytest.approx(world.gsc_day(SITE, day).position)
+    sent = {r.json["type"]: r.json["aggregationType"] for r in server.requests if r.method == "POST"}
+    assert sent == {"web": "byProperty", "discover": "auto", "googleNews": "auto"}  # Google has no byProperty there
+
+
+def test_streams_a_type_cannot_have_are_skipped_and_named(server):
+    conn, _ = connector(server.url, search_types=("web", "discover", "googleNews"))
+    queries = fetch(conn, QUERIES)
+    assert set(queries.column("search_type").to_pylist()) == {"web"}
+    devices = fetch(conn, DEVICES)
+    assert set(devices.column("search_type").to_pylist()) == {"web", "googleNews"}
+    assert all(r["position"] is None for r in devices.to_pylist() if r["search_type"] == "googleNews")
+    sent = [(r.json["type"], tuple(r.json["dimensions"])) for r in server.requests if r.method == "POST"]
+    assert sent == [("web", ("date", "query")), ("web", ("date", "device")), ("googleNews", ("date", "device"))]
+    assert skipped_search_types(QUERIES, ("web", "discover", "googleNews")) == {
+        "discover": "Search Console has no query dimension for discover",
+        "googleNews": "Search Console has no query dimension for googleNews"}
+    assert skipped_search_types(DEVICES, ("discover", "googleNews")) == {
+        "discover": "Search Console has no device dimension for discover"}
+    assert skipped_search_types(SITE_TOTALS, ("discover", "googleNews")) == {}
+
+
+def test_asset_metadata_names_the_skipped_search_types(server, world, tmp_path):
+    import dagster as dg
+
+    from pipelines.defs.search_console.assets import queries, site_totals
+    from pipelines.lib.resources import SearchConsoleResource, WarehouseResource
+
+    config = tmp_path / "mkpi.yaml"
+    config.write_text(f"search_console:\n  sites: ['{SITE}']\n  endpoint: {server.url}\n"
+                      "  search_types: [web, discover]\n", encoding="utf-8")
+    result = dg.materialize([queries, site_totals], partition_key="2026-03-04", resources={
+        "search_console": SearchConsoleResource(config_path=str(config)),
+        "warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb"))})
+    assert result.success
+    metadata = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert metadata["queries"]["skipped_search_types"].value == (
+        "discover: Search Console has no query dimension for discover")
+    assert "skipped_search_types" not in metadata["site_totals"]
+    expected_queries = sum(1 for q in world.gsc_day(SITE, date(2026, 3, 4)).queries if q.clicks or q.impressions)
+    assert metadata["queries"]["dagster/row_count"].value == expected_queries  # web only
+    assert metadata["site_totals"]["dagster/row_count"].value == 2  # web and discover, one day each

@@ -8,7 +8,16 @@ since page rows over-count impressions and query rows miss anonymised queries.
 import dagster as dg
 
 from connectors.parallel import AccountLog
-from connectors.search_console import COUNTRIES, DEVICES, PAGES, QUERIES, SITE_TOTALS, SOURCE, GscReport
+from connectors.search_console import (
+    COUNTRIES,
+    DEVICES,
+    PAGES,
+    QUERIES,
+    SITE_TOTALS,
+    SOURCE,
+    GscReport,
+    skipped_search_types,
+)
 from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
@@ -41,9 +50,12 @@ def build_search_console_asset(report: GscReport, description: str) -> dg.Assets
             result = warehouse.load(connector.fetch(report, window, accounts=accounts))
             settle_accounts(context, accounts)
         rows = result.rows_by_table.get(report.stream.table, 0)
+        # Discover and Google News lack some dimensions (query; device for Discover): those reads are skipped
+        skipped = skipped_search_types(report, connector.settings.search_types)
+        extra = {"skipped_search_types": "; ".join(f"{k}: {v}" for k, v in skipped.items())} if skipped else {}
         return dg.MaterializeResult(
             metadata=table_metadata(report.stream.table, rows, window, column_schema_from_arrow(report.stream.schema),
-                                    sites=", ".join(sites), **connector.stats.as_metadata(),
+                                    sites=", ".join(sites), **extra, **connector.stats.as_metadata(),
                                     **accounts_metadata(accounts))
         )
 
