@@ -204,6 +204,7 @@ def parse_objectives(raw: Any, origin: str = "objectives", catalogue: Catalogue 
 
 
 def _source(entry: Mapping[str, Any], kpi: KpiDefinition, where: str) -> str:
+    """The source judged: implied when the KPI has one, required when it has several (never blended)."""
     source = entry.get("source")
     if source is None:
         if len(kpi.sources) > 1:
@@ -216,6 +217,7 @@ def _source(entry: Mapping[str, Any], kpi: KpiDefinition, where: str) -> str:
 
 
 def _parse_one(entry: Mapping[str, Any], kpi: KpiDefinition, where: str) -> Objective:
+    """One validated objective; every error names the file, the entry and the field."""
     period = str(entry.get("period") or "")
     if period not in PERIODS:
         raise ObjectiveError(f"{where}: `period` is {entry.get('period')!r}, expected one of {', '.join(PERIODS)}")
@@ -440,12 +442,23 @@ WORDING: dict[str, Wording] = {
 }
 
 
+# The platforms as their users name them, for texts (source codes are internal names).
+SOURCE_NAMES = {"ga4": "GA4", "search_console": "Search Console", "google_ads": "Google Ads", "hubspot": "HubSpot",
+                "matomo": "Matomo"}
+
+
+def source_name(code: str) -> str:
+    """A source code as its users name the platform ("search_console" -> "Search Console")."""
+    return SOURCE_NAMES.get(code, code.replace("_", " "))
+
+
 def wording(kpi: KpiDefinition) -> Wording:
     """The KPI's wording; a KPI added to the catalogue without one reads by its name, spaces for underscores."""
     return WORDING.get(kpi.kpi) or Wording(kpi.kpi.replace("_", " "), den_noun="in the denominator")
 
 
 def _style(kpi: KpiDefinition, words: Wording) -> str:
+    """How the KPI's gap is written: budget, sum, points, plain, money, seconds, position, score or net."""
     if kpi.kpi in BUDGET_KPIS:
         return "budget"
     if words.style:
@@ -465,10 +478,12 @@ def _quantity(x: float, decimals: int, up: bool) -> float:
 
 
 def _count(x: float, decimals: int = 0, up: bool = True) -> str:
+    """A count as a person reads it ("1,412"), rounded as _quantity does."""
     return f"{_quantity(x, decimals, up):,.{decimals}f}"
 
 
 def _money(x: float, currency: str | None) -> str:
+    """An amount to the cent with its currency ("2.10 EUR")."""
     return f"{abs(x):,.2f} {currency or ''}".strip()
 
 
@@ -499,6 +514,7 @@ def _is_money(expression: str | None) -> bool:
 
 
 def _numerator_money(kpi: KpiDefinition, source: Any) -> bool:
+    """Whether the KPI's numerator for this source is money (conversion value, revenue, cost)."""
     try:
         return _is_money(kpi.source(str(source)).numerator)
     except KeyError:
@@ -506,6 +522,7 @@ def _numerator_money(kpi: KpiDefinition, source: Any) -> bool:
 
 
 def _basis(words: Wording, denominator: float) -> str:
+    """What a numerator change is measured against, with the denominator filled in ("out of 30 answers")."""
     return words.basis.format(den=_count(denominator, 0, up=False)) if words.basis else ""
 
 
@@ -586,6 +603,7 @@ def _pace_text(row: Mapping[str, Any], kpi: KpiDefinition, words: Wording) -> st
 
 
 def _as_date(value: Any) -> date | None:
+    """A date from a row read back from DuckDB or pandas (None, NaT, datetime or date)."""
     if value is None or value != value:  # None, NaT
         return None
     return value.date() if isinstance(value, datetime) else value
@@ -692,6 +710,7 @@ class _Scope:
 
 
 def _where(o: Objective, account: str | None, alias: str = "") -> tuple[str, list[object]]:
+    """The filter of an objective's rows: its KPI, its source and, when given, one account."""
     sql, params = f"{alias}kpi = ? AND {alias}source = ?", [o.kpi, o.source]
     if account is not None:
         sql += f" AND {alias}account_id = ?"
@@ -741,7 +760,7 @@ def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) ->
     known = [r[0] for r in conn.execute(f"SELECT DISTINCT account_id FROM {KPI_SCHEMA}.{table} WHERE {where} "
                                         "ORDER BY 1 LIMIT 11", params).fetchall()]
     listed = ", ".join(str(a) for a in known[:10]) + (", ..." if len(known) > 10 else "")
-    text = (f"no data for {o.source} account {o.account}: check `account` in the objectives file "
+    text = (f"no data for {source_name(o.source)} account {o.account}: check `account` in the objectives file "
             f"(accounts with data: {listed})")
     return replace(source_wide, first_incomplete=None, missing_account=text)
 
@@ -788,6 +807,7 @@ def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
 
 
 def _denominator_text(kpi: KpiDefinition, source: str, value: float, currency: str | None) -> str:
+    """A denominator as counted ("1,000") or as money ("50.00 EUR" of ad spend)."""
     try:
         money = _is_money(kpi.source(source).denominator)
     except KeyError:
@@ -803,9 +823,10 @@ def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], part
         return scope.missing_account
     if not parts.days:
         if scope.cut_at is not None and start <= scope.cut_at <= end:
-            return (f"no complete day yet: {o.source} days from {scope.cut_at.isoformat()} are still incomplete "
-                    "(judged once they are final)")
-        return "no data for this period yet" + (f" for {o.source} account {o.account}" if o.account else "")
+            return (f"no complete day yet: {source_name(o.source)} days from {scope.cut_at.isoformat()} are still "
+                    "incomplete (judged once they are final)")
+        return "no data for this period yet" + (f" for {source_name(o.source)} account {o.account}"
+                                                if o.account else "")
     if len(parts.currencies) > 1:
         return (f"not judged: amounts in {', '.join(parts.currencies)} are never added together; rebuild the KPI "
                 "layer in one reporting currency")

@@ -258,14 +258,16 @@ def test_unknown_account_is_insufficient_data_naming_the_accounts(conn):
     row = one(conn, {**SESSIONS, "account": "999", "target": 3100})
     assert (row["status"], row["actual"], row["attainment"], row["account_id"]) == (
         "insufficient_data", None, None, "999")
-    assert row["gap_text"] == ("no data for ga4 account 999: check `account` in the objectives file "
+    assert row["gap_text"] == ("no data for GA4 account 999: check `account` in the objectives file "
                                "(accounts with data: 111, 222)")
 
 
-def test_google_ads_account_written_with_dashes(conn):
+def test_account_ids_written_as_the_platforms_show_them(conn):
     # 123-456-7890 is customer 1234567890 as the connector stores it: CPA 30 EUR against 30 -> on_track
     row = one(conn, {"kpi": "ad_cpa", "account": "123-456-7890", "period": "month", "target": 30})
     assert (row["account_id"], row["actual"], row["status"]) == (ADS, 30, "on_track")
+    # a GA4 property written as the Admin screen shows it is the same property
+    assert parse_objectives([{**SESSIONS, "account": "properties/111", "target": 1}])[0].account == "111"
 
 
 def test_account_as_of_is_its_own_last_day(conn):
@@ -428,7 +430,7 @@ def test_incomplete_search_console_days_are_left_out_of_as_of(conn):
     row = one(conn, {"kpi": "search_clicks", "account": "sc-domain:new.example", "period": "month", "target": 100},
               as_of=None)
     assert (row["status"], row["provisional"], row["as_of"]) == ("insufficient_data", True, date(2026, 3, 8))
-    assert row["gap_text"] == ("no complete day yet: search_console days from 2026-03-09 are still incomplete "
+    assert row["gap_text"] == ("no complete day yet: Search Console days from 2026-03-09 are still incomplete "
                                "(judged once they are final)")
 
 
