@@ -79,19 +79,13 @@ def scale(conn: duckdb.DuckDBPyConnection, target_rows: int) -> int:
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window) -> None:
     """Every KPI table for `window`, in the assets' order, with the calls the assets make."""
     from connectors.settings import load_settings
-    from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
+    from kpi_models.context import KpiContext
+    from kpi_models.layer import rebuild_all
     from kpi_models.objectives import build_kpi_vs_objective
-    from kpi_models.runner import MODELS, GeneratedKpiModel, rebuild
 
     settings = load_settings()
     tz = settings.reporting_timezone
-    for model in MODELS.values():
-        if not isinstance(model, GeneratedKpiModel):
-            rebuild(conn, model, window if model.partition_column else None, channels=settings.channels,
-                    params={"tz": tz})
-    rebuild_kpi_daily(conn, window, tz=tz, reporting_currency=settings.reporting_currency,
-                      fx_rates=settings.fx_rates, channels=settings.channels)
-    create_rollup_views(conn)
+    rebuild_all(conn, window, KpiContext.from_settings(settings))
     build_kpi_vs_objective(conn, OBJECTIVES, tz=tz, min_denominators=settings.min_denominators)
 
 

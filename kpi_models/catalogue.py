@@ -283,51 +283,48 @@ def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue |
     return len(rows)
 
 
-# --- kpi.fx_rate ---------------------------------------------------------------------------------------------
-
-
-def write_fx_rates(conn: duckdb.DuckDBPyConnection, reporting_currency: str, rates: Mapping[str, float]) -> None:
-    """Replace `kpi.fx_rate` (currency, reporting_currency, rate): the only way money enters kpi.kpi_daily.
-
-    The reporting currency converts to itself at 1; a currency absent here has no row, so its amounts are
-    left out (an inner join), never added unconverted."""
-    reporting = reporting_currency.upper()
-    merged = {reporting: 1.0, **{k.upper(): float(v) for k, v in rates.items() if k.upper() != reporting}}
-    table = pa.table({
-        "currency": pa.array(list(merged), pa.string()),
-        "reporting_currency": pa.array([reporting] * len(merged), pa.string()),
-        "rate": pa.array(list(merged.values()), pa.float64()),
-    })
-    replace_table(conn, f"{KPI_SCHEMA}.fx_rate", table)
-
-
 # --- generated SQL -------------------------------------------------------------------------------------------
 
 
+def _uses_fx(kpi: KpiDefinition, source: KpiSource) -> bool:
+    return any("fx_rate" in (expr or "") for expr in (source.numerator, source.denominator))
+
+
 def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
-    """One KPI of one source at (date, source, channel): summed parts, value computed last."""
+    """One KPI of one source at (date, source, channel, account_id): summed parts, value computed last; final when
+    every row read is final (and, for money, converted at a published rate); the union of the rows' quality flags."""
     den = f"CAST(sum({source.denominator}) AS DOUBLE)" if source.denominator else "CAST(NULL AS DOUBLE)"
     value = "numerator" if kpi.additive else "numerator / nullif(denominator, 0)"
     currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
     join = ""
-    select_fx = ""
-    if relation.currency_column:
-        # Inner join: rows in a currency without a configured rate are left out (rule 5), not added as is.
-        join = f"\n        JOIN {KPI_SCHEMA}.fx_rate AS fx ON fx.currency = r.{relation.currency_column}"
-        select_fx = "fx.rate AS fx_rate, fx.reporting_currency AS fx_currency, "
+    select = "r.is_final AS row_final, r.quality AS row_quality, "
+    if _uses_fx(kpi, source):
+        if not relation.currency_column:
+            raise CatalogueError(f"kpi {kpi.kpi}: converts money from relation {relation.name}, which has no "
+                                 "currency_column")
+        # Inner join on the day's rate: rows in a currency without a rate that day are left out (rule 5), not
+        # added as is (checks.check_fx_rates_available names them). An estimated rate (after the last published
+        # one) leaves the value provisional.
+        join = (f"\n        JOIN {KPI_SCHEMA}.fx_rate AS fx ON fx.currency = r.{relation.currency_column} "
+                "AND fx.date = r.date")
+        select = ("fx.rate AS fx_rate, fx.reporting_currency AS fx_currency, r.is_final AND fx.is_final AS row_final, "
+                  "CASE WHEN fx.is_final THEN r.quality ELSE list_append(r.quality, 'fx_rate_estimated') END "
+                  "AS row_quality, ")
     elif kpi.is_money:
-        raise CatalogueError(f"kpi {kpi.kpi}: money KPI reads relation {relation.name} without a currency_column")
+        raise CatalogueError(f"kpi {kpi.kpi}: a money KPI must convert its amounts (`* fx_rate`)")
     filters = [f"r.source = '{source.source}'", "r.date BETWEEN $start AND $end"]
     if relation.where:
         filters.append(f"({relation.where})")
-    inner = f"(SELECT {select_fx}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
+    inner = f"(SELECT {select}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
     return (
-        f"SELECT date, source, channel, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value, currency\n"
+        f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
+        f"       currency, is_final, quality\n"
         f"FROM (\n"
-        f"    SELECT date, source, channel, CAST(sum({source.numerator}) AS DOUBLE) AS numerator,\n"
-        f"           {den} AS denominator, {currency} AS currency\n"
+        f"    SELECT date, source, channel, account_id, CAST(sum({source.numerator}) AS DOUBLE) AS numerator,\n"
+        f"           {den} AS denominator, {currency} AS currency, bool_and(row_final) AS is_final,\n"
+        f"           list_sort(list_distinct(flatten(list(row_quality)))) AS quality\n"
         f"    FROM {inner} AS p\n"
-        f"    GROUP BY date, source, channel\n"
+        f"    GROUP BY date, source, channel, account_id\n"
         f")"
     )
 
@@ -342,7 +339,8 @@ def kpi_daily_sql(catalogue: Catalogue | None = None) -> str:
             if name in used and catalogue.relations[name].sql]
     parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k in kpis for s in k.sources]
     head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml by kpi_models.catalogue.kpi_daily_sql;\n"
-            "-- do not edit. Grain: date x source x channel x kpi. Parameters: $start, $end, $tz.\n")
+            "-- do not edit. Grain: date x source x channel x account_id x kpi.\n"
+            "-- Parameters: $start, $end, $tz, $as_of.\n")
     with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return head + with_clause + "\nUNION ALL\n".join(parts)
 
@@ -355,45 +353,53 @@ def _native_monthly_sql(catalogue: Catalogue) -> str:
             filters = [f"source = '{s.source}'"] + ([f"({relation.where})"] if relation.where else [])
             num, den = f"CAST({s.numerator} AS DOUBLE)", f"CAST({s.denominator} AS DOUBLE)"
             parts.append(
-                f"SELECT CAST(month AS DATE) AS month_start, source, channel, '{kpi.kpi}' AS kpi,\n"
+                f"SELECT CAST(month AS DATE) AS month_start, source, channel, account_id, '{kpi.kpi}' AS kpi,\n"
                 f"       CAST(NULL AS VARCHAR) AS currency, {num} AS numerator, {den} AS denominator,\n"
                 f"       {num} / nullif({den}, 0) AS value, CAST(NULL AS BIGINT) AS days_with_data,\n"
-                f"       'native' AS aggregation\n"
+                f"       'native' AS aggregation, is_final, CAST([] AS VARCHAR[]) AS quality\n"
                 f"FROM {relation.reference}\nWHERE {' AND '.join(filters)}")
     return "\nUNION ALL\n".join(parts)
 
 
-def _rollup_select(period_columns: Sequence[tuple[str, str]], catalogue: Catalogue) -> str:
+def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, catalogue: Catalogue) -> str:
+    """Sums of the parts per period and account; a period is final once it has ended and every day in it is."""
     additive = ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.additive) or "''"
     names = ", ".join(name for name, _ in period_columns)
     exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
     return (
-        f"SELECT {names}, source, channel, kpi, any_value(currency) AS currency,\n"
+        f"SELECT {names}, source, channel, account_id, kpi, any_value(currency) AS currency,\n"
         f"       sum(numerator) AS numerator, sum(denominator) AS denominator,\n"
         f"       CASE WHEN kpi IN ({additive}) THEN sum(numerator)\n"
         f"            ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value,\n"
         f"       count(DISTINCT date) AS days_with_data,\n"
-        f"       CASE WHEN kpi IN ({additive}) THEN 'sum' ELSE 'ratio' END AS aggregation\n"
+        f"       CASE WHEN kpi IN ({additive}) THEN 'sum' ELSE 'ratio' END AS aggregation,\n"
+        f"       bool_and(is_final) AND max({period_end}) < current_date AS is_final,\n"
+        f"       list_sort(list_distinct(flatten(list(quality)))) AS quality\n"
         f"FROM (SELECT {exprs}, * FROM {KPI_SCHEMA}.kpi_daily)\n"
-        f"GROUP BY {names}, source, channel, kpi"
+        f"GROUP BY {names}, source, channel, account_id, kpi"
     )
 
 
 def rollup_view_sql(catalogue: Catalogue | None = None) -> dict[str, str]:
     """CREATE VIEW statements of `kpi.kpi_weekly` (ISO weeks, Monday) and `kpi.kpi_monthly` (plus the native
-    monthly KPIs): every ratio recomputed from summed numerators and denominators, never avg(value)."""
+    monthly KPIs): every ratio recomputed from summed numerators and denominators, never avg(value); one row per
+    account, as in kpi_daily (a total over accounts is again a ratio of sums)."""
     catalogue = catalogue or load_catalogue()
     weekly = _rollup_select((
         ("week_start", "CAST(date_trunc('week', date) AS DATE)"),
         ("week_end", "CAST(date_trunc('week', date) + INTERVAL 6 DAY AS DATE)"),
         ("iso_week", "strftime(date, '%G-W%V')"),
-    ), catalogue)
-    monthly_daily = _rollup_select((("month_start", "CAST(date_trunc('month', date) AS DATE)"),), catalogue)
+    ), "week_end", catalogue)
+    monthly_daily = _rollup_select((
+        ("month_start", "CAST(date_trunc('month', date) AS DATE)"),
+        ("month_end", "CAST(date_trunc('month', date) + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE)"),
+    ), "month_end", catalogue)
     native = _native_monthly_sql(catalogue)
-    monthly = f"{monthly_daily}\nUNION ALL BY NAME\n{native}" if native else monthly_daily
+    monthly = f"{monthly_daily}\nUNION ALL BY NAME\nSELECT * FROM (\n{native}\n)" if native else monthly_daily
     return {
         "kpi_weekly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_weekly AS\n{weekly}",
-        "kpi_monthly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_monthly AS\nSELECT * FROM (\n{monthly}\n)",
+        "kpi_monthly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_monthly AS\nSELECT * EXCLUDE (month_end) FROM (\n"
+                       f"{monthly}\n)",
     }
 
 

@@ -74,7 +74,7 @@ def check_numerator_within_denominator(conn: duckdb.DuckDBPyConnection, window: 
     wrong column (ad_roas and ad_conversion_rate may exceed 1 and are not bounded)."""
     catalogue = catalogue or load_catalogue()
     where, params = _window_filter(window)
-    sql = (f"SELECT date, source, channel, kpi, numerator, denominator FROM {KPI_SCHEMA}.kpi_daily "
+    sql = (f"SELECT date, source, channel, account_id, kpi, numerator, denominator FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND numerator > denominator AND {where}")
     return _result("numerator_within_denominator", "rate numerators must not exceed their denominators",
                    _fetch(conn, sql, params))
@@ -86,21 +86,23 @@ def check_rates_in_range(conn: duckdb.DuckDBPyConnection, window: Window | None 
     abandonment rate negative)."""
     catalogue = catalogue or load_catalogue()
     where, params = _window_filter(window)
-    sql = (f"SELECT date, source, channel, kpi, value FROM {KPI_SCHEMA}.kpi_daily "
+    sql = (f"SELECT date, source, channel, account_id, kpi, value FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND (value < 0 OR value > 1) AND {where}")
     return _result("rates_in_range", "rates must lie in [0, 1]", _fetch(conn, sql, params))
 
 
 def check_unique_keys(conn: duckdb.DuckDBPyConnection, window: Window | None = None) -> CheckResult:
-    """Two rows for one (date, source, channel, kpi) would be summed twice by every roll-up."""
+    """Two rows for one (date, source, channel, account_id, kpi) would be summed twice by every roll-up."""
     where, params = _window_filter(window)
-    sql = (f"SELECT date, source, channel, kpi, count(*) AS row_count FROM {KPI_SCHEMA}.kpi_daily "
+    sql = (f"SELECT date, source, channel, account_id, kpi, count(*) AS row_count FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE {where} GROUP BY ALL HAVING count(*) > 1")
-    return _result("unique_keys", "one kpi_daily row per (date, source, channel, kpi)", _fetch(conn, sql, params))
+    return _result("unique_keys", "one kpi_daily row per (date, source, channel, account_id, kpi)",
+                   _fetch(conn, sql, params))
 
 
 def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: str = "Europe/Paris",
-                           catalogue: Catalogue | None = None, built_at: datetime | None = None) -> CheckResult:
+                           catalogue: Catalogue | None = None, built_at: datetime | None = None,
+                           sources: Sequence[str] | None = None) -> CheckResult:
     """Every KPI of a source, on every day that source has raw rows (the catalogue's `raw` per relation), has
     at least one kpi_daily row. Sources whose raw table does not exist (not configured) expect nothing.
     Misses: a per-channel table not rebuilt for the window, or amounts in a currency without an FX rate.
@@ -115,7 +117,7 @@ def check_kpi_completeness(conn: duckdb.DuckDBPyConnection, window: Window, tz: 
     for kpi in catalogue.daily():
         for s in kpi.sources:
             raw = (catalogue.relations[s.relation].raw or {}).get(s.source)
-            if raw is None or raw.table not in existing:
+            if raw is None or raw.table not in existing or (sources is not None and s.source not in sources):
                 continue
             day = raw.date.replace("$tz", tz_literal)
             extra = f" AND ({raw.where})" if raw.where else ""
@@ -193,8 +195,9 @@ def check_single_currency(conn: duckdb.DuckDBPyConnection, window: Window | None
 
 def check_fx_rates_available(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
                              catalogue: Catalogue | None = None) -> CheckResult:
-    """Currencies in money relations (paid_search_daily, ecommerce_daily) with no configured FX rate: their
-    rows are left out of kpi_daily, so the totals there are short by these rows until a rate is added."""
+    """Days and currencies in money relations (paid_search_daily, ecommerce_daily) with no FX rate that day (a
+    currency the ECB does not fix, a day before its history, `fx_source: config` without a rate): their rows are
+    left out of kpi_daily, so the totals there are short by these rows until a rate is added."""
     catalogue = catalogue or load_catalogue()
     existing = _existing(conn)
     where, params = _window_filter(window, "r.date")
@@ -206,7 +209,8 @@ def check_fx_rates_available(conn: duckdb.DuckDBPyConnection, window: Window | N
             f"SELECT '{relation.table}' AS table_name, r.source, r.{relation.currency_column} AS currency, "
             f"min(r.date) AS first_date, max(r.date) AS last_date, count(*) AS rows_left_out "
             f"FROM {relation.table} AS r LEFT JOIN {KPI_SCHEMA}.fx_rate AS fx "
-            f"ON fx.currency = r.{relation.currency_column} WHERE fx.currency IS NULL AND {where} GROUP BY ALL")
+            f"ON fx.currency = r.{relation.currency_column} AND fx.date = r.date "
+            f"WHERE fx.currency IS NULL AND {where} GROUP BY ALL")
         all_params += params
     if not parts:
         return CheckResult("fx_rates_available", True, "error", "no money relation is built")

@@ -119,7 +119,7 @@ class _Data:
     freshness_origin: str = ""
 
 
-_LONG_COLUMNS = ("source", "channel", "kpi", "numerator", "denominator", "value", "currency")
+_LONG_COLUMNS = ("source", "channel", "account_id", "kpi", "numerator", "denominator", "value", "currency", "is_final")
 _OBJECTIVE_COLUMNS = ("objective_id", "kpi", "period", "period_start", "period_end", "channel", "source", "actual",
                       "target", "status")
 
@@ -155,9 +155,15 @@ def _read(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> _Data:
         data.current_month = data.last_day.replace(day=1)
     if has_daily and data.last_day is not None:
         start = data.last_day - timedelta(days=TREND_DAYS - 1)
-        data.daily = _records(conn, f"SELECT date, source, channel, kpi, numerator, denominator, value, currency "
+        # Several accounts of a source (two GA4 properties) are one line: their parts summed, the ratio recomputed.
+        additive = [k.kpi for k in catalogue.daily() if k.additive]
+        data.daily = _records(conn, f"SELECT date, source, channel, kpi, sum(numerator) AS numerator, "
+                                    "sum(denominator) AS denominator, CASE WHEN kpi IN (SELECT unnest(?)) "
+                                    "THEN sum(numerator) ELSE sum(numerator) / nullif(sum(denominator), 0) END AS "
+                                    "value, any_value(currency) AS currency, bool_and(is_final) AS is_final "
                                     f"FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? "
-                                    "ORDER BY kpi, source, channel, date", [start, data.last_day])
+                                    "GROUP BY ALL ORDER BY kpi, source, channel, date",
+                              [additive, start, data.last_day])
     if has_monthly:
         crm = [k.kpi for k in catalogue.kpis.values() if k.family == "crm"]
         data.monthly = _records(

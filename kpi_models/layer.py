@@ -1,49 +1,110 @@
 """The unified KPI layer's build steps, as plain functions over a DuckDB connection (Dagster calls them).
 
 Why a module of its own: kpi.kpi_daily needs more than the generic runner does for a SQL file (the catalogue
-table, the FX rates it converts money with, and its upstream per-channel tables existing even when a source is
-not configured yet). Keeping those steps here lets the runner stay generic and an orchestrator call three
-functions in order: `rebuild_kpi_daily`, `create_rollup_views`, then objectives and checks.
+table, the dated FX rates it converts money with, and its upstream per-channel tables existing even when a source
+is not configured yet). Keeping those steps here lets the runner stay generic and an orchestrator call a few
+functions in order: `rebuild_kpi_daily` (or `rebuild_hubspot_kpi_daily`), `create_rollup_views`, then objectives
+and checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
 
 import duckdb
 
 from connectors.batches import Window
 from connectors.ducklake import conflict_retried
-from kpi_models.catalogue import KPI_SCHEMA, load_catalogue, rollup_view_sql, write_fx_rates, write_kpi_definition
-from kpi_models.runner import MODELS, RebuildResult, ensure_model_table, rebuild
+from connectors.warehouse import table_exists, transaction
+from kpi_models.catalogue import KPI_SCHEMA, load_catalogue, rollup_view_sql, write_kpi_definition
+from kpi_models.context import KpiContext
+from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
+from kpi_models.runner import HUBSPOT_SOURCES, MODELS, RebuildResult, ensure_model_table, rebuild
 
 KPI_DAILY = "kpi_daily"
+# Sources with amounts converted at a day's rate (their rows are rebuilt when rates change).
+MONEY_SOURCES = ("ga4", "matomo", "google_ads")
+
+
+@dataclass(frozen=True)
+class KpiDailyResult:
+    """What a kpi_daily rebuild wrote (the runner's result) and what the FX sync did."""
+
+    rebuild: RebuildResult
+    fx: FxSync = field(default_factory=FxSync)
+
+    @property
+    def rows(self) -> int:
+        return self.rebuild.rows
+
+
+def _money_relations() -> list[tuple[str, str]]:
+    """(table, currency column) of every catalogue relation whose amounts are converted."""
+    catalogue = load_catalogue()
+    return [(r.table, r.currency_column) for r in catalogue.relations.values() if r.table and r.currency_column]
 
 
 @conflict_retried  # on a DuckLake, the whole step runs again if it lost a commit race to another writer
 def rebuild_kpi_daily(
     conn: duckdb.DuckDBPyConnection,
     window: Window,
+    context: KpiContext | None = None,
     *,
-    tz: str,
-    reporting_currency: str = "EUR",
-    fx_rates: Mapping[str, float] | None = None,
-    channels: Mapping[str, Mapping[str, str]] | None = None,
-) -> RebuildResult:
-    """Rebuild `window` of kpi.kpi_daily from the per-channel KPI tables (build those first for the window).
+    sources: Sequence[str] | None = None,
+) -> KpiDailyResult:
+    """Rebuild `window` of kpi.kpi_daily for `sources` from the per-channel KPI tables (build those first).
 
-    Writes kpi.kpi_definition and kpi.fx_rate (so the rates used are the configured ones, not last run's),
-    creates any upstream table never built (empty), then replaces the window atomically. `tz` is the
-    reporting time zone HubSpot contact timestamps are dated in."""
+    Writes kpi.kpi_definition, stores the dated FX rates the window's amounts need (kpi_models/fx.py: missing
+    ones added, estimates replaced, a changed published rate only reported), creates any upstream table never built
+    (empty), then replaces the window's rows of those sources atomically. `sources=None` rebuilds every source."""
+    context = context or KpiContext()
     write_kpi_definition(conn)
-    write_fx_rates(conn, reporting_currency, fx_rates or {})
-    _ensure_upstream(conn, tz)
-    return rebuild(conn, MODELS[KPI_DAILY], window, channels=channels, params={"tz": tz})
+    _ensure_upstream(conn, context)
+    with transaction(conn):
+        pairs = needed_pairs(conn, _money_relations(), window.start, window.end, context.fx)
+        fx = sync_fx_rates(conn, context.fx, pairs)
+    result = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=sources)
+    if sources is None or set(MONEY_SOURCES) <= set(sources):
+        with transaction(conn):
+            clear_refresh_pending(conn, window.start, window.end)
+    return KpiDailyResult(result, fx)
 
 
-def _ensure_upstream(conn: duckdb.DuckDBPyConnection, tz: str) -> None:
+def hubspot_window(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> Window | None:
+    """Every day HubSpot has KPI rows for: from its first contact or e-mail day to the as-of day."""
+    firsts: list[date] = []
+    for table, column in (("hubspot.contacts", "CAST(timezone($tz, createdate) AS DATE)"),
+                          (f"{KPI_SCHEMA}.email_daily", "date")):
+        if table_exists(conn, table):
+            params = {"tz": context.tz} if "$tz" in column else {}
+            row = conn.execute(f"SELECT min({column}) FROM {table}", params).fetchone()
+            if row and row[0] is not None:
+                firsts.append(row[0])
+    if not firsts or min(firsts) > context.last_day:
+        return None
+    return Window(min(firsts), context.last_day)
+
+
+@conflict_retried
+def rebuild_hubspot_kpi_daily(conn: duckdb.DuckDBPyConnection, context: KpiContext | None = None
+                              ) -> KpiDailyResult | None:
+    """After every HubSpot run: rebuild all of HubSpot's rows of kpi.kpi_daily (leads, contacts created, new
+    customers, e-mail KPIs) up to the as-of day. Whole, not a trailing window: a contact's lifecycle date can move
+    to another day and an automated e-mail's old days change, and only a full rebuild takes the old day's count
+    back. Cheap (HubSpot rows are few); the report sources' runs never touch these rows."""
+    context = context or KpiContext()
+    window = hubspot_window(conn, context)
+    if window is None:
+        ensure_model_table(conn, KPI_DAILY, context)
+        return None
+    return rebuild_kpi_daily(conn, window, context, sources=HUBSPOT_SOURCES)
+
+
+def _ensure_upstream(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
     for upstream in MODELS[KPI_DAILY].depends_on:
-        ensure_model_table(conn, upstream, {"tz": tz})
+        ensure_model_table(conn, upstream, context)
 
 
 @conflict_retried
@@ -53,14 +114,25 @@ def create_rollup_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     DuckDB binds a view when it is created, so kpi_daily and crm_monthly are created empty first if they were
     never built (the views then fill as the tables do; recreate them only when the catalogue changes)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.fx_rate "
-                 "(currency VARCHAR, reporting_currency VARCHAR, rate DOUBLE)")
-    _ensure_upstream(conn, "UTC")
-    ensure_model_table(conn, KPI_DAILY)
-    ensure_model_table(conn, "crm_monthly")
+    ensure_fx_table(conn)
+    context = KpiContext()
+    _ensure_upstream(conn, context)
+    ensure_model_table(conn, KPI_DAILY, context)
+    ensure_model_table(conn, "crm_monthly", context)
     write_kpi_definition(conn)
     created = []
     for name, statement in rollup_view_sql(load_catalogue()).items():
         conn.execute(statement)
         created.append(f"{KPI_SCHEMA}.{name}")
     return created
+
+
+def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:
+    """Every KPI table for `window`, in the assets' order (per-channel tables, kpi_daily for every source, the
+    roll-up views): what a whole run builds, for tools and tests that build without Dagster."""
+    context = context or KpiContext()
+    for model in MODELS.values():
+        if model.name != KPI_DAILY:
+            rebuild(conn, model, window if model.partition_column else None, context)
+    rebuild_kpi_daily(conn, window, context)
+    create_rollup_views(conn)

@@ -8,7 +8,7 @@ an analyst never sees a half-rebuilt table (the delete and insert commit togethe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from importlib import import_module, resources
@@ -20,6 +20,7 @@ from connectors import ga4, google_ads, hubspot, matomo, search_console
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
+from kpi_models.context import KpiContext
 
 KPI_SCHEMA = "kpi"
 
@@ -62,59 +63,81 @@ class GeneratedKpiModel(KpiModel):
 MODELS: dict[str, KpiModel] = {
     "web_daily": KpiModel(
         name="web_daily",
-        key=("date", "source", "channel"),
-        inputs=(ga4.TRAFFIC.stream, matomo.REFERRERS),
+        key=("date", "source", "account_id", "channel"),
+        inputs=(ga4.TRAFFIC.stream, ga4.REPORT_QUALITY, matomo.REFERRERS, matomo.CAMPAIGN_MEDIUMS),
         rate_columns=("engagement_rate", "bounce_rate", "conversion_rate"),
+        params=("tz",),
     ),
     "seo_daily": KpiModel(
         name="seo_daily",
-        key=("date", "source", "site_url", "search_type"),
+        key=("date", "source", "account_id", "search_type"),
         inputs=(search_console.SITE_TOTALS.stream,),
         rate_columns=("search_ctr",),
+        params=("tz",),
     ),
     "ecommerce_daily": KpiModel(
         name="ecommerce_daily",
-        key=("date", "source", "channel", "currency_code"),
-        inputs=(ga4.TRAFFIC.stream, ga4.ECOMMERCE.stream, matomo.GOAL_STREAM, matomo.VISITS),
+        key=("date", "source", "account_id", "channel", "currency_code"),
+        inputs=(ga4.TRAFFIC.stream, ga4.ECOMMERCE.stream, ga4.CART_FUNNEL.stream, ga4.REPORT_QUALITY,
+                matomo.GOAL_STREAM, matomo.VISITS),
         rate_columns=("cart_abandonment_rate", "ecommerce_conversion_rate"),
+        params=("tz",),
     ),
     "paid_search_daily": KpiModel(
         name="paid_search_daily",
-        key=("date", "source", "customer_id", "campaign_id"),
+        key=("date", "source", "account_id", "campaign_id"),
         inputs=(google_ads.CAMPAIGN_DAILY,),
-        # ad_conversion_rate may exceed 1 (several conversions per click): only the CTR is bounded
+        # ad_conversion_rate may exceed 1 (several conversions per interaction): only the CTR is bounded
         rate_columns=("ad_ctr",),
+        params=("tz",),
     ),
     "email_daily": KpiModel(
         name="email_daily",
-        key=("date", "source", "email_id"),
-        inputs=(hubspot.EMAIL_STATISTICS,),
+        key=("date", "source", "account_id", "email_id"),
+        inputs=(hubspot.EMAIL_STATISTICS, hubspot.EMAIL_EVENTS_DAILY, hubspot.ACCOUNT_DETAILS),
         rate_columns=("email_deliverability_rate", "email_open_rate", "email_click_rate", "email_click_to_open_rate",
                       "email_bounce_rate", "email_unsubscribe_rate"),
         partition_column=None,
+        params=("tz", "as_of"),
     ),
     "crm_monthly": KpiModel(
         name="crm_monthly",
-        key=("month", "source", "channel"),
+        key=("month", "source", "account_id", "channel"),
         inputs=(hubspot.default_stream("contacts"), hubspot.default_stream("deals"),
-                hubspot.default_stream("feedback_submissions"), hubspot.DEAL_STAGES, hubspot.ASSOCIATIONS),
+                hubspot.default_stream("feedback_submissions"), hubspot.DEAL_STAGES, hubspot.ASSOCIATIONS,
+                hubspot.ACCOUNT_DETAILS),
         rate_columns=("churn_rate", "loyalty_rate"),
         partition_column=None,
-        params=("tz",),
+        params=("tz", "as_of"),
     ),
-    # The unified long table (date, source, channel, kpi, numerator, denominator, value, currency), generated from
-    # the catalogue over the per-channel tables above (plus HubSpot contacts for leads). Needs kpi.fx_rate:
-    # build it with kpi_models.layer.rebuild_kpi_daily, which writes the rates first. Its rates live in the
-    # `value` column next to counts, so there are no rate_columns: kpi_models.checks checks them per KPI unit.
+    # The unified long table (date, source, channel, account_id, kpi, numerator, denominator, value, currency,
+    # is_final, quality), generated from the catalogue over the per-channel tables above (plus HubSpot contacts for
+    # leads). Money is converted at each day's rate (kpi.fx_rate): build it with kpi_models.layer.rebuild_kpi_daily,
+    # which stores the rates first. Its rates live in the `value` column next to counts, so there are no
+    # rate_columns: kpi_models.checks checks them per KPI unit. Rebuilt per source (`sources`): one source's
+    # failure or run never touches another source's rows.
     "kpi_daily": GeneratedKpiModel(
         name="kpi_daily",
-        key=("date", "source", "channel", "kpi"),
-        inputs=(hubspot.default_stream("contacts"),),
-        params=("tz",),
+        key=("date", "source", "channel", "account_id", "kpi"),
+        inputs=(hubspot.default_stream("contacts"), hubspot.ACCOUNT_DETAILS),
+        params=("tz", "as_of"),
         depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily"),
         generator="kpi_models.catalogue:kpi_daily_sql",
     ),
 }
+
+# Per-source rows of kpi_daily: the report sources are rebuilt by the daily partitioned runs, HubSpot's by every
+# HubSpot run (whole, from the first day it has data to the as-of day).
+REPORT_SOURCES = ("ga4", "search_console", "matomo", "google_ads")
+HUBSPOT_SOURCES = ("hubspot",)
+
+
+def write_restatement_windows(conn: duckdb.DuckDBPyConnection, reread_days: Mapping[str, int]) -> None:
+    """Replace `kpi.restatement_window` (source, days): a day loaded at least `days` after it is final (rule 11)."""
+    replace_table(conn, f"{KPI_SCHEMA}.restatement_window", pa.table({
+        "source": pa.array(list(reread_days), pa.string()),
+        "days": pa.array([int(v) for v in reread_days.values()], pa.int32()),
+    }))
 
 
 def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Mapping[str, str]]) -> None:
@@ -145,78 +168,91 @@ def rebuild(
     conn: duckdb.DuckDBPyConnection,
     model: KpiModel | str,
     window: Window | None,
-    channels: Mapping[str, Mapping[str, str]] | None = None,
-    params: Mapping[str, object] | None = None,
+    context: KpiContext | None = None,
+    *,
+    sources: Sequence[str] | None = None,
 ) -> RebuildResult:
     """Recompute `window` of the model's table from raw tables (the whole table when the model is not
-    partitioned), atomically."""
+    partitioned), atomically. With `sources`, only those sources' rows are replaced: the other sources' rows are
+    left exactly as they were (one source's run or failure never touches another's KPIs)."""
     if isinstance(model, str):
         model = MODELS[model]
-    given = dict(params or {})
-    missing = [p for p in model.params if p not in given]
-    if missing:
-        raise ValueError(f"model {model.name} needs parameters {missing}")
+    context = context or KpiContext()
+    given = context.params()
     if model.partition_column is None:
-        return _rebuild_whole(conn, model, channels, {p: given[p] for p in model.params})
+        return _rebuild_whole(conn, model, context, {p: given[p] for p in model.params})
     if window is None:
         raise ValueError(f"model {model.name} is partitioned: a window is required")
     params = {"start": window.start, "end": window.end, **{p: given[p] for p in model.params}}
     query = model.sql()
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column)
+    # DuckDB refuses unused named parameters: the DELETE and the count take only the window (and sources).
+    bounds: dict[str, object] = {"start": window.start, "end": window.end}
+    only = ""
+    if sources is not None:
+        only = " AND source IN (SELECT unnest($sources::VARCHAR[]))"
+        bounds["sources"] = list(sources)
+        params["sources"] = list(sources)
     with transaction(conn):
-        _prepare(conn, model, channels)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
-        # DuckDB refuses unused named parameters: the DELETE and the count take only the window.
-        bounds = {"start": window.start, "end": window.end}
-        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end", bounds)
-        conn.execute(f"INSERT INTO {target} BY NAME {query}", params)
-        row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end", bounds).fetchone()
+        _prepare(conn, model, context)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0",
+                     {k: v for k, v in params.items() if k != "sources"})
+        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end{only}", bounds)
+        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE TRUE{only}", params)
+        row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end{only}",
+                           bounds).fetchone()
         columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
     return RebuildResult(model.table, window, int(row[0]) if row else 0, columns)
 
 
 # Raw channel columns per source, for counting values the mapping does not know.
 _RAW_CHANNELS = (
-    ("ga4", "ga4.traffic_by_channel", "session_default_channel_group", "sessions"),
-    ("matomo", "matomo.referrer_types", "referrer_type", "nb_visits"),
-    ("google_ads", "google_ads.campaign_daily", "advertising_channel_type", "clicks"),
+    ("ga4", "ga4.traffic_by_channel", "t.session_default_channel_group", "t.sessions"),
+    ("matomo", "matomo.referrer_types", "t.referrer_type", "t.nb_visits"),
+    # unknown campaign mediums stay campaign_tagged (web_daily.sql), listed here so the mapping can be extended
+    ("matomo_campaign_medium", "matomo.campaign_mediums", "lower(t.campaign_medium)", "t.nb_visits"),
+    ("google_ads", "google_ads.campaign_daily", "t.advertising_channel_type", "t.clicks"),
 )
 
 
 
 def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
-                       params: Mapping[str, object] | None = None) -> None:
+                       context: KpiContext | None = None) -> None:
     """Create the model's table, empty, if it was never built, so models and views reading it can be built
     before it (a source not configured yet leaves an empty table, not a missing-table error)."""
     if isinstance(model, str):
         model = MODELS[model]
     if table_exists(conn, model.table):
         return  # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9)
-    given = {p: (params or {}).get(p, "UTC") for p in model.params}
+    context = context or KpiContext()
+    given = {p: context.params()[p] for p in model.params}
     if model.partition_column is not None:
         given = {"start": date(1970, 1, 1), "end": date(1970, 1, 1), **given}
     with transaction(conn):
-        _prepare(conn, model, None)
+        _prepare(conn, model, context, write=False)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(model.table)} AS SELECT * FROM ({model.sql()}) LIMIT 0",
                      given)
 
 
-def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, channels: Mapping[str, Mapping[str, str]] | None
-             ) -> None:
-    if channels is not None:
-        write_channel_map(conn, channels)
+def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext, write: bool = True) -> None:
+    """The model's inputs exist (empty when a source is not loaded yet), with the run's channel mapping and
+    restatement windows (`write=False`: only created when missing)."""
     ensure_tables(conn, model.inputs)
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    if write and context.channels is not None:
+        write_channel_map(conn, context.channels)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
                  "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
+    if write or not table_exists(conn, f"{KPI_SCHEMA}.restatement_window"):
+        write_restatement_windows(conn, context.reread_days)
 
 
-def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel,
-                   channels: Mapping[str, Mapping[str, str]] | None, params: Mapping[str, object]) -> RebuildResult:
+def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext,
+                   params: Mapping[str, object]) -> RebuildResult:
     target = quote_ident(model.table)
     with transaction(conn):
-        _prepare(conn, model, channels)
+        _prepare(conn, model, context)
         conn.execute(f"CREATE OR REPLACE TABLE {target} AS {model.sql()}", dict(params))
         row = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
         columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
@@ -233,8 +269,8 @@ def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> 
         if table not in existing:
             continue
         rows = conn.execute(
-            f"SELECT t.{column}, CAST(sum(t.{measure}) AS BIGINT) FROM {table} t "
-            f"LEFT JOIN kpi.channel_map m ON m.source = ? AND m.raw_value = t.{column} "
+            f"SELECT {column}, CAST(sum({measure}) AS BIGINT) FROM {table} t "
+            f"LEFT JOIN kpi.channel_map m ON m.source = ? AND m.raw_value = {column} "
             f"WHERE t.date BETWEEN ? AND ? AND m.channel IS NULL GROUP BY 1 ORDER BY 1",
             [source, window.start, window.end],
         ).fetchall()

@@ -36,6 +36,7 @@ from rich.text import Text
 from connectors.errors import ConfigError, ConnectorError, SourceError
 from connectors.http import RetryPolicy, redact
 from connectors.settings import Secret, Settings, load_settings
+from pipelines import fx_command
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -46,7 +47,7 @@ log = logging.getLogger("mkpi.cli")
 # The Dagster job runs one source at a time: the report sources are REFRESHES in pipelines/defs/schedules.py
 # (kept literal here so `--help` does not import Dagster; a test checks the two agree), HubSpot is its own job.
 REPORT_SOURCES = ("ga4", "search_console", "matomo", "google_ads")
-SOURCES = ("hubspot", *REPORT_SOURCES)  # HubSpot first, as the schedules do: kpi_daily's lead rows read its tables
+SOURCES = ("hubspot", *REPORT_SOURCES)  # HubSpot first, as the schedules do
 PLATFORM_NAMES = {"ga4": "GA4", "search_console": "Search Console", "google_ads": "Google Ads",
                   "hubspot": "HubSpot", "matomo": "Matomo"}
 # What to set when a platform is not configured at all (the connectors' own errors cover partial configuration).
@@ -201,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", parents=[common], help="check each platform's configuration and access",
                    description="For each platform: is it configured, are the settings valid, and does one cheap "
                                "real request succeed? Says exactly what to set or grant when not.")
+    fx_command.add_parser(sub, common, _iso_date)
     return parser
 
 
@@ -631,9 +633,16 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
     if not latest or latest[0] is None:
         return "no weekly KPI yet", []
     week_start = latest[0]
+    catalogue = load_catalogue()
+    # Per channel and over all channels ('all'), summed over accounts: a ratio recomputed from the summed parts.
+    additive = [k.kpi for k in catalogue.daily() if k.additive]
     cursor = conn.execute(
-        "SELECT kpi, source, channel, value, numerator, denominator, currency, days_with_data, week_end, iso_week "
-        "FROM kpi.kpi_weekly WHERE week_start = ?", [week_start])
+        "SELECT kpi, source, coalesce(channel, 'all') AS channel, CASE WHEN kpi IN (SELECT unnest(?)) "
+        "THEN sum(numerator) ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value, "
+        "sum(numerator) AS numerator, sum(denominator) AS denominator, any_value(currency) AS currency, "
+        "max(days_with_data) AS days_with_data, any_value(week_end) AS week_end, any_value(iso_week) AS iso_week "
+        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY GROUPING SETS ((kpi, source, channel), (kpi, source)) "
+        "HAVING grouping(channel) = 1 OR channel <> 'all'", [additive, week_start])
     names = [d[0] for d in cursor.description]
     weekly = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
     objectives: list[dict[str, Any]] = []
@@ -641,7 +650,6 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
         cur = conn.execute("SELECT * FROM kpi.objective")
         onames = [d[0] for d in cur.description]
         objectives = [dict(zip(onames, r, strict=True)) for r in cur.fetchall()]
-    catalogue = load_catalogue()
     rank = {"month": 0, "quarter": 1, "year": 2}
     chosen: dict[tuple[str, str, str], dict[str, Any]] = {}
     week_end = weekly[0]["week_end"] if weekly else week_start
@@ -1069,7 +1077,7 @@ def _doctor(settings: Settings, debug: bool) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, bool], int]] = {
-    "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor,
+    "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor, "fx": fx_command.cmd_fx,
 }
 
 

@@ -31,8 +31,7 @@ def run_backfill(start: date, end: date) -> list[dg.ExecuteInProcessResult]:
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     with instance:
-        # the same order as the schedules (HubSpot 05:30, report sources 06:00): kpi_daily's leads and e-mail
-        # rows read the HubSpot tables
+        # the same order as the schedules (HubSpot 05:30, report sources 06:00)
         hubspot = defs.resolve_job_def("hubspot_refresh_job").execute_in_process(
             instance=instance, tags={"mkpi/trigger": "demo"}, raise_on_error=False)
         daily = defs.resolve_job_def("daily_refresh_job").execute_in_process(
@@ -48,12 +47,12 @@ def print_summary(db_path: str, start: date, end: date) -> None:
     with connect(db_path, read_only=True) as conn:
         web = conn.execute(
             """
-            SELECT source, channel, sum(sessions) AS sessions,
+            SELECT source, account_id, channel, sum(sessions) AS sessions,
                    sum(engaged_sessions) / nullif(sum(sessions), 0) AS engagement_rate,
                    sum(bounced_sessions) / nullif(sum(sessions), 0) AS bounce_rate,
                    sum(converting_sessions) / nullif(sum(sessions), 0) AS conversion_rate,
-                   sum(engagement_duration_seconds) / nullif(sum(sessions), 0) AS avg_session_duration
-            FROM kpi.web_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source, sessions DESC
+                   sum(session_duration_seconds) / nullif(sum(sessions), 0) AS avg_session_duration
+            FROM kpi.web_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source, account_id, sessions DESC
             """,
             [start, end],
         ).fetchall()
@@ -61,32 +60,41 @@ def print_summary(db_path: str, start: date, end: date) -> None:
             """
             SELECT site_url, sum(search_clicks), sum(search_impressions),
                    sum(search_clicks) / nullif(sum(search_impressions), 0),
-                   sum(position_x_impressions) / nullif(sum(search_impressions), 0)
+                   sum(position_x_impressions) / nullif(sum(positioned_impressions), 0)
             FROM kpi.seo_daily WHERE date BETWEEN ? AND ? AND search_type = 'web' GROUP BY ALL
             """,
             [start, end],
         ).fetchall()
         shop = conn.execute(
             """
-            SELECT source, currency_code, sum(orders), sum(revenue), sum(revenue) / nullif(sum(orders), 0),
+            SELECT source, account_id, currency_code, sum(orders), sum(revenue), sum(revenue) / nullif(sum(orders), 0),
                    sum(abandoned_carts) / nullif(sum(carts), 0), sum(orders) / nullif(sum(sessions), 0)
-            FROM kpi.ecommerce_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source
+            FROM kpi.ecommerce_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source, account_id
             """,
             [start, end],
         ).fetchall()
+        provisional = conn.execute("SELECT count(*) FILTER (WHERE NOT is_final), count(*) FROM kpi.kpi_daily "
+                                   "WHERE date BETWEEN ? AND ?", [start, end]).fetchone()
     print(f"\nKPIs {start} .. {end} -> {db_path}")
-    print(f"\n{'source':<8}{'channel':<16}{'sessions':>10}{'engaged':>9}{'bounce':>8}{'convert':>9}{'avg dur':>9}")
-    for source, channel, sessions, engagement, bounce, conversion, duration in web:
+    print(f"\n{'source':<8}{'account':<11}{'channel':<16}{'sessions':>10}{'engaged':>9}{'bounce':>8}{'convert':>9}"
+          f"{'avg dur':>9}")
+    for source, account, channel, sessions, engagement, bounce, conversion, duration in web:
         engaged = f"{engagement:.1%}" if engagement is not None else "-"
-        print(f"{source:<8}{channel:<16}{int(sessions):>10}{engaged:>9}{bounce:>8.1%}{conversion:>9.2%}{duration:>8.0f}s")
+        print(f"{source:<8}{account:<11}{channel:<16}{int(sessions):>10}{engaged:>9}{bounce:>8.1%}{conversion:>9.2%}"
+              f"{duration:>8.0f}s")
     for site, clicks, impressions, ctr, position in seo:
         print(f"\nSEO {site}: {int(clicks)} clicks, {int(impressions)} impressions, CTR {ctr:.2%}, "
               f"average position {position:.1f}")
     print_objectives(db_path)
-    print(f"\n{'source':<8}{'orders':>8}{'revenue':>14}{'basket':>9}{'cart aband.':>12}{'conv.':>7}")
-    for source, currency, orders, revenue, basket, abandonment, conversion in shop:
-        print(f"{source:<8}{int(orders):>8}{revenue:>10.0f} {currency}{basket:>9.2f}{abandonment:>12.1%}"
+    print(f"\n{'source':<8}{'account':<11}{'orders':>8}{'revenue':>14}{'basket':>9}{'cart aband.':>12}{'conv.':>7}")
+    for source, account, currency, orders, revenue, basket, abandonment, conversion in shop:
+        shown = "-" if abandonment is None else f"{abandonment:.1%}"
+        print(f"{source:<8}{account:<11}{int(orders):>8}{revenue:>10.0f} {currency}{basket or 0:>9.2f}{shown:>12}"
               f"{conversion:>7.2%}")
+    print("\nCart abandonment: GA4 is users at add_to_cart who did not then purchase (funnel report), Matomo is "
+          "abandoned carts / (abandoned carts + orders): two definitions, never compared as one.")
+    print(f"kpi.kpi_daily {start} .. {end}: {provisional[1]:,} rows, {provisional[0]:,} provisional (is_final = false: "
+          "inside a source's restatement window, or converted at an estimated FX rate).")
 
 
 def print_objectives(db_path: str) -> None:

@@ -33,9 +33,9 @@ from connectors import ga4, google_ads, http, hubspot, matomo, publish, search_c
 from connectors.batches import Batch, Window
 from connectors.settings import Settings, load_settings
 from connectors.warehouse import connect, load_batches, read_cursor
-from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
+from kpi_models.context import KpiContext
+from kpi_models.layer import rebuild_all
 from kpi_models.objectives import build_kpi_vs_objective
-from kpi_models.runner import MODELS, GeneratedKpiModel, rebuild
 
 WINDOW = Window(date(2026, 3, 20), date(2026, 3, 27))
 TODAY = date(2026, 3, 31)
@@ -96,14 +96,7 @@ def run_hubspot(conn: Any, settings: Settings) -> None:
 
 def run_kpis(conn: Any, settings: Settings, window: Window) -> None:
     """The KPI assets: per-channel tables, kpi_daily and its roll-up views, objectives."""
-    tz = {"tz": settings.reporting_timezone}
-    for model in MODELS.values():
-        if isinstance(model, GeneratedKpiModel):
-            continue
-        rebuild(conn, model, window if model.partition_column else None, channels=settings.channels, params=tz)
-    rebuild_kpi_daily(conn, window, tz=settings.reporting_timezone, reporting_currency=settings.reporting_currency,
-                      fx_rates=settings.fx_rates, channels=settings.channels)
-    create_rollup_views(conn)
+    rebuild_all(conn, window, KpiContext.from_settings(settings))
     build_kpi_vs_objective(conn, settings.objectives_path, tz=settings.reporting_timezone,
                            min_denominators=settings.min_denominators)
 

@@ -40,8 +40,8 @@ from connectors.settings import (
     load_settings,
 )
 from connectors.warehouse import connect, load_batches
-from kpi_models.layer import rebuild_kpi_daily
-from kpi_models.runner import MODELS, rebuild
+from kpi_models.context import KpiContext
+from kpi_models.layer import rebuild_all
 from sandbox.ads_server import AdsServer
 from sandbox.ga4_server import Ga4Server
 from sandbox.gsc_server import GscServer
@@ -186,12 +186,7 @@ def build_kpis(path: str) -> None:
     settings = load_settings(environ={})
     with connect(path) as conn:
         conn.execute("SET threads = 1")
-        for name, model in MODELS.items():
-            if name != "kpi_daily":
-                rebuild(conn, model, WINDOW if model.partition_column else None, channels=settings.channels,
-                        params={"tz": TZ})
-        rebuild_kpi_daily(conn, WINDOW, tz=TZ, reporting_currency=settings.reporting_currency,
-                          fx_rates=settings.fx_rates, channels=settings.channels)
+        rebuild_all(conn, WINDOW, KpiContext.from_settings(settings))
 
 
 def checksum(path: str) -> tuple[str, dict[str, int]]:

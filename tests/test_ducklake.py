@@ -143,20 +143,12 @@ def run_writers_together(env: dict[str, str]) -> dict[str, tuple[float, float]]:
 
 def build_kpis(duckdb_path: str) -> dict[str, list[tuple[Any, ...]]]:
     """Build every KPI table for the window on the configured warehouse; return each kpi table's rows, sorted."""
-    from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
-    from kpi_models.runner import MODELS as REGISTRY
-    from kpi_models.runner import rebuild
+    from kpi_models.context import KpiContext
+    from kpi_models.layer import rebuild_all
 
     settings = load_settings()
-    tz = settings.reporting_timezone
     with warehouse.connect(duckdb_path) as conn:
-        for name in MODELS:
-            model = REGISTRY[name]
-            rebuild(conn, model, WINDOW if model.partition_column else None, channels=settings.channels,
-                    params={"tz": tz})
-        rebuild_kpi_daily(conn, WINDOW, tz=tz, reporting_currency=settings.reporting_currency,
-                          fx_rates=settings.fx_rates, channels=settings.channels)
-        create_rollup_views(conn)
+        rebuild_all(conn, WINDOW, KpiContext.from_settings(settings))
         return snapshot(conn, "kpi")
 
 

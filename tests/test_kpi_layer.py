@@ -12,17 +12,25 @@ import pytest
 from connectors.batches import Window
 from connectors.warehouse import connect
 from kpi_models.catalogue import CatalogueError, load_catalogue, parse_catalogue
+from kpi_models.context import KpiContext
+from kpi_models.fx import FxPolicy, refresh_fx_rates
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
 from kpi_models.runner import MODELS, ensure_model_table
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 9)  # Monday, Tuesday, next Monday
 WINDOW = Window(date(2026, 3, 1), date(2026, 3, 31))
 TZ = "Europe/Paris"
-FX = {"USD": 0.92}  # 1 USD = 0.92 EUR; JPY has no rate
+# 1 USD = 0.92 EUR until March 2, 1.00 from March 3 (a rate change inside the month); JPY has no rate
+FX = FxPolicy("EUR", "config", {"USD": ((date(2026, 1, 1), 0.92), (D2, 1.0))})
 CHANNELS = {"hubspot": {"ORGANIC_SEARCH": "organic_search", "PAID_SEARCH": "paid_search"}}
+CTX = KpiContext(tz=TZ, as_of=date(2026, 3, 31), channels=CHANNELS, fx=FX)
 
 
 def insert(conn, table: str, rows: list[dict]) -> None:
+    if table.startswith("kpi."):  # per-channel KPI rows: one account unless the row names its own; final, clean
+        columns = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+        defaults = {"account_id": "acc1", "is_final": True, "quality": []}
+        rows = [{k: v for k, v in {**defaults, **r}.items() if k in columns} for r in rows]
     conn.register("__rows", pa.Table.from_pylist(rows))
     try:
         conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __rows")
@@ -35,14 +43,16 @@ def utc(y, m, d, hh, mm=0):
 
 
 def web(day, source, channel, sessions, engaged, bounced, converting, duration):
+    # GA4's engagement time is half its session duration here; Matomo has none
     return {"date": day, "source": source, "channel": channel, "sessions": sessions, "engaged_sessions": engaged,
-            "bounced_sessions": bounced, "converting_sessions": converting, "engagement_duration_seconds": duration}
+            "bounced_sessions": bounced, "converting_sessions": converting, "session_duration_seconds": duration,
+            "engagement_duration_seconds": duration / 2 if source == "ga4" else None}
 
 
 def fill(conn) -> None:
     """The hand-made dataset (see the expectations in EXPECTED)."""
     for name in ("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_monthly"):
-        ensure_model_table(conn, name, {"tz": TZ})
+        ensure_model_table(conn, name, CTX)
     insert(conn, "kpi.web_daily", [
         web(D1, "ga4", "organic_search", 100, 60, 40, 5, 6000.0),
         web(D1, "ga4", "direct", 300, 90, 210, 30, 3000.0),
@@ -51,42 +61,48 @@ def fill(conn) -> None:
         web(D1, "matomo", "organic_search", 80, None, 20, 2, 8000.0),
     ])
     insert(conn, "kpi.seo_daily", [
-        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "a", "search_type": "web",
-         "search_clicks": 30, "search_impressions": 1000, "position_x_impressions": 5000.0},
-        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "b", "search_type": "web",
-         "search_clicks": 10, "search_impressions": 1000, "position_x_impressions": 15000.0},
+        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "a", "account_id": "a",
+         "search_type": "web", "search_clicks": 30, "search_impressions": 1000, "position_x_impressions": 5000.0,
+         "positioned_impressions": 1000},
+        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "b", "account_id": "b",
+         "search_type": "web", "search_clicks": 10, "search_impressions": 1000, "position_x_impressions": 15000.0,
+         "positioned_impressions": 1000},
         # image search totals are another search type: never added to web
-        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "a",
-         "search_type": "image", "search_clicks": 99, "search_impressions": 9900, "position_x_impressions": 1.0},
+        {"date": D1, "source": "search_console", "channel": "organic_search", "site_url": "a", "account_id": "a",
+         "search_type": "image", "search_clicks": 99, "search_impressions": 9900, "position_x_impressions": 1.0,
+         "positioned_impressions": 9900},
     ])
 
-    def ads(customer, campaign, currency, cost, clicks, impressions, conversions, value):
-        return {"date": D1, "source": "google_ads", "channel": "paid_search", "customer_id": customer,
-                "campaign_id": campaign, "currency_code": currency, "ad_cost": cost, "ad_clicks": clicks,
-                "ad_impressions": impressions, "ad_conversions": conversions, "conversions_value": value}
+    def ads(customer, campaign, currency, cost, clicks, impressions, conversions, value, interactions, day=D1):
+        return {"date": day, "source": "google_ads", "channel": "paid_search", "customer_id": customer,
+                "account_id": customer, "campaign_id": campaign, "currency_code": currency, "ad_cost": cost,
+                "ad_clicks": clicks, "ad_impressions": impressions, "ad_conversions": conversions,
+                "conversions_value": value, "ad_interactions": interactions}
 
     insert(conn, "kpi.paid_search_daily", [
-        ads("111", 1, "EUR", 100.0, 200, 4000, 4.0, 500.0),
-        ads("222", 2, "USD", 50.0, 100, 1000, 1.0, 100.0),  # 46 EUR cost, 92 EUR value
-        ads("333", 3, "JPY", 10000.0, 10, 10, 0.0, 0.0),  # no JPY rate: left out entirely
+        ads("111", 1, "EUR", 100.0, 200, 4000, 4.0, 500.0, 250),  # 50 interactions more than clicks (not Search)
+        ads("222", 2, "USD", 50.0, 100, 1000, 1.0, 100.0, 100),  # 46 EUR cost, 92 EUR value (0.92 on D1)
+        ads("333", 3, "JPY", 10000.0, 10, 10, 0.0, 0.0, 10),  # no JPY rate: left out entirely
+        ads("222", 2, "USD", 20.0, 40, 400, 1.0, 30.0, 40, day=D2),  # 20 EUR cost (1.00 from D2)
     ])
 
-    def shop(source, currency, orders, revenue, abandoned, carts, sessions):
-        return {"date": D1, "source": source, "channel": "all", "currency_code": currency, "orders": orders,
-                "revenue": revenue, "abandoned_carts": abandoned, "carts": carts, "sessions": sessions}
+    def shop(source, account, currency, orders, revenue, abandoned, carts, sessions):
+        return {"date": D1, "source": source, "account_id": account, "channel": "all", "currency_code": currency,
+                "orders": orders, "revenue": revenue, "abandoned_carts": abandoned, "carts": carts,
+                "sessions": sessions}
 
     insert(conn, "kpi.ecommerce_daily", [
-        shop("ga4", "EUR", 10, 700.0, 30, 40, 400),
-        shop("ga4", "USD", 5, 500.0, 5, 10, 100),  # 460 EUR
-        shop("matomo", "EUR", 8, 560.0, 12, 20, 80),
+        shop("ga4", "p-eu", "EUR", 10, 700.0, 30, 40, 400),
+        shop("ga4", "p-us", "USD", 5, 500.0, 5, 10, 100),  # 460 EUR
+        shop("matomo", "1", "EUR", 8, 560.0, 12, 20, 80),
     ])
     counters = {"sent": 1000, "delivered": 950, "opened": 380, "clicked": 57, "bounced": 50, "unsubscribed": 19}
     insert(conn, "kpi.email_daily", [
-        {"date": D1, "source": "hubspot", "channel": "email", "email_id": "all", **counters},
+        {"date": D1, "source": "hubspot", "channel": "email", "email_id": "all", "account_id": "portal", **counters},
         # the per-e-mail row of the same send: must not be added to the day's total
-        {"date": D1, "source": "hubspot", "channel": "email", "email_id": "e1", **counters},
+        {"date": D1, "source": "hubspot", "channel": "email", "email_id": "e1", "account_id": "portal", **counters},
     ])
-    ensure_model_table(conn, "crm_monthly")  # creates the raw hubspot.contacts table too
+    ensure_model_table(conn, "crm_monthly", CTX)  # creates the raw hubspot.contacts table too
     insert(conn, "hubspot.contacts", [
         # 23:30 UTC on Mar 1 is 00:30 on Mar 2 in Paris: created D1 (reporting time zone), lead D1, customer D2
         {"id": "c1", "archived": False, "createdate": utc(2026, 3, 1, 23, 30), "hs_analytics_source": "ORGANIC_SEARCH",
@@ -103,8 +119,9 @@ def fill(conn) -> None:
     insert(conn, "kpi.crm_monthly", [
         {"month": date(2026, 3, 1), "source": "hubspot", "channel": "all", "customers_at_start": 200,
          "customers_lost": 6, "customers_with_won_deal": 50, "repeat_customers": 10, "nps_responses": 40,
-         "promoters": 20, "detractors": 6},
-        {"month": date(2026, 3, 1), "source": "hubspot", "channel": "organic_search", "leads": 1},
+         "promoters": 20, "detractors": 6, "account_id": "portal"},
+        {"month": date(2026, 3, 1), "source": "hubspot", "channel": "organic_search", "leads": 1,
+         "account_id": "portal"},
     ])
 
 
@@ -113,7 +130,7 @@ def conn(tmp_path):
     """A fresh build, for tests that change it."""
     with connect(tmp_path / "layer.duckdb") as c:
         fill(c)
-        rebuild_kpi_daily(c, WINDOW, tz=TZ, reporting_currency="EUR", fx_rates=FX, channels=CHANNELS)
+        rebuild_kpi_daily(c, WINDOW, CTX)
         create_rollup_views(c)
         yield c
 
@@ -123,7 +140,7 @@ def built(tmp_path_factory):
     """One shared build for the read-only tests (keeps the suite fast)."""
     with connect(tmp_path_factory.mktemp("layer") / "layer.duckdb") as c:
         fill(c)
-        rebuild_kpi_daily(c, WINDOW, tz=TZ, reporting_currency="EUR", fx_rates=FX, channels=CHANNELS)
+        rebuild_kpi_daily(c, WINDOW, CTX)
         create_rollup_views(c)
         yield c
 
@@ -140,6 +157,7 @@ EXPECTED = {
     ("conversion_rate", "matomo", "organic_search", D1): (2, 80, 0.025),
     ("avg_session_duration", "ga4", "organic_search", D1): (6000, 100, 60.0),
     ("avg_session_duration", "matomo", "organic_search", D1): (8000, 80, 100.0),
+    ("avg_engagement_time", "ga4", "organic_search", D1): (3000, 100, 30.0),
     # HubSpot contacts, dated in Paris time: D1 c1 (organic) created + lead, c2 (other) created; D2 c4 (paid)
     # created + lead, c1 customer; c3 archived
     ("contacts_created", "hubspot", "organic_search", D1): (1, None, 1),
@@ -153,17 +171,18 @@ EXPECTED = {
     ("search_impressions", "search_console", "organic_search", D1): (2000, None, 2000),
     ("search_ctr", "search_console", "organic_search", D1): (40, 2000, 0.02),
     ("search_avg_position", "search_console", "organic_search", D1): (20000, 2000, 10.0),
-    # Google Ads: EUR 100 + USD 50 x 0.92 = 146 EUR; JPY row left out. clicks 300, impressions 5000, conv 5,
-    # value 500 + 100 x 0.92 = 592 EUR
+    # Google Ads (customers summed): EUR 100 + USD 50 x 0.92 = 146 EUR; the JPY customer has no rate, so it is left
+    # out of the money KPIs only (its clicks are clicks): clicks 200 + 100 + 10, impressions 4000 + 1000 + 10,
+    # conv 5, interactions 250 + 100 + 10, value 500 + 100 x 0.92 = 592 EUR; CPC and CPA over the converted rows
     ("ad_cost", "google_ads", "paid_search", D1): (146, None, 146),
-    ("ad_clicks", "google_ads", "paid_search", D1): (300, None, 300),
-    ("ad_impressions", "google_ads", "paid_search", D1): (5000, None, 5000),
+    ("ad_clicks", "google_ads", "paid_search", D1): (310, None, 310),
+    ("ad_impressions", "google_ads", "paid_search", D1): (5010, None, 5010),
     ("ad_conversions", "google_ads", "paid_search", D1): (5, None, 5),
-    ("ad_ctr", "google_ads", "paid_search", D1): (300, 5000, 0.06),
+    ("ad_ctr", "google_ads", "paid_search", D1): (310, 5010, 310 / 5010),
     ("ad_cpc", "google_ads", "paid_search", D1): (146, 300, 146 / 300),  # 0.4867 EUR
     ("ad_cpa", "google_ads", "paid_search", D1): (146, 5, 29.2),
     ("ad_roas", "google_ads", "paid_search", D1): (592, 146, 592 / 146),  # 4.05
-    ("ad_conversion_rate", "google_ads", "paid_search", D1): (5, 300, 5 / 300),
+    ("ad_conversion_rate", "google_ads", "paid_search", D1): (5, 360, 5 / 360),  # per interaction, not click
     # E-mail, day total only: sent 1000, delivered 950, open 380, click 57, bounce 50, unsubscribed 19
     ("email_deliverability_rate", "hubspot", "email", D1): (950, 1000, 0.95),
     ("email_open_rate", "hubspot", "email", D1): (380, 950, 0.4),
@@ -179,7 +198,7 @@ EXPECTED = {
     ("revenue", "matomo", "all", D1): (560, None, 560),
     ("average_basket", "ga4", "all", D1): (1160, 15, 1160 / 15),
     ("average_basket", "matomo", "all", D1): (560, 8, 70.0),
-    ("cart_abandonment_rate", "ga4", "all", D1): (35, 50, 0.7),
+    ("cart_abandonment_rate", "ga4", "all", D1): (35, 50, 0.7),  # both properties summed
     ("cart_abandonment_rate", "matomo", "all", D1): (12, 20, 0.6),
     ("ecommerce_conversion_rate", "ga4", "all", D1): (15, 500, 0.03),
     ("ecommerce_conversion_rate", "matomo", "all", D1): (8, 80, 0.1),
@@ -202,11 +221,13 @@ def test_the_dataset_covers_every_catalogue_kpi():
 def test_every_daily_kpi_by_hand(built, key):
     conn = built
     kpi, source, channel, day = key
-    row = conn.execute("SELECT numerator, denominator, value, currency FROM kpi.kpi_daily "
-                       "WHERE kpi = ? AND source = ? AND channel = ? AND date = ?", [kpi, source, channel, day]
-                       ).fetchall()
-    assert len(row) == 1
-    numerator, denominator, value, currency = row[0]
+    # one row per account; the source's total is the ratio of the summed parts
+    row = conn.execute("SELECT sum(numerator), sum(denominator), any_value(currency), count(DISTINCT currency), "
+                       "bool_and(is_final) FROM kpi.kpi_daily WHERE kpi = ? AND source = ? AND channel = ? AND date = ?",
+                       [kpi, source, channel, day]).fetchall()
+    numerator, denominator, currency, currencies, final = row[0]
+    assert currencies <= 1 and final is True
+    value = numerator if denominator is None else numerator / denominator
     expected = EXPECTED[key]
     assert numerator == pytest.approx(expected[0])
     assert denominator == (None if expected[1] is None else pytest.approx(expected[1]))
@@ -235,23 +256,62 @@ def test_no_rows_without_data_and_no_blending(built):
                         ).fetchone() == (1,)
 
 
-def test_rows_in_a_currency_without_rate_are_left_out(conn):
+def test_each_account_has_its_own_row(built):
+    # ad_cost per customer on D1: 111 100 EUR, 222 50 USD x 0.92 = 46 EUR; JPY customer 333 has no rate: no row
+    rows = dict(built.execute("SELECT account_id, value FROM kpi.kpi_daily WHERE kpi = 'ad_cost' AND date = ?",
+                              [D1]).fetchall())
+    assert rows == {"111": pytest.approx(100), "222": pytest.approx(46)}
+    # ad_conversion_rate per customer: 4 / 250 interactions, 1 / 100
+    rows = dict(built.execute("SELECT account_id, value FROM kpi.kpi_daily WHERE kpi = 'ad_conversion_rate' "
+                              "AND date = ?", [D1]).fetchall())
+    assert rows["111"] == pytest.approx(4 / 250) and rows["222"] == pytest.approx(0.01) and rows["333"] == 0
+    # two Search Console properties: positions 5 and 15, never averaged into one row
+    rows = dict(built.execute("SELECT account_id, value FROM kpi.kpi_daily WHERE kpi = 'search_avg_position'"
+                              ).fetchall())
+    assert rows == {"a": pytest.approx(5.0), "b": pytest.approx(15.0)}
+
+
+def test_money_is_converted_at_the_rate_of_its_day(built):
+    # USD was 0.92 EUR until March 2 and 1.00 from March 3: customer 222 spent 50 USD on D1 and 20 USD on D2
+    rates = built.execute("SELECT date, rate, rate_source, is_final FROM kpi.fx_rate WHERE currency = 'USD' "
+                          "ORDER BY date").fetchall()
+    assert rates == [(D1, pytest.approx(0.92), "config", True), (D2, pytest.approx(1.0), "config", True)]
+    daily = dict(built.execute("SELECT date, numerator FROM kpi.kpi_daily WHERE kpi = 'ad_cost' AND account_id = '222'"
+                               ).fetchall())
+    assert daily == {D1: pytest.approx(46.0), D2: pytest.approx(20.0)}
+    # the month adds each day at its own rate: 100 + 46 + 20 = 166 EUR (one rate for all, 0.92: 164.4; 1.00: 170)
+    month = built.execute("SELECT sum(numerator) FROM kpi.kpi_monthly WHERE kpi = 'ad_cost'").fetchone()
+    assert month == (pytest.approx(166.0),)
+
+
+def test_rows_in_a_currency_without_rate_are_left_out(tmp_path):
     # With no USD rate, only the EUR customer remains: cost 100, clicks 200, CPC 0.5.
-    rebuild_kpi_daily(conn, WINDOW, tz=TZ, reporting_currency="EUR", fx_rates={}, channels=CHANNELS)
-    rows = dict(conn.execute("SELECT kpi, value FROM kpi.kpi_daily WHERE source = 'google_ads'").fetchall())
-    assert rows["ad_cost"] == pytest.approx(100)
-    assert rows["ad_clicks"] == pytest.approx(200)
-    assert rows["ad_cpc"] == pytest.approx(0.5)
-    # GA4 revenue: EUR only, 700 over 10 orders
-    assert conn.execute("SELECT value FROM kpi.kpi_daily WHERE kpi = 'average_basket' AND source = 'ga4'"
-                        ).fetchone() == (pytest.approx(70.0),)
+    with connect(tmp_path / "norate.duckdb") as conn:
+        fill(conn)
+        rebuild_kpi_daily(conn, WINDOW, KpiContext(tz=TZ, as_of=CTX.as_of, channels=CHANNELS,
+                                                   fx=FxPolicy("EUR", "config", {})))
+        rows = dict(conn.execute("SELECT kpi, value FROM kpi.kpi_daily WHERE source = 'google_ads' AND date = ?",
+                                 [D1]).fetchall())
+        assert rows["ad_cost"] == pytest.approx(100)
+        assert rows["ad_cpc"] == pytest.approx(0.5)
+        # GA4 revenue: EUR only, 700 over 10 orders
+        assert conn.execute("SELECT value FROM kpi.kpi_daily WHERE kpi = 'average_basket' AND source = 'ga4'"
+                            ).fetchone() == (pytest.approx(70.0),)
 
 
-def test_reporting_currency_other_than_eur(conn):
-    # Reporting in USD with EUR at 1.25 USD: 100 EUR -> 125 USD, plus the 50 USD as is = 175 USD.
-    rebuild_kpi_daily(conn, WINDOW, tz=TZ, reporting_currency="USD", fx_rates={"EUR": 1.25}, channels=CHANNELS)
-    assert conn.execute("SELECT value, currency FROM kpi.kpi_daily WHERE kpi = 'ad_cost'").fetchone() == (
-        pytest.approx(175), "USD")
+def test_a_changed_rate_is_never_applied_silently(conn):
+    # Reporting in USD with EUR at 1.25 USD: stored EUR-based rates are kept by a run (reported as pending) ...
+    usd = KpiContext(tz=TZ, as_of=CTX.as_of, channels=CHANNELS,
+                     fx=FxPolicy("USD", "config", {"EUR": ((date(2026, 1, 1), 1.25),)}))
+    result = rebuild_kpi_daily(conn, WINDOW, usd)
+    assert {(d, c) for d, c, *_ in result.fx.pending} >= {(D1, "EUR"), (D1, "USD")}
+    assert conn.execute("SELECT sum(value), any_value(currency) FROM kpi.kpi_daily WHERE kpi = 'ad_cost' "
+                        "AND date = ?", [D1]).fetchone() == (pytest.approx(146), "EUR")
+    # ... until the rates are refreshed explicitly: 100 EUR -> 125 USD, plus the 50 USD as is = 175 USD on D1
+    assert refresh_fx_rates(conn, usd.fx) == [D1, D2]
+    rebuild_kpi_daily(conn, WINDOW, usd)
+    assert conn.execute("SELECT sum(value), any_value(currency) FROM kpi.kpi_daily WHERE kpi = 'ad_cost' "
+                        "AND date = ?", [D1]).fetchone() == (pytest.approx(175), "USD")
 
 
 def test_weekly_and_monthly_are_ratios_of_sums(built):
@@ -279,14 +339,14 @@ def test_window_rebuild_recomputes_exactly_those_days(conn):
     # Change D1 and D2 upstream, rebuild only D2: D2 follows, D1 keeps its old value.
     conn.execute("UPDATE kpi.web_daily SET sessions = sessions + 1000 WHERE source = 'ga4' AND channel = "
                  "'organic_search' AND date IN (?, ?)", [D1, D2])
-    result = rebuild_kpi_daily(conn, Window(D2, D2), tz=TZ, fx_rates=FX, channels=CHANNELS)
-    assert result.window == Window(D2, D2)
+    result = rebuild_kpi_daily(conn, Window(D2, D2), CTX)
+    assert result.rebuild.window == Window(D2, D2)
     values = dict(conn.execute("SELECT date, value FROM kpi.kpi_daily WHERE kpi = 'sessions' AND source = 'ga4' "
                                "AND channel = 'organic_search'").fetchall())
     assert values[D1] == 100  # untouched
     assert values[D2] == 1050
     before = conn.execute("SELECT count(*) FROM kpi.kpi_daily").fetchone()
-    rebuild_kpi_daily(conn, Window(D2, D2), tz=TZ, fx_rates=FX, channels=CHANNELS)
+    rebuild_kpi_daily(conn, Window(D2, D2), CTX)
     assert conn.execute("SELECT count(*) FROM kpi.kpi_daily").fetchone() == before  # idempotent
 
 
@@ -294,7 +354,7 @@ def test_kpi_definition_table(built):
     conn = built
     rows = conn.execute("SELECT kpi, unit, aggregation, direction, sources FROM kpi.kpi_definition").fetchall()
     by_kpi = {r[0]: r[1:] for r in rows}
-    assert len(rows) == 35
+    assert len(rows) == 36
     assert by_kpi["ad_cpa"] == ("currency", "ratio", "lower", ["google_ads"])
     assert by_kpi["nps"] == ("score", "native", "higher", ["hubspot"])
     assert by_kpi["sessions"] == ("count", "sum", "higher", ["ga4", "matomo"])
@@ -303,7 +363,7 @@ def test_kpi_definition_table(built):
 def test_kpi_daily_is_a_partitioned_model_depending_on_the_channel_tables():
     model = MODELS["kpi_daily"]
     assert model.partition_column == "date"
-    assert model.key == ("date", "source", "channel", "kpi")
+    assert model.key == ("date", "source", "channel", "account_id", "kpi")
     assert set(model.depends_on) == {"web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily"}
 
 

@@ -9,6 +9,8 @@ from connectors.batches import Batch, Window
 from connectors.ga4 import TRAFFIC
 from connectors.warehouse import connect, load_batches
 from kpi_models import checks
+from kpi_models.context import KpiContext
+from kpi_models.fx import FxPolicy
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
 from kpi_models.objectives import parse_objectives
 from kpi_models.runner import rebuild
@@ -16,6 +18,8 @@ from kpi_models.runner import rebuild
 D1, D2 = date(2026, 3, 2), date(2026, 3, 3)
 WINDOW = Window(D1, D2)
 CHANNELS = {"ga4": {"Organic Search": "organic_search", "Direct": "direct"}}
+CTX = KpiContext(tz="Europe/Paris", as_of=D2, channels=CHANNELS,
+                 fx=FxPolicy("EUR", "config", {"USD": ((date(2026, 1, 1), 0.92),)}))
 
 
 def traffic(rows: list[tuple]) -> Batch:
@@ -35,8 +39,10 @@ def traffic(rows: list[tuple]) -> Batch:
         "time_zone": ["Europe/Paris"] * n,
         "currency_code": ["EUR"] * n,
         "converting_sessions": pa.array([r[4] for r in rows], pa.int64()),
+        "average_session_duration": pa.array([90.0] * n),
+        "session_duration_seconds": pa.array([90.0 * r[2] for r in rows]),
     })
-    return Batch(TRAFFIC.stream, data, WINDOW, {"property_id": "1"})
+    return Batch(TRAFFIC.stream, data.select(TRAFFIC.stream.schema.names), WINDOW, {"property_id": "1"})
 
 
 @pytest.fixture
@@ -45,10 +51,13 @@ def conn(tmp_path):
         # GA4: D1 organic 100 + direct 50 = 150 sessions; D2 organic 80
         load_batches(c, [traffic([(D1, "Organic Search", 100, 60, 5), (D1, "Direct", 50, 20, 2),
                                   (D2, "Organic Search", 80, 40, 4)])])
-        rebuild(c, "web_daily", WINDOW, channels=CHANNELS)
-        rebuild_kpi_daily(c, WINDOW, tz="Europe/Paris", fx_rates={"USD": 0.92}, channels=CHANNELS)
+        rebuild(c, "web_daily", WINDOW, CTX)
+        rebuild_kpi_daily(c, WINDOW, CTX)
         create_rollup_views(c)
         yield c
+
+
+COLUMNS = "(date, source, channel, account_id, kpi, numerator, denominator, value, currency)"
 
 
 def test_all_blocking_checks_pass_on_a_clean_build(conn):
@@ -62,7 +71,8 @@ def test_duplicate_key_is_named(conn):
                  "AND channel = 'direct'", [D1])
     result = checks.check_unique_keys(conn, WINDOW)
     assert not result.passed
-    assert result.rows == [{"date": D1, "source": "ga4", "channel": "direct", "kpi": "sessions", "row_count": 2}]
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "direct", "account_id": "1", "kpi": "sessions",
+                            "row_count": 2}]
 
 
 def test_numerator_above_denominator_is_named(conn):
@@ -70,22 +80,22 @@ def test_numerator_above_denominator_is_named(conn):
                  "AND date = ? AND channel = 'organic_search'", [D1])
     result = checks.check_numerator_within_denominator(conn, WINDOW)
     assert not result.passed
-    assert result.rows == [{"date": D1, "source": "ga4", "channel": "organic_search", "kpi": "engagement_rate",
-                            "numerator": 120.0, "denominator": 100.0}]
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "organic_search", "account_id": "1",
+                            "kpi": "engagement_rate", "numerator": 120.0, "denominator": 100.0}]
     assert not checks.check_rates_in_range(conn, WINDOW).passed  # 1.2 is out of [0, 1] too
 
 
 def test_negative_rate_is_named(conn):
     # GA4 can report more purchases than add-to-carts: (10 - 12) / 10 = -0.2
-    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'ga4', 'all', 'cart_abandonment_rate', -2, 10, -0.2, NULL)",
-                 [D1])
+    conn.execute(f"INSERT INTO kpi.kpi_daily {COLUMNS} VALUES (?, 'ga4', 'all', '1', 'cart_abandonment_rate', -2, 10, "
+                 "-0.2, NULL)", [D1])
     result = checks.check_rates_in_range(conn, WINDOW)
     assert not result.passed
-    assert result.rows == [{"date": D1, "source": "ga4", "channel": "all", "kpi": "cart_abandonment_rate",
-                            "value": -0.2}]
+    assert result.rows == [{"date": D1, "source": "ga4", "channel": "all", "account_id": "1",
+                            "kpi": "cart_abandonment_rate", "value": -0.2}]
     # ad_roas above 1 is fine: not a bounded rate
-    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'google_ads', 'paid_search', 'ad_roas', 500, 100, 5, NULL)",
-                 [D1])
+    conn.execute(f"INSERT INTO kpi.kpi_daily {COLUMNS} VALUES (?, 'google_ads', 'paid_search', '9', 'ad_roas', 500, "
+                 "100, 5, NULL)", [D1])
     assert checks.check_rates_in_range(conn, WINDOW).failures == 1
 
 
@@ -115,11 +125,11 @@ def test_ga4_sessions_mismatch_is_named(conn):
 
 
 def test_two_currencies_in_one_customer_and_foreign_money_rows_are_named(conn):
-    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, customer_id, campaign_id, "
-                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '111', 1, 'EUR', 1), "
-                 "(?, 'google_ads', 'paid_search', '111', 2, 'USD', 1)", [D1, D1])
-    conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, 'google_ads', 'paid_search', 'ad_cost', 5, NULL, 5, 'USD')",
-                 [D2])
+    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, account_id, customer_id, campaign_id, "
+                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '111', '111', 1, 'EUR', 1), "
+                 "(?, 'google_ads', 'paid_search', '111', '111', 2, 'USD', 1)", [D1, D1])
+    conn.execute(f"INSERT INTO kpi.kpi_daily {COLUMNS} VALUES (?, 'google_ads', 'paid_search', '111', 'ad_cost', 5, "
+                 "NULL, 5, 'USD')", [D2])
     result = checks.check_single_currency(conn, WINDOW)
     assert not result.passed
     assert result.rows == [
@@ -130,8 +140,9 @@ def test_two_currencies_in_one_customer_and_foreign_money_rows_are_named(conn):
 
 
 def test_currency_without_rate_is_named(conn):
-    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, customer_id, campaign_id, "
-                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '333', 3, 'JPY', 10000)", [D2])
+    conn.execute("INSERT INTO kpi.paid_search_daily (date, source, channel, account_id, customer_id, campaign_id, "
+                 "currency_code, ad_cost) VALUES (?, 'google_ads', 'paid_search', '333', '333', 3, 'JPY', 10000)",
+                 [D2])
     result = checks.check_fx_rates_available(conn, WINDOW)
     assert not result.passed
     assert result.rows == [{"table_name": "kpi.paid_search_daily", "source": "google_ads", "currency": "JPY",
@@ -145,7 +156,7 @@ def test_kpis_without_objective_is_a_warning_naming_them(conn):
     named = {r["kpi"]: r["has_daily_data"] for r in result.rows}
     assert "sessions" not in named
     assert named["bounce_rate"] is True and named["nps"] is False
-    assert result.failures == 34
+    assert result.failures == 35
 
 
 def test_the_completeness_check_judges_the_days_its_run_rebuilt() -> None:

@@ -11,14 +11,17 @@ import pytest
 from connectors.batches import Batch, Window
 from connectors.ga4 import TRAFFIC
 from connectors.warehouse import connect, load_batches
+from kpi_models.context import KpiContext
 from kpi_models.runner import rebuild, unmapped_channel_values
 
 D1, D2 = date(2026, 3, 2), date(2026, 3, 3)
 CHANNELS = {"ga4": {"Organic Search": "organic_search", "Organic Shopping": "organic_search", "Direct": "direct"}}
+CTX = KpiContext(tz="Europe/Paris", as_of=D2, channels=CHANNELS)
 
 
 def traffic(property_id: str, rows: list[tuple]) -> Batch:
-    """rows: (date, group, sessions, engaged, duration, rate, new_users)."""
+    """rows: (date, group, sessions, engaged, engagement duration, rate, new_users); GA4's averageSessionDuration
+    is twice the engagement time per session here."""
     n = len(rows)
     sessions = [r[2] for r in rows]
     rates = [r[5] for r in rows]
@@ -36,6 +39,8 @@ def traffic(property_id: str, rows: list[tuple]) -> Batch:
         "time_zone": ["Europe/Paris"] * n,
         "currency_code": ["EUR"] * n,
         "converting_sessions": pa.array([round(s * r) for s, r in zip(sessions, rates, strict=True)], pa.int64()),
+        "average_session_duration": pa.array([2.0 * r[4] / r[2] if r[2] else 0.0 for r in rows]),
+        "session_duration_seconds": pa.array([2.0 * r[4] for r in rows]),
     })
     return Batch(TRAFFIC.stream, data, Window(D1, D2), {"property_id": property_id})
 
@@ -56,14 +61,15 @@ def conn(tmp_path):
         yield c
 
 
-def kpis(conn, day, channel):
+def kpis(conn, day, channel, account="1"):
     return conn.execute(
-        "SELECT sessions, engagement_rate, bounce_rate, conversion_rate, avg_session_duration "
-        "FROM kpi.web_daily WHERE date = ? AND channel = ? AND source = 'ga4'", [day, channel]).fetchone()
+        "SELECT sessions, engagement_rate, bounce_rate, conversion_rate, avg_engagement_time "
+        "FROM kpi.web_daily WHERE date = ? AND channel = ? AND source = 'ga4' AND account_id = ?",
+        [day, channel, account]).fetchone()
 
 
 def test_rates_are_ratios_of_sums(conn):
-    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
     # organic_search = Organic Search + Organic Shopping: 400 sessions, 150 engaged,
     # 5 + 30 = 35 converting, 9000 s. engagement 150/400 = 0.375 (the average of 0.6 and 0.3 would be 0.45)
     sessions, engagement, bounce, conversion, duration = kpis(conn, D1, "organic_search")
@@ -72,26 +78,34 @@ def test_rates_are_ratios_of_sums(conn):
     assert bounce == pytest.approx(250 / 400)
     assert conversion == pytest.approx(35 / 400)
     assert duration == pytest.approx(22.5)
-    # direct sums both properties: 200 sessions, 80 engaged, 30 converting, 3000 s
-    assert kpis(conn, D1, "direct") == pytest.approx((200, 0.4, 0.6, 0.15, 15.0))
+    # session duration is GA4's own (sessions x averageSessionDuration): 2 x 9000 s over 400 sessions
+    assert conn.execute("SELECT avg_session_duration FROM kpi.web_daily WHERE date = ? AND channel = "
+                        "'organic_search'", [D1]).fetchone() == (pytest.approx(45.0),)
+
+
+def test_two_properties_are_two_accounts_never_summed(conn):
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
+    # direct: property 1 has 50 sessions (50 engaged, 0 converting, 1000 s), property 2 150 (30, 30, 2000 s)
+    assert kpis(conn, D1, "direct", "1") == pytest.approx((50, 1.0, 0.0, 0.0, 20.0))
+    assert kpis(conn, D1, "direct", "2") == pytest.approx((150, 0.2, 0.8, 0.2, 2000 / 150))
 
 
 def test_unmapped_channel_counts_as_other_and_is_reported(conn):
-    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
     assert kpis(conn, D1, "other")[0] == 10
     assert unmapped_channel_values(conn, Window(D1, D2)) == {"ga4": {"Carrier Pigeon": 10}}
 
 
 def test_zero_sessions_gives_null_rates_not_zero_or_inf(conn):
-    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
     assert kpis(conn, D2, "direct") == (0, None, None, None, None)
 
 
 def test_rebuilding_a_window_is_idempotent_and_local(conn):
-    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
     before = conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall()
-    result = rebuild(conn, "web_daily", Window(D2, D2), channels=CHANNELS)
+    result = rebuild(conn, "web_daily", Window(D2, D2), CTX)
     assert result.rows == 1
-    rebuild(conn, "web_daily", Window(D1, D2), channels=CHANNELS)
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
     assert conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall() == before
-    assert conn.execute("SELECT count(*) FROM kpi.web_daily").fetchone() == (4,)
+    assert conn.execute("SELECT count(*) FROM kpi.web_daily").fetchone() == (5,)  # 4 channels of property 1, 1 of 2

@@ -1,15 +1,24 @@
 -- kpi.crm_monthly: CRM and retention KPIs per month (KPI_CATALOGUE: CRM and retention), in the reporting
 -- time zone ($tz; HubSpot timestamps are UTC). Archived (deleted) records are left out.
--- Grain: month x source x channel. Channel rows (from hs_analytics_source through the channel mapping)
--- carry leads, contacts_created and new_customers; the channel = 'all' row carries those totals plus the
+-- Grain: month x source x account_id (the HubSpot portal) x channel. Channel rows (from hs_analytics_source
+-- through the channel mapping) carry leads, contacts_created and new_customers; the channel = 'all' row carries those totals plus the
 -- native-grain KPIs that have no channel: churn_rate, loyalty_rate, nps (with its response count).
 --   churn_rate   = customers lost in the month / customers at the start of the month (a customer acquired
 --                  during the month is not in the denominator); "lost" = the churn-date property.
 --   loyalty_rate = customers with >= 2 won deals closed in the trailing 12 months / customers with >= 1;
---                  won = the stage's pipeline metadata (closed, probability 1.0), never its label.
+--                  a customer is a contact associated with the won deal (a deal with several contacts counts
+--                  once for each of them); won = the stage's pipeline metadata (closed, probability 1.0), never
+--                  its label.
 --   nps          = (promoters 9-10 - detractors 0-6) / responses x 100.
--- Full rebuild (months are small).
-WITH contacts AS (
+-- As-of: nothing after $as_of (yesterday in the reporting time zone) is counted, as in every KPI table: a contact
+-- created today, a lead or customer date, a churn date, a won deal or an NPS answer of today waits for tomorrow's
+-- run. The current month is therefore month-to-date up to $as_of, and is_final is true only for complete months
+-- (the month's last day <= $as_of); flow ratios (churn) are judged on complete months only.
+-- Full rebuild (months are small). Parameters: $tz, $as_of.
+WITH portal AS (
+    SELECT coalesce(max(portal_id), 'unknown') AS account_id FROM hubspot.account_details
+),
+dated AS (
     SELECT
         c.id,
         coalesce(m.channel, 'other') AS channel,
@@ -20,6 +29,15 @@ WITH contacts AS (
     FROM hubspot.contacts AS c
     LEFT JOIN kpi.channel_map AS m ON m.source = 'hubspot' AND m.raw_value = c.hs_analytics_source
     WHERE NOT coalesce(c.archived, false)
+),
+contacts AS (
+    SELECT id, channel,
+           CASE WHEN created_day <= $as_of THEN created_day END AS created_day,
+           CASE WHEN lead_day <= $as_of THEN lead_day END AS lead_day,
+           CASE WHEN customer_day <= $as_of THEN customer_day END AS customer_day,
+           CASE WHEN churn_day <= $as_of THEN churn_day END AS churn_day
+    FROM dated
+    WHERE created_day <= $as_of
 ),
 bounds AS (
     SELECT min(created_day) AS first_day, max(greatest(created_day, coalesce(customer_day, created_day))) AS last_day
@@ -56,17 +74,18 @@ retention AS (
     GROUP BY mo.month
 ),
 won_deals AS (
-    SELECT a.to_id AS contact_id, CAST(timezone($tz, d.closedate) AS DATE) AS closed_day
+    SELECT d.id AS deal_id, a.to_id AS contact_id, CAST(timezone($tz, d.closedate) AS DATE) AS closed_day
     FROM hubspot.deals AS d
     JOIN hubspot.deal_stages AS s ON s.pipeline_id = d.pipeline AND s.stage_id = d.dealstage AND s.is_won
     JOIN hubspot.deal_associations AS a ON a.deal_id = d.id AND a.to_type = 'contacts'
     WHERE NOT coalesce(d.archived, false) AND d.closedate IS NOT NULL
+      AND CAST(timezone($tz, d.closedate) AS DATE) <= $as_of
 ),
 loyalty AS (
     SELECT month, count(*) FILTER (WHERE deals >= 1) AS customers_with_won_deal,
            count(*) FILTER (WHERE deals >= 2) AS repeat_customers
     FROM (
-        SELECT mo.month, w.contact_id, count(*) AS deals
+        SELECT mo.month, w.contact_id, count(DISTINCT w.deal_id) AS deals
         FROM months AS mo
         JOIN won_deals AS w ON w.closed_day >= CAST(mo.next_month - INTERVAL 12 MONTH AS DATE)
                            AND w.closed_day < mo.next_month
@@ -82,6 +101,7 @@ nps AS (
         count(*) FILTER (WHERE f.hs_value <= 6) AS detractors
     FROM hubspot.feedback_submissions AS f
     WHERE upper(f.hs_survey_type) = 'NPS' AND f.hs_value IS NOT NULL AND NOT coalesce(f.archived, false)
+      AND CAST(timezone($tz, f.hs_submission_timestamp) AS DATE) <= $as_of
     GROUP BY 1
 ),
 totals AS (
@@ -93,6 +113,7 @@ totals AS (
 SELECT
     b.month,
     'hubspot' AS source,
+    p.account_id,
     b.channel,
     CAST(b.leads AS BIGINT) AS leads,
     CAST(b.contacts_created AS BIGINT) AS contacts_created,
@@ -106,12 +127,15 @@ SELECT
     CAST(NULL AS BIGINT) AS nps_responses,
     CAST(NULL AS BIGINT) AS promoters,
     CAST(NULL AS BIGINT) AS detractors,
-    CAST(NULL AS DOUBLE) AS nps
+    CAST(NULL AS DOUBLE) AS nps,
+    CAST(b.month + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) <= $as_of AS is_final
 FROM by_channel AS b
+CROSS JOIN portal AS p
 UNION ALL
 SELECT
     t.month,
     'hubspot' AS source,
+    p.account_id,
     'all' AS channel,
     CAST(t.leads AS BIGINT),
     CAST(t.contacts_created AS BIGINT),
@@ -125,8 +149,10 @@ SELECT
     CAST(coalesce(n.nps_responses, 0) AS BIGINT),
     CAST(coalesce(n.promoters, 0) AS BIGINT),
     CAST(coalesce(n.detractors, 0) AS BIGINT),
-    100.0 * (n.promoters - n.detractors) / nullif(n.nps_responses, 0)
+    100.0 * (n.promoters - n.detractors) / nullif(n.nps_responses, 0),
+    CAST(t.month + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) <= $as_of
 FROM totals AS t
+CROSS JOIN portal AS p
 LEFT JOIN retention AS r USING (month)
 LEFT JOIN loyalty AS l USING (month)
 LEFT JOIN nps AS n USING (month)

@@ -1,11 +1,16 @@
 -- kpi.paid_search_daily: paid search KPIs per day, customer and campaign (KPI_CATALOGUE: paid search).
--- Grain: date x customer x campaign, currency kept on every row: amounts in different currencies are never
--- added here (rule 5), and no cross-currency total is produced. Cost is cost_micros / 1e6. The additive
--- parts are stored beside each ratio, and every ratio is a ratio of sums; Google Ads' own ctr, average_cpc
--- and cost_per_conversion are never used. Dates are in each account's time zone. Parameters: $start, $end.
+-- Grain: date x account_id (the Google Ads customer; customer_id kept too) x campaign, currency kept on every
+-- row: amounts in different currencies are never added here (rule 5), and no cross-currency total is produced.
+-- Cost is cost_micros / 1e6. The additive parts are stored beside each ratio, and every ratio is a ratio of
+-- sums; Google Ads' own ctr, average_cpc and cost_per_conversion are never used. ad_conversion_rate is Google's
+-- definition, conversions / interactions (interactions equal clicks for Search and Shopping, not for Display,
+-- Video or Performance Max). Dates are in each account's time zone.
+-- is_final: loaded at least the restatement window (conversions settle for weeks) after the day (rule 11).
+-- Parameters: $start, $end, $tz.
 SELECT
     a.date,
     'google_ads' AS source,
+    a.customer_id AS account_id,
     coalesce(m.channel, 'other') AS channel,
     a.customer_id,
     a.campaign_id,
@@ -16,14 +21,18 @@ SELECT
     CAST(sum(a.cost_micros) AS DOUBLE) / 1e6 AS ad_cost,
     CAST(sum(a.clicks) AS BIGINT) AS ad_clicks,
     CAST(sum(a.impressions) AS BIGINT) AS ad_impressions,
+    CAST(sum(a.interactions) AS BIGINT) AS ad_interactions,
     CAST(sum(a.conversions) AS DOUBLE) AS ad_conversions,
     CAST(sum(a.conversions_value) AS DOUBLE) AS conversions_value,
     sum(a.clicks) / nullif(sum(a.impressions), 0) AS ad_ctr,
     (sum(a.cost_micros) / 1e6) / nullif(sum(a.clicks), 0) AS ad_cpc,
     (sum(a.cost_micros) / 1e6) / nullif(sum(a.conversions), 0) AS ad_cpa,
     sum(a.conversions_value) / nullif(sum(a.cost_micros) / 1e6, 0) AS ad_roas,
-    sum(a.conversions) / nullif(sum(a.clicks), 0) AS ad_conversion_rate
+    sum(a.conversions) / nullif(sum(a.interactions), 0) AS ad_conversion_rate,
+    bool_and(date_diff('day', a.date, CAST(timezone($tz, a._loaded_at) AS DATE)) >= w.days) AS is_final,
+    CAST([] AS VARCHAR[]) AS quality
 FROM google_ads.campaign_daily AS a
+JOIN kpi.restatement_window AS w ON w.source = 'google_ads'
 LEFT JOIN kpi.channel_map AS m
     ON m.source = 'google_ads' AND m.raw_value = a.advertising_channel_type
 WHERE a.date BETWEEN $start AND $end

@@ -1,21 +1,33 @@
 -- kpi.seo_daily: SEO KPIs per day and Search Console property (KPI_CATALOGUE: SEO, rule 4).
+-- Grain: date x source x account_id x search_type; account_id is the property (site_url, kept too).
 -- From the byProperty date-only totals ONLY: page rows over-count impressions (several URLs of a site on
 -- one result page) and query rows miss anonymised queries, so neither is ever summed into these KPIs.
 -- Average position is impression-weighted: sum(position x impressions) / sum(impressions), stored with its
 -- numerator (position_x_impressions) so weeks and months re-weight correctly; Search Console's own ctr is
--- never reused. Dates are Search Console's (Pacific time). Parameters: $start, $end.
+-- never reused. Discover and Google News have no position: search_avg_position is NULL there ("not available").
+-- Dates are Search Console's (Pacific time).
+-- is_final: the day was read as final (before the answer's metadata.firstIncompleteDate) and loaded at least the
+-- restatement window after it (rule 11); quality 'incomplete_day': a day at or after firstIncompleteDate (still
+-- being collected: objectives leave it out of their as-of day). Parameters: $start, $end, $tz.
 SELECT
-    date,
+    s.date,
     'search_console' AS source,
+    s.site_url AS account_id,
     'organic_search' AS channel,
-    site_url,
-    search_type,
-    CAST(sum(clicks) AS BIGINT) AS search_clicks,
-    CAST(sum(impressions) AS BIGINT) AS search_impressions,
-    CAST(sum(position * impressions) AS DOUBLE) AS position_x_impressions,
-    sum(clicks) / nullif(sum(impressions), 0) AS search_ctr,
-    sum(position * impressions) / nullif(sum(CASE WHEN position IS NOT NULL THEN impressions END), 0)
-        AS search_avg_position
-FROM search_console.site_totals
-WHERE date BETWEEN $start AND $end
-GROUP BY ALL
+    s.site_url,
+    s.search_type,
+    CAST(sum(s.clicks) AS BIGINT) AS search_clicks,
+    CAST(sum(s.impressions) AS BIGINT) AS search_impressions,
+    CAST(sum(s.position * s.impressions) AS DOUBLE) AS position_x_impressions,
+    CAST(sum(CASE WHEN s.position IS NOT NULL THEN s.impressions END) AS BIGINT) AS positioned_impressions,
+    sum(s.clicks) / nullif(sum(s.impressions), 0) AS search_ctr,
+    sum(s.position * s.impressions) / nullif(sum(CASE WHEN s.position IS NOT NULL THEN s.impressions END), 0)
+        AS search_avg_position,
+    bool_and(s.data_state = 'final'
+             AND date_diff('day', s.date, CAST(timezone($tz, s._loaded_at) AS DATE)) >= w.days) AS is_final,
+    list_filter([CASE WHEN bool_or(s.data_state IS DISTINCT FROM 'final') THEN 'incomplete_day' END],
+                x -> x IS NOT NULL) AS quality
+FROM search_console.site_totals AS s
+JOIN kpi.restatement_window AS w ON w.source = 'search_console'
+WHERE s.date BETWEEN $start AND $end
+GROUP BY s.date, s.site_url, s.search_type

@@ -24,10 +24,11 @@ RANGE_END_TAG = "dagster/asset_partition_range_end"
 SOURCE_TAG = "mkpi/source"
 
 PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None]
-# Unpartitioned KPI tables read from HubSpot (kpi_daily's HubSpot rows are partitioned: the daily runs of
-# the report sources, which follow the 05:30 HubSpot run, rebuild them for their windows).
+# Unpartitioned KPI tables read from HubSpot, and HubSpot's rows of kpi_daily (kpi/kpi_daily_hubspot, rebuilt whole
+# after every HubSpot run: the report sources' daily runs never touch them).
 HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
-                if m.partition_column is None and any(s.schema_name == "hubspot" for s in m.inputs)]
+                if m.partition_column is None and any(s.schema_name == "hubspot" for s in m.inputs)
+                ] + [dg.AssetKey(["kpi", "kpi_daily_hubspot"])]
 OBJECTIVES = dg.AssetKey(["kpi", "kpi_vs_objective"])
 PUBLISH = [dg.AssetKey(["publish", "analyst_copy"]), dg.AssetKey(["publish", "dashboard"])]
 
@@ -42,7 +43,8 @@ daily_refresh_job = dg.define_asset_job(
 hubspot_refresh_job = dg.define_asset_job(
     "hubspot_refresh_job",
     selection=dg.AssetSelection.groups("hubspot", "publish") | dg.AssetSelection.assets(*HUBSPOT_KPIS, OBJECTIVES),
-    description="Read what changed in HubSpot since the committed cursors, then rebuild the CRM and e-mail KPIs.",
+    description="Read what changed in HubSpot since the committed cursors, then rebuild the CRM and e-mail KPIs and "
+    "HubSpot's rows of kpi_daily.",
 )
 
 
@@ -116,8 +118,8 @@ def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
 
 _settings = load_settings()
 
-# When the schedules tick, in the reporting time zone. A service that needs other hours sets these (and keeps
-# HubSpot before the report sources: kpi_daily's leads and e-mail rows read the HubSpot tables); the service-mode
+# When the schedules tick, in the reporting time zone. A service that needs other hours sets these (the two runs
+# write different rows of kpi_daily, so their order no longer matters); the service-mode
 # test (tests/test_service_mode.py) sets the daily one to the minute just passed so that a tick comes without
 # waiting for the morning. Read when the code location loads: restart the code server after changing them.
 DAILY_REFRESH_CRON = os.environ.get("MKPI_DAILY_REFRESH_CRON") or "0 6 * * *"
@@ -150,7 +152,7 @@ def daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] 
     execution_timezone=_settings.reporting_timezone,
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Every morning at 05:30 (MKPI_HUBSPOT_REFRESH_CRON changes it): HubSpot changes since the "
-    "cursors, then crm_monthly and email_daily.",
+    "cursors, then crm_monthly, email_daily and HubSpot's rows of kpi_daily.",
 )
 def hubspot_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     settings = load_settings()

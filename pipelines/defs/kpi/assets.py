@@ -6,26 +6,32 @@ a ratio of sums computed the catalogue's way, with its numerator and denominator
 
 import dagster as dg
 
-from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
+from kpi_models.context import KpiContext
+from kpi_models.layer import KpiDailyResult, create_rollup_views, rebuild_hubspot_kpi_daily, rebuild_kpi_daily
 from kpi_models.objectives import build_kpi_vs_objective
-from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
+from kpi_models.runner import MODELS, REPORT_SOURCES, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 _DESCRIPTIONS = {
-    "web_daily": "Web analytics KPIs per day, source (ga4, matomo) and channel: sessions, engagement_rate, "
-    "bounce_rate (each source's own definition), conversion_rate, avg_session_duration.",
+    "web_daily": "Web analytics KPIs per day, source (ga4, matomo), account (property, site) and channel: sessions, "
+    "engagement_rate, bounce_rate (each source's own definition), conversion_rate, avg_session_duration, "
+    "avg_engagement_time; is_final and quality on every row.",
     "seo_daily": "SEO KPIs per day and Search Console property, from byProperty totals only: search_clicks, "
-    "search_impressions, search_ctr, search_avg_position (impression-weighted).",
-    "ecommerce_daily": "E-commerce KPIs per day, source and currency: orders, revenue, average_basket, "
-    "cart_abandonment_rate, ecommerce_conversion_rate.",
+    "search_impressions, search_ctr, search_avg_position (impression-weighted); days after firstIncompleteDate "
+    "are provisional.",
+    "ecommerce_daily": "E-commerce KPIs per day, source, account and currency, built from the sessions side: orders, "
+    "revenue, average_basket, cart_abandonment_rate (GA4: funnel add_to_cart -> purchase), "
+    "ecommerce_conversion_rate.",
     "paid_search_daily": "Paid search KPIs per day, customer and campaign, in the account's currency: ad_cost, "
-    "ad_clicks, ad_impressions, ad_conversions, ad_ctr, ad_cpc, ad_cpa, ad_roas, ad_conversion_rate.",
-    "email_daily": "E-mail KPIs by send date, per e-mail and per day (email_id = 'all'): deliverability, open, "
-    "click, click-to-open, bounce and unsubscribe rates from HubSpot's statistics counters.",
-    "crm_monthly": "CRM and retention KPIs per month: leads, contacts_created, new_customers by channel; "
-    "churn_rate, loyalty_rate, nps (with its response count) for the whole portal.",
+    "ad_clicks, ad_impressions, ad_conversions, ad_ctr, ad_cpc, ad_cpa, ad_roas, ad_conversion_rate "
+    "(conversions / interactions).",
+    "email_daily": "E-mail KPIs per day (batch e-mails by publish day in the reporting time zone, automated e-mails "
+    "by event day), per e-mail and per day (email_id = 'all'): deliverability, open, click, click-to-open, bounce "
+    "and unsubscribe rates from HubSpot's statistics counters.",
+    "crm_monthly": "CRM and retention KPIs per month up to yesterday: leads, contacts_created, new_customers by "
+    "channel; churn_rate, loyalty_rate, nps (with its response count) for the whole portal.",
 }
 
 
@@ -61,8 +67,7 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
         loaded = settings.load()
         window = window_from_context(context) if partitioned else None
         with warehouse.connection() as conn:
-            result = rebuild(conn, model, window, channels=loaded.channels,
-                             params={"tz": loaded.reporting_timezone})
+            result = rebuild(conn, model, window, KpiContext.from_settings(loaded))
             unmapped = unmapped_channel_values(conn, window) if model.name in _CHANNEL_MODELS else {}
         if unmapped:
             context.log.warning(f"raw channel values not in the channel mapping (counted as other): {unmapped}")
@@ -81,37 +86,77 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
 kpi_assets = [build_kpi_asset(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
 
 
+def _kpi_daily_metadata(context: dg.AssetExecutionContext, result: KpiDailyResult, views: list[str],
+                        currency: str) -> dict[str, object]:
+    """Row count, schema and what the FX sync did; a changed published rate is a warning with the command."""
+    if result.fx.pending:
+        days = sorted({d for d, *_ in result.fx.pending})
+        context.log.warning(
+            f"{len(result.fx.pending)} stored FX rates differ from what the rate source now gives "
+            f"({days[0]}..{days[-1]}); the stored ones were used. Run `mkpi fx refresh --start {days[0]} "
+            f"--end {days[-1]}` to apply the new rates and rebuild those days.")
+    return {"views": ", ".join(views), "reporting_currency": currency, **result.fx.metadata()}
+
+
 @dg.asset(
     key=["kpi", "kpi_daily"],
-    deps=[*(dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on),
-          dg.AssetKey(["hubspot", "contacts"])],
+    deps=[dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on if name != "email_daily"],
     group_name="kpi",
     kinds={"sql", "duckdb"},
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool=DUCKDB_POOL,
-    metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, kpi"},
+    metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, account_id, kpi"},
 )
 def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
               ) -> dg.MaterializeResult:
-    """The unified long table: one row per (date, source, channel, kpi) with numerator, denominator and value,
-    generated from kpi_models/catalogue.yaml over every per-channel table; money in the reporting currency.
-    Also (re)writes kpi.kpi_definition and the kpi_weekly / kpi_monthly views (ratios of sums)."""
+    """The unified long table: one row per (date, source, channel, account, kpi) with numerator, denominator,
+    value, is_final and quality, generated from kpi_models/catalogue.yaml over every per-channel table; money in the
+    reporting currency at each day's rate (kpi.fx_rate). This asset rebuilds the report sources' rows (GA4, Search
+    Console, Matomo, Google Ads) of its partitions; HubSpot's rows are kpi/kpi_daily_hubspot's. Also (re)writes
+    kpi.kpi_definition and the kpi_weekly / kpi_monthly views (ratios of sums)."""
     loaded = settings.load()
     window = window_from_context(context)
     with warehouse.connection() as conn:
-        result = rebuild_kpi_daily(conn, window, tz=loaded.reporting_timezone,
-                                   reporting_currency=loaded.reporting_currency, fx_rates=loaded.fx_rates,
-                                   channels=loaded.channels)
+        result = rebuild_kpi_daily(conn, window, KpiContext.from_settings(loaded), sources=REPORT_SOURCES)
         views = create_rollup_views(conn)
     return dg.MaterializeResult(metadata=table_metadata(
-        result.table, result.rows, window, column_schema_from_pairs(result.columns), views=", ".join(views),
-        reporting_currency=loaded.reporting_currency))
+        result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
+        sources=", ".join(REPORT_SOURCES), **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+
+
+@dg.asset(
+    key=["kpi", "kpi_daily_hubspot"],
+    deps=[dg.AssetKey(["kpi", "email_daily"]), dg.AssetKey(["kpi", "crm_monthly"]),
+          dg.AssetKey(["hubspot", "contacts"]), dg.AssetKey(["hubspot", "account_details"])],
+    group_name="kpi",
+    kinds={"sql", "duckdb"},
+    pool=DUCKDB_POOL,
+    metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, account_id, kpi"},
+)
+def kpi_daily_hubspot(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+                      ) -> dg.MaterializeResult:
+    """HubSpot's rows of kpi.kpi_daily (leads, contacts created, new customers, e-mail KPIs), rebuilt whole up to
+    yesterday after every HubSpot run: a contact whose lifecycle date moved, or an automated e-mail's new activity,
+    changes old days, which a trailing window would leave stale."""
+    loaded = settings.load()
+    with warehouse.connection() as conn:
+        result = rebuild_hubspot_kpi_daily(conn, KpiContext.from_settings(loaded))
+        views = create_rollup_views(conn)
+    if result is None:
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "sources": "hubspot",
+                                              "note": "HubSpot has no contact or e-mail yet"})
+    window = result.rebuild.window
+    assert window is not None
+    return dg.MaterializeResult(metadata=table_metadata(
+        result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
+        sources="hubspot", **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
 
 
 @dg.asset(
     key=["kpi", "kpi_vs_objective"],
-    deps=[dg.AssetKey(["kpi", "kpi_daily"]), dg.AssetKey(["kpi", "crm_monthly"])],
+    deps=[dg.AssetKey(["kpi", "kpi_daily"]), dg.AssetKey(["kpi", "kpi_daily_hubspot"]),
+          dg.AssetKey(["kpi", "crm_monthly"])],
     group_name="kpi",
     kinds={"python", "duckdb"},
     pool=DUCKDB_POOL,

@@ -8,7 +8,7 @@ import duckdb
 from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
-from kpi_models.runner import MODELS, KpiModel
+from kpi_models.runner import MODELS, REPORT_SOURCES, KpiModel
 from pipelines.lib.partitions import window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
@@ -70,7 +70,7 @@ def _completeness(context: dg.AssetCheckExecutionContext, conn: duckdb.DuckDBPyC
     the whole table, a day no run has rebuilt yet, or a row another source's run loaded meanwhile, failed
     the run that did its own part; found by the concurrency battery's sequential reference.)"""
     return layer_checks.check_kpi_completeness(conn, _run_window(context) or full, tz,
-                                               built_at=_kpi_daily_built_at(context))
+                                               built_at=_kpi_daily_built_at(context), sources=REPORT_SOURCES)
 
 
 def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
@@ -105,13 +105,14 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
 
 
 layer_checks_defs = [
-    build_layer_check("kpi_daily_unique_keys", "No two rows share (date, source, channel, kpi)."),
+    build_layer_check("kpi_daily_unique_keys", "No two rows share (date, source, channel, account_id, kpi)."),
     build_layer_check("kpi_daily_numerator_within_denominator", "For rates, numerator <= denominator."),
     build_layer_check("kpi_daily_rates_in_range", "Bounded rates lie in [0, 1]."),
-    build_layer_check("kpi_daily_complete", "Every KPI of the catalogue is present for every day a source has data."),
+    build_layer_check("kpi_daily_complete", "Every KPI of the catalogue is present for every day a report source "
+                      "(GA4, Search Console, Matomo, Google Ads) has data."),
     build_layer_check("kpi_daily_ga4_channels_sum_to_total", "GA4 sessions per channel sum to the property total."),
     build_layer_check("kpi_daily_single_currency", "Every money sum is in a single currency."),
-    build_layer_check("kpi_daily_fx_rates_available", "Every currency met has a configured FX rate (else its rows "
+    build_layer_check("kpi_daily_fx_rates_available", "Every day and currency met has an FX rate (else its rows "
                       "are left out of kpi_daily).", blocking=False),
 ]
 
