@@ -174,17 +174,18 @@ ECOMMERCE = Ga4Report(
     ),
 )
 
-REPORTS: dict[str, Ga4Report] = {r.name: r for r in (TRAFFIC, ECOMMERCE)}
 
 
 @dataclass(frozen=True)
 class Ga4FunnelReport:
-    """A closed funnel read with runFunnelReport (connectors/ga4_funnel.py): its steps (name sent, event matched;
-    GA4 answers "1. <name>", "2. <name>", ...) and its raw table."""
+    """A closed funnel read with runFunnelReport, one day at a time (connectors/ga4_funnel.py): its steps (name
+    sent, event matched; GA4 answers "1. <name>", "2. <name>", ...), its raw table, and the table's columns for
+    the users at the first step and at the last."""
 
     name: str
     steps: tuple[tuple[str, str], ...]
     stream: Stream
+    columns: tuple[str, str]
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -206,7 +207,12 @@ CART_FUNNEL = Ga4FunnelReport(
         key=("property_id", "date"),
         scope_column="property_id",
     ),
+    columns=("cart_users", "purchased_after_cart_users"),
 )
+
+# Every report a GA4 load reads (the daily refresh and `mkpi backfill` take their tables from here); `fetch` reads
+# either kind.
+REPORTS: dict[str, Ga4Report | Ga4FunnelReport] = {r.name: r for r in (TRAFFIC, ECOMMERCE, CART_FUNNEL)}
 
 # What GA4 said about each answer, one row per property, report and day of the answer's window. A report's
 # asset replaces its own rows only (the batch scope is property and report).
@@ -486,6 +492,7 @@ class Ga4Connector:
     # read whole (a property that failed has none), read by `quality_batches`.
     quality: dict[tuple[str, str], dict[date, ReportQuality]] = field(default_factory=dict, repr=False)
     _quality_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _alpha: Any = field(default=None, repr=False)  # AlphaAnalyticsDataClient, for runFunnelReport
 
     def property_ids(self) -> list[str]:
         """Configured properties, validated; raises ConfigError before any request."""
@@ -500,6 +507,12 @@ class Ga4Connector:
         if self._client is None:
             self._client = build_client(self.settings)
         return self._client
+
+    def alpha_client(self) -> Any:
+        """The v1alpha client: runFunnelReport exists only there."""
+        if self._alpha is None:
+            self._alpha = build_client(self.settings, alpha=True)
+        return self._alpha
 
     def check(self) -> list[str]:
         """Validate configuration and credentials without sending a request."""
@@ -606,18 +619,31 @@ class Ga4Connector:
             "quality_days_truncated": sum(bool(q.truncations) for q in days),
         }
 
-    def fetch(self, report: Ga4Report | str, window: Window, property_ids: Sequence[str] | None = None,
-              accounts: AccountLog | None = None) -> Iterator[Batch]:
-        """Yield one batch per page per property for the report over the window (inclusive dates).
+    def _retry(self, call: Callable[[], Any], property_id: str, what: str) -> Any:
+        kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
+        return call_with_retry(call, classify=self._classify(property_id), source=SOURCE, account=property_id,
+                               what=what, policy=self.policy, stats=self.stats, **kwargs)
+
+    def fetch(self, report: Ga4Report | Ga4FunnelReport | str, window: Window,
+              property_ids: Sequence[str] | None = None, accounts: AccountLog | None = None) -> Iterator[Batch]:
+        """Yield one batch per page per property for the report over the window (inclusive dates); a funnel
+        report (CART_FUNNEL), one batch per property (`fetch_funnel`).
 
         Every property yields at least one batch, even empty, so the loader clears its window. Properties are
         read `parallel_accounts` at a time, handed on in configured order; with `accounts`, a failing
         property is recorded there and skipped instead of raised (connectors/parallel.py)."""
+        if isinstance(report, str):
+            report = REPORTS[report]
+        if isinstance(report, Ga4FunnelReport):
+            yield from self.fetch_funnel(report, window, property_ids, accounts)
+        else:
+            yield from self._fetch_report(report, window, property_ids, accounts)
+
+    def _fetch_report(self, report: Ga4Report, window: Window, property_ids: Sequence[str] | None,
+                      accounts: AccountLog | None) -> Iterator[Batch]:
         from google.analytics.data_v1beta.types import DateRange, Dimension, Metric, OrderBy, RunReportRequest
         from google.protobuf.json_format import ParseError
 
-        if isinstance(report, str):
-            report = REPORTS[report]
         ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
         client = self.client()
         page_size = self.settings.page_size
@@ -655,19 +681,8 @@ class Ga4Connector:
                     table, row_count, meta = parse_report(response, report, property_id, endpoint)
                     return table, row_count, meta, response
 
-                kwargs: dict[str, Any] = {}
-                if self.sleep is not None:
-                    kwargs["sleep"] = self.sleep
-                table, row_count, meta, response = call_with_retry(
-                    call,
-                    classify=self._classify(property_id),
-                    source=SOURCE,
-                    account=property_id,
-                    what=f"runReport {report.name} {window} offset {offset}",
-                    policy=self.policy,
-                    stats=self.stats,
-                    **kwargs,
-                )
+                table, row_count, meta, response = self._retry(
+                    call, property_id, f"runReport {report.name} {window} offset {offset}")
                 self.remember_quota(property_id, response)
                 if meta["data_loss_from_other_row"]:
                     log.warning("GA4 property %s %s %s: rows aggregated into (other)", property_id,
@@ -685,6 +700,78 @@ class Ga4Connector:
                 if table.num_rows == 0 or offset >= row_count:
                     break
             self.record_quality(property_id, report.name, dict.fromkeys(window.dates(), quality))
+
+        yield from fetch_accounts(ids, fetch_property, max_workers=self.settings.parallel_accounts, source=SOURCE,
+                                  log=accounts)
+
+    # ---- the cart funnel (runFunnelReport, v1alpha): see connectors/ga4_funnel.py ---------------------------
+
+    def time_zone(self, property_id: str, window: Window) -> str | None:
+        """The property's time zone, from a 1-row runReport's metadata (funnel answers do not carry it)."""
+        from google.analytics.data_v1beta.types import DateRange, Metric, RunReportRequest, RunReportResponse
+
+        request = RunReportRequest(property=f"properties/{property_id}", metrics=[Metric(name="sessions")],
+                                   date_ranges=[DateRange(start_date=window.start.isoformat(),
+                                                          end_date=window.end.isoformat())], limit=1)
+        endpoint = f"runReport time zone {window}"
+
+        def call() -> Any:
+            self._check_quota(property_id, endpoint)
+            return self.client().run_report(request=request, retry=None, timeout=self.settings.timeout_seconds)
+
+        response = self._retry(call, property_id, endpoint)
+        pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
+        return pb.metadata.time_zone or None
+
+    def _funnel_day(self, report: Ga4FunnelReport, property_id: str, day: date
+                    ) -> tuple[tuple[int, int] | None, ReportQuality]:
+        """(users at the first step, users at the last) of one day's funnel, or None; and its sampling."""
+        from google.protobuf.json_format import ParseError
+
+        from connectors.ga4_funnel import funnel_request, parse_funnel
+
+        endpoint = f"runFunnelReport {report.name} {day}"
+
+        def call() -> tuple[tuple[int, int] | None, ReportQuality, Any]:
+            self._check_quota(property_id, endpoint)
+            try:
+                response = self.alpha_client().run_funnel_report(request=funnel_request(report, property_id, day),
+                                                                 retry=None, timeout=self.settings.timeout_seconds)
+            except ParseError as exc:
+                invalid = invalid_json_field(exc, property_id, endpoint)
+                if invalid is None:
+                    raise  # unreadable or truncated JSON: retried
+                raise invalid from None
+            users, quality = parse_funnel(response, report, property_id, endpoint)
+            return users, quality, response
+
+        users, quality, response = self._retry(call, property_id, endpoint)
+        self.remember_quota(property_id, response)
+        return users, quality
+
+    def fetch_funnel(self, report: Ga4FunnelReport, window: Window, property_ids: Sequence[str] | None = None,
+                     accounts: AccountLog | None = None) -> Iterator[Batch]:
+        """One funnel request per property and day; one batch per property for the whole window (even empty, so
+        the loader clears the window). A day nobody reached the first step has no row. Properties are read
+        `parallel_accounts` at a time, each property's days one after the other."""
+        ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
+        self.client()
+        self.alpha_client()
+
+        def fetch_property(property_id: str) -> Iterator[Batch]:
+            rows: list[dict[str, Any]] = []
+            qualities: dict[date, ReportQuality] = {}
+            for day in window.dates():
+                users, qualities[day] = self._funnel_day(report, property_id, day)
+                if users is not None:
+                    first, last = report.columns
+                    rows.append({"property_id": property_id, "date": day, first: users[0], last: users[1]})
+            zone = self.time_zone(property_id, window) if rows else None
+            for row in rows:
+                row["time_zone"] = zone
+            self.record_quality(property_id, report.name, qualities)
+            yield Batch(report.stream, pa.Table.from_pylist(rows, report.stream.schema), window,
+                        {"property_id": property_id})
 
         yield from fetch_accounts(ids, fetch_property, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)

@@ -30,8 +30,8 @@ from google.auth.credentials import AnonymousCredentials
 
 from connectors.batches import Window
 from connectors.errors import InvalidResponse
-from connectors.ga4 import CART_FUNNEL
-from connectors.ga4_funnel import Ga4FunnelConnector, funnel_request, parse_funnel
+from connectors.ga4 import CART_FUNNEL, Ga4Connector
+from connectors.ga4_funnel import funnel_request, parse_funnel
 from connectors.settings import GA4Settings
 from connectors.warehouse import load_batches
 from sandbox.ga4_server import Ga4Server
@@ -77,7 +77,7 @@ def test_world_funnel_users_are_bounded_per_cell(world):
 
 def test_the_request_on_the_wire_and_the_sandbox_answer(world, server):
     day = date(2026, 3, 5)
-    response = alpha_client(server.url).run_funnel_report(request=funnel_request(PID, day))
+    response = alpha_client(server.url).run_funnel_report(request=funnel_request(CART_FUNNEL, PID, day))
     logged = server.requests[-1]
     assert logged.path == f"/v1alpha/properties/{PID}:runFunnelReport"
     assert logged.json == {
@@ -104,7 +104,7 @@ def test_the_request_on_the_wire_and_the_sandbox_answer(world, server):
 
 def test_a_day_nobody_added_to_cart_has_no_funnel_rows(world, server):
     day = next(d for d in WINDOW.dates() if expected(world, SMALL, d)[0] == 0)
-    table = alpha_client(server.url).run_funnel_report(request=funnel_request(SMALL, day)).funnel_table
+    table = alpha_client(server.url).run_funnel_report(request=funnel_request(CART_FUNNEL, SMALL, day)).funnel_table
     assert list(table.rows) == [] and [h.name for h in table.dimension_headers] == ["funnelStepName"]
 
 
@@ -119,15 +119,15 @@ def test_a_day_nobody_added_to_cart_has_no_funnel_rows(world, server):
      "add_to_cart -> purchase only"),
 ])
 def test_what_the_sandbox_does_not_implement_is_refused(server, change, message):
-    request = funnel_request(PID, date(2026, 3, 5))
+    request = funnel_request(CART_FUNNEL, PID, date(2026, 3, 5))
     change(request)
     with pytest.raises(exceptions.BadRequest, match=message):
         alpha_client(server.url).run_funnel_report(request=request)
 
 
 def test_connector_reads_every_property_and_day_into_cart_funnel_daily(world, server):
-    connector = Ga4FunnelConnector(GA4Settings(property_ids=(PID, SMALL), endpoint=server.url, timeout_seconds=5))
-    batches = list(connector.fetch_cart_funnel(WINDOW))
+    connector = Ga4Connector(GA4Settings(property_ids=(PID, SMALL), endpoint=server.url, timeout_seconds=5))
+    batches = list(connector.fetch(CART_FUNNEL, WINDOW))
     assert [b.scope for b in batches] == [{"property_id": PID}, {"property_id": SMALL}]  # one per property
     table = pa.concat_tables([b.data for b in batches])
     assert table.schema.equals(CART_FUNNEL.stream.schema)
@@ -144,10 +144,10 @@ def test_connector_reads_every_property_and_day_into_cart_funnel_daily(world, se
 
 
 def test_loading_twice_replaces_the_window(world, server, tmp_path):
-    connector = Ga4FunnelConnector(GA4Settings(property_ids=(PID, SMALL), endpoint=server.url, timeout_seconds=5))
+    connector = Ga4Connector(GA4Settings(property_ids=(PID, SMALL), endpoint=server.url, timeout_seconds=5))
     with duckdb.connect(str(tmp_path / "w.db")) as conn:
         for _ in range(2):
-            load_batches(conn, connector.fetch_cart_funnel(WINDOW))
+            load_batches(conn, connector.fetch(CART_FUNNEL, WINDOW))
         rows = conn.execute("SELECT property_id, date, cart_users, purchased_after_cart_users "
                             "FROM ga4.cart_funnel_daily ORDER BY ALL").fetchall()
     truth = sorted((p, d, *expected(world, p, d)) for p in (PID, SMALL) for d in WINDOW.dates()
@@ -166,12 +166,15 @@ def _response(rows: list[tuple[str, str]], metrics: list[str] | None = None) -> 
 
 
 def test_parse_funnel_edge_cases():
-    assert parse_funnel(_response([]), PID, "test")[0] is None
-    assert parse_funnel(_response([("1. add_to_cart", "7")]), PID, "test")[0] == (7, 0)  # all-zero step left out
-    assert parse_funnel(_response([("1. add_to_cart", "0"), ("2. purchase", "0")]), PID, "test")[0] is None
+    def users(response: RunFunnelReportResponse) -> tuple[int, int] | None:
+        return parse_funnel(response, CART_FUNNEL, PID, "test")[0]
+
+    assert users(_response([])) is None
+    assert users(_response([("1. add_to_cart", "7")])) == (7, 0)  # an all-zero step left out
+    assert users(_response([("1. add_to_cart", "0"), ("2. purchase", "0")])) is None
     # a metric header block sent twice still puts activeUsers first
     doubled = ["activeUsers", "funnelStepCompletionRate", "funnelStepAbandonments", "funnelStepAbandonmentRate"] * 2
-    assert parse_funnel(_response([("1. add_to_cart", "9"), ("2. purchase", "4")], doubled), PID, "t")[0] == (9, 4)
+    assert users(_response([("1. add_to_cart", "9"), ("2. purchase", "4")], doubled)) == (9, 4)
     for rows, field in (([("1. add_to_cart", "3"), ("2. purchase", "4")], "funnelTable.rows"),
                         ([("2. purchase", "4")], "funnelTable.rows"),
                         ([("1. add_to_cart", "3"), ("3. begin_checkout", "1")], "funnelStepName"),
@@ -179,7 +182,7 @@ def test_parse_funnel_edge_cases():
                         ([("1. add_to_cart", "2.5")], "activeUsers"),
                         ([("1. add_to_cart", "-1")], "activeUsers")):
         with pytest.raises(InvalidResponse, match=field) as info:
-            parse_funnel(_response(rows), PID, "runFunnelReport test")
+            parse_funnel(_response(rows), CART_FUNNEL, PID, "runFunnelReport test")
         assert PID in str(info.value)
 
 
@@ -209,3 +212,18 @@ def test_the_asset_loads_the_day_and_its_checks_pass(world, server, tmp_path, mo
                                "FROM ga4.report_quality ORDER BY ALL").fetchall()
     assert rows == {p: t for p, t in truth.items() if t[0] > 0}
     assert quality == [(p, "cart_funnel_daily", day, None, False) for p in (PID, SMALL)]
+
+
+def test_the_funnel_is_one_of_the_reports_a_ga4_load_reads(world, server):
+    from connectors.ga4 import REPORTS
+
+    # the daily refresh and `mkpi backfill` take GA4's raw tables from REPORTS (pipelines/defs/schedules.py)
+    assert [r.stream.table for r in REPORTS.values()] == [
+        "ga4.traffic_by_channel", "ga4.ecommerce_by_date", "ga4.cart_funnel_daily"]
+    connector = Ga4Connector(GA4Settings(property_ids=(SMALL,), endpoint=server.url, timeout_seconds=5))
+    day = date(2026, 3, 3)
+    (batch,) = connector.fetch("cart_funnel_daily", Window(day, day))
+    cart, bought = expected(world, SMALL, day)
+    assert cart > 0 and batch.data.to_pylist() == [{"property_id": SMALL, "date": day, "cart_users": cart,
+                                                    "purchased_after_cart_users": bought,
+                                                    "time_zone": "Europe/Paris"}]

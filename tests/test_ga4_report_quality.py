@@ -16,9 +16,7 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 
 from connectors.batches import Window
-from connectors.ga4 import ECOMMERCE, REPORT_QUALITY, TRAFFIC, Ga4Connector
-from connectors.ga4_funnel import REPORT as FUNNEL_REPORT
-from connectors.ga4_funnel import Ga4FunnelConnector
+from connectors.ga4 import CART_FUNNEL, ECOMMERCE, REPORT_QUALITY, TRAFFIC, Ga4Connector
 from connectors.parallel import AccountLog
 from connectors.settings import GA4Settings
 from connectors.warehouse import load_batches
@@ -133,9 +131,9 @@ def test_a_failed_property_gets_no_quality_row(world):
 
 def test_funnel_answers_carry_sampling_only(world):
     with Ga4Server(world, quality=ALL) as srv:
-        connector = Ga4FunnelConnector(settings(srv.url))
-        list(connector.fetch_cart_funnel(WINDOW))
-        rows = [r for b in connector.quality_batches(FUNNEL_REPORT, WINDOW) for r in b.data.to_pylist()]
+        connector = Ga4Connector(settings(srv.url))
+        list(connector.fetch(CART_FUNNEL, WINDOW))
+        rows = [r for b in connector.quality_batches(CART_FUNNEL.name, WINDOW) for r in b.data.to_pylist()]
     assert len(rows) == 2 * WINDOW.days  # one answer per property and day
     for row in rows:
         space = EVENTS_PER_SESSION * sessions(world, row["property_id"], [row["date"]])

@@ -9,61 +9,20 @@ duplicate a row. With each report's rows, what GA4 said about the answers (thres
 """
 
 
-from collections.abc import Callable, Iterator
 from itertools import chain
-from typing import Any
 
 import dagster as dg
 
-from connectors.batches import Batch, Stream, Window
-from connectors.ga4 import CART_FUNNEL, ECOMMERCE, SOURCE, TRAFFIC, Ga4Connector, Ga4Report
-from connectors.ga4_funnel import Ga4FunnelConnector
+from connectors.ga4 import CART_FUNNEL, ECOMMERCE, SOURCE, TRAFFIC, Ga4FunnelReport, Ga4Report
 from connectors.parallel import AccountLog
 from pipelines.lib.accounts import accounts_metadata, settle_accounts
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, retry_transient_failures, window_from_context
 from pipelines.lib.resources import GA4Resource, WarehouseResource
 
-# fetch(window, accounts) -> the report's batches for every property
-Fetch = Callable[[Window, AccountLog], Iterator[Batch]]
 
-
-def _materialise(context: dg.AssetExecutionContext, connector: Ga4Connector, warehouse: WarehouseResource,
-                 report: str, stream: Stream, fetch: Fetch) -> dg.MaterializeResult:
-    """Load one report's window for every property (the good ones when some fail), with its quality rows."""
-    window = window_from_context(context)
-    properties = connector.property_ids()
-    context.log.info(f"GA4 {report}: properties {properties}, window {window}")
-    accounts = AccountLog(SOURCE)
-    with retry_transient_failures():
-        # every good property is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py).
-        # quality_batches runs once the fetch is consumed, for the properties read whole.
-        result = warehouse.load(chain(fetch(window, accounts), connector.quality_batches(report, window)))
-        settle_accounts(context, accounts)
-    rows = result.rows_by_table.get(stream.table, 0)
-    quality = connector.quality_counts(report)
-    context.log.info(f"GA4 {report}: {rows} rows, {connector.stats.requests} requests, answer quality {quality}")
-    extra: dict[str, Any] = {
-        f"quota_{pid}_tokens_per_day_remaining": q.get("tokens_per_day_remaining", -1)
-        for pid, q in connector.quota.items()
-    }
-    return dg.MaterializeResult(
-        metadata=table_metadata(
-            stream.table,
-            rows,
-            window,
-            column_schema_from_arrow(stream.schema),
-            properties=", ".join(properties),
-            **connector.stats.as_metadata(),
-            **accounts_metadata(accounts),
-            **quality,
-            **extra,
-        )
-    )
-
-
-def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefinition:
-    """One daily-partitioned asset per GA4 runReport report; a backfill is a single run over the range."""
+def build_ga4_report_asset(report: Ga4Report | Ga4FunnelReport, description: str) -> dg.AssetsDefinition:
+    """One daily-partitioned asset per GA4 report; a backfill is a single run over the range."""
 
     @dg.asset(
         key=["ga4", report.name],
@@ -77,9 +36,37 @@ def build_ga4_report_asset(report: Ga4Report, description: str) -> dg.AssetsDefi
     )
     def _asset(context: dg.AssetExecutionContext, ga4: GA4Resource, warehouse: WarehouseResource
                ) -> dg.MaterializeResult:
+        window = window_from_context(context)
         connector = ga4.connector()
-        return _materialise(context, connector, warehouse, report.name, report.stream,
-                            lambda window, accounts: connector.fetch(report, window, accounts=accounts))
+        properties = connector.property_ids()
+        context.log.info(f"GA4 {report.name}: properties {properties}, window {window}")
+        accounts = AccountLog(SOURCE)
+        with retry_transient_failures():
+            # every good property is loaded; a failed one is named and fails the run (pipelines/lib/accounts.py).
+            # The quality rows follow in the same load, for the properties read whole.
+            result = warehouse.load(chain(connector.fetch(report, window, accounts=accounts),
+                                          connector.quality_batches(report.name, window)))
+            settle_accounts(context, accounts)
+        rows = result.rows_by_table.get(report.stream.table, 0)
+        quality = connector.quality_counts(report.name)
+        context.log.info(f"GA4 {report.name}: {rows} rows, {connector.stats.requests} requests, "
+                         f"answer quality {quality}")
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                report.stream.table,
+                rows,
+                window,
+                column_schema_from_arrow(report.stream.schema),
+                properties=", ".join(properties),
+                **connector.stats.as_metadata(),
+                **accounts_metadata(accounts),
+                **quality,
+                **{
+                    f"quota_{pid}_tokens_per_day_remaining": q.get("tokens_per_day_remaining", -1)
+                    for pid, q in connector.quota.items()
+                },
+            )
+        )
 
     return _asset
 
@@ -96,22 +83,9 @@ ecommerce_by_date = build_ga4_report_asset(
     "(orders, revenue, average basket). A day with sessions but no e-commerce event has no row (GA4 leaves out "
     "all-zero rows): KPIs start from the sessions side.",
 )
-
-
-@dg.asset(
-    key=["ga4", CART_FUNNEL.name],
-    group_name="ga4",
-    description="GA4's closed funnel add_to_cart -> purchase per property and day (runFunnelReport, Data API "
-    "v1alpha, one request per day): users at add_to_cart and those who then purchased, the base of GA4's cart "
-    "abandonment rate. A day nobody added to cart has no row.",
-    kinds={"python", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-    metadata={"dagster/table_name": CART_FUNNEL.stream.table, "primary_key": ", ".join(CART_FUNNEL.stream.key)},
+cart_funnel_daily = build_ga4_report_asset(
+    CART_FUNNEL,
+    "GA4's closed funnel add_to_cart -> purchase per property and day (runFunnelReport, Data API v1alpha, one "
+    "request per day): users at add_to_cart and those who then purchased, the base of GA4's cart abandonment "
+    "rate. A day nobody added to cart has no row.",
 )
-def cart_funnel_daily(context: dg.AssetExecutionContext, ga4: GA4Resource, warehouse: WarehouseResource
-                      ) -> dg.MaterializeResult:
-    connector = Ga4FunnelConnector(ga4.connector().settings)
-    return _materialise(context, connector, warehouse, CART_FUNNEL.name, CART_FUNNEL.stream,
-                        lambda window, accounts: connector.fetch_cart_funnel(window, accounts=accounts))
