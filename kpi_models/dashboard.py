@@ -319,6 +319,9 @@ def _card(kpi: KpiDefinition, catalogue: Catalogue, source: str, value: str, per
     status = objective["status"] if objective else None
     classes = f"card status-{status}" if status else "card no-objective"
     where = source if channel == "all" else f"{source} · {channel}"
+    account = (objective or {}).get("account_id")
+    if account and account != "all":
+        where += f" · account {account}"
     lines = [f'<div class="{classes}" title="{_esc(_kpi_title(kpi, catalogue, source))}" data-kpi="{kpi.kpi}">',
              f'<div class="card-head"><span class="kpi-name">{_esc(kpi_label(kpi.kpi))}</span>'
              f'<span class="source">{_esc(where)}</span></div>',
@@ -337,6 +340,8 @@ def _card(kpi: KpiDefinition, catalogue: Catalogue, source: str, value: str, per
                   f'<div class="bar"><span style="width:{width:.0f}%"></span><i></i></div>']
         if objective.get("gap_text"):
             lines.append(f'<div class="gap">{_esc(objective["gap_text"])}</div>')
+        if objective.get("provisional"):
+            lines.append('<div class="gap muted">provisional: rests on days still being restated</div>')
     else:
         lines.append('<div class="objective muted">no objective set</div>')
     lines.append("</div>")
@@ -354,7 +359,8 @@ def _family_cards(family: str, catalogue: Catalogue, data: _Data, current: list[
                 value = format_value(o["actual"], kpi.unit, o.get("currency"))
                 cards.append(_card(kpi, catalogue, s.source, value, _period_label(o), o, o["channel"]))
             month = data.month_values.get((kpi.kpi, s.source))
-            if month and not any(o["channel"] == "all" for o in objectives) and month["value"] is not None:
+            totals = [o for o in objectives if o["channel"] == "all" and o.get("account_id", "all") == "all"]
+            if month and not totals and month["value"] is not None:
                 period = f"{month['month']:%B %Y}" + (f", to {month['as_of']:%d %b}" if month["as_of"] else "")
                 cards.append(_card(kpi, catalogue, s.source, format_value(month["value"], kpi.unit,
                                                                           month["currency"]), period, None))
@@ -434,8 +440,8 @@ def _kpi_traces(kpi: KpiDefinition, rows: list[Mapping[str, Any]], objectives: S
                 hovertemplate=f"{label} · {source} · all channels<br>{x_hover}: %{{y:{fmt}}}<extra></extra>"))
         xs_all = _buckets((r for r in rows if r["source"] == source), x_key)
         by_objective: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-        for o in objectives:
-            if o["source"] == source:
+        for o in objectives:  # the chart sums every account: only objectives over all accounts belong on it
+            if o["source"] == source and o.get("account_id", "all") == "all":
                 by_objective[f"{o['channel']}/{o['period']}"].append(o)
         for name, periods in sorted(by_objective.items()):
             ys_obj = _objective_series(periods, kpi, xs_all, monthly)

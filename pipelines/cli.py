@@ -625,7 +625,7 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
     Objectives are per month (or quarter, year): a rate is compared with its target as it stands; a sum with
     the target pro-rated to the days of the period the week has data for, like kpi_vs_objective does to date."""
     from kpi_models.catalogue import load_catalogue
-    from kpi_models.objectives import attainment, period_bounds, status
+    from kpi_models.objectives import BUDGET_KPIS, attainment, budget_status, period_bounds, status
 
     if not _has_table(conn, "kpi", "kpi_weekly"):
         raise CliError("this database has no kpi.kpi_weekly view yet", "run `mkpi backfill` to build the KPI layer")
@@ -657,6 +657,8 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
         valid_from, valid_until = _as_date(o.get("valid_from")), _as_date(o.get("valid_until"))
         if (valid_from and valid_from > week_end) or (valid_until and valid_until < week_start):
             continue
+        if o.get("account_id"):
+            continue  # this view sums every account of a source: an account's own objective is judged per month
         chosen.setdefault((o["kpi"], o["source"], o.get("channel") or "all"), o)
     rows = []
     for w in weekly:
@@ -681,8 +683,12 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
             attained = attainment(actual, target, definition.lower_is_better)
             row["target_now"], row["attainment"] = target, attained
             too_small = not definition.additive and (w["denominator"] or 0) < (minimum or 0)
-            row["status"] = "insufficient_data" if too_small else status(
-                attained, float(objective["tolerance"]), actual, target, definition.lower_is_better)
+            tolerance = float(objective["tolerance"])
+            if w["kpi"] in BUDGET_KPIS:  # a budget: over- and under-spend are both off
+                row["status"] = budget_status(actual, target, tolerance)
+            else:
+                row["status"] = "insufficient_data" if too_small else status(
+                    attained, tolerance, actual, target, definition.lower_is_better)
         rows.append(row)
     days = max((w["days_with_data"] or 0) for w in weekly) if weekly else 0
     title = f"week {weekly[0]['iso_week']} ({week_start} .. {week_end}, {days} day(s) with data)" if weekly else ""

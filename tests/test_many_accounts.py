@@ -16,7 +16,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-import yaml
 
 from connectors.batches import Window
 from connectors.errors import ConfigError, RetriesExhausted, SourceError
@@ -32,13 +31,13 @@ from sandbox.__main__ import main as sandbox_main
 from sandbox.httpserver import Request, Response
 from sandbox.launcher import Sandbox, start_sandbox
 from sandbox.world import World
+from tests.ecb import eur_per
 
 TODAY = date(2026, 3, 31)
 # two days old enough for Search Console's final data (it lags three days)
 START, END = date(2026, 3, 19), date(2026, 3, 20)
 DAYS = [START, END]
 HOLD_SECONDS = 0.02
-FX = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "mkpi.yaml").read_text())["fx_rates"]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,7 @@ def test_the_many_profile_serves_every_account_and_the_env_lists_them(world: Wor
     assert len(env["MKPI_SEARCH_CONSOLE_SITES"].split(",")) == 20 == len(world.gsc_sites)
     assert len(env["MKPI_GOOGLE_ADS_CUSTOMER_IDS"].split(",")) == 20 == len(world.ads_customers())
     assert env["MKPI_MATOMO_SITE_IDS"].split(",") == [str(i) for i in range(1, 11)]
-    assert {c.currency_code for c in world.ads_customers().values()} == {"EUR", "USD", "GBP", "CHF"} <= {"EUR", *FX}
+    assert {c.currency_code for c in world.ads_customers().values()} == {"EUR", "USD", "GBP", "CHF"}
     # every account has data of its own, not the default account's copied
     day = START
     assert len({sum(f.metrics["sessions"] for f in world.ga4_facts(p, day)) for p in world.ga4_properties}) > 40
@@ -155,9 +154,8 @@ def test_daily_run_loads_every_account_in_parallel_within_each_platforms_limit(w
     truth = {c: [r for d in DAYS for r in world.ads_campaign_day(c, d) if r.impressions] for c in customers}
     assert ads == {c: (len(rows), sum(r.cost_micros for r in rows), [customers[c].currency_code])
                    for c, rows in truth.items()}
-    # every currency converted into EUR with the configured rates, none left out
-    assert ad_cost == {d: pytest.approx(sum(r.cost_micros / 1e6 * (1.0 if customers[c].currency_code == "EUR"
-                                                                     else FX[customers[c].currency_code])
+    # every currency converted into EUR at the ECB rate of its day, none left out
+    assert ad_cost == {d: pytest.approx(sum(r.cost_micros / 1e6 * eur_per(customers[c].currency_code, d)
                                             for c, rows in truth.items() for r in rows if r.day == d))
                        for d in DAYS}
 
