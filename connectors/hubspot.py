@@ -24,8 +24,10 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -56,7 +58,6 @@ DEFAULT_HOST = "https://api.hubapi.com"
 SEARCH_CAP = 10_000
 SEARCH_PAGE = 200
 LIST_PAGE = 100
-BATCH_SIZE = 100
 MAX_URL_BYTES = 3_000  # longer property lists go through batch read (POST body): HubSpot answers 414
 
 # What the KPIs need, per object type; settings add more.
@@ -84,7 +85,9 @@ ASSOCIATIONS = Stream(
     key=("deal_id", "to_type", "to_id"),
     partition_column="deal_id",
     write_mode="upsert",
-    replace_by=("deal_id",),
+    # A batch holds every association of its deals to one object type: it replaces those (deal_id, to_type) and
+    # leaves the deals' associations to the other type alone.
+    replace_by=("deal_id", "to_type"),
 )
 OWNERS = Stream(
     table="hubspot.owners",
@@ -99,17 +102,51 @@ DEAL_STAGES = Stream(
                       ("probability", pa.float64()), ("is_won", pa.bool_())]),
     key=("pipeline_id", "stage_id"), partition_column="stage_id", write_mode="upsert",
 )
+ACCOUNT_DETAILS = Stream(
+    table="hubspot.account_details",
+    schema=pa.schema([("portal_id", pa.string()), ("time_zone", pa.string()), ("company_currency", pa.string()),
+                      ("ui_domain", pa.string())]),
+    key=("portal_id",), partition_column="portal_id", write_mode="upsert",
+)
+_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed", "spamreport")
 EMAIL_STATISTICS = Stream(
     table="hubspot.email_statistics",
     schema=pa.schema([
         ("email_id", pa.string()), ("name", pa.string()), ("subject", pa.string()), ("state", pa.string()),
-        ("email_type", pa.string()), ("send_date", pa.date32()), ("published_at", pa.timestamp("ms", "UTC")),
-        *[(c, pa.int64()) for c in ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced",
-                                    "unsubscribed", "spamreport")],
+        ("email_type", pa.string()), ("is_automated", pa.bool_()), ("send_date", pa.date32()),
+        ("published_at", pa.timestamp("ms", "UTC")), *[(c, pa.int64()) for c in _COUNTERS],
     ]),
     key=("email_id",), partition_column="send_date", write_mode="upsert",
 )
-_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed", "spamreport")
+_EVENT_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "unsubscribed", "spamreport")
+EMAIL_EVENTS_DAILY = Stream(
+    table="hubspot.email_events_daily",
+    schema=pa.schema([("email_id", pa.string()), ("date", pa.date32()),
+                      *[(c, pa.int64()) for c in _EVENT_COUNTERS]]),
+    key=("email_id", "date"), partition_column="date", scope_column="email_id", write_mode="window",
+)
+# E-mail types HubSpot sends continuously, one message per contact as they enrol or act, rather than once to a
+# list: their statistics are lifetime counters (the `type` enum of PublicEmail in HubSpot's spec,
+# HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/Marketing/Marketing Emails/Rollouts/145892/v3/
+# marketingEmails.json). BATCH_EMAIL, AB_EMAIL, LOCALTIME_EMAIL and the RSS/blog child sends go out once.
+AUTOMATED_TYPES = frozenset({
+    "AUTOMATED_EMAIL", "AUTOMATED_AB_EMAIL", "FOLLOWUP_EMAIL", "LEADFLOW_EMAIL", "OPTIN_EMAIL", "OPTIN_FOLLOWUP_EMAIL",
+    "RESUBSCRIBE_EMAIL", "MANAGE_PREFERENCES_EMAIL", "FEEDBACK_CES_EMAIL", "FEEDBACK_CUSTOM_EMAIL",
+    "FEEDBACK_CUSTOM_SURVEY_EMAIL", "FEEDBACK_NPS_EMAIL", "SINGLE_SEND_API", "MARKETING_SINGLE_SEND_API",
+    "SMTP_TOKEN", "TICKET_EMAIL", "MEMBERSHIP_EMAIL_VERIFICATION_EMAIL", "MEMBERSHIP_FOLLOW_UP_EMAIL",
+    "MEMBERSHIP_OTP_LOGIN_EMAIL", "MEMBERSHIP_PASSWORD_RESET_EMAIL", "MEMBERSHIP_PASSWORD_SAVED_EMAIL",
+    "MEMBERSHIP_PASSWORDLESS_AUTH_EMAIL", "MEMBERSHIP_REGISTRATION_EMAIL", "MEMBERSHIP_REGISTRATION_FOLLOW_UP_EMAIL",
+    "MEMBERSHIP_VERIFICATION_EMAIL",
+})
+# States of the same enum that mean "has been sent or is sending": such an e-mail must have a publish instant.
+_PUBLISHED_STATES = frozenset({
+    "PUBLISHED", "PUBLISHED_AB", "PUBLISHED_AB_VARIANT", "PUBLISHED_OR_SCHEDULED", "SCHEDULED_OR_PUBLISHED",
+    "RSS_TO_EMAIL_PUBLISHED", "BLOG_EMAIL_PUBLISHED", "AUTOMATED", "AUTOMATED_AB", "AUTOMATED_AB_VARIANT",
+    "AUTOMATED_SENDING", "AUTOMATED_FOR_FORM", "AUTOMATED_FOR_FORM_BUFFER", "AUTOMATED_FOR_FORM_LEGACY",
+})
+HISTOGRAM_CHUNK_DAYS = 90  # day buckets asked in one histogram request (the endpoint takes no paging parameter)
+ASSOCIATION_BATCH = 100  # deals per v4 batch read (HubSpot accepts up to 1,000)
+_NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
 
 
 def _arrow_type(definition: Mapping[str, Any] | None) -> pa.DataType:
@@ -238,10 +275,23 @@ def records_to_table(records: Sequence[Mapping[str, Any]], stream: Stream, endpo
     return pa.table(columns, schema=stream.schema)
 
 
-def _checked_search_page(contract: Contract, body: Any, after: int, sort: str) -> dict[str, Any]:
+def _cursor(contract: Contract, value: Any, field: str, previous: str | None) -> str | None:
+    """A paging cursor as HubSpot gives it: an opaque string (HubSpot's spec types every `after` as a string;
+    its example is "NTI1Cg%3D%3D"), kept exactly as received; it must differ from the one just sent, or the same
+    page would be read forever. A number is accepted as its decimal text (older answers)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
+        raise contract.fail(field, "not a paging cursor (expected a non-empty string)", value)
+    cursor = str(value)
+    contract.text(cursor, field, max_chars=4_096)
+    contract.advances(previous, cursor, field)
+    return cursor
+
+
+def _checked_search_page(contract: Contract, body: Any, after: str, sort: str) -> dict[str, Any]:
     """A search page the paging logic can trust: results are records with numeric ids and a readable sort
-    value, `total` is a count, and `paging.next.after` moves forward (a cursor that does not advance would
-    read the same page forever)."""
+    value, `total` is a count, and `paging.next.after` is a cursor other than the one sent."""
     contract.mapping(body, "body")
     sort_values: list[Any] = []
     for record in contract.sequence(body.get("results"), "results", optional=True):
@@ -253,26 +303,23 @@ def _checked_search_page(contract: Contract, body: Any, after: int, sort: str) -
     if sort != "hs_object_id":  # the paging logic reads the sort instant of every record
         checked_column(contract, sort_values, pa.timestamp("ms", "UTC"), f"properties.{sort}")
     contract.count(body.get("total"), "total", optional=True)
-    following = ((contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after"))
-    if following is not None:
-        next_after = contract.count(following, "paging.next.after")
-        if next_after is not None and next_after <= after:
-            raise contract.fail("paging.next.after", "paging cursor does not advance (the same page would be "
-                                "read forever)", following)
+    following = (contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after")
+    _cursor(contract, following, "paging.next.after", after)
     return body
 
 
-def _next_step(body: Mapping[str, Any], after: int) -> int | str | None:
-    """After one search page: the next `after`, "capped" when results remain beyond the 10,000 cap, or None
-    when the window is exhausted. Relies on `total`, not only on `paging.next`: at the cap HubSpot may
-    either omit the next cursor or give one that it then refuses."""
-    served = after + len(body.get("results") or [])
+def _next_step(body: Mapping[str, Any], served_before: int) -> tuple[str | None, bool]:
+    """After one search page: (the next cursor, False) to go on, (None, True) when results remain beyond the
+    10,000 cap, (None, False) when the window is exhausted. The cap is judged on the results served so far in the
+    window (the cursor is opaque, never a number to compute with), and on `total`: at the cap HubSpot may either
+    omit the next cursor or give one that it then refuses."""
+    served = served_before + len(body.get("results") or [])
     next_after = ((body.get("paging") or {}).get("next") or {}).get("after")
-    if next_after is not None and int(next_after) + SEARCH_PAGE <= SEARCH_CAP:
-        return int(next_after)
+    if next_after is not None and served + SEARCH_PAGE <= SEARCH_CAP:
+        return str(next_after), False
     if served < int(body.get("total") or 0) or next_after is not None:
-        return "capped"
-    return None
+        return None, True
+    return None, False
 
 
 @dataclass
@@ -288,6 +335,9 @@ class HubSpotConnector:
     _subs: dict[str, Any] = field(default_factory=dict, repr=False)
     _limiter: RateLimiter | None = field(default=None, repr=False)
     _search_limiter: RateLimiter | None = field(default=None, repr=False)
+    # Per-record errors HubSpot answered beside data (HTTP 207), for the run's metadata: "what: record: problem".
+    partial_errors: list[str] = field(default_factory=list)
+    _account: dict[str, str] | None = field(default=None, repr=False)
 
     # ---- configuration ---------------------------------------------------------------------------------
 
@@ -396,20 +446,24 @@ class HubSpotConnector:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
 
     def _paged(self, what: str, fetch: Callable[..., Any], **params: Any) -> Iterator[dict[str, Any]]:
-        """Every page body of a list endpoint, following `paging.next.after` to the last page."""
+        """Every page body of a list endpoint, following `paging.next.after` to the last page.
+
+        HubSpot hands the cursor out already percent-encoded ("NTI1Cg%3D%3D", with `link` "?after=NTI1Cg%3D%3D"
+        in its spec's NextPage example) and the client percent-encodes every query value, so the cursor is decoded
+        once before it is passed on: the URL then carries it exactly as HubSpot's `link` does, never encoded
+        twice. A plain cursor ("300") is unchanged by that."""
         after: str | None = None
         while True:
             kwargs = {"limit": LIST_PAGE, **params, **self._opts()}
             if after:
-                kwargs["after"] = after
+                kwargs["after"] = unquote(after)
             body = self.call(f"{what} after={after}", lambda kwargs=kwargs: fetch(**kwargs))
             contract = Contract(SOURCE, "portal", f"{what} after={after}")
             contract.mapping(body, "body")
             contract.sequence(body.get("results"), "results", optional=True)
             yield body
-            following = ((contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after"))
-            contract.advances(after, following, "paging.next.after")
-            after = following
+            following = (contract.mapping(body.get("paging") or {}, "paging").get("next") or {}).get("after")
+            after = _cursor(contract, following, "paging.next.after", after)
             if not after:
                 return
 
@@ -461,13 +515,28 @@ class HubSpotConnector:
     # ---- incremental: search past the cap ----------------------------------------------------------------
 
     def _search(self, object_type: str, filters: list[dict[str, Any]], sort: str, properties: Sequence[str],
-                after: int) -> dict[str, Any]:
+                after: str) -> dict[str, Any]:
+        """One search page. `after` goes into the JSON body exactly as HubSpot gave it ("0" for the first page)."""
         request = {"filterGroups": [{"filters": filters}], "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
-                   "properties": list(properties), "limit": SEARCH_PAGE, "after": str(after)}
+                   "properties": list(properties), "limit": SEARCH_PAGE, "after": after}
         search = self.sub("crm.objects.search_api")
         what = f"POST /crm/v3/objects/{object_type}/search after={after}"
         body = self.call(what, lambda: search.do_search(object_type, request, **self._opts()), search=True)
         return _checked_search_page(Contract(SOURCE, "portal", what), body, after, sort)
+
+    def _search_window(self, object_type: str, filters: list[dict[str, Any]], sort: str, properties: Sequence[str],
+                       outcome: dict[str, bool]) -> Iterator[dict[str, Any]]:
+        """Every page of one search window, following its cursors; then `outcome["capped"]` says whether results
+        remain past the 10,000 cap (the caller starts a new window)."""
+        after, served = "0", 0
+        while True:
+            body = self._search(object_type, filters, sort, properties, after)
+            yield body
+            following, outcome["capped"] = _next_step(body, served)
+            served += len(body.get("results") or [])
+            if following is None:
+                return
+            after = following
 
     def search_modified(self, object_type: str, since_ms: int, until_ms: int, properties: Sequence[str]
                         ) -> Iterator[list[dict[str, Any]]]:
@@ -479,12 +548,10 @@ class HubSpotConnector:
         while True:
             last_ts: int | None = None
             ids_at_last: set[str] = set()
-            after = 0
-            capped = False
-            while True:
-                filters = [{"propertyName": prop, "operator": "GTE", "value": str(lower)},
-                           {"propertyName": prop, "operator": "LTE", "value": str(until_ms)}]
-                body = self._search(object_type, filters, prop, props, after)
+            outcome = {"capped": False}
+            filters = [{"propertyName": prop, "operator": "GTE", "value": str(lower)},
+                       {"propertyName": prop, "operator": "LTE", "value": str(until_ms)}]
+            for body in self._search_window(object_type, filters, prop, props, outcome):
                 page = []
                 for record in body.get("results", []):
                     ts = _parse_instant(str((record.get("properties") or {}).get(prop) or "")) or 0
@@ -497,14 +564,7 @@ class HubSpotConnector:
                     page.append(record)
                 if page:
                     yield page
-                step = _next_step(body, after)
-                if step is None:
-                    break
-                if step == "capped":
-                    capped = True
-                    break
-                after = step
-            if not capped or last_ts is None:
+            if not outcome["capped"] or last_ts is None:
                 return
             if last_ts == lower:
                 # 10,000 results share one instant: drain it by id, then go on strictly after it
@@ -520,26 +580,17 @@ class HubSpotConnector:
         floor_id = 0  # fixed for one window; moved to the highest id read when the cap restarts it
         highest = 0
         while True:
-            after = 0
-            capped = False
-            while True:
-                filters = [{"propertyName": prop, "operator": "EQ", "value": str(instant)},
-                           {"propertyName": "hs_object_id", "operator": "GT", "value": str(floor_id)}]
-                body = self._search(object_type, filters, "hs_object_id", properties, after)
+            outcome = {"capped": False}
+            filters = [{"propertyName": prop, "operator": "EQ", "value": str(instant)},
+                       {"propertyName": "hs_object_id", "operator": "GT", "value": str(floor_id)}]
+            for body in self._search_window(object_type, filters, "hs_object_id", properties, outcome):
                 results = body.get("results", [])
                 if results:
                     highest = max(highest, max(int(r["id"]) for r in results))
                 page = [r for r in results if r["id"] not in seen]
                 if page:
                     yield page
-                step = _next_step(body, after)
-                if step is None:
-                    break
-                if step == "capped":
-                    capped = True
-                    break
-                after = step
-            if not capped:
+            if not outcome["capped"]:
                 return
             floor_id = highest
 
@@ -571,21 +622,69 @@ class HubSpotConnector:
                     cursor=Cursor(SOURCE, object_type, "portal", str(until)))
 
     def fetch_deal_associations(self, deal_ids: Sequence[str], window: Window) -> Iterator[Batch]:
-        v4 = self.sub("crm.associations.v4.batch_api")
+        """The contacts and the companies of each deal (v4 batch read), one batch per object type and group of
+        deals, holding every association of those deals to that type: loading it replaces exactly those
+        (deal_id, to_type) pairs. A deal with none of that type is not an error; other per-deal errors of a 207
+        answer are kept in `partial_errors` (named in run metadata) and the rest of the answer is loaded."""
+        unique = list(dict.fromkeys(str(d) for d in deal_ids))
         for to_type in ("contacts", "companies"):
-            for start in range(0, len(deal_ids), BATCH_SIZE):
-                chunk = list(dict.fromkeys(deal_ids[start:start + BATCH_SIZE]))
-                request = {"inputs": [{"id": i} for i in chunk]}
-                body = self.call(f"POST /crm/v4/associations/deals/{to_type}/batch/read",
-                                 lambda request=request, to_type=to_type: v4.get_page(
-                                     "deals", to_type, request, **self._opts()))
-                rows = {"deal_id": [], "to_type": [], "to_id": []}
-                for result in body.get("results", []):
-                    for target in result.get("to", []):
-                        rows["deal_id"].append(str(result["from"]["id"]))
-                        rows["to_type"].append(to_type)
-                        rows["to_id"].append(str(target["toObjectId"]))
-                yield Batch(ASSOCIATIONS, pa.table(rows, schema=ASSOCIATIONS.schema), window)
+            for start in range(0, len(unique), ASSOCIATION_BATCH):
+                pairs = self._associations_of(unique[start:start + ASSOCIATION_BATCH], to_type)
+                table = pa.table({"deal_id": [d for d, _ in pairs], "to_type": [to_type] * len(pairs),
+                                  "to_id": [t for _, t in pairs]}, schema=ASSOCIATIONS.schema)
+                yield Batch(ASSOCIATIONS, table, window)
+
+    def _associations_of(self, deal_ids: Sequence[str], to_type: str) -> list[tuple[str, str]]:
+        """Every (deal, associated record) pair of these deals to `to_type`, following each result's own `paging`:
+        HubSpot's spec for POST /crm/v4/associations/{from}/{to}/batch/read says the `after` of a result's paging
+        goes back alongside its `id` for the next page of that record's associations (JSON body: verbatim)."""
+        v4 = self.sub("crm.associations.v4.batch_api")
+        what = f"POST /crm/v4/associations/deals/{to_type}/batch/read"
+        pending: list[dict[str, str]] = [{"id": d} for d in deal_ids]
+        cursors: dict[str, str | None] = {}
+        pairs: dict[tuple[str, str], None] = {}
+        while pending:
+            request = {"inputs": pending}
+            body = self.call(what, lambda request=request: v4.get_page("deals", to_type, request, **self._opts()))
+            contract = Contract(SOURCE, "portal", what)
+            pending = []
+            for result in self._checked_association_page(contract, body, to_type):
+                deal = str(result["from"]["id"])
+                for target in result.get("to") or []:
+                    pairs[(deal, str(target["toObjectId"]))] = None
+                after = _cursor(contract, ((result.get("paging") or {}).get("next") or {}).get("after"),
+                                "results[].paging.next.after", cursors.get(deal))
+                if after is not None:
+                    cursors[deal] = after
+                    pending.append({"id": deal, "after": after})
+        return list(pairs)
+
+    def _checked_association_page(self, contract: Contract, body: Any, to_type: str) -> Sequence[Mapping[str, Any]]:
+        """The results of one v4 batch read answer (200 or 207), each with a `from` id and numeric `toObjectId`s.
+        Errors of a 207 answer: "no association" (crm.associations.NO_ASSOCIATIONS_FOUND) means the deal has none
+        of that type; any other is kept, named, in `partial_errors`."""
+        contract.mapping(body, "body")
+        status = body.get("status")
+        if status not in (None, "COMPLETE"):
+            raise contract.fail("status", "the batch read did not complete", status)
+        results = contract.sequence(body.get("results"), "results", optional=True)
+        for result in results:
+            contract.mapping(result, "results[]")
+            contract.required(contract.mapping(result.get("from"), "results[].from"), "id", "results[].from.id")
+            for target in contract.sequence(result.get("to"), "results[].to", optional=True):
+                to_id = contract.required(contract.mapping(target, "results[].to[]"), "toObjectId",
+                                          "results[].to[].toObjectId")
+                if isinstance(to_id, bool) or not str(to_id).isdigit():
+                    raise contract.fail("results[].to[].toObjectId", "not a numeric record id", to_id)
+            contract.mapping(result.get("paging") or {}, "results[].paging")
+        for error in contract.sequence(body.get("errors"), "errors", optional=True):
+            contract.mapping(error, "errors[]")
+            if error.get("subCategory") == _NO_ASSOCIATIONS:
+                continue
+            ids = ",".join(str(i) for i in ((error.get("context") or {}).get("fromObjectId") or [])) or "?"
+            kind = " ".join(str(k) for k in (error.get("category"), error.get("subCategory")) if k)
+            self.partial_errors.append(f"{contract.endpoint}: deal {ids}: {kind}: {str(error.get('message'))[:200]}")
+        return results
 
     def fetch_owners(self, window: Window) -> Iterator[Batch]:
         owners_api = self.sub("crm.owners.owners_api")
@@ -630,40 +729,204 @@ class HubSpotConnector:
                 rows["is_won"].append(closed and probability == 1.0)
         yield Batch(DEAL_STAGES, pa.table(rows, schema=DEAL_STAGES.schema), window)
 
+    # ---- the portal ----------------------------------------------------------------------------------------
+
+    def account_details(self) -> dict[str, str]:
+        """The portal's id, time zone, company currency and UI domain, read once per connector from
+        GET /account-info/v3/details (HubSpot's spec: PortalInformationResponse; `portalId` is a JSON integer).
+        The official client has no module for this endpoint, so the request goes through the client's own
+        ApiClient (same host, token, connection pool and retries as every other call)."""
+        if self._account is None:
+            what = "GET /account-info/v3/details"
+            api_client = self.sub("crm.owners.owners_api").api_client
+            body = self.call(what, lambda: api_client.call_api(
+                "/account-info/v3/details", "GET", header_params={"Accept": "application/json"},
+                auth_settings=["oauth2"], **self._opts()))
+            self._account = _checked_account(Contract(SOURCE, "portal", what), body)
+        return self._account
+
+    def portal_zone(self) -> ZoneInfo:
+        """The portal's time zone: HubSpot's day buckets (statistics histogram) start at its midnight."""
+        return ZoneInfo(self.account_details()["time_zone"])
+
+    def fetch_account_details(self, window: Window) -> Iterator[Batch]:
+        """One row for the portal (hubspot.account_details), loaded on every run: KPI tables name the portal."""
+        details = self.account_details()
+        yield Batch(ACCOUNT_DETAILS, pa.table({k: [details[k]] for k in ACCOUNT_DETAILS.schema.names},
+                                              schema=ACCOUNT_DETAILS.schema), window)
+
+    # ---- marketing e-mails --------------------------------------------------------------------------------
+
     def fetch_email_statistics(self, window: Window, known_ids: set[str] | None = None) -> Iterator[Batch]:
-        """Marketing e-mails with their statistics counters. E-mails sent within the re-read window (30 days)
-        and e-mails not loaded yet are written; older counters are final and left alone."""
+        """Marketing e-mails with their statistics counters (hubspot.email_statistics), then the daily activity of
+        the automated ones (hubspot.email_events_daily).
+
+        A batch e-mail is dated by its publish instant (`publishDate`, else `publishedAt`); it is written when not
+        loaded yet or sent within the re-read window (`email_reread_days`, 30), older counters being final. An
+        automated e-mail keeps lifetime counters, so its row is rewritten on every run while it is running
+        (whatever its age), and its activity is read by day from the statistics histogram: its whole history the
+        first time, the re-read window afterwards."""
         emails_api = self.sub("marketing.emails.marketing_emails_api")
         horizon = self.now_ms() - self.settings.email_reread_days * 86_400_000
+        automated: list[tuple[str, int, bool]] = []  # (e-mail id, publish instant, whole history)
         for body in self._paged("GET /marketing/v3/emails/", emails_api.get_page, include_stats=True):
-            rows: dict[str, list[Any]] = {name: [] for name in EMAIL_STATISTICS.schema.names}
             contract = Contract(SOURCE, "portal", "GET /marketing/v3/emails/")
-            emails = body.get("results") or []
+            emails = _checked_emails(contract, body)
+            rows: dict[str, list[Any]] = {name: [] for name in EMAIL_STATISTICS.schema.names}
             for email in emails:
-                contract.mapping(email, "results[]")
-                contract.required(email, "id")
-                for key in ("name", "subject", "state", "type"):
-                    contract.text(email.get(key), key)
-                contract.mapping(contract.mapping(email.get("stats") or {}, "stats").get("counters") or {},
-                                 "stats.counters")
-                if email.get("publishDate"):
-                    checked_column(contract, [email["publishDate"]], pa.timestamp("ms", "UTC"), "publishDate")
-            contract.unique([str(e["id"]) for e in emails], "id")
-            for email in emails:
-                published = _parse_instant(str(email.get("publishDate") or "")) if email.get("publishDate") else None
-                email_id = str(email["id"])
-                if known_ids is not None and email_id in known_ids and published is not None and published < horizon:
+                email_id, instant = str(email["id"]), _publish_instant(email)
+                is_automated = _is_automated(email)
+                known = known_ids is not None and email_id in known_ids
+                if is_automated:
+                    updated = _parse_instant(str(email.get("updatedAt") or "")) or 0
+                    if known and not _is_running(email) and updated < horizon:
+                        continue  # stopped before the re-read window: its counters and days are final
+                    if instant is not None:
+                        automated.append((email_id, instant, not known))
+                elif known and instant is not None and instant < horizon:
                     continue
-                counters = ((email.get("stats") or {}).get("counters") or {})
-                rows["email_id"].append(email_id)
-                rows["name"].append(email.get("name"))
-                rows["subject"].append(email.get("subject"))
-                rows["state"].append(email.get("state"))
-                rows["email_type"].append(email.get("type"))
-                rows["published_at"].append(published)
-                rows["send_date"].append(datetime.fromtimestamp(published / 1000, UTC).date() if published else None)
-                for counter in _COUNTERS:  # HubSpot leaves out counters that are still zero
-                    rows[counter].append(contract.count(counters.get(counter), f"stats.counters.{counter}",
-                                                        optional=True) or 0)
+                _email_row(rows, contract, email, instant, is_automated)
             rows["published_at"] = pa.array(rows["published_at"], pa.int64()).cast(pa.timestamp("ms", "UTC"))
             yield Batch(EMAIL_STATISTICS, pa.table(rows, schema=EMAIL_STATISTICS.schema), window)
+        if automated:
+            zone = self.portal_zone()
+            today = datetime.fromtimestamp(self.now_ms() / 1000, zone).date()
+            for email_id, instant, whole in automated:
+                first = datetime.fromtimestamp(instant / 1000, zone).date()
+                if not whole:
+                    first = max(first, today - timedelta(days=self.settings.email_reread_days))
+                yield from self.fetch_email_events(email_id, first, today, zone)
+
+    def fetch_email_events(self, email_id: str, first: date, last: date, zone: ZoneInfo) -> Iterator[Batch]:
+        """One e-mail's activity per portal day from `first` to `last` (GET /marketing/v3/emails/statistics/
+        histogram, interval DAY, filtered by emailIds), in windows of HISTOGRAM_CHUNK_DAYS. Each window is asked
+        from the portal's midnight to the portal's midnight after it, and each batch replaces that window of that
+        e-mail in hubspot.email_events_daily; days without activity are left out."""
+        stats_api = self.sub("marketing.emails.statistics_api")
+        day = first
+        while day <= last:
+            end = min(last, day + timedelta(days=HISTOGRAM_CHUNK_DAYS - 1))
+            start_ts, end_ts = _midnight_utc(day, zone), _midnight_utc(end + timedelta(days=1), zone)
+            what = f"GET /marketing/v3/emails/statistics/histogram email {email_id} {day}..{end}"
+            ids = [int(email_id)] if email_id.isdigit() else [email_id]
+            body = self.call(what, lambda start_ts=start_ts, end_ts=end_ts, ids=ids: stats_api.get_histogram(
+                interval="DAY", start_timestamp=start_ts, end_timestamp=end_ts, email_ids=ids, **self._opts()))
+            table = _histogram_table(Contract(SOURCE, "portal", what), body, email_id, Window(day, end), zone)
+            yield Batch(EMAIL_EVENTS_DAILY, table, Window(day, end), scope={"email_id": email_id})
+            day = end + timedelta(days=1)
+
+
+def _checked_account(contract: Contract, body: Any) -> dict[str, str]:
+    """The account-info answer's fields the tables keep; a portal id that is not a number, or a time zone Python
+    does not know, is refused (the e-mail days depend on it)."""
+    contract.mapping(body, "body")
+    portal = contract.required(body, "portalId")
+    if isinstance(portal, bool) or not isinstance(portal, int | str) or not str(portal).isdigit():
+        raise contract.fail("portalId", "not a numeric portal id", portal)
+    zone = contract.text(contract.required(body, "timeZone"), "timeZone", max_chars=64) or ""
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise contract.fail("timeZone", "not a time zone name", zone) from None
+    return {"portal_id": str(portal), "time_zone": zone,
+            "company_currency": contract.text(body.get("companyCurrency"), "companyCurrency", max_chars=16),
+            "ui_domain": contract.text(body.get("uiDomain"), "uiDomain", max_chars=255)}
+
+
+def _checked_emails(contract: Contract, body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """One page of marketing e-mails, every field the row needs checked before anything is written: text fields,
+    counters object, the dates (ISO instants) and ids unique in the page."""
+    emails = list(body.get("results") or [])
+    for email in emails:
+        contract.mapping(email, "results[]")
+        contract.required(email, "id")
+        for key in ("name", "subject", "state", "type"):
+            contract.text(email.get(key), key)
+        contract.mapping(contract.mapping(email.get("stats") or {}, "stats").get("counters") or {}, "stats.counters")
+        for key in ("publishDate", "publishedAt", "updatedAt"):
+            if email.get(key):
+                checked_column(contract, [email[key]], pa.timestamp("ms", "UTC"), key)
+        if _publish_instant(email) is None and (email.get("isPublished") is True
+                                                or email.get("state") in _PUBLISHED_STATES):
+            raise contract.fail("publishedAt", "a published e-mail without publishDate or publishedAt cannot be "
+                                "dated", str(email["id"]))
+    contract.unique([str(e["id"]) for e in emails], "id")
+    return emails
+
+
+def _publish_instant(email: Mapping[str, Any]) -> int | None:
+    """When the e-mail went out, epoch ms: `publishDate` (the scheduled send time; HubSpot's spec: "only used in
+    local time or scheduled emails"), else `publishedAt` (when it was published: the send time of a "send now"
+    e-mail, the activation of an automated one)."""
+    for key in ("publishDate", "publishedAt"):
+        if email.get(key):
+            return _parse_instant(str(email[key]))
+    return None
+
+
+def _is_automated(email: Mapping[str, Any]) -> bool:
+    return email.get("type") in AUTOMATED_TYPES or str(email.get("state") or "").startswith("AUTOMATED")
+
+
+def _is_running(email: Mapping[str, Any]) -> bool:
+    """An automated e-mail that can still send: not archived, published, and not a draft, error or losing
+    A/B variant state."""
+    state = str(email.get("state") or "")
+    return (email.get("archived") is not True and email.get("isPublished") is not False
+            and not any(word in state for word in ("DRAFT", "LOSER", "ERROR")))
+
+
+def _email_row(rows: dict[str, list[Any]], contract: Contract, email: Mapping[str, Any], instant: int | None,
+               is_automated: bool) -> None:
+    """Append one e-mail to the statistics columns: `published_at` the exact instant (UTC), `send_date` its UTC
+    date; HubSpot leaves out counters that are still zero."""
+    counters = (email.get("stats") or {}).get("counters") or {}
+    rows["email_id"].append(str(email["id"]))
+    rows["name"].append(email.get("name"))
+    rows["subject"].append(email.get("subject"))
+    rows["state"].append(email.get("state"))
+    rows["email_type"].append(email.get("type"))
+    rows["is_automated"].append(is_automated)
+    rows["published_at"].append(instant)
+    rows["send_date"].append(datetime.fromtimestamp(instant / 1000, UTC).date() if instant is not None else None)
+    for counter in _COUNTERS:
+        rows[counter].append(contract.count(counters.get(counter), f"stats.counters.{counter}", optional=True) or 0)
+
+
+def _midnight_utc(day: date, zone: ZoneInfo) -> str:
+    """The portal's midnight starting `day`, as the ISO 8601 UTC instant the statistics endpoints take."""
+    return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _histogram_table(contract: Contract, body: Any, email_id: str, window: Window, zone: ZoneInfo) -> pa.Table:
+    """Day buckets of one e-mail as rows of hubspot.email_events_daily. A bucket's day is the portal day holding
+    its middle: HubSpot starts DAY buckets at the portal's midnight (its documented example answer starts them at
+    04:00Z for a US/Eastern portal), so that is the bucket's own day, and a bucket cut at another hour still
+    gets the day holding most of it. A bucket outside the asked days, or a day twice, is refused."""
+    contract.mapping(body, "body")
+    rows: dict[str, list[Any]] = {name: [] for name in EMAIL_EVENTS_DAILY.schema.names}
+    days: list[date] = []
+    for bucket in contract.sequence(body.get("results"), "results", optional=True):
+        contract.mapping(bucket, "results[]")
+        interval = contract.mapping(bucket.get("interval"), "results[].interval")
+        start, end = (checked_column(contract, [interval.get(k)], pa.timestamp("ms", "UTC"), f"results[].interval.{k}"
+                                     )[0].as_py() for k in ("start", "end"))
+        if start is None or end is None or end <= start:
+            raise contract.fail("results[].interval", "not a time span", interval)
+        day = (start + (end - start) / 2).astimezone(zone).date()
+        if not window.start <= day <= window.end:
+            raise contract.fail("results[].interval.start", f"a bucket outside the days asked ({window})",
+                                interval.get("start"))
+        days.append(day)
+        stats = bucket.get("aggregations", bucket.get("aggregateStatistic"))  # the doc example shows both names
+        counters = contract.mapping(contract.mapping(stats or {}, "results[].aggregations").get("counters") or {},
+                                    "results[].aggregations.counters")
+        values = [contract.count(counters.get(c), f"results[].aggregations.counters.{c}", optional=True) or 0
+                  for c in _EVENT_COUNTERS]
+        if any(values):
+            rows["email_id"].append(email_id)
+            rows["date"].append(day)
+            for name, value in zip(_EVENT_COUNTERS, values, strict=True):
+                rows[name].append(value)
+    contract.unique(days, "results[].interval.start")
+    return pa.table(rows, schema=EMAIL_EVENTS_DAILY.schema)

@@ -25,6 +25,8 @@ mutate it for incremental-read tests.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 import threading
 import time
@@ -33,8 +35,9 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
 from sandbox.hubspot_store import (
@@ -54,10 +57,28 @@ from sandbox.hubspot_store import (
     iso_ms,
     parse_time_ms,
 )
-from sandbox.world import EmailSend, World
+from sandbox.world import CURRENCY, TIMEZONE, AutomatedEmail, EmailSend, World, _paris_ms
 
 MAX_REQUEST_LINE = 4_000
 BATCH_MAX_INPUTS = 100
+# POST /crm/v4/associations/{from}/{to}/batch/read takes at most 1,000 ids since 10 February 2025
+# (https://developers.hubspot.com/changelog/bug-fix-batch-read-limit-for-hubspot-associations-api).
+ASSOCIATION_BATCH_MAX_INPUTS = 1_000
+# Associations of one record per page of a batch read. HubSpot pages each result on its own (the spec: "The
+# 'after' field in a returned paging object can be added alongside the 'id' to retrieve the next page of
+# associations from that objectId"; HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/CRM/Associations/
+# Rollouts/130902/v4/associations.json) but documents no page size; the sandbox's is small so that a deal with a
+# company and several contacts is paged, and every connector path that follows those cursors is exercised.
+ASSOCIATION_PAGE = 2
+ASSOCIATION_LIST_MAX_LIMIT = 500  # GET /crm/v4/objects/{type}/{id}/associations/{toType}: "Limit 500 per call"
+# The portal the sandbox is: GET /account-info/v3/details answers this id, in the world's time zone and currency.
+SANDBOX_PORTAL_ID = 147_258_369
+_PORTAL_TZ = ZoneInfo(TIMEZONE)
+_SCHEDULED_AHEAD_MS = 20 * 3_600_000  # a scheduled newsletter is published (scheduled) the afternoon before
+_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed",
+             "spamreport")
+_SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal",
+             "feedback_submissions": "feedback_submission"}
 EMAIL_RESTATE_DAYS = 30
 _EMAIL_SHORTFALL = 0.15  # share of opens/clicks/unsubscribes not yet counted on the first read
 _DAILY_LIMIT = 500_000
@@ -104,6 +125,45 @@ def _multi(values: Iterable[str] | None) -> list[str]:
     return out
 
 
+def encode_cursor(position: int) -> str:
+    """An opaque paging cursor as HubSpot hands them out: base64 text, already percent-encoded, typed as a string.
+    HubSpot's spec (HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/CRM/Deals/Rollouts/424/v3/deals.json,
+    components.schemas.NextPage) gives ``{"after": "NTI1Cg%3D%3D", "link": "?after=NTI1Cg%3D%3D"}`` (base64 of
+    "525\n"), and the associations changelog's batch inputs carry ``"after": "MC0yLTE1OTc0MDA2NTg%3D"``. The
+    ``link`` shows how the cursor goes into a URL: as given, not encoded once more."""
+    return urllib.parse.quote(base64.b64encode(f"{position}\n".encode()).decode(), safe="")
+
+
+def decode_cursor(raw: Any, name: str = "after") -> int:
+    """The position a cursor of ``encode_cursor`` stands for. Accepts it as a URL carries it (the query parser has
+    already decoded it once), verbatim in a JSON body (still percent-encoded), or encoded once more by a client
+    that quoted the given string (HubSpot's own client examples pass ``paging.next.after`` straight back); plain
+    digits are offsets or ids, as a first search sends ``"0"``."""
+    if raw is None or raw == "":
+        return 0
+    text = str(raw).strip()
+    if text.isdigit():
+        return int(text)
+    for _ in range(2):
+        if "%" in text:
+            text = urllib.parse.unquote(text)
+    try:
+        decoded = base64.b64decode(text, validate=True).decode().strip()
+    except (ValueError, binascii.Error):
+        decoded = ""
+    if not decoded.isdigit():
+        raise _HsError(400, f"Invalid input: {name} {raw!r} is not a paging cursor this endpoint handed out.")
+    return int(decoded)
+
+
+def _with_derived(counters: dict[str, int]) -> dict[str, int]:
+    """HubSpot's full counter set: the world's counters plus those it derives (selected, contacts lost, ...)."""
+    out = dict(counters)
+    out.update({"dropped": 0, "selected": counters["sent"], "suppressed": 0, "pending": 0,
+                "contactslost": counters["unsubscribed"] + counters["hardbounced"], "notsent": 0, "statuschange": 0})
+    return out
+
+
 def _int_param(query: dict[str, list[str]], name: str, default: int) -> int:
     raw = (query.get(name) or [""])[-1]
     if raw == "":
@@ -120,9 +180,11 @@ class HubSpotServer(SandboxServer):
     name = "hubspot"
 
     def __init__(self, world: World, *, token: str, requests_per_10s: int = 100, search_per_second: int = 5,
-                 history_days: int = HISTORY_DAYS, bulk_import_size: int = BULK_IMPORT_SIZE) -> None:
+                 history_days: int = HISTORY_DAYS, bulk_import_size: int = BULK_IMPORT_SIZE,
+                 association_page: int = ASSOCIATION_PAGE) -> None:
         """``history_days`` and ``bulk_import_size`` size the portal (see ``CrmStore``); the defaults give the
-        full ~20,000 contacts, including a bulk import larger than one search can page through."""
+        full ~20,000 contacts, including a bulk import larger than one search can page through.
+        ``association_page`` is how many associations of one record a batch read returns per page."""
         super().__init__()
         if not token:
             raise ValueError("token must be non-empty")
@@ -139,9 +201,15 @@ class HubSpotServer(SandboxServer):
         self._search_window: deque[float] = deque()
         self._daily_count = 0
         self._email_reads = 0
+        self.association_page = association_page
         first = world.today - timedelta(days=history_days - 1)
-        self.emails: list[EmailSend] = [
-            e for i in range(history_days) for e in world.email_sends(first + timedelta(days=i))]
+        days = [first + timedelta(days=i) for i in range(history_days)]
+        # Batch e-mails (the newsletters and the one-off sends), then the automated e-mails of the portal.
+        self.emails: list[EmailSend] = sorted(
+            (e for d in days for e in (*world.email_sends(d), *world.hubspot_extra_emails(d))),
+            key=lambda e: (e.send_ts_ms, e.id))
+        self.automated: list[AutomatedEmail] = world.hubspot_automated_emails()
+        self._automated_days: dict[tuple[int, date], dict[str, int]] = {}
 
     @classmethod
     def for_sandbox(cls, world: World) -> HubSpotServer:
@@ -286,6 +354,8 @@ class HubSpotServer(SandboxServer):
             return self._owners(q, parts[3] if n == 4 else None), 200
         if n >= 3 and parts[:3] == ["marketing", "v3", "emails"] and method == "GET":
             return self._emails(q, parts[3:]), 200
+        if parts == ["account-info", "v3", "details"] and method == "GET":
+            return self._account_details(), 200
         raise _HsError(404, f"No route for {method} {request.path}", "OBJECT_NOT_FOUND")
 
     @staticmethod
@@ -340,16 +410,21 @@ class HubSpotServer(SandboxServer):
         limit = _int_param(q, "limit", 10)
         if not 1 <= limit <= LIST_MAX_LIMIT:
             raise _HsError(400, f"Invalid input: limit must be between 1 and {LIST_MAX_LIMIT}, got {limit}.")
-        after = _int_param(q, "after", 0)
+        after = decode_cursor((q.get("after") or [None])[-1])  # a record id: the first one of the page
         props = self._wanted(object_type, _multi(q.get("properties")))
         assoc = [OBJECT_TYPE_ALIASES.get(a.lower(), a) for a in _multi(q.get("associations"))]
         records, next_id = self.store.list_page(object_type, after, limit, _true(q.get("archived")))
         payload: dict[str, Any] = {"results": [self._record_json(object_type, r, props, assoc) for r in records]}
         if next_id is not None:
-            keep = [(k, v) for k, vs in q.items() if k != "after" for v in vs]
-            link = f"{self.url}/crm/v3/objects/{object_type}?{urllib.parse.urlencode(keep + [('after', next_id)])}"
-            payload["paging"] = {"next": {"after": str(next_id), "link": link}}
+            payload["paging"] = self._next_page(f"{self.url}/crm/v3/objects/{object_type}", q, next_id)
         return payload
+
+    @staticmethod
+    def _next_page(base: str, q: dict[str, list[str]], position: int) -> dict[str, Any]:
+        """``paging`` of a list page: an opaque cursor (``encode_cursor``), and a link carrying it as given."""
+        cursor = encode_cursor(position)
+        keep = urllib.parse.urlencode([(k, v) for k, vs in q.items() if k != "after" for v in vs])
+        return {"next": {"after": cursor, "link": f"{base}?{keep + '&' if keep else ''}after={cursor}"}}
 
     def _get(self, object_type: str, object_id: str, q: dict[str, list[str]]) -> dict[str, Any]:
         rec = self.store.get(object_type, object_id, _true(q.get("archived")))
@@ -360,7 +435,9 @@ class HubSpotServer(SandboxServer):
         return self._record_json(object_type, rec, props, assoc)
 
     def _search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
-        page = self.store.search(object_type, body)
+        """Search pages by offset, behind opaque string cursors (``PublicObjectSearchRequest.after`` and
+        ``paging.next.after`` are strings in HubSpot's spec, with the example ``NTI1Cg%3D%3D``)."""
+        page = self.store.search(object_type, {**body, "after": decode_cursor(body.get("after"))})
         requested = body.get("properties") or []
         if not isinstance(requested, list):
             raise _HsError(400, "Invalid input JSON: properties must be a list of names.")
@@ -368,7 +445,7 @@ class HubSpotServer(SandboxServer):
         payload: dict[str, Any] = {"total": page.total,
                                    "results": [self._record_json(object_type, r, props) for r in page.records]}
         if page.next_after is not None:
-            payload["paging"] = {"next": {"after": page.next_after}}
+            payload["paging"] = {"next": {"after": encode_cursor(int(page.next_after))}}
         return payload
 
     def _batch_read(self, object_type: str, body: dict[str, Any], q: dict[str, list[str]]) -> tuple[Any, int]:
@@ -401,28 +478,47 @@ class HubSpotServer(SandboxServer):
         return payload, 207
 
     def _associations_batch(self, from_type: str, to_type: str, body: dict[str, Any]) -> tuple[Any, int]:
+        """POST /crm/v4/associations/{from}/{to}/batch/read as HubSpot's spec describes it (HubSpot/HubSpot-public-
+        api-spec-collection, PublicApiSpecs/CRM/Associations/Rollouts/130902/v4/associations.json):
+
+        * each result carries its own ``paging`` (present only when that record has more associations); its
+          ``after`` goes back alongside the ``id`` in a later request's inputs;
+        * HTTP 207 (``BatchResponsePublicAssociationMultiWithLabelWithErrors``) when some inputs fail: ``results``
+          then hold only the records that have associations (not aligned with ``inputs``), and ``errors`` name the
+          others; a record without any is an OBJECT_NOT_FOUND error of sub-category
+          ``crm.associations.NO_ASSOCIATIONS_FOUND`` ("No company is associated with deal 123."), the form HubSpot
+          answers with (not a failure of the request);
+        * at most 1,000 inputs (ASSOCIATION_BATCH_MAX_INPUTS).
+        """
         pair = ASSOCIATION_TYPES.get((from_type, to_type))
         if pair is None:
             raise _HsError(400, f"The sandbox has no associations from {from_type} to {to_type}.")
         inputs = body.get("inputs")
         if not isinstance(inputs, list):
             raise _HsError(400, "Invalid input JSON: inputs must be a list of {\"id\": ...}.")
-        if len(inputs) > 1_000:
-            raise _HsError(400, f"Batch input limit exceeded: {len(inputs)} inputs; the maximum is 1000.")
+        if len(inputs) > ASSOCIATION_BATCH_MAX_INPUTS:
+            raise _HsError(400, f"Batch input limit exceeded: {len(inputs)} inputs; the maximum is "
+                                f"{ASSOCIATION_BATCH_MAX_INPUTS}.")
         results, errors = [], []
-        singular = from_type.rstrip("s") if from_type != "companies" else "company"
+        from_one, to_one = _SINGULAR[from_type], _SINGULAR[to_type]
         for item in inputs:
             rid = str((item or {}).get("id", "")) if isinstance(item, dict) else ""
+            start = decode_cursor(item.get("after") if isinstance(item, dict) else None)
             ids = self.store.associated(from_type, to_type, rid) if self.store.get(from_type, rid) else []
-            if ids:
-                results.append({"from": {"id": rid}, "to": [
-                    {"toObjectId": int(i), "associationTypes": [
-                        {"category": "HUBSPOT_DEFINED", "typeId": pair[0], "label": None}]} for i in ids]})
-            else:
+            if not ids:
                 errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
                                "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
-                               "context": {"fromObjectId": [rid], "toObjectType": [to_type]},
-                               "message": f"No {to_type} is associated with {singular} {rid}."})
+                               "context": {"fromObjectId": [rid], "fromObjectType": [from_one],
+                                           "toObjectType": [to_one]},
+                               "message": f"No {to_one} is associated with {from_one} {rid}.", "errors": [],
+                               "links": {}})
+                continue
+            end = start + self.association_page
+            result: dict[str, Any] = {"from": {"id": rid}, "to": [self._association_json(i, pair[0])
+                                                                 for i in ids[start:end]]}
+            if end < len(ids):
+                result["paging"] = {"next": {"after": encode_cursor(end)}}
+            results.append(result)
         now = iso_ms(self.now_ms)
         payload: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
         if errors:
@@ -431,20 +527,25 @@ class HubSpotServer(SandboxServer):
             return payload, 207
         return payload, 200
 
+    @staticmethod
+    def _association_json(to_id: str, type_id: int) -> dict[str, Any]:
+        return {"toObjectId": int(to_id), "associationTypes": [
+            {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
+
     def _associations_page(self, from_type: str, object_id: str, to_type: str,
                            q: dict[str, list[str]]) -> dict[str, Any]:
+        """GET /crm/v4/objects/{type}/{id}/associations/{toType}: up to ``limit`` (500 at most, the default) per
+        page, ``paging.next.after`` an opaque cursor."""
         pair = ASSOCIATION_TYPES.get((from_type, to_type))
         if pair is None or self.store.get(from_type, object_id) is None:
             raise _HsError(404, _NOT_FOUND_MESSAGE, "OBJECT_NOT_FOUND")
         ids = self.store.associated(from_type, to_type, object_id)
-        limit = min(max(_int_param(q, "limit", 500), 1), 500)
-        after = _int_param(q, "after", 0)
-        page = ids[after:after + limit]
-        payload: dict[str, Any] = {"results": [
-            {"toObjectId": int(i), "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": pair[0],
-                                                         "label": None}]} for i in page]}
+        limit = min(max(_int_param(q, "limit", ASSOCIATION_LIST_MAX_LIMIT), 1), ASSOCIATION_LIST_MAX_LIMIT)
+        after = decode_cursor((q.get("after") or [None])[-1])
+        payload: dict[str, Any] = {"results": [self._association_json(i, pair[0]) for i in ids[after:after + limit]]}
         if after + limit < len(ids):
-            payload["paging"] = {"next": {"after": str(after + limit)}}
+            payload["paging"] = self._next_page(
+                f"{self.url}/crm/v4/objects/{from_type}/{object_id}/associations/{to_type}", q, after + limit)
         return payload
 
     # ---- metadata ------------------------------------------------------------------------------------
@@ -493,12 +594,27 @@ class HubSpotServer(SandboxServer):
         if email:
             owners = [o for o in owners if o["email"] == email]
         limit = min(max(_int_param(q, "limit", 100), 1), 500)
-        after = _int_param(q, "after", 0)
+        after = decode_cursor((q.get("after") or [None])[-1])
         page = owners[after:after + limit]
         payload: dict[str, Any] = {"results": page}
         if after + limit < len(owners):
-            payload["paging"] = {"next": {"after": str(after + limit)}}
+            payload["paging"] = self._next_page(f"{self.url}/crm/v3/owners/", q, after + limit)
         return payload
+
+    # ---- account -------------------------------------------------------------------------------------
+
+    def _account_details(self) -> dict[str, Any]:
+        """GET /account-info/v3/details: the portal's id, time zone, currency and UI domain. Shape from HubSpot's
+        spec (HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/Account/Account Info/Rollouts/144923/v3/
+        accountInfo.json, PortalInformationResponse): ``portalId`` is a JSON integer, ``utcOffset`` follows DST."""
+        offset = datetime.fromtimestamp(self.now_ms / 1000, _PORTAL_TZ).utcoffset() or timedelta(0)
+        offset_ms = int(offset.total_seconds() * 1000)
+        hours, minutes = divmod(abs(offset_ms) // 60_000, 60)
+        sign = "-" if offset_ms < 0 else "+"
+        return {"portalId": SANDBOX_PORTAL_ID, "accountType": "STANDARD", "timeZone": TIMEZONE,
+                "companyCurrency": CURRENCY, "additionalCurrencies": [], "dataHostingLocation": "eu1",
+                "uiDomain": "app-eu1.hubspot.com", "utcOffset": f"{sign}{hours:02d}:{minutes:02d}",
+                "utcOffsetMilliseconds": offset_ms}
 
     # ---- marketing e-mails ---------------------------------------------------------------------------
 
@@ -520,10 +636,29 @@ class HubSpotServer(SandboxServer):
             factor = 1.0 - _EMAIL_SHORTFALL / (1 + max(version, 0))
             for key in ("open", "click", "unsubscribed", "spamreport"):
                 counters[key] = int(counters[key] * factor)
-        counters.update({"dropped": 0, "selected": email.sent, "suppressed": 0, "pending": 0,
-                         "contactslost": counters["unsubscribed"] + counters["hardbounced"],
-                         "notsent": 0, "statuschange": 0})
-        return counters
+        return _with_derived(counters)
+
+    def automated_day(self, email: AutomatedEmail, day: date) -> dict[str, int]:
+        """One automated e-mail's activity on one portal day (cached: the lifetime sums read every day)."""
+        key = (email.id, day)
+        found = self._automated_days.get(key)
+        if found is None:
+            found = self._automated_days[key] = self.world.automated_email_day(email, day)
+        return found
+
+    def _portal_day(self, ms: int) -> date:
+        return datetime.fromtimestamp(ms / 1000, _PORTAL_TZ).date()
+
+    def automated_counters(self, email: AutomatedEmail) -> dict[str, int]:
+        """Lifetime counters of an automated e-mail: every day of sends up to the server's "now"."""
+        totals = dict.fromkeys(_COUNTERS, 0)
+        last = self._portal_day(self.now_ms)
+        day = email.first_day
+        while day <= last:
+            for k, v in self.automated_day(email, day).items():
+                totals[k] += v
+            day += timedelta(days=1)
+        return _with_derived(totals)
 
     @staticmethod
     def _stats(counters: dict[str, int]) -> dict[str, Any]:
@@ -548,37 +683,65 @@ class HubSpotServer(SandboxServer):
         return {"counters": dict(counters), "ratios": ratios, "deviceBreakdown": breakdown, "qualifierStats": {}}
 
     @staticmethod
-    def _campaign(email: EmailSend) -> str:
+    def _campaign(email: EmailSend | AutomatedEmail) -> str:
+        if isinstance(email, AutomatedEmail):
+            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://shop.example/campaign/automated/{email.id}"))
         day = iso_ms(email.send_ts_ms)[:7]
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://shop.example/campaign/newsletter/{day}"))
 
-    def _email_json(self, email: EmailSend, version: int, include_stats: bool) -> dict[str, Any]:
-        publish = iso_ms(email.send_ts_ms)
+    def _email_json(self, email: EmailSend | AutomatedEmail, version: int, include_stats: bool) -> dict[str, Any]:
+        """One marketing e-mail as GET /marketing/v3/emails/ lists it. Dates follow HubSpot's spec (HubSpot/
+        HubSpot-public-api-spec-collection, PublicApiSpecs/Marketing/Marketing Emails/Rollouts/145892/v3/
+        marketingEmails.json, PublicEmail): ``publishDate`` "is only used in local time or scheduled emails" and
+        is the time the send is scheduled for; ``publishedAt`` is when the e-mail was published (a scheduled
+        newsletter is published, i.e. scheduled, the afternoon before; a "send now" e-mail at its send time).
+        Automated e-mails are type ``AUTOMATED_EMAIL``, state ``AUTOMATED``, without ``publishDate``."""
+        if isinstance(email, AutomatedEmail):
+            published, created = email.published_ts_ms, email.published_ts_ms - 5 * 86_400_000
+            kind = {"state": "AUTOMATED", "type": "AUTOMATED_EMAIL", "subcategory": "automated",
+                    "sendOnPublish": False, "workflowNames": ["Bienvenue nouveaux abonnés"]}
+            name = f"Automated {iso_ms(published)[:7]}"
+        else:
+            published = email.send_ts_ms - (_SCHEDULED_AHEAD_MS if email.scheduled else 0)
+            created = email.send_ts_ms - 2 * 86_400_000
+            kind = {"state": "PUBLISHED", "type": "BATCH_EMAIL", "subcategory": "batch", "sendOnPublish": True}
+            if email.scheduled:
+                kind["publishDate"] = iso_ms(email.send_ts_ms)
+            name = f"Newsletter {iso_ms(email.send_ts_ms)[:7]}"
         out: dict[str, Any] = {
-            "id": str(email.id), "name": email.name, "subject": email.subject, "state": "PUBLISHED",
-            "type": "BATCH_EMAIL", "subcategory": "batch", "isPublished": True, "isTransactional": False,
-            "language": "fr", "publishDate": publish, "publishedAt": publish,
-            "createdAt": iso_ms(email.send_ts_ms - 2 * 86_400_000), "updatedAt": publish, "archived": False,
-            "campaign": self._campaign(email), "campaignName": f"Newsletter {publish[:7]}",
+            "id": str(email.id), "name": email.name, "subject": email.subject, **kind, "isPublished": True,
+            "isTransactional": False, "language": "fr", "publishedAt": iso_ms(published),
+            "createdAt": iso_ms(created), "updatedAt": iso_ms(published), "archived": False,
+            "campaign": self._campaign(email), "campaignName": name,
             "from": {"fromName": "Maison Exemple", "replyTo": "bonjour@shop.example"},
-            "activeDomain": "shop.example", "sendOnPublish": True,
+            "activeDomain": "shop.example",
         }
         if include_stats:
-            out["stats"] = self._stats(self.email_counters(email, version))
+            counters = (self.automated_counters(email) if isinstance(email, AutomatedEmail)
+                        else self.email_counters(email, version))
+            out["stats"] = self._stats(counters)
         return out
 
+    def _visible(self) -> list[EmailSend | AutomatedEmail]:
+        sent: list[EmailSend | AutomatedEmail] = [e for e in self.emails if e.send_ts_ms <= self.now_ms]
+        return sent + [a for a in self.automated if a.published_ts_ms <= self.now_ms]
+
+    @staticmethod
+    def _send_instant(email: EmailSend | AutomatedEmail) -> int:
+        return email.published_ts_ms if isinstance(email, AutomatedEmail) else email.send_ts_ms
+
     def _emails(self, q: dict[str, list[str]], rest: list[str]) -> dict[str, Any]:
-        visible = [e for e in self.emails if e.send_ts_ms <= self.now_ms]
+        visible = self._visible()
         if rest[:1] == ["statistics"] and len(rest) == 2 and rest[1] in ("list", "histogram"):
             start = parse_time_ms((q.get("startTimestamp") or [None])[-1])
             end = parse_time_ms((q.get("endTimestamp") or [None])[-1])
             if start is None or end is None:
                 raise _HsError(400, "startTimestamp and endTimestamp are required ISO 8601 timestamps.")
             wanted = set(_multi(q.get("emailIds")))
-            chosen = [e for e in visible if start <= e.send_ts_ms < end and (not wanted or str(e.id) in wanted)]
+            chosen = [e for e in visible if not wanted or str(e.id) in wanted]
             version = self._next_email_version()
             if rest[1] == "list":
-                return self._stats_list(chosen, version)
+                return self._stats_list(self._activity(chosen, version, start, end))
             return self._histogram(chosen, version, (q.get("interval") or ["DAY"])[-1].upper(), start, end)
         if len(rest) == 1:
             found = next((e for e in visible if str(e.id) == rest[0]), None)
@@ -590,52 +753,75 @@ class HubSpotServer(SandboxServer):
         if _true(q.get("archived")):
             visible = []
         sort = (_multi(q.get("sort")) or ["id"])[0]  # a list parameter in the client; the first key sorts
-        keys: dict[str, Callable[[EmailSend], Any]] = {
-            "id": lambda e: e.id, "name": lambda e: e.name, "publishDate": lambda e: e.send_ts_ms,
-            "createdAt": lambda e: e.send_ts_ms, "updatedAt": lambda e: e.send_ts_ms}
+        keys: dict[str, Callable[[EmailSend | AutomatedEmail], Any]] = {
+            "id": lambda e: e.id, "name": lambda e: e.name, "publishDate": self._send_instant,
+            "createdAt": self._send_instant, "updatedAt": self._send_instant}
         key = keys.get(sort.lstrip("-"))
         if key is None:
             raise _HsError(400, f"Invalid sort {sort!r}: use one of {sorted(keys)} (prefix - for descending).")
         ordered = sorted(visible, key=key, reverse=sort.startswith("-"))
         limit = min(max(_int_param(q, "limit", 10), 1), 500)
-        after = _int_param(q, "after", 0)
+        after = decode_cursor((q.get("after") or [None])[-1])
         page = ordered[after:after + limit]
         version = self._next_email_version()
         include = _true(q.get("includeStats"))
         payload: dict[str, Any] = {"total": len(ordered),
                                    "results": [self._email_json(e, version, include) for e in page]}
         if after + limit < len(ordered):
-            keep = [(k, v) for k, vs in q.items() if k != "after" for v in vs]
-            link = f"{self.url}/marketing/v3/emails/?{urllib.parse.urlencode(keep + [('after', after + limit)])}"
-            payload["paging"] = {"next": {"after": str(after + limit), "link": link}}
+            payload["paging"] = self._next_page(f"{self.url}/marketing/v3/emails/", q, after + limit)
         return payload
 
-    def _aggregate(self, emails: list[EmailSend], version: int) -> dict[str, Any]:
-        totals: dict[str, int] = {}
+    def _activity(self, emails: list[EmailSend | AutomatedEmail], version: int, start: int, end: int
+                  ) -> list[tuple[EmailSend | AutomatedEmail, dict[str, int]]]:
+        """Statistics "of the emails that were sent" in [start, end) (HubSpot's spec for statistics/list and
+        /histogram): a batch e-mail counts at its send instant; an automated e-mail sends every day, and each
+        day's sends (with their opens and clicks) count at that portal day's noon."""
+        out: list[tuple[EmailSend | AutomatedEmail, dict[str, int]]] = []
         for e in emails:
-            for k, v in self.email_counters(e, version).items():
-                totals[k] = totals.get(k, 0) + v
-        if not totals:
-            totals = {k: 0 for k in self.email_counters(self.emails[0], version)} if self.emails else {}
-        return self._stats(totals) if totals else {"counters": {}, "ratios": {}, "deviceBreakdown": {},
-                                                  "qualifierStats": {}}
+            if isinstance(e, AutomatedEmail):
+                day, last = max(e.first_day, self._portal_day(start) - timedelta(days=1)), self._portal_day(
+                    min(end, self.now_ms))
+                while day <= last:
+                    noon = _paris_ms(day, 12 * 3600)
+                    counters = self.automated_day(e, day)
+                    if start <= noon < end and noon <= self.now_ms and counters["sent"]:
+                        out.append((e, _with_derived(counters)))
+                    day += timedelta(days=1)
+            elif start <= e.send_ts_ms < end:
+                out.append((e, self.email_counters(e, version)))
+        return out
 
-    def _stats_list(self, emails: list[EmailSend], version: int) -> dict[str, Any]:
-        campaigns: dict[str, list[EmailSend]] = {}
-        for e in emails:
-            campaigns.setdefault(self._campaign(e), []).append(e)
-        return {"emails": [e.id for e in emails], "aggregate": self._aggregate(emails, version),
-                "campaignAggregations": {c: self._aggregate(es, version) for c, es in campaigns.items()}}
+    def _aggregate(self, counters: list[dict[str, int]]) -> dict[str, Any]:
+        totals = dict.fromkeys(_with_derived(dict.fromkeys(_COUNTERS, 0)), 0)
+        for c in counters:
+            for k, v in c.items():
+                totals[k] += v
+        return self._stats(totals)
 
-    def _histogram(self, emails: list[EmailSend], version: int, interval: str, start: int, end: int) -> dict[str, Any]:
+    def _stats_list(self, activity: list[tuple[EmailSend | AutomatedEmail, dict[str, int]]]) -> dict[str, Any]:
+        campaigns: dict[str, list[dict[str, int]]] = {}
+        ids: list[int] = []
+        for e, counters in activity:
+            campaigns.setdefault(self._campaign(e), []).append(counters)
+            if e.id not in ids:
+                ids.append(e.id)
+        return {"emails": ids, "aggregate": self._aggregate([c for _, c in activity]),
+                "campaignAggregations": {c: self._aggregate(cs) for c, cs in campaigns.items()}}
+
+    def _histogram(self, emails: list[EmailSend | AutomatedEmail], version: int, interval: str, start: int,
+                   end: int) -> dict[str, Any]:
+        """Day buckets from the portal's midnight to the next (23 or 25 hours across DST): HubSpot's documented
+        example answer starts its buckets at 04:00Z, midnight in the US/Eastern portal of the account-info example
+        (https://developers.hubspot.com/docs/api-reference/marketing-marketing-emails-v3-v3/statistics/
+        get-marketing-v3-emails-statistics-histogram). A bucket holds the statistics of the e-mails sent in it."""
         if interval != "DAY":
             raise _HsError(400, f"The sandbox supports interval=DAY only; got {interval!r}.")
-        day_ms = 86_400_000
         results = []
-        t = start - start % day_ms
-        while t < end:
-            in_day = [e for e in emails if t <= e.send_ts_ms < t + day_ms]
-            results.append({"interval": {"start": iso_ms(t), "end": iso_ms(t + day_ms)},
-                            "aggregations": self._aggregate(in_day, version)})
-            t += day_ms
+        day = self._portal_day(start)
+        while (lo := _paris_ms(day, 0)) < end:
+            hi = _paris_ms(day + timedelta(days=1), 0)
+            in_day = self._activity(emails, version, max(lo, start), min(hi, end))
+            results.append({"interval": {"start": iso_ms(lo), "end": iso_ms(hi)},
+                            "aggregations": self._aggregate([c for _, c in in_day])})
+            day += timedelta(days=1)
         return {"total": len(results), "results": results}

@@ -367,6 +367,8 @@ def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Ba
 
     # World contacts and their deals.
     customers: list[tuple[int, str]] = []  # (customer_ms, contact id) for feedback submissions
+    staff: dict[str, list[tuple[int, str]]] = {}  # company id -> (createdate ms, contact id) of its contacts
+    company_deals: list[tuple[str, str | None, str, int]] = []  # (deal id, buyer, company id, deal createdate ms)
     for offset in range(history_days):
         day = first_day + timedelta(days=offset)
         for c in world.hubspot_contacts_created(day):
@@ -402,6 +404,7 @@ def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Ba
             recs["contacts"].append((c.id, props, c.createdate_ms, modified, False, None))
             if company_id is not None:
                 link("contacts", c.id, "companies", company_id)
+                staff.setdefault(company_id, []).append((c.createdate_ms, c.id))
             for d in c.deals:
                 d_modified = min(end_of_today, max(d.createdate_ms, d.closedate_ms or 0) + 60_000)
                 dprops: dict[str, str | None] = {
@@ -415,6 +418,7 @@ def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Ba
                 link("deals", d.id, "contacts", c.id)
                 if company_id is not None:
                     link("deals", d.id, "companies", company_id)
+                    company_deals.append((d.id, c.id, company_id, d.createdate_ms))
 
     # Wholesale deals: companies only, in the pipeline whose labels mislead.
     for k in range(N_WHOLESALE_DEALS):
@@ -436,6 +440,15 @@ def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Ba
         }
         recs["deals"].append((did, dprops, created, d_modified, False, None))
         link("deals", did, "companies", company_id)
+        company_deals.append((did, None, company_id, created))
+
+    # A company's deal involves several of its people: the buyer and one to three colleagues who were contacts
+    # by the time the deal was opened (HubSpot allows many contacts per deal; v4 associations list them all).
+    for did, buyer, company_id, deal_created in company_deals:
+        r = seeded_rng(world.seed, "hubspot", f"colleagues:{did}")
+        people = [cid for created, cid in sorted(staff.get(company_id, [])) if cid != buyer and created <= deal_created]
+        for cid in r.sample(people, min(len(people), 1 + int(r.random() * 3))):
+            link("deals", did, "contacts", cid)
 
     # The bulk import: one millisecond for all of it, as a CSV import stamps every row.
     import_day = today - timedelta(days=BULK_IMPORT_DAYS_AGO)

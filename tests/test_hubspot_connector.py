@@ -4,19 +4,22 @@ The sandbox store holds ~19,000 live contacts, 10,250 of which share one modific
 bulk import), so a one-year search window crosses the 10,000-result cap and one instant exceeds it.
 """
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
 from connectors.batches import Window
-from connectors.errors import ConfigError, SourceError
+from connectors.errors import ConfigError, InvalidResponse, SourceError
 from connectors.http import RetryPolicy
-from connectors.hubspot import EMAIL_STATISTICS, HubSpotConnector
+from connectors.hubspot import EMAIL_STATISTICS, HubSpotConnector, _cursor
 from connectors.settings import HubSpotSettings, Secret
+from connectors.validation import Contract
 from connectors.warehouse import connect, load_batches, read_cursor
-from sandbox.hubspot_server import HubSpotServer
+from sandbox.hubspot_server import SANDBOX_PORTAL_ID, HubSpotServer
 from sandbox.hubspot_store import WON_STAGES
-from sandbox.world import World
+from sandbox.world import CURRENCY, TIMEZONE, World
+
+EVENT_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "unsubscribed", "spamreport")
 
 TODAY = date(2026, 3, 31)
 TOKEN = "pat-sandbox-test-0123456789abcdef"
@@ -158,13 +161,178 @@ def test_won_stages_come_from_metadata_not_labels(server):
 
 def test_email_statistics_with_counters(server, world):
     conn, _ = connector(server)
-    rows = [r for b in conn.fetch_email_statistics(WINDOW) for r in b.data.to_pylist()]
+    rows = [r for b in conn.fetch_email_statistics(WINDOW) if b.stream is EMAIL_STATISTICS for r in b.data.to_pylist()]
     sends = [s for d in range(400) for s in world.email_sends(date.fromordinal(TODAY.toordinal() - d))]
-    assert len(rows) == len(server.emails)
-    old = next(r for r in rows if r["send_date"] < date(2026, 1, 1))  # final counters (sent > 30 days ago)
+    assert len(rows) == len(server.emails) + len(world.hubspot_automated_emails())
+    old = next(r for r in rows if r["send_date"] < date(2026, 1, 1) and not r["is_automated"])  # final counters
     truth = next(s for s in sends if str(s.id) == old["email_id"])
     assert {c: old[c] for c in truth.counters} == truth.counters
     assert EMAIL_STATISTICS.schema.names == list(rows[0].keys())
+
+
+# ---- issue #16 item 1: deal associations -------------------------------------------------------------------------
+
+
+def portal_associations(server, deal_ids) -> set[tuple[str, str, str]]:
+    """(deal, to_type, to_id) as the sandbox portal holds them (its store), not through the connector."""
+    return {(d, t, i) for d in deal_ids for t in ("contacts", "companies")
+            for i in server.store.associated("deals", t, d)}
+
+
+def test_deal_associations_hold_every_contact_and_company_of_every_deal(server, tmp_path):
+    conn, _ = connector(server)
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_objects("deals", None, WINDOW))
+        deals = [r[0] for r in db.execute("SELECT id FROM hubspot.deals WHERE NOT archived").fetchall()]
+        loaded = set(db.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations").fetchall())
+    truth = portal_associations(server, deals)
+    several = {d for d in deals if len(server.store.associated("deals", "contacts", d)) >= 3}
+    with_company = {d for d in deals if server.store.associated("deals", "companies", d)}
+    assert several & with_company  # the portal has deals with a company and several contacts ...
+    assert max(len(server.store.associated("deals", "contacts", d)) for d in several) > server.association_page
+    assert loaded == truth  # ... and every one of them is loaded, contacts and companies, past the first page
+    assert conn.partial_errors == []  # deals without a company are answered 207 "no association": not an error
+
+
+def test_reading_one_type_of_association_leaves_the_other_alone(server, tmp_path):
+    conn, _ = connector(server)
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_objects("deals", None, WINDOW))
+        deal = next(d for d, in db.execute("SELECT id FROM hubspot.deals ORDER BY id").fetchall()
+                    if server.store.associated("deals", "companies", d)
+                    and len(server.store.associated("deals", "contacts", d)) >= 2)
+        load_batches(db, conn.fetch_deal_associations([deal], WINDOW))  # contacts batch, then companies batch
+        loaded = set(db.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations WHERE deal_id = ?",
+                                [deal]).fetchall())
+    assert loaded == portal_associations(server, [deal])
+    assert {t for _, t, _ in loaded} == {"contacts", "companies"}
+
+
+def test_a_207_answer_is_data_plus_named_errors(server, tmp_path):
+    conn, _ = connector(server)
+    deal = next(d for d in sorted(server.store.associations[("deals", "contacts")]) if server.store.get("deals", d))
+    buyer = server.store.associated("deals", "contacts", deal)[0]
+    server.add_fault("status", 207, {
+        "status": "COMPLETE", "numErrors": 2, "startedAt": "2026-03-31T08:00:00.000Z",
+        "completedAt": "2026-03-31T08:00:00.100Z",
+        "results": [{"from": {"id": deal}, "to": [{"toObjectId": int(buyer), "associationTypes": [
+            {"category": "HUBSPOT_DEFINED", "typeId": 3, "label": None}]}]}],
+        "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                    "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND", "message": "No contact is associated "
+                    "with deal 11.", "context": {"fromObjectId": ["11"]}},
+                   {"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Object 12 was deleted.",
+                    "context": {"fromObjectId": ["12"]}}]})
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_deal_associations([deal, "11", "12"], WINDOW))
+        rows = db.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations").fetchall()
+    assert (deal, "contacts", buyer) in rows  # the data of the 207 answer is loaded
+    assert len(conn.partial_errors) == 1 and "deal 12" in conn.partial_errors[0]  # the error is named
+    assert "Object 12 was deleted." in conn.partial_errors[0]  # "no association" (deal 11) is not an error
+
+
+# ---- issue #16 item 4 / #17 item 3: marketing e-mail dates and automated e-mails ----------------------------------
+
+
+def email_rows(conn, **kwargs) -> tuple[dict[str, dict], list[tuple]]:
+    stats, events = {}, []
+    for batch in conn.fetch_email_statistics(WINDOW, **kwargs):
+        if batch.stream is EMAIL_STATISTICS:
+            stats.update({r["email_id"]: r for r in batch.data.to_pylist()})
+        else:
+            events += [tuple(r.values()) for r in batch.data.to_pylist()]
+    return stats, events
+
+
+def test_emails_are_dated_by_publish_date_else_published_at(server, world):
+    conn, _ = connector(server)
+    stats, _ = email_rows(conn)
+    late = world.hubspot_extra_emails(date(2026, 3, 15))[0]  # scheduled for 23:30 UTC, the 16th in Paris
+    now = world.hubspot_extra_emails(date(2026, 3, 5))[0]  # "send now": no publishDate, only publishedAt
+    newsletter = world.email_sends(date(2026, 3, 17))[0]  # scheduled: published the afternoon before
+    for send in (late, now, newsletter):
+        row = stats[str(send.id)]
+        assert row["published_at"] == datetime.fromtimestamp(send.send_ts_ms / 1000, UTC)
+        assert row["send_date"] == datetime.fromtimestamp(send.send_ts_ms / 1000, UTC).date()
+        assert row["is_automated"] is False and row["sent"] == send.sent
+    assert stats[str(late.id)]["send_date"] == date(2026, 3, 15)  # UTC; it is 16 March in Paris
+    assert all(r["published_at"] is not None for r in stats.values())  # every e-mail here is published
+
+
+def test_automated_email_activity_by_portal_day(server, world):
+    conn, _ = connector(server)
+    stats, events = email_rows(conn)
+    (welcome,) = world.hubspot_automated_emails()
+    days = [date.fromordinal(o) for o in range(welcome.first_day.toordinal(), TODAY.toordinal() + 1)]
+    truth = {(str(welcome.id), d, *(world.automated_email_day(welcome, d)[c] for c in EVENT_COUNTERS)) for d in days
+             if world.automated_email_day(welcome, d)["sent"]}
+    assert len(truth) > 400 and set(events) == truth  # one row per day of sends, over its whole life
+    row = stats[str(welcome.id)]
+    lifetime = {c: sum(world.automated_email_day(welcome, d)[c] for d in days) for c in EVENT_COUNTERS}
+    assert row["is_automated"] is True and row["email_type"] == "AUTOMATED_EMAIL"
+    assert {c: row[c] for c in EVENT_COUNTERS} == lifetime
+    assert row["published_at"] == datetime.fromtimestamp(welcome.published_ts_ms / 1000, UTC)
+
+
+def test_automated_emails_are_reread_whatever_their_age_batch_ones_within_the_window(server, world, tmp_path):
+    conn, _ = connector(server)
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_email_statistics(WINDOW))
+        known = {r[0] for r in db.execute("SELECT email_id FROM hubspot.email_statistics").fetchall()}
+        stats, events = email_rows(conn, known_ids=known)
+        load_batches(db, conn.fetch_email_statistics(WINDOW, known_ids=known))
+        (welcome,) = world.hubspot_automated_emails()
+        loaded = db.execute("SELECT date, sent FROM hubspot.email_events_daily ORDER BY date").fetchall()
+    horizon = server.now_ms - 30 * DAY_MS
+    recent = {str(e.id) for e in server.emails if e.send_ts_ms >= horizon}
+    assert set(stats) == recent | {str(welcome.id)}  # the welcome e-mail is 15 months old, and still re-read
+    assert {d for _, d, *_ in events} == {d for d in (date.fromordinal(TODAY.toordinal() - k) for k in range(31))
+                                          if world.automated_email_day(welcome, d)["sent"]}
+    assert loaded[0][0] == welcome.first_day and len(loaded) == len({d for d, _ in loaded})  # history kept
+
+
+# ---- issue #17 item 5: the portal -------------------------------------------------------------------------------
+
+
+def test_account_details_name_the_portal(server, tmp_path):
+    conn, _ = connector(server)
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_account_details(WINDOW))
+        load_batches(db, conn.fetch_account_details(WINDOW))  # every run: upserted, never duplicated
+        rows = db.execute("SELECT portal_id, time_zone, company_currency, ui_domain FROM hubspot.account_details"
+                          ).fetchall()
+    assert rows == [(str(SANDBOX_PORTAL_ID), TIMEZONE, CURRENCY, "app-eu1.hubspot.com")]
+
+
+# ---- issue #17 item 4: opaque cursors -----------------------------------------------------------------------------
+
+
+def test_list_cursors_go_back_as_handed_out_never_encoded_twice(server):
+    conn, _ = connector(server)
+    pages = list(conn.list_all("companies", ["name"], archived=False))
+    assert len(pages) == 3
+    given = [r for r in server.requests if r.path == "/crm/v3/objects/companies"]
+    sent = [r.query["after"][0] for r in given if "after" in r.query]
+    assert len(sent) == 2 and all(not a.isdigit() for a in sent)  # opaque cursors ...
+    assert all("%" not in a for a in sent)  # ... decoded once by the server: the wire carried them as `link` does
+
+
+def test_search_cursors_are_opaque_strings_sent_back_verbatim(server):
+    conn, _ = connector(server)
+    since = server.now_ms - 20 * DAY_MS
+    ids = [r["id"] for page in conn.search_modified("contacts", since, server.now_ms, ["lastmodifieddate"])
+           for r in page]
+    assert set(ids) == live_ids(server, "contacts", since) and len(ids) == len(set(ids))
+    afters = [r.json["after"] for r in server.requests if r.path.endswith("/search")]
+    assert afters[0] == "0" and len(afters) > 2 and all("%3D" in a for a in afters[1:])  # as given, in the body
+
+
+def test_a_cursor_that_does_not_move_is_refused():
+    contract = Contract("hubspot", "portal", "GET x")
+    assert _cursor(contract, "MjAwCg%3D%3D", "paging.next.after", "MTAwCg%3D%3D") == "MjAwCg%3D%3D"
+    with pytest.raises(InvalidResponse, match="does not advance"):
+        _cursor(contract, "MTAwCg%3D%3D", "paging.next.after", "MTAwCg%3D%3D")
+    with pytest.raises(InvalidResponse):
+        _cursor(contract, {"after": 1}, "paging.next.after", None)
 
 
 def test_bad_token_is_a_clear_error_without_the_token(server):

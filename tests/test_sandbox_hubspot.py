@@ -16,7 +16,7 @@ from hubspot import HubSpot
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
 
-from sandbox.hubspot_server import HubSpotServer
+from sandbox.hubspot_server import HubSpotServer, encode_cursor
 from sandbox.hubspot_store import ARCHIVED_CONTACTS, BULK_IMPORT_SIZE, WON_STAGES, CrmStore, iso_ms
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
@@ -371,7 +371,7 @@ def test_marketing_emails_stats_trailing_slash_and_moving_counters(fresh):
     first = emails_api.get_page(limit=100, include_stats=True, sort=["-publishDate"])
     assert fresh.requests[-1].path == "/marketing/v3/emails/"
     assert fresh.requests[-1].query["includeStats"] == ["True"]
-    assert first.total == len(fresh.emails) and first.paging.next.after == "100"
+    assert first.total == len(fresh.emails) + len(fresh.automated) and first.paging.next.after == encode_cursor(100)
     newest, oldest = first.results[0], first.results[-1]
     assert newest.state == "PUBLISHED" and newest.type == "BATCH_EMAIL"
     c = newest.stats.counters
@@ -387,8 +387,10 @@ def test_marketing_emails_stats_trailing_slash_and_moving_counters(fresh):
     stats = api.marketing.emails.statistics_api.get_emails_list(
         start_timestamp="2026-03-01T00:00:00Z", end_timestamp="2026-04-01T00:00:00Z")
     march = [e for e in fresh.emails if iso_ms(e.send_ts_ms).startswith("2026-03")]
-    assert sorted(stats.emails) == sorted(e.id for e in march)
-    assert stats.aggregate.counters["sent"] == sum(e.sent for e in march)
+    (welcome,) = fresh.automated  # sends every day: its March days count too
+    welcome_sent = sum(fresh.world.automated_email_day(welcome, date(2026, 3, d))["sent"] for d in range(1, 32))
+    assert sorted(stats.emails) == sorted([e.id for e in march] + [welcome.id])
+    assert stats.aggregate.counters["sent"] == sum(e.sent for e in march) + welcome_sent
 
 
 # ---- wiring --------------------------------------------------------------------------------------------
