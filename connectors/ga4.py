@@ -175,7 +175,6 @@ ECOMMERCE = Ga4Report(
 )
 
 
-
 @dataclass(frozen=True)
 class Ga4FunnelReport:
     """A closed funnel read with runFunnelReport, one day at a time (connectors/ga4_funnel.py): its steps (name
@@ -317,8 +316,10 @@ def read_quality(contract: Contract, metadata: Any, *, full: bool = True) -> Rep
 def _truncation_name(value: int) -> str:
     from google.analytics.data_v1beta.types import ResponseMetaData
 
-    kinds = ResponseMetaData.DataTruncationReason.DataTruncationType
-    return kinds(value).name if value in kinds._value2member_map_ else f"DATA_TRUNCATION_TYPE_{value}"
+    try:
+        return ResponseMetaData.DataTruncationReason.DataTruncationType(value).name
+    except ValueError:  # a type newer than this client: keep its number rather than lose the flag
+        return f"DATA_TRUNCATION_TYPE_{value}"
 
 
 def normalise_property_id(raw: str) -> str:
