@@ -7,7 +7,11 @@ with `source = 'matomo'` and are never blended with them.
 How it reads (see shared/research/peers.md and emulators.md, Matomo):
 - No official Python client exists: plain HTTP through the shared `HttpClient` (retries, rate limit).
 - The token travels only in the POST body (`token_auth`), never in a URL or a log line; Matomo tokens
-  marked "secure only" refuse GET anyway.
+  marked "secure only" refuse GET anyway. `module`, `method` and `format` go in the query string: Matomo
+  renders an error raised before dispatch (a token it cannot authenticate) as JSON only when it finds the API
+  method there (ExceptionHandler, `Request::isApiRequest($_GET)`), else as an HTML page.
+- A token Matomo 5 cannot authenticate is HTTP 401 with `{"result": "error", "message": "Unable to authenticate
+  ..."}`: refused at once, with the same advice (MKPI_MATOMO_TOKEN) as an HTTP 200 error envelope.
 - One bulk request carries every method for the whole window; a multi-day answer is keyed by date, an
   empty day is `[]`, numbers are sometimes strings and percentages are strings like "50%".
 - Errors come back as HTTP 200 with `{"result": "error"}`, also as one element of a bulk answer: the
@@ -20,6 +24,7 @@ How it reads (see shared/research/peers.md and emulators.md, Matomo):
   which `channels.matomo_campaign_medium` maps to channels.
 """
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,12 +34,25 @@ import pyarrow as pa
 
 from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError, SourceError
-from connectors.http import HttpClient, RateLimiter, RequestStats, RetryPolicy, is_loopback
+from connectors.http import (
+    Fatal,
+    HttpClient,
+    HttpStatusError,
+    RateLimiter,
+    RequestStats,
+    RetryPolicy,
+    Verdict,
+    classify_http,
+    is_loopback,
+)
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import MatomoSettings
 from connectors.validation import Contract
 
 SOURCE = "matomo"
+# Query-string part of every API call (never secret); the token and the bulk sub-requests go in the POST body.
+API_QUERY = {"module": "API", "format": "JSON"}
+TOKEN_ADVICE = "check that MKPI_MATOMO_TOKEN is valid and has view access to this site id"
 GOALS = ("all", "ecommerceOrder", "ecommerceAbandonedCart")
 # Referrers.getReferrerType: the segment is language-independent; labels are translated.
 _REFERRER_CODES = {1: "direct", 2: "search", 3: "website", 6: "campaign", 7: "social"}
@@ -182,6 +200,7 @@ class MatomoConnector:
                 stats=self.stats,
                 sleep=self.sleep,
                 secrets=[self._token()],
+                classify=classify,
             )
         return self._http
 
@@ -204,11 +223,12 @@ class MatomoConnector:
         """One API.getBulkRequest; returns each method's answer, or raises naming the failing method. The
         campaign-medium answer is None where Matomo says the MarketingCampaignsReporting plugin is not enabled."""
         subs = self.sub_requests(site_id, window)
-        form = {"module": "API", "method": "API.getBulkRequest", "format": "JSON", "token_auth": self._token()}
+        form = {"token_auth": self._token()}
         for i, (_, params) in enumerate(subs):
             form[f"urls[{i}]"] = urlencode(params)
         answer = self.http().request_json(
-            "POST", self.endpoint(), data=form, account=site_id, what=f"API.getBulkRequest {window}"
+            "POST", self.endpoint(), params=API_QUERY | {"method": "API.getBulkRequest"}, data=form, account=site_id,
+            what=f"API.getBulkRequest {window}",
         )
         if isinstance(answer, dict) and answer.get("result") == "error":
             raise SourceError(SOURCE, site_id, f"API.getBulkRequest {window}: {_explain(answer)}")
@@ -367,13 +387,28 @@ def _amount(contract: Contract, row: Mapping[str, Any], key: str, *, optional: b
     return contract.number(value, key, non_negative=True, optional=optional)
 
 
-def _explain(envelope: Mapping[str, Any]) -> str:
+def _explain(envelope: Mapping[str, Any], status: int | None = None) -> str:
     """Matomo's error message, plus what to fix when it is about access (a wrong token or site id)."""
     message = str(envelope.get("message") or "unknown error")
-    text = f"Matomo says: {message}"
-    if "access" in message.lower() or "token" in message.lower():
-        text += " (check that MKPI_MATOMO_TOKEN is valid and has view access to this site id)"
+    text = f"Matomo says{f' (HTTP {status})' if status else ''}: {message}"
+    if "access" in message.lower() or "token" in message.lower() or "authenticate" in message.lower():
+        text += f" ({TOKEN_ADVICE})"
     return text
+
+
+def classify(exc: BaseException) -> Verdict:
+    """The shared HTTP verdicts, except that 401 and 403 are Matomo refusing the token or the access: fatal at once,
+    with Matomo's own message (its JSON envelope) and what to fix, as for an HTTP 200 envelope."""
+    if isinstance(exc, HttpStatusError) and exc.status in (401, 403):
+        excerpt = str(exc).split(": ", 1)[-1]
+        try:
+            envelope = json.loads(excerpt)
+        except ValueError:
+            envelope = None
+        if isinstance(envelope, dict) and envelope.get("result") == "error":
+            return Fatal(_explain(envelope, exc.status))
+        return Fatal(f"Matomo refused the request (HTTP {exc.status}, not a JSON answer) ({TOKEN_ADVICE})")
+    return classify_http(exc)
 
 
 def _table(rows: list[dict[str, Any]], stream: Stream) -> pa.Table:

@@ -5,7 +5,9 @@ only as good as its handling of Matomo's oddities, which this server reproduces 
 
 * query string and ``application/x-www-form-urlencoded`` body are merged (Matomo 4/5 want ``token_auth``
   in the POST body; on a clash the query string wins, as PHP's ``$_GET + $_POST`` does);
-* errors are HTTP **200** with ``{"result": "error", "message": ...}``;
+* errors are HTTP **200** with ``{"result": "error", "message": ...}``, except a ``token_auth`` Matomo cannot
+  authenticate: Matomo 5 answers **401** (``unauthenticated``, below), as JSON only when ``module=API`` and
+  ``method`` are in the query string, else as an HTML error page;
 * ``period=day`` over a date range is a dict keyed by date, a day without data is ``[]`` (not ``{}``), a
   single date is the flat value;
 * percentages are strings (``"50%"``), and some numbers are strings on some days (see ``STRINGY_KEYS``);
@@ -394,6 +396,9 @@ class MatomoServer(SandboxServer):
         params = {**_last(request.form), **_last(request.query)}  # PHP: $_GET + $_POST, GET wins
         if params.get("module") != "API":
             return _html(200, _LOGIN_PAGE)  # the UI, which asks an anonymous caller to sign in
+        token = params.get("token_auth", "")
+        if token and token != "anonymous" and not self._token_ok(params):
+            return self.unauthenticated(request, params)
         fmt = params.get("format", "xml").lower()
         if fmt != "json":
             message = html.escape(f"The sandbox Matomo server only renders format=JSON; got format={fmt!r}.")
@@ -409,6 +414,33 @@ class MatomoServer(SandboxServer):
         with self._state_lock:
             self._reads += 1
         return Response(200, _php_json(result), content_type=JSON_CONTENT_TYPE)
+
+    @staticmethod
+    def unauthenticated(request: Request, params: dict[str, str]) -> Response:
+        """A token Matomo cannot authenticate, as Matomo 5 answers it.
+
+        FrontController::init reloads the auth from ``token_auth``; a failure posts API.Request.authenticate.failed,
+        on which plugins/Login/Login.php onFailedAPILogin throws NoAccessException("Unable to authenticate with the
+        provided token. It is either invalid or expired."; "..., expired or is required to be sent as a POST
+        parameter." unless the token came in the POST body only, Request::isTokenAuthProvidedSecurely). The
+        exception's code is 401 (core/NoAccessException.php); core/dispatch.php hands it to
+        ExceptionHandler::dieWithHtmlErrorPage, which sets that status and renders it in the API format only when
+        ``Request::isApiRequest($_GET)`` (module=API and a Module.method in the query string), else as an HTML
+        page (matomo-org/matomo 5.x; issues #18055, #21789 and #22572 show the 401 and the JSON body)."""
+        secure = "token_auth" not in request.query and "token_auth" in request.form
+        message = "Unable to authenticate with the provided token. It is either invalid" + (
+            " or expired." if secure else ", expired or is required to be sent as a POST parameter.")
+        query = _last(request.query)
+        api_in_get = query.get("module") == "API" and query.get("method", "").count(".") == 1
+        if not api_in_get:
+            page = f"<!DOCTYPE html>\n<html><head><title>Matomo &rsaquo; Error</title></head><body><div " \
+                   f"class=\"box\"><p>{html.escape(message)}</p></div></body></html>\n"
+            return _html(401, page.encode())
+        if params.get("format", "xml").lower() == "json":
+            return Response(401, _php_json({"result": "error", "message": message}), content_type=JSON_CONTENT_TYPE)
+        xml = f'<?xml version="1.0" encoding="utf-8" ?>\n<result>\n\t<error message="{html.escape(message)}" />\n' \
+              '</result>'
+        return Response(401, xml.encode(), content_type="text/xml; charset=utf-8")
 
     # ---- API dispatch ----------------------------------------------------------------------------------
 

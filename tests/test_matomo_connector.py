@@ -7,8 +7,8 @@ import pytest
 
 from connectors.batches import Window
 from connectors.errors import ConfigError, SourceError
-from connectors.http import RetryPolicy
-from connectors.matomo import GOAL_STREAM, REFERRERS, VISITS, MatomoConnector, number
+from connectors.http import Fatal, HttpStatusError, RetryPolicy
+from connectors.matomo import GOAL_STREAM, REFERRERS, VISITS, MatomoConnector, _explain, classify, number
 from connectors.settings import MatomoSettings, Secret
 from sandbox.matomo_server import MatomoServer, goal_figures
 from sandbox.world import World
@@ -94,13 +94,34 @@ def test_token_travels_only_in_the_post_body(server):
 
 
 def test_bad_token_is_a_clear_error_without_the_token(server):
+    """Matomo 5 answers a token it cannot authenticate with HTTP 401 and its JSON error: refused at once (no
+    retry), with Matomo's words and the same advice as an HTTP 200 error envelope."""
     conn, sleeps = connector(server.url, token="f" * 32)
     with pytest.raises(SourceError) as info:
         list(conn.fetch(WINDOW))
     message = str(info.value)
-    assert "matomo account 1" in message and "view" in message and "MKPI_MATOMO_TOKEN" in message
+    assert "matomo account 1" in message and "HTTP 401" in message
+    assert "Unable to authenticate with the provided token. It is either invalid or expired." in message
+    assert "check that MKPI_MATOMO_TOKEN is valid and has view access to this site id" in message
     assert "f" * 32 not in message
-    assert sleeps == []
+    assert sleeps == [] and server.request_count == 1
+    # the API method travels in the query string (so Matomo answers in JSON), the token only in the body
+    (logged,) = server.requests
+    assert logged.query["module"] == ["API"] and logged.query["method"] == ["API.getBulkRequest"]
+    assert "token_auth" not in logged.query and "token_auth" in logged.form
+
+
+def test_a_200_envelope_and_a_401_give_the_same_advice():
+    envelope = {"result": "error", "message": "You can't access this resource as it requires 'view' access for the "
+                                              "website id = 1."}
+    advice = "(check that MKPI_MATOMO_TOKEN is valid and has view access to this site id)"
+    assert _explain(envelope).endswith(advice)
+    verdict = classify(HttpStatusError(401, '{"result":"error","message":"Unable to authenticate with the provided '
+                                            'token. It is either invalid or expired."}'))
+    assert isinstance(verdict, Fatal) and verdict.reason.endswith(advice) and "HTTP 401" in verdict.reason
+    page = classify(HttpStatusError(401, "<!DOCTYPE html><html><body><p>Unable to authenticate</p></body></html>"))
+    assert isinstance(page, Fatal) and "HTTP 401" in page.reason and "MKPI_MATOMO_TOKEN" in page.reason
+    assert not isinstance(classify(HttpStatusError(503, "<html>busy</html>")), Fatal)  # still retried
 
 
 def test_an_error_element_in_the_bulk_answer_names_the_method_and_loads_nothing(world):

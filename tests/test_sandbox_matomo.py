@@ -153,11 +153,37 @@ def test_bulk_request_mixes_success_and_error(world, server):
     assert result[2]["nb_conversions"] == world.matomo_day("1", date(2026, 1, 30)).ecommerce.orders
 
 
-@pytest.mark.parametrize("token", ["wrong-token", "", None])
-def test_bad_or_missing_token_is_an_http_200_error_envelope(server, token):
+@pytest.mark.parametrize("token", ["", None])
+def test_missing_token_is_an_error_envelope(server, token):
     result = api(server, "VisitsSummary.get", token=token, idSite="1", period="day", date="2026-01-30")
     assert result == {"result": "error",
                       "message": "You can't access this resource as it requires 'view' access for the website id = 1."}
+
+
+UNAUTHENTICATED = "Unable to authenticate with the provided token. It is either invalid or expired."
+
+
+def test_wrong_token_is_http_401_like_matomo_5(server):
+    """Matomo 5: 401 with the API's JSON error when module=API and the method are in the query string (how the
+    connector sends them), an HTML error page when they are only in the POST body, the longer message when the
+    token came in the URL."""
+    url = f"{server.url}/index.php"
+    data = {"idSite": "1", "period": "day", "date": "2026-01-30", "token_auth": "wrong-token"}
+    query = {"module": "API", "method": "VisitsSummary.get", "format": "JSON"}
+    as_json = requests.post(url, params=query, data=data, timeout=10)
+    assert as_json.status_code == 401 and as_json.headers["content-type"].startswith("application/json")
+    assert as_json.json() == {"result": "error", "message": UNAUTHENTICATED}
+    bulk = requests.post(url, params={"module": "API", "method": "API.getBulkRequest", "format": "JSON"},
+                         data={"token_auth": "wrong-token", "urls[0]": "method=API.getMatomoVersion"}, timeout=10)
+    assert bulk.status_code == 401 and bulk.json() == {"result": "error", "message": UNAUTHENTICATED}
+    as_page = requests.post(url, data={**query, **data}, timeout=10)
+    assert as_page.status_code == 401 and as_page.headers["content-type"].startswith("text/html")
+    assert UNAUTHENTICATED in as_page.text
+    in_url = requests.get(url, params={**query, **data}, timeout=10)
+    assert in_url.status_code == 401 and in_url.json()["message"] == (
+        "Unable to authenticate with the provided token. It is either invalid, expired or is required to be sent "
+        "as a POST parameter.")
+    assert api(server, "API.getMatomoVersion") == {"value": "5.2.0"}  # the right token still works
 
 
 def test_other_api_errors(server):
