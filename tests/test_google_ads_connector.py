@@ -172,6 +172,30 @@ def test_api_version_is_pinned_to_the_newest_the_package_ships():
     assert API_VERSION == client._VALID_API_VERSIONS[0]
 
 
+# The first google-ads release shipping each API version the connector may pin: 34.0.0 ships v23-v26, 33.0.0 only
+# v23-v25 (its google/ads/googleads/client.py _VALID_API_VERSIONS; PyPI's release history goes 31.4.0, 33.0.0,
+# 34.0.0). Add the next version's first release here when API_VERSION moves.
+FIRST_RELEASE_SHIPPING = {"v26": "34"}
+
+
+def test_dependency_floor_is_the_first_release_that_ships_the_pinned_api_version():
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    (requirement,) = [Requirement(r) for r in pyproject["project"]["dependencies"]
+                      if Requirement(r).name == "google-ads"]
+    floors = [s.version for s in requirement.specifier if s.operator == ">="]
+    assert floors == [FIRST_RELEASE_SHIPPING[API_VERSION]], (
+        f"pyproject.toml allows {requirement}, but {API_VERSION} first ships in google-ads "
+        f"{FIRST_RELEASE_SHIPPING[API_VERSION]}")
+    assert Version(version("google-ads")) >= Version(FIRST_RELEASE_SHIPPING[API_VERSION])
+
+
 def test_loading_the_pipeline_does_not_import_google_ads():
     import subprocess
     import sys
