@@ -19,8 +19,10 @@ How it reads (see shared/research/peers.md, HubSpot):
   Retry-After, else exponential backoff, through the shared helper.
 """
 
+import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -322,6 +324,21 @@ def _next_step(body: Mapping[str, Any], served_before: int) -> tuple[str | None,
     return None, False
 
 
+_LIMITERS: dict[tuple[str, str, int, float], RateLimiter] = {}
+_LIMITERS_LOCK = threading.Lock()
+
+
+def _portal_limiter(host: str, token: str, rate: int, per: float) -> RateLimiter:
+    """One client-side window per portal (host and token) and process: HubSpot counts a private app's requests
+    per 10 s whichever asset sends them, so assets run one after the other in a run share it (a fresh window
+    per asset let two bursts of 100 meet HubSpot's limit within 10 s). The token is kept only as a digest."""
+    key = (host, hashlib.sha256(token.encode()).hexdigest(), rate, per)
+    with _LIMITERS_LOCK:
+        if key not in _LIMITERS:
+            _LIMITERS[key] = RateLimiter(rate, per)
+        return _LIMITERS[key]
+
+
 @dataclass
 class HubSpotConnector:
     """Reads CRM objects, owners, pipelines, e-mail statistics and NPS answers into typed batches."""
@@ -372,8 +389,8 @@ class HubSpotConnector:
             # retries belong to the shared helper: urllib3's own (which re-sends 429s) are switched off
             self._api = HubSpot(access_token=self._token(), host=self.host(),
                                 retry=urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0))
-            self._limiter = RateLimiter(self.settings.requests_per_10s, 10.0)
-            self._search_limiter = RateLimiter(self.settings.search_per_second, 1.0)
+            self._limiter = _portal_limiter(self.host(), self._token(), self.settings.requests_per_10s, 10.0)
+            self._search_limiter = _portal_limiter(self.host(), self._token(), self.settings.search_per_second, 1.0)
         return self._api
 
     # ---- one request, retried ----------------------------------------------------------------------------

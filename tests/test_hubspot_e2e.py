@@ -5,7 +5,7 @@ with the channel mapping spelled out, never read back from the pipeline's SQL.
 """
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from pipelines.definitions import defs
+from sandbox.hubspot_server import SANDBOX_PORTAL_ID
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
 
@@ -90,23 +91,53 @@ def test_crm_monthly_matches_the_portal(loaded):
     assert total[5] == pytest.approx(nps) and total[6] == len(answers)
 
 
+COUNTERS = ("sent", "delivered", "open", "click", "bounce", "unsubscribed")
+
+
 def test_email_daily_matches_the_sends(loaded):
-    world, _, db, *_ = loaded
-    day = next(date.fromordinal(TODAY.toordinal() - d) for d in range(60, 120)
-               if world.email_sends(date.fromordinal(TODAY.toordinal() - d)))
-    sends = world.email_sends(day)
-    sent_day = datetime.fromtimestamp(sends[0].send_ts_ms / 1000, UTC).date()  # send date in UTC
-    totals = {k: sum(s.counters[k] for s in sends) for k in ("sent", "delivered", "open", "click", "bounce",
-                                                             "unsubscribed")}
+    """A day's total: the batch e-mails sent that day in Paris (a send at 23:30 UTC on the 15th counts on the
+    16th) plus that day's activity of the automated welcome e-mail; never its lifetime counters."""
+    world, server, db, *_ = loaded
+    (welcome,) = world.hubspot_automated_emails()
+    for day in (date(2026, 1, 16), date(2026, 1, 15), date(2026, 1, 5), date(2026, 1, 20)):
+        sends = [e for e in server.emails if datetime.fromtimestamp(e.send_ts_ms / 1000, PARIS).date() == day]
+        totals = {k: sum(s.counters[k] for s in sends) + world.automated_email_day(welcome, day)[k] for k in COUNTERS}
+        with duckdb.connect(str(db), read_only=True) as conn:
+            row = conn.execute(
+                "SELECT sent, email_deliverability_rate, email_open_rate, email_click_rate, email_click_to_open_rate, "
+                "email_bounce_rate, email_unsubscribe_rate FROM kpi.email_daily WHERE date = ? AND email_id = 'all'",
+                [day]).fetchone()
+        assert row == pytest.approx((
+            totals["sent"], totals["delivered"] / totals["sent"], totals["open"] / totals["delivered"],
+            totals["click"] / totals["delivered"], totals["click"] / totals["open"], totals["bounce"] / totals["sent"],
+            totals["unsubscribed"] / totals["delivered"])), day
+    late = world.hubspot_extra_emails(date(2026, 1, 15))[0]
+    assert datetime.fromtimestamp(late.send_ts_ms / 1000, PARIS).date() == date(2026, 1, 16)
+
+
+def test_raw_tables_hold_what_the_portal_holds(loaded):
+    """Deal associations (contacts and companies, past the first page of each deal), the automated e-mail's days,
+    the portal; and the 207 errors named in the associations' run metadata (none: a deal without a company is
+    not an error)."""
+    world, server, db, first, second, *_ = loaded
+    (welcome,) = world.hubspot_automated_emails()
     with duckdb.connect(str(db), read_only=True) as conn:
-        row = conn.execute(
-            "SELECT sent, email_deliverability_rate, email_open_rate, email_click_rate, email_click_to_open_rate, "
-            "email_bounce_rate, email_unsubscribe_rate FROM kpi.email_daily WHERE date = ? AND email_id = 'all'",
-            [sent_day]).fetchone()
-    assert row == pytest.approx((
-        totals["sent"], totals["delivered"] / totals["sent"], totals["open"] / totals["delivered"],
-        totals["click"] / totals["delivered"], totals["click"] / totals["open"], totals["bounce"] / totals["sent"],
-        totals["unsubscribed"] / totals["delivered"]))
+        deals = [r[0] for r in conn.execute("SELECT id FROM hubspot.deals WHERE NOT archived").fetchall()]
+        associations = set(conn.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations").fetchall())
+        events = dict(conn.execute("SELECT date, sent FROM hubspot.email_events_daily WHERE email_id = ?",
+                                   [str(welcome.id)]).fetchall())
+        portal = conn.execute("SELECT portal_id, time_zone FROM hubspot.account_details").fetchall()
+        undated = conn.execute("SELECT count(*) FROM hubspot.email_statistics WHERE published_at IS NULL").fetchone()
+    assert associations == {(d, t, i) for d in deals for t in ("contacts", "companies")
+                            for i in server.store.associated("deals", t, d)}
+    days = [date.fromordinal(o) for o in range(welcome.first_day.toordinal(), TODAY.toordinal() + 1)]
+    assert events == {d: world.automated_email_day(welcome, d)["sent"] for d in days
+                      if world.automated_email_day(welcome, d)["sent"]}
+    assert portal == [(str(SANDBOX_PORTAL_ID), "Europe/Paris")] and undated == (0,)
+    for run in (first, second):
+        (materialization,) = [m for m in run.get_asset_materialization_events()
+                              if m.asset_key == dg.AssetKey(["hubspot", "deal_associations"])]
+        assert materialization.materialization.metadata["partial_errors"].value == 0
 
 
 def test_loyalty_uses_won_stages_from_metadata(loaded):
