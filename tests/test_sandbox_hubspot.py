@@ -16,7 +16,7 @@ from hubspot import HubSpot
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId, PublicObjectSearchRequest
 
-from sandbox.hubspot_server import HubSpotServer, encode_cursor
+from sandbox.hubspot_server import ASSOCIATION_PAGE, SANDBOX_PORTAL_ID, HubSpotServer, encode_cursor
 from sandbox.hubspot_store import ARCHIVED_CONTACTS, BULK_IMPORT_SIZE, WON_STAGES, CrmStore, iso_ms
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
@@ -408,3 +408,100 @@ def test_store_is_deterministic_and_launcher_exports_env(world):
         r = requests.get(f"{env['MKPI_HUBSPOT_ENDPOINT']}/crm/v3/pipelines/deals",
                          headers={"Authorization": f"Bearer {env['MKPI_HUBSPOT_TOKEN']}"}, timeout=5)
         assert r.status_code == 200
+
+
+# ---- paging cursors, associations, the portal (issues #16 and #17) ---------------------------------------------
+
+
+def test_list_cursors_are_opaque_and_the_link_carries_them_as_given(server):
+    raw = json.loads(client(server).crm.companies.basic_api.get_page(limit=100, _preload_content=False).data)
+    cursor = raw["paging"]["next"]["after"]
+    assert not cursor.isdigit() and "%3D" in cursor  # base64, percent-encoded: HubSpot's "NTI1Cg%3D%3D" form
+    assert raw["paging"]["next"]["link"].endswith(f"after={cursor}")
+    as_link = requests.get(f"{server.url}/crm/v3/objects/companies?limit=100&after={cursor}",
+                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
+    assert int(as_link["results"][0]["id"]) > int(raw["results"][-1]["id"])
+    refused = requests.get(f"{server.url}/crm/v3/objects/companies", params={"after": "not-a-cursor"},
+                           headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert refused.status_code == 400
+
+
+def test_association_batch_read_pages_each_record_and_answers_207(server):
+    batch = client(server).crm.associations.v4.batch_api
+    store = server.store
+    many = next(d for d in sorted(store.associations[("deals", "contacts")])
+                if len(store.associated("deals", "contacts", d)) > ASSOCIATION_PAGE)
+    alone = next(d for d in sorted(store.associations[("deals", "contacts")])
+                 if store.get("deals", d) and not store.associated("deals", "companies", d))
+
+    def read(to_type: str, inputs: list[dict]) -> tuple[int, dict]:
+        response = batch.get_page("deals", to_type, {"inputs": inputs}, _preload_content=False)
+        return response.status, json.loads(response.data)
+
+    status, body = read("contacts", [{"id": many}])
+    (result,) = body["results"]
+    assert status == 200 and len(result["to"]) == ASSOCIATION_PAGE and "paging" in result
+    seen = [t["toObjectId"] for t in result["to"]]
+    while "paging" in result:  # the cursor goes back verbatim in the JSON body, beside the id
+        status, body = read("contacts", [{"id": many, "after": result["paging"]["next"]["after"]}])
+        (result,) = body["results"]
+        seen += [t["toObjectId"] for t in result["to"]]
+    assert [str(i) for i in seen] == store.associated("deals", "contacts", many)
+
+    status, body = read("companies", [{"id": many}, {"id": alone}])
+    assert status == 207 and body["numErrors"] == 1 and [r["from"]["id"] for r in body["results"]] == [many]
+    (error,) = body["errors"]
+    assert error["subCategory"] == "crm.associations.NO_ASSOCIATIONS_FOUND"
+    assert error["context"]["fromObjectId"] == [alone]
+    assert error["message"] == f"No company is associated with deal {alone}."
+
+
+def test_account_info_details_name_a_fixed_portal(server):
+    r = requests.get(f"{server.url}/account-info/v3/details", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    body = r.json()
+    assert r.status_code == 200 and body["portalId"] == SANDBOX_PORTAL_ID  # a JSON integer, as in HubSpot's spec
+    assert (body["timeZone"], body["companyCurrency"], body["uiDomain"]) == ("Europe/Paris", "EUR",
+                                                                           "app-eu1.hubspot.com")
+    assert body["utcOffset"] in ("+01:00", "+02:00") and body["utcOffsetMilliseconds"] in (3_600_000, 7_200_000)
+
+
+# ---- marketing e-mails: dates, automated e-mails, histogram ------------------------------------------------------
+
+
+def test_email_dates_follow_hubspots_spec(server, world):
+    emails_api = client(server).marketing.emails.marketing_emails_api
+    raw = [e for after in (None, "MTAwCg==") for e in json.loads(emails_api.get_page(
+        limit=100, after=after, _preload_content=False).data)["results"]]
+    by_id = {e["id"]: e for e in raw}
+    late = world.hubspot_extra_emails(date(2026, 3, 15))[0]
+    send_now = world.hubspot_extra_emails(date(2026, 3, 5))[0]
+    newsletter = world.email_sends(date(2026, 3, 17))[0]
+    (welcome,) = world.hubspot_automated_emails()
+    assert by_id[str(late.id)]["publishDate"] == "2026-03-15T23:30:00.000Z"  # the 16th in Paris
+    assert "publishDate" not in by_id[str(send_now.id)]  # sent at once: only publishedAt
+    assert by_id[str(send_now.id)]["publishedAt"] == iso_ms(send_now.send_ts_ms)
+    scheduled = by_id[str(newsletter.id)]
+    assert scheduled["publishDate"] == iso_ms(newsletter.send_ts_ms)
+    assert scheduled["publishedAt"] < scheduled["publishDate"]  # published (scheduled) the day before
+    automated = by_id[str(welcome.id)]
+    assert (automated["type"], automated["state"]) == ("AUTOMATED_EMAIL", "AUTOMATED")
+    assert "publishDate" not in automated
+
+
+def test_histogram_buckets_start_at_the_portals_midnight(server, world):
+    stats = client(server).marketing.emails.statistics_api
+    (welcome,) = world.hubspot_automated_emails()
+    body = json.loads(stats.get_histogram(interval="DAY", start_timestamp="2026-03-14T23:00:00Z",
+                                          end_timestamp="2026-03-30T22:00:00Z", _preload_content=False).data)
+    buckets = {b["interval"]["start"]: b for b in body["results"]}
+    assert body["total"] == 16 and "2026-03-14T23:00:00.000Z" in buckets  # midnight in Paris (UTC+1)
+    dst = buckets["2026-03-28T23:00:00.000Z"]["interval"]  # 29 March: 23 hours long, the next starts at 22:00Z
+    assert dst["end"] == "2026-03-29T22:00:00.000Z"
+    late = world.hubspot_extra_emails(date(2026, 3, 15))[0]  # 23:30 UTC on the 15th: the 16th's bucket
+    sixteenth = buckets["2026-03-15T23:00:00.000Z"]["aggregations"]["counters"]
+    assert sixteenth["sent"] == late.sent + world.automated_email_day(welcome, date(2026, 3, 16))["sent"]
+    only = json.loads(stats.get_histogram(interval="DAY", start_timestamp="2026-03-14T23:00:00Z",
+                                          end_timestamp="2026-03-30T22:00:00Z", email_ids=[welcome.id],
+                                          _preload_content=False).data)
+    assert [b["aggregations"]["counters"]["sent"] for b in only["results"]] == [
+        world.automated_email_day(welcome, date(2026, 3, d))["sent"] for d in range(15, 31)]
