@@ -204,6 +204,16 @@ class MatomoConnector:
             )
         return self._http
 
+    def call(self, method: str, account: str, **params: str) -> Any:
+        """One Reporting API method (module, method and format in the query string, the token in the POST body only),
+        as `mkpi doctor` asks its cheap questions. An error envelope (HTTP 200) or a 401/403 raises SourceError with
+        Matomo's message and, when it is about the token or access, what to fix (TOKEN_ADVICE)."""
+        answer = self.http().request_json("POST", self.endpoint(), params=API_QUERY | {"method": method},
+                                          data={"token_auth": self._token(), **params}, account=account, what=method)
+        if isinstance(answer, dict) and answer.get("result") == "error":
+            raise SourceError(SOURCE, account, f"{method}: {_explain(answer)}")
+        return answer
+
     @staticmethod
     def sub_requests(site_id: str, window: Window) -> list[tuple[str, dict[str, str]]]:
         """The methods one bulk request carries: (name, parameters)."""

@@ -162,7 +162,7 @@ def _read(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> _Data:
                                     "THEN sum(numerator) ELSE sum(numerator) / nullif(sum(denominator), 0) END AS "
                                     "value, any_value(currency) AS currency, bool_and(is_final) AS is_final "
                                     f"FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? "
-                                    "GROUP BY ALL ORDER BY kpi, source, channel, date",
+                                    "GROUP BY date, source, channel, kpi ORDER BY kpi, source, channel, date",
                               [additive, start, data.last_day])
     if has_monthly:
         crm = [k.kpi for k in catalogue.kpis.values() if k.family == "crm"]

@@ -980,7 +980,7 @@ def doctor_hubspot(settings: Settings) -> PlatformReport:
 
 def doctor_matomo(settings: Settings) -> PlatformReport:
     """Matomo: API.getMatomoVersion (token and URL), then SitesManager.getSiteFromId per site (view access)."""
-    from connectors.matomo import MatomoConnector
+    from connectors.matomo import TOKEN_ADVICE, MatomoConnector
 
     report = PlatformReport("Matomo", True)
     matomo = dataclasses.replace(settings.matomo, timeout_seconds=min(settings.matomo.timeout_seconds, DOCTOR_TIMEOUT))
@@ -991,39 +991,34 @@ def doctor_matomo(settings: Settings) -> PlatformReport:
     except ConfigError as exc:
         report.findings.append(Finding(False, "configuration refused before any request", str(exc)))
         return report
-    token = matomo.token.reveal() if matomo.token is not None else ""
-
-    def api(method: str, account: str, **params: str) -> Any:
-        form = {"module": "API", "method": method, "format": "JSON", "token_auth": token, **params}
-        return connector.http().request_json("POST", endpoint, data=form, account=account, what=method)
-
     try:
-        version = api("API.getMatomoVersion", "instance")
+        version = connector.call("API.getMatomoVersion", "instance")
     except SourceError as exc:
-        report.findings.append(Finding(False, f"{endpoint} did not answer: {first_line(str(exc))}",
-                                       "check MKPI_MATOMO_URL (the instance's base URL, e.g. "
-                                       "https://matomo.example.com/) and the network"))
-        return report
-    if isinstance(version, dict) and version.get("result") == "error":
-        report.findings.append(Finding(False, f"API.getMatomoVersion refused: {version.get('message')}",
-                                       "MKPI_MATOMO_TOKEN is not accepted: create an auth token in Matomo > "
-                                       "Personal > Security > Auth tokens for a user with view access"))
+        if TOKEN_ADVICE in str(exc):  # Matomo answered, and refused the token (HTTP 401 in Matomo 5, or 200)
+            report.findings.append(Finding(False, f"API.getMatomoVersion refused: {first_line(str(exc))}",
+                                           "MKPI_MATOMO_TOKEN is not accepted: create an auth token in Matomo > "
+                                           "Personal > Security > Auth tokens for a user with view access"))
+        else:
+            report.findings.append(Finding(False, f"{endpoint} did not answer: {first_line(str(exc))}",
+                                           "check MKPI_MATOMO_URL (the instance's base URL, e.g. "
+                                           "https://matomo.example.com/) and the network"))
         return report
     shown = version.get("value") if isinstance(version, dict) else version
     report.findings.append(Finding(True, f"{endpoint}: Matomo {shown}, token accepted"))
     for site in sites:
         try:
-            answer = api("SitesManager.getSiteFromId", site, idSite=site)
+            answer = connector.call("SitesManager.getSiteFromId", site, idSite=site)
         except SourceError as exc:
-            report.findings.append(Finding(False, f"site {site}: {first_line(str(exc))}", "retry; check the network"))
+            if TOKEN_ADVICE in str(exc):
+                report.findings.append(Finding(
+                    False, f"site {site}: {first_line(str(exc))}",
+                    f"give the token's user view access to site {site} (Matomo > Administration > System > Users), "
+                    "or fix MKPI_MATOMO_SITE_IDS"))
+            else:
+                report.findings.append(Finding(False, f"site {site}: {first_line(str(exc))}",
+                                               "retry; check the network"))
             continue
         answer = answer[0] if isinstance(answer, list) and answer else answer
-        if isinstance(answer, dict) and answer.get("result") == "error":
-            report.findings.append(Finding(
-                False, f"site {site}: {answer.get('message')}",
-                f"give the token's user view access to site {site} (Matomo > Administration > System > Users), "
-                "or fix MKPI_MATOMO_SITE_IDS"))
-            continue
         name = answer.get("name") if isinstance(answer, dict) else None
         details = ", ".join(str(answer.get(k)) for k in ("currency", "timezone") if isinstance(answer, dict)
                             and answer.get(k))

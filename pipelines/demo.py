@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             failed = True
             for event in result.all_events:
-                if event.is_failure and event.step_failure_data is not None:
+                if event.is_step_failure and event.step_failure_data is not None:
                     error = event.step_failure_data.error
                     cause = error.cause.message.strip() if error.cause else error.message.strip()
                     print(f"FAILED {event.step_key}: {cause}", file=sys.stderr)

@@ -206,7 +206,8 @@ def test_backfill_one_source_reports_rows_and_requests_and_loads_them(backfilled
     assert backfilled.code == 0, backfilled.out + backfilled.err
     with duckdb.connect(str(backfilled.working), read_only=True) as conn:
         rows = sum(conn.execute(f"SELECT count(*) FROM ga4.{table} WHERE date BETWEEN ? AND ?",
-                                [START, END]).fetchone()[0] for table in ("traffic_by_channel", "ecommerce_by_date"))
+                                [START, END]).fetchone()[0]
+                   for table in ("traffic_by_channel", "ecommerce_by_date", "cart_funnel_daily"))
         days = conn.execute("SELECT count(DISTINCT date) FROM ga4.traffic_by_channel").fetchone()[0]
     assert rows > 0 and days == 3
     assert "Backfill summary" in backfilled.out
@@ -214,7 +215,9 @@ def test_backfill_one_source_reports_rows_and_requests_and_loads_them(backfilled
     cells = [c.strip() for c in line.strip("│").split("│")]
     assert cells[1] == "✓ ok"
     assert cells[2] == f"{rows:,}"  # rows loaded, from the materialisations' dagster/row_count
-    assert cells[4] == "2"  # one runReport per report for the whole range (metadata `requests`)
+    # per property (the sandbox has 2): one runReport per report for the whole range, the cart funnel one request a
+    # day (3) and one for the property's time zone (metadata `requests`)
+    assert cells[4] == str(2 * (2 + 3 + 1))
     assert cells[5] == "0"
     assert "ephemeral Dagster instance" in backfilled.out
     assert backfilled.analyst.exists()  # the run published the analysts' copy

@@ -54,11 +54,13 @@ def expected_web_daily(world: World, start: date, end: date) -> dict[tuple[date,
     while day <= end:
         for fact in world.ga4_facts(PROPERTY, day):
             key = (day, CHANNEL_OF.get(fact.dims["sessionDefaultChannelGroup"], "other"))
-            acc = parts.setdefault(key, {"sessions": 0, "engaged": 0, "converting": 0, "duration": 0})
+            acc = parts.setdefault(key, {"sessions": 0, "engaged": 0, "converting": 0, "duration": 0,
+                                         "engagement": 0})
             acc["sessions"] += fact.metrics["sessions"]
             acc["engaged"] += fact.metrics["engagedSessions"]
             acc["converting"] += fact.metrics["convertingSessions"]
-            acc["duration"] += fact.metrics["userEngagementDuration"]
+            acc["duration"] += fact.metrics["sessionDuration"]
+            acc["engagement"] += fact.metrics["userEngagementDuration"]
         day = date.fromordinal(day.toordinal() + 1)
     return parts
 
@@ -67,9 +69,11 @@ def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
     world, running, db = sandbox
     result = run_range(START, END)
     assert result.success
-    # the whole 14-day range in one request per report per account: 2 GA4 reports, 5 Search Console
-    # streams, 1 Matomo bulk request
-    assert running.server("ga4").request_count == 2
+    # the whole 14-day range in one request per report per account: 2 GA4 reports per property, 5 Search Console
+    # streams, 1 Matomo bulk request; GA4's cart funnel is one request per property and day (a funnel over a window
+    # would follow users across days), plus one for the property's time zone
+    properties = len(world.ga4_properties)
+    assert running.server("ga4").request_count == 2 * properties + 14 * properties + properties
     assert running.server("gsc").request_count == 5
     assert running.server("matomo").request_count == 1
     assert running.server("google_ads").request_count == 2  # one search_stream per customer
@@ -84,16 +88,20 @@ def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
     expected = expected_web_daily(world, START, END)
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute(
-            "SELECT date, channel, sessions, engagement_rate, bounce_rate, conversion_rate, avg_session_duration "
-            "FROM kpi.web_daily WHERE source = 'ga4'").fetchall()
+            "SELECT date, channel, sessions, engagement_rate, bounce_rate, conversion_rate, avg_session_duration, "
+            "avg_engagement_time FROM kpi.web_daily WHERE source = 'ga4' AND account_id = ?", [PROPERTY]).fetchall()
+        accounts = {r[0] for r in conn.execute("SELECT DISTINCT account_id FROM kpi.web_daily WHERE source = 'ga4'"
+                                               ).fetchall()}
+    assert accounts == set(world.ga4_properties)  # the second property has rows of its own, never summed in
     assert {(r[0], r[1]) for r in rows} == set(expected)
-    for day, channel, sessions, engagement, bounce, conversion, duration in rows:
+    for day, channel, sessions, engagement, bounce, conversion, duration, engaged_time in rows:
         e = expected[(day, channel)]
         assert sessions == e["sessions"]
         assert engagement == pytest.approx(e["engaged"] / e["sessions"])
         assert bounce == pytest.approx((e["sessions"] - e["engaged"]) / e["sessions"])
         assert conversion == pytest.approx(e["converting"] / e["sessions"])
-        assert duration == pytest.approx(e["duration"] / e["sessions"])
+        assert duration == pytest.approx(e["duration"] / e["sessions"])  # GA4's session length per session
+        assert engaged_time == pytest.approx(e["engagement"] / e["sessions"])
 
 
 def test_seo_daily_uses_by_property_totals_not_page_rows(sandbox):
@@ -123,7 +131,9 @@ def test_seo_daily_uses_by_property_totals_not_page_rows(sandbox):
 
 
 MATOMO_CHANNEL_OF = {"direct": "direct", "search": "organic_search", "website": "referral", "social": "social",
-                     "campaign": "paid_other"}
+                     "campaign": "campaign_tagged"}
+# campaign mediums (MarketingCampaignsReporting) -> channel, as config/mkpi.yaml maps them
+MEDIUM_CHANNEL_OF = {"cpc": "paid_search", "email": "email", "display": "paid_other", "paid_social": "paid_other"}
 
 
 def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(sandbox):
@@ -131,12 +141,22 @@ def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(sandbox):
     assert run_range(START, END).success
     day = date(2026, 3, 5)
     expected: dict[str, dict[str, int]] = {}
-    for referrer_type, visits in world.matomo_day("1", day).by_referrer_type.items():
-        acc = expected.setdefault(MATOMO_CHANNEL_OF[referrer_type], {"v": 0, "b": 0, "c": 0, "l": 0})
-        acc["v"] += visits.nb_visits
-        acc["b"] += visits.bounce_count
-        acc["c"] += visits.nb_visits_converted
-        acc["l"] += visits.sum_visit_length
+    mday = world.matomo_day("1", day)
+
+    def add(channel: str, visits, sign: int = 1) -> None:
+        acc = expected.setdefault(channel, {"v": 0, "b": 0, "c": 0, "l": 0})
+        acc["v"] += sign * visits.nb_visits
+        acc["b"] += sign * visits.bounce_count
+        acc["c"] += sign * visits.nb_visits_converted
+        acc["l"] += sign * visits.sum_visit_length
+
+    for referrer_type, visits in mday.by_referrer_type.items():
+        add(MATOMO_CHANNEL_OF[referrer_type], visits)
+    # the campaign type's visits, split by medium through the mapping; the rest stays campaign_tagged
+    assert mday.campaign_mediums
+    for medium, visits in mday.campaign_mediums.items():
+        add(MEDIUM_CHANNEL_OF[medium], visits)
+        add("campaign_tagged", visits, -1)
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute("SELECT channel, sessions, bounce_rate, conversion_rate, avg_session_duration, "
                             "engagement_rate FROM kpi.web_daily WHERE source = 'matomo' AND date = ?", [day]).fetchall()
@@ -157,16 +177,18 @@ def test_ecommerce_daily_per_source(sandbox):
     facts = world.ga4_facts(PROPERTY, day)
     orders = sum(f.metrics["ecommercePurchases"] for f in facts)
     revenue = sum(f.metrics["purchaseRevenue"] for f in facts)
-    carts = sum(f.metrics["addToCarts"] for f in facts)
+    cart_users = sum(f.metrics["cartUsers"] for f in facts)  # the closed funnel add_to_cart -> purchase
+    purchasers = sum(f.metrics["cartPurchasers"] for f in facts)
     sessions = sum(f.metrics["sessions"] for f in facts)
     mday = world.matomo_day("1", day)
     _, goals = goal_figures(world, mday)
     with duckdb.connect(str(db), read_only=True) as conn:
         got = {r[0]: r[1:] for r in conn.execute(
             "SELECT source, currency_code, orders, revenue, average_basket, cart_abandonment_rate, "
-            "ecommerce_conversion_rate FROM kpi.ecommerce_daily WHERE date = ?", [day]).fetchall()}
-    assert got["ga4"] == pytest.approx(("EUR", orders, revenue, revenue / orders, (carts - orders) / carts,
-                                        orders / sessions))
+            "ecommerce_conversion_rate FROM kpi.ecommerce_daily WHERE date = ? AND account_id IN (?, '1')",
+            [day, PROPERTY]).fetchall()}
+    assert got["ga4"] == pytest.approx(("EUR", orders, revenue, revenue / orders,
+                                        (cart_users - purchasers) / cart_users, orders / sessions))
     eco = mday.ecommerce
     assert got["matomo"] == pytest.approx((
         "EUR", eco.orders, eco.revenue, eco.revenue / eco.orders,
@@ -181,7 +203,7 @@ def test_paid_search_daily_per_campaign_in_its_own_currency(sandbox):
     customers = world.ads_customers()
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute(
-            "SELECT date, customer_id, campaign_id, currency_code, ad_cost, ad_clicks, ad_impressions, ad_conversions, "
+            "SELECT date, account_id, campaign_id, currency_code, ad_cost, ad_clicks, ad_impressions, ad_conversions, "
             "ad_ctr, ad_cpc, ad_cpa, ad_roas, ad_conversion_rate FROM kpi.paid_search_daily").fetchall()
         currencies = conn.execute("SELECT DISTINCT customer_id, currency_code FROM kpi.paid_search_daily").fetchall()
     assert dict(currencies) == {cid: c.currency_code for cid, c in customers.items()}
@@ -198,10 +220,12 @@ def test_paid_search_daily_per_campaign_in_its_own_currency(sandbox):
         assert cpc == (pytest.approx(expected_cost / c.clicks) if c.clicks else None)
         assert cpa == (pytest.approx(expected_cost / c.conversions) if c.conversions else None)
         assert roas == (pytest.approx(c.conversions_value / expected_cost) if c.cost_micros else None)
-        assert conv_rate == (pytest.approx(c.conversions / c.clicks) if c.clicks else None)
+        # Google's definition: conversions per interaction (more than the clicks for Display and Performance Max)
+        assert conv_rate == (pytest.approx(c.conversions / c.interactions) if c.interactions else None)
 
 
 def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
+    world, _, _ = sandbox
     result = run_range(START, END)
     materialisations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     meta = materialisations["ga4/traffic_by_channel"].materialization.metadata
@@ -209,7 +233,7 @@ def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
     assert meta["window_start"].value == START.isoformat() and meta["window_end"].value == END.isoformat()
     assert meta["dagster/row_count"].value > 0
     assert "sessions" in [c.name for c in meta["dagster/column_schema"].schema.columns]
-    assert meta["requests"].value == 1
+    assert meta["requests"].value == len(world.ga4_properties)  # one request per property for the whole window
 
 
 def test_running_the_same_range_again_changes_nothing(sandbox):
