@@ -1,5 +1,6 @@
-"""HubSpot connector: CRM objects read incrementally past the search API's 10,000-result cap,
-marketing e-mail statistics, owners, deal pipelines and NPS feedback submissions.
+"""HubSpot connector: CRM objects read incrementally past the search API's 10,000-result cap, deal
+associations, marketing e-mail statistics and automated e-mails' daily activity, owners, deal pipelines,
+the portal's details and NPS feedback submissions.
 
 Business purpose: HubSpot is where leads become customers (lifecycle dates, won deals, churn) and
 where e-mail campaigns are measured; crm_monthly and email_daily are built from these tables.
@@ -15,8 +16,12 @@ How it reads (see shared/research/peers.md, HubSpot):
   shared by more than 10,000 records is drained by `hs_object_id`. A seen-set at each boundary means no
   record is skipped or read twice.
 - Rows are upserted by id, and the cursor is committed in the same transaction as the rows it covers.
-- Limits: a client-side 100 requests / 10 s (configurable up to 190) and 5 searches / s; 429 honours
-  Retry-After, else exponential backoff, through the shared helper.
+- Paging cursors are opaque strings (never numbers), sent back as HubSpot gave them; HTTP 207 batch answers
+  are data plus per-record errors, the errors other than "no association" named in `partial_errors`.
+- E-mails are dated by `publishDate`, else `publishedAt`; automated e-mails (lifetime counters) also by day
+  from the statistics histogram, whose day buckets are the portal's days.
+- Limits: a client-side 100 requests / 10 s (configurable up to 190) and 5 searches / s, one window per
+  portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 """
 
 import hashlib

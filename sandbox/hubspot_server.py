@@ -1,4 +1,5 @@
-"""HubSpot's REST API (CRM v3/v4, owners, pipelines, marketing e-mails v3), as ``hubspot-api-client`` 12 calls it.
+"""HubSpot's REST API (CRM v3/v4, owners, pipelines, account info, marketing e-mails v3), as ``hubspot-api-client``
+12 calls it.
 
 Why emulate the wire: the connector uses the official client, and what breaks HubSpot syncs is in the
 protocol, not in the data model. This server reproduces, on purpose:
@@ -11,13 +12,22 @@ protocol, not in the data model. This server reproduces, on purpose:
 * 414 for a request line over 4,000 bytes (long ``properties=`` lists must go through batch read/search);
 * list paging by id with ``paging.next.after`` absent on the last page, ``archived=true`` listing only
   archived records; search never returns archived records nor associations;
+* paging cursors are opaque strings handed out percent-encoded (``encode_cursor``: lists, search, owners,
+  e-mails, associations), with a ``link`` that carries them as given;
+* v4 association batch reads paged per record (``association_page`` associations a page, the cursor going back
+  beside the record's id) and answered 207 with a ``NO_ASSOCIATIONS_FOUND`` error for a record without any;
+  deals of a company have a company and several contacts;
+* ``/account-info/v3/details``: a fixed portal (``SANDBOX_PORTAL_ID``) in the world's time zone and currency;
 * the search 10,000-result cap: a request with ``after + limit > 10000`` is refused with 400, and
   ``paging.next`` disappears once 10,000 results have been served, so a connector must cut its windows
   (the bulk import puts more than 10,000 contacts in one millisecond, so only an ``hs_object_id`` drain works);
 * rate limits: ``requests_per_10s`` in a rolling 10 s (429 ``TEN_SECONDLY_ROLLING`` with ``Retry-After: 1``)
   and ``search_per_second`` for search (429 ``SECONDLY``, no ``Retry-After``); the clock is ``server.clock``
   so tests can move time instead of sleeping;
-* marketing e-mail counters of the last 30 days still grow on later reads (per read, like the other servers).
+* marketing e-mail counters of the last 30 days still grow on later reads (per read, like the other servers);
+  scheduled newsletters have ``publishDate``, "send now" e-mails only ``publishedAt`` (one goes out at 23:30 UTC,
+  the next day in Paris), and an automated welcome e-mail sends every day: lifetime counters in the list, its
+  days in the statistics histogram, whose day buckets start at the portal's midnight.
 
 The CRM itself lives in ``sandbox.hubspot_store.CrmStore``; ``touch``, ``archive`` and ``create_contacts``
 mutate it for incremental-read tests.
