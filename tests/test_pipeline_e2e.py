@@ -15,7 +15,8 @@ from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, SOURCE_TAG, daily_refresh, refresh_window
 from sandbox.launcher import start_sandbox
 from sandbox.matomo_server import goal_figures
-from sandbox.world import DEFAULT_GSC_SITE, World
+from sandbox.world import DEFAULT_GSC_SITE, US_ADS_CUSTOMER_ID, World
+from tests.ecb import eur_per
 
 TODAY = date(2026, 3, 31)
 PROPERTY = "123456789"
@@ -309,3 +310,50 @@ def test_schedule_skips_unconfigured_sources(monkeypatch):
 def test_refresh_window_edges():
     assert refresh_window(date(2026, 3, 10), 1, date(2024, 1, 1)) == (date(2026, 3, 9), date(2026, 3, 9))
     assert refresh_window(date(2024, 1, 2), 3, date(2024, 1, 1)) == (date(2024, 1, 1), date(2024, 1, 1))
+
+
+SECOND_PROPERTY = "234567890"  # a small second brand: some days have sessions and no e-commerce event at all
+
+
+def test_a_day_without_ecommerce_keeps_its_sessions_in_the_conversion_rate(sandbox):
+    """GA4 leaves out the all-zero e-commerce row (rule 10): the day still counts its sessions, with 0 orders."""
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    days = [date.fromordinal(START.toordinal() + i) for i in range(14)]
+    truth = {d: (sum(f.metrics["sessions"] for f in world.ga4_facts(SECOND_PROPERTY, d)),
+                 sum(f.metrics["ecommercePurchases"] for f in world.ga4_facts(SECOND_PROPERTY, d)),
+                 sum(f.metrics["addToCarts"] + f.metrics["checkouts"] + f.metrics["ecommercePurchases"]
+                     + f.metrics["purchaseRevenue"] for f in world.ga4_facts(SECOND_PROPERTY, d))) for d in days}
+    quiet = [d for d, (_, _, activity) in truth.items() if activity == 0]
+    assert quiet, "the sandbox world must have a day with sessions and no e-commerce event"
+    with duckdb.connect(str(db), read_only=True) as conn:
+        raw = {r[0] for r in conn.execute("SELECT date FROM ga4.ecommerce_by_date WHERE property_id = ?",
+                                          [SECOND_PROPERTY]).fetchall()}
+        rows = {r[0]: r[1:] for r in conn.execute(
+            "SELECT date, sessions, orders FROM kpi.ecommerce_daily WHERE account_id = ?", [SECOND_PROPERTY]
+        ).fetchall()}
+        month = conn.execute("SELECT sum(numerator), sum(denominator) FROM kpi.kpi_daily WHERE kpi = "
+                             "'ecommerce_conversion_rate' AND account_id = ?", [SECOND_PROPERTY]).fetchone()
+    assert not raw & set(quiet)  # GA4 sent no row for those days ...
+    assert {d: rows[d] for d in quiet} == {d: (truth[d][0], 0) for d in quiet}  # ... yet their sessions count
+    # the two weeks' rate: every order over every session, quiet days included
+    assert month == (pytest.approx(sum(t[1] for t in truth.values())), pytest.approx(sum(t[0] for t in truth.values())))
+
+
+def test_usd_spend_is_converted_at_each_days_ecb_rate(sandbox):
+    """The US test account spends in USD: every day of the range at that day's ECB reference rate (rates move
+    every business day; weekends take Friday's), read here from the ECB's own CSV."""
+    world, _, db = sandbox
+    assert run_range(START, END).success
+    customer = US_ADS_CUSTOMER_ID
+    assert world.ads_customers()[customer].currency_code == "USD"
+    days = [date.fromordinal(START.toordinal() + i) for i in range(14)]
+    expected = {d: sum(c.cost_micros for c in world.ads_campaign_day(customer, d)) / 1e6 * eur_per("USD", d)
+                for d in days}
+    with duckdb.connect(str(db), read_only=True) as conn:
+        got = dict(conn.execute("SELECT date, numerator FROM kpi.kpi_daily WHERE kpi = 'ad_cost' AND account_id = ?",
+                                [customer]).fetchall())
+        rates = conn.execute("SELECT count(DISTINCT rate) FROM kpi.fx_rate WHERE currency = 'USD' AND date BETWEEN ? "
+                             "AND ?", [START, END]).fetchone()[0]
+    assert got == {d: pytest.approx(v) for d, v in expected.items() if v}
+    assert rates > 5  # the rate changed within the range: one rate for all days would be wrong
