@@ -75,7 +75,7 @@ def test_help_of_the_installed_script_lists_every_command():
     assert script.exists(), "run `.venv/bin/pip install -e .` so the mkpi script exists"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for command in ("demo", "sandbox", "backfill", "kpis", "doctor", "--debug"):
+    for command in ("demo", "sandbox", "backfill", "kpis", "doctor", "fx", "--debug"):
         assert command in result.stdout
 
 
@@ -310,3 +310,49 @@ def test_format_value_by_unit():
     assert format_value(69.872, "currency", "EUR") == "69.87 EUR"
     assert format_value(7983.0, "count") == "7,983"
     assert format_value(None, "count") == "-"
+
+
+# --- fx refresh ----------------------------------------------------------------------------------------------------
+
+
+def test_fx_refresh_applies_changed_rates_and_rebuilds_only_through_the_command(sandbox_env, monkeypatch, tmp_path):
+    """A run never changes a stored rate; `mkpi fx refresh` applies the edited rate and rebuilds those days."""
+    import yaml
+
+    from sandbox.world import US_ADS_CUSTOMER_ID
+
+    config = tmp_path / "mkpi.yaml"
+    base = yaml.safe_load((PROJECT_ROOT / "config" / "mkpi.yaml").read_text())
+
+    def write_rates(rates: dict[str, float]) -> None:
+        config.write_text(yaml.safe_dump({**base, "fx_source": "config", "fx_rates": {"USD": rates}}))
+
+    working = tmp_path / "marketing.duckdb"
+    monkeypatch.setenv("MKPI_CONFIG", str(config))
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(working))
+    monkeypatch.setenv("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
+    world = World(seed=1, today=WORLD_TODAY)
+    usd = {d: sum(c.cost_micros for c in world.ads_campaign_day(US_ADS_CUSTOMER_ID, d)) / 1e6
+           for d in (date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3))}
+
+    def ad_cost(path: Path) -> dict[date, float]:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            return dict(conn.execute("SELECT date, numerator FROM kpi.kpi_daily WHERE kpi = 'ad_cost' AND "
+                                     "account_id = ?", [US_ADS_CUSTOMER_ID]).fetchall())
+
+    write_rates({"2026-01-01": 0.9})
+    assert run_cli("backfill", "--source", "google_ads", "--start", START, "--end", END)[0] == 0
+    assert ad_cost(working) == {d: pytest.approx(v * 0.9) for d, v in usd.items()}
+    # USD is 0.80 EUR from March 2: a run keeps the stored rates (a silent change would rewrite history unasked)
+    write_rates({"2026-01-01": 0.9, "2026-03-02": 0.8})
+    assert run_cli("backfill", "--source", "google_ads", "--start", START, "--end", END)[0] == 0
+    assert ad_cost(working) == {d: pytest.approx(v * 0.9) for d, v in usd.items()}
+    code, out, err = run_cli("fx", "refresh")
+    assert code == 0, out + err
+    assert "2 day(s) with a changed rate" in " ".join(out.split())
+    expected = {d: pytest.approx(v * (0.9 if d.day == 1 else 0.8)) for d, v in usd.items()}
+    assert ad_cost(working) == expected
+    assert ad_cost(tmp_path / "kpis.duckdb") == expected  # the analysts' copy was published again
+    with duckdb.connect(str(working), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM kpi.fx_refresh_pending").fetchone() == (0,)
+    assert run_cli("fx", "refresh")[0] == 0  # nothing left to do: no run
