@@ -4,6 +4,7 @@ Expected KPI values are computed here from the sandbox's own records (the store 
 with the channel mapping spelled out, never read back from the pipeline's SQL.
 """
 
+import time
 from collections import Counter
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -38,8 +39,26 @@ def loaded(tmp_path_factory):
         first = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         server = running.server("hubspot")
         requests_first = server.request_count
+        # Between the runs, HubSpot moves a February lead's lead date to February 10 (issue #16 item 5: the old
+        # day's count must be taken back by the next HubSpot run, not left stale in kpi_daily)
+        moved = next(r for r in server.store.tables["contacts"].records.values()
+                     if not r.archived and paris_day(r.properties.get("hs_lifecyclestage_lead_date"))
+                     not in (None, MOVED_TO) and paris_day(r.properties["hs_lifecyclestage_lead_date"]).month == 2)
+        MOVES.append((paris_day(moved.properties["hs_lifecyclestage_lead_date"]), leads_by_day(db)))
+        server.touch("contacts", [moved.id], at_ms=int(time.time() * 1000),
+                     properties={"hs_lifecyclestage_lead_date": "2026-02-10T10:00:00.000Z"})
         second = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         yield world, server, db, first, second, requests_first, server.request_count - requests_first
+
+
+MOVED_TO = date(2026, 2, 10)
+MOVES: list[tuple[date, dict[date, float]]] = []  # (the moved lead's old day, kpi_daily leads per day before)
+
+
+def leads_by_day(db) -> dict[date, float]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return dict(conn.execute("SELECT date, sum(numerator) FROM kpi.kpi_daily WHERE source = 'hubspot' "
+                                 "AND kpi = 'leads' GROUP BY date").fetchall())
 
 
 def paris_day(iso: str | None) -> date | None:
@@ -148,3 +167,41 @@ def test_loyalty_uses_won_stages_from_metadata(loaded):
                                "AND customers_with_won_deal > 0").fetchone()
     assert "Closed won - awaiting payment" not in won_labels  # a label that lies: not closed per its metadata
     assert loyalty[0] is not None and 0 <= loyalty[0] <= loyalty[1] <= 1
+
+
+def test_kpi_daily_hubspot_rows_are_rebuilt_after_every_hubspot_run(loaded):
+    """Every day's leads in kpi_daily equal the portal's after the second run, including the day a lead moved
+    away from (a rebuild over a trailing window only would have left it one lead too many)."""
+    _, server, db, *_ = loaded
+    (old_day, before), = MOVES
+    contacts = [r for r in server.store.tables["contacts"].records.values() if not r.archived]
+    truth = Counter(paris_day(r.properties.get("hs_lifecyclestage_lead_date")) for r in contacts)
+    truth.pop(None, None)
+    after = leads_by_day(db)
+    assert {d: v for d, v in after.items() if v} == dict(truth)
+    assert after[old_day] == before[old_day] - 1 and after[MOVED_TO] == before[MOVED_TO] + 1
+
+
+def test_loyalty_rate_matches_the_portal(loaded):
+    """Customers with 2+ won deals closed in the 12 months to the month's end, over customers with 1+, a customer
+    being a contact associated with the deal: deals have a company and several contacts, and writing one kind of
+    association must not delete the other (issue #16 item 1)."""
+    _, server, db, *_ = loaded
+    from sandbox.hubspot_store import WON_STAGES
+
+    month_end = date(2026, 2, 28)
+    won: Counter[str] = Counter()
+    for deal in server.store.tables["deals"].records.values():
+        p = deal.properties
+        if deal.archived or (p["pipeline"], p["dealstage"]) not in WON_STAGES or not p.get("closedate"):
+            continue
+        if date(2025, 3, 1) <= paris_day(p["closedate"]) <= month_end:
+            for contact_id in server.store.associated("deals", "contacts", deal.id):
+                won[contact_id] += 1
+    assert any(len(server.store.associated("deals", "contacts", d)) > 1
+               for d in server.store.tables["deals"].records)  # the portal's shape: several contacts on a deal
+    with duckdb.connect(str(db), read_only=True) as conn:
+        row = conn.execute("SELECT repeat_customers, customers_with_won_deal, loyalty_rate FROM kpi.crm_monthly "
+                           "WHERE month = '2026-02-01' AND channel = 'all'").fetchone()
+    repeat = sum(1 for n in won.values() if n >= 2)
+    assert row == (repeat, len(won), pytest.approx(repeat / len(won)))
