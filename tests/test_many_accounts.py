@@ -105,10 +105,10 @@ def test_the_many_profile_serves_every_account_and_the_env_lists_them(world: Wor
     assert len({sum(f.metrics["sessions"] for f in world.ga4_facts(p, day)) for p in world.ga4_properties}) > 40
     assert len({world.gsc_day(s, day).clicks for s in world.gsc_sites}) > 5
     assert len({world.matomo_day(s, day).summary.nb_visits for s in world.matomo_sites}) == 10
-    # the default world is still the one-account shop
+    # the default world is still the small shop: a second (small) GA4 property and the US Ads test market
     default = World(seed=5, today=TODAY)
     assert (len(default.ga4_properties), len(default.gsc_sites), len(default.ads_customers()),
-            len(default.matomo_sites)) == (1, 1, 2, 1)
+            len(default.matomo_sites)) == (2, 1, 2, 1)
 
 
 def test_python_m_sandbox_profile_many_hands_every_account_to_the_command() -> None:

@@ -3,6 +3,7 @@ spends fewer than GA4's 10 hourly server errors, and leaves the DuckDB file exac
 
 import hashlib
 import time
+from collections import Counter
 from datetime import date
 
 import dagster as dg
@@ -22,7 +23,8 @@ def test_a_persistent_ga4_outage_fails_fast_and_changes_nothing(tmp_path, monkey
     job = defs.resolve_job_def("daily_refresh_job")
     ga4_keys = next(r for r in REFRESHES if r.source == "ga4").asset_keys()
     tags = {RANGE_START_TAG: "2026-03-20", RANGE_END_TAG: "2026-03-22"}
-    with start_sandbox(World(seed=4, today=date(2026, 3, 31))) as running:
+    world = World(seed=4, today=date(2026, 3, 31))
+    with start_sandbox(world) as running:
         for name, value in running.env.items():
             monkeypatch.setenv(name, value)
         assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=tags,
@@ -40,6 +42,9 @@ def test_a_persistent_ga4_outage_fails_fast_and_changes_nothing(tmp_path, monkey
     errors = [e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure]
     assert any("ga4 account 123456789: runReport traffic_by_channel 2026-03-20..2026-03-22" in e for e in errors)
     assert any("server-error quota" in e for e in errors)
-    # both reports together stop at the property's budget (5 retried errors), well before GA4's 10 per hour
-    assert ga4.request_count <= 7
+    # per property, its three reports together stop at its budget (5 retried errors, then one fatal call per
+    # report), below GA4's 10 server errors per property and hour
+    per_property = Counter(r.path.split("/")[3].split(":")[0] for r in ga4.requests)
+    assert set(per_property) == set(world.ga4_properties)
+    assert max(per_property.values()) <= 5 + 3 < 10
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # not a byte changed

@@ -12,10 +12,10 @@ def test_a_rule_check_fails_and_names_the_offending_row(tmp_path):
     with duckdb.connect(str(path)) as conn:
         conn.execute("CREATE SCHEMA ga4")
         conn.execute("CREATE TABLE ga4.traffic_by_channel AS SELECT * FROM (VALUES "
-                     "('1', DATE '2026-03-01', 'Direct', 10, 4, 1, 2, now()), "
-                     "('1', DATE '2026-03-02', 'Email', 10, 12, 1, 2, now())) "
+                     "('1', DATE '2026-03-01', 'Direct', 10, 4, 1, 2, 600.0, now()), "
+                     "('1', DATE '2026-03-02', 'Email', 10, 12, 1, 2, 600.0, now())) "
                      "t(property_id, date, session_default_channel_group, sessions, engaged_sessions, "
-                     "converting_sessions, new_users, _loaded_at)")
+                     "converting_sessions, new_users, session_duration_seconds, _loaded_at)")
     result = ga4_traffic_counts_consistent(warehouse=WarehouseResource(database=str(path)))
     assert isinstance(result, dg.AssetCheckResult)
     assert not result.passed
