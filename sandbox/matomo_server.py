@@ -148,6 +148,14 @@ def _share(total: int, weights: Sequence[float]) -> list[int]:
     return _split(total, weights if sum(weights) > 0 else [1.0] * len(weights))
 
 
+def _visit_row(label: str, v: MatomoVisits) -> dict[str, Any]:
+    """The visit metrics of one row of a Matomo report (Referrers.getReferrerType, getMedium), as Matomo names them."""
+    return {"label": label, "nb_uniq_visitors": v.nb_uniq_visitors, "nb_visits": v.nb_visits,
+            "nb_actions": v.nb_actions, "nb_users": 0, "max_actions": v.max_actions,
+            "sum_visit_length": v.sum_visit_length, "bounce_count": v.bounce_count,
+            "nb_visits_converted": v.nb_visits_converted}
+
+
 def goal_figures(world: World, mday: MatomoDay) -> tuple[dict[str, GoalFigures], GoalFigures]:
     """Per referrer type and day-total goal figures; pure function of the world and the day.
 
@@ -562,17 +570,7 @@ class MatomoServer(SandboxServer):
                 if v.nb_visits == 0:
                     continue
                 label, code = REFERRER_TYPES[t]
-                row: dict[str, Any] = {
-                    "label": label,
-                    "nb_uniq_visitors": v.nb_uniq_visitors,
-                    "nb_visits": v.nb_visits,
-                    "nb_actions": v.nb_actions,
-                    "nb_users": 0,
-                    "max_actions": v.max_actions,
-                    "sum_visit_length": v.sum_visit_length,
-                    "bounce_count": v.bounce_count,
-                    "nb_visits_converted": v.nb_visits_converted,
-                }
+                row = _visit_row(label, v)
                 goals = _goals_block(per_type[t])
                 if goals:
                     row["goals"] = goals
@@ -599,18 +597,8 @@ class MatomoServer(SandboxServer):
             params, "filter_offset", 0)
 
         def build(mday: MatomoDay) -> list[dict[str, Any]]:
-            rows = [{
-                "label": medium,
-                "nb_uniq_visitors": v.nb_uniq_visitors,
-                "nb_visits": v.nb_visits,
-                "nb_actions": v.nb_actions,
-                "nb_users": 0,
-                "max_actions": v.max_actions,
-                "sum_visit_length": v.sum_visit_length,
-                "bounce_count": v.bounce_count,
-                "nb_visits_converted": v.nb_visits_converted,
-                "segment": f"campaignMedium=={urllib.parse.quote(medium, safe='')}",
-            } for medium, v in mday.campaign_mediums.items()]
+            rows = [{**_visit_row(medium, v), "segment": f"campaignMedium=={urllib.parse.quote(medium, safe='')}"}
+                    for medium, v in mday.campaign_mediums.items()]
             rows.sort(key=lambda r: -r["nb_visits"])  # the plugin sorts by visits
             end = None if limit < 0 else offset + limit
             return rows[offset:end]

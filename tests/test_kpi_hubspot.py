@@ -5,25 +5,17 @@ Hand-made raw rows; expected values worked out by hand in the comments (issue #1
 
 from datetime import UTC, date, datetime
 
-import pyarrow as pa
 import pytest
 
 from connectors.warehouse import connect
 from kpi_models.context import KpiContext
 from kpi_models.layer import rebuild_hubspot_kpi_daily
 from kpi_models.runner import ensure_model_table, rebuild
+from tests.rows import insert
 
 TODAY = date(2026, 3, 18)
 AS_OF = date(2026, 3, 17)  # yesterday in Paris: today is still running
 CTX = KpiContext(tz="Europe/Paris", as_of=AS_OF, channels={"hubspot": {"ORGANIC_SEARCH": "organic_search"}})
-
-
-def insert(conn, table: str, rows: list[dict]) -> None:
-    conn.register("__rows", pa.Table.from_pylist(rows))
-    try:
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __rows")
-    finally:
-        conn.unregister("__rows")
 
 
 def at(day: date, hour: int) -> datetime:

@@ -6,7 +6,6 @@ in raw. Every expected value is worked out by hand in the comments, never read b
 
 from datetime import UTC, date, datetime
 
-import pyarrow as pa
 import pytest
 
 from connectors.batches import Window
@@ -16,6 +15,7 @@ from kpi_models.context import KpiContext
 from kpi_models.fx import FxPolicy, refresh_fx_rates
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
 from kpi_models.runner import MODELS, ensure_model_table
+from tests.rows import insert as insert_rows
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 9)  # Monday, Tuesday, next Monday
 WINDOW = Window(date(2026, 3, 1), date(2026, 3, 31))
@@ -31,11 +31,7 @@ def insert(conn, table: str, rows: list[dict]) -> None:
         columns = {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
         defaults = {"account_id": "acc1", "is_final": True, "quality": []}
         rows = [{k: v for k, v in {**defaults, **r}.items() if k in columns} for r in rows]
-    conn.register("__rows", pa.Table.from_pylist(rows))
-    try:
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM __rows")
-    finally:
-        conn.unregister("__rows")
+    insert_rows(conn, table, rows)
 
 
 def utc(y, m, d, hh, mm=0):
@@ -223,7 +219,8 @@ def test_every_daily_kpi_by_hand(built, key):
     kpi, source, channel, day = key
     # one row per account; the source's total is the ratio of the summed parts
     row = conn.execute("SELECT sum(numerator), sum(denominator), any_value(currency), count(DISTINCT currency), "
-                       "bool_and(is_final) FROM kpi.kpi_daily WHERE kpi = ? AND source = ? AND channel = ? AND date = ?",
+                       "bool_and(is_final) FROM kpi.kpi_daily WHERE kpi = ? AND source = ? AND channel = ? "
+                       "AND date = ?",
                        [kpi, source, channel, day]).fetchall()
     numerator, denominator, currency, currencies, final = row[0]
     assert currencies <= 1 and final is True
