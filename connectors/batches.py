@@ -89,6 +89,10 @@ class Batch:
     # For incremental streams: the cursor reached once this batch is loaded. The loader commits it in the
     # same transaction as the rows, so a crash can never leave a cursor ahead of its data.
     cursor: Cursor | None = None
+    # For "upsert" streams: values of the stream's replace_by columns whose rows this batch replaces even when it
+    # brings no row for them (a deal that lost all its contacts: its old associations go). None: only the keys of
+    # the batch's own rows are replaced.
+    replaces: pa.Table | None = None
 
     def __post_init__(self) -> None:
         data = self.data
@@ -102,6 +106,11 @@ class Batch:
         if not data.schema.equals(expected) and data.schema.names == expected.names:
             data = data.cast(expected)  # raises on a lossy cast: a type change is an error, not a surprise
         object.__setattr__(self, "data", data)
+        if self.replaces is not None:
+            columns = list(self.stream.replace_by or self.stream.key)
+            if self.stream.write_mode != "upsert" or self.replaces.schema.names != columns:
+                raise ValueError(f"batch for {self.stream.table}: `replaces` needs an upsert stream and exactly the "
+                                 f"columns {columns}")
 
     @property
     def num_rows(self) -> int:

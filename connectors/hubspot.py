@@ -651,26 +651,38 @@ class HubSpotConnector:
         unique = list(dict.fromkeys(str(d) for d in deal_ids))
         for to_type in ("contacts", "companies"):
             for start in range(0, len(unique), ASSOCIATION_BATCH):
-                pairs = self._associations_of(unique[start:start + ASSOCIATION_BATCH], to_type)
+                chunk = unique[start:start + ASSOCIATION_BATCH]
+                pairs, failed = self._associations_of(chunk, to_type)
                 table = pa.table({"deal_id": [d for d, _ in pairs], "to_type": [to_type] * len(pairs),
                                   "to_id": [t for _, t in pairs]}, schema=ASSOCIATIONS.schema)
-                yield Batch(ASSOCIATIONS, table, window)
+                # every deal HubSpot answered for (with associations, or "none") is replaced whole, so a deal that
+                # lost its last contact loses its old row; a deal whose answer failed keeps what it had
+                known = [] if failed is None else [d for d in chunk if d not in failed]
+                replaces = pa.table({"deal_id": known, "to_type": [to_type] * len(known)},
+                                    schema=pa.schema([("deal_id", pa.string()), ("to_type", pa.string())]))
+                yield Batch(ASSOCIATIONS, table, window, replaces=replaces)
 
-    def _associations_of(self, deal_ids: Sequence[str], to_type: str) -> list[tuple[str, str]]:
+    def _associations_of(self, deal_ids: Sequence[str], to_type: str
+                         ) -> tuple[list[tuple[str, str]], set[str] | None]:
         """Every (deal, associated record) pair of these deals to `to_type`, following each result's own `paging`:
         HubSpot's spec for POST /crm/v4/associations/{from}/{to}/batch/read says the `after` of a result's paging
-        goes back alongside its `id` for the next page of that record's associations (JSON body: verbatim)."""
+        goes back alongside its `id` for the next page of that record's associations (JSON body: verbatim).
+        Also returns the deals whose answer failed (a 207 error other than "no association"), or None when a failure
+        names no deal (then none of these deals is known to be complete)."""
         v4 = self.sub("crm.associations.v4.batch_api")
         what = f"POST /crm/v4/associations/deals/{to_type}/batch/read"
         pending: list[dict[str, str]] = [{"id": d} for d in deal_ids]
         cursors: dict[str, str | None] = {}
         pairs: dict[tuple[str, str], None] = {}
+        failed: set[str] | None = set()
         while pending:
             request = {"inputs": pending}
             body = self.call(what, lambda request=request: v4.get_page("deals", to_type, request, **self._opts()))
             contract = Contract(SOURCE, "portal", what)
             pending = []
-            for result in self._checked_association_page(contract, body, to_type):
+            results, page_failed = self._checked_association_page(contract, body, to_type)
+            failed = None if failed is None or page_failed is None else failed | page_failed
+            for result in results:
                 deal = str(result["from"]["id"])
                 for target in result.get("to") or []:
                     pairs[(deal, str(target["toObjectId"]))] = None
@@ -679,9 +691,10 @@ class HubSpotConnector:
                 if after is not None:
                     cursors[deal] = after
                     pending.append({"id": deal, "after": after})
-        return list(pairs)
+        return list(pairs), failed
 
-    def _checked_association_page(self, contract: Contract, body: Any, to_type: str) -> Sequence[Mapping[str, Any]]:
+    def _checked_association_page(self, contract: Contract, body: Any, to_type: str
+                                  ) -> tuple[Sequence[Mapping[str, Any]], set[str] | None]:
         """The results of one v4 batch read answer (200 or 207), each with a `from` id and numeric `toObjectId`s.
         Errors of a 207 answer: "no association" (crm.associations.NO_ASSOCIATIONS_FOUND) means the deal has none
         of that type; any other is kept, named, in `partial_errors`."""
@@ -699,14 +712,17 @@ class HubSpotConnector:
                 if isinstance(to_id, bool) or not str(to_id).isdigit():
                     raise contract.fail("results[].to[].toObjectId", "not a numeric record id", to_id)
             contract.mapping(result.get("paging") or {}, "results[].paging")
+        failed: set[str] | None = set()
         for error in contract.sequence(body.get("errors"), "errors", optional=True):
             contract.mapping(error, "errors[]")
             if error.get("subCategory") == _NO_ASSOCIATIONS:
                 continue
-            ids = ",".join(str(i) for i in ((error.get("context") or {}).get("fromObjectId") or [])) or "?"
+            named = [str(i) for i in ((error.get("context") or {}).get("fromObjectId") or [])]
+            failed = None if failed is None or not named else failed | set(named)
+            ids = ",".join(named) or "?"
             kind = " ".join(str(k) for k in (error.get("category"), error.get("subCategory")) if k)
             self.partial_errors.append(f"{contract.endpoint}: deal {ids}: {kind}: {str(error.get('message'))[:200]}")
-        return results
+        return results, failed
 
     def fetch_owners(self, window: Window) -> Iterator[Batch]:
         owners_api = self.sub("crm.owners.owners_api")

@@ -190,11 +190,19 @@ def read_cursor(conn: duckdb.DuckDBPyConnection, source: str, stream: str, accou
 
 
 def _upsert(conn: duckdb.DuckDBPyConnection, batch: Batch, view: str) -> None:
-    """Replace the rows whose key is in the batch (delete by key, then insert), within the transaction."""
+    """Replace the rows whose key is in the batch (delete by key, then insert), within the transaction; also the
+    rows of the keys the batch `replaces` (keys whose rows are all gone at the source)."""
     stream = batch.stream
     columns = stream.replace_by or stream.key
     on = " AND ".join(f"t.{quote_ident(k)} = b.{quote_ident(k)}" for k in columns)
     conn.execute(f"DELETE FROM {quote_ident(stream.table)} AS t WHERE EXISTS (SELECT 1 FROM {view} AS b WHERE {on})")
+    if batch.replaces is not None and batch.replaces.num_rows:
+        conn.register("__mkpi_replaces", batch.replaces)
+        try:
+            conn.execute(f"DELETE FROM {quote_ident(stream.table)} AS t "
+                         f"WHERE EXISTS (SELECT 1 FROM __mkpi_replaces AS b WHERE {on})")
+        finally:
+            conn.unregister("__mkpi_replaces")
 
 
 def _check_unique_keys(conn: duckdb.DuckDBPyConnection, stream: Stream) -> None:

@@ -230,6 +230,31 @@ def test_a_207_answer_is_data_plus_named_errors(server, tmp_path):
     assert "Object 12 was deleted." in conn.partial_errors[0]  # "no association" (deal 11) is not an error
 
 
+def test_a_deal_that_lost_its_contacts_loses_its_old_rows_but_a_failed_answer_keeps_them(server, tmp_path):
+    conn, _ = connector(server)
+    deals = sorted(d for d in server.store.associations[("deals", "contacts")] if server.store.get("deals", d))
+    gone, failing = deals[0], deals[1]
+    with connect(tmp_path / "h.duckdb") as db:
+        load_batches(db, conn.fetch_deal_associations([gone, failing], WINDOW))
+        kept = set(db.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations WHERE deal_id = ?",
+                              [failing]).fetchall())
+        assert kept and db.execute("SELECT count(*) FROM hubspot.deal_associations WHERE deal_id = ? AND "
+                                   "to_type = 'contacts'", [gone]).fetchone()[0] > 0
+        # HubSpot now answers: `gone` has no contact any more (207 "no association"); `failing`'s answer failed
+        server.add_fault("status", 207, {
+            "status": "COMPLETE", "numErrors": 2, "startedAt": "2026-03-31T08:00:00.000Z",
+            "completedAt": "2026-03-31T08:00:00.100Z", "results": [],
+            "errors": [{"status": "error", "category": "OBJECT_NOT_FOUND",
+                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND", "message": "No contact is "
+                        f"associated with deal {gone}.", "context": {"fromObjectId": [gone]}},
+                       {"status": "error", "category": "RATE_LIMITS", "message": "Try again.",
+                        "context": {"fromObjectId": [failing]}}]})
+        load_batches(db, conn.fetch_deal_associations([gone, failing], WINDOW))  # contacts (207), then companies
+        after = set(db.execute("SELECT deal_id, to_type, to_id FROM hubspot.deal_associations").fetchall())
+    assert not any(d == gone and t == "contacts" for d, t, _ in after)  # its last contacts are gone
+    assert kept <= after  # an answer that failed is not "no contacts": the deal keeps what it had
+
+
 # ---- issue #16 item 4 / #17 item 3: marketing e-mail dates and automated e-mails ----------------------------------
 
 
