@@ -813,6 +813,7 @@ def _api_error(exc: BaseException) -> tuple[int | None, str]:
 def doctor_ga4(settings: Settings) -> PlatformReport:
     """GA4: a 1-row runReport (yesterday, sessions) per property, the cheapest call that proves read access."""
     from connectors.ga4 import SCOPES, Ga4Connector
+    from connectors.google_auth import insufficient_scopes, scope_advice
 
     report = PlatformReport("GA4", True)
     ga4 = dataclasses.replace(settings.ga4, timeout_seconds=min(settings.ga4.timeout_seconds, DOCTOR_TIMEOUT))
@@ -833,7 +834,10 @@ def doctor_ga4(settings: Settings) -> PlatformReport:
             response = connector.client().run_report(request=request, retry=None, timeout=ga4.timeout_seconds)
         except Exception as exc:  # noqa: BLE001 - every failure becomes advice
             status, message = _api_error(exc)
-            if status == 403:
+            accepted = insufficient_scopes(exc)  # a 403 too, but the token's scopes, not the property's access
+            if accepted is not None:
+                fix = scope_advice("GA4", SCOPES, accepted)
+            elif status == 403:
                 fix = (f"grant {account} the Viewer role on property {pid} (GA4 Admin > Property access management)")
             elif status == 404:
                 fix = (f"property {pid} does not exist: check MKPI_GA4_PROPERTY_IDS (GA4 Admin > Property details "
@@ -856,6 +860,7 @@ def doctor_ga4(settings: Settings) -> PlatformReport:
 
 def doctor_search_console(settings: Settings) -> PlatformReport:
     """Search Console: sites().list() once, then each configured property must be in it with a real permission."""
+    from connectors.google_auth import insufficient_scopes, scope_advice
     from connectors.search_console import SCOPES, SearchConsoleConnector
 
     report = PlatformReport("Search Console", True)
@@ -873,8 +878,15 @@ def doctor_search_console(settings: Settings) -> PlatformReport:
         listed = connector.service().sites().list().execute(num_retries=0)
     except Exception as exc:  # noqa: BLE001
         status, message = _api_error(exc)
-        fix = ("the credentials were refused: point GOOGLE_APPLICATION_CREDENTIALS to a valid service-account key"
-               if status in (401, 403) else "check the network and MKPI_SEARCH_CONSOLE_ENDPOINT (unset for Google)")
+        if isinstance(getattr(exc, "reason", None), str) and exc.reason:  # googleapiclient's HttpError: Google's words
+            message = first_line(exc.reason)
+        accepted = insufficient_scopes(exc)
+        if accepted is not None:
+            fix = scope_advice("Search Console", SCOPES, accepted)
+        elif status in (401, 403):
+            fix = "the credentials were refused: point GOOGLE_APPLICATION_CREDENTIALS to a valid service-account key"
+        else:
+            fix = "check the network and MKPI_SEARCH_CONSOLE_ENDPOINT (unset for Google)"
         report.findings.append(Finding(False, f"sites.list refused: {message}", fix))
         return report
     entries = {e.get("siteUrl"): e.get("permissionLevel") for e in (listed or {}).get("siteEntry", [])}

@@ -32,6 +32,11 @@ What it answers, and where the behaviour comes from (every rule below is Google'
   from (seed, property, date range, request shape), so the same request always gets the same answer. Only the
   metadata is emulated: a thresholded or sampled answer still carries the world's exact figures (Google says a
   thresholded report may lose no row at all), while ``truncated_before`` really withholds the days before it.
+* OAuth scopes, off by default (``token_scopes``, or ``MKPI_SANDBOX_TOKEN_SCOPES``, e.g.
+  ``"openid,userinfo.email,cloud-platform,sqlservice.login"``, the scopes of ``gcloud auth application-default login``
+  without ``--scopes``): the scopes the callers' access tokens carry. A method none of whose scopes is among them
+  (runReport and runFunnelReport accept analytics and analytics.readonly: ``scopes`` of those methods in
+  analyticsdata.v1beta.json and analyticsdata.v1alpha.json) is refused as Google does, see ``scope_refusal``.
 """
 
 from __future__ import annotations
@@ -94,6 +99,11 @@ _VISUALIZATION_TYPES = {0: "FUNNEL_VISUALIZATION_TYPE_UNSPECIFIED", 1: "STANDARD
 # the query attempts to read event data prior to its retention date."
 _TRUNCATION_PROPERTY = ("DATA_TRUNCATION_TYPE_PROPERTY", 8)
 QUALITY_ENV = "MKPI_SANDBOX_GA4_QUALITY"
+TOKEN_SCOPES_ENV = "MKPI_SANDBOX_TOKEN_SCOPES"
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+# The scopes the Data API's methods accept ("scopes" of properties.runReport in analyticsdata.v1beta.json and of
+# properties.runFunnelReport in analyticsdata.v1alpha.json).
+ANALYTICS_SCOPES = (f"{SCOPE_PREFIX}analytics", f"{SCOPE_PREFIX}analytics.readonly")
 # Events per session, to size samplingSpaceSize ("the total number of events present in this property's data").
 EVENTS_PER_SESSION = 12
 # Real GA4 quota limits for a standard property, used for the parts of propertyQuota we do not enforce.
@@ -183,6 +193,36 @@ class _Quota:
     hour_consumed: int = 0
 
 
+def token_scopes_from_env(environ: dict[str, str] | None = None) -> frozenset[str] | None:
+    """The scopes MKPI_SANDBOX_TOKEN_SCOPES gives callers' tokens (short names get Google's prefix), None when unset."""
+    text = (os.environ if environ is None else environ).get(TOKEN_SCOPES_ENV, "").strip()
+    if not text:
+        return None
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    return frozenset(n if "://" in n or n == "openid" else SCOPE_PREFIX + n for n in names)
+
+
+def scope_refusal(accepted: Iterable[str], service: str, method: str, *, v3_errors: bool = False) -> Response:
+    """Google's answer to an access token without any of the method's scopes: 403 PERMISSION_DENIED, "Request had
+    insufficient authentication scopes.", a google.rpc.ErrorInfo with reason ACCESS_TOKEN_SCOPE_INSUFFICIENT, domain
+    googleapis.com and metadata {service, method} (GA4 runReport's answer in PipedreamHQ/pipedream issue #15060),
+    plus, for APIs with the v3-style envelope, ``errors: [{"message": "Insufficient Permission", "domain": "global",
+    "reason": "insufficientPermissions"}]`` (Automattic/newspack-plugin PR #4657), and the RFC 6750 header
+    ``WWW-Authenticate: Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="..."`` naming
+    the scopes that would do (kwent/react-google-contacts issue #6 shows Google sending it)."""
+    message = "Request had insufficient authentication scopes."
+    error: dict[str, Any] = {"code": 403, "message": message}
+    if v3_errors:
+        error["errors"] = [{"message": "Insufficient Permission", "domain": "global",
+                            "reason": "insufficientPermissions"}]
+    error["status"] = "PERMISSION_DENIED"
+    error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                         "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com",
+                         "metadata": {"service": service, "method": method}}]
+    header = f'Bearer realm="https://accounts.google.com/", error="insufficient_scope", scope="{" ".join(accepted)}"'
+    return json_response(403, {"error": error}, {"WWW-Authenticate": header})
+
+
 def format_float(value: float) -> str:
     """GA4 prints floats at full precision and integral values without a decimal point ("0", "120")."""
     if math.isfinite(value) and value == int(value):
@@ -215,6 +255,7 @@ class Ga4Server(SandboxServer):
         tokens_per_hour: int = _TOKENS_PER_HOUR,
         quality: AnswerQuality | None = None,
         truncated_before: date | None = None,
+        token_scopes: Iterable[str] | None = None,
     ) -> None:
         super().__init__()
         if cardinality_limit is not None and cardinality_limit < 2:
@@ -227,6 +268,8 @@ class Ga4Server(SandboxServer):
         self.quality = quality if quality is not None else AnswerQuality.from_env()
         # The property's data retention starts here: earlier days are withheld and the answer says so.
         self.truncated_before = truncated_before
+        # The scopes callers' tokens carry (None: not checked); see the module docstring.
+        self.token_scopes = frozenset(token_scopes) if token_scopes is not None else token_scopes_from_env()
         self.clock: Callable[[], float] = time.time  # which hour quotas are counted in; tests may pin it
         self._state_lock = threading.Lock()
         self._reads = 0
@@ -273,6 +316,10 @@ class Ga4Server(SandboxServer):
         match = report or funnel
         if match is None or request.method != "POST":
             return self.error_response(404, f"Method not found: {request.method} {request.path}")
+        if self.token_scopes is not None and not self.token_scopes & set(ANALYTICS_SCOPES):
+            method = ("google.analytics.data.v1alpha.AlphaAnalyticsData.RunFunnelReport" if funnel is not None
+                      else "google.analytics.data.v1beta.BetaAnalyticsData.RunReport")
+            return scope_refusal(ANALYTICS_SCOPES, "analyticsdata.googleapis.com", method)
         property_id = urllib.parse.unquote(match.group(1))
         body = request.json if request.body else {}
         if not isinstance(body, dict):

@@ -7,6 +7,12 @@ library hands back. The point of this server, though, is aggregation: Search Con
 totals for the same days depending on what you group by. Site (``byProperty``) totals, per-page rows (which
 add up to MORE impressions, one per URL shown) and per-query rows (which add up to LESS, anonymised queries
 are missing) all come from ``World.gsc_day``, so a test can prove the KPI layer reads the site totals.
+
+OAuth scopes, off by default (``token_scopes`` or ``MKPI_SANDBOX_TOKEN_SCOPES``, as for the GA4 server): a token
+without webmasters or webmasters.readonly (the ``scopes`` of searchanalytics.query, sites.list and sites.get in
+searchconsole.v1.json) gets Google's 403 "Request had insufficient authentication scopes." in the v3-style envelope
+(``ga4_server.scope_refusal``). Its ErrorInfo ``metadata.method`` is modelled on other Google APIs' answers
+("calendar.v3.CalendarList.List" in analogdotnow/Analog issue #296), not observed for Search Console.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from sandbox.ga4_server import SCOPE_PREFIX, scope_refusal, token_scopes_from_env
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
 from sandbox.world import GscDay, GscRow, World, _split
 
@@ -61,6 +68,8 @@ _ERROR_REASONS = {400: ("global", "badRequest"), 401: ("global", "required"), 40
                   404: ("global", "notFound"), 429: ("usageLimits", "rateLimitExceeded"),
                   500: ("global", "backendError"), 503: ("global", "backendError")}
 _API_PREFIX = "/webmasters/v3/sites"
+# The scopes searchanalytics.query, sites.list and sites.get accept ("scopes" in searchconsole.v1.json).
+WEBMASTERS_SCOPES = (f"{SCOPE_PREFIX}webmasters", f"{SCOPE_PREFIX}webmasters.readonly")
 _QUERY_PATH = re.compile(r"^/webmasters/v3/sites/([^/]+)/searchAnalytics/query/?$")
 _SITE_PATH = re.compile(r"^/webmasters/v3/sites/([^/]+)/?$")
 
@@ -172,6 +181,7 @@ class GscServer(SandboxServer):
         sites: Sequence[str] | None = None,
         forbidden_sites: Iterable[str] = (),
         queries_per_minute: int | None = None,
+        token_scopes: Iterable[str] | None = None,
     ) -> None:
         super().__init__()
         if queries_per_minute is not None and queries_per_minute < 1:
@@ -180,6 +190,8 @@ class GscServer(SandboxServer):
         self.sites: list[str] = list(sites) if sites is not None else list(world.gsc_sites)
         self.forbidden_sites = frozenset(forbidden_sites)
         self.queries_per_minute = queries_per_minute
+        # The scopes callers' tokens carry (None: not checked); see the module docstring.
+        self.token_scopes = frozenset(token_scopes) if token_scopes is not None else token_scopes_from_env()
         self.clock = time.monotonic  # replaceable in tests that must not sleep through a minute
         self._state_lock = threading.Lock()
         self._reads = 0
@@ -224,7 +236,22 @@ class GscServer(SandboxServer):
 
     # ---- HTTP ----------------------------------------------------------------------------------------
 
+    def _scope_refusal(self, request: Request) -> Response | None:
+        """Google's 403 for a token without a webmasters scope, when ``token_scopes`` is set; else None."""
+        if self.token_scopes is None or self.token_scopes & set(WEBMASTERS_SCOPES):
+            return None
+        if _QUERY_PATH.match(request.path):
+            method = "webmasters.v3.Searchanalytics.Query"
+        elif request.path.rstrip("/") == _API_PREFIX:
+            method = "webmasters.v3.Sites.List"
+        else:
+            method = "webmasters.v3.Sites.Get"
+        return scope_refusal(WEBMASTERS_SCOPES, "searchconsole.googleapis.com", method, v3_errors=True)
+
     def handle(self, request: Request) -> Response:
+        refusal = self._scope_refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             path = request.path
             if path.rstrip("/") == _API_PREFIX and request.method == "GET":
