@@ -38,7 +38,8 @@ def test_request_backfill_counts_requests_and_minimum_on_the_sandbox():
         runs = bf.backfill(bf.window_ending_yesterday(3, world.today), ("matomo",))
         assert server.request_count == runs["matomo"].requests == 1
     assert runs["matomo"].minimum == 1 and runs["matomo"].rows > 0
-    assert runs["matomo"].per_day == 3 * 3  # the per-day pattern: one request per day per method per site
+    # the per-day pattern: one request per day per stream per site (visits, referrer types, goals, campaign mediums)
+    assert runs["matomo"].per_day == 3 * 4
 
 
 def test_latency_lower_bound_is_the_busiest_account_and_hubspot_rate():
