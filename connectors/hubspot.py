@@ -529,7 +529,9 @@ class HubSpotConnector:
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str], archived: bool = False
                    ) -> list[dict[str, Any]]:
         batch = self.sub("crm.objects.batch_api")
-        request = {"properties": list(properties), "inputs": [{"id": i} for i in ids]}
+        # propertiesWithHistory is required by HubSpot's spec (BatchReadInputSimplePublicObjectId, PublicApiSpecs/CRM/
+        # Objects/Rollouts/424/v3/objects.json); empty: no history is read
+        request = {"properties": list(properties), "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]}
         body = self.call(f"POST /crm/v3/objects/{object_type}/batch/read",
                          lambda: batch.read(object_type, request, archived=archived, **self._opts()))
         return list(body.get("results", []))

@@ -484,7 +484,7 @@ class HubSpotServer(SandboxServer):
         payload["numErrors"] = 1
         payload["errors"] = [{"status": "error", "category": "OBJECT_NOT_FOUND", "message": "Could not get some "
                               f"{object_type} objects, they may be deleted or not exist. Check that ids are valid.",
-                              "context": {"ids": missing}}]
+                              "context": {"ids": missing}, "errors": [], "links": {}}]  # StandardError's required
         return payload, 207
 
     def _associations_batch(self, from_type: str, to_type: str, body: dict[str, Any]) -> tuple[Any, int]:
@@ -539,7 +539,11 @@ class HubSpotServer(SandboxServer):
 
     @staticmethod
     def _association_json(to_id: str, type_id: int) -> dict[str, Any]:
-        return {"toObjectId": int(to_id), "associationTypes": [
+        """One associated record of a v4 batch read: ``toObjectId`` a string as HubSpot's spec types it
+        (MultiAssociatedObjectWithLabel in PublicApiSpecs/CRM/Associations/Rollouts/130902/v4/associations.json; a
+        string is also what StanfordCorporation/Conveyancing-Portal-Hubspot docs/HUBSPOT_ASSOCIATION_TEST_RESULTS.md
+        recorded from a portal), an unlabelled type's ``label`` null (the same record; the spec says string)."""
+        return {"toObjectId": str(to_id), "associationTypes": [
             {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
 
     def _associations_page(self, from_type: str, object_id: str, to_type: str,
@@ -572,7 +576,9 @@ class HubSpotServer(SandboxServer):
             "id": p["id"], "label": p["label"], "displayOrder": p["displayOrder"], "createdAt": ts, "updatedAt": ts,
             "archived": False,
             "stages": [{"id": sid, "label": label, "displayOrder": i, "createdAt": ts, "updatedAt": ts,
-                        "archived": False, "writePermissions": "CRUD_PERMITTED",
+                        # PipelineStage.writePermissions is CRM_PERMISSIONS_ENFORCEMENT, INTERNAL_ONLY or READ_ONLY
+                        # (PublicApiSpecs/CRM/Pipelines/Rollouts/145896/v3/pipelines.json)
+                        "archived": False, "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
                         "metadata": {"isClosed": "true" if closed else "false", "probability": prob}}
                        for i, (sid, label, closed, prob) in enumerate(p["stages"])],
         }
@@ -593,7 +599,8 @@ class HubSpotServer(SandboxServer):
     def _owners(self, q: dict[str, list[str]], owner_id: str | None) -> dict[str, Any]:
         ts_c, ts_u = "2020-10-28T21:17:56.082Z", "2024-01-31T00:25:34.448Z"
         archived = _true(q.get("archived"))
-        owners = [{**o, "createdAt": ts_c, "updatedAt": ts_u, "archived": archived, "teams": []}
+        # PublicOwner requires type, PERSON or QUEUE (PublicApiSpecs/CRM/Crm Owners/Rollouts/146888/v3/crmOwners.json)
+        owners = [{**o, "type": "PERSON", "createdAt": ts_c, "updatedAt": ts_u, "archived": archived, "teams": []}
                   for o in (_ARCHIVED_OWNERS if archived else _OWNERS)]
         if owner_id is not None:
             found = next((o for o in owners if o["id"] == owner_id), None)
@@ -720,6 +727,7 @@ class HubSpotServer(SandboxServer):
             name = f"Newsletter {iso_ms(email.send_ts_ms)[:7]}"
         out: dict[str, Any] = {
             "id": str(email.id), "name": email.name, "subject": email.subject, **kind, "isPublished": True,
+            "isAb": False,  # PublicEmail's one required field (marketingEmails.json)
             "isTransactional": False, "language": "fr", "publishedAt": iso_ms(published),
             "createdAt": iso_ms(created), "updatedAt": iso_ms(published), "archived": False,
             "campaign": self._campaign(email), "campaignName": name,
