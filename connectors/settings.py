@@ -4,22 +4,34 @@ Why one module: every connector, the loader and the Dagster definitions must agr
 accounts exist, which endpoint to call and where the DuckDB file lives. Environment variables win
 over the file (so a scheduler or `make demo` can point everything at the sandbox), and secrets are
 never read from the file, only from the environment, at the moment a connector needs them.
+
+Why pydantic models for the file (issue #18): a setting that is silently replaced or ignored is a silent wrong
+number later (`reread_days: 0` re-reading the default 3 days, `reread_dayz` re-reading nothing new). Every section
+is a model that refuses unknown keys, wrong types and out-of-range values; the environment's overrides are laid
+over the file before the check, so a bad variable is refused the same way. The public shape (the frozen
+dataclasses below, `Secret`, `ConfigError.key`) is what the rest of the code base reads.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, excerpt
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
@@ -33,14 +45,6 @@ DEFAULT_REPORTING_CURRENCY = "EUR"
 # objective's own `min_denominator` wins): 3 conversions out of 40 sessions is noise, not a trend.
 DEFAULT_MIN_DENOMINATORS: dict[str, float] = {"ratio": 100.0, "seconds": 100.0, "currency": 10.0,
                                               "position": 100.0, "score": 30.0}
-
-
-def split_list(value: str | list[Any] | tuple[Any, ...] | None) -> tuple[str, ...]:
-    """Accept a comma-separated string or a YAML list; return stripped, non-empty items."""
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
-    return tuple(item.strip() for item in items if item and item.strip())
 
 
 class Secret:
@@ -208,275 +212,555 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _int(value: Any, name: str) -> int:
-    """A whole number from YAML or the environment; `true` or 2.5 are refused, not rounded."""
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ConfigError(f"{name} must be an integer, got {value!r}", key=name)
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be an integer, got {value!r}", key=name) from exc
+# --- the file's schema ------------------------------------------------------------------------------------------
+# Every section of config/mkpi.yaml is a pydantic model: an unknown key (`reread_dayz`), a wrong type (`true` for
+# a number, a list for a mapping) or an out-of-range value (`reread_days: 0`) is refused with one ConfigError
+# naming the file (or the environment variable), the key and what is allowed. Nothing is silently defaulted: a key
+# left out, or set to null, takes its default; any value given is checked.
+
+SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
+# The one channel vocabulary (shared/KPI_CATALOGUE.md "One channel vocabulary across sources").
+CHANNELS = ("organic_search", "paid_search", "paid_other", "email", "referral", "direct", "social", "campaign_tagged",
+            "other")
+# The HubSpot object types the connector reads (connectors/hubspot.py OBJECT_PROPERTIES; a test checks they agree).
+HUBSPOT_OBJECT_TYPES = ("contacts", "companies", "deals", "feedback_submissions")
+# Keys a user may try to put in the file that are secrets (or credential files): read from these variables only.
+SECRET_KEYS = {
+    ("matomo", "token"): "MKPI_MATOMO_TOKEN", ("matomo", "token_auth"): "MKPI_MATOMO_TOKEN",
+    ("hubspot", "token"): "MKPI_HUBSPOT_TOKEN", ("hubspot", "access_token"): "MKPI_HUBSPOT_TOKEN",
+    ("google_ads", "developer_token"): "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN",
+    ("google_ads", "client_id"): "MKPI_GOOGLE_ADS_CLIENT_ID",
+    ("google_ads", "client_secret"): "MKPI_GOOGLE_ADS_CLIENT_SECRET",
+    ("google_ads", "refresh_token"): "MKPI_GOOGLE_ADS_REFRESH_TOKEN",
+    ("google_ads", "json_key_file"): "MKPI_GOOGLE_ADS_JSON_KEY_FILE",
+    ("google_ads", "credentials_file"): "MKPI_GOOGLE_ADS_JSON_KEY_FILE",
+    ("ga4", "credentials_file"): "GOOGLE_APPLICATION_CREDENTIALS",
+    ("search_console", "credentials_file"): "GOOGLE_APPLICATION_CREDENTIALS",
+    ("warehouse", "ducklake", "catalog"): "MKPI_DUCKLAKE_CATALOG",
+}
+# Environment variables that override a key of the file (an empty variable counts as unset).
+ENV_KEYS: dict[str, tuple[str, ...]] = {
+    "MKPI_REPORTING_TIMEZONE": ("reporting_timezone",),
+    "MKPI_START_DATE": ("start_date",),
+    "MKPI_DUCKDB_PATH": ("duckdb_path",),
+    "MKPI_ANALYST_DB": ("analyst_db",),
+    "MKPI_OBJECTIVES": ("objectives_path",),
+    "MKPI_REPORTING_CURRENCY": ("reporting_currency",),
+    "MKPI_FX_SOURCE": ("fx_source",),
+    "MKPI_WAREHOUSE_BACKEND": ("warehouse", "backend"),
+    "MKPI_DUCKLAKE_DATA_PATH": ("warehouse", "ducklake", "data_path"),
+    "MKPI_GA4_PROPERTY_IDS": ("ga4", "property_ids"),
+    "MKPI_GA4_ENDPOINT": ("ga4", "endpoint"),
+    "MKPI_GA4_REREAD_DAYS": ("ga4", "reread_days"),
+    "MKPI_SEARCH_CONSOLE_SITES": ("search_console", "sites"),
+    "MKPI_SEARCH_CONSOLE_ENDPOINT": ("search_console", "endpoint"),
+    "MKPI_SEARCH_CONSOLE_REREAD_DAYS": ("search_console", "reread_days"),
+    "MKPI_MATOMO_URL": ("matomo", "url"),
+    "MKPI_MATOMO_SITE_IDS": ("matomo", "site_ids"),
+    "MKPI_MATOMO_REREAD_DAYS": ("matomo", "reread_days"),
+    "MKPI_GOOGLE_ADS_CUSTOMER_IDS": ("google_ads", "customer_ids"),
+    "MKPI_GOOGLE_ADS_ENDPOINT": ("google_ads", "endpoint"),
+    "MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID": ("google_ads", "login_customer_id"),
+    "MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL": ("google_ads", "impersonated_email"),
+    "MKPI_GOOGLE_ADS_REREAD_DAYS": ("google_ads", "reread_days"),
+    "MKPI_HUBSPOT_ENDPOINT": ("hubspot", "endpoint"),
+}
 
 
-def _float(value: Any, name: str) -> float:
-    """A positive, finite number (timeouts, rates): "abc", true, NaN, 0 or -1 are refused."""
+class _Refusal(ValueError):
+    """A validator's own sentence, shown after the key as is (never followed by the value: a URL may carry a
+    password). `suffix` names the entry inside the key that is to blame (fx_rates.USD -> fx_rates.USD.2026-01-01)."""
+
+    def __init__(self, text: str, suffix: str | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.suffix = suffix
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML reads true/false/yes/no as booleans; pydantic would take `true` for 1. A boolean is never a number here."""
     if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a number, got {value!r}", key=name)
-    try:
-        parsed = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be a number, got {value!r}", key=name) from exc
-    if not (parsed > 0 and parsed != float("inf")):
-        raise ConfigError(f"{name} must be a positive number, got {value!r}", key=name)
-    return parsed
+        raise ValueError("a boolean is not a number")
+    return value
 
 
-def _section(raw: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    """A platform's section of the YAML file: a mapping, or absent."""
-    section = raw.get(name)
-    if section is None:
-        return {}
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{name} must be a mapping of settings, got {type(section).__name__}", key=name)
-    return section
+def _lowered(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
-def _ids(value: Any, name: str) -> tuple[str, ...]:
+def _blank_is_unset(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def split_list(value: str | list[Any] | tuple[Any, ...] | None) -> tuple[str, ...]:
+    """Accept a comma-separated string or a YAML list; return stripped, non-empty items."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return tuple(item.strip() for item in items if item and item.strip())
+
+
+def _id_list(value: Any) -> tuple[str, ...]:
     """An id list: a comma-separated string or a YAML list of scalars (never a mapping or nested list)."""
     if value is None or isinstance(value, str):
         return split_list(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return (str(value),)
     if not isinstance(value, list | tuple) or any(isinstance(v, list | dict | bool) or v is None for v in value):
-        raise ConfigError(f"{name} must be a list of ids or a comma-separated string, got {value!r}", key=name)
+        raise _Refusal(f"must be a list of ids or a comma-separated string, got {excerpt(value)}")
     return split_list(value)
 
 
-def _url(value: str | None, name: str) -> None:
+def _url_problem(value: str) -> str | None:
     """An endpoint URL must be http(s)://host[:port][/path] (a bare host is read as https). Only the scheme and
     host are shown back: a URL can carry a user and password."""
-    if not value:
-        return
-    from urllib.parse import urlsplit
-
-    key = name.split(" ")[0]
-
     text = value.strip() if "://" in value else "https://" + value.strip()
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise ConfigError(f"{name} is not a valid URL (bad host or port)", key=key) from None
+        return "is not a valid URL (bad host or port)"
     if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
-        raise ConfigError(f"{name} must be an http(s) URL such as https://host.example.com/ "
-                          f"(got scheme {parts.scheme!r}, host {parts.hostname!r})", key=key)
+        return (f"must be an http(s) URL such as https://host.example.com/ "
+                f"(got scheme {parts.scheme!r}, host {parts.hostname!r})")
     if port is not None and not 0 < port < 65536:
-        raise ConfigError(f"{name} has an invalid port", key=key)
+        return "has an invalid port"
+    return None
 
 
-SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
-
-
-def _check(settings: Settings) -> Settings:
-    """What can only be judged once everything is read: URLs, search types, property names. Account ids are
-    checked by each connector before its first request, so one platform's bad id never stops the others."""
-    _url(settings.ga4.endpoint, "ga4.endpoint (MKPI_GA4_ENDPOINT)")
-    _url(settings.search_console.endpoint, "search_console.endpoint (MKPI_SEARCH_CONSOLE_ENDPOINT)")
-    _url(settings.matomo.url, "matomo.url (MKPI_MATOMO_URL)")
-    _url(settings.hubspot.endpoint, "hubspot.endpoint (MKPI_HUBSPOT_ENDPOINT)")
-    _url(settings.google_ads.endpoint, "google_ads.endpoint (MKPI_GOOGLE_ADS_ENDPOINT)")
-    if not settings.search_console.search_types:
-        raise ConfigError("search_console.search_types is empty: nothing would be read; list at least one of "
-                          + ", ".join(SEARCH_TYPES), key="search_console.search_types")
-    for kind in settings.search_console.search_types:
-        if kind not in SEARCH_TYPES:
-            raise ConfigError(f"search_console.search_types: {kind!r} is not one of {', '.join(SEARCH_TYPES)}",
-                              key="search_console.search_types")
-    for object_type, props in settings.hubspot.extra_properties.items():
-        for prop in props:
-            if not prop.replace("_", "").isalnum():
-                raise ConfigError(f"hubspot.extra_properties.{object_type}: {prop!r} is not a property name",
-                                  key=f"hubspot.extra_properties.{object_type}")
-    return settings
-
-
-def _parallel(section: Mapping[str, Any], name: str, default: int) -> int:
-    """`<platform>.parallel_accounts`: how many accounts are fetched at once (>= 1)."""
-    value = _int(section.get("parallel_accounts") or default, f"{name}.parallel_accounts")
-    if value < 1:
-        raise ConfigError(f"{name}.parallel_accounts must be at least 1, got {value}")
+def _endpoint(value: str | None) -> str | None:
+    problem = _url_problem(value) if value else None
+    if problem:
+        raise _Refusal(problem)
     return value
+
+
+def _search_types(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise _Refusal("is empty: nothing would be read; list at least one of " + ", ".join(SEARCH_TYPES))
+    for kind in value:
+        if kind not in SEARCH_TYPES:
+            raise _Refusal(f": {kind!r} is not one of {', '.join(SEARCH_TYPES)}")
+    return value
+
+
+def _is_property_name(name: str) -> bool:
+    return name.replace("_", "").isalnum()
+
+
+def _property_name(value: str) -> str:
+    if not _is_property_name(value):
+        raise _Refusal(f": {excerpt(value)} is not a HubSpot property name (letters, digits and _)")
+    return value
+
+
+def _extra_properties(value: Any) -> dict[str, tuple[str, ...]]:
+    """`hubspot.extra_properties`: object type -> property names; a misspelt object type would be read by nobody."""
+    if not isinstance(value, Mapping):
+        raise _Refusal(f"must map object types ({', '.join(HUBSPOT_OBJECT_TYPES)}) to lists of property names, "
+                       f"got {excerpt(value)}")
+    out: dict[str, tuple[str, ...]] = {}
+    for object_type, props in value.items():
+        if object_type not in HUBSPOT_OBJECT_TYPES:
+            raise _Refusal(f"is not an object type the pipeline reads: use {', '.join(HUBSPOT_OBJECT_TYPES)}",
+                           suffix=str(object_type))
+        try:
+            names = _id_list(props)
+        except _Refusal as exc:
+            raise _Refusal(exc.text.replace("ids", "property names"), suffix=object_type) from None
+        for prop in names:
+            if not _is_property_name(prop):
+                raise _Refusal(f": {prop!r} is not a property name", suffix=object_type)
+        out[object_type] = names
+    return out
+
+
+def _channel_map(value: Any) -> dict[str, str]:
+    """One source's `channels:` mapping, raw value -> channel of the one vocabulary (null: nothing mapped)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _Refusal("must be a mapping of raw value: channel")
+    out: dict[str, str] = {}
+    for raw, channel in value.items():
+        if raw is None or isinstance(raw, bool):
+            raise _Refusal(f": the raw value {raw!r} is not text (YAML reads null, yes, no, on, off, true and false "
+                           "as such): quote it")
+        if not isinstance(channel, str) or channel not in CHANNELS:
+            raise _Refusal(f": {str(raw)!r} maps to {excerpt(channel)}, which is not a channel; use one of "
+                           f"{', '.join(CHANNELS)}")
+        out[str(raw)] = channel
+    return out
+
+
+def _positive(value: Any, name: str) -> float:
+    """A positive, finite number (an FX rate): "abc", true, NaN, 0 or -1 are refused."""
+    if isinstance(value, bool):
+        raise _Refusal(f"must be a number, got {value!r}", suffix=name)
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        raise _Refusal(f"must be a number, got {excerpt(value)}", suffix=name) from None
+    if not (parsed > 0 and math.isfinite(parsed)):
+        raise _Refusal(f"must be a positive number, got {value!r}", suffix=name)
+    return parsed
+
+
+def _dated_rates(code: str, entries: Any) -> tuple[tuple[date, float], ...]:
+    """`USD: {2026-01-01: 0.92, 2026-07-01: 0.88}`: each rate applies from its date to the next one. A bare number
+    (one rate for all history) is refused: converting every day at one rate is the defect dated rates fix."""
+    if not isinstance(entries, Mapping) or not entries:
+        raise _Refusal(f"must map dates to rates, e.g. {{2026-01-01: 0.92}} (the rate applies from that day on); got "
+                       f"{excerpt(entries)}. Without fx_rates the ECB reference rate of each day is used", suffix=code)
+    out = []
+    for day, rate in entries.items():
+        try:
+            when = day if isinstance(day, date) else date.fromisoformat(str(day))
+        except ValueError:
+            raise _Refusal(f": {day!r} is not an ISO date (YYYY-MM-DD)", suffix=code) from None
+        out.append((when, _positive(rate, f"{code}.{when.isoformat()}")))
+    return tuple(sorted(out))
+
+
+def _fx_rates(value: Any) -> dict[str, tuple[tuple[date, float], ...]]:
+    if not isinstance(value, Mapping):
+        raise _Refusal(f"must map currency codes to dated rates, e.g. {{USD: {{2026-01-01: 0.92}}}}; got "
+                       f"{excerpt(value)}")
+    rates = {}
+    for code, entries in value.items():
+        name = str(code).strip().upper()
+        if len(name) != 3 or not name.isalpha():
+            raise _Refusal("is not a 3-letter ISO 4217 currency code such as USD", suffix=str(code))
+        rates[name] = _dated_rates(str(code), entries)
+    return rates
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except Exception:  # noqa: BLE001 - ZoneInfo raises several types
+        raise _Refusal(f"{value!r} is not a known IANA time zone (e.g. Europe/Paris, America/New_York)") from None
+    return value
+
+
+def _iso_date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise _Refusal(f"{str(value)!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def _currency(value: Any) -> str:
+    code = str(value).strip().upper() if isinstance(value, str) else value
+    if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
+        raise _Refusal(f"{excerpt(code)} is not a 3-letter ISO 4217 code such as EUR")
+    return code
+
+
+def _text_id(value: Any) -> Any:
+    """A single id written as a YAML number (login_customer_id: 1234567890) is read as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+Whole = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Ids = Annotated[tuple[str, ...], BeforeValidator(_id_list)]
+Endpoint = Annotated[str | None, BeforeValidator(_blank_is_unset), AfterValidator(_endpoint)]
+PathText = Annotated[str, Field(min_length=1)]
+DAYS = "a whole number of days, at least 1"
+SECONDS = "a number of seconds above 0"
+PARALLEL = "a whole number of accounts read at once, at least 1"
+_M = TypeVar("_M", bound=BaseModel)
+_GA4, _GSC, _MATOMO = GA4Settings(), SearchConsoleSettings(), MatomoSettings()
+_ADS, _HUBSPOT, _WAREHOUSE = GoogleAdsSettings(), HubSpotSettings(), WarehouseSettings()
+
+
+class _Model(BaseModel):
+    """A mapping of config/mkpi.yaml: unknown keys are refused, a key set to null counts as left out."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_left_out(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+
+class GA4File(_Model):
+    """`ga4:`: properties, endpoint and how they are read (GA4 Data API runReport)."""
+
+    property_ids: Ids = ()
+    endpoint: Endpoint = None
+    reread_days: Whole = Field(_GA4.reread_days, ge=1, description=DAYS)
+    page_size: Whole = Field(_GA4.page_size, ge=1, le=250_000,
+                             description="a whole number between 1 and 250000 (the API maximum)")
+    timeout_seconds: Number = Field(_GA4.timeout_seconds, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(_GA4.parallel_accounts, ge=1, description=PARALLEL)
+
+
+class SearchConsoleFile(_Model):
+    """`search_console:`: sites, search types, re-read window and quota (searchanalytics.query)."""
+
+    sites: Ids = ()
+    endpoint: Endpoint = None
+    search_types: Annotated[Ids, AfterValidator(_search_types)] = _GSC.search_types
+    reread_days: Whole = Field(_GSC.reread_days, ge=1, description=DAYS)
+    reread_data_state: Annotated[Literal["all", "final"], BeforeValidator(_lowered)] = Field(
+        "all", description="'all' or 'final'")
+    row_limit: Whole = Field(_GSC.row_limit, ge=1, le=25_000,
+                             description="a whole number between 1 and 25000 (the API maximum)")
+    queries_per_minute: Whole = Field(_GSC.queries_per_minute, ge=1, description="a whole number, at least 1")
+    timeout_seconds: Number = Field(_GSC.timeout_seconds, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(_GSC.parallel_accounts, ge=1, description=PARALLEL)
+
+
+class MatomoFile(_Model):
+    """`matomo:`: instance, sites and pacing (the token comes from MKPI_MATOMO_TOKEN only)."""
+
+    url: Endpoint = None
+    site_ids: Ids = ()
+    reread_days: Whole = Field(_MATOMO.reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(_MATOMO.timeout_seconds, gt=0, description=SECONDS)
+    requests_per_second: Number = Field(_MATOMO.requests_per_second, gt=0, description="a number above 0")
+    parallel_accounts: Whole = Field(_MATOMO.parallel_accounts, ge=1, description=PARALLEL)
+
+
+class GoogleAdsFile(_Model):
+    """`google_ads:`: customers, manager account and pacing (tokens come from the environment only)."""
+
+    customer_ids: Ids = ()
+    endpoint: Endpoint = None
+    login_customer_id: Annotated[str | None, BeforeValidator(_text_id)] = Field(
+        None, description="one customer id, e.g. 123-456-7890")
+    impersonated_email: str | None = Field(None, description="an e-mail address")
+    reread_days: Whole = Field(_ADS.reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(_ADS.timeout_seconds, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(_ADS.parallel_accounts, ge=1, description=PARALLEL)
+
+
+class HubSpotFile(_Model):
+    """`hubspot:`: endpoint, extra properties and client-side limits (the token comes from MKPI_HUBSPOT_TOKEN)."""
+
+    endpoint: Endpoint = None
+    extra_properties: Annotated[dict[str, tuple[str, ...]], BeforeValidator(_extra_properties)] = Field(
+        default_factory=dict)
+    churn_date_property: Annotated[str, AfterValidator(_property_name)] = Field(
+        _HUBSPOT.churn_date_property, description="a contact property name")
+    requests_per_10s: Whole = Field(_HUBSPOT.requests_per_10s, ge=1, le=190,
+                                    description="a whole number between 1 and 190 (HubSpot's private-app limit)")
+    search_per_second: Whole = Field(_HUBSPOT.search_per_second, ge=1, description="a whole number, at least 1")
+    lookback_seconds: Whole = Field(_HUBSPOT.lookback_seconds, ge=1,
+                                    description="a whole number of seconds, at least 1 (search indexing lags writes)")
+    email_reread_days: Whole = Field(_HUBSPOT.email_reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(_HUBSPOT.timeout_seconds, gt=0, description=SECONDS)
+
+
+class DuckLakeFile(_Model):
+    """`warehouse.ducklake:` (the catalog comes from MKPI_DUCKLAKE_CATALOG only: it may hold a password)."""
+
+    data_path: PathText = Field(_WAREHOUSE.ducklake_data_path, description="a folder or object-store URL")
+
+
+class WarehouseFile(_Model):
+    """`warehouse:`: one DuckDB file (default) or a DuckLake."""
+
+    backend: Annotated[Literal["duckdb", "ducklake"], BeforeValidator(_lowered)] = Field(
+        "duckdb", description="one of " + ", ".join(WAREHOUSE_BACKENDS))
+    ducklake: DuckLakeFile = Field(default_factory=DuckLakeFile)
+
+
+class MinDenominatorsFile(_Model):
+    """`min_denominators:`: per KPI unit, the denominator below which a ratio objective is insufficient_data."""
+
+    ratio: Number = Field(DEFAULT_MIN_DENOMINATORS["ratio"], ge=0, description="a number, at least 0")
+    seconds: Number = Field(DEFAULT_MIN_DENOMINATORS["seconds"], ge=0, description="a number, at least 0")
+    currency: Number = Field(DEFAULT_MIN_DENOMINATORS["currency"], ge=0, description="a number, at least 0")
+    position: Number = Field(DEFAULT_MIN_DENOMINATORS["position"], ge=0, description="a number, at least 0")
+    score: Number = Field(DEFAULT_MIN_DENOMINATORS["score"], ge=0, description="a number, at least 0")
+
+
+class ConfigFile(_Model):
+    """The whole of config/mkpi.yaml, with the environment's overrides laid over it."""
+
+    reporting_timezone: Annotated[str, AfterValidator(_time_zone)] = Field(
+        "Europe/Paris", description="an IANA time zone such as Europe/Paris")
+    start_date: Annotated[date, BeforeValidator(_iso_date)] = Field(date(2024, 1, 1), description="a YYYY-MM-DD date")
+    duckdb_path: PathText = Field(DEFAULT_DUCKDB_PATH, description="a file path")
+    analyst_db: PathText = Field(DEFAULT_ANALYST_DB, description="a file path")
+    warehouse: WarehouseFile = Field(default_factory=WarehouseFile)
+    ga4: GA4File = Field(default_factory=GA4File)
+    search_console: SearchConsoleFile = Field(default_factory=SearchConsoleFile)
+    matomo: MatomoFile = Field(default_factory=MatomoFile)
+    google_ads: GoogleAdsFile = Field(default_factory=GoogleAdsFile)
+    hubspot: HubSpotFile = Field(default_factory=HubSpotFile)
+    channels: dict[str, Annotated[dict[str, str], BeforeValidator(_channel_map)]] = Field(
+        default_factory=dict, description="a mapping of source name to {raw value: channel}")
+    reporting_currency: Annotated[str, BeforeValidator(_currency)] = DEFAULT_REPORTING_CURRENCY
+    fx_source: Annotated[Literal["ecb", "config"], BeforeValidator(_lowered)] = Field(
+        "ecb", description="ecb (the ECB reference rates) or config (only fx_rates)")
+    fx_rates: Annotated[dict[str, tuple[tuple[date, float], ...]], BeforeValidator(_fx_rates)] = Field(
+        default_factory=dict)
+    objectives_path: PathText = Field(DEFAULT_OBJECTIVES_PATH, description="a file path")
+    min_denominators: MinDenominatorsFile = Field(default_factory=MinDenominatorsFile)
+
+
+class _WarehouseView(_Model):
+    """The two keys the loader needs on every open; the rest of the file is checked by load_settings."""
+
+    model_config = ConfigDict(extra="ignore")
+    duckdb_path: PathText = Field(DEFAULT_DUCKDB_PATH, description="a file path")
+    warehouse: WarehouseFile = Field(default_factory=WarehouseFile)
+
+
+# --- turning pydantic's errors into one sentence ----------------------------------------------------------------
+
+_MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type", "mapping_type")
+
+
+def _walk(root: type[BaseModel], loc: tuple[str, ...]) -> tuple[FieldInfo | None, type[BaseModel] | None]:
+    """The field at `loc` and, when that field is itself a section, its model (`()` is the root model)."""
+    info: FieldInfo | None = None
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if model is None or part not in model.model_fields:
+            return None, None
+        info = model.model_fields[part]
+        annotation = info.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return info, model
+
+
+def _unknown_key(loc: tuple[str, ...], root: type[BaseModel]) -> str:
+    """`ga4.reread_dayz`: the closest allowed key and every allowed one; a secret's key says where it belongs."""
+    key = ".".join(loc)
+    if loc in SECRET_KEYS:
+        return (f"{key} is not read from the file: secrets and credentials come from the environment only "
+                f"(set {SECRET_KEYS[loc]})")
+    _, parent = _walk(root, loc[:-1])
+    allowed = list(parent.model_fields) if parent else []
+    close = difflib.get_close_matches(loc[-1], allowed, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    section = ".".join(loc[:-1]) or "the top level"
+    return f"unknown key {key}{hint}; {section} accepts {', '.join(allowed)}"
+
+
+def _problem(error: ErrorDetails, root: type[BaseModel], given: Mapping[tuple[str, ...], str]) -> tuple[str, str, bool]:
+    """(key, sentence, came from the environment) for one of pydantic's errors."""
+    loc = tuple(str(part) for part in error["loc"] if part != "[key]")
+    key = ".".join(loc)
+    if error["type"] in ("extra_forbidden", "invalid_key"):
+        return key, _unknown_key(loc, root), False
+    variable = given.get(loc)
+    label = f"{key} (from {variable})" if variable else key
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Refusal):
+        if cause.suffix:
+            key = label = f"{key}.{cause.suffix}"
+        joiner = "" if cause.text.startswith(":") else " "
+        return key, f"{label}{joiner}{cause.text}", bool(variable)
+    info, model = _walk(root, loc)
+    if error["type"] in _MAPPING_ERRORS and model is not None:
+        expected = f"a mapping of settings ({', '.join(model.model_fields)})"
+    else:
+        expected = info.description if info is not None and info.description else error["msg"].lower()
+    return key, f"{label} must be {expected}, got {excerpt(error['input'])}", bool(variable)
+
+
+def _validate(model: type[_M], data: Mapping[str, Any], given: Mapping[tuple[str, ...], str],
+              path: Path | None) -> _M:
+    """The file's values (with the environment's laid over them) checked against `model`, or one ConfigError
+    naming the file or variable, the key and what is allowed (the first problem; the others' keys follow)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [_problem(e, model, given) for e in exc.errors(include_url=False)]
+    key, text, from_env = problems[0]
+    where = "" if from_env or path is None else f"config file {path}: "
+    others = list(dict.fromkeys(k for k, _, _ in problems[1:] if k != key))
+    more = f" (also refused: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
+    # raised outside the except block: pydantic's own error would repeat the values (a secret put in the file)
+    raise ConfigError(where + text + more, key=key)
+
+
+def _overlay(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The file's values with every set environment variable laid over them, and which keys the environment gave.
+    A section of the file that is not a mapping is left as it is, to be refused as such."""
+
+    def copy(value: Any) -> Any:
+        return {k: copy(v) for k, v in value.items()} if isinstance(value, Mapping) else value
+
+    data: dict[str, Any] = copy(raw)
+    given: dict[tuple[str, ...], str] = {}
+    for variable, path in ENV_KEYS.items():
+        value = env.get(variable)
+        if not value:
+            continue
+        node = data
+        for part in path[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+            given[path] = variable
+    return data, given
+
+
+def _config_path(config_path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    path_text = config_path or env.get("MKPI_CONFIG")
+    path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
+    if path_text and not path.exists():
+        raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
+    return path
 
 
 def load_settings(
     config_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
-    """Read the YAML file (MKPI_CONFIG or config/mkpi.yaml) and apply environment overrides."""
+    """Read the YAML file (MKPI_CONFIG or config/mkpi.yaml), apply environment overrides, and check every value
+    before anything runs: a wrong setting is one ConfigError naming the file, the key and what is allowed."""
     env = os.environ if environ is None else environ
-    path_text = config_path or env.get("MKPI_CONFIG")
-    path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
-    if path_text and not path.exists():
-        raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
+    path = _config_path(config_path, env)
     raw = _read_yaml(path) if path.exists() else {}
-    ga4_raw = _section(raw, "ga4")
-    gsc_raw = _section(raw, "search_console")
-    matomo_raw = _section(raw, "matomo")
-    ads_raw = _section(raw, "google_ads")
-    hs_raw = _section(raw, "hubspot")
+    config = _validate(ConfigFile, *_overlay(raw, env), path if path.exists() else None)
 
-    tz_name = str(env.get("MKPI_REPORTING_TIMEZONE") or raw.get("reporting_timezone") or "Europe/Paris")
-    try:
-        ZoneInfo(tz_name)
-    except Exception as exc:  # noqa: BLE001 - ZoneInfo raises several types
-        raise ConfigError(f"reporting_timezone {tz_name!r} is not a known IANA time zone",
-                          key="reporting_timezone") from exc
-    start_text = str(env.get("MKPI_START_DATE") or raw.get("start_date") or "2024-01-01")
-    try:
-        start = date.fromisoformat(start_text)
-    except ValueError as exc:
-        raise ConfigError(f"start_date {start_text!r} is not an ISO date (YYYY-MM-DD)", key="start_date") from exc
-
-    ga4 = GA4Settings(
-        property_ids=_ids(env.get("MKPI_GA4_PROPERTY_IDS") or ga4_raw.get("property_ids"),
-            "ga4.property_ids"),
-        endpoint=(env.get("MKPI_GA4_ENDPOINT") or ga4_raw.get("endpoint") or None),
-        reread_days=_int(env.get("MKPI_GA4_REREAD_DAYS") or ga4_raw.get("reread_days") or 3, "ga4.reread_days"),
-        page_size=_int(ga4_raw.get("page_size") or 250_000, "ga4.page_size"),
-        timeout_seconds=_float(ga4_raw.get("timeout_seconds") or 60, "ga4.timeout_seconds"),
-        credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
-        parallel_accounts=_parallel(ga4_raw, "ga4", 10),
-    )
-    if not 1 <= ga4.page_size <= 250_000:
-        raise ConfigError("ga4.page_size must be between 1 and 250000 (the API maximum)",
-                          key="ga4.page_size")
-    search_console = SearchConsoleSettings(
-        sites=_ids(env.get("MKPI_SEARCH_CONSOLE_SITES") or gsc_raw.get("sites"),
-            "search_console.sites"),
-        endpoint=env.get("MKPI_SEARCH_CONSOLE_ENDPOINT") or gsc_raw.get("endpoint") or None,
-        search_types=_ids(gsc_raw["search_types"] if "search_types" in gsc_raw else "web",
-                          "search_console.search_types"),
-        reread_days=_int(env.get("MKPI_SEARCH_CONSOLE_REREAD_DAYS") or gsc_raw.get("reread_days") or 4,
-                         "search_console.reread_days"),
-        reread_data_state=str(gsc_raw.get("reread_data_state") or "all"),
-        row_limit=_int(gsc_raw.get("row_limit") or 25_000, "search_console.row_limit"),
-        queries_per_minute=_int(gsc_raw.get("queries_per_minute") or 1_200, "search_console.queries_per_minute"),
-        timeout_seconds=_float(gsc_raw.get("timeout_seconds") or 60, "search_console.timeout_seconds"),
-        credentials_file=env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
-        parallel_accounts=_parallel(gsc_raw, "search_console", 4),
-    )
-    if not 1 <= search_console.row_limit <= 25_000:
-        raise ConfigError("search_console.row_limit must be between 1 and 25000 (the API maximum)")
-    if search_console.reread_data_state not in ("all", "final"):
-        raise ConfigError("search_console.reread_data_state must be 'all' or 'final'")
-    token = env.get("MKPI_MATOMO_TOKEN")
-    matomo = MatomoSettings(
-        url=env.get("MKPI_MATOMO_URL") or matomo_raw.get("url") or None,
-        site_ids=_ids(env.get("MKPI_MATOMO_SITE_IDS") or matomo_raw.get("site_ids"),
-            "matomo.site_ids"),
-        token=Secret(token) if token else None,
-        reread_days=_int(env.get("MKPI_MATOMO_REREAD_DAYS") or matomo_raw.get("reread_days") or 3,
-                         "matomo.reread_days"),
-        timeout_seconds=_float(matomo_raw.get("timeout_seconds") or 60, "matomo.timeout_seconds"),
-        requests_per_second=_float(matomo_raw.get("requests_per_second") or 5, "matomo.requests_per_second"),
-        parallel_accounts=_parallel(matomo_raw, "matomo", 2),
-    )
     def secret(name: str) -> Secret | None:
         value = env.get(name)
         return Secret(value) if value else None
 
-    login = env.get("MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID") or ads_raw.get("login_customer_id")
-    google_ads = GoogleAdsSettings(
-        customer_ids=_ids(env.get("MKPI_GOOGLE_ADS_CUSTOMER_IDS") or ads_raw.get("customer_ids"),
-            "google_ads.customer_ids"),
-        endpoint=env.get("MKPI_GOOGLE_ADS_ENDPOINT") or ads_raw.get("endpoint") or None,
-        developer_token=secret("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN"),
-        login_customer_id=str(login) if login else None,
-        client_id=env.get("MKPI_GOOGLE_ADS_CLIENT_ID") or None,
-        client_secret=secret("MKPI_GOOGLE_ADS_CLIENT_SECRET"),
-        refresh_token=secret("MKPI_GOOGLE_ADS_REFRESH_TOKEN"),
-        credentials_file=env.get("MKPI_GOOGLE_ADS_JSON_KEY_FILE") or env.get("GOOGLE_APPLICATION_CREDENTIALS") or None,
-        impersonated_email=env.get("MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL") or ads_raw.get("impersonated_email"),
-        reread_days=_int(env.get("MKPI_GOOGLE_ADS_REREAD_DAYS") or ads_raw.get("reread_days") or 30,
-                         "google_ads.reread_days"),
-        timeout_seconds=_float(ads_raw.get("timeout_seconds") or 120, "google_ads.timeout_seconds"),
-        parallel_accounts=_parallel(ads_raw, "google_ads", 4),
-    )
-    hubspot = HubSpotSettings(
-        endpoint=env.get("MKPI_HUBSPOT_ENDPOINT") or hs_raw.get("endpoint") or None,
-        token=secret("MKPI_HUBSPOT_TOKEN"),
-        extra_properties={str(k): _ids(v, f"hubspot.extra_properties.{k}")
-                          for k, v in _section(hs_raw, "extra_properties").items()},
-        churn_date_property=str(hs_raw.get("churn_date_property") or "churn_date"),
-        requests_per_10s=_int(hs_raw.get("requests_per_10s") or 100, "hubspot.requests_per_10s"),
-        search_per_second=_int(hs_raw.get("search_per_second") or 5, "hubspot.search_per_second"),
-        lookback_seconds=_int(hs_raw.get("lookback_seconds") or 300, "hubspot.lookback_seconds"),
-        email_reread_days=_int(hs_raw.get("email_reread_days") or 30, "hubspot.email_reread_days"),
-        timeout_seconds=_float(hs_raw.get("timeout_seconds") or 60, "hubspot.timeout_seconds"),
-    )
-    if not 1 <= hubspot.requests_per_10s <= 190:
-        raise ConfigError("hubspot.requests_per_10s must be between 1 and 190 (HubSpot's private-app limit)")
-    channels = {
-        str(source): {str(k): str(v) for k, v in (mapping or {}).items()}
-        for source, mapping in _section(raw, "channels").items()
-        if isinstance(mapping, Mapping | None) or _refuse(f"channels.{source}", "a mapping of raw value: channel")
-    }
-    currency = str(env.get("MKPI_REPORTING_CURRENCY") or raw.get("reporting_currency")
-                   or DEFAULT_REPORTING_CURRENCY).strip().upper()
-    if len(currency) != 3 or not currency.isalpha():
-        raise ConfigError(f"reporting_currency {currency!r} is not a 3-letter ISO 4217 code such as EUR",
-                          key="reporting_currency")
-    fx_source = str(env.get("MKPI_FX_SOURCE") or raw.get("fx_source") or "ecb").strip().lower()
-    if fx_source not in ("ecb", "config"):
-        raise ConfigError(f"fx_source must be ecb (the ECB reference rates) or config (only fx_rates), got "
-                          f"{fx_source!r}", key="fx_source")
-    fx_rates = {str(code).strip().upper(): _dated_rates(entries, f"fx_rates.{code}")
-                for code, entries in _section(raw, "fx_rates").items()}
-    min_denominators = dict(DEFAULT_MIN_DENOMINATORS)
-    for unit, value in _section(raw, "min_denominators").items():
-        try:
-            min_denominators[str(unit)] = float(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"min_denominators.{unit} must be a number, got {value!r}") from exc
-    return _check(Settings(
-        reporting_timezone=tz_name,
-        start_date=start,
-        duckdb_path=env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH,
-        analyst_db=env.get("MKPI_ANALYST_DB") or raw.get("analyst_db") or DEFAULT_ANALYST_DB,
-        ga4=ga4,
-        search_console=search_console,
-        matomo=matomo,
-        google_ads=google_ads,
-        hubspot=hubspot,
-        warehouse=_warehouse_settings(raw, env),
-        channels=channels,
+    google_key = env.get("GOOGLE_APPLICATION_CREDENTIALS") or None
+    return Settings(
+        reporting_timezone=config.reporting_timezone,
+        start_date=config.start_date,
+        duckdb_path=config.duckdb_path,
+        analyst_db=config.analyst_db,
+        ga4=GA4Settings(**config.ga4.model_dump(), credentials_file=google_key),
+        search_console=SearchConsoleSettings(**config.search_console.model_dump(), credentials_file=google_key),
+        matomo=MatomoSettings(**config.matomo.model_dump(), token=secret("MKPI_MATOMO_TOKEN")),
+        google_ads=GoogleAdsSettings(
+            **config.google_ads.model_dump(),
+            developer_token=secret("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN"),
+            client_id=env.get("MKPI_GOOGLE_ADS_CLIENT_ID") or None,
+            client_secret=secret("MKPI_GOOGLE_ADS_CLIENT_SECRET"),
+            refresh_token=secret("MKPI_GOOGLE_ADS_REFRESH_TOKEN"),
+            credentials_file=env.get("MKPI_GOOGLE_ADS_JSON_KEY_FILE") or google_key,
+        ),
+        hubspot=HubSpotSettings(**config.hubspot.model_dump(), token=secret("MKPI_HUBSPOT_TOKEN")),
+        warehouse=_warehouse_settings(config.warehouse, config.duckdb_path, env),
+        channels=dict(config.channels),
         config_path=str(path) if path.exists() else None,
-        reporting_currency=currency,
-        fx_source=fx_source,
-        fx_rates=fx_rates,
-        objectives_path=str(env.get("MKPI_OBJECTIVES") or raw.get("objectives_path") or DEFAULT_OBJECTIVES_PATH),
-        min_denominators=min_denominators,
-    ))
-
-
-def _dated_rates(entries: Any, key: str) -> tuple[tuple[date, float], ...]:
-    """`USD: {2026-01-01: 0.92, 2026-07-01: 0.88}`: each rate applies from its date to the next one. A bare number
-    (one rate for all history) is refused: converting every day at one rate is the defect dated rates fix."""
-    if not isinstance(entries, Mapping) or not entries:
-        raise ConfigError(f"{key} must map dates to rates, e.g. {{2026-01-01: 0.92}} (the rate applies from that "
-                          f"day on); got {entries!r}. Without fx_rates the ECB reference rate of each day is used",
-                          key=key)
-    out = []
-    for day, rate in entries.items():
-        try:
-            when = day if isinstance(day, date) else date.fromisoformat(str(day))
-        except ValueError as exc:
-            raise ConfigError(f"{key}: {day!r} is not an ISO date (YYYY-MM-DD)", key=key) from exc
-        out.append((when, _float(rate, f"{key}.{when.isoformat()}")))
-    return tuple(sorted(out))
-
-
-def _refuse(key: str, expected: str) -> bool:
-    raise ConfigError(f"{key} must be {expected}", key=key)
+        reporting_currency=config.reporting_currency,
+        fx_source=config.fx_source,
+        fx_rates=dict(config.fx_rates),
+        objectives_path=config.objectives_path,
+        min_denominators=config.min_denominators.model_dump(),
+    )
 
 
 # Schemas the pipeline creates, plus DuckDB's own catalogs: a database file may not be named after one of them.
@@ -484,23 +768,13 @@ RESERVED_CATALOG_NAMES = frozenset({"ga4", "search_console", "google_ads", "hubs
                                     "main", "memory", "system", "temp"})
 
 
-def _warehouse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> WarehouseSettings:
-    section = raw.get("warehouse") or {}
-    if not isinstance(section, Mapping):
-        raise ConfigError("warehouse must be a mapping (backend, ducklake)", key="warehouse")
-    lake = section.get("ducklake") or {}
-    if not isinstance(lake, Mapping):
-        raise ConfigError("warehouse.ducklake must be a mapping (data_path)", key="warehouse.ducklake")
-    backend = str(env.get("MKPI_WAREHOUSE_BACKEND") or section.get("backend") or "duckdb").strip().lower()
-    if backend not in WAREHOUSE_BACKENDS:
-        raise ConfigError(f"warehouse.backend must be one of {', '.join(WAREHOUSE_BACKENDS)}, got {backend!r}",
-                          key="warehouse.backend")
+def _warehouse_settings(section: WarehouseFile, duckdb_path: str, env: Mapping[str, str]) -> WarehouseSettings:
+    """The checked `warehouse:` section with the secrets of the environment: what the loader opens."""
     catalog = env.get("MKPI_DUCKLAKE_CATALOG")
-    if backend == "ducklake" and not catalog:
+    if section.backend == "ducklake" and not catalog:
         raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set (the catalog database, "
                           "e.g. 'host=127.0.0.1 dbname=lake user=mkpi'; see docs/ducklake.md)",
                           key="MKPI_DUCKLAKE_CATALOG")
-    duckdb_path = str(env.get("MKPI_DUCKDB_PATH") or raw.get("duckdb_path") or DEFAULT_DUCKDB_PATH)
     if Path(duckdb_path).stem.lower() in RESERVED_CATALOG_NAMES:
         # DuckDB names the attached database after the file: `hubspot.duckdb` would make `hubspot.contacts`
         # ambiguous between that catalog and the raw schema, and every HubSpot step would fail at run time.
@@ -508,11 +782,10 @@ def _warehouse_settings(raw: Mapping[str, Any], env: Mapping[str, str]) -> Wareh
                           "after the file, which would clash with the schema of the same name; pick another name, "
                           "e.g. marketing.duckdb", key="MKPI_DUCKDB_PATH")
     return WarehouseSettings(
-        backend=backend,
+        backend=section.backend,
         duckdb_path=duckdb_path,
         ducklake_catalog=Secret(catalog) if catalog else None,
-        ducklake_data_path=str(env.get("MKPI_DUCKLAKE_DATA_PATH") or lake.get("data_path")
-                               or DEFAULT_DUCKLAKE_DATA_PATH),
+        ducklake_data_path=section.ducklake.data_path,
     )
 
 
@@ -522,14 +795,13 @@ def load_warehouse_settings(
     """Only the warehouse part of the settings: what `connectors.warehouse.connect` needs on every open, without
     validating (or failing on) the platform sections."""
     env = os.environ if environ is None else environ
-    path_text = config_path or env.get("MKPI_CONFIG")
-    path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
-    if path_text and not path.exists():
-        raise ConfigError(f"config file {path} does not exist (set by MKPI_CONFIG or argument)")
-    if not path.exists():
-        return _warehouse_settings({}, env)
-    stat = path.stat()
-    return _warehouse_settings(_read_yaml_cached(str(path), stat.st_mtime_ns, stat.st_size), env)
+    path = _config_path(config_path, env)
+    raw: Mapping[str, Any] = {}
+    if path.exists():
+        stat = path.stat()
+        raw = _read_yaml_cached(str(path), stat.st_mtime_ns, stat.st_size)
+    view = _validate(_WarehouseView, *_overlay(raw, env), path if path.exists() else None)
+    return _warehouse_settings(view.warehouse, view.duckdb_path, env)
 
 
 @functools.lru_cache(maxsize=8)
