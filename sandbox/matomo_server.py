@@ -7,7 +7,9 @@ only as good as its handling of Matomo's oddities, which this server reproduces 
   in the POST body; on a clash the query string wins, as PHP's ``$_GET + $_POST`` does);
 * errors are HTTP **200** with ``{"result": "error", "message": ...}``, except a ``token_auth`` Matomo cannot
   authenticate: Matomo 5 answers **401** (``unauthenticated``, below), as JSON only when ``module=API`` and
-  ``method`` are in the query string, else as an HTML error page;
+  ``method`` are in the query string, else as an HTML error page; and, for a request that is not a bulk
+  sub-request, no access to the site (or no token) is **401** and a method that does not exist **400**, both with
+  the JSON envelope (``MatomoApiError``);
 * ``period=day`` over a date range is a dict keyed by date, a day without data is ``[]`` (not ``{}``), a
   single date is the flat value;
 * percentages are strings (``"50%"``), and some numbers are strings on some days (see ``STRINGY_KEYS``);
@@ -87,11 +89,17 @@ _LOGIN_PAGE = (
 
 
 class MatomoApiError(Exception):
-    """An API error; Matomo renders it as HTTP 200 with its error envelope."""
+    """An API error, rendered in Matomo's error envelope with ``status``: 200 for most errors, but Matomo 5 sends the
+    code of an exception implementing Piwik\\Http\\HttpCodeException when the request is the root API request
+    (core/API/ResponseBuilder.php getResponseException; a nested request, such as a sub-request of
+    API.getBulkRequest, sends no header, so its error stays an element of a 200 answer): 401 for NoAccessException
+    (core/NoAccessException.php; core/Access.php throws it for "You can't access this resource ..."), 400 for
+    BadRequestException (core/Http/BadRequestException.php; core/API/Proxy.php checkMethodExists)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, status: int = 200) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -416,8 +424,8 @@ class MatomoServer(SandboxServer):
             version = self._reads
         try:
             result = self.call(params, version)
-        except MatomoApiError as err:
-            return Response(200, _php_json({"result": "error", "message": err.message}),
+        except MatomoApiError as err:  # the root request: its status is sent (see MatomoApiError)
+            return Response(err.status, _php_json({"result": "error", "message": err.message}),
                             content_type=JSON_CONTENT_TYPE)
         with self._state_lock:
             self._reads += 1
@@ -468,7 +476,7 @@ class MatomoServer(SandboxServer):
         handler = self._handlers.get(method)
         if handler is None:
             raise MatomoApiError(f"The method '{_action}' does not exist or is not available in the module "
-                                 f"'\\Piwik\\Plugins\\{module}\\API'.")
+                                 f"'\\Piwik\\Plugins\\{module}\\API'.", 400)
         return handler(params, version)
 
     def _bulk(self, params: dict[str, str], version: int) -> list[Any]:
@@ -497,7 +505,7 @@ class MatomoServer(SandboxServer):
             raise MatomoApiError("Please specify a value for 'idSite'.")
         if not self._token_ok(params) or site_id not in self.site_ids:
             raise MatomoApiError(f"You can't access this resource as it requires 'view' access for the "
-                                 f"website id = {site_id}.")
+                                 f"website id = {site_id}.", 401)
         return site_id
 
     def _days(self, params: dict[str, str]) -> tuple[list[date], bool]:
@@ -642,12 +650,13 @@ class MatomoServer(SandboxServer):
                     "revenue": 0,
                     "conversion_rate": _percent(g.signups, visits, 2),
                 }
+            # no per-goal "goals" block without idGoal: Matomo's Goals.get outputs have none (plugins/Ecommerce/
+            # tests/System/expected/test_ecommerceOrderWithItems_GoalOverall__Goals.get_day.xml)
             return {
                 "nb_conversions": g.nb_conversions,
                 "nb_visits_converted": g.nb_visits_converted,
                 "revenue": _money(g.revenue),
                 "conversion_rate": _percent(g.nb_visits_converted, visits, 2),
-                "goals": _goals_block(g),
             }
 
         return self._per_day(params, version, build)
@@ -681,7 +690,7 @@ class MatomoServer(SandboxServer):
     def _version(self, params: dict[str, str], version: int) -> dict[str, str]:
         if not self._token_ok(params):
             raise MatomoApiError("You can't access this resource as it requires 'view' access for at least "
-                                 "one website.")
+                                 "one website.", 401)
         return {"value": MATOMO_VERSION}
 
 
