@@ -31,12 +31,12 @@ def server(world):
         yield srv
 
 
-def api(server, method, *, token=TOKEN, **params):
+def api(server, method, *, token=TOKEN, status=200, **params):
     data = {"module": "API", "method": method, "format": "JSON", **params}
     if token is not None:
         data["token_auth"] = token
     response = requests.post(f"{server.url}/index.php", data=data, timeout=10)
-    assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
     return response.json()
 
 
@@ -106,7 +106,7 @@ def test_ecommerce_goals_equal_world_and_referrer_split_adds_up(world, server):
         assert carts[key]["nb_conversions"] == m.ecommerce.abandoned_carts
         # Overall conversions exclude abandoned carts; converted visits match VisitsSummary.
         assert overall[key]["nb_visits_converted"] == m.summary.nb_visits_converted
-        assert overall[key]["goals"]["idgoal=ecommerceOrder"]["nb_conversions"] == m.ecommerce.orders
+        assert "goals" not in overall[key]  # Goals.get without idGoal has no per-goal block in Matomo's outputs
         assert overall[key]["nb_conversions"] >= m.ecommerce.orders
         rows = referrers[key]
         order_goals = [r["goals"]["idgoal=ecommerceOrder"] for r in rows if "idgoal=ecommerceOrder" in
@@ -155,7 +155,8 @@ def test_bulk_request_mixes_success_and_error(world, server):
 
 @pytest.mark.parametrize("token", ["", None])
 def test_missing_token_is_an_error_envelope(server, token):
-    result = api(server, "VisitsSummary.get", token=token, idSite="1", period="day", date="2026-01-30")
+    """Matomo 5: NoAccessException is HTTP 401 for a root API request (core/API/ResponseBuilder.php)."""
+    result = api(server, "VisitsSummary.get", token=token, status=401, idSite="1", period="day", date="2026-01-30")
     assert result == {"result": "error",
                       "message": "You can't access this resource as it requires 'view' access for the website id = 1."}
 
@@ -187,10 +188,10 @@ def test_wrong_token_is_http_401_like_matomo_5(server):
 
 
 def test_other_api_errors(server):
-    no_access = api(server, "VisitsSummary.get", idSite="99", period="day", date="2026-01-30")
+    no_access = api(server, "VisitsSummary.get", status=401, idSite="99", period="day", date="2026-01-30")
     assert no_access["result"] == "error" and no_access["message"].endswith("website id = 99.")
     assert api(server, "VisitsSummary.get", idSite="2", period="day", date="2026-01-30") == []  # known, empty
-    nope = report(server, "VisitsSummary.nope")
+    nope = report(server, "VisitsSummary.nope", status=400)  # BadRequestException (core/API/Proxy.php)
     assert nope["result"] == "error" and nope["message"].startswith("The method 'nope' does not exist")
     bad_date = report(server, "VisitsSummary.get", dates="2026-02-30")
     assert bad_date["result"] == "error" and "2026-02-30" in bad_date["message"]
