@@ -648,26 +648,26 @@ def _unknown_key(loc: tuple[str, ...], root: type[BaseModel]) -> str:
     return f"unknown key {key}{hint}; {section} accepts {', '.join(allowed)}"
 
 
-def _problem(error: ErrorDetails, root: type[BaseModel], given: Mapping[tuple[str, ...], str]) -> tuple[str, str, bool]:
-    """(key, sentence, came from the environment) for one of pydantic's errors."""
+def _problem(error: ErrorDetails, root: type[BaseModel],
+             given: Mapping[tuple[str, ...], str]) -> tuple[str, str, str | None]:
+    """(key, sentence, the environment variable that gave the value if one did) for one of pydantic's errors."""
     loc = tuple(str(part) for part in error["loc"] if part != "[key]")
     key = ".".join(loc)
     if error["type"] in ("extra_forbidden", "invalid_key"):
-        return key, _unknown_key(loc, root), False
+        return key, _unknown_key(loc, root), None
     variable = given.get(loc)
-    label = f"{key} (from {variable})" if variable else key
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, _Refusal):
         if cause.suffix:
-            key = label = f"{key}.{cause.suffix}"
+            key = f"{key}.{cause.suffix}"
         joiner = "" if cause.text.startswith(":") else " "
-        return key, f"{label}{joiner}{cause.text}", bool(variable)
+        return key, f"{key}{joiner}{cause.text}", variable
     info, model = _walk(root, loc)
     if error["type"] in _MAPPING_ERRORS and model is not None:
         expected = f"a mapping of settings ({', '.join(model.model_fields)})"
     else:
         expected = info.description if info is not None and info.description else error["msg"].lower()
-    return key, f"{label} must be {expected}, got {excerpt(error['input'])}", bool(variable)
+    return key, f"{key} must be {expected}, got {excerpt(error['input'])}", variable
 
 
 def _validate(model: type[_M], data: Mapping[str, Any], given: Mapping[tuple[str, ...], str],
@@ -678,8 +678,8 @@ def _validate(model: type[_M], data: Mapping[str, Any], given: Mapping[tuple[str
         return model.model_validate(data)
     except ValidationError as exc:
         problems = [_problem(e, model, given) for e in exc.errors(include_url=False)]
-    key, text, from_env = problems[0]
-    where = "" if from_env or path is None else f"config file {path}: "
+    key, text, variable = problems[0]
+    where = f"environment variable {variable}: " if variable else f"config file {path}: " if path else ""
     others = list(dict.fromkeys(k for k, _, _ in problems[1:] if k != key))
     more = f" (also refused: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" if others else ""
     # raised outside the except block: pydantic's own error would repeat the values (a secret put in the file)

@@ -1046,17 +1046,63 @@ DOCTORS: dict[str, Callable[[Settings], PlatformReport]] = {
 
 
 def cmd_doctor(args: argparse.Namespace, debug: bool) -> int:
-    """Each platform: not configured (what to set), or check() then one cheap real request; non-zero if any fails."""
-    settings = load_settings()
+    """Both files first (config/mkpi.yaml with the environment, then the objectives file): a wrong key, type, range
+    or KPI name is one finding and a non-zero exit. Then each platform: not configured (what to set), or check()
+    then one cheap real request; non-zero if any fails."""
+    settings, files = _doctor_files()
+    if settings is None:
+        out = make_console()
+        _print_report(out, files, [])
+        out.print(Text("Fix the configuration first: no platform was checked.", style="bold red"))
+        return 1
     # the report says it all; the clients' own warnings (and the retry helper's) would only repeat it
     quiet = {} if debug else {"google.ads.googleads": logging.ERROR, "mkpi": logging.ERROR}
     with log_levels(quiet):
-        return _doctor(settings, debug)
+        return _doctor(settings, debug, files)
 
 
-def _doctor(settings: Settings, debug: bool) -> int:
+def _doctor_files() -> tuple[Settings | None, PlatformReport]:
+    """The settings (None when invalid) and what doctor found in the two files, checked as every run checks them:
+    config/mkpi.yaml by connectors.settings, the objectives file against the KPI catalogue."""
+    from kpi_models.objectives import ObjectiveError, load_objectives, resolve_objectives_path
+
+    report = PlatformReport("Configuration", True)
+    fix = "correct that key: docs/configuration.md lists every key, its default and its allowed values"
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        report.findings.append(Finding(False, " ".join(str(exc).split()), fix))
+        return None, report
+    where = f"config file {settings.config_path}" if settings.config_path else "no config file (defaults)"
+    report.findings.append(Finding(True, f"{where}: every key valid (with the MKPI_* variables laid over it)"))
+    try:
+        objectives = load_objectives(settings.objectives_path)
+    except (ObjectiveError, ConfigError) as exc:
+        report.findings.append(Finding(False, " ".join(str(exc).split()),
+                                       "correct that entry: docs/configuration.md#the-objectives-file lists the "
+                                       "fields; KPI names are those of kpi_models/catalogue.yaml"))
+    else:
+        report.findings.append(Finding(True, f"objectives file {resolve_objectives_path(settings.objectives_path)}: "
+                                             f"{len(objectives)} objective(s) valid"))
+    return settings, report
+
+
+def _print_report(out: Console, report: PlatformReport, secrets: list[str]) -> None:
+    """One platform's (or the files') block: a mark and name, then each finding with its fix."""
+    mark, style = (OK, "bold green") if report.ok else (FAIL, "bold red")
+    out.print(Text(f"{mark} {report.platform}", style=style))
+    for finding in report.findings:
+        out.print(Text.assemble(("    ", ""), (OK if finding.ok else FAIL, "green" if finding.ok else "red"),
+                                " ", redact(finding.text, secrets)))
+        if finding.fix:
+            out.print(Text.assemble(("      fix: ", "bold"), redact(finding.fix, secrets)))
+
+
+def _doctor(settings: Settings, debug: bool, files: PlatformReport | None = None) -> int:
     out = make_console()
     secrets = known_secrets(settings)
+    if files is not None:
+        _print_report(out, files, secrets)
     failed = configured = 0
     for source in ("ga4", "search_console", "google_ads", "hubspot", "matomo"):
         name = PLATFORM_NAMES[source]
@@ -1072,13 +1118,10 @@ def _doctor(settings: Settings, debug: bool) -> int:
             report = PlatformReport(name, True, [Finding(False, f"{type(exc).__name__}: {first_line(str(exc))}",
                                                          "run `mkpi --debug doctor` for the traceback")])
         failed += not report.ok
-        mark, style = (OK, "bold green") if report.ok else (FAIL, "bold red")
-        out.print(Text(f"{mark} {name}", style=style))
-        for finding in report.findings:
-            out.print(Text.assemble(("    ", ""), (OK if finding.ok else FAIL, "green" if finding.ok else "red"),
-                                    " ", redact(finding.text, secrets)))
-            if finding.fix:
-                out.print(Text.assemble(("      fix: ", "bold"), redact(finding.fix, secrets)))
+        _print_report(out, dataclasses.replace(report, platform=name), secrets)
+    files_ok = files is None or files.ok
+    if not files_ok:
+        out.print(Text("The configuration files need attention (above).", style="bold red"))
     if configured == 0:
         out.print(Text("No platform is configured yet: set the variables above (or run `mkpi demo` to try the "
                        "pipeline on the local sandbox).", style="yellow"))
@@ -1086,7 +1129,7 @@ def _doctor(settings: Settings, debug: bool) -> int:
         out.print(Text(f"{failed} of {configured} configured platform(s) need attention.", style="bold red"))
     else:
         out.print(Text(f"All {configured} configured platform(s) answered.", style="bold green"))
-    return 1 if failed else 0
+    return 1 if failed or not files_ok else 0
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, bool], int]] = {
