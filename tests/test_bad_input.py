@@ -692,6 +692,20 @@ CONFIG_CASES = [
                "google_ads"),
     ConfigCase("gsc-site-bare-domain", None, {"MKPI_SEARCH_CONSOLE_SITES": "example.com"}, "search_console.sites",
                "search_console"),
+    # issue #18: values that `value or default` used to replace silently, misspelt keys, channels off the vocabulary
+    *[ConfigCase(f"{key.replace('.', '-')}-zero", f"{key.split('.')[0]}:\n  {key.split('.')[1]}: 0\n", {}, key)
+      for key in ("ga4.reread_days", "ga4.timeout_seconds", "ga4.parallel_accounts", "ga4.page_size",
+                  "search_console.row_limit", "matomo.parallel_accounts", "google_ads.reread_days",
+                  "hubspot.lookback_seconds", "hubspot.email_reread_days")],
+    ConfigCase("ga4-reread-days-env-zero", None, {"MKPI_GA4_REREAD_DAYS": "0"}, "ga4.reread_days"),
+    ConfigCase("ga4-misspelt-key", "ga4:\n  reread_dayz: 4\n", {}, "ga4.reread_dayz"),
+    ConfigCase("top-level-misspelt-key", "reporting_timezon: UTC\n", {}, "reporting_timezon"),
+    ConfigCase("ducklake-misspelt-key", "warehouse:\n  ducklake:\n    datapath: x\n", {},
+               "warehouse.ducklake.datapath"),
+    ConfigCase("matomo-token-in-file", f"matomo:\n  token: {SECRET}\n", {}, "matomo.token"),
+    ConfigCase("channels-unknown-channel", "channels:\n  ga4:\n    Direct: directt\n", {}, "channels.ga4"),
+    ConfigCase("min-denominators-unknown-unit", "min_denominators:\n  sessions: 5\n", {}, "min_denominators.sessions"),
+    ConfigCase("fx-source-unknown", None, {"MKPI_FX_SOURCE": "bank"}, "fx_source"),
 ]
 
 
