@@ -285,10 +285,12 @@ def _not_bool(value: Any) -> Any:
 
 
 def _lowered(value: Any) -> Any:
+    """Choices (`fx_source: ECB`, `backend: DuckLake`) are read case-insensitively, as they always were."""
     return value.strip().lower() if isinstance(value, str) else value
 
 
 def _blank_is_unset(value: Any) -> Any:
+    """An empty endpoint means the platform's production endpoint, as null does."""
     return None if isinstance(value, str) and not value.strip() else value
 
 
@@ -329,6 +331,7 @@ def _url_problem(value: str) -> str | None:
 
 
 def _endpoint(value: str | None) -> str | None:
+    """Credentials are sent to this URL: anything but http(s)://host[:port] is refused before any request."""
     problem = _url_problem(value) if value else None
     if problem:
         raise _Refusal(problem)
@@ -336,6 +339,7 @@ def _endpoint(value: str | None) -> str | None:
 
 
 def _search_types(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Search Console's types only (searchconsole.v1 `type`): a misspelt one would read nothing, silently."""
     if not value:
         raise _Refusal("is empty: nothing would be read; list at least one of " + ", ".join(SEARCH_TYPES))
     for kind in value:
@@ -345,10 +349,12 @@ def _search_types(value: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _is_property_name(name: str) -> bool:
+    """HubSpot internal property names are letters, digits and underscores."""
     return name.replace("_", "").isalnum()
 
 
 def _property_name(value: str) -> str:
+    """The churn date property: a label instead of the internal name would read an empty column."""
     if not _is_property_name(value):
         raise _Refusal(f": {excerpt(value)} is not a HubSpot property name (letters, digits and _)")
     return value
@@ -423,6 +429,7 @@ def _dated_rates(code: str, entries: Any) -> tuple[tuple[date, float], ...]:
 
 
 def _fx_rates(value: Any) -> dict[str, tuple[tuple[date, float], ...]]:
+    """`fx_rates:` currency code -> dated rates; codes upper-cased, each a 3-letter ISO 4217 code."""
     if not isinstance(value, Mapping):
         raise _Refusal(f"must map currency codes to dated rates, e.g. {{USD: {{2026-01-01: 0.92}}}}; got "
                        f"{excerpt(value)}")
@@ -436,6 +443,7 @@ def _fx_rates(value: Any) -> dict[str, tuple[tuple[date, float], ...]]:
 
 
 def _time_zone(value: str) -> str:
+    """The reporting time zone cuts every daily partition: it must be a zone the tz database knows."""
     try:
         ZoneInfo(value)
     except Exception:  # noqa: BLE001 - ZoneInfo raises several types
@@ -444,6 +452,7 @@ def _time_zone(value: str) -> str:
 
 
 def _iso_date(value: Any) -> date:
+    """`start_date`: a YAML date or a YYYY-MM-DD text (a date and time is refused, not truncated)."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     try:
@@ -453,6 +462,7 @@ def _iso_date(value: Any) -> date:
 
 
 def _currency(value: Any) -> str:
+    """The reporting currency every money KPI is converted into: a 3-letter code, upper-cased."""
     code = str(value).strip().upper() if isinstance(value, str) else value
     if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
         raise _Refusal(f"{excerpt(code)} is not a 3-letter ISO 4217 code such as EUR")
@@ -713,6 +723,7 @@ def _overlay(raw: Mapping[str, Any], env: Mapping[str, str]) -> tuple[dict[str, 
 
 
 def _config_path(config_path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
+    """The file to read: the argument, else MKPI_CONFIG, else config/mkpi.yaml; a named file must exist."""
     path_text = config_path or env.get("MKPI_CONFIG")
     path = Path(path_text) if path_text else DEFAULT_CONFIG_PATH
     if path_text and not path.exists():
