@@ -13,6 +13,7 @@ Each copy records when it was built, from which run (`meta.build`) and how fresh
 
 import os
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ import duckdb
 from connectors.warehouse import quote_ident
 
 PUBLISHED_SCHEMAS = ("kpi", "ga4", "search_console", "google_ads", "hubspot", "matomo")
+# meta tables of the working database copied too (each source's status, written by the publish step)
+PUBLISHED_META = ("source_status",)
 RAW_SCHEMAS = ("ga4", "search_console", "google_ads", "hubspot", "matomo")
 _ALIAS = "__mkpi_publish"
 
@@ -38,9 +41,17 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathLike[str], *, run_id: str
-                         ) -> PublishResult:
-    """Copy the published schemas from the working database (`conn`) into `target`, atomically."""
+def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND table_catalog = current_database()", [schema, table]).fetchall()}
+
+
+def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathLike[str], *, run_id: str,
+                         stale_sources: Sequence[str] = ()) -> PublishResult:
+    """Copy the published schemas (and `meta.source_status`) from the working database (`conn`) into `target`,
+    atomically. The KPI rows of `stale_sources` (sources failing since their last success: their rows are the
+    last good ones) carry the quality flag `stale_source` in the copy."""
     target_path = Path(target)
     target_path.parent.mkdir(parents=True, exist_ok=True)
     build_id = uuid.uuid4().hex
@@ -51,7 +62,8 @@ def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathL
     built_at = datetime.now(UTC)
     relations = conn.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        f"WHERE table_schema IN ({', '.join(_sql_string(s) for s in PUBLISHED_SCHEMAS)}) "
+        f"WHERE (table_schema IN ({', '.join(_sql_string(s) for s in PUBLISHED_SCHEMAS)}) "
+        f"OR (table_schema = 'meta' AND table_name IN ({', '.join(_sql_string(t) for t in PUBLISHED_META)}))) "
         "AND table_catalog = current_database() ORDER BY 1, 2"
     ).fetchall()
     conn.execute(f"ATTACH {_sql_string(str(tmp))} AS {_ALIAS}")
@@ -63,13 +75,16 @@ def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathL
             conn.execute(f"CREATE TABLE {_ALIAS}.{name} AS SELECT * FROM {name}")
         conn.execute(f"CREATE TABLE {_ALIAS}.meta.build AS SELECT ? AS build_id, ? AS run_id, ? AS built_at",
                      [build_id, run_id, built_at])
+        if stale_sources:
+            for schema, table in relations:
+                if schema == "kpi" and "quality" in _columns(conn, schema, table):
+                    conn.execute(f"UPDATE {_ALIAS}.kpi.{quote_ident(table)} SET quality = list_append(quality, "
+                                 "'stale_source') WHERE source IN (SELECT unnest(?::VARCHAR[]))", [list(stale_sources)])
         freshness = []
         for schema, table in relations:
             if schema not in RAW_SCHEMAS:
                 continue
-            columns = {r[0] for r in conn.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-                [schema, table]).fetchall()}
+            columns = _columns(conn, schema, table)
             last_date = "max(date)" if "date" in columns else "NULL"
             loaded = "max(_loaded_at)" if "_loaded_at" in columns else "NULL"
             freshness.append(

@@ -316,9 +316,14 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     if relation.where:
         filters.append(f"({relation.where})")
     inner = f"(SELECT {select}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
+    # the per-channel row's out_of_range flag may be another rate's: each KPI judges its own value
+    quality = "list_filter(quality, x -> x <> 'out_of_range')"
+    if kpi.bounded:
+        quality = (f"CASE WHEN NOT coalesce({value}, 0) BETWEEN 0 AND 1 THEN list_append({quality}, 'out_of_range') "
+                   f"ELSE {quality} END")
     return (
         f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
-        f"       currency, is_final, quality\n"
+        f"       currency, is_final, {quality} AS quality\n"
         f"FROM (\n"
         f"    SELECT date, source, channel, account_id, CAST(sum({source.numerator}) AS DOUBLE) AS numerator,\n"
         f"           {den} AS denominator, {currency} AS currency, bool_and(row_final) AS is_final,\n"
@@ -329,20 +334,28 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     )
 
 
-def kpi_daily_sql(catalogue: Catalogue | None = None) -> str:
-    """The SELECT of `kpi.kpi_daily` for `$start`..`$end` (and `$tz` for the CRM relation), generated from the
-    catalogue: one block per (KPI, source), reading the per-channel KPI tables."""
+def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | None = None) -> str:
+    """The SELECT of `kpi.kpi_daily` for `$start`..`$end` (and `$tz`, `$as_of` for the CRM relation), generated
+    from the catalogue: one block per (KPI, source), reading the per-channel KPI tables; with `sources`, only those
+    sources' blocks (the runner rebuilds each source on its own, so one source's failure stays its own)."""
     catalogue = catalogue or load_catalogue()
     kpis = catalogue.daily()
-    used = {s.relation for k in kpis for s in k.sources}
+    chosen = [(k, s) for k in kpis for s in k.sources if sources is None or s.source in sources]
+    used = {s.relation for _, s in chosen}
     ctes = [f"{name} AS (\n{catalogue.relations[name].sql.rstrip()}\n)" for name in catalogue.relations
             if name in used and catalogue.relations[name].sql]
-    parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k in kpis for s in k.sources]
+    parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k, s in chosen]
     head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml by kpi_models.catalogue.kpi_daily_sql;\n"
             "-- do not edit. Grain: date x source x channel x account_id x kpi.\n"
             "-- Parameters: $start, $end, $tz, $as_of.\n")
     with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""
     return head + with_clause + "\nUNION ALL\n".join(parts)
+
+
+def daily_sources(catalogue: Catalogue | None = None) -> tuple[str, ...]:
+    """The sources with rows in kpi.kpi_daily, in catalogue order."""
+    catalogue = catalogue or load_catalogue()
+    return tuple(dict.fromkeys(s.source for k in catalogue.daily() for s in k.sources))
 
 
 def _native_monthly_sql(catalogue: Catalogue) -> str:

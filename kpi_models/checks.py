@@ -54,10 +54,17 @@ def _result(name: str, description: str, found: tuple[int, list[dict]], severity
     return CheckResult(name, count == 0, severity, description, count, rows)
 
 
-def _window_filter(window: Window | None, column: str = "date") -> tuple[str, list[object]]:
-    if window is None:
-        return "TRUE", []
-    return f"{column} BETWEEN ? AND ?", [window.start, window.end]
+def _window_filter(window: Window | None, column: str = "date", sources: Sequence[str] | None = None,
+                   source_column: str = "source") -> tuple[str, list[object]]:
+    """The rows judged: a window (None: every day) and, with `sources`, only those sources' rows (a run judges the
+    rows it rebuilt, never another source's)."""
+    where, params = "TRUE", []
+    if window is not None:
+        where, params = f"{column} BETWEEN ? AND ?", [window.start, window.end]
+    if sources is not None:
+        where += f" AND {source_column} IN (SELECT unnest(?::VARCHAR[]))"
+        params.append(list(sources))
+    return where, params
 
 
 def _in_list(names: Sequence[str]) -> str:
@@ -69,31 +76,34 @@ def _bounded(catalogue: Catalogue) -> list[str]:
 
 
 def check_numerator_within_denominator(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
-                                       catalogue: Catalogue | None = None) -> CheckResult:
+                                       catalogue: Catalogue | None = None, sources: Sequence[str] | None = None
+                                       ) -> CheckResult:
     """Rates (unit ratio, bounded) whose numerator exceeds the denominator: a part counted twice or a
-    wrong column (ad_roas and ad_conversion_rate may exceed 1 and are not bounded)."""
+    wrong column (ad_roas and ad_conversion_rate may exceed 1 and are not bounded). A warning: such a row is
+    flagged out_of_range and published, never a stop for the other rows."""
     catalogue = catalogue or load_catalogue()
-    where, params = _window_filter(window)
+    where, params = _window_filter(window, sources=sources)
     sql = (f"SELECT date, source, channel, account_id, kpi, numerator, denominator FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND numerator > denominator AND {where}")
     return _result("numerator_within_denominator", "rate numerators must not exceed their denominators",
-                   _fetch(conn, sql, params))
+                   _fetch(conn, sql, params), "warn")
 
 
 def check_rates_in_range(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
-                         catalogue: Catalogue | None = None) -> CheckResult:
-    """Bounded rates outside [0, 1] (e.g. a GA4 day with more purchases than add-to-carts makes the cart
-    abandonment rate negative)."""
+                         catalogue: Catalogue | None = None, sources: Sequence[str] | None = None) -> CheckResult:
+    """Bounded rates outside [0, 1] (a part counted twice at the source). A warning: the row carries the
+    out_of_range flag in its quality and is published; it stops nothing else."""
     catalogue = catalogue or load_catalogue()
-    where, params = _window_filter(window)
+    where, params = _window_filter(window, sources=sources)
     sql = (f"SELECT date, source, channel, account_id, kpi, value FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE kpi IN {_in_list(_bounded(catalogue))} AND (value < 0 OR value > 1) AND {where}")
-    return _result("rates_in_range", "rates must lie in [0, 1]", _fetch(conn, sql, params))
+    return _result("rates_in_range", "rates must lie in [0, 1]", _fetch(conn, sql, params), "warn")
 
 
-def check_unique_keys(conn: duckdb.DuckDBPyConnection, window: Window | None = None) -> CheckResult:
+def check_unique_keys(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
+                      sources: Sequence[str] | None = None) -> CheckResult:
     """Two rows for one (date, source, channel, account_id, kpi) would be summed twice by every roll-up."""
-    where, params = _window_filter(window)
+    where, params = _window_filter(window, sources=sources)
     sql = (f"SELECT date, source, channel, account_id, kpi, count(*) AS row_count FROM {KPI_SCHEMA}.kpi_daily "
            f"WHERE {where} GROUP BY ALL HAVING count(*) > 1")
     return _result("unique_keys", "one kpi_daily row per (date, source, channel, account_id, kpi)",
@@ -164,12 +174,12 @@ def check_ga4_channel_sessions(conn: duckdb.DuckDBPyConnection, window: Window) 
 
 
 def check_single_currency(conn: duckdb.DuckDBPyConnection, window: Window | None = None,
-                          catalogue: Catalogue | None = None) -> CheckResult:
+                          catalogue: Catalogue | None = None, sources: Sequence[str] | None = None) -> CheckResult:
     """One currency inside every money sum: a Google Ads customer reports in one currency (two would mean
     its rows cannot be added), money rows of kpi_daily are all in the reporting currency, and non-money rows
     carry no currency."""
     catalogue = catalogue or load_catalogue()
-    where, params = _window_filter(window)
+    where, params = _window_filter(window, sources=sources)
     money = _in_list([k.kpi for k in catalogue.kpis.values() if k.is_money])
     parts = [
         f"SELECT 'kpi.kpi_daily' AS table_name, kpi AS subject, list(DISTINCT coalesce(currency, 'NULL') "
@@ -219,6 +229,40 @@ def check_fx_rates_available(conn: duckdb.DuckDBPyConnection, window: Window | N
                            1, [{"table_name": "kpi.fx_rate", "currency": None}])
     return _result("fx_rates_available", "every currency in money tables has an FX rate to the reporting currency",
                    _fetch(conn, " UNION ALL ".join(parts), all_params))
+
+
+# HubSpot values the KPI SQL casts (TRY_CAST) because the portal types them: (table, column, type used).
+HUBSPOT_CASTS = (
+    ("hubspot.contacts", "createdate", "TIMESTAMPTZ"),
+    ("hubspot.contacts", "hs_lifecyclestage_lead_date", "TIMESTAMPTZ"),
+    ("hubspot.contacts", "hs_lifecyclestage_customer_date", "TIMESTAMPTZ"),
+    ("hubspot.contacts", "churn_date", "DATE"),
+    ("hubspot.deals", "closedate", "TIMESTAMPTZ"),
+    ("hubspot.feedback_submissions", "hs_submission_timestamp", "TIMESTAMPTZ"),
+    ("hubspot.feedback_submissions", "hs_value", "DOUBLE"),
+)
+
+
+def check_hubspot_values_cast(conn: duckdb.DuckDBPyConnection) -> CheckResult:
+    """A warning: HubSpot values the KPIs read that do not cast to the type they are used as (a property re-typed
+    as text in the portal, a date in another format). Each is counted as missing by the KPIs (TRY_CAST gives NULL),
+    never a SQL error; this names the table, the column, how many and an example."""
+    existing = _existing(conn)
+    parts = [f"SELECT '{table}' AS table_name, '{column}' AS column_name, count(*) AS values_not_cast, "
+             f"CAST(any_value(CAST({column} AS VARCHAR)) AS VARCHAR) AS example FROM {table} "
+             f"WHERE {column} IS NOT NULL AND TRY_CAST({column} AS {kind}) IS NULL HAVING count(*) > 0"
+             for table, column, kind in HUBSPOT_CASTS
+             if table in existing and column in _columns_of(conn, table)]
+    if not parts:
+        return CheckResult("hubspot_values_cast", True, "warn", "no HubSpot table loaded")
+    return _result("hubspot_values_cast", "HubSpot values the KPIs read cast to the type they are used as",
+                   _fetch(conn, " UNION ALL ".join(parts)), "warn")
+
+
+def _columns_of(conn: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    schema, name = table.split(".", 1)
+    return {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                                       "AND table_name = ?", [schema, name]).fetchall()}
 
 
 def check_kpis_without_objective(conn: duckdb.DuckDBPyConnection, objectives: Sequence[Any] | None = None,

@@ -117,6 +117,7 @@ class _Data:
     monthly: list[dict[str, Any]] = field(default_factory=list)  # kpi_monthly rows of CRM KPIs
     freshness: list[dict[str, Any]] = field(default_factory=list)
     freshness_origin: str = ""
+    source_status: list[dict[str, Any]] = field(default_factory=list)  # meta.source_status: failing sources
 
 
 _LONG_COLUMNS = ("source", "channel", "account_id", "kpi", "numerator", "denominator", "value", "currency", "is_final")
@@ -174,6 +175,9 @@ def _read(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> _Data:
     if data.current_month is not None:
         data.month_values = _month_values(conn, catalogue, data.current_month, has_daily, has_monthly)
     data.freshness, data.freshness_origin = _freshness(conn, existing)
+    if _readable(conn, existing, "meta.source_status", ("source", "status", "last_success", "last_failure",
+                                                         "error", "stale_since")):
+        data.source_status = _records(conn, "SELECT * FROM meta.source_status ORDER BY source")
     return data
 
 
@@ -574,6 +578,28 @@ def _mix_chart(data: _Data, others: dict[str, str]) -> str | None:
 # --- page ------------------------------------------------------------------------------------------------------
 
 
+def _status_html(data: _Data, generated_at: datetime) -> str:
+    """Each source's last success and, when it is failing, since when its numbers are stale and why."""
+    if not data.source_status:
+        return ""
+
+    def when(value: Any) -> str:
+        return value.astimezone(generated_at.tzinfo).strftime("%Y-%m-%d %H:%M %Z") if value else "–"
+
+    rows = []
+    for r in data.source_status:
+        failing = r["status"] == "failing"
+        rows.append(f'<tr{" class=stale" if failing else ""}><td>{_esc(r["source"])}</td>'
+                    f'<td>{_esc(r["status"])}</td><td>{_esc(when(r["last_success"]))}</td>'
+                    f'<td>{_esc(when(r["last_failure"]))}</td><td>{_esc(when(r["stale_since"]))}</td>'
+                    f'<td>{_esc(r["error"] or "")}</td></tr>')
+    return ('<table class="freshness source-status"><thead><tr><th>source</th><th>status</th><th>last success</th>'
+            "<th>last failure</th><th>stale since</th><th>error</th></tr></thead><tbody>" + "".join(rows)
+            + '</tbody></table><p class="muted small">From meta.source_status (Dagster\'s records). A failing '
+            "source's numbers are its last good ones, flagged stale_source in the analysts' copy; the other sources "
+            "are current.</p>")
+
+
 def _freshness_html(data: _Data, generated_at: datetime) -> str:
     if not data.freshness:
         return f'<p class="muted">Source freshness: {NO_DATA} (no raw tables loaded).</p>'
@@ -735,7 +761,7 @@ generated {_esc(generated_at.strftime("%Y-%m-%d %H:%M %Z"))}</div></header>
 <p class="muted small">Cards show the current period so far (additive KPIs against the objective pro-rated to
 date; rates as ratios of sums). Hover a card for its formula and source. GA4 and Matomo are shown side by side,
 never added. Charts: one line per channel (dotted: Matomo), the all-channels total, and the objective dashed.</p>
-<h3>Data freshness</h3>{_freshness_html(data, generated_at)}</section>
+<h3>Data freshness</h3>{_freshness_html(data, generated_at)}{_status_html(data, generated_at)}</section>
 {"".join(sections)}
 </main></body></html>
 """

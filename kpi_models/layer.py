@@ -53,20 +53,23 @@ def rebuild_kpi_daily(
     context: KpiContext | None = None,
     *,
     sources: Sequence[str] | None = None,
+    isolate_sources: bool = False,
 ) -> KpiDailyResult:
     """Rebuild `window` of kpi.kpi_daily for `sources` from the per-channel KPI tables (build those first).
 
     Writes kpi.kpi_definition, stores the dated FX rates the window's amounts need (kpi_models/fx.py: missing
     ones added, estimates replaced, a changed published rate only reported), creates any upstream table never built
-    (empty), then replaces the window's rows of those sources atomically. `sources=None` rebuilds every source."""
+    (empty), then replaces the window's rows of each of those sources atomically (`sources=None`: every source;
+    `isolate_sources`: a source whose part fails is reported in the result, the others are rebuilt)."""
     context = context or KpiContext()
     write_kpi_definition(conn)
     _ensure_upstream(conn, context)
     with transaction(conn):
         pairs = needed_pairs(conn, _money_relations(), window.start, window.end, context.fx)
         fx = sync_fx_rates(conn, context.fx, pairs)
-    result = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=sources)
-    if sources is None or set(MONEY_SOURCES) <= set(sources):
+    result = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=sources, isolate_sources=isolate_sources)
+    rebuilt = set(result.sources) - set(result.failed)
+    if set(MONEY_SOURCES) <= rebuilt:
         with transaction(conn):
             clear_refresh_pending(conn, window.start, window.end)
     return KpiDailyResult(result, fx)
@@ -99,7 +102,7 @@ def rebuild_hubspot_kpi_daily(conn: duckdb.DuckDBPyConnection, context: KpiConte
     if window is None:
         ensure_model_table(conn, KPI_DAILY, context)
         return None
-    return rebuild_kpi_daily(conn, window, context, sources=HUBSPOT_SOURCES)
+    return rebuild_kpi_daily(conn, window, context, sources=HUBSPOT_SOURCES, isolate_sources=True)
 
 
 def _ensure_upstream(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:

@@ -458,6 +458,11 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
             for source in sources:
                 runs.append(_run_source(source, jobs[source], keys_of.get(source), instance, progress,
                                         tasks[source], args.start, args.end, log_level))
+            if not all(r.success for r in runs):
+                # a failed run skipped its publish steps: publish what is good, with the failed source's status
+                task = progress.add_task("publish", total=None, step="waiting", start=False)
+                runs.append(_run_source("publish", defs.resolve_job_def("publish_job"), None, instance, progress,
+                                        task, args.start, args.end, log_level))
         ephemeral = instance.is_ephemeral
     _print_backfill_summary(out, runs, ephemeral)
     failed = [r for r in runs if not r.success]
@@ -501,7 +506,7 @@ def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] 
         log.debug("no event listener on this Dagster instance: the progress bar will not move during the run")
     progress.start_task(task)
     tags = {SOURCE_TAG: source, "mkpi/trigger": "cli"}
-    if source != "hubspot":
+    if job.partitions_def is not None:  # a report source's window; HubSpot and publish runs have none
         tags.update(range_tags(start, end))
     began = time.monotonic()
     result = job.execute_in_process(
@@ -590,10 +595,10 @@ def format_value(value: float | None, unit: str | None, currency: str | None = N
     return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
 
 
-def _status_text(status: str | None) -> Text:
+def _status_text(status: str | None, provisional: bool = False) -> Text:
     if not status:
         return Text("no objective", style="dim")
-    return Text(status, style=STATUS_STYLES.get(status, ""))
+    return Text(status + (" *" if provisional else ""), style=STATUS_STYLES.get(status, ""))
 
 
 def _month_rows(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[dict[str, Any]]]:
@@ -604,7 +609,7 @@ def _month_rows(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[dict[str, An
     cursor = conn.execute(
         """
         SELECT kpi, source, channel, actual, coalesce(target_to_date, target) AS target_now, target, attainment,
-               status, gap_text, unit, currency, period_start, period_end, as_of
+               status, gap_text, unit, currency, period_start, period_end, as_of, provisional
         FROM kpi.kpi_vs_objective
         WHERE period = 'month' AND period_start = (SELECT max(period_start) FROM kpi.kpi_vs_objective
                                                    WHERE period = 'month')
@@ -740,9 +745,12 @@ def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
                       format_value(r["actual"], r["unit"], r["currency"]),
                       format_value(r["target_now"], r["unit"], r["currency"]),
                       "-" if attained is None or attained != attained else f"{attained:.2f}",
-                      _status_text(r["status"]), r["gap_text"] or "")
+                      _status_text(r["status"], bool(r.get("provisional"))), r["gap_text"] or "")
     out.print(table)
     out.print(Text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())), style="dim"))
+    if any(r.get("provisional") for r in rows):
+        out.print(Text("* provisional: rests on days still inside a source's restatement window (or not yet "
+                       "complete); the value will still move", style="dim"))
     return 0
 
 

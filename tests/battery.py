@@ -20,8 +20,8 @@ from pathlib import Path
 _COUNTS: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 _NOTES: dict[str, list[str]] = defaultdict(list)
 _RUNS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-_ORDER = ["Chaos", "Persistent outage", "Crash", "Idempotence", "Concurrency", "Bad input", "Schema drift",
-          "Secrets"]
+_ORDER = ["Chaos", "Persistent outage", "Fault isolation", "Crash", "Idempotence", "Concurrency", "Bad input",
+          "Schema drift", "Secrets"]
 
 
 def count(line: str, name: str, value: float = 1) -> None:

@@ -14,6 +14,9 @@ _ISOLATED = [k for k in os.environ if k.startswith("MKPI_")] + ["GOOGLE_APPLICAT
 def _isolated_env(monkeypatch, tmp_path):
     for key in _ISOLATED:
         monkeypatch.delenv(key, raising=False)
+    # the CLI's console is 140 columns wide when not a terminal, unless COLUMNS says otherwise (xdist workers
+    # inherit a COLUMNS of their own): tests read its lines whole
+    monkeypatch.delenv("COLUMNS", raising=False)
     # No application-default credentials from the developer's machine.
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(tmp_path / "test.duckdb"))

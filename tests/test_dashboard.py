@@ -218,7 +218,8 @@ def test_asset_writes_the_file_with_metadata(monkeypatch, tmp_path):
     spec = dashboard_asset.specs_by_key[dg.AssetKey(["publish", "dashboard"])]
     assert spec.group_name == "publish"
     assert {dep.asset_key for dep in spec.deps} == {dg.AssetKey(["kpi", "kpi_vs_objective"]),
-                                                   dg.AssetKey(["kpi", "kpi_daily"])}
+                                                   dg.AssetKey(["kpi", "kpi_daily"]),
+                                                   dg.AssetKey(["publish", "analyst_copy"])}  # meta.source_status
 
 
 def test_renders_in_chromium_without_errors(dashboard, tmp_path):

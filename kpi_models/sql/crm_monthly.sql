@@ -14,6 +14,9 @@
 -- created today, a lead or customer date, a churn date, a won deal or an NPS answer of today waits for tomorrow's
 -- run. The current month is therefore month-to-date up to $as_of, and is_final is true only for complete months
 -- (the month's last day <= $as_of); flow ratios (churn) are judged on complete months only.
+-- HubSpot types its properties by the portal's own definitions: a property re-typed as text in the portal arrives as
+-- VARCHAR. Every such value is cast explicitly (TRY_CAST) where it is used, so a value that does not cast is a
+-- NULL (counted and named by the check hubspot_values_cast), never a failed query.
 -- Full rebuild (months are small). Parameters: $tz, $as_of.
 WITH portal AS (
     SELECT coalesce(max(portal_id), 'unknown') AS account_id FROM hubspot.account_details
@@ -22,10 +25,10 @@ dated AS (
     SELECT
         c.id,
         coalesce(m.channel, 'other') AS channel,
-        CAST(timezone($tz, c.createdate) AS DATE) AS created_day,
-        CAST(timezone($tz, c.hs_lifecyclestage_lead_date) AS DATE) AS lead_day,
-        CAST(timezone($tz, c.hs_lifecyclestage_customer_date) AS DATE) AS customer_day,
-        CAST(c.churn_date AS DATE) AS churn_day
+        CAST(timezone($tz, TRY_CAST(c.createdate AS TIMESTAMPTZ)) AS DATE) AS created_day,
+        CAST(timezone($tz, TRY_CAST(c.hs_lifecyclestage_lead_date AS TIMESTAMPTZ)) AS DATE) AS lead_day,
+        CAST(timezone($tz, TRY_CAST(c.hs_lifecyclestage_customer_date AS TIMESTAMPTZ)) AS DATE) AS customer_day,
+        TRY_CAST(c.churn_date AS DATE) AS churn_day
     FROM hubspot.contacts AS c
     LEFT JOIN kpi.channel_map AS m ON m.source = 'hubspot' AND m.raw_value = c.hs_analytics_source
     WHERE NOT coalesce(c.archived, false)
@@ -74,12 +77,12 @@ retention AS (
     GROUP BY mo.month
 ),
 won_deals AS (
-    SELECT d.id AS deal_id, a.to_id AS contact_id, CAST(timezone($tz, d.closedate) AS DATE) AS closed_day
+    SELECT d.id AS deal_id, a.to_id AS contact_id, CAST(timezone($tz, TRY_CAST(d.closedate AS TIMESTAMPTZ)) AS DATE) AS closed_day
     FROM hubspot.deals AS d
     JOIN hubspot.deal_stages AS s ON s.pipeline_id = d.pipeline AND s.stage_id = d.dealstage AND s.is_won
     JOIN hubspot.deal_associations AS a ON a.deal_id = d.id AND a.to_type = 'contacts'
-    WHERE NOT coalesce(d.archived, false) AND d.closedate IS NOT NULL
-      AND CAST(timezone($tz, d.closedate) AS DATE) <= $as_of
+    WHERE NOT coalesce(d.archived, false) AND TRY_CAST(d.closedate AS TIMESTAMPTZ) IS NOT NULL
+      AND CAST(timezone($tz, TRY_CAST(d.closedate AS TIMESTAMPTZ)) AS DATE) <= $as_of
 ),
 loyalty AS (
     SELECT month, count(*) FILTER (WHERE deals >= 1) AS customers_with_won_deal,
@@ -95,13 +98,13 @@ loyalty AS (
 ),
 nps AS (
     SELECT
-        CAST(date_trunc('month', timezone($tz, f.hs_submission_timestamp)) AS DATE) AS month,
+        CAST(date_trunc('month', timezone($tz, TRY_CAST(f.hs_submission_timestamp AS TIMESTAMPTZ))) AS DATE) AS month,
         count(*) AS nps_responses,
-        count(*) FILTER (WHERE f.hs_value >= 9) AS promoters,
-        count(*) FILTER (WHERE f.hs_value <= 6) AS detractors
+        count(*) FILTER (WHERE TRY_CAST(f.hs_value AS DOUBLE) >= 9) AS promoters,
+        count(*) FILTER (WHERE TRY_CAST(f.hs_value AS DOUBLE) <= 6) AS detractors
     FROM hubspot.feedback_submissions AS f
-    WHERE upper(f.hs_survey_type) = 'NPS' AND f.hs_value IS NOT NULL AND NOT coalesce(f.archived, false)
-      AND CAST(timezone($tz, f.hs_submission_timestamp) AS DATE) <= $as_of
+    WHERE upper(f.hs_survey_type) = 'NPS' AND TRY_CAST(f.hs_value AS DOUBLE) IS NOT NULL AND NOT coalesce(f.archived, false)
+      AND CAST(timezone($tz, TRY_CAST(f.hs_submission_timestamp AS TIMESTAMPTZ)) AS DATE) <= $as_of
     GROUP BY 1
 ),
 totals AS (

@@ -70,5 +70,12 @@ SELECT
     bounced / nullif(sent, 0) AS email_bounce_rate,
     unsubscribed / nullif(delivered, 0) AS email_unsubscribe_rate,
     is_final,
-    CAST([] AS VARCHAR[]) AS quality
+    -- a rate outside [0, 1] (more opens than deliveries ...) is flagged on its row, never a failed run
+    CASE WHEN NOT (coalesce(delivered / nullif(sent, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(opened / nullif(delivered, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(clicked / nullif(delivered, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(clicked / nullif(opened, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(bounced / nullif(sent, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(unsubscribed / nullif(delivered, 0), 0) BETWEEN 0 AND 1)
+         THEN ['out_of_range'] ELSE CAST([] AS VARCHAR[]) END AS quality
 FROM unioned

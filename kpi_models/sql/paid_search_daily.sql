@@ -30,7 +30,9 @@ SELECT
     sum(a.conversions_value) / nullif(sum(a.cost_micros) / 1e6, 0) AS ad_roas,
     sum(a.conversions) / nullif(sum(a.interactions), 0) AS ad_conversion_rate,
     bool_and(date_diff('day', a.date, CAST(timezone($tz, a._loaded_at) AS DATE)) >= w.days) AS is_final,
-    CAST([] AS VARCHAR[]) AS quality
+    -- a CTR outside [0, 1] is flagged on its row, never a failed run
+    CASE WHEN NOT coalesce(sum(a.clicks) / nullif(sum(a.impressions), 0), 0) BETWEEN 0 AND 1
+         THEN ['out_of_range'] ELSE CAST([] AS VARCHAR[]) END AS quality
 FROM google_ads.campaign_daily AS a
 JOIN kpi.restatement_window AS w ON w.source = 'google_ads'
 LEFT JOIN kpi.channel_map AS m

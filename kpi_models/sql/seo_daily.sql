@@ -25,7 +25,9 @@ SELECT
         AS search_avg_position,
     bool_and(s.data_state = 'final'
              AND date_diff('day', s.date, CAST(timezone($tz, s._loaded_at) AS DATE)) >= w.days) AS is_final,
-    list_filter([CASE WHEN bool_or(s.data_state IS DISTINCT FROM 'final') THEN 'incomplete_day' END],
+    list_filter([CASE WHEN bool_or(s.data_state IS DISTINCT FROM 'final') THEN 'incomplete_day' END,
+                 CASE WHEN NOT coalesce(sum(s.clicks) / nullif(sum(s.impressions), 0), 0) BETWEEN 0 AND 1
+                      THEN 'out_of_range' END],
                 x -> x IS NOT NULL) AS quality
 FROM search_console.site_totals AS s
 JOIN kpi.restatement_window AS w ON w.source = 'search_console'

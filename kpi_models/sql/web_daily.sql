@@ -17,41 +17,43 @@
 -- is_final: every input row was loaded at least the source's restatement window (kpi.restatement_window) after
 -- its day (rule 11). quality: GA4 answers flagged thresholded, sampled or with rows folded into (other).
 -- Unmapped raw channel values count as `other`. Parameters: $start, $end (inclusive, source-local dates), $tz.
+-- One part per source (`-- @part`), rebuilt on its own: a source whose raw table changed shape fails its part only,
+-- and the other source's rows are still rebuilt. `-- @select` computes the ratios over each part (`part`).
+-- @part ga4
 WITH ga4_quality AS (
     SELECT property_id, date, bool_or(subject_to_thresholding) AS thresholded, bool_or(sampled) AS sampled,
            bool_or(data_loss_from_other_row) AS other_row
     FROM ga4.report_quality
     WHERE report = 'traffic_by_channel' AND date BETWEEN $start AND $end
     GROUP BY ALL
-),
-ga4 AS (
-    SELECT
-        t.date,
-        'ga4' AS source,
-        t.property_id AS account_id,
-        coalesce(m.channel, 'other') AS channel,
-        CAST(sum(t.sessions) AS BIGINT) AS sessions,
-        CAST(sum(t.engaged_sessions) AS BIGINT) AS engaged_sessions,
-        CAST(sum(t.sessions - t.engaged_sessions) AS BIGINT) AS bounced_sessions,
-        CAST(sum(t.converting_sessions) AS BIGINT) AS converting_sessions,
-        CAST(sum(t.session_duration_seconds) AS DOUBLE) AS session_duration_seconds,
-        CAST(sum(t.user_engagement_duration) AS DOUBLE) AS engagement_duration_seconds,
-        CAST(sum(t.key_events) AS DOUBLE) AS key_events,
-        CAST(sum(t.new_users) AS BIGINT) AS new_users,
-        bool_and(date_diff('day', t.date, CAST(timezone($tz, t._loaded_at) AS DATE)) >= w.days) AS is_final,
-        list_filter([CASE WHEN bool_or(q.thresholded) THEN 'thresholded' END,
-                     CASE WHEN bool_or(q.sampled) THEN 'sampled' END,
-                     CASE WHEN bool_or(q.other_row OR t.is_other) THEN 'other_row' END], x -> x IS NOT NULL)
-            AS quality
-    FROM ga4.traffic_by_channel AS t
-    JOIN kpi.restatement_window AS w ON w.source = 'ga4'
-    LEFT JOIN kpi.channel_map AS m
-        ON m.source = 'ga4' AND m.raw_value = t.session_default_channel_group
-    LEFT JOIN ga4_quality AS q ON q.property_id = t.property_id AND q.date = t.date
-    WHERE t.date BETWEEN $start AND $end
-    GROUP BY ALL
-),
-matomo_parts AS (
+)
+SELECT
+    t.date,
+    'ga4' AS source,
+    t.property_id AS account_id,
+    coalesce(m.channel, 'other') AS channel,
+    CAST(sum(t.sessions) AS BIGINT) AS sessions,
+    CAST(sum(t.engaged_sessions) AS BIGINT) AS engaged_sessions,
+    CAST(sum(t.sessions - t.engaged_sessions) AS BIGINT) AS bounced_sessions,
+    CAST(sum(t.converting_sessions) AS BIGINT) AS converting_sessions,
+    CAST(sum(t.session_duration_seconds) AS DOUBLE) AS session_duration_seconds,
+    CAST(sum(t.user_engagement_duration) AS DOUBLE) AS engagement_duration_seconds,
+    CAST(sum(t.key_events) AS DOUBLE) AS key_events,
+    CAST(sum(t.new_users) AS BIGINT) AS new_users,
+    bool_and(date_diff('day', t.date, CAST(timezone($tz, t._loaded_at) AS DATE)) >= w.days) AS is_final,
+    list_filter([CASE WHEN bool_or(q.thresholded) THEN 'thresholded' END,
+                 CASE WHEN bool_or(q.sampled) THEN 'sampled' END,
+                 CASE WHEN bool_or(q.other_row OR t.is_other) THEN 'other_row' END], x -> x IS NOT NULL)
+        AS quality
+FROM ga4.traffic_by_channel AS t
+JOIN kpi.restatement_window AS w ON w.source = 'ga4'
+LEFT JOIN kpi.channel_map AS m
+    ON m.source = 'ga4' AND m.raw_value = t.session_default_channel_group
+LEFT JOIN ga4_quality AS q ON q.property_id = t.property_id AND q.date = t.date
+WHERE t.date BETWEEN $start AND $end
+GROUP BY ALL
+-- @part matomo
+WITH matomo_parts AS (
     -- every referrer type as Matomo reports it ...
     SELECT r.site_id, r.date, coalesce(m.channel, 'other') AS channel, r.nb_visits, r.bounce_count,
            r.nb_visits_converted, r.sum_visit_length, r._loaded_at
@@ -72,33 +74,27 @@ matomo_parts AS (
     FROM matomo.campaign_mediums AS c
     LEFT JOIN kpi.channel_map AS m ON m.source = 'matomo' AND m.raw_value = 'campaign'
     WHERE c.date BETWEEN $start AND $end
-),
-matomo AS (
-    SELECT
-        p.date,
-        'matomo' AS source,
-        p.site_id AS account_id,
-        p.channel,
-        CAST(sum(p.nb_visits) AS BIGINT) AS sessions,
-        CAST(NULL AS BIGINT) AS engaged_sessions,
-        CAST(sum(p.bounce_count) AS BIGINT) AS bounced_sessions,
-        CAST(sum(p.nb_visits_converted) AS BIGINT) AS converting_sessions,
-        CAST(sum(p.sum_visit_length) AS DOUBLE) AS session_duration_seconds,
-        CAST(NULL AS DOUBLE) AS engagement_duration_seconds,
-        CAST(NULL AS DOUBLE) AS key_events,
-        CAST(NULL AS BIGINT) AS new_users,
-        bool_and(date_diff('day', p.date, CAST(timezone($tz, p._loaded_at) AS DATE)) >= w.days) AS is_final,
-        CAST([] AS VARCHAR[]) AS quality
-    FROM matomo_parts AS p
-    JOIN kpi.restatement_window AS w ON w.source = 'matomo'
-    GROUP BY ALL
-    HAVING sum(p.nb_visits) <> 0  -- a channel whose visits were all moved out by the medium split
-),
-unioned AS (
-    SELECT * FROM ga4
-    UNION ALL BY NAME
-    SELECT * FROM matomo
 )
+SELECT
+    p.date,
+    'matomo' AS source,
+    p.site_id AS account_id,
+    p.channel,
+    CAST(sum(p.nb_visits) AS BIGINT) AS sessions,
+    CAST(NULL AS BIGINT) AS engaged_sessions,
+    CAST(sum(p.bounce_count) AS BIGINT) AS bounced_sessions,
+    CAST(sum(p.nb_visits_converted) AS BIGINT) AS converting_sessions,
+    CAST(sum(p.sum_visit_length) AS DOUBLE) AS session_duration_seconds,
+    CAST(NULL AS DOUBLE) AS engagement_duration_seconds,
+    CAST(NULL AS DOUBLE) AS key_events,
+    CAST(NULL AS BIGINT) AS new_users,
+    bool_and(date_diff('day', p.date, CAST(timezone($tz, p._loaded_at) AS DATE)) >= w.days) AS is_final,
+    CAST([] AS VARCHAR[]) AS quality
+FROM matomo_parts AS p
+JOIN kpi.restatement_window AS w ON w.source = 'matomo'
+GROUP BY ALL
+HAVING sum(p.nb_visits) <> 0  -- a channel whose visits were all moved out by the medium split
+-- @select
 SELECT
     date,
     source,
@@ -118,5 +114,9 @@ SELECT
     session_duration_seconds / nullif(sessions, 0) AS avg_session_duration,
     engagement_duration_seconds / nullif(sessions, 0) AS avg_engagement_time,
     is_final,
-    quality
-FROM unioned
+    -- a rate outside [0, 1] (a part counted twice at the source) is flagged on its row, never a failed run
+    CASE WHEN NOT (coalesce(engaged_sessions / nullif(sessions, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(bounced_sessions / nullif(sessions, 0), 0) BETWEEN 0 AND 1
+                   AND coalesce(converting_sessions / nullif(sessions, 0), 0) BETWEEN 0 AND 1)
+         THEN list_append(quality, 'out_of_range') ELSE quality END AS quality
+FROM part

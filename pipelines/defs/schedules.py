@@ -17,11 +17,10 @@ import dagster as dg
 from connectors import ga4, google_ads, matomo, search_console
 from connectors.settings import Settings, load_settings
 from kpi_models.runner import MODELS
-from pipelines.lib.partitions import DAILY
+from pipelines.lib.partitions import DAILY, SOURCE_TAG
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-SOURCE_TAG = "mkpi/source"
 
 PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None]
 # Unpartitioned KPI tables read from HubSpot, and HubSpot's rows of kpi_daily (kpi/kpi_daily_hubspot, rebuilt whole

@@ -81,9 +81,9 @@ class AccountOutcome:
                 f"--end {self.window_end} (or re-execute this run).")
 
 
-def _outcome(materialization: dg.AssetMaterialization) -> AccountOutcome:
+def _outcome(materialization: dg.AssetMaterialization, metadata_key: str = "failed_accounts") -> AccountOutcome:
     metadata = materialization.metadata
-    failed = metadata.get("failed_accounts")
+    failed = metadata.get(metadata_key)
     start, end = metadata.get("window_start"), metadata.get("window_end")
     named = dict(failed.value) if isinstance(failed, dg.JsonMetadataValue) and failed.value else {}
     return AccountOutcome(failed=named,
@@ -91,9 +91,10 @@ def _outcome(materialization: dg.AssetMaterialization) -> AccountOutcome:
                           window_end=str(end.value) if end is not None else None)
 
 
-def account_outcome(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey) -> AccountOutcome | None:
-    """This run's materialisation of the asset (failed accounts, window); when the run has none (the check
-    launched on its own), the asset's latest; None if it was never materialised."""
+def account_outcome(instance: dg.DagsterInstance, run_id: str, asset_key: dg.AssetKey,
+                    metadata_key: str = "failed_accounts") -> AccountOutcome | None:
+    """This run's materialisation of the asset (what failed, under `metadata_key`, and the window); when the run
+    has none (the check launched on its own), the asset's latest; None if it was never materialised."""
     run = instance.get_run_record_by_id(run_id)
     after = run.create_timestamp.timestamp() if run is not None else None
     cursor = None
@@ -103,13 +104,13 @@ def account_outcome(instance: dg.DagsterInstance, run_id: str, asset_key: dg.Ass
             ascending=True)
         for record in page.records:
             if record.run_id == run_id and record.asset_materialization is not None:
-                return _outcome(record.asset_materialization)
+                return _outcome(record.asset_materialization, metadata_key)
         if not page.has_more:
             break
         cursor = page.cursor
     latest = instance.get_latest_materialization_event(asset_key)
     materialization = latest.asset_materialization if latest is not None else None
-    return _outcome(materialization) if materialization is not None else None
+    return _outcome(materialization, metadata_key) if materialization is not None else None
 
 
 def build_every_account_loaded_check(asset: dg.AssetsDefinition | dg.AssetKey, source: str

@@ -23,6 +23,17 @@ DAILY = dg.DailyPartitionsDefinition(
 DUCKDB_POOL = "duckdb_write"
 # How many times Dagster re-runs a step whose requests exhausted their retries on transient errors.
 STEP_RERUNS = 2
+# The run tag naming the one source a run refreshes (the daily schedule and `mkpi backfill` run one source per
+# run): its KPI steps rebuild that source's rows only, and judge only them.
+SOURCE_TAG = "mkpi/source"
+
+
+def run_sources(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, sources: tuple[str, ...]
+                ) -> tuple[str, ...]:
+    """The sources a KPI step rebuilds (or a check judges): the run's own source when it names one of them,
+    else all of them (a run over every source: the demo, a manual materialisation)."""
+    tagged = context.run.tags.get(SOURCE_TAG)
+    return (tagged,) if tagged in sources else sources
 
 
 def window_from_context(context: dg.AssetExecutionContext | dg.OpExecutionContext | dg.AssetCheckExecutionContext

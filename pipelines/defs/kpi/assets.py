@@ -10,8 +10,9 @@ from kpi_models.context import KpiContext
 from kpi_models.layer import KpiDailyResult, create_rollup_views, rebuild_hubspot_kpi_daily, rebuild_kpi_daily
 from kpi_models.objectives import build_kpi_vs_objective
 from kpi_models.runner import MODELS, REPORT_SOURCES, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
+from pipelines.lib.kpi_sources import settle_sources, sources_metadata
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, run_sources, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 _DESCRIPTIONS = {
@@ -67,11 +68,14 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
         loaded = settings.load()
         window = window_from_context(context) if partitioned else None
         with warehouse.connection() as conn:
-            result = rebuild(conn, model, window, KpiContext.from_settings(loaded))
-            unmapped = unmapped_channel_values(conn, window) if model.name in _CHANNEL_MODELS else {}
+            result = rebuild(conn, model, window, KpiContext.from_settings(loaded),
+                             sources=run_sources(context, model.sources), isolate_sources=True)
+            unmapped = unmapped_channel_values(conn, window) if model.name in _CHANNEL_MODELS and window else {}
+        settle_sources(context, result)
         if unmapped:
             context.log.warning(f"raw channel values not in the channel mapping (counted as other): {unmapped}")
         extra = {"unmapped_channel_values": dg.MetadataValue.json(unmapped)} if model.name in _CHANNEL_MODELS else {}
+        extra.update(sources_metadata(result))
         schema = column_schema_from_pairs(result.columns)
         if window is None:
             return dg.MaterializeResult(metadata={"dagster/row_count": result.rows, "dagster/table_name": result.table,
@@ -118,11 +122,13 @@ def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, war
     loaded = settings.load()
     window = window_from_context(context)
     with warehouse.connection() as conn:
-        result = rebuild_kpi_daily(conn, window, KpiContext.from_settings(loaded), sources=REPORT_SOURCES)
+        result = rebuild_kpi_daily(conn, window, KpiContext.from_settings(loaded),
+                                   sources=run_sources(context, REPORT_SOURCES), isolate_sources=True)
         views = create_rollup_views(conn)
+    settle_sources(context, result.rebuild)
     return dg.MaterializeResult(metadata=table_metadata(
         result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
-        sources=", ".join(REPORT_SOURCES), **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+        **sources_metadata(result.rebuild), **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
 
 
 @dg.asset(
@@ -143,6 +149,8 @@ def kpi_daily_hubspot(context: dg.AssetExecutionContext, settings: SettingsResou
     with warehouse.connection() as conn:
         result = rebuild_hubspot_kpi_daily(conn, KpiContext.from_settings(loaded))
         views = create_rollup_views(conn)
+    if result is not None:
+        settle_sources(context, result.rebuild)
     if result is None:
         return dg.MaterializeResult(metadata={"dagster/row_count": 0, "sources": "hubspot",
                                               "note": "HubSpot has no contact or e-mail yet"})
@@ -150,7 +158,7 @@ def kpi_daily_hubspot(context: dg.AssetExecutionContext, settings: SettingsResou
     assert window is not None
     return dg.MaterializeResult(metadata=table_metadata(
         result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
-        sources="hubspot", **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+        **sources_metadata(result.rebuild), **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
 
 
 @dg.asset(

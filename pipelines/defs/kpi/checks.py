@@ -8,42 +8,89 @@ import duckdb
 from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
-from kpi_models.runner import MODELS, REPORT_SOURCES, KpiModel
-from pipelines.lib.partitions import window_from_context
+from kpi_models.runner import MODELS, REPORT_SOURCES, GeneratedKpiModel, KpiModel
+from pipelines.lib.kpi_sources import build_every_source_rebuilt_check
+from pipelines.lib.partitions import run_sources, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 
-def kpi_table_problems(conn: duckdb.DuckDBPyConnection, model: KpiModel) -> dict[str, int]:
-    """Count duplicate keys and out-of-range rates in a KPI table (0 and 0 when healthy)."""
+def _scope(model: KpiModel, window: Window | None, sources: tuple[str, ...]) -> tuple[str, dict[str, object]]:
+    """The rows a run rebuilt: its sources, and its window when the table is partitioned."""
+    where = "source IN (SELECT unnest($sources::VARCHAR[]))"
+    params: dict[str, object] = {"sources": list(sources)}
+    if window is not None and model.partition_column is not None:
+        where += f" AND {quote_ident(model.partition_column)} BETWEEN $start AND $end"
+        params.update(start=window.start, end=window.end)
+    return where, params
+
+
+def kpi_table_problems(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window | None = None,
+                       sources: tuple[str, ...] | None = None) -> dict[str, int]:
+    """Duplicate keys and rates outside [0, 1] among the rows a run rebuilt (its sources and window; the whole
+    table without them): 0 and 0 when healthy."""
     table = quote_ident(model.table)
     keys = ", ".join(quote_ident(k) for k in model.key)
-    dup = conn.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY ALL HAVING count(*) > 1)"
-                       ).fetchone()
+    where, params = _scope(model, window, sources or model.sources)
+    dup = conn.execute(f"SELECT count(*) FROM (SELECT {keys} FROM {table} WHERE {where} GROUP BY ALL "
+                       "HAVING count(*) > 1)", params).fetchone()
     out_of_range = 0
     if model.rate_columns:
         predicate = " OR ".join(f"{quote_ident(c)} < 0 OR {quote_ident(c)} > 1" for c in model.rate_columns)
-        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {predicate}").fetchone()
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE ({predicate}) AND {where}", params).fetchone()
         out_of_range = int(row[0]) if row else 0
     return {"duplicate_keys": int(dup[0]) if dup else 0, "rates_out_of_range": out_of_range}
 
 
+def _check_scope(context: dg.AssetCheckExecutionContext, model: KpiModel) -> tuple[Window | None, tuple[str, ...]]:
+    window = _run_window(context) if model.partition_column is not None else None
+    return window, run_sources(context, model.sources)
+
+
 def build_kpi_check(model: KpiModel) -> dg.AssetChecksDefinition:
+    """Blocking: no two rows of the run's own sources and window share a key (a duplicate would be summed twice
+    downstream). Another source's rows, or another window's, never block this run."""
+
     @dg.asset_check(
         asset=dg.AssetKey(["kpi", model.name]),
-        name=f"{model.name}_keys_unique_and_rates_valid",
+        name=f"{model.name}_keys_unique",
         blocking=True,
-        description=f"No two rows share ({', '.join(model.key)}) and "
-        f"{', '.join(model.rate_columns) or 'no rate'} lie in [0, 1].",
+        description=f"No two rows the run rebuilt (its sources and window) share ({', '.join(model.key)}).",
     )
-    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        window, sources = _check_scope(context, model)
         with warehouse.connection() as conn:
-            problems = kpi_table_problems(conn, model)
-        return dg.AssetCheckResult(passed=not any(problems.values()), metadata=problems)
+            problems = kpi_table_problems(conn, model, window, sources)
+        return dg.AssetCheckResult(passed=problems["duplicate_keys"] == 0, metadata={
+            "duplicate_keys": problems["duplicate_keys"], "sources": ", ".join(sources)})
 
     return _check
 
 
-kpi_checks = [build_kpi_check(model) for model in MODELS.values()]
+def build_rate_range_check(model: KpiModel) -> dg.AssetChecksDefinition:
+    """A warning: rates outside [0, 1] among the run's rows. Such a row is flagged (quality 'out_of_range') and
+    published; it never stops the other rows or the other sources."""
+
+    @dg.asset_check(
+        asset=dg.AssetKey(["kpi", model.name]),
+        name=f"{model.name}_rates_in_range",
+        blocking=False,
+        description=f"{', '.join(model.rate_columns)} lie in [0, 1] on the rows the run rebuilt (a row outside is "
+        "flagged out_of_range in its quality and published; this warning names how many).",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        window, sources = _check_scope(context, model)
+        with warehouse.connection() as conn:
+            problems = kpi_table_problems(conn, model, window, sources)
+        return dg.AssetCheckResult(passed=problems["rates_out_of_range"] == 0, severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"rates_out_of_range": problems["rates_out_of_range"]})
+
+    return _check
+
+
+kpi_checks = [build_kpi_check(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
+kpi_checks += [build_rate_range_check(model) for model in MODELS.values() if model.rate_columns]
+source_checks = [build_every_source_rebuilt_check(dg.AssetKey(["kpi", name]))
+                 for name in (*MODELS, "kpi_daily_hubspot")]
 KPI_DAILY_KEY = dg.AssetKey(["kpi", "kpi_daily"])
 
 
@@ -65,12 +112,12 @@ def _kpi_daily_built_at(context: dg.AssetCheckExecutionContext) -> datetime | No
 
 
 def _completeness(context: dg.AssetCheckExecutionContext, conn: duckdb.DuckDBPyConnection, full: Window,
-                  tz: str) -> layer_checks.CheckResult:
+                  tz: str, sources: tuple[str, ...] = REPORT_SOURCES) -> layer_checks.CheckResult:
     """Completeness judges what this run rebuilt: its days, and the raw rows loaded before the rebuild. (Over
     the whole table, a day no run has rebuilt yet, or a row another source's run loaded meanwhile, failed
     the run that did its own part; found by the concurrency battery's sequential reference.)"""
     return layer_checks.check_kpi_completeness(conn, _run_window(context) or full, tz,
-                                               built_at=_kpi_daily_built_at(context), sources=REPORT_SOURCES)
+                                               built_at=_kpi_daily_built_at(context), sources=sources)
 
 
 def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
@@ -87,16 +134,20 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, settings: SettingsResource
                ) -> dg.AssetCheckResult:
         tz = settings.load().reporting_timezone
+        # the rows this run rebuilt: its window (partition range) and its own source(s), never another source's
+        sources = run_sources(context, REPORT_SOURCES)
         with warehouse.connection() as conn:
-            window = _full_window(conn) or Window(date.today(), date.today())
+            window = _run_window(context) or _full_window(conn) or Window(date.today(), date.today())
             result = {
-                "kpi_daily_unique_keys": lambda: layer_checks.check_unique_keys(conn, window),
+                "kpi_daily_unique_keys": lambda: layer_checks.check_unique_keys(conn, window, sources),
                 "kpi_daily_numerator_within_denominator":
-                    lambda: layer_checks.check_numerator_within_denominator(conn, window),
-                "kpi_daily_rates_in_range": lambda: layer_checks.check_rates_in_range(conn, window),
-                "kpi_daily_complete": lambda: _completeness(context, conn, window, tz),
-                "kpi_daily_ga4_channels_sum_to_total": lambda: layer_checks.check_ga4_channel_sessions(conn, window),
-                "kpi_daily_single_currency": lambda: layer_checks.check_single_currency(conn, window),
+                    lambda: layer_checks.check_numerator_within_denominator(conn, window, sources=sources),
+                "kpi_daily_rates_in_range": lambda: layer_checks.check_rates_in_range(conn, window, sources=sources),
+                "kpi_daily_complete": lambda: _completeness(context, conn, window, tz, sources),
+                "kpi_daily_ga4_channels_sum_to_total": lambda: (
+                    layer_checks.check_ga4_channel_sessions(conn, window) if "ga4" in sources
+                    else layer_checks.CheckResult("ga4_channel_sessions", True, "error", "GA4 not in this run")),
+                "kpi_daily_single_currency": lambda: layer_checks.check_single_currency(conn, window, sources=sources),
                 "kpi_daily_fx_rates_available": lambda: layer_checks.check_fx_rates_available(conn, window),
             }[name]()
         return _as_dagster(result)
@@ -106,8 +157,10 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
 
 layer_checks_defs = [
     build_layer_check("kpi_daily_unique_keys", "No two rows share (date, source, channel, account_id, kpi)."),
-    build_layer_check("kpi_daily_numerator_within_denominator", "For rates, numerator <= denominator."),
-    build_layer_check("kpi_daily_rates_in_range", "Bounded rates lie in [0, 1]."),
+    build_layer_check("kpi_daily_numerator_within_denominator", "For rates, numerator <= denominator (a warning: "
+                      "such a row is flagged out_of_range and published).", blocking=False),
+    build_layer_check("kpi_daily_rates_in_range", "Bounded rates lie in [0, 1] (a warning: such a row is flagged "
+                      "out_of_range and published).", blocking=False),
     build_layer_check("kpi_daily_complete", "Every KPI of the catalogue is present for every day a report source "
                       "(GA4, Search Console, Matomo, Google Ads) has data."),
     build_layer_check("kpi_daily_ga4_channels_sum_to_total", "GA4 sessions per channel sum to the property total."),
@@ -115,6 +168,14 @@ layer_checks_defs = [
     build_layer_check("kpi_daily_fx_rates_available", "Every day and currency met has an FX rate (else its rows "
                       "are left out of kpi_daily).", blocking=False),
 ]
+
+
+@dg.asset_check(asset=dg.AssetKey(["kpi", "crm_monthly"]), blocking=False,
+                description="HubSpot values the CRM KPIs read cast to the type they are used as (a property re-typed "
+                "as text in the portal counts as missing, named here, never a failed query): a warning.")
+def hubspot_values_cast(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.connection() as conn:
+        return _as_dagster(layer_checks.check_hubspot_values_cast(conn))
 
 
 @dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_vs_objective"]), blocking=False,

@@ -15,7 +15,8 @@ from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 @dg.asset(
     key=["publish", "dashboard"],
-    deps=[dg.AssetKey(["kpi", "kpi_vs_objective"]), dg.AssetKey(["kpi", "kpi_daily"])],
+    deps=[dg.AssetKey(["kpi", "kpi_vs_objective"]), dg.AssetKey(["kpi", "kpi_daily"]),
+          dg.AssetKey(["publish", "analyst_copy"])],  # after it: meta.source_status is current
     group_name="publish",
     kinds={"html", "plotly"},
     pool=DUCKDB_POOL,  # reads the working file, which only one process may open
