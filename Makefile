@@ -31,9 +31,13 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml $(VENV)/.installed
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.demo
 
+# Tests run in PYTEST_WORKERS processes (pytest-xdist), a test file per worker: the suite is mostly sandboxes and
+# Dagster runs waiting on each other, and two workers on two cores roughly halve it.
+PYTEST_WORKERS ?= 2
+
 test: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 # The reliability battery: every HTTP source through 20% 429, 5% 5xx, 2% resets, 2% stalls and 1% truncated
 # bodies, 50 seeds; each run must give tables identical to a fault-free run (a short version is in make test).

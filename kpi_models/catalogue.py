@@ -321,6 +321,8 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     if kpi.bounded:
         quality = (f"CASE WHEN NOT coalesce({value}, 0) BETWEEN 0 AND 1 THEN list_append({quality}, 'out_of_range') "
                    f"ELSE {quality} END")
+    # `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too
+    quality = f"CASE WHEN is_final THEN {quality} ELSE list_append({quality}, 'provisional') END"
     return (
         f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
         f"       currency, is_final, {quality} AS quality\n"

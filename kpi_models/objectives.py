@@ -10,7 +10,7 @@ module owns once:
 - a flow ratio over a fixed base (FLOW_RATIOS: churn_rate) is judged on complete periods only;
 - a ratio over a tiny denominator, a period or an account without data is `insufficient_data` with a gap text
   saying why, not a red light;
-- a status resting on non-final days says so (`provisional`); Search Console days flagged `incomplete_day` are left
+- a status resting on non-final days says so (`provisional`); Search Console days flagged `partial_day` are left
   out: the as-of day is the last day before the first incomplete one;
 - the gap is written in the units a manager acts on (`gap_text`), never in column names.
 
@@ -77,7 +77,7 @@ BUDGET_KPIS = frozenset({"ad_cost"})
 # The kpi_daily quality flag of a Search Console day at or after the answer's metadata.firstIncompleteDate
 # ("All values after the first_incomplete_date may still change noticeably": googleapis discovery document
 # searchconsole.v1.json, schema Metadata, in google-api-python-client's googleapiclient/discovery_cache/documents).
-INCOMPLETE_DAY = "incomplete_day"
+PARTIAL_DAY = "partial_day"
 
 # How an account id is written in kpi.kpi_daily, per source: the connectors' own normalisers, so `123-456-7890`
 # finds Google Ads customer 1234567890 and `properties/123` GA4 property 123.
@@ -740,7 +740,7 @@ def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, ac
     if not _table_exists(conn, "kpi_daily"):
         return None
     row = conn.execute(f"SELECT min(date), max(date), min(date) FILTER (WHERE list_contains(quality, ?)) "
-                       f"FROM {KPI_SCHEMA}.kpi_daily WHERE {where}", [INCOMPLETE_DAY, *params]).fetchone()
+                       f"FROM {KPI_SCHEMA}.kpi_daily WHERE {where}", [PARTIAL_DAY, *params]).fetchone()
     if not row or row[0] is None:
         return None
     return _Scope(row[0], row[1], row[2])
@@ -915,7 +915,7 @@ def build_kpi_vs_objective(
     One row per objective and period (within the objective's validity) from the first day with data up to the
     as-of date. As-of is the given date, else the last day with data for the objective's account (else source),
     never later than yesterday in `tz` (today is incomplete); either way never on or after a day flagged
-    `incomplete_day` (Search Console), whose period is then provisional. Reads kpi.kpi_daily, and
+    `partial_day` (Search Console), whose period is then provisional. Reads kpi.kpi_daily, and
     kpi.kpi_monthly for native KPIs."""
     catalogue = catalogue or load_catalogue()
     if isinstance(objectives, str | Path):

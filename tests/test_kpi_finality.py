@@ -63,11 +63,12 @@ def test_a_day_is_final_once_past_its_sources_restatement_window(conn):
     assert web == {D1: True, D2: True, D3: False}
     sessions = {r[0]: r[1:] for r in conn.execute(
         "SELECT date, is_final, quality FROM kpi.kpi_daily WHERE kpi = 'sessions'").fetchall()}
-    assert sessions == {D1: (True, []), D2: (True, []), D3: (False, ["thresholded"])}
+    assert sessions == {D1: (True, []), D2: (True, []), D3: (False, ["thresholded", "provisional"])}
     # Search Console: final only before firstIncompleteDate, and the incomplete days say so
     seo = {r[0]: r[1:] for r in conn.execute(
         "SELECT date, is_final, quality FROM kpi.kpi_daily WHERE kpi = 'search_clicks'").fetchall()}
-    assert seo == {D1: (True, []), D2: (False, ["incomplete_day"]), D3: (False, ["incomplete_day"])}
+    assert seo == {D1: (True, []), D2: (False, ["partial_day", "provisional"]),
+                   D3: (False, ["partial_day", "provisional"])}
     # Google Ads (30 days): nothing read 2 to 6 days after is final yet
     assert conn.execute("SELECT DISTINCT is_final FROM kpi.kpi_daily WHERE source = 'google_ads'").fetchall() == [
         (False,)]
@@ -128,4 +129,4 @@ def test_money_converted_at_an_estimated_rate_is_provisional(conn):
         "SELECT kpi, is_final, quality FROM kpi.kpi_daily WHERE source = 'google_ads'").fetchall()}
     # clicks are final (read 40 days later); cost was converted at a carried-forward rate: provisional, flagged
     assert rows["ad_clicks"] == (True, [])
-    assert rows["ad_cost"] == (False, ["fx_rate_estimated"])
+    assert rows["ad_cost"] == (False, ["fx_rate_estimated", "provisional"])

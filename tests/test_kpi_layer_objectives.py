@@ -417,7 +417,7 @@ def test_incomplete_search_console_days_are_left_out_of_as_of(conn):
     # 1550 x 8/31 = 400 to date -> on pace, provisional because the incomplete days were left out.
     insert_daily(conn, [daily(d, "search_console", "organic_search", SITE, "search_clicks", 50,
                               is_final=d < date(2026, 3, 9),
-                              quality=["incomplete_day"] if d >= date(2026, 3, 9) else [])
+                              quality=["partial_day"] if d >= date(2026, 3, 9) else [])
                         for d in DAYS])
     for as_of in (None, AS_OF):
         row = one(conn, {"kpi": "search_clicks", "period": "month", "target": 1550}, as_of=as_of)
@@ -426,7 +426,7 @@ def test_incomplete_search_console_days_are_left_out_of_as_of(conn):
         assert (row["status"], row["provisional"], row["gap_text"]) == ("on_track", True, "on pace")
     # a site whose only days are incomplete: nothing to judge yet, and it says why
     insert_daily(conn, [daily(d, "search_console", "organic_search", "sc-domain:new.example", "search_clicks", 5,
-                              is_final=False, quality=["incomplete_day"]) for d in DAYS[8:]])
+                              is_final=False, quality=["partial_day"]) for d in DAYS[8:]])
     row = one(conn, {"kpi": "search_clicks", "account": "sc-domain:new.example", "period": "month", "target": 100},
               as_of=None)
     assert (row["status"], row["provisional"], row["as_of"]) == ("insufficient_data", True, date(2026, 3, 8))

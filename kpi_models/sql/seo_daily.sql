@@ -7,7 +7,7 @@
 -- never reused. Discover and Google News have no position: search_avg_position is NULL there ("not available").
 -- Dates are Search Console's (Pacific time).
 -- is_final: the day was read as final (before the answer's metadata.firstIncompleteDate) and loaded at least the
--- restatement window after it (rule 11); quality 'incomplete_day': a day at or after firstIncompleteDate (still
+-- restatement window after it (rule 11); quality 'partial_day': a day at or after firstIncompleteDate (still
 -- being collected: objectives leave it out of their as-of day). Parameters: $start, $end, $tz.
 SELECT
     s.date,
@@ -25,7 +25,7 @@ SELECT
         AS search_avg_position,
     bool_and(s.data_state = 'final'
              AND date_diff('day', s.date, CAST(timezone($tz, s._loaded_at) AS DATE)) >= w.days) AS is_final,
-    list_filter([CASE WHEN bool_or(s.data_state IS DISTINCT FROM 'final') THEN 'incomplete_day' END,
+    list_filter([CASE WHEN bool_or(s.data_state IS DISTINCT FROM 'final') THEN 'partial_day' END,
                  CASE WHEN NOT coalesce(sum(s.clicks) / nullif(sum(s.impressions), 0), 0) BETWEEN 0 AND 1
                       THEN 'out_of_range' END],
                 x -> x IS NOT NULL) AS quality
