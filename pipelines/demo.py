@@ -102,19 +102,22 @@ def print_objectives(db_path: str) -> None:
     with connect(db_path, read_only=True) as conn:
         rows = conn.execute(
             """
-            SELECT kpi, coalesce(source, '') AS source, coalesce(channel, 'all') AS channel, actual,
-                   coalesce(target_to_date, target) AS target_now, attainment, status, coalesce(gap_text, '')
+            SELECT kpi, coalesce(source, '') || CASE WHEN account_id <> 'all' THEN ' ' || account_id ELSE '' END,
+                   coalesce(channel, 'all') AS channel, actual, coalesce(target_to_date, target) AS target_now,
+                   attainment, status || CASE WHEN provisional THEN ' *' ELSE '' END, coalesce(gap_text, '')
             FROM kpi.kpi_vs_objective
             WHERE period_start = (SELECT max(period_start) FROM kpi.kpi_vs_objective WHERE period = 'month')
               AND period = 'month'
             ORDER BY status, kpi
             """
         ).fetchall()
-    print(f"\n{'objective (this month)':<28}{'source':<16}{'channel':<15}{'actual':>12}{'target':>12}"
+    print(f"\n{'objective (this month)':<28}{'source':<26}{'channel':<15}{'actual':>12}{'target':>12}"
           f"{'attain.':>8}  status")
     for kpi, source, channel, actual, target, attainment, status, gap in rows:
         shown = "-" if attainment is None else f"{attainment:.2f}"
-        print(f"{kpi:<28}{source:<16}{channel:<15}{_num(actual):>12}{_num(target):>12}{shown:>8}  {status} {gap}")
+        print(f"{kpi:<28}{source:<26}{channel:<15}{_num(actual):>12}{_num(target):>12}{shown:>8}  {status} {gap}")
+    if any(str(r[6]).endswith("*") for r in rows):
+        print("* provisional: rests on days still inside a source's restatement window (the value will still move)")
 
 
 def _num(value: float | None) -> str:
