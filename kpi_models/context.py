@@ -32,6 +32,8 @@ class KpiContext:
     channels: Mapping[str, Mapping[str, str]] | None = None
     reread_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_REREAD_DAYS))
     fx: FxPolicy = field(default_factory=FxPolicy)
+    # The HubSpot contact property holding the date a customer was lost (churn_rate reads it).
+    churn_date_property: str = "churn_date"
 
     def __post_init__(self) -> None:
         ZoneInfo(self.tz)  # an unknown zone fails here, naming it, not inside SQL
@@ -55,4 +57,5 @@ class KpiContext:
             reread_days={"ga4": settings.ga4.reread_days, "search_console": settings.search_console.reread_days,
                          "matomo": settings.matomo.reread_days, "google_ads": settings.google_ads.reread_days,
                          "hubspot": settings.hubspot.email_reread_days},
-            fx=FxPolicy(settings.reporting_currency, settings.fx_source, settings.fx_rates))
+            fx=FxPolicy(settings.reporting_currency, settings.fx_source, settings.fx_rates),
+            churn_date_property=settings.hubspot.churn_date_property)

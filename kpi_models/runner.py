@@ -9,7 +9,7 @@ an analyst never sees a half-rebuilt table (the delete and insert commit togethe
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import import_module, resources
@@ -84,6 +84,8 @@ class KpiModel:
     params: tuple[str, ...] = ()
     # Upstream KPI models (names in MODELS) whose tables this model reads: KPI tables are not raw Streams.
     depends_on: tuple[str, ...] = ()
+    # Temporary views the SQL reads, created before it runs (functions of the connection and the context).
+    views: tuple[Callable[[duckdb.DuckDBPyConnection, KpiContext], None], ...] = ()
 
     @property
     def table(self) -> str:
@@ -114,6 +116,21 @@ class GeneratedKpiModel(KpiModel):
 
     def parts(self) -> dict[str, str]:
         return {source: self._generate([source]) for source in self.sources}
+
+
+def churn_view(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
+    """`contact_churn (id, churn_value)`: the configured churn-date property of each contact (a temporary view of
+    this connection), so crm_monthly reads the property the portal uses, not a fixed column name."""
+    prop = context.churn_date_property
+    columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'hubspot' "
+        "AND table_name = 'contacts' AND table_catalog = current_database()").fetchall()}
+    if prop not in columns:
+        raise ValueError(f"hubspot.churn_date_property {prop!r} is not a column of hubspot.contacts (columns: "
+                         f"{', '.join(sorted(columns))}): the connector reads the configured property, so load HubSpot "
+                         "again after changing it, or fix the name")
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW contact_churn AS SELECT id, {quote_ident(prop)} AS churn_value "
+                 "FROM hubspot.contacts")
 
 
 MODELS: dict[str, KpiModel] = {
@@ -171,6 +188,7 @@ MODELS: dict[str, KpiModel] = {
         rate_columns=("churn_rate", "loyalty_rate"),
         partition_column=None,
         params=("tz", "as_of"),
+        views=(churn_view,),
     ),
     # The unified long table (date, source, channel, account_id, kpi, numerator, denominator, value, currency,
     # is_final, quality), generated from the catalogue over the per-channel tables above (plus HubSpot contacts for
@@ -331,8 +349,10 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
 
 def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext, write: bool = True) -> None:
     """The model's inputs exist (empty when a source is not loaded yet), with the run's channel mapping and
-    restatement windows (`write=False`: only created when missing)."""
+    restatement windows (`write=False`: only created when missing), and the model's own views."""
     ensure_tables(conn, model.inputs)
+    for view in model.views:
+        view(conn, context)
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
     if write and context.channels is not None:
         write_channel_map(conn, context.channels)

@@ -66,3 +66,23 @@ def test_a_hubspot_run_rebuilds_its_kpi_rows_whole_and_nothing_else(conn):
     after = dict(conn.execute("SELECT date, numerator FROM kpi.kpi_daily WHERE kpi = 'leads'").fetchall())
     assert after == {date(2026, 3, 2): 0, date(2026, 3, 5): 2, AS_OF: 1}  # March 2 taken back, not left stale
     assert conn.execute("SELECT numerator FROM kpi.kpi_daily WHERE source = 'ga4'").fetchone() == (10,)
+
+
+def test_churn_reads_the_configured_churn_property(tmp_path):
+    """hubspot.churn_date_property names the portal's own property: crm_monthly reads it, not a fixed column."""
+    ctx = KpiContext(tz="Europe/Paris", as_of=date(2026, 4, 30), churn_date_property="date_de_resiliation")
+    with connect(tmp_path / "churn.duckdb") as conn:
+        ensure_model_table(conn, "crm_monthly", KpiContext(tz="Europe/Paris", as_of=AS_OF))
+        conn.execute("ALTER TABLE hubspot.contacts ADD COLUMN date_de_resiliation DATE")
+        customers = [{"id": str(i), "archived": False, "createdate": at(date(2026, 1, 5), 9),
+                      "hs_lifecyclestage_customer_date": at(date(2026, 1, 20), 9)} for i in range(4)]
+        insert(conn, "hubspot.contacts", customers)
+        # two of the four customers left in March, per the portal's own property; the default column stays empty
+        conn.execute("UPDATE hubspot.contacts SET date_de_resiliation = DATE '2026-03-12' WHERE id IN ('0', '1')")
+        rebuild(conn, "crm_monthly", None, ctx)
+        march = conn.execute("SELECT customers_at_start, customers_lost, churn_rate FROM kpi.crm_monthly "
+                             "WHERE month = '2026-03-01' AND channel = 'all'").fetchone()
+        assert march == (4, 2, pytest.approx(0.5))
+        with pytest.raises(ValueError, match="churn_date_property 'lost_on' is not a column of hubspot.contacts"):
+            rebuild(conn, "crm_monthly", None, KpiContext(tz="Europe/Paris", as_of=AS_OF,
+                                                          churn_date_property="lost_on"))

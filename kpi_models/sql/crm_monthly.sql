@@ -28,9 +28,11 @@ dated AS (
         CAST(timezone($tz, TRY_CAST(c.createdate AS TIMESTAMPTZ)) AS DATE) AS created_day,
         CAST(timezone($tz, TRY_CAST(c.hs_lifecyclestage_lead_date AS TIMESTAMPTZ)) AS DATE) AS lead_day,
         CAST(timezone($tz, TRY_CAST(c.hs_lifecyclestage_customer_date AS TIMESTAMPTZ)) AS DATE) AS customer_day,
-        TRY_CAST(c.churn_date AS DATE) AS churn_day
+        TRY_CAST(ch.churn_value AS DATE) AS churn_day
     FROM hubspot.contacts AS c
     LEFT JOIN kpi.channel_map AS m ON m.source = 'hubspot' AND m.raw_value = c.hs_analytics_source
+    -- the configured churn-date property (hubspot.churn_date_property), whatever the portal calls it
+    LEFT JOIN contact_churn AS ch ON ch.id = c.id
     WHERE NOT coalesce(c.archived, false)
 ),
 contacts AS (
@@ -43,7 +45,8 @@ contacts AS (
     WHERE created_day <= $as_of
 ),
 bounds AS (
-    SELECT min(created_day) AS first_day, max(greatest(created_day, coalesce(customer_day, created_day))) AS last_day
+    -- every month from the first contact to the as-of month: customers churn in months nobody was created in
+    SELECT min(created_day) AS first_day, CAST($as_of AS DATE) AS last_day
     FROM contacts
 ),
 months AS (
