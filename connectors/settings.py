@@ -169,6 +169,72 @@ class WarehouseSettings:
     ducklake_data_path: str = DEFAULT_DUCKLAKE_DATA_PATH
 
 
+# --- alerts (issue #23) -----------------------------------------------------------------------------------------
+ALERT_SEVERITIES = ("info", "warning", "critical")
+# Days a source's newest KPI day may lag today before it counts as stale (its usual delay plus a margin): GA4,
+# Matomo and Google Ads have yesterday by the morning run; Search Console's fresh days lag one to three days; HubSpot
+# rows stop at yesterday.
+DEFAULT_STALE_AFTER_DAYS: dict[str, int] = {"ga4": 2, "search_console": 4, "matomo": 2, "google_ads": 2,
+                                            "hubspot": 3}
+
+
+@dataclass(frozen=True)
+class AnomalySettings:
+    """How a KPI's usual pattern is judged (kpi_models/alerts.py): the same weekday over the past `weeks` weeks,
+    median and MAD; a day beyond `threshold` robust deviations is anomalous (`provisional_threshold` for a day not
+    final yet, or `provisional: final_only` to wait until it is); below the minimum volumes nothing alerts."""
+
+    weeks: int = 8
+    min_weeks: int = 5
+    threshold: float = 4.0
+    provisional: str = "wider"
+    provisional_threshold: float = 6.0
+    days: int = 7
+    min_count: float = 50.0
+    min_amount: float = 50.0
+    min_denominator: float = 200.0
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    """Slack incoming webhook. The webhook URL is a credential: MKPI_ALERTS_SLACK_WEBHOOK_URL only.
+    `enabled` None: used when the variable is set."""
+
+    enabled: bool | None = None
+    webhook_url: Secret | None = None
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class EmailSettings:
+    """SMTP delivery of the digest. The password comes from MKPI_ALERTS_SMTP_PASSWORD only. `enabled` None: used
+    when a host and recipients are set."""
+
+    enabled: bool | None = None
+    host: str | None = None
+    port: int = 587
+    security: str = "starttls"
+    username: str | None = None
+    password: Secret | None = None
+    sender: str = "mkpi-alerts@localhost"
+    recipients: tuple[str, ...] = ()
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    """`alerts:`: what is detected after every KPI rebuild and where the one digest per run goes."""
+
+    enabled: bool = True
+    min_severity: str = "info"
+    dashboard_url: str | None = None
+    digest_file: str | None = None
+    stale_after_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_DAYS))
+    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know before it sends a request."""
@@ -196,6 +262,8 @@ class Settings:
     # The objectives file (MKPI_OBJECTIVES) and the default minimum denominators per KPI unit.
     objectives_path: str = DEFAULT_OBJECTIVES_PATH
     min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
+    # Alerts (kpi_models/alerts.py, docs/alerts.md).
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -237,6 +305,9 @@ SECRET_KEYS = {
     ("ga4", "credentials_file"): "GOOGLE_APPLICATION_CREDENTIALS",
     ("search_console", "credentials_file"): "GOOGLE_APPLICATION_CREDENTIALS",
     ("warehouse", "ducklake", "catalog"): "MKPI_DUCKLAKE_CATALOG",
+    ("alerts", "slack", "webhook_url"): "MKPI_ALERTS_SLACK_WEBHOOK_URL",
+    ("alerts", "slack", "url"): "MKPI_ALERTS_SLACK_WEBHOOK_URL",
+    ("alerts", "email", "password"): "MKPI_ALERTS_SMTP_PASSWORD",
 }
 # Environment variables that override a key of the file (an empty variable counts as unset).
 ENV_KEYS: dict[str, tuple[str, ...]] = {
@@ -264,6 +335,14 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL": ("google_ads", "impersonated_email"),
     "MKPI_GOOGLE_ADS_REREAD_DAYS": ("google_ads", "reread_days"),
     "MKPI_HUBSPOT_ENDPOINT": ("hubspot", "endpoint"),
+    "MKPI_ALERTS_DIGEST_FILE": ("alerts", "digest_file"),
+    "MKPI_ALERTS_DASHBOARD_URL": ("alerts", "dashboard_url"),
+    "MKPI_ALERTS_SMTP_HOST": ("alerts", "email", "host"),
+    "MKPI_ALERTS_SMTP_PORT": ("alerts", "email", "port"),
+    "MKPI_ALERTS_SMTP_SECURITY": ("alerts", "email", "security"),
+    "MKPI_ALERTS_SMTP_USERNAME": ("alerts", "email", "username"),
+    "MKPI_ALERTS_EMAIL_FROM": ("alerts", "email", "sender"),
+    "MKPI_ALERTS_EMAIL_TO": ("alerts", "email", "recipients"),
 }
 
 
@@ -485,6 +564,7 @@ PARALLEL = "a whole number of accounts read at once, at least 1"
 _M = TypeVar("_M", bound=BaseModel)
 _GA4, _GSC, _MATOMO = GA4Settings(), SearchConsoleSettings(), MatomoSettings()
 _ADS, _HUBSPOT, _WAREHOUSE = GoogleAdsSettings(), HubSpotSettings(), WarehouseSettings()
+_ANOMALY, _SLACK, _EMAIL = AnomalySettings(), SlackSettings(), EmailSettings()
 
 
 class _Model(BaseModel):
@@ -593,6 +673,100 @@ class MinDenominatorsFile(_Model):
     score: Number = Field(DEFAULT_MIN_DENOMINATORS["score"], ge=0, description="a number, at least 0")
 
 
+def _address(value: str) -> str:
+    """An e-mail address (`name@domain`): a typo would send the digest nowhere, silently."""
+    text = value.strip()
+    local, _, domain = text.rpartition("@")
+    if not local or not domain or any(c.isspace() or c in "<>,;" for c in text):
+        raise _Refusal(f": {excerpt(text)} is not an e-mail address (name@example.com)")
+    return text
+
+
+def _addresses(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(_address(v) for v in value)
+
+
+def _host(value: str | None) -> str | None:
+    """An SMTP host name or IP address, without scheme or port (those are `port` and `security`)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or any(c in text for c in "/:@ ") or any(c.isspace() for c in text):
+        raise _Refusal(f": {excerpt(text)} is not a host name (write the port in `port`, no scheme)")
+    return text
+
+
+def _dashboard_url(value: str | None) -> str | None:
+    """The dashboard's address as the alert's readers open it: http(s) or file URL (links add #family-...)."""
+    if value is None or value.startswith("file://"):
+        return value
+    problem = _url_problem(value) if "://" in value else "must be an http(s):// or file:// URL"
+    if problem:
+        raise _Refusal(problem)
+    return value
+
+
+class AnomalyFile(_Model):
+    """`alerts.anomaly:`: the usual-pattern band (same weekday over past weeks, median and MAD)."""
+
+    weeks: Whole = Field(_ANOMALY.weeks, ge=3, le=52, description="a whole number of weeks between 3 and 52")
+    min_weeks: Whole = Field(_ANOMALY.min_weeks, ge=3, description="a whole number of weeks, at least 3")
+    threshold: Number = Field(_ANOMALY.threshold, gt=0, description="a number of robust deviations above 0")
+    provisional: Annotated[Literal["wider", "final_only"], BeforeValidator(_lowered)] = Field(
+        "wider", description="'wider' (a wider band) or 'final_only' (judged once final)")
+    provisional_threshold: Number = Field(_ANOMALY.provisional_threshold, gt=0,
+                                          description="a number of robust deviations above 0")
+    days: Whole = Field(_ANOMALY.days, ge=1, le=60, description="a whole number of days between 1 and 60")
+    min_count: Number = Field(_ANOMALY.min_count, ge=0, description="a number, at least 0")
+    min_amount: Number = Field(_ANOMALY.min_amount, ge=0, description="a number, at least 0")
+    min_denominator: Number = Field(_ANOMALY.min_denominator, ge=0, description="a number, at least 0")
+
+    @model_validator(mode="after")
+    def _weeks_fit(self) -> AnomalyFile:
+        if self.min_weeks > self.weeks:
+            raise ValueError(f"min_weeks ({self.min_weeks}) is more than weeks ({self.weeks})")
+        if self.provisional_threshold < self.threshold:
+            raise ValueError("provisional_threshold is below threshold: a provisional day gets a wider band")
+        return self
+
+
+class SlackFile(_Model):
+    """`alerts.slack:` (the webhook URL is a credential: MKPI_ALERTS_SLACK_WEBHOOK_URL only)."""
+
+    enabled: bool | None = None
+    timeout_seconds: Number = Field(_SLACK.timeout_seconds, gt=0, description=SECONDS)
+
+
+class EmailFile(_Model):
+    """`alerts.email:` SMTP delivery (the password comes from MKPI_ALERTS_SMTP_PASSWORD only)."""
+
+    enabled: bool | None = None
+    host: Annotated[str | None, AfterValidator(_host)] = None
+    port: Whole = Field(_EMAIL.port, ge=1, le=65535, description="a port number between 1 and 65535")
+    security: Annotated[Literal["starttls", "ssl", "none"], BeforeValidator(_lowered)] = Field(
+        "starttls", description="starttls, ssl or none")
+    username: str | None = None
+    sender: Annotated[str, AfterValidator(_address)] = Field(_EMAIL.sender, description="an e-mail address")
+    recipients: Annotated[Ids, AfterValidator(_addresses)] = ()
+    timeout_seconds: Number = Field(_EMAIL.timeout_seconds, gt=0, description=SECONDS)
+
+
+class AlertsFile(_Model):
+    """`alerts:`: detection settings and delivery channels (docs/alerts.md)."""
+
+    enabled: bool = True
+    min_severity: Annotated[Literal["info", "warning", "critical"], BeforeValidator(_lowered)] = Field(
+        "info", description="info, warning or critical")
+    dashboard_url: Annotated[str | None, BeforeValidator(_blank_is_unset), AfterValidator(_dashboard_url)] = None
+    digest_file: Annotated[str | None, BeforeValidator(_blank_is_unset)] = None
+    stale_after_days: dict[Literal["ga4", "search_console", "matomo", "google_ads", "hubspot"],
+                           Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]] = Field(
+        default_factory=dict, description="a mapping of source to a whole number of days, at least 1")
+    anomaly: AnomalyFile = Field(default_factory=AnomalyFile)
+    slack: SlackFile = Field(default_factory=SlackFile)
+    email: EmailFile = Field(default_factory=EmailFile)
+
+
 class ConfigFile(_Model):
     """The whole of config/mkpi.yaml, with the environment's overrides laid over it."""
 
@@ -616,6 +790,7 @@ class ConfigFile(_Model):
         default_factory=dict)
     objectives_path: PathText = Field(DEFAULT_OBJECTIVES_PATH, description="a file path")
     min_denominators: MinDenominatorsFile = Field(default_factory=MinDenominatorsFile)
+    alerts: AlertsFile = Field(default_factory=AlertsFile)
 
 
 class _WarehouseView(_Model):
@@ -771,6 +946,33 @@ def load_settings(
         fx_rates=dict(config.fx_rates),
         objectives_path=config.objectives_path,
         min_denominators=config.min_denominators.model_dump(),
+        alerts=_alerts_settings(config.alerts, env),
+    )
+
+
+def _alerts_settings(section: AlertsFile, env: Mapping[str, str]) -> AlertsSettings:
+    """The checked `alerts:` section with its secrets from the environment. The webhook URL is checked like an
+    endpoint (https, or http to this machine) without ever being shown: its path is the credential."""
+    from connectors.http import is_loopback
+
+    webhook = env.get("MKPI_ALERTS_SLACK_WEBHOOK_URL") or None
+    if webhook:
+        problem = _url_problem(webhook)
+        parts = urlsplit(webhook.strip()) if problem is None else None
+        if parts is not None and parts.scheme == "http" and not is_loopback(parts.hostname):
+            problem = f"must be https (plain http only to this machine; host {parts.hostname!r})"
+        if problem:
+            raise ConfigError(f"environment variable MKPI_ALERTS_SLACK_WEBHOOK_URL {problem}",
+                              key="MKPI_ALERTS_SLACK_WEBHOOK_URL")
+    password = env.get("MKPI_ALERTS_SMTP_PASSWORD") or None
+    email = section.email.model_dump()
+    return AlertsSettings(
+        enabled=section.enabled, min_severity=section.min_severity, dashboard_url=section.dashboard_url,
+        digest_file=section.digest_file, stale_after_days={**DEFAULT_STALE_AFTER_DAYS, **section.stale_after_days},
+        anomaly=AnomalySettings(**section.anomaly.model_dump()),
+        slack=SlackSettings(enabled=section.slack.enabled, timeout_seconds=section.slack.timeout_seconds,
+                            webhook_url=Secret(webhook.strip()) if webhook else None),
+        email=EmailSettings(**email, password=Secret(password) if password else None),
     )
 
 

@@ -612,6 +612,56 @@ def _site_domain(site: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------
+# Incidents (issue #23, alerts): seeded breaks of the usual pattern, for alert tests and the demo
+# --------------------------------------------------------------------------------------------------------
+
+INCIDENT_KINDS = ("tracking_break", "cpc_spike", "stale_source")
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A break the alerts must notice, from ``start`` to ``end`` (inclusive; None: still going on).
+
+    * ``tracking_break``: GA4 property ``account`` records only ``factor`` of its sessions (a tag removed from
+      part of the pages). Every GA4 metric derives from sessions, so rates keep their level; Matomo (its own
+      tracker), Search Console, Google Ads and HubSpot are untouched.
+    * ``cpc_spike``: Google Ads customer ``account`` pays ``factor`` times its usual cost per click (an auction
+      change, a broken bid strategy); clicks, impressions and conversions, hence GA4's paid sessions, are unchanged.
+    * ``stale_source``: platform ``account`` (a source code: ``search_console``, ``ga4``, ...) stops delivering
+      days from ``start`` on: its servers answer as if those days had no data yet.
+    """
+
+    kind: str
+    account: str
+    start: date
+    end: date | None = None
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in INCIDENT_KINDS:
+            raise ValueError(f"incident kind must be one of {', '.join(INCIDENT_KINDS)}, got {self.kind!r}")
+        if self.factor <= 0:
+            raise ValueError("an incident's factor must be above 0")
+
+    def active(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+def incident_factor(incidents: Sequence[Incident], kind: str, account: str, day: date) -> float:
+    """The product of the factors of the incidents of ``kind`` on ``account`` active on ``day`` (1.0: none)."""
+    factor = 1.0
+    for incident in incidents:
+        if incident.kind == kind and incident.account == account and incident.active(day):
+            factor *= incident.factor
+    return factor
+
+
+def delivers(incidents: Sequence[Incident], source: str, day: date) -> bool:
+    """False when a ``stale_source`` incident stops ``source`` delivering ``day``."""
+    return not any(i.kind == "stale_source" and i.account == source and i.active(day) for i in incidents)
+
+
+# --------------------------------------------------------------------------------------------------------
 # The world
 # --------------------------------------------------------------------------------------------------------
 
@@ -626,6 +676,7 @@ class World:
         restatement_days: int = 0,
         ga4_properties: dict[str, float] | None = None,
         profile: str = "default",
+        incidents: Sequence[Incident] = (),
     ) -> None:
         if restatement_days < 0:
             raise ValueError("restatement_days must be >= 0")
@@ -635,6 +686,7 @@ class World:
         self.today = today if today is not None else datetime.now(_TZ).date()
         self.restatement_days = restatement_days
         self.profile = profile
+        self.incidents: tuple[Incident, ...] = tuple(incidents)  # issue #23: seeded breaks (Incident)
         accounts = _many_accounts() if profile == "many" else _default_accounts()
         self.ga4_properties: dict[str, float] = (
             dict(ga4_properties) if ga4_properties is not None else accounts.ga4
@@ -717,7 +769,8 @@ class World:
                 continue
             clicks = round(c.clicks * self._paid_level(day) * (0.9 + 0.2 * u[0]))
             impressions = max(clicks, round(clicks / (c.ctr * (0.85 + 0.3 * u[1]))))
-            cost = round(clicks * c.cpc * (0.85 + 0.3 * u[2]), 2)
+            cost = round(clicks * c.cpc * (0.85 + 0.3 * u[2])
+                         * incident_factor(self.incidents, "cpc_spike", customer_id, day), 2)
             conversions = round(clicks * c.conv_rate * (0.75 + 0.5 * u[3]) * factor, 2)
             value = round(conversions * c.basket * (0.85 + 0.3 * u[4]), 2)
             status = "PAUSED" if c.end is not None and self.today > c.end else "ENABLED"
@@ -762,7 +815,7 @@ class World:
         if day is None:
             day = self.today
         scale = self.gsc_sites.get(site)
-        if scale is None or not self.has_data(day):
+        if scale is None or not self.has_data(day) or not delivers(self.incidents, "search_console", day):
             return None
         factor = self.restatement_factor(day, version)
         r = self._rng(day, f"gsc:{site}")
@@ -926,12 +979,14 @@ class World:
                     out.append((ch, source, medium, driven.get(ch.name, 0.0) * weight * (0.97 + 0.06 * u)))
         return out
 
-    def ga4_facts(self, property_id: str, day: date, version: int = 0) -> list[Ga4Fact]:
-        """All non-empty GA4 cells of one property and day, as seen on read ``version``."""
+    def ga4_facts(self, property_id: str, day: date, version: int = 0, tracked: bool = True) -> list[Ga4Fact]:
+        """All non-empty GA4 cells of one property and day, as seen on read ``version`` (``tracked``: through GA4's
+        tag, so a ``tracking_break`` incident applies; Matomo's own tracker reads ``tracked=False``)."""
         scale = self.ga4_properties.get(property_id)
         if scale is None or not self.has_data(day):
             return []
-        factor = self.restatement_factor(day, version)
+        factor = self.restatement_factor(day, version) * (
+            incident_factor(self.incidents, "tracking_break", property_id, day) if tracked else 1.0)
         key = (property_id, day, factor)
         cached = self._ga4_cache.get(key)
         if cached is not None:
@@ -1043,7 +1098,7 @@ class World:
         observed = self.matomo_sites.get(site_id)
         if observed is None or not self.has_data(day):
             return None
-        facts = self.ga4_facts(observed, day, version) if (
+        facts = self.ga4_facts(observed, day, version, tracked=False) if (
             observed in self.ga4_properties) else self._compute_ga4_facts(
             observed, day, self.restatement_factor(day, version))
         matomo_type = {c.name: c.matomo_type for c in _CHANNELS}
