@@ -286,6 +286,12 @@ def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue |
 # --- generated SQL -------------------------------------------------------------------------------------------
 
 
+def _exact_sum(expression: str) -> str:
+    """A sum that gives the same bits whatever order DuckDB's threads add in: exact in DECIMAL (9 decimals, far
+    below any KPI's precision), then back to DOUBLE. A float sum's last bit depends on the order (issue #19)."""
+    return f"CAST(sum(CAST({expression} AS DECIMAL(38, 9))) AS DOUBLE)"
+
+
 def _uses_fx(kpi: KpiDefinition, source: KpiSource) -> bool:
     return any("fx_rate" in (expr or "") for expr in (source.numerator, source.denominator))
 
@@ -293,7 +299,7 @@ def _uses_fx(kpi: KpiDefinition, source: KpiSource) -> bool:
 def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     """One KPI of one source at (date, source, channel, account_id): summed parts, value computed last; final when
     every row read is final (and, for money, converted at a published rate); the union of the rows' quality flags."""
-    den = f"CAST(sum({source.denominator}) AS DOUBLE)" if source.denominator else "CAST(NULL AS DOUBLE)"
+    den = _exact_sum(source.denominator) if source.denominator else "CAST(NULL AS DOUBLE)"
     value = "numerator" if kpi.additive else "numerator / nullif(denominator, 0)"
     currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
     join = ""
@@ -327,7 +333,7 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
         f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
         f"       currency, is_final, {quality} AS quality\n"
         f"FROM (\n"
-        f"    SELECT date, source, channel, account_id, CAST(sum({source.numerator}) AS DOUBLE) AS numerator,\n"
+        f"    SELECT date, source, channel, account_id, {_exact_sum(source.numerator)} AS numerator,\n"
         f"           {den} AS denominator, {currency} AS currency, bool_and(row_final) AS is_final,\n"
         f"           list_sort(list_distinct(flatten(list(row_quality)))) AS quality\n"
         f"    FROM {inner} AS p\n"
@@ -383,9 +389,9 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
     exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
     return (
         f"SELECT {names}, source, channel, account_id, kpi, any_value(currency) AS currency,\n"
-        f"       sum(numerator) AS numerator, sum(denominator) AS denominator,\n"
-        f"       CASE WHEN kpi IN ({additive}) THEN sum(numerator)\n"
-        f"            ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value,\n"
+        f"       {_exact_sum('numerator')} AS numerator, {_exact_sum('denominator')} AS denominator,\n"
+        f"       CASE WHEN kpi IN ({additive}) THEN {_exact_sum('numerator')}\n"
+        f"            ELSE {_exact_sum('numerator')} / nullif({_exact_sum('denominator')}, 0) END AS value,\n"
         f"       count(DISTINCT date) AS days_with_data,\n"
         f"       CASE WHEN kpi IN ({additive}) THEN 'sum' ELSE 'ratio' END AS aggregation,\n"
         f"       bool_and(is_final) AND max({period_end}) < current_date AS is_final,\n"

@@ -451,7 +451,7 @@ def _kpi_traces(kpi: KpiDefinition, rows: list[Mapping[str, Any]], objectives: S
             ys_obj = _objective_series(periods, kpi, xs_all, monthly)
             if all(y is None for y in ys_obj):
                 continue
-            channel, period = name.split("/")
+            channel, period = name.rsplit("/", 1)  # a channel may hold "/", a period never does
             what = "target" if not kpi.additive else ("monthly share of target" if monthly else "daily pace of target")
             traces.append(go.Scatter(
                 x=xs_all, y=ys_obj, mode="lines", line_shape="hv", connectgaps=False, legendrank=2,

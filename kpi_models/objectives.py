@@ -52,7 +52,7 @@ from connectors.ducklake import conflict_retried
 from connectors.errors import ConfigError
 from connectors.ga4 import normalise_property_id
 from connectors.google_ads import normalise_customer_id
-from connectors.settings import DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
+from connectors.settings import CHANNELS, DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
 from connectors.warehouse import replace_table, table_exists
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
 
@@ -73,6 +73,10 @@ FLOW_RATIOS = frozenset({"churn_rate"})
 # underspend beyond it at_risk, and off_track beyond twice the tolerance (campaigns stopped). The one place that
 # says which KPIs are budgets.
 BUDGET_KPIS = frozenset({"ad_cost"})
+
+# KPI units whose values can be below zero: a score (NPS runs from -100 to 100, KPI_CATALOGUE "CRM and retention").
+# Counts, rates, seconds, money and positions cannot, so a negative target there is a typo, refused.
+SIGNED_UNITS = frozenset({"score"})
 
 # The kpi_daily quality flag of a Search Console day at or after the answer's metadata.firstIncompleteDate
 # ("All values after the first_incomplete_date may still change noticeably": googleapis discovery document
@@ -229,7 +233,12 @@ def _parse_one(entry: Mapping[str, Any], kpi: KpiDefinition, where: str) -> Obje
     channel = None if channel in (None, "", "all") else str(channel)
     if kpi.native and channel is not None:
         raise ObjectiveError(f"{where}: {kpi.kpi} has no channel breakdown")
+    if channel is not None and channel not in CHANNELS:  # a typo would be judged forever as insufficient_data
+        raise ObjectiveError(f"{where}: channel {channel!r} is not a channel of the vocabulary; use one of "
+                             f"{', '.join(CHANNELS)}, or all (or leave it out) for every channel")
     target = _number(entry.get("target"), where, "target")
+    if target < 0 and kpi.unit not in SIGNED_UNITS:
+        raise ObjectiveError(f"{where}: {kpi.kpi} cannot be negative (a {kpi.unit}): target {target}")
     if kpi.bounded and not 0 <= target <= 1:
         raise ObjectiveError(f"{where}: {kpi.kpi} is a rate in [0, 1]: target {target} (write 3% as 0.03)")
     tolerance = _number(entry.get("tolerance", DEFAULT_TOLERANCE), where, "tolerance")

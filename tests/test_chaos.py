@@ -178,14 +178,11 @@ def sources(world: World, seed: int | None) -> list[Source]:
 
 
 def build_kpis(path: str) -> None:
-    """Every KPI table over the window, as the KPI assets build them (config/mkpi.yaml's channels and rates).
-
-    On one DuckDB thread: with several, a SUM over DOUBLEs adds in whatever order the threads finish, so two
-    builds over the same raw rows can differ in the last bit of a KPI (seen here: two digests, about half the
-    builds each, with no fault at all). The battery compares what the faults change, so it fixes the order."""
+    """Every KPI table over the window, as the KPI assets build them (config/mkpi.yaml's channels and rates), on
+    DuckDB's threads as configured: sums are exact (DECIMAL), so the same raw rows give the same bits (a float sum
+    used to differ in the last bit with the threads' order, issue #19; tests/test_kpi_determinism.py)."""
     settings = load_settings(environ={})
     with connect(path) as conn:
-        conn.execute("SET threads = 1")
         rebuild_all(conn, WINDOW, KpiContext.from_settings(settings))
 
 

@@ -22,13 +22,13 @@ SELECT
     CAST(sum(a.clicks) AS BIGINT) AS ad_clicks,
     CAST(sum(a.impressions) AS BIGINT) AS ad_impressions,
     CAST(sum(a.interactions) AS BIGINT) AS ad_interactions,
-    CAST(sum(a.conversions) AS DOUBLE) AS ad_conversions,
-    CAST(sum(a.conversions_value) AS DOUBLE) AS conversions_value,
+    CAST(sum(CAST(a.conversions AS DECIMAL(38, 9))) AS DOUBLE) AS ad_conversions,
+    CAST(sum(CAST(a.conversions_value AS DECIMAL(38, 9))) AS DOUBLE) AS conversions_value,
     sum(a.clicks) / nullif(sum(a.impressions), 0) AS ad_ctr,
     (sum(a.cost_micros) / 1e6) / nullif(sum(a.clicks), 0) AS ad_cpc,
-    (sum(a.cost_micros) / 1e6) / nullif(sum(a.conversions), 0) AS ad_cpa,
-    sum(a.conversions_value) / nullif(sum(a.cost_micros) / 1e6, 0) AS ad_roas,
-    sum(a.conversions) / nullif(sum(a.interactions), 0) AS ad_conversion_rate,
+    (sum(a.cost_micros) / 1e6) / nullif(CAST(sum(CAST(a.conversions AS DECIMAL(38, 9))) AS DOUBLE), 0) AS ad_cpa,
+    CAST(sum(CAST(a.conversions_value AS DECIMAL(38, 9))) AS DOUBLE) / nullif(sum(a.cost_micros) / 1e6, 0) AS ad_roas,
+    CAST(sum(CAST(a.conversions AS DECIMAL(38, 9))) AS DOUBLE) / nullif(sum(a.interactions), 0) AS ad_conversion_rate,
     bool_and(date_diff('day', a.date, CAST(timezone($tz, a._loaded_at) AS DATE)) >= w.days) AS is_final,
     -- a CTR outside [0, 1] is flagged on its row, never a failed run
     CASE WHEN NOT coalesce(sum(a.clicks) / nullif(sum(a.impressions), 0), 0) BETWEEN 0 AND 1

@@ -18,10 +18,11 @@ SELECT
     s.search_type,
     CAST(sum(s.clicks) AS BIGINT) AS search_clicks,
     CAST(sum(s.impressions) AS BIGINT) AS search_impressions,
-    CAST(sum(s.position * s.impressions) AS DOUBLE) AS position_x_impressions,
+    CAST(sum(CAST(s.position * s.impressions AS DECIMAL(38, 9))) AS DOUBLE) AS position_x_impressions,
     CAST(sum(CASE WHEN s.position IS NOT NULL THEN s.impressions END) AS BIGINT) AS positioned_impressions,
     sum(s.clicks) / nullif(sum(s.impressions), 0) AS search_ctr,
-    sum(s.position * s.impressions) / nullif(sum(CASE WHEN s.position IS NOT NULL THEN s.impressions END), 0)
+    CAST(sum(CAST(s.position * s.impressions AS DECIMAL(38, 9))) AS DOUBLE)
+        / nullif(sum(CASE WHEN s.position IS NOT NULL THEN s.impressions END), 0)
         AS search_avg_position,
     bool_and(s.data_state = 'final'
              AND date_diff('day', s.date, CAST(timezone($tz, s._loaded_at) AS DATE)) >= w.days) AS is_final,

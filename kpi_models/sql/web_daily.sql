@@ -16,7 +16,8 @@
 --           campaign type's channel (campaign_tagged).
 -- is_final: every input row was loaded at least the source's restatement window (kpi.restatement_window) after
 -- its day (rule 11). quality: GA4 answers flagged thresholded, sampled or with rows folded into (other).
--- Unmapped raw channel values count as `other`. Parameters: $start, $end (inclusive, source-local dates), $tz.
+-- Sums of fractional values are exact (DECIMAL), so a rebuild gives the same bits whatever order DuckDB's threads
+-- add in. Unmapped raw channel values count as `other`. Parameters: $start, $end (inclusive, source-local dates), $tz.
 -- One part per source (`-- @part`), rebuilt on its own: a source whose raw table changed shape fails its part only,
 -- and the other source's rows are still rebuilt. `-- @select` computes the ratios over each part (`part`).
 -- @part ga4
@@ -36,9 +37,9 @@ SELECT
     CAST(sum(t.engaged_sessions) AS BIGINT) AS engaged_sessions,
     CAST(sum(t.sessions - t.engaged_sessions) AS BIGINT) AS bounced_sessions,
     CAST(sum(t.converting_sessions) AS BIGINT) AS converting_sessions,
-    CAST(sum(t.session_duration_seconds) AS DOUBLE) AS session_duration_seconds,
-    CAST(sum(t.user_engagement_duration) AS DOUBLE) AS engagement_duration_seconds,
-    CAST(sum(t.key_events) AS DOUBLE) AS key_events,
+    CAST(sum(CAST(t.session_duration_seconds AS DECIMAL(38, 9))) AS DOUBLE) AS session_duration_seconds,
+    CAST(sum(CAST(t.user_engagement_duration AS DECIMAL(38, 9))) AS DOUBLE) AS engagement_duration_seconds,
+    CAST(sum(CAST(t.key_events AS DECIMAL(38, 9))) AS DOUBLE) AS key_events,
     CAST(sum(t.new_users) AS BIGINT) AS new_users,
     bool_and(date_diff('day', t.date, CAST(timezone($tz, t._loaded_at) AS DATE)) >= w.days) AS is_final,
     list_filter([CASE WHEN bool_or(q.thresholded) THEN 'thresholded' END,
