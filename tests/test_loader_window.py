@@ -93,3 +93,30 @@ def test_keys_stay_unique_in_the_table_with_undated_rows(tmp_path):
         assert rows(conn) == [(SITE, None, 1)]
         load_batches(conn, [batch([(SITE, None, 3)], D1, D2)])  # its own window (and wider) replaces it
         assert rows(conn) == [(SITE, None, 3)]
+
+
+@pytest.mark.battery("Out-of-window answers")
+def test_search_console_answering_a_day_before_the_window_loads_nothing(tmp_path):
+    """Through the official client and the sandbox: the first load is the world's; the re-read of 2026-03-05..06 is
+    answered (a scripted hostile answer) with a row for 2026-03-01 as well. The run fails naming the day; the table
+    keeps exactly the first load's rows (the world's figures), one per day."""
+    from connectors.http import RetryPolicy
+    from connectors.search_console import SITE_TOTALS, SearchConsoleConnector
+    from connectors.settings import SearchConsoleSettings
+    from sandbox.gsc_server import GscServer
+    from sandbox.world import DEFAULT_GSC_SITE, World
+
+    world = World(seed=7, today=date(2026, 3, 31))
+    first = Window(D1, D4)
+    with GscServer(world) as server, connect(tmp_path / "w.duckdb") as conn:
+        gsc = SearchConsoleConnector(SearchConsoleSettings(sites=(DEFAULT_GSC_SITE,), endpoint=server.url,
+                                                           timeout_seconds=5), policy=RetryPolicy(max_attempts=1))
+        load_batches(conn, gsc.fetch(SITE_TOTALS, first))
+        expected = [(day, world.gsc_day(DEFAULT_GSC_SITE, day).clicks) for day in first.dates()]
+        hostile = {"rows": [{"keys": [d.isoformat()], "clicks": 972, "impressions": 5000, "ctr": 0.19, "position": 3.0}
+                            for d in (D1, D5, date(2026, 3, 6))], "responseAggregationType": "byProperty"}
+        server.add_fault("status", 200, hostile)
+        with pytest.raises(InvalidResponse, match="2026-03-01") as caught:
+            load_batches(conn, gsc.fetch(SITE_TOTALS, Window(D5, date(2026, 3, 6))))
+        assert DEFAULT_GSC_SITE in str(caught.value) and "search_console" in str(caught.value)
+        assert conn.execute("SELECT date, clicks FROM search_console.site_totals ORDER BY date").fetchall() == expected
