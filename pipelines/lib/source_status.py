@@ -10,6 +10,7 @@ per-asset failure events, so failed steps are read from the failed runs.)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -68,7 +69,9 @@ def step_failures(instance: dg.DagsterInstance, step_sources: Mapping[str, str]
             data = entry.dagster_event.step_failure_data if entry.dagster_event else None
             error = data.error if data is not None else None
             cause = (error.cause or error) if error is not None else None
-            text = ((cause.message if cause else "") or "a step failed").strip().splitlines()[0][:500]
+            text = ((cause.message if cause else "") or "a step failed").strip().splitlines()[0]
+            # "dagster._core.definitions.events.Failure: ga4: 1 of 1 accounts failed ..." -> the sentence itself
+            text = re.sub(r"^[\w.]+(?:Error|Exception|Failure|Exhausted): ", "", text)[:500]
             found.setdefault(source, []).append((datetime.fromtimestamp(entry.timestamp, UTC), run_id, text))
     return found
 
