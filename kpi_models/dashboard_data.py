@@ -15,6 +15,8 @@ shows the month that contains its last day.
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -26,7 +28,7 @@ import duckdb
 from connectors.publish import RAW_SCHEMAS
 from kpi_models.catalogue import FAMILIES, KPI_SCHEMA, Catalogue
 from kpi_models.dashboard_periods import DEFAULT_PERIOD, Period, Window, data_range, presets
-from kpi_models.formatting import channel_label, display_unit, kpi_label, source_label
+from kpi_models.formatting import channel_label, display_unit, format_spec, kpi_label, source_label
 from kpi_models.objectives import BUDGET_KPIS
 
 FAMILY_TITLES = {"web": "Web analytics & acquisition", "seo": "SEO", "paid_search": "Paid search",
@@ -70,8 +72,11 @@ def _readable(conn: duckdb.DuckDBPyConnection, existing: set[str], name: str, co
 
 
 def _plain(value: Any) -> Any:
+    """A JSON-able value: DECIMAL as float, dates as ISO text, NaN and infinities as null (no number)."""
     if isinstance(value, Decimal):
-        return float(value)
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, date):
@@ -111,8 +116,9 @@ class _Flags:
 
 def _result(row: Mapping[str, Any], flags: _Flags) -> list[Any]:
     """[numerator, denominator, value, final (1/0), flag combination, days with data]."""
-    return [row["numerator"], row["denominator"], row["value"], 1 if row["is_final"] else 0,
-            flags.index(row["quality"]), row["days"]]
+    final = bool(row["is_final"])
+    quality = list(row["quality"] or []) + ([] if final else ["provisional"])  # hand-made rows may lack the flag
+    return [row["numerator"], row["denominator"], row["value"], 1 if final else 0, flags.index(quality), row["days"]]
 
 
 def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, periods: Sequence[Period],
@@ -142,13 +148,15 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
     return out
 
 
-def _coverage(conn: duckdb.DuckDBPyConnection, periods: Sequence[Period]) -> dict[str, dict[str, list[int]]]:
+def _coverage(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, periods: Sequence[Period]
+              ) -> dict[str, dict[str, list[int]]]:
     """Per period and source, the days of each window with any KPI row: a comparison with a window the source only
     partly covers is flagged on the page, never shown as a plain rise or fall."""
     windows, params = _windows_sql(periods)
+    daily = [k.kpi for k in catalogue.daily()]
     rows = _records(conn, f"SELECT w.period, w.win, d.source, count(DISTINCT d.date) AS days "
                           f"FROM {KPI_SCHEMA}.kpi_daily AS d JOIN {windows} ON d.date BETWEEN w.start_day "
-                          "AND w.end_day GROUP BY ALL", params)
+                          "AND w.end_day WHERE d.kpi IN (SELECT unnest(?)) GROUP BY ALL", [*params, daily])
     out: dict[str, dict[str, list[int]]] = {p.key: {} for p in periods}
     order = {"cur": 0, "prev": 1, "ly": 2}
     for r in rows:
@@ -375,7 +383,7 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
         "generated_at": generated_at.isoformat(), "as_of": None, "range": None, "periods": [],
         "default_period": DEFAULT_PERIOD, "kpis": _kpis(catalogue),
         "families": [{"key": f, "title": FAMILY_TITLES.get(f, f), "headline": HEADLINE.get(f)} for f in FAMILIES],
-        "cards": [], "results": {}, "coverage": {}, "series": [], "monthly": [], "objectives": {}, "drill": {},
+        "cards": [], "results": {}, "coverage": {}, "currencies": {}, "format": json.loads(format_spec()), "series": [], "monthly": [], "objectives": {}, "drill": {},
         "flags": flags.combos, "flag_text": FLAG_TEXT, "status": [], "freshness": [], "freshness_origin": "",
         "alerts": _alerts(conn, existing),
         "labels": {"channels": {}, "sources": {}},
@@ -391,9 +399,12 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
                      periods=[{"key": p.key, "label": p.label, "running": p.running,
                                **{name: w.as_dict() for name, w in p.windows().items()}} for p in periods])
         model["results"] = _period_results(conn, catalogue, periods, flags)
-        model["coverage"] = _coverage(conn, periods)
+        model["coverage"] = _coverage(conn, catalogue, periods)
+        model["currencies"] = {f"{r['kpi']}|{r['source']}": r["currency"] for r in _records(
+            conn, f"SELECT kpi, source, min(currency) AS currency FROM {KPI_SCHEMA}.kpi_daily "
+                  "WHERE currency IS NOT NULL GROUP BY ALL")}
         model["series"] = _series(conn, catalogue, days, flags)
-        if _readable(conn, existing, f"{KPI_SCHEMA}.kpi_monthly", ("month_start", *long_columns)):
+        if _readable(conn, existing, f"{KPI_SCHEMA}.kpi_monthly", ("month_start", *long_columns[1:])):
             model["monthly"] = _monthly_native(conn, catalogue)
             _native_results(model["monthly"], periods, flags, model["results"])
         model["objectives"] = _objectives(conn, existing, periods, as_of)
