@@ -182,17 +182,18 @@ DEFAULT_STALE_AFTER_DAYS: dict[str, int] = {"ga4": 2, "search_console": 4, "mato
 class AnomalySettings:
     """How a KPI's usual pattern is judged (kpi_models/alerts.py): the same weekday over the past `weeks` weeks,
     median and MAD; a day beyond `threshold` robust deviations is anomalous (`provisional_threshold` for a day not
-    final yet, or `provisional: final_only` to wait until it is); below the minimum volumes nothing alerts."""
+    final yet, or `provisional: final_only` to wait until it is). Below the minimum volumes nothing alerts: a sum
+    whose usual day is under `min_count` (counts) or `min_amount` (money), a ratio whose denominator is under
+    `min_denominators` of its unit (the same floor objectives use)."""
 
     weeks: int = 8
     min_weeks: int = 5
-    threshold: float = 4.0
+    threshold: float = 5.0
     provisional: str = "wider"
-    provisional_threshold: float = 6.0
+    provisional_threshold: float = 7.0
     days: int = 7
     min_count: float = 50.0
-    min_amount: float = 50.0
-    min_denominator: float = 200.0
+    min_amount: float = 100.0
 
 
 @dataclass(frozen=True)
@@ -719,7 +720,6 @@ class AnomalyFile(_Model):
     days: Whole = Field(_ANOMALY.days, ge=1, le=60, description="a whole number of days between 1 and 60")
     min_count: Number = Field(_ANOMALY.min_count, ge=0, description="a number, at least 0")
     min_amount: Number = Field(_ANOMALY.min_amount, ge=0, description="a number, at least 0")
-    min_denominator: Number = Field(_ANOMALY.min_denominator, ge=0, description="a number, at least 0")
 
     @model_validator(mode="after")
     def _weeks_fit(self) -> AnomalyFile:
