@@ -39,6 +39,7 @@ import pyarrow as pa
 from connectors.settings import DEFAULT_MIN_DENOMINATORS, AlertsSettings, AnomalySettings, Settings
 from connectors.warehouse import table_exists
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
+from kpi_models.formatting import format_value
 from kpi_models.objectives import BUDGET_KPIS, source_name, wording
 
 CONDITIONS = ("status_change", "anomaly", "stale_source", "run_failure")
@@ -50,6 +51,7 @@ ALERTS = f"{KPI_SCHEMA}.alerts"
 DETAIL = f"{KPI_SCHEMA}.alert_detail"
 OBJECTIVE_STATUS = f"{KPI_SCHEMA}.alert_objective_status"
 ANOMALIES = f"{KPI_SCHEMA}.kpi_anomaly"
+FEED = f"{KPI_SCHEMA}.alert_feed"
 # Judged statuses (insufficient_data says nothing to act on: the last judged status stands).
 JUDGED = ("on_track", "at_risk", "off_track")
 _STATUS_SEVERITY = {"on_track": "info", "at_risk": "warning", "off_track": "critical"}
@@ -232,6 +234,7 @@ class _Point:
     denominator: float | None
     value: float | None
     is_final: bool
+    currency: str | None = None
 
 
 Series = tuple[str, str, str, str]  # kpi, source, channel, account_id
@@ -242,12 +245,12 @@ def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
     """kpi.kpi_daily between start and end by series, and which (source, account, day) reported at all (with
     whether that day is final), so a series missing on a reported day reads as zero (GA4 leaves out empty rows)."""
     rows = conn.execute(
-        f"SELECT kpi, source, channel, account_id, date, numerator, denominator, value, coalesce(is_final, false) "
-        f"FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?", [start, end]).fetchall()
+        f"SELECT kpi, source, channel, account_id, date, numerator, denominator, value, coalesce(is_final, false), "
+        f"currency FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?", [start, end]).fetchall()
     series: dict[Series, dict[date, _Point]] = {}
     reported: dict[tuple[str, str, date], bool] = {}
-    for kpi, source, channel, account, day, num, den, value, final in rows:
-        series.setdefault((kpi, source, channel, account), {})[day] = _Point(num, den, value, bool(final))
+    for kpi, source, channel, account, day, num, den, value, final, currency in rows:
+        series.setdefault((kpi, source, channel, account), {})[day] = _Point(num, den, value, bool(final), currency)
         key = (source, account, day)
         reported[key] = reported.get(key, True) and bool(final)
     return series, reported
@@ -331,7 +334,8 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
                 anomalous.append(verdict)
                 points.append(_point_row(verdict, name, source, channel, account))
         if anomalous:
-            findings.append(_anomaly_finding(kpi, source, channel, account, anomalous))
+            currency = next((p.currency for p in by_day.values() if p.currency), None)
+            findings.append(_anomaly_finding(kpi, source, channel, account, anomalous, currency))
     return findings, points, judged
 
 
@@ -343,7 +347,7 @@ def _point_row(v: _Judgement, kpi: str, source: str, channel: str, account: str)
 
 
 def _anomaly_finding(kpi: KpiDefinition, source: str, channel: str, account: str,
-                     anomalous: Sequence[_Judgement]) -> Finding:
+                     anomalous: Sequence[_Judgement], currency: str | None) -> Finding:
     """One finding for a series: its latest anomalous day, with how many of the judged days were anomalous."""
     last = anomalous[-1]
     low = max(last.band.low, 0.0) if last.band.center >= 0 else last.band.low
@@ -352,38 +356,18 @@ def _anomaly_finding(kpi: KpiDefinition, source: str, channel: str, account: str
     way = "above" if last.deviations > 0 else "below"
     label = wording(kpi).label
     where = _where_text(source, channel, account)
-    unit = _unit(kpi)
-    text = (f"{label} {where}: {format_value(last.value, unit)} on {last.day:%a %d %b %Y}, {way} its usual "
-            f"{format_value(low, unit)} to {format_value(last.band.high, unit)} (same weekday, past weeks)")
+
+    def shown(value: float) -> str:
+        return format_value(value, kpi.unit, currency, kpi=kpi.kpi)
+
+    text = (f"{label} {where}: {shown(last.value)} on {last.day:%a %d %b %Y}, {way} its usual {shown(low)} to "
+            f"{shown(last.band.high)} (same weekday, past weeks)")
     if not last.is_final:
         text += "; provisional day, judged with a wider band"
     if len(anomalous) > 1:
         text += f"; {len(anomalous)} unusual days in the last days judged"
     return Finding("anomaly", severity, kpi.kpi, source, channel, account, text, last.value, low, last.band.high,
                    "day", last.day, kpi.family)
-
-
-def _unit(kpi: KpiDefinition) -> str:
-    if kpi.unit == "ratio" and (kpi.bounded or kpi.kpi == "ad_conversion_rate"):
-        return "percent"
-    return kpi.unit
-
-
-def format_value(value: float | None, unit: str, currency: str | None = None) -> str:
-    """A KPI value as a manager reads it: 2.84%, 1,234, 0.52 EUR, 85 s, position 13.8."""
-    if value is None:
-        return "-"
-    if unit == "percent":
-        return f"{value * 100:.2f}%"
-    if unit == "currency":
-        return f"{value:,.2f} {currency or ''}".strip()
-    if unit == "seconds":
-        return f"{value:,.0f} s"
-    if unit in ("position", "score"):
-        return f"{value:,.1f}"
-    if unit == "count":
-        return f"{value:,.0f}"
-    return f"{value:,.2f}"
 
 
 def _where_text(source: str | None, channel: str | None, account: str | None) -> str:
@@ -545,10 +529,16 @@ def run_failure_findings(failures: Iterable[RunFailure]) -> list[Finding]:
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """The alert tables, and kpi.alert_feed: each alert with its id, message, day and dashboard family, for the
+    dashboard and other readers (status = the alert's state: open, acknowledged, cleared)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
-    for ddl in (_ALERTS_DDL, _DETAIL_DDL, _STATUS_DDL):
+    for ddl in (_ALERTS_DDL, _DETAIL_DDL, _STATUS_DDL, _ANOMALY_DDL):
         conn.execute(ddl)
-    conn.execute(_ANOMALY_DDL)
+    conn.execute(f"""CREATE OR REPLACE VIEW {FEED} AS
+        SELECT d.alert_id, a.created_at AS detected_at, a.kpi, a.source, a.channel, a.account_id, a.condition,
+               a.severity, a.state AS status, d.message, d.day AS date, d.grain, d.family, a.value, a.expected_low,
+               a.expected_high, a.sent_to
+        FROM {ALERTS} AS a JOIN {DETAIL} AS d ON {_KEY_MATCH}""")
 
 
 def alert_id(created_at: datetime, key: Sequence[str | None]) -> str:

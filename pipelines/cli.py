@@ -36,7 +36,7 @@ from rich.text import Text
 from connectors.errors import ConfigError, ConnectorError, SourceError
 from connectors.http import RetryPolicy, redact
 from connectors.settings import Secret, Settings, load_settings
-from pipelines import fx_command
+from pipelines import alerts_command, fx_command
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -203,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="For each platform: is it configured, are the settings valid, and does one cheap "
                                "real request succeed? Says exactly what to set or grant when not.")
     fx_command.add_parser(sub, common, _iso_date)
+    alerts_command.add_parser(sub, common)
     return parser
 
 
@@ -1142,6 +1143,7 @@ def _doctor(settings: Settings, debug: bool, files: PlatformReport | None = None
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, bool], int]] = {
     "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor, "fx": fx_command.cmd_fx,
+    "alerts": alerts_command.cmd_alerts,
 }
 
 
