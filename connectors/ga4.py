@@ -127,6 +127,9 @@ TRAFFIC = Ga4Report(
         ("sessionKeyEventRate", "session_key_event_rate"),
         ("keyEvents", "key_events"),
         ("newUsers", "new_users"),
+        # revenue and purchases by session channel: marketing ROI attributes GA4 revenue to the channel (#24)
+        ("ecommercePurchases", "ecommerce_purchases"),
+        ("purchaseRevenue", "purchase_revenue"),
     ),
     stream=Stream(
         table="ga4.traffic_by_channel",
@@ -140,6 +143,8 @@ TRAFFIC = Ga4Report(
             ("session_key_event_rate", pa.float64()),
             ("key_events", pa.float64()),
             ("new_users", pa.int64()),
+            ("ecommerce_purchases", pa.int64()),
+            ("purchase_revenue", pa.float64()),
             *_COMMON_TAIL,
             ("converting_sessions", pa.int64()),
             ("session_duration_seconds", pa.float64()),

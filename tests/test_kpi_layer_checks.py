@@ -41,6 +41,8 @@ def traffic(rows: list[tuple]) -> Batch:
         "converting_sessions": pa.array([r[4] for r in rows], pa.int64()),
         "average_session_duration": pa.array([90.0] * n),
         "session_duration_seconds": pa.array([90.0 * r[2] for r in rows]),
+        "ecommerce_purchases": pa.array([0] * n, pa.int64()),
+        "purchase_revenue": pa.array([0.0] * n),
     })
     return Batch(TRAFFIC.stream, data.select(TRAFFIC.stream.schema.names), WINDOW, {"property_id": "1"})
 

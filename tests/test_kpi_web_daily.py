@@ -41,6 +41,8 @@ def traffic(property_id: str, rows: list[tuple]) -> Batch:
         "converting_sessions": pa.array([round(s * r) for s, r in zip(sessions, rates, strict=True)], pa.int64()),
         "average_session_duration": pa.array([2.0 * r[4] / r[2] if r[2] else 0.0 for r in rows]),
         "session_duration_seconds": pa.array([2.0 * r[4] for r in rows]),
+        "ecommerce_purchases": pa.array([0] * n, pa.int64()),
+        "purchase_revenue": pa.array([0.0] * n),
     })
     return Batch(TRAFFIC.stream, data, Window(D1, D2), {"property_id": property_id})
 
