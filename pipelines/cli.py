@@ -36,6 +36,8 @@ from rich.text import Text
 from connectors.errors import ConfigError, ConnectorError, SourceError
 from connectors.http import RetryPolicy, redact
 from connectors.settings import Secret, Settings, load_settings
+from kpi_models import dashboard_serve
+from kpi_models.formatting import format_value  # the one formatter (dashboard, CLI): "2.54%", "4.56×", "9,930 EUR"
 from pipelines import alerts_command, fx_command
 
 if TYPE_CHECKING:
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                    description="For each platform: is it configured, are the settings valid, and does one cheap "
                                "real request succeed? Says exactly what to set or grant when not.")
     fx_command.add_parser(sub, common, _iso_date)
+    dashboard_serve.add_parser(sub, common)
     alerts_command.add_parser(sub, common)
     return parser
 
@@ -580,22 +583,6 @@ def _has_table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
     return table_exists(conn, f"{schema}.{name}")
 
 
-def format_value(value: float | None, unit: str | None, currency: str | None = None) -> str:
-    """A KPI value as an analyst reads it: rates in %, money with its currency, counts with separators."""
-    if value is None:
-        return "-"
-    if unit == "ratio":
-        return f"{value:.2%}"
-    if unit == "currency":
-        amount = f"{value:,.2f}" if abs(value) < 1000 else f"{value:,.0f}"
-        return f"{amount} {currency}" if currency else amount
-    if unit == "seconds":
-        return f"{value:,.0f} s"
-    if unit in ("position", "score"):
-        return f"{value:,.1f}"
-    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
-
-
 def _status_text(status: str | None, provisional: bool = False) -> Text:
     if not status:
         return Text("no objective", style="dim")
@@ -743,8 +730,8 @@ def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
         counts[r["status"] or "no objective"] = counts.get(r["status"] or "no objective", 0) + 1
         attained = r["attainment"]
         table.add_row(families.get(r["kpi"], ""), r["kpi"], r["source"] or "", r["channel"] or "all",
-                      format_value(r["actual"], r["unit"], r["currency"]),
-                      format_value(r["target_now"], r["unit"], r["currency"]),
+                      format_value(r["actual"], r["unit"], r["currency"], kpi=r["kpi"]),
+                      format_value(r["target_now"], r["unit"], r["currency"], kpi=r["kpi"]),
                       "-" if attained is None or attained != attained else f"{attained:.2f}",
                       _status_text(r["status"], bool(r.get("provisional"))), r["gap_text"] or "")
     out.print(table)
@@ -1143,7 +1130,7 @@ def _doctor(settings: Settings, debug: bool, files: PlatformReport | None = None
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, bool], int]] = {
     "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor, "fx": fx_command.cmd_fx,
-    "alerts": alerts_command.cmd_alerts,
+    "alerts": alerts_command.cmd_alerts, "serve": dashboard_serve.cmd_serve,
 }
 
 
