@@ -11,7 +11,9 @@ Each copy records when it was built, from which run (`meta.build`) and how fresh
 (`meta.source_freshness`), so an analyst can tell how current a number is.
 """
 
+import errno
 import os
+import shutil
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 
+from connectors.errors import ConnectorError
 from connectors.warehouse import quote_ident
 
 PUBLISHED_SCHEMAS = ("kpi", "ga4", "search_console", "google_ads", "hubspot", "matomo")
@@ -27,6 +30,27 @@ PUBLISHED_SCHEMAS = ("kpi", "ga4", "search_console", "google_ads", "hubspot", "m
 PUBLISHED_META = ("source_status",)
 RAW_SCHEMAS = ("ga4", "search_console", "google_ads", "hubspot", "matomo")
 _ALIAS = "__mkpi_publish"
+
+
+# How a full disk reads in an error: DuckDB passes the OS's strerror() through ('Could not write file "...": No
+# space left on device', wrapped in 'CHECKPOINT during DETACH failed' when the copy is checkpointed on DETACH).
+_DISK_FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+
+
+class DiskFull(ConnectorError):
+    """The disk holding the analysts' copy filled up while the new copy was written. The previous copy is left as it
+    was (the new one is swapped in only when complete) and the temporary copy is removed."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) says the disk or the user's quota is full."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(exc) for text in _DISK_FULL):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -97,10 +121,36 @@ def publish_analyst_copy(conn: duckdb.DuckDBPyConnection, target: str | os.PathL
             conn.execute(f"CREATE TABLE {_ALIAS}.meta.source_freshness (source VARCHAR, table_name VARCHAR, "
                          "last_date DATE, last_loaded_at TIMESTAMPTZ, row_count BIGINT)")
         conn.execute(f"DETACH {_ALIAS}")  # checkpoints: the file is complete, with no WAL left beside it
-    except BaseException:
-        conn.execute(f"DETACH DATABASE IF EXISTS {_ALIAS}")
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+    except BaseException as exc:
+        _discard(conn, tmp)
+        if is_disk_full(exc):
+            raise DiskFull(_disk_full_message(target_path)) from exc
         raise
     os.replace(tmp, target_path)  # atomic: readers see the old file or the new one, never a mix
     return PublishResult(str(target_path), build_id, len(relations), target_path.stat().st_size)
+
+
+def _discard(conn: duckdb.DuckDBPyConnection, tmp: Path) -> None:
+    """Drop a copy that could not be finished: detach it if DuckDB still has it, then delete it and its WAL.
+
+    The DETACH may fail again (a full disk fails its checkpoint twice: 'CHECKPOINT during DETACH failed'); the
+    files go either way, or every failed publish would leave a database's worth of disk behind."""
+    try:
+        conn.execute(f"DETACH DATABASE IF EXISTS {_ALIAS}")
+    except duckdb.Error:
+        pass  # DuckDB has already invalidated and detached it
+    for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def _disk_full_message(target: Path) -> str:
+    """Which disk is full, for which file, what was kept, and how much room there is now."""
+    try:
+        free = f"; {shutil.disk_usage(target.parent).free / 1e6:,.1f} MB free there now"
+    except OSError:
+        free = ""
+    kept = (f"The previous copy is unchanged (it takes {target.stat().st_size / 1e6:,.1f} MB)" if target.exists()
+            else "There is no previous copy")
+    return (f"the disk is full: no space left in {target.parent} to write the analysts' copy {target.name}{free}. "
+            f"{kept} and the unfinished copy was removed; free space there, or set MKPI_ANALYST_DB to a file on a "
+            "disk with room, then re-run")

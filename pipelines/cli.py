@@ -17,7 +17,9 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -33,12 +35,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from connectors.errors import ConfigError, ConnectorError, SourceError
+from connectors.errors import ConfigError, SourceError
 from connectors.http import RetryPolicy, redact
-from connectors.settings import Secret, Settings, load_settings
+from connectors.settings import Secret, Settings
 from kpi_models import dashboard_serve
 from kpi_models.formatting import format_value  # the one formatter (dashboard, CLI): "2.54%", "4.56×", "9,930 EUR"
 from pipelines import alerts_command, fx_command
+from pipelines.lib.preflight import check_run_inputs, read_settings
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -86,6 +89,24 @@ class CliError(Exception):
         self.code = code
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a run executed: the run was marked canceled and its pool slots freed.
+
+    `worker_alive`: the run's thread was still inside a step; the process must end without waiting for it
+    (main() then exits at once, as a kill would, which every write survives; the crash battery proves it)."""
+
+    def __init__(self, message: str, code: int, worker_alive: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.worker_alive = worker_alive
+
+
+CONFIG_FIX = ("correct that key: docs/configuration.md lists every key, its default and its allowed values "
+              "(`mkpi doctor` checks both files)")
+OBJECTIVES_FIX = ("correct that entry: docs/configuration.md#the-objectives-file lists the fields; KPI names are "
+                  "those of kpi_models/catalogue.yaml (`mkpi doctor` checks both files)")
+
+
 # --- output helpers ------------------------------------------------------------------------------------------------
 
 
@@ -123,10 +144,23 @@ def first_line(text: str) -> str:
 
 
 def _safe_settings() -> Settings | None:
+    """The settings for redaction, or None: called while reporting an error, so it never raises (a config file
+    that cannot be read must not turn one error into two tracebacks)."""
     try:
-        return load_settings()
-    except ConnectorError:
+        return read_settings()
+    except Exception:  # noqa: BLE001 - the error being reported is the one to show
         return None
+
+
+def _config_problem() -> ConfigError | None:
+    """The configuration's own error, when it cannot be read: the real cause of a surprise elsewhere."""
+    try:
+        read_settings()
+    except ConfigError as exc:
+        return exc
+    except Exception:  # noqa: BLE001 - read_settings turns every unreadable value into a ConfigError
+        return None
+    return None
 
 
 # --- argument parsing ----------------------------------------------------------------------------------------------
@@ -236,16 +270,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with log_levels({"mkpi": logging.DEBUG} if debug else {}):
             return COMMANDS[args.command](args, debug)
+    except RunInterrupted as exc:
+        err.print(Text(f"mkpi: {exc}", style="bold red"))
+        if exc.worker_alive:  # a step is still running in its thread: end now, as promised, without waiting for it
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.code)
+        return exc.code
     except KeyboardInterrupt:
         err.print("mkpi: interrupted")
         return 130
     except CliError as exc:
         return _report_error(err, str(exc), exc.fix, debug, exc.code)
     except ConfigError as exc:
-        return _report_error(err, f"configuration: {exc}", None, debug)
+        return _report_error(err, f"configuration: {exc}", CONFIG_FIX, debug)
     except SourceError as exc:
         return _report_error(err, f"platform refused: {exc}", "fix the access named above, then re-run", debug)
     except Exception as exc:  # noqa: BLE001 - the top level turns any surprise into one sentence
+        problem = _config_problem()
+        if problem is not None:  # e.g. a value YAML cannot build, met first by a helper that reads the file
+            return _report_error(err, f"configuration: {problem}", CONFIG_FIX, debug)
         name = type(exc).__name__
         what = "Dagster refused the run" if type(exc).__module__.startswith("dagster") else "unexpected error"
         return _report_error(err, f"{what}: {name}: {first_line(str(exc))}",
@@ -314,7 +358,7 @@ class SourceRun:
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
-    failures: list[str] = field(default_factory=list)
+    failures: list[StepFailure] = field(default_factory=list)
 
 
 def configured_sources(settings: Settings) -> list[str]:
@@ -373,26 +417,83 @@ def summarise_run(run: SourceRun, events: Iterable[Any]) -> SourceRun:
     return run
 
 
-def failures_of(result: Any) -> list[str]:
+@dataclass(frozen=True)
+class StepFailure:
+    """One failed step (or the run itself): the error's class and first line, and what kind of problem it is."""
+
+    where: str
+    cls: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.cls + ': ' if self.cls else ''}{self.message}"
+
+    @property
+    def kind(self) -> str:
+        return failure_kind(self.cls, self.message)
+
+
+# What to do about a failed run, by kind of failure (issue #19 item 4: the fix matches the error, it does not
+# always blame an account). `{analyst}` is the analysts' copy.
+FAILURE_FIXES = {
+    "configuration": "correct the file and key named above (docs/configuration.md lists them; `mkpi doctor` checks "
+                     "both files); nothing was requested",
+    "lock": "close the program named above, which has the working DuckDB file open (a notebook, BI tool or DuckDB "
+            "CLI): analysts read the analysts' copy {analyst}, never the working file",
+    "disk": "free space on the disk named above, or point MKPI_DUCKDB_PATH / MKPI_ANALYST_DB to a disk with room; "
+            "nothing half-written was kept",
+    "platform": "the error above names the account and what to change (`mkpi doctor` checks access)",
+    "other": "`mkpi --debug backfill ...` shows the step logs and the traceback",
+}
+_CONFIG_ERRORS = frozenset({"ConfigError", "ObjectiveError", "CatalogueError"})
+_PLATFORM_ERRORS = frozenset({"SourceError", "InvalidResponse", "RetriesExhausted"})
+
+
+def failure_kind(cls: str, message: str) -> str:
+    """configuration, lock, disk, platform or other, from the error's class and message."""
+    from connectors.publish import is_disk_full
+
+    if cls in _CONFIG_ERRORS:
+        return "configuration"
+    if cls == "WorkingFileLocked" or "Could not set lock on file" in message:
+        return "lock"
+    if cls == "DiskFull" or is_disk_full(Exception(message)):
+        return "disk"
+    if cls in _PLATFORM_ERRORS or (cls == "Failure" and "accounts failed" in message):
+        return "platform"
+    return "other"
+
+
+def failures_of(result: Any) -> list[StepFailure]:
     """Each failed step and the first line of its error (the connector's message, not Dagster's wrapper)."""
-    found: list[str] = []
+    found: list[StepFailure] = []
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
-            error = event.step_failure_data.error
-            if error is None:
-                found.append(f"step {event.step_key}: failed")
-                continue
-            inner = error.cause or error
-            cls = (inner.cls_name or "").rsplit(".", 1)[-1]
-            message = _URL_PREFIX.sub("", first_line(inner.message))
-            if ": " in message and message.split(": ", 1)[0].rsplit(".", 1)[-1] == cls:
-                message = message.split(": ", 1)[1]
-            found.append(f"step {event.step_key}: {cls + ': ' if cls else ''}{message}")
+            error, where = event.step_failure_data.error, f"step {event.step_key}"
+        elif event.event_type_value == "RESOURCE_INIT_FAILURE":  # a resource's setup refused the run (preflight)
+            error, where = getattr(event.event_specific_data, "error", None), "run setup"
+        else:
+            continue
+        found.append(_step_failure(where, error) if error is not None else StepFailure(where, "", "failed"))
     if not found and not result.success:
         for event in result.all_events:
             if event.event_type_value == "RUN_FAILURE":
-                found.append(f"run: {first_line(event.message or 'failed')}")
-    return found or ([] if result.success else ["run: failed without a step error (see `mkpi --debug backfill`)"])
+                found.append(StepFailure("run", "", first_line(event.message or "failed")))
+    if not found and not result.success:
+        found.append(StepFailure("run", "", "failed without a step error (see `mkpi --debug backfill`)"))
+    return found
+
+
+def _step_failure(where: str, error: Any) -> StepFailure:
+    """The innermost error of Dagster's wrappers (a resource error wraps the ObjectiveError that caused it)."""
+    inner = error
+    while inner.cause is not None and (inner.cls_name or "").startswith("Dagster"):
+        inner = inner.cause
+    cls = (inner.cls_name or "").rsplit(".", 1)[-1]
+    message = _URL_PREFIX.sub("", first_line(inner.message))
+    if ": " in message and message.split(": ", 1)[0].rsplit(".", 1)[-1] == cls:
+        message = message.split(": ", 1)[1]
+    return StepFailure(where, cls, message)
 
 
 def _step_count(job: dg.JobDefinition, keys: Sequence[dg.AssetKey] | None) -> int | None:
@@ -419,27 +520,16 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
     """One Dagster run per source (the schedule's own selection: raw assets, KPI tables, objectives, analysts' copy).
 
     One source at a time keeps the progress honest (a bar per source, advanced as its steps finish) and lets a
-    failing source leave the others' KPIs rebuilt, as the daily schedule does."""
-    settings = load_settings()
+    failing source leave the others' KPIs rebuilt, as the daily schedule does. Before the first run: both files
+    are checked (nothing is requested on a configuration that would fail later) and runs a killed `mkpi` left
+    holding the writer slot are swept (pipelines/lib/stale_runs.py)."""
+    settings = _checked_inputs()
     _validate_window(args.start, args.end, settings)
-    wanted = list(dict.fromkeys(args.sources or []))
-    if wanted:
-        available = set(configured_sources(settings))
-        missing = [s for s in wanted if s not in available]
-        if missing:
-            first = missing[0]
-            raise CliError(f"{PLATFORM_NAMES[first]} is not configured, so it cannot be backfilled",
-                           f"{NEEDS[first]} (`mkpi doctor` checks every platform)")
-        sources = [s for s in SOURCES if s in wanted]
-    else:
-        sources = configured_sources(settings)
-        if not sources:
-            raise CliError("no platform is configured, so there is nothing to backfill",
-                           "configure at least one platform (`mkpi doctor` says which variables to set), or try "
-                           "`mkpi demo` on the local sandbox")
+    sources = _sources_to_backfill(args.sources, settings)
 
     from pipelines.definitions import defs
     from pipelines.defs.schedules import REFRESHES
+    from pipelines.lib.stale_runs import sweep_stale_runs
 
     keys_of = {r.source: r.asset_keys() for r in REFRESHES}
     out = make_console()
@@ -451,6 +541,8 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
         out.print(Text("HubSpot is incremental: it reads what changed since its cursors, whatever the dates.",
                        style="dim"))
     with dagster_instance() as instance:
+        for swept in sweep_stale_runs(instance):
+            out.print(Text(f"Freed the writer slot of a dead run: {swept.describe()}.", style="yellow"))
         jobs = {s: defs.resolve_job_def("hubspot_refresh_job" if s == "hubspot" else "daily_refresh_job")
                 for s in sources}
         progress = Progress(SpinnerColumn(), TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
@@ -462,8 +554,10 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
             for source in sources:
                 runs.append(_run_source(source, jobs[source], keys_of.get(source), instance, progress,
                                         tasks[source], args.start, args.end, log_level))
-            if not all(r.success for r in runs):
+            kinds = {f.kind for r in runs for f in r.failures}
+            if not all(r.success for r in runs) and not kinds & {"lock", "configuration"}:
                 # a failed run skipped its publish steps: publish what is good, with the failed source's status
+                # (not when the working file is locked or the configuration wrong: the publish would fail the same)
                 task = progress.add_task("publish", total=None, step="waiting", start=False)
                 runs.append(_run_source("publish", defs.resolve_job_def("publish_job"), None, instance, progress,
                                         task, args.start, args.end, log_level))
@@ -471,24 +565,69 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
     _print_backfill_summary(out, runs, ephemeral)
     failed = [r for r in runs if not r.success]
     if failed:
-        err = make_console(stderr=True)
-        secrets = known_secrets(settings)
-        for run in failed:
-            for failure in run.failures:
-                err.print(Text(f"mkpi: {run.source} failed at {redact(failure, secrets)}", style="bold red"))
-        err.print(Text("fix: the error above names the account and what to change (`mkpi doctor` checks access); "
-                       "re-running is safe, every write replaces its window"))
+        _print_failures(failed, settings)
         return 1
     return 0
+
+
+def _checked_inputs() -> Settings:
+    """The configuration and the objectives file, checked before anything runs (issue #19 item 11)."""
+    from kpi_models.objectives import ObjectiveError
+
+    try:
+        return check_run_inputs()
+    except ObjectiveError as exc:
+        raise CliError(f"objectives: {exc}", OBJECTIVES_FIX) from exc
+
+
+def _sources_to_backfill(requested: Sequence[str] | None, settings: Settings) -> list[str]:
+    """The --source values (each must be configured), else every configured source, in run order."""
+    wanted = list(dict.fromkeys(requested or []))
+    if wanted:
+        available = set(configured_sources(settings))
+        missing = [s for s in wanted if s not in available]
+        if missing:
+            first = missing[0]
+            raise CliError(f"{PLATFORM_NAMES[first]} is not configured, so it cannot be backfilled",
+                           f"{NEEDS[first]} (`mkpi doctor` checks every platform)")
+        return [s for s in SOURCES if s in wanted]
+    sources = configured_sources(settings)
+    if not sources:
+        raise CliError("no platform is configured, so there is nothing to backfill",
+                       "configure at least one platform (`mkpi doctor` says which variables to set), or try "
+                       "`mkpi demo` on the local sandbox")
+    return sources
+
+
+def _print_failures(failed: Sequence[SourceRun], settings: Settings) -> None:
+    """Each failure in one line, then one `fix:` line per kind of failure (configuration, lock, disk, platform)."""
+    err = make_console(stderr=True)
+    secrets = known_secrets(settings)
+    kinds: list[str] = []
+    for run in failed:
+        for failure in run.failures:
+            err.print(Text(f"mkpi: {run.source} failed at {redact(str(failure), secrets)}", style="bold red"))
+            kinds.append(failure.kind)
+    for kind in dict.fromkeys(kinds or ["other"]):
+        fix = FAILURE_FIXES[kind].format(analyst=settings.analyst_db)
+        err.print(Text(f"fix: {redact(fix, secrets)}; re-running is safe, every write replaces its window"))
 
 
 def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] | None,
                 instance: dg.DagsterInstance, progress: Progress, task: Any, start: date, end: date,
                 log_level: str) -> SourceRun:
-    """Execute one source's run in process, advancing its bar from the run's own step events."""
+    """Execute one source's run in process, advancing its bar from the run's own step events.
+
+    The run executes in a thread so that this (main) thread stays free to say what a waiting step waits for, and
+    to stop on Ctrl-C or SIGTERM: Dagster defers both signals while it executes a run in the main thread, and never
+    looks at them while a step waits for a pool slot (dagster 1.13.27: capture_interrupts in
+    `_core/execution/api.py`; the in-process executor's loop in `_core/execution/plan/execute_plan.py`), so a
+    waiting `mkpi` could not be stopped."""
     from pipelines.defs.schedules import SOURCE_TAG, range_tags
+    from pipelines.lib.stale_runs import owner_tags
 
     run = SourceRun(source=source, job=job.name, run_id=str(uuid.uuid4()))
+    wait = PoolWait(source, run.run_id, instance, progress, task)
 
     def on_event(entry: Any) -> None:
         # Called by the instance for every event of this run, synchronously: never let the bar break the run.
@@ -497,7 +636,10 @@ def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] 
             if event is None or event.step_key is None:
                 return
             kind = event.event_type_value
-            if kind == "STEP_START":
+            if kind == "ENGINE_EVENT" and "blocked by limit for pool" in (event.message or ""):
+                wait.blocked(event.step_key)
+            elif kind == "STEP_START":
+                wait.started(event.step_key)
                 progress.update(task, step=event.step_key)
             elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
                 progress.advance(task)
@@ -509,15 +651,17 @@ def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] 
     except AttributeError:
         log.debug("no event listener on this Dagster instance: the progress bar will not move during the run")
     progress.start_task(task)
-    tags = {SOURCE_TAG: source, "mkpi/trigger": "cli"}
+    # the owner tags let a later `mkpi` free this run's writer slot if this process is killed (stale_runs.py)
+    tags = {SOURCE_TAG: source, "mkpi/trigger": "cli", **owner_tags()}
     if job.partitions_def is not None:  # a report source's window; HubSpot and publish runs have none
         tags.update(range_tags(start, end))
     began = time.monotonic()
-    result = job.execute_in_process(
-        instance=instance, run_id=run.run_id, tags=tags, raise_on_error=False,
-        asset_selection=list(keys) if keys else None,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    result = execute_interruptibly(
+        lambda: job.execute_in_process(
+            instance=instance, run_id=run.run_id, tags=tags, raise_on_error=False,
+            asset_selection=list(keys) if keys else None,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}}),
+        instance, run.run_id, source, on_tick=wait.tick)
     run.seconds = time.monotonic() - began
     run.success = result.success
     run.failures = failures_of(result)
@@ -527,6 +671,147 @@ def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] 
                     description=f"{source} {OK if run.success else FAIL}", step="done" if run.success else "failed")
     progress.stop_task(task)
     return run
+
+
+# How often the main thread looks at a running run: to stop it on a signal, and to update a waiting step's line.
+TICK_SECONDS = 0.5
+# While a step waits for the writer slot: how often to look for a dead holder, and to repeat the waiting line.
+SWEEP_EVERY_SECONDS = 10.0
+SAY_EVERY_SECONDS = 60.0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (a service manager's stop, `kill`, a Kubernetes pod's end)."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Raise _Terminated in the main thread on SIGTERM, for the duration of a run (the previous handler after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute_interruptibly(execute: Callable[[], Any], instance: dg.DagsterInstance, run_id: str, label: str,
+                          on_tick: Callable[[], None] = lambda: None) -> Any:
+    """`execute()` (one Dagster run) in a worker thread, while this thread calls `on_tick` every TICK_SECONDS.
+
+    On Ctrl-C or SIGTERM the run is marked canceled and its pool slots (held or waited for) are freed, then
+    RunInterrupted is raised: the instance is left consistent, and no later run waits for this one."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["result"] = execute()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"mkpi-run-{run_id[:8]}", daemon=True)
+    with _sigterm_as_interrupt():
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(TICK_SECONDS)
+                on_tick()
+        except KeyboardInterrupt as exc:
+            why, code = ("SIGTERM", 143) if isinstance(exc, _Terminated) else ("Ctrl-C", 130)
+            done = cancel_run(instance, run_id, f"mkpi stopped by {why}")
+            raise RunInterrupted(f"stopped by {why}: {label} run {run_id[:8]} {done}", code,
+                                 worker.is_alive()) from None
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def cancel_run(instance: dg.DagsterInstance, run_id: str, why: str) -> str:
+    """Mark an unfinished run canceled and free the pool slots it holds or waits for; says what was done."""
+    run = instance.get_run_by_id(run_id)
+    if run is None:
+        return "had not started"
+    if run.is_finished:
+        return f"had already ended ({run.status.value})"
+    instance.report_run_canceled(run, f"{why}; the run's pool slots were freed by the same process")
+    try:
+        instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+    except NotImplementedError:  # a storage without pools
+        pass
+    return "marked canceled, its writer slot (held or awaited) given back"
+
+
+class PoolWait:
+    """Says what a run's step waits for (the `duckdb_write` slot, held by which run of which process) and for how
+    long: a line when the wait starts, again every SAY_EVERY_SECONDS and whenever the holder changes, and the
+    progress bar's text every tick. While waiting it also sweeps runs whose process died (stale_runs.py), so a
+    slot held by a killed `mkpi` comes back within SWEEP_EVERY_SECONDS instead of never."""
+
+    def __init__(self, source: str, run_id: str, instance: dg.DagsterInstance, progress: Progress,
+                 task: Any) -> None:
+        self.source, self.run_id, self.instance, self.progress, self.task = source, run_id, instance, progress, task
+        self.since: float | None = None  # set by the worker thread's event listener
+        self.step: str | None = None
+        self._said_at = self._swept_at = 0.0
+        self._holders = ""
+
+    def blocked(self, step_key: str) -> None:
+        """The run's step found the pool's slot taken (Dagster's 'Step blocked by limit for pool' event)."""
+        if self.since is None:
+            self.since, self.step = time.monotonic(), step_key
+
+    def started(self, step_key: str) -> None:
+        """A step started: if it was the waiting one, say how long it waited."""
+        if self.since is not None and step_key == self.step:
+            waited = time.monotonic() - self.since
+            self.since = None
+            self.progress.console.print(Text(f"{self.source}: got the writer slot after {_duration(waited)}",
+                                             style="dim"))
+
+    def tick(self) -> None:
+        """Main thread, every TICK_SECONDS: while waiting, update the bar; sweep and re-say from time to time."""
+        since = self.since
+        if since is None:
+            return
+        from pipelines.lib.partitions import DUCKDB_POOL
+        from pipelines.lib.stale_runs import slot_holders, sweep_stale_runs
+
+        now = time.monotonic()
+        try:
+            if now - self._swept_at >= SWEEP_EVERY_SECONDS:
+                self._swept_at = now
+                for swept in sweep_stale_runs(self.instance):
+                    self.progress.console.print(Text(f"Freed the writer slot of a dead run: {swept.describe()}.",
+                                                     style="yellow"))
+                holders = "; ".join(h.describe() for h in slot_holders(self.instance, DUCKDB_POOL)
+                                    if h.run_id != self.run_id) or "no run now (the slot is being handed over)"
+                if holders != self._holders:
+                    self._holders, self._said_at = holders, 0.0
+        except Exception:  # noqa: BLE001 - the wait report must never break the run
+            log.debug("could not read the pool's holders", exc_info=True)
+        waited = _duration(now - since)
+        self.progress.update(self.task, step=f"waiting {waited} for the writer slot ({DUCKDB_POOL})")
+        if now - self._said_at >= SAY_EVERY_SECONDS:
+            self._said_at = now
+            self.progress.console.print(Text(
+                f"{self.source}: waiting {waited} for the {DUCKDB_POOL} slot (one writer at a time), held by "
+                f"{self._holders or 'another run'}; Ctrl-C cancels this run", style="yellow"))
+
+
+def _duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min'."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def _print_backfill_summary(out: Console, runs: Sequence[SourceRun], ephemeral: bool) -> None:
@@ -698,7 +983,7 @@ def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
     """The current period's KPIs beside their objectives, status coloured, from a read-only connection."""
     from kpi_models.catalogue import load_catalogue
 
-    settings = load_settings()
+    settings = read_settings()
     path, what = _kpi_db(args.db, settings)
     with _read_only(path) as conn:
         title, rows = _month_rows(conn) if args.period == "month" else _week_rows(conn, settings)
@@ -1065,7 +1350,7 @@ def _doctor_files() -> tuple[Settings | None, PlatformReport]:
     report = PlatformReport("Configuration", True)
     fix = "correct that key: docs/configuration.md lists every key, its default and its allowed values"
     try:
-        settings = load_settings()
+        settings = read_settings()
     except ConfigError as exc:
         report.findings.append(Finding(False, " ".join(str(exc).split()), fix))
         return None, report

@@ -2,17 +2,26 @@
 
 Why thin: connectors and the loader must run (and be tested) without Dagster. Settings are read at
 run time (environment over config file), so a secret is never part of run config or the UI.
+
+Every resource checks the configuration and the objectives file when a run sets it up, before any step asks a
+platform for anything (pipelines/lib/preflight.py): a wrong value fails the run at once, naming the file and the
+key, instead of after the raw tables were loaded and the analysts' copy published.
 """
 
 
 import dataclasses
+import logging
+import re
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 
 from connectors.batches import Batch
+from connectors.errors import ConnectorError
 from connectors.ga4 import Ga4Connector
 from connectors.google_ads import GoogleAdsConnector
 from connectors.hubspot import HubSpotConnector
@@ -20,85 +29,169 @@ from connectors.matomo import MatomoConnector
 from connectors.search_console import SearchConsoleConnector
 from connectors.settings import Secret, Settings, load_settings
 from connectors.warehouse import LoadResult, connect, load_batches
+from pipelines.lib.preflight import check_run_inputs
+
+log = logging.getLogger("mkpi.resources")
+
+# How long a step waits for another process to let go of the working DuckDB file before it fails naming that
+# process. A pipeline writer holds it for one load (seconds; the duckdb_write pool keeps writers apart anyway);
+# a notebook or the DuckDB CLI holds it until closed, so waiting longer only delays the message.
+LOCK_WAIT_SECONDS = 60.0
+# DuckDB's lock error (duckdb/duckdb src/common/local_file_system.cpp, LocalFileSystem::OpenFile: fcntl F_SETLK
+# fails, F_GETLK names the holder), verbatim from duckdb 1.5.5: 'IO Error: Could not set lock on file "<path>":
+# Conflicting lock is held in <program> (PID <n>) [by user <u>]. However, you would be able to open this database
+# in read-only mode...'. Where the OS does not say who holds it, only the first sentence is there.
+_LOCK_ERROR = "Could not set lock on file"
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)"
+                          r"(?: by user (?P<user>[^.\s]+))?")
 
 
-class SettingsResource(dg.ConfigurableResource):
-    """Pipeline settings: `config/mkpi.yaml` (or MKPI_CONFIG), overridden by MKPI_* variables."""
+class _CheckedResource(dg.ConfigurableResource):
+    """A resource that checks both files when a run sets it up (once per run, or per step process)."""
 
     config_path: str | None = None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_run_inputs(self.config_path)
+
+
+class SettingsResource(_CheckedResource):
+    """Pipeline settings: `config/mkpi.yaml` (or MKPI_CONFIG), overridden by MKPI_* variables."""
 
     def load(self) -> Settings:
         return load_settings(self.config_path)
 
 
-class WarehouseResource(dg.ConfigurableResource):
+@dataclass(frozen=True)
+class LockHolder:
+    """The process holding a DuckDB file, as DuckDB's error names it, with its name from the OS where readable."""
+
+    program: str | None = None
+    pid: int | None = None
+    user: str | None = None
+
+    @classmethod
+    def from_error(cls, exc: BaseException) -> "LockHolder | None":
+        """The holder named by a DuckDB lock error (empty when DuckDB could not tell); None for any other error."""
+        if _LOCK_ERROR not in str(exc):
+            return None
+        match = _LOCK_HOLDER.search(str(exc))
+        return cls(match["program"], int(match["pid"]), match["user"]) if match else cls()
+
+    def describe(self) -> str:
+        """'PID 4242 (duckdb, /usr/bin/duckdb, user ann)': what `ps` or the task manager shows."""
+        if self.pid is None:
+            return "another process (the operating system did not say which: `lsof <file>` or `fuser <file>` does)"
+        details = [name for name in (_process_name(self.pid), self.program) if name]
+        details += [f"user {self.user}"] if self.user else []
+        return f"PID {self.pid} ({', '.join(dict.fromkeys(details))})"
+
+
+def _process_name(pid: int) -> str | None:
+    """The holder's command name from /proc (Linux; the name only, never its arguments), else None."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+class WorkingFileLocked(ConnectorError):
+    """Another process kept the working DuckDB file locked past LOCK_WAIT_SECONDS: names the file, the process and
+    the fix. Typically an analyst's notebook, BI tool or DuckDB CLI opened the working file instead of the
+    analysts' copy; nothing was written."""
+
+    def __init__(self, path: str, holder: str, analyst_copy: str | None, waited: float) -> None:
+        self.path, self.holder, self.analyst_copy, self.waited = path, holder, analyst_copy, waited
+        use = f"read the analysts' copy {analyst_copy} instead" if analyst_copy else "read the analysts' copy instead"
+        super().__init__(f"the working DuckDB file {path} is locked by {holder}, still after {waited:.0f} s: close "
+                         f"that program (a notebook, BI tool or DuckDB CLI that opened the working file) and {use}, "
+                         "then re-run; nothing was written")
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable across processes (the multiprocess executor)
+        return (type(self), (self.path, self.holder, self.analyst_copy, self.waited))
+
+
+class WarehouseResource(_CheckedResource):
     """The working DuckDB file (MKPI_DUCKDB_PATH, default data/marketing.duckdb); one writer at a time."""
 
     database: str | None = None
-    config_path: str | None = None
 
     def path(self) -> str:
         return self.database or load_settings(self.config_path).duckdb_path
 
     @contextmanager
     def connection(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with connect(self.path(), read_only=read_only) as conn:
-            yield conn
+        """The working file, opened at once when free; when another process holds it, a warning names that process
+        at once, and after LOCK_WAIT_SECONDS a WorkingFileLocked error names it with the fix."""
+        with ExitStack() as stack:
+            yield self._open(stack, read_only)
+
+    def _open(self, stack: ExitStack, read_only: bool) -> duckdb.DuckDBPyConnection:
+        path = self.path()
+        try:
+            return stack.enter_context(connect(path, read_only=read_only, lock_timeout=0.0))
+        except duckdb.IOException as exc:
+            holder = LockHolder.from_error(exc)
+            if holder is None:
+                raise
+        log.warning(f"waiting up to {LOCK_WAIT_SECONDS:.0f} s for the working DuckDB file {path}: it is locked by "
+                    f"{holder.describe()}")
+        try:
+            return stack.enter_context(connect(path, read_only=read_only, lock_timeout=LOCK_WAIT_SECONDS))
+        except duckdb.IOException as exc:
+            still = LockHolder.from_error(exc)
+            if still is None:
+                raise
+            analyst = None if self.database else load_settings(self.config_path).analyst_db
+            raise WorkingFileLocked(path, still.describe(), analyst, LOCK_WAIT_SECONDS) from exc
 
     def load(self, batches: Iterable[Batch]) -> LoadResult:
         with self.connection() as conn:
             return load_batches(conn, batches)
 
 
-class GA4Resource(dg.ConfigurableResource):
+class GA4Resource(_CheckedResource):
     """Google Analytics 4 Data API access: properties, endpoint and credentials from settings."""
-
-    config_path: str | None = None
 
     def connector(self) -> Ga4Connector:
         return Ga4Connector(load_settings(self.config_path).ga4)
 
 
-class SearchConsoleResource(dg.ConfigurableResource):
+class SearchConsoleResource(_CheckedResource):
     """Search Console access: sites, endpoint and Google credentials from settings."""
-
-    config_path: str | None = None
 
     def connector(self) -> SearchConsoleConnector:
         settings = load_settings(self.config_path)
         return SearchConsoleConnector(settings.search_console)
 
 
-class MatomoResource(dg.ConfigurableResource):
+class MatomoResource(_CheckedResource):
     """Matomo Reporting API access. The token is bound as EnvVar("MKPI_MATOMO_TOKEN"): the UI and run
     config only ever show the variable's name, and it is resolved only for runs that read Matomo."""
 
     token: str
-    config_path: str | None = None
 
     def connector(self) -> MatomoConnector:
         settings = load_settings(self.config_path).matomo
         return MatomoConnector(dataclasses.replace(settings, token=Secret(self.token)))
 
 
-class GoogleAdsResource(dg.ConfigurableResource):
+class GoogleAdsResource(_CheckedResource):
     """Google Ads API access. The developer token is bound as EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN");
     OAuth secrets are read from the environment at run time and never enter run config."""
 
     developer_token: str
-    config_path: str | None = None
 
     def connector(self) -> GoogleAdsConnector:
         settings = load_settings(self.config_path).google_ads
         return GoogleAdsConnector(dataclasses.replace(settings, developer_token=Secret(self.developer_token)))
 
 
-class HubSpotResource(dg.ConfigurableResource):
+class HubSpotResource(_CheckedResource):
     """HubSpot private-app access. The token is bound as EnvVar("MKPI_HUBSPOT_TOKEN") and only ever sent
     in the Authorization header."""
 
     token: str
-    config_path: str | None = None
 
     def connector(self) -> HubSpotConnector:
         settings = load_settings(self.config_path).hubspot
