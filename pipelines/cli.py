@@ -555,9 +555,9 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
                 runs.append(_run_source(source, jobs[source], keys_of.get(source), instance, progress,
                                         tasks[source], args.start, args.end, log_level))
             kinds = {f.kind for r in runs for f in r.failures}
-            if not all(r.success for r in runs) and not kinds & {"lock", "configuration"}:
+            if not all(r.success for r in runs) and not kinds & {"lock", "configuration", "disk"}:
                 # a failed run skipped its publish steps: publish what is good, with the failed source's status
-                # (not when the working file is locked or the configuration wrong: the publish would fail the same)
+                # (not when the working file is locked, the configuration wrong or the disk full: it would fail too)
                 task = progress.add_task("publish", total=None, step="waiting", start=False)
                 runs.append(_run_source("publish", defs.resolve_job_def("publish_job"), None, instance, progress,
                                         task, args.start, args.end, log_level))
