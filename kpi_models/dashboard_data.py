@@ -32,7 +32,8 @@ from kpi_models.formatting import channel_label, display_unit, format_spec, kpi_
 from kpi_models.objectives import BUDGET_KPIS
 
 FAMILY_TITLES = {"web": "Web analytics & acquisition", "seo": "SEO", "paid_search": "Paid search",
-                 "email": "E-mail", "ecommerce": "E-commerce", "crm": "CRM & retention"}
+                 "email": "E-mail", "ecommerce": "E-commerce", "crm": "CRM & retention",
+                 "roi": "Marketing return", "social": "Social networks"}
 # The KPI a family's card row and trend chart open on.
 HEADLINE = {"web": "sessions", "seo": "search_clicks", "paid_search": "ad_cost", "email": "email_click_rate",
             "ecommerce": "revenue", "crm": "new_customers"}
@@ -50,7 +51,10 @@ FLAG_TEXT = {
     "out_of_range": "a rate outside 0-100%: check the source",
     "stale_source": "the source is failing: these are its last good numbers",
 }
-ALERT_COLUMNS = ("kpi", "source", "status", "message")  # the least a kpi.alerts table must have to be shown
+# The alerts hook (issue #23, kpi_models/alerts.py): open alerts at the top, anomalous points on the charts.
+ALERT_FEED = f"{KPI_SCHEMA}.alert_feed"
+ALERT_COLUMNS = ("kpi", "source", "status", "message")  # the least the feed must have to be shown
+ANOMALY_POINTS = f"{KPI_SCHEMA}.kpi_anomaly"
 
 
 def _relations(conn: duckdb.DuckDBPyConnection) -> set[str]:
@@ -348,20 +352,42 @@ def _freshness(conn: duckdb.DuckDBPyConnection, existing: set[str]) -> tuple[lis
 
 
 def _alerts(conn: duckdb.DuckDBPyConnection, existing: set[str]) -> list[dict[str, Any]] | None:
-    """The hook for alerts (issue #23): rows of an optional kpi.alerts table, shown at the top of the page (open
-    ones) and as marks on the charts (those with a date). None when there is no such table (the section is a
-    placeholder). Expected columns: kpi, source, status ('open' is shown), message; optional: alert_id,
-    severity, channel, account_id, date, detected_at."""
-    name = f"{KPI_SCHEMA}.alerts"
-    if not _readable(conn, existing, name, ALERT_COLUMNS):
+    """The open alerts of issue #23, shown at the top of the page: kpi.alert_feed (kpi_models/alerts.py), or any
+    relation of that name with at least ALERT_COLUMNS. None when there is none: the section stays a placeholder."""
+    if not _readable(conn, existing, ALERT_FEED, ALERT_COLUMNS):
         return None
-    columns = {str(c[0]) for c in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = 'alerts' "
-        "AND table_catalog = current_database()", [KPI_SCHEMA]).fetchall()}
-    optional = [c for c in ("alert_id", "severity", "channel", "account_id", "date", "detected_at") if c in columns]
-    rows = _records(conn, f"SELECT {', '.join((*ALERT_COLUMNS, *optional))} FROM {name} "
-                          "WHERE lower(status) = 'open' ORDER BY kpi, source")
-    return rows
+    columns = _columns(conn, ALERT_FEED)
+    optional = [c for c in ("alert_id", "severity", "channel", "account_id", "date", "detected_at", "condition")
+                if c in columns]
+    order = "detected_at DESC, kpi, source" if "detected_at" in columns else "kpi, source"
+    return _records(conn, f"SELECT {', '.join((*ALERT_COLUMNS, *optional))} FROM {ALERT_FEED} "
+                          f"WHERE lower(status) = 'open' ORDER BY {order}")
+
+
+def _anomalies(conn: duckdb.DuckDBPyConnection, existing: set[str], days: Window,
+               alerts: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    """Points to mark on the trend charts: every anomalous day judged (kpi.kpi_anomaly, with its expected band) and
+    the open alerts that name a day."""
+    points: list[dict[str, Any]] = []
+    if _readable(conn, existing, ANOMALY_POINTS, ("date", "source", "channel", "kpi", "value", "expected_low",
+                                                  "expected_high")):
+        for r in _records(conn, f"SELECT date, source, channel, kpi, value, expected_low, expected_high "
+                                f"FROM {ANOMALY_POINTS} WHERE date BETWEEN ? AND ? ORDER BY date",
+                          [days.start, days.end]):
+            points.append({"kpi": r["kpi"], "source": r["source"], "channel": r["channel"], "date": r["date"],
+                           "message": f"unusual: {channel_label(r['channel'] or 'all')} outside its usual band"})
+    for a in alerts or ():
+        if a.get("date") and a.get("kpi"):
+            points.append({"kpi": a["kpi"], "source": a["source"], "channel": a.get("channel"), "date": a["date"],
+                           "message": a["message"]})
+    return points
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, name: str) -> set[str]:
+    schema, _, table = name.partition(".")
+    return {str(c[0]) for c in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+        "AND table_catalog = current_database()", [schema, table]).fetchall()}
 
 
 def _kpis(catalogue: Catalogue) -> dict[str, dict[str, Any]]:
@@ -385,7 +411,8 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
         "families": [{"key": f, "title": FAMILY_TITLES.get(f, f), "headline": HEADLINE.get(f)} for f in FAMILIES],
         "cards": [], "results": {}, "coverage": {}, "currencies": {}, "format": json.loads(format_spec()),
         "series": [], "monthly": [], "objectives": {}, "drill": {},
-        "flags": flags.combos, "flag_text": FLAG_TEXT, "status": [], "freshness": [], "freshness_origin": "",
+        "anomalies": [], "flags": flags.combos, "flag_text": FLAG_TEXT, "status": [], "freshness": [],
+        "freshness_origin": "",
         "alerts": _alerts(conn, existing),
         "labels": {"channels": {}, "sources": {}},
     }
@@ -410,6 +437,7 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
             _native_results(model["monthly"], periods, flags, model["results"])
         model["objectives"] = _objectives(conn, existing, periods, as_of)
         model["drill"] = _drill(conn, existing, periods)
+        model["anomalies"] = _anomalies(conn, existing, days, model["alerts"])
     model["cards"] = _cards(catalogue, model)
     model["freshness"], model["freshness_origin"] = _freshness(conn, existing)
     if _readable(conn, existing, "meta.source_status", ("source", "status", "last_success", "last_failure",

@@ -569,9 +569,9 @@
       colour: CHANNEL_COLOURS[s.c] || EXTRA[extra++ % EXTRA.length], series: [s]}));
   }
   function anomalies(kpi, bs, line) {
-    if (!M.alerts) return bs.map(() => null);
+    if (!M.anomalies.length) return bs.map(() => null);
     return bs.map((bk) => {
-      const hits = M.alerts.filter((al) => al.kpi === kpi && al.source === line.source && al.date &&
+      const hits = M.anomalies.filter((al) => al.kpi === kpi && al.source === line.source &&
         (!line.channel || !al.channel || al.channel === line.channel) &&
         (bk.month ? al.date.slice(0, 7) === bk.month.slice(0, 7) : indexOf(al.date) >= bk.a && indexOf(al.date) <= bk.b));
       return hits.length ? hits.map((h) => h.message).join("; ") : null;
@@ -644,7 +644,7 @@
     note.textContent = (k.native ? "Monthly KPI: one point per month (never summed over months); the running " +
       "month is dotted. " : `${rangeText(state.cur)}, ${grainSelect.selectedOptions[0].text.toLowerCase()}; ` +
       "each point is a ratio of sums over its days. ") + "Dotted with hollow points: provisional days, or a " +
-      "partial week (hover for why)" + (M.alerts ? "; red: an open alert." : ".");
+      "partial week (hover for why)" + (M.anomalies.length ? "; red: an unusual day or an open alert." : ".");
   }
   function yRange(values) {  // from zero (or the lowest value, when below) to a little above the highest
     const all = values.flat().map((p) => p.v).filter((v) => v !== null && v !== undefined && Number.isFinite(v));
