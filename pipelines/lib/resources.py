@@ -49,13 +49,20 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (
                           r"(?: by user (?P<user>[^.\s]+))?")
 
 
+# Runs whose files this process already checked: a run sets up several resources, one check is enough.
+_CHECKED_RUNS: set[tuple[str, str | None]] = set()
+
+
 class _CheckedResource(dg.ConfigurableResource):
-    """A resource that checks both files when a run sets it up (once per run, or per step process)."""
+    """A resource that checks both files when a run sets it up (once per run and process)."""
 
     config_path: str | None = None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        check_run_inputs(self.config_path)
+        key = (context.run_id or "", self.config_path)
+        if not key[0] or key not in _CHECKED_RUNS:
+            check_run_inputs(self.config_path)
+            _CHECKED_RUNS.add(key)
 
 
 class SettingsResource(_CheckedResource):
