@@ -33,13 +33,26 @@
   }
 
   // --- formatting (the rules of kpi_models/formatting.py) -------------------------------------------------------
-  const numberFormats = {};
-  function num(x, decimals) {
-    const nf = numberFormats[decimals] || (numberFormats[decimals] = new Intl.NumberFormat("en-US",
-      {minimumFractionDigits: decimals, maximumFractionDigits: decimals, roundingMode: "halfEven"}));
-    const text = nf.format(x);
-    return text.startsWith("-") && !/[1-9]/.test(text) ? text.slice(1) : text;
+  function fixed(x, decimals) {
+    // Python's f"{x:,.Nf}": the exact binary value correctly rounded, ties to even (toFixed(100) spells the exact
+    // value: a double's fraction has at most 100 decimals in the range KPIs live in), thousands separated by ",".
+    const [whole, frac] = Math.abs(x).toFixed(100).split(".");
+    let digits = whole + frac.slice(0, decimals);
+    const rest = frac.slice(decimals);
+    const tie = rest[0] === "5" && !/[1-9]/.test(rest.slice(1));
+    if (rest[0] > "5" || (rest[0] === "5" && !tie) || (tie && Number(digits[digits.length - 1]) % 2 === 1)) {
+      const out = digits.split("");
+      let i = out.length - 1;
+      while (i >= 0 && out[i] === "9") { out[i] = "0"; i--; }
+      if (i < 0) out.unshift("1"); else out[i] = String(Number(out[i]) + 1);
+      digits = out.join("");
+    }
+    const head = digits.slice(0, digits.length - decimals) || "0";
+    const grouped = head.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    const text = decimals ? `${grouped}.${digits.slice(digits.length - decimals)}` : grouped;
+    return x < 0 && /[1-9]/.test(text) ? "-" + text : text;  // never "-0.00"
   }
+  const num = fixed;
   function roundHalfEven(x) {
     const r = Math.round(x);
     return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
