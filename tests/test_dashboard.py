@@ -484,3 +484,18 @@ def test_serve_gives_the_dashboard_and_nothing_else(built):
         server.shutdown()
         server.server_close()
         (path.parent / "secret.duckdb").unlink()
+
+
+def test_failing_source_status_is_shown(tmp_path):
+    with duckdb.connect(str(tmp_path / "s.duckdb")) as conn:
+        build_database(conn)
+        conn.execute("CREATE SCHEMA meta")
+        conn.execute("CREATE TABLE meta.source_status AS SELECT * FROM (VALUES "
+                     "('ga4', 'failing', TIMESTAMPTZ '2026-03-19 05:00:00+00', TIMESTAMPTZ '2026-03-21 05:00:00+00', "
+                     "'quota exhausted', TIMESTAMPTZ '2026-03-20 05:00:00+00', 3), "
+                     "('matomo', 'ok', TIMESTAMPTZ '2026-03-21 05:00:00+00', NULL, NULL, NULL, 4)) "
+                     "AS t(source, status, last_success, last_failure, error, stale_since, assets)")
+        page = render_dashboard(conn, generated_at=GENERATED_AT, timezone="Europe/Paris")
+    assert '<tr class="stale"><td>ga4</td><td>failing</td><td>2026-03-19 06:00 CET</td>' in page
+    assert "<td>2026-03-20 06:00 CET</td><td>quota exhausted</td>" in page and "stale since" in page
+    assert "<td>matomo</td><td>ok</td>" in page
