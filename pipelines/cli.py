@@ -789,8 +789,11 @@ class PoolWait:
                 for swept in sweep_stale_runs(self.instance):
                     self.progress.console.print(Text(f"Freed the writer slot of a dead run: {swept.describe()}.",
                                                      style="yellow"))
-                holders = "; ".join(h.describe() for h in slot_holders(self.instance, DUCKDB_POOL)
-                                    if h.run_id != self.run_id) or "no run now (the slot is being handed over)"
+                found = [h for h in slot_holders(self.instance, DUCKDB_POOL) if h.run_id != self.run_id]
+                holders = "; ".join(h.describe() for h in found) or "no run now (the slot is being handed over)"
+                if any(h.owner is None or not h.owner.local for h in found):  # not a run this host can judge
+                    holders += (" (if its process is gone, terminate the run in the Dagster UI: run monitoring then "
+                                "frees its slot)")
                 if holders != self._holders:
                     self._holders, self._said_at = holders, 0.0
         except Exception:  # noqa: BLE001 - the wait report must never break the run
