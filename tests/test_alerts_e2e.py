@@ -209,3 +209,49 @@ def test_orders_are_below_the_minimum_volume():
     orders = [sum(int(f.metrics["ecommercePurchases"]) for f in world.ga4_facts(DEFAULT_GA4_PROPERTY_ID, d))
               for d in mondays_before(date(2026, 6, 29))]
     assert median(orders) < BAND.min_count
+
+
+QUIET_FIRST = date(2026, 1, 26)  # eight weeks and a half of history before the 90 days measured
+QUIET_DAYS = [date(2026, 4, 1) + timedelta(days=k) for k in range(90)]  # April 1 .. June 29
+
+
+def test_a_quiet_world_sends_nothing_and_its_false_alarm_rate_over_90_days(monkeypatch, tmp_path, receivers,
+                                                                          capsys):
+    """No incident: the alerts job sends no digest. Then 90 daily evaluations are replayed (each as of its own day,
+    judging the last 7 days like the morning run, with the open alerts carried from day to day): every alert they
+    would send is a false alarm. The figures are printed for the closing note; the bound is the measured value
+    (the world is seeded, so it is exact)."""
+    from connectors.settings import AlertsSettings
+    from kpi_models.alerts import evaluate
+
+    slack, smtp = receivers
+    world = World(seed=7, today=TODAY)
+    objectives = tmp_path / "none.yaml"
+    objectives.write_text("objectives: []\n", encoding="utf-8")
+    db = tmp_path / "test.duckdb"
+    with start_sandbox(world) as running:
+        sandbox_env(monkeypatch, running, tmp_path, str(objectives))
+        instance = dg.DagsterInstance.ephemeral()
+        assert run_then_alert(instance, QUIET_FIRST, date(2026, 6, 29)) == (True, True)
+    assert slack.payloads == [] and smtp.messages == [] and slack.requests == 0
+    assert not (tmp_path / "digest.md").exists()
+    replay = tmp_path / "replay.duckdb"
+    replay.write_bytes(db.read_bytes())
+    sent, points, judged, days_with_digest = [], 0, 0, 0
+    with duckdb.connect(str(replay)) as conn:
+        conn.execute("DELETE FROM kpi.alerts")
+        for day in QUIET_DAYS:
+            result = evaluate(conn, AlertsSettings(), day)
+            judged += result.judged_points
+            points += result.anomalous_points
+            sent += [a.finding for a in result.new]
+            days_with_digest += bool(result.new)
+    series_days = judged / 7  # each day is judged on 7 consecutive mornings
+    with capsys.disabled():
+        print(f"\nfalse alarms over {len(QUIET_DAYS)} quiet days (replayed daily runs): {len(sent)} alerts sent on "
+              f"{days_with_digest} of {len(QUIET_DAYS)} mornings; {points} anomalous judgements out of {judged} "
+              f"({points / judged:.3%}), about {series_days:,.0f} series-days judged; "
+              + "; ".join(f.message for f in sent))
+    assert all(f.condition == "anomaly" for f in sent)
+    assert len(sent) <= 4 and days_with_digest <= 4
+    assert points / judged < 0.002
