@@ -34,6 +34,7 @@ from sandbox.world import World
 from tests import battery
 
 LINE = "Configuration before the first request"
+UNREADABLE = "Unreadable configuration value"
 START, END = "2026-03-01", "2026-03-03"
 SESSIONS = {"kpi": "sessions", "source": "ga4", "period": "month", "target": 1000}
 
@@ -212,7 +213,7 @@ def test_a_value_yaml_cannot_build_is_one_error_naming_file_line_and_key(tmp_pat
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 
-@pytest.mark.battery(LINE)
+@pytest.mark.battery(UNREADABLE)
 @pytest.mark.parametrize("argv", [["kpis"], ["backfill", "--start", START, "--end", END], ["fx", "refresh"]])
 def test_every_command_names_an_unreadable_config_value_once(tmp_path, monkeypatch, argv):
     path = write(tmp_path / "mkpi.yaml", "reporting_timezone: Europe/Paris\nstart_date: 2026-13-45\n")
@@ -226,7 +227,7 @@ def test_every_command_names_an_unreadable_config_value_once(tmp_path, monkeypat
                          "values (`mkpi doctor` checks both files)")
     code, out, err = run_cli("--debug", *argv)
     assert code == 1 and err.count("Traceback (most recent call last)") == 1  # one, not two chained
-    battery.count(LINE, "unreadable config values named", 1)
+    battery.count(UNREADABLE, "commands naming the file, line and key", 1)
 
 
 def test_doctor_names_an_unreadable_config_value(tmp_path, monkeypatch):
