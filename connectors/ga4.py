@@ -36,7 +36,18 @@ import pyarrow.compute as pc
 from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError, InvalidResponse, RetriesExhausted
 from connectors.google_auth import checked_endpoint, resolve_credentials
-from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, parse_retry_after
+from connectors.http import (
+    Fatal,
+    RequestStats,
+    Retry,
+    RetryPolicy,
+    Verdict,
+    answer_guard,
+    call_with_retry,
+    guard_session,
+    max_answer_bytes,
+    parse_retry_after,
+)
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GA4Settings
 from connectors.validation import Contract
@@ -340,7 +351,9 @@ def normalise_property_id(raw: str) -> str:
 
 def build_client(settings: GA4Settings, *, alpha: bool = False) -> Any:
     """The official BetaAnalyticsDataClient (or, with `alpha`, AlphaAnalyticsDataClient for runFunnelReport,
-    which only the v1alpha API has); REST transport against an overridden endpoint."""
+    which only the v1alpha API has), on its REST transport everywhere: the production endpoint and an overridden one
+    (the sandbox) are read by the same code, and every answer passes through the guarded requests session
+    (connectors/http.py: total deadline, size limit, no redirect to another origin)."""
     from google.analytics.data_v1alpha import AlphaAnalyticsDataClient
     from google.analytics.data_v1beta import BetaAnalyticsDataClient
     from google.api_core.client_options import ClientOptions
@@ -348,10 +361,12 @@ def build_client(settings: GA4Settings, *, alpha: bool = False) -> Any:
     client_class = AlphaAnalyticsDataClient if alpha else BetaAnalyticsDataClient
     credentials = resolve_credentials(settings.credentials_file, settings.endpoint, SCOPES, "GA4",
                                       "MKPI_GA4_ENDPOINT")
-    if not settings.endpoint:
-        return client_class(credentials=credentials)
-    endpoint = checked_endpoint(settings.endpoint, credentials, "MKPI_GA4_ENDPOINT")
-    return client_class(credentials=credentials, transport="rest", client_options=ClientOptions(api_endpoint=endpoint))
+    options = None
+    if settings.endpoint:
+        options = ClientOptions(api_endpoint=checked_endpoint(settings.endpoint, credentials, "MKPI_GA4_ENDPOINT"))
+    client = client_class(credentials=credentials, transport="rest", client_options=options)
+    guard_session(client.transport._session)  # the transport's AuthorizedSession; google-auth has no public hook
+    return client
 
 
 # Metrics that can legitimately be negative (refunds lower revenue); every other metric read is a count,
@@ -523,6 +538,7 @@ class Ga4Connector:
     def check(self) -> list[str]:
         """Validate configuration and credentials without sending a request."""
         ids = self.property_ids()
+        max_answer_bytes(SOURCE)
         self.client()
         return ids
 
@@ -626,8 +642,16 @@ class Ga4Connector:
         }
 
     def _retry(self, call: Callable[[], Any], property_id: str, what: str) -> Any:
+        """`call` (one request and its parsing) retried; each attempt within one answer guard: timeout_seconds in
+        all, at most MKPI_GA4_MAX_ANSWER_MB, no redirect elsewhere."""
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
-        return call_with_retry(call, classify=self._classify(property_id), source=SOURCE, account=property_id,
+        seconds, max_bytes = self.settings.timeout_seconds, max_answer_bytes(SOURCE)
+
+        def guarded() -> Any:
+            with answer_guard(SOURCE, seconds=seconds, max_bytes=max_bytes):
+                return call()
+
+        return call_with_retry(guarded, classify=self._classify(property_id), source=SOURCE, account=property_id,
                                what=what, policy=self.policy, stats=self.stats, **kwargs)
 
     def fetch(self, report: Ga4Report | Ga4FunnelReport | str, window: Window,

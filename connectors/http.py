@@ -1,25 +1,42 @@
-"""The one retry, backoff and rate-limit helper every connector calls through.
+"""The one retry, backoff and rate-limit helper every connector calls through, and the bounds on every answer.
 
 Why it exists: marketing APIs rate-limit (429 with or without Retry-After), fail (5xx, resets,
 stalls) and occasionally send truncated bodies. Each connector knows how to *classify* its
 platform's failures (a `Classifier`); this module owns *what to do* about them, once:
 exponential backoff with jitter, never waiting less than the server's Retry-After, a bounded number
-of attempts, a client-side rate limit, and counters that end up in run metadata.
+of attempts and a bounded total time, a client-side rate limit, and counters that end up in run metadata.
+
+Bounded answers (issue #19): a hostile or broken server can send a 200 MB body, an endless chunked stream, or a
+body at one byte per second, which a per-read socket timeout never stops. Every request of a connector runs inside
+an `answer_guard` (one answer: a total deadline for connect and read, a maximum size, one origin), enforced where
+the bytes arrive: the official clients all read through `http.client`, so their connections use
+`GuardedHTTPResponse`, whose socket reader counts the bytes and gives each read only the time left. requests
+sessions (Matomo, GA4's REST transport) get it through `GuardedAdapter`, HubSpot's urllib3 pools through
+`guard_pool_manager`, Search Console's httplib2 through `GuardedHttp`. The same guard refuses a redirect to another
+origin before a byte (a token in a POST body, an Authorization header) is sent there.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
+import http.client
+import io
 import ipaddress
 import logging
+import math
+import os
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urljoin, urlsplit
 
-from connectors.errors import RetriesExhausted, SourceError
+from connectors.errors import ConfigError, RetriesExhausted, SourceError
 
 log = logging.getLogger("mkpi.http")
 T = TypeVar("T")
@@ -46,13 +63,16 @@ Classifier = Callable[[BaseException], Verdict]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How patient a connector is. Defaults follow dlt/Airbyte: 5 retries, capped exponential backoff."""
+    """How patient a connector is. Defaults follow dlt/Airbyte: 5 retries, capped exponential backoff; and at most
+    `max_elapsed` seconds for a request and all its retries, waits included (six attempts that each run to their
+    deadline, or a server asking for long waits again and again, would otherwise hold a worker for an hour)."""
 
     max_attempts: int = 6
     base_delay: float = 1.0
     max_delay: float = 60.0
     # A server asking for a longer wait than this fails the run now instead of blocking a worker.
     max_retry_after: float = 900.0
+    max_elapsed: float = 900.0
 
     def backoff(self, retry_number: int, rng: random.Random) -> float:
         """Equal-jitter exponential backoff: half fixed, half random, so retries spread out."""
@@ -135,15 +155,22 @@ def call_with_retry(
     limiter: RateLimiter | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    secrets: Iterable[str] = (),
 ) -> T:
-    """Call `fn` until it succeeds, a failure is classified Fatal, or the attempts run out.
+    """Call `fn` until it succeeds, a failure is classified Fatal, the attempts run out, or the next wait would
+    end past `policy.max_elapsed` seconds since the first attempt (`clock` measures it; waits count).
 
     `fn` must do the whole request *including reading and parsing the body*, so that a truncated
-    body is retried like any other transient failure. Errors carry source, account and `what`
-    (endpoint and window), never credentials.
+    body is retried like any other transient failure. An answer stopped by its `answer_guard` is judged here,
+    the same for every connector: too large or redirected elsewhere is fatal (the same request gets the same
+    answer), too slow is transient. Errors carry source, account and `what` (endpoint and window), never
+    credentials: `secrets` are starred out of every reason logged or raised.
     """
     policy = policy or RetryPolicy()
     rng = rng or random.Random()
+    secrets = tuple(secrets)
+    started = clock()
     attempt = 0
     while True:
         attempt += 1
@@ -156,7 +183,7 @@ def call_with_retry(
         except SourceError:
             raise
         except Exception as exc:  # noqa: BLE001 - the classifier decides what is transient
-            verdict = classify(exc)
+            verdict = _judge(exc, classify, secrets)
             if isinstance(verdict, Fatal):
                 raise SourceError(source, account, f"{what}: {verdict.reason}") from exc
             if verdict.wait_at_least > policy.max_retry_after:
@@ -170,11 +197,33 @@ def call_with_retry(
                     source, account, f"{what}: gave up after {attempt} attempts; last error: {verdict.reason}"
                 ) from exc
             wait = max(verdict.wait_at_least, policy.backoff(attempt, rng))
+            elapsed = clock() - started
+            if elapsed + wait > policy.max_elapsed:
+                raise RetriesExhausted(
+                    source, account,
+                    f"{what}: gave up after {attempt} attempts in {elapsed:.0f}s: another wait of {wait:.0f}s would "
+                    f"pass the {policy.max_elapsed:.0f}s allowed for a request and its retries; last error: "
+                    f"{verdict.reason}",
+                ) from exc
             log.warning("%s %s: %s; retry %d/%d in %.2fs (%s)", source, account, what, attempt,
                         policy.max_attempts - 1, wait, verdict.reason)
             if stats is not None:
                 stats.count_retry(verdict.reason, wait)
             sleep(wait)
+
+
+def _judge(exc: BaseException, classify: Classifier, secrets: tuple[str, ...]) -> Verdict:
+    """The verdict on a failed attempt, its reason redacted: a guard's refusal is judged by the guard, the rest by
+    the connector's classifier."""
+    if isinstance(exc, AnswerRefused):
+        verdict: Verdict = Retry(str(exc)) if exc.transient else Fatal(str(exc))
+    else:
+        verdict = classify(exc)
+    if not secrets:
+        return verdict
+    if isinstance(verdict, Retry):
+        return Retry(redact(verdict.reason, secrets), verdict.wait_at_least)
+    return Fatal(redact(verdict.reason, secrets))
 
 
 def is_loopback(host: str | None) -> bool:
@@ -263,7 +312,9 @@ class HttpClient:
     """A requests.Session with timeouts, retries through `call_with_retry`, a rate limit and redaction.
 
     `request_json` returns parsed JSON only after the whole body was read and decoded, so a truncated
-    body or an HTML error page is a retried failure, never an empty success."""
+    body or an HTML error page is a retried failure, never an empty success. Each attempt is one `answer_guard`:
+    `timeout` seconds in all (connect and read), at most `max_bytes` (default: MKPI_<SOURCE>_MAX_ANSWER_MB), and
+    no redirect to another origin (the session would re-POST a form, token included, wherever a 307 points)."""
 
     def __init__(
         self,
@@ -277,26 +328,29 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         secrets: Iterable[str] = (),
         classify: Classifier = classify_http,
+        max_bytes: int | None = None,
     ) -> None:
         import requests
 
         self.source = source
         self.timeout = timeout
+        self.max_bytes = max_answer_bytes(source) if max_bytes is None else max_bytes
         self.policy = policy or RetryPolicy()
         self.limiter = limiter
         self.stats = stats or RequestStats()
         self.sleep = sleep or time.sleep
         self.secrets = tuple(s for s in secrets if s)
         self.classify = classify
-        self.session = requests.Session()
+        self.session = guard_session(requests.Session())
         self.session.headers.update({"User-Agent": "marketing-kpi-pipeline/0.1", **(headers or {})})
 
     def close(self) -> None:
         self.session.close()
 
     def _once(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        body = response.content  # reads the whole body: a short read raises here, inside the retry
+        with answer_guard(self.source, seconds=self.timeout, max_bytes=self.max_bytes):
+            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            body = response.content  # reads the whole body: a short read raises here, inside the retry
         if response.status_code >= 300:
             excerpt = redact(body[:300].decode("utf-8", "replace"), self.secrets)
             raise HttpStatusError(response.status_code, excerpt, parse_retry_after(response.headers.get("Retry-After")))
@@ -314,8 +368,356 @@ class HttpClient:
                 stats=self.stats,
                 limiter=self.limiter,
                 sleep=self.sleep,
+                secrets=self.secrets,
             )
         except SourceError as exc:
             # make sure no secret survives into the message (e.g. an echoed request)
             exc.args = (redact(str(exc), self.secrets),)
             raise
+
+
+# ---- bounded answers: one deadline, one size limit and one origin per request (issue #19) -----------------------
+
+MEGABYTE = 1024 * 1024
+DEFAULT_MAX_ANSWER_MB = 64.0
+# A GA4 year of days x channels is ~2 MB of JSON, a 25,000-row Search Console page ~5 MB, a Matomo bulk answer for a
+# year of one site ~3 MB, a HubSpot page of 200 records with their properties ~1 MB: 64 MB leaves room for long
+# backfills and wide portals while a hostile answer costs at most that much memory (and one JSON parse of it).
+MAX_ANSWER_VARIABLE = "MKPI_{platform}_MAX_ANSWER_MB"
+_READ_CHUNK = 64 * 1024
+
+
+def max_answer_bytes(source: str, environ: Mapping[str, str] | None = None) -> int:
+    """The largest answer `source` may send, in bytes: MKPI_<SOURCE>_MAX_ANSWER_MB (megabytes of 1,048,576 bytes,
+    default DEFAULT_MAX_ANSWER_MB). A value that is not a number above 0 is a ConfigError naming the variable,
+    raised by each connector's `check()` before any request."""
+    variable = MAX_ANSWER_VARIABLE.format(platform=source.upper())
+    raw = (os.environ if environ is None else environ).get(variable, "").strip()
+    if not raw:
+        return int(DEFAULT_MAX_ANSWER_MB * MEGABYTE)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"environment variable {variable} must be a number of megabytes above 0 (the largest answer "
+                          f"{source} may send; default {DEFAULT_MAX_ANSWER_MB:g}), got {raw[:40]!r}", key=variable)
+    return max(1, int(value * MEGABYTE))
+
+
+class AnswerRefused(Exception):  # noqa: N818 - the family of a guard's refusals, named for what happened
+    """An answer stopped by its `answer_guard` where its bytes arrive. Not an OSError or HTTPException on purpose:
+    the clients (urllib3, requests, httplib2) let it through untouched instead of re-wrapping it as a connection
+    error, and `call_with_retry` judges it the same for every connector (`transient`)."""
+
+    transient = False
+
+
+class AnswerTooLarge(AnswerRefused):
+    """More bytes than the platform's limit: fatal (the same request gets the same answer)."""
+
+
+class AnswerTooSlow(AnswerRefused):
+    """The request's total deadline (connect and read) passed: retried, within the retry policy's total time."""
+
+    transient = True
+
+
+class RedirectRefused(AnswerRefused):
+    """A redirect to another origin (scheme, host, port): credentials are never sent there; fatal."""
+
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin:
+    """(scheme, lower-case host, port) of an absolute URL, the default port filled in."""
+    parts = urlsplit(url)
+    scheme = (parts.scheme or "https").lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def show_origin(origin: Origin) -> str:
+    scheme, host, port = origin
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}"
+
+
+class AnswerGuard:
+    """The bounds of one answer: a total deadline from the start of the request (connect, send, headers, body), a
+    maximum number of bytes received, and the one origin the request may reach (the first one it connects to).
+    Created by `answer_guard`; read by the guarded connections and responses on the same thread."""
+
+    def __init__(self, source: str, seconds: float, max_bytes: int, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.source = source
+        self.seconds = seconds
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.deadline = clock() + seconds
+        self.received = 0
+        self.origin: Origin | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    def too_slow(self) -> AnswerTooSlow:
+        return AnswerTooSlow(f"no complete answer within {self.seconds:g}s (the total time allowed for one request, "
+                             f"connect and read: {self.source} timeout_seconds); {self.received:,} bytes had arrived")
+
+    def too_large(self, decoded: bool = False) -> AnswerTooLarge:
+        variable = MAX_ANSWER_VARIABLE.format(platform=self.source.upper())
+        what = "decompressed answer" if decoded else "answer"
+        return AnswerTooLarge(f"the {what} is larger than the {self.max_bytes / MEGABYTE:g} MB allowed ({variable}); "
+                              f"stopped reading after {self.received:,} bytes")
+
+    def count(self, received: int) -> None:
+        """Bytes arrived from the socket; refuse past the limit (memory stays bounded by it)."""
+        self.received += received
+        if self.received > self.max_bytes:
+            raise self.too_large()
+
+    def enter(self, origin: Origin) -> None:
+        """A request leaves for `origin`: the first one is the request's own; another one is a redirect elsewhere."""
+        if self.origin is None:
+            self.origin = origin
+        elif origin != self.origin:
+            raise refused_redirect(self.origin, origin)
+
+
+def refused_redirect(start: Origin, target: Origin) -> RedirectRefused:
+    """The error of a redirect from one origin to another, naming both."""
+    return RedirectRefused(f"the answer redirected from {show_origin(start)} to {show_origin(target)}; credentials are "
+                           "only sent to the configured host, so the redirect was not followed (if the platform "
+                           "moved, configure its new address)")
+
+
+_CURRENT = threading.local()
+
+
+def current_guard() -> AnswerGuard | None:
+    """The guard of the request this thread is making, if any."""
+    return getattr(_CURRENT, "guard", None)
+
+
+@contextmanager
+def answer_guard(source: str, *, seconds: float, max_bytes: int) -> Iterator[AnswerGuard]:
+    """Bound the one request made inside (and its redirects, and reading its body) on this thread."""
+    previous = current_guard()
+    guard = AnswerGuard(source, seconds, max_bytes)
+    _CURRENT.guard = guard
+    try:
+        yield guard
+    finally:
+        _CURRENT.guard = previous
+
+
+class _GuardedSocketReader(io.RawIOBase):
+    """The raw reader under an `http.client` response: each read gets only the time left before the deadline (a
+    body dripping one byte per second stops there, which a per-read timeout never does) and counts the bytes (an
+    endless chunked stream stops at the size limit)."""
+
+    def __init__(self, sock: socket.socket, guard: AnswerGuard) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._guard = guard
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        guard = self._guard
+        remaining = guard.remaining()
+        if remaining <= 0:
+            raise guard.too_slow()
+        timeout = self._sock.gettimeout()
+        self._sock.settimeout(remaining if timeout is None else min(timeout, remaining))
+        try:  # at most one chunk per read: the limit is overshot by less than 64 KB
+            received = self._raw.readinto(memoryview(buffer)[:_READ_CHUNK])
+        except TimeoutError:
+            if guard.remaining() <= 0:
+                raise guard.too_slow() from None
+            raise  # the client's own per-read timeout: its usual error
+        finally:
+            self._sock.settimeout(timeout)
+        if received:
+            guard.count(received)
+        return received or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class GuardedHTTPResponse(http.client.HTTPResponse):
+    """`http.client`'s response (under urllib3, requests and httplib2 alike) reading through the guard of the
+    current request, from the status line on. Outside a guard it is the plain response."""
+
+    def __init__(self, sock: socket.socket, debuglevel: int = 0, method: str | None = None, url: str | None = None
+                 ) -> None:
+        super().__init__(sock, debuglevel=debuglevel, method=method, url=url)
+        guard = current_guard()
+        if guard is not None:
+            self.fp.close()  # the plain reader; the socket stays open for ours
+            self.fp = io.BufferedReader(_GuardedSocketReader(sock, guard), _READ_CHUNK)
+
+
+def _connection_origin(connection: Any, scheme: str) -> Origin:
+    host = getattr(connection, "_tunnel_host", None) or connection.host
+    port = getattr(connection, "_tunnel_port", None) or connection.port
+    return scheme, str(host).strip("[]").lower(), int(port or (443 if scheme == "https" else 80))
+
+
+@functools.cache
+def _urllib3_pool_classes() -> dict[str, type]:
+    """urllib3 connection pools whose connections check the origin and read through `GuardedHTTPResponse`."""
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class GuardedHTTPConnection(HTTPConnection):
+        response_class = GuardedHTTPResponse
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+            guard = current_guard()
+            if guard is not None:
+                guard.enter(_connection_origin(self, "http"))
+            super().request(method, url, *args, **kwargs)
+
+    class GuardedHTTPSConnection(HTTPSConnection):
+        response_class = GuardedHTTPResponse
+
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+            guard = current_guard()
+            if guard is not None:
+                guard.enter(_connection_origin(self, "https"))
+            super().request(method, url, *args, **kwargs)
+
+    class GuardedHTTPConnectionPool(HTTPConnectionPool):
+        ConnectionCls = GuardedHTTPConnection
+
+    class GuardedHTTPSConnectionPool(HTTPSConnectionPool):
+        ConnectionCls = GuardedHTTPSConnection
+
+    return {"http": GuardedHTTPConnectionPool, "https": GuardedHTTPSConnectionPool}
+
+
+def guard_pool_manager(manager: Any) -> Any:
+    """Make a urllib3 PoolManager (HubSpot's client builds one per API object) open guarded connections; pools it
+    already opened are dropped, so none escapes. Returns the manager."""
+    manager.pool_classes_by_scheme = _urllib3_pool_classes()
+    manager.clear()
+    return manager
+
+
+def read_body(response: Any, guard: AnswerGuard | None = None) -> bytes:
+    """A urllib3 response's body, decompressed, read in pieces and refused past the guard's limit: a small gzip
+    body can inflate to gigabytes, which the byte count on the socket does not see."""
+    guard = guard or current_guard()
+    if guard is None:
+        return bytes(response.data)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        for part in response.stream(_READ_CHUNK, decode_content=True):
+            size += len(part)
+            if size > guard.max_bytes:
+                raise guard.too_large(decoded=True)
+            parts.append(part)
+    finally:
+        response.release_conn()
+    return b"".join(parts)
+
+
+@functools.cache
+def _guarded_adapter_class() -> type:
+    import requests
+
+    class GuardedAdapter(requests.adapters.HTTPAdapter):
+        """requests' adapter over guarded urllib3 pools (plain and proxied); inside a guard it reads the body itself,
+        decompressed, within the size limit, and hands requests the bytes."""
+
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            guard_pool_manager(self.poolmanager)
+
+        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+            fresh = proxy not in self.proxy_manager
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+            return guard_pool_manager(manager) if fresh else manager
+
+        def send(self, request: Any, stream: bool = False, **kwargs: Any) -> Any:
+            guard = current_guard()
+            if guard is None or stream:
+                return super().send(request, stream=stream, **kwargs)
+            response = super().send(request, stream=True, **kwargs)
+            parts: list[bytes] = []
+            size = 0
+            for part in response.iter_content(_READ_CHUNK):  # decompressed; requests' own errors for broken bodies
+                size += len(part)
+                if size > guard.max_bytes:
+                    response.close()
+                    raise guard.too_large(decoded=True)
+                parts.append(part)
+            response._content = b"".join(parts)
+            response._content_consumed = True
+            return response
+
+    return GuardedAdapter
+
+
+def guard_session(session: Any) -> Any:
+    """Mount the guarded adapter on a requests session (ours, or the AuthorizedSession of a Google REST transport)."""
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, _guarded_adapter_class()())
+    return session
+
+
+def guarded_http(timeout: float, max_bytes: int) -> Any:
+    """An httplib2.Http (the Search Console discovery client's transport) with guarded connections, no same-origin
+    exception for redirects elsewhere, and decompression capped at `max_bytes` (httplib2's own decode limit)."""
+    import httplib2
+    from httplib2.decode import DecodeLimitError, DecodeRatioError
+
+    class GuardedHTTPConnection(httplib2.HTTPConnectionWithTimeout):
+        response_class = GuardedHTTPResponse
+
+    class GuardedHTTPSConnection(httplib2.HTTPSConnectionWithTimeout):
+        response_class = GuardedHTTPResponse
+
+    class GuardedHttp(httplib2.Http):
+        """httplib2 follows a redirect by calling `request` again from inside the first call: a nested call to
+        another origin is a redirect there, refused before it connects. (Top-level calls to other origins, such as
+        a token refresh before the API call, are separate requests.)"""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._outer = threading.local()
+
+        def request(self, uri: str, method: str = "GET", body: Any = None, headers: Any = None,
+                    redirections: int = httplib2.DEFAULT_MAX_REDIRECTS, connection_type: Any = None) -> Any:
+            origin = origin_of(uri)
+            outer: Origin | None = getattr(self._outer, "origin", None)
+            if outer is not None and origin != outer:
+                raise refused_redirect(outer, origin)
+            if connection_type is None:
+                connection_type = GuardedHTTPSConnection if origin[0] == "https" else GuardedHTTPConnection
+            self._outer.origin = origin if outer is None else outer
+            try:
+                response, content = super().request(uri, method, body, headers, redirections, connection_type)
+                location = response.get("location") if response.status in self.redirect_codes else None
+                if location and origin_of(urljoin(uri, location)) != origin:  # one httplib2 did not follow (a POST)
+                    raise refused_redirect(origin, origin_of(urljoin(uri, location)))
+                return response, content
+            except AnswerRefused:
+                for connection in list(self.connections.values()):  # left mid-answer: never reused
+                    connection.close()
+                raise
+            except (DecodeLimitError, DecodeRatioError) as exc:  # a small body inflating past the limit
+                guard = current_guard()
+                raise (guard.too_large(decoded=True) if guard else AnswerTooLarge(str(exc))) from None
+            finally:
+                self._outer.origin = outer
+
+    return GuardedHttp(timeout=timeout, decode_limit_hard=max_bytes)

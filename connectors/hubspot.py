@@ -49,10 +49,14 @@ from connectors.http import (
     Retry,
     RetryPolicy,
     Verdict,
+    answer_guard,
     call_with_retry,
+    guard_pool_manager,
     is_loopback,
     json_body,
+    max_answer_bytes,
     parse_retry_after,
+    read_body,
     redact,
 )
 from connectors.settings import HubSpotSettings
@@ -384,6 +388,7 @@ class HubSpotConnector:
     def check(self) -> str:
         """Validate configuration without sending a request; return the portal host."""
         self._token()
+        max_answer_bytes(SOURCE)
         return self.host()
 
     def api(self) -> Any:
@@ -391,9 +396,11 @@ class HubSpotConnector:
             import urllib3
             from hubspot import HubSpot
 
-            # retries belong to the shared helper: urllib3's own (which re-sends 429s) are switched off
+            # retries belong to the shared helper: urllib3's own (which re-sends 429s) are switched off. Redirects are
+            # followed within the portal's origin only: the guarded pools (`sub`) refuse any other before it connects
+            # (urllib3 would otherwise re-send the request there, the body included).
             self._api = HubSpot(access_token=self._token(), host=self.host(),
-                                retry=urllib3.util.Retry(total=0, connect=0, read=0, redirect=0, status=0))
+                                retry=urllib3.util.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0))
             self._limiter = _portal_limiter(self.host(), self._token(), self.settings.requests_per_10s, 10.0)
             self._search_limiter = _portal_limiter(self.host(), self._token(), self.settings.search_per_second, 1.0)
         return self._api
@@ -439,12 +446,16 @@ class HubSpotConnector:
         """Send one request through the shared retry helper; return the decoded JSON body."""
         self.api()
 
+        seconds, max_bytes = self.settings.timeout_seconds, max_answer_bytes(SOURCE)
+
         def once() -> Any:
             if search and self._search_limiter is not None:
                 self._search_limiter.acquire()
-            response = fn()
-            # inside the retry: a truncated body, an empty one or an HTML page is retried, then an error
-            return json_body(response.data, response.status)
+            # one answer guard: timeout_seconds in all, at most MKPI_HUBSPOT_MAX_ANSWER_MB (decompressed too), no
+            # redirect elsewhere; inside the retry: a truncated body, an empty one or an HTML page is retried
+            with answer_guard(SOURCE, seconds=seconds, max_bytes=max_bytes):
+                response = fn()
+                return json_body(read_body(response), response.status)
 
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
         try:
@@ -461,6 +472,7 @@ class HubSpotConnector:
             target = self.api()
             for part in path.split("."):
                 target = getattr(target, part)
+            guard_pool_manager(target.api_client.rest_client.pool_manager)  # each API object has its own pools
             self._subs[path] = target
         return self._subs[path]
 

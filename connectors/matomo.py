@@ -44,6 +44,7 @@ from connectors.http import (
     Verdict,
     classify_http,
     is_loopback,
+    max_answer_bytes,
 )
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import MatomoSettings
@@ -188,6 +189,7 @@ class MatomoConnector:
         """Validate configuration without sending a request."""
         self.endpoint()
         self._token()
+        max_answer_bytes(SOURCE)
         return self.site_ids()
 
     def http(self) -> HttpClient:

@@ -42,8 +42,11 @@ from connectors.http import (
     Retry,
     RetryPolicy,
     Verdict,
+    answer_guard,
     call_with_retry,
+    guarded_http,
     json_body,
+    max_answer_bytes,
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
@@ -190,14 +193,15 @@ def rows_to_table(rows: list[dict[str, Any]], report: GscReport, site_url: str, 
 
 
 def build_service(settings: SearchConsoleSettings) -> Any:
-    """The official discovery client (static discovery document, no network), with a timeout."""
+    """The official discovery client (static discovery document, no network), over a guarded httplib2 transport
+    (connectors/http.py `guarded_http`: a total deadline per request, the size limit, no redirect elsewhere)."""
     import google_auth_httplib2
-    import httplib2
     from googleapiclient.discovery import build
 
     credentials = resolve_credentials(settings.credentials_file, settings.endpoint, SCOPES, "Search Console",
                                       "MKPI_SEARCH_CONSOLE_ENDPOINT")
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=settings.timeout_seconds))
+    transport = guarded_http(settings.timeout_seconds, max_answer_bytes(SOURCE))
+    http = google_auth_httplib2.AuthorizedHttp(credentials, http=transport)
     options = {}
     if settings.endpoint:
         options["api_endpoint"] = checked_endpoint(settings.endpoint, credentials, "MKPI_SEARCH_CONSOLE_ENDPOINT")
@@ -272,15 +276,20 @@ class SearchConsoleConnector:
 
     def check(self) -> list[str]:
         sites = self.sites()
+        max_answer_bytes(SOURCE)
         self.service()
         return sites
 
     def query(self, site_url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
-        """One searchanalytics.query, retried through the shared helper."""
+        """One searchanalytics.query, retried through the shared helper; each attempt within one answer guard
+        (timeout_seconds in all, at most MKPI_SEARCH_CONSOLE_MAX_ANSWER_MB)."""
         request = self.service().searchanalytics().query(siteUrl=site_url, body=body)
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
+        seconds, max_bytes = self.settings.timeout_seconds, max_answer_bytes(SOURCE)
+
         def once() -> Any:
-            result = request.execute(num_retries=0)
+            with answer_guard(SOURCE, seconds=seconds, max_bytes=max_bytes):
+                result = request.execute(num_retries=0)
             # the client hands back a body it could not read as JSON (an HTML page, an empty body) as text
             return json_body(result) if isinstance(result, str | bytes) else result
 

@@ -39,6 +39,14 @@ SECRET_NAMES = frozenset({"authorization", "token_auth", "developer-token", "x-g
 #   ("server_error", status)                the platform's 5xx (``server_error_response``)
 #   ("html",) / ("empty",)                  status 200 with an HTML page (``html_page_response``) / no body
 #   ("envelope",)                           the platform's error envelope (``error_envelope_response``)
+# Hostile answers (issue #19), which no platform sends on purpose but a broken proxy, a misrouted request or an
+# attacker on the path can; the client must bound them:
+#   ("oversized", bytes)                    status 200, a JSON body of that many bytes (Content-Length declared)
+#   ("endless",)                            status 200, a chunked JSON array that never ends (until the client goes)
+#   ("drip", bytes_per_second)              the normal answer, its body sent that many bytes per second
+#   ("gzip_bomb", bytes)                    status 200, Content-Encoding gzip: a few hundred KB inflating to `bytes`
+#   ("redirect", status, origin | None)     that 3xx status, Location the same path and query on `origin` (another
+#                                           server, "http://localhost:PORT"), or relative (None: the same origin)
 Fault = tuple[Any, ...]
 
 
@@ -131,7 +139,8 @@ class FaultProfile:
     """Seeded random faults, drawn for requests that find the scripted queue empty.
 
     Probabilities are per request and checked in the order reset, status_429, status_500, stall, truncate,
-    html, empty, envelope. Each server renders a drawn fault in its platform's own shape (``rate_limit_response``,
+    html, empty, envelope, oversized, endless, drip (the hostile answers come last, so adding them changed no
+    earlier seed's draws). Each server renders a drawn fault in its platform's own shape (``rate_limit_response``,
     ``server_error_response``, ``error_envelope_response``): GA4's RESOURCE_EXHAUSTED quota message, HubSpot's
     ``policyName`` body, Matomo's ``{"result": "error"}`` envelope with status 200.
 
@@ -154,6 +163,11 @@ class FaultProfile:
     stall_seconds: float = 0.2
     retry_after_seconds: int = 1  # Retry-After is drawn from retry_after_seconds..retry_after_max
     retry_after_max: int | None = None
+    oversized: float = 0.0  # status 200 with a body of oversized_bytes
+    endless: float = 0.0  # status 200 with a chunked body that never ends
+    drip: float = 0.0  # the normal answer at drip_bytes_per_second
+    oversized_bytes: int = 200 * 1024 * 1024
+    drip_bytes_per_second: float = 1.0
     _seen: dict[str, int] = field(init=False, repr=False, compare=False, default_factory=dict)
     _lock: threading.Lock = field(init=False, repr=False, compare=False, default_factory=threading.Lock)
 
@@ -190,7 +204,8 @@ class FaultProfile:
         edge = 0.0
         kinds = (("reset", self.reset), ("status_429", self.status_429), ("status_500", self.status_500),
                  ("stall", self.stall), ("truncate", self.truncate), ("html", self.html), ("empty", self.empty),
-                 ("envelope", self.envelope))
+                 ("envelope", self.envelope), ("oversized", self.oversized), ("endless", self.endless),
+                 ("drip", self.drip))
         for kind, p in kinds:
             edge += p
             if u >= edge:
@@ -204,6 +219,10 @@ class FaultProfile:
                 return ("server_error", rng.choice(SERVER_ERROR_STATUSES))
             if kind == "stall":
                 return ("stall", self.stall_seconds)
+            if kind == "oversized":
+                return ("oversized", self.oversized_bytes)
+            if kind == "drip":
+                return ("drip", self.drip_bytes_per_second)
             return (kind,)
         return None
 
@@ -226,6 +245,20 @@ def request_key(request: Request) -> str:
     """What identifies a request for keyed fault draws: method, path, query and a digest of the body."""
     digest = hashlib.sha256(request.body).hexdigest()[:16] if request.body else ""
     return f"{request.method} {request.path}?{request.raw_query} {digest}"
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A JSON object padded with `size` spaces (valid JSON once inflated), gzip-compressed (RFC 1952) about 1000:1."""
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    parts = [packer.compress(b"{}")]
+    piece = b" " * (1024 * 1024)
+    for _ in range(size // len(piece)):
+        parts.append(packer.compress(piece))
+    parts.append(packer.compress(b" " * (size % len(piece))))
+    parts.append(packer.flush())
+    return b"".join(parts)
 
 
 _RENDERED_FAULTS = frozenset({"rate_limit", "server_error", "html", "empty", "envelope"})
@@ -311,34 +344,101 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(payload).encode() if payload is not None else b""
             self._send(Response(status, body, headers))
             return
+        if kind == "redirect":
+            # RFC 9110 section 15.4: a 3xx answer's Location may be absolute or relative (section 10.2.2)
+            target = request.path + (f"?{request.raw_query}" if request.raw_query else "")
+            origin = fault[2] if len(fault) > 2 else None
+            self._send(Response(int(fault[1]), b"", {"Location": f"{origin.rstrip('/')}{target}" if origin else target},
+                                content_type="text/html"))
+            return
+        if kind == "oversized":
+            with contextlib.suppress(OSError):  # the client stops reading and goes: expected
+                self._send_oversized(int(fault[1]))
+            self.close_connection = True
+            return
+        if kind == "endless":
+            with contextlib.suppress(OSError):
+                self._send_endless()
+            self.close_connection = True
+            return
+        if kind == "gzip_bomb":
+            self._send(Response(200, _gzip_bomb(int(fault[1])), {"Content-Encoding": "gzip"}))
+            return
         rendered = owner.fault_response(fault) if kind in _RENDERED_FAULTS else None
         if rendered is not None:
             self._send(rendered)
             return
         if kind == "stall":
             time.sleep(float(fault[1]))
-        elif kind not in (None, "truncate"):
+        elif kind not in (None, "truncate", "drip"):
             self._send(owner.error_response(500, f"unknown scripted fault {fault!r}"))
             return
         try:
             response = owner.handle(request)
         except Exception as exc:  # a handler bug must become a 500, not a hung client
             response = owner.error_response(500, f"sandbox handler error: {exc!r}")
+        if kind == "drip":
+            with contextlib.suppress(OSError):
+                self._send(response, drip=float(fault[1]))
+            self.close_connection = True
+            return
         self._send(response, truncate=kind == "truncate")
 
-    def _send(self, response: Response, truncate: bool = False) -> None:
+    def _send(self, response: Response, truncate: bool = False, drip: float = 0.0) -> None:
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         declared = len(response.body) + (max(16, len(response.body)) if truncate else 0)
         self.send_header("Content-Length", str(declared))
         for name, value in response.headers.items():
             self.send_header(name, value)
-        if truncate:
+        if truncate or drip:
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
+        if drip:
+            self.wfile.flush()
+            self._drip(response.body, drip)
+            return
         self.wfile.write(response.body)
         self.wfile.flush()
+
+    def _drip(self, body: bytes, per_second: float) -> None:
+        """The body a byte at a time, `per_second` bytes a second: every read the client makes gets a byte well
+        within any per-read timeout, so only a total deadline stops it."""
+        for i in range(len(body)):
+            self.wfile.write(body[i:i + 1])
+            self.wfile.flush()
+            time.sleep(1.0 / per_second)
+
+    def _send_oversized(self, size: int) -> None:
+        """A JSON object of exactly `size` bytes, written in 64 KB pieces (never held whole by the server)."""
+        head, tail = b'{"rows": [], "padding": "', b'"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(size))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(head)
+        left = max(0, size - len(head) - len(tail))
+        piece = b"x" * 65536
+        while left > 0:
+            self.wfile.write(piece[:left])
+            left -= min(left, len(piece))
+        self.wfile.write(tail)
+        self.wfile.flush()
+
+    def _send_endless(self) -> None:
+        """A chunked JSON array whose elements never stop coming (chunked framing, RFC 9112 section 7.1)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        element = b'{"date": "2026-03-01", "clicks": 1},' * 1024
+        chunk = f"{len(element):x}\r\n".encode() + element + b"\r\n"
+        self.wfile.write(b"1\r\n[\r\n")
+        while True:
+            self.wfile.write(chunk)
 
 
 class SandboxServer:
