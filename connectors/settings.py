@@ -236,6 +236,38 @@ class AlertsSettings:
     email: EmailSettings = field(default_factory=EmailSettings)
 
 
+# --- reconciliation (issue #24) -----------------------------------------------------------------------------------
+# The usual ratio of each pair of sources that see the same site (kpi_models/reconciliation.py): outside the band a
+# check warns. Wide enough for consent refusals and ad blockers, narrow enough for a tag missing from part of a site.
+DEFAULT_RECONCILIATION_BANDS: dict[str, tuple[float, float]] = {
+    "ga4_sessions_per_matomo_visit": (0.85, 1.15),
+    "ga4_paid_search_sessions_per_ads_click": (0.6, 1.1),
+    "ga4_orders_per_matomo_order": (0.85, 1.15),
+    "ga4_revenue_per_matomo_revenue": (0.85, 1.15),
+    "search_console_clicks_per_ga4_organic_session": (0.6, 1.3),
+}
+
+
+@dataclass(frozen=True)
+class ReconciledSite:
+    """The accounts that observe one site: a GA4 property, a Matomo site, a Search Console property and the Google
+    Ads customers whose clicks land on it (any may be missing: the pairs that need it are skipped)."""
+
+    name: str
+    ga4_property: str | None = None
+    matomo_site: str | None = None
+    search_console_site: str | None = None
+    google_ads_customers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReconciliationSettings:
+    """`reconciliation:`: which accounts see the same site, and each pair's band."""
+
+    sites: tuple[ReconciledSite, ...] = ()
+    bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RECONCILIATION_BANDS))
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know before it sends a request."""
@@ -265,6 +297,8 @@ class Settings:
     min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
     # Alerts (kpi_models/alerts.py, docs/alerts.md).
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    # Cross-source reconciliation (kpi_models/reconciliation.py).
+    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -767,6 +801,37 @@ class AlertsFile(_Model):
     email: EmailFile = Field(default_factory=EmailFile)
 
 
+def _band(value: Any) -> tuple[float, float]:
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)):
+        raise _Refusal(f"must be [low, high], two numbers, got {value!r}")
+    low, high = float(value[0]), float(value[1])
+    if not (0 < low < high and math.isfinite(high)):
+        raise _Refusal(f"must be [low, high] with 0 < low < high, got {value!r}")
+    return low, high
+
+
+class ReconciledSiteFile(_Model):
+    """`reconciliation.sites[]`: one site and the accounts that observe it."""
+
+    name: Annotated[str, Field(min_length=1)]
+    ga4_property: Annotated[str | None, BeforeValidator(_text_id)] = None
+    matomo_site: Annotated[str | None, BeforeValidator(_text_id)] = None
+    search_console_site: str | None = None
+    google_ads_customers: Annotated[tuple[str, ...], BeforeValidator(_id_list)] = ()
+
+
+class ReconciliationFile(_Model):
+    """`reconciliation:` (kpi_models/reconciliation.py)."""
+
+    sites: list[ReconciledSiteFile] = Field(default_factory=list)
+    bands: dict[Literal["ga4_sessions_per_matomo_visit", "ga4_paid_search_sessions_per_ads_click",
+                        "ga4_orders_per_matomo_order", "ga4_revenue_per_matomo_revenue",
+                        "search_console_clicks_per_ga4_organic_session"],
+                Annotated[tuple[float, float], BeforeValidator(_band)]] = Field(
+        default_factory=dict, description="a mapping of reconciliation pair to [low, high]")
+
+
 class ConfigFile(_Model):
     """The whole of config/mkpi.yaml, with the environment's overrides laid over it."""
 
@@ -791,6 +856,7 @@ class ConfigFile(_Model):
     objectives_path: PathText = Field(DEFAULT_OBJECTIVES_PATH, description="a file path")
     min_denominators: MinDenominatorsFile = Field(default_factory=MinDenominatorsFile)
     alerts: AlertsFile = Field(default_factory=AlertsFile)
+    reconciliation: ReconciliationFile = Field(default_factory=ReconciliationFile)
 
 
 class _WarehouseView(_Model):
@@ -947,6 +1013,9 @@ def load_settings(
         objectives_path=config.objectives_path,
         min_denominators=config.min_denominators.model_dump(),
         alerts=_alerts_settings(config.alerts, env),
+        reconciliation=ReconciliationSettings(
+            sites=tuple(ReconciledSite(**site.model_dump()) for site in config.reconciliation.sites),
+            bands={**DEFAULT_RECONCILIATION_BANDS, **config.reconciliation.bands}),
     )
 
 

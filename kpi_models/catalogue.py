@@ -24,7 +24,9 @@ import yaml
 from connectors.warehouse import replace_table
 
 KPI_SCHEMA = "kpi"
-FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm")
+FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm", "roi")
+# How a cross-source KPI attributes outcomes to the channel that paid for them (named in every row it has).
+ATTRIBUTIONS = ("ga4_session_channel", "hubspot_original_source")
 UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
 AGGREGATIONS = ("sum", "ratio", "native")
 DIRECTIONS = ("higher", "lower")
@@ -58,6 +60,11 @@ class Relation:
     currency_column: str | None = None
     money_columns: tuple[str, ...] = ()
     raw: Mapping[str, RawPresence] | None = None
+    # Amounts already in the reporting currency (converted at each day's rate by the relation's own SQL, which also
+    # gives `currency`, `is_final` and `quality`): money KPIs read them as they are, without `* fx_rate`.
+    converted: bool = False
+    # Sources whose runs change this relation's rows beside the KPI's own (a cross-source relation).
+    reads: tuple[str, ...] = ()
 
     @property
     def reference(self) -> str:
@@ -74,6 +81,8 @@ class KpiSource:
     numerator: str
     denominator: str | None
     numerator_name: str
+    # Cross-source KPIs: how outcomes are attributed to channels (ATTRIBUTIONS), written in each row.
+    attribution: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,9 +180,15 @@ def _relation(name: str, entry: Any, origin: str) -> Relation:
     money = tuple(str(c) for c in entry.get("money_columns") or ())
     if money and not currency:
         raise CatalogueError(f"{where}: money_columns need a currency_column")
+    converted = entry.get("converted", False)
+    if not isinstance(converted, bool) or (converted and currency):
+        raise CatalogueError(f"{where}: `converted` is true or false, and a converted relation has no currency_column")
+    reads = tuple(str(r) for r in entry.get("reads") or ())
+    if any(r not in SOURCES for r in reads):
+        raise CatalogueError(f"{where}: `reads` names sources among {', '.join(SOURCES)}, got {list(reads)}")
     return Relation(name=name, grain=_choice(entry, "grain", GRAINS, where), table=table, sql=sql,
                     where=_text(entry, "where", where, False), currency_column=currency, money_columns=money,
-                    raw=raw)
+                    raw=raw, converted=converted, reads=reads)
 
 
 def _check_money(expr: str, relation: Relation, where: str) -> None:
@@ -228,8 +243,12 @@ def parse_catalogue(raw: Any, origin: str = "catalogue") -> Catalogue:
                     _check_money(expr, relation, s_where)
             if any(x.source == code for x in sources):
                 raise CatalogueError(f"{s_where}: source {code} listed twice")
+            attribution = _text(s, "attribution", s_where, False)
+            if attribution is not None and attribution not in ATTRIBUTIONS:
+                raise CatalogueError(f"{s_where}: attribution {attribution!r}, expected one of "
+                                     f"{', '.join(ATTRIBUTIONS)}")
             sources.append(KpiSource(code, relation_name, numerator, denominator,
-                                     _text(s, "numerator_name", s_where, False) or numerator))
+                                     _text(s, "numerator_name", s_where, False) or numerator, attribution))
         if not sources:
             raise CatalogueError(f"{where}: at least one source is required")
         bounded = entry.get("bounded", unit == "ratio")
@@ -267,7 +286,8 @@ def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue |
     rows = list(catalogue.kpis.values())
     details = [json.dumps([{"source": s.source, "relation": s.relation,
                             "table": catalogue.relations[s.relation].table, "numerator": s.numerator,
-                            "denominator": s.denominator} for s in k.sources]) for k in rows]
+                            "denominator": s.denominator, "attribution": s.attribution} for s in k.sources])
+               for k in rows]
     table = pa.table({
         "kpi": pa.array([k.kpi for k in rows], pa.string()),
         "family": pa.array([k.family for k in rows], pa.string()),
@@ -304,7 +324,11 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
     join = ""
     select = "r.is_final AS row_final, r.quality AS row_quality, "
-    if _uses_fx(kpi, source):
+    if relation.converted:
+        if _uses_fx(kpi, source):
+            raise CatalogueError(f"kpi {kpi.kpi}: relation {relation.name} is already converted: no `* fx_rate`")
+        select += "r.currency AS fx_currency, "
+    elif _uses_fx(kpi, source):
         if not relation.currency_column:
             raise CatalogueError(f"kpi {kpi.kpi}: converts money from relation {relation.name}, which has no "
                                  "currency_column")
@@ -329,9 +353,10 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
                    f"ELSE {quality} END")
     # `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too
     quality = f"CASE WHEN is_final THEN {quality} ELSE list_append({quality}, 'provisional') END"
+    attribution = f"'{source.attribution}'" if source.attribution else "CAST(NULL AS VARCHAR)"
     return (
         f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
-        f"       currency, is_final, {quality} AS quality\n"
+        f"       currency, is_final, {quality} AS quality, {attribution} AS attribution\n"
         f"FROM (\n"
         f"    SELECT date, source, channel, account_id, {_exact_sum(source.numerator)} AS numerator,\n"
         f"           {den} AS denominator, {currency} AS currency, bool_and(row_final) AS is_final,\n"
@@ -360,6 +385,18 @@ def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | N
     return head + with_clause + "\nUNION ALL\n".join(parts)
 
 
+def dependent_kpis(sources: Sequence[str], catalogue: Catalogue | None = None) -> dict[str, list[str]]:
+    """Other sources' KPIs whose rows change when `sources` change: those read from a relation that reads one of
+    them (an Ads run changes the spend in the GA4- and HubSpot-attributed ROI rows), per source."""
+    catalogue = catalogue or load_catalogue()
+    out: dict[str, list[str]] = {}
+    for kpi in catalogue.daily():
+        for s in kpi.sources:
+            if s.source not in sources and set(catalogue.relations[s.relation].reads) & set(sources):
+                out.setdefault(s.source, []).append(kpi.kpi)
+    return out
+
+
 def daily_sources(catalogue: Catalogue | None = None) -> tuple[str, ...]:
     """The sources with rows in kpi.kpi_daily, in catalogue order."""
     catalogue = catalogue or load_catalogue()
@@ -377,7 +414,8 @@ def _native_monthly_sql(catalogue: Catalogue) -> str:
                 f"SELECT CAST(month AS DATE) AS month_start, source, channel, account_id, '{kpi.kpi}' AS kpi,\n"
                 f"       CAST(NULL AS VARCHAR) AS currency, {num} AS numerator, {den} AS denominator,\n"
                 f"       {num} / nullif({den}, 0) AS value, CAST(NULL AS BIGINT) AS days_with_data,\n"
-                f"       'native' AS aggregation, is_final, CAST([] AS VARCHAR[]) AS quality\n"
+                f"       'native' AS aggregation, is_final, CAST([] AS VARCHAR[]) AS quality,\n"
+                f"       CAST(NULL AS VARCHAR) AS attribution\n"
                 f"FROM {relation.reference}\nWHERE {' AND '.join(filters)}")
     return "\nUNION ALL\n".join(parts)
 
@@ -389,6 +427,7 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
     exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
     return (
         f"SELECT {names}, source, channel, account_id, kpi, any_value(currency) AS currency,\n"
+        f"       any_value(attribution) AS attribution,\n"
         f"       {_exact_sum('numerator')} AS numerator, {_exact_sum('denominator')} AS denominator,\n"
         f"       CASE WHEN kpi IN ({additive}) THEN {_exact_sum('numerator')}\n"
         f"            ELSE {_exact_sum('numerator')} / nullif({_exact_sum('denominator')}, 0) END AS value,\n"

@@ -220,7 +220,7 @@ def check_fx_rates_available(conn: duckdb.DuckDBPyConnection, window: Window | N
             f"min(r.date) AS first_date, max(r.date) AS last_date, count(*) AS rows_left_out "
             f"FROM {relation.table} AS r LEFT JOIN {KPI_SCHEMA}.fx_rate AS fx "
             f"ON fx.currency = r.{relation.currency_column} AND fx.date = r.date "
-            f"WHERE fx.currency IS NULL AND {where} GROUP BY ALL")
+            f"WHERE fx.currency IS NULL AND r.{relation.currency_column} IS NOT NULL AND {where} GROUP BY ALL")
         all_params += params
     if not parts:
         return CheckResult("fx_rates_available", True, "error", "no money relation is built")

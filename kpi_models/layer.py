@@ -9,6 +9,7 @@ and checks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,10 +19,17 @@ import duckdb
 from connectors.batches import Window
 from connectors.ducklake import conflict_retried
 from connectors.warehouse import table_exists, transaction
-from kpi_models.catalogue import KPI_SCHEMA, load_catalogue, rollup_view_sql, write_kpi_definition
+from kpi_models.catalogue import KPI_SCHEMA, dependent_kpis, load_catalogue, rollup_view_sql, write_kpi_definition
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
-from kpi_models.runner import HUBSPOT_SOURCES, MODELS, RebuildResult, ensure_model_table, rebuild
+from kpi_models.runner import (
+    HUBSPOT_SOURCES,
+    MODELS,
+    KpiRebuildError,
+    RebuildResult,
+    ensure_model_table,
+    rebuild,
+)
 
 KPI_DAILY = "kpi_daily"
 # Sources with amounts converted at a day's rate (their rows are rebuilt when rates change).
@@ -68,6 +76,13 @@ def rebuild_kpi_daily(
         pairs = needed_pairs(conn, _money_relations(), window.start, window.end, context.fx)
         fx = sync_fx_rates(conn, context.fx, pairs)
     result = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=sources, isolate_sources=isolate_sources)
+    # other sources' cross-source rows that read these sources' tables (an Ads run changes ROI's spend)
+    for other, kpis in (dependent_kpis(sources) if sources is not None else {}).items():
+        extra = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=[other], kpis=kpis, isolate_sources=True)
+        if extra.failed:
+            result = dataclasses.replace(result, failed={**result.failed, **extra.failed})
+            if not isolate_sources:
+                raise KpiRebuildError(result.table, extra.failed)
     rebuilt = set(result.sources) - set(result.failed)
     if set(MONEY_SOURCES) <= rebuilt:
         with transaction(conn):

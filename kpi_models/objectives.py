@@ -448,6 +448,11 @@ WORDING: dict[str, Wording] = {
     "loyalty_rate": Wording("loyalty rate", "repeat customers", "out of {den} customers with a won deal",
                             "customers with a won deal"),
     "nps": Wording("NPS", "net promoters", "out of {den} answers", "answers", style="net", scale=100, decimals=1),
+    "cost_per_lead": Wording("cost per lead", den_noun="leads"),
+    "customer_acquisition_cost": Wording("customer acquisition cost", den_noun="new customers"),
+    "marketing_roi": Wording("marketing ROI", "net return", "at this spend", "ad spend"),
+    "blended_roas": Wording("blended ROAS", "revenue", "at this spend", "ad spend"),
+    "paid_share_of_sessions": Wording("paid share of sessions", "paid sessions", _TRAFFIC, "sessions"),
 }
 
 

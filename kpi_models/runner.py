@@ -178,6 +178,15 @@ MODELS: dict[str, KpiModel] = {
         partition_column=None,
         params=("tz", "as_of"),
     ),
+    "crm_daily": KpiModel(
+        name="crm_daily",
+        key=("date", "source", "account_id", "channel"),
+        sources=("hubspot",),
+        inputs=(hubspot.default_stream("contacts"), hubspot.default_stream("deals"), hubspot.DEAL_STAGES,
+                hubspot.ASSOCIATIONS, hubspot.ACCOUNT_DETAILS),
+        partition_column=None,
+        params=("tz", "as_of"),
+    ),
     "crm_monthly": KpiModel(
         name="crm_monthly",
         key=("month", "source", "account_id", "channel"),
@@ -200,9 +209,9 @@ MODELS: dict[str, KpiModel] = {
         name="kpi_daily",
         key=("date", "source", "channel", "account_id", "kpi"),
         sources=("ga4", "matomo", "search_console", "google_ads", "hubspot"),
-        inputs=(hubspot.default_stream("contacts"), hubspot.ACCOUNT_DETAILS),
+        inputs=(),
         params=("tz", "as_of"),
-        depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily"),
+        depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily"),
         generator="kpi_models.catalogue:kpi_daily_sql",
     ),
 }
@@ -260,6 +269,7 @@ def rebuild(
     *,
     sources: Sequence[str] | None = None,
     isolate_sources: bool = False,
+    kpis: Sequence[str] | None = None,
 ) -> RebuildResult:
     """Recompute `window` of the model's table from raw tables (the whole table when the model is not
     partitioned). Each source's rows are replaced in a transaction of their own, from that source's SQL part: a
@@ -280,7 +290,7 @@ def rebuild(
         failed: dict[str, str] = {}
         for source in chosen:
             try:
-                _rebuild_part(conn, model, window, context, source, parts[source])
+                _rebuild_part(conn, model, window, context, source, parts[source], kpis)
             except duckdb.Error as exc:
                 failed[source] = _first_line(exc)
         result = _summary(conn, model, window, chosen, failed)
@@ -290,18 +300,22 @@ def rebuild(
 
 
 def _rebuild_part(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
-                  source: str, query: str) -> None:
-    """Replace one source's rows of the window, atomically."""
+                  source: str, query: str, kpis: Sequence[str] | None = None) -> None:
+    """Replace one source's rows of the window (only those `kpis`' rows, in a long table), atomically."""
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column or "date")
     params = used_params(query, {"start": window.start, "end": window.end, **context.params()})
-    bounds = {"start": window.start, "end": window.end, "source": source}
+    bounds: dict[str, object] = {"start": window.start, "end": window.end, "source": source}
+    only = ""
+    if kpis is not None:
+        only = " AND kpi IN (SELECT unnest($kpis::VARCHAR[]))"
+        bounds["kpis"] = list(kpis)
     with transaction(conn):
         _prepare(conn, model, context)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
-        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source", bounds)
-        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source",
-                     {**params, "source": source})
+        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
+        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only}",
+                     {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}})
 
 
 def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, chosen: Sequence[str],

@@ -43,6 +43,7 @@ def conn(tmp_path):
 
 def test_every_hubspot_table_stops_at_the_as_of_day(conn):
     rebuild(conn, "crm_monthly", None, CTX)
+    rebuild(conn, "crm_daily", None, CTX)
     rebuild_hubspot_kpi_daily(conn, CTX)
     # March to date: contacts 1, 2 and 3 became leads (4 did so today); crm_monthly and kpi_daily agree
     assert conn.execute("SELECT leads, contacts_created, account_id, is_final FROM kpi.crm_monthly "
@@ -52,6 +53,7 @@ def test_every_hubspot_table_stops_at_the_as_of_day(conn):
 
 
 def test_a_hubspot_run_rebuilds_its_kpi_rows_whole_and_nothing_else(conn):
+    rebuild(conn, "crm_daily", None, CTX)
     rebuild_hubspot_kpi_daily(conn, CTX)
     # a report source's row, which HubSpot's rebuild must never touch
     conn.execute("INSERT INTO kpi.kpi_daily (date, source, channel, account_id, kpi, numerator, value, is_final, "
@@ -61,6 +63,7 @@ def test_a_hubspot_run_rebuilds_its_kpi_rows_whole_and_nothing_else(conn):
     # HubSpot moves contact 1's lead date from March 2 to March 5 (weeks later: outside any trailing window)
     conn.execute("UPDATE hubspot.contacts SET hs_lifecyclestage_lead_date = ? WHERE id = '1'",
                  [at(date(2026, 3, 5), 11)])
+    rebuild(conn, "crm_daily", None, CTX)  # as the HubSpot run does, before HubSpot's rows of kpi_daily
     result = rebuild_hubspot_kpi_daily(conn, CTX)
     assert result is not None and result.rebuild.window.start == date(2026, 3, 2)
     after = dict(conn.execute("SELECT date, numerator FROM kpi.kpi_daily WHERE kpi = 'leads'").fetchall())

@@ -14,7 +14,7 @@ from kpi_models.catalogue import CatalogueError, load_catalogue, parse_catalogue
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxPolicy, refresh_fx_rates
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
-from kpi_models.runner import MODELS, ensure_model_table
+from kpi_models.runner import MODELS, ensure_model_table, rebuild
 from tests.rows import insert as insert_rows
 
 D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 9)  # Monday, Tuesday, next Monday
@@ -38,11 +38,12 @@ def utc(y, m, d, hh, mm=0):
     return datetime(y, m, d, hh, mm, tzinfo=UTC)
 
 
-def web(day, source, channel, sessions, engaged, bounced, converting, duration):
-    # GA4's engagement time is half its session duration here; Matomo has none
+def web(day, source, channel, sessions, engaged, bounced, converting, duration, revenue=None):
+    # GA4's engagement time is half its session duration here; Matomo has none; GA4 revenue in EUR
     return {"date": day, "source": source, "channel": channel, "sessions": sessions, "engaged_sessions": engaged,
             "bounced_sessions": bounced, "converting_sessions": converting, "session_duration_seconds": duration,
-            "engagement_duration_seconds": duration / 2 if source == "ga4" else None}
+            "engagement_duration_seconds": duration / 2 if source == "ga4" else None, "revenue": revenue,
+            "currency_code": "EUR" if revenue is not None else None}
 
 
 def fill(conn) -> None:
@@ -50,8 +51,9 @@ def fill(conn) -> None:
     for name in ("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_monthly"):
         ensure_model_table(conn, name, CTX)
     insert(conn, "kpi.web_daily", [
-        web(D1, "ga4", "organic_search", 100, 60, 40, 5, 6000.0),
-        web(D1, "ga4", "direct", 300, 90, 210, 30, 3000.0),
+        web(D1, "ga4", "organic_search", 100, 60, 40, 5, 6000.0, 500.0),
+        web(D1, "ga4", "direct", 300, 90, 210, 30, 3000.0, 300.0),
+        web(D1, "ga4", "paid_search", 50, 30, 20, 2, 2000.0, 365.0),
         web(D2, "ga4", "organic_search", 50, 40, 10, 4, 2500.0),
         web(D3, "ga4", "organic_search", 10, 5, 5, 1, 100.0),
         web(D1, "matomo", "organic_search", 80, None, 20, 2, 8000.0),
@@ -112,6 +114,7 @@ def fill(conn) -> None:
         {"id": "c4", "archived": False, "createdate": utc(2026, 3, 2, 23, 30), "hs_analytics_source": "PAID_SEARCH",
          "hs_lifecyclestage_lead_date": utc(2026, 3, 2, 23, 45)},
     ])
+    rebuild(conn, "crm_daily", None, CTX)  # HubSpot's daily outcomes from the raw contacts
     insert(conn, "kpi.crm_monthly", [
         {"month": date(2026, 3, 1), "source": "hubspot", "channel": "all", "customers_at_start": 200,
          "customers_lost": 6, "customers_with_won_deal": 50, "repeat_customers": 10, "nps_responses": 40,
@@ -198,6 +201,17 @@ EXPECTED = {
     ("cart_abandonment_rate", "matomo", "all", D1): (12, 20, 0.6),
     ("ecommerce_conversion_rate", "ga4", "all", D1): (15, 500, 0.03),
     ("ecommerce_conversion_rate", "matomo", "all", D1): (8, 80, 0.1),
+    # Marketing return (spend joined to outcomes, account 'all'). Spend on D1, paid_search: 100 EUR + 50 USD x 0.92
+    # = 146 EUR (JPY has no rate); on D2: 20 USD x 1.00 = 20 EUR. GA4 revenue by session channel on D1: paid_search
+    # 365 EUR -> ROI (365 - 146) / 146 = 1.5, ROAS 365 / 146 = 2.5. HubSpot (by original source): D2 paid_search has
+    # c4's lead and no won deal -> cost per lead 20 / 1, ROI (0 - 20) / 20 = -1; D2 organic: c1 became a customer,
+    # no spend -> CAC 0 / 1 = 0. Paid share of sessions on D1: direct has none of its 300 sessions paid.
+    ("marketing_roi", "ga4", "paid_search", D1): (219, 146, 1.5),
+    ("blended_roas", "ga4", "paid_search", D1): (365, 146, 2.5),
+    ("cost_per_lead", "hubspot", "paid_search", D2): (20, 1, 20.0),
+    ("customer_acquisition_cost", "hubspot", "organic_search", D2): (0, 1, 0.0),
+    ("marketing_roi", "hubspot", "paid_search", D2): (-20, 20, -1.0),
+    ("paid_share_of_sessions", "ga4", "direct", D1): (0, 300, 0.0),
 }
 # Native monthly KPIs (kpi_monthly only): churn 6 / 200, loyalty 10 / 50, NPS (20 - 6) x 100 / 40 = 35.
 EXPECTED_NATIVE = {
@@ -205,7 +219,7 @@ EXPECTED_NATIVE = {
     "loyalty_rate": (10, 50, 0.2),
     "nps": (1400, 40, 35.0),
 }
-MONEY = {"ad_cost", "ad_cpc", "ad_cpa", "revenue", "average_basket"}
+MONEY = {"ad_cost", "ad_cpc", "ad_cpa", "revenue", "average_basket", "cost_per_lead", "customer_acquisition_cost"}
 
 
 def test_the_dataset_covers_every_catalogue_kpi():
@@ -351,7 +365,7 @@ def test_kpi_definition_table(built):
     conn = built
     rows = conn.execute("SELECT kpi, unit, aggregation, direction, sources FROM kpi.kpi_definition").fetchall()
     by_kpi = {r[0]: r[1:] for r in rows}
-    assert len(rows) == 36
+    assert len(rows) == 41
     assert by_kpi["ad_cpa"] == ("currency", "ratio", "lower", ["google_ads"])
     assert by_kpi["nps"] == ("score", "native", "higher", ["hubspot"])
     assert by_kpi["sessions"] == ("count", "sum", "higher", ["ga4", "matomo"])
@@ -361,7 +375,8 @@ def test_kpi_daily_is_a_partitioned_model_depending_on_the_channel_tables():
     model = MODELS["kpi_daily"]
     assert model.partition_column == "date"
     assert model.key == ("date", "source", "channel", "account_id", "kpi")
-    assert set(model.depends_on) == {"web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily"}
+    assert set(model.depends_on) == {"web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily",
+                                     "crm_daily"}
 
 
 def test_catalogue_refuses_unconverted_money():
@@ -384,3 +399,33 @@ def test_catalogue_refuses_a_ratio_without_denominator():
                      "formula": "x", "sources": [{"source": "ga4", "relation": "w", "numerator": "a"}]}]}
     with pytest.raises(CatalogueError, match="kpi x_rate sources\\[0\\]: a ratio KPI needs a denominator"):
         parse_catalogue(raw, "test.yaml")
+
+
+def test_marketing_return_over_all_channels_is_the_blended_figure(built):
+    """Read over every channel, the ROI KPIs are the blended ones, and every row names its attribution."""
+    row = built.execute("SELECT sum(numerator), sum(denominator), any_value(attribution), count(DISTINCT account_id) "
+                        "FROM kpi.kpi_daily WHERE kpi = 'blended_roas' AND source = 'ga4' AND date = ?",
+                        [D1]).fetchone()
+    # D1: GA4 revenue over every channel 500 + 300 + 365 = 1165 EUR, against all spend 146 EUR
+    assert row == (pytest.approx(1165), pytest.approx(146), "ga4_session_channel", 1)
+    share = built.execute("SELECT sum(numerator) / sum(denominator) FROM kpi.kpi_daily "
+                          "WHERE kpi = 'paid_share_of_sessions' AND date = ?", [D1]).fetchone()
+    assert share == (pytest.approx(50 / 450),)  # 50 paid sessions out of 100 + 300 + 50
+    attributions = dict(built.execute("SELECT source, any_value(attribution) FROM kpi.kpi_daily "
+                                      "WHERE kpi = 'marketing_roi' GROUP BY source").fetchall())
+    assert attributions == {"ga4": "ga4_session_channel", "hubspot": "hubspot_original_source"}
+
+
+def test_an_ads_run_rebuilds_the_roi_rows_of_both_attributions_and_nothing_else_of_theirs(conn):
+    # Ads restates D1's spend (paid_search 100 EUR -> 165.20, so 211.20 EUR in all with the USD customer) while
+    # GA4's sessions changed too; an Ads run rebuilds Ads' rows and the ROI rows that read its spend, not GA4's own
+    conn.execute("UPDATE kpi.paid_search_daily SET ad_cost = 165.2 WHERE account_id = '111' AND date = ?", [D1])
+    conn.execute("UPDATE kpi.web_daily SET sessions = sessions + 1000 WHERE source = 'ga4' AND date = ?", [D1])
+    result = rebuild_kpi_daily(conn, WINDOW, CTX, sources=["google_ads"])
+    assert result.rebuild.failed == {}
+    roi = conn.execute("SELECT numerator, denominator FROM kpi.kpi_daily WHERE kpi = 'marketing_roi' AND source = "
+                       "'ga4' AND channel = 'paid_search' AND date = ?", [D1]).fetchone()
+    assert roi == (pytest.approx(365 - 211.2), pytest.approx(211.2))
+    sessions = conn.execute("SELECT sum(numerator) FROM kpi.kpi_daily WHERE kpi = 'sessions' AND source = 'ga4' "
+                            "AND date = ?", [D1]).fetchone()
+    assert sessions == (450,)  # GA4's own rows wait for GA4's run

@@ -288,7 +288,8 @@ def test_schedule_rereads_each_sources_trailing_window_ending_yesterday(monkeypa
     assert windows == {"ga4": ("2026-03-07", "2026-03-09"), "search_console": ("2026-03-06", "2026-03-09"),
                        "matomo": ("2026-03-07", "2026-03-09"), "google_ads": ("2026-02-08", "2026-03-09")}
     selected = {source: {k.to_user_string() for k in r.asset_selection} for source, r in requests.items()}
-    downstream = {"kpi/kpi_daily", "kpi/kpi_vs_objective", "publish/analyst_copy", "publish/dashboard"}
+    downstream = {"kpi/kpi_daily", "kpi/reconciliation", "kpi/kpi_vs_objective", "publish/analyst_copy",
+                  "publish/dashboard"}
     assert selected["search_console"] == {"search_console/site_totals", "search_console/pages",
                                           "search_console/queries", "search_console/devices",
                                           "search_console/countries", "kpi/seo_daily", *downstream}

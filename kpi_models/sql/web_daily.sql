@@ -16,8 +16,11 @@
 --           campaign type's channel (campaign_tagged).
 -- is_final: every input row was loaded at least the source's restatement window (kpi.restatement_window) after
 -- its day (rule 11). quality: GA4 answers flagged thresholded, sampled or with rows folded into (other).
+-- orders, revenue: GA4 purchases and purchase revenue by session channel, in the property's currency_code (never
+-- converted here), for marketing ROI by GA4 session channel; Matomo's are left empty (its campaign mediums carry
+-- no revenue): Matomo's e-commerce is kpi.ecommerce_daily's.
 -- Sums of fractional values are exact (DECIMAL), so a rebuild gives the same bits whatever order DuckDB's threads
--- add in. Unmapped raw channel values count as `other`. Parameters: $start, $end (inclusive, source-local dates), $tz.
+-- add in. Unmapped raw channel values count as `other`. Parameters: $start, $end (source-local dates), $tz.
 -- One part per source (`-- @part`), rebuilt on its own: a source whose raw table changed shape fails its part only,
 -- and the other source's rows are still rebuilt. `-- @select` computes the ratios over each part (`part`).
 -- @part ga4
@@ -41,6 +44,9 @@ SELECT
     CAST(sum(CAST(t.user_engagement_duration AS DECIMAL(38, 9))) AS DOUBLE) AS engagement_duration_seconds,
     CAST(sum(CAST(t.key_events AS DECIMAL(38, 9))) AS DOUBLE) AS key_events,
     CAST(sum(t.new_users) AS BIGINT) AS new_users,
+    CAST(sum(t.ecommerce_purchases) AS BIGINT) AS orders,
+    CAST(sum(CAST(t.purchase_revenue AS DECIMAL(38, 9))) AS DOUBLE) AS revenue,
+    any_value(t.currency_code) AS currency_code,
     bool_and(date_diff('day', t.date, CAST(timezone($tz, t._loaded_at) AS DATE)) >= w.days) AS is_final,
     list_filter([CASE WHEN bool_or(q.thresholded) THEN 'thresholded' END,
                  CASE WHEN bool_or(q.sampled) THEN 'sampled' END,
@@ -89,6 +95,9 @@ SELECT
     CAST(NULL AS DOUBLE) AS engagement_duration_seconds,
     CAST(NULL AS DOUBLE) AS key_events,
     CAST(NULL AS BIGINT) AS new_users,
+    CAST(NULL AS BIGINT) AS orders,
+    CAST(NULL AS DOUBLE) AS revenue,
+    CAST(NULL AS VARCHAR) AS currency_code,
     bool_and(date_diff('day', p.date, CAST(timezone($tz, p._loaded_at) AS DATE)) >= w.days) AS is_final,
     CAST([] AS VARCHAR[]) AS quality
 FROM matomo_parts AS p
@@ -109,6 +118,9 @@ SELECT
     engagement_duration_seconds,
     key_events,
     new_users,
+    orders,
+    revenue,
+    currency_code,
     engaged_sessions / nullif(sessions, 0) AS engagement_rate,
     bounced_sessions / nullif(sessions, 0) AS bounce_rate,
     converting_sessions / nullif(sessions, 0) AS conversion_rate,

@@ -22,7 +22,10 @@ from pipelines.lib.partitions import DAILY, SOURCE_TAG
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None]
+# Cross-source reconciliation (pipelines/defs/kpi/reconciliation.py) follows every report source's KPI tables.
+RECONCILIATION = dg.AssetKey(["kpi", "reconciliation"])
+PARTITIONED_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values() if m.partition_column is not None
+                    ] + [RECONCILIATION]
 # Unpartitioned KPI tables read from HubSpot, and HubSpot's rows of kpi_daily (kpi/kpi_daily_hubspot, rebuilt whole
 # after every HubSpot run: the report sources' daily runs never touch them).
 HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
@@ -65,7 +68,7 @@ class SourceRefresh:
             names |= more
         kpis = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
                 if m.name in names and m.partition_column is not None]
-        return [*raw, *kpis, OBJECTIVES, *PUBLISH]
+        return [*raw, *kpis, RECONCILIATION, OBJECTIVES, *PUBLISH]
 
 
 REFRESHES = (

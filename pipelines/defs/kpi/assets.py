@@ -31,6 +31,8 @@ _DESCRIPTIONS = {
     "email_daily": "E-mail KPIs per day (batch e-mails by publish day in the reporting time zone, automated e-mails "
     "by event day), per e-mail and per day (email_id = 'all'): deliverability, open, click, click-to-open, bounce "
     "and unsubscribe rates from HubSpot's statistics counters.",
+    "crm_daily": "HubSpot outcomes per day and channel (original source) up to yesterday: leads, contacts created, "
+    "new customers, won deals and their revenue (company currency).",
     "crm_monthly": "CRM and retention KPIs per month up to yesterday: leads, contacts_created, new_customers by "
     "channel; churn_rate, loyalty_rate, nps (with its response count) for the whole portal.",
 }
@@ -104,7 +106,8 @@ def _kpi_daily_metadata(context: dg.AssetExecutionContext, result: KpiDailyResul
 
 @dg.asset(
     key=["kpi", "kpi_daily"],
-    deps=[dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on if name != "email_daily"],
+    deps=[dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on
+          if set(MODELS[name].sources) & set(REPORT_SOURCES)],
     group_name="kpi",
     kinds={"sql", "duckdb"},
     partitions_def=DAILY,
@@ -133,8 +136,7 @@ def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, war
 
 @dg.asset(
     key=["kpi", "kpi_daily_hubspot"],
-    deps=[dg.AssetKey(["kpi", "email_daily"]), dg.AssetKey(["kpi", "crm_monthly"]),
-          dg.AssetKey(["hubspot", "contacts"]), dg.AssetKey(["hubspot", "account_details"])],
+    deps=[dg.AssetKey(["kpi", "email_daily"]), dg.AssetKey(["kpi", "crm_daily"]), dg.AssetKey(["kpi", "crm_monthly"])],
     group_name="kpi",
     kinds={"sql", "duckdb"},
     pool=DUCKDB_POOL,

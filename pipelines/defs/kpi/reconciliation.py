@@ -1,0 +1,63 @@
+"""Cross-source reconciliation: GA4 vs Matomo, Google Ads vs GA4, Search Console vs GA4, per day and site.
+
+Business purpose: a tag removed from part of a site, an auto-tagging setting lost, or a consent banner misfiring
+shows first as two platforms that usually agree drifting apart. `kpi.reconciliation` keeps the daily ratio of each
+pair beside its band; one non-blocking check per pair warns, naming the days and the likely causes.
+"""
+
+import dagster as dg
+
+from kpi_models.reconciliation import PAIRS, TABLE, Pair, Site, describe, out_of_band, rebuild_reconciliation
+from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.resources import SettingsResource, WarehouseResource
+
+KEY = dg.AssetKey(["kpi", "reconciliation"])
+
+
+@dg.asset(
+    key=KEY,
+    deps=[dg.AssetKey(["kpi", name]) for name in ("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily")],
+    group_name="kpi",
+    kinds={"sql", "duckdb"},
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=DUCKDB_POOL,
+    metadata={"dagster/table_name": TABLE, "primary_key": "date, check_name, site"},
+)
+def reconciliation(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+                   ) -> dg.MaterializeResult:
+    """The daily ratio of every pair of sources that see the same site (reconciliation.sites in config/mkpi.yaml):
+    GA4 sessions per Matomo visit, GA4 paid-search sessions per Google Ads click, GA4 orders and revenue per Matomo
+    order and revenue, Search Console clicks per GA4 organic session; each beside its band."""
+    loaded = settings.load()
+    sites = [Site(s.name, s.ga4_property, s.matomo_site, s.search_console_site, s.google_ads_customers)
+             for s in loaded.reconciliation.sites]
+    window = window_from_context(context)
+    with warehouse.connection() as conn:
+        rows = rebuild_reconciliation(conn, window, sites, loaded.reconciliation.bands)
+    if not sites:
+        context.log.info("no site in reconciliation.sites: nothing to compare")
+    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "sites": ", ".join(s.name for s in sites),
+                                          "window_start": window.start.isoformat(),
+                                          "window_end": window.end.isoformat()})
+
+
+def build_pair_check(pair: Pair) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=KEY, name=pair.name, blocking=False,
+                    description=f"{pair.a} / {pair.b} stays within its band each day (a warning names the days "
+                    f"outside it). Likely causes when it does not: {pair.causes}.")
+    def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        window = window_from_context(context) if (context.has_partition_key or context.has_partition_key_range) \
+            else None
+        with warehouse.connection() as conn:
+            days = out_of_band(conn, pair.name, window)
+        if not days:
+            return dg.AssetCheckResult(passed=True, metadata={"days_out_of_band": 0})
+        shown = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in d.items()} for d in days[:50]]
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, description=describe(pair, days),
+                                   metadata={"days_out_of_band": len(days), "days": dg.MetadataValue.json(shown)})
+
+    return _check
+
+
+reconciliation_checks = [build_pair_check(pair) for pair in PAIRS]
