@@ -203,7 +203,8 @@ class Lines:
             if self.process.poll() is not None and not self._reader.is_alive():
                 break
             time.sleep(0.1)
-        errors = self.process.stderr.read()[-2000:] if self.process.poll() is not None else ""
+        ended = self.process.poll() is not None and self.process.stderr is not None
+        errors = self.process.stderr.read()[-2000:] if ended else ""
         raise AssertionError(f"no line with {text!r} within {timeout:.0f} s (exit {self.process.poll()}): "
                              f"{self.lines} {errors}")
 
