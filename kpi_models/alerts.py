@@ -332,16 +332,21 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
             judged += 1
             if abs(verdict.deviations) > verdict.band.threshold:
                 anomalous.append(verdict)
-                points.append(_point_row(verdict, name, source, channel, account))
+                points.append(_point_row(verdict, name, source, channel, account, _never_negative(kpi)))
         if anomalous:
             currency = next((p.currency for p in by_day.values() if p.currency), None)
             findings.append(_anomaly_finding(kpi, source, channel, account, anomalous, currency))
     return findings, points, judged
 
 
-def _point_row(v: _Judgement, kpi: str, source: str, channel: str, account: str) -> dict[str, Any]:
+def _never_negative(kpi: KpiDefinition) -> bool:
+    """Sums and rates cannot go below zero (their band's low end is cut there); a ROI or an NPS can."""
+    return kpi.additive or kpi.bounded or kpi.unit in ("currency", "seconds", "position")
+
+
+def _point_row(v: _Judgement, kpi: str, source: str, channel: str, account: str, floor: bool) -> dict[str, Any]:
     return {"date": v.day, "source": source, "channel": channel, "account_id": account, "kpi": kpi,
-            "value": v.value, "expected": v.band.center, "expected_low": max(v.band.low, 0.0) if v.band.center >= 0
+            "value": v.value, "expected": v.band.center, "expected_low": max(v.band.low, 0.0) if floor
             else v.band.low, "expected_high": v.band.high, "deviations": v.deviations, "is_final": v.is_final,
             "judged_at": None}
 
@@ -350,7 +355,7 @@ def _anomaly_finding(kpi: KpiDefinition, source: str, channel: str, account: str
                      anomalous: Sequence[_Judgement], currency: str | None) -> Finding:
     """One finding for a series: its latest anomalous day, with how many of the judged days were anomalous."""
     last = anomalous[-1]
-    low = max(last.band.low, 0.0) if last.band.center >= 0 else last.band.low
+    low = max(last.band.low, 0.0) if _never_negative(kpi) else last.band.low
     worst = max(abs(v.deviations) for v in anomalous)
     severity = "critical" if worst > 2 * last.band.threshold else "warning"
     way = "above" if last.deviations > 0 else "below"

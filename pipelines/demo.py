@@ -9,11 +9,14 @@ import argparse
 import os
 import sys
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 
 from connectors.settings import PROJECT_ROOT, load_settings
 from connectors.warehouse import connect
+from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
+from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -24,22 +27,52 @@ def demo_window(days: int, today: date) -> tuple[date, date]:
     return end - timedelta(days=days - 1), end
 
 
+# The alerts part of the demo (issue #23, docs/alerts.md): the sandbox injects a CPC spike on the French Google Ads
+# customer and a GA4 tracking break (40% of sessions recorded) on the last two days; the backfill stops before them
+# and the alerts job takes its baseline; then "the next morning's" refresh re-reads them and the alerts job writes
+# its digest to a local file.
+DEMO_DIGEST = "data/alerts_digest.md"
+
+
+def demo_incidents(first: date) -> tuple[Incident, ...]:
+    return (Incident("cpc_spike", DEFAULT_ADS_CUSTOMER_ID, first, factor=3.0),
+            Incident("tracking_break", DEFAULT_GA4_PROPERTY_ID, first, factor=0.4))
+
+
 def run_backfill(start: date, end: date) -> list[dg.ExecuteInProcessResult]:
-    """HubSpot (incremental, not partitioned) as one run, then the report sources over the whole range as ONE
-    run; recorded in DAGSTER_HOME when set, so `make dev` shows them."""
+    """HubSpot (incremental, not partitioned) as one run, then the report sources over the range up to two days
+    before `end` as ONE run, and the alerts (baseline); then a morning refresh of the last two days and the alerts
+    again (the digest). Recorded in DAGSTER_HOME when set, so `make dev` shows them."""
     from pipelines.definitions import defs
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    results = []
     with instance:
         # the same order as the schedules (HubSpot 05:30, report sources 06:00)
-        hubspot = defs.resolve_job_def("hubspot_refresh_job").execute_in_process(
-            instance=instance, tags={"mkpi/trigger": "demo"}, raise_on_error=False)
-        daily = defs.resolve_job_def("daily_refresh_job").execute_in_process(
-            instance=instance,
-            tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat(), "mkpi/trigger": "demo"},
-            raise_on_error=False,
-        )
-    return [hubspot, daily]
+        results.append(defs.resolve_job_def("hubspot_refresh_job").execute_in_process(
+            instance=instance, tags={"mkpi/trigger": "demo"}, raise_on_error=False))
+        for first, last in ((start, end - timedelta(days=2)), (end - timedelta(days=1), end)):
+            daily = defs.resolve_job_def("daily_refresh_job").execute_in_process(
+                instance=instance,
+                tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat(), "mkpi/trigger": "demo"},
+                raise_on_error=False,
+            )
+            # what the alerts_after_a_run sensor launches after each refresh run
+            alerts = defs.resolve_job_def("alerts_job").execute_in_process(
+                instance=instance, tags={AFTER_RUN_TAG: daily.run_id, AS_OF_TAG: last.isoformat(),
+                                         "mkpi/trigger": "demo"}, raise_on_error=False)
+            results += [daily, alerts]
+    return results
+
+
+def print_digest(path: str) -> None:
+    """The last alerts digest, as the file sink received it."""
+    digest = Path(path)
+    if not digest.exists():
+        print("\nNo alerts digest was written (no alert).")
+        return
+    print(f"\nAlerts digest ({digest}), as Slack and e-mail would receive it (`mkpi alerts` lists the open ones):")
+    print(digest.read_text(encoding="utf-8"))
 
 
 def print_summary(db_path: str, start: date, end: date) -> None:
@@ -136,14 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     today = datetime.now(settings.tz).date()
     start, end = demo_window(args.days, today)
-    with start_sandbox() as sandbox:
+    with start_sandbox(World(incidents=demo_incidents(end - timedelta(days=1)))) as sandbox:
         os.environ.update(sandbox.env)
+        os.environ.setdefault("MKPI_ALERTS_DIGEST_FILE", DEMO_DIGEST)
         os.environ.setdefault("MKPI_DUCKDB_PATH", settings.duckdb_path)
         # the sandbox shop's objectives, chosen so the demo shows every status
         os.environ.setdefault("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
         shown = {k: ("***" if any(w in k for w in ("TOKEN", "SECRET", "KEY")) else v) for k, v in sandbox.env.items()}
         print(f"Sandbox up: {', '.join(f'{k}={v}' for k, v in shown.items())}")
-        print(f"Materialising {start} .. {end} ({args.days} days) as one run ...")
+        print(f"Materialising {start} .. {end} ({args.days} days) as one run, the last two days as the next "
+              "morning's refresh, each followed by the alerts ...")
         results = run_backfill(start, end)
         failed = False
         for result in results:
@@ -159,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if failed:
             return 1
         print_summary(os.environ["MKPI_DUCKDB_PATH"], start, end)
+        print_digest(os.environ["MKPI_ALERTS_DIGEST_FILE"])
     return 0
 
 
