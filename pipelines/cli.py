@@ -652,7 +652,7 @@ def _run_source(source: str, job: dg.JobDefinition, keys: Sequence[dg.AssetKey] 
         log.debug("no event listener on this Dagster instance: the progress bar will not move during the run")
     progress.start_task(task)
     # the owner tags let a later `mkpi` free this run's writer slot if this process is killed (stale_runs.py)
-    tags = {SOURCE_TAG: source, "mkpi/trigger": "cli", **owner_tags()}
+    tags = {SOURCE_TAG: source, "mkpi/trigger": "cli", **owner_tags(run.run_id)}
     if job.partitions_def is not None:  # a report source's window; HubSpot and publish runs have none
         tags.update(range_tags(start, end))
     began = time.monotonic()

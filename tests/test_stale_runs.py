@@ -33,7 +33,7 @@ import dagster as dg
 import pytest
 
 from pipelines.cli import main
-from pipelines.lib.stale_runs import HOST_TAG, PID_START_TAG, PID_TAG, owner_tags, sweep_stale_runs
+from pipelines.lib.stale_runs import HOST_TAG, PID_START_TAG, PID_TAG, RUN_TAG, owner_tags, sweep_stale_runs
 from sandbox.httpserver import FaultProfile
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
@@ -91,12 +91,16 @@ def dead_pid() -> int:
     return child.pid
 
 
-def recorded_run(instance: dg.DagsterInstance, tags: dict[str, str], holds_slot: bool = True,
-                 status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTED) -> str:
-    """A run as `mkpi backfill` records it (owner tags), STARTED, holding the pool's slot if asked."""
+def recorded_run(instance: dg.DagsterInstance, tags: dict[str, str] | None, holds_slot: bool = True,
+                 status: dg.DagsterRunStatus = dg.DagsterRunStatus.STARTED, copied_from: str | None = None) -> str:
+    """A run as `mkpi backfill` records it (owner tags: `tags`, None = this process), STARTED, holding the pool's
+    slot if asked. `copied_from`: the owner tags were copied from that run, as a re-execution copies its parent's."""
     run_id = str(uuid.uuid4())
+    owner = owner_tags(run_id) if tags is None else {**tags, RUN_TAG: run_id} if tags else {}
+    if copied_from is not None:
+        owner[RUN_TAG] = copied_from
     instance.add_run(dg.DagsterRun(job_name="daily_refresh_job", run_id=run_id, status=status,
-                                   tags={"mkpi/source": "matomo", "mkpi/trigger": "cli", **tags}))
+                                   tags={"mkpi/source": "matomo", "mkpi/trigger": "cli", **owner}))
     if holds_slot:
         claim = instance.event_log_storage.claim_concurrency_slot(POOL, run_id, "matomo_reports")
         assert claim.is_claimed
@@ -123,9 +127,12 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def test_only_runs_whose_process_on_this_host_is_gone_are_swept(home):
     with instance_at(home) as instance:
-        alive = recorded_run(instance, owner_tags())  # this very process
+        alive = recorded_run(instance, None)  # this very process
         elsewhere = recorded_run(instance, {HOST_TAG: "another-host", PID_TAG: str(dead_pid())}, holds_slot=False)
         untagged = recorded_run(instance, {}, holds_slot=False)  # launched by the daemon or the UI: its monitoring's
+        # a re-execution (UI, run retries) copies its parent's tags: the dead parent's process says nothing of it
+        reexecuted = recorded_run(instance, {HOST_TAG: socket.gethostname(), PID_TAG: str(dead_pid())},
+                                  holds_slot=False, copied_from=str(uuid.uuid4()))
         assert sweep_stale_runs(instance) == []
         assert holders(instance) == {alive}
         # a new process that got the dead run's PID does not keep it alive: the PID's start time differs
@@ -137,7 +144,7 @@ def test_only_runs_whose_process_on_this_host_is_gone_are_swept(home):
         assert set(swept) == {reused, dead}
         assert instance.get_run_by_id(reused).status == dg.DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(dead).status == dg.DagsterRunStatus.CANCELED  # it was being canceled
-        for run_id in (alive, elsewhere, untagged):
+        for run_id in (alive, elsewhere, untagged, reexecuted):
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
         assert holders(instance) == {alive}
 
@@ -213,7 +220,7 @@ class Lines:
 @pytest.mark.parametrize("stop", [signal.SIGTERM, *([signal.SIGINT] if FULL else [])], ids=lambda s: s.name)
 def test_a_waiting_backfill_names_the_holder_and_stops_on_a_signal(sandbox, home, tmp_path, stop):
     with instance_at(home) as instance:
-        holder = recorded_run(instance, owner_tags())  # a live run (this process) holding the slot
+        holder = recorded_run(instance, None)  # a live run (this process) holding the slot
     waiter = subprocess.Popen([MKPI, *BACKFILL], cwd=REPO, env=environment(sandbox, home, tmp_path),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -263,7 +270,7 @@ def test_kill_9_of_a_backfill_then_a_new_backfill_completes_within_a_minute(sand
     live_holder = None
     with instance_at(home) as instance:
         if point == "waiting for the slot":
-            live_holder = recorded_run(instance, owner_tags())
+            live_holder = recorded_run(instance, None)
         else:
             ga4.fault_profile = FaultProfile(seed=repeat, stall=1.0, stall_seconds=300)  # its requests hang
         requests_before = ga4.request_count

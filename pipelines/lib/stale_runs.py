@@ -13,7 +13,9 @@ and a sweep marks a run whose recorded process no longer exists as failed and fr
 before it starts and again while one of its steps waits for the slot. Only runs recorded on THIS host are judged:
 a PID means nothing on another machine (a service's run workers are left to its daemon's run monitoring,
 `deploy/dagster.yaml`). The start time guards against a reused PID: a new process with the dead run's PID does
-not keep the dead run alive.
+not keep the dead run alive. The tags also name the run they were written for: Dagster copies a run's tags to
+its re-executions (the UI's re-execute, the daemon's run retries: `use_parent_run_tags`), and a live re-execution
+must not be judged by its dead parent's process.
 
 Also here: who holds the pool's slot, in words, so a waiting run can say what it waits for.
 """
@@ -31,14 +33,15 @@ import dagster as dg
 HOST_TAG = "mkpi/host"
 PID_TAG = "mkpi/pid"
 PID_START_TAG = "mkpi/pid_start"  # the process's start time in clock ticks since boot (/proc/<pid>/stat field 22)
+RUN_TAG = "mkpi/pid_run"  # the run the three tags above were written for (not a re-execution that copied them)
 # Runs that may still hold a slot or be waiting for one: not yet ended.
 UNFINISHED = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
               dg.DagsterRunStatus.CANCELING)
 
 
-def owner_tags() -> dict[str, str]:
-    """Tags naming this process as the one executing a run: a sweep on this host can tell when it is gone."""
-    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+def owner_tags(run_id: str) -> dict[str, str]:
+    """Tags naming this process as the one executing run `run_id`: a sweep on this host can tell when it is gone."""
+    tags = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), RUN_TAG: run_id}
     started = _start_ticks(os.getpid())
     if started is not None:
         tags[PID_START_TAG] = started
@@ -80,8 +83,9 @@ class Owner:
 
     @classmethod
     def of(cls, run: dg.DagsterRun) -> Owner | None:
+        """The process recorded for this very run; None when none was, or the tags were copied from another run."""
         host, pid = run.tags.get(HOST_TAG), run.tags.get(PID_TAG)
-        if not host or not pid or not pid.isdigit():
+        if not host or not pid or not pid.isdigit() or run.tags.get(RUN_TAG) != run.run_id:
             return None
         return cls(host, int(pid), run.tags.get(PID_START_TAG))
 
