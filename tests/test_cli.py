@@ -233,6 +233,9 @@ def test_backfill_failure_names_the_step_and_the_error(sandbox_env, monkeypatch,
     assert re.search(r"mkpi: ga4 failed at step ga4__\w+: Failure: ga4: 1 of 1 accounts failed \(999\); "
                      r"nothing was loaded\. 999: ", message), message
     assert "Property properties/999 was not found." in message
+    # the fix line matches the kind of failure: an account the platform refused (not a lock, a disk, the config)
+    assert message.count("fix: ") == 1
+    assert "fix: the error above names the account and what to change (`mkpi doctor` checks access)" in message
     assert "Traceback" not in out + err
 
 
