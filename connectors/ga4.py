@@ -543,12 +543,13 @@ class Ga4Connector:
         return ids
 
     def remember_quota(self, property_id: str, response: Any) -> None:
-        """Keep and log the property quota an answer reported, for `_check_quota` and run metadata."""
+        """Keep the property quota an answer reported, for `_check_quota` and run metadata (logged at debug: every
+        answer carries one, and the step's metadata shows the last)."""
         quota = _quota_summary(response)
         if quota:
             self.quota[property_id] = quota
             self._quota_at[property_id] = time.monotonic()
-            log.info("GA4 property %s quota: %s", property_id, quota)
+            log.debug("GA4 property %s quota: %s", property_id, quota)
 
     def _check_quota(self, property_id: str, endpoint: str) -> None:
         """Stop before a request GA4 would refuse: the last propertyQuota showed the property's hourly or daily

@@ -15,6 +15,7 @@ import dagster as dg
 
 from connectors.settings import PROJECT_ROOT, load_settings
 from connectors.warehouse import connect
+from kpi_models.formatting import format_value
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
 from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
 
@@ -126,8 +127,84 @@ def print_summary(db_path: str, start: date, end: date) -> None:
               f"{conversion:>7.2%}")
     print("\nCart abandonment: GA4 is users at add_to_cart who did not then purchase (funnel report), Matomo is "
           "abandoned carts / (abandoned carts + orders): two definitions, never compared as one.")
-    print(f"kpi.kpi_daily {start} .. {end}: {provisional[1]:,} rows, {provisional[0]:,} provisional (is_final = false: "
-          "inside a source's restatement window, or converted at an estimated FX rate).")
+    print_roi(db_path, end)
+    print_reconciliation(db_path, start, end)
+    print(f"\nkpi.kpi_daily {start} .. {end}: {provisional[1]:,} rows, {provisional[0]:,} provisional "
+          "(is_final = false: inside a source's restatement window, or converted at an estimated FX rate).")
+
+
+ROI_SQL = """
+    SELECT channel,
+           sum(denominator) FILTER (WHERE kpi = 'marketing_roi' AND attribution = 'ga4_session_channel') AS spend,
+           sum(denominator) FILTER (WHERE kpi = 'cost_per_lead') AS leads,
+           sum(denominator) FILTER (WHERE kpi = 'customer_acquisition_cost') AS customers,
+           sum(numerator) FILTER (WHERE kpi = 'blended_roas' AND attribution = 'ga4_session_channel') AS ga4_revenue,
+           sum(numerator) FILTER (WHERE kpi = 'blended_roas' AND attribution = 'hubspot_original_source') AS won,
+           bool_and(is_final) AS final, any_value(currency) FILTER (WHERE currency IS NOT NULL) AS currency
+    FROM kpi.kpi_daily
+    WHERE kpi IN ('marketing_roi', 'cost_per_lead', 'customer_acquisition_cost', 'blended_roas')
+      AND date BETWEEN ? AND ?
+    GROUP BY ALL ORDER BY spend DESC NULLS LAST, channel
+"""
+
+
+def print_roi(db_path: str, end: date) -> None:
+    """This month's marketing return by channel, under both attributions (kpi_daily's roi family, summed parts):
+    the same ad spend set against GA4 revenue by session channel and against HubSpot won-deal revenue by the
+    contact's original source."""
+    first = end.replace(day=1)
+    with connect(db_path, read_only=True) as conn:
+        rows = conn.execute(ROI_SQL, [first, end]).fetchall()
+    if not rows:
+        return
+    currency = next((r[7] for r in rows if r[7]), "")
+
+    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+        return None if numerator is None or not denominator else numerator / denominator
+
+    def money(value: float | None) -> str:
+        return format_value(value, "currency", currency)
+
+    print(f"\nMarketing return {first} .. {end} ({currency}; ROI = (revenue - ad spend) / ad spend, per attribution)")
+    print(f"{'channel':<16}{'ad spend':>13}{'leads':>7}{'CPL':>12}{'new cust.':>10}{'CAC':>12}{'GA4 revenue':>14}"
+          f"{'ROI (GA4)':>11}{'won (HubSpot)':>15}{'ROI (HubSpot)':>15}")
+    totals = [0.0] * 5
+    for channel, spend, leads, customers, ga4_revenue, won, final, _ in rows:
+        values = (spend, leads, customers, ga4_revenue, won)
+        totals = [t + float(v or 0) for t, v in zip(totals, values, strict=True)]
+        mark = "" if final else " *"
+        print(f"{channel + mark:<16}{money(spend):>13}{int(leads or 0):>7}{money(ratio(spend, leads)):>12}"
+              f"{int(customers or 0):>10}{money(ratio(spend, customers)):>12}{money(ga4_revenue):>14}"
+              f"{format_value(ratio((ga4_revenue or 0) - (spend or 0), spend), 'ratio'):>11}{money(won):>15}"
+              f"{format_value(ratio((won or 0) - (spend or 0), spend), 'ratio'):>15}")
+    spend, leads, customers, ga4_revenue, won = totals
+    print(f"{'all channels':<16}{money(spend):>13}{int(leads):>7}{money(ratio(spend, leads)):>12}{int(customers):>10}"
+          f"{money(ratio(spend, customers)):>12}{money(ga4_revenue):>14}"
+          f"{format_value(ratio(ga4_revenue - spend, spend), 'ratio'):>11}{money(won):>15}"
+          f"{format_value(ratio(won - spend, spend), 'ratio'):>15}")
+    print("GA4 revenue is purchases by the session's channel; won is HubSpot deals closed won this month by the "
+          "contact's original source. A channel without ad spend has no ROI (-). * provisional")
+
+
+def print_reconciliation(db_path: str, start: date, end: date) -> None:
+    """kpi.reconciliation: each pair's ratio over the window and the days outside its band."""
+    with connect(db_path, read_only=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT check_name, site, sum(value_a) / nullif(sum(value_b), 0), any_value(band_low),
+                   any_value(band_high), count(*),
+                   list(strftime(date, '%d %b') ORDER BY date) FILTER (WHERE NOT in_band)
+            FROM kpi.reconciliation WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY site, check_name
+            """,
+            [start, end],
+        ).fetchall()
+    if not rows:
+        return
+    print(f"\n{'reconciliation (kpi.reconciliation)':<48}{'site':<8}{'ratio':>7}{'band':>13}{'days':>6}"
+          "  days out of band")
+    for check, site, ratio, low, high, days, outside in rows:
+        shown = ", ".join(outside or []) or "none"
+        print(f"{check:<48}{site:<8}{ratio:>7.3f}{f'{low:.2f}..{high:.2f}':>13}{days:>6}  {shown}")
 
 
 def print_objectives(db_path: str) -> None:
