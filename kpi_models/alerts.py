@@ -237,20 +237,24 @@ class _Point:
     currency: str | None = None
 
 
-Series = tuple[str, str, str, str]  # kpi, source, channel, account_id
+Series = tuple[str, str, str, str, str]  # kpi, source, channel, account_id, attribution ('' when none)
 
 
 def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
                  ) -> tuple[dict[Series, dict[date, _Point]], dict[tuple[str, str, date], bool]]:
     """kpi.kpi_daily between start and end by series, and which (source, account, day) reported at all (with
     whether that day is final), so a series missing on a reported day reads as zero (GA4 leaves out empty rows)."""
+    columns = {d[0] for d in conn.execute(f"SELECT * FROM {KPI_SCHEMA}.kpi_daily LIMIT 0").description}
+    # the cross-channel return KPIs come in one row per attribution: each attribution is its own series
+    attribution = "coalesce(attribution, '')" if "attribution" in columns else "''"
     rows = conn.execute(
         f"SELECT kpi, source, channel, account_id, date, numerator, denominator, value, coalesce(is_final, false), "
-        f"currency FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?", [start, end]).fetchall()
+        f"currency, {attribution} FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?", [start, end]).fetchall()
     series: dict[Series, dict[date, _Point]] = {}
     reported: dict[tuple[str, str, date], bool] = {}
-    for kpi, source, channel, account, day, num, den, value, final, currency in rows:
-        series.setdefault((kpi, source, channel, account), {})[day] = _Point(num, den, value, bool(final), currency)
+    for kpi, source, channel, account, day, num, den, value, final, currency, model in rows:
+        point = _Point(num, den, value, bool(final), currency)
+        series.setdefault((kpi, source, channel, account, model), {})[day] = point
         key = (source, account, day)
         reported[key] = reported.get(key, True) and bool(final)
     return series, reported
@@ -314,10 +318,10 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
     if not days or not table_exists(conn, f"{KPI_SCHEMA}.kpi_daily"):
         return [], [], 0
     series, reported = _read_points(conn, min(days) - timedelta(weeks=settings.weeks), max(days))
-    findings: list[Finding] = []
+    findings: dict[tuple[Any, ...], Finding] = {}
     points: list[dict[str, Any]] = []
     judged = 0
-    for (name, source, channel, account), by_day in sorted(series.items()):
+    for (name, source, channel, account, model), by_day in sorted(series.items()):
         kpi = catalogue.kpis.get(name)
         if kpi is None or kpi.native:
             continue
@@ -335,8 +339,13 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
                 points.append(_point_row(verdict, name, source, channel, account, _never_negative(kpi)))
         if anomalous:
             currency = next((p.currency for p in by_day.values() if p.currency), None)
-            findings.append(_anomaly_finding(kpi, source, channel, account, anomalous, currency))
-    return findings, points, judged
+            found = _anomaly_finding(kpi, source, channel, account, anomalous, currency)
+            if model:
+                found = replace(found, message=f"{found.message} (attribution {model})")
+            if found.key in findings:  # two attributions of one KPI: one alert naming both
+                found = replace(found, message=f"{findings[found.key].message}; {found.message}")
+            findings[found.key] = found
+    return list(findings.values()), points, judged
 
 
 def _never_negative(kpi: KpiDefinition) -> bool:
