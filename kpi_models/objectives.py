@@ -450,7 +450,8 @@ WORDING: dict[str, Wording] = {
     "nps": Wording("NPS", "net promoters", "out of {den} answers", "answers", style="net", scale=100, decimals=1),
     "cost_per_lead": Wording("cost per lead", den_noun="leads"),
     "customer_acquisition_cost": Wording("customer acquisition cost", den_noun="new customers"),
-    "marketing_roi": Wording("marketing ROI", "net return", "at this spend", "ad spend"),
+    # read as a percentage (-72%, +33%) like every report shows ROI: its gap in percentage points
+    "marketing_roi": Wording("marketing ROI", "net return", "at this spend", "ad spend", style="points"),
     "blended_roas": Wording("blended ROAS", "revenue", "at this spend", "ad spend"),
     "paid_share_of_sessions": Wording("paid share of sessions", "paid sessions", _TRAFFIC, "sessions"),
 }

@@ -377,6 +377,11 @@ def test_gap_text_is_one_function_over_a_row():
     assert gap_text(revenue) == "200.00 EUR more revenue needed to be on pace"
     assert gap_text({**revenue, "actual": 1250.5}) == "on pace: 50.50 EUR revenue ahead"
     assert gap_text({**revenue, "elapsed_fraction": 1.0}) == "200.00 EUR revenue short of the target"
+    # marketing ROI reads as a percentage: net return 967 on 2,960 of spend = 32.7% against 100%:
+    # (2960 - 967) / 2960 = 67.3 points; 1.0 x 2960 - 967 = 1,993 more net return
+    roi = {"kpi": "marketing_roi", "source": "ga4", "actual": 967 / 2960, "target": 1.0, "numerator": 967,
+           "denominator": 2960}
+    assert gap_text(roi) == "marketing ROI must rise by 67.3 points (1,993 more net return at this spend)"
     # on-target rates and positions say by how much, in the same units
     bounce = {"kpi": "bounce_rate", "source": "ga4", "actual": 0.4, "target": 0.42, "numerator": 400,
               "denominator": 1000}
