@@ -291,6 +291,145 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+# ---- no secret leaves a connector: exceptions and log records (issue #19) ----------------------------------------
+# A server may echo a token back (Matomo's error message, a 401 body, a proxy's page). It then sits in an exception's
+# message, in the exception it was raised from (HubSpot's ApiException keeps the whole body, and its str shows it),
+# and in retry log lines; Dagster stores all of them: the step's error with its __cause__/__context__ chain, the
+# captured `mkpi` log records, the step log files, and `mkpi --debug` prints the chain.
+
+
+class RedactedError(Exception):
+    """Stands in an exception chain for an exception whose text still showed a secret after its arguments and
+    attributes were redacted (its own __str__ builds text from elsewhere): its type name and redacted text."""
+
+
+def _clean(value: Any, secrets: tuple[str, ...]) -> Any:
+    """`value` with every secret starred: strings, bytes, and the mappings, lists and tuples holding them."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, bytes | bytearray):
+        out = bytes(value)
+        for secret in secrets:
+            out = out.replace(secret.encode(), b"***")
+        return out
+    if isinstance(value, Mapping):
+        cleaned = {_clean(k, secrets): _clean(v, secrets) for k, v in value.items()}
+        return cleaned if cleaned != dict(value) else value
+    if type(value) in (list, tuple):
+        items = [_clean(v, secrets) for v in value]
+        return type(value)(items) if items != list(value) else value
+    return value
+
+
+def _shows(exc: BaseException, secrets: tuple[str, ...]) -> bool:
+    try:
+        text = f"{exc}\n{exc!r}"
+    except Exception:  # noqa: BLE001 - an exception whose str fails shows nothing
+        return False
+    return any(secret in text for secret in secrets)
+
+
+def _scrub_one(exc: BaseException, secrets: tuple[str, ...], done: dict[int, BaseException]) -> BaseException:
+    if id(exc) in done:
+        return done[id(exc)]
+    done[id(exc)] = exc
+    exc.args = tuple(_clean(arg, secrets) for arg in exc.args)
+    for name, value in list(getattr(exc, "__dict__", {}).items()):
+        cleaned = _clean(value, secrets)
+        if cleaned is not value:
+            try:
+                setattr(exc, name, cleaned)
+            except (AttributeError, TypeError):
+                pass
+    if exc.__cause__ is not None:
+        exc.__cause__ = _scrub_one(exc.__cause__, secrets, done)
+    if exc.__context__ is not None:
+        exc.__context__ = _scrub_one(exc.__context__, secrets, done)
+    if not _shows(exc, secrets):
+        return exc
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001
+        text = ""
+    stand_in = RedactedError(f"{type(exc).__module__}.{type(exc).__qualname__}: {redact(text, secrets)}")
+    stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
+    stand_in.__suppress_context__ = exc.__suppress_context__
+    stand_in.__traceback__ = exc.__traceback__
+    done[id(exc)] = stand_in
+    return stand_in
+
+
+def scrub(exc: BaseException, secrets: Iterable[str]) -> BaseException:
+    """`exc` fit to leave a connector: every secret starred in its arguments and attributes (an ApiException's body
+    and headers, an InvalidResponse's value), and the same along its __cause__/__context__ chain; an exception that
+    would still show one (its str reads something else) is replaced by a RedactedError in the chain. The exception
+    itself keeps its type (callers catch SourceError, RetriesExhausted, ...) unless it too had to be replaced."""
+    wanted = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+    return _scrub_one(exc, wanted, {}) if wanted else exc
+
+
+def scrub_calls(fn: Callable[[], T], secrets: Iterable[str]) -> T:
+    """`fn()`, its exception scrubbed before it goes on; raised outside the handler, so that Python does not chain
+    the unscrubbed original to a stand-in as its __context__."""
+    error: BaseException | None = None
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - re-raised below, scrubbed
+        error = scrub(exc, secrets)
+    raise error
+
+
+def scrub_iter(items: Iterable[T], secrets: Iterable[str]) -> Iterator[T]:
+    """The items of a connector's generator; an exception it raises is scrubbed before it goes on (see scrub_calls)."""
+    iterator = iter(items)
+    while True:
+        error: BaseException | None = None
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - re-raised below, scrubbed
+            error = scrub(exc, secrets)
+        if error is not None:
+            raise error
+        yield item
+
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+
+
+class _RedactingFilter(logging.Filter):
+    """Stars every secret a connector registered (`remember_secrets`) out of the records of the connectors' loggers
+    before any handler (Dagster's capture of `mkpi`, a console, a file) sees them; an attached exception is scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with _SECRETS_LOCK:
+            secrets = tuple(_SECRETS)
+        if not secrets:
+            return True
+        message = record.getMessage()
+        if any(secret in message for secret in secrets):
+            record.msg, record.args = redact(message, secrets), None
+        if record.exc_info and record.exc_info[1] is not None:
+            scrub(record.exc_info[1], secrets)
+            record.exc_text = None
+        return True
+
+
+_REDACTING_FILTER = _RedactingFilter()
+# The loggers connectors write to (a filter on a logger sees the records made on that logger, not its children's).
+CONNECTOR_LOGGERS = ("mkpi.http", "mkpi.hubspot", "mkpi.matomo", "mkpi.ga4", "mkpi.search_console")
+for _name in CONNECTOR_LOGGERS:
+    logging.getLogger(_name).addFilter(_REDACTING_FILTER)
+
+
+def remember_secrets(*secrets: str | None) -> None:
+    """Register credential values for the log filter (a process holds them anyway; they are never written)."""
+    with _SECRETS_LOCK:
+        _SECRETS.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+
+
 def classify_http(exc: BaseException) -> Verdict:
     """The default verdicts for plain HTTP APIs: 429/408/5xx, network errors and bad bodies are transient."""
     import requests
@@ -340,6 +479,7 @@ class HttpClient:
         self.stats = stats or RequestStats()
         self.sleep = sleep or time.sleep
         self.secrets = tuple(s for s in secrets if s)
+        remember_secrets(*self.secrets)
         self.classify = classify
         self.session = guard_session(requests.Session())
         self.session.headers.update({"User-Agent": "marketing-kpi-pipeline/0.1", **(headers or {})})
@@ -357,23 +497,20 @@ class HttpClient:
         return json_body(body, response.status_code)
 
     def request_json(self, method: str, url: str, *, account: str, what: str, **kwargs: Any) -> Any:
-        try:
-            return call_with_retry(
-                lambda: self._once(method, url, **kwargs),
-                classify=self.classify,
-                source=self.source,
-                account=account,
-                what=what,
-                policy=self.policy,
-                stats=self.stats,
-                limiter=self.limiter,
-                sleep=self.sleep,
-                secrets=self.secrets,
-            )
-        except SourceError as exc:
-            # make sure no secret survives into the message (e.g. an echoed request)
-            exc.args = (redact(str(exc), self.secrets),)
-            raise
+        """The parsed JSON answer, retried; an error leaves scrubbed of every secret along its chain (a server may
+        echo the request, token included)."""
+        return scrub_calls(lambda: call_with_retry(
+            lambda: self._once(method, url, **kwargs),
+            classify=self.classify,
+            source=self.source,
+            account=account,
+            what=what,
+            policy=self.policy,
+            stats=self.stats,
+            limiter=self.limiter,
+            sleep=self.sleep,
+            secrets=self.secrets,
+        ), self.secrets)
 
 
 # ---- bounded answers: one deadline, one size limit and one origin per request (issue #19) -----------------------

@@ -24,6 +24,7 @@ How it reads (see shared/research/peers.md, HubSpot):
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -58,6 +59,9 @@ from connectors.http import (
     parse_retry_after,
     read_body,
     redact,
+    remember_secrets,
+    scrub_calls,
+    scrub_iter,
 )
 from connectors.settings import HubSpotSettings
 from connectors.validation import Contract
@@ -333,6 +337,18 @@ def _next_step(body: Mapping[str, Any], served_before: int) -> tuple[str | None,
     return None, False
 
 
+def _scrubbed(method: Callable[..., Iterator[Batch]]) -> Callable[..., Iterator[Batch]]:
+    """A `fetch_*` generator whose errors leave scrubbed of the token (message, attributes, __cause__/__context__):
+    the places errors leave this connector for the assets, whatever raised them (a request, a parsed value)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "HubSpotConnector", *args: Any, **kwargs: Any) -> Iterator[Batch]:
+        token = self.settings.token.reveal() if self.settings.token is not None else ""
+        yield from scrub_iter(method(self, *args, **kwargs), [token])
+
+    return wrapper
+
+
 _LIMITERS: dict[tuple[str, str, int, float], RateLimiter] = {}
 _LIMITERS_LOCK = threading.Lock()
 
@@ -401,6 +417,7 @@ class HubSpotConnector:
             # (urllib3 would otherwise re-send the request there, the body included).
             self._api = HubSpot(access_token=self._token(), host=self.host(),
                                 retry=urllib3.util.Retry(total=None, connect=0, read=0, redirect=5, status=0, other=0))
+            remember_secrets(self._token())  # starred out of every connector log record from now on
             self._limiter = _portal_limiter(self.host(), self._token(), self.settings.requests_per_10s, 10.0)
             self._search_limiter = _portal_limiter(self.host(), self._token(), self.settings.search_per_second, 1.0)
         return self._api
@@ -458,12 +475,11 @@ class HubSpotConnector:
                 return json_body(read_body(response), response.status)
 
         kwargs: dict[str, Any] = {"sleep": self.sleep} if self.sleep is not None else {}
-        try:
-            return call_with_retry(once, classify=self.classify, source=SOURCE, account="portal", what=what,
-                                   policy=self.policy, stats=self.stats, limiter=self._limiter, **kwargs)
-        except Exception as exc:
-            exc.args = tuple(redact(str(a), [self._token()]) for a in exc.args)
-            raise
+        secrets = [self._token()]
+        # a 401 body that echoes the token rides along as the ApiException this error is raised from: scrubbed too
+        return scrub_calls(lambda: call_with_retry(
+            once, classify=self.classify, source=SOURCE, account="portal", what=what, policy=self.policy,
+            stats=self.stats, limiter=self._limiter, secrets=secrets, **kwargs), secrets)
 
     def sub(self, path: str) -> Any:
         """A generated API object such as "crm.objects.search_api", built once: each attribute access on the
@@ -632,6 +648,7 @@ class HubSpotConnector:
 
     # ---- streams -------------------------------------------------------------------------------------------
 
+    @_scrubbed
     def fetch_objects(self, object_type: str, cursor: str | None, window: Window) -> Iterator[Batch]:
         """Full load when there is no cursor, else an incremental search; archived records every time.
         The last batch carries the new cursor (the run's start time), committed with the rows."""
@@ -657,6 +674,7 @@ class HubSpotConnector:
         yield Batch(stream, records_to_table([], stream), window,
                     cursor=Cursor(SOURCE, object_type, "portal", str(until)))
 
+    @_scrubbed
     def fetch_deal_associations(self, deal_ids: Sequence[str], window: Window) -> Iterator[Batch]:
         """The contacts and the companies of each deal (v4 batch read), one batch per object type and group of
         deals, holding every association of those deals to that type: loading it replaces exactly those
@@ -735,9 +753,11 @@ class HubSpotConnector:
             failed = None if failed is None or not named else failed | set(named)
             ids = ",".join(named) or "?"
             kind = " ".join(str(k) for k in (error.get("category"), error.get("subCategory")) if k)
-            self.partial_errors.append(f"{contract.endpoint}: deal {ids}: {kind}: {str(error.get('message'))[:200]}")
+            message = redact(str(error.get("message")), [self._token()])[:200]
+            self.partial_errors.append(f"{contract.endpoint}: deal {ids}: {kind}: {message}")
         return results, failed
 
+    @_scrubbed
     def fetch_owners(self, window: Window) -> Iterator[Batch]:
         owners_api = self.sub("crm.owners.owners_api")
         for archived in (False, True):
@@ -761,6 +781,7 @@ class HubSpotConnector:
                 }, schema=OWNERS.schema)
                 yield Batch(OWNERS, table, window)
 
+    @_scrubbed
     def fetch_deal_stages(self, window: Window) -> Iterator[Batch]:
         """Stages of every deal pipeline; won = closed with probability 1.0 (metadata, never labels)."""
         body = self.call("GET /crm/v3/pipelines/deals",
@@ -801,6 +822,7 @@ class HubSpotConnector:
         """The portal's time zone: HubSpot's day buckets (statistics histogram) start at its midnight."""
         return ZoneInfo(self.account_details()["time_zone"])
 
+    @_scrubbed
     def fetch_account_details(self, window: Window) -> Iterator[Batch]:
         """One row for the portal (hubspot.account_details), loaded on every run: KPI tables name the portal."""
         details = self.account_details()
@@ -809,6 +831,7 @@ class HubSpotConnector:
 
     # ---- marketing e-mails --------------------------------------------------------------------------------
 
+    @_scrubbed
     def fetch_email_statistics(self, window: Window, known_ids: set[str] | None = None) -> Iterator[Batch]:
         """Marketing e-mails with their statistics counters (hubspot.email_statistics), then the daily activity of
         the automated ones (hubspot.email_events_daily).
@@ -849,6 +872,7 @@ class HubSpotConnector:
                     first = max(first, today - timedelta(days=self.settings.email_reread_days))
                 yield from self.fetch_email_events(email_id, first, today, zone)
 
+    @_scrubbed
     def fetch_email_events(self, email_id: str, first: date, last: date, zone: ZoneInfo) -> Iterator[Batch]:
         """One e-mail's activity per portal day from `first` to `last` (GET /marketing/v3/emails/statistics/
         histogram, interval DAY, filtered by emailIds), in windows of HISTOGRAM_CHUNK_DAYS. Each window is asked

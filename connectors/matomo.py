@@ -45,6 +45,7 @@ from connectors.http import (
     classify_http,
     is_loopback,
     max_answer_bytes,
+    scrub_calls,
 )
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import MatomoSettings
@@ -209,12 +210,17 @@ class MatomoConnector:
     def call(self, method: str, account: str, **params: str) -> Any:
         """One Reporting API method (module, method and format in the query string, the token in the POST body only),
         as `mkpi doctor` asks its cheap questions. An error envelope (HTTP 200) or a 401/403 raises SourceError with
-        Matomo's message and, when it is about the token or access, what to fix (TOKEN_ADVICE)."""
-        answer = self.http().request_json("POST", self.endpoint(), params=API_QUERY | {"method": method},
-                                          data={"token_auth": self._token(), **params}, account=account, what=method)
-        if isinstance(answer, dict) and answer.get("result") == "error":
-            raise SourceError(SOURCE, account, f"{method}: {_explain(answer)}")
-        return answer
+        Matomo's message and, when it is about the token or access, what to fix (TOKEN_ADVICE); the token is starred
+        out of it, should Matomo (or a proxy) echo it."""
+        def ask() -> Any:
+            answer = self.http().request_json("POST", self.endpoint(), params=API_QUERY | {"method": method},
+                                              data={"token_auth": self._token(), **params}, account=account,
+                                              what=method)
+            if isinstance(answer, dict) and answer.get("result") == "error":
+                raise SourceError(SOURCE, account, f"{method}: {_explain(answer)}")
+            return answer
+
+        return scrub_calls(ask, [self._token()])
 
     @staticmethod
     def sub_requests(site_id: str, window: Window) -> list[tuple[str, dict[str, str]]]:
@@ -374,12 +380,17 @@ class MatomoConnector:
         self.check()
         self.http()  # one client (session, rate limiter) for every thread, created before they start
 
-        def fetch_site(site_id: str) -> list[Batch]:
+        def read_site(site_id: str) -> list[Batch]:
             tables = self.parse(site_id, window, self.bulk(site_id, window))
             self.campaign_plugin[site_id] = "present" if CAMPAIGN_MEDIUMS.table in tables else "absent"
             # without the plugin nothing replaces the campaign-medium window: rows loaded earlier stay
             return [Batch(stream, tables[stream.table], window, {"site_id": site_id}) for stream in STREAMS
                     if stream.table in tables]
+
+        def fetch_site(site_id: str) -> list[Batch]:
+            # the one place a site's error leaves the connector (raised, or recorded in `accounts` and shown in run
+            # metadata): the token is starred out of its message and chain, whatever Matomo echoed
+            return scrub_calls(lambda: read_site(site_id), [self._token()])
 
         yield from fetch_accounts(ids, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)
