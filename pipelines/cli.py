@@ -39,6 +39,7 @@ from connectors.errors import ConfigError, SourceError
 from connectors.http import RetryPolicy, redact
 from connectors.settings import Secret, Settings
 from kpi_models import dashboard_serve
+from kpi_models.catalogue import FAMILIES
 from kpi_models.formatting import format_value  # the one formatter (dashboard, CLI): "2.54%", "4.56×", "9,930 EUR"
 from pipelines import alerts_command, fx_command
 from pipelines.lib.preflight import check_run_inputs, read_settings
@@ -71,7 +72,6 @@ NEEDS = {
               "Auth tokens, a user with view access to the sites)",
 }
 STATUS_STYLES = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "insufficient_data": "dim"}
-FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm")  # kpi_models.catalogue.FAMILIES
 # doctor: a platform that hangs should not hold the diagnosis for a minute
 DOCTOR_TIMEOUT = 20.0
 DOCTOR_POLICY = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=2.0, max_retry_after=5.0)
