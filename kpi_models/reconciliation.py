@@ -165,6 +165,20 @@ def out_of_band(conn: duckdb.DuckDBPyConnection, pair: str, window: Window | Non
     return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
 
 
+def window_summary(conn: duckdb.DuckDBPyConnection, window: Window) -> list[dict[str, object]]:
+    """Per site and pair over the window: the ratio of sums, the last day's ratio and the days out of band (the
+    asset's metadata, which the Dagster UI plots run after run)."""
+    if not table_exists(conn, TABLE):
+        return []
+    cursor = conn.execute(
+        f"""SELECT site, check_name, sum(value_a) / nullif(sum(value_b), 0) AS ratio,
+                   arg_max(ratio, date) AS last_day_ratio, count(*) FILTER (WHERE NOT in_band) AS days_out_of_band
+            FROM {TABLE} WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY site, check_name""",
+        [window.start, window.end])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
 def describe(pair: Pair, days: Sequence[Mapping[str, object]]) -> str:
     """The warning's sentence: which days left the band, by how much, and what usually causes it."""
     shown = ", ".join(f"{d['date']} ({d['site']}: {float(d['ratio']):.2f})" for d in days[:8])  # type: ignore[arg-type]

@@ -71,3 +71,19 @@ def test_a_tracking_gap_leaves_the_band_on_exactly_its_days(reconciled):
     assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
     assert "2026-03-09" in check.description and "2026-03-10" in check.description
     assert "tag missing" in check.description  # the likely causes are named
+
+
+def test_each_pair_is_a_trend_in_the_ui(reconciled):
+    """The materialisation carries one float per site and pair (the window's ratio of sums) and its days out of
+    band: Dagster plots numeric metadata across runs."""
+    world, result, rows = reconciled
+    # one materialisation per day of the window, each with the window's figures
+    materializations = result.asset_materializations_for_node("kpi__reconciliation")
+    assert len(materializations) == (END - START).days + 1
+    metadata = {k: v.value for k, v in materializations[-1].metadata.items()}
+    pair = "ga4_sessions_per_matomo_visit"
+    days = [date.fromordinal(o) for o in range(START.toordinal(), END.toordinal() + 1)]
+    ga4 = sum(sum(f.metrics["sessions"] for f in world.ga4_facts(PROPERTY, d)) for d in days)
+    matomo = sum(world.matomo_day("1", d).summary.nb_visits for d in days)
+    assert metadata[f"shop/{pair}"] == pytest.approx(ga4 / matomo, abs=1e-4)
+    assert metadata[f"shop/{pair}/days_out_of_band"] == 2

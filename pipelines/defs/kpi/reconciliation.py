@@ -7,7 +7,16 @@ pair beside its band; one non-blocking check per pair warns, naming the days and
 
 import dagster as dg
 
-from kpi_models.reconciliation import PAIRS, TABLE, Pair, Site, describe, out_of_band, rebuild_reconciliation
+from kpi_models.reconciliation import (
+    PAIRS,
+    TABLE,
+    Pair,
+    Site,
+    describe,
+    out_of_band,
+    rebuild_reconciliation,
+    window_summary,
+)
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
@@ -35,11 +44,19 @@ def reconciliation(context: dg.AssetExecutionContext, settings: SettingsResource
     window = window_from_context(context)
     with warehouse.connection() as conn:
         rows = rebuild_reconciliation(conn, window, sites, loaded.reconciliation.bands)
+        summary = window_summary(conn, window)
     if not sites:
         context.log.info("no site in reconciliation.sites: nothing to compare")
+    # One float per site and pair (the window's ratio of sums; days out of band): the UI plots each across runs.
+    trends: dict[str, float | int] = {}
+    for row in summary:
+        name = f"{row['site']}/{row['check_name']}"
+        if row["ratio"] is not None:
+            trends[name] = round(float(row["ratio"]), 4)  # type: ignore[arg-type]
+        trends[f"{name}/days_out_of_band"] = int(row["days_out_of_band"])  # type: ignore[call-overload]
     return dg.MaterializeResult(metadata={"dagster/row_count": rows, "sites": ", ".join(s.name for s in sites),
                                           "window_start": window.start.isoformat(),
-                                          "window_end": window.end.isoformat()})
+                                          "window_end": window.end.isoformat(), **trends})
 
 
 def build_pair_check(pair: Pair) -> dg.AssetChecksDefinition:
