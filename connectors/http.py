@@ -202,7 +202,7 @@ def call_with_retry(
                 raise RetriesExhausted(
                     source, account,
                     f"{what}: gave up after {attempt} attempts in {elapsed:.0f}s: another wait of {wait:.0f}s would "
-                    f"pass the {policy.max_elapsed:.0f}s allowed for a request and its retries; last error: "
+                    f"pass the {policy.max_elapsed:g}s allowed for a request and its retries; last error: "
                     f"{verdict.reason}",
                 ) from exc
             log.warning("%s %s: %s; retry %d/%d in %.2fs (%s)", source, account, what, attempt,

@@ -226,7 +226,7 @@ def test_retries_are_bounded_by_total_time_as_well_as_count():
         connector = _matomo(server.url, 1.0, _policy(attempts=10, max_elapsed=2.5))
         error, seconds, _ = measured(lambda: connector.call("API.getMatomoVersion", "1"))
     assert isinstance(error, RetriesExhausted), error
-    assert "gave up after 3 attempts" in str(error) and "2s allowed for a request and its retries" in str(error)
+    assert "gave up after 3 attempts" in str(error) and "2.5s allowed for a request and its retries" in str(error)
     assert server.request_count == 3 and 2.9 <= seconds < 5
 
 
