@@ -20,7 +20,7 @@ from pathlib import Path
 _COUNTS: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 _NOTES: dict[str, list[str]] = defaultdict(list)
 _RUNS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-_ORDER = ["Chaos", "Persistent outage", "Fault isolation", "Crash", "Stuck writer slot", "Idempotence",
+_ORDER = ["Chaos", "Persistent outage", "Fault isolation", "Crash", "Stuck writer slot", "Idempotence", "Determinism",
           "Concurrency", "Locked working file", "Disk full", "Bad input", "Configuration before the first request",
           "Unreadable configuration value", "Out-of-window answers", "Schema drift", "Hostile answers",
           "Cross-host redirects", "Secrets"]

@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from connectors.batches import Window
 from connectors.warehouse import connect
@@ -12,6 +13,7 @@ from kpi_models.context import KpiContext
 from kpi_models.fx import FxPolicy
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
 from kpi_models.runner import ensure_model_table, rebuild
+from tests import battery
 
 D1 = date(2026, 3, 2)
 CTX = KpiContext(tz="Europe/Paris", as_of=date(2026, 3, 10),
@@ -20,6 +22,7 @@ CTX = KpiContext(tz="Europe/Paris", as_of=date(2026, 3, 10),
 CAMPAIGNS = 400_000  # enough rows for DuckDB to add them on several threads
 
 
+@pytest.mark.battery("Determinism")
 def test_rebuilds_give_identical_bits_whatever_the_thread_order(tmp_path):
     rng = np.random.default_rng(19)
     with connect(tmp_path / "bits.duckdb") as conn:
@@ -49,4 +52,7 @@ def test_rebuilds_give_identical_bits_whatever_the_thread_order(tmp_path):
                 "'ad_roas', 'ad_conversions') ORDER BY kpi").fetchall()))
             seen.add(tuple(repr(v) for v in conn.execute(
                 "SELECT numerator, denominator, value FROM kpi.kpi_monthly WHERE kpi = 'ad_roas'").fetchall()))
+    battery.count("Determinism", "rebuilds on 4 threads", 3)
+    battery.count("Determinism", "rows summed per rebuild", CAMPAIGNS)
+    battery.count("Determinism", "distinct answers per query (daily rows, monthly roll-up)", len(seen) / 2)
     assert len(seen) == 2  # one answer for the daily rows, one for the monthly roll-up: the same bits every time
