@@ -51,7 +51,7 @@ CHANNEL_LABELS = {
 }
 SOURCE_LABELS = {"ga4": "GA4", "matomo": "Matomo", "search_console": "Search Console", "google_ads": "Google Ads",
                  "hubspot": "HubSpot"}
-_ACRONYMS = {"ctr": "CTR", "cpc": "CPC", "cpa": "CPA", "roas": "ROAS", "nps": "NPS", "seo": "SEO"}
+_ACRONYMS = {"ctr": "CTR", "cpc": "CPC", "cpa": "CPA", "roas": "ROAS", "nps": "NPS", "seo": "SEO", "roi": "ROI"}
 # Readable names where the identifier's words are not enough.
 KPI_LABELS = {"email_click_to_open_rate": "E-mail click-to-open rate", "avg_session_duration": "Avg session duration",
               "avg_engagement_time": "Avg engagement time", "search_avg_position": "Search avg position",

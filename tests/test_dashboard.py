@@ -31,7 +31,7 @@ from kpi_models.formatting import change_tone, format_change, format_value, kpi_
 from kpi_models.objectives import build_kpi_vs_objective, parse_objectives
 
 GENERATED_AT = datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
-WITH_DATA = ("web", "seo", "paid_search", "email", "ecommerce", "crm")  # the families build_database fills
+WITH_DATA = ("web", "seo", "paid_search", "email", "ecommerce", "crm", "roi")  # the families build_database fills
 FIRST, AS_OF = date(2026, 1, 1), date(2026, 3, 20)
 
 # (kpi, source, channel, numerator, denominator, currency) for every day FIRST..AS_OF, account acc1: one KPI or more
@@ -47,6 +47,9 @@ DAILY = [
     ("revenue", "matomo", "all", 480.0, None, "EUR"),
     ("new_customers", "hubspot", "organic_search", 1, None, None),
     ("new_customers", "hubspot", "direct", 2, None, None),
+    # marketing return: (50 - 20) / 20 = 150% a day by GA4 session channel; 20 EUR over 4 leads = 5 EUR a lead
+    ("marketing_roi", "ga4", "paid_search", 30.0, 20.0, None),
+    ("cost_per_lead", "hubspot", "paid_search", 20.0, 4, "EUR"),
 ]
 # (kpi, source, channel, account, numerator, denominator, currency, first, last, is_final, quality): rows that make
 # the comparisons say something.

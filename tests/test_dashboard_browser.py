@@ -19,7 +19,8 @@ from tests.test_dashboard import GENERATED_AT, build_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 IMAGES = Path(__file__).resolve().parent.parent / "docs" / "img"
-SECTIONS = ("overview", "family-web", "family-seo", "family-paid_search", "family-email", "family-crm")
+SECTIONS = ("overview", "family-web", "family-seo", "family-paid_search", "family-email", "family-crm",
+            "family-roi")
 DESKTOP = {"width": 1400, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
