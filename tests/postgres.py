@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,10 +82,28 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
 @contextmanager
 def postgres_server(directory: Path) -> Iterator[Postgres]:
-    """Start PostgreSQL in ``directory`` (created if needed); yields the server, then stops it."""
+    """Start PostgreSQL in a directory of its own; yields the server, then stops it and removes the directory.
+
+    As root the server's data lives in a fresh folder directly under the system temp folder, not in ``directory``
+    (pytest's temp tree): every pytest session started meanwhile on the machine resets /tmp/pytest-of-root to mode
+    0700, which cut the postgres user off its data directory in the middle of a run (PANIC: could not open
+    pg_control: Permission denied). ``directory`` then receives a copy of the server log."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
-    data = directory / "pgdata"
     directory.mkdir(parents=True, exist_ok=True)
+    own = Path(tempfile.mkdtemp(prefix="mkpi-pg-")) if os.geteuid() == 0 else directory
+    try:
+        with _server(initdb, pg_ctl, own) as server:
+            yield server
+    finally:
+        if own != directory:
+            if (own / "server.log").exists():
+                shutil.copyfile(own / "server.log", directory / "server.log")
+            shutil.rmtree(own, ignore_errors=True)
+
+
+@contextmanager
+def _server(initdb: str, pg_ctl: str, directory: Path) -> Iterator[Postgres]:
+    data = directory / "pgdata"
     if os.geteuid() == 0:
         os.chmod(directory, 0o777)
         for parent in directory.parents:  # the server user must reach its data directory
