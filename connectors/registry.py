@@ -1,0 +1,120 @@
+"""The one list of sources the pipeline reads: what every other module asks instead of spelling out five names.
+
+Business purpose: adding a platform (issue #20, docs/issues/20.md) is a connector module, a sandbox server, an
+entry here and its SQL — schedules, `mkpi doctor`, `mkpi backfill`, the Dagster assets, publishing, reserved
+database names, the KPI catalogue's source vocabulary and the default windows all read this list.
+
+This module imports nothing of the connectors at import time (settings and the catalogue import it); the connector
+module of a source is imported when it is first asked for (`SourceSpec.connector_module`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from connectors.settings import Settings
+
+# report: the platform answers any past day on request (daily partitions, a trailing re-read window);
+# incremental: the platform is read by cursor (what changed since the last committed cursor), rebuilt whole.
+SourceKind = Literal["report", "incremental"]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One platform the pipeline reads, and the facts about it the rest of the code needs."""
+
+    code: str  # the source code of kpi.kpi_daily and the raw schema's name ("ga4")
+    label: str  # how people write it ("GA4")
+    module: str  # the connector module, plain Python ("connectors.ga4")
+    kind: SourceKind
+    # KPI_CATALOGUE rule 7: days after which the platform no longer restates a day (a day read later is final)
+    reread_days: int
+    # days the newest KPI day may lag today before the source counts as stale (usual delay plus a margin)
+    stale_after_days: int
+    # what to set when the platform is not configured at all (the connector's own checks cover partial set-ups)
+    setup: str
+    # configured = the user set something for it; a partial set-up is configured (and `doctor` says what is missing)
+    configured: Callable[[Settings], bool]
+    # the source reports money (revenue, spend) that the FX table converts
+    money: bool = False
+
+    def connector_module(self) -> ModuleType:
+        """The connector module, imported on first use."""
+        return importlib.import_module(self.module)
+
+
+def _section(name: str, *fields: str) -> Callable[[Any], bool]:
+    """Configured when any of the section's fields is set."""
+    return lambda settings: any(bool(getattr(getattr(settings, name), f)) for f in fields)
+
+
+def _hubspot_configured(settings: Any) -> bool:
+    return settings.hubspot.token is not None
+
+
+# HubSpot first: the schedules and `mkpi backfill` run it before the report sources (its KPIs feed the ROI family).
+SOURCES: tuple[SourceSpec, ...] = (
+    SourceSpec(
+        "hubspot", "HubSpot", "connectors.hubspot", "incremental", reread_days=30, stale_after_days=3,
+        setup="set MKPI_HUBSPOT_TOKEN to a private-app access token (HubSpot > Settings > Integrations > "
+              "Private apps) with the crm.objects.*.read, crm.schemas.*.read and content scopes",
+        configured=_hubspot_configured),
+    SourceSpec(
+        "ga4", "GA4", "connectors.ga4", "report", reread_days=3, stale_after_days=2, money=True,
+        setup="set MKPI_GA4_PROPERTY_IDS (numeric property ids) and GOOGLE_APPLICATION_CREDENTIALS (a service-account "
+              "JSON key with Viewer access to the properties), or MKPI_GA4_ENDPOINT to a local sandbox",
+        configured=_section("ga4", "property_ids")),
+    SourceSpec(
+        "search_console", "Search Console", "connectors.search_console", "report", reread_days=4,
+        stale_after_days=4,
+        setup="set MKPI_SEARCH_CONSOLE_SITES (e.g. sc-domain:example.com) and GOOGLE_APPLICATION_CREDENTIALS "
+              "(a service account added as a user of each property), or MKPI_SEARCH_CONSOLE_ENDPOINT",
+        configured=_section("search_console", "sites")),
+    SourceSpec(
+        "matomo", "Matomo", "connectors.matomo", "report", reread_days=3, stale_after_days=2, money=True,
+        setup="set MKPI_MATOMO_URL, MKPI_MATOMO_SITE_IDS and MKPI_MATOMO_TOKEN (Matomo > Personal > Security > "
+              "Auth tokens, a user with view access to the sites)",
+        configured=_section("matomo", "url", "site_ids", "token")),
+    SourceSpec(
+        "google_ads", "Google Ads", "connectors.google_ads", "report", reread_days=30, stale_after_days=2,
+        money=True,
+        setup="set MKPI_GOOGLE_ADS_CUSTOMER_IDS, MKPI_GOOGLE_ADS_DEVELOPER_TOKEN and either "
+              "MKPI_GOOGLE_ADS_CLIENT_ID, MKPI_GOOGLE_ADS_CLIENT_SECRET and MKPI_GOOGLE_ADS_REFRESH_TOKEN "
+              "(OAuth) or MKPI_GOOGLE_ADS_JSON_KEY_FILE (service account); MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID "
+              "for a manager account",
+        configured=_section("google_ads", "customer_ids")),
+)
+
+_BY_CODE = {s.code: s for s in SOURCES}
+
+
+class UnknownSource(KeyError):
+    """A source code that is not in the registry."""
+
+
+def source(code: str) -> SourceSpec:
+    """The registry entry of a source code; an unknown code names the known ones."""
+    try:
+        return _BY_CODE[code]
+    except KeyError:
+        raise UnknownSource(f"unknown source {code!r}: choose from {', '.join(codes())}") from None
+
+
+def codes(kind: SourceKind | None = None) -> tuple[str, ...]:
+    """Source codes in run order (HubSpot first), optionally only those of one kind."""
+    return tuple(s.code for s in SOURCES if kind is None or s.kind == kind)
+
+
+def labels() -> dict[str, str]:
+    """Source code -> how people write it."""
+    return {s.code: s.label for s in SOURCES}
+
+
+def configured(settings: Settings) -> tuple[str, ...]:
+    """The sources the user configured, in run order."""
+    return tuple(s.code for s in SOURCES if s.configured(settings))
