@@ -22,13 +22,15 @@ from pathlib import Path
 
 import duckdb
 
+from connectors import registry
 from connectors.errors import ConnectorError
 from connectors.warehouse import quote_ident
 
-PUBLISHED_SCHEMAS = ("kpi", "ga4", "search_console", "google_ads", "hubspot", "matomo")
+# every source's raw schema is named after its registry code
+RAW_SCHEMAS = registry.codes()
+PUBLISHED_SCHEMAS = ("kpi", *RAW_SCHEMAS)
 # meta tables of the working database copied too (each source's status, written by the publish step)
 PUBLISHED_META = ("source_status",)
-RAW_SCHEMAS = ("ga4", "search_console", "google_ads", "hubspot", "matomo")
 _ALIAS = "__mkpi_publish"
 
 

@@ -42,10 +42,16 @@ class SourceSpec:
     configured: Callable[[Settings], bool]
     # the source reports money (revenue, spend) that the FX table converts
     money: bool = False
+    # the field of the source's settings section holding its configured re-read window (days)
+    reread_setting: str = "reread_days"
 
     def connector_module(self) -> ModuleType:
         """The connector module, imported on first use."""
         return importlib.import_module(self.module)
+
+    def configured_reread_days(self, settings: Settings) -> int:
+        """The re-read window the user configured for this source (its settings section's `reread_setting`)."""
+        return int(getattr(getattr(settings, self.code), self.reread_setting))
 
 
 def _section(name: str, *fields: str) -> Callable[[Any], bool]:
@@ -63,7 +69,7 @@ SOURCES: tuple[SourceSpec, ...] = (
         "hubspot", "HubSpot", "connectors.hubspot", "incremental", reread_days=30, stale_after_days=3,
         setup="set MKPI_HUBSPOT_TOKEN to a private-app access token (HubSpot > Settings > Integrations > "
               "Private apps) with the crm.objects.*.read, crm.schemas.*.read and content scopes",
-        configured=_hubspot_configured),
+        configured=_hubspot_configured, reread_setting="email_reread_days"),
     SourceSpec(
         "ga4", "GA4", "connectors.ga4", "report", reread_days=3, stale_after_days=2, money=True,
         setup="set MKPI_GA4_PROPERTY_IDS (numeric property ids) and GOOGLE_APPLICATION_CREDENTIALS (a service-account "
@@ -113,6 +119,11 @@ def codes(kind: SourceKind | None = None) -> tuple[str, ...]:
 def labels() -> dict[str, str]:
     """Source code -> how people write it."""
     return {s.code: s.label for s in SOURCES}
+
+
+def money_codes() -> tuple[str, ...]:
+    """The sources that report money (revenue, spend) the FX table converts, in run order."""
+    return tuple(s.code for s in SOURCES if s.money)
 
 
 def configured(settings: Settings) -> tuple[str, ...]:

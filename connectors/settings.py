@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from connectors import registry
 from connectors.errors import ConfigError, excerpt
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -173,9 +174,8 @@ class WarehouseSettings:
 ALERT_SEVERITIES = ("info", "warning", "critical")
 # Days a source's newest KPI day may lag today before it counts as stale (its usual delay plus a margin): GA4,
 # Matomo and Google Ads have yesterday by the morning run; Search Console's fresh days lag one to three days; HubSpot
-# rows stop at yesterday.
-DEFAULT_STALE_AFTER_DAYS: dict[str, int] = {"ga4": 2, "search_console": 4, "matomo": 2, "google_ads": 2,
-                                            "hubspot": 3}
+# rows stop at yesterday. Each source's figure is its registry entry's `stale_after_days`.
+DEFAULT_STALE_AFTER_DAYS: dict[str, int] = {s.code: s.stale_after_days for s in registry.SOURCES}
 
 
 @dataclass(frozen=True)
@@ -449,6 +449,13 @@ def _endpoint(value: str | None) -> str | None:
     problem = _url_problem(value) if value else None
     if problem:
         raise _Refusal(problem)
+    return value
+
+
+def _source_code(value: str) -> str:
+    """A key naming a source must be a registered one: a misspelt source's setting would never apply, silently."""
+    if value not in registry.codes():
+        raise _Refusal(f": {value!r} is not one of {', '.join(registry.codes())}")
     return value
 
 
@@ -793,7 +800,7 @@ class AlertsFile(_Model):
         "info", description="info, warning or critical")
     dashboard_url: Annotated[str | None, BeforeValidator(_blank_is_unset), AfterValidator(_dashboard_url)] = None
     digest_file: Annotated[str | None, BeforeValidator(_blank_is_unset)] = None
-    stale_after_days: dict[Literal["ga4", "search_console", "matomo", "google_ads", "hubspot"],
+    stale_after_days: dict[Annotated[str, AfterValidator(_source_code)],
                            Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]] = Field(
         default_factory=dict, description="a mapping of source to a whole number of days, at least 1")
     anomaly: AnomalyFile = Field(default_factory=AnomalyFile)
@@ -1045,9 +1052,9 @@ def _alerts_settings(section: AlertsFile, env: Mapping[str, str]) -> AlertsSetti
     )
 
 
-# Schemas the pipeline creates, plus DuckDB's own catalogs: a database file may not be named after one of them.
-RESERVED_CATALOG_NAMES = frozenset({"ga4", "search_console", "google_ads", "hubspot", "matomo", "kpi", "meta", "_mkpi",
-                                    "main", "memory", "system", "temp"})
+# Schemas the pipeline creates (one per registered source, plus its own), plus DuckDB's own catalogs: a database file
+# may not be named after one of them.
+RESERVED_CATALOG_NAMES = frozenset({*registry.codes(), "kpi", "meta", "_mkpi", "main", "memory", "system", "temp"})
 
 
 def _warehouse_settings(section: WarehouseFile, duckdb_path: str, env: Mapping[str, str]) -> WarehouseSettings:

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from connectors import registry
 from connectors.warehouse import replace_table
 
 KPI_SCHEMA = "kpi"
@@ -30,7 +31,7 @@ ATTRIBUTIONS = ("ga4_session_channel", "hubspot_original_source")
 UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
 AGGREGATIONS = ("sum", "ratio", "native")
 DIRECTIONS = ("higher", "lower")
-SOURCES = ("ga4", "matomo", "search_console", "google_ads", "hubspot")
+SOURCES = registry.codes()  # the source vocabulary of the catalogue: the registered sources' codes
 GRAINS = ("day", "month")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

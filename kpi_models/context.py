@@ -14,10 +14,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors import registry
 from kpi_models.fx import FxPolicy
 
-# The restatement windows of KPI_CATALOGUE rule 7 (days), used when no settings are given (tests, tools).
-DEFAULT_REREAD_DAYS: dict[str, int] = {"ga4": 3, "search_console": 4, "matomo": 3, "google_ads": 30, "hubspot": 30}
+# The restatement windows of KPI_CATALOGUE rule 7 (days), used when no settings are given (tests, tools): each
+# registered source's `reread_days`.
+DEFAULT_REREAD_DAYS: dict[str, int] = {s.code: s.reread_days for s in registry.SOURCES}
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ class KpiContext:
         """The context of a run from connectors.settings.Settings."""
         return cls(
             tz=settings.reporting_timezone, as_of=as_of, channels=settings.channels,
-            reread_days={"ga4": settings.ga4.reread_days, "search_console": settings.search_console.reread_days,
-                         "matomo": settings.matomo.reread_days, "google_ads": settings.google_ads.reread_days,
-                         "hubspot": settings.hubspot.email_reread_days},
+            reread_days={s.code: s.configured_reread_days(settings) for s in registry.SOURCES},
             fx=FxPolicy(settings.reporting_currency, settings.fx_source, settings.fx_rates),
             churn_date_property=settings.hubspot.churn_date_property)

@@ -22,6 +22,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from connectors import registry
+
 MISSING = "-"  # a value that does not exist (no data, or a ratio over zero)
 
 # Per display unit: scale applied first, then decimals by the magnitude of the (scaled) value: [[below, decimals],
@@ -49,8 +51,7 @@ CHANNEL_LABELS = {
     "email": "E-mail", "referral": "Referral", "direct": "Direct", "social": "Social",
     "campaign_tagged": "Tagged campaigns", "other": "Other", "all": "All channels",
 }
-SOURCE_LABELS = {"ga4": "GA4", "matomo": "Matomo", "search_console": "Search Console", "google_ads": "Google Ads",
-                 "hubspot": "HubSpot"}
+SOURCE_LABELS = registry.labels()
 _ACRONYMS = {"ctr": "CTR", "cpc": "CPC", "cpa": "CPA", "roas": "ROAS", "nps": "NPS", "seo": "SEO", "roi": "ROI"}
 # Readable names where the identifier's words are not enough.
 KPI_LABELS = {"email_click_to_open_rate": "E-mail click-to-open rate", "avg_session_duration": "Avg session duration",

@@ -16,6 +16,7 @@ from datetime import date
 
 import duckdb
 
+from connectors import registry
 from connectors.batches import Window
 from connectors.ducklake import conflict_retried
 from connectors.warehouse import table_exists, transaction
@@ -32,8 +33,8 @@ from kpi_models.runner import (
 )
 
 KPI_DAILY = "kpi_daily"
-# Sources with amounts converted at a day's rate (their rows are rebuilt when rates change).
-MONEY_SOURCES = ("ga4", "matomo", "google_ads")
+# Sources with amounts converted at a day's rate (their rows are rebuilt when rates change): the registry's `money`.
+MONEY_SOURCES = registry.money_codes()
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ import duckdb
 import pyarrow as pa
 import yaml
 
+from connectors import registry
 from connectors.ducklake import conflict_retried
 from connectors.errors import ConfigError
 from connectors.ga4 import normalise_property_id
@@ -458,8 +459,7 @@ WORDING: dict[str, Wording] = {
 
 
 # The platforms as their users name them, for texts (source codes are internal names).
-SOURCE_NAMES = {"ga4": "GA4", "search_console": "Search Console", "google_ads": "Google Ads", "hubspot": "HubSpot",
-                "matomo": "Matomo"}
+SOURCE_NAMES = registry.labels()
 
 
 def source_name(code: str) -> str:

@@ -17,7 +17,7 @@ from importlib import import_module, resources
 import duckdb
 import pyarrow as pa
 
-from connectors import ga4, google_ads, hubspot, matomo, search_console
+from connectors import ga4, google_ads, hubspot, matomo, registry, search_console
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
@@ -208,7 +208,7 @@ MODELS: dict[str, KpiModel] = {
     "kpi_daily": GeneratedKpiModel(
         name="kpi_daily",
         key=("date", "source", "channel", "account_id", "kpi"),
-        sources=("ga4", "matomo", "search_console", "google_ads", "hubspot"),
+        sources=registry.codes(),
         inputs=(),
         params=("tz", "as_of"),
         depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily"),
@@ -216,10 +216,10 @@ MODELS: dict[str, KpiModel] = {
     ),
 }
 
-# Per-source rows of kpi_daily: the report sources are rebuilt by the daily partitioned runs, HubSpot's by every
-# HubSpot run (whole, from the first day it has data to the as-of day).
-REPORT_SOURCES = ("ga4", "search_console", "matomo", "google_ads")
-HUBSPOT_SOURCES = ("hubspot",)
+# Per-source rows of kpi_daily: the report sources are rebuilt by the daily partitioned runs, the incremental ones
+# (HubSpot) by every run of theirs (whole, from the first day they have data to the as-of day).
+REPORT_SOURCES = registry.codes("report")
+HUBSPOT_SOURCES = registry.codes("incremental")
 
 
 def write_restatement_windows(conn: duckdb.DuckDBPyConnection, reread_days: Mapping[str, int]) -> None:
