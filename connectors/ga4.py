@@ -49,6 +49,7 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.raw_tables import GA4_CART_FUNNEL, GA4_ECOMMERCE, GA4_REPORT_QUALITY, GA4_STREAMS, GA4_TRAFFIC
 from connectors.settings import GA4Settings
 from connectors.validation import Contract
 
@@ -109,10 +110,6 @@ class Ga4Report:
     derive: Callable[[pa.Table], pa.Table] | None = None
 
 
-def _schema(*fields: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, dtype) for name, dtype in fields])
-
-
 def _derive_traffic(table: pa.Table) -> pa.Table:
     """The additive parts GA4 gives only as per-row ratios, so KPIs can re-aggregate them (KPI rule 1).
 
@@ -123,9 +120,6 @@ def _derive_traffic(table: pa.Table) -> pa.Table:
     table = table.append_column("converting_sessions", pc.cast(converting, pa.int64()))
     return table.append_column("session_duration_seconds", pc.multiply(sessions, table["average_session_duration"]))
 
-
-_COMMON_HEAD = (("property_id", pa.string()), ("date", pa.date32()))
-_COMMON_TAIL = (("is_other", pa.bool_()), ("time_zone", pa.string()), ("currency_code", pa.string()))
 
 TRAFFIC = Ga4Report(
     name="traffic_by_channel",
@@ -142,27 +136,7 @@ TRAFFIC = Ga4Report(
         ("ecommercePurchases", "ecommerce_purchases"),
         ("purchaseRevenue", "purchase_revenue"),
     ),
-    stream=Stream(
-        table="ga4.traffic_by_channel",
-        schema=_schema(
-            *_COMMON_HEAD,
-            ("session_default_channel_group", pa.string()),
-            ("sessions", pa.int64()),
-            ("engaged_sessions", pa.int64()),
-            ("user_engagement_duration", pa.float64()),
-            ("average_session_duration", pa.float64()),
-            ("session_key_event_rate", pa.float64()),
-            ("key_events", pa.float64()),
-            ("new_users", pa.int64()),
-            ("ecommerce_purchases", pa.int64()),
-            ("purchase_revenue", pa.float64()),
-            *_COMMON_TAIL,
-            ("converting_sessions", pa.int64()),
-            ("session_duration_seconds", pa.float64()),
-        ),
-        key=("property_id", "date", "session_default_channel_group"),
-        scope_column="property_id",
-    ),
+    stream=GA4_TRAFFIC,
     derive=_derive_traffic,
 )
 
@@ -175,19 +149,7 @@ ECOMMERCE = Ga4Report(
         ("addToCarts", "add_to_carts"),
         ("checkouts", "checkouts"),
     ),
-    stream=Stream(
-        table="ga4.ecommerce_by_date",
-        schema=_schema(
-            *_COMMON_HEAD,
-            ("ecommerce_purchases", pa.int64()),
-            ("purchase_revenue", pa.float64()),
-            ("add_to_carts", pa.int64()),
-            ("checkouts", pa.int64()),
-            *_COMMON_TAIL,
-        ),
-        key=("property_id", "date"),
-        scope_column="property_id",
-    ),
+    stream=GA4_ECOMMERCE,
 )
 
 
@@ -210,18 +172,7 @@ class Ga4FunnelReport:
 CART_FUNNEL = Ga4FunnelReport(
     name="cart_funnel_daily",
     steps=(("add_to_cart", "add_to_cart"), ("purchase", "purchase")),
-    stream=Stream(
-        table="ga4.cart_funnel_daily",
-        schema=_schema(
-            ("property_id", pa.string()),
-            ("date", pa.date32()),
-            ("cart_users", pa.int64()),  # active users at the add_to_cart step
-            ("purchased_after_cart_users", pa.int64()),  # of them, those who then purchased (closed funnel)
-            ("time_zone", pa.string()),
-        ),
-        key=("property_id", "date"),
-        scope_column="property_id",
-    ),
+    stream=GA4_CART_FUNNEL,
     columns=("cart_users", "purchased_after_cart_users"),
 )
 
@@ -229,24 +180,10 @@ CART_FUNNEL = Ga4FunnelReport(
 # either kind.
 REPORTS: dict[str, Ga4Report | Ga4FunnelReport] = {r.name: r for r in (TRAFFIC, ECOMMERCE, CART_FUNNEL)}
 
-# What GA4 said about each answer, one row per property, report and day of the answer's window. A report's
-# asset replaces its own rows only (the batch scope is property and report).
-REPORT_QUALITY = Stream(
-    table="ga4.report_quality",
-    schema=_schema(
-        ("property_id", pa.string()),
-        ("report", pa.string()),
-        ("date", pa.date32()),
-        ("subject_to_thresholding", pa.bool_()),
-        ("sampled", pa.bool_()),
-        ("samples_read_count", pa.int64()),
-        ("sampling_space_size", pa.int64()),
-        ("data_loss_from_other_row", pa.bool_()),
-        ("data_truncation_reasons", pa.string()),
-    ),
-    key=("property_id", "report", "date"),
-    scope_column="property_id",
-)
+# What GA4 said about each answer, one row per property, report and day (declared in connectors/raw_tables.py).
+REPORT_QUALITY = GA4_REPORT_QUALITY
+# The raw tables a GA4 load writes (the source protocol, connectors/source.py).
+STREAMS = GA4_STREAMS
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.batches import Batch, Stream, Window
+from connectors.batches import Batch, Window
 from connectors.errors import ConfigError
 from connectors.google_ads_transport import API_VERSION, google_ads_service, split_host_port
 from connectors.google_auth import adc_file
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, is_loopback, redact
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.raw_tables import ADS_CAMPAIGN_DAILY, ADS_STREAMS
 from connectors.settings import GoogleAdsSettings
 from connectors.validation import Contract
 
@@ -48,21 +49,9 @@ QUERY = (
 _RETRYABLE_ERRORS = ("quota_error", "internal_error")
 _RETRYABLE_STATUS = ("RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "UNKNOWN")
 
-CAMPAIGN_DAILY = Stream(
-    table="google_ads.campaign_daily",
-    schema=pa.schema([
-        ("customer_id", pa.string()), ("date", pa.date32()), ("campaign_id", pa.int64()),
-        ("campaign_name", pa.string()), ("campaign_status", pa.string()), ("advertising_channel_type", pa.string()),
-        ("impressions", pa.int64()), ("clicks", pa.int64()), ("cost_micros", pa.int64()), ("cost", pa.float64()),
-        ("conversions", pa.float64()), ("conversions_value", pa.float64()),
-        ("currency_code", pa.string()), ("time_zone", pa.string()),
-        # Google's denominator of the conversion rate: clicks for Search and Shopping, clicks plus engagements and
-        # video views for Display, Video and Performance Max (metrics.interactions).
-        ("interactions", pa.int64()),
-    ]),
-    key=("customer_id", "date", "campaign_id"),
-    scope_column="customer_id",
-)
+# The raw table (declared in connectors/raw_tables.py) and the source protocol's list of them.
+CAMPAIGN_DAILY = ADS_CAMPAIGN_DAILY
+STREAMS = ADS_STREAMS
 
 
 def normalise_customer_id(raw: str) -> str:

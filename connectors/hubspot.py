@@ -63,6 +63,21 @@ from connectors.http import (
     scrub_calls,
     scrub_iter,
 )
+from connectors.raw_tables import (
+    HUBSPOT_ACCOUNT_DETAILS,
+    HUBSPOT_ASSOCIATIONS,
+    HUBSPOT_DEAL_STAGES,
+    HUBSPOT_DEFAULT_TYPES,
+    HUBSPOT_EMAIL_COUNTERS,
+    HUBSPOT_EMAIL_EVENTS_DAILY,
+    HUBSPOT_EMAIL_STATISTICS,
+    HUBSPOT_EVENT_COUNTERS,
+    HUBSPOT_OBJECT_PROPERTIES,
+    HUBSPOT_OWNERS,
+    HUBSPOT_STREAMS,
+    hubspot_default_stream,
+    hubspot_object_stream,
+)
 from connectors.settings import HubSpotSettings
 from connectors.validation import Contract
 
@@ -75,71 +90,24 @@ SEARCH_PAGE = 200
 LIST_PAGE = 100
 MAX_URL_BYTES = 3_000  # longer property lists go through batch read (POST body): HubSpot answers 414
 
-# What the KPIs need, per object type; settings add more.
-OBJECT_PROPERTIES: dict[str, tuple[str, ...]] = {
-    "contacts": ("createdate", "lastmodifieddate", "lifecyclestage", "hs_lifecyclestage_lead_date",
-                 "hs_lifecyclestage_customer_date", "hs_analytics_source", "hubspot_owner_id"),
-    "companies": ("name", "domain", "createdate", "hs_lastmodifieddate"),
-    "deals": ("dealname", "amount", "pipeline", "dealstage", "closedate", "createdate", "hs_lastmodifieddate",
-              "hubspot_owner_id"),
-    "feedback_submissions": ("hs_survey_type", "hs_value", "hs_submission_timestamp", "hs_contact_id",
-                             "hs_createdate", "hs_lastmodifieddate"),
-}
+# What the KPIs need per object type, and HubSpot's types for them (declared in connectors/raw_tables.py).
+OBJECT_PROPERTIES = HUBSPOT_OBJECT_PROPERTIES
 MODIFIED_PROPERTY = {"contacts": "lastmodifieddate"}  # the others use hs_lastmodifieddate
-# HubSpot's types for the properties above, used when a table must exist before the portal was read.
-DEFAULT_TYPES: dict[str, str] = {
-    "createdate": "datetime", "lastmodifieddate": "datetime", "hs_lastmodifieddate": "datetime",
-    "hs_lifecyclestage_lead_date": "datetime", "hs_lifecyclestage_customer_date": "datetime", "churn_date": "date",
-    "amount": "number", "closedate": "datetime", "hs_value": "number", "hs_submission_timestamp": "datetime",
-    "hs_createdate": "datetime",
-}
+DEFAULT_TYPES = HUBSPOT_DEFAULT_TYPES
 
-ASSOCIATIONS = Stream(
-    table="hubspot.deal_associations",
-    schema=pa.schema([("deal_id", pa.string()), ("to_type", pa.string()), ("to_id", pa.string())]),
-    key=("deal_id", "to_type", "to_id"),
-    partition_column="deal_id",
-    write_mode="upsert",
-    # A batch holds every association of its deals to one object type: it replaces those (deal_id, to_type) and
-    # leaves the deals' associations to the other type alone.
-    replace_by=("deal_id", "to_type"),
-)
-OWNERS = Stream(
-    table="hubspot.owners",
-    schema=pa.schema([("id", pa.string()), ("email", pa.string()), ("first_name", pa.string()),
-                      ("last_name", pa.string()), ("archived", pa.bool_()), ("updated_at", pa.timestamp("ms", "UTC"))]),
-    key=("id",), partition_column="id", write_mode="upsert",
-)
-DEAL_STAGES = Stream(
-    table="hubspot.deal_stages",
-    schema=pa.schema([("pipeline_id", pa.string()), ("pipeline_label", pa.string()), ("stage_id", pa.string()),
-                      ("stage_label", pa.string()), ("display_order", pa.int64()), ("is_closed", pa.bool_()),
-                      ("probability", pa.float64()), ("is_won", pa.bool_())]),
-    key=("pipeline_id", "stage_id"), partition_column="stage_id", write_mode="upsert",
-)
-ACCOUNT_DETAILS = Stream(
-    table="hubspot.account_details",
-    schema=pa.schema([("portal_id", pa.string()), ("time_zone", pa.string()), ("company_currency", pa.string()),
-                      ("ui_domain", pa.string())]),
-    key=("portal_id",), partition_column="portal_id", write_mode="upsert",
-)
-_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "hardbounced", "softbounced", "unsubscribed", "spamreport")
-EMAIL_STATISTICS = Stream(
-    table="hubspot.email_statistics",
-    schema=pa.schema([
-        ("email_id", pa.string()), ("name", pa.string()), ("subject", pa.string()), ("state", pa.string()),
-        ("email_type", pa.string()), ("is_automated", pa.bool_()), ("send_date", pa.date32()),
-        ("published_at", pa.timestamp("ms", "UTC")), *[(c, pa.int64()) for c in _COUNTERS],
-    ]),
-    key=("email_id",), partition_column="send_date", write_mode="upsert",
-)
-_EVENT_COUNTERS = ("sent", "delivered", "open", "click", "bounce", "unsubscribed", "spamreport")
-EMAIL_EVENTS_DAILY = Stream(
-    table="hubspot.email_events_daily",
-    schema=pa.schema([("email_id", pa.string()), ("date", pa.date32()),
-                      *[(c, pa.int64()) for c in _EVENT_COUNTERS]]),
-    key=("email_id", "date"), partition_column="date", scope_column="email_id", write_mode="window",
-)
+# The raw tables (declared in connectors/raw_tables.py), under the names this module always gave them.
+ASSOCIATIONS = HUBSPOT_ASSOCIATIONS
+OWNERS = HUBSPOT_OWNERS
+DEAL_STAGES = HUBSPOT_DEAL_STAGES
+ACCOUNT_DETAILS = HUBSPOT_ACCOUNT_DETAILS
+EMAIL_STATISTICS = HUBSPOT_EMAIL_STATISTICS
+EMAIL_EVENTS_DAILY = HUBSPOT_EMAIL_EVENTS_DAILY
+STREAMS = HUBSPOT_STREAMS
+object_stream = hubspot_object_stream
+default_stream = hubspot_default_stream
+_COUNTERS = HUBSPOT_EMAIL_COUNTERS
+_EVENT_COUNTERS = HUBSPOT_EVENT_COUNTERS
+
 # E-mail types HubSpot sends continuously, one message per contact as they enrol or act, rather than once to a
 # list: their statistics are lifetime counters (the `type` enum of PublicEmail in HubSpot's spec,
 # HubSpot/HubSpot-public-api-spec-collection, PublicApiSpecs/Marketing/Marketing Emails/Rollouts/145892/v3/
@@ -162,19 +130,6 @@ _PUBLISHED_STATES = frozenset({
 HISTOGRAM_CHUNK_DAYS = 90  # day buckets asked in one histogram request (the endpoint takes no paging parameter)
 ASSOCIATION_BATCH = 100  # deals per v4 batch read (HubSpot accepts up to 1,000)
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
-
-
-def _arrow_type(definition: Mapping[str, Any] | None) -> pa.DataType:
-    kind = (definition or {}).get("type")
-    if kind == "number":
-        return pa.float64()
-    if kind == "datetime":
-        return pa.timestamp("ms", "UTC")
-    if kind == "date":
-        return pa.date32()
-    if kind == "bool":
-        return pa.bool_()
-    return pa.string()
 
 
 def _parse_instant(value: str) -> int | None:
@@ -216,24 +171,6 @@ def cast_column(values: list[str | None], dtype: pa.DataType) -> pa.Array:
                 parsed.append(date.fromisoformat(v[:10]))
         return pa.array(parsed, pa.date32())
     return pc.cast(strings, dtype)
-
-
-def object_stream(object_type: str, properties: Sequence[str], definitions: Mapping[str, Mapping[str, Any]]
-                  ) -> Stream:
-    """The declared table of one object type, typed from the portal's property definitions."""
-    fields = [("id", pa.string()), ("archived", pa.bool_()), ("created_at", pa.timestamp("ms", "UTC")),
-              ("updated_at", pa.timestamp("ms", "UTC"))]
-    fields += [(p, _arrow_type(definitions.get(p))) for p in properties if p not in ("hs_object_id",)]
-    return Stream(table=f"hubspot.{object_type}", schema=pa.schema(fields), key=("id",), partition_column="id",
-                  write_mode="upsert")
-
-
-def default_stream(object_type: str, churn_date_property: str = "churn_date") -> Stream:
-    """The table of an object type with HubSpot's standard types, before any portal was read."""
-    properties = list(OBJECT_PROPERTIES[object_type])
-    if object_type == "contacts":
-        properties.append(churn_date_property)
-    return object_stream(object_type, properties, {p: {"type": t} for p, t in DEFAULT_TYPES.items()})
 
 
 def checked_column(contract: Contract, values: list[Any], dtype: pa.DataType, field: str) -> pa.Array:

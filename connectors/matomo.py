@@ -48,6 +48,13 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.raw_tables import (
+    MATOMO_CAMPAIGN_MEDIUMS,
+    MATOMO_GOALS,
+    MATOMO_REFERRERS,
+    MATOMO_STREAMS,
+    MATOMO_VISITS,
+)
 from connectors.settings import MatomoSettings
 from connectors.validation import Contract
 
@@ -61,54 +68,12 @@ _REFERRER_CODES = {1: "direct", 2: "search", 3: "website", 6: "campaign", 7: "so
 _REFERRER_LABELS = {"Direct Entry": "direct", "Search Engines": "search", "Websites": "website",
                     "Campaigns": "campaign", "Social Networks": "social"}
 
-_TAIL = (("time_zone", pa.string()), ("currency_code", pa.string()))
-
-VISITS = Stream(
-    table="matomo.visits_summary",
-    schema=pa.schema([
-        ("site_id", pa.string()), ("date", pa.date32()),
-        ("nb_visits", pa.int64()), ("nb_uniq_visitors", pa.int64()), ("nb_actions", pa.int64()),
-        ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()), ("sum_visit_length", pa.int64()),
-        ("max_actions", pa.int64()), *_TAIL,
-    ]),
-    key=("site_id", "date"),
-    scope_column="site_id",
-)
-REFERRERS = Stream(
-    table="matomo.referrer_types",
-    schema=pa.schema([
-        ("site_id", pa.string()), ("date", pa.date32()), ("referrer_type", pa.string()), ("label", pa.string()),
-        ("nb_visits", pa.int64()), ("nb_uniq_visitors", pa.int64()), ("nb_actions", pa.int64()),
-        ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()), ("sum_visit_length", pa.int64()),
-        ("orders", pa.int64()), ("revenue", pa.float64()), *_TAIL,
-    ]),
-    key=("site_id", "date", "referrer_type"),
-    scope_column="site_id",
-)
-GOAL_STREAM = Stream(
-    table="matomo.goals",
-    schema=pa.schema([
-        ("site_id", pa.string()), ("date", pa.date32()), ("goal", pa.string()),
-        ("nb_conversions", pa.int64()), ("nb_visits_converted", pa.int64()), ("revenue", pa.float64()),
-        ("items", pa.int64()), *_TAIL,
-    ]),
-    key=("site_id", "date", "goal"),
-    scope_column="site_id",
-)
-# MarketingCampaignsReporting.getMedium (github.com/matomo-org/plugin-MarketingCampaignsReporting, API.php): the
-# "campaign" referrer type's visits by campaign medium, lower-cased as the plugin stores it. Visits tagged without
-# a medium are in no row (the plugin skips an empty label), so the mediums add up to at most the campaign visits.
-CAMPAIGN_MEDIUMS = Stream(
-    table="matomo.campaign_mediums",
-    schema=pa.schema([
-        ("site_id", pa.string()), ("date", pa.date32()), ("campaign_medium", pa.string()),
-        ("nb_visits", pa.int64()), ("nb_visits_converted", pa.int64()), ("bounce_count", pa.int64()),
-        ("sum_visit_length", pa.int64()), ("nb_actions", pa.int64()), *_TAIL,
-    ]),
-    key=("site_id", "date", "campaign_medium"),
-    scope_column="site_id",
-)
-STREAMS = (VISITS, REFERRERS, GOAL_STREAM, CAMPAIGN_MEDIUMS)
+# The raw tables (declared in connectors/raw_tables.py), under the names this module always gave them.
+VISITS = MATOMO_VISITS
+REFERRERS = MATOMO_REFERRERS
+GOAL_STREAM = MATOMO_GOALS
+CAMPAIGN_MEDIUMS = MATOMO_CAMPAIGN_MEDIUMS
+STREAMS = MATOMO_STREAMS
 CAMPAIGN_PLUGIN = "MarketingCampaignsReporting"
 CAMPAIGN_METHOD = f"{CAMPAIGN_PLUGIN}.getMedium"
 # Matomo's PluginDeactivatedException, for a plugin not installed or not activated (matomo-org/matomo

@@ -50,6 +50,14 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.raw_tables import (
+    GSC_COUNTRIES,
+    GSC_DEVICES,
+    GSC_PAGES,
+    GSC_QUERIES,
+    GSC_SITE_TOTALS,
+    GSC_STREAMS,
+)
 from connectors.settings import SearchConsoleSettings
 from connectors.validation import Contract
 
@@ -69,25 +77,14 @@ class GscReport:
     stream: Stream
 
 
-def _stream(name: str, extra: tuple[tuple[str, pa.DataType], ...]) -> Stream:
-    schema = pa.schema([
-        ("site_url", pa.string()), ("search_type", pa.string()), ("date", pa.date32()), *extra,
-        ("clicks", pa.int64()), ("impressions", pa.int64()), ("ctr", pa.float64()), ("position", pa.float64()),
-        ("data_state", pa.string()),
-    ])
-    return Stream(table=f"search_console.{name}", schema=schema,
-                  key=("site_url", "search_type", "date", *(c for c, _ in extra)), scope_column="site_url")
-
-
-SITE_TOTALS = GscReport("site_totals", (("date", "date"),), "byProperty", _stream("site_totals", ()))
-PAGES = GscReport("pages", (("date", "date"), ("page", "page")), "byPage", _stream("pages", (("page", pa.string()),)))
-QUERIES = GscReport("queries", (("date", "date"), ("query", "query")), "auto",
-                    _stream("queries", (("query", pa.string()),)))
-DEVICES = GscReport("devices", (("date", "date"), ("device", "device")), "auto",
-                    _stream("devices", (("device", pa.string()),)))
-COUNTRIES = GscReport("countries", (("date", "date"), ("country", "country")), "auto",
-                      _stream("countries", (("country", pa.string()),)))
+SITE_TOTALS = GscReport("site_totals", (("date", "date"),), "byProperty", GSC_SITE_TOTALS)
+PAGES = GscReport("pages", (("date", "date"), ("page", "page")), "byPage", GSC_PAGES)
+QUERIES = GscReport("queries", (("date", "date"), ("query", "query")), "auto", GSC_QUERIES)
+DEVICES = GscReport("devices", (("date", "date"), ("device", "device")), "auto", GSC_DEVICES)
+COUNTRIES = GscReport("countries", (("date", "date"), ("country", "country")), "auto", GSC_COUNTRIES)
 REPORTS: dict[str, GscReport] = {r.name: r for r in (SITE_TOTALS, PAGES, QUERIES, DEVICES, COUNTRIES)}
+# The raw tables a Search Console load writes (declared in connectors/raw_tables.py; the source protocol).
+STREAMS = GSC_STREAMS
 
 # Search types that are not Search reports: no position, fewer dimensions, page aggregation only ("queries and
 # positions are not supported by the Google Discover report ... if an unsupported dimension is requested, the API

@@ -17,7 +17,8 @@ from importlib import import_module, resources
 import duckdb
 import pyarrow as pa
 
-from connectors import ga4, google_ads, hubspot, matomo, registry, search_console
+from connectors import raw_tables as raw
+from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
@@ -138,7 +139,7 @@ MODELS: dict[str, KpiModel] = {
         name="web_daily",
         key=("date", "source", "account_id", "channel"),
         sources=("ga4", "matomo"),
-        inputs=(ga4.TRAFFIC.stream, ga4.REPORT_QUALITY, matomo.REFERRERS, matomo.CAMPAIGN_MEDIUMS),
+        inputs=(raw.GA4_TRAFFIC, raw.GA4_REPORT_QUALITY, raw.MATOMO_REFERRERS, raw.MATOMO_CAMPAIGN_MEDIUMS),
         rate_columns=("engagement_rate", "bounce_rate", "conversion_rate"),
         params=("tz",),
     ),
@@ -146,7 +147,7 @@ MODELS: dict[str, KpiModel] = {
         name="seo_daily",
         key=("date", "source", "account_id", "search_type"),
         sources=("search_console",),
-        inputs=(search_console.SITE_TOTALS.stream,),
+        inputs=(raw.GSC_SITE_TOTALS,),
         rate_columns=("search_ctr",),
         params=("tz",),
     ),
@@ -154,8 +155,8 @@ MODELS: dict[str, KpiModel] = {
         name="ecommerce_daily",
         key=("date", "source", "account_id", "channel", "currency_code"),
         sources=("ga4", "matomo"),
-        inputs=(ga4.TRAFFIC.stream, ga4.ECOMMERCE.stream, ga4.CART_FUNNEL.stream, ga4.REPORT_QUALITY,
-                matomo.GOAL_STREAM, matomo.VISITS),
+        inputs=(raw.GA4_TRAFFIC, raw.GA4_ECOMMERCE, raw.GA4_CART_FUNNEL, raw.GA4_REPORT_QUALITY, raw.MATOMO_GOALS,
+                raw.MATOMO_VISITS),
         rate_columns=("cart_abandonment_rate", "ecommerce_conversion_rate"),
         params=("tz",),
     ),
@@ -163,7 +164,7 @@ MODELS: dict[str, KpiModel] = {
         name="paid_search_daily",
         key=("date", "source", "account_id", "campaign_id"),
         sources=("google_ads",),
-        inputs=(google_ads.CAMPAIGN_DAILY,),
+        inputs=(raw.ADS_CAMPAIGN_DAILY,),
         # ad_conversion_rate may exceed 1 (several conversions per interaction): only the CTR is bounded
         rate_columns=("ad_ctr",),
         params=("tz",),
@@ -172,7 +173,7 @@ MODELS: dict[str, KpiModel] = {
         name="email_daily",
         key=("date", "source", "account_id", "email_id"),
         sources=("hubspot",),
-        inputs=(hubspot.EMAIL_STATISTICS, hubspot.EMAIL_EVENTS_DAILY, hubspot.ACCOUNT_DETAILS),
+        inputs=(raw.HUBSPOT_EMAIL_STATISTICS, raw.HUBSPOT_EMAIL_EVENTS_DAILY, raw.HUBSPOT_ACCOUNT_DETAILS),
         rate_columns=("email_deliverability_rate", "email_open_rate", "email_click_rate", "email_click_to_open_rate",
                       "email_bounce_rate", "email_unsubscribe_rate"),
         partition_column=None,
@@ -182,8 +183,8 @@ MODELS: dict[str, KpiModel] = {
         name="crm_daily",
         key=("date", "source", "account_id", "channel"),
         sources=("hubspot",),
-        inputs=(hubspot.default_stream("contacts"), hubspot.default_stream("deals"), hubspot.DEAL_STAGES,
-                hubspot.ASSOCIATIONS, hubspot.ACCOUNT_DETAILS),
+        inputs=(raw.hubspot_default_stream("contacts"), raw.hubspot_default_stream("deals"), raw.HUBSPOT_DEAL_STAGES,
+                raw.HUBSPOT_ASSOCIATIONS, raw.HUBSPOT_ACCOUNT_DETAILS),
         partition_column=None,
         params=("tz", "as_of"),
     ),
@@ -191,9 +192,9 @@ MODELS: dict[str, KpiModel] = {
         name="crm_monthly",
         key=("month", "source", "account_id", "channel"),
         sources=("hubspot",),
-        inputs=(hubspot.default_stream("contacts"), hubspot.default_stream("deals"),
-                hubspot.default_stream("feedback_submissions"), hubspot.DEAL_STAGES, hubspot.ASSOCIATIONS,
-                hubspot.ACCOUNT_DETAILS),
+        inputs=(raw.hubspot_default_stream("contacts"), raw.hubspot_default_stream("deals"),
+                raw.hubspot_default_stream("feedback_submissions"), raw.HUBSPOT_DEAL_STAGES, raw.HUBSPOT_ASSOCIATIONS,
+                raw.HUBSPOT_ACCOUNT_DETAILS),
         rate_columns=("churn_rate", "loyalty_rate"),
         partition_column=None,
         params=("tz", "as_of"),
