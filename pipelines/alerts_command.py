@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def cmd_alerts(args: argparse.Namespace, debug: bool) -> int:
-    from pipelines.cli import make_console
+    from pipelines.cli.common import make_console
 
     settings = load_settings()
     out, err = make_console(), make_console(stderr=True)

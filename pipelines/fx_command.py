@@ -39,7 +39,8 @@ def cmd_fx(args: argparse.Namespace, debug: bool) -> int:
     import dagster as dg
     from rich.progress import Progress
 
-    from pipelines.cli import SourceRun, _print_backfill_summary, _run_source, dagster_instance, make_console
+    from pipelines.cli.backfill import SourceRun, _print_backfill_summary, _run_source, dagster_instance
+    from pipelines.cli.common import make_console
     from pipelines.definitions import defs
 
     settings = load_settings()

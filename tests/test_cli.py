@@ -17,7 +17,10 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 
-from pipelines.cli import SOURCES, SourceRun, format_value, main, summarise_run
+from connectors.registry import codes
+from kpi_models.formatting import format_value
+from pipelines.cli import main
+from pipelines.cli.backfill import SourceRun, summarise_run
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
 
@@ -96,13 +99,13 @@ def test_usage_errors_are_one_sentence_with_exit_code_2(argv, expected):
 
 def test_unknown_source_message_lists_the_sources():
     _, _, err = run_cli("backfill", "--start", START, "--end", END, "--source", "ga5")
-    assert all(source in err for source in SOURCES)
+    assert all(source in err for source in codes())
 
 
 def test_cli_sources_are_the_pipelines_sources():
     from pipelines.defs.schedules import REFRESHES
 
-    assert set(SOURCES) == {r.source for r in REFRESHES} | {"hubspot"}
+    assert set(codes()) == {r.source for r in REFRESHES} | {"hubspot"}
 
 
 def test_backfill_of_an_unconfigured_source_names_the_variable():

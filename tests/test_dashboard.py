@@ -224,10 +224,10 @@ def test_changes_and_their_tone():
 
 
 def test_cli_uses_the_same_formatter():
-    import pipelines.cli
+    import pipelines.cli.kpis
     from kpi_models import formatting
 
-    assert pipelines.cli.format_value is formatting.format_value
+    assert pipelines.cli.kpis.format_value is formatting.format_value
     assert kpi_label("ad_cpc") == "Ad CPC" and kpi_label("email_click_to_open_rate") == "E-mail click-to-open rate"
 
 

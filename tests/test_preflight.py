@@ -27,7 +27,8 @@ import pytest
 from connectors.errors import ConfigError
 from connectors.settings import CHANNELS, load_settings
 from kpi_models.objectives import ObjectiveError, parse_objectives
-from pipelines.cli import failures_of, main
+from pipelines.cli import main
+from pipelines.cli.backfill import failures_of
 from pipelines.lib.preflight import check_run_inputs, read_settings
 from sandbox.launcher import start_sandbox
 from sandbox.world import World

@@ -1,0 +1,219 @@
+"""`mkpi kpis`: the current period's KPIs beside their objectives, read-only from the analysts' copy."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.table import Table
+from rich.text import Text
+
+from connectors.settings import Settings
+from kpi_models.catalogue import FAMILIES
+from kpi_models.formatting import format_value  # the one formatter (dashboard, CLI): "2.54%", "4.56×", "9,930 EUR"
+from pipelines.cli.common import CliError, first_line, make_console
+from pipelines.lib.preflight import read_settings
+
+if TYPE_CHECKING:
+    import duckdb
+
+STATUS_STYLES = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "insufficient_data": "dim"}
+
+
+def _kpi_db(explicit: str | None, settings: Settings) -> tuple[Path, str]:
+    """The file to read and what it is: --db, else the analysts' copy, else the working file."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise CliError(f"--db {path} does not exist", "give the path of a DuckDB file built by the pipeline")
+        return path, "given file"
+    analyst, working = Path(settings.analyst_db), Path(settings.duckdb_path)
+    if analyst.is_file():
+        return analyst, "analysts' copy"
+    if working.is_file():
+        return working, "working db"
+    raise CliError(f"no KPI database yet: neither the analysts' copy {analyst} nor the working file {working} exists",
+                   "run `mkpi backfill --start ... --end ...` (or `mkpi demo`), or pass --db PATH")
+
+
+@contextmanager
+def _read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    import duckdb
+
+    from connectors.warehouse import connect
+
+    try:
+        with connect(path, read_only=True, lock_timeout=5.0) as conn:
+            yield conn
+    except duckdb.IOException as exc:
+        raise CliError(f"cannot open {path} read-only ({first_line(str(exc))})",
+                       "a run is probably writing it: wait for it to finish, or read the analysts' copy") from exc
+
+
+def _has_table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> bool:
+    from connectors.warehouse import table_exists  # the loader's module, imported only by commands that read
+
+    return table_exists(conn, f"{schema}.{name}")
+
+
+def _status_text(status: str | None, provisional: bool = False) -> Text:
+    if not status:
+        return Text("no objective", style="dim")
+    return Text(status + (" *" if provisional else ""), style=STATUS_STYLES.get(status, ""))
+
+
+def _month_rows(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[dict[str, Any]]]:
+    if not _has_table(conn, "kpi", "kpi_vs_objective"):
+        raise CliError("this database has no kpi.kpi_vs_objective table yet",
+                       "run `mkpi backfill` (it rebuilds the objectives), with objectives in config/objectives.yaml "
+                       "or MKPI_OBJECTIVES")
+    cursor = conn.execute(
+        """
+        SELECT kpi, source, channel, actual, coalesce(target_to_date, target) AS target_now, target, attainment,
+               status, gap_text, unit, currency, period_start, period_end, as_of, provisional
+        FROM kpi.kpi_vs_objective
+        WHERE period = 'month' AND period_start = (SELECT max(period_start) FROM kpi.kpi_vs_objective
+                                                   WHERE period = 'month')
+        """
+    )
+    names = [d[0] for d in cursor.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    if not rows:
+        return "no monthly objective evaluated yet", rows
+    first = rows[0]
+    title = f"month {first['period_start']} .. {first['period_end']}, as of {max(r['as_of'] for r in rows)}"
+    return title, rows
+
+
+def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
+    """The latest week of kpi.kpi_weekly, all channels together, beside the objective where one exists.
+
+    Objectives are per month (or quarter, year): a rate is compared with its target as it stands; a sum with
+    the target pro-rated to the days of the period the week has data for, like kpi_vs_objective does to date."""
+    from kpi_models.catalogue import load_catalogue
+    from kpi_models.objectives import BUDGET_KPIS, attainment, budget_status, period_bounds, status
+
+    if not _has_table(conn, "kpi", "kpi_weekly"):
+        raise CliError("this database has no kpi.kpi_weekly view yet", "run `mkpi backfill` to build the KPI layer")
+    latest = conn.execute("SELECT max(week_start) FROM kpi.kpi_weekly").fetchone()
+    if not latest or latest[0] is None:
+        return "no weekly KPI yet", []
+    week_start = latest[0]
+    catalogue = load_catalogue()
+    # Per channel and over all channels ('all'), summed over accounts: a ratio recomputed from the summed parts.
+    additive = [k.kpi for k in catalogue.daily() if k.additive]
+    cursor = conn.execute(
+        "SELECT kpi, source, coalesce(channel, 'all') AS channel, CASE WHEN kpi IN (SELECT unnest(?)) "
+        "THEN sum(numerator) ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value, "
+        "sum(numerator) AS numerator, sum(denominator) AS denominator, any_value(currency) AS currency, "
+        "max(days_with_data) AS days_with_data, any_value(week_end) AS week_end, any_value(iso_week) AS iso_week "
+        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY GROUPING SETS ((kpi, source, channel), (kpi, source)) "
+        "HAVING grouping(channel) = 1 OR channel <> 'all'", [additive, week_start])
+    names = [d[0] for d in cursor.description]
+    weekly = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    objectives: list[dict[str, Any]] = []
+    if _has_table(conn, "kpi", "objective"):
+        cur = conn.execute("SELECT * FROM kpi.objective")
+        onames = [d[0] for d in cur.description]
+        objectives = [dict(zip(onames, r, strict=True)) for r in cur.fetchall()]
+    rank = {"month": 0, "quarter": 1, "year": 2}
+    chosen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    week_end = weekly[0]["week_end"] if weekly else week_start
+    for o in sorted(objectives, key=lambda o: rank.get(o["period"], 9)):
+        valid_from, valid_until = _as_date(o.get("valid_from")), _as_date(o.get("valid_until"))
+        if (valid_from and valid_from > week_end) or (valid_until and valid_until < week_start):
+            continue
+        if o.get("account_id"):
+            continue  # this view sums every account of a source: an account's own objective is judged per month
+        chosen.setdefault((o["kpi"], o["source"], o.get("channel") or "all"), o)
+    rows = []
+    for w in weekly:
+        objective = chosen.get((w["kpi"], w["source"], w["channel"]))
+        if w["channel"] != "all" and objective is None:
+            continue  # channels only where an objective targets them; the 'all' row is the KPI's total
+        definition = catalogue.kpis.get(w["kpi"])
+        unit = definition.unit if definition else None
+        row = {"kpi": w["kpi"], "source": w["source"], "channel": w["channel"], "actual": w["value"],
+               "unit": unit, "currency": w["currency"] if unit == "currency" else None,
+               "target_now": None, "attainment": None, "status": None, "gap_text": ""}
+        if objective is not None and definition is not None:
+            target = float(objective["target"])
+            if definition.additive:
+                period_start, period_end = period_bounds(objective["period"], week_start)
+                target *= (w["days_with_data"] or 0) / ((period_end - period_start).days + 1)
+                row["gap_text"] = f"{objective['period']} target pro-rated to {w['days_with_data']} days"
+            minimum = objective.get("min_denominator")
+            if minimum is None or minimum != minimum:  # NaN from DuckDB
+                minimum = float(settings.min_denominators.get(definition.unit, 0.0))
+            actual = w["value"]
+            attained = attainment(actual, target, definition.lower_is_better)
+            row["target_now"], row["attainment"] = target, attained
+            too_small = not definition.additive and (w["denominator"] or 0) < (minimum or 0)
+            tolerance = float(objective["tolerance"])
+            if w["kpi"] in BUDGET_KPIS:  # a budget: over- and under-spend are both off
+                row["status"] = budget_status(actual, target, tolerance)
+            else:
+                row["status"] = "insufficient_data" if too_small else status(
+                    attained, tolerance, actual, target, definition.lower_is_better)
+        rows.append(row)
+    days = max((w["days_with_data"] or 0) for w in weekly) if weekly else 0
+    title = f"week {weekly[0]['iso_week']} ({week_start} .. {week_end}, {days} day(s) with data)" if weekly else ""
+    return title, rows
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None or value != value:  # None or NaT/NaN
+        return None
+    return value.date() if isinstance(value, datetime) else value
+
+
+def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
+    """The current period's KPIs beside their objectives, status coloured, from a read-only connection."""
+    from kpi_models.catalogue import load_catalogue
+
+    settings = read_settings()
+    path, what = _kpi_db(args.db, settings)
+    with _read_only(path) as conn:
+        title, rows = _month_rows(conn) if args.period == "month" else _week_rows(conn, settings)
+        built = None
+        if _has_table(conn, "meta", "build"):
+            found = conn.execute("SELECT max(built_at) FROM meta.build").fetchone()
+            built = found[0] if found else None
+    families = {k.kpi: k.family for k in load_catalogue().kpis.values()}
+    if args.family:
+        rows = [r for r in rows if families.get(r["kpi"]) == args.family]
+    order = {f: i for i, f in enumerate(FAMILIES)}
+    rows.sort(key=lambda r: (order.get(families.get(r["kpi"], ""), 99), r["kpi"], r["source"] or "",
+                             r["channel"] != "all", r["channel"] or ""))
+    out = make_console()
+    source_line = f"{what} {path}" + (f", built {built:%Y-%m-%d %H:%M} UTC" if isinstance(built, datetime) else "")
+    if not rows:
+        scope = f" in family {args.family}" if args.family else ""
+        out.print(Text(f"No KPI{scope} for the current {args.period} ({title}) in {source_line}."))
+        return 0
+    target_name = "target now" if args.period == "month" else "target (week)"
+    table = Table(title=f"KPIs vs objectives, {title}", title_justify="left", caption=source_line,
+                  caption_justify="left")
+    for name, justify in (("family", "left"), ("KPI", "left"), ("source", "left"), ("channel", "left"),
+                          ("actual", "right"), (target_name, "right"), ("attain.", "right"), ("status", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    table.add_column("gap", ratio=1)  # the only column that wraps on a narrow terminal
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"] or "no objective"] = counts.get(r["status"] or "no objective", 0) + 1
+        attained = r["attainment"]
+        table.add_row(families.get(r["kpi"], ""), r["kpi"], r["source"] or "", r["channel"] or "all",
+                      format_value(r["actual"], r["unit"], r["currency"], kpi=r["kpi"]),
+                      format_value(r["target_now"], r["unit"], r["currency"], kpi=r["kpi"]),
+                      "-" if attained is None or attained != attained else f"{attained:.2f}",
+                      _status_text(r["status"], bool(r.get("provisional"))), r["gap_text"] or "")
+    out.print(table)
+    out.print(Text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())), style="dim"))
+    if any(r.get("provisional") for r in rows):
+        out.print(Text("* provisional: rests on days still inside a source's restatement window (or not yet "
+                       "complete); the value will still move", style="dim"))
+    return 0
