@@ -22,6 +22,7 @@ How it reads (see shared/research/peers.md, GA4):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -49,8 +50,10 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.probe import PROBE_TIMEOUT, Finding, api_error, google_account, refused
 from connectors.raw_tables import GA4_CART_FUNNEL, GA4_ECOMMERCE, GA4_REPORT_QUALITY, GA4_STREAMS, GA4_TRAFFIC
-from connectors.settings import GA4Settings
+from connectors.settings import GA4Settings, Settings
+from connectors.source import stream_named
 from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.ga4")
@@ -184,6 +187,22 @@ REPORTS: dict[str, Ga4Report | Ga4FunnelReport] = {r.name: r for r in (TRAFFIC, 
 REPORT_QUALITY = GA4_REPORT_QUALITY
 # The raw tables a GA4 load writes (the source protocol, connectors/source.py).
 STREAMS = GA4_STREAMS
+
+
+def report_for(report: Ga4Report | Ga4FunnelReport | Stream | str) -> Ga4Report | Ga4FunnelReport:
+    """The report behind a name ("traffic_by_channel") or a raw table's Stream; the quality table is written from
+    every report's answers, so it is never read on its own."""
+    if isinstance(report, Ga4Report | Ga4FunnelReport):
+        return report
+    if isinstance(report, Stream):
+        if report.table == REPORT_QUALITY.table:
+            raise ValueError(f"{REPORT_QUALITY.table} is written from each report's answers: fetch a report, then "
+                             "take Ga4Connector.quality_batches(report, window)")
+        stream_named(STREAMS, report)  # an unknown table names the known ones
+        return next(r for r in REPORTS.values() if r.stream.table == report.table)
+    if report not in REPORTS:
+        raise ValueError(f"unknown GA4 report {report!r}: choose from {', '.join(REPORTS)}")
+    return REPORTS[report]
 
 
 @dataclass(frozen=True)
@@ -479,6 +498,10 @@ class Ga4Connector:
         self.client()
         return ids
 
+    def probe(self) -> list[Finding]:
+        """What `mkpi doctor` checks: one cheap runReport per property (`probe_properties`)."""
+        return probe_properties(self)
+
     def remember_quota(self, property_id: str, response: Any) -> None:
         """Keep the property quota an answer reported, for `_check_quota` and run metadata (logged at debug: every
         answer carries one, and the step's metadata shows the last)."""
@@ -592,16 +615,17 @@ class Ga4Connector:
         return call_with_retry(guarded, classify=self._classify(property_id), source=SOURCE, account=property_id,
                                what=what, policy=self.policy, stats=self.stats, **kwargs)
 
-    def fetch(self, report: Ga4Report | Ga4FunnelReport | str, window: Window,
-              property_ids: Sequence[str] | None = None, accounts: AccountLog | None = None) -> Iterator[Batch]:
+    def fetch(self, report: Ga4Report | Ga4FunnelReport | Stream | str, window: Window,
+              property_ids: Sequence[str] | None = None, accounts: AccountLog | None = None,
+              cursor: str | None = None) -> Iterator[Batch]:
         """Yield one batch per page per property for the report over the window (inclusive dates); a funnel
-        report (CART_FUNNEL), one batch per property (`fetch_funnel`).
+        report (CART_FUNNEL), one batch per property (`fetch_funnel`). The report is given as itself, its name or
+        its raw table's Stream (the source protocol, connectors/source.py; `cursor` is unused: GA4 is read by date).
 
         Every property yields at least one batch, even empty, so the loader clears its window. Properties are
         read `parallel_accounts` at a time, handed on in configured order; with `accounts`, a failing
         property is recorded there and skipped instead of raised (connectors/parallel.py)."""
-        if isinstance(report, str):
-            report = REPORTS[report]
+        report = report_for(report)
         if isinstance(report, Ga4FunnelReport):
             yield from self.fetch_funnel(report, window, property_ids, accounts)
         else:
@@ -743,3 +767,54 @@ class Ga4Connector:
 
         yield from fetch_accounts(ids, fetch_property, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)
+
+
+def connect(settings: Settings) -> Ga4Connector:
+    """The GA4 connector of these settings (the source protocol, connectors/source.py); nothing is sent yet."""
+    return Ga4Connector(settings.ga4)
+
+
+def probe_properties(connector: Ga4Connector) -> list[Finding]:
+    """GA4: a 1-row runReport (yesterday, sessions) per property, the cheapest call that proves read access."""
+    from connectors.google_auth import insufficient_scopes, scope_advice
+
+    ga4 = dataclasses.replace(connector.settings, timeout_seconds=min(connector.settings.timeout_seconds,
+                                                                      PROBE_TIMEOUT))
+    connector = Ga4Connector(ga4)
+    try:
+        properties = connector.check()
+    except ConfigError as exc:
+        return refused(exc)
+    from google.analytics.data_v1beta.types import DateRange, Metric, RunReportRequest
+
+    findings: list[Finding] = []
+    account = google_account(ga4.credentials_file, ga4.endpoint, SCOPES, "GA4", "MKPI_GA4_ENDPOINT")
+    where = f" via {ga4.endpoint}" if ga4.endpoint else ""
+    for pid in properties:
+        request = RunReportRequest(property=f"properties/{pid}", metrics=[Metric(name="sessions")],
+                                   date_ranges=[DateRange(start_date="yesterday", end_date="yesterday")], limit=1)
+        try:
+            response = connector.client().run_report(request=request, retry=None, timeout=ga4.timeout_seconds)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes advice
+            status, message = api_error(exc)
+            accepted = insufficient_scopes(exc)  # a 403 too, but the token's scopes, not the property's access
+            if accepted is not None:
+                fix = scope_advice("GA4", SCOPES, accepted)
+            elif status == 403:
+                fix = (f"grant {account} the Viewer role on property {pid} (GA4 Admin > Property access management)")
+            elif status == 404:
+                fix = (f"property {pid} does not exist: check MKPI_GA4_PROPERTY_IDS (GA4 Admin > Property details "
+                       "shows the numeric id)")
+            elif status == 401:
+                fix = ("the credentials were refused: point GOOGLE_APPLICATION_CREDENTIALS to a valid "
+                       "service-account key")
+            elif status == 429:
+                fix = "the property's quota is spent for now: retry in an hour"
+            else:
+                fix = (f"could not reach GA4{where}: check the network and MKPI_GA4_ENDPOINT (unset for Google)"
+                       if status is None else "see GA4's message above")
+            findings.append(Finding(False, f"property {pid}: runReport refused: {message}", fix))
+            continue
+        sessions = response.rows[0].metric_values[0].value if response.rows else "0"
+        findings.append(Finding(True, f"property {pid}: runReport answered{where} ({sessions} sessions yesterday)"))
+    return findings

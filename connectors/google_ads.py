@@ -25,14 +25,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.batches import Batch, Window
+from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError
 from connectors.google_ads_transport import API_VERSION, google_ads_service, split_host_port
 from connectors.google_auth import adc_file
 from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, is_loopback, redact
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.probe import PROBE_TIMEOUT, Finding, first_line, refused
 from connectors.raw_tables import ADS_CAMPAIGN_DAILY, ADS_STREAMS
-from connectors.settings import GoogleAdsSettings
+from connectors.settings import GoogleAdsSettings, Settings
+from connectors.source import stream_named
 from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.google_ads")
@@ -232,7 +234,8 @@ class GoogleAdsConnector:
                               "(Google Ads > Tools > API Center)")
         return self.settings.developer_token.reveal()
 
-    def _secrets(self) -> list[str]:
+    def secrets(self) -> list[str]:
+        """The credentials this connector holds, to star out of anything it reports."""
         return [s.reveal() for s in (self.settings.developer_token, self.settings.client_secret,
                                      self.settings.refresh_token) if s is not None]
 
@@ -245,6 +248,10 @@ class GoogleAdsConnector:
         resolve_credentials(self.settings)
         return ids
 
+    def probe(self) -> list[Finding]:
+        """What `mkpi doctor` checks: one one-row query per customer (`probe_customers`)."""
+        return probe_customers(self)
+
     def service(self) -> Any:
         if self._service is None:
             login = normalise_customer_id(self.settings.login_customer_id) if self.settings.login_customer_id else None
@@ -254,8 +261,22 @@ class GoogleAdsConnector:
             )
         return self._service
 
-    def fetch(self, window: Window, customer_ids: Sequence[str] | None = None,
-              accounts: AccountLog | None = None) -> Iterator[Batch]:
+    def fetch(self, stream: Stream | Window, window: Window | Sequence[str] | None = None,
+              customer_ids: Sequence[str] | None = None, accounts: AccountLog | None = None,
+              cursor: str | None = None) -> Iterator[Batch]:
+        """Two forms: `fetch(window, customer_ids=None, accounts=None)` (`read`, what the Ads step loads) and the
+        source protocol's `fetch(stream, window, accounts=...)` (connectors/source.py; Ads writes one table, and
+        `cursor` is unused: Ads is read by date)."""
+        if isinstance(stream, Window):
+            ids = window if window is not None else customer_ids
+            return self.read(stream, ids if not isinstance(ids, Window) else None, accounts)
+        if not isinstance(window, Window):
+            raise TypeError(f"fetch({stream.table}, window): the window is a connectors.batches.Window")
+        stream_named(STREAMS, stream)  # an unknown table names the known one
+        return self.read(window, customer_ids, accounts)
+
+    def read(self, window: Window, customer_ids: Sequence[str] | None = None,
+             accounts: AccountLog | None = None) -> Iterator[Batch]:
         """One search_stream per customer for the whole window; one batch per customer.
 
         Customers are read `parallel_accounts` at a time over the one (thread-safe) gRPC channel, handed on
@@ -280,9 +301,54 @@ class GoogleAdsConnector:
                                         what=f"search_stream campaign {window}", policy=self.policy,
                                         stats=self.stats, **kwargs)
             except Exception as exc:
-                exc.args = tuple(redact(str(a), self._secrets()) for a in exc.args)
+                exc.args = tuple(redact(str(a), self.secrets()) for a in exc.args)
                 raise
             yield Batch(CAMPAIGN_DAILY, table, window, {"customer_id": customer_id})
 
         yield from fetch_accounts(ids, fetch_customer, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)
+
+
+def connect(settings: Settings) -> GoogleAdsConnector:
+    """The Google Ads connector of these settings (the source protocol, connectors/source.py)."""
+    return GoogleAdsConnector(settings.google_ads)
+
+
+def probe_customers(connector: GoogleAdsConnector) -> list[Finding]:
+    """Google Ads: `SELECT customer.id FROM customer LIMIT 1` per customer (one row, no metrics)."""
+    connector = GoogleAdsConnector(connector.settings)
+    try:
+        customers = connector.check()
+        service = connector.service()
+    except ConfigError as exc:
+        return refused(exc)
+    findings: list[Finding] = []
+    for cid in customers:
+        try:
+            rows = list(service.search(customer_id=cid, query="SELECT customer.id FROM customer LIMIT 1",
+                                       timeout=PROBE_TIMEOUT))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes advice
+            reason = redact(first_line(getattr(classify(exc), "reason", str(exc))), connector.secrets())
+            findings.append(Finding(False, f"customer {cid}: query refused: {reason}", ads_fix(reason, cid)))
+            continue
+        findings.append(Finding(True, f"customer {cid}: query answered ({len(rows)} row)"))
+    return findings
+
+
+def ads_fix(reason: str, cid: str) -> str:
+    """What to change for a refused query, from Google Ads' error codes in the reason."""
+    upper = reason.upper()
+    if "DEVELOPER_TOKEN" in upper:
+        return ("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN is not accepted for this account: copy it from Google Ads > Tools > "
+                "API Center (a test token only reaches test accounts; production needs Basic access)")
+    if "USER_PERMISSION_DENIED" in upper or "PERMISSION_DENIED" in upper:
+        return (f"the OAuth user or service account has no access to customer {cid}: grant it in Google Ads > Admin "
+                "> Access and security, or set MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID to the manager account above it")
+    if "UNAUTHENTICATED" in upper or "AUTHENTICATION_ERROR" in upper:
+        return ("the credentials were refused: check MKPI_GOOGLE_ADS_CLIENT_ID, MKPI_GOOGLE_ADS_CLIENT_SECRET and "
+                "MKPI_GOOGLE_ADS_REFRESH_TOKEN, or MKPI_GOOGLE_ADS_JSON_KEY_FILE")
+    if "CUSTOMER_NOT_FOUND" in upper or "NOT_ENABLED" in upper or "INVALID_CUSTOMER_ID" in upper:
+        return f"customer {cid} does not exist or is disabled: check MKPI_GOOGLE_ADS_CUSTOMER_IDS"
+    if "UNAVAILABLE" in upper or "DEADLINE" in upper:
+        return "could not reach Google Ads: check the network, or MKPI_GOOGLE_ADS_ENDPOINT (unset for Google)"
+    return "see Google Ads' message above"

@@ -24,6 +24,7 @@ How it reads (see shared/research/peers.md, HubSpot):
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 """
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.batches import Batch, Cursor, Stream, Window
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, SourceError
 from connectors.http import (
     Fatal,
     MalformedResponse,
@@ -63,6 +64,8 @@ from connectors.http import (
     scrub_calls,
     scrub_iter,
 )
+from connectors.parallel import AccountLog
+from connectors.probe import PROBE_POLICY, PROBE_TIMEOUT, Finding, api_error, first_line, refused
 from connectors.raw_tables import (
     HUBSPOT_ACCOUNT_DETAILS,
     HUBSPOT_ASSOCIATIONS,
@@ -78,7 +81,8 @@ from connectors.raw_tables import (
     hubspot_default_stream,
     hubspot_object_stream,
 )
-from connectors.settings import HubSpotSettings
+from connectors.settings import HubSpotSettings, Settings
+from connectors.source import stream_named
 from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.hubspot")
@@ -343,6 +347,29 @@ class HubSpotConnector:
         self._token()
         max_answer_bytes(SOURCE)
         return self.host()
+
+    def fetch(self, stream: Stream | str, window: Window, *, accounts: AccountLog | None = None,
+              cursor: str | None = None) -> Iterator[Batch]:
+        """The source protocol's read (connectors/source.py) over the per-table methods. A CRM object table is read
+        incrementally from `cursor` (None: in full; the last batch carries the new cursor) with `fetch_objects`;
+        owners, deal stages, the portal's details and the e-mail statistics are read whole. The deal associations
+        come with the deals they belong to, each e-mail's daily events with the e-mail statistics: asking for them
+        alone names the table to fetch. `accounts` is unused: a token reaches one portal."""
+        table = stream_named(STREAMS, stream).table
+        object_type = table.split(".", 1)[1]
+        if object_type in OBJECT_PROPERTIES:
+            return self.fetch_objects(object_type, cursor, window)
+        readers: dict[str, Callable[[Window], Iterator[Batch]]] = {
+            OWNERS.table: self.fetch_owners, DEAL_STAGES.table: self.fetch_deal_stages,
+            ACCOUNT_DETAILS.table: self.fetch_account_details, EMAIL_STATISTICS.table: self.fetch_email_statistics}
+        parents = {ASSOCIATIONS.table: "hubspot.deals", EMAIL_EVENTS_DAILY.table: EMAIL_STATISTICS.table}
+        if table in parents:
+            raise ValueError(f"{table} is read with {parents[table]}: fetch that stream")
+        return readers[table](window)
+
+    def probe(self) -> list[Finding]:
+        """What `mkpi doctor` checks: GET /crm/v3/owners?limit=1 (`probe_portal`)."""
+        return probe_portal(self)
 
     def api(self) -> Any:
         if self._api is None:
@@ -943,3 +970,41 @@ def _histogram_table(contract: Contract, body: Any, email_id: str, window: Windo
                 rows[name].append(value)
     contract.unique(days, "results[].interval.start")
     return pa.table(rows, schema=EMAIL_EVENTS_DAILY.schema)
+
+
+def connect(settings: Settings) -> HubSpotConnector:
+    """The HubSpot connector of these settings (the source protocol, connectors/source.py)."""
+    return HubSpotConnector(settings.hubspot)
+
+
+def probe_portal(connector: HubSpotConnector) -> list[Finding]:
+    """HubSpot: GET /crm/v3/owners?limit=1 through the connector (its rate limit, redaction and error wording)."""
+    hubspot = dataclasses.replace(connector.settings,
+                                  timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
+    connector = HubSpotConnector(hubspot, policy=PROBE_POLICY)
+    try:
+        host = connector.check()
+    except ConfigError as exc:
+        return refused(exc)
+    owners = connector.sub("crm.owners.owners_api")
+    try:
+        body = connector.call("GET /crm/v3/owners?limit=1", lambda: owners.get_page(
+            limit=1, _preload_content=False, _request_timeout=hubspot.timeout_seconds))
+    except SourceError as exc:
+        status, _ = api_error(exc)
+        if status == 401:
+            fix = ("MKPI_HUBSPOT_TOKEN is not accepted by the portal: copy the access token of the private app "
+                   "(HubSpot > Settings > Integrations > Private apps > Auth) into MKPI_HUBSPOT_TOKEN")
+        elif status == 403:
+            fix = ("the private app lacks a scope: add crm.objects.owners.read (and crm.objects.*.read, "
+                   "crm.schemas.*.read, content) in HubSpot > Settings > Integrations > Private apps > Scopes")
+        elif status == 429:
+            fix = "the portal's rate limit is spent for now: retry in a minute"
+        else:
+            fix = f"could not reach {host}: check the network and MKPI_HUBSPOT_ENDPOINT (unset for HubSpot)"
+        # "hubspot account portal: GET ...: 401 Authentication credentials not found. This API supports ..."
+        answer = first_line(str(exc)).split("limit=1: ", 1)[-1].split(". ", 1)[0].rstrip(".")
+        return [Finding(False, f"GET /crm/v3/owners refused: {answer}", fix)]
+    found = len(body.get("results", [])) if isinstance(body, dict) else 0
+    where = f" via {host}" if hubspot.endpoint else ""
+    return [Finding(True, f"token accepted{where}: GET /crm/v3/owners answered ({found} owner)")]

@@ -24,6 +24,7 @@ How it reads (see shared/research/peers.md and emulators.md, Matomo):
   which `channels.matomo_campaign_medium` maps to channels.
 """
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.probe import PROBE_POLICY, PROBE_TIMEOUT, Finding, first_line, refused
 from connectors.raw_tables import (
     MATOMO_CAMPAIGN_MEDIUMS,
     MATOMO_GOALS,
@@ -55,7 +57,8 @@ from connectors.raw_tables import (
     MATOMO_STREAMS,
     MATOMO_VISITS,
 )
-from connectors.settings import MatomoSettings
+from connectors.settings import MatomoSettings, Settings
+from connectors.source import stream_named
 from connectors.validation import Contract
 
 SOURCE = "matomo"
@@ -157,6 +160,10 @@ class MatomoConnector:
         self._token()
         max_answer_bytes(SOURCE)
         return self.site_ids()
+
+    def probe(self) -> list[Finding]:
+        """What `mkpi doctor` checks: the instance and the token, then view access to each site (`probe_instance`)."""
+        return probe_instance(self)
 
     def http(self) -> HttpClient:
         if self._http is None:
@@ -333,8 +340,23 @@ class MatomoConnector:
             return _REFERRER_CODES[code]
         return _REFERRER_LABELS.get(str(row.get("label")), str(row.get("label") or "unknown"))
 
-    def fetch(self, window: Window, site_ids: Sequence[str] | None = None,
-              accounts: AccountLog | None = None) -> Iterator[Batch]:
+    def fetch(self, stream: Stream | Window, window: Window | Sequence[str] | None = None,
+              site_ids: Sequence[str] | None = None, accounts: AccountLog | None = None,
+              cursor: str | None = None) -> Iterator[Batch]:
+        """Two forms. `fetch(window, site_ids=None, accounts=None)`: every table from one bulk request per site (what
+        the Matomo step loads, `read`). `fetch(stream, window, accounts=...)`: the source protocol
+        (connectors/source.py), that table's batches only; the same bulk request is sent, since Matomo answers every
+        method at once. `cursor` is unused: Matomo is read by date."""
+        if isinstance(stream, Window):
+            ids = window if window is not None else site_ids
+            return self.read(stream, ids if not isinstance(ids, Window) else None, accounts)
+        if not isinstance(window, Window):
+            raise TypeError(f"fetch({stream.table}, window): the window is a connectors.batches.Window")
+        wanted = stream_named(STREAMS, stream).table
+        return (b for b in self.read(window, site_ids, accounts) if b.stream.table == wanted)
+
+    def read(self, window: Window, site_ids: Sequence[str] | None = None,
+             accounts: AccountLog | None = None) -> Iterator[Batch]:
         """Yield one batch per stream per site: every site's window is replaced, even when empty (except the
         campaign mediums of a Matomo without the MarketingCampaignsReporting plugin: `campaign_plugin` says so).
 
@@ -405,3 +427,50 @@ def _table(rows: list[dict[str, Any]], stream: Stream) -> pa.Table:
     for row in rows:
         row["date"] = date.fromisoformat(row["date"])
     return pa.Table.from_pylist(rows, schema=stream.schema)
+
+
+def connect(settings: Settings) -> MatomoConnector:
+    """The Matomo connector of these settings (the source protocol, connectors/source.py)."""
+    return MatomoConnector(settings.matomo)
+
+
+def probe_instance(connector: MatomoConnector) -> list[Finding]:
+    """Matomo: API.getMatomoVersion (token and URL), then SitesManager.getSiteFromId per site (view access)."""
+    matomo = dataclasses.replace(connector.settings,
+                                 timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
+    connector = MatomoConnector(matomo, policy=PROBE_POLICY)
+    try:
+        sites = connector.check()
+        endpoint = connector.endpoint()
+    except ConfigError as exc:
+        return refused(exc)
+    try:
+        version = connector.call("API.getMatomoVersion", "instance")
+    except SourceError as exc:
+        if TOKEN_ADVICE in str(exc):  # Matomo answered, and refused the token (HTTP 401 in Matomo 5, or 200)
+            return [Finding(False, f"API.getMatomoVersion refused: {first_line(str(exc))}",
+                            "MKPI_MATOMO_TOKEN is not accepted: create an auth token in Matomo > "
+                            "Personal > Security > Auth tokens for a user with view access")]
+        return [Finding(False, f"{endpoint} did not answer: {first_line(str(exc))}",
+                        "check MKPI_MATOMO_URL (the instance's base URL, e.g. "
+                        "https://matomo.example.com/) and the network")]
+    shown = version.get("value") if isinstance(version, dict) else version
+    return [Finding(True, f"{endpoint}: Matomo {shown}, token accepted"),
+            *(_site_finding(connector, site) for site in sites)]
+
+
+def _site_finding(connector: MatomoConnector, site: str) -> Finding:
+    """Whether the token's user can view one site (its name, currency and time zone when it can)."""
+    try:
+        answer = connector.call("SitesManager.getSiteFromId", site, idSite=site)
+    except SourceError as exc:
+        if TOKEN_ADVICE in str(exc):
+            return Finding(False, f"site {site}: {first_line(str(exc))}",
+                           f"give the token's user view access to site {site} (Matomo > Administration > System > "
+                           "Users), or fix MKPI_MATOMO_SITE_IDS")
+        return Finding(False, f"site {site}: {first_line(str(exc))}", "retry; check the network")
+    answer = answer[0] if isinstance(answer, list) and answer else answer
+    name = answer.get("name") if isinstance(answer, dict) else None
+    details = ", ".join(str(answer.get(k)) for k in ("currency", "timezone") if isinstance(answer, dict)
+                        and answer.get(k))
+    return Finding(True, f"site {site}: {name or 'readable'}" + (f" ({details})" if details else ""))

@@ -19,6 +19,7 @@ stream whose dimensions the type lacks is skipped (`skipped_search_types` says w
 and `site_totals` asks `auto` (by page: Google has no byProperty total for them).
 """
 
+import dataclasses
 import http.client
 import json
 import socket
@@ -50,6 +51,7 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
+from connectors.probe import PROBE_TIMEOUT, Finding, api_error, first_line, google_account, refused
 from connectors.raw_tables import (
     GSC_COUNTRIES,
     GSC_DEVICES,
@@ -58,7 +60,8 @@ from connectors.raw_tables import (
     GSC_SITE_TOTALS,
     GSC_STREAMS,
 )
-from connectors.settings import SearchConsoleSettings
+from connectors.settings import SearchConsoleSettings, Settings
+from connectors.source import stream_named
 from connectors.validation import Contract
 
 SOURCE = "search_console"
@@ -277,6 +280,11 @@ class SearchConsoleConnector:
         self.service()
         return sites
 
+    def probe(self) -> list[Finding]:
+        """What `mkpi doctor` checks: sites.list once, each configured site in it with a real permission
+        (`probe_sites`)."""
+        return probe_sites(self)
+
     def query(self, site_url: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         """One searchanalytics.query, retried through the shared helper; each attempt within one answer guard
         (timeout_seconds in all, at most MKPI_SEARCH_CONSOLE_MAX_ANSWER_MB)."""
@@ -297,14 +305,18 @@ class SearchConsoleConnector:
             raise ValueError(f"unexpected answer type {type(result).__name__}")
         return result
 
-    def fetch(self, report: GscReport | str, window: Window, sites: Sequence[str] | None = None,
-              accounts: AccountLog | None = None) -> Iterator[Batch]:
-        """Yield batches per page, per search type, per site: one read of the whole window each.
+    def fetch(self, report: GscReport | Stream | str, window: Window, sites: Sequence[str] | None = None,
+              accounts: AccountLog | None = None, cursor: str | None = None) -> Iterator[Batch]:
+        """Yield batches per page, per search type, per site: one read of the whole window each. The report is given
+        as itself, its name or its raw table's Stream (the source protocol, connectors/source.py; `cursor` is unused:
+        Search Console is read by date).
 
         Sites are read `parallel_accounts` at a time (the shared queries-per-minute limiter still bounds the
         rate), handed on in configured order; with `accounts`, a failing site is recorded there and skipped
         instead of raised (connectors/parallel.py)."""
-        if isinstance(report, str):
+        if isinstance(report, Stream):
+            report = next(r for r in REPORTS.values() if r.stream.table == stream_named(STREAMS, report).table)
+        elif isinstance(report, str):
             report = REPORTS[report]
         site_list = list(sites) if sites else self.sites()
         row_limit = self.settings.row_limit
@@ -342,3 +354,54 @@ class SearchConsoleConnector:
 
         yield from fetch_accounts(site_list, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)
+
+
+def connect(settings: Settings) -> SearchConsoleConnector:
+    """The Search Console connector of these settings (the source protocol, connectors/source.py)."""
+    return SearchConsoleConnector(settings.search_console)
+
+
+def probe_sites(connector: SearchConsoleConnector) -> list[Finding]:
+    """Search Console: sites().list() once, then each configured property must be in it with a real permission."""
+    from connectors.google_auth import insufficient_scopes, scope_advice
+
+    gsc = dataclasses.replace(connector.settings,
+                              timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
+    connector = SearchConsoleConnector(gsc)
+    try:
+        sites = connector.check()
+    except ConfigError as exc:
+        return refused(exc)
+    account = google_account(gsc.credentials_file, gsc.endpoint, SCOPES, "Search Console",
+                             "MKPI_SEARCH_CONSOLE_ENDPOINT")
+    try:
+        listed = connector.service().sites().list().execute(num_retries=0)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes advice
+        status, message = api_error(exc)
+        if isinstance(getattr(exc, "reason", None), str) and exc.reason:  # googleapiclient's HttpError: Google's words
+            message = first_line(exc.reason)
+        accepted = insufficient_scopes(exc)
+        if accepted is not None:
+            fix = scope_advice("Search Console", SCOPES, accepted)
+        elif status in (401, 403):
+            fix = "the credentials were refused: point GOOGLE_APPLICATION_CREDENTIALS to a valid service-account key"
+        else:
+            fix = "check the network and MKPI_SEARCH_CONSOLE_ENDPOINT (unset for Google)"
+        return [Finding(False, f"sites.list refused: {message}", fix)]
+    entries = {e.get("siteUrl"): e.get("permissionLevel") for e in (listed or {}).get("siteEntry", [])}
+    return [_site_finding(site, entries, account) for site in sites]
+
+
+def _site_finding(site: str, entries: dict[Any, Any], account: str) -> Finding:
+    """Whether one configured site is listed with a permission that reads data, and what to grant if not."""
+    level = entries.get(site)
+    if level in ("siteOwner", "siteFullUser", "siteRestrictedUser"):
+        return Finding(True, f"{site}: listed, permission {level}")
+    grant = (f"in Search Console > Settings > Users and permissions of {site}, add {account} as a user "
+             "(Restricted is enough)")
+    if level is None:
+        visible = ", ".join(sorted(s for s in entries if s)) or "none"
+        return Finding(False, f"{site}: not among the properties this account sees ({visible})",
+                       f"{grant}, or fix the spelling in MKPI_SEARCH_CONSOLE_SITES (a domain "
+                       "property is sc-domain:example.com, a URL property ends with /)")
+    return Finding(False, f"{site}: listed with permission {level}, which cannot read data", grant)
