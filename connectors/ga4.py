@@ -818,3 +818,14 @@ def probe_properties(connector: Ga4Connector) -> list[Finding]:
         sessions = response.rows[0].metric_values[0].value if response.rows else "0"
         findings.append(Finding(True, f"property {pid}: runReport answered{where} ({sessions} sessions yesterday)"))
     return findings
+
+
+def kpi_accounts(settings: Settings) -> tuple[str, ...]:
+    """The configured properties as KPI rows name them (an id that does not parse is left out: runs refuse it)."""
+    out = []
+    for raw in settings.ga4.property_ids:
+        try:
+            out.append(normalise_property_id(raw))
+        except ConfigError:
+            continue
+    return tuple(out)

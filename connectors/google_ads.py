@@ -352,3 +352,14 @@ def ads_fix(reason: str, cid: str) -> str:
     if "UNAVAILABLE" in upper or "DEADLINE" in upper:
         return "could not reach Google Ads: check the network, or MKPI_GOOGLE_ADS_ENDPOINT (unset for Google)"
     return "see Google Ads' message above"
+
+
+def kpi_accounts(settings: Settings) -> tuple[str, ...]:
+    """The configured customers as KPI rows name them (an id that does not parse is left out: runs refuse it)."""
+    out = []
+    for raw in settings.google_ads.customer_ids:
+        try:
+            out.append(normalise_customer_id(raw))
+        except ConfigError:
+            continue
+    return tuple(out)

@@ -1008,3 +1008,8 @@ def probe_portal(connector: HubSpotConnector) -> list[Finding]:
     found = len(body.get("results", [])) if isinstance(body, dict) else 0
     where = f" via {host}" if hubspot.endpoint else ""
     return [Finding(True, f"token accepted{where}: GET /crm/v3/owners answered ({found} owner)")]
+
+
+def kpi_accounts(settings: Settings) -> None:
+    """None: a token reaches one portal, whatever its id, so any account of HubSpot's KPI rows is the configured one."""
+    return None

@@ -474,3 +474,8 @@ def _site_finding(connector: MatomoConnector, site: str) -> Finding:
     details = ", ".join(str(answer.get(k)) for k in ("currency", "timezone") if isinstance(answer, dict)
                         and answer.get(k))
     return Finding(True, f"site {site}: {name or 'readable'}" + (f" ({details})" if details else ""))
+
+
+def kpi_accounts(settings: Settings) -> tuple[str, ...]:
+    """The configured site ids, as KPI rows name them."""
+    return tuple(settings.matomo.site_ids)

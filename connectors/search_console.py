@@ -405,3 +405,8 @@ def _site_finding(site: str, entries: dict[Any, Any], account: str) -> Finding:
                        f"{grant}, or fix the spelling in MKPI_SEARCH_CONSOLE_SITES (a domain "
                        "property is sc-domain:example.com, a URL property ends with /)")
     return Finding(False, f"{site}: listed with permission {level}, which cannot read data", grant)
+
+
+def kpi_accounts(settings: Settings) -> tuple[str, ...]:
+    """The configured sites, as KPI rows name them (the site URL as written)."""
+    return tuple(settings.search_console.sites)

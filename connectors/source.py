@@ -14,6 +14,8 @@ checks every registry entry's module against them):
   Where one request answers several tables (Matomo's bulk request, GA4's quality rows beside each report, HubSpot's
   deal associations with the deals), the dependent tables come with their parent's read; asking for a dependent
   table alone says which stream to fetch instead.
+- `kpi_accounts(settings)`: the configured accounts as KPI rows name them (None: whatever account the credential
+  reaches), so a source or an account no longer configured is not reported stale.
 - `connector.probe()`: what `mkpi doctor` checks, the cheapest real request per account, as findings (ok / text /
   fix); never raises for a platform's refusal, only reports it.
 """
@@ -53,6 +55,11 @@ class SourceModule(Protocol):
 
     def connect(self, settings: Settings) -> Any:  # a SourceConnector
         """The connector for these settings; nothing is sent yet."""
+        ...
+
+    def kpi_accounts(self, settings: Settings) -> tuple[str, ...] | None:
+        """The configured accounts as KPI rows name them (None: any account, a source with one account per
+        credential): what alerts judge for staleness."""
         ...
 
 

@@ -708,32 +708,12 @@ def acknowledge(conn: duckdb.DuckDBPyConnection, ident: str, now: datetime | Non
 
 def configured_accounts(settings: Settings) -> dict[str, tuple[str, ...] | None]:
     """Each configured source's accounts as kpi_daily writes them (None: any account, HubSpot's one portal): a source
-    or account no longer configured is not reported stale."""
-    from connectors.errors import ConfigError
-    from connectors.ga4 import normalise_property_id
-    from connectors.google_ads import normalise_customer_id
+    or account no longer configured is not reported stale. The sources are the registry's; each connector module
+    says how its KPI rows name its accounts (`kpi_accounts`, connectors/source.py)."""
+    from connectors import registry
 
-    def normalised(ids: Iterable[str], normalise: Any) -> tuple[str, ...]:
-        out = []
-        for raw in ids:
-            try:
-                out.append(normalise(raw))
-            except ConfigError:
-                continue
-        return tuple(out)
-
-    found: dict[str, tuple[str, ...] | None] = {}
-    if settings.ga4.property_ids:
-        found["ga4"] = normalised(settings.ga4.property_ids, normalise_property_id)
-    if settings.search_console.sites:
-        found["search_console"] = tuple(settings.search_console.sites)
-    if settings.matomo.url and settings.matomo.site_ids:
-        found["matomo"] = tuple(settings.matomo.site_ids)
-    if settings.google_ads.customer_ids:
-        found["google_ads"] = normalised(settings.google_ads.customer_ids, normalise_customer_id)
-    if settings.hubspot.token is not None:
-        found["hubspot"] = None
-    return found
+    return {spec.code: spec.connector_module().kpi_accounts(settings) for spec in registry.SOURCES
+            if spec.configured(settings)}
 
 
 def evaluate(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, as_of: date, *,
