@@ -318,6 +318,19 @@ def period_bounds(period: str, day: date) -> tuple[date, date]:
     return start, date(start.year + year, month + 1, 1) - timedelta(days=1)
 
 
+def target_due(o: Objective, first: date, last: date) -> float:
+    """The part of the objective's target due over the days first..last (inclusive; 0 when last < first): KPI
+    catalogue rule, additive KPIs are compared with the target pro-rated to the elapsed part of the period. Each
+    day carries its period's target over that period's days, so a week across two months takes each month's share."""
+    total, day = 0.0, first
+    while day <= last:
+        start, end = period_bounds(o.period, day)
+        until = min(last, end)
+        total += o.target * (((until - day).days + 1) / ((end - start).days + 1))
+        day = until + timedelta(days=1)
+    return total
+
+
 def _periods(period: str, first: date, last: date) -> list[tuple[date, date]]:
     out = []
     start, end = period_bounds(period, first)
@@ -712,7 +725,7 @@ def _check_layout(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 @dataclass(frozen=True)
-class _Scope:
+class DataScope:
     """Where an objective's data lies: first and last day (of its account, else of its source), the first day
     flagged incomplete, the day that moved the as-of day (`cut_at`), and, when the objective names an account
     without any data, the text saying so (then the range is the source's, so each period reports it)."""
@@ -733,7 +746,7 @@ def _where(o: Objective, account: str | None, alias: str = "") -> tuple[str, lis
     return sql, params
 
 
-def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, account: str | None) -> _Scope | None:
+def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, account: str | None) -> DataScope | None:
     """First and last day with data for the KPI's source (or account), any channel: one quiet channel does not
     move as-of. Native KPIs: their months, dated by the CRM's own last day of activity."""
     where, params = _where(o, account)
@@ -751,17 +764,17 @@ def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, ac
                 sql, day_params = sql + " AND account_id = ?", [*day_params, account]
             found = conn.execute(sql, day_params).fetchone()
             last_day = found[0] if found else None
-        return _Scope(row[0], last_day or period_bounds("month", row[1])[1])
+        return DataScope(row[0], last_day or period_bounds("month", row[1])[1])
     if not _table_exists(conn, "kpi_daily"):
         return None
     row = conn.execute(f"SELECT min(date), max(date), min(date) FILTER (WHERE list_contains(quality, ?)) "
                        f"FROM {KPI_SCHEMA}.kpi_daily WHERE {where}", [PARTIAL_DAY, *params]).fetchone()
     if not row or row[0] is None:
         return None
-    return _Scope(row[0], row[1], row[2])
+    return DataScope(row[0], row[1], row[2])
 
 
-def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) -> _Scope | None:
+def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) -> DataScope | None:
     """The objective's data range; an account without data gets its source's range and a text naming the
     accounts that have data (None: the source has no data at all, so there is nothing to judge yet)."""
     found = _range(conn, o, kpi, o.account)
@@ -780,7 +793,7 @@ def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) ->
     return replace(source_wide, first_incomplete=None, missing_account=text)
 
 
-class _Parts(NamedTuple):
+class Actuals(NamedTuple):
     """What a period so far adds up to: summed parts, days with data, currencies seen, every day final."""
 
     numerator: float | None
@@ -790,11 +803,11 @@ class _Parts(NamedTuple):
     final: bool
 
 
-_NO_DATA = _Parts(None, None, 0, (), True)
+_NO_DATA = Actuals(None, None, 0, (), True)
 
 
 def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
-             periods: Sequence[tuple[date, date]]) -> list[_Parts]:
+             periods: Sequence[tuple[date, date]]) -> list[Actuals]:
     """The parts of each period so far (over every account unless the objective names one: a ratio of sums), in
     one query for all of an objective's periods (a query per period made the one-day recompute slow, issue #9)."""
     if not periods:
@@ -806,7 +819,7 @@ def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
         sql = (f"SELECT k.month_start, sum(k.numerator), sum(k.denominator), 1, {currencies}, {final} "
                f"FROM {KPI_SCHEMA}.kpi_monthly AS k WHERE {where} AND k.channel = 'all' "
                "AND k.month_start IN (SELECT unnest(?::DATE[])) GROUP BY k.month_start")
-        found = {r[0]: _Parts(r[1], r[2], r[3], tuple(r[4] or ()), bool(r[5]))
+        found = {r[0]: Actuals(r[1], r[2], r[3], tuple(r[4] or ()), bool(r[5]))
                  for r in conn.execute(sql, [*params, [start for start, _ in periods]]).fetchall()}
         return [found.get(start, _NO_DATA) for start, _ in periods]
     sql = (f"SELECT p.i, sum(k.numerator), sum(k.denominator), count(DISTINCT k.date), {currencies}, {final} "
@@ -816,7 +829,7 @@ def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
     if o.channel is not None:
         sql += " AND k.channel = ?"
         params.append(o.channel)
-    found = {r[0]: _Parts(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))
+    found = {r[0]: Actuals(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))
              for r in conn.execute(sql + " GROUP BY p.i", params).fetchall() if r[3]}
     return [found.get(i, _NO_DATA) for i in range(len(periods))]
 
@@ -830,7 +843,7 @@ def _denominator_text(kpi: KpiDefinition, source: str, value: float, currency: s
     return _money(value, currency) if money else _count(value, 0, up=False)
 
 
-def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], parts: _Parts, scope: _Scope,
+def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], parts: Actuals, scope: DataScope,
                   start: date, end: date) -> str | None:
     """Why this period cannot be judged (the gap text of an insufficient_data row), or None when it can."""
     words = wording(kpi)
@@ -865,19 +878,30 @@ def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], part
     return None
 
 
-def _evaluate(o: Objective, kpi: KpiDefinition, start: date, end: date, as_of: date, parts: _Parts,
-              scope: _Scope, min_denominators: Mapping[str, float]) -> dict[str, Any]:
-    """One kpi_vs_objective row: the period so far against the target (pro-rated for sums, as is for ratios)."""
+def evaluate(o: Objective, period: tuple[date, date], as_of: date, parts: Actuals, kpi: KpiDefinition,
+             scope: DataScope | None = None, min_denominators: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The one judgement of an objective: the days of `period` up to `as_of` (their summed `parts`) against the
+    target, as a kpi_vs_objective row. `period` is the objective's own month, quarter or year (kpi.kpi_vs_objective,
+    `mkpi kpis`, the dashboard) or any range of days, e.g. a week (`mkpi kpis --period week`).
+
+    KPI catalogue rules: a sum is compared with the target pro-rated to the elapsed days of the period (`target_due`,
+    elapsed time, not days with data) and forecast to the period's end; a ratio as a ratio of sums, never
+    pro-rated; a budget is off when over- or under-spent; a flow ratio waits for the period's end; below the minimum
+    denominator, or without data, it is insufficient_data. `scope` (where the objective's data lies) defaults to
+    data from the period's first day to as-of."""
+    start, end = period
+    scope = scope or DataScope(start, as_of)
     numerator, denominator = parts.numerator, parts.denominator
     elapsed_end = min(as_of, end)
-    elapsed = ((elapsed_end - start).days + 1) / ((end - start).days + 1)
+    elapsed = max(0, (elapsed_end - start).days + 1) / ((end - start).days + 1)
+    minimums = {**DEFAULT_MIN_DENOMINATORS, **(min_denominators or {})}
     lower = kpi.lower_is_better
     min_den = None if kpi.additive else (o.min_denominator if o.min_denominator is not None
-                                         else float(min_denominators.get(kpi.unit, 0.0)))
+                                         else float(minimums.get(kpi.unit, 0.0)))
     forecast = gap = None
     if kpi.additive:
         actual = numerator if parts.days else None
-        target_to_date = o.target * elapsed
+        target_to_date = target_due(o, start, elapsed_end)
         forecast = actual / elapsed if actual is not None and elapsed > 0 else None
         if actual is not None:
             gap = target_to_date - actual
@@ -916,6 +940,60 @@ def _evaluate(o: Objective, kpi: KpiDefinition, start: date, end: date, as_of: d
     return row
 
 
+def _scope_as_of(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, as_of: date | None,
+                 yesterday: date) -> tuple[DataScope, date] | None:
+    """The objective's data scope and its as-of day: the given day, else the last day with data for its account
+    (else source) but never after yesterday, and always before a day flagged partial_day (the scope then records
+    that cut). None when the source has no data at all."""
+    scope = _scope(conn, o, kpi)
+    if scope is None:
+        return None
+    objective_as_of = as_of or min(scope.last, yesterday)
+    if scope.first_incomplete is not None and scope.first_incomplete <= objective_as_of:
+        objective_as_of = scope.first_incomplete - timedelta(days=1)
+        scope = replace(scope, cut_at=scope.first_incomplete)
+    return scope, objective_as_of
+
+
+def evaluate_window(conn: duckdb.DuckDBPyConnection, objectives: Sequence[Objective], window: tuple[date, date],
+                    tz: str = "Europe/Paris", min_denominators: Mapping[str, float] | None = None,
+                    catalogue: Catalogue | None = None) -> list[dict[str, Any]]:
+    """Each objective in force during `window` (e.g. an ISO week) judged over the window's days up to its as-of
+    day, by `evaluate`, exactly as kpi.kpi_vs_objective judges its periods; read-only (nothing is written)."""
+    catalogue = catalogue or load_catalogue()
+    yesterday = datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
+    start, end = window
+    rows: list[dict[str, Any]] = []
+    for o in objectives:
+        if (o.valid_from and o.valid_from > end) or (o.valid_until and o.valid_until < start):
+            continue
+        kpi = catalogue[o.kpi]
+        found = _scope_as_of(conn, o, kpi, None, yesterday)
+        if found is None:
+            continue
+        scope, objective_as_of = found
+        parts = _actuals(conn, o, kpi, [(start, min(end, objective_as_of))])[0]
+        rows.append(evaluate(o, window, objective_as_of, parts, kpi, scope, min_denominators))
+    return rows
+
+
+def read_objectives(conn: duckdb.DuckDBPyConnection) -> list[Objective]:
+    """The objectives as the last run validated and wrote them (kpi.objective), for readers of a built database."""
+    if not _table_exists(conn, "objective"):
+        return []
+    cursor = conn.execute(f"SELECT * FROM {KPI_SCHEMA}.objective")
+    names = [d[0] for d in cursor.description]
+    out = []
+    for values in cursor.fetchall():
+        row = dict(zip(names, values, strict=True))
+        account = row.pop("account_id", None)
+        minimum = row.get("min_denominator")
+        row["min_denominator"] = None if minimum is None or minimum != minimum else float(minimum)  # NaN: unset
+        out.append(Objective(**{k: v for k, v in row.items() if k in Objective.__dataclass_fields__},
+                             account=account))
+    return out
+
+
 @conflict_retried  # on a DuckLake, run again whole if it lost a commit race to another writer
 def build_kpi_vs_objective(
     conn: duckdb.DuckDBPyConnection,
@@ -942,18 +1020,15 @@ def build_kpi_vs_objective(
     rows: list[dict[str, Any]] = []
     for o in objectives:
         kpi = catalogue[o.kpi]
-        scope = _scope(conn, o, kpi)
-        if scope is None:
+        found = _scope_as_of(conn, o, kpi, as_of, yesterday)
+        if found is None:
             continue
-        objective_as_of = as_of or min(scope.last, yesterday)
-        if scope.first_incomplete is not None and scope.first_incomplete <= objective_as_of:
-            objective_as_of = scope.first_incomplete - timedelta(days=1)
-            scope = replace(scope, cut_at=scope.first_incomplete)
+        scope, objective_as_of = found
         start_from = max(scope.first, o.valid_from) if o.valid_from else scope.first
         periods = [(start, end) for start, end in _periods(o.period, start_from, objective_as_of)
                    if not ((o.valid_from and end < o.valid_from) or (o.valid_until and start > o.valid_until))]
         actuals = _actuals(conn, o, kpi, [(start, min(end, objective_as_of)) for start, end in periods])
-        for (start, end), parts in zip(periods, actuals, strict=True):
-            rows.append(_evaluate(o, kpi, start, end, objective_as_of, parts, scope, minimums))
+        for period, parts in zip(periods, actuals, strict=True):
+            rows.append(evaluate(o, period, objective_as_of, parts, kpi, scope, minimums))
     _replace_table(conn, "kpi_vs_objective", pa.Table.from_pylist(rows, schema=_RESULT_SCHEMA))
     return rows

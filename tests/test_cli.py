@@ -289,7 +289,71 @@ def test_kpis_week_shows_the_latest_week_with_objectives_where_they_exist(backfi
     assert code == 0
     assert "week 2026-W10 (2026-03-02 .. 2026-03-08, 2 day(s) with data)" in out
     assert "no objective" in out  # e.g. orders has no objective in the sandbox file
-    assert "month target pro-rated to 2 days" in out  # revenue: an additive KPI against its monthly target
+    assert "a sum's target pro-rated to the week's elapsed days" in out  # e.g. revenue against its month target
+
+
+# A hand-made week (ISO 2026-W10, Mon 2 .. Sun 8 March; March has 31 days): GA4 has data on 1, 2, 3 and 5 March
+# (none on the 4th), so its as-of day is the 5th and 4 days of the week have elapsed, 3 of them with data. No KPI
+# has an 'all' channel row, as in the real kpi_daily: every total is summed over the channels.
+WEEK_DAYS = [date(2026, 3, d) for d in (1, 2, 3, 5)]
+
+
+@pytest.fixture
+def week_db(tmp_path):
+    from connectors.warehouse import connect
+    from kpi_models.catalogue import rollup_view_sql
+    from kpi_models.objectives import parse_objectives, write_objectives
+
+    path = tmp_path / "week.duckdb"
+    with connect(path) as conn:
+        conn.execute("CREATE SCHEMA kpi")
+        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+        rows = []
+        for day in WEEK_DAYS:
+            rows += [(day, "ga4", "organic_search", "111", "sessions", 60.0, None, 60.0),
+                     (day, "ga4", "direct", "111", "sessions", 40.0, None, 40.0),
+                     (day, "ga4", "organic_search", "111", "conversion_rate", 1.0, 60.0, 1 / 60),
+                     (day, "ga4", "direct", "111", "conversion_rate", 1.0, 40.0, 1 / 40)]
+        for day in (*WEEK_DAYS[1:3], date(2026, 3, 4), WEEK_DAYS[3]):  # Ads: every day from 2 to 5 March
+            rows.append((day, "google_ads", "paid_search", "1234567890", "ad_clicks", 50.0, None, 50.0))
+        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, true, [], NULL)", rows)
+        conn.execute(rollup_view_sql()["kpi_weekly"])
+        write_objectives(conn, parse_objectives([
+            {"kpi": "sessions", "source": "ga4", "period": "month", "target": 3100},
+            {"kpi": "sessions", "source": "ga4", "channel": "organic_search", "period": "month", "target": 1550},
+            {"kpi": "conversion_rate", "source": "ga4", "period": "month", "target": 0.025},
+        ]))
+    return path
+
+
+def table_row(out: str, *cells: str) -> list[str]:
+    """The cells of the one table line whose first cells are `cells`."""
+    found = []
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split("│")[1:-1]]
+        if parts[1:1 + len(cells)] == list(cells):
+            found.append(parts)
+    assert len(found) == 1, (cells, out)
+    return found[0]
+
+
+def test_kpis_week_judges_objectives_by_elapsed_days_and_keeps_kpis_without_an_all_row(week_db, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = run_cli("kpis", "--period", "week", "--db", str(week_db))
+    assert code == 0, err
+    assert "week 2026-W10 (2026-03-02 .. 2026-03-08" in out
+    # columns: family, KPI, source, channel, actual, target (week), attain., status, gap
+    # sessions, all channels: 100 a day on 2, 3 and 5 March = 300; the month's 3,100 pro-rated to the 4 elapsed
+    # days (2..5 March, as-of the 5th) = 3,100 x 4 / 31 = 400 (not 300: a day without data still counts); 0.75
+    assert table_row(out, "sessions", "ga4", "all")[4:8] == ["300", "400", "0.75", "off_track"]
+    # organic search only: 60 x 3 = 180 against 1,550 x 4 / 31 = 200: 0.90
+    assert table_row(out, "sessions", "ga4", "organic_search")[4:8] == ["180", "200", "0.90", "off_track"]
+    # a ratio of sums, never pro-rated: (3 + 3) / (180 + 120) = 2.00% against 2.50%: 0.80
+    assert table_row(out, "conversion_rate", "ga4", "all")[4:8] == ["2.00%", "2.50%", "0.80", "off_track"]
+    # Google Ads clicks exist only on the paid_search channel: 50 x 4 = 200, shown without an objective
+    assert table_row(out, "ad_clicks", "google_ads", "all")[4:8] == ["200", "-", "-", "no objective"]
 
 
 def test_kpis_statuses_are_coloured(backfilled, monkeypatch):

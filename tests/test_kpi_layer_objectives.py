@@ -24,10 +24,13 @@ from kpi_models.objectives import (
     attainment,
     budget_status,
     build_kpi_vs_objective,
+    evaluate_window,
     gap_text,
     load_objectives,
     parse_objectives,
     period_bounds,
+    read_objectives,
+    target_due,
 )
 
 AS_OF = date(2026, 3, 10)
@@ -129,6 +132,33 @@ def test_additive_off_track(conn):
     row = one(conn, {**SESSIONS, "target": 4000})
     assert row["attainment"] == pytest.approx(0.775)
     assert row["status"] == "off_track"
+
+
+def test_a_week_is_judged_by_the_same_rule_over_its_elapsed_days(conn):
+    # Week Mon 9 .. Sun 15 March, as-of the 10th (the last day with data): 2 days elapsed. 100 sessions a day:
+    # 200 against 3100 x 2/31 = 200 -> 1.0; the forecast to the week's end is 200 / (2/7) = 700.
+    objectives = parse_objectives({"objectives": [{**SESSIONS, "target": 3100}]}, "test.yaml")
+    [row] = evaluate_window(conn, objectives, (date(2026, 3, 9), date(2026, 3, 15)))
+    assert (row["period_start"], row["period_end"], row["as_of"]) == (date(2026, 3, 9), date(2026, 3, 15), AS_OF)
+    assert row["actual"] == 200 and row["days_with_data"] == 2
+    assert row["target_to_date"] == pytest.approx(200)
+    assert row["elapsed_fraction"] == pytest.approx(2 / 7) and row["forecast"] == pytest.approx(700)
+    assert (row["attainment"], row["status"]) == (pytest.approx(1.0), "on_track")
+
+
+def test_a_window_covering_the_month_gives_the_kpi_vs_objective_row(conn):
+    entries = [{**SESSIONS, "target": 3200}, {**CONVERSION, "target": 0.025}]
+    month = {r["kpi"]: r for r in run(conn, entries, as_of=None) if r["period_start"] == date(2026, 3, 1)}
+    window = evaluate_window(conn, read_objectives(conn), (date(2026, 3, 1), date(2026, 3, 31)))
+    assert {r["kpi"]: r for r in window} == month
+
+
+def test_target_due_takes_each_months_share_of_a_week_across_two_months():
+    # Mon 30 March .. Sun 5 April: 2 March days of 31, 5 April days of 30: 3100 x 2/31 + 3100 x 5/30 = 716.67
+    [objective] = parse_objectives({"objectives": [{**SESSIONS, "target": 3100}]}, "test.yaml")
+    assert target_due(objective, date(2026, 3, 30), date(2026, 4, 5)) == pytest.approx(200 + 3100 * 5 / 30)
+    assert target_due(objective, date(2026, 3, 1), date(2026, 3, 31)) == pytest.approx(3100)
+    assert target_due(objective, date(2026, 3, 5), date(2026, 3, 4)) == 0  # nothing elapsed yet
 
 
 def test_channel_filter(conn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,9 @@ from pipelines.lib.preflight import read_settings
 if TYPE_CHECKING:
     import duckdb
 
+# How the week view's targets are set (kpi_models.objectives.evaluate, the month view's rule).
+WEEK_TARGETS = ("target (week): a sum's target pro-rated to the week's elapsed days (up to its source's last day "
+                "with data), a rate's target as it stands")
 STATUS_STYLES = {"on_track": "green", "at_risk": "yellow", "off_track": "red", "insufficient_data": "dim"}
 
 
@@ -73,8 +76,8 @@ def _month_rows(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[dict[str, An
                        "or MKPI_OBJECTIVES")
     cursor = conn.execute(
         """
-        SELECT kpi, source, channel, actual, coalesce(target_to_date, target) AS target_now, target, attainment,
-               status, gap_text, unit, currency, period_start, period_end, as_of, provisional
+        SELECT kpi, source, channel, account_id, actual, coalesce(target_to_date, target) AS target_now, target,
+               attainment, status, gap_text, unit, currency, period_start, period_end, as_of, provisional
         FROM kpi.kpi_vs_objective
         WHERE period = 'month' AND period_start = (SELECT max(period_start) FROM kpi.kpi_vs_objective
                                                    WHERE period = 'month')
@@ -90,12 +93,11 @@ def _month_rows(conn: duckdb.DuckDBPyConnection) -> tuple[str, list[dict[str, An
 
 
 def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str, list[dict[str, Any]]]:
-    """The latest week of kpi.kpi_weekly, all channels together, beside the objective where one exists.
-
-    Objectives are per month (or quarter, year): a rate is compared with its target as it stands; a sum with
-    the target pro-rated to the days of the period the week has data for, like kpi_vs_objective does to date."""
+    """The latest week of kpi.kpi_weekly, every KPI summed over its channels and accounts, beside the objectives in
+    force that week, judged by kpi_models.objectives.evaluate over the week's days: the rule of the month view and
+    of kpi.kpi_vs_objective (a sum against its target pro-rated to the elapsed days, a ratio as it stands)."""
     from kpi_models.catalogue import load_catalogue
-    from kpi_models.objectives import BUDGET_KPIS, attainment, budget_status, period_bounds, status
+    from kpi_models.objectives import evaluate_window, read_objectives
 
     if not _has_table(conn, "kpi", "kpi_weekly"):
         raise CliError("this database has no kpi.kpi_weekly view yet", "run `mkpi backfill` to build the KPI layer")
@@ -104,71 +106,48 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
         return "no weekly KPI yet", []
     week_start = latest[0]
     catalogue = load_catalogue()
-    # Per channel and over all channels ('all'), summed over accounts: a ratio recomputed from the summed parts.
+    # Over every channel and account, as an objective without channel or account sums them: a ratio of the sums.
     additive = [k.kpi for k in catalogue.daily() if k.additive]
     cursor = conn.execute(
-        "SELECT kpi, source, coalesce(channel, 'all') AS channel, CASE WHEN kpi IN (SELECT unnest(?)) "
-        "THEN sum(numerator) ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value, "
-        "sum(numerator) AS numerator, sum(denominator) AS denominator, any_value(currency) AS currency, "
+        "SELECT kpi, source, CASE WHEN kpi IN (SELECT unnest(?)) THEN sum(numerator) "
+        "ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value, any_value(currency) AS currency, "
         "max(days_with_data) AS days_with_data, any_value(week_end) AS week_end, any_value(iso_week) AS iso_week "
-        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY GROUPING SETS ((kpi, source, channel), (kpi, source)) "
-        "HAVING grouping(channel) = 1 OR channel <> 'all'", [additive, week_start])
+        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY kpi, source", [additive, week_start])
     names = [d[0] for d in cursor.description]
     weekly = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    objectives: list[dict[str, Any]] = []
-    if _has_table(conn, "kpi", "objective"):
-        cur = conn.execute("SELECT * FROM kpi.objective")
-        onames = [d[0] for d in cur.description]
-        objectives = [dict(zip(onames, r, strict=True)) for r in cur.fetchall()]
-    rank = {"month": 0, "quarter": 1, "year": 2}
-    chosen: dict[tuple[str, str, str], dict[str, Any]] = {}
     week_end = weekly[0]["week_end"] if weekly else week_start
-    for o in sorted(objectives, key=lambda o: rank.get(o["period"], 9)):
-        valid_from, valid_until = _as_date(o.get("valid_from")), _as_date(o.get("valid_until"))
-        if (valid_from and valid_from > week_end) or (valid_until and valid_until < week_start):
-            continue
-        if o.get("account_id"):
-            continue  # this view sums every account of a source: an account's own objective is judged per month
-        chosen.setdefault((o["kpi"], o["source"], o.get("channel") or "all"), o)
-    rows = []
-    for w in weekly:
-        objective = chosen.get((w["kpi"], w["source"], w["channel"]))
-        if w["channel"] != "all" and objective is None:
-            continue  # channels only where an objective targets them; the 'all' row is the KPI's total
-        definition = catalogue.kpis.get(w["kpi"])
-        unit = definition.unit if definition else None
-        row = {"kpi": w["kpi"], "source": w["source"], "channel": w["channel"], "actual": w["value"],
-               "unit": unit, "currency": w["currency"] if unit == "currency" else None,
-               "target_now": None, "attainment": None, "status": None, "gap_text": ""}
-        if objective is not None and definition is not None:
-            target = float(objective["target"])
-            if definition.additive:
-                period_start, period_end = period_bounds(objective["period"], week_start)
-                target *= (w["days_with_data"] or 0) / ((period_end - period_start).days + 1)
-                row["gap_text"] = f"{objective['period']} target pro-rated to {w['days_with_data']} days"
-            minimum = objective.get("min_denominator")
-            if minimum is None or minimum != minimum:  # NaN from DuckDB
-                minimum = float(settings.min_denominators.get(definition.unit, 0.0))
-            actual = w["value"]
-            attained = attainment(actual, target, definition.lower_is_better)
-            row["target_now"], row["attainment"] = target, attained
-            too_small = not definition.additive and (w["denominator"] or 0) < (minimum or 0)
-            tolerance = float(objective["tolerance"])
-            if w["kpi"] in BUDGET_KPIS:  # a budget: over- and under-spend are both off
-                row["status"] = budget_status(actual, target, tolerance)
-            else:
-                row["status"] = "insufficient_data" if too_small else status(
-                    attained, tolerance, actual, target, definition.lower_is_better)
-        rows.append(row)
+    judged = _judged_once(evaluate_window(conn, read_objectives(conn), (week_start, week_end),
+                                          settings.reporting_timezone, settings.min_denominators, catalogue))
+    rows = [judged.pop((w["kpi"], w["source"], "all", "all"), None) or _unjudged(w, catalogue) for w in weekly]
+    rows += judged.values()  # channels and accounts only where an objective targets them
     days = max((w["days_with_data"] or 0) for w in weekly) if weekly else 0
     title = f"week {weekly[0]['iso_week']} ({week_start} .. {week_end}, {days} day(s) with data)" if weekly else ""
     return title, rows
 
 
-def _as_date(value: Any) -> date | None:
-    if value is None or value != value:  # None or NaT/NaN
-        return None
-    return value.date() if isinstance(value, datetime) else value
+def _judged_once(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+    """One judged row per KPI, source, channel and account: the month's objective before the quarter's and year's."""
+    rank = {"month": 0, "quarter": 1, "year": 2}
+    chosen: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for row in sorted(rows, key=lambda r: rank.get(r["period"], 9)):
+        row["target_now"] = row["target_to_date"]
+        chosen.setdefault((row["kpi"], row["source"], row["channel"], row["account_id"]), row)
+    return chosen
+
+
+def _unjudged(week: dict[str, Any], catalogue: Any) -> dict[str, Any]:
+    """A KPI's week total where no objective is in force."""
+    definition = catalogue.kpis.get(week["kpi"])
+    unit = definition.unit if definition else None
+    return {"kpi": week["kpi"], "source": week["source"], "channel": "all", "account_id": "all",
+            "actual": week["value"], "unit": unit, "currency": week["currency"] if unit == "currency" else None,
+            "target_now": None, "attainment": None, "status": None, "gap_text": ""}
+
+
+def _source_cell(row: dict[str, Any]) -> str:
+    """The source, with the account when an objective targets one account ("google_ads 1234567890")."""
+    account = row.get("account_id")
+    return f"{row['source'] or ''} {account}" if account and account != "all" else row["source"] or ""
 
 
 def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
@@ -206,13 +185,15 @@ def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
     for r in rows:
         counts[r["status"] or "no objective"] = counts.get(r["status"] or "no objective", 0) + 1
         attained = r["attainment"]
-        table.add_row(families.get(r["kpi"], ""), r["kpi"], r["source"] or "", r["channel"] or "all",
+        table.add_row(families.get(r["kpi"], ""), r["kpi"], _source_cell(r), r["channel"] or "all",
                       format_value(r["actual"], r["unit"], r["currency"], kpi=r["kpi"]),
                       format_value(r["target_now"], r["unit"], r["currency"], kpi=r["kpi"]),
                       "-" if attained is None or attained != attained else f"{attained:.2f}",
                       _status_text(r["status"], bool(r.get("provisional"))), r["gap_text"] or "")
     out.print(table)
     out.print(Text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())), style="dim"))
+    if args.period == "week":
+        out.print(Text(WEEK_TARGETS, style="dim"))
     if any(r.get("provisional") for r in rows):
         out.print(Text("* provisional: rests on days still inside a source's restatement window (or not yet "
                        "complete); the value will still move", style="dim"))
