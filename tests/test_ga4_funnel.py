@@ -187,9 +187,11 @@ def test_parse_funnel_edge_cases():
 
 
 def test_the_asset_loads_the_day_and_its_checks_pass(world, server, tmp_path, monkeypatch):
-    from pipelines.defs.ga4.assets import cart_funnel_daily
-    from pipelines.defs.ga4.checks import ga4_cart_funnel_consistent
+    from pipelines.components.source_assets import source_asset, source_check
     from pipelines.lib.resources import GA4Resource, WarehouseResource
+
+    cart_funnel_daily = source_asset("ga4", "ga4.cart_funnel_daily")
+    ga4_cart_funnel_consistent = source_check("ga4", "ga4_cart_funnel_consistent")
 
     monkeypatch.setenv("MKPI_GA4_ENDPOINT", server.url)
     monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", f"{PID},{SMALL}")

@@ -143,8 +143,10 @@ def test_funnel_answers_carry_sampling_only(world):
 
 
 def test_asset_metadata_counts_the_flagged_days(world, tmp_path, monkeypatch):
-    from pipelines.defs.ga4.assets import traffic_by_channel
+    from pipelines.components.source_assets import source_asset
     from pipelines.lib.resources import GA4Resource, WarehouseResource
+
+    traffic_by_channel = source_asset("ga4", "ga4.traffic_by_channel")
 
     with Ga4Server(world, quality=AnswerQuality(thresholding=1.0)) as srv:
         monkeypatch.setenv("MKPI_GA4_ENDPOINT", srv.url)

@@ -94,8 +94,10 @@ def test_without_the_plugin_no_rows_are_loaded_nothing_is_lost_and_the_run_goes_
 
 
 def test_asset_metadata_says_whether_the_plugin_is_there(world, tmp_path, monkeypatch):
-    from pipelines.defs.matomo.assets import matomo_reports
+    from pipelines.components.source_assets import source_asset
     from pipelines.lib.resources import MatomoResource, WarehouseResource
+
+    matomo_reports = source_asset("matomo", "matomo.campaign_mediums")  # the one step of every Matomo table
 
     for present, status in ((True, "present"), (False, "absent")):
         with MatomoServer(world, token=TOKEN, campaign_plugin=present) as server:

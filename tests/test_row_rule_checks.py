@@ -3,8 +3,10 @@
 import dagster as dg
 import duckdb
 
-from pipelines.defs.ga4.checks import ga4_traffic_counts_consistent
+from pipelines.components.source_assets import source_check
 from pipelines.lib.resources import WarehouseResource
+
+ga4_traffic_counts_consistent = source_check("ga4", "ga4_traffic_counts_consistent")
 
 
 def test_a_rule_check_fails_and_names_the_offending_row(tmp_path):

@@ -221,8 +221,10 @@ def test_streams_a_type_cannot_have_are_skipped_and_named(server):
 def test_asset_metadata_names_the_skipped_search_types(server, world, tmp_path):
     import dagster as dg
 
-    from pipelines.defs.search_console.assets import queries, site_totals
+    from pipelines.components.source_assets import source_asset
     from pipelines.lib.resources import SearchConsoleResource, WarehouseResource
+
+    queries, site_totals = (source_asset("search_console", f"search_console.{t}") for t in ("queries", "site_totals"))
 
     config = tmp_path / "mkpi.yaml"
     config.write_text(f"search_console:\n  sites: ['{SITE}']\n  endpoint: {server.url}\n"

@@ -1,6 +1,7 @@
 """Materialisation metadata, the same shape for every source: rows, window, table, column schema."""
 
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -9,8 +10,11 @@ import pyarrow as pa
 from connectors.batches import Window
 
 
-def column_schema_from_arrow(schema: pa.Schema) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
+def column_schema_from_arrow(schema: pa.Schema, descriptions: Mapping[str, str] | None = None) -> dg.TableSchema:
+    """A raw table's columns as the UI shows them, each with its description where one is known."""
+    described = descriptions or {}
+    return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type), description=described.get(f.name))
+                                   for f in schema])
 
 
 def column_schema_from_pairs(columns: tuple[tuple[str, str], ...]) -> dg.TableSchema:

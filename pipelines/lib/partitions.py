@@ -1,24 +1,43 @@
 """The daily partitions every source and KPI asset shares, in the reporting time zone from config.
 
-One definition, so a range run (a backfill or the daily re-read) covers raw and KPI assets alike.
+One definition, so a range run (a backfill or the daily re-read) covers raw and KPI assets alike. It starts at the
+configured `start_date` and is built when the definitions are built (`daily_partitions()`), never when this module
+is imported: importing the pipeline (the CLI, a test) reads no configuration, and a code location reloaded after
+the start date changed shows the new range.
 """
 
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from connectors.batches import Window
 from connectors.errors import RetriesExhausted
-from connectors.settings import load_settings
+from connectors.settings import Settings, load_settings
 
-_settings = load_settings()
+if TYPE_CHECKING:
+    DAILY: dg.DailyPartitionsDefinition
 
-DAILY = dg.DailyPartitionsDefinition(
-    start_date=_settings.start_date.isoformat(), timezone=_settings.reporting_timezone
-)
+
+def daily_partitions(settings: Settings | None = None) -> dg.DailyPartitionsDefinition:
+    """One partition per reporting day from the configured start date (settings read now, when definitions are
+    built). Two calls with the same settings give equal definitions, which is what a job over several assets needs."""
+    settings = settings or load_settings()
+    return dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat(),
+                                        timezone=settings.reporting_timezone)
+
+
+def __getattr__(name: str) -> object:
+    """`DAILY`, for the modules that still declare their assets at import (pipelines/defs/kpi): built on first use,
+    when the definitions folder loads them, not when this module is imported."""
+    if name == "DAILY":
+        return daily_partitions()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # Every asset that writes the DuckDB file is in this pool; dagster.yaml limits pools to 1 slot.
 DUCKDB_POOL = "duckdb_write"
 # How many times Dagster re-runs a step whose requests exhausted their retries on transient errors.

@@ -1,0 +1,1 @@
+"""Dagster Components of the pipeline: what a `defs.yaml` under `pipelines/defs/` can name as its `type`."""
