@@ -22,7 +22,6 @@ How it reads (see shared/research/peers.md, GA4):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -50,10 +49,10 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
-from connectors.probe import PROBE_TIMEOUT, Finding, api_error, google_account, refused
+from connectors.probe import Finding, api_error, google_account, probing, refused
 from connectors.raw_tables import GA4_CART_FUNNEL, GA4_ECOMMERCE, GA4_REPORT_QUALITY, GA4_STREAMS, GA4_TRAFFIC
 from connectors.settings import GA4Settings, Settings
-from connectors.source import stream_named
+from connectors.source import parsed_accounts, stream_named
 from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.ga4")
@@ -778,9 +777,8 @@ def probe_properties(connector: Ga4Connector) -> list[Finding]:
     """GA4: a 1-row runReport (yesterday, sessions) per property, the cheapest call that proves read access."""
     from connectors.google_auth import insufficient_scopes, scope_advice
 
-    ga4 = dataclasses.replace(connector.settings, timeout_seconds=min(connector.settings.timeout_seconds,
-                                                                      PROBE_TIMEOUT))
-    connector = Ga4Connector(ga4)
+    connector = probing(connector)
+    ga4 = connector.settings
     try:
         properties = connector.check()
     except ConfigError as exc:
@@ -822,10 +820,4 @@ def probe_properties(connector: Ga4Connector) -> list[Finding]:
 
 def kpi_accounts(settings: Settings) -> tuple[str, ...]:
     """The configured properties as KPI rows name them (an id that does not parse is left out: runs refuse it)."""
-    out = []
-    for raw in settings.ga4.property_ids:
-        try:
-            out.append(normalise_property_id(raw))
-        except ConfigError:
-            continue
-    return tuple(out)
+    return parsed_accounts(settings.ga4.property_ids, normalise_property_id)

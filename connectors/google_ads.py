@@ -34,7 +34,7 @@ from connectors.parallel import AccountLog, fetch_accounts
 from connectors.probe import PROBE_TIMEOUT, Finding, first_line, refused
 from connectors.raw_tables import ADS_CAMPAIGN_DAILY, ADS_STREAMS
 from connectors.settings import GoogleAdsSettings, Settings
-from connectors.source import stream_named
+from connectors.source import parsed_accounts, stream_named
 from connectors.validation import Contract
 
 log = logging.getLogger("mkpi.google_ads")
@@ -356,10 +356,4 @@ def ads_fix(reason: str, cid: str) -> str:
 
 def kpi_accounts(settings: Settings) -> tuple[str, ...]:
     """The configured customers as KPI rows name them (an id that does not parse is left out: runs refuse it)."""
-    out = []
-    for raw in settings.google_ads.customer_ids:
-        try:
-            out.append(normalise_customer_id(raw))
-        except ConfigError:
-            continue
-    return tuple(out)
+    return parsed_accounts(settings.google_ads.customer_ids, normalise_customer_id)

@@ -24,7 +24,6 @@ How it reads (see shared/research/peers.md, HubSpot):
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 """
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -65,7 +64,7 @@ from connectors.http import (
     scrub_iter,
 )
 from connectors.parallel import AccountLog
-from connectors.probe import PROBE_POLICY, PROBE_TIMEOUT, Finding, api_error, first_line, refused
+from connectors.probe import PROBE_POLICY, Finding, api_error, first_line, probing, refused
 from connectors.raw_tables import (
     HUBSPOT_ACCOUNT_DETAILS,
     HUBSPOT_ASSOCIATIONS,
@@ -979,9 +978,8 @@ def connect(settings: Settings) -> HubSpotConnector:
 
 def probe_portal(connector: HubSpotConnector) -> list[Finding]:
     """HubSpot: GET /crm/v3/owners?limit=1 through the connector (its rate limit, redaction and error wording)."""
-    hubspot = dataclasses.replace(connector.settings,
-                                  timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
-    connector = HubSpotConnector(hubspot, policy=PROBE_POLICY)
+    connector = probing(connector, policy=PROBE_POLICY)
+    hubspot = connector.settings
     try:
         host = connector.check()
     except ConfigError as exc:

@@ -24,7 +24,6 @@ How it reads (see shared/research/peers.md and emulators.md, Matomo):
   which `channels.matomo_campaign_medium` maps to channels.
 """
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +48,7 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.parallel import AccountLog, fetch_accounts
-from connectors.probe import PROBE_POLICY, PROBE_TIMEOUT, Finding, first_line, refused
+from connectors.probe import PROBE_POLICY, Finding, first_line, probing, refused
 from connectors.raw_tables import (
     MATOMO_CAMPAIGN_MEDIUMS,
     MATOMO_GOALS,
@@ -436,9 +435,7 @@ def connect(settings: Settings) -> MatomoConnector:
 
 def probe_instance(connector: MatomoConnector) -> list[Finding]:
     """Matomo: API.getMatomoVersion (token and URL), then SitesManager.getSiteFromId per site (view access)."""
-    matomo = dataclasses.replace(connector.settings,
-                                 timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
-    connector = MatomoConnector(matomo, policy=PROBE_POLICY)
+    connector = probing(connector, policy=PROBE_POLICY)
     try:
         sites = connector.check()
         endpoint = connector.endpoint()

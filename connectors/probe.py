@@ -10,7 +10,9 @@ access for Google's advice.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from connectors.errors import ConfigError, SourceError
 from connectors.http import RetryPolicy
@@ -20,6 +22,8 @@ PROBE_TIMEOUT = 20.0
 PROBE_POLICY = RetryPolicy(max_attempts=2, base_delay=0.5, max_delay=2.0, max_retry_after=5.0)
 # what a probe says when the connector refused its settings before sending anything
 CONFIG_REFUSED = "configuration refused before any request"
+
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,11 @@ def google_account(credentials_file: str | None, endpoint: str | None, scopes: t
         return "the account of your credentials"
     email = getattr(credentials, "service_account_email", None)
     return email if email and "@" in str(email) else "the account of your credentials"
+
+
+def probing(connector: _C, **options: Any) -> _C:
+    """A fresh connector of the same settings for a probe, its timeout capped at PROBE_TIMEOUT (`options`: other
+    constructor arguments, such as `policy=PROBE_POLICY`)."""
+    settings = connector.settings  # type: ignore[attr-defined]
+    capped = dataclasses.replace(settings, timeout_seconds=min(settings.timeout_seconds, PROBE_TIMEOUT))
+    return type(connector)(capped, **options)  # type: ignore[call-arg]

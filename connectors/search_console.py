@@ -19,7 +19,6 @@ stream whose dimensions the type lacks is skipped (`skipped_search_types` says w
 and `site_totals` asks `auto` (by page: Google has no byProperty total for them).
 """
 
-import dataclasses
 import http.client
 import json
 import socket
@@ -51,7 +50,7 @@ from connectors.http import (
     parse_retry_after,
 )
 from connectors.parallel import AccountLog, fetch_accounts
-from connectors.probe import PROBE_TIMEOUT, Finding, api_error, first_line, google_account, refused
+from connectors.probe import Finding, api_error, first_line, google_account, probing, refused
 from connectors.raw_tables import (
     GSC_COUNTRIES,
     GSC_DEVICES,
@@ -365,9 +364,8 @@ def probe_sites(connector: SearchConsoleConnector) -> list[Finding]:
     """Search Console: sites().list() once, then each configured property must be in it with a real permission."""
     from connectors.google_auth import insufficient_scopes, scope_advice
 
-    gsc = dataclasses.replace(connector.settings,
-                              timeout_seconds=min(connector.settings.timeout_seconds, PROBE_TIMEOUT))
-    connector = SearchConsoleConnector(gsc)
+    connector = probing(connector)
+    gsc = connector.settings
     try:
         sites = connector.check()
     except ConfigError as exc:

@@ -22,8 +22,10 @@ checks every registry entry's module against them):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from connectors.errors import ConfigError
 
 if TYPE_CHECKING:
     from connectors.batches import Batch, Stream, Window
@@ -71,3 +73,15 @@ def stream_named(streams: tuple[Stream, ...], stream: Stream | str) -> Stream:
         if known.table == table:
             return known
     raise ValueError(f"unknown stream {table!r}: this source writes {', '.join(s.table for s in streams)}")
+
+
+def parsed_accounts(ids: Iterable[str], normalise: Callable[[str], str]) -> tuple[str, ...]:
+    """Configured account ids as KPI rows name them; an id that does not parse is left out (runs refuse it, naming
+    it), so it is never judged as an account of its own."""
+    out = []
+    for raw in ids:
+        try:
+            out.append(normalise(raw))
+        except ConfigError:
+            continue
+    return tuple(out)
