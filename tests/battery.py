@@ -13,8 +13,27 @@ import platform
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+
+
+def full_mode(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether this session is the full battery (``make chaos``) rather than ``make test``'s short version.
+
+    One switch for every test file: ``MKPI_FULL=1``, or the variables ``make chaos`` sets (``MKPI_CHAOS_SEEDS`` of
+    50 or more, or ``MKPI_CRASH_REPEATS`` set), which earlier reports were written with. Tests and cases only the
+    full battery runs are marked ``@pytest.mark.full`` (skipped otherwise, by conftest); sizes that differ between
+    the two versions read :data:`FULL`. ``MKPI_CHAOS_SEEDS`` and ``MKPI_CRASH_REPEATS`` keep their own meaning too:
+    how many chaos seeds, how many repetitions of each kill.
+    """
+    if env.get("MKPI_FULL", "").strip() not in ("", "0"):
+        return True
+    seeds = env.get("MKPI_CHAOS_SEEDS", "").strip()
+    return (seeds.isdigit() and int(seeds) >= 50) or "MKPI_CRASH_REPEATS" in env
+
+
+FULL = full_mode()
 
 # line -> figure name -> summed value; line -> notes; line -> [passed, run]
 _COUNTS: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))

@@ -1,10 +1,14 @@
 """End to end through Dagster: sandbox servers -> connectors -> DuckDB -> KPI tables, one range run.
 
 KPI values are computed here independently from the sandbox world's facts (the channel mapping is
-spelled out below), never read back from the pipeline's SQL.
+spelled out below), never read back from the pipeline's SQL. The 14-day run is made once for the module
+(`e2e`) and read by every test; the tests that run again (idempotence, a bad property) work on their own file.
 """
 
+import shutil
+from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -17,6 +21,7 @@ from sandbox.launcher import start_sandbox
 from sandbox.matomo_server import goal_figures
 from sandbox.world import DEFAULT_GSC_SITE, US_ADS_CUSTOMER_ID, World
 from tests.ecb import eur_per
+from tests.isolation import isolated_env
 
 TODAY = date(2026, 3, 31)
 PROPERTY = "123456789"
@@ -29,15 +34,41 @@ CHANNEL_OF = {
 }
 
 
-@pytest.fixture
-def sandbox(monkeypatch, tmp_path):
+SERVERS = ("ga4", "gsc", "matomo", "google_ads")
+
+
+@dataclass(frozen=True)
+class E2E:
+    """The module's one 14-day run: the world it read, its sandbox, its DuckDB file, its result and the requests
+    each server counted during that run (counted right after it, whatever the tests run later)."""
+
+    world: World
+    env: dict[str, str]
+    db: Path
+    result: dg.ExecuteInProcessResult
+    requests: dict[str, int]
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory):
     world = World(seed=11, today=TODAY)
+    tmp = tmp_path_factory.mktemp("e2e")
+    db = tmp / "e2e.duckdb"
     with start_sandbox(world) as running:
-        for name, value in running.env.items():
-            monkeypatch.setenv(name, value)
-        db = tmp_path / "e2e.duckdb"
-        monkeypatch.setenv("MKPI_DUCKDB_PATH", str(db))
-        yield world, running, db
+        with isolated_env(tmp) as mp:
+            for name, value in running.env.items():
+                mp.setenv(name, value)
+            mp.setenv("MKPI_DUCKDB_PATH", str(db))
+            result = run_range(START, END)
+        requests = {name: running.server(name).request_count for name in SERVERS}
+        yield E2E(world, dict(running.env), db, result, requests)
+
+
+def use_sandbox(e2e: E2E, monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """Point this test's runs at the module's sandbox and at its own DuckDB file."""
+    for name, value in e2e.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(db))
 
 
 def run_range(start: date, end: date) -> dg.ExecuteInProcessResult:
@@ -66,18 +97,17 @@ def expected_web_daily(world: World, start: date, end: date) -> dict[tuple[date,
     return parts
 
 
-def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
-    world, running, db = sandbox
-    result = run_range(START, END)
+def test_range_run_materialises_raw_and_kpis_with_correct_values(e2e):
+    world, db, result = e2e.world, e2e.db, e2e.result
     assert result.success
     # the whole 14-day range in one request per report per account: 2 GA4 reports per property, 5 Search Console
     # streams, 1 Matomo bulk request; GA4's cart funnel is one request per property and day (a funnel over a window
     # would follow users across days), plus one for the property's time zone
     properties = len(world.ga4_properties)
-    assert running.server("ga4").request_count == 2 * properties + 14 * properties + properties
-    assert running.server("gsc").request_count == 5
-    assert running.server("matomo").request_count == 1
-    assert running.server("google_ads").request_count == 2  # one search_stream per customer
+    assert e2e.requests["ga4"] == 2 * properties + 14 * properties + properties
+    assert e2e.requests["gsc"] == 5
+    assert e2e.requests["matomo"] == 1
+    assert e2e.requests["google_ads"] == 2  # one search_stream per customer
     checks = result.get_asset_check_evaluations()
     assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
     assert {c.asset_key.to_user_string() for c in checks} >= {
@@ -105,9 +135,9 @@ def test_range_run_materialises_raw_and_kpis_with_correct_values(sandbox):
         assert engaged_time == pytest.approx(e["engagement"] / e["sessions"])
 
 
-def test_seo_daily_uses_by_property_totals_not_page_rows(sandbox):
-    world, _, db = sandbox
-    assert run_range(START, END).success
+def test_seo_daily_uses_by_property_totals_not_page_rows(e2e):
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute("SELECT date, search_clicks, search_impressions, search_ctr, search_avg_position "
                             "FROM kpi.seo_daily WHERE site_url = ? AND search_type = 'web' ORDER BY date",
@@ -137,9 +167,9 @@ MATOMO_CHANNEL_OF = {"direct": "direct", "search": "organic_search", "website": 
 MEDIUM_CHANNEL_OF = {"cpc": "paid_search", "email": "email", "display": "paid_other", "paid_social": "paid_other"}
 
 
-def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(sandbox):
-    world, _, db = sandbox
-    assert run_range(START, END).success
+def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(e2e):
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     day = date(2026, 3, 5)
     expected: dict[str, dict[str, int]] = {}
     mday = world.matomo_day("1", day)
@@ -171,9 +201,9 @@ def test_matomo_rows_sit_beside_ga4_with_matomos_own_definitions(sandbox):
         assert engagement is None  # Matomo has no engaged sessions: never borrowed from GA4
 
 
-def test_ecommerce_daily_per_source(sandbox):
-    world, _, db = sandbox
-    assert run_range(START, END).success
+def test_ecommerce_daily_per_source(e2e):
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     day = date(2026, 3, 9)
     facts = world.ga4_facts(PROPERTY, day)
     orders = sum(f.metrics["ecommercePurchases"] for f in facts)
@@ -198,9 +228,9 @@ def test_ecommerce_daily_per_source(sandbox):
     ))
 
 
-def test_paid_search_daily_per_campaign_in_its_own_currency(sandbox):
-    world, _, db = sandbox
-    assert run_range(START, END).success
+def test_paid_search_daily_per_campaign_in_its_own_currency(e2e):
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     customers = world.ads_customers()
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute(
@@ -225,9 +255,8 @@ def test_paid_search_daily_per_campaign_in_its_own_currency(sandbox):
         assert conv_rate == (pytest.approx(c.conversions / c.interactions) if c.interactions else None)
 
 
-def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
-    world, _, _ = sandbox
-    result = run_range(START, END)
+def test_materialisation_metadata_names_table_window_rows_and_schema(e2e):
+    world, result = e2e.world, e2e.result
     materialisations = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     meta = materialisations["ga4/traffic_by_channel"].materialization.metadata
     assert meta["dagster/table_name"].value == "ga4.traffic_by_channel"
@@ -237,9 +266,13 @@ def test_materialisation_metadata_names_table_window_rows_and_schema(sandbox):
     assert meta["requests"].value == len(world.ga4_properties)  # one request per property for the whole window
 
 
-def test_running_the_same_range_again_changes_nothing(sandbox):
-    _, _, db = sandbox
-    assert run_range(START, END).success
+def test_running_the_same_range_again_changes_nothing(e2e, monkeypatch, tmp_path):
+    assert e2e.result.success
+    db = tmp_path / "again.duckdb"  # a copy of the module's file: the other tests read the first run's
+    for suffix in ("", ".wal"):
+        if Path(f"{e2e.db}{suffix}").exists():
+            shutil.copyfile(f"{e2e.db}{suffix}", f"{db}{suffix}")
+    use_sandbox(e2e, monkeypatch, db)
 
     def snapshot():
         with duckdb.connect(str(db), read_only=True) as conn:
@@ -254,9 +287,10 @@ def test_running_the_same_range_again_changes_nothing(sandbox):
     assert snapshot() == first
 
 
-def test_unknown_property_fails_the_run_naming_it_and_writes_nothing_for_it(sandbox, monkeypatch):
+def test_unknown_property_fails_the_run_naming_it_and_writes_nothing_for_it(e2e, monkeypatch, tmp_path):
     # issue #10: one bad property fails the step, named, but does not stop the good one from loading
-    world, _, db = sandbox
+    world, db = e2e.world, tmp_path / "bad-property.duckdb"
+    use_sandbox(e2e, monkeypatch, db)
     monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", f"{PROPERTY},999")
     result = run_range(START, END)
     assert not result.success
@@ -316,10 +350,10 @@ def test_refresh_window_edges():
 SECOND_PROPERTY = "234567890"  # a small second brand: some days have sessions and no e-commerce event at all
 
 
-def test_a_day_without_ecommerce_keeps_its_sessions_in_the_conversion_rate(sandbox):
+def test_a_day_without_ecommerce_keeps_its_sessions_in_the_conversion_rate(e2e):
     """GA4 leaves out the all-zero e-commerce row (rule 10): the day still counts its sessions, with 0 orders."""
-    world, _, db = sandbox
-    assert run_range(START, END).success
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     days = [date.fromordinal(START.toordinal() + i) for i in range(14)]
     truth = {d: (sum(f.metrics["sessions"] for f in world.ga4_facts(SECOND_PROPERTY, d)),
                  sum(f.metrics["ecommercePurchases"] for f in world.ga4_facts(SECOND_PROPERTY, d)),
@@ -341,11 +375,11 @@ def test_a_day_without_ecommerce_keeps_its_sessions_in_the_conversion_rate(sandb
     assert month == (pytest.approx(sum(t[1] for t in truth.values())), pytest.approx(sum(t[0] for t in truth.values())))
 
 
-def test_usd_spend_is_converted_at_each_days_ecb_rate(sandbox):
+def test_usd_spend_is_converted_at_each_days_ecb_rate(e2e):
     """The US test account spends in USD: every day of the range at that day's ECB reference rate (rates move
     every business day; weekends take Friday's), read here from the ECB's own CSV."""
-    world, _, db = sandbox
-    assert run_range(START, END).success
+    world, db = e2e.world, e2e.db
+    assert e2e.result.success
     customer = US_ADS_CUSTOMER_ID
     assert world.ads_customers()[customer].currency_code == "USD"
     days = [date.fromordinal(START.toordinal() + i) for i in range(14)]
