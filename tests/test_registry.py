@@ -154,3 +154,42 @@ def test_configured_accounts_are_named_as_kpi_rows_name_them(tmp_path):
         "MKPI_HUBSPOT_TOKEN": "pat-na1-test", "MKPI_MATOMO_SITE_IDS": "3"})
     assert configured_accounts(settings) == {"hubspot": None, "ga4": ("123", "456"), "matomo": ("3",),
                                              "google_ads": ("1234567890",)}
+
+
+def test_hubspot_fetch_of_an_object_stream_reads_from_the_cursor_and_commits_the_next():
+    """The protocol's cursor: companies changed since the cursor (less the look-back) are read, none other among the
+    live ones, and the last batch carries the run's start as the next cursor. The truth is the sandbox store's."""
+    from connectors.batches import Cursor
+    from connectors.http import RetryPolicy
+    from connectors.hubspot import HubSpotConnector
+    from connectors.settings import HubSpotSettings, Secret
+    from sandbox.hubspot_server import HubSpotServer
+    from sandbox.world import World
+
+    token = "pat-sandbox-test-0123456789abcdef"
+    day_ms = 86_400_000
+    with HubSpotServer(World(seed=7, today=date(2026, 3, 31)), token=token, requests_per_10s=100_000,
+                       search_per_second=100_000) as server:
+        settings = HubSpotSettings(endpoint=server.url, token=Secret(token), requests_per_10s=100_000,
+                                   search_per_second=100_000, timeout_seconds=20)
+        connector = HubSpotConnector(settings, now_ms=lambda: server.now_ms,
+                                     policy=RetryPolicy(base_delay=0.01, max_delay=0.05))
+        cursor = server.now_ms - 30 * day_ms
+        batches = list(connector.fetch("hubspot.companies", Window(date(2026, 3, 31), date(2026, 3, 31)),
+                                       cursor=str(cursor)))
+        since = cursor - settings.lookback_seconds * 1000
+        truth = {str(i) for ts, i in server.store.tables["companies"].by_modified if since <= ts <= server.now_ms}
+        now = server.now_ms
+    live = {row["id"] for b in batches for row in b.data.to_pylist() if not row["archived"]}
+    assert truth and live == truth
+    assert {b.stream.table for b in batches} == {"hubspot.companies"}
+    assert batches[-1].cursor == Cursor("hubspot", "companies", "portal", str(now))
+
+
+def test_registry_windows_are_the_settings_defaults(tmp_path):
+    """The registry's re-read windows (KPI finality when no settings are given) are the settings' own defaults."""
+    path = tmp_path / "mkpi.yaml"
+    path.write_text("{}\n", encoding="utf-8")
+    settings = load_settings(path, environ={})
+    assert {s.code: s.configured_reread_days(settings) for s in registry.SOURCES} == {
+        s.code: s.reread_days for s in registry.SOURCES}
