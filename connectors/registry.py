@@ -5,7 +5,9 @@ entry here and its SQL — schedules, `mkpi doctor`, `mkpi backfill`, the Dagste
 database names, the KPI catalogue's source vocabulary and the default windows all read this list.
 
 This module imports nothing of the connectors at import time (settings and the catalogue import it); the connector
-module of a source is imported when it is first asked for (`SourceSpec.connector_module`).
+module of a source is imported when it is first asked for (`SourceSpec.connector_module`). Every such module answers
+the source protocol of connectors/source.py (`STREAMS`, `connect`, `kpi_accounts`; the connector's `fetch` and
+`probe`), and its raw tables are declared in connectors/raw_tables.py.
 """
 
 from __future__ import annotations
