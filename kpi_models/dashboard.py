@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
-from jinja2 import Environment, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from kpi_models.catalogue import FAMILIES, Catalogue, load_catalogue
@@ -107,13 +107,10 @@ def _asset(name: str) -> str:
 
 @cache
 def _environment() -> Environment:
-    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env
-
-
-def _template_text() -> str:
-    return resources.files("kpi_models").joinpath("templates", "dashboard.html.j2").read_text(encoding="utf-8")
+    """Jinja2 over the packaged templates (kpi_models/templates), every value escaped unless marked safe."""
+    return Environment(loader=PackageLoader("kpi_models", "templates"),
+                       autoescape=select_autoescape(default=True, default_for_string=True),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def encode_model(model: Mapping[str, Any]) -> str:
@@ -202,7 +199,7 @@ def render_page(model: Mapping[str, Any], catalogue: Catalogue, generated_at: da
         "uplot_css": _script(_asset("vendor/uplot/uPlot.min.css")), "app_css": _script(_asset("dashboard.css")),
         "uplot_js": _script(_asset("vendor/uplot/uPlot.iife.min.js")), "app_js": _script(_asset("dashboard.js")),
     }
-    return _environment().from_string(_template_text()).render(**context)
+    return _environment().get_template("dashboard.html.j2").render(**context)
 
 
 def dashboard_model(conn: duckdb.DuckDBPyConnection, *, generated_at: datetime | None = None,

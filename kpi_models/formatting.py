@@ -13,6 +13,7 @@ Rules, by display unit:
   count     thousands separators: "7,983"; a fractional count below 100 keeps 1 decimal ("12.4" conversions)
   seconds   "2m 05s", "45s"
   position, score   1 decimal: "8.3", "-12.0"
+  attainment        how far an objective is reached, a whole percentage: "95%" (`format_attainment`)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ FORMAT_RULES: dict[str, dict[str, Any]] = {
     "seconds": {"style": "duration"},
     "position": {"scale": 1, "steps": [[None, 1]], "suffix": ""},
     "score": {"scale": 1, "steps": [[None, 1]], "suffix": ""},
+    "attainment": {"scale": 100, "steps": [[None, 0]], "suffix": "%"},
 }
 # An absolute change: a ratio's change is in percentage points; the others keep their unit.
 DELTA_SUFFIX = {"ratio": " pp"}
@@ -103,6 +105,11 @@ def format_value(value: float | None, unit: str | None, currency: str | None = N
         return _duration(float(value))
     scaled = float(value) * rule["scale"]
     return _number(scaled, _decimals(rule, scaled)) + _suffix(rule, currency)
+
+
+def format_attainment(value: float | None) -> str:
+    """An objective's attainment (actual / target, 1 = on target) as a whole percentage: 0.953 -> "95%"."""
+    return format_value(value, "attainment")
 
 
 def format_change(current: float | None, previous: float | None, unit: str | None, currency: str | None = None,

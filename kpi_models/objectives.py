@@ -56,6 +56,7 @@ from connectors.google_ads import normalise_customer_id
 from connectors.settings import CHANNELS, DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
 from connectors.warehouse import replace_table, table_exists
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
+from kpi_models.formatting import format_value
 
 PERIODS = ("month", "quarter", "year")
 STATUSES = ("on_track", "at_risk", "off_track", "insufficient_data")
@@ -511,8 +512,8 @@ def _count(x: float, decimals: int = 0, up: bool = True) -> str:
 
 
 def _money(x: float, currency: str | None) -> str:
-    """An amount to the cent with its currency ("2.10 EUR")."""
-    return f"{abs(x):,.2f} {currency or ''}".strip()
+    """An amount with its currency, written as every KPI amount is (kpi_models.formatting): "2.10 EUR", "1,000 EUR"."""
+    return format_value(abs(x), "currency", currency)
 
 
 def _figure(x: float, decimals: int) -> str:

@@ -15,7 +15,7 @@ import dagster as dg
 
 from connectors.settings import PROJECT_ROOT, load_settings
 from connectors.warehouse import connect
-from kpi_models.formatting import format_value
+from kpi_models.formatting import format_attainment, format_value
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
 from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
 
@@ -113,23 +113,24 @@ def print_summary(db_path: str, start: date, end: date) -> None:
     print(f"\n{'source':<8}{'account':<11}{'channel':<16}{'sessions':>10}{'engaged':>9}{'bounce':>8}{'convert':>9}"
           f"{'avg dur':>9}")
     for source, account, channel, sessions, engagement, bounce, conversion, duration in web:
-        engaged = f"{engagement:.1%}" if engagement is not None else "-"
-        print(f"{source:<8}{account:<11}{channel:<16}{int(sessions):>10}{engaged:>9}{bounce:>8.1%}{conversion:>9.2%}"
-              f"{duration:>8.0f}s")
+        print(f"{source:<8}{account:<11}{channel:<16}{format_value(sessions, 'count'):>10}"
+              f"{format_value(engagement, 'ratio'):>9}{format_value(bounce, 'ratio'):>8}"
+              f"{format_value(conversion, 'ratio'):>9}{format_value(duration, 'seconds'):>9}")
     for site, clicks, impressions, ctr, position in seo:
-        print(f"\nSEO {site}: {int(clicks)} clicks, {int(impressions)} impressions, CTR {ctr:.2%}, "
-              f"average position {position:.1f}")
+        print(f"\nSEO {site}: {format_value(clicks, 'count')} clicks, {format_value(impressions, 'count')} "
+              f"impressions, CTR {format_value(ctr, 'ratio')}, average position {format_value(position, 'position')}")
     print_objectives(db_path)
-    print(f"\n{'source':<8}{'account':<11}{'orders':>8}{'revenue':>14}{'basket':>9}{'cart aband.':>12}{'conv.':>7}")
+    print(f"\n{'source':<8}{'account':<11}{'orders':>8}{'revenue':>14}{'basket':>13}{'cart aband.':>12}{'conv.':>7}")
     for source, account, currency, orders, revenue, basket, abandonment, conversion in shop:
-        shown = "-" if abandonment is None else f"{abandonment:.1%}"
-        print(f"{source:<8}{account:<11}{int(orders):>8}{revenue:>10.0f} {currency}{basket or 0:>9.2f}{shown:>12}"
-              f"{conversion:>7.2%}")
+        print(f"{source:<8}{account:<11}{format_value(orders, 'count'):>8}"
+              f"{format_value(revenue, 'currency', currency):>14}{format_value(basket, 'currency', currency):>13}"
+              f"{format_value(abandonment, 'ratio'):>12}{format_value(conversion, 'ratio'):>7}")
     print("\nCart abandonment: GA4 is users at add_to_cart who did not then purchase (funnel report), Matomo is "
           "abandoned carts / (abandoned carts + orders): two definitions, never compared as one.")
     print_roi(db_path, end)
     print_reconciliation(db_path, start, end)
-    print(f"\nkpi.kpi_daily {start} .. {end}: {provisional[1]:,} rows, {provisional[0]:,} provisional "
+    print(f"\nkpi.kpi_daily {start} .. {end}: {format_value(provisional[1], 'count')} rows, "
+          f"{format_value(provisional[0], 'count')} provisional "
           "(is_final = false: inside a source's restatement window, or converted at an estimated FX rate).")
 
 
@@ -214,7 +215,8 @@ def print_objectives(db_path: str) -> None:
             """
             SELECT kpi, coalesce(source, '') || CASE WHEN account_id <> 'all' THEN ' ' || account_id ELSE '' END,
                    coalesce(channel, 'all') AS channel, actual, coalesce(target_to_date, target) AS target_now,
-                   attainment, status || CASE WHEN provisional THEN ' *' ELSE '' END, coalesce(gap_text, '')
+                   attainment, status || CASE WHEN provisional THEN ' *' ELSE '' END, coalesce(gap_text, ''),
+                   unit, currency
             FROM kpi.kpi_vs_objective
             WHERE period_start = (SELECT max(period_start) FROM kpi.kpi_vs_objective WHERE period = 'month')
               AND period = 'month'
@@ -223,17 +225,11 @@ def print_objectives(db_path: str) -> None:
         ).fetchall()
     print(f"\n{'objective (this month)':<28}{'source':<26}{'channel':<15}{'actual':>12}{'target':>12}"
           f"{'attain.':>8}  status")
-    for kpi, source, channel, actual, target, attainment, status, gap in rows:
-        shown = "-" if attainment is None else f"{attainment:.2f}"
-        print(f"{kpi:<28}{source:<26}{channel:<15}{_num(actual):>12}{_num(target):>12}{shown:>8}  {status} {gap}")
+    for kpi, source, channel, actual, target, attainment, status, gap, unit, currency in rows:
+        print(f"{kpi:<28}{source:<26}{channel:<15}{format_value(actual, unit, currency, kpi=kpi):>12}"
+              f"{format_value(target, unit, currency, kpi=kpi):>12}{format_attainment(attainment):>8}  {status} {gap}")
     if any(str(r[6]).endswith("*") for r in rows):
         print("* provisional: rests on days still inside a source's restatement window (the value will still move)")
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" if abs(value) < 10 else f"{value:,.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from connectors.registry import codes
-from kpi_models.formatting import format_value
+from kpi_models.formatting import format_attainment, format_value
 from pipelines.cli import main
 from pipelines.cli.backfill import SourceRun, summarise_run
 from sandbox.launcher import start_sandbox
@@ -346,12 +346,12 @@ def test_kpis_week_judges_objectives_by_elapsed_days_and_keeps_kpis_without_an_a
     assert "week 2026-W10 (2026-03-02 .. 2026-03-08" in out
     # columns: family, KPI, source, channel, actual, target (week), attain., status, gap
     # sessions, all channels: 100 a day on 2, 3 and 5 March = 300; the month's 3,100 pro-rated to the 4 elapsed
-    # days (2..5 March, as-of the 5th) = 3,100 x 4 / 31 = 400 (not 300: a day without data still counts); 0.75
-    assert table_row(out, "sessions", "ga4", "all")[4:8] == ["300", "400", "0.75", "off_track"]
-    # organic search only: 60 x 3 = 180 against 1,550 x 4 / 31 = 200: 0.90
-    assert table_row(out, "sessions", "ga4", "organic_search")[4:8] == ["180", "200", "0.90", "off_track"]
-    # a ratio of sums, never pro-rated: (3 + 3) / (180 + 120) = 2.00% against 2.50%: 0.80
-    assert table_row(out, "conversion_rate", "ga4", "all")[4:8] == ["2.00%", "2.50%", "0.80", "off_track"]
+    # days (2..5 March, as-of the 5th) = 3,100 x 4 / 31 = 400 (not 300: a day without data still counts); 75%
+    assert table_row(out, "sessions", "ga4", "all")[4:8] == ["300", "400", "75%", "off_track"]
+    # organic search only: 60 x 3 = 180 against 1,550 x 4 / 31 = 200: 90%
+    assert table_row(out, "sessions", "ga4", "organic_search")[4:8] == ["180", "200", "90%", "off_track"]
+    # a ratio of sums, never pro-rated: (3 + 3) / (180 + 120) = 2.00% against 2.50%: 80%
+    assert table_row(out, "conversion_rate", "ga4", "all")[4:8] == ["2.00%", "2.50%", "80%", "off_track"]
     # Google Ads clicks exist only on the paid_search channel: 50 x 4 = 200, shown without an objective
     assert table_row(out, "ad_clicks", "google_ads", "all")[4:8] == ["200", "-", "-", "no objective"]
 
@@ -375,6 +375,9 @@ def test_kpis_without_any_database_says_how_to_build_one(tmp_path, monkeypatch):
 
 
 def test_format_value_by_unit():
+    assert format_attainment(0.953) == "95%" and format_attainment(1.125) == "112%"  # half to even, as the page
+    assert format_attainment(None) == "-" and format_attainment(float("nan")) == "-"
+    assert format_value(4.5643, "ratio", kpi="ad_roas") == "4.56×"  # ROAS as a multiple, in the CLI as on the page
     assert format_value(0.02543, "ratio") == "2.54%"
     assert format_value(9930.4, "currency", "EUR") == "9,930 EUR"
     assert format_value(69.872, "currency", "EUR") == "69.87 EUR"

@@ -173,7 +173,8 @@ def test_page_formatting_is_the_python_formatting(desktop):
              (9930.4, "currency", "EUR", None), (69.872, "currency", "EUR", None), (1234567.0, "count", None, None),
              (12.35, "count", None, None), (125, "seconds", None, None), (8.26, "position", None, None),
              (-12.0, "score", None, None), (-0.00001, "ratio", None, None), (None, "count", None, None),
-             (0.125, "ratio", None, None), (2.5, "count", None, None), (1000.0, "currency", "USD", None)]
+             (0.125, "ratio", None, None), (2.5, "count", None, None), (1000.0, "currency", "USD", None),
+             (0.953, "attainment", None, None), (1.125, "attainment", None, None)]
     got = desktop.page.evaluate("(cases) => cases.map(([v, u, c, k]) => window.mkpi.format(v, u, c, k))", cases)
     assert got == [format_value(v, u, c, kpi=k) for v, u, c, k in cases]
     pairs = [(3200, 3000, "count"), (80 / 3000, 0.03, "ratio"), (5.0, 10.0, "currency"), (1120, 1120, "count"),

@@ -355,7 +355,7 @@ def test_flow_ratio_is_judged_on_complete_months_only(conn):
                                  "238.10 EUR a day for the 21 days left ends the month on budget"),
         # 1000 x 10/31 = 322.58 to date: 1200 spent is beyond the month's whole budget
         (1000, "off_track", 1200 / (1000 * 10 / 31), "overspend: 877.42 EUR above the budget to date; "
-                                                     "the month's budget of 1,000.00 EUR is already spent"),
+                                                     "the month's budget of 1,000 EUR is already spent"),
     ],
 )
 def test_budget_flags_over_and_under_spend(conn, target, state, pace, text):

@@ -285,7 +285,7 @@
       const width = attained === null ? 0 : Math.max(0, Math.min(attained, 1.5)) / 1.5 * 100;
       node.append(el("div", {class: "objective"}, el("span", {class: `badge status-${objective.status}`,
         text: STATUS_LABELS[objective.status] || objective.status}), ` ${goal}` +
-        (attained === null ? "" : ` · ${Math.round(attained * 100)}%`)));
+        (attained === null ? "" : ` · ${fmt(attained, "attainment")}`)));
       const bar = el("div", {class: "bar"}, el("span", {class: `status-${objective.status}`,
         style: `width:${width.toFixed(0)}%;background:var(--${objective.status})`}));
       node.append(bar);
@@ -388,8 +388,7 @@
         el("td", {text: period, "data-v": o.period_start}),
         el("td", {class: "num", text: fmt(o.actual, k.unit, o.currency, o.kpi), "data-v": o.actual}),
         el("td", {class: "num", text: fmt(o.target, k.unit, o.currency, o.kpi), "data-v": o.target}),
-        el("td", {class: "num", text: o.attainment === null ? F.missing : `${Math.round(o.attainment * 100)}%`,
-          "data-v": o.attainment}),
+        el("td", {class: "num", text: fmt(o.attainment, "attainment"), "data-v": o.attainment}),
         el("td", {"data-v": STATUS_ORDER.indexOf(o.status)}, el("span", {class: `badge status-${o.status}`,
           text: STATUS_LABELS[o.status] || o.status})),
         el("td", {text: (o.gap_text || "") + (o.provisional ? " (provisional)" : "")}));

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from connectors.settings import Settings
 from kpi_models.catalogue import FAMILIES
-from kpi_models.formatting import format_value  # the one formatter (dashboard, CLI): "2.54%", "4.56×", "9,930 EUR"
+from kpi_models.formatting import format_attainment, format_value  # the one formatter of CLI, demo and dashboard
 from pipelines.cli.common import CliError, first_line, make_console
 from pipelines.lib.preflight import read_settings
 
@@ -184,11 +184,10 @@ def cmd_kpis(args: argparse.Namespace, debug: bool) -> int:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"] or "no objective"] = counts.get(r["status"] or "no objective", 0) + 1
-        attained = r["attainment"]
         table.add_row(families.get(r["kpi"], ""), r["kpi"], _source_cell(r), r["channel"] or "all",
                       format_value(r["actual"], r["unit"], r["currency"], kpi=r["kpi"]),
                       format_value(r["target_now"], r["unit"], r["currency"], kpi=r["kpi"]),
-                      "-" if attained is None or attained != attained else f"{attained:.2f}",
+                      format_attainment(r["attainment"]),
                       _status_text(r["status"], bool(r.get("provisional"))), r["gap_text"] or "")
     out.print(table)
     out.print(Text(", ".join(f"{n} {s}" for s, n in sorted(counts.items())), style="dim"))
