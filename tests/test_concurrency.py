@@ -21,7 +21,7 @@ PostgreSQL, the service's storage.
 
 Two sizes. The short one (``make test``) launches the eight runs with one raw asset each and the in-process
 executor inside each run (pools are claimed by the run's step loop either way), to stay near a minute on two
-cores. The full one (``MKPI_CONCURRENCY_FULL=1``, or any ``MKPI_CHAOS_SEEDS`` above 1 as ``make chaos`` sets)
+cores. The full one (the full battery: ``make chaos``, or ``MKPI_FULL=1``; tests/battery.py)
 runs every job's whole selection (raw tables, KPI tables, checks, the analysts' copy) with the multiprocess
 executor, ``MKPI_CONCURRENCY_ROUNDS`` times (default 1).
 
@@ -54,9 +54,7 @@ from tests.postgres import Postgres, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
-# MKPI_CONCURRENCY_FULL decides when set (0 or 1); otherwise make chaos (MKPI_CHAOS_SEEDS above 1) runs the full one.
-FULL = (os.environ["MKPI_CONCURRENCY_FULL"] not in ("", "0") if "MKPI_CONCURRENCY_FULL" in os.environ
-        else int(os.environ.get("MKPI_CHAOS_SEEDS") or "0") > 1)
+FULL = battery.FULL  # the full battery (make chaos, or MKPI_FULL=1) runs the full size
 ROUNDS = int(os.environ.get("MKPI_CONCURRENCY_ROUNDS", "1"))
 POOL = "duckdb_write"
 LOCK_ERRORS = ("Could not set lock", "Conflicting lock", "IO Error")

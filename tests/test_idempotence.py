@@ -13,12 +13,11 @@ Checksums cover every raw and KPI table, rows sorted, load metadata excluded (te
 expected side is always another run of the pipeline over the same days, never the file under test.
 
 Each Dagster run costs ~8 s of CPU (a 90-day one ~40 s), so `make test` runs a short version: days 1-3
-then 2-4 against 1-4 in one go. `make chaos` (MKPI_CRASH_REPEATS set) runs the issue's list as written: the
+then 2-4 against 1-4 in one go. `make chaos` (the tests marked `full`) runs the issue's list as written: the
 90-day backfill twice, 1-30 then 15-45 against 1-45, one partition three times against once, and HubSpot.
 The dashboard (an HTML file, no table) is left out of the runs: it is not what the checksums compare.
 """
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
@@ -36,7 +35,6 @@ from tests import battery
 from tests.checksums import differences, table_checksums
 
 TODAY = date(2026, 3, 31)
-FULL = "MKPI_CRASH_REPEATS" in os.environ
 BACKFILL = (date(2025, 12, 1), date(2026, 2, 28))  # 90 days
 assert (BACKFILL[1] - BACKFILL[0]).days + 1 == 90
 DASHBOARD = dg.AssetKey(["publish", "dashboard"])
@@ -119,7 +117,7 @@ def test_overlapping_windows_give_the_rows_of_one_run_over_the_same_days(sandbox
 
 
 @pytest.mark.battery("Idempotence")
-@pytest.mark.skipif(not FULL, reason="make chaos only (MKPI_CRASH_REPEATS): a 90-day run costs ~40 s of CPU")
+@pytest.mark.full  # a 90-day run costs ~40 s of CPU
 def test_a_90_day_backfill_twice_changes_no_row(sandbox, monkeypatch, tmp_path):
     db = use_database(monkeypatch, tmp_path / "work.duckdb")
     run_range(*BACKFILL)
@@ -131,7 +129,7 @@ def test_a_90_day_backfill_twice_changes_no_row(sandbox, monkeypatch, tmp_path):
 
 
 @pytest.mark.battery("Idempotence")
-@pytest.mark.skipif(not FULL, reason="make chaos only (MKPI_CRASH_REPEATS): six Dagster runs")
+@pytest.mark.full  # six Dagster runs
 def test_days_1_to_30_then_15_to_45_equal_1_to_45_and_one_partition_three_times_equals_once(sandbox, monkeypatch,
                                                                                             tmp_path):
     in_one_go = use_database(monkeypatch, tmp_path / "one-go.duckdb")
@@ -154,7 +152,7 @@ def test_days_1_to_30_then_15_to_45_equal_1_to_45_and_one_partition_three_times_
 
 
 @pytest.mark.battery("Idempotence")
-@pytest.mark.skipif(not FULL, reason="make chaos only (MKPI_CRASH_REPEATS): a full HubSpot list takes ~30 s")
+@pytest.mark.full  # a full HubSpot list takes ~30 s
 def test_hubspot_job_twice_full_then_incremental_changes_no_row(monkeypatch, tmp_path):
     db = use_database(monkeypatch, tmp_path / "crm.duckdb")
     # (not "hubspot.duckdb": DuckDB names the catalog after the file, and "hubspot" would then be ambiguous)

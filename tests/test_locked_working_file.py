@@ -30,7 +30,7 @@ from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests import battery
 
-FULL = int(os.environ.get("MKPI_CHAOS_SEEDS") or "0") > 1 or "MKPI_CRASH_REPEATS" in os.environ
+FULL = battery.FULL
 LINE = "Locked working file"
 HOLDER = """
 import sys, time
@@ -66,7 +66,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-MODES = ["read-only", "read-write"] if FULL else ["read-only"]
+MODES = ["read-only", pytest.param("read-write", marks=pytest.mark.full)]
 
 
 @pytest.mark.battery(LINE)

@@ -24,7 +24,6 @@ import pytest
 from tests import battery
 
 REPO = Path(__file__).resolve().parents[1]
-FULL = int(os.environ.get("MKPI_CHAOS_SEEDS") or "0") > 1 or "MKPI_CRASH_REPEATS" in os.environ
 LINE = "Disk full"
 UNSHARE = shutil.which("unshare")
 
@@ -68,7 +67,7 @@ def test_a_full_disk_says_so_keeps_the_previous_copy_and_leaves_no_temporary_cop
 
 
 @pytest.mark.battery(LINE)
-@pytest.mark.skipif(not FULL, reason="make chaos: a whole mkpi backfill publishing onto a full disk")
+@pytest.mark.full  # a whole mkpi backfill publishing onto a full disk
 def test_a_backfill_whose_analysts_copy_is_on_a_full_disk_says_free_space(tmp_path):
     from sandbox.launcher import start_sandbox
     from sandbox.world import World

@@ -43,7 +43,6 @@ REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
 START, END = "2026-03-01", "2026-03-03"
 POOL = "duckdb_write"
-FULL = "MKPI_CRASH_REPEATS" in os.environ
 REPEATS = int(os.environ.get("MKPI_CRASH_REPEATS") or "1")
 LINE = "Stuck writer slot"
 MKPI = str(Path(sys.executable).parent / "mkpi")
@@ -217,7 +216,8 @@ class Lines:
 
 
 @pytest.mark.battery(LINE)
-@pytest.mark.parametrize("stop", [signal.SIGTERM, *([signal.SIGINT] if FULL else [])], ids=lambda s: s.name)
+@pytest.mark.parametrize("stop", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.full)],
+                         ids=lambda s: s.name)
 def test_a_waiting_backfill_names_the_holder_and_stops_on_a_signal(sandbox, home, tmp_path, stop):
     with instance_at(home) as instance:
         holder = recorded_run(instance, None)  # a live run (this process) holding the slot
@@ -261,7 +261,7 @@ KILL_POINTS = ["holding the slot", "waiting for the slot"]
 
 
 @pytest.mark.battery(LINE)
-@pytest.mark.skipif(not FULL, reason="make chaos (MKPI_CRASH_REPEATS): a real kill -9 of mkpi backfill")
+@pytest.mark.full  # a real kill -9 of mkpi backfill
 @pytest.mark.parametrize("repeat", range(REPEATS))
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_kill_9_of_a_backfill_then_a_new_backfill_completes_within_a_minute(sandbox, home, tmp_path, point, repeat):
