@@ -28,9 +28,8 @@ from connectors import registry
 from connectors.errors import ConfigError, SourceError
 from connectors.http import redact
 from connectors.settings import Settings
-from kpi_models import dashboard_serve
 from kpi_models.catalogue import FAMILIES
-from pipelines import alerts_command, fx_command
+from pipelines.cli import alerts, fx, serve
 from pipelines.cli.backfill import cmd_backfill
 from pipelines.cli.common import (
     CONFIG_FIX,
@@ -142,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", parents=[common], help="check each platform's configuration and access",
                    description="For each platform: is it configured, are the settings valid, and does one cheap "
                                "real request succeed? Says exactly what to set or grant when not.")
-    fx_command.add_parser(sub, common, _iso_date)
-    dashboard_serve.add_parser(sub, common)
-    alerts_command.add_parser(sub, common)
+    fx.add_parser(sub, common, _iso_date)
+    serve.add_parser(sub, common)
+    alerts.add_parser(sub, common)
     return parser
 
 
@@ -236,7 +235,7 @@ def cmd_demo(args: argparse.Namespace, debug: bool) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, bool], int]] = {
-    "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor, "fx": fx_command.cmd_fx,
-    "alerts": alerts_command.cmd_alerts, "serve": dashboard_serve.cmd_serve,
+    "demo": cmd_demo, "backfill": cmd_backfill, "kpis": cmd_kpis, "doctor": cmd_doctor, "fx": fx.cmd_fx,
+    "alerts": alerts.cmd_alerts, "serve": serve.cmd_serve,
 }
 
