@@ -36,15 +36,15 @@ import duckdb
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from connectors.settings import DEFAULT_STALE_AFTER_DAYS
 from kpi_models.catalogue import FAMILIES, Catalogue, load_catalogue
 from kpi_models.dashboard_data import FAMILY_TITLES, build_model, families_with_data
 from kpi_models.dashboard_periods import PRESET_KEYS
-from kpi_models.formatting import format_value, kpi_label
+from kpi_models.formatting import format_value, kpi_label, source_label
 
 DASHBOARD_PATH_ENV = "MKPI_DASHBOARD_PATH"
 DEFAULT_DASHBOARD_PATH = "data/dashboard.html"
 NO_DATA = "no data yet"
-STALE_AFTER_DAYS = 3
 MAX_BYTES = 1_500_000  # the page must stay light (issue #25): the tests hold it under this
 
 # The drill-down tables of each family: (key, title, note, columns as (key, label, numeric)).
@@ -138,8 +138,10 @@ def _when(value: Any, tz: ZoneInfo) -> str:
     return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _freshness_rows(model: Mapping[str, Any], generated_at: datetime) -> list[dict[str, Any]]:
-    """Per source: last data date, its age in days, last load, rows and tables (hover: each table)."""
+def _freshness_rows(model: Mapping[str, Any], generated_at: datetime,
+                    stale_after: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Per source: last data date, its age in days, last load, rows and tables (hover: each table); flagged stale
+    when older than the source's own limit (a source without one is never flagged)."""
     by_source: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in model["freshness"]:
         by_source[str(r["source"])].append(r)
@@ -151,11 +153,12 @@ def _freshness_rows(model: Mapping[str, Any], generated_at: datetime) -> list[di
         loads = [str(r["last_loaded_at"]) for r in tables if r["last_loaded_at"]]
         last_date = max(dates) if dates else None
         lag = (generated_at.date() - date.fromisoformat(last_date)).days if last_date else None
+        limit = stale_after.get(source)
         rows.append({
             "source": source, "last_date": last_date or "–", "age": "–" if lag is None else f"{lag} d",
             "last_load": _when(max(loads, key=lambda v: datetime.fromisoformat(v)) if loads else None, tz),
             "rows": format_value(sum(int(r["row_count"] or 0) for r in tables), "count"), "tables": len(tables),
-            "stale": lag is not None and lag > STALE_AFTER_DAYS,
+            "stale": lag is not None and limit is not None and lag > limit,
             "detail": "\n".join(f"{source}.{r['table_name']}: last date {r['last_date'] or '–'}, "
                                 f"{format_value(r['row_count'] or 0, 'count')} rows" for r in tables)})
     return rows
@@ -182,9 +185,12 @@ def _families(catalogue: Catalogue, with_data: tuple[str, ...]) -> list[dict[str
     return out
 
 
-def render_page(model: Mapping[str, Any], catalogue: Catalogue, generated_at: datetime) -> str:
-    """The HTML page of a model (the model travels inside it, compressed)."""
+def render_page(model: Mapping[str, Any], catalogue: Catalogue, generated_at: datetime,
+                stale_after: Mapping[str, int] | None = None) -> str:
+    """The HTML page of a model (the model travels inside it, compressed). `stale_after`: days after which a
+    source's data is flagged old (alerts.stale_after_days), over each source's registry default."""
     tz = generated_at.tzinfo if isinstance(generated_at.tzinfo, ZoneInfo) else ZoneInfo("UTC")
+    limits = {**DEFAULT_STALE_AFTER_DAYS, **(stale_after or {})}
     with_data = families_with_data(model)
     as_of = model["as_of"]
     context = {
@@ -193,8 +199,9 @@ def render_page(model: Mapping[str, Any], catalogue: Catalogue, generated_at: da
         "periods": [p for p in model["periods"] if p["key"] in PRESET_KEYS],
         "default_period": model["default_period"], "range": model["range"] or {},
         "alerts": model["alerts"], "families": _families(catalogue, with_data),
-        "freshness": _freshness_rows(model, generated_at), "freshness_origin": model["freshness_origin"],
-        "status": _status_rows(model, tz), "stale_after": STALE_AFTER_DAYS,
+        "freshness": _freshness_rows(model, generated_at, limits), "freshness_origin": model["freshness_origin"],
+        "status": _status_rows(model, tz),
+        "stale_after": ", ".join(f"{source_label(s)} {days} d" for s, days in limits.items()),
         "model_blob": encode_model(model),
         "uplot_css": _script(_asset("vendor/uplot/uPlot.min.css")), "app_css": _script(_asset("dashboard.css")),
         "uplot_js": _script(_asset("vendor/uplot/uPlot.iife.min.js")), "app_js": _script(_asset("dashboard.js")),
@@ -216,30 +223,33 @@ def _aware(generated_at: datetime | None, timezone: str = "UTC") -> datetime:
 
 
 def _render(conn: duckdb.DuckDBPyConnection, generated_at: datetime | None, catalogue: Catalogue | None,
-            timezone: str) -> tuple[str, tuple[str, ...]]:
+            timezone: str, stale_after: Mapping[str, int] | None) -> tuple[str, tuple[str, ...]]:
     catalogue = catalogue or load_catalogue()
     moment = _aware(generated_at, timezone)
     model = build_model(conn, catalogue, moment)
-    return render_page(model, catalogue, moment), families_with_data(model)
+    return render_page(model, catalogue, moment, stale_after), families_with_data(model)
 
 
 def render_dashboard(conn: duckdb.DuckDBPyConnection, *, generated_at: datetime | None = None,
-                     catalogue: Catalogue | None = None, timezone: str = "UTC") -> str:
+                     catalogue: Catalogue | None = None, timezone: str = "UTC",
+                     stale_after: Mapping[str, int] | None = None) -> str:
     """The whole dashboard as one self-contained HTML page (no network needed to open it).
 
-    `timezone` (the reporting time zone) is the one times are shown in and source ages are counted in."""
-    page, _ = _render(conn, generated_at, catalogue, timezone)
+    `timezone` (the reporting time zone) is the one times are shown in and source ages are counted in;
+    `stale_after` the configured days after which a source is flagged old (alerts.stale_after_days)."""
+    page, _ = _render(conn, generated_at, catalogue, timezone, stale_after)
     return page
 
 
 def write_dashboard(conn: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None = None, *,
-                    generated_at: datetime | None = None, timezone: str = "UTC") -> DashboardResult:
+                    generated_at: datetime | None = None, timezone: str = "UTC",
+                    stale_after: Mapping[str, int] | None = None) -> DashboardResult:
     """Render and write the dashboard atomically (temp file + rename: a reader never sees half a page).
 
     `path` defaults to MKPI_DASHBOARD_PATH (else data/dashboard.html)."""
     target = Path(path) if path is not None else dashboard_path()
     moment = _aware(generated_at, timezone)
-    page, families = _render(conn, moment, None, timezone)
+    page, families = _render(conn, moment, None, timezone, stale_after)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:

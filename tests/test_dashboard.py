@@ -427,6 +427,23 @@ def test_partial_tables_render_what_exists(tmp_path):
         assert NO_DATA in page.split(f'id="family-{family}"', 1)[1].split("</section>", 1)[0]
 
 
+def test_a_source_is_flagged_stale_after_its_own_limit(tmp_path):
+    """Generated 21 March: GA4 and Search Console both last have data on the 18th, 3 days old. GA4 is stale after
+    2 days (its registry entry), Search Console after 4 (it publishes later): only GA4 is flagged, unless the
+    configured limits (alerts.stale_after_days) say otherwise."""
+    with duckdb.connect(str(tmp_path / "fresh.duckdb")) as conn:
+        conn.execute("CREATE SCHEMA meta")
+        conn.execute("CREATE TABLE meta.source_freshness AS SELECT * FROM (VALUES "
+                     "('ga4', 'traffic_by_channel', DATE '2026-03-18', TIMESTAMPTZ '2026-03-19 01:00:00+00', 5), "
+                     "('search_console', 'search_daily', DATE '2026-03-18', TIMESTAMPTZ '2026-03-19 01:00:00+00', 5)"
+                     ") AS t(source, table_name, last_date, last_loaded_at, row_count)")
+        page = render_dashboard(conn, generated_at=GENERATED_AT)
+        relaxed = render_dashboard(conn, generated_at=GENERATED_AT, stale_after={"ga4": 3})
+    assert re.search(r'<tr title="[^"]*" class="stale"><td>ga4</td><td>2026-03-18</td><td>3 d</td>', page)
+    assert re.search(r'<tr title="[^"]*"><td>search_console</td><td>2026-03-18</td><td>3 d</td>', page)
+    assert not re.search(r'class="stale"><td>ga4</td>', relaxed)
+
+
 def test_broken_view_and_odd_tables_do_not_fail_the_page(tmp_path):
     """A roll-up view whose table was dropped, or a kpi_vs_objective of another layout, reads as "no data yet"."""
     with duckdb.connect(str(tmp_path / "broken.duckdb")) as conn:
