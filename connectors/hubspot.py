@@ -351,7 +351,9 @@ class HubSpotConnector:
               cursor: str | None = None) -> Iterator[Batch]:
         """The source protocol's read (connectors/source.py) over the per-table methods. A CRM object table is read
         incrementally from `cursor` (None: in full; the last batch carries the new cursor) with `fetch_objects`;
-        owners, deal stages, the portal's details and the e-mail statistics are read whole. The deal associations
+        owners, deal stages, the portal's details and the e-mail statistics are read whole (the e-mails as if none was
+        loaded yet: a step that knows the loaded ones calls `fetch_email_statistics(window, known_ids)` to re-read only
+        the trailing window). The deal associations
         come with the deals they belong to, each e-mail's daily events with the e-mail statistics: asking for them
         alone names the table to fetch. `accounts` is unused: a token reaches one portal."""
         table = stream_named(STREAMS, stream).table
