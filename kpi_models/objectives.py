@@ -844,6 +844,11 @@ def _denominator_text(kpi: KpiDefinition, source: str, value: float, currency: s
     return _money(value, currency) if money else _count(value, 0, up=False)
 
 
+def _period_word(o: Objective, start: date, end: date) -> str:
+    """"month" (the objective's period) when the days judged are that period, else "period" (e.g. a week)."""
+    return o.period if period_bounds(o.period, start) == (start, end) else "period"
+
+
 def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], parts: Actuals, scope: DataScope,
                   start: date, end: date) -> str | None:
     """Why this period cannot be judged (the gap text of an insufficient_data row), or None when it can."""
@@ -862,13 +867,14 @@ def _insufficient(o: Objective, kpi: KpiDefinition, row: Mapping[str, Any], part
     if row["actual"] is None:
         return f"not judged: no {words.den_noun or 'denominator'} so far"
     if kpi.kpi in FLOW_RATIOS and row["as_of"] < end:
-        text = f"{words.label} is judged when the {o.period} is complete (after {end.isoformat()})"
+        text = f"{words.label} is judged when the {_period_word(o, start, end)} is complete (after {end.isoformat()})"
         if words.noun and row["numerator"] is not None:
             so_far = _count(row["numerator"] / words.scale, words.decimals, up=False)
             text += f"; so far {so_far} {words.noun} {_basis(words, row['denominator'])}".rstrip()
         return text
     if kpi.additive and scope.first > start:
-        return (f"not judged: the data starts on {scope.first.isoformat()}, after the {o.period} began on "
+        return (f"not judged: the data starts on {scope.first.isoformat()}, after the {_period_word(o, start, end)} "
+                f"began on "
                 f"{start.isoformat()} (a partial total would read as a shortfall)")
     minimum = row["min_denominator"] or 0.0
     if not kpi.additive and (row["denominator"] or 0.0) < minimum:
@@ -960,15 +966,19 @@ def evaluate_window(conn: duckdb.DuckDBPyConnection, objectives: Sequence[Object
                     tz: str = "Europe/Paris", min_denominators: Mapping[str, float] | None = None,
                     catalogue: Catalogue | None = None) -> list[dict[str, Any]]:
     """Each objective in force during `window` (e.g. an ISO week) judged over the window's days up to its as-of
-    day, by `evaluate`, exactly as kpi.kpi_vs_objective judges its periods; read-only (nothing is written)."""
+    day, by `evaluate`, exactly as kpi.kpi_vs_objective judges its periods; read-only (nothing is written). A
+    native KPI (a monthly CRM figure) is judged only over a whole month."""
     catalogue = catalogue or load_catalogue()
     yesterday = datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
     start, end = window
+    whole_month = period_bounds("month", start) == window
     rows: list[dict[str, Any]] = []
     for o in objectives:
         if (o.valid_from and o.valid_from > end) or (o.valid_until and o.valid_until < start):
             continue
         kpi = catalogue[o.kpi]
+        if kpi.native and not whole_month:
+            continue  # the CRM's own monthly figures: nothing to judge inside a month
         found = _scope_as_of(conn, o, kpi, None, yesterday)
         if found is None:
             continue

@@ -146,6 +146,21 @@ def test_a_week_is_judged_by_the_same_rule_over_its_elapsed_days(conn):
     assert (row["attainment"], row["status"]) == (pytest.approx(1.0), "on_track")
 
 
+def test_a_week_before_the_data_and_a_native_kpi_are_not_judged(conn):
+    objectives = parse_objectives({"objectives": [{**SESSIONS, "target": 3100},
+                                                  {"kpi": "nps", "period": "month", "target": 40}]}, "test.yaml")
+    # Mon 23 February .. Sun 1 March: the data starts on 1 March, so a week total would read as a shortfall
+    [sessions] = evaluate_window(conn, objectives, (date(2026, 2, 23), date(2026, 3, 1)))
+    assert sessions["status"] == "insufficient_data"
+    assert sessions["gap_text"] == ("not judged: the data starts on 2026-03-01, after the period began on "
+                                    "2026-02-23 (a partial total would read as a shortfall)")
+    # NPS is the CRM's monthly figure: judged over a whole month only (35 against 40, as in kpi_vs_objective)
+    assert [r["kpi"] for r in evaluate_window(conn, objectives, (date(2026, 3, 9), date(2026, 3, 15)))] == [
+        "sessions"]
+    whole = {r["kpi"]: r for r in evaluate_window(conn, objectives, (date(2026, 3, 1), date(2026, 3, 31)))}
+    assert whole["nps"]["actual"] == pytest.approx(35) and whole["nps"]["status"] == "off_track"
+
+
 def test_a_window_covering_the_month_gives_the_kpi_vs_objective_row(conn):
     entries = [{**SESSIONS, "target": 3200}, {**CONVERSION, "target": 0.025}]
     month = {r["kpi"]: r for r in run(conn, entries, as_of=None) if r["period_start"] == date(2026, 3, 1)}
