@@ -1,4 +1,4 @@
-"""`mkpi`: the pipeline's command line (demo, sandbox, backfill, kpis, doctor).
+"""`mkpi`: the pipeline's command line (demo, sandbox, backfill, kpis, doctor, fx, serve, alerts).
 
 Why one entry point: the people who run this pipeline are marketers and analysts as often as engineers. They need
 to check access to each platform before the first run, backfill a window without opening Dagster's UI, and read
@@ -8,6 +8,11 @@ progress, a summary and errors that say what to fix. Errors are one sentence plu
 `--debug`), and no secret is ever printed: every line that may echo a platform's answer is redacted.
 
 Heavy imports (Dagster, the Google clients) happen inside the commands that need them, so `mkpi --help` is fast.
+
+This module holds the parser and main(); each command is a module of this package (backfill: the run driver;
+kpis; doctor; fx; serve; alerts), common.py what they share (errors, console, redaction, log levels). The sources
+come from connectors/registry.py, values are written by kpi_models/formatting.py, objectives judged by
+kpi_models/objectives.evaluate.
 """
 
 from __future__ import annotations
