@@ -27,8 +27,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +35,12 @@ import duckdb
 import pytest
 
 from connectors.warehouse import connect
-from sandbox.hubspot_server import HubSpotServer
-from sandbox.launcher import SERVER_FACTORIES, Sandbox, start_sandbox
+from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests import battery
 from tests.checksums import differences, table_checksums
 from tests.crash_child import HUBSPOT_OBJECTS, POINTS, TODAY, pipeline_settings, run_pipeline
+from tests.sandboxes import start_servers
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = battery.FULL
@@ -59,7 +57,7 @@ def sandbox():
     # seed 5 is test_hubspot_e2e's world: the portal's records are built once per (seed, today) per session
     world = World(seed=5, today=TODAY)
     if not WITH_HUBSPOT:  # building the portal's 25,000 records alone takes ~10 s
-        with start_servers(world, [f for f in SERVER_FACTORIES if f != HubSpotServer.for_sandbox]) as running:
+        with start_servers(world, without=("hubspot",)) as running:
             yield running
         return
     with start_sandbox(world) as running:
@@ -72,19 +70,6 @@ def sandbox():
         # and a re-run can be compared with the uninterrupted run (restatement is the idempotence battery's).
         portal.now_ms += 31 * 86_400_000
         yield running
-
-
-@contextmanager
-def start_servers(world: World, factories: list) -> Iterator[Sandbox]:
-    servers = []
-    try:
-        for factory in factories:
-            servers.append(factory(world))
-            servers[-1].start()
-        yield Sandbox(world, servers)
-    finally:
-        for server in reversed(servers):
-            server.stop()
 
 
 def environment(sandbox, db: Path, analyst: Path) -> dict[str, str]:

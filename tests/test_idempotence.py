@@ -18,8 +18,6 @@ then 2-4 against 1-4 in one go. `make chaos` (the tests marked `full`) runs the 
 The dashboard (an HTML file, no table) is left out of the runs: it is not what the checksums compare.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -28,11 +26,10 @@ import pytest
 
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
-from sandbox.hubspot_server import HubSpotServer
-from sandbox.launcher import SERVER_FACTORIES, Sandbox
 from sandbox.world import World
 from tests import battery
 from tests.checksums import differences, table_checksums
+from tests.sandboxes import start_servers
 
 TODAY = date(2026, 3, 31)
 BACKFILL = (date(2025, 12, 1), date(2026, 2, 28))  # 90 days
@@ -45,25 +42,9 @@ def day(n: int) -> date:
     return DAY_1 + timedelta(days=n - 1)
 
 
-@contextmanager
-def servers(world: World, with_hubspot: bool) -> Iterator[Sandbox]:
-    """The sandbox's servers; HubSpot's only when asked (its 25,000 records take ~10 s to build)."""
-    started = []
-    try:
-        for factory in SERVER_FACTORIES:
-            if factory == HubSpotServer.for_sandbox and not with_hubspot:
-                continue
-            started.append(factory(world))
-            started[-1].start()
-        yield Sandbox(world, started)
-    finally:
-        for server in reversed(started):
-            server.stop()
-
-
 @pytest.fixture
 def sandbox(monkeypatch, tmp_path):
-    with servers(World(seed=11, today=TODAY), with_hubspot=False) as running:
+    with start_servers(World(seed=11, today=TODAY), without=("hubspot",)) as running:
         for name, value in running.env.items():
             monkeypatch.setenv(name, value)
         yield running
@@ -156,7 +137,7 @@ def test_days_1_to_30_then_15_to_45_equal_1_to_45_and_one_partition_three_times_
 def test_hubspot_job_twice_full_then_incremental_changes_no_row(monkeypatch, tmp_path):
     db = use_database(monkeypatch, tmp_path / "crm.duckdb")
     # (not "hubspot.duckdb": DuckDB names the catalog after the file, and "hubspot" would then be ambiguous)
-    with servers(World(seed=5, today=TODAY), with_hubspot=True) as running:
+    with start_servers(World(seed=5, today=TODAY), without=()) as running:
         for name, value in running.env.items():
             monkeypatch.setenv(name, value)
         # e-mail counters of the portal's last 30 days grow on every read, by design: past that window they

@@ -26,9 +26,9 @@ import pytest
 
 import pipelines.lib.resources as resources
 from pipelines.cli import main
-from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests import battery
+from tests.sandboxes import start_servers
 
 FULL = battery.FULL
 LINE = "Locked working file"
@@ -43,7 +43,7 @@ time.sleep(900)
 
 @pytest.fixture(scope="module")
 def sandbox():
-    with start_sandbox(World(seed=1, today=date(2026, 3, 31))) as running:
+    with start_servers(World(seed=1, today=date(2026, 3, 31)), without=("hubspot",)) as running:  # GA4 only
         yield running
 
 
