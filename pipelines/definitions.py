@@ -1,8 +1,18 @@
-"""The Dagster code location: everything under `pipelines/defs/` (one folder per source)."""
+"""The Dagster code location: everything under `pipelines/defs/` (one folder per source), plus the report sources
+registered with no folder there (connectors/registry.py), each as the source component with its defaults."""
 
 
 from pathlib import Path
 
 import dagster as dg
 
-defs = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
+from pipelines.components.source_assets import registry_only_defs
+
+
+def build_definitions() -> dg.Definitions:
+    """Every definition, built now: the settings (start date, time zone) and the registry are read at this call."""
+    return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
+                                registry_only_defs())
+
+
+defs = build_definitions()

@@ -50,6 +50,8 @@ from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, retry_transi
 
 DEFS_DIR = Path(__file__).resolve().parent.parent / "defs"
 COMPONENT_TYPE = "pipelines.components.source_assets.SourceAssets"
+# Every report source's raw asset carries this tag: the daily refresh job selects them by it, whatever the sources.
+REPORT_SOURCE_TAG = ("mkpi/source_kind", "report")
 
 
 class SourceHooks:
@@ -173,6 +175,7 @@ class SourceAssets(dg.Component, dg.Resolvable, dg.Model):
             group_name=spec.code,
             description=doc.description,
             kinds={"python", "duckdb"},
+            tags=dict([REPORT_SOURCE_TAG]),
             owners=list(self.owners),
             freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=spec.stale_after_days)),
             metadata={"dagster/table_name": stream.table, "primary_key": ", ".join(stream.key),

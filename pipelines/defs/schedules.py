@@ -2,10 +2,13 @@
 
 Each source restates recent days over a different horizon (GA4 ~3 days, Search Console ~4,
 Matomo 3, Google Ads conversions ~30; windows from config). Every morning the schedule emits ONE
-run per configured source, covering that source's trailing re-read window (ending yesterday in the
-reporting time zone) as a single partition-range run: its raw assets first, then the KPI tables that
-read them (asset dependencies order them; blocking checks gate them). A failing source does not hold
+run per configured report source of the registry (connectors/registry.py), covering that source's trailing re-read
+window (ending yesterday in the reporting time zone) as a single partition-range run: its raw assets first, then the
+KPI tables that read them (asset dependencies order them; blocking checks gate them). A failing source does not hold
 the other sources' KPIs back.
+
+Nothing here reads the configuration when the module is imported: the schedules (their time zone) are built when the
+definitions are built (`schedules()`), and each tick reads the settings of that moment.
 """
 
 import os
@@ -14,10 +17,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from connectors import ga4, google_ads, matomo, search_console
+from connectors import registry
 from connectors.settings import Settings, load_settings
 from kpi_models.runner import MODELS
-from pipelines.lib.partitions import DAILY, SOURCE_TAG
+from pipelines.components.source_assets import REPORT_SOURCE_TAG, source_component
+from pipelines.lib.partitions import SOURCE_TAG
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -34,11 +38,12 @@ HUBSPOT_KPIS = [dg.AssetKey(["kpi", m.name]) for m in MODELS.values()
 OBJECTIVES = dg.AssetKey(["kpi", "kpi_vs_objective"])
 PUBLISH = [dg.AssetKey(["publish", "analyst_copy"]), dg.AssetKey(["publish", "dashboard"])]
 
+# Every report source's raw assets carry this tag (pipelines/components/source_assets.py), so the job covers a source
+# added to the registry without naming it; its partitions are the assets' (built with the definitions).
 daily_refresh_job = dg.define_asset_job(
     "daily_refresh_job",
-    selection=dg.AssetSelection.groups("ga4", "search_console", "matomo", "google_ads", "publish")
+    selection=dg.AssetSelection.tag(*REPORT_SOURCE_TAG) | dg.AssetSelection.groups("publish")
     | dg.AssetSelection.assets(*PARTITIONED_KPIS, OBJECTIVES),
-    partitions_def=DAILY,
     description="Re-read a trailing window of the report sources, then rebuild the daily KPI tables for it.",
 )
 
@@ -71,25 +76,31 @@ class SourceRefresh:
         return [*raw, *kpis, RECONCILIATION, OBJECTIVES, *PUBLISH]
 
 
-REFRESHES = (
-    SourceRefresh("ga4", tuple(r.stream.table for r in ga4.REPORTS.values())),
-    SourceRefresh("search_console", tuple(r.stream.table for r in search_console.REPORTS.values())),
-    SourceRefresh("matomo", tuple(s.table for s in matomo.STREAMS)),
-    SourceRefresh("google_ads", (google_ads.CAMPAIGN_DAILY.table,)),
-)
+def refreshes() -> tuple[SourceRefresh, ...]:
+    """One refresh per report source of the registry, in run order, with the raw tables its component loads."""
+    return tuple(SourceRefresh(code, tuple(s.table for s in source_component(code).raw_streams()))
+                 for code in registry.codes("report"))
+
+
+def __getattr__(name: str) -> object:
+    """`REFRESHES` (the registry's report sources, read when asked, so a source added to the registry is in it) and
+    the two schedules (built with the settings of that moment, as `schedules()` builds them)."""
+    if name == "REFRESHES":
+        return refreshes()
+    if name in ("daily_refresh", "hubspot_refresh"):
+        return next(s for s in build_schedules(load_settings()) if s.name == name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def reread_days(settings: Settings, source: str) -> int | None:
-    """The source's re-read window, or None when the source is not configured (nothing to refresh)."""
-    if source == "ga4":
-        return settings.ga4.reread_days if settings.ga4.property_ids else None
-    if source == "search_console":
-        return settings.search_console.reread_days if settings.search_console.sites else None
-    if source == "matomo":
-        return settings.matomo.reread_days if settings.matomo.site_ids and settings.matomo.url else None
-    if source == "google_ads":
-        return settings.google_ads.reread_days if settings.google_ads.customer_ids else None
-    raise KeyError(source)
+    """The source's re-read window, or None when the source is not configured (nothing to refresh). A source
+    without a settings section of its own re-reads its registry default."""
+    spec = registry.source(source)
+    if not spec.configured(settings):
+        return None
+    if getattr(settings, spec.code, None) is None:
+        return spec.reread_days
+    return spec.configured_reread_days(settings)
 
 
 def refresh_window(run_day: date, days: int, first_day: date) -> tuple[date, date]:
@@ -105,7 +116,7 @@ def range_tags(start: date, end: date) -> dict[str, str]:
 
 def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
     requests = []
-    for refresh in REFRESHES:
+    for refresh in refreshes():
         days = reread_days(settings, refresh.source)
         if days is None:
             continue
@@ -118,47 +129,54 @@ def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
     return requests
 
 
-_settings = load_settings()
-
 # When the schedules tick, in the reporting time zone. A service that needs other hours sets these (the two runs
-# write different rows of kpi_daily, so their order no longer matters); the service-mode
-# test (tests/test_service_mode.py) sets the daily one to the minute just passed so that a tick comes without
-# waiting for the morning. Read when the code location loads: restart the code server after changing them.
-DAILY_REFRESH_CRON = os.environ.get("MKPI_DAILY_REFRESH_CRON") or "0 6 * * *"
-HUBSPOT_REFRESH_CRON = os.environ.get("MKPI_HUBSPOT_REFRESH_CRON") or "30 5 * * *"
+# write different rows of kpi_daily, so their order no longer matters: HubSpot's run rebuilds HubSpot's rows, a
+# report source's run its own, and an Ads run both attributions' ROI rows); the service-mode test
+# (tests/test_service_mode.py) sets the daily one to the minute just passed so that a tick comes without waiting for
+# the morning. Read when the code location loads: restart the code server after changing them.
+DAILY_REFRESH_CRON_VARIABLE = "MKPI_DAILY_REFRESH_CRON"
+HUBSPOT_REFRESH_CRON_VARIABLE = "MKPI_HUBSPOT_REFRESH_CRON"
 
 
-@dg.schedule(
-    name="daily_refresh",
-    job=daily_refresh_job,
-    cron_schedule=DAILY_REFRESH_CRON,
-    execution_timezone=_settings.reporting_timezone,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every morning at 06:00 (reporting time zone; MKPI_DAILY_REFRESH_CRON changes it): per "
-    "configured source, re-read its trailing window and rebuild the KPI tables that read it.",
-)
-def daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+def _daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
     settings = load_settings()
     run_day = context.scheduled_execution_time.astimezone(settings.tz).date()
     requests = refresh_requests(run_day, settings)
     if not requests:
-        return dg.SkipReason("no source configured: set MKPI_GA4_PROPERTY_IDS, MKPI_SEARCH_CONSOLE_SITES, "
-                             "MKPI_MATOMO_URL and MKPI_MATOMO_SITE_IDS, or MKPI_GOOGLE_ADS_CUSTOMER_IDS")
+        return dg.SkipReason("no source configured: " + "; ".join(
+            f"{registry.source(code).label}: {registry.source(code).setup}" for code in registry.codes("report")))
     return requests
 
 
-@dg.schedule(
-    name="hubspot_refresh",
-    job=hubspot_refresh_job,
-    cron_schedule=HUBSPOT_REFRESH_CRON,
-    execution_timezone=_settings.reporting_timezone,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Every morning at 05:30 (MKPI_HUBSPOT_REFRESH_CRON changes it): HubSpot changes since the "
-    "cursors, then crm_monthly, email_daily and HubSpot's rows of kpi_daily.",
-)
-def hubspot_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+def _hubspot_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     settings = load_settings()
-    if settings.hubspot.token is None:
+    if not registry.source("hubspot").configured(settings):
         return dg.SkipReason("HubSpot is not configured: set MKPI_HUBSPOT_TOKEN")
     day = context.scheduled_execution_time.astimezone(settings.tz).date()
     return dg.RunRequest(run_key=f"hubspot_refresh:{day.isoformat()}", tags={SOURCE_TAG: "hubspot"})
+
+
+# name, job, the variable that changes its cron, the default cron, what it does, the tick's function
+_SCHEDULES = (
+    ("daily_refresh", daily_refresh_job, DAILY_REFRESH_CRON_VARIABLE, "0 6 * * *",
+     "Every morning at 06:00 (reporting time zone; MKPI_DAILY_REFRESH_CRON changes it): per configured source, "
+     "re-read its trailing window and rebuild the KPI tables that read it.", _daily_refresh),
+    ("hubspot_refresh", hubspot_refresh_job, HUBSPOT_REFRESH_CRON_VARIABLE, "30 5 * * *",
+     "Every morning at 05:30 (MKPI_HUBSPOT_REFRESH_CRON changes it): HubSpot changes since the cursors, then "
+     "crm_monthly, email_daily and HubSpot's rows of kpi_daily.", _hubspot_refresh),
+)
+
+
+def build_schedules(settings: Settings) -> list[dg.ScheduleDefinition]:
+    """The daily refresh (06:00) and HubSpot's (05:30), off until turned on, in these settings' reporting time
+    zone."""
+    return [dg.schedule(name=name, job=job, cron_schedule=os.environ.get(variable) or default,
+                        execution_timezone=settings.reporting_timezone,
+                        default_status=dg.DefaultScheduleStatus.STOPPED, description=description)(tick)
+            for name, job, variable, default, description, tick in _SCHEDULES]
+
+
+@dg.definitions
+def schedules() -> dg.Definitions:
+    """The jobs and schedules, built with the settings read now (when the code location loads)."""
+    return dg.Definitions(jobs=[daily_refresh_job, hubspot_refresh_job], schedules=build_schedules(load_settings()))

@@ -1,7 +1,9 @@
 """Dagster resources: thin wrappers that hand settings to plain-Python connectors and the loader.
 
-Why thin: connectors and the loader must run (and be tested) without Dagster. Settings are read at
-run time (environment over config file), so a secret is never part of run config or the UI.
+Why thin: connectors and the loader must run (and be tested) without Dagster. Settings are read when a run sets a
+resource up (environment over config file), once per run and process, and kept on the resource for the run's steps
+(`settings()`), so a secret is never part of run config or the UI and no call re-reads the files. The secrets Dagster
+shows by name are real fields bound to `EnvVar`s (pipelines/defs/resources.py).
 
 Every resource checks the configuration and the objectives file when a run sets it up, before any step asks a
 platform for anything (pipelines/lib/preflight.py): a wrong value fails the run at once, naming the file and the
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from connectors.batches import Batch
 from connectors.errors import ConnectorError
@@ -57,19 +60,25 @@ class _CheckedResource(dg.ConfigurableResource):
     """A resource that checks both files when a run sets it up (once per run and process)."""
 
     config_path: str | None = None
+    _settings: Settings | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         key = (context.run_id or "", self.config_path)
         if not key[0] or key not in _CHECKED_RUNS:
             check_run_inputs(self.config_path)
             _CHECKED_RUNS.add(key)
+        self._settings = load_settings(self.config_path)
+
+    def settings(self) -> Settings:
+        """The settings read when the run set this resource up (read now when used outside a run)."""
+        return self._settings if self._settings is not None else load_settings(self.config_path)
 
 
 class SettingsResource(_CheckedResource):
     """Pipeline settings: `config/mkpi.yaml` (or MKPI_CONFIG), overridden by MKPI_* variables."""
 
     def load(self) -> Settings:
-        return load_settings(self.config_path)
+        return self.settings()
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,7 @@ class WarehouseResource(_CheckedResource):
     database: str | None = None
 
     def path(self) -> str:
-        return self.database or load_settings(self.config_path).duckdb_path
+        return self.database or self.settings().duckdb_path
 
     @contextmanager
     def connection(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -163,7 +172,7 @@ class WarehouseResource(_CheckedResource):
         return conn
 
     def _locked(self, path: str, holder: LockHolder, waited: float) -> WorkingFileLocked:
-        analyst = None if self.database else load_settings(self.config_path).analyst_db
+        analyst = None if self.database else self.settings().analyst_db
         return WorkingFileLocked(path, holder.describe(), analyst, waited)
 
     def load(self, batches: Iterable[Batch]) -> LoadResult:
@@ -175,15 +184,14 @@ class GA4Resource(_CheckedResource):
     """Google Analytics 4 Data API access: properties, endpoint and credentials from settings."""
 
     def connector(self) -> Ga4Connector:
-        return Ga4Connector(load_settings(self.config_path).ga4)
+        return Ga4Connector(self.settings().ga4)
 
 
 class SearchConsoleResource(_CheckedResource):
     """Search Console access: sites, endpoint and Google credentials from settings."""
 
     def connector(self) -> SearchConsoleConnector:
-        settings = load_settings(self.config_path)
-        return SearchConsoleConnector(settings.search_console)
+        return SearchConsoleConnector(self.settings().search_console)
 
 
 class MatomoResource(_CheckedResource):
@@ -193,7 +201,7 @@ class MatomoResource(_CheckedResource):
     token: str
 
     def connector(self) -> MatomoConnector:
-        settings = load_settings(self.config_path).matomo
+        settings = self.settings().matomo
         return MatomoConnector(dataclasses.replace(settings, token=Secret(self.token)))
 
 
@@ -204,7 +212,7 @@ class GoogleAdsResource(_CheckedResource):
     developer_token: str
 
     def connector(self) -> GoogleAdsConnector:
-        settings = load_settings(self.config_path).google_ads
+        settings = self.settings().google_ads
         return GoogleAdsConnector(dataclasses.replace(settings, developer_token=Secret(self.developer_token)))
 
 
@@ -215,6 +223,6 @@ class HubSpotResource(_CheckedResource):
     token: str
 
     def connector(self) -> HubSpotConnector:
-        settings = load_settings(self.config_path).hubspot
+        settings = self.settings().hubspot
         return HubSpotConnector(dataclasses.replace(settings, token=Secret(self.token)))
 

@@ -19,15 +19,27 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from connectors import registry
 from connectors.warehouse import replace_table
 
 STATUS_TABLE = "meta.source_status"
-SOURCES = ("ga4", "search_console", "matomo", "google_ads", "hubspot")
 _SCHEMA = pa.schema([
     ("source", pa.string()), ("status", pa.string()), ("last_success", pa.timestamp("us", "UTC")),
     ("last_failure", pa.timestamp("us", "UTC")), ("error", pa.string()), ("stale_since", pa.timestamp("us", "UTC")),
     ("assets", pa.int64()),
 ])
+
+
+def status_sources() -> tuple[str, ...]:
+    """The registry's sources, report sources first (the order meta.source_status and the dashboard list them)."""
+    return (*registry.codes("report"), *registry.codes("incremental"))
+
+
+def __getattr__(name: str) -> object:
+    """`SOURCES`: the registry's sources as `status_sources()` orders them, read when asked."""
+    if name == "SOURCES":
+        return status_sources()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -124,10 +136,10 @@ def source_status(instance: dg.DagsterInstance, source: str, asset_keys: Sequenc
     return SourceStatus(source, status, last_success, last_failure, error, stale_since, len(asset_keys))
 
 
-def source_statuses(instance: dg.DagsterInstance, asset_graph: object, sources: Iterable[str] = SOURCES
+def source_statuses(instance: dg.DagsterInstance, asset_graph: object, sources: Iterable[str] | None = None
                     ) -> list[SourceStatus]:
-    """Every source's status; a source's raw assets are those of its Dagster group (one group per source), its
-    steps those assets' ops."""
+    """Every source's status (default: every registered source); a source's raw assets are those of its Dagster
+    group (one group per source), its steps those assets' ops."""
     assets = source_assets(asset_graph, sources)
     step_sources = {asset_graph.get(key).assets_def.node_def.name: source  # type: ignore[attr-defined]
                     for source, keys in assets.items() for key in keys}
@@ -140,8 +152,9 @@ def source_statuses(instance: dg.DagsterInstance, asset_graph: object, sources: 
     return out
 
 
-def source_assets(asset_graph: object, sources: Iterable[str] = SOURCES) -> dict[str, list[dg.AssetKey]]:
+def source_assets(asset_graph: object, sources: Iterable[str] | None = None) -> dict[str, list[dg.AssetKey]]:
     """Each source's raw assets: the assets of its Dagster group (one group per source)."""
+    sources = tuple(sources) if sources is not None else status_sources()
     wanted = set(sources)
     found: dict[str, list[dg.AssetKey]] = {s: [] for s in sources}
     for node in asset_graph.asset_nodes:  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from connectors.batches import Batch, Stream, Window
-from connectors.matomo import STREAMS, MatomoConnector
+from connectors.matomo import MatomoConnector
 from connectors.parallel import AccountLog
 from pipelines.components.source_assets import SourceHooks
 
@@ -19,9 +19,6 @@ class MatomoHooks(SourceHooks):
 
     resource_key = "matomo"
     accounts_key = "sites"
-
-    def streams(self) -> tuple[Stream, ...]:
-        return tuple(STREAMS)
 
     def batches(self, connector: MatomoConnector, streams: Sequence[Stream], window: Window, accounts: AccountLog
                 ) -> Iterable[Batch]:

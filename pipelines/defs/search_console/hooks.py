@@ -5,11 +5,9 @@ byProperty totals are a correct base for site-level SEO KPIs; Discover and Googl
 reads are skipped and the materialisation says which and why.
 """
 
-from collections.abc import Iterable, Sequence
 from typing import Any
 
-from connectors.batches import Batch, Stream, Window
-from connectors.parallel import AccountLog
+from connectors.batches import Stream
 from connectors.search_console import REPORTS, GscReport, SearchConsoleConnector, skipped_search_types
 from pipelines.components.source_assets import SourceHooks
 
@@ -22,16 +20,8 @@ class SearchConsoleHooks(SourceHooks):
     resource_key = "search_console"
     accounts_key = "sites"
 
-    def streams(self) -> tuple[Stream, ...]:
-        return tuple(r.stream for r in REPORTS.values())
-
     def account_ids(self, connector: SearchConsoleConnector) -> list[str]:
         return connector.sites()
-
-    def batches(self, connector: SearchConsoleConnector, streams: Sequence[Stream], window: Window,
-                accounts: AccountLog) -> Iterable[Batch]:
-        for stream in streams:
-            yield from connector.fetch(_BY_TABLE[stream.table], window, accounts=accounts)
 
     def definition_metadata(self, stream: Stream) -> dict[str, Any]:
         return {"aggregation_type": _BY_TABLE[stream.table].aggregation_type}

@@ -1,0 +1,124 @@
+"""A sixth platform through the registry alone (issue #20's "done when"): a connector module, a sandbox server, a
+registry entry and one SQL file (tests/toy_source/) make it appear in the schedules and in the Dagster definitions,
+where its raw asset loads the server's numbers through the shared source component.
+
+The registry entry is added at test time (connectors/registry.py is the one list; the toy must not ship in it). The
+truth is the test's own `VISITS`, served by the toy server; the loaded rows are compared with it.
+"""
+
+from datetime import date, datetime, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+
+from connectors import registry
+from pipelines.lib.partitions import SOURCE_TAG
+from tests.toy_source import connector as toy
+from tests.toy_source.server import ToyServer
+
+TOY = registry.SourceSpec(
+    "toy", "Toy", "tests.toy_source.connector", "report", reread_days=2, stale_after_days=2,
+    setup="set MKPI_TOY_URL and MKPI_TOY_SITES", configured=toy.is_configured)
+DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
+# the truth: site a every day, site b from the third day on (a site's missing day is no row, not zero)
+VISITS = {**{("a", d): 100 + i for i, d in enumerate(DAYS)}, **{("b", d): 7 * i for i, d in enumerate(DAYS) if i >= 2}}
+TOY_ASSET = dg.AssetKey(["toy", "visits_daily"])
+
+
+def toy_step(defs: dg.Definitions) -> dg.AssetsDefinition:
+    """The toy's step as the definitions hold it (before their resources are bound)."""
+    (step,) = [a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition) and TOY_ASSET in a.keys]
+    return step
+
+
+@pytest.fixture
+def toy_registered(monkeypatch, tmp_path):
+    """The toy in the registry and configured (its server running); a config with an early enough start date."""
+    monkeypatch.setattr(registry, "SOURCES", (*registry.SOURCES, TOY))
+    monkeypatch.setitem(registry._BY_CODE, "toy", TOY)
+    config = tmp_path / "mkpi.yaml"
+    config.write_text('start_date: "2026-01-01"\nreporting_timezone: Europe/Paris\n', encoding="utf-8")
+    monkeypatch.setenv("MKPI_CONFIG", str(config))
+    with ToyServer(VISITS) as server:
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("MKPI_TOY_SITES", "a,b")
+        yield server
+
+
+def test_the_toy_is_in_the_daily_refresh(toy_registered):
+    from connectors.settings import load_settings
+    from pipelines.defs.schedules import refresh_requests, refreshes
+
+    assert ("toy", ("toy.visits_daily",)) in {(r.source, r.raw_tables) for r in refreshes()}
+    requests = {r.tags[SOURCE_TAG]: r for r in refresh_requests(date(2026, 3, 10), load_settings())}
+    # its registry default re-read window (2 days) ending yesterday, over its raw asset and nothing of the others
+    toy_request = requests["toy"]
+    assert (toy_request.tags["dagster/asset_partition_range_start"],
+            toy_request.tags["dagster/asset_partition_range_end"]) == ("2026-03-08", "2026-03-09")
+    assert TOY_ASSET in toy_request.asset_selection
+    assert not any(k.path[0] in {"ga4", "matomo", "search_console", "google_ads"} for k in toy_request.asset_selection)
+
+
+def test_the_toy_is_in_the_definitions_and_its_asset_loads_the_servers_numbers(toy_registered, tmp_path):
+    from pipelines.definitions import build_definitions
+    from pipelines.lib.resources import SettingsResource, WarehouseResource
+
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    node = graph.get(TOY_ASSET)
+    assert node.group_name == "toy" and node.partitions_def is not None
+    assert node.partitions_def.get_first_partition_key() == "2026-01-01"  # the configured start date
+    assert dg.AssetCheckKey(TOY_ASSET, "every_account_loaded") in graph.asset_check_keys
+    assert TOY_ASSET in defs.resolve_job_def("daily_refresh_job").asset_layer.selected_asset_keys
+
+    database = tmp_path / "w.duckdb"
+    result = dg.materialize([toy_step(defs)], resources={"settings": SettingsResource(),
+                                                "warehouse": WarehouseResource(database=str(database))},
+                            tags={"dagster/asset_partition_range_start": "2026-03-01",
+                                  "dagster/asset_partition_range_end": "2026-03-05"})
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert sorted(e.partition for e in events) == [d.isoformat() for d in DAYS]  # one per partition of the range
+    metadata = {k: v.value for k, v in events[0].materialization.metadata.items()}
+    assert metadata["dagster/row_count"] == len(VISITS) == 8
+    assert (metadata["window_start"], metadata["window_end"]) == ("2026-03-01", "2026-03-05")
+    assert metadata["account_ids"] == "a, b" and metadata["accounts_failed"] == 0
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = conn.execute("SELECT site_id, date, visits FROM toy.visits_daily").fetchall()
+    assert {(s, d): v for s, d, v in rows} == VISITS
+
+
+def test_a_toy_site_that_fails_is_named_and_the_other_loads(toy_registered, tmp_path, monkeypatch):
+    from pipelines.definitions import build_definitions
+    from pipelines.lib.resources import SettingsResource, WarehouseResource
+
+    monkeypatch.setenv("MKPI_TOY_SITES", "a,nosuch")
+    defs = build_definitions()
+    database = tmp_path / "w.duckdb"
+    checks = [c for c in defs.asset_checks or () if isinstance(c, dg.AssetChecksDefinition)
+              and dg.AssetCheckKey(TOY_ASSET, "every_account_loaded") in c.check_keys]
+    result = dg.materialize([toy_step(defs), *checks], partition_key="2026-03-02",
+                            resources={"settings": SettingsResource(),
+                                       "warehouse": WarehouseResource(database=str(database))},
+                            raise_on_error=False)
+    assert not result.success  # the check fails the run, naming the site
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and "nosuch" in evaluation.description
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT site_id, date, visits FROM toy.visits_daily").fetchall() == [
+            ("a", date(2026, 3, 2), VISITS[("a", date(2026, 3, 2))])]
+
+
+def test_the_toy_run_request_names_its_day_in_the_reporting_time_zone(toy_registered):
+    from zoneinfo import ZoneInfo
+
+    from connectors.settings import load_settings
+    from pipelines.defs.schedules import build_schedules
+
+    daily = next(s for s in build_schedules(load_settings()) if s.name == "daily_refresh")
+    tick = datetime(2026, 3, 10, 6, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    requests = daily(dg.build_schedule_context(scheduled_execution_time=tick))
+    assert isinstance(requests, list)
+    assert [r.run_key for r in requests if r.tags[SOURCE_TAG] == "toy"] == ["daily_refresh:toy:2026-03-10"]
