@@ -6,6 +6,8 @@ The registry entry is added at test time (connectors/registry.py is the one list
 truth is the test's own `VISITS`, served by the toy server; the loaded rows are compared with it.
 """
 
+import contextlib
+import io
 from datetime import date, datetime, timedelta
 
 import dagster as dg
@@ -13,6 +15,8 @@ import duckdb
 import pytest
 
 from connectors import registry
+from pipelines.cli import main
+from pipelines.definitions import build_definitions  # the code location's own defs: built before the toy is added
 from pipelines.lib.partitions import SOURCE_TAG
 from tests.toy_source import connector as toy
 from tests.toy_source.server import ToyServer
@@ -33,13 +37,10 @@ def toy_step(defs: dg.Definitions) -> dg.AssetsDefinition:
 
 
 @pytest.fixture
-def toy_registered(monkeypatch, tmp_path):
-    """The toy in the registry and configured (its server running); a config with an early enough start date."""
+def toy_registered(monkeypatch):
+    """The toy in the registry and configured (its server running), with the project's config/mkpi.yaml."""
     monkeypatch.setattr(registry, "SOURCES", (*registry.SOURCES, TOY))
     monkeypatch.setitem(registry._BY_CODE, "toy", TOY)
-    config = tmp_path / "mkpi.yaml"
-    config.write_text('start_date: "2026-01-01"\nreporting_timezone: Europe/Paris\n', encoding="utf-8")
-    monkeypatch.setenv("MKPI_CONFIG", str(config))
     with ToyServer(VISITS) as server:
         for name, value in server.env().items():
             monkeypatch.setenv(name, value)
@@ -62,14 +63,15 @@ def test_the_toy_is_in_the_daily_refresh(toy_registered):
 
 
 def test_the_toy_is_in_the_definitions_and_its_asset_loads_the_servers_numbers(toy_registered, tmp_path):
-    from pipelines.definitions import build_definitions
+    from connectors.settings import load_settings
     from pipelines.lib.resources import SettingsResource, WarehouseResource
 
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
     node = graph.get(TOY_ASSET)
     assert node.group_name == "toy" and node.partitions_def is not None
-    assert node.partitions_def.get_first_partition_key() == "2026-01-01"  # the configured start date
+    # the configured start date (the KPI assets' partitions, built with the same settings, are the same)
+    assert node.partitions_def.get_first_partition_key() == load_settings().start_date.isoformat()
     assert dg.AssetCheckKey(TOY_ASSET, "every_account_loaded") in graph.asset_check_keys
     assert TOY_ASSET in defs.resolve_job_def("daily_refresh_job").asset_layer.selected_asset_keys
 
@@ -91,7 +93,6 @@ def test_the_toy_is_in_the_definitions_and_its_asset_loads_the_servers_numbers(t
 
 
 def test_a_toy_site_that_fails_is_named_and_the_other_loads(toy_registered, tmp_path, monkeypatch):
-    from pipelines.definitions import build_definitions
     from pipelines.lib.resources import SettingsResource, WarehouseResource
 
     monkeypatch.setenv("MKPI_TOY_SITES", "a,nosuch")
@@ -122,3 +123,30 @@ def test_the_toy_run_request_names_its_day_in_the_reporting_time_zone(toy_regist
     requests = daily(dg.build_schedule_context(scheduled_execution_time=tick))
     assert isinstance(requests, list)
     assert [r.run_key for r in requests if r.tags[SOURCE_TAG] == "toy"] == ["daily_refresh:toy:2026-03-10"]
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(list(argv))
+    return code, out.getvalue()
+
+
+def test_mkpi_doctor_checks_the_toy(toy_registered):
+    code, out = run_cli("doctor")
+    assert "Toy" in out and "toy site a configured" in out and "toy site b configured" in out
+    assert code == 0, out  # the toy is the only configured platform, and its probe is fine
+
+
+def test_mkpi_backfill_runs_the_toy_and_loads_its_numbers(toy_registered, monkeypatch, tmp_path):
+    import pipelines.definitions
+
+    # the code location as it loads with the toy registered (a code server started after the entry was added)
+    monkeypatch.setattr(pipelines.definitions, "defs", build_definitions())
+    working = tmp_path / "marketing.duckdb"
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(working))
+    code, out = run_cli("backfill", "--source", "toy", "--start", "2026-03-01", "--end", "2026-03-05")
+    assert code == 0, out
+    with duckdb.connect(str(working), read_only=True) as conn:
+        rows = conn.execute("SELECT site_id, date, visits FROM toy.visits_daily").fetchall()
+    assert {(s, d): v for s, d, v in rows} == VISITS
