@@ -30,6 +30,7 @@ A registered report source with no folder under pipelines/defs gets this compone
 """
 
 import importlib
+import inspect
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from functools import cache
@@ -179,7 +180,7 @@ class SourceAssets(dg.Component, dg.Resolvable, dg.Model):
             owners=list(self.owners),
             freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=spec.stale_after_days)),
             metadata={"dagster/table_name": stream.table, "primary_key": ", ".join(stream.key),
-                      **hooks.definition_metadata(stream),
+                      **hooks.definition_metadata(stream), **_hooks_reference(hooks),
                       "dagster/column_schema": column_schema_from_arrow(stream.schema,
                                                                          self._columns(stream, columns))},
         )
@@ -232,6 +233,17 @@ def load_streams(context: dg.AssetExecutionContext, hooks: SourceHooks, streams:
         yield dg.MaterializeResult(asset_key=_key(stream), metadata=table_metadata(
             stream.table, rows, window, column_schema_from_arrow(stream.schema, notes.get(stream.table)),
             **{hooks.accounts_key: listed}, **extra, **stats, **accounts_metadata(accounts)))
+
+
+def _hooks_reference(hooks: SourceHooks) -> dict[str, Any]:
+    """The source's own hook class as a code reference (beside the shared step's and the defs.yaml's), when it has
+    one: what this platform does its own way is one click away in the UI."""
+    if type(hooks) is SourceHooks:
+        return {}
+    _, first = inspect.getsourcelines(type(hooks))
+    reference = dg.LocalFileCodeReference(file_path=inspect.getsourcefile(type(hooks)) or "", line_number=first,
+                                          label=f"{hooks.spec.label}'s hooks ({type(hooks).__name__})")
+    return {"dagster/code_references": dg.CodeReferencesMetadataValue(code_references=[reference])}
 
 
 def _name(stream: Stream) -> str:
