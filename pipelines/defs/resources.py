@@ -1,29 +1,14 @@
-"""The only place resource keys are bound (Definitions.merge refuses two bindings of one key)."""
+"""The only place resource keys are bound (Definitions.merge refuses two bindings of one key): the settings, the
+working database, and one resource per registered source that has one (pipelines/lib/resources.py, keyed by the
+registry's codes; each source's secret an EnvVar)."""
 
 
 import dagster as dg
 
-from pipelines.lib.resources import (
-    GA4Resource,
-    GoogleAdsResource,
-    HubSpotResource,
-    MatomoResource,
-    SearchConsoleResource,
-    SettingsResource,
-    WarehouseResource,
-)
+from pipelines.lib.resources import SettingsResource, WarehouseResource, source_resources
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "settings": SettingsResource(),
-            "warehouse": WarehouseResource(),
-            "ga4": GA4Resource(),
-            "search_console": SearchConsoleResource(),
-            "matomo": MatomoResource(token=dg.EnvVar("MKPI_MATOMO_TOKEN")),
-            "google_ads": GoogleAdsResource(developer_token=dg.EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN")),
-            "hubspot": HubSpotResource(token=dg.EnvVar("MKPI_HUBSPOT_TOKEN")),
-        }
-    )
+    return dg.Definitions(resources={"settings": SettingsResource(), "warehouse": WarehouseResource(),
+                                     **source_resources()})

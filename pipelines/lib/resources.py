@@ -18,11 +18,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from connectors import registry
 from connectors.batches import Batch
 from connectors.errors import ConnectorError
 from connectors.ga4 import Ga4Connector
@@ -180,47 +182,85 @@ class WarehouseResource(_CheckedResource):
             return load_batches(conn, batches)
 
 
-class GA4Resource(_CheckedResource):
+class SourceResource(_CheckedResource):
+    """A platform's connector for a run: the run's settings, and its secret as a real field bound to an EnvVar (the
+    UI and run config only ever show the variable's name; it is resolved only for runs that read the platform)."""
+
+    SOURCE: ClassVar[str]
+
+    @classmethod
+    def bound(cls) -> "SourceResource":
+        """The resource as the code location binds it (its secret fields as EnvVars)."""
+        return cls()
+
+
+def source_resources() -> dict[str, SourceResource]:
+    """One resource per registered source with a resource class here, keyed by its code (a source without one is
+    read through the `settings` resource and its module's `connect(settings)`)."""
+    classes = {c.SOURCE: c for c in SourceResource.__subclasses__()}
+    return {code: classes[code].bound() for code in registry.codes() if code in classes}
+
+
+class GA4Resource(SourceResource):
     """Google Analytics 4 Data API access: properties, endpoint and credentials from settings."""
+
+    SOURCE = "ga4"
 
     def connector(self) -> Ga4Connector:
         return Ga4Connector(self.settings().ga4)
 
 
-class SearchConsoleResource(_CheckedResource):
+class SearchConsoleResource(SourceResource):
     """Search Console access: sites, endpoint and Google credentials from settings."""
+
+    SOURCE = "search_console"
 
     def connector(self) -> SearchConsoleConnector:
         return SearchConsoleConnector(self.settings().search_console)
 
 
-class MatomoResource(_CheckedResource):
+class MatomoResource(SourceResource):
     """Matomo Reporting API access. The token is bound as EnvVar("MKPI_MATOMO_TOKEN"): the UI and run
     config only ever show the variable's name, and it is resolved only for runs that read Matomo."""
 
+    SOURCE = "matomo"
     token: str
+
+    @classmethod
+    def bound(cls) -> "MatomoResource":
+        return cls(token=dg.EnvVar("MKPI_MATOMO_TOKEN"))
 
     def connector(self) -> MatomoConnector:
         settings = self.settings().matomo
         return MatomoConnector(dataclasses.replace(settings, token=Secret(self.token)))
 
 
-class GoogleAdsResource(_CheckedResource):
+class GoogleAdsResource(SourceResource):
     """Google Ads API access. The developer token is bound as EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN");
     OAuth secrets are read from the environment at run time and never enter run config."""
 
+    SOURCE = "google_ads"
     developer_token: str
+
+    @classmethod
+    def bound(cls) -> "GoogleAdsResource":
+        return cls(developer_token=dg.EnvVar("MKPI_GOOGLE_ADS_DEVELOPER_TOKEN"))
 
     def connector(self) -> GoogleAdsConnector:
         settings = self.settings().google_ads
         return GoogleAdsConnector(dataclasses.replace(settings, developer_token=Secret(self.developer_token)))
 
 
-class HubSpotResource(_CheckedResource):
+class HubSpotResource(SourceResource):
     """HubSpot private-app access. The token is bound as EnvVar("MKPI_HUBSPOT_TOKEN") and only ever sent
     in the Authorization header."""
 
+    SOURCE = "hubspot"
     token: str
+
+    @classmethod
+    def bound(cls) -> "HubSpotResource":
+        return cls(token=dg.EnvVar("MKPI_HUBSPOT_TOKEN"))
 
     def connector(self) -> HubSpotConnector:
         settings = self.settings().hubspot
