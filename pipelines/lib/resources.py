@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dagster as dg
 import duckdb
@@ -193,6 +193,10 @@ class SourceResource(_CheckedResource):
         """The resource as the code location binds it (its secret fields as EnvVars)."""
         return cls()
 
+    def connector(self) -> Any:
+        """The source's connector for the run's settings (the source protocol's `connect(settings)`)."""
+        return registry.source(self.SOURCE).connector_module().connect(self.settings())
+
 
 def source_resources() -> dict[str, SourceResource]:
     """One resource per registered source with a resource class here, keyed by its code (a source without one is
@@ -207,7 +211,7 @@ class GA4Resource(SourceResource):
     SOURCE = "ga4"
 
     def connector(self) -> Ga4Connector:
-        return Ga4Connector(self.settings().ga4)
+        return super().connector()
 
 
 class SearchConsoleResource(SourceResource):
@@ -216,7 +220,7 @@ class SearchConsoleResource(SourceResource):
     SOURCE = "search_console"
 
     def connector(self) -> SearchConsoleConnector:
-        return SearchConsoleConnector(self.settings().search_console)
+        return super().connector()
 
 
 class MatomoResource(SourceResource):
