@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
+from connectors import registry
 from kpi_models.alert_delivery import deliver
 from kpi_models.alerts import PIPELINE, RunFailure, configured_accounts, evaluate
 from pipelines.lib.partitions import DUCKDB_POOL, SOURCE_TAG
@@ -23,7 +24,7 @@ ALERTS_KEY = dg.AssetKey(["alerts", "digest"])
 AFTER_RUN_TAG = "mkpi/alerts_after_run"
 FAILED_RUN_TAG = "mkpi/alerts_failed_run"
 AS_OF_TAG = "mkpi/as_of"
-REPORT_SOURCES = ("ga4", "search_console", "matomo", "google_ads")
+REPORT_SOURCES = registry.codes("report")
 
 
 def _step_source(step_key: str) -> str | None:
