@@ -54,8 +54,9 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (
                           r"(?: by user (?P<user>[^.\s]+))?")
 
 
-# Runs whose files this process already checked: a run sets up several resources, one check is enough.
-_CHECKED_RUNS: set[tuple[str, str | None]] = set()
+# Runs whose files this process already checked, with the settings the check read: a run sets up several resources
+# (in each step's process), one check and one read is enough for all of them.
+_CHECKED_RUNS: dict[tuple[str, str | None], Settings] = {}
 
 
 class _CheckedResource(dg.ConfigurableResource):
@@ -67,9 +68,8 @@ class _CheckedResource(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         key = (context.run_id or "", self.config_path)
         if not key[0] or key not in _CHECKED_RUNS:
-            check_run_inputs(self.config_path)
-            _CHECKED_RUNS.add(key)
-        self._settings = load_settings(self.config_path)
+            _CHECKED_RUNS[key] = check_run_inputs(self.config_path)
+        self._settings = _CHECKED_RUNS[key]
 
     def settings(self) -> Settings:
         """The settings read when the run set this resource up (read now when used outside a run)."""
