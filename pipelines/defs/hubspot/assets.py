@@ -8,10 +8,12 @@ it by id, and commits the new cursor in the same transaction.
 """
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
+from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.hubspot import (
     ACCOUNT_DETAILS,
@@ -27,6 +29,14 @@ from connectors.warehouse import read_cursor, table_exists
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DUCKDB_POOL, retry_transient_failures
 from pipelines.lib.resources import HubSpotResource, SettingsResource, WarehouseResource
+
+# What every HubSpot asset carries: its group, kinds, owners and freshness (the registry's stale_after_days: HubSpot
+# is read every morning; a table not refreshed for that long is late).
+HUBSPOT_ASSET: dict[str, Any] = {
+    "group_name": SOURCE, "kinds": {"python", "duckdb"}, "owners": ["team:crm"],
+    "freshness_policy": dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=registry.source(SOURCE).stale_after_days)),
+}
 
 OBJECT_DESCRIPTIONS = {
     "contacts": "Contacts with creation, lifecycle (lead, customer) and churn dates and original source: leads, "
@@ -61,7 +71,7 @@ def _partial_errors(context: dg.AssetExecutionContext, connector: HubSpotConnect
 
 
 def build_object_asset(object_type: str) -> dg.AssetsDefinition:
-    @dg.asset(key=["hubspot", object_type], group_name="hubspot", kinds={"python", "duckdb"}, pool=DUCKDB_POOL,
+    @dg.asset(key=["hubspot", object_type], **HUBSPOT_ASSET, pool=DUCKDB_POOL,
               description=OBJECT_DESCRIPTIONS[object_type],
               metadata={"dagster/table_name": f"hubspot.{object_type}", "primary_key": "id"})
     def _asset(context: dg.AssetExecutionContext, hubspot: HubSpotResource, warehouse: WarehouseResource,
@@ -89,10 +99,10 @@ feedback_submissions = build_object_asset("feedback_submissions")
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["hubspot", "deals"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "deals"], **HUBSPOT_ASSET,
                      description="Deals (amount, pipeline, stage, close date), read incrementally.",
                      metadata={"dagster/table_name": "hubspot.deals", "primary_key": "id"}),
-        dg.AssetSpec(["hubspot", "deal_associations"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "deal_associations"], **HUBSPOT_ASSET,
                      description="Which contacts and companies each deal is associated with (loyalty_rate): every "
                      "contact (the buyer and colleagues) and company of the deals read; per-deal errors HubSpot "
                      "answers beside the data (HTTP 207) are named in partial_error_list.",
@@ -121,13 +131,13 @@ def hubspot_deals(context: dg.AssetExecutionContext, hubspot: HubSpotResource, w
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["hubspot", "owners"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "owners"], **HUBSPOT_ASSET,
                      description="CRM owners (active and archived).",
                      metadata={"dagster/table_name": OWNERS.table, "primary_key": "id"}),
-        dg.AssetSpec(["hubspot", "deal_stages"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "deal_stages"], **HUBSPOT_ASSET,
                      description="Deal pipeline stages; is_won comes from stage metadata (closed, probability 1.0).",
                      metadata={"dagster/table_name": DEAL_STAGES.table, "primary_key": "pipeline_id, stage_id"}),
-        dg.AssetSpec(["hubspot", "account_details"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "account_details"], **HUBSPOT_ASSET,
                      description="The HubSpot portal: its id (the account_id of KPI tables), time zone, company "
                      "currency and UI domain (GET /account-info/v3/details), read on every run.",
                      metadata={"dagster/table_name": ACCOUNT_DETAILS.table, "primary_key": "portal_id"}),
@@ -156,13 +166,13 @@ def hubspot_metadata(context: dg.AssetExecutionContext, hubspot: HubSpotResource
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(["hubspot", "email_statistics"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "email_statistics"], **HUBSPOT_ASSET,
                      description="Marketing e-mails with their statistics counters (sent, delivered, open, click, "
                      "bounce, unsubscribed, spam reports), published_at (publishDate, else publishedAt; UTC) and "
                      "is_automated. Batch e-mails of the last 30 days are re-read on every run (counters keep "
                      "moving); automated ones (lifetime counters) while they are running, whatever their age.",
                      metadata={"dagster/table_name": EMAIL_STATISTICS.table, "primary_key": "email_id"}),
-        dg.AssetSpec(["hubspot", "email_events_daily"], group_name="hubspot", kinds={"python", "duckdb"},
+        dg.AssetSpec(["hubspot", "email_events_daily"], **HUBSPOT_ASSET,
                      description="What each automated e-mail did per day (the portal's time zone), from the statistics "
                      "histogram: the whole history the first time, the last 30 days afterwards.",
                      metadata={"dagster/table_name": EMAIL_EVENTS_DAILY.table, "primary_key": "email_id, date"}),
@@ -187,3 +197,9 @@ def email_statistics(context: dg.AssetExecutionContext, hubspot: HubSpotResource
     yield dg.MaterializeResult(asset_key=["hubspot", "email_events_daily"], metadata=_metadata(
         EMAIL_EVENTS_DAILY, result.rows_by_table.get(EMAIL_EVENTS_DAILY.table, 0), window, stats,
         windows_read=", ".join(result.windows.get(EMAIL_EVENTS_DAILY.table, []))))
+
+
+# each asset links to the code that loads it (the UI's "code references")
+contacts, companies, feedback_submissions, hubspot_deals, hubspot_metadata, email_statistics = (
+    dg.with_source_code_references([contacts, companies, feedback_submissions, hubspot_deals, hubspot_metadata,
+                                    email_statistics]))
