@@ -97,3 +97,18 @@ def test_no_configuration_is_read_when_the_pipeline_is_imported():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_hubspot_assets_carry_owners_freshness_and_code_references():
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.get_all_asset_keys() if k.path[0] == "hubspot" and not graph.get(k).is_external]
+    # contacts, companies, feedback submissions, deals and their associations, owners, deal stages, the portal's
+    # details, e-mail statistics and the automated e-mails' daily events
+    assert len(keys) == 10
+    for key in keys:
+        node = graph.get(key)
+        assert node.owners == ["team:crm"]
+        assert node.freshness_policy == dg.FreshnessPolicy.time_window(fail_window=timedelta(days=3))
+        assert node.metadata["dagster/code_references"].code_references
