@@ -48,6 +48,7 @@ from pipelines.lib.accounts import accounts_metadata, build_every_account_loaded
 from pipelines.lib.checks import build_row_rule_check
 from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
 from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, retry_transient_failures, window_from_context
+from pipelines.lib.resources import source_resources
 
 DEFS_DIR = Path(__file__).resolve().parent.parent / "defs"
 COMPONENT_TYPE = "pipelines.components.source_assets.SourceAssets"
@@ -56,18 +57,22 @@ REPORT_SOURCE_TAG = ("mkpi/source_kind", "report")
 
 
 class SourceHooks:
-    """What one platform does its own way; the defaults follow the source protocol of connectors/registry.py
+    """What one platform does its own way; the defaults follow the source protocol of connectors/source.py
     (`connect(settings)`, `STREAMS`, `fetch(stream, window, accounts=...)`). Subclass per source and override only
     what differs."""
 
-    # the Dagster resource that builds the connector (`<resource>.connector()`); None: the settings resource and the
-    # connector module's `connect(settings)`
-    resource_key: str | None = None
     # the metadata key listing the accounts read ("properties", "sites", ...)
     accounts_key: str = "account_ids"
 
     def __init__(self, spec: registry.SourceSpec) -> None:
         self.spec = spec
+
+    @property
+    def resource_key(self) -> str | None:
+        """The Dagster resource that builds the connector: the source's own (pipelines/lib/resources.py, bound under
+        its code, with its secret as an EnvVar) when it has one; None: the settings resource and the connector
+        module's `connect(settings)`."""
+        return self.spec.code if self.spec.code in source_resources() else None
 
     def streams(self) -> tuple[Stream, ...]:
         """The source's raw tables, in load order: one asset each."""

@@ -20,7 +20,6 @@ _BY_TABLE: dict[str, Ga4Report | Ga4FunnelReport] = {r.stream.table: r for r in 
 class Ga4Hooks(SourceHooks):
     """One asset per report (traffic, e-commerce, the cart funnel); quality rows and quota beside each."""
 
-    resource_key = "ga4"
     accounts_key = "properties"
 
     def streams(self) -> tuple[Stream, ...]:

@@ -10,5 +10,4 @@ from pipelines.components.source_assets import SourceHooks
 class GoogleAdsHooks(SourceHooks):
     """The campaign table, read through the `google_ads` resource; its metadata lists the customers read."""
 
-    resource_key = "google_ads"
     accounts_key = "customers"

@@ -17,7 +17,6 @@ from pipelines.components.source_assets import SourceHooks
 class MatomoHooks(SourceHooks):
     """Every Matomo table from one bulk request per site."""
 
-    resource_key = "matomo"
     accounts_key = "sites"
 
     def batches(self, connector: MatomoConnector, streams: Sequence[Stream], window: Window, accounts: AccountLog

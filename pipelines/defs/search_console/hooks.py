@@ -17,7 +17,6 @@ _BY_TABLE: dict[str, GscReport] = {r.stream.table: r for r in REPORTS.values()}
 class SearchConsoleHooks(SourceHooks):
     """One asset per Search Analytics stream (site totals, pages, queries, devices, countries)."""
 
-    resource_key = "search_console"
     accounts_key = "sites"
 
     def account_ids(self, connector: SearchConsoleConnector) -> list[str]:
