@@ -34,7 +34,8 @@ def isolate(mp: pytest.MonkeyPatch, tmp: Path) -> None:
 def isolated_env(tmp: Path) -> Iterator[pytest.MonkeyPatch]:
     """The same isolated environment for a module-scoped fixture's expensive run (a sandbox, a Dagster run) built
     once and read by every test of the module. Module fixtures are set up before each test's own isolation, so
-    they must not rely on it; the environment is restored when the block ends, before any test runs."""
+    they must not rely on it; the environment is restored when the block ends (best before the tests run: a test
+    that runs again sets what it needs itself)."""
     with pytest.MonkeyPatch.context() as mp:
         isolate(mp, tmp)
         yield mp

@@ -17,6 +17,7 @@ from pipelines.definitions import defs
 from sandbox.hubspot_server import SANDBOX_PORTAL_ID
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
+from tests.isolation import isolated_env
 
 TODAY = date(2026, 3, 31)
 PARIS = ZoneInfo("Europe/Paris")
@@ -29,7 +30,7 @@ CHANNEL_OF = {"ORGANIC_SEARCH": "organic_search", "PAID_SEARCH": "paid_search", 
 def loaded(tmp_path_factory):
     world = World(seed=5, today=TODAY)
     db = tmp_path_factory.mktemp("hubspot") / "e2e.duckdb"
-    with start_sandbox(world) as running, pytest.MonkeyPatch.context() as mp:
+    with start_sandbox(world) as running, isolated_env(db.parent) as mp:
         for name, value in running.env.items():
             mp.setenv(name, value)
         mp.setenv("MKPI_DUCKDB_PATH", str(db))
