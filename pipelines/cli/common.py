@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from connectors.probe import first_line as first_line  # the one first-line helper, re-exported for the commands
 from connectors.settings import Secret, Settings
 
 OK, FAIL, SKIP = "✓", "✗", "-"
@@ -70,14 +71,6 @@ def known_secrets(settings: Settings | None) -> list[str]:
 
     walk(settings)
     return [s for s in found if s]
-
-
-def first_line(text: str) -> str:
-    """The first non-empty line of an error message (Dagster and gRPC errors span many lines)."""
-    for line in str(text).splitlines():
-        if line.strip():
-            return line.strip()
-    return str(text).strip()
 
 
 @contextmanager

@@ -29,10 +29,12 @@ from pipelines.lib.resources import SettingsResource, WarehouseResource
 )
 def dashboard(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
               ) -> dg.MaterializeResult:
-    tz = settings.load().reporting_timezone  # times and source ages are shown in the reporting time zone
+    loaded = settings.load()
+    tz = loaded.reporting_timezone  # times and source ages are shown in the reporting time zone
     target = dashboard_path()  # MKPI_DASHBOARD_PATH, else data/dashboard.html
     with warehouse.connection() as conn:
-        result = write_dashboard(conn, target, timezone=tz)
+        # a source is stale on the page after the days the alerts use (alerts.stale_after_days, registry defaults)
+        result = write_dashboard(conn, target, timezone=tz, stale_after=loaded.alerts.stale_after_days)
     missing = [family for family in FAMILIES if family not in result.families]
     context.log.info(f"wrote the dashboard to {result.path} ({result.bytes:,} bytes); no data yet for: "
                      f"{', '.join(missing) or 'none'}")
