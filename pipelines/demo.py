@@ -235,17 +235,26 @@ def print_objectives(db_path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90, help="days to backfill, ending yesterday")
+    parser.add_argument("--print-start", action="store_true",
+                        help="print the demo's first day and stop (make dev starts its partitions there)")
     args = parser.parse_args(argv)
-
-    from sandbox.launcher import start_sandbox
 
     settings = load_settings()
     today = datetime.now(settings.tz).date()
     start, end = demo_window(args.days, today)
+    if args.print_start:
+        print(start.isoformat())
+        return 0
+
+    from sandbox.launcher import start_sandbox
+
     with start_sandbox(World(incidents=demo_incidents(end - timedelta(days=1)))) as sandbox:
         os.environ.update(sandbox.env)
         os.environ.setdefault("MKPI_ALERTS_DIGEST_FILE", DEMO_DIGEST)
         os.environ.setdefault("MKPI_DUCKDB_PATH", settings.duckdb_path)
+        # the partitions start with the demo's first day, so the UI (make dev on the same DAGSTER_HOME) shows every
+        # partition of the demo materialised instead of two years of "missing" ones before it
+        os.environ.setdefault("MKPI_START_DATE", start.isoformat())
         # the sandbox shop's objectives, chosen so the demo shows every status
         os.environ.setdefault("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
         shown = {k: ("***" if any(w in k for w in ("TOKEN", "SECRET", "KEY")) else v) for k, v in sandbox.env.items()}
