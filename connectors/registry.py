@@ -46,6 +46,10 @@ class SourceSpec:
     money: bool = False
     # the field of the source's settings section holding its configured re-read window (days)
     reread_setting: str = "reread_days"
+    # the source's KPI SQL, a file beside its connector module (a path relative to the module's package): one row per
+    # (date, source, account_id, channel) with measure columns, is_final and quality, its KPIs declared in
+    # `-- @kpi <kpi>: <numerator> [/ <denominator>]` lines (kpi_models/catalogue.py adds them to kpi.kpi_daily)
+    kpi_sql: str | None = None
 
     def connector_module(self) -> ModuleType:
         """The connector module, imported on first use."""

@@ -8,12 +8,13 @@ views are generated from it, not written five times by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
+from importlib import import_module, resources
 from pathlib import Path
 from typing import Any
 
@@ -265,11 +266,70 @@ def parse_catalogue(raw: Any, origin: str = "catalogue") -> Catalogue:
 
 
 def load_catalogue(path: str | Path | None = None) -> Catalogue:
-    """The packaged catalogue (cached), or another file (tests, a fork)."""
+    """The packaged catalogue with the KPIs of the registered sources' own KPI SQL (cached), or another file
+    (tests, a fork)."""
     if path is None:
-        return _packaged()
+        return _with_registered(tuple((s.code, s.module, s.kpi_sql) for s in registry.SOURCES if s.kpi_sql))
     path = Path(path)
     return parse_catalogue(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+
+
+KPI_LINE = re.compile(r"^--\s*@kpi\s+(?P<kpi>\S+?)\s*:\s*(?P<numerator>.+?)(?:\s+/\s+(?P<denominator>.+?))?\s*$")
+
+
+def declared_kpis(text: str, where: str) -> dict[str, tuple[str, str | None]]:
+    """The KPIs a source's KPI SQL declares, `-- @kpi <kpi>: <numerator> [/ <denominator>]` (column expressions of
+    its rows, summed at the grain; a ratio's value is computed from the sums, never averaged)."""
+    found: dict[str, tuple[str, str | None]] = {}
+    for line in text.splitlines():
+        match = KPI_LINE.match(line.strip())
+        if match is None:
+            continue
+        if match["kpi"] in found:
+            raise CatalogueError(f"{where}: KPI {match['kpi']} declared twice")
+        found[match["kpi"]] = (match["numerator"], match["denominator"])
+    if not found:
+        raise CatalogueError(f"{where}: no `-- @kpi <kpi>: <numerator> [/ <denominator>]` line declares a KPI")
+    return found
+
+
+def add_source_sql(catalogue: Catalogue, code: str, text: str, where: str) -> Catalogue:
+    """The catalogue with a registered source's own KPI SQL as a relation (`<code>_kpi_sql`, one row per date,
+    source, account_id and channel with is_final and quality) and the source added to each KPI it declares. The KPI
+    keeps the catalogue's unit, aggregation and direction; only catalogue KPIs, daily and without money, may be
+    declared (money needs a currency column and FX conversion, which a declaration line does not carry)."""
+    name = f"{code}_kpi_sql"
+    if name in catalogue.relations:
+        raise CatalogueError(f"{where}: relation {name} exists already")
+    kpis = dict(catalogue.kpis)
+    for kpi_name, (numerator, denominator) in declared_kpis(text, where).items():
+        kpi = kpis.get(kpi_name)
+        if kpi is None:
+            raise CatalogueError(f"{where}: KPI {kpi_name!r} is not in the catalogue (a source emits catalogue KPIs)")
+        if kpi.native or kpi.is_money:
+            raise CatalogueError(f"{where}: KPI {kpi_name} is {'native' if kpi.native else 'money'}: a source's "
+                                 "own SQL declares daily KPIs without money")
+        if (denominator is None) != kpi.additive:
+            raise CatalogueError(f"{where}: KPI {kpi_name} is a {kpi.aggregation} KPI: "
+                                 + ("no denominator" if kpi.additive else "it needs `<numerator> / <denominator>`"))
+        if code in kpi.source_codes:
+            raise CatalogueError(f"{where}: KPI {kpi_name} already has source {code}")
+        source = KpiSource(code, name, numerator, denominator, numerator)
+        kpis[kpi_name] = dataclasses.replace(kpi, sources=(*kpi.sources, source))
+    relations = {**catalogue.relations, name: Relation(name=name, grain="day", sql=text)}
+    return Catalogue(kpis=kpis, relations=relations)
+
+
+@cache
+def _with_registered(entries: tuple[tuple[str, str, str], ...]) -> Catalogue:
+    """The packaged catalogue plus each (code, connector module, kpi_sql path) source's own KPI SQL, read from its
+    connector's package."""
+    catalogue = _packaged()
+    for code, module, sql_path in entries:
+        package = import_module(module).__package__ or module
+        text = resources.files(package).joinpath(sql_path).read_text(encoding="utf-8")
+        catalogue = add_source_sql(catalogue, code, text, f"{package}/{sql_path} (source {code})")
+    return catalogue
 
 
 @cache

@@ -119,6 +119,40 @@ class GeneratedKpiModel(KpiModel):
         return {source: self._generate([source]) for source in self.sources}
 
 
+def _registered_sources(model: KpiModel) -> tuple[str, ...]:
+    """The registry's sources (read now, not at import) that have rows in the generated table, in run order."""
+    from kpi_models.catalogue import daily_sources
+
+    with_rows = set(daily_sources())
+    return tuple(code for code in registry.codes() if code in with_rows)
+
+
+def _registry_decides(model: KpiModel, value: object) -> None:
+    """What the dataclass constructor gives is ignored: the registry lists the sources."""
+
+
+def _inputs_with_own_sql(model: KpiModel) -> tuple[Stream, ...]:
+    """The given inputs, plus the raw streams of every registered source that brings its own KPI SQL
+    (`SourceSpec.kpi_sql`): its refresh then selects this table, and its raw tables exist before the SQL reads them."""
+    own = tuple(stream for spec in registry.SOURCES if spec.kpi_sql
+                for stream in spec.connector_module().STREAMS)
+    return (*model.__dict__.get("_given_inputs", ()), *own)
+
+
+def _keep_inputs(model: KpiModel, value: tuple[Stream, ...]) -> None:
+    object.__setattr__(model, "_given_inputs", tuple(value))
+
+
+class RegistryKpiModel(GeneratedKpiModel):
+    """A generated table over every registered source, read from the registry when asked: a platform added to the
+    registry (issue #20: a connector, a sandbox server, an entry and its KPI SQL) is rebuilt, run and selected
+    without an edit here. `sources`: the registered sources with rows in it; `inputs`: the given ones plus the raw
+    streams of the sources with their own KPI SQL."""
+
+    sources = property(_registered_sources, _registry_decides)  # type: ignore[assignment]
+    inputs = property(_inputs_with_own_sql, _keep_inputs)  # type: ignore[assignment]
+
+
 def churn_view(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
     """`contact_churn (id, churn_value)`: the configured churn-date property of each contact (a temporary view of
     this connection), so crm_monthly reads the property the portal uses, not a fixed column name."""
@@ -205,11 +239,12 @@ MODELS: dict[str, KpiModel] = {
     # leads). Money is converted at each day's rate (kpi.fx_rate): build it with kpi_models.layer.rebuild_kpi_daily,
     # which stores the rates first. Its rates live in the `value` column next to counts, so there are no
     # rate_columns: kpi_models.checks checks them per KPI unit. Rebuilt per source (`sources`): one source's
-    # failure or run never touches another source's rows.
-    "kpi_daily": GeneratedKpiModel(
+    # failure or run never touches another source's rows. A registered source's own KPI SQL (SourceSpec.kpi_sql)
+    # adds its rows (kpi_models.catalogue.load_catalogue).
+    "kpi_daily": RegistryKpiModel(
         name="kpi_daily",
         key=("date", "source", "channel", "account_id", "kpi"),
-        sources=registry.codes(),
+        sources=(),  # every registered source with KPI rows, read from the registry when asked
         inputs=(),
         params=("tz", "as_of"),
         depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily"),

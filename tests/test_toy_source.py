@@ -21,9 +21,20 @@ from pipelines.lib.partitions import SOURCE_TAG
 from tests.toy_source import connector as toy
 from tests.toy_source.server import ToyServer
 
-TOY = registry.SourceSpec(
+
+class ToySpec(registry.SourceSpec):
+    """The toy's entry: it has no section in the settings (it is configured by the environment), so its re-read
+    window is its registry default. (kpi_models.context.KpiContext.from_settings asks every source for its
+    configured window; a source without a settings section should get its default there, as
+    pipelines/defs/schedules.reread_days does.)"""
+
+    def configured_reread_days(self, settings: object) -> int:
+        return self.reread_days
+
+
+TOY = ToySpec(
     "toy", "Toy", "tests.toy_source.connector", "report", reread_days=2, stale_after_days=2,
-    setup="set MKPI_TOY_URL and MKPI_TOY_SITES", configured=toy.is_configured)
+    setup="set MKPI_TOY_URL and MKPI_TOY_SITES", configured=toy.is_configured, kpi_sql="toy_daily.sql")
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
 # the truth: site a every day, site b from the third day on (a site's missing day is no row, not zero)
 VISITS = {**{("a", d): 100 + i for i, d in enumerate(DAYS)}, **{("b", d): 7 * i for i, d in enumerate(DAYS) if i >= 2}}
@@ -149,4 +160,68 @@ def test_mkpi_backfill_runs_the_toy_and_loads_its_numbers(toy_registered, monkey
     assert code == 0, out
     with duckdb.connect(str(working), read_only=True) as conn:
         rows = conn.execute("SELECT site_id, date, visits FROM toy.visits_daily").fetchall()
+        kpi_rows = conn.execute("SELECT date, channel, account_id, kpi, numerator, denominator, value, currency, "
+                                "is_final, quality FROM kpi.kpi_daily WHERE source = 'toy'").fetchall()
+        others = conn.execute("SELECT count(*) FROM kpi.kpi_daily WHERE source <> 'toy'").fetchone()
     assert {(s, d): v for s, d, v in rows} == VISITS
+    # its KPI SQL (tests/toy_source/toy_daily.sql) reached kpi.kpi_daily through the registry entry alone: one
+    # sessions row per site and day the server has (site b from the third day), channel 'all', value = the visits;
+    # loaded in December for March days, far past the toy's 2-day re-read window: final, no quality flag
+    expected = {(d, "all", site, "sessions"): (float(n), None, float(n), None, True, []) for (site, d), n in {
+        ("a", date(2026, 3, 1)): 100, ("a", date(2026, 3, 2)): 101, ("a", date(2026, 3, 3)): 102,
+        ("a", date(2026, 3, 4)): 103, ("a", date(2026, 3, 5)): 104,
+        ("b", date(2026, 3, 3)): 14, ("b", date(2026, 3, 4)): 21, ("b", date(2026, 3, 5)): 28}.items()}
+    assert {tuple(r[:4]): tuple(r[4:]) for r in kpi_rows} == expected
+    assert len(kpi_rows) == len(expected) and others == (0,)  # the toy's run wrote only the toy's rows
+
+
+def test_the_toys_kpi_rows_are_provisional_inside_its_reread_window(toy_registered):
+    """is_final per the toy's re-read window (2 days): a day loaded the next day is provisional, one loaded two days
+    later is final; two loads of one site and day are summed (a count, never averaged)."""
+    from connectors.batches import Window
+    from kpi_models.context import KpiContext
+    from kpi_models.layer import rebuild_kpi_daily
+
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA toy")
+    conn.execute("CREATE TABLE toy.visits_daily (site_id VARCHAR, date DATE, visits BIGINT, _loaded_at TIMESTAMPTZ, "
+                 "_window_start DATE, _window_end DATE)")
+    conn.execute("INSERT INTO toy.visits_daily VALUES "
+                 "('a', '2026-03-01', 10, '2026-03-03 09:00:00+00', NULL, NULL), "  # 2 days later: final
+                 "('a', '2026-03-02', 20, '2026-03-03 09:00:00+00', NULL, NULL), "  # the next day: provisional
+                 "('a', '2026-03-02', 5, '2026-03-03 09:00:00+00', NULL, NULL)")
+    context = KpiContext(tz="UTC", as_of=date(2026, 3, 2), reread_days={"toy": 2})
+    rebuild_kpi_daily(conn, Window(date(2026, 3, 1), date(2026, 3, 2)), context, sources=["toy"])
+    rows = conn.execute("SELECT date, account_id, kpi, value, is_final, quality FROM kpi.kpi_daily "
+                        "WHERE source = 'toy' ORDER BY date").fetchall()
+    assert rows == [(date(2026, 3, 1), "a", "sessions", 10.0, True, []),
+                    (date(2026, 3, 2), "a", "sessions", 25.0, False, ["provisional"])]
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ("-- @kpi no_such_kpi: visits", "not in the catalogue"),
+    ("-- @kpi ad_cost: visits", "money"),  # money needs a currency and FX conversion
+    ("-- @kpi bounce_rate: bounces", "needs `<numerator> / <denominator>`"),
+    ("-- @kpi sessions: visits / visits", "no denominator"),
+    ("-- @kpi sessions: visits\n-- @kpi sessions: visits", "declared twice"),
+    ("SELECT 1", "no `-- @kpi"),
+])
+def test_a_sources_kpi_sql_declares_only_catalogue_kpis_as_the_catalogue_defines_them(line, error):
+    from kpi_models.catalogue import CatalogueError, add_source_sql, load_catalogue
+
+    with pytest.raises(CatalogueError, match=error.replace("(", r"\(")):
+        add_source_sql(load_catalogue(), "toy", line + "\nSELECT 1", "toy_daily.sql")
+
+
+def test_a_ratio_kpi_from_a_sources_sql_keeps_the_catalogues_rules():
+    """bounce_rate declared by a source: the catalogue's unit, aggregation and direction, the source's numerator and
+    denominator (summed, the value computed from the sums)."""
+    from kpi_models.catalogue import add_source_sql, load_catalogue
+
+    base = load_catalogue()
+    catalogue = add_source_sql(base, "toy", "-- @kpi bounce_rate: bounces / visits\nSELECT 1", "toy_daily.sql")
+    kpi = catalogue["bounce_rate"]
+    assert (kpi.unit, kpi.aggregation, kpi.direction) == ("ratio", "ratio", "lower")
+    assert kpi.source_codes == (*base["bounce_rate"].source_codes, "toy")
+    toy_source = kpi.source("toy")
+    assert (toy_source.relation, toy_source.numerator, toy_source.denominator) == ("toy_kpi_sql", "bounces", "visits")

@@ -1,12 +1,17 @@
--- kpi.toy_daily: the toy platform's sessions per day and site (tests/toy_source). Parameters: $start, $end.
+-- The toy platform's KPI SQL (SourceSpec.kpi_sql): its sessions per day and site, one row per date, source,
+-- account_id and channel, added to kpi.kpi_daily by kpi_models.catalogue (the KPI keeps the catalogue's unit and
+-- aggregation). The toy has no channels: one row per site and day, channel 'all'. is_final: every row read was
+-- loaded at least the toy's re-read window (kpi.restatement_window) after its day. Parameters: $start, $end, $tz.
+-- @kpi sessions: sessions
 SELECT
     v.date,
     'toy' AS source,
     v.site_id AS account_id,
     'all' AS channel,
     CAST(sum(v.visits) AS BIGINT) AS sessions,
-    true AS is_final,
+    bool_and(date_diff('day', v.date, CAST(timezone($tz, v._loaded_at) AS DATE)) >= w.days) AS is_final,
     CAST([] AS VARCHAR[]) AS quality
 FROM toy.visits_daily AS v
+JOIN kpi.restatement_window AS w ON w.source = 'toy'
 WHERE v.date BETWEEN $start AND $end
-GROUP BY v.date, v.site_id
+GROUP BY v.date, v.site_id, w.days

@@ -6,10 +6,11 @@ a ratio of sums computed the catalogue's way, with its numerator and denominator
 
 import dagster as dg
 
+from connectors import registry
 from kpi_models.context import KpiContext
 from kpi_models.layer import KpiDailyResult, create_rollup_views, rebuild_hubspot_kpi_daily, rebuild_kpi_daily
 from kpi_models.objectives import build_kpi_vs_objective
-from kpi_models.runner import MODELS, REPORT_SOURCES, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
+from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.kpi_sources import settle_sources, sources_metadata
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
 from pipelines.lib.partitions import DAILY, DUCKDB_POOL, run_sources, window_from_context
@@ -104,34 +105,46 @@ def _kpi_daily_metadata(context: dg.AssetExecutionContext, result: KpiDailyResul
     return {"views": ", ".join(views), "reporting_currency": currency, **result.fx.metadata()}
 
 
-@dg.asset(
-    key=["kpi", "kpi_daily"],
-    deps=[dg.AssetKey(["kpi", name]) for name in MODELS["kpi_daily"].depends_on
-          if set(MODELS[name].sources) & set(REPORT_SOURCES)],
-    group_name="kpi",
-    kinds={"sql", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-    metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, account_id, kpi"},
-)
-def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
-              ) -> dg.MaterializeResult:
-    """The unified long table: one row per (date, source, channel, account, kpi) with numerator, denominator,
-    value, is_final and quality, generated from kpi_models/catalogue.yaml over every per-channel table; money in the
-    reporting currency at each day's rate (kpi.fx_rate). This asset rebuilds the report sources' rows (GA4, Search
-    Console, Matomo, Google Ads) of its partitions; HubSpot's rows are kpi/kpi_daily_hubspot's. Also (re)writes
-    kpi.kpi_definition and the kpi_weekly / kpi_monthly views (ratios of sums)."""
-    loaded = settings.load()
-    window = window_from_context(context)
-    with warehouse.connection() as conn:
-        result = rebuild_kpi_daily(conn, window, KpiContext.from_settings(loaded),
-                                   sources=run_sources(context, REPORT_SOURCES), isolate_sources=True)
-        views = create_rollup_views(conn)
-    settle_sources(context, result.rebuild)
-    return dg.MaterializeResult(metadata=table_metadata(
-        result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
-        **sources_metadata(result.rebuild), **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+def build_kpi_daily_asset() -> dg.AssetsDefinition:
+    """kpi/kpi_daily as the registry stands now (the code location calls this when it loads): it follows the
+    per-channel tables of the report sources and the raw tables of every source that brings its own KPI SQL, and a
+    run rebuilds the rows of its own report source (any registered one)."""
+    model = MODELS["kpi_daily"]
+    report = registry.codes("report")
+    deps = [dg.AssetKey(["kpi", name]) for name in model.depends_on if set(MODELS[name].sources) & set(report)]
+    deps += [dg.AssetKey(stream.table.split(".")) for stream in model.inputs]
+
+    @dg.asset(
+        key=["kpi", "kpi_daily"],
+        deps=deps,
+        group_name="kpi",
+        kinds={"sql", "duckdb"},
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, account_id, kpi"},
+    )
+    def kpi_daily(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+                  ) -> dg.MaterializeResult:
+        """The unified long table: one row per (date, source, channel, account, kpi) with numerator, denominator,
+        value, is_final and quality, generated from kpi_models/catalogue.yaml over every per-channel table (and the
+        registered sources' own KPI SQL); money in the reporting currency at each day's rate (kpi.fx_rate). This
+        asset rebuilds the report sources' rows of its partitions (GA4, Search Console, Matomo, Google Ads and any
+        report source added to the registry); HubSpot's rows are kpi/kpi_daily_hubspot's. Also (re)writes
+        kpi.kpi_definition and the kpi_weekly / kpi_monthly views (ratios of sums)."""
+        loaded = settings.load()
+        window = window_from_context(context)
+        with warehouse.connection() as conn:
+            result = rebuild_kpi_daily(conn, window, KpiContext.from_settings(loaded),
+                                       sources=run_sources(context, registry.codes("report")), isolate_sources=True)
+            views = create_rollup_views(conn)
+        settle_sources(context, result.rebuild)
+        return dg.MaterializeResult(metadata=table_metadata(
+            result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
+            **sources_metadata(result.rebuild),
+            **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+
+    return kpi_daily
 
 
 @dg.asset(
@@ -186,3 +199,10 @@ def kpi_vs_objective(context: dg.AssetExecutionContext, settings: SettingsResour
         statuses[str(row["status"])] = statuses.get(str(row["status"]), 0) + 1
     return dg.MaterializeResult(metadata={"dagster/row_count": len(rows), "objectives_file": loaded.objectives_path,
                                           "statuses": dg.MetadataValue.json(statuses)})
+
+
+@dg.definitions
+def kpi_asset_defs() -> dg.Definitions:
+    """This module's assets, kpi/kpi_daily built when the code location loads (a source added to the registry is in
+    its deps). A module with a definitions function contributes only what the function returns."""
+    return dg.Definitions(assets=[*kpi_assets, build_kpi_daily_asset(), kpi_daily_hubspot, kpi_vs_objective])

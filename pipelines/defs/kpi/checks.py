@@ -5,10 +5,11 @@ from datetime import UTC, date, datetime
 import dagster as dg
 import duckdb
 
+from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.warehouse import quote_ident
 from kpi_models import checks as layer_checks
-from kpi_models.runner import MODELS, REPORT_SOURCES, GeneratedKpiModel, KpiModel
+from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel
 from pipelines.lib.kpi_sources import build_every_source_rebuilt_check
 from pipelines.lib.partitions import run_sources, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
@@ -112,12 +113,13 @@ def _kpi_daily_built_at(context: dg.AssetCheckExecutionContext) -> datetime | No
 
 
 def _completeness(context: dg.AssetCheckExecutionContext, conn: duckdb.DuckDBPyConnection, full: Window,
-                  tz: str, sources: tuple[str, ...] = REPORT_SOURCES) -> layer_checks.CheckResult:
+                  tz: str, sources: tuple[str, ...] | None = None) -> layer_checks.CheckResult:
     """Completeness judges what this run rebuilt: its days, and the raw rows loaded before the rebuild. (Over
     the whole table, a day no run has rebuilt yet, or a row another source's run loaded meanwhile, failed
     the run that did its own part; found by the concurrency battery's sequential reference.)"""
     return layer_checks.check_kpi_completeness(conn, _run_window(context) or full, tz,
-                                               built_at=_kpi_daily_built_at(context), sources=sources)
+                                               built_at=_kpi_daily_built_at(context),
+                                               sources=registry.codes("report") if sources is None else sources)
 
 
 def _as_dagster(result: layer_checks.CheckResult) -> dg.AssetCheckResult:
@@ -135,7 +137,7 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
                ) -> dg.AssetCheckResult:
         tz = settings.load().reporting_timezone
         # the rows this run rebuilt: its window (partition range) and its own source(s), never another source's
-        sources = run_sources(context, REPORT_SOURCES)
+        sources = run_sources(context, registry.codes("report"))  # the registry now: a source added is judged
         with warehouse.connection() as conn:
             window = _run_window(context) or _full_window(conn) or Window(date.today(), date.today())
             result = {
