@@ -439,7 +439,8 @@ def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | N
     ctes = [f"{name} AS (\n{catalogue.relations[name].sql.rstrip()}\n)" for name in catalogue.relations
             if name in used and catalogue.relations[name].sql]
     parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k, s in chosen]
-    head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml by kpi_models.catalogue.kpi_daily_sql;\n"
+    head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml (and the registered sources' own KPI SQL) by\n"
+            "-- kpi_models.catalogue.kpi_daily_sql;\n"
             "-- do not edit. Grain: date x source x channel x account_id x kpi.\n"
             "-- Parameters: $start, $end, $tz, $as_of.\n")
     with_clause = "WITH " + ",\n".join(ctes) + "\n" if ctes else ""

@@ -196,6 +196,11 @@ def test_the_toys_kpi_rows_are_provisional_inside_its_reread_window(toy_register
                         "WHERE source = 'toy' ORDER BY date").fetchall()
     assert rows == [(date(2026, 3, 1), "a", "sessions", 10.0, True, []),
                     (date(2026, 3, 2), "a", "sessions", 25.0, False, ["provisional"])]
+    # a context with no window for the toy (built before it was registered): its rows stay, provisional
+    context = KpiContext(tz="UTC", as_of=date(2026, 3, 2), reread_days={})
+    rebuild_kpi_daily(conn, Window(date(2026, 3, 1), date(2026, 3, 2)), context, sources=["toy"])
+    assert conn.execute("SELECT date, value, is_final FROM kpi.kpi_daily WHERE source = 'toy' ORDER BY date"
+                        ).fetchall() == [(date(2026, 3, 1), 10.0, False), (date(2026, 3, 2), 25.0, False)]
 
 
 @pytest.mark.parametrize(("line", "error"), [

@@ -9,9 +9,11 @@ SELECT
     v.site_id AS account_id,
     'all' AS channel,
     CAST(sum(v.visits) AS BIGINT) AS sessions,
-    bool_and(date_diff('day', v.date, CAST(timezone($tz, v._loaded_at) AS DATE)) >= w.days) AS is_final,
+    -- no window for the toy (a context built before it was registered): provisional, never a dropped row
+    coalesce(bool_and(date_diff('day', v.date, CAST(timezone($tz, v._loaded_at) AS DATE)) >= w.days), false)
+        AS is_final,
     CAST([] AS VARCHAR[]) AS quality
 FROM toy.visits_daily AS v
-JOIN kpi.restatement_window AS w ON w.source = 'toy'
+LEFT JOIN kpi.restatement_window AS w ON w.source = 'toy'
 WHERE v.date BETWEEN $start AND $end
 GROUP BY v.date, v.site_id, w.days
