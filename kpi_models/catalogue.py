@@ -277,6 +277,18 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
 KPI_LINE = re.compile(r"^--\s*@kpi\s+(?P<kpi>\S+?)\s*:\s*(?P<numerator>.+?)(?:\s+/\s+(?P<denominator>.+?))?\s*$")
 
 
+RAW_LINE = re.compile(r"^--\s*@raw\s+(?P<table>[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*)\s+(?P<date>.+?)\s*$")
+
+
+def declared_raw(text: str, code: str, where: str) -> dict[str, RawPresence]:
+    """The raw rows whose presence on a day means the source reported that day, `-- @raw <schema.table> <date
+    expression>` (at most one line): kpi_daily's completeness check then expects the source's KPIs on those days."""
+    found = [m for m in (RAW_LINE.match(line.strip()) for line in text.splitlines()) if m is not None]
+    if len(found) > 1:
+        raise CatalogueError(f"{where}: one `-- @raw <schema.table> <date expression>` line at most")
+    return {code: RawPresence(found[0]["table"], found[0]["date"])} if found else {}
+
+
 def declared_kpis(text: str, where: str) -> dict[str, tuple[str, str | None]]:
     """The KPIs a source's KPI SQL declares, `-- @kpi <kpi>: <numerator> [/ <denominator>]` (column expressions of
     its rows, summed at the grain; a ratio's value is computed from the sums, never averaged)."""
@@ -295,9 +307,10 @@ def declared_kpis(text: str, where: str) -> dict[str, tuple[str, str | None]]:
 
 def add_source_sql(catalogue: Catalogue, code: str, text: str, where: str) -> Catalogue:
     """The catalogue with a registered source's own KPI SQL as a relation (`<code>_kpi_sql`, one row per date,
-    source, account_id and channel with is_final and quality) and the source added to each KPI it declares. The KPI
-    keeps the catalogue's unit, aggregation and direction; only catalogue KPIs, daily and without money, may be
-    declared (money needs a currency column and FX conversion, which a declaration line does not carry)."""
+    source, account_id and channel with is_final and quality; its raw presence from `-- @raw`) and the source added
+    to each KPI it declares. The KPI keeps the catalogue's unit, aggregation and direction; only catalogue KPIs,
+    daily and without money, may be declared (money needs a currency column and FX conversion, which a declaration
+    line does not carry)."""
     name = f"{code}_kpi_sql"
     if name in catalogue.relations:
         raise CatalogueError(f"{where}: relation {name} exists already")
@@ -316,7 +329,8 @@ def add_source_sql(catalogue: Catalogue, code: str, text: str, where: str) -> Ca
             raise CatalogueError(f"{where}: KPI {kpi_name} already has source {code}")
         source = KpiSource(code, name, numerator, denominator, numerator)
         kpis[kpi_name] = dataclasses.replace(kpi, sources=(*kpi.sources, source))
-    relations = {**catalogue.relations, name: Relation(name=name, grain="day", sql=text)}
+    relations = {**catalogue.relations,
+                 name: Relation(name=name, grain="day", sql=text, raw=declared_raw(text, code, where))}
     return Catalogue(kpis=kpis, relations=relations)
 
 

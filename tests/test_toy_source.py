@@ -196,6 +196,13 @@ def test_the_toys_kpi_rows_are_provisional_inside_its_reread_window(toy_register
                         "WHERE source = 'toy' ORDER BY date").fetchall()
     assert rows == [(date(2026, 3, 1), "a", "sessions", 10.0, True, []),
                     (date(2026, 3, 2), "a", "sessions", 25.0, False, ["provisional"])]
+    # the toy's declared raw presence (`-- @raw toy.visits_daily date`): its KPI is expected on both days, and is there
+    from kpi_models.checks import check_kpi_completeness
+
+    assert check_kpi_completeness(conn, Window(date(2026, 3, 1), date(2026, 3, 2)), "UTC", sources=["toy"]).passed
+    conn.execute("DELETE FROM kpi.kpi_daily WHERE source = 'toy' AND date = '2026-03-02'")
+    missing = check_kpi_completeness(conn, Window(date(2026, 3, 1), date(2026, 3, 2)), "UTC", sources=["toy"])
+    assert not missing.passed and "toy" in str(missing.metadata())
     # a context with no window for the toy (built before it was registered): its rows stay, provisional
     context = KpiContext(tz="UTC", as_of=date(2026, 3, 2), reread_days={})
     rebuild_kpi_daily(conn, Window(date(2026, 3, 1), date(2026, 3, 2)), context, sources=["toy"])
@@ -210,6 +217,7 @@ def test_the_toys_kpi_rows_are_provisional_inside_its_reread_window(toy_register
     ("-- @kpi sessions: visits / visits", "no denominator"),
     ("-- @kpi sessions: visits\n-- @kpi sessions: visits", "declared twice"),
     ("SELECT 1", "no `-- @kpi"),
+    ("-- @kpi sessions: visits\n-- @raw toy.a date\n-- @raw toy.b date", "one `-- @raw"),
 ])
 def test_a_sources_kpi_sql_declares_only_catalogue_kpis_as_the_catalogue_defines_them(line, error):
     from kpi_models.catalogue import CatalogueError, add_source_sql, load_catalogue

@@ -1,8 +1,10 @@
 -- The toy platform's KPI SQL (SourceSpec.kpi_sql): its sessions per day and site, one row per date, source,
 -- account_id and channel, added to kpi.kpi_daily by kpi_models.catalogue (the KPI keeps the catalogue's unit and
 -- aggregation). The toy has no channels: one row per site and day, channel 'all'. is_final: every row read was
--- loaded at least the toy's re-read window (kpi.restatement_window) after its day. Parameters: $start, $end, $tz.
+-- loaded at least the toy's re-read window (kpi.restatement_window) after its day. A day with a toy.visits_daily row
+-- is a day the toy reported (`@raw`: kpi_daily's completeness check). Parameters: $start, $end, $tz.
 -- @kpi sessions: sessions
+-- @raw toy.visits_daily date
 SELECT
     v.date,
     'toy' AS source,
