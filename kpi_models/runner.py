@@ -8,6 +8,7 @@ an analyst never sees a half-rebuilt table (the delete and insert commit togethe
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from connectors.warehouse import ensure_tables, quote_ident, replace_table, tabl
 from kpi_models.context import KpiContext
 
 KPI_SCHEMA = "kpi"
+log = logging.getLogger("mkpi.kpi")
 
 
 class KpiRebuildError(RuntimeError):
@@ -349,9 +351,38 @@ def _rebuild_part(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     with transaction(conn):
         _prepare(conn, model, context)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
+        _add_new_columns(conn, model.table, query, params)
         conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
         conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only}",
                      {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}})
+
+
+def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]) -> None:
+    """A KPI table built by an earlier version of its SQL gains the columns the SQL added since (as the loader does
+    for raw tables), instead of failing every rebuild with a binder error after an upgrade. Days outside the rebuilt
+    window keep NULL there, not a made-up zero, until they are rebuilt: the warning says how."""
+    added = []
+    for column_name, column_type in _missing_columns(conn, table, query, params):
+        conn.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(column_name)} {column_type}")
+        added.append(column_name)
+    if added:
+        log.warning("%s was built by an earlier version: added column(s) %s; days outside this rebuild's window are "
+                    "NULL there until rebuilt (mkpi backfill --start <first day>)", table, ", ".join(added))
+
+
+def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]
+                     ) -> list[tuple[str, str]]:
+    """(name, type) of the columns the model's SQL selects that its existing table lacks; [] when the SQL cannot be
+    bound yet (its inputs are created by the rebuild's own preparation, which then checks again)."""
+    schema, name = table.split(".", 1)
+    existing = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $name",
+        {"schema": schema, "name": name}).fetchall()}
+    try:
+        described = conn.execute(f"DESCRIBE SELECT * FROM ({query})", dict(params)).fetchall()
+    except (duckdb.CatalogException, duckdb.BinderException):
+        return []
+    return [(r[0], r[1]) for r in described if r[0] not in existing]
 
 
 def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, chosen: Sequence[str],
@@ -384,13 +415,19 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     before it (a source not configured yet leaves an empty table, not a missing-table error)."""
     if isinstance(model, str):
         model = MODELS[model]
-    if table_exists(conn, model.table):
-        return  # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9)
     context = context or KpiContext()
     given = {p: context.params()[p] for p in model.params}
     if model.partition_column is not None:
         given = {"start": date(1970, 1, 1), "end": date(1970, 1, 1), **given}
     query = next(iter(model.parts().values()))
+    if table_exists(conn, model.table):
+        # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9), unless an earlier
+        # version built it without columns its SQL has now (a model reading it would fail to bind them)
+        if model.partition_column is not None and _missing_columns(conn, model.table, query, used_params(query, given)):
+            with transaction(conn):
+                _prepare(conn, model, context, write=False)
+                _add_new_columns(conn, model.table, query, used_params(query, given))
+        return
     with transaction(conn):
         _prepare(conn, model, context, write=False)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(model.table)} AS SELECT * FROM ({query}) LIMIT 0",

@@ -111,3 +111,28 @@ def test_rebuilding_a_window_is_idempotent_and_local(conn):
     rebuild(conn, "web_daily", Window(D1, D2), CTX)
     assert conn.execute("SELECT * FROM kpi.web_daily ORDER BY ALL").fetchall() == before
     assert conn.execute("SELECT count(*) FROM kpi.web_daily").fetchone() == (5,)  # 4 channels of property 1, 1 of 2
+
+
+def test_a_table_built_by_an_earlier_version_gains_the_new_columns(conn, caplog):
+    """An upgrade: kpi.web_daily was built before its SQL had `orders` and `revenue` (issue #24 added them). The
+    rebuild adds the columns instead of failing with a binder error; the rebuilt window has the values, a day
+    outside it keeps NULL (unknown, never a made-up 0) and the warning says how to rebuild it."""
+    rebuild(conn, "web_daily", Window(D1, D2), CTX)
+    conn.execute("ALTER TABLE kpi.web_daily DROP COLUMN orders")
+    conn.execute("ALTER TABLE kpi.web_daily DROP COLUMN revenue")
+    with caplog.at_level("WARNING", logger="mkpi.kpi"):
+        rebuild(conn, "web_daily", Window(D2, D2), CTX)
+    assert "added column(s) orders, revenue" in caplog.text and "mkpi backfill --start" in caplog.text
+    # D2: property 1's Direct row was rebuilt (no purchases: 0 orders, 0 revenue); D1 was not: NULL, not 0
+    assert conn.execute("SELECT orders, revenue FROM kpi.web_daily WHERE date = ? AND channel = 'direct' "
+                        "AND account_id = '1'", [D2]).fetchone() == (0, 0)
+    assert conn.execute("SELECT orders, revenue FROM kpi.web_daily WHERE date = ? AND channel = 'direct' "
+                        "AND account_id = '1'", [D1]).fetchone() == (None, None)
+    # and kpi_daily, which reads the new columns, rebuilds over the old table (ensure_model_table adds them too)
+    conn.execute("ALTER TABLE kpi.web_daily DROP COLUMN orders")
+    from kpi_models.layer import rebuild_kpi_daily
+
+    rebuild_kpi_daily(conn, Window(D1, D2), CTX, sources=["ga4"], isolate_sources=True)
+    sessions = conn.execute("SELECT sum(value) FROM kpi.kpi_daily WHERE source = 'ga4' AND kpi = 'sessions' "
+                            "AND account_id = '1' AND date = ?", [D1]).fetchone()[0]
+    assert sessions == 100 + 300 + 50 + 10  # property 1's D1 rows over its channels
