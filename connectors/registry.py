@@ -56,8 +56,10 @@ class SourceSpec:
         return importlib.import_module(self.module)
 
     def configured_reread_days(self, settings: Settings) -> int:
-        """The re-read window the user configured for this source (its settings section's `reread_setting`)."""
-        return int(getattr(getattr(settings, self.code), self.reread_setting))
+        """The re-read window the user configured for this source (its settings section's `reread_setting`); a
+        source without a settings section of its own (configured by its environment variables) re-reads its default."""
+        section = getattr(settings, self.code, None)
+        return self.reread_days if section is None else int(getattr(section, self.reread_setting))
 
 
 def _section(name: str, *fields: str) -> Callable[[Any], bool]:

@@ -17,10 +17,6 @@ from zoneinfo import ZoneInfo
 from connectors import registry
 from kpi_models.fx import FxPolicy
 
-# The restatement windows of KPI_CATALOGUE rule 7 (days), used when no settings are given (tests, tools): each
-# registered source's `reread_days`.
-DEFAULT_REREAD_DAYS: dict[str, int] = {s.code: s.reread_days for s in registry.SOURCES}
-
 
 @dataclass(frozen=True)
 class KpiContext:
@@ -32,7 +28,9 @@ class KpiContext:
     tz: str = "UTC"
     as_of: date | None = None
     channels: Mapping[str, Mapping[str, str]] | None = None
-    reread_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_REREAD_DAYS))
+    # the restatement windows of rule 7 (docs/kpi-rules.md), when no settings are given (tests, tools): the registry's
+    # defaults when the context is made (a source registered after import has its window too)
+    reread_days: Mapping[str, int] = field(default_factory=lambda: {s.code: s.reread_days for s in registry.SOURCES})
     fx: FxPolicy = field(default_factory=FxPolicy)
     # The HubSpot contact property holding the date a customer was lost (churn_rate reads it).
     churn_date_property: str = "churn_date"

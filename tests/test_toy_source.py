@@ -21,20 +21,11 @@ from pipelines.lib.partitions import SOURCE_TAG
 from tests.toy_source import connector as toy
 from tests.toy_source.server import ToyServer
 
-
-class ToySpec(registry.SourceSpec):
-    """The toy's entry: it has no section in the settings (it is configured by the environment), so its re-read
-    window is its registry default. (kpi_models.context.KpiContext.from_settings asks every source for its
-    configured window; a source without a settings section should get its default there, as
-    pipelines/defs/schedules.reread_days does.)"""
-
-    def configured_reread_days(self, settings: object) -> int:
-        return self.reread_days
-
-
-TOY = ToySpec(
+TOY = registry.SourceSpec(
     "toy", "Toy", "tests.toy_source.connector", "report", reread_days=2, stale_after_days=2,
     setup="set MKPI_TOY_URL and MKPI_TOY_SITES", configured=toy.is_configured, kpi_sql="toy_daily.sql")
+# it has no section in the settings (it is configured by its environment variables): its re-read window is its
+# registry default, in the schedules and in the KPI context alike
 DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
 # the truth: site a every day, site b from the third day on (a site's missing day is no row, not zero)
 VISITS = {**{("a", d): 100 + i for i, d in enumerate(DAYS)}, **{("b", d): 7 * i for i, d in enumerate(DAYS) if i >= 2}}

@@ -93,13 +93,10 @@ def __getattr__(name: str) -> object:
 
 
 def reread_days(settings: Settings, source: str) -> int | None:
-    """The source's re-read window, or None when the source is not configured (nothing to refresh). A source
-    without a settings section of its own re-reads its registry default."""
+    """The source's re-read window, or None when the source is not configured (nothing to refresh)."""
     spec = registry.source(source)
     if not spec.configured(settings):
         return None
-    if getattr(settings, spec.code, None) is None:
-        return spec.reread_days
     return spec.configured_reread_days(settings)
 
 
