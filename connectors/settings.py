@@ -322,7 +322,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 # left out, or set to null, takes its default; any value given is checked.
 
 SEARCH_TYPES = ("web", "image", "video", "news", "discover", "googleNews")
-# The one channel vocabulary (shared/KPI_CATALOGUE.md "One channel vocabulary across sources").
+# The one channel vocabulary (docs/kpi-rules.md "One channel vocabulary across sources").
 CHANNELS = ("organic_search", "paid_search", "paid_other", "email", "referral", "direct", "social", "campaign_tagged",
             "other")
 # The HubSpot object types the connector reads (connectors/hubspot.py OBJECT_PROPERTIES; a test checks they agree).

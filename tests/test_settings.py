@@ -219,7 +219,7 @@ def test_secrets_come_from_the_environment_only():
 # --- channels: any source, values from the one vocabulary ------------------------------------------------------
 
 VOCABULARY = ("organic_search", "paid_search", "paid_other", "email", "referral", "direct", "social",
-              "campaign_tagged", "other")  # shared/KPI_CATALOGUE.md "One channel vocabulary across sources"
+              "campaign_tagged", "other")  # docs/kpi-rules.md "One channel vocabulary across sources"
 
 
 def test_channels_take_any_source_and_every_channel_of_the_vocabulary(tmp_path):
