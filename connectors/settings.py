@@ -77,7 +77,7 @@ class GA4Settings:
 
     property_ids: tuple[str, ...] = ()
     endpoint: str | None = None
-    reread_days: int = 3
+    reread_days: int = registry.source("ga4").reread_days  # rule 7's window, the registry's default
     page_size: int = 250_000
     timeout_seconds: float = 60.0
     credentials_file: str | None = None
@@ -92,7 +92,7 @@ class SearchConsoleSettings:
     sites: tuple[str, ...] = ()
     endpoint: str | None = None
     search_types: tuple[str, ...] = ("web",)
-    reread_days: int = 4
+    reread_days: int = registry.source("search_console").reread_days  # rule 7's window, the registry's default
     # dataState for the re-read days ("all" includes fresh, not yet final data); older days use "final".
     reread_data_state: str = "all"
     row_limit: int = 25_000
@@ -110,7 +110,7 @@ class MatomoSettings:
     url: str | None = None
     site_ids: tuple[str, ...] = ()
     token: Secret | None = None
-    reread_days: int = 3
+    reread_days: int = registry.source("matomo").reread_days  # rule 7's window, the registry's default
     timeout_seconds: float = 60.0
     requests_per_second: float = 5.0
     # Sites read at once: each bulk request makes the Matomo server archive several reports.
@@ -131,7 +131,7 @@ class GoogleAdsSettings:
     credentials_file: str | None = None
     impersonated_email: str | None = None
     # Conversions are restated for weeks: the trailing conversion window is re-read on every run.
-    reread_days: int = 30
+    reread_days: int = registry.source("google_ads").reread_days  # rule 7's window, the registry's default
     timeout_seconds: float = 120.0
     # Customers read at once (one search_stream each); quota errors are still backed off and retried.
     parallel_accounts: int = 4
@@ -151,7 +151,7 @@ class HubSpotSettings:
     search_per_second: int = 5
     # Search results lag writes by a few seconds: each incremental run starts this far before the cursor.
     lookback_seconds: int = 300
-    email_reread_days: int = 30
+    email_reread_days: int = registry.source("hubspot").reread_days  # rule 7's window, the registry's default
     timeout_seconds: float = 60.0
 
 
