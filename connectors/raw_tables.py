@@ -299,3 +299,56 @@ HUBSPOT_STREAMS = (
     HUBSPOT_ASSOCIATIONS, HUBSPOT_OWNERS, HUBSPOT_DEAL_STAGES, HUBSPOT_ACCOUNT_DETAILS, HUBSPOT_EMAIL_STATISTICS,
     HUBSPOT_EMAIL_EVENTS_DAILY,
 )
+
+
+# --- Social networks (the social raw-table contract, docs/platforms/README.md): Meta's Facebook Pages and Instagram
+# (connectors/facebook.py, connectors/instagram.py over connectors/meta_graph.py). Each source writes the same three
+# tables in its own schema; every measure is NULL (never 0) where the platform does not report it.
+
+_SOCIAL_MEASURES = ("followers", "follower_gains", "follower_losses", "impressions", "reach", "engagements", "shares",
+                    "link_clicks", "posts_published", "page_views")
+_SOCIAL_POST_MEASURES = ("impressions", "reach", "likes", "comments", "shares", "saved", "replies", "link_clicks")
+
+
+def social_account_daily(source: str) -> Stream:
+    """`<source>.account_daily`: one row per account and platform day (followers = the level at the end of the day)."""
+    return Stream(
+        table=f"{source}.account_daily",
+        schema=_schema(("date", pa.date32()), ("account_id", pa.string()),
+                       *((m, pa.int64()) for m in _SOCIAL_MEASURES)),
+        key=("date", "account_id"), scope_column="account_id",
+    )
+
+
+def social_account_period_reach(source: str) -> Stream:
+    """`<source>.account_period_reach`: the platform's own distinct reach over the week / 28 days ending on `date`
+    (reach is never additive across days)."""
+    return Stream(
+        table=f"{source}.account_period_reach",
+        schema=_schema(("date", pa.date32()), ("account_id", pa.string()), ("period", pa.string()),
+                       ("reach", pa.int64())),
+        key=("date", "account_id", "period"), scope_column="account_id",
+    )
+
+
+def social_posts(source: str) -> Stream:
+    """`<source>.posts`: one row per post / reel / story with its lifetime metrics as last read; a batch replaces the
+    posts created in its window (`created_date`)."""
+    return Stream(
+        table=f"{source}.posts",
+        schema=_schema(("account_id", pa.string()), ("post_id", pa.string()),
+                       ("created_time", pa.timestamp("us")), ("created_date", pa.date32()),
+                       ("media_type", pa.string()), ("permalink", pa.string()),
+                       *((m, pa.int64()) for m in _SOCIAL_POST_MEASURES)),
+        key=("account_id", "post_id"), partition_column="created_date", scope_column="account_id",
+    )
+
+
+FACEBOOK_ACCOUNT_DAILY = social_account_daily("facebook")
+FACEBOOK_PERIOD_REACH = social_account_period_reach("facebook")
+FACEBOOK_POSTS = social_posts("facebook")
+FACEBOOK_STREAMS = (FACEBOOK_ACCOUNT_DAILY, FACEBOOK_PERIOD_REACH, FACEBOOK_POSTS)
+INSTAGRAM_ACCOUNT_DAILY = social_account_daily("instagram")
+INSTAGRAM_PERIOD_REACH = social_account_period_reach("instagram")
+INSTAGRAM_POSTS = social_posts("instagram")
+INSTAGRAM_STREAMS = (INSTAGRAM_ACCOUNT_DAILY, INSTAGRAM_PERIOD_REACH, INSTAGRAM_POSTS)
