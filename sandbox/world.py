@@ -1251,3 +1251,88 @@ class World:
                         score=r.choices(scores, weights=weights)[0])
             for i in range(n)
         ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# LinkedIn Pages (issue #22): the shop's company page, as LinkedIn's Community Management API reports it
+# --------------------------------------------------------------------------------------------------------
+
+# Organization ids as LinkedIn spells them inside urn:li:organization:{id} (digits).
+LINKEDIN_ORGANIZATION_IDS: tuple[str, ...] = ("2414183", "5550123")
+# Follower level at the world's epoch, and daily organic reach in impressions, per organization (the second is a
+# smaller brand page).
+_LINKEDIN_BASE: dict[str, tuple[int, float]] = {"2414183": (8_400, 1_900.0), "5550123": (1_150, 260.0)}
+_LINKEDIN_CUMULATIVE: dict[tuple[int, str], list[int]] = {}
+_LINKEDIN_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class LinkedInDay:
+    """One organization's UTC day, as LinkedIn's statistics finders report it (DAY granularity).
+
+    Share statistics (organizationalEntityShareStatistics ``totalShareStatistics``): ``impressions``,
+    ``unique_impressions``, ``clicks``, ``likes``, ``comments``, ``shares``; page statistics
+    (organizationPageStatistics ``totalPageStatistics.views.allPageViews.pageViews``): ``page_views``; follower
+    statistics (organizationalEntityFollowerStatistics ``followerGains``): ``organic_gain`` (follows minus
+    unfollows of the day: it can be negative) and ``paid_gain`` (follows from sponsored content)."""
+
+    impressions: int
+    unique_impressions: int
+    clicks: int
+    likes: int
+    comments: int
+    shares: int
+    page_views: int
+    organic_gain: int
+    paid_gain: int
+
+    @property
+    def engagement(self) -> float:
+        """LinkedIn's ``engagement`` field: (clicks + likes + comments + shares) / impressions."""
+        total = self.clicks + self.likes + self.comments + self.shares
+        return total / self.impressions if self.impressions else 0.0
+
+
+def linkedin_day(world: World, org_id: str, day: date) -> LinkedInDay | None:
+    """The organization's figures for one UTC day; None before the epoch, after ``world.today`` or while a
+    ``stale_source`` incident on ``linkedin`` holds the day back."""
+    if org_id not in _LINKEDIN_BASE or day < _EPOCH or not world.has_data(day):
+        return None
+    if not delivers(world.incidents, "linkedin", day):
+        return None
+    return _linkedin_figures(world.seed, org_id, day)
+
+
+def _linkedin_figures(seed: int, org_id: str, day: date) -> LinkedInDay:
+    """The day's figures, a pure function of (seed, organization, day)."""
+    _, reach = _LINKEDIN_BASE[org_id]
+    r = seeded_rng(seed, day, f"linkedin:org:{org_id}")
+    u = [r.random() for _ in range(10)]
+    weekday = (1.15, 1.2, 1.15, 1.1, 0.95, 0.45, 0.4)[day.weekday()]
+    impressions = _sround(reach * weekday * World._trend(day) * (0.75 + 0.5 * u[0]), u[1])
+    unique = _sround(impressions * (0.55 + 0.15 * u[2]), u[3])
+    clicks = _sround(impressions * 0.012 * (0.6 + 0.8 * u[4]), u[5])
+    likes = _sround(impressions * 0.018 * (0.6 + 0.8 * u[6]), u[5])
+    comments = _sround(impressions * 0.0025 * (0.5 + u[7]), u[3])
+    shares = _sround(impressions * 0.0015 * (0.5 + u[8]), u[1])
+    page_views = _sround(impressions * 0.03 * (0.7 + 0.6 * u[9]), u[0])
+    follows = _sround(impressions * 0.004 * (0.5 + u[2]), u[4])
+    unfollows = _sround(reach * 0.0015 * (0.2 + 1.6 * u[6]), u[8])
+    paid = _sround(impressions * 0.0008 * u[7], u[9])
+    return LinkedInDay(impressions, unique, clicks, likes, comments, shares, page_views, follows - unfollows, paid)
+
+
+def linkedin_follower_level(world: World, org_id: str, day: date) -> int:
+    """Followers at the end of ``day`` (UTC, at most ``world.today``): the epoch's level plus every day's net gains
+    (organic + paid) since. What LinkedIn's networkSizes edge answers when read at that day's end."""
+    base, _ = _LINKEDIN_BASE[org_id]
+    last = min(day, world.today)
+    if last < _EPOCH:
+        return base
+    key = (world.seed, org_id)
+    with _LINKEDIN_LOCK:
+        cumulative = _LINKEDIN_CUMULATIVE.setdefault(key, [])
+        while len(cumulative) <= (last - _EPOCH).days:
+            figures = _linkedin_figures(world.seed, org_id, _EPOCH + timedelta(days=len(cumulative)))
+            cumulative.append((cumulative[-1] if cumulative else 0) + figures.organic_gain + figures.paid_gain)
+        return base + cumulative[(last - _EPOCH).days]
