@@ -1336,3 +1336,142 @@ def linkedin_follower_level(world: World, org_id: str, day: date) -> int:
             figures = _linkedin_figures(world.seed, org_id, _EPOCH + timedelta(days=len(cumulative)))
             cumulative.append((cumulative[-1] if cumulative else 0) + figures.organic_gain + figures.paid_gain)
         return base + cumulative[(last - _EPOCH).days]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Meta: the shop's Facebook Page and Instagram professional account (sandbox/meta_server.py serves them as the
+# Graph API does). Social activity follows the shop's daily level; every figure is a pure function of (seed, account,
+# day), the follower level the cumulative sum of the day's follows minus unfollows since META_EPOCH.
+# --------------------------------------------------------------------------------------------------------
+
+FACEBOOK_PAGE_ID = "104857600123456"
+INSTAGRAM_ACCOUNT_ID = "17841400000000001"
+# Meta reports Page and Instagram insights days in Pacific time: a day's value carries end_time = the next local
+# midnight, e.g. "2018-01-02T08:00:00+0000" for January 1 (developers.facebook.com/documentation/pages-api/
+# platforminsights/page, Limitations).
+META_TIMEZONE = "America/Los_Angeles"
+META_EPOCH = date(2024, 1, 1)
+_META_TZ = ZoneInfo(META_TIMEZONE)
+# the platform's own distinct reach over 7 / 28 days, as a share of the period's summed daily reach (people come back)
+META_PERIOD_OVERLAP = {"week": 0.55, "days_28": 0.32}
+_META_BASE_FOLLOWERS = {"facebook": 12_400, "instagram": 8_300}
+
+
+@dataclass(frozen=True)
+class MetaDay:
+    """One account's insights for one Pacific-time day (Facebook Page or Instagram account)."""
+
+    views: int  # Page `page_media_view` / Instagram `views` (what replaced impressions)
+    reach: int  # distinct accounts that day (`page_total_media_view_unique` / `reach`)
+    engagements: int  # `page_post_engagements` / `total_interactions`
+    follows: int
+    unfollows: int
+    page_views: int  # `page_views_total` (Instagram: no current metric)
+    shares: int  # Instagram `shares` (Facebook Page: no day metric)
+    link_clicks: int  # Instagram `profile_links_taps` (Facebook Page: no day metric)
+
+
+@dataclass(frozen=True)
+class MetaPost:
+    """A post, reel or story with its lifetime metrics."""
+
+    account_id: str
+    post_id: str
+    created_time: datetime  # UTC
+    media_type: str  # Facebook status_type / Instagram media_product_type (FEED, REELS, STORY)
+    permalink: str
+    views: int
+    reach: int
+    likes: int
+    comments: int
+    shares: int
+    saved: int
+    replies: int
+    link_clicks: int
+
+    @property
+    def local_date(self) -> date:
+        """The Pacific-time day it was created on (the day its account's insights count it)."""
+        return self.created_time.astimezone(_META_TZ).date()
+
+
+_META_LEVELS: dict[tuple[int, int, str], list[int]] = {}
+_META_LOCK = threading.Lock()
+
+
+def meta_network(account_id: str) -> str:
+    """'facebook' or 'instagram' for a sandbox Meta account id."""
+    return "instagram" if account_id == INSTAGRAM_ACCOUNT_ID else "facebook"
+
+
+def meta_day(world: World, account_id: str, day: date) -> MetaDay | None:
+    """The account's insights on a Pacific-time day; None before META_EPOCH or after the world's today."""
+    if day < META_EPOCH or not world.has_data(day):
+        return None
+    network = meta_network(account_id)
+    r = world._rng(day, f"meta:{network}:{account_id}")
+    level = world._level(day)
+    views = round((5200 if network == "facebook" else 7400) * level * (0.85 + 0.3 * r.random()))
+    reach = round(views * (0.46 + 0.12 * r.random()))
+    engagements = round(views * (0.031 + 0.02 * r.random()))
+    follows = round((24 if network == "facebook" else 41) * level * (0.6 + 0.8 * r.random()))
+    unfollows = round(follows * (0.15 + 0.25 * r.random()))
+    return MetaDay(views=views, reach=reach, engagements=engagements, follows=follows, unfollows=unfollows,
+                   page_views=round(views * (0.05 + 0.02 * r.random())),
+                   shares=round(engagements * (0.06 + 0.05 * r.random())),
+                   link_clicks=round(engagements * (0.08 + 0.06 * r.random())))
+
+
+def meta_followers(world: World, account_id: str, day: date) -> int | None:
+    """The follower level at the end of a day: the base plus every day's follows minus unfollows since META_EPOCH."""
+    if day < META_EPOCH or not world.has_data(day):
+        return None
+    key = (world.seed, world.today.toordinal(), account_id)
+    index = (day - META_EPOCH).days
+    with _META_LOCK:
+        levels = _META_LEVELS.setdefault(key, [])
+        while len(levels) <= index:
+            d = META_EPOCH + timedelta(days=len(levels))
+            facts = meta_day(world, account_id, d)
+            assert facts is not None
+            previous = levels[-1] if levels else _META_BASE_FOLLOWERS[meta_network(account_id)]
+            levels.append(previous + facts.follows - facts.unfollows)
+        return levels[index]
+
+
+def meta_period_reach(world: World, account_id: str, day: date, period: str) -> int | None:
+    """The platform's own distinct reach over the 7 or 28 days ending on `day` (never the sum of daily reach)."""
+    days = 7 if period == "week" else 28
+    daily = [meta_day(world, account_id, day - timedelta(days=k)) for k in range(days)]
+    if daily[0] is None:
+        return None
+    return round(sum(f.reach for f in daily if f is not None) * META_PERIOD_OVERLAP[period])
+
+
+def meta_posts(world: World, account_id: str, day: date) -> list[MetaPost]:
+    """The posts, reels and stories the account created on a Pacific-time day (the Page: posts only)."""
+    if day < META_EPOCH or not world.has_data(day):
+        return []
+    network = meta_network(account_id)
+    r = world._rng(day, f"meta:posts:{account_id}")
+    kinds = ["FEED"] * (1 + int(r.random() * 2)) if network == "facebook" else \
+        ["FEED"] * int(r.random() * 2) + ["REELS"] * int(r.random() * 1.6) + ["STORY"] * int(r.random() * 2.5)
+    posts = []
+    for k, kind in enumerate(kinds):
+        local = datetime.combine(day, time(8, 0), tzinfo=_META_TZ) + timedelta(minutes=int(r.random() * 13 * 60))
+        views = round((900 if kind != "STORY" else 300) * world._level(day) * (0.5 + r.random()))
+        reach = round(views * (0.6 + 0.2 * r.random()))
+        likes = round(reach * (0.03 + 0.03 * r.random())) if kind != "STORY" else 0
+        serial = f"{day.strftime('%Y%m%d')}{k:02d}"
+        post_id = f"{account_id}_{serial}" if network == "facebook" else f"1790{serial}"
+        link = (f"https://www.facebook.com/{account_id}/posts/{serial}" if network == "facebook"
+                else f"https://www.instagram.com/p/{serial}/")
+        posts.append(MetaPost(
+            account_id=account_id, post_id=post_id, created_time=local.astimezone(ZoneInfo("UTC")),
+            media_type=("added_photos" if network == "facebook" else kind), permalink=link, views=views,
+            reach=reach, likes=likes, comments=round(likes * 0.12 * r.random()) if kind != "STORY" else 0,
+            shares=round(reach * 0.004 * (1 + r.random())), saved=round(likes * 0.2 * r.random()),
+            replies=round(reach * 0.01 * r.random()) if kind == "STORY" else 0,
+            link_clicks=round(reach * 0.01 * r.random()) if network == "facebook" else 0,
+        ))
+    return posts
