@@ -47,8 +47,9 @@ test: install-dev
 chaos: install-dev
 	MKPI_CHAOS_SEEDS=50 MKPI_CRASH_REPEATS=5 MKPI_RELIABILITY_REPORT=docs/reliability.md $(BIN)/python -m pytest -m battery -s
 
-# The benchmark suite (issue #9): every target beside its same-run baseline (bare DuckDB INSERT, dlt, the stock
-# HubSpot models, the minimum request count); prints the table and writes docs/benchmarks.md. Takes a while.
+# The benchmark suite (issues #9, #21): every target beside its same-run baseline (bare DuckDB INSERT, dlt, the stock
+# HubSpot models, the minimum request count, the latency bound); prints the table and writes docs/benchmarks.json
+# and docs/benchmarks.md. Takes a while. Parts alone: .venv/bin/python -m bench.run_all --only load,kpi [--runs 1].
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.run_all

@@ -7,6 +7,7 @@ baseline measured in the same run), so `run_all.py` can print one table and writ
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +63,12 @@ def ratio_sample(numerators: Sequence[float], denominators: Sequence[float]) -> 
 
 @dataclass
 class Row:
-    """One line of the results table: a measured figure, its baseline, the ratio and the goal."""
+    """One line of the results table: a measured figure, its baseline, the ratio and the goal.
+
+    The text fields are what the table shows. The optional typed fields make the row exact in
+    docs/benchmarks.json (`record`): `sample` (the figure's runs: median, min, max, runs), `base` (the baseline),
+    `ratios` (per-run ratios), `limit` (the goal's number); without them the numbers are read from the text.
+    `size` says what the figure was measured on, `includes` what the measured time or memory covers."""
 
     target: str
     what: str
@@ -71,10 +78,71 @@ class Row:
     goal: str = ""
     ok: bool | None = None
     notes: list[str] = field(default_factory=list)
+    size: str = ""
+    includes: str = ""
+    sample: Sample | None = None
+    base: float | None = None
+    ratios: Sample | None = None
+    limit: float | None = None
 
     @property
     def status(self) -> str:
         return "" if self.ok is None else ("pass" if self.ok else "FAIL")
+
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?"
+_RANGE = re.compile(rf"\(({_NUMBER})k?\s*-\s*({_NUMBER})k?\)", re.IGNORECASE)
+
+
+def first_number(text: str) -> float | None:
+    """The first number in a table cell ("1,043k (832-1,107) rows/s" -> 1043000.0; "<= 1.3x" -> 1.3), or None.
+
+    A `k` right after the number is thousands, as `show` never writes but some rows do by hand."""
+    match = re.search(rf"({_NUMBER})(k\b)?", text.replace(",", ""), re.IGNORECASE)
+    if match is None:
+        return None
+    return float(match.group(1)) * (1000.0 if match.group(2) else 1.0)
+
+
+def _spread(text: str) -> tuple[float | None, float | None]:
+    """The "(min-max)" a shown Sample carries, scaled like its median when the cell is in thousands."""
+    match = _RANGE.search(text.replace(",", ""))
+    if match is None:
+        return None, None
+    scale = 1000.0 if re.search(rf"{_NUMBER}k", text.replace(",", "")) else 1.0
+    return float(match.group(1)) * scale, float(match.group(2)) * scale
+
+
+def record(row: Row, *, module: str, runs: int | None, size: str, commit: str, measured_at: str) -> dict[str, Any]:
+    """One row as the object docs/benchmarks.json holds (issue #21 target 7): `target`, `value`, `baseline`,
+    `ratio`, `goal`, `met`, `size`, `runs`, `min`, `max`, `commit`, plus what the Markdown needs to be rebuilt
+    from the JSON alone (`measure`, `shown`, `includes`, `notes`, `module`, `measured_at`)."""
+    if row.sample is not None:
+        value, low, high, count = row.sample.median, row.sample.low, row.sample.high, len(row.sample.values)
+    else:
+        value = first_number(row.value)
+        low, high = _spread(row.value)
+        low, high = (value, value) if low is None and value is not None else (low, high)
+        count = runs
+    ratio = row.ratios.median if row.ratios is not None else first_number(row.ratio)
+    return {
+        "target": row.target, "measure": row.what.strip(), "value": value,
+        "baseline": row.base if row.base is not None else first_number(row.baseline),
+        "ratio": ratio, "goal": row.limit if row.limit is not None else first_number(row.goal),
+        "met": row.ok, "size": row.size or size, "runs": count, "min": low, "max": high,
+        "commit": commit, "measured_at": measured_at, "module": module, "includes": row.includes,
+        "shown": {"value": row.value, "baseline": row.baseline, "ratio": row.ratio, "goal": row.goal,
+                  "status": row.status, "measure": row.what},
+        "notes": list(row.notes),
+    }
+
+
+def shown_row(obj: dict[str, Any]) -> Row:
+    """A JSON object back as a table row (the Markdown is written from docs/benchmarks.json alone)."""
+    shown = obj.get("shown", {})
+    return Row(obj["target"], shown.get("measure", obj.get("measure", "")), shown.get("value", str(obj["value"])),
+               shown.get("baseline", ""), shown.get("ratio", ""), shown.get("goal", ""), obj.get("met"),
+               list(obj.get("notes", [])), obj.get("size", ""), obj.get("includes", ""))
 
 
 HEADERS = ("target", "measure", "value", "baseline", "ratio", "goal", "status")

@@ -1,97 +1,236 @@
-"""`make bench`: every benchmark of issue #9 in one run, one table, and docs/benchmarks.md.
+"""`make bench`: every benchmark of issues #9 and #21, one table, docs/benchmarks.md and docs/benchmarks.json.
 
 Baselines (bare DuckDB INSERT, dlt, the stock HubSpot models, the minimum request count, the latency lower
-bound) are measured in the same run as the figures they are compared with, never copied. The latency
-benchmark runs last. `--quick` shrinks every size for a smoke run (its figures are not the documented ones).
+bound, the plain-Python pipeline) are measured in the same run as the figures they are compared with, never
+copied. The latency benchmark runs last.
+
+Parts can be re-measured alone: `--only load,kpi` runs those modules and REPLACES only their rows in
+docs/benchmarks.json (each row keeps the commit and time it was measured at); docs/benchmarks.md is then
+rewritten from the JSON alone, so the lead can measure parts on a quiet machine. `--runs N` overrides each
+module's number of runs (medians of 5 by default) for a quick check; `--quick` shrinks every size for a smoke
+run (its figures are not the documented ones, and the rows say so).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import os
+import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench import (
-    bench_demo,
-    bench_hubspot_parse,
-    bench_kpi,
-    bench_latency,
-    bench_load,
-    bench_memory,
-    bench_requests,
-)
-from bench.common import ROOT, Row, machine, table
+from bench.common import ROOT, Row, machine, record, shown_row, table
 
-# (script, arguments for the documented run, arguments for --quick)
-PLAN: list[tuple[str, Callable[[list[str]], list[Row]], list[str], list[str]]] = [
-    ("bench/bench_hubspot_parse.py", bench_hubspot_parse.main, ["--runs", "5", "--pages", "20"],
-     ["--runs", "2", "--pages", "5"]),
-    ("bench/bench_requests.py", bench_requests.main, ["--runs", "5"], ["--days", "30"]),
-    ("bench/bench_load.py", bench_load.main, ["--sizes", "1000000", "--runs", "5", "--dlt-rows", "100000",
-                                              "--dlt-runs", "5"],
-     ["--sizes", "100000", "--runs", "2", "--dlt-rows", "5000", "--dlt-runs", "1"]),
-    ("bench/bench_load.py", bench_load.main, ["--sizes", "5000000", "--runs", "5", "--dlt-runs", "0"],
-     ["--sizes", "300000", "--runs", "1", "--dlt-runs", "0"]),
-    ("bench/bench_memory.py", bench_memory.main, ["--sizes", "1000000,5000000", "--runs", "5"],
-     ["--sizes", "100000,300000", "--runs", "1"]),
-    ("bench/bench_kpi.py", bench_kpi.main, ["--raw-rows", "10000000", "--runs", "5"],
-     ["--raw-rows", "200000", "--runs", "1", "--days", "60"]),
-    ("bench/bench_demo.py", bench_demo.main, ["--runs", "5", "--days", "90"], ["--runs", "1", "--days", "7"]),
-    ("bench/bench_latency.py", bench_latency.main, ["--runs", "5", "--ga4", "3", "--search-console", "3",
-                                                    "--google-ads", "3", "--matomo", "3"],
-     ["--runs", "1", "--days", "30", "--ga4", "2", "--search-console", "2", "--google-ads", "2", "--matomo", "2"]),
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Step:
+    """One benchmark module run: its short name (for `--only`), module and the arguments of each mode."""
+
+    name: str
+    module: str
+    full: tuple[str, ...]
+    quick: tuple[str, ...]
+
+
+# Every figure is a median of 5 runs (min-max beside it), at the sizes of issues #9 and #21. dlt is timed on
+# 100k rows (its rate is per row; 1M rows through dlt alone would take most of the run).
+PLAN: list[Step] = [
+    Step("hubspot_parse", "bench.bench_hubspot_parse", ("--runs", "5", "--pages", "20"),
+         ("--runs", "2", "--pages", "5")),
+    Step("requests", "bench.bench_requests", ("--runs", "5"), ("--days", "30")),
+    Step("load", "bench.bench_load", ("--sizes", "1000000", "--runs", "5", "--dlt-rows", "100000", "--dlt-runs", "5"),
+         ("--sizes", "100000", "--runs", "2", "--dlt-rows", "5000", "--dlt-runs", "1")),
+    Step("load", "bench.bench_load", ("--sizes", "5000000", "--runs", "5", "--dlt-runs", "0"),
+         ("--sizes", "300000", "--runs", "1", "--dlt-runs", "0")),
+    Step("memory", "bench.bench_memory", ("--sizes", "1000000,5000000", "--runs", "5"),
+         ("--sizes", "100000,300000", "--runs", "1")),
+    Step("search_console", "bench.bench_search_console", ("--days", "30", "--rows-per-day", "1000000", "--runs", "5"),
+         ("--days", "3", "--rows-per-day", "60000", "--runs", "1")),
+    Step("kpi", "bench.bench_kpi", ("--raw-rows", "10000000", "--runs", "5"),
+         ("--raw-rows", "200000", "--runs", "1", "--days", "60")),
+    Step("demo", "bench.bench_demo", ("--runs", "5", "--days", "90"), ("--runs", "1", "--days", "7")),
+    Step("latency", "bench.bench_latency", ("--runs", "5", "--ga4", "3", "--search-console", "3",
+                                             "--google-ads", "3", "--matomo", "3"),
+         ("--runs", "1", "--days", "30", "--ga4", "2", "--search-console", "2", "--google-ads", "2", "--matomo", "2")),
 ]
-# Every figure is a median of 5 runs (min-max beside it), at the sizes of issue #9. dlt is timed on 100k rows
-# (its rate is per row; 1M rows through dlt alone would take most of the run).
+
+# What each module's figures are compared with and what they include (docs/benchmarks.md, issue #21 target 8);
+# a row's own `size` and `includes` say more where it has them.
+DESCRIPTIONS: dict[str, str] = {
+    "requests": "A 365-day backfill of every report stream through the connectors against the sandbox (default "
+                "accounts: 1 GA4 property, 1 site, 2 Ads customers, 1 Matomo site, 1 HubSpot portal). Requests are "
+                "counted by the connectors' request statistics (retries included, so min-max shows any retry). "
+                "Baseline: the minimum computed from the rows each stream and account returned (GA4 250,000 per "
+                "page, Search Console 25,000, Google Ads one stream per customer, Matomo one bulk request per site, "
+                "HubSpot 100 per list page and batch read, one request per metadata list); also the per-day "
+                "pattern (one request per day per stream per account).",
+    "latency": "Every sandbox response delayed (100 ms), one sandbox process per platform, the five sources at "
+               "once, one process each (as the multiprocess executor runs steps). Baseline: the lower bound "
+               "computed per platform from its documented constraints (the longest cursor chain, the quota, the "
+               "allowed concurrency; each constraint cited in bench/bench_latency.py), the backfill's the largest.",
+    "load": "Typed rows in pages of 100,000 through the loader into a fresh DuckDB file (delete window, insert, "
+            "key check, commit, CHECKPOINT). Baselines: one bare streamed INSERT of the same rows, and dlt.",
+    "memory": "Peak RSS (VmHWM of a fresh child process) of a backfill of synthetic rows streamed page by page "
+              "through the loader; the RSS after imports beside it.",
+    "search_console": "A big site (the sandbox's `big_site` knob: Search Console's own limits, 25,000 rows per "
+                      "request and 50,000 rows per day per search type per property, so 1M query rows a day "
+                      "are 20 URL-prefix properties of one site) backfilled in one run: the queries stream of every "
+                      "property through the connector (real discovery client over HTTP, sandbox in its own "
+                      "process) and the loader into a fresh DuckDB file, in one child process whose VmHWM is the "
+                      "peak RSS. Rows/s is rows loaded over the child's wall time from first request to commit.",
+    "kpi": "The KPI SQL over 10M raw rows (a 365-day sandbox backfill copied with renamed accounts): every KPI "
+           "table rebuilt, then one day re-read (changed raw rows) and recomputed; beside the same SQL run once "
+           "by hand.",
+    "hubspot_parse": "One real sandbox page of 100 contacts: the project's `json.loads` + `records_to_table` "
+                     "(validation included) against the stock client's `ApiClient.deserialize` into its models.",
+    "demo": "`make demo` through Dagster against the same work in one plain Python process (connectors, loader, "
+            "KPI SQL, checks, publish); the split separates Dagster's bookkeeping from step work.",
+}
 
 
-def run(quick: bool, only: set[str] | None) -> tuple[list[Row], list[str], dict[str, float]]:
-    rows: list[Row] = []
-    commands: list[str] = []
-    seconds: dict[str, float] = {}
-    for script, main, full_args, quick_args in PLAN:
-        name = Path(script).stem
-        if only and name not in only:
+def git_commit() -> str:
+    """The commit the figures were measured at (`+dirty` when tracked files differ from it)."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty=+dirty", "--abbrev=10"], cwd=ROOT,
+                             capture_output=True, text=True, check=True, timeout=30)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def with_runs(args: Sequence[str], runs: int | None) -> list[str]:
+    """The arguments with `--runs` set to `runs` (replaced, or added), unless `runs` is None."""
+    out = list(args)
+    if runs is None:
+        return out
+    if "--runs" in out:
+        out[out.index("--runs") + 1] = str(runs)
+    else:
+        out += ["--runs", str(runs)]
+    return out
+
+
+def runs_of(args: Sequence[str]) -> int | None:
+    """The `--runs` the module was given (None: its own default)."""
+    return int(args[args.index("--runs") + 1]) if "--runs" in args else None
+
+
+def size_of(args: Sequence[str]) -> str:
+    """The sizes a module was run at, from its arguments (a row's own `size` is preferred)."""
+    pairs = [f"{args[i][2:]} {args[i + 1]}" for i in range(0, len(args) - 1, 2)
+             if args[i].startswith("--") and args[i] not in ("--runs", "--dlt-runs")]
+    return ", ".join(pairs)
+
+
+def run_step(step: Step, main: Callable[[list[str]], list[Row]], args: list[str], quick: bool,
+             commit: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run one module; its rows as JSON objects and what the Commands section says of it."""
+    print(f"\n== {step.module} {' '.join(args)}", flush=True)
+    load_start, start = os.getloadavg()[0], time.perf_counter()
+    try:
+        rows = main(args)
+    except Exception as exc:  # one broken benchmark must not hide the others' figures
+        traceback.print_exc()
+        rows = [Row(step.name, f"ERROR: {type(exc).__name__}: {str(exc)[:200]}", "-", ok=False)]
+    measured_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    size = size_of(args) + (" (--quick: not the documented size)" if quick else "")
+    objs = [record(r, module=step.name, runs=runs_of(args), size=size, commit=commit, measured_at=measured_at)
+            for r in rows]
+    info = {"module": step.name, "command": f".venv/bin/python -m {step.module} {' '.join(args)}",
+            "seconds": round(time.perf_counter() - start, 1), "commit": commit, "measured_at": measured_at,
+            "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)], "quick": quick}
+    return objs, info
+
+
+def _loader(step: Step) -> Callable[[list[str]], list[Row]]:
+    """The module's `main`, imported only when it runs (a broken module fails its own rows only)."""
+    def main(args: list[str]) -> list[Row]:
+        return importlib.import_module(step.module).main(args)
+    return main
+
+
+def run(quick: bool, only: set[str] | None,
+        runs: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Run the plan's steps (those named in `only`, else all); their row objects and command infos."""
+    commit = git_commit()
+    objs: list[dict[str, Any]] = []
+    infos: list[dict[str, Any]] = []
+    for step in PLAN:
+        if only and step.name not in only:
             continue
-        seconds_key = name if name not in seconds else f"{name} ({args_label(quick_args if quick else full_args)})"
-        args = quick_args if quick else full_args
-        commands.append(f".venv/bin/python -m bench.{name} {' '.join(args)}")
-        print(f"\n== {script} {' '.join(args)}", flush=True)
-        start = time.perf_counter()
-        try:
-            rows.extend(main(args))
-        except Exception as exc:  # one broken benchmark must not hide the others' figures
-            traceback.print_exc()
-            rows.append(Row(name, f"ERROR: {type(exc).__name__}: {str(exc)[:200]}", "-", ok=False))
-        seconds[seconds_key] = time.perf_counter() - start
-    return rows, commands, seconds
+        args = with_runs(step.quick if quick else step.full, runs)
+        rows, info = run_step(step, _loader(step), args, quick, commit)
+        objs.extend(rows)
+        infos.append(info)
+    return objs, infos
 
 
-def args_label(args: list[str]) -> str:
-    return " ".join(args[:2])
+def merge(previous: dict[str, Any] | None, objs: list[dict[str, Any]], infos: list[dict[str, Any]],
+          order: Sequence[str]) -> dict[str, Any]:
+    """The JSON document after this run: the modules re-measured now replace ALL their earlier rows and
+    commands; every other module's rows stay as they were (with their own commit and time). Rows are ordered
+    by the plan's module order, a module's rows in the order it returned them."""
+    measured = {o["module"] for o in objs} | {i["module"] for i in infos}
+    kept = [o for o in (previous or {}).get("targets", []) if o.get("module") not in measured]
+    kept_cmds = [c for c in (previous or {}).get("commands", []) if c.get("module") not in measured]
+    rank = {name: i for i, name in enumerate(dict.fromkeys(order))}
+
+    def position(item: tuple[int, dict[str, Any]]) -> tuple[int, int]:
+        return rank.get(item[1].get("module", ""), len(rank)), item[0]
+
+    targets = [o for _, o in sorted(enumerate(kept + objs), key=position)]
+    commands = [c for _, c in sorted(enumerate(kept_cmds + infos), key=position)]
+    return {"format": FORMAT, "written_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(), "targets": targets, "commands": commands}
 
 
-def write_doc(path: Path, rows: list[Row], commands: list[str], seconds: dict[str, float], quick: bool,
-              load: tuple[float, float]) -> None:
-    info = machine()
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The previous docs/benchmarks.json, or None (absent, or not this format: it is then rewritten whole)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == FORMAT else None
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """docs/benchmarks.md, written from the JSON document alone (issue #21 target 8: each figure's baseline,
+    size and what it includes)."""
+    rows = [shown_row(o) for o in doc["targets"]]
+    objs = doc["targets"]
+    passed = sum(1 for o in objs if o.get("met") is True)
+    failed = sum(1 for o in objs if o.get("met") is False)
+    lines = [f"| {o['target']} | {o['measure']} | {o['size']} | {o['commit']}, {o['measured_at']} |" for o in objs]
     notes = [f"- {r.target} / {r.what.strip()}: {n}" for r in rows for n in r.notes]
-    passed = sum(1 for r in rows if r.ok)
-    failed = [r for r in rows if r.ok is False]
-    text = f"""# Benchmarks (issue #9)
+    includes = [f"- {o['target']} / {o['measure']}: {o['includes']}" for o in objs if o.get("includes")]
+    described = list(dict.fromkeys(o["module"] for o in objs))
+    sections = "\n".join(f"- **{m}**: {DESCRIPTIONS.get(m, 'see the module docstring.')}" for m in described)
+    commands = "\n".join(f"{c['command']}    # {c['seconds']:.0f} s, {c['commit']}, {c['measured_at']}, load "
+                         f"{c['load_average'][0]:.2f} -> {c['load_average'][1]:.2f}"
+                         + (" (--quick)" if c.get("quick") else "") for c in doc["commands"])
+    info = doc.get("machine", {})
+    return f"""# Benchmarks (issues #9 and #21)
 
-Written by `make bench` (`bench/run_all.py{' --quick' if quick else ''}`) on
-{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}. Every baseline was measured in this same run; ratios are
-per run (figure / same-run baseline), then the median, with min-max in brackets. Goals met: {passed}, missed:
-{len(failed)}.
+Written by `bench/run_all.py` (`make bench`) from `docs/benchmarks.json` on {doc['written_at']}; the same figures,
+one object per row, are in that file for programs (`target`, `value`, `baseline`, `ratio`, `goal`, `met`, `size`,
+`runs`, `min`, `max`, `commit`). Every baseline was measured in the same run as its figure; ratios are per run
+(figure / same-run baseline), then the median, with min-max in brackets. Rows re-measured alone
+(`bench/run_all.py --only NAME`) keep their own commit and time (the last table).
 
-**Noise**: this machine has {info.get('cpus')} cores; its 1-minute load average was {load[0]:.2f} when the run
-started (other work already sharing the cores) and {load[1]:.2f} when it ended (the benchmark's own last minute
-included). Absolute times are this machine's; the same-run ratios are what to read.
+Goals met: {passed}, missed: {failed}.
+
+Absolute times are the machine's (its load average at each module's start and end is under Commands); the
+same-run ratios are what to read.
 
 ## Results
 
@@ -99,75 +238,58 @@ included). Absolute times are this machine's; the same-run ratios are what to re
 
 {chr(10).join(notes)}
 
-## Machine and versions
+## What each figure is compared with, its size and what it includes
+
+{sections}
+
+{chr(10).join(includes)}
+
+| target | measure | size | measured at |
+|---|---|---|---|
+{chr(10).join(lines)}
+
+## Machine and versions (of the last write)
 
 {chr(10).join(f'- {k}: {v}' for k, v in info.items())}
 
 ## Commands
 
-`make bench` installs the `bench` extra (`dlt[duckdb]`, `psutil`) and runs `bench/run_all.py`, which runs, in
-this order (seconds each: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}):
+`make bench` installs the `bench` extra (`dlt[duckdb]`, `psutil`) and runs `bench/run_all.py`, which runs each
+module below (seconds, commit, time and load average each). Each is runnable alone
+(`PYTHONPATH=. .venv/bin/python -m bench.<module> --help`); `tests/test_bench_setup.py` and
+`tests/test_bench_report.py` (in `make test`) check the setups and this report's format, never timings.
 
 ```
-{chr(10).join(commands)}
+{commands}
 ```
-
-One script per target, each runnable alone (`PYTHONPATH=. .venv/bin/python -m bench.<script> --help`).
-`tests/test_bench_setup.py` (in `make test`) checks each benchmark's setup, never its timing.
-
-## What each target measures, and the sizes used
-
-Every target at the size issue #9 names, each figure the median of 5 runs with min-max beside it. The exact
-arguments are under Commands.
-
-1. **Requests** (`bench_requests.py`): a 365-day backfill of every report stream through the connectors
-   against the sandbox (default accounts: 1 GA4 property, 1 site, 2 Ads customers, 1 Matomo site, 1 HubSpot
-   portal); requests counted by the connectors' request statistics (retries included, so min-max shows any
-   retry); the minimum is computed from the rows each stream and account returned (GA4 250,000 per page,
-   Search Console 25,000, Google Ads one stream per customer, Matomo one bulk request per site, HubSpot 100
-   per list page and batch read, one request per metadata list); the per-day pattern is one request per day
-   per stream per account.
-2. **Latency** (`bench_latency.py`): 100 ms added to every sandbox response, one sandbox process per
-   platform (as the platforms are separate services), the five sources at once, one process each (as the
-   multiprocess executor runs steps), 3 accounts per platform from the sandbox's "many" profile (HubSpot is
-   one portal); bound = per platform, the busiest account's minimum requests x latency, and for HubSpot also
-   its configured rolling quota (`hubspot.requests_per_10s`, 100: n requests need (n - 1) // 100 windows of
-   10 s); the backfill's bound is the largest.
-3. **Load** (`bench_load.py`): typed rows (9 columns) in pages of 100,000 through `load_batches` into a fresh
-   DuckDB file (delete window, insert, key check, commit, CHECKPOINT) against one bare
-   `INSERT INTO t SELECT * FROM arrow_table`, at 1M and 5M rows. dlt's `pipeline.run` of the same rows as
-   dicts is timed on 100,000 rows (dlt normalises row by row: a million rows take minutes per run), as rows
-   per second against the loader on the same 100,000 rows.
-4. **KPI rebuild** (`bench_kpi.py`): a 365-day sandbox backfill of all sources, the report tables copied with
-   renamed accounts to 10M raw rows; on a fresh copy each run, every KPI table rebuilt over the year
-   (per-channel tables, kpi_daily and its roll-up views, kpi_vs_objective), then one day re-read and rebuilt.
-5. **Memory** (`bench_memory.py`): peak RSS (VmHWM of a fresh child) of a backfill of 1M and 5M synthetic
-   rows streamed page by page through the loader (the sandbox world has far fewer rows).
-6. **HubSpot parsing** (`bench_hubspot_parse.py`): one real sandbox page of 100 contacts; the project's
-   `json.loads` + `records_to_table` (including the response validation) against the stock client's
-   `ApiClient.deserialize` into its models; each run 20 parses.
-7. **Demo** (`bench_demo.py`): `python -m pipelines.demo` (90 days, as `make demo`) in a child process;
-   extract and load told apart by wrapping the loader's batch iterator, KPI and dashboard steps from the
-   Dagster event log, start-up = everything before the first step, "other" = Dagster's own work between
-   steps (events written to the instance's SQLite storage, per-partition materialisations of the single run).
 """
-    path.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--only", default="", help="comma-separated script names (e.g. bench_load)")
+    parser.add_argument("--only", default="",
+                        help=f"comma-separated module names, of {', '.join(dict.fromkeys(s.name for s in PLAN))}: "
+                             "re-measure those and replace only their rows")
+    parser.add_argument("--runs", type=int, default=None, help="override every module's number of runs")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--json", default=None, help="the JSON file (default: beside --output, .json)")
     parser.add_argument("--no-doc", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
-    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
-    load_at_start = os.getloadavg()[0]
-    rows, commands, seconds = run(args.quick, only)
-    print("\n" + table(rows))
+    only = {s.strip().removeprefix("bench_") for s in args.only.split(",") if s.strip()} or None
+    unknown = (only or set()) - {s.name for s in PLAN}
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(sorted(unknown))}; known: "
+                     f"{', '.join(dict.fromkeys(s.name for s in PLAN))}")
+    objs, infos = run(args.quick, only, args.runs)
+    print("\n" + table([shown_row(o) for o in objs]))
     if not args.no_doc:
-        write_doc(Path(args.output), rows, commands, seconds, args.quick, (load_at_start, os.getloadavg()[0]))
-        print(f"\nwrote {args.output}")
+        md_path = Path(args.output)
+        json_path = Path(args.json) if args.json else md_path.with_suffix(".json")
+        doc = merge(read_json(json_path), objs, infos, [s.name for s in PLAN])
+        json_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        md_path.write_text(markdown(doc), encoding="utf-8")
+        print(f"\nwrote {md_path} and {json_path}")
     return 0
 
 
