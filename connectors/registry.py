@@ -102,6 +102,19 @@ SOURCES: tuple[SourceSpec, ...] = (
               "(OAuth) or MKPI_GOOGLE_ADS_JSON_KEY_FILE (service account); MKPI_GOOGLE_ADS_LOGIN_CUSTOMER_ID "
               "for a manager account",
         configured=_section("google_ads", "customer_ids")),
+    # Meta's insights are delayed up to 48 hours and most update once every 24 hours (developers.facebook.com/docs/
+    # instagram-platform/api-reference/instagram-user/insights, Limitations; .../graph-api/reference/insights): three
+    # days re-read the two still moving plus the one that just settled.
+    SourceSpec(
+        "facebook", "Facebook", "connectors.facebook", "report", reread_days=3, stale_after_days=3,
+        setup="set MKPI_FACEBOOK_PAGE_IDS (numeric Page ids) and MKPI_META_ACCESS_TOKEN (a long-lived Page or "
+              "system-user token with pages_read_engagement, pages_show_list and read_insights)",
+        configured=_section("facebook", "page_ids")),
+    SourceSpec(
+        "instagram", "Instagram", "connectors.instagram", "report", reread_days=3, stale_after_days=3,
+        setup="set MKPI_INSTAGRAM_ACCOUNT_IDS (Instagram professional account ids) and MKPI_META_ACCESS_TOKEN (a "
+              "token with instagram_basic, instagram_manage_insights and pages_read_engagement)",
+        configured=_section("instagram", "account_ids")),
 )
 
 _BY_CODE = {s.code: s for s in SOURCES}

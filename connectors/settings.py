@@ -131,6 +131,8 @@ SECRET_KEYS = {
     ("alerts", "slack", "webhook_url"): "MKPI_ALERTS_SLACK_WEBHOOK_URL",
     ("alerts", "slack", "url"): "MKPI_ALERTS_SLACK_WEBHOOK_URL",
     ("alerts", "email", "password"): "MKPI_ALERTS_SMTP_PASSWORD",
+    ("meta", "access_token"): "MKPI_META_ACCESS_TOKEN", ("meta", "token"): "MKPI_META_ACCESS_TOKEN",
+    ("facebook", "access_token"): "MKPI_META_ACCESS_TOKEN", ("instagram", "access_token"): "MKPI_META_ACCESS_TOKEN",
 }
 # Environment variables that override a key of the file (an empty variable counts as unset).
 ENV_KEYS: dict[str, tuple[str, ...]] = {
@@ -158,6 +160,11 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "MKPI_GOOGLE_ADS_IMPERSONATED_EMAIL": ("google_ads", "impersonated_email"),
     "MKPI_GOOGLE_ADS_REREAD_DAYS": ("google_ads", "reread_days"),
     "MKPI_HUBSPOT_ENDPOINT": ("hubspot", "endpoint"),
+    "MKPI_META_ENDPOINT": ("meta", "endpoint"),
+    "MKPI_FACEBOOK_PAGE_IDS": ("facebook", "page_ids"),
+    "MKPI_FACEBOOK_REREAD_DAYS": ("facebook", "reread_days"),
+    "MKPI_INSTAGRAM_ACCOUNT_IDS": ("instagram", "account_ids"),
+    "MKPI_INSTAGRAM_REREAD_DAYS": ("instagram", "reread_days"),
     "MKPI_ALERTS_DIGEST_FILE": ("alerts", "digest_file"),
     "MKPI_ALERTS_DASHBOARD_URL": ("alerts", "dashboard_url"),
     "MKPI_ALERTS_SMTP_HOST": ("alerts", "email", "host"),
@@ -476,6 +483,31 @@ class HubSpotFile(_Model):
     timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
 
 
+class MetaFile(_Model):
+    """`meta:`: Meta's Graph API host and pacing, shared by Facebook Pages and Instagram (the token comes from
+    MKPI_META_ACCESS_TOKEN only)."""
+
+    endpoint: Endpoint = None
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
+    slow_down_at_percent: Number = Field(75.0, gt=0, le=100, description="a percentage above 0, at most 100")
+
+
+class FacebookFile(_Model):
+    """`facebook:`: the Facebook Pages read through Meta's Graph API."""
+
+    page_ids: Ids = ()
+    reread_days: Whole = Field(registry.source("facebook").reread_days, ge=1, description=DAYS)
+    parallel_accounts: Whole = Field(2, ge=1, description=PARALLEL)
+
+
+class InstagramFile(_Model):
+    """`instagram:`: the Instagram professional accounts read through Meta's Graph API."""
+
+    account_ids: Ids = ()
+    reread_days: Whole = Field(registry.source("instagram").reread_days, ge=1, description=DAYS)
+    parallel_accounts: Whole = Field(2, ge=1, description=PARALLEL)
+
+
 class DuckLakeFile(_Model):
     """`warehouse.ducklake:` (the catalog comes from MKPI_DUCKLAKE_CATALOG only: it may hold a password)."""
 
@@ -638,6 +670,9 @@ class ConfigFile(_Model):
     matomo: MatomoFile = Field(default_factory=MatomoFile)
     google_ads: GoogleAdsFile = Field(default_factory=GoogleAdsFile)
     hubspot: HubSpotFile = Field(default_factory=HubSpotFile)
+    meta: MetaFile = Field(default_factory=MetaFile)
+    facebook: FacebookFile = Field(default_factory=FacebookFile)
+    instagram: InstagramFile = Field(default_factory=InstagramFile)
     channels: dict[str, Annotated[dict[str, str], BeforeValidator(_channel_map)]] = Field(
         default_factory=dict, description="a mapping of source name to {raw value: channel}")
     reporting_currency: Annotated[str, BeforeValidator(_currency)] = DEFAULT_REPORTING_CURRENCY
@@ -785,6 +820,36 @@ class HubSpotSettings:
     timeout_seconds: float
 
 
+@_shaped_by(MetaFile)
+class MetaSettings:
+    """Meta's Graph API host, token and pacing, shared by the Facebook and Instagram sources. The token (a
+    long-lived Page or system-user token) comes from MKPI_META_ACCESS_TOKEN only."""
+
+    endpoint: str | None
+    access_token: Secret | None = None
+    timeout_seconds: float
+    # X-App-Usage / X-Business-Use-Case-Usage at or above this percentage: the connector slows down
+    slow_down_at_percent: float
+
+
+@_shaped_by(FacebookFile)
+class FacebookSettings:
+    """The Facebook Pages to read."""
+
+    page_ids: tuple[str, ...]
+    reread_days: int  # rule 7's window, the registry's default
+    parallel_accounts: int
+
+
+@_shaped_by(InstagramFile)
+class InstagramSettings:
+    """The Instagram professional accounts to read."""
+
+    account_ids: tuple[str, ...]
+    reread_days: int  # rule 7's window, the registry's default
+    parallel_accounts: int
+
+
 @_shaped_by(WarehouseFile, duckdb_path=(ConfigFile, "duckdb_path"), ducklake_data_path=(DuckLakeFile, "data_path"))
 class WarehouseSettings:
     """Where the working warehouse lives: one DuckDB file (one writer at a time, the default) or a DuckLake
@@ -893,6 +958,9 @@ class Settings:
     matomo: MatomoSettings = field(default_factory=MatomoSettings)
     google_ads: GoogleAdsSettings = field(default_factory=GoogleAdsSettings)
     hubspot: HubSpotSettings = field(default_factory=HubSpotSettings)
+    meta: MetaSettings = field(default_factory=MetaSettings)
+    facebook: FacebookSettings = field(default_factory=FacebookSettings)
+    instagram: InstagramSettings = field(default_factory=InstagramSettings)
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     channels: Mapping[str, Mapping[str, str]]
     config_path: str | None = None  # the file load_settings read, if any
@@ -1055,6 +1123,9 @@ def load_settings(
             credentials_file=env.get("MKPI_GOOGLE_ADS_JSON_KEY_FILE") or google_key,
         ),
         hubspot=HubSpotSettings(**config.hubspot.model_dump(), token=secret("MKPI_HUBSPOT_TOKEN")),
+        meta=MetaSettings(**config.meta.model_dump(), access_token=secret("MKPI_META_ACCESS_TOKEN")),
+        facebook=FacebookSettings(**config.facebook.model_dump()),
+        instagram=InstagramSettings(**config.instagram.model_dump()),
         warehouse=_warehouse_settings(config.warehouse, config.duckdb_path, env),
         channels=dict(config.channels),
         config_path=str(path) if path.exists() else None,

@@ -325,6 +325,9 @@ class MetaServer(SandboxServer):
             item: dict[str, Any] = {"name": name, "period": "day", "title": name, "description": name,
                                     "id": f"{account}/insights/{name}/day"}
             if metric_type == "total_value":
+                if all(meta_day(self.world, account, day) is None for day in days):
+                    # "the API will return an empty data set instead of 0" (instagram-user/insights, Limitations)
+                    return {"data": []}
                 total = 0
                 for day in days:
                     facts = meta_day(self.world, account, day)
