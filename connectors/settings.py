@@ -19,7 +19,6 @@ take their defaults from the models (`_shaped_by`); tests/test_settings_defaults
 from __future__ import annotations
 
 import difflib
-import functools
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -686,14 +685,6 @@ class ConfigFile(_Model):
     reconciliation: ReconciliationFile = Field(default_factory=ReconciliationFile)
 
 
-class _WarehouseView(_Model):
-    """The two keys the loader needs on every open; the rest of the file is checked by load_settings."""
-
-    model_config = ConfigDict(extra="ignore")
-    duckdb_path: PathText = Field(DEFAULT_DUCKDB_PATH, description="a file path")
-    warehouse: WarehouseFile = Field(default_factory=WarehouseFile)
-
-
 # --- the public shape -------------------------------------------------------------------------------------------
 # What the rest of the code base reads (`Settings.ga4.property_ids`): frozen dataclasses, built by load_settings from
 # the checked models above. Their defaults are the models': a field written here without a default takes its
@@ -703,6 +694,9 @@ class _WarehouseView(_Model):
 # over them). tests/test_settings_defaults.py checks it.
 
 _T = TypeVar("_T")
+# Schemas the pipeline creates (one per registered source, plus its own), plus DuckDB's own catalogs: a database file
+# may not be named after one of them.
+RESERVED_CATALOG_NAMES = frozenset({*registry.codes(), "kpi", "meta", "_mkpi", "main", "memory", "system", "temp"})
 
 
 def _dataclass_default(info: FieldInfo) -> Any:
@@ -863,6 +857,29 @@ class WarehouseSettings:
     ducklake_catalog: Secret | None = None
     # Folder or object-store URL (s3://, gs://, ...) of the lake's Parquet files.
     ducklake_data_path: str
+
+    def __post_init__(self) -> None:
+        """A warehouse that cannot be opened is refused when it is described, before any request or write: an
+        unknown backend, a lake without its catalog, a DuckDB file whose name clashes with a schema."""
+        if self.backend not in WAREHOUSE_BACKENDS:
+            raise ConfigError(f"warehouse.backend must be one of {', '.join(WAREHOUSE_BACKENDS)}, got "
+                              f"{excerpt(self.backend)}", key="warehouse.backend")
+        if self.backend == "ducklake" and self.ducklake_catalog is None:
+            raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set (the catalog "
+                              "database, e.g. 'host=127.0.0.1 dbname=lake user=mkpi'; see docs/ducklake.md)",
+                              key="MKPI_DUCKLAKE_CATALOG")
+        if Path(self.duckdb_path).stem.lower() in RESERVED_CATALOG_NAMES:
+            # DuckDB names the attached database after the file: `hubspot.duckdb` would make `hubspot.contacts`
+            # ambiguous between that catalog and the raw schema, and every HubSpot step would fail at run time.
+            raise ConfigError(f"the DuckDB file may not be named {Path(self.duckdb_path).name!r}: DuckDB names the "
+                              "database after the file, which would clash with the schema of the same name; pick "
+                              "another name, e.g. marketing.duckdb", key="MKPI_DUCKDB_PATH")
+
+    @property
+    def location(self) -> str:
+        """Where the working data is, for messages: the DuckDB file, or the lake's data path (never the catalog
+        string, which may hold a password)."""
+        return self.duckdb_path if self.backend == "duckdb" else f"the DuckLake with data in {self.ducklake_data_path}"
 
 
 @_shaped_by(AnomalyFile)
@@ -1167,48 +1184,13 @@ def _alerts_settings(section: AlertsFile, env: Mapping[str, str]) -> AlertsSetti
     )
 
 
-# Schemas the pipeline creates (one per registered source, plus its own), plus DuckDB's own catalogs: a database file
-# may not be named after one of them.
-RESERVED_CATALOG_NAMES = frozenset({*registry.codes(), "kpi", "meta", "_mkpi", "main", "memory", "system", "temp"})
-
-
 def _warehouse_settings(section: WarehouseFile, duckdb_path: str, env: Mapping[str, str]) -> WarehouseSettings:
-    """The checked `warehouse:` section with the secrets of the environment: what the loader opens."""
+    """The checked `warehouse:` section with the catalog from the environment (WarehouseSettings refuses a
+    warehouse that cannot be opened)."""
     catalog = env.get("MKPI_DUCKLAKE_CATALOG")
-    if section.backend == "ducklake" and not catalog:
-        raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set (the catalog database, "
-                          "e.g. 'host=127.0.0.1 dbname=lake user=mkpi'; see docs/ducklake.md)",
-                          key="MKPI_DUCKLAKE_CATALOG")
-    if Path(duckdb_path).stem.lower() in RESERVED_CATALOG_NAMES:
-        # DuckDB names the attached database after the file: `hubspot.duckdb` would make `hubspot.contacts`
-        # ambiguous between that catalog and the raw schema, and every HubSpot step would fail at run time.
-        raise ConfigError(f"the DuckDB file may not be named {Path(duckdb_path).name!r}: DuckDB names the database "
-                          "after the file, which would clash with the schema of the same name; pick another name, "
-                          "e.g. marketing.duckdb", key="MKPI_DUCKDB_PATH")
     return WarehouseSettings(
         backend=section.backend,
         duckdb_path=duckdb_path,
         ducklake_catalog=Secret(catalog) if catalog else None,
         ducklake_data_path=section.ducklake.data_path,
     )
-
-
-def load_warehouse_settings(
-    config_path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> WarehouseSettings:
-    """Only the warehouse part of the settings: what `connectors.warehouse.connect` needs on every open, without
-    validating (or failing on) the platform sections."""
-    env = os.environ if environ is None else environ
-    path = _config_path(config_path, env)
-    raw: Mapping[str, Any] = {}
-    if path.exists():
-        stat = path.stat()
-        raw = _read_yaml_cached(str(path), stat.st_mtime_ns, stat.st_size)
-    view = _validate(_WarehouseView, *_overlay(raw, env), path if path.exists() else None)
-    return _warehouse_settings(view.warehouse, view.duckdb_path, env)
-
-
-@functools.lru_cache(maxsize=8)
-def _read_yaml_cached(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
-    """The YAML file, parsed again only when it changed: `connect` reads the warehouse settings on every open."""
-    return _read_yaml(Path(path))

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 
 from connectors.batches import Batch, Cursor, Stream, Window
 from connectors.ducklake import is_ducklake, open_lake, retry_on_conflict
-from connectors.errors import InvalidResponse
-from connectors.settings import WarehouseSettings, load_warehouse_settings
+from connectors.errors import ConfigError, InvalidResponse
+from connectors.settings import WarehouseSettings
 
 log = logging.getLogger("mkpi.warehouse")
 
@@ -43,16 +43,8 @@ def quote_ident(name: str) -> str:
 def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 60.0) -> Iterator[
     duckdb.DuckDBPyConnection
 ]:
-    """Open the DuckDB file, waiting for another process's lock; always close it.
-
-    With `warehouse.backend: ducklake` (MKPI_WAREHOUSE_BACKEND), the working database (`duckdb_path`) is the
-    DuckLake instead (connectors/ducklake.py): several processes write it at once and `path` names no file. Any
-    other path (the analysts' copy, a test's file) is still opened as a DuckDB file."""
-    lake = _configured_lake(path)
-    if lake is not None and lake.ducklake_catalog is not None:
-        with open_lake(lake.ducklake_catalog, lake.ducklake_data_path, read_only=read_only) as conn:
-            yield conn
-        return
+    """Open the DuckDB file at `path`, always a file (the analysts' copy, a test's or a benchmark's file), waiting
+    for another process's lock; always close it. The working warehouse is opened by `open_warehouse`."""
     path = Path(path)
     if not read_only and str(path) != ":memory:":
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,14 +65,22 @@ def connect(path: str | Path, *, read_only: bool = False, lock_timeout: float = 
         conn.close()
 
 
-def _configured_lake(path: str | Path) -> WarehouseSettings | None:
-    """The warehouse settings when `path` is the working database and the configured backend is DuckLake."""
-    if str(path) == ":memory:":
-        return None
-    settings = load_warehouse_settings()
-    if settings.backend != "ducklake" or Path(path).resolve() != Path(settings.duckdb_path).resolve():
-        return None
-    return settings
+@contextmanager
+def open_warehouse(settings: WarehouseSettings, *, read_only: bool = False, lock_timeout: float = 60.0) -> Iterator[
+    duckdb.DuckDBPyConnection
+]:
+    """The working warehouse the settings name, chosen by `backend` and nothing else: the DuckDB file `duckdb_path`
+    (one writer at a time; a lock is waited for up to `lock_timeout`) or the DuckLake (several writers at once;
+    catalog MKPI_DUCKLAKE_CATALOG, Parquet files under `ducklake_data_path`, docs/ducklake.md). Always closed."""
+    if settings.backend == "duckdb":
+        with connect(settings.duckdb_path, read_only=read_only, lock_timeout=lock_timeout) as conn:
+            yield conn
+        return
+    if settings.ducklake_catalog is None:  # WarehouseSettings refuses it when built; never fall back to a file
+        raise ConfigError("warehouse.backend is ducklake but MKPI_DUCKLAKE_CATALOG is not set",
+                          key="MKPI_DUCKLAKE_CATALOG")
+    with open_lake(settings.ducklake_catalog, settings.ducklake_data_path, read_only=read_only) as conn:
+        yield conn
 
 
 @contextmanager

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from connectors.settings import PROJECT_ROOT, load_settings
-from connectors.warehouse import connect
+from connectors.settings import PROJECT_ROOT, WarehouseSettings, load_settings
+from connectors.warehouse import open_warehouse
 from kpi_models.formatting import format_attainment, format_value
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
 from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
@@ -76,9 +76,9 @@ def print_digest(path: str) -> None:
     print(digest.read_text(encoding="utf-8"))
 
 
-def print_summary(db_path: str, start: date, end: date) -> None:
+def print_summary(warehouse: WarehouseSettings, start: date, end: date) -> None:
     """A few KPIs over the window, each rate recomputed from summed parts (never averaged)."""
-    with connect(db_path, read_only=True) as conn:
+    with open_warehouse(warehouse, read_only=True) as conn:
         web = conn.execute(
             """
             SELECT source, account_id, channel, sum(sessions) AS sessions,
@@ -109,7 +109,7 @@ def print_summary(db_path: str, start: date, end: date) -> None:
         ).fetchall()
         provisional = conn.execute("SELECT count(*) FILTER (WHERE NOT is_final), count(*) FROM kpi.kpi_daily "
                                    "WHERE date BETWEEN ? AND ?", [start, end]).fetchone()
-    print(f"\nKPIs {start} .. {end} -> {db_path}")
+    print(f"\nKPIs {start} .. {end} -> {warehouse.location}")
     print(f"\n{'source':<8}{'account':<11}{'channel':<16}{'sessions':>10}{'engaged':>9}{'bounce':>8}{'convert':>9}"
           f"{'avg dur':>9}")
     for source, account, channel, sessions, engagement, bounce, conversion, duration in web:
@@ -119,7 +119,7 @@ def print_summary(db_path: str, start: date, end: date) -> None:
     for site, clicks, impressions, ctr, position in seo:
         print(f"\nSEO {site}: {format_value(clicks, 'count')} clicks, {format_value(impressions, 'count')} "
               f"impressions, CTR {format_value(ctr, 'ratio')}, average position {format_value(position, 'position')}")
-    print_objectives(db_path)
+    print_objectives(warehouse)
     print(f"\n{'source':<8}{'account':<11}{'orders':>8}{'revenue':>14}{'basket':>13}{'cart aband.':>12}{'conv.':>7}")
     for source, account, currency, orders, revenue, basket, abandonment, conversion in shop:
         print(f"{source:<8}{account:<11}{format_value(orders, 'count'):>8}"
@@ -127,8 +127,8 @@ def print_summary(db_path: str, start: date, end: date) -> None:
               f"{format_value(abandonment, 'ratio'):>12}{format_value(conversion, 'ratio'):>7}")
     print("\nCart abandonment: GA4 is users at add_to_cart who did not then purchase (funnel report), Matomo is "
           "abandoned carts / (abandoned carts + orders): two definitions, never compared as one.")
-    print_roi(db_path, end)
-    print_reconciliation(db_path, start, end)
+    print_roi(warehouse, end)
+    print_reconciliation(warehouse, start, end)
     print(f"\nkpi.kpi_daily {start} .. {end}: {format_value(provisional[1], 'count')} rows, "
           f"{format_value(provisional[0], 'count')} provisional "
           "(is_final = false: inside a source's restatement window, or converted at an estimated FX rate).")
@@ -149,12 +149,12 @@ ROI_SQL = """
 """
 
 
-def print_roi(db_path: str, end: date) -> None:
+def print_roi(warehouse: WarehouseSettings, end: date) -> None:
     """This month's marketing return by channel, under both attributions (kpi_daily's roi family, summed parts):
     the same ad spend set against GA4 revenue by session channel and against HubSpot won-deal revenue by the
     contact's original source."""
     first = end.replace(day=1)
-    with connect(db_path, read_only=True) as conn:
+    with open_warehouse(warehouse, read_only=True) as conn:
         rows = conn.execute(ROI_SQL, [first, end]).fetchall()
     if not rows:
         return
@@ -187,9 +187,9 @@ def print_roi(db_path: str, end: date) -> None:
           "contact's original source. A channel without ad spend has no ROI (-). * provisional")
 
 
-def print_reconciliation(db_path: str, start: date, end: date) -> None:
+def print_reconciliation(warehouse: WarehouseSettings, start: date, end: date) -> None:
     """kpi.reconciliation: each pair's ratio over the window and the days outside its band."""
-    with connect(db_path, read_only=True) as conn:
+    with open_warehouse(warehouse, read_only=True) as conn:
         rows = conn.execute(
             """
             SELECT check_name, site, sum(value_a) / nullif(sum(value_b), 0), any_value(band_low),
@@ -208,9 +208,9 @@ def print_reconciliation(db_path: str, start: date, end: date) -> None:
         print(f"{check:<48}{site:<8}{ratio:>7.3f}{f'{low:.2f}..{high:.2f}':>13}{days:>6}  {shown}")
 
 
-def print_objectives(db_path: str) -> None:
+def print_objectives(warehouse: WarehouseSettings) -> None:
     """This month's KPIs against their objectives (kpi.kpi_vs_objective)."""
-    with connect(db_path, read_only=True) as conn:
+    with open_warehouse(warehouse, read_only=True) as conn:
         rows = conn.execute(
             """
             SELECT kpi, coalesce(source, '') || CASE WHEN account_id <> 'all' THEN ' ' || account_id ELSE '' END,
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"FAILED {event.step_key}: {cause}", file=sys.stderr)
         if failed:
             return 1
-        print_summary(os.environ["MKPI_DUCKDB_PATH"], start, end)
+        print_summary(load_settings().warehouse, start, end)  # the working warehouse the runs wrote
         print_digest(os.environ["MKPI_ALERTS_DIGEST_FILE"])
     return 0
 

@@ -43,7 +43,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sandbox.httpserver import Fault, Request, Response, SandboxServer, json_response
+from sandbox.httpserver import Request, Response, SandboxServer, json_response
 from sandbox.world import (
     FACEBOOK_PAGE_ID,
     INSTAGRAM_ACCOUNT_ID,
@@ -177,10 +177,10 @@ class MetaServer(SandboxServer):
         return json_response(500, graph_error_body("An unexpected error has occurred. Please retry your request "
                                                    "later.", 2, transient=True))
 
-    def fault_response(self, fault: Fault) -> Response | None:
-        if fault[0] == "throttle":  # ("throttle", code): one of Graph's rate-limit errors
-            return self.throttle_response(int(fault[1]) if len(fault) > 1 else 4)
-        return super().fault_response(fault)
+    def add_throttle(self, code: int = 4, account: str | None = None) -> None:
+        """Script one of Graph's rate-limit answers (error `code`, usage headers at 100 %) for the next request."""
+        response = self.throttle_response(code, account)
+        self.add_fault("status", response.status, json.loads(response.body), response.headers)
 
     def _buc(self, account: str, percent: int) -> str:
         kind = "instagram" if account == INSTAGRAM_ACCOUNT_ID else "pages"

@@ -38,7 +38,7 @@ from connectors.ducklake import (
 )
 from connectors.errors import ConfigError
 from connectors.publish import publish_analyst_copy
-from connectors.settings import Secret, load_settings, load_warehouse_settings
+from connectors.settings import Secret, load_settings
 from tests.postgres import Postgres, postgres_server
 
 TODAY = date(2026, 3, 31)
@@ -77,7 +77,7 @@ def load_source(source: str, window: Window, before_load: Any = None) -> tuple[f
         ads = google_ads.GoogleAdsConnector(settings.google_ads)
         ads.check()
         fetched = [list(ads.fetch(window))]
-    with warehouse.connect(settings.duckdb_path) as conn:
+    with warehouse.open_warehouse(settings.warehouse) as conn:
         if before_load is not None:
             before_load()
         started = time.monotonic()
@@ -141,13 +141,13 @@ def run_writers_together(env: dict[str, str]) -> dict[str, tuple[float, float]]:
                 process.kill()
 
 
-def build_kpis(duckdb_path: str) -> dict[str, list[tuple[Any, ...]]]:
+def build_kpis() -> dict[str, list[tuple[Any, ...]]]:
     """Build every KPI table for the window on the configured warehouse; return each kpi table's rows, sorted."""
     from kpi_models.context import KpiContext
     from kpi_models.layer import rebuild_all
 
     settings = load_settings()
-    with warehouse.connect(duckdb_path) as conn:
+    with warehouse.open_warehouse(settings.warehouse) as conn:
         rebuild_all(conn, WINDOW, KpiContext.from_settings(settings))
         return snapshot(conn, "kpi")
 
@@ -234,9 +234,9 @@ def test_extensions_load_from_the_packages_with_no_download(tmp_path: Path) -> N
 
 
 def test_backend_settings() -> None:
-    assert load_warehouse_settings(environ={}).backend == "duckdb"
+    assert load_settings(environ={}).warehouse.backend == "duckdb"
     with pytest.raises(ConfigError, match="warehouse.backend must be one of"):
-        load_warehouse_settings(environ={"MKPI_WAREHOUSE_BACKEND": "sqlite"})
+        load_settings(environ={"MKPI_WAREHOUSE_BACKEND": "sqlite"})
     with pytest.raises(ConfigError, match="MKPI_DUCKLAKE_CATALOG"):
         load_settings(environ={"MKPI_WAREHOUSE_BACKEND": "ducklake"})
     lake = load_settings(environ={"MKPI_WAREHOUSE_BACKEND": "DuckLake", "MKPI_DUCKLAKE_CATALOG": "dbname=x password=s3",
@@ -318,8 +318,8 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
     db = postgres.create_database("lake_conflict")
     _lake_env(monkeypatch, db.libpq, tmp_path)
     stream = _stream()
-    path = load_warehouse_settings().duckdb_path
-    with warehouse.connect(path) as conn:
+    lake = load_settings().warehouse
+    with warehouse.open_warehouse(lake) as conn:
         assert is_ducklake(conn)
         warehouse.load_batches(conn, [_batch(stream, "a", 1), _batch(stream, "b", 2)])
     real = warehouse.transaction
@@ -331,16 +331,16 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
             yield inner
             attempts.append(1)
             if len(attempts) == 1:  # the other writer commits first, on the same table
-                with warehouse.connect(path) as other:
+                with warehouse.open_warehouse(lake) as other:
                     warehouse.load_batches(other, [_batch(stream, "b", 20)])
 
     monkeypatch.setattr(warehouse, "transaction", interfered)
-    with warehouse.connect(path) as conn:
+    with warehouse.open_warehouse(lake) as conn:
         warehouse.load_batches(conn, [_batch(stream, "a", 10)])
         rows = conn.execute(f"SELECT account, clicks FROM {stream.table} ORDER BY 1").fetchall()
     assert len(attempts) == 3  # ours, the other writer's, ours again after the conflict
     assert rows == [("a", 10), ("b", 20)]
-    with warehouse.connect(path, read_only=True) as reader:  # a read-only connection reads, and cannot write
+    with warehouse.open_warehouse(lake, read_only=True) as reader:  # a read-only connection reads, and cannot write
         assert reader.execute(f"SELECT count(*) FROM {stream.table}").fetchone() == (2,)
         with pytest.raises(duckdb.Error, match="read-only"):
             reader.execute(f"DELETE FROM {stream.table}")
@@ -351,7 +351,7 @@ def _attach_at(env: dict[str, str], start_at: float, pipe: Any) -> None:
     os.environ.update(env)
     try:
         time.sleep(max(0.0, start_at - time.time()))
-        with warehouse.connect(env["MKPI_DUCKDB_PATH"]) as conn:
+        with warehouse.open_warehouse(load_settings().warehouse) as conn:
             conn.execute("SELECT 1").fetchone()
         pipe.send(None)
     except BaseException:  # noqa: BLE001 - reported to the parent
@@ -386,8 +386,8 @@ def test_cursors_stay_one_row_per_stream_without_a_primary_key(postgres: Postgre
     db = postgres.create_database("lake_cursors")
     _lake_env(monkeypatch, db.libpq, tmp_path)
     stream = _stream()
-    path = load_warehouse_settings().duckdb_path
-    with warehouse.connect(path) as conn:
+    with warehouse.open_warehouse(load_settings().warehouse) as conn:
+        assert is_ducklake(conn)
         for value in ("2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"):
             batch = _batch(stream, "a", 1)
             batch = Batch(stream=stream, data=batch.data, window=WINDOW, scope=batch.scope,
@@ -412,8 +412,8 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
         spans = run_writers_together(env)
         # all four were loading at the same moment: the last to start began before the first to end finished
         assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
-        lake = build_kpis(lake_env["MKPI_DUCKDB_PATH"])
-        with warehouse.connect(lake_env["MKPI_DUCKDB_PATH"], read_only=True) as conn:  # analysts' copy from the lake
+        lake = build_kpis()
+        with warehouse.open_warehouse(load_settings().warehouse, read_only=True) as conn:  # the copy from the lake
             published = publish_analyst_copy(conn, tmp_path / "kpis.duckdb", run_id="lake")
         with duckdb.connect(published.path, read_only=True) as copy:
             copied = snapshot(copy, "kpi")
@@ -424,7 +424,7 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
         monkeypatch.setenv("MKPI_DUCKDB_PATH", file_path)
         for source in SOURCES:
             load_source(source, WINDOW)
-        reference = build_kpis(file_path)
+        reference = build_kpis()
 
     assert sorted(lake) == sorted(reference)
     assert copied == lake

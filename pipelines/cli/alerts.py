@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connectors.settings import load_settings
-from connectors.warehouse import connect, table_exists, transaction
+from connectors.warehouse import open_warehouse, table_exists, transaction
 from kpi_models.alerts import ALERTS, STATES, acknowledge, list_alerts
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -37,7 +37,7 @@ def cmd_alerts(args: argparse.Namespace, debug: bool) -> int:
     settings = load_settings()
     out, err = make_console(), make_console(stderr=True)
     if getattr(args, "alerts_action", None) == "ack":
-        with connect(settings.duckdb_path) as conn:
+        with open_warehouse(settings.warehouse) as conn:
             if not table_exists(conn, ALERTS):
                 err.print(Text("mkpi: no alerts yet (kpi.alerts is created by the first alerts run)", style="red"))
                 return 1
@@ -49,7 +49,7 @@ def cmd_alerts(args: argparse.Namespace, debug: bool) -> int:
                 return 1
         out.print(Text(f"acknowledged {alert.alert_id}: {alert.finding.message}"))
         return 0
-    with connect(settings.duckdb_path, read_only=True) as conn:
+    with open_warehouse(settings.warehouse, read_only=True) as conn:
         states = STATES if args.all else ("open", "acknowledged")
         alerts = list_alerts(conn, states, limit=max(1, args.limit))
     if not alerts:

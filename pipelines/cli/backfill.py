@@ -238,7 +238,7 @@ def cmd_backfill(args: argparse.Namespace, debug: bool) -> int:
     # Dagster's console log repeats every failure with its stack trace: the summary names them in one line instead
     log_level = "DEBUG" if debug else "CRITICAL"
     runs: list[SourceRun] = []
-    out.print(Text(f"Backfill {args.start} .. {args.end}: {', '.join(sources)} -> {settings.duckdb_path}"))
+    out.print(Text(f"Backfill {args.start} .. {args.end}: {', '.join(sources)} -> {settings.warehouse.location}"))
     if "hubspot" in sources:
         out.print(Text("HubSpot is incremental: it reads what changed since its cursors, whatever the dates.",
                        style="dim"))

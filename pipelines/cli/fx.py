@@ -15,7 +15,7 @@ from datetime import date
 from rich.text import Text
 
 from connectors.settings import load_settings
-from connectors.warehouse import connect, transaction
+from connectors.warehouse import open_warehouse, transaction
 from kpi_models.context import KpiContext
 from kpi_models.fx import mark_refresh_pending, pending_refresh_days, refresh_fx_rates
 
@@ -46,10 +46,10 @@ def cmd_fx(args: argparse.Namespace, debug: bool) -> int:
     settings = load_settings()
     policy = KpiContext.from_settings(settings).fx
     out = make_console()
-    with connect(settings.duckdb_path) as conn, transaction(conn):
+    with open_warehouse(settings.warehouse) as conn, transaction(conn):
         changed = refresh_fx_rates(conn, policy, args.start, args.end)
         mark_refresh_pending(conn, changed)
-    with connect(settings.duckdb_path, read_only=True) as conn:
+    with open_warehouse(settings.warehouse, read_only=True) as conn:
         pending = pending_refresh_days(conn)
     out.print(Text(f"{len(changed)} day(s) with a changed rate ({policy.source}, reporting currency "
                    f"{policy.reporting_currency}); {len(pending)} day(s) to rebuild."))

@@ -37,7 +37,7 @@ def _kpi_db(explicit: str | None, settings: Settings) -> tuple[Path, str]:
     analyst, working = Path(settings.analyst_db), Path(settings.duckdb_path)
     if analyst.is_file():
         return analyst, "analysts' copy"
-    if working.is_file():
+    if settings.warehouse.backend == "duckdb" and working.is_file():  # a DuckLake is read through its analysts' copy
         return working, "working db"
     raise CliError(f"no KPI database yet: neither the analysts' copy {analyst} nor the working file {working} exists",
                    "run `mkpi backfill --start ... --end ...` (or `mkpi demo`), or pass --db PATH")

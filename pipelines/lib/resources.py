@@ -32,8 +32,8 @@ from connectors.google_ads import GoogleAdsConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.matomo import MatomoConnector
 from connectors.search_console import SearchConsoleConnector
-from connectors.settings import Secret, Settings, load_settings
-from connectors.warehouse import LoadResult, connect, load_batches
+from connectors.settings import Secret, Settings, WarehouseSettings, load_settings
+from connectors.warehouse import LoadResult, load_batches, open_warehouse
 from pipelines.lib.preflight import check_run_inputs
 
 log = logging.getLogger("mkpi.resources")
@@ -134,12 +134,17 @@ class WorkingFileLocked(ConnectorError):
 
 
 class WarehouseResource(_CheckedResource):
-    """The working DuckDB file (MKPI_DUCKDB_PATH, default data/marketing.duckdb); one writer at a time."""
+    """The working warehouse of the settings (`warehouse.backend`): the DuckDB file (MKPI_DUCKDB_PATH, default
+    data/marketing.duckdb; one writer at a time) or the DuckLake (docs/ducklake.md). `database` names a DuckDB file
+    to use instead, whatever the settings say (tests)."""
 
     database: str | None = None
 
-    def path(self) -> str:
-        return self.database or self.settings().duckdb_path
+    def warehouse(self) -> WarehouseSettings:
+        """What this resource opens: the settings' warehouse, or the `database` file."""
+        if self.database:
+            return WarehouseSettings(backend="duckdb", duckdb_path=self.database)
+        return self.settings().warehouse
 
     @contextmanager
     def connection(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -149,9 +154,10 @@ class WarehouseResource(_CheckedResource):
             yield self._open(stack, read_only)
 
     def _open(self, stack: ExitStack, read_only: bool) -> duckdb.DuckDBPyConnection:
-        path = self.path()
+        warehouse = self.warehouse()
+        path = warehouse.location
         try:
-            conn = stack.enter_context(connect(path, read_only=read_only, lock_timeout=0.0))
+            conn = stack.enter_context(open_warehouse(warehouse, read_only=read_only, lock_timeout=0.0))
             _GAVE_UP.pop(path, None)
             return conn
         except duckdb.IOException as exc:
@@ -163,7 +169,7 @@ class WarehouseResource(_CheckedResource):
         log.warning(f"waiting up to {LOCK_WAIT_SECONDS:.0f} s for the working DuckDB file {path}: it is locked by "
                     f"{holder.describe()}")
         try:
-            conn = stack.enter_context(connect(path, read_only=read_only, lock_timeout=LOCK_WAIT_SECONDS))
+            conn = stack.enter_context(open_warehouse(warehouse, read_only=read_only, lock_timeout=LOCK_WAIT_SECONDS))
         except duckdb.IOException as exc:
             still = LockHolder.from_error(exc)
             if still is None:
