@@ -12,6 +12,7 @@ Why it looks like this:
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +30,9 @@ from connectors.batches import Batch, Cursor, Stream, Window
 from connectors.ducklake import is_ducklake, open_lake, retry_on_conflict
 from connectors.errors import ConfigError, InvalidResponse
 from connectors.settings import WarehouseSettings
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("mkpi.warehouse")
 
@@ -129,19 +134,26 @@ def _table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str
     return {r[0]: r[1] for r in rows}
 
 
-def _ensure_table(conn: duckdb.DuckDBPyConnection, stream: Stream, view: str) -> None:
-    """Create the table from the batch's Arrow schema; add columns the source started sending."""
+def _duckdb_columns(conn: duckdb.DuckDBPyConnection, data: pa.Table) -> dict[str, str]:
+    """The DuckDB column types of an Arrow table, as DuckDB reads it (a relation: nothing is registered)."""
+    relation = conn.from_arrow(data)
+    return {name: str(dtype) for name, dtype in zip(relation.columns, relation.dtypes, strict=True)}
+
+
+def _ensure_table(conn: duckdb.DuckDBPyConnection, stream: Stream, data: pa.Table) -> None:
+    """Create the table from the batch's Arrow schema; add columns the source started sending.
+
+    Through a relation of the Arrow table, never `conn.register`: inside a transaction a registered view keeps its
+    Arrow table alive until COMMIT (measured: 5M rows in pages held ~400 MB more), so a load's memory grew with
+    its rows (issue #21 target 2)."""
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(stream.schema_name)}")
     existing = _table_columns(conn, stream.table)
     if not existing:
-        conn.execute(
-            f"CREATE TABLE {quote_ident(stream.table)} AS SELECT *, "
-            "CAST(NULL AS TIMESTAMPTZ) AS _loaded_at, CAST(NULL AS DATE) AS _window_start, "
-            f"CAST(NULL AS DATE) AS _window_end FROM {view} LIMIT 0"
-        )
+        conn.from_arrow(data).project(
+            "*, CAST(NULL AS TIMESTAMPTZ) AS _loaded_at, CAST(NULL AS DATE) AS _window_start, "
+            "CAST(NULL AS DATE) AS _window_end").limit(0).create(quote_ident(stream.table))
         return
-    described = conn.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()
-    for column_name, column_type, *_ in described:
+    for column_name, column_type in _duckdb_columns(conn, data).items():
         if column_name not in existing:
             log.info("%s: new column %s %s", stream.table, column_name, column_type)
             conn.execute(
@@ -191,20 +203,61 @@ def read_cursor(conn: duckdb.DuckDBPyConnection, source: str, stream: str, accou
     return str(row[0]) if row else None
 
 
-def _upsert(conn: duckdb.DuckDBPyConnection, batch: Batch, view: str) -> None:
-    """Replace the rows whose key is in the batch (delete by key, then insert), within the transaction; also the
-    rows of the keys the batch `replaces` (keys whose rows are all gone at the source)."""
-    stream = batch.stream
-    columns = stream.replace_by or stream.key
-    on = " AND ".join(f"t.{quote_ident(k)} = b.{quote_ident(k)}" for k in columns)
-    conn.execute(f"DELETE FROM {quote_ident(stream.table)} AS t WHERE EXISTS (SELECT 1 FROM {view} AS b WHERE {on})")
-    if batch.replaces is not None and batch.replaces.num_rows:
-        conn.register("__mkpi_replaces", batch.replaces)
-        try:
-            conn.execute(f"DELETE FROM {quote_ident(stream.table)} AS t "
-                         f"WHERE EXISTS (SELECT 1 FROM __mkpi_replaces AS b WHERE {on})")
-        finally:
-            conn.unregister("__mkpi_replaces")
+@dataclass
+class _UpsertStage:
+    """The pages one load brings for an upsert stream, staged in temporary tables and merged into the table once.
+
+    Why: deleting by key per page scans the whole table each time (a `DELETE ... WHERE EXISTS` per 100-row page
+    cost 10 ms at 20k rows and 25 ms at 300k, issue #21 target 4); staged, a page costs the same at any table size
+    and the table is scanned once per load. `rows` holds the pages' rows, `replaced` the replace_by values each page
+    replaces (its rows' and its `replaces`'), both tagged with the page's number: a later page wins, as when
+    pages were applied one after the other. Temporary tables live and die with the load's transaction."""
+
+    stream: Stream
+    rows: str
+    replaced: str
+    staged: list[str]  # the staged rows' columns after _page: the table's when the stage was made, and since
+    pages: int = 0
+
+    @classmethod
+    def create(cls, conn: duckdb.DuckDBPyConnection, stream: Stream, number: int) -> _UpsertStage:
+        stage = cls(stream, f"__mkpi_stage_{number}", f"__mkpi_replaced_{number}",
+                    list(_table_columns(conn, stream.table)))
+        table = quote_ident(stream.table)
+        replace_by = ", ".join(quote_ident(k) for k in stream.replace_by or stream.key)
+        conn.execute(f"CREATE TEMP TABLE {stage.rows} AS SELECT 0 AS _page, * FROM {table} LIMIT 0")
+        conn.execute(f"CREATE TEMP TABLE {stage.replaced} AS SELECT 0 AS _page, {replace_by} FROM {table} LIMIT 0")
+        return stage
+
+    def add(self, conn: duckdb.DuckDBPyConnection, batch: Batch, columns: dict[str, str], loaded_at: datetime) -> None:
+        """Stage one page: its rows, and the replace_by values it replaces."""
+        self.pages += 1
+        self._sync_columns(conn, columns)
+        replace_by = ", ".join(quote_ident(k) for k in self.stream.replace_by or self.stream.key)
+        if batch.num_rows:
+            select = _projection(columns, batch, loaded_at)
+            conn.from_arrow(batch.data).project(f"{self.pages} AS _page, {select}").insert_into(self.rows)
+            conn.from_arrow(batch.data).project(f"{self.pages} AS _page, {replace_by}").insert_into(self.replaced)
+        if batch.replaces is not None and batch.replaces.num_rows:
+            conn.from_arrow(batch.replaces).project(f"{self.pages} AS _page, {replace_by}").insert_into(self.replaced)
+
+    def _sync_columns(self, conn: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> None:
+        """Add to the staged rows the columns the table gained during this load (schema drift between pages)."""
+        for name, dtype in columns.items():
+            if name not in self.staged:
+                conn.execute(f"ALTER TABLE {self.rows} ADD COLUMN {quote_ident(name)} {dtype}")
+                self.staged.append(name)
+
+    def merge(self, conn: duckdb.DuckDBPyConnection, columns: dict[str, str]) -> None:
+        """Delete every row a page replaces, insert each staged row no later page replaced, drop the stage."""
+        table = quote_ident(self.stream.table)
+        on = " AND ".join(f"t.{quote_ident(k)} = r.{quote_ident(k)}" for k in self.stream.replace_by or self.stream.key)
+        names = ", ".join(quote_ident(name) for name in columns)
+        conn.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM {self.replaced} AS r WHERE {on})")
+        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {self.rows} AS t "
+                     f"WHERE NOT EXISTS (SELECT 1 FROM {self.replaced} AS r WHERE {on} AND r._page > t._page)")
+        conn.execute(f"DROP TABLE {self.rows}")
+        conn.execute(f"DROP TABLE {self.replaced}")
 
 
 def _check_unique_keys(conn: duckdb.DuckDBPyConnection, stream: Stream) -> None:
@@ -270,43 +323,89 @@ def _new_rows_decide(stream: Stream, batch: Batch) -> bool:
             and batch.data[stream.partition_column].null_count == 0)
 
 
-def _key_hashes(conn: duckdb.DuckDBPyConnection, stream: Stream, data: pa.Table) -> pa.Array:
-    """One 64-bit hash per new row's key, computed by DuckDB over the Arrow batch (a relation, see `_insert`)."""
-    keys = ", ".join(quote_ident(k) for k in stream.key)
-    return pa.array(conn.from_arrow(data).project(f"hash({keys}) AS h").fetchnumpy()["h"], pa.uint64())
+def _key_hashes(conn: duckdb.DuckDBPyConnection, batch: Batch) -> np.ndarray:
+    """One 64-bit hash per new row's key, computed by DuckDB over the Arrow batch (a relation, see `_insert`).
+
+    The batch's scope columns are one value for all its rows (`_check_within`), so DuckDB hashes the other key
+    columns and the scope's hash is mixed in (xor: distinct keys of one scope keep distinct hashes). Hashing the
+    account string on every row was two thirds of the time."""
+    import numpy as np
+
+    stream = batch.stream
+    rest = [quote_ident(k) for k in stream.key if k not in batch.scope]
+    if not rest:  # the key is the scope: every row of the batch has the same key
+        return np.zeros(batch.num_rows, np.uint64) ^ _scope_hash(batch)
+    hashes = conn.from_arrow(batch.data).project(f"hash({', '.join(rest)}) AS h").fetchnumpy()["h"]
+    return np.asarray(hashes, np.uint64) ^ _scope_hash(batch)
+
+
+def _scope_hash(batch: Batch) -> np.uint64:
+    """A 64-bit hash of the batch's scope (its account): a stable digest, the same in every process."""
+    import numpy as np
+
+    text = "\x1f".join(f"{column}={value}" for column, value in sorted(batch.scope.items()))
+    return np.uint64(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"))
 
 
 def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], batch: Batch,
-            loaded_at: datetime) -> None:
-    """Append a batch through a relation (`from_arrow(...).insert_into`), its columns put in the table's order.
-
-    Why not `INSERT ... SELECT FROM` a registered view: inside a transaction, DuckDB held about 75 bytes per
-    row more until COMMIT that way (measured at 2M rows), so a backfill's memory grew with its rows
-    (docs/benchmarks.md, target 5)."""
+def _projection(columns: dict[str, str], batch: Batch, loaded_at: datetime) -> str:
+    """The SELECT list putting a batch's columns in the table's order: load metadata as constants, a column the
+    batch lacks (the table gained it earlier) as a typed NULL."""
     present = set(batch.data.schema.names)
     meta = {"_loaded_at": f"CAST({_literal(loaded_at.isoformat())} AS TIMESTAMPTZ)",
             "_window_start": f"CAST({_literal(batch.window.start.isoformat())} AS DATE)",
             "_window_end": f"CAST({_literal(batch.window.end.isoformat())} AS DATE)"}
-    select = [quote_ident(name) if name in present else meta.get(name, f"CAST(NULL AS {dtype})")
-              for name, dtype in columns.items()]
-    conn.from_arrow(batch.data).project(", ".join(select)).insert_into(table)
+    return ", ".join(quote_ident(name) if name in present else meta.get(name, f"CAST(NULL AS {dtype})")
+                     for name, dtype in columns.items())
 
 
-def _hashes_collide(hashes: list[pa.Array]) -> bool:
-    """Whether two new rows may share a key. Checking hashes in Arrow is several times cheaper than grouping
-    the window by its key columns in SQL; a collision (a duplicate, or rarely two keys with one hash) sends
-    the table to the exact check, which names the duplicate key. Sorted with numpy (a second for 5M rows, twice
-    the hashes' memory): Arrow's count_distinct needs about 200 bytes and 4 us per row."""
-    import numpy as np
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], batch: Batch,
+            loaded_at: datetime) -> None:
+    """Append a batch through a relation (`from_arrow(...).insert_into`), its columns put in the table's order.
 
-    if sum(len(h) for h in hashes) < 2:
+    Why not `INSERT ... SELECT FROM` a registered view: inside a transaction DuckDB keeps every registered Arrow
+    table alive until COMMIT, so a backfill's memory grew with its rows (~80 bytes per row; issue #21 target 2).
+    Nothing refers to the page once it is written: the connector's next page can take its memory."""
+    conn.from_arrow(batch.data).project(_projection(columns, batch, loaded_at)).insert_into(table)
+
+
+class _KeyHashes:
+    """The key hashes of one table's new rows, to tell cheaply that no two new rows share a key.
+
+    Checking hashes in numpy is several times cheaper than grouping the window by its key columns in SQL; a
+    collision (a duplicate, or rarely two keys with one hash) sends the table to the exact check, which names the
+    duplicate key. Each page's hashes are sorted as they come (8 bytes per row are kept); at the end they are
+    merged one sixteenth of the hash range at a time, so the check needs little more memory than the hashes."""
+
+    BUCKETS = 16
+
+    def __init__(self) -> None:
+        self.pages: list[np.ndarray] = []
+
+    def add(self, hashes: np.ndarray) -> None:
+        hashes.sort()
+        self.pages.append(hashes)
+
+    def collide(self) -> bool:
+        """Whether two of the hashes are equal."""
+        import numpy as np
+
+        if any(bool((page[1:] == page[:-1]).any()) for page in self.pages):
+            return True
+        if len(self.pages) < 2:
+            return False
+        edges = np.arange(1, self.BUCKETS, dtype=np.uint64) * np.uint64(2**64 // self.BUCKETS)
+        bounds = [(0, *np.searchsorted(page, edges).tolist(), len(page)) for page in self.pages]
+        for bucket in range(self.BUCKETS):
+            merged = np.concatenate([page[cut[bucket]:cut[bucket + 1]] for page, cut in zip(self.pages, bounds,
+                                                                                           strict=True)])
+            merged.sort(kind="stable")  # timsort: the pages' slices are sorted runs, merged in linear time
+            if bool((merged[1:] == merged[:-1]).any()):
+                return True
         return False
-    ordered = np.sort(np.concatenate([h.to_numpy(zero_copy_only=False) for h in hashes]))
-    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
@@ -319,64 +418,92 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
     return retry_on_conflict(lambda: _load_batches_once(conn, pages))
 
 
-def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
-    """Replace each batch's window in one transaction. Several batches (pages) of one account and
-    window delete that window once. If iterating `batches` raises (an API error on a later page or
-    account), nothing is written."""
-    result = LoadResult()
-    loaded_at = datetime.now(UTC)
-    cleared: set[tuple[str, Window, tuple[tuple[str, str], ...]]] = set()
-    written: dict[str, tuple[Stream, list[Window]]] = {}
-    cursors: dict[tuple[str, str, str], Cursor] = {}
-    ensured: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}  # pages of one stream share a schema
-    key_hashes: dict[str, list[pa.Array]] = {}  # window tables whose new rows alone decide key uniqueness
-    full_check: set[str] = set()  # window tables whose new rows do not decide: the whole table is checked
-    with transaction(conn):
-        for batch in batches:
-            stream = batch.stream
-            view = "__mkpi_batch"
-            conn.register(view, batch.data)
-            try:
-                shape = (stream.table, tuple(batch.data.schema.names))
-                if shape not in ensured:  # check (and evolve) the table once per stream and schema per load
-                    _ensure_table(conn, stream, view)
-                    ensured[shape] = _table_columns(conn, stream.table)
-                if stream.write_mode == "window" and batch.num_rows:
-                    _check_within(batch)
-                if stream.write_mode == "window" and not _new_rows_decide(stream, batch):
-                    full_check.add(stream.table)
-                elif stream.write_mode == "window" and batch.num_rows:
-                    key_hashes.setdefault(stream.table, []).append(_key_hashes(conn, stream, batch.data))
-                if stream.write_mode == "upsert":
-                    _upsert(conn, batch, view)
-                else:
-                    scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
-                    if scope_key not in cleared:
-                        _delete_window(conn, batch)
-                        cleared.add(scope_key)
-                if batch.num_rows:
-                    _insert(conn, quote_ident(stream.table), ensured[shape], batch, loaded_at)
-            finally:
-                conn.unregister(view)
-            result.rows_by_table[stream.table] = result.rows_by_table.get(stream.table, 0) + batch.num_rows
-            result.schemas[stream.table] = stream.schema
-            windows = result.windows.setdefault(stream.table, [])
-            if str(batch.window) not in windows:
-                windows.append(str(batch.window))
-            written.setdefault(stream.table, (stream, []))[1].append(batch.window)
-            if batch.cursor is not None:
-                cursors[(batch.cursor.source, batch.cursor.stream, batch.cursor.account)] = batch.cursor
-        for stream, windows in written.values():
-            if stream.write_mode == "upsert" or stream.table in full_check:
-                _check_unique_keys(conn, stream)  # the whole table: older rows outside the window may share a key
+class _Load:
+    """One load's state inside its transaction: tables checked, windows cleared, upsert stages, keys to check."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+        self.result = LoadResult()
+        self.loaded_at = datetime.now(UTC)
+        self.cleared: set[tuple[str, Window, tuple[tuple[str, str], ...]]] = set()
+        self.written: dict[str, tuple[Stream, list[Window]]] = {}
+        self.cursors: dict[tuple[str, str, str], Cursor] = {}
+        self.ensured: dict[tuple[str, tuple[str, ...]], dict[str, str]] = {}  # pages of one stream share a schema
+        self.columns: dict[str, dict[str, str]] = {}  # each table's columns after this load's evolutions
+        self.stages: dict[str, _UpsertStage] = {}
+        self.key_hashes: dict[str, _KeyHashes] = {}  # window tables whose new rows alone decide uniqueness
+        self.full_check: set[str] = set()  # window tables whose new rows do not decide: the whole table is checked
+
+    def add(self, batch: Batch) -> None:
+        """Write (or stage) one page; nothing keeps it afterwards."""
+        stream = batch.stream
+        shape = (stream.table, tuple(batch.data.schema.names))
+        if shape not in self.ensured:  # check (and evolve) the table once per stream and schema per load
+            _ensure_table(self.conn, stream, batch.data)
+            self.ensured[shape] = self.columns[stream.table] = _table_columns(self.conn, stream.table)
+        columns = self.ensured[shape]
+        if stream.write_mode == "upsert":
+            if stream.table not in self.stages:
+                self.stages[stream.table] = _UpsertStage.create(self.conn, stream, len(self.stages) + 1)
+            self.stages[stream.table].add(self.conn, batch, columns, self.loaded_at)
+        else:
+            self._replace_window(batch, columns)
+        self._account(batch)
+
+    def _replace_window(self, batch: Batch, columns: dict[str, str]) -> None:
+        """Delete the batch's window for its account (once per load), insert its rows, note their key hashes."""
+        stream = batch.stream
+        if batch.num_rows:
+            _check_within(batch)
+        if not _new_rows_decide(stream, batch):
+            self.full_check.add(stream.table)
+        elif batch.num_rows:
+            self.key_hashes.setdefault(stream.table, _KeyHashes()).add(_key_hashes(self.conn, batch))
+        scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
+        if scope_key not in self.cleared:
+            _delete_window(self.conn, batch)
+            self.cleared.add(scope_key)
+        if batch.num_rows:
+            _insert(self.conn, quote_ident(stream.table), columns, batch, self.loaded_at)
+
+    def _account(self, batch: Batch) -> None:
+        """What the run's metadata says was written, and the cursor this page reached."""
+        stream, result = batch.stream, self.result
+        result.rows_by_table[stream.table] = result.rows_by_table.get(stream.table, 0) + batch.num_rows
+        result.schemas[stream.table] = stream.schema
+        windows = result.windows.setdefault(stream.table, [])
+        if str(batch.window) not in windows:
+            windows.append(str(batch.window))
+        self.written.setdefault(stream.table, (stream, []))[1].append(batch.window)
+        if batch.cursor is not None:
+            self.cursors[(batch.cursor.source, batch.cursor.stream, batch.cursor.account)] = batch.cursor
+
+    def finish(self) -> LoadResult:
+        """Merge the upsert stages, refuse duplicate keys, write the cursors: all before COMMIT."""
+        for table, stage in self.stages.items():
+            stage.merge(self.conn, self.columns[table])
+        for stream, windows in self.written.values():
+            if stream.write_mode == "upsert" or stream.table in self.full_check:
+                _check_unique_keys(self.conn, stream)  # the whole table: older rows outside the window may share a key
                 continue
-            if not _hashes_collide(key_hashes.get(stream.table, [])):
+            if stream.table not in self.key_hashes or not self.key_hashes[stream.table].collide():
                 continue  # every new key is distinct, and nothing else in the table can share one
             for window in sorted(set(windows)):
-                _check_unique(conn, stream, window)
-        for cursor in cursors.values():  # committed with the rows they cover, or not at all
-            _write_cursor(conn, cursor, loaded_at)
-    return result
+                _check_unique(self.conn, stream, window)
+        for cursor in self.cursors.values():  # committed with the rows they cover, or not at all
+            _write_cursor(self.conn, cursor, self.loaded_at)
+        return self.result
+
+
+def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
+    """Replace each batch's window in one transaction. Several batches (pages) of one account and
+    window delete that window once; an upsert stream's pages are staged and merged once. If iterating
+    `batches` raises (an API error on a later page or account), nothing is written."""
+    with transaction(conn):
+        load = _Load(conn)
+        for batch in batches:
+            load.add(batch)
+        return load.finish()
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection, streams: Iterable[Stream]) -> None:
@@ -385,12 +512,7 @@ def ensure_tables(conn: duckdb.DuckDBPyConnection, streams: Iterable[Stream]) ->
     for stream in streams:
         if _table_columns(conn, stream.table):
             continue
-        view = "__mkpi_empty"
-        conn.register(view, stream.schema.empty_table())
-        try:
-            _ensure_table(conn, stream, view)
-        finally:
-            conn.unregister(view)
+        _ensure_table(conn, stream, stream.schema.empty_table())
 
 
 def replace_table(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
