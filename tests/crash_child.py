@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from connectors import ga4, google_ads, http, hubspot, matomo, publish, search_console
+from connectors import facebook, ga4, google_ads, http, hubspot, instagram, matomo, publish, search_console
 from connectors.batches import Batch, Window
 from connectors.settings import Settings, load_settings
 from connectors.warehouse import connect, load_batches, read_cursor
@@ -68,6 +68,8 @@ def run_pipeline(conn: Any, settings: Settings, window: Window = WINDOW, *, with
         load_batches(conn, gsc.fetch(report, window))
     load_batches(conn, matomo.MatomoConnector(settings.matomo).fetch(window))
     load_batches(conn, google_ads.GoogleAdsConnector(settings.google_ads).fetch(window))
+    for social in (facebook, instagram):  # Meta's Graph API: an account's tables from one read
+        load_batches(conn, social.connect(settings).fetch_all(window))
     if with_hubspot:
         run_hubspot(conn, settings)
     run_kpis(conn, settings, window)
