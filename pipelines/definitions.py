@@ -7,6 +7,10 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.components.source_assets import registry_only_defs
+from pipelines.lib import instance_env
+
+# Dagster's range bookkeeping switches, for every process that loads this code location (pipelines/lib/instance_env.py)
+instance_env.apply()
 
 
 def build_definitions() -> dg.Definitions:

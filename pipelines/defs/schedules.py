@@ -21,6 +21,7 @@ from connectors import registry
 from connectors.settings import Settings, load_settings
 from kpi_models.runner import MODELS
 from pipelines.components.source_assets import REPORT_SOURCE_TAG, source_component
+from pipelines.lib.partition_status import mark_failed_partitions
 from pipelines.lib.partitions import SOURCE_TAG
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -45,6 +46,7 @@ daily_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.tag(*REPORT_SOURCE_TAG) | dg.AssetSelection.groups("publish")
     | dg.AssetSelection.assets(*PARTITIONED_KPIS, OBJECTIVES),
     description="Re-read a trailing window of the report sources, then rebuild the daily KPI tables for it.",
+    hooks={mark_failed_partitions},  # a failed range shows its days failed (pipelines/lib/partition_status.py)
 )
 
 hubspot_refresh_job = dg.define_asset_job(
@@ -52,6 +54,7 @@ hubspot_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("hubspot", "publish") | dg.AssetSelection.assets(*HUBSPOT_KPIS, OBJECTIVES),
     description="Read what changed in HubSpot since the committed cursors, then rebuild the CRM and e-mail KPIs and "
     "HubSpot's rows of kpi_daily.",
+    hooks={mark_failed_partitions},
 )
 
 

@@ -10,11 +10,13 @@ show the other sources' current numbers, the failing source's last good rows fla
 import dagster as dg
 
 from pipelines.defs.schedules import OBJECTIVES, PUBLISH, daily_refresh_job, hubspot_refresh_job
+from pipelines.lib.partition_status import mark_failed_partitions, mark_runs
 
 publish_job = dg.define_asset_job(
     "publish_job",
     selection=dg.AssetSelection.assets(OBJECTIVES, *PUBLISH),
     description="Objectives, the analysts' copy and the dashboard from the KPI tables as they are (no source read).",
+    hooks={mark_failed_partitions},
 )
 
 
@@ -29,3 +31,17 @@ publish_job = dg.define_asset_job(
 def publish_after_a_failed_refresh(context: dg.RunFailureSensorContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"publish_after:{context.dagster_run.run_id}",
                          tags={"mkpi/after_failed_run": context.dagster_run.run_id})
+
+
+@dg.run_failure_sensor(
+    name="mark_failed_partitions_of_failed_runs",
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When a run fails without its failure hook having run (a killed run worker), the days it planned "
+    "and did not materialise are marked per day, so the UI shows them failed, never materialised "
+    "(pipelines/lib/partition_status.py).",
+)
+def mark_failed_partitions_of_failed_runs(context: dg.RunFailureSensorContext) -> None:
+    marked = mark_runs(context.instance, [context.dagster_run.run_id])
+    if marked:
+        context.log.info(f"run {context.dagster_run.run_id}: {marked} planned partition(s) marked failed")

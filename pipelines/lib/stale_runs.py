@@ -30,6 +30,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.lib.partition_status import mark_runs
+
 HOST_TAG = "mkpi/host"
 PID_TAG = "mkpi/pid"
 PID_START_TAG = "mkpi/pid_start"  # the process's start time in clock ticks since boot (/proc/<pid>/stat field 22)
@@ -136,6 +138,7 @@ def sweep_stale_runs(instance: dg.DagsterInstance, source_tag: str = "mkpi/sourc
         else:
             instance.report_run_failed(run, message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        mark_runs(instance, [run.run_id])  # its planned days not materialised show failed (partition_status.py)
         swept.append(SweptRun(run.run_id, run.tags.get(source_tag), run.status.value, owner, held))
     return swept
 
