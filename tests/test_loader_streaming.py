@@ -1,0 +1,189 @@
+"""Issue #21 targets 2 and 4: the loader streams pages (memory flat in rows) and merges an upsert stream once per load.
+
+- A page is written and released: nothing of the loader keeps it until COMMIT (a registered view did, ~80 bytes
+  per row), so a backfill's memory does not grow with its pages.
+- An upsert stream's pages are staged and merged into the table once per load: one scan of the table instead of
+  one per 100-row page, with the same result as applying the pages one after the other (a later page wins; a
+  page's `replaces` clears rows of earlier pages too). Expected rows are written by hand.
+- The key check's hashes: duplicates across pages and across accounts are told apart correctly.
+"""
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from connectors.batches import Batch, Cursor, Stream, Window
+from connectors.warehouse import _KeyHashes, connect, load_batches, read_cursor
+
+D1, D2 = date(2026, 1, 1), date(2026, 1, 2)
+WINDOW_STREAM = Stream(
+    table="demo.items",
+    schema=pa.schema([("account", pa.string()), ("date", pa.date32()), ("item", pa.int64()), ("n", pa.int64())]),
+    key=("account", "date", "item"),
+    scope_column="account",
+)
+UPSERT = Stream(
+    table="demo.contacts",
+    schema=pa.schema([("id", pa.string()), ("date", pa.date32()), ("stage", pa.string())]),
+    key=("id",),
+    write_mode="upsert",
+)
+ASSOCIATIONS = Stream(
+    table="demo.deal_associations",
+    schema=pa.schema([("deal_id", pa.string()), ("to_type", pa.string()), ("to_id", pa.string())]),
+    key=("deal_id", "to_type", "to_id"),
+    partition_column="deal_id",
+    write_mode="upsert",
+    replace_by=("deal_id", "to_type"),
+)
+
+
+def items(account: str, start: int, n: int) -> Batch:
+    """`n` rows of one account, items start..start+n-1, alternating over the window's two days."""
+    item = np.arange(start, start + n, dtype=np.int64)
+    day = (D1 - date(1970, 1, 1)).days + (item % 2).astype(np.int32)
+    data = pa.table({"account": pa.array(np.full(n, account, object), pa.string()),
+                     "date": pa.array(day, pa.int32()).cast(pa.date32()), "item": pa.array(item),
+                     "n": pa.array(np.arange(n, dtype=np.int64))}, schema=WINDOW_STREAM.schema)
+    return Batch(WINDOW_STREAM, data, Window(D1, D2), {"account": account})
+
+
+def contacts(rows: list[tuple[str, str]], cursor: str | None = None, **extra: list[Any]) -> Batch:
+    data = pa.table({"id": [r[0] for r in rows], "date": pa.array([D1] * len(rows), pa.date32()),
+                     "stage": [r[1] for r in rows], **extra})
+    return Batch(UPSERT, data, Window(D1, D1), cursor=Cursor("demo", "contacts", "portal", cursor) if cursor else None)
+
+
+def associations(rows: list[tuple[str, str, str]], replaces: list[tuple[str, str]] | None = None) -> Batch:
+    data = pa.table({"deal_id": [r[0] for r in rows], "to_type": [r[1] for r in rows], "to_id": [r[2] for r in rows]},
+                    schema=ASSOCIATIONS.schema)
+    replaced = None if replaces is None else pa.table({"deal_id": [r[0] for r in replaces],
+                                                       "to_type": [r[1] for r in replaces]})
+    return Batch(ASSOCIATIONS, data, Window(D1, D1), replaces=replaced)
+
+
+def test_pages_are_released_once_written(tmp_path):
+    """20 pages of ~0.8 MB each: while the 20th is read, the Arrow memory alive is a few pages, not 20 (a page held
+    until COMMIT, as a registered view was, would leave ~16 MB alive). The rows are all there afterwards."""
+    alive: list[int] = []
+
+    def pages() -> Iterator[Batch]:
+        for page in range(20):
+            alive.append(pa.total_allocated_bytes())
+            yield items("p1", page * 25_000, 25_000)
+
+    page_bytes = items("p1", 0, 25_000).data.nbytes
+    with connect(tmp_path / "w.duckdb") as conn:
+        result = load_batches(conn, pages())
+        assert result.rows_by_table == {"demo.items": 500_000}
+        assert conn.execute("SELECT count(*), count(DISTINCT item), sum(n) FROM demo.items").fetchone() == (
+            500_000, 500_000, 20 * sum(range(25_000)))
+    assert max(alive) - alive[0] < 4 * page_bytes, (alive, page_bytes)
+
+
+def test_a_key_repeated_on_another_page_of_the_window_is_refused(tmp_path):
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [items("p1", 0, 10)])
+        with pytest.raises(ValueError, match="duplicate key"):
+            load_batches(conn, [items("p1", 0, 100), items("p1", 200, 100), items("p1", 99, 1)])
+        assert conn.execute("SELECT count(*), min(item), max(item) FROM demo.items").fetchone() == (10, 0, 9)
+
+
+def test_the_same_day_and_item_under_two_accounts_is_no_duplicate(tmp_path):
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [items("p1", 0, 1000), items("p2", 0, 1000), items("p1", 1000, 5)])
+        assert conn.execute("SELECT account, count(*) FROM demo.items GROUP BY ALL ORDER BY ALL").fetchall() == [
+            ("p1", 1005), ("p2", 1000)]
+
+
+def test_key_hashes_collide_only_on_equal_hashes():
+    top = np.uint64(2**64 - 5)  # in the last of the sixteen hash ranges
+    hashes = _KeyHashes()
+    hashes.add(np.array([7, 2**40, top], np.uint64))
+    hashes.add(np.array([8, 2**63, 2**41], np.uint64))
+    assert not hashes.collide()
+    hashes.add(np.array([3, top], np.uint64))  # equal to the first page's last hash, on a third page
+    assert hashes.collide()
+    within = _KeyHashes()
+    within.add(np.array([5, 9, 5], np.uint64))
+    assert within.collide()
+    assert not _KeyHashes().collide()
+
+
+def rows(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
+    return conn.execute(f"SELECT * EXCLUDE (_loaded_at, _window_start, _window_end) FROM {table} ORDER BY ALL"
+                        ).fetchall()
+
+
+def test_upsert_pages_of_one_load_apply_in_order(tmp_path):
+    """As if applied one after the other: a later page's row wins over an earlier page's and over the table's."""
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [contacts([("2", "old"), ("3", "kept")], cursor="100")])
+        load_batches(conn, [contacts([("1", "lead"), ("2", "lead")]), contacts([("2", "customer")]),
+                            contacts([("1", "opportunity"), ("4", "lead")], cursor="200")])
+        assert rows(conn, "demo.contacts") == [("1", D1, "opportunity"), ("2", D1, "customer"), ("3", D1, "kept"),
+                                               ("4", D1, "lead")]
+        assert read_cursor(conn, "demo", "contacts", "portal") == "200"
+
+
+def test_a_later_page_replaces_associations_of_an_earlier_page(tmp_path):
+    """Deal 1 answered with two contacts on page 1, then with none on page 2 (its `replaces`): it has none. Deal 2's
+    contact c3 on page 1 is replaced by c4 on page 2. Deal 3 (not read) and deal 2's companies keep their rows."""
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [associations([("1", "contacts", "c0"), ("2", "companies", "k1"),
+                                          ("3", "contacts", "c9")])])
+        load_batches(conn, [associations([("1", "contacts", "c1"), ("1", "contacts", "c2"),
+                                          ("2", "contacts", "c3")]),
+                            associations([("2", "contacts", "c4")], replaces=[("1", "contacts"), ("2", "contacts")])])
+        assert rows(conn, "demo.deal_associations") == [("2", "companies", "k1"), ("2", "contacts", "c4"),
+                                                        ("3", "contacts", "c9")]
+
+
+def test_a_duplicate_key_within_an_upsert_page_writes_nothing(tmp_path):
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [contacts([("1", "lead")], cursor="100")])
+        with pytest.raises(ValueError, match="duplicate key"):
+            load_batches(conn, [contacts([("2", "lead")]), contacts([("3", "a"), ("3", "b")], cursor="300")])
+        assert rows(conn, "demo.contacts") == [("1", D1, "lead")]
+        assert read_cursor(conn, "demo", "contacts", "portal") == "100"
+        load_batches(conn, [contacts([("2", "lead")])])  # the failed load's staging left nothing behind
+        assert rows(conn, "demo.contacts") == [("1", D1, "lead"), ("2", D1, "lead")]
+
+
+def test_a_column_appearing_between_upsert_pages_is_added(tmp_path):
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [contacts([("1", "lead"), ("2", "lead")]),
+                            contacts([("2", "customer")], score=pa.array([7], pa.int64()))])
+        assert conn.execute("SELECT id, stage, score FROM demo.contacts ORDER BY id").fetchall() == [
+            ("1", "lead", None), ("2", "customer", 7)]
+
+
+class CountingConnection:
+    """A connection that counts the statements deleting from a table."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, table: str) -> None:
+        self._conn = conn
+        self._prefix = f'DELETE FROM {table}'
+        self.deletes = 0
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self.deletes += query.startswith(self._prefix)
+        return self._conn.execute(query, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_an_upsert_load_scans_its_table_once_whatever_its_pages(tmp_path):
+    """Linear in rows (issue #21 target 4): 40 pages of 100 contacts delete from the table once, not 40 times."""
+    with connect(tmp_path / "w.duckdb") as raw:
+        conn = CountingConnection(raw, '"demo"."contacts"')
+        pages = [contacts([(str(p * 100 + i), "lead") for i in range(100)]) for p in range(40)]
+        load_batches(conn, pages)  # type: ignore[arg-type]
+        assert conn.deletes == 1
+        assert raw.execute("SELECT count(*), count(DISTINCT id) FROM demo.contacts").fetchone() == (4000, 4000)
