@@ -38,9 +38,7 @@ has. Retries, Retry-After on 429, answer bounds and redaction are connectors/htt
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -66,8 +64,9 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.parallel import AccountLog, fetch_accounts
-from connectors.probe import PROBE_POLICY, PROBE_TIMEOUT, Finding, first_line, refused
+from connectors.probe import PROBE_POLICY, Finding, first_line, probing, refused
 from connectors.raw_tables import LINKEDIN_ACCOUNT_DAILY, LINKEDIN_PERIOD_REACH, LINKEDIN_STREAMS
+from connectors.settings import LinkedInSettings, Settings
 from connectors.source import parsed_accounts, stream_named
 from connectors.validation import Contract
 
@@ -84,24 +83,6 @@ PERIOD_REACH = LINKEDIN_PERIOD_REACH
 STREAMS = LINKEDIN_STREAMS
 TOKEN_FIX = ("set MKPI_LINKEDIN_ACCESS_TOKEN to a fresh member token (60-day tokens: refresh it) of a page "
              "administrator, with r_organization_social, rw_organization_admin and r_organization_followers")
-
-
-@dataclass(frozen=True)
-class LinkedInSettings:
-    """Organizations, token and endpoint. The token comes from MKPI_LINKEDIN_ACCESS_TOKEN only."""
-
-    organization_ids: tuple[str, ...] = ()
-    access_token: str | None = field(default=None, repr=False)
-    endpoint: str | None = None
-    timeout_seconds: float = 60.0
-    parallel_accounts: int = 2
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> LinkedInSettings:
-        env = os.environ if environ is None else environ
-        ids = tuple(i.strip() for i in env.get("MKPI_LINKEDIN_ORGANIZATION_IDS", "").split(",") if i.strip())
-        return cls(organization_ids=ids, access_token=env.get("MKPI_LINKEDIN_ACCESS_TOKEN") or None,
-                   endpoint=env.get("MKPI_LINKEDIN_ENDPOINT") or None)
 
 
 def organization_id(raw: str) -> str:
@@ -167,9 +148,10 @@ class LinkedInConnector:
     # ---- configuration ---------------------------------------------------------------------------------
 
     def token(self) -> str:
-        if not self.settings.access_token:
+        token = self.settings.access_token
+        if token is None or not token.reveal():
             raise ConfigError(f"No LinkedIn token: {TOKEN_FIX}", key="MKPI_LINKEDIN_ACCESS_TOKEN")
-        return self.settings.access_token
+        return token.reveal()
 
     def check(self) -> list[str]:
         """Validate the configuration without a request; the organization ids."""
@@ -353,9 +335,7 @@ class LinkedInConnector:
     def probe(self) -> list[Finding]:
         """The token (organizationAcls: the member's administered pages), the pinned version (any answer but 426),
         then each organization: administered, and its follower count readable."""
-        prober = LinkedInConnector(
-            LinkedInSettings(self.settings.organization_ids, self.settings.access_token, self.settings.endpoint,
-                             min(self.settings.timeout_seconds, PROBE_TIMEOUT)), policy=PROBE_POLICY)
+        prober = probing(self, policy=PROBE_POLICY)
         try:
             orgs = prober.check()
         except ConfigError as exc:
@@ -397,33 +377,12 @@ class LinkedInConnector:
         return Finding(True, f"organization {org}: administered, {size:,} followers")
 
 
-def settings_of(settings: Any) -> LinkedInSettings:
-    """The LinkedIn section of the settings when they have one, else the environment (MKPI_LINKEDIN_*)."""
-    section = getattr(settings, "linkedin", None)
-    if section is None:
-        return LinkedInSettings.from_env()
-    token = getattr(section, "access_token", None)
-    return LinkedInSettings(
-        organization_ids=tuple(section.organization_ids),
-        access_token=token.reveal() if hasattr(token, "reveal") else token,
-        endpoint=getattr(section, "endpoint", None),
-        timeout_seconds=float(getattr(section, "timeout_seconds", 60.0)),
-        parallel_accounts=int(getattr(section, "parallel_accounts", 2)),
-    )
-
-
-def is_configured(settings: Any) -> bool:
-    """The registry's rule: configured when an organization or a token is set."""
-    section = settings_of(settings)
-    return bool(section.organization_ids or section.access_token)
-
-
-def connect(settings: Any) -> LinkedInConnector:
+def connect(settings: Settings) -> LinkedInConnector:
     """The LinkedIn connector of these settings (the source protocol); nothing is sent."""
-    return LinkedInConnector(settings_of(settings))
+    return LinkedInConnector(settings.linkedin)
 
 
-def kpi_accounts(settings: Any) -> tuple[str, ...]:
+def kpi_accounts(settings: Settings) -> tuple[str, ...]:
     """The configured organization ids, as KPI rows name them (digits)."""
-    return parsed_accounts(settings_of(settings).organization_ids, organization_id)
+    return parsed_accounts(settings.linkedin.organization_ids, organization_id)
 

@@ -115,6 +115,13 @@ SOURCES: tuple[SourceSpec, ...] = (
         setup="set MKPI_INSTAGRAM_ACCOUNT_IDS (Instagram professional account ids) and MKPI_META_ACCESS_TOKEN (a "
               "token with instagram_basic, instagram_manage_insights and pages_read_engagement)",
         configured=_section("instagram", "account_ids")),
+    # LinkedIn's statistics for a day keep arriving for up to 48 hours (its analytics latency): three days re-read.
+    SourceSpec(
+        "linkedin", "LinkedIn", "connectors.linkedin", "report", reread_days=3, stale_after_days=3,
+        setup="set MKPI_LINKEDIN_ORGANIZATION_IDS (digits of urn:li:organization:{id}) and "
+              "MKPI_LINKEDIN_ACCESS_TOKEN (a page administrator's 60-day member token with r_organization_social, "
+              "rw_organization_admin and r_organization_followers; docs/platforms/linkedin.md)",
+        configured=_section("linkedin", "organization_ids", "access_token")),
 )
 
 _BY_CODE = {s.code: s for s in SOURCES}

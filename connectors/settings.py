@@ -132,6 +132,7 @@ SECRET_KEYS = {
     ("alerts", "email", "password"): "MKPI_ALERTS_SMTP_PASSWORD",
     ("meta", "access_token"): "MKPI_META_ACCESS_TOKEN", ("meta", "token"): "MKPI_META_ACCESS_TOKEN",
     ("facebook", "access_token"): "MKPI_META_ACCESS_TOKEN", ("instagram", "access_token"): "MKPI_META_ACCESS_TOKEN",
+    ("linkedin", "access_token"): "MKPI_LINKEDIN_ACCESS_TOKEN", ("linkedin", "token"): "MKPI_LINKEDIN_ACCESS_TOKEN",
 }
 # Environment variables that override a key of the file (an empty variable counts as unset).
 ENV_KEYS: dict[str, tuple[str, ...]] = {
@@ -164,6 +165,9 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "MKPI_FACEBOOK_REREAD_DAYS": ("facebook", "reread_days"),
     "MKPI_INSTAGRAM_ACCOUNT_IDS": ("instagram", "account_ids"),
     "MKPI_INSTAGRAM_REREAD_DAYS": ("instagram", "reread_days"),
+    "MKPI_LINKEDIN_ENDPOINT": ("linkedin", "endpoint"),
+    "MKPI_LINKEDIN_ORGANIZATION_IDS": ("linkedin", "organization_ids"),
+    "MKPI_LINKEDIN_REREAD_DAYS": ("linkedin", "reread_days"),
     "MKPI_ALERTS_DIGEST_FILE": ("alerts", "digest_file"),
     "MKPI_ALERTS_DASHBOARD_URL": ("alerts", "dashboard_url"),
     "MKPI_ALERTS_SMTP_HOST": ("alerts", "email", "host"),
@@ -507,6 +511,17 @@ class InstagramFile(_Model):
     parallel_accounts: Whole = Field(2, ge=1, description=PARALLEL)
 
 
+class LinkedInFile(_Model):
+    """`linkedin:`: the LinkedIn Pages (organization ids, digits) read through the Community Management API (the
+    token comes from MKPI_LINKEDIN_ACCESS_TOKEN only)."""
+
+    organization_ids: Ids = ()
+    endpoint: Endpoint = None
+    reread_days: Whole = Field(registry.source("linkedin").reread_days, ge=1, description=DAYS)
+    timeout_seconds: Number = Field(60.0, gt=0, description=SECONDS)
+    parallel_accounts: Whole = Field(2, ge=1, description=PARALLEL)
+
+
 class DuckLakeFile(_Model):
     """`warehouse.ducklake:` (the catalog comes from MKPI_DUCKLAKE_CATALOG only: it may hold a password)."""
 
@@ -672,6 +687,7 @@ class ConfigFile(_Model):
     meta: MetaFile = Field(default_factory=MetaFile)
     facebook: FacebookFile = Field(default_factory=FacebookFile)
     instagram: InstagramFile = Field(default_factory=InstagramFile)
+    linkedin: LinkedInFile = Field(default_factory=LinkedInFile)
     channels: dict[str, Annotated[dict[str, str], BeforeValidator(_channel_map)]] = Field(
         default_factory=dict, description="a mapping of source name to {raw value: channel}")
     reporting_currency: Annotated[str, BeforeValidator(_currency)] = DEFAULT_REPORTING_CURRENCY
@@ -844,6 +860,19 @@ class InstagramSettings:
     parallel_accounts: int
 
 
+@_shaped_by(LinkedInFile)
+class LinkedInSettings:
+    """The LinkedIn Pages to read and the member token of one of their administrators (MKPI_LINKEDIN_ACCESS_TOKEN
+    only, wrapped in Secret)."""
+
+    organization_ids: tuple[str, ...]
+    endpoint: str | None
+    access_token: Secret | None = None
+    reread_days: int  # rule 7's window, the registry's default
+    timeout_seconds: float
+    parallel_accounts: int
+
+
 @_shaped_by(WarehouseFile, duckdb_path=(ConfigFile, "duckdb_path"), ducklake_data_path=(DuckLakeFile, "data_path"))
 class WarehouseSettings:
     """Where the working warehouse lives: one DuckDB file (one writer at a time, the default) or a DuckLake
@@ -978,6 +1007,7 @@ class Settings:
     meta: MetaSettings = field(default_factory=MetaSettings)
     facebook: FacebookSettings = field(default_factory=FacebookSettings)
     instagram: InstagramSettings = field(default_factory=InstagramSettings)
+    linkedin: LinkedInSettings = field(default_factory=LinkedInSettings)
     warehouse: WarehouseSettings = field(default_factory=WarehouseSettings)
     channels: Mapping[str, Mapping[str, str]]
     config_path: str | None = None  # the file load_settings read, if any
@@ -1143,6 +1173,7 @@ def load_settings(
         meta=MetaSettings(**config.meta.model_dump(), access_token=secret("MKPI_META_ACCESS_TOKEN")),
         facebook=FacebookSettings(**config.facebook.model_dump()),
         instagram=InstagramSettings(**config.instagram.model_dump()),
+        linkedin=LinkedInSettings(**config.linkedin.model_dump(), access_token=secret("MKPI_LINKEDIN_ACCESS_TOKEN")),
         warehouse=_warehouse_settings(config.warehouse, config.duckdb_path, env),
         channels=dict(config.channels),
         config_path=str(path) if path.exists() else None,

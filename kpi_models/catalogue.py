@@ -26,11 +26,18 @@ from connectors import registry
 from connectors.warehouse import replace_table
 
 KPI_SCHEMA = "kpi"
-FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm", "roi")
+FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm", "roi", "social")
 # How a cross-source KPI attributes outcomes to the channel that paid for them (named in every row it has).
 ATTRIBUTIONS = ("ga4_session_channel", "hubspot_original_source")
 UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
-AGGREGATIONS = ("sum", "ratio", "native")
+# sum: additive; ratio: sum(numerator) / sum(denominator); native: only at its monthly grain; last: a level (followers)
+# rolled up by the period's last day's value; distinct: a count of distinct people (reach), never summed across days:
+# a longer period takes the platform's own value for it (kpi.social_period_reach) or is NULL, flagged not_additive.
+AGGREGATIONS = ("sum", "ratio", "native", "last", "distinct")
+# The aggregations whose KPIs have no denominator: their daily value is the numerator.
+NO_DENOMINATOR = ("sum", "last", "distinct")
+# The platforms' own distinct reach over a week / 28 days ending on `date` (kpi_models.layer creates it).
+PERIOD_REACH_VIEW = "social_period_reach"
 DIRECTIONS = ("higher", "lower")
 SOURCES = registry.codes()  # the source vocabulary of the catalogue: the registered sources' codes
 GRAINS = ("day", "month")
@@ -107,6 +114,11 @@ class KpiDefinition:
     @property
     def native(self) -> bool:
         return self.aggregation == "native"
+
+    @property
+    def has_denominator(self) -> bool:
+        """A ratio (or native ratio) KPI; the others' value is their numerator on a day."""
+        return self.aggregation not in NO_DENOMINATOR
 
     @property
     def lower_is_better(self) -> bool:
@@ -236,9 +248,9 @@ def parse_catalogue(raw: Any, origin: str = "catalogue") -> Catalogue:
                 raise CatalogueError(f"{s_where}: native KPIs (and only they) read monthly relations")
             numerator = str(_text(s, "numerator", s_where))
             denominator = _text(s, "denominator", s_where, False)
-            if aggregation == "sum" and denominator is not None:
-                raise CatalogueError(f"{s_where}: a sum KPI has no denominator")
-            if aggregation != "sum" and denominator is None:
+            if aggregation in NO_DENOMINATOR and denominator is not None:
+                raise CatalogueError(f"{s_where}: a {aggregation} KPI has no denominator")
+            if aggregation not in NO_DENOMINATOR and denominator is None:
                 raise CatalogueError(f"{s_where}: a {aggregation} KPI needs a denominator")
             for expr in (numerator, denominator):
                 if expr is not None:
@@ -322,9 +334,10 @@ def add_source_sql(catalogue: Catalogue, code: str, text: str, where: str) -> Ca
         if kpi.native or kpi.is_money:
             raise CatalogueError(f"{where}: KPI {kpi_name} is {'native' if kpi.native else 'money'}: a source's "
                                  "own SQL declares daily KPIs without money")
-        if (denominator is None) != kpi.additive:
+        if (denominator is None) == kpi.has_denominator:
             raise CatalogueError(f"{where}: KPI {kpi_name} is a {kpi.aggregation} KPI: "
-                                 + ("no denominator" if kpi.additive else "it needs `<numerator> / <denominator>`"))
+                                 + ("it needs `<numerator> / <denominator>`" if kpi.has_denominator
+                                    else "no denominator"))
         if code in kpi.source_codes:
             raise CatalogueError(f"{where}: KPI {kpi_name} already has source {code}")
         source = KpiSource(code, name, numerator, denominator, numerator)
@@ -395,7 +408,7 @@ def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
     """One KPI of one source at (date, source, channel, account_id): summed parts, value computed last; final when
     every row read is final (and, for money, converted at a published rate); the union of the rows' quality flags."""
     den = _exact_sum(source.denominator) if source.denominator else "CAST(NULL AS DOUBLE)"
-    value = "numerator" if kpi.additive else "numerator / nullif(denominator, 0)"
+    value = "numerator / nullif(denominator, 0)" if kpi.has_denominator else "numerator"
     currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
     join = ""
     select = "r.is_final AS row_final, r.quality AS row_quality, "
@@ -497,22 +510,55 @@ def _native_monthly_sql(catalogue: Catalogue) -> str:
 
 
 def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, catalogue: Catalogue) -> str:
-    """Sums of the parts per period and account; a period is final once it has ended and every day in it is."""
-    additive = ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.additive) or "''"
+    """Sums of the parts per period and account; a period is final once it has ended and every day in it is. A level
+    (aggregation last: followers) takes the period's last day's value; a distinct count (reach) is NULL here, flagged
+    not_additive (`_with_period_reach` puts the platform's own value for the period in its place)."""
+    def kpis_of(*aggregations: str) -> str:
+        return ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.aggregation in aggregations) or "''"
+
+    additive, last, distinct = kpis_of("sum"), kpis_of("last"), kpis_of("distinct")
     names = ", ".join(name for name, _ in period_columns)
     exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
+    # the last day's level as it is (NULL when that day has none: never an older day's level in its place)
+    numerator = (f"CASE WHEN kpi IN ({last}) THEN first(numerator ORDER BY date DESC)\n"
+                 f"            WHEN kpi IN ({distinct}) THEN NULL ELSE {_exact_sum('numerator')} END")
     return (
         f"SELECT {names}, source, channel, account_id, kpi, any_value(currency) AS currency,\n"
         f"       any_value(attribution) AS attribution,\n"
-        f"       {_exact_sum('numerator')} AS numerator, {_exact_sum('denominator')} AS denominator,\n"
-        f"       CASE WHEN kpi IN ({additive}) THEN {_exact_sum('numerator')}\n"
+        f"       {numerator} AS numerator, {_exact_sum('denominator')} AS denominator,\n"
+        f"       CASE WHEN kpi IN ({additive}) OR kpi IN ({last}) OR kpi IN ({distinct}) THEN {numerator}\n"
         f"            ELSE {_exact_sum('numerator')} / nullif({_exact_sum('denominator')}, 0) END AS value,\n"
         f"       count(DISTINCT date) AS days_with_data,\n"
-        f"       CASE WHEN kpi IN ({additive}) THEN 'sum' ELSE 'ratio' END AS aggregation,\n"
+        f"       CASE WHEN kpi IN ({additive}) THEN 'sum' WHEN kpi IN ({last}) THEN 'last'\n"
+        f"            WHEN kpi IN ({distinct}) THEN 'distinct' ELSE 'ratio' END AS aggregation,\n"
         f"       bool_and(is_final) AND max({period_end}) < current_date AS is_final,\n"
-        f"       list_sort(list_distinct(flatten(list(quality)))) AS quality\n"
+        f"       CASE WHEN kpi IN ({distinct})\n"
+        f"            THEN list_sort(list_distinct(list_append(flatten(list(quality)), 'not_additive')))\n"
+        f"            ELSE list_sort(list_distinct(flatten(list(quality)))) END AS quality\n"
         f"FROM (SELECT {exprs}, * FROM {KPI_SCHEMA}.kpi_daily)\n"
         f"GROUP BY {names}, source, channel, account_id, kpi"
+    )
+
+
+def _with_period_reach(rollup: str, period: str, match: str, catalogue: Catalogue) -> str:
+    """The roll-up with each distinct KPI's value (reach) taken from the platform's own reach over exactly that
+    period (kpi.social_period_reach: `period` 'week' ending on the week's Sunday, 'days_28' ending on the last day of
+    a 28-day month); where the platform has none the value stays NULL and flagged not_additive. `match`: the SQL
+    condition tying a period-reach row `p` to a roll-up row `r`."""
+    if not any(k.aggregation == "distinct" for k in catalogue.daily()):
+        return rollup
+    distinct = ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.aggregation == "distinct")
+    own = f"r.kpi IN ({distinct}) AND p.reach IS NOT NULL"
+    return (
+        f"SELECT r.* REPLACE (\n"
+        f"    CASE WHEN {own} THEN CAST(p.reach AS DOUBLE) ELSE r.numerator END AS numerator,\n"
+        f"    CASE WHEN {own} THEN CAST(p.reach AS DOUBLE) ELSE r.value END AS value,\n"
+        f"    CASE WHEN {own} THEN list_sort(list_append(list_filter(r.quality, x -> x <> 'not_additive'),\n"
+        f"                                               'platform_period_reach'))\n"
+        f"         ELSE r.quality END AS quality)\n"
+        f"FROM (\n{rollup}\n) AS r\n"
+        f"LEFT JOIN {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS p ON p.source = r.source AND p.account_id = r.account_id\n"
+        f"    AND p.period = '{period}' AND {match}"
     )
 
 
@@ -526,10 +572,14 @@ def rollup_view_sql(catalogue: Catalogue | None = None) -> dict[str, str]:
         ("week_end", "CAST(date_trunc('week', date) + INTERVAL 6 DAY AS DATE)"),
         ("iso_week", "strftime(date, '%G-W%V')"),
     ), "week_end", catalogue)
+    weekly = _with_period_reach(weekly, "week", "p.date = r.week_end", catalogue)
     monthly_daily = _rollup_select((
         ("month_start", "CAST(date_trunc('month', date) AS DATE)"),
         ("month_end", "CAST(date_trunc('month', date) + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE)"),
     ), "month_end", catalogue)
+    monthly_daily = _with_period_reach(
+        monthly_daily, "days_28", "p.date = r.month_end AND date_diff('day', r.month_start, r.month_end) = 27",
+        catalogue)
     native = _native_monthly_sql(catalogue)
     monthly = f"{monthly_daily}\nUNION ALL BY NAME\nSELECT * FROM (\n{native}\n)" if native else monthly_daily
     return {

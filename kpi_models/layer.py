@@ -19,8 +19,17 @@ import duckdb
 from connectors import registry
 from connectors.batches import Window
 from connectors.ducklake import conflict_retried
-from connectors.warehouse import table_exists, transaction
-from kpi_models.catalogue import KPI_SCHEMA, dependent_kpis, load_catalogue, rollup_view_sql, write_kpi_definition
+from connectors.raw_tables import social_account_period_reach
+from connectors.warehouse import ensure_tables, table_exists, transaction
+from kpi_models.catalogue import (
+    KPI_SCHEMA,
+    PERIOD_REACH_VIEW,
+    Catalogue,
+    dependent_kpis,
+    load_catalogue,
+    rollup_view_sql,
+    write_kpi_definition,
+)
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
 from kpi_models.runner import (
@@ -139,11 +148,29 @@ def create_rollup_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     ensure_model_table(conn, KPI_DAILY, context)
     ensure_model_table(conn, "crm_monthly", context)
     write_kpi_definition(conn)
+    catalogue = load_catalogue()
+    create_period_reach_view(conn, catalogue)
     created = []
-    for name, statement in rollup_view_sql(load_catalogue()).items():
+    for name, statement in rollup_view_sql(catalogue).items():
         conn.execute(statement)
         created.append(f"{KPI_SCHEMA}.{name}")
     return created
+
+
+def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
+    """(Re)create kpi.social_period_reach (source, date, account_id, period, reach): every network's own distinct
+    reach over a week or 28 days ending on `date` (<source>.account_period_reach, created empty for a network not
+    loaded yet), which the roll-ups take for a week or a 28-day month instead of ever summing daily reach."""
+    codes = tuple(dict.fromkeys(s.source for k in catalogue.daily() if k.aggregation == "distinct"
+                                for s in k.sources))
+    streams = [social_account_period_reach(code) for code in codes]
+    ensure_tables(conn, streams)
+    selects = [f"SELECT '{code}' AS source, date, account_id, period, reach FROM {stream.table}"
+               for code, stream in zip(codes, streams, strict=True)]
+    empty = ("SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS DATE) AS date, CAST(NULL AS VARCHAR) AS account_id,"
+             " CAST(NULL AS VARCHAR) AS period, CAST(NULL AS BIGINT) AS reach WHERE false")
+    conn.execute(f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS\n"
+                 + ("\nUNION ALL\n".join(selects) or empty))
 
 
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:

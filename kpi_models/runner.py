@@ -236,6 +236,14 @@ MODELS: dict[str, KpiModel] = {
         params=("tz", "as_of"),
         views=(churn_view,),
     ),
+    # Social networks per network, account and day (issue #22): followers, growth, impressions, reach, engagements.
+    "social_daily": KpiModel(
+        name="social_daily",
+        key=("date", "source", "account_id"),
+        sources=tuple(s.table.split(".")[0] for s in raw.SOCIAL_ACCOUNT_DAILY),
+        inputs=raw.SOCIAL_ACCOUNT_DAILY,
+        params=("tz",),
+    ),
     # The unified long table (date, source, channel, account_id, kpi, numerator, denominator, value, currency,
     # is_final, quality), generated from the catalogue over the per-channel tables above (plus HubSpot contacts for
     # leads). Money is converted at each day's rate (kpi.fx_rate): build it with kpi_models.layer.rebuild_kpi_daily,
@@ -249,7 +257,8 @@ MODELS: dict[str, KpiModel] = {
         sources=(),  # every registered source with KPI rows, read from the registry when asked
         inputs=(),
         params=("tz", "as_of"),
-        depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily"),
+        depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily",
+                    "social_daily"),
         generator="kpi_models.catalogue:kpi_daily_sql",
     ),
 }

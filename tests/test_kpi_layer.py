@@ -95,6 +95,12 @@ def fill(conn) -> None:
         shop("matomo", "1", "EUR", 8, 560.0, 12, 20, 80),
     ])
     counters = {"sent": 1000, "delivered": 950, "opened": 380, "clicked": 57, "bounced": 50, "unsubscribed": 19}
+    ensure_model_table(conn, "social_daily", CTX)  # a LinkedIn page's day (issue #22): net gains, no losses
+    insert(conn, "kpi.social_daily", [
+        {"date": D1, "source": "linkedin", "channel": "social", "account_id": "100", "followers": 1000,
+         "follower_gains": 5, "follower_growth": 5, "social_impressions": 400, "social_reach": 250,
+         "social_engagements": 20, "social_shares": 2, "social_link_clicks": 8, "posts_published": 1},
+    ])
     insert(conn, "kpi.email_daily", [
         {"date": D1, "source": "hubspot", "channel": "email", "email_id": "all", "account_id": "portal", **counters},
         # the per-e-mail row of the same send: must not be added to the day's total
@@ -212,6 +218,16 @@ EXPECTED = {
     ("customer_acquisition_cost", "hubspot", "organic_search", D2): (0, 1, 0.0),
     ("marketing_roi", "hubspot", "paid_search", D2): (-20, 20, -1.0),
     ("paid_share_of_sessions", "ga4", "direct", D1): (0, 300, 0.0),
+    # Social (LinkedIn page 100 on D1): a level, net growth, sums, distinct reach, engagements 20 / impressions 400
+    ("followers", "linkedin", "social", D1): (1000, None, 1000),
+    ("follower_growth", "linkedin", "social", D1): (5, None, 5),
+    ("social_impressions", "linkedin", "social", D1): (400, None, 400),
+    ("social_engagements", "linkedin", "social", D1): (20, None, 20),
+    ("social_shares", "linkedin", "social", D1): (2, None, 2),
+    ("social_link_clicks", "linkedin", "social", D1): (8, None, 8),
+    ("posts_published", "linkedin", "social", D1): (1, None, 1),
+    ("social_reach", "linkedin", "social", D1): (250, None, 250),
+    ("social_engagement_rate", "linkedin", "social", D1): (20, 400, 0.05),
 }
 # Native monthly KPIs (kpi_monthly only): churn 6 / 200, loyalty 10 / 50, NPS (20 - 6) x 100 / 40 = 35.
 EXPECTED_NATIVE = {
@@ -365,7 +381,9 @@ def test_kpi_definition_table(built):
     conn = built
     rows = conn.execute("SELECT kpi, unit, aggregation, direction, sources FROM kpi.kpi_definition").fetchall()
     by_kpi = {r[0]: r[1:] for r in rows}
-    assert len(rows) == 41
+    assert len(rows) == 50  # 41 + the 9 social KPIs of issue #22
+    assert by_kpi["followers"] == ("count", "last", "higher", ["facebook", "instagram", "linkedin"])
+    assert by_kpi["social_reach"] == ("count", "distinct", "higher", ["facebook", "instagram", "linkedin"])
     assert by_kpi["ad_cpa"] == ("currency", "ratio", "lower", ["google_ads"])
     assert by_kpi["nps"] == ("score", "native", "higher", ["hubspot"])
     assert by_kpi["sessions"] == ("count", "sum", "higher", ["ga4", "matomo"])
@@ -376,7 +394,7 @@ def test_kpi_daily_is_a_partitioned_model_depending_on_the_channel_tables():
     assert model.partition_column == "date"
     assert model.key == ("date", "source", "channel", "account_id", "kpi")
     assert set(model.depends_on) == {"web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily",
-                                     "crm_daily"}
+                                     "crm_daily", "social_daily"}
 
 
 def test_catalogue_refuses_unconverted_money():

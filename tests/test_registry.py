@@ -37,9 +37,11 @@ def empty_settings(tmp_path):
 
 
 def test_codes_run_hubspot_first_then_the_report_sources():
-    assert registry.codes() == ("hubspot", "ga4", "search_console", "matomo", "google_ads")
+    assert registry.codes() == ("hubspot", "ga4", "search_console", "matomo", "google_ads", "facebook", "instagram",
+                                "linkedin")
     assert registry.codes("incremental") == ("hubspot",)
-    assert registry.codes("report") == ("ga4", "search_console", "matomo", "google_ads")
+    assert registry.codes("report") == ("ga4", "search_console", "matomo", "google_ads", "facebook", "instagram",
+                                        "linkedin")
     assert registry.money_codes() == ("ga4", "matomo", "google_ads")
 
 
