@@ -16,6 +16,7 @@ from sandbox.ads_server import AdsServer
 from sandbox.ga4_server import Ga4Server
 from sandbox.gsc_server import GscServer
 from sandbox.hubspot_server import HubSpotServer
+from sandbox.linkedin_server import LinkedInServer
 from sandbox.matomo_server import MatomoServer
 from sandbox.meta_server import MetaServer
 from sandbox.world import World
@@ -40,6 +41,7 @@ SERVER_FACTORIES: list[Callable[[World], PlatformServer]] = [
     AdsServer.for_sandbox,  # gRPC; a fresh random developer token per start
     HubSpotServer.for_sandbox,  # a fresh random token; 190 requests/10 s and 10 searches/s
     MetaServer.for_sandbox,  # Graph API (Facebook Page, Instagram account); a fresh random token per start
+    LinkedInServer.for_sandbox,  # Community Management API (two organizations); a fresh random token per start
 ]
 
 
