@@ -51,7 +51,9 @@ from connectors.http import (
     classify_http,
     guard_session,
     is_loopback,
+    json_body,
     max_answer_bytes,
+    parse_retry_after,
     redact,
     remember_secrets,
     scrub_calls,
@@ -144,9 +146,11 @@ def classify(exc: BaseException) -> Verdict:
         return classify_http(exc)
     code, status = exc.api_error_code(), exc.http_status()
     text = describe(exc)
-    if code in THROTTLE_CODES:
-        _, regain = usage_percent(exc.http_headers() or {})
-        return Retry(f"throttled: {text}", regain)
+    headers = exc.http_headers() or {}
+    if code in THROTTLE_CODES or status == 429:
+        _, regain = usage_percent(headers)
+        retry_after = parse_retry_after({k.lower(): v for k, v in headers.items()}.get("retry-after"))
+        return Retry(f"throttled: {text}", max(regain, retry_after))
     if code in TRANSIENT_CODES or exc.api_transient_error() or (isinstance(status, int) and status >= 500):
         return Retry(text)
     return Fatal(text)
@@ -214,7 +218,7 @@ class GraphClient:
         def once() -> dict[str, Any]:
             with answer_guard(self.source, seconds=self.timeout_seconds, max_bytes=max_bytes):
                 response = self.api().call("GET", tuple(path), params=dict(params))
-            body = response.json()
+            body = json_body(response.body() or b"", response.status())
             if not isinstance(body, dict):
                 raise MalformedResponse(f"not a JSON object (HTTP {response.status()})")
             self._pace(response.headers() or {})

@@ -157,8 +157,11 @@ class MetaServer(SandboxServer):
         return json_response(status, graph_error_body(message, code, transient=status >= 500))
 
     def rate_limit_response(self, retry_after: int | None) -> Response:
-        """Graph API throttles with error code 4 (HTTP 400 or 403) and usage at 100 %, never a bare 429 body."""
-        return self.throttle_response(4)
+        """An HTTP 429 from Meta's edge (the chaos battery's rate-limit fault): Graph's throttling body (code 4,
+        usage at 100 %) with the Retry-After when one is given; Graph itself throttles with HTTP 400 (add_throttle)."""
+        response = self.throttle_response(4)
+        headers = {**response.headers, **({"Retry-After": str(retry_after)} if retry_after is not None else {})}
+        return Response(429, response.body, headers)
 
     def throttle_response(self, code: int, account: str | None = None) -> Response:
         usage = {"call_count": 100, "total_cputime": 40, "total_time": 60}

@@ -24,17 +24,22 @@ import pytest
 
 from connectors.batches import Batch, Window
 from connectors.errors import RetriesExhausted, SourceError
+from connectors.facebook import FacebookConnector
 from connectors.ga4 import ECOMMERCE, TRAFFIC, Ga4Connector, ServerErrorBudget
 from connectors.google_ads import GoogleAdsConnector
 from connectors.http import RequestStats, RetryPolicy
 from connectors.hubspot import HubSpotConnector
+from connectors.instagram import InstagramConnector
 from connectors.matomo import MatomoConnector
 from connectors.search_console import PAGES, SITE_TOTALS, SearchConsoleConnector
 from connectors.settings import (
+    FacebookSettings,
     GA4Settings,
     GoogleAdsSettings,
     HubSpotSettings,
+    InstagramSettings,
     MatomoSettings,
+    MetaSettings,
     SearchConsoleSettings,
     Secret,
     load_settings,
@@ -48,7 +53,15 @@ from sandbox.gsc_server import GscServer
 from sandbox.httpserver import FaultProfile
 from sandbox.hubspot_server import HubSpotServer
 from sandbox.matomo_server import MatomoServer
-from sandbox.world import ADS_MANAGER_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, DEFAULT_GSC_SITE, World
+from sandbox.meta_server import MetaServer
+from sandbox.world import (
+    ADS_MANAGER_CUSTOMER_ID,
+    DEFAULT_GA4_PROPERTY_ID,
+    DEFAULT_GSC_SITE,
+    FACEBOOK_PAGE_ID,
+    INSTAGRAM_ACCOUNT_ID,
+    World,
+)
 from tests import battery
 from tests.checksums import combined, table_checksums
 
@@ -58,6 +71,7 @@ TZ = "Europe/Paris"
 MATOMO_TOKEN = "chaos-matomo-token-0123456789abcdef"
 HUBSPOT_TOKEN = "pat-chaos-0123456789abcdef"
 ADS_TOKEN = "chaos-ads-dev-token-0123"
+META_TOKEN = "EAABchaosmetatoken0123456789"
 SEEDS = int(os.environ.get("MKPI_CHAOS_SEEDS", "3"))
 POLICY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.002)  # at most 5 retries per request
 MAX_RETRIES = POLICY.max_attempts - 1
@@ -127,12 +141,14 @@ def sources(world: World, seed: int | None) -> list[Source]:
                                    search_per_second=1_000_000, history_days=HUBSPOT_DAYS, bulk_import_size=0)
     hubspot_server.now_ms = HUBSPOT_NOW
     ads_server = AdsServer(world, developer_token=ADS_TOKEN, login_customer_id=ADS_MANAGER_CUSTOMER_ID)
-    servers = [ga4_server, gsc_server, matomo_server, hubspot_server, ads_server]
+    # one Graph API server per Meta source, so each source's log is its own
+    facebook_server, instagram_server = MetaServer(world, token=META_TOKEN), MetaServer(world, token=META_TOKEN)
+    servers = [ga4_server, gsc_server, matomo_server, hubspot_server, ads_server, facebook_server, instagram_server]
     for offset, server in enumerate(servers):
         server.fault_profile = profile(seed, offset) if seed is not None else None
         server.start()
 
-    waits = {name: Waits() for name in ("ga4", "gsc", "matomo", "hubspot", "google_ads")}
+    waits = {name: Waits() for name in ("ga4", "gsc", "matomo", "hubspot", "google_ads", "facebook", "instagram")}
     # A budget of its own: GA4's process-wide server-error budget must not carry over between runs or tests.
     ga4 = Ga4Connector(GA4Settings(property_ids=(DEFAULT_GA4_PROPERTY_ID,), endpoint=ga4_server.url, page_size=60,
                                    timeout_seconds=timeout), policy=POLICY, sleep=waits["ga4"],
@@ -152,6 +168,13 @@ def sources(world: World, seed: int | None) -> list[Source]:
                                                developer_token=Secret(ADS_TOKEN),
                                                login_customer_id=ADS_MANAGER_CUSTOMER_ID, timeout_seconds=timeout),
                              policy=POLICY, sleep=waits["google_ads"])
+
+    facebook = FacebookConnector(
+        MetaSettings(endpoint=facebook_server.url, access_token=Secret(META_TOKEN), timeout_seconds=timeout),
+        FacebookSettings(page_ids=(FACEBOOK_PAGE_ID,)), policy=POLICY, sleep=waits["facebook"])
+    instagram = InstagramConnector(
+        MetaSettings(endpoint=instagram_server.url, access_token=Secret(META_TOKEN), timeout_seconds=timeout),
+        InstagramSettings(account_ids=(INSTAGRAM_ACCOUNT_ID,)), policy=POLICY, sleep=waits["instagram"])
 
     def ga4_batches() -> Iterator[Batch]:
         yield from ga4.fetch(TRAFFIC, WINDOW)
@@ -174,6 +197,9 @@ def sources(world: World, seed: int | None) -> list[Source]:
         Source("matomo", matomo_server, matomo.stats, waits["matomo"], lambda: matomo.fetch(WINDOW)),
         Source("hubspot", hubspot_server, hubspot.stats, waits["hubspot"], hubspot_batches),
         Source("google_ads", ads_server, ads.stats, waits["google_ads"], lambda: ads.fetch(WINDOW)),
+        Source("facebook", facebook_server, facebook.stats, waits["facebook"], lambda: facebook.fetch_all(WINDOW)),
+        Source("instagram", instagram_server, instagram.stats, waits["instagram"],
+               lambda: instagram.fetch_all(WINDOW)),
     ]
 
 
@@ -257,7 +283,9 @@ def test_the_fault_free_run_loads_every_source_and_builds_the_kpis(fault_free):
                   "search_console.pages", "matomo.visits_summary", "matomo.referrer_types", "matomo.goals",
                   "hubspot.contacts", "hubspot.deals", "hubspot.companies", "hubspot.feedback_submissions",
                   "hubspot.owners", "hubspot.deal_stages", "hubspot.email_statistics", "hubspot.deal_associations",
-                  "google_ads.campaign_daily", "kpi.web_daily", "kpi.seo_daily", "kpi.ecommerce_daily",
+                  "google_ads.campaign_daily", "facebook.account_daily", "facebook.account_period_reach",
+                  "facebook.posts", "instagram.account_daily", "instagram.posts", "kpi.web_daily", "kpi.seo_daily",
+                  "kpi.ecommerce_daily",
                   "kpi.paid_search_daily", "kpi.email_daily", "kpi.crm_monthly", "kpi.kpi_daily"):
         assert counts.get(table, 0) > 0, table
     assert all(s.stats.retries == 0 for s in fault_free.sources)
@@ -286,6 +314,8 @@ def is_rate_limit(source: str, reason: str) -> bool:
     # helper's own HTTP errors, Matomo's and HubSpot's); "429" elsewhere may be a port in a URL
     if source == "google_ads":
         return "RESOURCE_EXHAUSTED" in reason
+    if source in ("facebook", "instagram"):  # Graph's throttling body, code 4 (connectors/meta_graph.py classify)
+        return reason.startswith("throttled:")
     return re.match(r"(?:HTTP )?429\b", reason) is not None
 
 
@@ -353,10 +383,11 @@ def file_digest(path: str) -> str:
 
 # What each HTTP source's error says about an unreadable 200 (GA4's client does not show the body it failed on).
 UNREADABLE = {"html": "HTML page with status 200", "empty": "empty body with status 200"}
-SOURCE_NAMES = {"ga4": "ga4", "gsc": "search_console", "matomo": "matomo", "hubspot": "hubspot"}
+SOURCE_NAMES = {"ga4": "ga4", "gsc": "search_console", "matomo": "matomo", "hubspot": "hubspot",
+                "facebook": "facebook", "instagram": "instagram"}
 
 
-@pytest.mark.parametrize("name", ["ga4", "gsc", "matomo", "hubspot"])
+@pytest.mark.parametrize("name", ["ga4", "gsc", "matomo", "hubspot", "facebook", "instagram"])
 def test_an_empty_or_html_200_is_a_clear_error_never_zero_rows(name, tmp_path):
     """Every answer is status 200 with an HTML page, then with an empty body (then, for Matomo, its error envelope):
     the load fails naming the source and what came back, after at most 5 retries, and the DuckDB file is not
