@@ -31,8 +31,8 @@ def daily_partitions(settings: Settings | None = None) -> dg.DailyPartitionsDefi
 
 
 def __getattr__(name: str) -> object:
-    """`DAILY`, for the modules that still declare their assets at import (pipelines/defs/kpi): built on first use,
-    when the definitions folder loads them, not when this module is imported."""
+    """`DAILY`, for code that declares its own partitioned assets (tests): built on first use, never when this
+    module is imported. The pipeline's own modules call `daily_partitions()` when their definitions are built."""
     if name == "DAILY":
         return daily_partitions()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,7 @@ from kpi_models.objectives import build_kpi_vs_objective
 from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.kpi_sources import settle_sources, sources_metadata
 from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, run_sources, window_from_context
+from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, run_sources, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 _DESCRIPTIONS = {
@@ -47,7 +47,7 @@ def kpi_asset_key(model: KpiModel) -> dg.AssetKey:
     return dg.AssetKey(["kpi", model.name])
 
 
-def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
+def build_kpi_asset(model: KpiModel, daily: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     """A daily-partitioned KPI table that depends on the raw tables its SQL reads."""
 
     partitioned = model.partition_column is not None
@@ -61,7 +61,7 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
         group_name="kpi",
         description=_DESCRIPTIONS.get(model.name, f"KPI table kpi.{model.name} (see kpi_models/sql/{model.name}.sql)."),
         kinds={"sql", "duckdb"},
-        partitions_def=DAILY if partitioned else None,
+        partitions_def=daily if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         pool=DUCKDB_POOL,
         metadata={"dagster/table_name": model.table, "primary_key": ", ".join(model.key)},
@@ -88,11 +88,6 @@ def build_kpi_asset(model: KpiModel) -> dg.AssetsDefinition:
     return _asset
 
 
-# One asset per per-channel model in kpi_models.MODELS: a new KPI table is a new SQL file and one registry
-# entry. The generated unified table (kpi_daily) has its own asset below.
-kpi_assets = [build_kpi_asset(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
-
-
 def _kpi_daily_metadata(context: dg.AssetExecutionContext, result: KpiDailyResult, views: list[str],
                         currency: str) -> dict[str, object]:
     """Row count, schema and what the FX sync did; a changed published rate is a warning with the command."""
@@ -105,7 +100,7 @@ def _kpi_daily_metadata(context: dg.AssetExecutionContext, result: KpiDailyResul
     return {"views": ", ".join(views), "reporting_currency": currency, **result.fx.metadata()}
 
 
-def build_kpi_daily_asset() -> dg.AssetsDefinition:
+def build_kpi_daily_asset(daily: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     """kpi/kpi_daily as the registry stands now (the code location calls this when it loads): it follows the
     per-channel tables of the report sources and the raw tables of every source that brings its own KPI SQL, and a
     run rebuilds the rows of its own report source (any registered one)."""
@@ -119,7 +114,7 @@ def build_kpi_daily_asset() -> dg.AssetsDefinition:
         deps=deps,
         group_name="kpi",
         kinds={"sql", "duckdb"},
-        partitions_def=DAILY,
+        partitions_def=daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=DUCKDB_POOL,
         metadata={"dagster/table_name": "kpi.kpi_daily", "primary_key": "date, source, channel, account_id, kpi"},
@@ -203,6 +198,11 @@ def kpi_vs_objective(context: dg.AssetExecutionContext, settings: SettingsResour
 
 @dg.definitions
 def kpi_asset_defs() -> dg.Definitions:
-    """This module's assets, kpi/kpi_daily built when the code location loads (a source added to the registry is in
-    its deps). A module with a definitions function contributes only what the function returns."""
-    return dg.Definitions(assets=[*kpi_assets, build_kpi_daily_asset(), kpi_daily_hubspot, kpi_vs_objective])
+    """This module's assets, built when the code location loads, never at import: the daily partitions from the
+    settings read then, kpi/kpi_daily with the registry as it stands (a source added to it is in its deps). One
+    asset per per-channel model in kpi_models.MODELS: a new KPI table is a new SQL file and one registry entry. A
+    module with a definitions function contributes only what the function returns."""
+    daily = daily_partitions()
+    kpi_assets = [build_kpi_asset(model, daily) for model in MODELS.values()
+                  if not isinstance(model, GeneratedKpiModel)]
+    return dg.Definitions(assets=[*kpi_assets, build_kpi_daily_asset(daily), kpi_daily_hubspot, kpi_vs_objective])

@@ -17,46 +17,52 @@ from kpi_models.reconciliation import (
     rebuild_reconciliation,
     window_summary,
 )
-from pipelines.lib.partitions import DAILY, DUCKDB_POOL, window_from_context
+from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
 KEY = dg.AssetKey(["kpi", "reconciliation"])
 
 
-@dg.asset(
-    key=KEY,
-    deps=[dg.AssetKey(["kpi", name]) for name in ("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily")],
-    group_name="kpi",
-    kinds={"sql", "duckdb"},
-    partitions_def=DAILY,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DUCKDB_POOL,
-    metadata={"dagster/table_name": TABLE, "primary_key": "date, check_name, site"},
-)
-def reconciliation(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
-                   ) -> dg.MaterializeResult:
-    """The daily ratio of every pair of sources that see the same site (reconciliation.sites in config/mkpi.yaml):
-    GA4 sessions per Matomo visit, GA4 paid-search sessions per Google Ads click, GA4 orders and revenue per Matomo
-    order and revenue, Search Console clicks per GA4 organic session; each beside its band."""
-    loaded = settings.load()
-    sites = [Site(s.name, s.ga4_property, s.matomo_site, s.search_console_site, s.google_ads_customers)
-             for s in loaded.reconciliation.sites]
-    window = window_from_context(context)
-    with warehouse.connection() as conn:
-        rows = rebuild_reconciliation(conn, window, sites, loaded.reconciliation.bands)
-        summary = window_summary(conn, window)
-    if not sites:
-        context.log.info("no site in reconciliation.sites: nothing to compare")
-    # One float per site and pair (the window's ratio of sums; days out of band): the UI plots each across runs.
-    trends: dict[str, float | int] = {}
-    for row in summary:
-        name = f"{row['site']}/{row['check_name']}"
-        if row["ratio"] is not None:
-            trends[name] = round(float(row["ratio"]), 4)  # type: ignore[arg-type]
-        trends[f"{name}/days_out_of_band"] = int(row["days_out_of_band"])  # type: ignore[call-overload]
-    return dg.MaterializeResult(metadata={"dagster/row_count": rows, "sites": ", ".join(s.name for s in sites),
-                                          "window_start": window.start.isoformat(),
-                                          "window_end": window.end.isoformat(), **trends})
+def build_reconciliation_asset(daily: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    """kpi/reconciliation over the daily partitions of the settings read when the code location loads."""
+
+    @dg.asset(
+        key=KEY,
+        deps=[dg.AssetKey(["kpi", name])
+              for name in ("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily")],
+        group_name="kpi",
+        kinds={"sql", "duckdb"},
+        partitions_def=daily,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        metadata={"dagster/table_name": TABLE, "primary_key": "date, check_name, site"},
+    )
+    def reconciliation(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
+                       ) -> dg.MaterializeResult:
+        """The daily ratio of every pair of sources that see the same site (reconciliation.sites in config/mkpi.yaml):
+        GA4 sessions per Matomo visit, GA4 paid-search sessions per Google Ads click, GA4 orders and revenue per Matomo
+        order and revenue, Search Console clicks per GA4 organic session; each beside its band."""
+        loaded = settings.load()
+        sites = [Site(s.name, s.ga4_property, s.matomo_site, s.search_console_site, s.google_ads_customers)
+                 for s in loaded.reconciliation.sites]
+        window = window_from_context(context)
+        with warehouse.connection() as conn:
+            rows = rebuild_reconciliation(conn, window, sites, loaded.reconciliation.bands)
+            summary = window_summary(conn, window)
+        if not sites:
+            context.log.info("no site in reconciliation.sites: nothing to compare")
+        # One float per site and pair (the window's ratio of sums; days out of band): the UI plots each across runs.
+        trends: dict[str, float | int] = {}
+        for row in summary:
+            name = f"{row['site']}/{row['check_name']}"
+            if row["ratio"] is not None:
+                trends[name] = round(float(row["ratio"]), 4)  # type: ignore[arg-type]
+            trends[f"{name}/days_out_of_band"] = int(row["days_out_of_band"])  # type: ignore[call-overload]
+        return dg.MaterializeResult(metadata={"dagster/row_count": rows, "sites": ", ".join(s.name for s in sites),
+                                              "window_start": window.start.isoformat(),
+                                              "window_end": window.end.isoformat(), **trends})
+
+    return reconciliation
 
 
 def build_pair_check(pair: Pair) -> dg.AssetChecksDefinition:
@@ -77,4 +83,9 @@ def build_pair_check(pair: Pair) -> dg.AssetChecksDefinition:
     return _check
 
 
-reconciliation_checks = [build_pair_check(pair) for pair in PAIRS]
+@dg.definitions
+def reconciliation_defs() -> dg.Definitions:
+    """The asset and its checks, built when the code location loads (never at import: the partitions come from the
+    settings read then). A module with a definitions function contributes only what the function returns."""
+    return dg.Definitions(assets=[build_reconciliation_asset(daily_partitions())],
+                          asset_checks=[build_pair_check(pair) for pair in PAIRS])
