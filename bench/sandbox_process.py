@@ -10,10 +10,11 @@ JSON line, then serves until its stdin closes.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,9 +62,10 @@ def serve(latency: float, profile: str, platform: int | None = None) -> None:
         sandbox.stop()
 
 
-def _start(args: list[str]) -> subprocess.Popen:
+def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "bench.sandbox_process", *args], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, **env} if env else None)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -77,12 +79,16 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @contextmanager
-def sandbox_process(latency: float, profile: str = "many") -> Iterator[dict[str, Any]]:
-    """Start one child per platform; yield {"env" (all of them), "today", "profile"}; stop them by closing
-    their stdin."""
+def sandbox_process(latency: float, profile: str = "many", platforms: Sequence[str] | None = None,
+                    env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Start one child per platform (or per platform named in `platforms`, by server name: "gsc", "ga4", ...),
+    `env` added to the children's environment (sandbox knobs such as MKPI_SANDBOX_GSC_BIG_SITE); yield
+    {"env" (all of them), "today", "profile"}; stop them by closing their stdin."""
     from sandbox.launcher import SERVER_FACTORIES
 
-    procs = [_start([str(latency), profile, str(i)]) for i in range(len(SERVER_FACTORIES))]
+    indexes = [i for i, factory in enumerate(SERVER_FACTORIES)
+               if platforms is None or getattr(factory, "name", None) in platforms]
+    procs = [_start([str(latency), profile, str(i)], env) for i in indexes]
     try:
         started: dict[str, Any] = {"env": {}, "profile": profile}
         for proc in procs:

@@ -18,6 +18,8 @@ searchconsole.v1.json) gets Google's 403 "Request had insufficient authenticatio
 from __future__ import annotations
 
 import collections
+import math
+import os
 import re
 import threading
 import time
@@ -29,7 +31,7 @@ from typing import Any
 
 from sandbox.ga4_server import SCOPE_PREFIX, scope_refusal, token_scopes_from_env
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
-from sandbox.world import GscDay, GscRow, World, _split
+from sandbox.world import GscDay, GscRow, World, _split, seeded_rng
 
 PERMISSION_HELP = "https://support.google.com/webmasters/answer/2451999"
 DIMENSIONS = ("date", "query", "page", "device", "country")
@@ -38,6 +40,13 @@ MAX_ROW_LIMIT = 25_000
 # Final data lags about three days: with dataState=final only days <= today - 3 have rows.
 FINAL_LAG_DAYS = 3
 QUOTA_WINDOW_SECONDS = 60.0
+# "In addition to API usage quota, the Search Analytics method exposes a maximum of 50K rows of data per day per
+# search type (web, image, and so on--sorted by clicks)" (developers.google.com/webmaster-tools/v1/how-tos/
+# all-your-data, "Data limits"); "Performance report data is limited to 50K rows of data per day per type (web,
+# news, image, and so on) per property" (support.google.com/webmasters/answer/12919192). So each day keeps its
+# 50,000 finest rows with the most clicks, whatever the date range asked; bigger sites need more properties.
+DAILY_ROW_CAP = 50_000
+BIG_SITE_ENV = "MKPI_SANDBOX_GSC_BIG_SITE"
 QPS_QUOTA_MESSAGE = "Search Analytics QPS quota exceeded"
 # Search types other than web are a small slice of web traffic: (clicks factor, impressions factor, has
 # position). Discover and Google News report no position at all, as in the real API.
@@ -164,6 +173,85 @@ def _split_row(row: GscRow, parts: Sequence[GscRow], total: GscDay) -> list[tupl
     return out
 
 
+_BIG_WORDS = ("fonte", "cocotte", "poêle", "linge", "nappe", "couteau", "avis", "prix", "pas cher", "24 cm",
+              "induction", "bio", "lin", "coton", "promo", "livraison", "recette", "entretien", "acier", "cuivre")
+
+
+@dataclass(frozen=True)
+class BigSite:
+    """A big site (issue #21 target 3): `queries_per_day` query rows a day, for the single-run backfill benchmark.
+
+    Search Console exposes at most DAILY_ROW_CAP rows per day per search type per property, so a site with more
+    query rows a day is read as several URL-prefix properties, one per section (`https://www.big.example/s00/`,
+    ...): by default as many as make every row readable (1M rows a day: 20 properties of 50,000). Each property's
+    day holds `per_property` queries ranked by clicks: rank r has floor(400 f / (r + 1) ** 0.75) clicks (the long
+    tail has none: Search Console keeps impression-only rows), clicks + 1 + floor(60 f / (r + 1) ** 0.3)
+    impressions and a position of 1 + (r * 7919 % 900) / 10, f a seeded factor of the day and property in
+    0.8-1.2. The query text starts with the zero-padded rank, so rows of equal clicks sort by rank. Only `date`
+    and `query` are served; the `date`-only totals add the property's queries and its anonymised ones (a
+    quarter as many clicks and impressions again, at the same weighted position).
+    """
+
+    queries_per_day: int = 1_000_000
+    properties: int = 0  # 0: as many properties as needed for every row to be readable
+    domain: str = "www.big.example"
+
+    def count(self) -> int:
+        return self.properties or max(1, math.ceil(self.queries_per_day / DAILY_ROW_CAP))
+
+    def sites(self) -> list[str]:
+        return [f"https://{self.domain}/s{i:02d}/" for i in range(self.count())]
+
+    def per_property(self) -> int:
+        return math.ceil(self.queries_per_day / self.count())
+
+    def factor(self, seed: int, site: str, day: date) -> float:
+        return 0.8 + 0.4 * seeded_rng(seed, day, f"gsc-big:{site}").random()
+
+    @staticmethod
+    def query_text(rank: int) -> str:
+        return f"q{rank:07d} {_BIG_WORDS[rank % 20]} {_BIG_WORDS[rank * 7 % 19]}"
+
+    def day_arrays(self, seed: int, site: str, day: date, limit: int) -> tuple[Any, Any, Any]:
+        """Clicks, impressions and position (numpy arrays) of the property's first `limit` ranks that day."""
+        import numpy as np
+
+        f = self.factor(seed, site, day)
+        rank = np.arange(limit, dtype=np.float64) + 1.0
+        clicks = np.floor(400.0 * f / rank ** 0.75).astype(np.int64)
+        impressions = clicks + 1 + np.floor(60.0 * f / rank ** 0.3).astype(np.int64)
+        position = 1.0 + ((np.arange(limit, dtype=np.int64) * 7919) % 900) / 10.0
+        return clicks, impressions, position
+
+
+def big_site_from_env(environ: dict[str, str] | None = None) -> BigSite | None:
+    """MKPI_SANDBOX_GSC_BIG_SITE=<query rows a day>[:<properties>] makes `python -m sandbox` serve a big site."""
+    text = (os.environ if environ is None else environ).get(BIG_SITE_ENV, "").strip()
+    if not text:
+        return None
+    rows, _, properties = text.partition(":")
+    try:
+        return BigSite(int(rows.replace("_", "")), int(properties or 0))
+    except ValueError:
+        raise ValueError(f"{BIG_SITE_ENV} must be <query rows a day>[:<properties>], got {text!r}") from None
+
+
+def _cap_day(cells: list[_Cell]) -> list[_Cell]:
+    """A day's rows as the API exposes them: the DAILY_ROW_CAP with the most clicks (see DAILY_ROW_CAP)."""
+    if len(cells) <= DAILY_ROW_CAP:
+        return cells
+    return sorted(cells, key=lambda c: -c.clicks)[:DAILY_ROW_CAP]
+
+
+def _by_rank(table: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The big site's rows of several days summed per query (grouped by query alone)."""
+    import numpy as np
+
+    ranks, inverse = np.unique(table[4], return_inverse=True)
+    sums = [np.bincount(inverse, weights=table[n]) for n in range(3)]
+    return (sums[0].astype(np.int64), sums[1].astype(np.int64), sums[2], np.zeros(len(ranks), np.int64), ranks)
+
+
 class GscServer(SandboxServer):
     """Search Console emulator; see the module docstring. Thread-safe: quota window and read counter locked.
 
@@ -182,12 +270,17 @@ class GscServer(SandboxServer):
         forbidden_sites: Iterable[str] = (),
         queries_per_minute: int | None = None,
         token_scopes: Iterable[str] | None = None,
+        big_site: BigSite | None = None,
     ) -> None:
         super().__init__()
         if queries_per_minute is not None and queries_per_minute < 1:
             raise ValueError("queries_per_minute must be >= 1 (or None for no quota)")
         self.world = world
-        self.sites: list[str] = list(sites) if sites is not None else list(world.gsc_sites)
+        # The big site (issue #21 target 3; MKPI_SANDBOX_GSC_BIG_SITE): its properties replace the world's sites.
+        self.big_site = big_site if big_site is not None else big_site_from_env()
+        self._big_cache: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        default_sites = self.big_site.sites() if self.big_site is not None else list(world.gsc_sites)
+        self.sites: list[str] = list(sites) if sites is not None else default_sites
         self.forbidden_sites = frozenset(forbidden_sites)
         self.queries_per_minute = queries_per_minute
         # The scopes callers' tokens carry (None: not checked); see the module docstring.
@@ -302,12 +395,14 @@ class GscServer(SandboxServer):
         last_day = self.world.today - timedelta(days=FINAL_LAG_DAYS if q.data_state == "final" else 0)
         clicks_f, imps_f, has_position = _SEARCH_TYPES[q.search_type]
         groups: dict[tuple[str, ...], list[float]] = {}
+        if self.big_site is not None:
+            return self._big_answer(site, q, last_day)
         for offset in range((min(q.end, last_day) - q.start).days + 1):
             current = q.start + timedelta(days=offset)
             gsc = self.world.gsc_day(site, current, version)
             if gsc is None:
                 continue
-            for cell in self._day_cells(gsc, q):
+            for cell in _cap_day(self._day_cells(gsc, q)):
                 clicks = round(cell.clicks * clicks_f)
                 imps = max(clicks, round(cell.impressions * imps_f))
                 if clicks == 0 and imps == 0:
@@ -325,6 +420,11 @@ class GscServer(SandboxServer):
             response["rows"] = [
                 row_json(key, int(c), int(i), (w / i if has_position and i else None)) for key, (c, i, w) in page
             ]
+        return self._answered(response, q)
+
+    def _answered(self, response: dict[str, Any], q: _Query) -> dict[str, Any]:
+        """The answer's aggregation type and `metadata.firstIncompleteDate` (dataState all, grouped by date, a
+        range reaching the days still collected); counts the read."""
         response["responseAggregationType"] = q.aggregation
         first_incomplete = self.world.today - timedelta(days=FINAL_LAG_DAYS - 1)
         if q.data_state == "all" and "date" in q.dimensions and q.start <= self.world.today \
@@ -333,6 +433,69 @@ class GscServer(SandboxServer):
         with self._state_lock:
             self._reads += 1
         return response
+
+    # ---- the big site (issue #21 target 3) -----------------------------------------------------------------
+
+    def _big_answer(self, site: str, q: _Query, last_day: date) -> dict[str, Any]:
+        """One page of the big site's rows, sorted by clicks (descending) then keys, as the generic path sorts."""
+        if not set(q.dimensions) <= {"date", "query"}:
+            raise GscApiError(400, "The sandbox's big site serves the date and query dimensions only.")
+        table = self._big_table(site, q, last_day)
+        clicks, imps, weighted, days, ranks = (column[q.start_row: q.start_row + q.row_limit] for column in table)
+        has_position = _SEARCH_TYPES[q.search_type][2]
+        dates = [(q.start + timedelta(days=d)).isoformat() for d in range((q.end - q.start).days + 1)]
+        rows = []
+        for c, i, w, d, r in zip(clicks.tolist(), imps.tolist(), weighted.tolist(), days.tolist(), ranks.tolist(),
+                                 strict=True):
+            keys = {"date": dates[d], "query": BigSite.query_text(r) if r >= 0 else ""}
+            rows.append(row_json([keys[k] for k in q.dimensions], c, i, w / i if has_position and i else None))
+        response: dict[str, Any] = {"rows": rows} if rows else {}
+        return self._answered(response, q)
+
+    def _big_table(self, site: str, q: _Query, last_day: date) -> tuple[Any, ...]:
+        """Every row of the read (clicks, impressions, position x impressions, day offset, rank; rank -1 for a
+        date-only total), sorted; cached per read so its pages slice one sort."""
+        import numpy as np
+
+        assert self.big_site is not None
+        cache_key = (site, q.start, q.end, tuple(q.dimensions), q.search_type, q.data_state)
+        with self._state_lock:
+            hit = self._big_cache.get(cache_key)
+        if hit is not None:
+            return hit
+        big, clicks_f, imps_f = self.big_site, *_SEARCH_TYPES[q.search_type][:2]
+        limit = min(big.per_property(), DAILY_ROW_CAP)
+        parts: list[tuple[Any, ...]] = []
+        for offset in range(max(0, (min(q.end, last_day) - q.start).days + 1)):
+            day = q.start + timedelta(days=offset)
+            if not self.world.has_data(day):
+                continue
+            every = "query" not in q.dimensions  # date-only totals: every query, anonymised ones too
+            c, i, pos = big.day_arrays(self.world.seed, site, day, big.per_property() if every else limit)
+            c, i = np.round(c * clicks_f).astype(np.int64), np.round(i * imps_f).astype(np.int64)
+            i = np.maximum(c, i)
+            if every:
+                c, i, pos = (np.array([x]) for x in (round(c.sum() * 1.25), round(i.sum() * 1.25),
+                                                      float((pos * i).sum() / max(1, i.sum()))))
+                ranks = np.array([-1])
+            else:
+                ranks = np.arange(len(c))
+            seen = (c > 0) | (i > 0)
+            parts.append((c[seen], i[seen], (pos * i)[seen], np.full(int(seen.sum()), offset), ranks[seen]))
+        if not parts:
+            table: tuple[Any, ...] = tuple(np.array([], dtype=t) for t in ("i8", "i8", "f8", "i8", "i8"))
+        else:
+            table = tuple(np.concatenate([p[n] for p in parts]) for n in range(5))
+        if "query" in q.dimensions and "date" not in q.dimensions:
+            table = _by_rank(table)
+        key_order = {"date": table[3], "query": table[4]}
+        order = np.lexsort(tuple(key_order[d] for d in reversed(q.dimensions)) + (-table[0],))
+        table = tuple(column[order] for column in table)
+        with self._state_lock:
+            self._big_cache[cache_key] = table
+            while len(self._big_cache) > 8:
+                self._big_cache.pop(next(iter(self._big_cache)))
+        return table
 
     def _day_cells(self, gsc: GscDay, q: _Query) -> list[_Cell]:
         """The finest rows one day contributes: site totals, pages or queries, then device and country.
