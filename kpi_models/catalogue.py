@@ -582,8 +582,13 @@ def rollup_view_sql(catalogue: Catalogue | None = None) -> dict[str, str]:
         catalogue)
     native = _native_monthly_sql(catalogue)
     monthly = f"{monthly_daily}\nUNION ALL BY NAME\nSELECT * FROM (\n{native}\n)" if native else monthly_daily
+    # kpi_models.layer creates kpi.social_period_reach over the networks' raw tables first; where it did not (a
+    # caller creating only these views), an empty one stands in, so the roll-ups bind (and reach stays unsummed)
+    period_reach = (f"CREATE VIEW IF NOT EXISTS {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS SELECT CAST(NULL AS VARCHAR) AS "
+                    "source, CAST(NULL AS DATE) AS date, CAST(NULL AS VARCHAR) AS account_id, CAST(NULL AS VARCHAR) "
+                    "AS period, CAST(NULL AS BIGINT) AS reach WHERE false;\n")
     return {
-        "kpi_weekly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_weekly AS\n{weekly}",
+        "kpi_weekly": f"{period_reach}CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_weekly AS\n{weekly}",
         "kpi_monthly": f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.kpi_monthly AS\nSELECT * EXCLUDE (month_end) FROM (\n"
                        f"{monthly}\n)",
     }

@@ -36,7 +36,7 @@ FAMILY_TITLES = {"web": "Web analytics & acquisition", "seo": "SEO", "paid_searc
                  "roi": "Marketing return", "social": "Social networks"}
 # The KPI a family's card row and trend chart open on.
 HEADLINE = {"web": "sessions", "seo": "search_clicks", "paid_search": "ad_cost", "email": "email_click_rate",
-            "ecommerce": "revenue", "crm": "new_customers"}
+            "ecommerce": "revenue", "crm": "new_customers", "social": "followers"}
 TOTAL = "*"  # the channel key of a (KPI, source) total over every channel
 TOP_ROWS = 50  # Search Console queries and pages per period (drill-down: the top ones by clicks)
 EMAIL_ROWS = 100
@@ -131,16 +131,23 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
     summed over accounts (and channels for *) in SQL, the ratio recomputed from the summed parts."""
     windows, params = _windows_sql(periods)
     additive = [k.kpi for k in catalogue.daily() if k.additive]
+    # a level (followers) is the window's last day's, summed over accounts; a distinct count (reach) adds up over
+    # nothing: one account's one day only, else no value (never a sum of days)
+    last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
+    distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
     rows = _records(conn, f"""
         SELECT w.period, w.win, d.kpi, d.source, coalesce(d.channel, '{TOTAL}') AS channel,
                sum(d.numerator) AS numerator, sum(d.denominator) AS denominator,
                CASE WHEN d.kpi IN (SELECT unnest(?)) THEN sum(d.numerator)
+                    WHEN d.kpi IN (SELECT unnest(?)) THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day)
+                    WHEN d.kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT d.date) = 1
+                         AND count(DISTINCT d.account_id) = 1 THEN sum(d.numerator) END
                     ELSE sum(d.numerator) / nullif(sum(d.denominator), 0) END AS value,
                bool_and(d.is_final) AS is_final, list_distinct(flatten(list(d.quality))) AS quality,
                count(DISTINCT d.date) AS days
         FROM {KPI_SCHEMA}.kpi_daily AS d JOIN {windows} ON d.date BETWEEN w.start_day AND w.end_day
         GROUP BY GROUPING SETS ((w.period, w.win, d.kpi, d.source, d.channel), (w.period, w.win, d.kpi, d.source))
-        """, [additive, *params])
+        """, [additive, last, distinct, *params])
     out: dict[str, dict[str, list[Any]]] = {p.key: {} for p in periods}
     order = {"cur": 0, "prev": 1, "ly": 2}
     for r in rows:

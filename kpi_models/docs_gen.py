@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 TARGET = REPO / "docs" / "kpis.md"
 CONFIG = REPO / "config" / "mkpi.yaml"
 COMMAND = "python -m kpi_models.docs_gen"
-ROLL_UP = {"sum": "sum", "ratio": "ratio of sums", "native": "its month only (never re-aggregated)"}
+ROLL_UP = {"sum": "sum", "ratio": "ratio of sums", "native": "its month only (never re-aggregated)",
+           "last": "the last day's value (a level)",
+           "distinct": "never summed: the platform's own week / 28-day value, else none"}
 
 
 def _cell(text: str) -> str:

@@ -167,10 +167,8 @@ def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalog
     ensure_tables(conn, streams)
     selects = [f"SELECT '{code}' AS source, date, account_id, period, reach FROM {stream.table}"
                for code, stream in zip(codes, streams, strict=True)]
-    empty = ("SELECT CAST(NULL AS VARCHAR) AS source, CAST(NULL AS DATE) AS date, CAST(NULL AS VARCHAR) AS account_id,"
-             " CAST(NULL AS VARCHAR) AS period, CAST(NULL AS BIGINT) AS reach WHERE false")
-    conn.execute(f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS\n"
-                 + ("\nUNION ALL\n".join(selects) or empty))
+    if selects:  # else the roll-ups' own empty stand-in (kpi_models.catalogue.rollup_view_sql)
+        conn.execute(f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS\n" + "\nUNION ALL\n".join(selects))
 
 
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:
