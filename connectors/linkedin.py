@@ -41,6 +41,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
@@ -57,6 +58,7 @@ from connectors.http import (
     call_with_retry,
     classify_http,
     guard_session,
+    is_loopback,
     max_answer_bytes,
     parse_retry_after,
     redact,
@@ -159,6 +161,10 @@ class LinkedInConnector:
             raise ConfigError("No LinkedIn organization: set MKPI_LINKEDIN_ORGANIZATION_IDS (comma-separated digits "
                               "of urn:li:organization:{id})", key="MKPI_LINKEDIN_ORGANIZATION_IDS")
         ids = [organization_id(i) for i in self.settings.organization_ids]
+        endpoint = self.settings.endpoint
+        if endpoint and urlsplit(endpoint).scheme != "https" and not is_loopback(urlsplit(endpoint).hostname):
+            raise ConfigError(f"MKPI_LINKEDIN_ENDPOINT {endpoint!r} is not https: the token would travel unencrypted "
+                              "(plain http only to a loopback address, the sandbox)", key="MKPI_LINKEDIN_ENDPOINT")
         self.token()
         max_answer_bytes(SOURCE)
         return ids

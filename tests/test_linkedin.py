@@ -155,6 +155,9 @@ def test_configuration_is_refused_before_any_request(server):
         list(connector(server, orgs=("acme",)).fetch(linkedin.ACCOUNT_DAILY, WINDOW))
     with pytest.raises(ConfigError, match="MKPI_LINKEDIN_ACCESS_TOKEN"):
         list(connector(server, token="").fetch(linkedin.ACCOUNT_DAILY, WINDOW))
+    remote = LinkedInSettings(organization_ids=(ORG,), endpoint="http://api.example.com", access_token=Secret(TOKEN))
+    with pytest.raises(ConfigError, match="not https"):
+        list(linkedin.LinkedInConnector(remote).fetch(linkedin.ACCOUNT_DAILY, WINDOW))
     assert server.request_count == 0
     assert linkedin.organization_id("urn:li:organization:42") == "42"
 
