@@ -1,31 +1,46 @@
-"""Target 2: wall time of a 365-day backfill of all five sources under 100 ms of latency, against its lower bound.
+"""Issue #21 target 6 (issue #9 target 2): wall time of a backfill of all five sources under latency, against
+the lower bound each platform's documented constraints allow.
 
 Every sandbox response is delayed by `--latency` seconds (HTTP servers' `latency_seconds`; the Google Ads gRPC
-server is wrapped the same way), and the sandbox runs in its own process (bench/sandbox_process.py) so its
+server is wrapped the same way), and the sandbox runs in its own processes (bench/sandbox_process.py) so its
 Python work does not compete with the connectors for the GIL. Several accounts per platform come from the
-sandbox's "many" profile when it exists (the counts are parameters; with the default profile the world's
-own accounts are used).
-The five sources run at once (one process each, as Dagster's multiprocess executor runs steps); within a
-source, the connector fetches its accounts as it does in the pipeline.
+sandbox's "many" profile. The five sources run at once (one process each, as Dagster's multiprocess executor
+runs steps); within a source, the connector fetches its accounts as it does in the pipeline.
 
-Lower bound: each account's requests are sequential (a page cursor needs the previous page) and accounts
-run in parallel within quota, so a platform needs at least latency x (the most requests any one account
-needs, at the minimum request count of target 1); HubSpot is one portal, also bounded by the configured
-rolling quota (`hubspot.requests_per_10s`, 100 by default: n requests need at least (n - 1) // 100 full
-windows of 10 s, plus one latency). The backfill's bound is the largest platform's, since platforms are
-independent.
+Lower bound, per platform (`platform_bound`), the largest of three, each from the platform's documented limits
+(cited at the constants below), never from our own settings (parallel_accounts, client-side pacing):
+- the longest cursor chain: requests that must follow each other (a page needs the previous page's cursor or,
+  for Search Console, to know the previous page was full), x latency; GA4 knows `rowCount` after the first page,
+  so its later pages may go at once within the property's concurrency; HubSpot's deal associations need the
+  deals list's ids first;
+- the quota: n requests under a rolling limit of q per window w need (n - 1) // q windows, plus one latency;
+- the allowed concurrency: n requests of one account at most c at a time need ceil(n / c) latencies.
+Accounts run in parallel (nothing documented forbids it beyond the quotas). The backfill's bound is the largest
+platform's, since platforms are independent services.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 
-from bench.backfill import SOURCES, SourceRun, backfill, environment, window_ending_yesterday
+from bench.backfill import (
+    GA4_PAGE,
+    GSC_PAGE,
+    HUBSPOT_LIST_PAGE,
+    SOURCES,
+    SourceRun,
+    backfill,
+    environment,
+    pages,
+    window_ending_yesterday,
+)
 from bench.common import Row, Sample, table
 from bench.sandbox_process import sandbox_process
 from connectors.settings import load_settings
@@ -51,13 +66,71 @@ def latent_sandbox(latency: float, accounts: dict[str, int]) -> Iterator[tuple[d
         yield date.fromisoformat(started["today"]), env
 
 
+# GA4 Data API: "Core Concurrent Requests Per Property: 10" for a standard property (50 for Analytics 360),
+# developers.google.com/analytics/devguides/reporting/data/v1/quotas. Tokens are not requests: not modelled.
+GA4_CONCURRENT_PER_PROPERTY = 10
+# Search Console Search Analytics: per-site 1,200 QPM, per-user 1,200 QPM ("User A can make up to 1,200 QPM
+# combined to her 3 websites"), per-project 40,000 QPM, developers.google.com/webmaster-tools/limits. One
+# service account reads every site: the per-user quota binds.
+GSC_QPM_PER_USER = 1_200
+# HubSpot private apps: a burst limit of 100 requests per 10 seconds (Free, Starter), 190 (Professional,
+# Enterprise), developers.hubspot.com/docs/api/usage-details (and the changelog "Increasing our API limits");
+# the portal's tier is the configured `hubspot.requests_per_10s`.
+HUBSPOT_WINDOW_SECONDS = 10.0
+# Google Ads: searchStream is one operation per report ("A single query or report is counted as one operation
+# regardless of the result being paged or streamed", Google Ads API support, and the 15,000 daily operations of
+# basic access, developers.google.com/google-ads/api/docs/best-practices/quotas): one request per customer, no
+# documented concurrency limit. Matomo (self-hosted): no documented API rate limit; one bulk request per site.
+PAGE_SIZES = {"ga4": GA4_PAGE, "search_console": GSC_PAGE, "hubspot": HUBSPOT_LIST_PAGE}
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A platform's lower bound in seconds, by constraint; the bound is the largest."""
+
+    chain: float
+    quota: float = 0.0
+    concurrency: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(self.chain, self.quota, self.concurrency)
+
+    @property
+    def binding(self) -> str:
+        parts = {"longest chain": self.chain, "quota": self.quota, "concurrency": self.concurrency}
+        return max(parts, key=lambda k: parts[k])
+
+
+def unit_chains(run: SourceRun) -> dict[str, int]:
+    """Per stream and account (`run.units`: rows), the requests that must follow each other."""
+    size = PAGE_SIZES.get(run.source)
+    needed = {unit: pages(rows, size) if size else 1 for unit, rows in run.units.items()}
+    if run.source == "ga4":  # rowCount comes with the first page: the rest at once, within the concurrency
+        return {u: 1 + math.ceil((n - 1) / GA4_CONCURRENT_PER_PROPERTY) for u, n in needed.items()}
+    if run.source == "hubspot":  # a batch read of associations needs the deals list's ids
+        deals = needed.get("deals list portal", 1)
+        return {u: deals + 1 if u.startswith("deal associations") else n for u, n in needed.items()}
+    return needed  # Search Console: startRow until a short page; Ads and Matomo: one request each
+
+
+def platform_bound(run: SourceRun, latency: float, hubspot_per_10s: int = 100) -> Bound:
+    """Seconds a platform needs at least, from its documented constraints (see the module docstring)."""
+    chain = max(unit_chains(run).values(), default=1) * latency
+    requests = run.minimum
+    if run.source == "search_console" and requests:
+        return Bound(chain, quota=(requests - 1) // GSC_QPM_PER_USER * 60.0 + latency)
+    if run.source == "hubspot" and requests:
+        return Bound(chain, quota=(requests - 1) // hubspot_per_10s * HUBSPOT_WINDOW_SECONDS + latency)
+    if run.source == "ga4":
+        busiest = max(run.by_account.values(), default=0)
+        return Bound(chain, concurrency=math.ceil(busiest / GA4_CONCURRENT_PER_PROPERTY) * latency)
+    return Bound(chain)
+
+
 def lower_bound(run: SourceRun, latency: float, hubspot_per_10s: int = 100) -> float:
-    """Seconds a platform needs at least: the busiest account's minimum requests, one latency each; for HubSpot
-    also its rolling quota (at most `hubspot_per_10s` requests in any 10 s)."""
-    chain = max(run.by_account.values(), default=0) * latency
-    if run.source == "hubspot" and run.minimum:
-        chain = max(chain, (run.minimum - 1) // hubspot_per_10s * 10.0 + latency)
-    return chain
+    """Seconds a platform needs at least (`platform_bound`'s largest constraint)."""
+    return platform_bound(run, latency, hubspot_per_10s).seconds
 
 
 def measure(days: int, runs: int, latency: float, accounts: dict[str, int]) -> list[Row]:
@@ -79,15 +152,23 @@ def measure(days: int, runs: int, latency: float, accounts: dict[str, int]) -> l
     wall, bound = Sample(tuple(walls)), Sample(tuple(bounds))
     ratio = Sample(tuple(w / b for w, b in zip(walls, bounds, strict=True)))
     shown = ", ".join(f"{n} {r.accounts}" for n, r in last.items())
-    rows = [Row("2 latency", f"{days}-day backfill, all sources at once, {latency * 1000:.0f} ms/response "
-                f"(accounts: {shown})", wall.show(" s"), f"bound {bound.median:.1f} s", ratio.show("x", 3),
-                f"<= {GOAL}x", ok=ratio.median <= GOAL)]
+    binding = max(last, key=lambda n: lower_bound(last[n], latency, quota))
+    size = f"{days} days; accounts: {shown}; {latency * 1000:.0f} ms per response"
+    rows = [Row("6 latency", f"{days}-day backfill, all sources at once, {latency * 1000:.0f} ms/response "
+                f"(accounts: {shown})", wall.show(" s"), f"bound {bound.median:.1f} s ({binding})",
+                ratio.show("x", 3), f"<= {GOAL}x", ok=ratio.median <= GOAL, size=size,
+                includes="every source's process from its start (imports included) to its last batch; no loading",
+                sample=wall, base=bound.median, ratios=ratio, limit=GOAL)]
     for name, run in last.items():
         own = Sample(tuple(per_source[name]))
-        bound_s = lower_bound(run, latency, quota)
-        rows.append(Row("2 latency", f"  {name}: {run.requests} requests, {run.accounts} account(s)",
-                        own.show(" s"), f"bound {bound_s:.1f} s", f"{own.median / bound_s:.2f}x" if bound_s else "",
-                        "", None))
+        limit = platform_bound(run, latency, quota)
+        per_run = Sample(tuple(t / limit.seconds for t in per_source[name])) if limit.seconds else None
+        rows.append(Row("6 latency", f"  {name}: {run.requests} requests, {run.accounts} account(s)",
+                        own.show(" s"), f"bound {limit.seconds:.1f} s ({limit.binding}: chain {limit.chain:.1f}, "
+                        f"quota {limit.quota:.1f}, concurrency {limit.concurrency:.1f})",
+                        per_run.show("x", 3) if per_run else "", "", None, size=size,
+                        includes="this source's process alone, imports included", sample=own, base=limit.seconds,
+                        ratios=per_run))
     return rows
 
 

@@ -13,7 +13,7 @@ import pytest
 from bench import backfill as bf
 from bench.bench_hubspot_parse import contacts_stream, fetch_page, parse_project, parse_stock, stock_client
 from bench.bench_kpi import scale
-from bench.bench_latency import lower_bound
+from bench.bench_latency import Bound, lower_bound, platform_bound
 from bench.bench_load import STREAM, load_bare, load_with_loader, make_rows, pages
 from bench.common import Row, Sample, table
 from connectors.batches import Window
@@ -42,17 +42,30 @@ def test_request_backfill_counts_requests_and_minimum_on_the_sandbox():
     assert runs["matomo"].per_day == 3 * 4
 
 
-def test_latency_lower_bound_is_the_busiest_account_and_hubspot_rate():
-    run = bf.SourceRun("ga4", by_account={"a": 2, "b": 5}, minimum=7)
-    assert lower_bound(run, 0.1) == pytest.approx(0.5)
-    # HubSpot's rolling quota: 380 requests at 100 per 10 s go in 4 windows (100, 100, 100, 80), the last
-    # starting 30 s after the first, then one latency
-    hubspot = bf.SourceRun("hubspot", by_account={"portal": 10}, minimum=380)
-    assert lower_bound(hubspot, 0.01, 100) == pytest.approx(30.01)
+def test_latency_bound_is_each_platforms_longest_chain_quota_or_concurrency():
+    # Search Console: startRow pages follow each other until a short page (60,001 rows: 3 pages in a chain)
+    gsc = bf.SourceRun("search_console", units={"queries a web": 60_001, "queries b web": 10, "pages a web": 5},
+                       by_account={"a web": 4, "b web": 1}, minimum=5)
+    assert platform_bound(gsc, 0.1) == Bound(chain=pytest.approx(0.3), quota=pytest.approx(0.1))
+    # ... and 1,200 queries a minute per user: 2,401 requests need two full minutes, then one latency
+    many = bf.SourceRun("search_console", units={f"queries s{i} web": 1 for i in range(2_401)}, minimum=2_401)
+    assert lower_bound(many, 0.1) == pytest.approx(120.1)
+    # GA4: rowCount comes with the first page, the other pages go at once, 10 at a time per property
+    ga4 = bf.SourceRun("ga4", units={"traffic p1": 250_000 * 12, "ecommerce p1": 5},
+                       by_account={"p1": 13}, minimum=13)
+    bound = platform_bound(ga4, 0.1)
+    assert bound.chain == pytest.approx(0.1 * (1 + 2)) and bound.concurrency == pytest.approx(0.2)
+    # HubSpot: each list is a cursor chain; associations wait for the deals list; the burst quota per 10 s
+    hubspot = bf.SourceRun("hubspot", units={"contacts list portal": 19_905, "deals list portal": 450,
+                                             "deal associations contacts portal": 450, "owners portal": 3},
+                           minimum=380)
+    bound = platform_bound(hubspot, 0.01, 100)
+    assert bound.chain == pytest.approx(2.0)  # 200 contacts pages, not every HubSpot request in a row
+    assert bound.quota == pytest.approx(30.01) and bound.binding == "quota"  # 100, 100, 100, 80
     assert lower_bound(hubspot, 0.01, 190) == pytest.approx(10.01)  # 190, 190: the second window at 10 s
-    # when the requests are more sequential than the quota allows, the chain is the bound
-    assert lower_bound(bf.SourceRun("hubspot", by_account={"portal": 336}, minimum=336), 0.1, 100) == \
-        pytest.approx(33.6)
+    # Google Ads and Matomo: one request per account, accounts in parallel
+    ads = bf.SourceRun("google_ads", units={"campaign_daily 1": 5_000, "campaign_daily 2": 7}, minimum=2)
+    assert lower_bound(ads, 0.1) == pytest.approx(0.1)
 
 
 def test_loader_and_bare_insert_load_the_same_rows(tmp_path):
