@@ -59,6 +59,7 @@ from connectors.http import (
     classify_http,
     guard_session,
     is_loopback,
+    json_body,
     max_answer_bytes,
     parse_retry_after,
     redact,
@@ -99,14 +100,18 @@ def organization_id(raw: str) -> str:
 
 def _session_for(endpoint: str | None) -> Any:
     """A guarded requests session that sends the client's https://api.linkedin.com requests to `endpoint` instead
-    (the sandbox), or unchanged."""
+    (the sandbox), or unchanged; a 2xx body that is not JSON (an HTML page, an empty body) raises the project's
+    MalformedResponse here, before the client's formatter turns it into an opaque error."""
     import requests
 
     class _EndpointSession(requests.Session):
         def send(self, request: Any, **kwargs: Any) -> Any:
             if endpoint and request.url.startswith(LINKEDIN_ORIGIN):
                 request.url = endpoint.rstrip("/") + request.url[len(LINKEDIN_ORIGIN):]
-            return super().send(request, **kwargs)
+            response = super().send(request, **kwargs)
+            if 200 <= response.status_code < 300:
+                json_body(response.content, response.status_code)
+            return response
 
     return guard_session(_EndpointSession())
 

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -30,6 +30,9 @@ from connectors.google_ads import GoogleAdsConnector
 from connectors.http import RequestStats, RetryPolicy
 from connectors.hubspot import HubSpotConnector
 from connectors.instagram import InstagramConnector
+from connectors.linkedin import ACCOUNT_DAILY as LINKEDIN_DAILY
+from connectors.linkedin import PERIOD_REACH as LINKEDIN_PERIOD_REACH
+from connectors.linkedin import LinkedInConnector
 from connectors.matomo import MatomoConnector
 from connectors.search_console import PAGES, SITE_TOTALS, SearchConsoleConnector
 from connectors.settings import (
@@ -38,6 +41,7 @@ from connectors.settings import (
     GoogleAdsSettings,
     HubSpotSettings,
     InstagramSettings,
+    LinkedInSettings,
     MatomoSettings,
     MetaSettings,
     SearchConsoleSettings,
@@ -52,6 +56,7 @@ from sandbox.ga4_server import Ga4Server
 from sandbox.gsc_server import GscServer
 from sandbox.httpserver import FaultProfile
 from sandbox.hubspot_server import HubSpotServer
+from sandbox.linkedin_server import LinkedInServer
 from sandbox.matomo_server import MatomoServer
 from sandbox.meta_server import MetaServer
 from sandbox.world import (
@@ -60,6 +65,7 @@ from sandbox.world import (
     DEFAULT_GSC_SITE,
     FACEBOOK_PAGE_ID,
     INSTAGRAM_ACCOUNT_ID,
+    LINKEDIN_ORGANIZATION_IDS,
     World,
 )
 from tests import battery
@@ -72,6 +78,9 @@ MATOMO_TOKEN = "chaos-matomo-token-0123456789abcdef"
 HUBSPOT_TOKEN = "pat-chaos-0123456789abcdef"
 ADS_TOKEN = "chaos-ads-dev-token-0123"
 META_TOKEN = "EAABchaosmetatoken0123456789"
+LINKEDIN_TOKEN = "AQVchaoslinkedintoken0123456789"
+# "Now" for LinkedIn's follower level (read to now, carried back by net gains): fixed, so every run asks the same
+LINKEDIN_NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 SEEDS = int(os.environ.get("MKPI_CHAOS_SEEDS", "3"))
 POLICY = RetryPolicy(max_attempts=6, base_delay=0.001, max_delay=0.002)  # at most 5 retries per request
 MAX_RETRIES = POLICY.max_attempts - 1
@@ -143,12 +152,15 @@ def sources(world: World, seed: int | None) -> list[Source]:
     ads_server = AdsServer(world, developer_token=ADS_TOKEN, login_customer_id=ADS_MANAGER_CUSTOMER_ID)
     # one Graph API server per Meta source, so each source's log is its own
     facebook_server, instagram_server = MetaServer(world, token=META_TOKEN), MetaServer(world, token=META_TOKEN)
-    servers = [ga4_server, gsc_server, matomo_server, hubspot_server, ads_server, facebook_server, instagram_server]
+    linkedin_server = LinkedInServer(world, token=LINKEDIN_TOKEN)
+    servers = [ga4_server, gsc_server, matomo_server, hubspot_server, ads_server, facebook_server, instagram_server,
+               linkedin_server]
     for offset, server in enumerate(servers):
         server.fault_profile = profile(seed, offset) if seed is not None else None
         server.start()
 
-    waits = {name: Waits() for name in ("ga4", "gsc", "matomo", "hubspot", "google_ads", "facebook", "instagram")}
+    waits = {name: Waits() for name in ("ga4", "gsc", "matomo", "hubspot", "google_ads", "facebook", "instagram",
+                                        "linkedin")}
     # A budget of its own: GA4's process-wide server-error budget must not carry over between runs or tests.
     ga4 = Ga4Connector(GA4Settings(property_ids=(DEFAULT_GA4_PROPERTY_ID,), endpoint=ga4_server.url, page_size=60,
                                    timeout_seconds=timeout), policy=POLICY, sleep=waits["ga4"],
@@ -176,6 +188,17 @@ def sources(world: World, seed: int | None) -> list[Source]:
         MetaSettings(endpoint=instagram_server.url, access_token=Secret(META_TOKEN), timeout_seconds=timeout),
         InstagramSettings(account_ids=(INSTAGRAM_ACCOUNT_ID,)), policy=POLICY, sleep=waits["instagram"])
 
+    # one organization (one account per source, as the other HTTP sources here): the n-th 429 the server sent is
+    # the n-th wait the connector asked for, and a failing answer is the only request sent again
+    linkedin = LinkedInConnector(
+        LinkedInSettings(organization_ids=LINKEDIN_ORGANIZATION_IDS[:1], endpoint=linkedin_server.url,
+                         access_token=Secret(LINKEDIN_TOKEN), timeout_seconds=timeout, parallel_accounts=1),
+        policy=POLICY, sleep=waits["linkedin"], now=lambda: LINKEDIN_NOW)
+
+    def linkedin_batches() -> Iterator[Batch]:
+        yield from linkedin.fetch(LINKEDIN_DAILY, WINDOW)
+        yield from linkedin.fetch(LINKEDIN_PERIOD_REACH, WINDOW)
+
     def ga4_batches() -> Iterator[Batch]:
         yield from ga4.fetch(TRAFFIC, WINDOW)
         yield from ga4.fetch(ECOMMERCE, WINDOW)
@@ -200,6 +223,7 @@ def sources(world: World, seed: int | None) -> list[Source]:
         Source("facebook", facebook_server, facebook.stats, waits["facebook"], lambda: facebook.fetch_all(WINDOW)),
         Source("instagram", instagram_server, instagram.stats, waits["instagram"],
                lambda: instagram.fetch_all(WINDOW)),
+        Source("linkedin", linkedin_server, linkedin.stats, waits["linkedin"], linkedin_batches),
     ]
 
 
@@ -284,7 +308,8 @@ def test_the_fault_free_run_loads_every_source_and_builds_the_kpis(fault_free):
                   "hubspot.contacts", "hubspot.deals", "hubspot.companies", "hubspot.feedback_submissions",
                   "hubspot.owners", "hubspot.deal_stages", "hubspot.email_statistics", "hubspot.deal_associations",
                   "google_ads.campaign_daily", "facebook.account_daily", "facebook.account_period_reach",
-                  "facebook.posts", "instagram.account_daily", "instagram.posts", "kpi.web_daily", "kpi.seo_daily",
+                  "facebook.posts", "instagram.account_daily", "instagram.posts", "linkedin.account_daily",
+                  "kpi.social_daily", "kpi.web_daily", "kpi.seo_daily",
                   "kpi.ecommerce_daily",
                   "kpi.paid_search_daily", "kpi.email_daily", "kpi.crm_monthly", "kpi.kpi_daily"):
         assert counts.get(table, 0) > 0, table
@@ -384,10 +409,10 @@ def file_digest(path: str) -> str:
 # What each HTTP source's error says about an unreadable 200 (GA4's client does not show the body it failed on).
 UNREADABLE = {"html": "HTML page with status 200", "empty": "empty body with status 200"}
 SOURCE_NAMES = {"ga4": "ga4", "gsc": "search_console", "matomo": "matomo", "hubspot": "hubspot",
-                "facebook": "facebook", "instagram": "instagram"}
+                "facebook": "facebook", "instagram": "instagram", "linkedin": "linkedin"}
 
 
-@pytest.mark.parametrize("name", ["ga4", "gsc", "matomo", "hubspot", "facebook", "instagram"])
+@pytest.mark.parametrize("name", ["ga4", "gsc", "matomo", "hubspot", "facebook", "instagram", "linkedin"])
 def test_an_empty_or_html_200_is_a_clear_error_never_zero_rows(name, tmp_path):
     """Every answer is status 200 with an HTML page, then with an empty body (then, for Matomo, its error envelope):
     the load fails naming the source and what came back, after at most 5 retries, and the DuckDB file is not
