@@ -55,9 +55,11 @@ bench: install
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.run_all
 
 # The UI's partitions start where make demo's did (MKPI_START_DATE, unless set), so none shows as missing.
+# dagster dev's webserver and daemon create runs (a launch, a schedule tick): they get Dagster's range bookkeeping
+# switches from pipelines/lib/instance_env.py, the one place that sets them (docs/deployment.md).
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	MKPI_START_DATE=$${MKPI_START_DATE:-$$($(BIN)/python -m pipelines.demo --print-start)} \
-	$(BIN)/python -m sandbox --exec $(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python -m pipelines.lib.instance_env $(BIN)/python -m sandbox --exec $(BIN)/dagster dev -w workspace.yaml
 
 clean:
 	rm -rf $(VENV) .dagster_home data

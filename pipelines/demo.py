@@ -8,8 +8,11 @@ KPI summary from DuckDB and stops the servers. Re-running is safe: every write r
 import argparse
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -40,6 +43,12 @@ def demo_incidents(first: date) -> tuple[Incident, ...]:
             Incident("tracking_break", DEFAULT_GA4_PROPERTY_ID, first, factor=0.4))
 
 
+def refresh_windows(start: date, end: date) -> tuple[tuple[date, date], tuple[date, date]]:
+    """The demo's two report-source runs: the backfill up to two days before `end`, then the next morning's refresh
+    of the last two days (which the incidents hit)."""
+    return (start, end - timedelta(days=2)), (end - timedelta(days=1), end)
+
+
 def run_backfill(start: date, end: date) -> list[dg.ExecuteInProcessResult]:
     """HubSpot (incremental, not partitioned) as one run, then the report sources over the range up to two days
     before `end` as ONE run, and the alerts (baseline); then a morning refresh of the last two days and the alerts
@@ -52,7 +61,7 @@ def run_backfill(start: date, end: date) -> list[dg.ExecuteInProcessResult]:
         # the same order as the schedules (HubSpot 05:30, report sources 06:00)
         results.append(defs.resolve_job_def("hubspot_refresh_job").execute_in_process(
             instance=instance, tags={"mkpi/trigger": "demo"}, raise_on_error=False))
-        for first, last in ((start, end - timedelta(days=2)), (end - timedelta(days=1), end)):
+        for first, last in refresh_windows(start, end):
             daily = defs.resolve_job_def("daily_refresh_job").execute_in_process(
                 instance=instance,
                 tags={RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat(), "mkpi/trigger": "demo"},
@@ -232,6 +241,24 @@ def print_objectives(warehouse: WarehouseSettings) -> None:
         print("* provisional: rests on days still inside a source's restatement window (the value will still move)")
 
 
+@contextmanager
+def demo_sandbox(start: date, end: date, duckdb_path: str) -> Iterator[Any]:
+    """The demo's sandbox (the shop with its two incidents on the last days) and the environment pointing the
+    pipeline at it; the benchmark's plain-Python baseline (bench/bench_demo.py) runs in the same one."""
+    from sandbox.launcher import start_sandbox
+
+    with start_sandbox(World(incidents=demo_incidents(end - timedelta(days=1)))) as sandbox:
+        os.environ.update(sandbox.env)
+        os.environ.setdefault("MKPI_ALERTS_DIGEST_FILE", DEMO_DIGEST)
+        os.environ.setdefault("MKPI_DUCKDB_PATH", duckdb_path)
+        # the partitions start with the demo's first day, so the UI (make dev on the same DAGSTER_HOME) shows every
+        # partition of the demo materialised instead of two years of "missing" ones before it
+        os.environ.setdefault("MKPI_START_DATE", start.isoformat())
+        # the sandbox shop's objectives, chosen so the demo shows every status
+        os.environ.setdefault("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
+        yield sandbox
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90, help="days to backfill, ending yesterday")
@@ -246,17 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(start.isoformat())
         return 0
 
-    from sandbox.launcher import start_sandbox
-
-    with start_sandbox(World(incidents=demo_incidents(end - timedelta(days=1)))) as sandbox:
-        os.environ.update(sandbox.env)
-        os.environ.setdefault("MKPI_ALERTS_DIGEST_FILE", DEMO_DIGEST)
-        os.environ.setdefault("MKPI_DUCKDB_PATH", settings.duckdb_path)
-        # the partitions start with the demo's first day, so the UI (make dev on the same DAGSTER_HOME) shows every
-        # partition of the demo materialised instead of two years of "missing" ones before it
-        os.environ.setdefault("MKPI_START_DATE", start.isoformat())
-        # the sandbox shop's objectives, chosen so the demo shows every status
-        os.environ.setdefault("MKPI_OBJECTIVES", str(PROJECT_ROOT / "sandbox" / "objectives.yaml"))
+    with demo_sandbox(start, end, settings.duckdb_path) as sandbox:
         shown = {k: ("***" if any(w in k for w in ("TOKEN", "SECRET", "KEY")) else v) for k, v in sandbox.env.items()}
         print(f"Sandbox up: {', '.join(f'{k}={v}' for k, v in shown.items())}")
         print(f"Materialising {start} .. {end} ({args.days} days) as one run, the last two days as the next "

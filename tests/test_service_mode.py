@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import duckdb
 import pytest
 
+from pipelines.lib.instance_env import DAGSTER_ENV
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests.postgres import Postgres, postgres_server
@@ -117,6 +118,7 @@ def _service_env(pg: Postgres, dagster_home: Path, sandbox_env: dict[str, str], 
         "DAGSTER_PG_PASSWORD": "",
         "DAGSTER_PG_DB": pg.database,
         "PYTHONUNBUFFERED": "1",
+        **DAGSTER_ENV,  # what docs/deployment.md sets for the webserver, the daemon and run workers
     }
 
 
@@ -136,6 +138,20 @@ def _start_schedule_while_daemon_down(workspace: Path, name: str, since: datetim
         state = instance.start_schedule(schedule)
         instance.update_instigator_state(state.with_data(ScheduleInstigatorData(
             schedule.cron_schedule, start_timestamp=since.timestamp())))
+
+
+def _planned_partitions(instance: DagsterInstance, run_id: str) -> list[int | None]:
+    """Per planned event of the run, how many days it names: a range event the range's, a per-day one 1, an
+    unpartitioned asset's None."""
+    from dagster import DagsterEventType
+
+    counts: list[int | None] = []
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED):
+        data = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        subset = getattr(data, "partitions_subset", None)
+        counts.append(len(subset.get_partition_keys()) if subset is not None
+                      else 1 if getattr(data, "partition", None) is not None else None)
+    return counts
 
 
 def _run_events(instance: DagsterInstance, run_id: str) -> str:
@@ -220,6 +236,7 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
 
         with DagsterInstance.get() as instance:
             events = _run_events(instance, run.run_id)
+            planned = _planned_partitions(instance, run.run_id)
         # The same, read straight from PostgreSQL: the runs table is where deploy/dagster.yaml put it.
         stored = pg.psql(f"SELECT status || ' ' || pipeline_name FROM runs WHERE run_id = '{run.run_id}'")
         ticks = pg.psql("SELECT count(*) FROM job_ticks WHERE status = 'SUCCESS'")
@@ -241,3 +258,5 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
         rows = conn.execute("SELECT count(*), count(DISTINCT date) FROM kpi.kpi_daily WHERE source = ?",
                             [SOURCE]).fetchone()
     assert rows is not None and rows[0] > 0 and rows[1] == REREAD_DAYS, rows
+    # the daemon created the run with one planned event per partitioned asset naming both days, none per day
+    assert REREAD_DAYS in planned and set(planned) <= {REREAD_DAYS, None}, planned

@@ -235,9 +235,11 @@ def load_streams(context: dg.AssetExecutionContext, hooks: SourceHooks, streams:
         rows = result.rows_by_table.get(stream.table, 0)
         extra = hooks.run_metadata(connector, stream)
         context.log.info(f"{spec.label} {_name(stream)}: {rows} rows{'' if not stats else f', {stats}'}")
+        # one dict, later keys winning: a hook's metadata may name a key the connector's counters also have
+        # ("requests"), or the accounts' ("accounts"), which as keyword arguments would fail the step
+        extra = {hooks.accounts_key: listed, **extra, **stats, **accounts_metadata(accounts)}
         yield dg.MaterializeResult(asset_key=_key(stream), metadata=table_metadata(
-            stream.table, rows, window, column_schema_from_arrow(stream.schema, notes.get(stream.table)),
-            **{hooks.accounts_key: listed}, **extra, **stats, **accounts_metadata(accounts)))
+            stream.table, rows, window, column_schema_from_arrow(stream.schema, notes.get(stream.table)), **extra))
 
 
 def _hooks_reference(hooks: SourceHooks) -> dict[str, Any]:
