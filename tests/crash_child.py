@@ -29,7 +29,7 @@ from typing import Any
 
 import duckdb
 
-from connectors import facebook, ga4, google_ads, http, hubspot, instagram, matomo, publish, search_console
+from connectors import facebook, ga4, google_ads, http, hubspot, instagram, linkedin, matomo, publish, search_console
 from connectors.batches import Batch, Window
 from connectors.settings import Settings, load_settings
 from connectors.warehouse import connect, load_batches, read_cursor
@@ -70,6 +70,9 @@ def run_pipeline(conn: Any, settings: Settings, window: Window = WINDOW, *, with
     load_batches(conn, google_ads.GoogleAdsConnector(settings.google_ads).fetch(window))
     for social in (facebook, instagram):  # Meta's Graph API: an account's tables from one read
         load_batches(conn, social.connect(settings).fetch_all(window))
+    linkedin_connector = linkedin.connect(settings)
+    for stream in linkedin.STREAMS:  # one asset per table, as the LinkedIn component runs them
+        load_batches(conn, linkedin_connector.fetch(stream, window))
     if with_hubspot:
         run_hubspot(conn, settings)
     run_kpis(conn, settings, window)
@@ -183,7 +186,7 @@ def arm_http(point: CrashPoint) -> None:
 
         return original(then_die, **kwargs)
 
-    for module in (http, ga4, search_console, hubspot, google_ads):
+    for module in (http, ga4, search_console, hubspot, google_ads, linkedin):
         if hasattr(module, "call_with_retry"):
             module.call_with_retry = wrapped  # type: ignore[attr-defined]
 
@@ -210,6 +213,8 @@ POINTS: dict[str, CrashPoint] = {p.name: p for p in (
     CrashPoint("ga4-request", "http", "runReport ecommerce_by_date", 1, "ga4", covers=MID_REQUEST),
     CrashPoint("google-ads-stream", "http", "search_stream", 2, "google_ads", covers=MID_REQUEST),
     CrashPoint("hubspot-search", "http", "/search", 1, "hubspot", covers=MID_REQUEST, hubspot=True),
+    CrashPoint("linkedin-follower-statistics", "http", "organizationalEntityFollowerStatistics", 2, "linkedin",
+               covers=MID_REQUEST),
     CrashPoint("ga4-page-2", "http", "runReport traffic_by_channel", 2, "ga4", covers=MID_PAGE),
     CrashPoint("gsc-page-2", "http", "searchAnalytics.query pages", 2, "search_console", covers=MID_PAGE),
     CrashPoint("hubspot-list-page-60", "http", "objects/contacts archived=False", 60, "hubspot", warm=False,
