@@ -96,3 +96,19 @@ def test_only_open_warehouse_opens_the_lake() -> None:
     connect = next(node for node in ast.parse(source).body
                    if isinstance(node, ast.FunctionDef) and node.name == "connect")
     assert _calls(connect, "open_lake") == 0 and "settings" not in ast.unparse(connect).lower()
+
+
+def test_mkpi_alerts_reads_the_working_warehouse_and_names_a_missing_file(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          capfd: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    working = tmp_path / "data" / "marketing.duckdb"
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(working))
+    for argv in (["alerts"], ["alerts", "ack", "abc"]):
+        assert main(argv) == 1
+        assert f"the working database {working} does not exist" in " ".join(capfd.readouterr().err.split())
+    assert not working.parent.exists()  # nothing created by asking
+    with warehouse.open_warehouse(load_settings().warehouse) as conn:
+        conn.execute("SELECT 1")
+    assert main(["alerts"]) == 0 and "No open alerts." in capfd.readouterr().out

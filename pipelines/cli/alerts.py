@@ -8,6 +8,7 @@ the alert stays listed (never sent again) until its condition clears. Reads and 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
@@ -36,6 +37,10 @@ def cmd_alerts(args: argparse.Namespace, debug: bool) -> int:
 
     settings = load_settings()
     out, err = make_console(), make_console(stderr=True)
+    if settings.warehouse.backend == "duckdb" and not Path(settings.duckdb_path).is_file():
+        err.print(Text(f"mkpi: no alerts yet: the working database {settings.duckdb_path} does not exist (run `mkpi "
+                       "backfill` or `mkpi demo` first)", style="red"))
+        return 1
     if getattr(args, "alerts_action", None) == "ack":
         with open_warehouse(settings.warehouse) as conn:
             if not table_exists(conn, ALERTS):
