@@ -14,7 +14,8 @@ from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
 
-SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN")
+SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN",
+                    "MKPI_LINKEDIN_ACCESS_TOKEN")
 
 
 @pytest.mark.battery("Secrets")
@@ -60,6 +61,7 @@ def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
 
 ECHO_TOKEN_MATOMO = "0123456789abcdef0123456789abcdef"
 ECHO_TOKEN_HUBSPOT = "pat-na1-echoed-canary-0123456789abcdef"
+ECHO_TOKEN_LINKEDIN = "AQVechoedlinkedincanary0123456789"
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -152,6 +154,36 @@ def test_hubspot_401_body_echoing_the_token_leaks_it_nowhere(caplog):
     assert any(type(exc).__name__ in ("UnauthorizedException", "ApiException", "RedactedError")
                for exc in _chain(caught.value))  # the cause is kept, scrubbed, for whoever debugs it
 
+
+@pytest.mark.battery("Secrets")
+@pytest.mark.parametrize("status", [401, 503])
+def test_linkedin_echoing_the_token_leaks_it_nowhere(caplog, status):
+    """LinkedIn's error body (status, serviceErrorCode, code, message) quoting the token (a refusal, fatal; a 503,
+    retried then exhausted): the run fails with LinkedIn's words, the token starred in the error, its chain and the
+    log lines; the token travels in the Authorization header only, never in a URL."""
+    from connectors.batches import Window
+    from connectors.errors import SourceError
+    from connectors.http import RetryPolicy
+    from connectors.linkedin import ACCOUNT_DAILY, LinkedInConnector
+    from connectors.settings import LinkedInSettings, Secret
+    from sandbox.linkedin_server import LinkedInServer
+    from sandbox.world import LINKEDIN_ORGANIZATION_IDS
+
+    caplog.set_level(logging.DEBUG)
+    body = {"status": status, "serviceErrorCode": 65600, "code": "INVALID_ACCESS_TOKEN",
+            "message": f"Invalid access token {ECHO_TOKEN_LINKEDIN}"}
+    with LinkedInServer(World(seed=2, today=date(2026, 3, 31)), token=ECHO_TOKEN_LINKEDIN) as server:
+        for _ in range(2):
+            server.add_fault("status", status, body)
+        settings = LinkedInSettings(organization_ids=LINKEDIN_ORGANIZATION_IDS[:1], endpoint=server.url,
+                                    access_token=Secret(ECHO_TOKEN_LINKEDIN), timeout_seconds=5)
+        connector = LinkedInConnector(settings, policy=RetryPolicy(max_attempts=2), sleep=lambda _s: None)
+        with pytest.raises(SourceError) as caught:
+            list(connector.fetch(ACCOUNT_DAILY, Window(date(2026, 3, 1), date(2026, 3, 2))))
+        assert all(ECHO_TOKEN_LINKEDIN not in r.path + str(r.query) for r in server.requests)
+    said = _everything_said(caught.value, caplog.records)
+    assert ECHO_TOKEN_LINKEDIN not in said
+    assert "Invalid access token ***" in str(caught.value) and "INVALID_ACCESS_TOKEN" in str(caught.value)
 
 @pytest.mark.battery("Secrets")
 def test_a_retried_echo_is_starred_in_the_retry_log_lines(caplog):
