@@ -15,7 +15,7 @@ from sandbox.launcher import start_sandbox
 from sandbox.world import World
 
 SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN",
-                    "MKPI_LINKEDIN_ACCESS_TOKEN")
+                    "MKPI_META_ACCESS_TOKEN", "MKPI_LINKEDIN_ACCESS_TOKEN")
 
 
 @pytest.mark.battery("Secrets")
@@ -62,6 +62,7 @@ def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
 ECHO_TOKEN_MATOMO = "0123456789abcdef0123456789abcdef"
 ECHO_TOKEN_HUBSPOT = "pat-na1-echoed-canary-0123456789abcdef"
 ECHO_TOKEN_LINKEDIN = "AQVechoedlinkedincanary0123456789"
+ECHO_TOKEN_META = "EAABechoedcanary0123456789abcdef"
 
 
 def _chain(error: BaseException) -> list[BaseException]:
@@ -154,6 +155,36 @@ def test_hubspot_401_body_echoing_the_token_leaks_it_nowhere(caplog):
     assert any(type(exc).__name__ in ("UnauthorizedException", "ApiException", "RedactedError")
                for exc in _chain(caught.value))  # the cause is kept, scrubbed, for whoever debugs it
 
+
+@pytest.mark.battery("Secrets")
+@pytest.mark.parametrize("status", [400, 503])
+def test_graph_api_echoing_the_token_leaks_it_nowhere(caplog, status):
+    """Graph API's error body quoting the token (a refusal, fatal; a transient error, retried then exhausted): the
+    run fails with Meta's words and fbtrace_id, the token starred in the error, its chain and the log lines; and
+    the token never travelled in a query string."""
+    from connectors.batches import Window
+    from connectors.errors import SourceError
+    from connectors.facebook import FacebookConnector
+    from connectors.http import RetryPolicy
+    from connectors.settings import FacebookSettings, MetaSettings, Secret
+    from sandbox.meta_server import MetaServer
+    from sandbox.world import FACEBOOK_PAGE_ID
+
+    caplog.set_level(logging.DEBUG)
+    body = {"error": {"message": f"Error validating access token {ECHO_TOKEN_META}", "type": "OAuthException",
+                      "code": 190 if status == 400 else 2, "fbtrace_id": "AcanaryTrace"}}
+    with MetaServer(World(seed=2, today=date(2026, 3, 31)), token=ECHO_TOKEN_META) as server:
+        for _ in range(2):
+            server.add_fault("status", status, body)
+        connector = FacebookConnector(
+            MetaSettings(endpoint=server.url, access_token=Secret(ECHO_TOKEN_META), timeout_seconds=5),
+            FacebookSettings(page_ids=(FACEBOOK_PAGE_ID,)), policy=RetryPolicy(max_attempts=2), sleep=lambda _s: None)
+        with pytest.raises(SourceError) as caught:
+            list(connector.fetch_all(Window(date(2026, 3, 1), date(2026, 3, 2))))
+        assert server.tokens_in_query == 0
+    said = _everything_said(caught.value, caplog.records)
+    assert ECHO_TOKEN_META not in said
+    assert "Error validating access token ***" in str(caught.value) and "AcanaryTrace" in str(caught.value)
 
 @pytest.mark.battery("Secrets")
 @pytest.mark.parametrize("status", [401, 503])

@@ -17,7 +17,7 @@ class MetaHooks(SourceHooks):
     """Every table of a Meta source from one read per account; metadata names the pinned Graph API version and
     the usage Meta last announced."""
 
-    accounts_key = "accounts"
+    accounts_key = "meta_accounts"  # never "accounts": the shared step's own account metadata uses it
 
     def batches(self, connector: MetaConnector, streams: Sequence[Stream], window: Window, accounts: AccountLog
                 ) -> Iterable[Batch]:

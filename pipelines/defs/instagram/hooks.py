@@ -7,4 +7,4 @@ from pipelines.defs.facebook.hooks import MetaHooks
 class InstagramHooks(MetaHooks):
     """Instagram professional accounts: the metadata lists the accounts read."""
 
-    accounts_key = "accounts"
+    accounts_key = "instagram_accounts"
