@@ -8,6 +8,7 @@ an analyst never sees a half-rebuilt table (the delete and insert commit togethe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ import pyarrow as pa
 from connectors import raw_tables as raw
 from connectors import registry
 from connectors.batches import Stream, Window
-from connectors.ducklake import conflict_retried
+from connectors.ducklake import conflict_retried, is_conflict
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
 from kpi_models.context import KpiContext
 
@@ -271,7 +272,7 @@ HUBSPOT_SOURCES = registry.codes("incremental")
 
 def write_restatement_windows(conn: duckdb.DuckDBPyConnection, reread_days: Mapping[str, int]) -> None:
     """Replace `kpi.restatement_window` (source, days): a day loaded at least `days` after it is final (rule 11)."""
-    replace_table(conn, f"{KPI_SCHEMA}.restatement_window", pa.table({
+    _replace_if_changed(conn, f"{KPI_SCHEMA}.restatement_window", pa.table({
         "source": pa.array(list(reread_days), pa.string()),
         "days": pa.array([int(v) for v in reread_days.values()], pa.int32()),
     }))
@@ -287,13 +288,29 @@ def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Ma
             "channel": pa.array([r[2] for r in rows], pa.string()),
         }
     )
-    replace_table(conn, f"{KPI_SCHEMA}.channel_map", table)
+    _replace_if_changed(conn, f"{KPI_SCHEMA}.channel_map", table)
+
+
+def _replace_if_changed(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    """`replace_table`, skipped when the table already holds exactly these rows and column types: every rebuild
+    writes the run's mapping and windows, and rewriting an unchanged table made each commit's CHECKPOINT write it
+    again (issue #21: a one-day recompute paid that once per source part)."""
+    try:
+        existing = conn.table(table)
+    except duckdb.CatalogException:
+        existing = None
+    wanted = conn.from_arrow(data)
+    if (existing is not None and existing.columns == wanted.columns and existing.types == wanted.types
+            and sorted(existing.fetchall(), key=repr) == sorted(wanted.fetchall(), key=repr)):
+        return
+    replace_table(conn, table, data)
 
 
 @dataclass(frozen=True)
 class RebuildResult:
     """What a rebuild wrote, for run metadata; `failed`: the sources whose part could not be rebuilt (their rows
-    are kept as they were) with the error, when the caller asked to isolate sources."""
+    are kept as they were) with the error, when the caller asked to isolate sources. `skipped`: a whole-table model
+    whose inputs (and table) had not changed since its last rebuild, left as it was."""
 
     table: str
     window: Window | None
@@ -301,6 +318,7 @@ class RebuildResult:
     columns: tuple[tuple[str, str], ...]
     failed: Mapping[str, str] = field(default_factory=dict)
     sources: tuple[str, ...] = ()
+    skipped: bool = False
 
 
 def _first_line(error: BaseException) -> str:
@@ -319,11 +337,11 @@ def rebuild(
     kpis: Sequence[str] | None = None,
 ) -> RebuildResult:
     """Recompute `window` of the model's table from raw tables (the whole table when the model is not
-    partitioned). Each source's rows are replaced in a transaction of their own, from that source's SQL part: a
-    source whose part fails (its raw table changed shape, a value does not cast) keeps its old rows and the other
-    sources are rebuilt all the same. `sources` limits the rebuild to those sources (a source's daily run rebuilds
-    its own rows only). A failed part raises KpiRebuildError after the others are committed, unless
-    `isolate_sources`, which returns it in `RebuildResult.failed` instead."""
+    partitioned). Each source's rows come from that source's SQL part: a source whose part fails (its raw table
+    changed shape, a value does not cast) keeps its old rows and the other sources are rebuilt all the same.
+    `sources` limits the rebuild to those sources (a source's daily run rebuilds its own rows only). A failed part
+    raises KpiRebuildError after the others are committed, unless `isolate_sources`, which returns it in
+    `RebuildResult.failed` instead."""
     if isinstance(model, str):
         model = MODELS[model]
     context = context or KpiContext()
@@ -334,21 +352,49 @@ def rebuild(
     else:
         if window is None:
             raise ValueError(f"model {model.name} is partitioned: a window is required")
-        failed: dict[str, str] = {}
-        for source in chosen:
-            try:
-                _rebuild_part(conn, model, window, context, source, parts[source], kpis)
-            except duckdb.Error as exc:
-                failed[source] = _first_line(exc)
+        failed = _rebuild_window(conn, model, window, context, {s: parts[s] for s in chosen}, kpis)
         result = _summary(conn, model, window, chosen, failed)
     if result.failed and not isolate_sources:
         raise KpiRebuildError(model.table, result.failed)
     return result
 
 
-def _rebuild_part(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
+def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
+                    parts: Mapping[str, str], kpis: Sequence[str] | None) -> dict[str, str]:
+    """Replace the window's rows of every chosen source in ONE transaction (one commit and CHECKPOINT per table, not
+    one per source: issue #21). A part that fails rolls that attempt back whole; the sources are then replaced one
+    transaction each, so the failing source keeps its old rows and the others are rebuilt all the same. Returns
+    the failed sources with their error."""
+    if not parts:
+        return {}
+    try:
+        with transaction(conn):
+            _prepare(conn, model, context)
+            for source, query in parts.items():
+                _replace_rows(conn, model, window, context, source, query, kpis)
+        return {}
+    except duckdb.Error as exc:
+        if is_conflict(exc):  # another writer won a DuckLake commit: conflict_retried runs the rebuild again
+            raise
+        if len(parts) == 1:
+            return {source: _first_line(exc) for source in parts}
+    failed: dict[str, str] = {}
+    for source, query in parts.items():
+        try:
+            with transaction(conn):
+                _prepare(conn, model, context)
+                _replace_rows(conn, model, window, context, source, query, kpis)
+        except duckdb.Error as exc:
+            failed[source] = _first_line(exc)
+    return failed
+
+
+def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
                   source: str, query: str, kpis: Sequence[str] | None = None) -> None:
-    """Replace one source's rows of the window (only those `kpis`' rows, in a long table), atomically."""
+    """Replace one source's rows of the window (only those `kpis`' rows, in a long table), in the caller's
+    transaction. Rows are inserted in date order, so each day's rows sit together in the table's row groups: the
+    next re-read's DELETE and every windowed read of this table (kpi_daily reads the per-channel tables by date)
+    skip the other days' row groups instead of scanning the whole table."""
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column or "date")
     params = used_params(query, {"start": window.start, "end": window.end, **context.params()})
@@ -357,13 +403,13 @@ def _rebuild_part(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     if kpis is not None:
         only = " AND kpi IN (SELECT unnest($kpis::VARCHAR[]))"
         bounds["kpis"] = list(kpis)
-    with transaction(conn):
-        _prepare(conn, model, context)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM ({query}) LIMIT 0", params)
+    if _columns(conn, model.table) is None:
+        conn.execute(f"CREATE TABLE {target} AS SELECT * FROM ({query}) LIMIT 0", params)
+    else:
         _add_new_columns(conn, model.table, query, params)
-        conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
-        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only}",
-                     {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}})
+    conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
+    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} ORDER BY {part}",
+                 {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}})
 
 
 def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]) -> None:
@@ -379,19 +425,35 @@ def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, pa
                     "NULL there until rebuilt (mkpi backfill --start <first day>)", table, ", ".join(added))
 
 
+# (query, parameter names) -> the query's output columns. Binding kpi_daily's generated SELECT costs tens of
+# milliseconds, and was paid once per source part of every rebuild; every model names its output columns in its SQL,
+# so they only change with the SQL text (a column the table lacks is always described afresh, with today's types).
+_DESCRIBED: dict[tuple[str, tuple[str, ...]], list[tuple[str, str]]] = {}
+
+
+def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
+    """The columns of `schema.name`, or None when there is no such table or view (a catalog lookup, not a query of
+    information_schema)."""
+    try:
+        return list(conn.table(table).columns)
+    except duckdb.CatalogException:
+        return None
+
+
 def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]
                      ) -> list[tuple[str, str]]:
     """(name, type) of the columns the model's SQL selects that its existing table lacks; [] when the SQL cannot be
     bound yet (its inputs are created by the rebuild's own preparation, which then checks again)."""
-    schema, name = table.split(".", 1)
-    existing = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $name",
-        {"schema": schema, "name": name}).fetchall()}
-    try:
-        described = conn.execute(f"DESCRIBE SELECT * FROM ({query})", dict(params)).fetchall()
-    except (duckdb.CatalogException, duckdb.BinderException):
-        return []
-    return [(r[0], r[1]) for r in described if r[0] not in existing]
+    existing = set(_columns(conn, table) or ())
+    key = (query, tuple(sorted(params)))
+    described = _DESCRIBED.get(key)
+    if described is None or not {name for name, _ in described} <= existing:
+        try:
+            rows = conn.execute(f"DESCRIBE SELECT * FROM ({query})", dict(params)).fetchall()
+        except (duckdb.CatalogException, duckdb.BinderException):
+            return []
+        described = _DESCRIBED[key] = [(r[0], r[1]) for r in rows]
+    return [(name, column_type) for name, column_type in described if name not in existing]
 
 
 def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, chosen: Sequence[str],
@@ -415,7 +477,6 @@ _RAW_CHANNELS = (
     ("matomo_campaign_medium", "matomo.campaign_mediums", "lower(t.campaign_medium)", "t.nb_visits"),
     ("google_ads", "google_ads.campaign_daily", "t.advertising_channel_type", "t.clicks"),
 )
-
 
 
 def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
@@ -446,7 +507,9 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
 def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext, write: bool = True) -> None:
     """The model's inputs exist (empty when a source is not loaded yet), with the run's channel mapping and
     restatement windows (`write=False`: only created when missing), and the model's own views."""
-    ensure_tables(conn, model.inputs)
+    missing = [stream for stream in model.inputs if _columns(conn, stream.table) is None]
+    if missing:  # catalog lookups when every input exists (the usual case), not a query per input
+        ensure_tables(conn, missing)
     for view in model.views:
         view(conn, context)
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
@@ -454,21 +517,56 @@ def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiConte
         write_channel_map(conn, context.channels)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
                  "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
-    if write or not table_exists(conn, f"{KPI_SCHEMA}.restatement_window"):
+    if write or _columns(conn, f"{KPI_SCHEMA}.restatement_window") is None:
         write_restatement_windows(conn, context.reread_days)
+
+
+# What each whole-table model was last built from: `inputs` fingerprints its SQL, parameters and every table it
+# reads; `output` the table it wrote. Internal (the _mkpi schema is never published).
+BUILDS_TABLE = "_mkpi.kpi_builds"
+_READS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_]\w*\.[A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """A fingerprint of every row of `table` (order-free: row count, xor and sum of the rows' hashes)."""
+    row = conn.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)) FROM {quote_ident(table)} AS t").fetchone()
+    return repr(row)
+
+
+def _inputs_fingerprint(conn: duckdb.DuckDBPyConnection, model: KpiModel, query: str, params: Mapping[str, object],
+                        context: KpiContext) -> str:
+    """The SQL, its parameters (and the configured churn property) and the content of every table it reads."""
+    tables = sorted({stream.table for stream in model.inputs} | {m.lower() for m in _READS.findall(query)})
+    parts = [query, repr(sorted(params.items())), context.churn_date_property]
+    parts += [f"{table}={_content_hash(conn, table)}" for table in tables if _columns(conn, table) is not None]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext,
                    queries: Sequence[str]) -> RebuildResult:
-    """A small unpartitioned table (one source's monthly CRM KPIs, its e-mails) replaced whole, atomically."""
+    """A small unpartitioned table (one source's monthly CRM KPIs, its e-mails) replaced whole, atomically. Whole
+    because its old days change (a contact's lifecycle date moves, an automated e-mail's counters grow), so any
+    change of any input rebuilds every day; when neither its inputs nor the table changed since its last rebuild,
+    the table is left as it is (issue #21: a one-day recompute rebuilt three such tables every time)."""
     target = quote_ident(model.table)
     query = "\nUNION ALL BY NAME\n".join(f"SELECT * FROM ({q})" for q in queries)
+    params = used_params(query, context.params())
     with transaction(conn):
         _prepare(conn, model, context)
-        conn.execute(f"CREATE OR REPLACE TABLE {target} AS {query}", used_params(query, context.params()))
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
+        inputs = _inputs_fingerprint(conn, model, query, params, context)
+        last = conn.execute(f"SELECT inputs, output FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table]).fetchone()
+        skipped = (last is not None and last[0] == inputs and _columns(conn, model.table) is not None
+                   and last[1] == _content_hash(conn, model.table))
+        if not skipped:
+            conn.execute(f"CREATE OR REPLACE TABLE {target} AS {query}", params)
+            conn.execute(f"DELETE FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table])
+            conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, ?)",
+                         [model.table, inputs, _content_hash(conn, model.table)])
         row = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
         columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
-    return RebuildResult(model.table, None, int(row[0]) if row else 0, columns, {}, model.sources)
+    return RebuildResult(model.table, None, int(row[0]) if row else 0, columns, {}, model.sources, skipped)
 
 
 def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, dict[str, int]]:
