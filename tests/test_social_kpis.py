@@ -87,7 +87,7 @@ def test_social_daily_rows_per_network_account_and_day(conn):
                     "social_engagement_rate_per_reach, quality FROM kpi.social_daily "
                     "WHERE source = 'linkedin' AND date = ?", D1)
     # growth = net gains 5 (no losses from LinkedIn); 20 / 400 = 0.05; per reach 20 / 250 = 0.08
-    assert row == ("social", 1000, 5, pytest.approx(0.05), pytest.approx(0.08), ["net_gains_only"])
+    assert row == ("social", 1000, 5, pytest.approx(0.05), pytest.approx(0.08), [])
     row = one(conn, "SELECT follower_growth, followers, quality FROM kpi.social_daily "
                     "WHERE source = 'facebook' AND date = ?", D2)
     assert row == (3, None, [])  # 4 - 1; no level that day: NULL, never 0
@@ -97,7 +97,7 @@ def test_social_daily_rows_per_network_account_and_day(conn):
 def test_kpi_daily_has_the_social_kpis_with_channel_social(conn):
     value, _, channel, _ = daily(conn, "linkedin", D1, "followers")
     assert (value, channel) == (1000, "social")
-    assert daily(conn, "linkedin", D1, "follower_growth")[:2] == (5, ["net_gains_only"])
+    assert daily(conn, "linkedin", D1, "follower_growth")[:2] == (5, [])  # LinkedIn's net figure as it is
     assert daily(conn, "facebook", D1, "follower_growth")[0] == 4  # 6 - 2
     assert daily(conn, "facebook", D2, "followers")[0] is None
     assert daily(conn, "linkedin", D2, "social_engagement_rate")[0] == pytest.approx(40 / 600)

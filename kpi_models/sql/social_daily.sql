@@ -6,8 +6,8 @@
 --   followers: the level at the end of the day (NULL where the platform gives none): never summed, a week or month
 --              takes its last day's value (kpi_models/catalogue.py, aggregation last).
 --   follower_growth: follower_gains - follower_losses; a platform that gives only a net figure (LinkedIn) has
---              losses NULL and its gains are already net: growth = gains, flagged net_gains_only. NULL when the
---              platform gives no gains for the day.
+--              losses NULL and its gains are already net: growth = gains (its platform guide says so; no quality
+--              flag, which every KPI of the row would carry). NULL when the platform gives no gains for the day.
 --   social_reach: that day's distinct accounts reached; never summed across days (aggregation distinct).
 --   social_engagement_rate = engagements / impressions; social_engagement_rate_per_reach = engagements / reach,
 --              daily only (reach does not add up, so this rate has no weekly or monthly value).
@@ -41,7 +41,6 @@ SELECT
     p.engagements / nullif(p.impressions, 0) AS social_engagement_rate,
     p.engagements / nullif(p.reach, 0) AS social_engagement_rate_per_reach,
     coalesce(date_diff('day', p.date, CAST(timezone($tz, p._loaded_at) AS DATE)) >= w.days, false) AS is_final,
-    list_filter([CASE WHEN p.follower_gains IS NOT NULL AND p.follower_losses IS NULL THEN 'net_gains_only' END],
-                x -> x IS NOT NULL) AS quality
+    CAST([] AS VARCHAR[]) AS quality
 FROM part AS p
 LEFT JOIN kpi.restatement_window AS w ON w.source = p.source
