@@ -1475,3 +1475,42 @@ def meta_posts(world: World, account_id: str, day: date) -> list[MetaPost]:
             link_clicks=round(reach * 0.01 * r.random()) if network == "facebook" else 0,
         ))
     return posts
+
+
+# --- LinkedIn posts (issue #22): the page's posts and their lifetime share statistics -------------------------
+
+
+@dataclass(frozen=True)
+class LinkedInPost:
+    """One post of an organization (urn:li:share:{id}), created at `created_ms` (epoch ms, UTC), with the lifetime
+    totals organizationalEntityShareStatistics gives for it (`shares=List(...)`, no timeIntervals)."""
+
+    urn: str
+    created_ms: int
+    impressions: int
+    unique_impressions: int
+    clicks: int
+    likes: int
+    comments: int
+    shares: int
+
+
+def linkedin_posts(world: World, org_id: str, day: date) -> list[LinkedInPost]:
+    """The organization's posts created on a UTC day: none to two on weekdays, rarely one at the weekend (none
+    before the epoch, after ``world.today`` or for an unknown organization)."""
+    if org_id not in _LINKEDIN_BASE or day < _EPOCH or not world.has_data(day):
+        return []
+    _, reach = _LINKEDIN_BASE[org_id]
+    r = seeded_rng(world.seed, day, f"linkedin:posts:{org_id}")
+    count = int(r.random() * 3) if day.weekday() < 5 else int(r.random() < 0.15)
+    midnight = int(datetime(day.year, day.month, day.day, tzinfo=ZoneInfo("UTC")).timestamp() * 1000)
+    posts = []
+    for k in range(count):
+        impressions = int(reach * (0.4 + r.random()))
+        posts.append(LinkedInPost(
+            urn=f"urn:li:share:{7_000_000_000 + day.toordinal() * 10 + k}{org_id[-2:]}",
+            created_ms=midnight + int((8 + 9 * r.random()) * 3_600_000),
+            impressions=impressions, unique_impressions=int(impressions * (0.6 + 0.2 * r.random())),
+            clicks=int(impressions * 0.015 * r.random()), likes=int(impressions * 0.02 * r.random()),
+            comments=int(impressions * 0.003 * r.random()), shares=int(impressions * 0.002 * r.random())))
+    return posts
