@@ -24,28 +24,22 @@ posts_published counts the posts the Page published that day (Pacific time, as t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
-import pyarrow as pa
-
 from connectors.batches import Batch, Window
-from connectors.errors import ConfigError
 from connectors.meta_graph import (
     MetaConnector,
     count,
-    daily_values,
     lifetime_values,
     meta_day,
     pacific_midnight,
     parse_graph_time,
-    probe_graph,
-    windows,
 )
-from connectors.probe import PROBE_POLICY, Finding, refused
-from connectors.raw_tables import FACEBOOK_ACCOUNT_DAILY, FACEBOOK_PERIOD_REACH, FACEBOOK_POSTS, FACEBOOK_STREAMS
+from connectors.raw_tables import FACEBOOK_STREAMS
 
 SOURCE = "facebook"
 STREAMS = FACEBOOK_STREAMS
@@ -72,45 +66,30 @@ class FacebookConnector(MetaConnector):
 
     SOURCE: ClassVar[str] = SOURCE
     IDS_VARIABLE: ClassVar[str] = "MKPI_FACEBOOK_PAGE_IDS"
+    IDS_FIELD: ClassVar[str] = "page_ids"
     STREAMS: ClassVar[tuple[Any, ...]] = STREAMS
-
-    def account_ids(self) -> tuple[str, ...]:
-        return tuple(self.section.page_ids)
+    LABEL: ClassVar[str] = "Page"
+    PROBE_FIELDS: ClassVar[str] = "id,name"
 
     def read_account(self, page: str, window: Window) -> list[Batch]:
         """One Page's three tables over the window (every request answered before any batch is handed on)."""
-        daily = self.daily(page, window)
         posts = self.posts(page, window)
-        rows = account_rows(page, window, daily, posts)
-        reach = self.period_reach(page, window)
-        return [Batch(FACEBOOK_ACCOUNT_DAILY, pa.Table.from_pylist(rows, schema=FACEBOOK_ACCOUNT_DAILY.schema),
-                      window, {"account_id": page}),
-                Batch(FACEBOOK_PERIOD_REACH, pa.Table.from_pylist(reach, schema=FACEBOOK_PERIOD_REACH.schema),
-                      window, {"account_id": page}),
-                Batch(FACEBOOK_POSTS, pa.Table.from_pylist(posts, schema=FACEBOOK_POSTS.schema), window,
-                      {"account_id": page})]
-
-    def _insights(self, page: str, window: Window, metrics: Iterable[str], period: str) -> dict[str, dict[date, int]]:
-        out: dict[str, dict[date, int]] = {}
-        for first, last in windows(window.start, window.end, INSIGHT_DAYS):
-            what = f"insights {period} {first}..{last}"
-            answer = self.client().insights(page, list(metrics), {
-                "period": period, "since": pacific_midnight(first), "until": pacific_midnight(last + timedelta(1))},
-                account=page, what=what)
-            for metric, series in daily_values(answer, SOURCE, page, what).items():
-                out.setdefault(metric, {}).update({d: v for d, v in series.items() if first <= d <= last})
-        return out
+        rows = account_rows(page, window, self.daily(page, window), posts)
+        return self.batches(page, window, rows, self.period_reach(page, window), posts)
 
     def daily(self, page: str, window: Window) -> dict[str, dict[date, int]]:
         """metric -> day -> value for the day metrics."""
-        return self._insights(page, window, DAILY_METRICS, "day")
+        return self.series(page, window, list(DAILY_METRICS), {"period": "day"}, INSIGHT_DAYS)
+
+    def check_metrics(self, page: str, day: date) -> None:
+        self.daily(page, Window(day, day))
 
     def period_reach(self, page: str, window: Window) -> list[dict[str, Any]]:
         """The Page's own distinct reach over the week and the 28 days ending on each day."""
         rows = []
         for period in PERIODS:
-            for day, value in sorted(self._insights(page, window, [REACH_METRIC], period).get(REACH_METRIC,
-                                                                                                 {}).items()):
+            values = self.series(page, window, [REACH_METRIC], {"period": period}, INSIGHT_DAYS).get(REACH_METRIC, {})
+            for day, value in sorted(values.items()):
                 rows.append({"date": day, "account_id": page, "period": period, "reach": value})
         return rows
 
@@ -143,27 +122,11 @@ class FacebookConnector(MetaConnector):
             })
         return rows
 
-    def probe(self) -> list[Finding]:
-        """doctor: the token, then each Page readable and its day metrics answering in the pinned version."""
-        connector = FacebookConnector(self.meta, self.section, policy=PROBE_POLICY)
-        try:
-            pages = connector.check()
-        except ConfigError as exc:
-            return refused(exc)
-        yesterday = date.today() - timedelta(days=1)
-
-        def metrics_answer(page: str) -> None:
-            connector._insights(page, Window(yesterday, yesterday), DAILY_METRICS, "day")
-
-        return probe_graph(connector.client(), pages, "id,name", "Page", metrics_answer)
-
 
 def account_rows(page: str, window: Window, daily: Mapping[str, Mapping[date, int]],
                  posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per day Meta reported anything for; a metric Meta gave no value for that day is NULL."""
-    published: dict[date, int] = {}
-    for post in posts:
-        published[post["created_date"]] = published.get(post["created_date"], 0) + 1
+    published = Counter(row["created_date"] for row in posts)
     days = sorted({d for series in daily.values() for d in series if window.start <= d <= window.end})
     rows = []
     for day in days:

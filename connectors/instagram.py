@@ -24,29 +24,23 @@ stays empty (reach over longer periods is not additive; the KPI layer says so).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
-import pyarrow as pa
-
 from connectors.batches import Batch, Window
-from connectors.errors import ConfigError
 from connectors.meta_graph import (
     MetaConnector,
     count,
-    daily_values,
     lifetime_values,
     meta_day,
     pacific_midnight,
     parse_graph_time,
-    probe_graph,
     total_values,
-    windows,
 )
-from connectors.probe import PROBE_POLICY, Finding, refused
-from connectors.raw_tables import INSTAGRAM_ACCOUNT_DAILY, INSTAGRAM_PERIOD_REACH, INSTAGRAM_POSTS, INSTAGRAM_STREAMS
+from connectors.raw_tables import INSTAGRAM_STREAMS
 
 SOURCE = "instagram"
 STREAMS = INSTAGRAM_STREAMS
@@ -70,33 +64,27 @@ class InstagramConnector(MetaConnector):
 
     SOURCE: ClassVar[str] = SOURCE
     IDS_VARIABLE: ClassVar[str] = "MKPI_INSTAGRAM_ACCOUNT_IDS"
+    IDS_FIELD: ClassVar[str] = "account_ids"
     STREAMS: ClassVar[tuple[Any, ...]] = STREAMS
-
-    def account_ids(self) -> tuple[str, ...]:
-        return tuple(self.section.account_ids)
+    LABEL: ClassVar[str] = "Instagram account"
+    PROBE_FIELDS: ClassVar[str] = "id,username,followers_count"
 
     def read_account(self, account: str, window: Window) -> list[Batch]:
-        """One account's tables over the window (every request answered before any batch is handed on)."""
-        series = self.time_series(account, window)
+        """One account's tables over the window (every request answered before any batch is handed on); the period
+        reach table gets no rows (module docstring)."""
         totals = {day: self.day_totals(account, day) for day in window.dates()}
         media = self.media(account, window)
-        rows = account_rows(account, window, series, totals, media)
-        scope = {"account_id": account}
-        return [Batch(INSTAGRAM_ACCOUNT_DAILY, pa.Table.from_pylist(rows, schema=INSTAGRAM_ACCOUNT_DAILY.schema),
-                      window, scope),
-                Batch(INSTAGRAM_PERIOD_REACH, INSTAGRAM_PERIOD_REACH.schema.empty_table(), window, scope),
-                Batch(INSTAGRAM_POSTS, pa.Table.from_pylist(media, schema=INSTAGRAM_POSTS.schema), window, scope)]
+        rows = account_rows(account, window, self.time_series(account, window), totals, media)
+        return self.batches(account, window, rows, [], media)
 
     def time_series(self, account: str, window: Window) -> dict[str, dict[date, int]]:
-        out: dict[str, dict[date, int]] = {}
-        for first, last in windows(window.start, window.end, INSIGHT_DAYS):
-            what = f"insights time_series {first}..{last}"
-            answer = self.client().insights(account, list(TIME_SERIES), {
-                "period": "day", "metric_type": "time_series", "since": pacific_midnight(first),
-                "until": pacific_midnight(last + timedelta(1))}, account=account, what=what)
-            for metric, values in daily_values(answer, SOURCE, account, what).items():
-                out.setdefault(metric, {}).update({d: v for d, v in values.items() if first <= d <= last})
-        return out
+        """metric -> day -> value of the time-series metrics (reach, new followers)."""
+        return self.series(account, window, list(TIME_SERIES), {"period": "day", "metric_type": "time_series"},
+                           INSIGHT_DAYS)
+
+    def check_metrics(self, account: str, day: date) -> None:
+        self.time_series(account, Window(day, day))
+        self.day_totals(account, day)
 
     def day_totals(self, account: str, day: date) -> dict[str, int]:
         """One day's total_value metrics (since = the day's start, until = the next day's)."""
@@ -134,29 +122,11 @@ class InstagramConnector(MetaConnector):
             rows.append(row)
         return rows
 
-    def probe(self) -> list[Finding]:
-        """doctor: the token, then each account readable and its metrics answering in the pinned version."""
-        connector = InstagramConnector(self.meta, self.section, policy=PROBE_POLICY)
-        try:
-            ids = connector.check()
-        except ConfigError as exc:
-            return refused(exc)
-        yesterday = date.today() - timedelta(days=1)
-
-        def metrics_answer(account: str) -> None:
-            connector.time_series(account, Window(yesterday, yesterday))
-            connector.day_totals(account, yesterday)
-
-        return probe_graph(connector.client(), ids, "id,username,followers_count", "Instagram account",
-                           metrics_answer)
-
 
 def account_rows(account: str, window: Window, series: Mapping[str, Mapping[date, int]],
                  totals: Mapping[date, Mapping[str, int]], media: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per day Meta reported anything for; what Instagram does not give is NULL."""
-    published: dict[date, int] = {}
-    for item in media:
-        published[item["created_date"]] = published.get(item["created_date"], 0) + 1
+    published = Counter(row["created_date"] for row in media)
     days = sorted({d for values in series.values() for d in values} | {d for d, t in totals.items() if t})
     rows = []
     for day in days:

@@ -338,13 +338,56 @@ class MetaConnector:
 
     SOURCE: ClassVar[str] = "meta"
     IDS_VARIABLE: ClassVar[str] = "MKPI_META_IDS"
-    STREAMS: ClassVar[tuple[Any, ...]] = ()
+    IDS_FIELD: ClassVar[str] = "ids"  # the settings section's field holding the account ids
+    STREAMS: ClassVar[tuple[Any, ...]] = ()  # account_daily, account_period_reach, posts (connectors/raw_tables.py)
+    LABEL: ClassVar[str] = "account"  # how doctor names one account
+    PROBE_FIELDS: ClassVar[str] = "id"
 
     def account_ids(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        return tuple(getattr(self.section, self.IDS_FIELD))
 
     def read_account(self, account: str, window: Any) -> list[Any]:
+        """One account's batches of every table over the window."""
         raise NotImplementedError
+
+    def check_metrics(self, account: str, day: date) -> None:
+        """doctor: ask for one day of every metric the connector reads (a retired one raises RetiredMetric)."""
+        raise NotImplementedError
+
+    def batches(self, account: str, window: Any, *tables: list[dict[str, Any]]) -> list[Any]:
+        """One account's rows of each table (in STREAMS order) as typed batches replacing the window."""
+        import pyarrow as pa
+
+        from connectors.batches import Batch
+
+        return [Batch(stream, pa.Table.from_pylist(rows, schema=stream.schema), window, {"account_id": account})
+                for stream, rows in zip(self.STREAMS, tables, strict=True)]
+
+    def series(self, account: str, window: Any, metrics: Sequence[str], params: Mapping[str, Any],
+               max_days: int) -> dict[str, dict[date, int]]:
+        """metric -> day -> value of a daily insights series over the window, asked for in spans of `max_days`."""
+        out: dict[str, dict[date, int]] = {}
+        for first, last in windows(window.start, window.end, max_days):
+            what = f"insights {params.get('period', 'day')} {first}..{last}"
+            answer = self.client().insights(account, list(metrics), {
+                **params, "since": pacific_midnight(first), "until": pacific_midnight(last + timedelta(1))},
+                account=account, what=what)
+            for metric, values in daily_values(answer, self.SOURCE, account, what).items():
+                out.setdefault(metric, {}).update({d: v for d, v in values.items() if first <= d <= last})
+        return out
+
+    def probe(self) -> list[Finding]:
+        """doctor: the token, then each account readable and its metrics answering in the pinned version."""
+        from connectors.probe import PROBE_POLICY, refused
+
+        connector = type(self)(self.meta, self.section, policy=PROBE_POLICY)
+        try:
+            ids = connector.check()
+        except ConfigError as exc:
+            return refused(exc)
+        yesterday = date.today() - timedelta(days=1)
+        return probe_graph(connector.client(), ids, self.PROBE_FIELDS, self.LABEL,
+                           lambda account: connector.check_metrics(account, yesterday))
 
     def token(self) -> str:
         secret = self.meta.access_token
