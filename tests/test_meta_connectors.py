@@ -304,3 +304,25 @@ def test_doctor_checks_token_and_each_account(settings, server):
         findings = module.connect(settings).probe()
         assert [f.ok for f in findings] == [True, True], findings
         assert label in findings[1].text
+
+
+# ---- configuration, before any request --------------------------------------------------------------------------
+
+def test_configuration_is_refused_before_any_request(tmp_path, server):
+    from connectors.errors import ConfigError
+
+    path = tmp_path / "mkpi.yaml"
+    path.write_text("{}\n", encoding="utf-8")
+    cases = {
+        "MKPI_META_ACCESS_TOKEN": ({**server.env(), "MKPI_META_ACCESS_TOKEN": ""}, "set MKPI_META_ACCESS_TOKEN"),
+        "ids": ({**server.env(), "MKPI_FACEBOOK_PAGE_IDS": "shop-page"}, "not numeric: MKPI_FACEBOOK_PAGE_IDS"),
+        "plain http": ({**server.env(), "MKPI_META_ENDPOINT": "http://graph.example.com"}, "use https://"),
+    }
+    for name, (environ, words) in cases.items():
+        with pytest.raises(ConfigError, match=words):
+            facebook.connect(load_settings(path, environ=environ)).check()
+        assert server.request_count == 0, name
+    path.write_text("meta:\n  access_token: EAABinthefile0123\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="secrets and credentials come from the environment only .*"
+                                          "MKPI_META_ACCESS_TOKEN"):
+        load_settings(path, environ={})
