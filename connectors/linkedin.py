@@ -20,8 +20,12 @@ What is read, per configured organization (MKPI_LINKEDIN_ORGANIZATION_IDS, digit
   the end of a past day is that level minus the net gains LinkedIn reports after that day, up to now (the follower
   statistics are read from the window's start to now for this); a day whose later gains are not all reported has
   followers NULL.
-posts_published is NULL (posts are not read yet); account_period_reach gets an empty batch per organization (LinkedIn
-gives no reach over a week or 28 days for a page).
+- `posts` (q=author, sortBy=CREATED, newest first, 100 a page, read back to the window's start): posts_published =
+  the posts created that UTC day (0 on a reported day without one); `linkedin.posts` one row per post created in the
+  window with its lifetime statistics (`organizationalEntityShareStatistics` with `shares=List(...)`, 20 posts a
+  request): impressions, reach (uniqueImpressionsCount), likes, comments, shares, link_clicks (clickCount); saved and
+  replies NULL (LinkedIn has none), media_type NULL (post content is not read), permalink the post's feed URL.
+account_period_reach gets an empty batch per organization (LinkedIn gives no reach over a week or 28 days for a page).
 
 Day rule: LinkedIn's time ranges are epoch milliseconds starting at UTC midnight with DAY granularity: `date` is the
 UTC day of `timeRange.start` (the docs' examples, e.g. start 1551398400000 = 2019-03-01T00:00Z). Re-read window: the
@@ -68,7 +72,7 @@ from connectors.http import (
 )
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.probe import PROBE_POLICY, Finding, first_line, probing, refused
-from connectors.raw_tables import LINKEDIN_ACCOUNT_DAILY, LINKEDIN_PERIOD_REACH, LINKEDIN_STREAMS
+from connectors.raw_tables import LINKEDIN_ACCOUNT_DAILY, LINKEDIN_PERIOD_REACH, LINKEDIN_POSTS, LINKEDIN_STREAMS
 from connectors.settings import LinkedInSettings, Settings
 from connectors.source import parsed_accounts, stream_named
 from connectors.validation import Contract
@@ -83,6 +87,10 @@ FOLLOWED_BY = "COMPANY_FOLLOWED_BY_MEMBER"
 DAY_MS = 86_400_000
 ACCOUNT_DAILY = LINKEDIN_ACCOUNT_DAILY
 PERIOD_REACH = LINKEDIN_PERIOD_REACH
+POSTS = LINKEDIN_POSTS
+POSTS_PAGE = 100  # the Posts API's largest count
+STATISTICS_BATCH = 20  # posts per share-statistics request (a URL of 20 URNs stays short)
+FEED_URL = "https://www.linkedin.com/feed/update/"
 STREAMS = LINKEDIN_STREAMS
 TOKEN_FIX = ("set MKPI_LINKEDIN_ACCESS_TOKEN to a fresh member token (60-day tokens: refresh it) of a page "
              "administrator, with r_organization_social, rw_organization_admin and r_organization_followers")
@@ -151,6 +159,8 @@ class LinkedInConnector:
         self.now = now or (lambda: datetime.now(UTC))
         self.stats = RequestStats()
         self._client: Any = None
+        # (organization, window) -> its posts: account_daily's count and the posts table share one listing
+        self._posts: dict[tuple[str, Window], list[dict[str, Any]]] = {}
 
     # ---- configuration ---------------------------------------------------------------------------------
 
@@ -249,6 +259,8 @@ class LinkedInConnector:
         def fetch_org(org: str) -> list[Batch]:
             if wanted.table == PERIOD_REACH.table:
                 return [Batch(PERIOD_REACH, PERIOD_REACH.schema.empty_table(), window, {"account_id": org})]
+            if wanted.table == POSTS.table:
+                return [Batch(POSTS, self.posts_table(org, window), window, {"account_id": org})]
             return [Batch(ACCOUNT_DAILY, self.account_daily(org, window), window, {"account_id": org})]
 
         yield from fetch_accounts(orgs, fetch_org, max_workers=self.settings.parallel_accounts, source=SOURCE,
@@ -266,15 +278,84 @@ class LinkedInConnector:
         level = self.network_size(org)
         contract = Contract(SOURCE, org, "statistics")
         net = {day: self._net_gain(contract, e) for day, e in gains.items()}
+        published: dict[date, int] = {}
+        for post in self.posts(org, window):
+            published[post["created_date"]] = published.get(post["created_date"], 0) + 1
         rows = []
         for day in sorted(set(shares) | set(pages) | {d for d in gains if d <= window.end}):
             if not window.start <= day <= window.end:
                 continue
             rows.append({"date": day, "account_id": org, "followers": self._level_at(day, level, net, now),
                          "follower_gains": net.get(day), "follower_losses": None,
-                         **self._share_row(contract, shares.get(day)), "posts_published": None,
+                         **self._share_row(contract, shares.get(day)), "posts_published": published.get(day, 0),
                          "page_views": self._page_views(contract, pages.get(day))})
         return pa.Table.from_pylist(rows, schema=ACCOUNT_DAILY.schema)
+
+    def posts(self, org: str, window: Window) -> list[dict[str, Any]]:
+        """The organization's posts created in the window (UTC days): the Posts API newest first, paged until a post
+        older than the window (or the end); read once per connector, organization and window."""
+        if (org, window) not in self._posts:
+            self._posts[(org, window)] = self._read_posts(org, window)
+        return self._posts[(org, window)]
+
+    def _read_posts(self, org: str, window: Window) -> list[dict[str, Any]]:
+        contract = Contract(SOURCE, org, "posts")
+        start_ms = int(datetime.combine(window.start, datetime.min.time(), UTC).timestamp() * 1000)
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            query = {"author": f"{ORG_URN}{org}", "sortBy": "CREATED", "count": POSTS_PAGE, "start": offset}
+            answer = self.call(org, f"posts start={offset}", lambda c, t, q=query: c.finder(
+                resource_path="/posts", finder_name="author", query_params=q, access_token=t,
+                version_string=LINKEDIN_VERSION))
+            page = contract.sequence(answer.elements, "elements")
+            oldest = None
+            for element in page:
+                post = contract.mapping(element, "elements[]")
+                urn = contract.text(post.get("id"), "id", optional=False)
+                created = contract.count(post.get("createdAt"), "createdAt")
+                assert urn is not None and created is not None
+                contract.unique([urn], "id", seen)
+                oldest = created if oldest is None else min(oldest, created)
+                moment = datetime.fromtimestamp(created / 1000, UTC)
+                if window.start <= moment.date() <= window.end:
+                    found.append({"post_id": urn, "created_time": moment.replace(tzinfo=None),
+                                  "created_date": moment.date()})
+            total = answer.paging.total if answer.paging else None
+            offset += len(page)
+            if not page or (oldest is not None and oldest < start_ms) or (total is not None and offset >= total):
+                return found
+
+    def posts_table(self, org: str, window: Window) -> pa.Table:
+        """`linkedin.posts`: the window's posts with their lifetime statistics as read now."""
+        posts = self.posts(org, window)
+        stats: dict[str, Mapping[str, Any]] = {}
+        contract = Contract(SOURCE, org, "organizationalEntityShareStatistics")
+        urns = [p["post_id"] for p in posts]
+        for i in range(0, len(urns), STATISTICS_BATCH):
+            chunk = urns[i:i + STATISTICS_BATCH]
+            query = {"organizationalEntity": f"{ORG_URN}{org}", "shares": chunk}
+            answer = self.call(org, f"post statistics ({len(chunk)} posts)", lambda c, t, q=query: c.finder(
+                resource_path="/organizationalEntityShareStatistics", finder_name="organizationalEntity",
+                query_params=q, access_token=t, version_string=LINKEDIN_VERSION))
+            for element in contract.sequence(answer.elements, "elements"):
+                element = contract.mapping(element, "elements[]")
+                urn = contract.text(element.get("share"), "share", optional=False)
+                stats[str(urn)] = contract.mapping(contract.required(element, "totalShareStatistics"),
+                                                   "totalShareStatistics")
+        rows = []
+        for post in posts:
+            totals = stats.get(post["post_id"], {})
+
+            def count(key: str, totals: Mapping[str, Any] = totals) -> int | None:
+                return contract.count(totals.get(key), f"totalShareStatistics.{key}", optional=True)
+
+            rows.append({"account_id": org, **post, "media_type": None, "permalink": FEED_URL + post["post_id"],
+                         "impressions": count("impressionCount"), "reach": count("uniqueImpressionsCount"),
+                         "likes": count("likeCount"), "comments": count("commentCount"), "shares": count("shareCount"),
+                         "saved": None, "replies": None, "link_clicks": count("clickCount")})
+        return pa.Table.from_pylist(rows, schema=POSTS.schema)
 
     def _by_day(self, org: str, resource: str, finder: str, start: datetime, end: datetime) -> dict[date, dict]:
         """The finder's elements keyed by the UTC day of timeRange.start (a day twice is refused)."""

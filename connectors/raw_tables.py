@@ -352,11 +352,11 @@ INSTAGRAM_ACCOUNT_DAILY = social_account_daily("instagram")
 INSTAGRAM_PERIOD_REACH = social_account_period_reach("instagram")
 INSTAGRAM_POSTS = social_posts("instagram")
 INSTAGRAM_STREAMS = (INSTAGRAM_ACCOUNT_DAILY, INSTAGRAM_PERIOD_REACH, INSTAGRAM_POSTS)
-# LinkedIn Pages (connectors/linkedin.py, the Community Management API): account_daily and account_period_reach (empty:
-# LinkedIn gives no reach over a longer period for a page); no posts table yet (posts and their per-share statistics
-# are not read).
+# LinkedIn Pages (connectors/linkedin.py, the Community Management API): account_daily, account_period_reach (empty:
+# LinkedIn gives no reach over a longer period for a page) and posts (the Posts API, lifetime share statistics).
 LINKEDIN_ACCOUNT_DAILY = social_account_daily("linkedin")
 LINKEDIN_PERIOD_REACH = social_account_period_reach("linkedin")
-LINKEDIN_STREAMS = (LINKEDIN_ACCOUNT_DAILY, LINKEDIN_PERIOD_REACH)
+LINKEDIN_POSTS = social_posts("linkedin")
+LINKEDIN_STREAMS = (LINKEDIN_ACCOUNT_DAILY, LINKEDIN_PERIOD_REACH, LINKEDIN_POSTS)
 # Every network's account_daily (kpi.social_daily reads them; its sources are their schemas).
 SOCIAL_ACCOUNT_DAILY = (FACEBOOK_ACCOUNT_DAILY, INSTAGRAM_ACCOUNT_DAILY, LINKEDIN_ACCOUNT_DAILY)

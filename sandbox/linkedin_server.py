@@ -26,6 +26,13 @@ What is emulated, and where each behaviour comes from:
 * ``GET /rest/networkSizes/urn:li:organization:{id}?edgeType=COMPANY_FOLLOWED_BY_MEMBER``: ``{"firstDegreeSize": n}``,
   the follower level now (.../organizations/organization-lookup-api, "Retrieve Organization Follower Count"; the
   follower statistics no longer return totalFollowerCounts).
+* ``GET /rest/posts?q=author&author=urn:li:organization:{id}&sortBy=CREATED&count=..&start=..``: the page's posts,
+  newest first, ``id`` (urn:li:share:..), ``author``, ``createdAt``, ``publishedAt``, ``lastModifiedAt``,
+  ``lifecycleState``, ``visibility``; ``count`` at most 100, ``paging.total``
+  (learn.microsoft.com/linkedin/marketing/community-management/shares/posts-api, "Find Posts by Authors").
+* ``organizationalEntityShareStatistics`` with ``shares=List(urn:li:share:..,...)`` and no timeIntervals: each post's
+  lifetime ``totalShareStatistics``, the element naming its ``share`` (.../organizations/share-statistics,
+  "Retrieve Statistics for Specific Shares").
 * Time ranges in epoch milliseconds, DAY granularity: one element per UTC day ``[start, end)``, days with data only.
 * Errors as LinkedIn sends them: ``{"status", "serviceErrorCode", "code", "message"}``
   (learn.microsoft.com/linkedin/shared/api-guide/concepts/error-handling): 401 INVALID_ACCESS_TOKEN (65600), 400
@@ -34,7 +41,7 @@ What is emulated, and where each behaviour comes from:
   not administer, 429 TOO_MANY_REQUESTS (101) for the daily application/member throttles
   (learn.microsoft.com/linkedin/shared/api-guide/concepts/rate-limits), with Retry-After when a fault gives one.
 
-Not emulated: posts and their per-share statistics, lifetime (facet) statistics, WEEK/MONTH granularity.
+Not emulated: post content (text, media), ugcPosts, lifetime (facet) statistics, WEEK/MONTH granularity.
 """
 
 from __future__ import annotations
@@ -48,11 +55,20 @@ from typing import Any
 from linkedin_api.clients.restli.utils.decoder import decode
 
 from sandbox.httpserver import Request, Response, SandboxServer, json_response
-from sandbox.world import LINKEDIN_ORGANIZATION_IDS, World, linkedin_day, linkedin_follower_level
+from sandbox.world import (
+    _EPOCH,
+    LINKEDIN_ORGANIZATION_IDS,
+    LinkedInPost,
+    World,
+    linkedin_day,
+    linkedin_follower_level,
+    linkedin_posts,
+)
 
 ORG_URN = "urn:li:organization:"
 FOLLOWED_BY = "COMPANY_FOLLOWED_BY_MEMBER"
 DAY_MS = 86_400_000
+MAX_POSTS_COUNT = 100  # the Posts API's largest page
 
 
 def error_body(status: int, code: str, message: str, service_code: int | None = None) -> dict[str, Any]:
@@ -134,11 +150,15 @@ class LinkedInServer(SandboxServer):
         resource = path.removeprefix("/rest/")
         if resource == "organizationAcls" and params.get("q") == "roleAssignee":
             return self._acls(params)
+        if resource == "posts" and params.get("q") == "author":
+            return self._posts(params)
         if resource.startswith("networkSizes/"):
             return self._network_size(resource.removeprefix("networkSizes/"), params)
         finders = {"organizationalEntityFollowerStatistics": ("organizationalEntity", self._follower_element),
                    "organizationPageStatistics": ("organization", self._page_element),
                    "organizationalEntityShareStatistics": ("organizationalEntity", self._share_element)}
+        if resource == "organizationalEntityShareStatistics" and "shares" in params:
+            return self._post_statistics(params)
         if resource in finders and params.get("q") == finders[resource][0]:
             return self._statistics(resource, params, *finders[resource])
         return self.error_response(404, f"No resource found for GET {path}")
@@ -217,6 +237,55 @@ class LinkedInServer(SandboxServer):
                 elements.append(element(entity_param, org, day, figures))
             day += timedelta(days=1)
         return self._page(elements, params)
+
+    def _posts(self, params: dict[str, Any]) -> Response:
+        org, refused = self._organization(params.get("author"), "posts")
+        if refused is not None or org is None:
+            return refused or self.error_response(400, "bad author")
+        count = int(params.get("count", 10))
+        if not 1 <= count <= MAX_POSTS_COUNT:
+            return self.error_response(400, f"count must be between 1 and {MAX_POSTS_COUNT}")
+        start = int(params.get("start", 0))
+        newest_first: list[LinkedInPost] = []
+        day = self.world.today
+        while day >= _EPOCH and len(newest_first) < start + count + 1:
+            newest_first += sorted(linkedin_posts(self.world, org, day), key=lambda p: -p.created_ms)
+            day -= timedelta(days=1)
+        total = len(newest_first) + sum(len(linkedin_posts(self.world, org, _EPOCH + timedelta(days=i)))
+                                        for i in range((day - _EPOCH).days + 1))
+        page = [{"id": p.urn, "author": f"{ORG_URN}{org}", "createdAt": p.created_ms, "publishedAt": p.created_ms,
+                 "lastModifiedAt": p.created_ms, "lifecycleState": "PUBLISHED", "visibility": "PUBLIC"}
+                for p in newest_first[start:start + count]]
+        return json_response(200, {"elements": page, "paging": {"start": start, "count": count, "links": [],
+                                                                 "total": total}})
+
+    def _post_statistics(self, params: dict[str, Any]) -> Response:
+        org, refused = self._organization(params.get("organizationalEntity"), "organizationalEntityShareStatistics")
+        if refused is not None or org is None:
+            return refused or self.error_response(400, "bad entity")
+        urns = params.get("shares")
+        if not isinstance(urns, list):
+            return self.error_response(400, "shares must be a List(...) of share URNs")
+        elements = []
+        for urn in urns:
+            post = self._post(org, str(urn))
+            if post is not None:
+                stats = {"impressionCount": post.impressions, "uniqueImpressionsCount": post.unique_impressions,
+                         "clickCount": post.clicks, "likeCount": post.likes, "commentCount": post.comments,
+                         "shareCount": post.shares}
+                elements.append({"share": post.urn, "organizationalEntity": f"{ORG_URN}{org}",
+                                 "totalShareStatistics": stats})
+        return json_response(200, {"elements": elements, "paging": {"start": 0, "count": 10, "links": []}})
+
+    def _post(self, org: str, urn: str) -> LinkedInPost | None:
+        """The post a share URN names (its number encodes its day and rank: sandbox/world.py linkedin_posts)."""
+        digits = urn.removeprefix("urn:li:share:")
+        if not digits.isdigit() or len(digits) < 3:
+            return None
+        number = int(digits[:-2]) - 7_000_000_000
+        day, rank = date.fromordinal(number // 10), number % 10
+        posts = linkedin_posts(self.world, org, day) if day.year > 1 else []
+        return next((p for p in posts if p.urn == urn and rank < len(posts)), None)
 
     def _page(self, elements: list[dict[str, Any]], params: dict[str, Any]) -> Response:
         if self.page_size is None:

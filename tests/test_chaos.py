@@ -32,6 +32,7 @@ from connectors.hubspot import HubSpotConnector
 from connectors.instagram import InstagramConnector
 from connectors.linkedin import ACCOUNT_DAILY as LINKEDIN_DAILY
 from connectors.linkedin import PERIOD_REACH as LINKEDIN_PERIOD_REACH
+from connectors.linkedin import POSTS as LINKEDIN_POSTS
 from connectors.linkedin import LinkedInConnector
 from connectors.matomo import MatomoConnector
 from connectors.search_console import PAGES, SITE_TOTALS, SearchConsoleConnector
@@ -198,6 +199,7 @@ def sources(world: World, seed: int | None) -> list[Source]:
     def linkedin_batches() -> Iterator[Batch]:
         yield from linkedin.fetch(LINKEDIN_DAILY, WINDOW)
         yield from linkedin.fetch(LINKEDIN_PERIOD_REACH, WINDOW)
+        yield from linkedin.fetch(LINKEDIN_POSTS, WINDOW)
 
     def ga4_batches() -> Iterator[Batch]:
         yield from ga4.fetch(TRAFFIC, WINDOW)
@@ -309,7 +311,7 @@ def test_the_fault_free_run_loads_every_source_and_builds_the_kpis(fault_free):
                   "hubspot.owners", "hubspot.deal_stages", "hubspot.email_statistics", "hubspot.deal_associations",
                   "google_ads.campaign_daily", "facebook.account_daily", "facebook.account_period_reach",
                   "facebook.posts", "instagram.account_daily", "instagram.posts", "linkedin.account_daily",
-                  "kpi.social_daily", "kpi.web_daily", "kpi.seo_daily",
+                  "linkedin.posts", "kpi.social_daily", "kpi.web_daily", "kpi.seo_daily",
                   "kpi.ecommerce_daily",
                   "kpi.paid_search_daily", "kpi.email_daily", "kpi.crm_monthly", "kpi.kpi_daily"):
         assert counts.get(table, 0) > 0, table

@@ -21,7 +21,7 @@ from kpi_models.context import KpiContext
 from kpi_models.layer import rebuild_kpi_daily
 from kpi_models.runner import MODELS, rebuild
 from sandbox.linkedin_server import LinkedInServer
-from sandbox.world import LINKEDIN_ORGANIZATION_IDS, World, linkedin_day, linkedin_follower_level
+from sandbox.world import LINKEDIN_ORGANIZATION_IDS, World, linkedin_day, linkedin_follower_level, linkedin_posts
 
 TOKEN = "AQV-test-linkedin-token-0123456789"
 TODAY = date(2026, 11, 20)
@@ -70,7 +70,8 @@ def test_account_daily_is_the_worlds_figures(server, world):
             "follower_gains": truth.organic_gain + truth.paid_gain, "follower_losses": None,  # net only
             "impressions": truth.impressions, "reach": truth.unique_impressions,
             "engagements": truth.clicks + truth.likes + truth.comments + truth.shares,
-            "shares": truth.shares, "link_clicks": truth.clicks, "posts_published": None,
+            "shares": truth.shares, "link_clicks": truth.clicks,
+            "posts_published": len(linkedin_posts(world, org, day)),  # 0 on a day without a post
             "page_views": truth.page_views,
         }
 
@@ -91,7 +92,7 @@ def test_wire_pinned_version_restli_and_token_in_the_header_only(server):
     requests = server.requests
     paths = {r.path.split("/")[2] for r in requests}
     assert paths == {"organizationalEntityShareStatistics", "organizationPageStatistics",
-                     "organizationalEntityFollowerStatistics", "networkSizes"}
+                     "organizationalEntityFollowerStatistics", "networkSizes", "posts"}
     for r in requests:
         assert r.headers["linkedin-version"] == linkedin.LINKEDIN_VERSION
         assert r.headers["x-restli-protocol-version"] == "2.0.0"
@@ -171,6 +172,35 @@ def test_a_count_that_is_not_a_count_is_refused(server):
                                      "paging": {"start": 0, "count": 10, "links": []}})
     with pytest.raises(InvalidResponse, match="impressionCount"):
         rows(connector(server, orgs=(ORG,)))
+
+
+def test_posts_with_their_lifetime_statistics(server, world):
+    """One row per post created in the window (UTC days), its lifetime statistics as the world states them; the
+    Posts API is read newest first until a post older than the window."""
+    got = {r["post_id"]: r for b in connector(server).fetch(linkedin.POSTS, WINDOW) for r in b.data.to_pylist()}
+    expected = [(org, p) for org in (ORG, SMALL) for d in range(10, 17)
+                for p in linkedin_posts(world, org, date(2026, 11, d))]
+    assert len(expected) > 3 and set(got) == {p.urn for _, p in expected}
+    for org, post in expected:
+        row = got[post.urn]
+        created = datetime.fromtimestamp(post.created_ms / 1000, UTC)
+        assert row == {"account_id": org, "post_id": post.urn, "created_time": created.replace(tzinfo=None),
+                       "created_date": created.date(), "media_type": None,
+                       "permalink": f"https://www.linkedin.com/feed/update/{post.urn}",
+                       "impressions": post.impressions, "reach": post.unique_impressions, "likes": post.likes,
+                       "comments": post.comments, "shares": post.shares, "saved": None, "replies": None,
+                       "link_clicks": post.clicks}
+    pages = [r for r in server.requests if r.path.endswith("/posts")]
+    assert all(r.query["sortBy"] == ["CREATED"] and r.query["count"] == ["100"] for r in pages)
+
+
+def test_posts_of_an_older_window_are_read_through_several_pages(server, world):
+    older = Window(date(2026, 5, 4), date(2026, 5, 10))  # ~200 newer posts come first: three pages of 100
+    batches = connector(server, orgs=(ORG,)).fetch(linkedin.POSTS, older)
+    got = {r["post_id"] for b in batches for r in b.data.to_pylist()}
+    assert got == {p.urn for d in range(4, 11) for p in linkedin_posts(world, ORG, date(2026, 5, d))}
+    starts = [r.query.get("start") for r in server.requests if r.path.endswith("/posts")]
+    assert len(starts) >= 2 and starts[0] == ["0"] and starts[1] == ["100"]
 
 
 def test_period_reach_is_empty_for_linkedin(server):
