@@ -270,6 +270,8 @@ class GraphClient:
             cursor = (paging.get("cursors") or {}).get("after") if isinstance(paging.get("cursors"), dict) else None
             if not paging.get("next") or not cursor or not items:
                 return
+            if str(cursor) == after:  # the same page again: following it would never end
+                raise SourceError(self.source, account, f"{what}: paging.cursors.after did not move ({cursor})")
             after = str(cursor)
 
 

@@ -326,3 +326,14 @@ def test_configuration_is_refused_before_any_request(tmp_path, server):
     with pytest.raises(ConfigError, match="secrets and credentials come from the environment only .*"
                                           "MKPI_META_ACCESS_TOKEN"):
         load_settings(path, environ={})
+
+
+def test_an_edge_whose_cursor_does_not_move_fails_instead_of_looping(settings, server):
+    page = {"data": [{"id": "1", "created_time": "2026-03-09T16:00:00+0000"}],
+            "paging": {"cursors": {"before": "QQ", "after": "QQ"}, "next": f"{server.url}/v26.0/x?after=QQ"}}
+    for _ in range(2):
+        server.add_fault("status", 200, page)
+    with pytest.raises(SourceError, match="did not move"):
+        list(connector(facebook, settings).client().edge(FACEBOOK_PAGE_ID, "published_posts", {}, account="p",
+                                                         what="published_posts"))
+    assert server.request_count == 2
