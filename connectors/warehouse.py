@@ -5,7 +5,10 @@ Why it looks like this:
   loading the same window twice leaves identical rows, and re-read windows restate recent days.
 - Everything a materialisation writes is one transaction: a crash, an API error on the third
   account or a duplicate key rolls it all back, so the file is never left half-written.
-- Rows go in as Arrow tables (a relation's `insert_into`, see `_insert`), never row by row.
+- Rows go in as Arrow tables (a relation's `insert_into`, see `_insert`), never row by row, and a page is
+  released once written (nothing registered with the connection): memory stays flat in a load's rows.
+- Upsert streams (CRM records by id) stage a load's pages and merge them into the table once
+  (`_UpsertStage`): the cost per page does not grow with the table.
 - Connections are closed in `finally` (dagster-duckdb's resource does not on error, which keeps the
   single-writer lock until garbage collection), and opening retries while another writer holds it.
 """
