@@ -229,6 +229,9 @@ def _parse_one(entry: Mapping[str, Any], kpi: KpiDefinition, where: str) -> Obje
         raise ObjectiveError(f"{where}: `period` is {entry.get('period')!r}, expected one of {', '.join(PERIODS)}")
     if kpi.native and period != "month":
         raise ObjectiveError(f"{where}: {kpi.kpi} exists only per month (native grain): use period: month")
+    if kpi.aggregation in ("last", "distinct"):  # a level, or distinct people: neither pro-rates nor adds up
+        raise ObjectiveError(f"{where}: {kpi.kpi} is a {'level' if kpi.aggregation == 'last' else 'distinct count'}"
+                             " that objectives do not judge: set one on follower_growth or social_impressions")
     source = _source(entry, kpi, where)
     account = _account(entry.get("account"), source, where)
     channel = entry.get("channel")
@@ -469,6 +472,16 @@ WORDING: dict[str, Wording] = {
     "marketing_roi": Wording("marketing ROI", "net return", "at this spend", "ad spend", style="points"),
     "blended_roas": Wording("blended ROAS", "revenue", "at this spend", "ad spend"),
     "paid_share_of_sessions": Wording("paid share of sessions", "paid sessions", _TRAFFIC, "sessions"),
+    # social networks (issue #22)
+    "followers": Wording("followers", "followers"),
+    "follower_growth": Wording("follower growth", "new followers"),
+    "social_impressions": Wording("social impressions", "impressions"),
+    "social_engagements": Wording("social engagements", "engagements"),
+    "social_shares": Wording("social shares", "shares"),
+    "social_link_clicks": Wording("social link clicks", "link clicks"),
+    "posts_published": Wording("posts published", "posts"),
+    "social_reach": Wording("social reach", "accounts reached"),
+    "social_engagement_rate": Wording("social engagement rate", "engagements", "at these impressions", "impressions"),
 }
 
 

@@ -141,3 +141,14 @@ def test_monthly_reach_only_where_the_28_days_are_the_month(conn):
     followers = one(conn, "SELECT value FROM kpi.kpi_monthly WHERE source = 'linkedin' AND kpi = 'followers' "
                           "AND month_start = ?", date(2026, 3, 1))
     assert followers == (1010,)
+
+
+def test_objectives_refuse_a_level_or_a_distinct_count():
+    """An objective on followers (a level) or reach (distinct people) could be neither pro-rated nor summed: refused
+    with a clear error instead of being judged insufficient_data forever."""
+    from kpi_models.objectives import ObjectiveError, parse_objectives
+
+    for kpi in ("followers", "social_reach"):
+        with pytest.raises(ObjectiveError, match=f"{kpi} is a .* that objectives do not judge"):
+            parse_objectives([{"kpi": kpi, "source": "linkedin", "period": "month", "target": 1}])
+    assert parse_objectives([{"kpi": "follower_growth", "source": "linkedin", "period": "month", "target": 150}])
