@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from connectors.publish import RAW_SCHEMAS
-from kpi_models.catalogue import FAMILIES, KPI_SCHEMA, Catalogue
+from kpi_models.catalogue import FAMILIES, KPI_SCHEMA, PERIOD_REACH_VIEW, Catalogue
 from kpi_models.dashboard_periods import DEFAULT_PERIOD, Period, Window, data_range, presets
 from kpi_models.formatting import channel_label, display_unit, format_spec, kpi_label, source_label
 from kpi_models.objectives import BUDGET_KPIS
@@ -44,6 +44,7 @@ EMAIL_ROWS = 100
 FLAG_TEXT = {
     "provisional": "provisional: inside the source's restatement window, the value will still move",
     "partial_day": "partial day: Search Console is still collecting it",
+    "platform_period_reach": "the platform's own reach over these days (reach never adds up day by day)",
     "fx_rate_estimated": "converted at an estimated exchange rate (the last published one)",
     "thresholded": "GA4 withheld small numbers (thresholding)",
     "sampled": "GA4 sampled the data",
@@ -157,6 +158,31 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
         slot = out[r["period"]].setdefault(key, [None, None, None])
         slot[order[r["win"]]] = _result(r, flags)
     return out
+
+
+def _platform_reach(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, periods: Sequence[Period], flags: _Flags,
+                    out: dict[str, dict[str, list[Any]]]) -> None:
+    """A distinct KPI (reach) over a window of exactly 7 or 28 days: the platform's own reach for those days
+    (kpi.social_period_reach 'week' / 'days_28' ending on the window's last day), one account's only (distinct
+    people of two accounts do not add up either). Never a sum of days."""
+    distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
+    if not distinct:
+        return
+    windows, params = _windows_sql(periods)
+    rows = _records(conn, f"""
+        SELECT w.period, w.win, r.source, any_value(r.reach) AS reach
+        FROM {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS r JOIN {windows} ON r.date = w.end_day
+             AND ((r.period = 'week' AND date_diff('day', w.start_day, w.end_day) = 6)
+                  OR (r.period = 'days_28' AND date_diff('day', w.start_day, w.end_day) = 27))
+        GROUP BY ALL HAVING count(DISTINCT r.account_id) = 1""", params)
+    order = {"cur": 0, "prev": 1, "ly": 2}
+    for r in rows:
+        for kpi in distinct:
+            slot = out[r["period"]].setdefault(f"{kpi}|{r['source']}|{TOTAL}", [None, None, None])
+            daily = slot[order[r["win"]]]  # the days' own result: their finality and flags stay
+            final, quality = (daily[3], flags.combos[daily[4]]) if daily else (0, ["provisional"])
+            slot[order[r["win"]]] = [r["reach"], None, r["reach"], final,
+                                     flags.index([*quality, "platform_period_reach"]), daily[5] if daily else None]
 
 
 def _coverage(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, periods: Sequence[Period]
@@ -439,6 +465,9 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
             conn, f"SELECT kpi, source, min(currency) AS currency FROM {KPI_SCHEMA}.kpi_daily "
                   "WHERE currency IS NOT NULL GROUP BY ALL")}
         model["series"] = _series(conn, catalogue, days, flags)
+        if _readable(conn, existing, f"{KPI_SCHEMA}.{PERIOD_REACH_VIEW}", ("source", "date", "account_id", "period",
+                                                                            "reach")):
+            _platform_reach(conn, catalogue, periods, flags, model["results"])
         if _readable(conn, existing, f"{KPI_SCHEMA}.kpi_monthly", ("month_start", *long_columns[1:])):
             model["monthly"] = _monthly_native(conn, catalogue)
             _native_results(model["monthly"], periods, flags, model["results"])

@@ -40,6 +40,11 @@ def build(conn: duckdb.DuckDBPyConnection) -> None:
     for statement in rollup_view_sql().values():
         conn.execute(statement)
     build_kpi_vs_objective(conn, parse_objectives(OBJECTIVES), as_of=AS_OF)
+    # Facebook's own reach of the 7 days ending March 20 (1,500) and of the 7 before (1,400); LinkedIn has none
+    conn.execute("CREATE OR REPLACE VIEW kpi.social_period_reach AS SELECT * FROM (VALUES "
+                 "('facebook', DATE '2026-03-20', 'P1', 'week', 1500), "
+                 "('facebook', DATE '2026-03-13', 'P1', 'week', 1400), "
+                 "('facebook', DATE '2026-03-19', 'P1', 'week', 9999)) AS t(source, date, account_id, period, reach)")
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +55,13 @@ def model(tmp_path_factory):
         yield dashboard_model(conn, generated_at=GENERATED_AT), render_dashboard(conn, generated_at=GENERATED_AT)
 
 
-def current(model, key):
-    slot = model["results"]["this_month"].get(key) or [None]
+def current_of(model, period, key):
+    slot = model["results"][period].get(key) or [None]
     return None if slot[0] is None else slot[0][2]
+
+
+def current(model, key):
+    return current_of(model, "this_month", key)
 
 
 def test_social_cards_per_network(model):
@@ -79,3 +88,10 @@ def test_social_objective_and_section_on_the_page(model):
     # 100 gained against 155 x 20 / 31 = 100 due by March 20: on track
     assert len(objective) == 1 and objective[0]["status"] == "on_track"
     assert 'id="family-social"' in page and 'id="trend-social"' in page
+
+
+def test_reach_over_seven_days_is_the_platforms_own(model):
+    data, _ = model
+    cur, prev, _ = (None if r is None else r[2] for r in data["results"]["last_7"]["social_reach|facebook|*"])
+    assert (cur, prev) == (1500, 1400)  # never the sum of seven daily reaches, nor the week ending on the 19th
+    assert current_of(data, "last_7", "social_reach|linkedin|*") is None  # LinkedIn has no weekly reach
