@@ -18,8 +18,8 @@ What is read, per configured organization (MKPI_LINKEDIN_ORGANIZATION_IDS, digit
 - `networkSizes/urn:li:organization:{id}?edgeType=COMPANY_FOLLOWED_BY_MEMBER` -> `firstDegreeSize`, the follower
   level NOW (the follower statistics no longer return totals: .../organizations/follower-statistics). The level at
   the end of a past day is that level minus the net gains LinkedIn reports after that day, up to now (the follower
-  statistics are read from the window's start to now for this); a day whose later gains are not all reported has
-  followers NULL.
+  statistics are read from the window's start to now for this); a day with a gap in the later days' statistics has
+  followers NULL; days LinkedIn has not reported yet (its latency) count as no change (`_level_at`).
 - `posts` (q=author, sortBy=CREATED, newest first, 100 a page, read back to the window's start): posts_published =
   the posts created that UTC day (0 on a reported day without one); `linkedin.posts` one row per post created in the
   window with its lifetime statistics (`organizationalEntityShareStatistics` with `shares=List(...)`, 20 posts a
@@ -284,7 +284,7 @@ class LinkedInConnector:
         for day in sorted(set(shares) | set(pages) | {d for d in gains if d <= window.end}):
             if not window.start <= day <= window.end:
                 continue
-            rows.append({"date": day, "account_id": org, "followers": self._level_at(day, level, net, now),
+            rows.append({"date": day, "account_id": org, "followers": self._level_at(day, level, net),
                          "follower_gains": net.get(day), "follower_losses": None,
                          **self._share_row(contract, shares.get(day)), "posts_published": published.get(day, 0),
                          "page_views": self._page_views(contract, pages.get(day))})
@@ -379,17 +379,17 @@ class LinkedInConnector:
         return int(organic) + (paid or 0)
 
     @staticmethod
-    def _level_at(day: date, level_now: int, net: Mapping[date, int], now: datetime) -> int | None:
-        """Followers at the end of `day`: the level now minus the net gains of every later day up to now. NULL when
-        a later day up to yesterday has no follower statistics (its gains unknown); today's day may be absent
-        (LinkedIn has not reported it yet, so its gains are not in the level's difference either)."""
-        later = day + timedelta(days=1)
-        total = 0
-        while later <= now.date():
-            if later in net:
-                total += net[later]
-            elif later < now.date():
+    def _level_at(day: date, level_now: int, net: Mapping[date, int]) -> int | None:
+        """Followers at the end of `day`: the level now minus the net gains LinkedIn reported for every later day.
+        NULL when a later day is missing between reported ones (its gains unknown). The days after the last reported
+        one (LinkedIn's statistics lag up to two days) count as no change: their follows are already in the level
+        now, so every level read before they are reported is off by them; the re-read window reads them again."""
+        last = max(net, default=day)
+        later, total = day + timedelta(days=1), 0
+        while later <= last:
+            if later not in net:
                 return None
+            total += net[later]
             later += timedelta(days=1)
         return level_now - total
 
