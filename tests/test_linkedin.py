@@ -248,3 +248,15 @@ def test_social_kpis_from_the_sandbox_world(server, world, tmp_path):
     assert got[("social_reach", day)] == truth.unique_impressions
     week = sum(linkedin_day(world, ORG, date(2026, 11, d)).impressions for d in range(10, 17))
     assert sum(v for (k, _), v in got.items() if k == "social_impressions") == week
+
+
+@pytest.mark.parametrize("fault", [("oversized", 3 * 1024 * 1024), ("endless",)], ids=["oversized", "endless"])
+def test_an_answer_past_the_size_limit_stops_there(server, monkeypatch, fault):
+    """The client's requests go through the project's guarded session: a body past MKPI_LINKEDIN_MAX_ANSWER_MB
+    stops there, fatal (not retried), naming the limit."""
+    monkeypatch.setenv("MKPI_LINKEDIN_MAX_ANSWER_MB", "1")
+    server.add_fault(*fault)
+    with pytest.raises(SourceError) as caught:
+        connector(server, orgs=(ORG,)).network_size(ORG)
+    assert "larger than the 1 MB allowed (MKPI_LINKEDIN_MAX_ANSWER_MB)" in str(caught.value)
+    assert server.request_count == 1
