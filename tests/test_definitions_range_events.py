@@ -43,13 +43,22 @@ DEFS = dg.Definitions(assets=[_raw("a"), _raw("b"), kpi_web], jobs=[JOB])
 KEYS = [dg.AssetKey(["raw", "a"]), dg.AssetKey(["raw", "b"]), dg.AssetKey(["kpi", "web"])]
 
 
-@pytest.fixture
-def instance(tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
+# Dagster's own SQLite event log, and the project's (dagster.yaml: one transaction per batch of materialisations)
+STORAGES = {
+    "dagster_sqlite": {},
+    "batched_sqlite": {"event_log_storage": {"module": "pipelines.lib.event_storage",
+                                             "class": "BatchedSqliteEventLogStorage"}},
+}
+
+
+@pytest.fixture(params=sorted(STORAGES))
+def instance(request, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
     for name in instance_env.DAGSTER_ENV:
         monkeypatch.delenv(name, raising=False)
     instance_env.apply()  # monkeypatch restores the environment after the test
     monkeypatch.delenv(FAIL_VARIABLE, raising=False)
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as test_instance:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=STORAGES[request.param]) as test_instance:
         yield test_instance
 
 
@@ -89,6 +98,21 @@ def test_planned_events_are_one_per_asset_whatever_the_days(instance):
     assert count(instance, long.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION) == 3 * 30
     for key in KEYS:
         assert status(instance, key, days("2026-01-01", "2026-01-30")) == {AssetPartitionStatus.MATERIALIZED}
+        # each day's materialisation is findable with its own metadata (one per day, 30 days)
+        records = instance.fetch_materializations(key, limit=100).records
+        assert len(records) == 3 + 30
+        assert {r.partition_key for r in records} == set(days("2026-01-01", "2026-01-30"))
+        latest = instance.get_latest_materialization_event(key)
+        assert latest is not None and latest.run_id == long.run_id
+
+
+def test_the_projects_instance_writes_batches_with_its_own_storage(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    (tmp_path / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    with dg.DagsterInstance.get() as project_instance:
+        assert type(project_instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
 
 
 def test_a_failed_range_shows_its_days_failed_never_materialised(instance, monkeypatch):
