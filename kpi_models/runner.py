@@ -23,7 +23,7 @@ from connectors import raw_tables as raw
 from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried, is_conflict
-from connectors.warehouse import ensure_tables, quote_ident, replace_table, table_exists, transaction
+from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
 from kpi_models.context import KpiContext
 
 KPI_SCHEMA = "kpi"
@@ -459,7 +459,7 @@ def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, pa
 def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, chosen: Sequence[str],
              failed: Mapping[str, str]) -> RebuildResult:
     target = quote_ident(model.table)
-    if not table_exists(conn, model.table):
+    if _columns(conn, model.table) is None:
         return RebuildResult(model.table, window, 0, (), failed, tuple(chosen))
     part = quote_ident(model.partition_column or "date")
     row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end "
@@ -490,7 +490,7 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     if model.partition_column is not None:
         given = {"start": date(1970, 1, 1), "end": date(1970, 1, 1), **given}
     query = next(iter(model.parts().values()))
-    if table_exists(conn, model.table):
+    if _columns(conn, model.table) is not None:
         # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9), unless an earlier
         # version built it without columns its SQL has now (a model reading it would fail to bind them)
         if model.partition_column is not None and _missing_columns(conn, model.table, query, used_params(query, given)):
