@@ -29,8 +29,9 @@ account_period_reach gets an empty batch per organization (LinkedIn gives no rea
 
 Day rule: LinkedIn's time ranges are epoch milliseconds starting at UTC midnight with DAY granularity: `date` is the
 UTC day of `timeRange.start` (the docs' examples, e.g. start 1551398400000 = 2019-03-01T00:00Z). Re-read window: the
-registry's (3 days): LinkedIn's statistics for a day keep arriving for up to 48 hours after it (its analytics
-latency), so a day older than three days is final.
+registry's (3 days). LinkedIn documents no restatement window for these statistics; a day's figures keep growing
+while its engagement arrives (tools built on this API refresh them hourly, e.g. support.iconosquare.com/
+linkedin-analytics-glossary-by-section), so the last three days are read again and a day older is final.
 
 Wire rules: `LinkedIn-Version` is pinned in one place (LINKEDIN_VERSION); the token travels in the Authorization
 header only (the client's `get_restli_request_headers`), never in a URL or a log; `MKPI_LINKEDIN_ENDPOINT` (the
@@ -382,7 +383,7 @@ class LinkedInConnector:
     def _level_at(day: date, level_now: int, net: Mapping[date, int]) -> int | None:
         """Followers at the end of `day`: the level now minus the net gains LinkedIn reported for every later day.
         NULL when a later day is missing between reported ones (its gains unknown). The days after the last reported
-        one (LinkedIn's statistics lag up to two days) count as no change: their follows are already in the level
+        one (the latest day or two, not reported yet) count as no change: their follows are already in the level
         now, so every level read before they are reported is off by them; the re-read window reads them again."""
         last = max(net, default=day)
         later, total = day + timedelta(days=1), 0

@@ -115,7 +115,8 @@ SOURCES: tuple[SourceSpec, ...] = (
         setup="set MKPI_INSTAGRAM_ACCOUNT_IDS (Instagram professional account ids) and MKPI_META_ACCESS_TOKEN (a "
               "token with instagram_basic, instagram_manage_insights and pages_read_engagement)",
         configured=_section("instagram", "account_ids")),
-    # LinkedIn's statistics for a day keep arriving for up to 48 hours (its analytics latency): three days re-read.
+    # LinkedIn documents no restatement window: a day's statistics grow while its engagement arrives (connectors/
+    # linkedin.py); three days re-read.
     SourceSpec(
         "linkedin", "LinkedIn", "connectors.linkedin", "report", reread_days=3, stale_after_days=3,
         setup="set MKPI_LINKEDIN_ORGANIZATION_IDS (digits of urn:li:organization:{id}) and "

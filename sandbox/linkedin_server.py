@@ -34,10 +34,16 @@ What is emulated, and where each behaviour comes from:
   lifetime ``totalShareStatistics``, the element naming its ``share`` (.../organizations/share-statistics,
   "Retrieve Statistics for Specific Shares").
 * Time ranges in epoch milliseconds, DAY granularity: one element per UTC day ``[start, end)``, days with data only.
+* Restatement: LinkedIn documents no restatement window, but a day's share and page statistics grow while its
+  engagement arrives (tools reading this API refresh them hourly: support.iconosquare.com/
+  linkedin-analytics-glossary-by-section); with ``World(restatement_days=...)`` the latest days answer
+  ``World.restatement_factor`` of their final figures, nearer to them on each later read (the server counts its
+  statistics reads), as the other servers do.
 * Errors as LinkedIn sends them: ``{"status", "serviceErrorCode", "code", "message"}``
   (learn.microsoft.com/linkedin/shared/api-guide/concepts/error-handling): 401 INVALID_ACCESS_TOKEN (65600), 400
   VERSION_MISSING, 426 NONEXISTENT_VERSION for a version that is not active (versions live about a year:
-  learn.microsoft.com/linkedin/marketing/versioning), 403 ACCESS_DENIED (100) for an organization the member does
+  learn.microsoft.com/linkedin/marketing/versioning; the body as github.com/PipedreamHQ/pipedream issue #18398 and
+  github.com/n8n-io/n8n issue #28660 quote it), 403 ACCESS_DENIED (100) for an organization the member does
   not administer, 429 TOO_MANY_REQUESTS (101) for the daily application/member throttles
   (learn.microsoft.com/linkedin/shared/api-guide/concepts/rate-limits), with Retry-After when a fault gives one.
 
@@ -46,7 +52,9 @@ Not emulated: post content (text, media), ugcPosts, lifetime (facet) statistics,
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
+import threading
 import urllib.parse
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -111,6 +119,8 @@ class LinkedInServer(SandboxServer):
         self.organization_ids = organization_ids if organization_ids is not None else LINKEDIN_ORGANIZATION_IDS
         # the organizations the token's member administers (ADMINISTRATOR, APPROVED)
         self.admin_of = admin_of if admin_of is not None else self.organization_ids
+        self._reads = 0  # time-bound statistics answered so far: the world's restatement version
+        self._reads_lock = threading.Lock()
 
     @classmethod
     def for_sandbox(cls, world: World, environ: Mapping[str, str] | None = None) -> LinkedInServer:
@@ -175,8 +185,10 @@ class LinkedInServer(SandboxServer):
             return json_response(400, error_body(400, "VERSION_MISSING", "A version must be present. Please specify "
                                                  "a version by adding the LinkedIn-Version header."))
         if not version_active(version, self.world.today):
+            # LinkedIn names the version as YYYYMMDD (github.com/PipedreamHQ/pipedream issue #18398: "202409" sent,
+            # "Requested version 20240901 is not active")
             return json_response(426, error_body(426, "NONEXISTENT_VERSION",
-                                                 f"Requested version {version} is not active"))
+                                                 f"Requested version {version[:6]}01 is not active"))
         return None
 
     @staticmethod
@@ -230,13 +242,23 @@ class LinkedInServer(SandboxServer):
         if end_ms <= start_ms:
             return self.error_response(400, "timeRange.end must be after timeRange.start")
         elements = []
+        with self._reads_lock:
+            version, self._reads = self._reads, self._reads + 1
         day = _ms_day(start_ms)
         while _day_ms(day) < end_ms and day <= self.world.today:  # each UTC day the range touches
             figures = linkedin_day(self.world, org, day)
             if figures is not None:
-                elements.append(element(entity_param, org, day, figures))
+                elements.append(element(entity_param, org, day, self._restated(figures, day, version)))
             day += timedelta(days=1)
         return self._page(elements, params)
+
+    def _restated(self, figures: Any, day: date, version: int) -> Any:
+        """A day still restating shows a share of its final statistics (follower gains are final at once)."""
+        factor = self.world.restatement_factor(day, version)
+        if factor == 1.0:
+            return figures
+        counts = ("impressions", "unique_impressions", "clicks", "likes", "comments", "shares", "page_views")
+        return dataclasses.replace(figures, **{k: int(getattr(figures, k) * factor) for k in counts})
 
     def _posts(self, params: dict[str, Any]) -> Response:
         org, refused = self._organization(params.get("author"), "posts")

@@ -260,3 +260,21 @@ def test_an_answer_past_the_size_limit_stops_there(server, monkeypatch, fault):
         connector(server, orgs=(ORG,)).network_size(ORG)
     assert "larger than the 1 MB allowed (MKPI_LINKEDIN_MAX_ANSWER_MB)" in str(caught.value)
     assert server.request_count == 1
+
+
+def test_recent_days_restate_and_a_re_read_replaces_them(tmp_path):
+    """With the world restating its last two days, the first read of the window shows less for them (the world's
+    restatement_factor of version 0), a later read more; loaded twice through the one loader, the table holds the
+    later read, and the older days are the same both times."""
+    restating = World(seed=7, today=TODAY, restatement_days=2)
+    window = Window(date(2026, 11, 16), date(2026, 11, 20))
+    with LinkedInServer(restating, token=TOKEN) as s:
+        first = rows(connector(s, orgs=(ORG,)), window)
+        with connect_warehouse(tmp_path / "w.duckdb") as conn:
+            load_batches(conn, connector(s, orgs=(ORG,)).fetch(linkedin.ACCOUNT_DAILY, window))
+            loaded = dict(conn.execute("SELECT date, impressions FROM linkedin.account_daily").fetchall())
+    final = {d: linkedin_day(restating, ORG, d).impressions for d in (date(2026, 11, 19), date(2026, 11, 20))}
+    for day, impressions in final.items():
+        assert first[(ORG, day)]["impressions"] == int(impressions * restating.restatement_factor(day, 0))
+        assert first[(ORG, day)]["impressions"] < loaded[day] <= impressions
+    assert first[(ORG, date(2026, 11, 17))]["impressions"] == loaded[date(2026, 11, 17)]  # settled: unchanged
