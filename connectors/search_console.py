@@ -24,6 +24,7 @@ import json
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -428,6 +429,32 @@ class SearchConsoleConnector:
             raise ValueError(f"unexpected answer type {type(result).__name__}")
         return result
 
+    def answers(self, site_url: str, request: Callable[[int], tuple[dict[str, Any], str]],
+                row_limit: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The answers of one read, page after page (`startRow`), until a short page. After a full page the next
+        one is asked at once, from a second thread with its own client, while the caller checks and converts this
+        one: the API's time overlaps the parsing (a big site's read is 60 pages). The same requests as one after
+        the other; a read that fails drops the page on its way."""
+        start_row, pool, pending = 0, None, None
+        body, what = request(start_row)
+        answer = self.query(site_url, body, what)
+        try:
+            while True:
+                rows = answer.get("rows") or []
+                count = len(rows) if isinstance(rows, list) else 0
+                if count >= row_limit:
+                    pool = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mkpi-{SOURCE}-page")
+                    body, following = request(start_row + count)
+                    pending = pool.submit(self.query, site_url, body, following)
+                yield what, answer
+                if pending is None:
+                    return
+                start_row += count
+                answer, what, pending = pending.result(), following, None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
     def fetch(self, report: GscReport | Stream | str, window: Window, sites: Sequence[str] | None = None,
               accounts: AccountLog | None = None, cursor: str | None = None) -> Iterator[Batch]:
         """Yield batches per page, per search type, per site: one read of the whole window each. The report is given
@@ -453,27 +480,25 @@ class SearchConsoleConnector:
                 if search_type in skipped:
                     continue  # Google would refuse the dimensions; the asset's metadata says so
                 scope = {"site_url": site_url, "search_type": search_type}
-                start_row = 0
                 seen = ReadKeys()
                 first_incomplete: date | None = None
-                while True:
+
+                def request(start_row: int, search_type: str = search_type) -> tuple[dict[str, Any], str]:
                     body = {
                         "startDate": window.start.isoformat(), "endDate": window.end.isoformat(),
                         "dimensions": [d for d, _ in report.dimensions], "type": search_type,
                         "aggregationType": aggregation_for(report, search_type), "rowLimit": row_limit,
                         "startRow": start_row, "dataState": data_state,
                     }
-                    what = f"searchAnalytics.query {report.name} {search_type} {window} startRow {start_row}"
-                    answer = self.query(site_url, body, what)
+                    return body, f"searchAnalytics.query {report.name} {search_type} {window} startRow {start_row}"
+
+                for what, answer in self.answers(site_url, request, row_limit):
                     rows = answer.get("rows") or []
                     table = rows_to_table(rows, report, site_url, search_type, data_state, what, seen)
                     # every page of one read carries the same metadata; keep the first seen if one lacks it
                     first_incomplete = first_incomplete_date(answer, site_url, what) or first_incomplete
                     # the whole window is the replacement scope, so the pages of a read delete it once
                     yield Batch(report.stream, label_data_state(table, data_state, first_incomplete), window, scope)
-                    start_row += len(rows)
-                    if len(rows) < row_limit:
-                        break
 
         yield from fetch_accounts(site_list, fetch_site, max_workers=self.settings.parallel_accounts, source=SOURCE,
                                   log=accounts)
