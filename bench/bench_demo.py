@@ -98,9 +98,13 @@ def wrap_loader(timers: Timers) -> None:
 def wrap_dagster(timers: Timers) -> None:
     """Time run creation (planned events included) and every event write outside it, whatever the storage."""
     import dagster as dg
+    from dagster._core.instance.runs.run_domain import RunDomain
     from dagster._core.storage.event_log.base import EventLogStorage
 
-    dg.DagsterInstance.create_run = timers.wrap("run_creation", dg.DagsterInstance.create_run)
+    # every way of creating a run (execute_in_process, a launch) ends in RunDomain.create_run, which writes the
+    # planned events; the instance's create_run_for_job builds the execution plan first (also run creation)
+    RunDomain.create_run = timers.wrap("run_creation", RunDomain.create_run)
+    dg.DagsterInstance.create_run_for_job = timers.wrap("run_creation", dg.DagsterInstance.create_run_for_job)
     import dagster._core.storage.event_log.sqlite  # noqa: F401 - load the storages so their classes are wrapped
     try:
         import dagster_postgres  # noqa: F401
