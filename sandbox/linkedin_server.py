@@ -40,12 +40,17 @@ What is emulated, and where each behaviour comes from:
   ``World.restatement_factor`` of their final figures, nearer to them on each later read (the server counts its
   statistics reads), as the other servers do.
 * Errors as LinkedIn sends them: ``{"status", "serviceErrorCode", "code", "message"}``
-  (learn.microsoft.com/linkedin/shared/api-guide/concepts/error-handling): 401 INVALID_ACCESS_TOKEN (65600), 400
-  VERSION_MISSING, 426 NONEXISTENT_VERSION for a version that is not active (versions live about a year:
-  learn.microsoft.com/linkedin/marketing/versioning; the body as github.com/PipedreamHQ/pipedream issue #18398 and
-  github.com/n8n-io/n8n issue #28660 quote it), 403 ACCESS_DENIED (100) for an organization the member does
-  not administer, 429 TOO_MANY_REQUESTS (101) for the daily application/member throttles
-  (learn.microsoft.com/linkedin/shared/api-guide/concepts/rate-limits), with Retry-After when a fault gives one.
+  (learn.microsoft.com/linkedin/shared/api-guide/concepts/error-handling):
+  - 401 INVALID_ACCESS_TOKEN, serviceErrorCode 65600, "Invalid access token" (the body public issue threads quote);
+  - 426 NONEXISTENT_VERSION, "Requested version YYYYMM01 is not active", for a version older than a year
+    (learn.microsoft.com/linkedin/marketing/versioning; the body as github.com/PipedreamHQ/pipedream issue #18398
+    and github.com/n8n-io/n8n issue #28660 quote it);
+  - 403 ACCESS_DENIED, serviceErrorCode 100, "Not enough permissions to access: <resource>.GET.<version>" for an
+    organization the member does not administer (linkedin-developers/linkedin-api-js-client issue #35);
+  - 400 for a request without LinkedIn-Version, and 429 for the daily application / member throttles
+    (learn.microsoft.com/linkedin/shared/api-guide/concepts/rate-limits), with Retry-After when a fault gives one:
+    their codes (VERSION_MISSING, TOO_MANY_REQUESTS / 101) and messages are this sandbox's wording, no public copy
+    of those bodies was found.
 
 Not emulated: post content (text, media), ugcPosts, lifetime (facet) statistics, WEEK/MONTH granularity.
 """
@@ -77,6 +82,7 @@ ORG_URN = "urn:li:organization:"
 FOLLOWED_BY = "COMPANY_FOLLOWED_BY_MEMBER"
 DAY_MS = 86_400_000
 MAX_POSTS_COUNT = 100  # the Posts API's largest page
+VERSION_KEY = " version"  # the request's LinkedIn-Version among the decoded parameters (no query key has a space)
 
 
 def error_body(status: int, code: str, message: str, service_code: int | None = None) -> dict[str, Any]:
@@ -154,6 +160,7 @@ class LinkedInServer(SandboxServer):
         if refused is not None:
             return refused
         params = self._params(request)
+        params[VERSION_KEY] = request.headers.get("linkedin-version", "")
         path = urllib.parse.unquote(request.path)
         if request.method != "GET" or not path.startswith("/rest/"):
             return self.error_response(404, f"No resource found for {request.method} {path}")
@@ -210,25 +217,27 @@ class LinkedInServer(SandboxServer):
         return json_response(200, {"elements": elements, "paging": {"start": 0, "count": 10, "links": [],
                                                                     "total": len(elements)}})
 
-    def _organization(self, urn: Any, resource: str) -> tuple[str | None, Response | None]:
+    def _organization(self, urn: Any, resource: str, params: dict[str, Any]) -> tuple[str | None, Response | None]:
         if not isinstance(urn, str) or not urn.startswith(ORG_URN):
             return None, self.error_response(400, f"Invalid organizational entity {urn!r}")
         org = urn.removeprefix(ORG_URN)
         if org not in self.admin_of or org not in self.organization_ids:
-            message = f"Not enough permissions to access: {resource}.GET.{self.world.today:%Y%m}01"
+            # as LinkedIn words it (github.com/linkedin-developers/linkedin-api-js-client issue #35:
+            # "Not enough permissions to access: userinfo.GET.NO_VERSION"): resource, method, version as YYYYMMDD
+            message = f"Not enough permissions to access: {resource}.GET.{params[VERSION_KEY][:6]}01"
             return None, json_response(403, error_body(403, "ACCESS_DENIED", message, 100))
         return org, None
 
     def _network_size(self, key: str, params: dict[str, Any]) -> Response:
         if params.get("edgeType") != FOLLOWED_BY:
             return self.error_response(400, f"Invalid edgeType {params.get('edgeType')!r}")
-        org, refused = self._organization(key, "networkSizes")
+        org, refused = self._organization(key, "networkSizes", params)
         if refused is not None or org is None:
             return refused or self.error_response(400, "bad key")
         return json_response(200, {"firstDegreeSize": linkedin_follower_level(self.world, org, self.world.today)})
 
     def _statistics(self, resource: str, params: dict[str, Any], entity_param: str, element: Any) -> Response:
-        org, refused = self._organization(params.get(entity_param), resource)
+        org, refused = self._organization(params.get(entity_param), resource, params)
         if refused is not None or org is None:
             return refused or self.error_response(400, "bad entity")
         intervals = params.get("timeIntervals")
@@ -261,7 +270,7 @@ class LinkedInServer(SandboxServer):
         return dataclasses.replace(figures, **{k: int(getattr(figures, k) * factor) for k in counts})
 
     def _posts(self, params: dict[str, Any]) -> Response:
-        org, refused = self._organization(params.get("author"), "posts")
+        org, refused = self._organization(params.get("author"), "posts", params)
         if refused is not None or org is None:
             return refused or self.error_response(400, "bad author")
         count = int(params.get("count", 10))
@@ -282,7 +291,8 @@ class LinkedInServer(SandboxServer):
                                                                  "total": total}})
 
     def _post_statistics(self, params: dict[str, Any]) -> Response:
-        org, refused = self._organization(params.get("organizationalEntity"), "organizationalEntityShareStatistics")
+        org, refused = self._organization(params.get("organizationalEntity"), "organizationalEntityShareStatistics",
+                                          params)
         if refused is not None or org is None:
             return refused or self.error_response(400, "bad entity")
         urns = params.get("shares")
