@@ -283,14 +283,23 @@ class _UpsertStage:
                 self.staged.append(name)
 
     def merge(self, conn: duckdb.DuckDBPyConnection, columns: dict[str, str], loaded_at: datetime) -> None:
-        """Delete every row a page replaces, insert each staged row no later page replaced, drop the stage."""
+        """Refuse duplicate keys among the rows to insert, delete every row a page replaces, insert each staged row
+        no later page replaced, drop the stage.
+
+        The key check needs the staged rows only: every table row sharing a key with one of them is deleted (the
+        key holds the replace_by columns, and each staged row's values are in `replaced`), so a duplicate after the
+        merge can only be two rows inserted now; the table was unique before, as every load checks this."""
         self.flush(conn, loaded_at)
         table = quote_ident(self.stream.table)
         on = " AND ".join(f"t.{quote_ident(k)} = r.{quote_ident(k)}" for k in self.stream.replace_by or self.stream.key)
         names = ", ".join(quote_ident(name) for name in columns)
+        kept = f"FROM {self.rows} AS t WHERE NOT EXISTS (SELECT 1 FROM {self.replaced} AS r WHERE {on} AND " \
+               "r._page > t._page)"
+        keys = ", ".join(f"t.{quote_ident(k)}" for k in self.stream.key)
+        _refuse_duplicate(self.stream, conn.execute(f"SELECT {keys}, count(*) {kept} GROUP BY ALL HAVING count(*) > 1 "
+                                                    "LIMIT 1").fetchone())
         conn.execute(f"DELETE FROM {table} AS t WHERE EXISTS (SELECT 1 FROM {self.replaced} AS r WHERE {on})")
-        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {self.rows} AS t "
-                     f"WHERE NOT EXISTS (SELECT 1 FROM {self.replaced} AS r WHERE {on} AND r._page > t._page)")
+        conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} {kept}")
         conn.execute(f"DROP TABLE {self.rows}")
         conn.execute(f"DROP TABLE {self.replaced}")
 
@@ -300,13 +309,18 @@ def _with_page(data: pa.Table, page: int) -> pa.Table:
     return data.add_column(0, "_page", pa.repeat(pa.scalar(page, pa.int32()), data.num_rows))
 
 
-def _check_unique_keys(conn: duckdb.DuckDBPyConnection, stream: Stream) -> None:
-    keys = ", ".join(quote_ident(k) for k in stream.key)
-    dup = conn.execute(f"SELECT {keys}, count(*) FROM {quote_ident(stream.table)} GROUP BY ALL HAVING count(*) > 1 "
-                       "LIMIT 1").fetchone()
+def _refuse_duplicate(stream: Stream, dup: tuple[object, ...] | None) -> None:
+    """Raise, naming the key and its count, when a check found a duplicate (its key values, then the count)."""
     if dup is not None:
         shown = dict(zip(stream.key, dup[:-1], strict=True))
         raise ValueError(f"{stream.table}: duplicate key {shown} ({dup[-1]} rows); nothing was written")
+
+
+def _check_unique_keys(conn: duckdb.DuckDBPyConnection, stream: Stream) -> None:
+    """Refuse duplicate keys anywhere in the table."""
+    keys = ", ".join(quote_ident(k) for k in stream.key)
+    _refuse_duplicate(stream, conn.execute(f"SELECT {keys}, count(*) FROM {quote_ident(stream.table)} GROUP BY ALL "
+                                           "HAVING count(*) > 1 LIMIT 1").fetchone())
 
 
 def _check_unique(conn: duckdb.DuckDBPyConnection, stream: Stream, window: Window) -> None:
@@ -314,15 +328,12 @@ def _check_unique(conn: duckdb.DuckDBPyConnection, stream: Stream, window: Windo
     table when the new rows decide (`_new_rows_decide`): a key holds a date inside this window."""
     keys = ", ".join(quote_ident(k) for k in stream.key)
     part = quote_ident(stream.partition_column)
-    dup = conn.execute(
+    _refuse_duplicate(stream, conn.execute(
         f"SELECT {keys}, count(*) AS n FROM {quote_ident(stream.table)} "
         f"WHERE ({part} BETWEEN ? AND ?) OR ({part} IS NULL AND _window_start >= ? AND _window_end <= ?) "
         f"GROUP BY ALL HAVING count(*) > 1 LIMIT 1",
         [window.start, window.end, window.start, window.end],
-    ).fetchone()
-    if dup is not None:
-        shown = dict(zip(stream.key, dup[:-1], strict=True))
-        raise ValueError(f"{stream.table}: duplicate key {shown} ({dup[-1]} rows); nothing was written")
+    ).fetchone())
 
 
 def _check_within(batch: Batch) -> None:
@@ -523,7 +534,9 @@ class _Load:
         for table, stage in self.stages.items():
             stage.merge(self.conn, self.columns[table], self.loaded_at)
         for stream, windows in self.written.values():
-            if stream.write_mode == "upsert" or stream.table in self.full_check:
+            if stream.write_mode == "upsert":
+                continue  # checked by its merge
+            if stream.table in self.full_check:
                 _check_unique_keys(self.conn, stream)  # the whole table: older rows outside the window may share a key
                 continue
             if stream.table not in self.key_hashes or not self.key_hashes[stream.table].collide():

@@ -187,3 +187,14 @@ def test_an_upsert_load_scans_its_table_once_whatever_its_pages(tmp_path):
         load_batches(conn, pages)  # type: ignore[arg-type]
         assert conn.deletes == 1
         assert raw.execute("SELECT count(*), count(DISTINCT id) FROM demo.contacts").fetchone() == (4000, 4000)
+
+
+def test_a_duplicate_association_is_refused_and_the_table_kept(tmp_path):
+    """The merge checks the rows it inserts only (every table row sharing their key is deleted): a key twice among
+    them is still refused, naming it."""
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [associations([("1", "contacts", "c1")])])
+        with pytest.raises(ValueError, match=r"duplicate key \{'deal_id': '2', 'to_type': 'contacts', 'to_id': 'c2'\}"):
+            load_batches(conn, [associations([("1", "contacts", "c1")]),
+                                associations([("2", "contacts", "c2"), ("2", "contacts", "c2")])])
+        assert rows(conn, "demo.deal_associations") == [("1", "contacts", "c1")]
