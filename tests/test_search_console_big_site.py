@@ -52,6 +52,10 @@ def test_big_site_queries_read_whole_through_the_connector():
     with GscServer(World(seed=7, today=TODAY), big_site=big) as server:
         assert server.sites == big.sites()
         table, requests = read(server.url, server.sites[:2])
+        quoted = "https%3A%2F%2Fwww.big.example%2Fs01%2F"
+        start_rows = [r.json["startRow"] for r in server.requests if quoted in r.path]
+    # the next page is asked while one is parsed, yet the requests are the read's, in order, and no more
+    assert start_rows == [0, 25_000, 50_000, 75_000]
     assert table.num_rows == 2 * 2 * 40_000
     assert requests == 2 * 4  # 80,000 rows per property: pages of 25,000, 25,000, 25,000, 5,000
     assert table.schema.equals(QUERIES.stream.schema)
