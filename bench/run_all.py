@@ -210,9 +210,9 @@ def markdown(doc: dict[str, Any]) -> str:
     objs = doc["targets"]
     passed = sum(1 for o in objs if o.get("met") is True)
     failed = sum(1 for o in objs if o.get("met") is False)
-    lines = [f"| {o['target']} | {o['measure']} | {o['size']} | {o['commit']}, {o['measured_at']} |" for o in objs]
+    lines = [f"| {o['target']} | {o['measure']} | {_baseline(o)} | {o['size'] or '-'} | "
+             f"{o.get('includes') or 'see the module above'} | {o['commit']}, {o['measured_at']} |" for o in objs]
     notes = [f"- {r.target} / {r.what.strip()}: {n}" for r in rows for n in r.notes]
-    includes = [f"- {o['target']} / {o['measure']}: {o['includes']}" for o in objs if o.get("includes")]
     described = list(dict.fromkeys(o["module"] for o in objs))
     sections = "\n".join(f"- **{m}**: {DESCRIPTIONS.get(m, 'see the module docstring.')}" for m in described)
     commands = "\n".join(f"{c['command']}    # {c['seconds']:.0f} s, {c['commit']}, {c['measured_at']}, load "
@@ -242,10 +242,10 @@ same-run ratios are what to read.
 
 {sections}
 
-{chr(10).join(includes)}
+Each figure:
 
-| target | measure | size | measured at |
-|---|---|---|---|
+| target | measure | baseline | size | includes | measured at (commit, time) |
+|---|---|---|---|---|---|
 {chr(10).join(lines)}
 
 ## Machine and versions (of the last write)
@@ -263,6 +263,14 @@ module below (seconds, commit, time and load average each). Each is runnable alo
 {commands}
 ```
 """
+
+
+def _baseline(obj: dict[str, Any]) -> str:
+    """What a figure is compared with, as the per-figure table says it."""
+    shown = obj.get("shown", {}).get("baseline", "")
+    if shown:
+        return shown
+    return "none: an absolute goal" if obj.get("goal") is not None else "none"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,9 @@ def test_only_replaces_the_named_modules_rows_and_keeps_the_others(tmp_path, mon
     assert "| 9 beta " in text and "2.0 s" in text and "10.0 s" in text and "1.0 s" not in text
     assert "first" in text and "second" in text  # each row names its own commit
     assert "Goals met: 1, missed: 2" in text
+    # target 8: each figure with its baseline, size and what it includes
+    assert "| target | measure | baseline | size | includes |" in text
+    assert "| 9 beta | beta figure | bound 2 s | - | see the module above | first," in text
 
 
 def test_unknown_module_names_are_refused(tmp_path, monkeypatch):
