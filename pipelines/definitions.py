@@ -7,10 +7,12 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.components.source_assets import registry_only_defs
-from pipelines.lib import instance_env
+from pipelines.lib import event_storage, instance_env
 
-# Dagster's range bookkeeping switches, for every process that loads this code location (pipelines/lib/instance_env.py)
+# Dagster's range bookkeeping, for every process that loads this code location (pipelines/lib/instance_env.py): one
+# planned event per asset and range, batched per-day materialisations, a batch written in one go on SQLite too
 instance_env.apply()
+event_storage.install()
 
 
 def build_definitions() -> dg.Definitions:

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
-from pipelines.lib import instance_env
+from pipelines.lib import event_storage, instance_env
 from pipelines.lib.partition_status import mark_failed_partitions, mark_unmaterialised_partitions
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-03-01")
@@ -43,22 +44,17 @@ DEFS = dg.Definitions(assets=[_raw("a"), _raw("b"), kpi_web], jobs=[JOB])
 KEYS = [dg.AssetKey(["raw", "a"]), dg.AssetKey(["raw", "b"]), dg.AssetKey(["kpi", "web"])]
 
 
-# Dagster's own SQLite event log, and the project's (dagster.yaml: one transaction per batch of materialisations)
-STORAGES = {
-    "dagster_sqlite": {},
-    "batched_sqlite": {"event_log_storage": {"module": "pipelines.lib.event_storage",
-                                             "class": "BatchedSqliteEventLogStorage"}},
-}
-
-
-@pytest.fixture(params=sorted(STORAGES))
+@pytest.fixture(params=["dagster_sqlite", "batched_sqlite"])
 def instance(request, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
+    """A SQLite instance writing batches Dagster's way, or the project's way (pipelines/lib/event_storage.py)."""
     for name in instance_env.DAGSTER_ENV:
         monkeypatch.delenv(name, raising=False)
     instance_env.apply()  # monkeypatch restores the environment after the test
     monkeypatch.delenv(FAIL_VARIABLE, raising=False)
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=STORAGES[request.param]) as test_instance:
+    batched = event_storage.store_event_batch if request.param == "batched_sqlite" else (
+        event_storage.DAGSTER_STORE_EVENT_BATCH)
+    monkeypatch.setattr(SqliteEventLogStorage, "store_event_batch", batched)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as test_instance:
         yield test_instance
 
 
@@ -86,6 +82,7 @@ def test_the_pipeline_sets_the_range_bookkeeping_switches_when_its_definitions_l
 
     assert os.environ["DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"] == "1"
     assert int(os.environ["DAGSTER_EVENT_BATCH_SIZE"]) > 0
+    assert SqliteEventLogStorage.store_event_batch is event_storage.store_event_batch
 
 
 def test_planned_events_are_one_per_asset_whatever_the_days(instance):
@@ -104,15 +101,6 @@ def test_planned_events_are_one_per_asset_whatever_the_days(instance):
         assert {r.partition_key for r in records} == set(days("2026-01-01", "2026-01-30"))
         latest = instance.get_latest_materialization_event(key)
         assert latest is not None and latest.run_id == long.run_id
-
-
-def test_the_projects_instance_writes_batches_with_its_own_storage(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    (tmp_path / "dagster.yaml").write_text((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
-    with dg.DagsterInstance.get() as project_instance:
-        assert type(project_instance.event_log_storage).__name__ == "BatchedSqliteEventLogStorage"
 
 
 def test_a_failed_range_shows_its_days_failed_never_materialised(instance, monkeypatch):
