@@ -430,6 +430,7 @@ def _kpis(catalogue: Catalogue) -> dict[str, dict[str, Any]]:
         tables = ", ".join(f"{s.source} ({catalogue.relations[s.relation].table or s.relation})" for s in k.sources)
         out[k.kpi] = {"label": kpi_label(k.kpi), "family": k.family, "unit": display_unit(k.unit, k.kpi),
                       "direction": k.direction, "additive": k.additive, "native": k.native, "formula": k.formula,
+                      "aggregation": k.aggregation,
                       "sources": list(k.source_codes), "tables": tables, "budget": k.kpi in BUDGET_KPIS}
     return out
 

@@ -3,6 +3,7 @@ objective. Hand-made kpi_daily rows (a LinkedIn page and a Facebook Page, March 
 worked out by hand in the comments, never read back from the code."""
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -95,3 +96,33 @@ def test_reach_over_seven_days_is_the_platforms_own(model):
     cur, prev, _ = (None if r is None else r[2] for r in data["results"]["last_7"]["social_reach|facebook|*"])
     assert (cur, prev) == (1500, 1400)  # never the sum of seven daily reaches, nor the week ending on the 19th
     assert current_of(data, "last_7", "social_reach|linkedin|*") is None  # LinkedIn has no weekly reach
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="Debian's chromium is not at /usr/bin/chromium")
+def test_the_page_computes_followers_of_a_custom_range_as_its_last_day(tmp_path):
+    """In Chromium: the followers card of a custom range the page sums itself is the range's last day's level (1,050 on
+    March 10), never a sum of days; the engagement rate stays a ratio of sums."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_dashboard_browser import DESKTOP, Opened
+
+    path = tmp_path / "dashboard.html"
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
+        build(conn)
+        path.write_text(render_dashboard(conn, generated_at=GENERATED_AT), encoding="utf-8")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        try:
+            page = Opened(chromium, path, viewport=DESKTOP)
+            assert page.card("followers|linkedin").locator(".v").inner_text() == "1,100"  # this month: March 20's
+            page.page.locator('button.period[data-period="custom"]').click()
+            page.page.fill("#custom-start", "2026-03-01")
+            page.page.fill("#custom-end", "2026-03-10")
+            page.page.locator("#custom-apply").click()
+            assert page.card("followers|linkedin").locator(".v").inner_text() == "1,050"  # 1000 + 5 x 10
+            assert page.card("follower_growth|linkedin").locator(".v").inner_text() == "50"
+            assert page.errors == [] and page.remote == []
+            page.close()
+        finally:
+            chromium.close()

@@ -133,8 +133,26 @@
     return r ? {n: r[0], d: r[1], v: r[2], final: !!r[3], flags: M.flags[r[4]] || [], days: r[5]} : null;
   }
   function valueOf(kpi, n, d) {
-    if (M.kpis[kpi].additive) return n;
+    // a day's level (followers) and distinct count (reach) are their numerator, as sums are
+    const k = M.kpis[kpi];
+    if (k.additive || k.aggregation === "last" || k.aggregation === "distinct") return n;
     return n !== null && d ? n / d : null;
+  }
+  // A level (followers) over several days is its last day's (summed over the series: accounts, channels), never a
+  // sum of days; a distinct count (reach) has no value over several days (the platform's own is in the presets).
+  function lastDayN(series, last) {
+    let n = null;
+    for (const s of series) {
+      const j = last - s.o;
+      if (j >= 0 && j < s.q.length && s.q[j] !== null && s.n[j] !== null) n = (n ?? 0) + s.n[j];
+    }
+    return n;
+  }
+  function overDays(kpi, n, series, a, b) {
+    const aggregation = M.kpis[kpi].aggregation;
+    if (aggregation === "last") return lastDayN(series, Math.min(b, indexOf(M.as_of)));
+    if (aggregation === "distinct") return a === b ? n : null;
+    return n;
   }
   function sumWindow(w) {
     const a = indexOf(w.start), b = indexOf(w.end), out = {}, daysBy = {}, coverage = {};
@@ -162,6 +180,7 @@
         combo.forEach((f) => flags.add(f));
       }
       if (!dayset.length) continue;
+      if (M.kpis[s.k] && M.kpis[s.k].aggregation !== "sum") n = overDays(s.k, n, [s], a, b);
       add(`${s.k}|${s.s}|${s.c}`, s.k, n, d, final, flags, dayset);
       add(`${s.k}|${s.s}|*`, s.k, n, d, final, flags, dayset);
       const cov = coverage[s.s] || (coverage[s.s] = new Set());
@@ -550,6 +569,7 @@
         }
       }
       if (!seen) return {v: null};
+      n = overDays(kpi, n, parts.series, bk.a, bk.b);
       const why = [...flags].map((f) => M.flag_text[f] || f);
       if (bk.partial) why.unshift(bk.partial);
       return {v: valueOf(kpi, n, d), why, weight: M.kpis[kpi].additive ? n : d};
