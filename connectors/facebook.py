@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
-from connectors.batches import Batch, Window
+from connectors.batches import Batch, Stream, Window
 from connectors.meta_graph import (
     MetaConnector,
     count,
@@ -67,7 +67,7 @@ class FacebookConnector(MetaConnector):
     SOURCE: ClassVar[str] = SOURCE
     IDS_VARIABLE: ClassVar[str] = "MKPI_FACEBOOK_PAGE_IDS"
     IDS_FIELD: ClassVar[str] = "page_ids"
-    STREAMS: ClassVar[tuple[Any, ...]] = STREAMS
+    STREAMS: ClassVar[tuple[Stream, ...]] = STREAMS
     LABEL: ClassVar[str] = "Page"
     PROBE_FIELDS: ClassVar[str] = "id,name"
 

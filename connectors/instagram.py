@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
-from connectors.batches import Batch, Window
+from connectors.batches import Batch, Stream, Window
 from connectors.meta_graph import (
     MetaConnector,
     count,
@@ -65,7 +65,7 @@ class InstagramConnector(MetaConnector):
     SOURCE: ClassVar[str] = SOURCE
     IDS_VARIABLE: ClassVar[str] = "MKPI_INSTAGRAM_ACCOUNT_IDS"
     IDS_FIELD: ClassVar[str] = "account_ids"
-    STREAMS: ClassVar[tuple[Any, ...]] = STREAMS
+    STREAMS: ClassVar[tuple[Stream, ...]] = STREAMS
     LABEL: ClassVar[str] = "Instagram account"
     PROBE_FIELDS: ClassVar[str] = "id,username,followers_count"
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
@@ -59,6 +59,11 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.probe import Finding
+
+if TYPE_CHECKING:
+    from connectors.batches import Batch, Stream, Window
+    from connectors.parallel import AccountLog
+    from connectors.settings import FacebookSettings, InstagramSettings, MetaSettings
 
 log = logging.getLogger("mkpi.meta")
 
@@ -331,8 +336,8 @@ class MetaConnector:
     for every thread, and the source protocol's `fetch` over `read_account` (one account's batches of every table:
     the tables of an account come from one read, as Matomo's do)."""
 
-    meta: Any  # connectors.settings.MetaSettings
-    section: Any  # FacebookSettings / InstagramSettings
+    meta: MetaSettings
+    section: FacebookSettings | InstagramSettings
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     stats: RequestStats = field(default_factory=RequestStats)
@@ -341,14 +346,14 @@ class MetaConnector:
     SOURCE: ClassVar[str] = "meta"
     IDS_VARIABLE: ClassVar[str] = "MKPI_META_IDS"
     IDS_FIELD: ClassVar[str] = "ids"  # the settings section's field holding the account ids
-    STREAMS: ClassVar[tuple[Any, ...]] = ()  # account_daily, account_period_reach, posts (connectors/raw_tables.py)
+    STREAMS: ClassVar[tuple[Stream, ...]] = ()  # account_daily, account_period_reach, posts (connectors/raw_tables.py)
     LABEL: ClassVar[str] = "account"  # how doctor names one account
     PROBE_FIELDS: ClassVar[str] = "id"
 
     def account_ids(self) -> tuple[str, ...]:
         return tuple(getattr(self.section, self.IDS_FIELD))
 
-    def read_account(self, account: str, window: Any) -> list[Any]:
+    def read_account(self, account: str, window: Window) -> list[Batch]:
         """One account's batches of every table over the window."""
         raise NotImplementedError
 
@@ -356,7 +361,7 @@ class MetaConnector:
         """doctor: ask for one day of every metric the connector reads (a retired one raises RetiredMetric)."""
         raise NotImplementedError
 
-    def batches(self, account: str, window: Any, *tables: list[dict[str, Any]]) -> list[Any]:
+    def batches(self, account: str, window: Window, *tables: list[dict[str, Any]]) -> list[Batch]:
         """One account's rows of each table (in STREAMS order) as typed batches replacing the window."""
         import pyarrow as pa
 
@@ -365,7 +370,7 @@ class MetaConnector:
         return [Batch(stream, pa.Table.from_pylist(rows, schema=stream.schema), window, {"account_id": account})
                 for stream, rows in zip(self.STREAMS, tables, strict=True)]
 
-    def series(self, account: str, window: Any, metrics: Sequence[str], params: Mapping[str, Any],
+    def series(self, account: str, window: Window, metrics: Sequence[str], params: Mapping[str, Any],
                max_days: int) -> dict[str, dict[date, int]]:
         """metric -> day -> value of a daily insights series over the window, asked for in spans of `max_days`."""
         out: dict[str, dict[date, int]] = {}
@@ -419,7 +424,7 @@ class MetaConnector:
                                        sleep=self.sleep, stats=self.stats)
         return self._client
 
-    def fetch_all(self, window: Any, *, accounts: Any = None) -> Iterator[Any]:
+    def fetch_all(self, window: Window, *, accounts: AccountLog | None = None) -> Iterator[Batch]:
         """Every table's batches per account over the window; with `accounts` (the run's AccountLog) a failing
         account is recorded there and skipped (connectors/parallel.py)."""
         from connectors.parallel import fetch_accounts
@@ -430,7 +435,8 @@ class MetaConnector:
                                                                    [self.token()]),
                                   max_workers=self.section.parallel_accounts, source=self.SOURCE, log=accounts)
 
-    def fetch(self, stream: Any, window: Any, *, accounts: Any = None, cursor: str | None = None) -> Iterator[Any]:
+    def fetch(self, stream: Stream | str, window: Window, *, accounts: AccountLog | None = None,
+              cursor: str | None = None) -> Iterator[Batch]:
         """The source protocol: one table's batches (the account's other tables are read with it and dropped)."""
         from connectors.source import stream_named
 
