@@ -28,7 +28,10 @@ What it reproduces, each from a public source:
   total_time, estimated_time_to_regain_access}]}`); a throttled call is error code 4 (app), 17 (user), 32 (Page) or
   613, or 80001 (Pages business use case) / 80002 (Instagram) (docs/graph-api/overview/rate-limiting).
 
-Numbers come from the world (sandbox/world.py, Meta section), so tests recompute them independently.
+Field names of answers are those of the official SDK's objects (facebook/facebook-python-business-sdk,
+facebook_business/adobjects/insightsresult.py, instagraminsightsresult.py, pagepost.py, igmedia.py), which
+tests/test_meta_contracts.py checks. Numbers come from the world (sandbox/world.py, Meta section), so tests recompute
+them independently.
 """
 
 from __future__ import annotations
