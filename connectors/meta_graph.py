@@ -188,6 +188,7 @@ class GraphClient:
     sleep: Callable[[float], None] = time.sleep
     stats: RequestStats = field(default_factory=RequestStats)
     usage: float = 0.0  # the highest usage percentage the last answer announced
+    paced_seconds: float = 0.0  # waited because the usage headers neared 100 % (not retries: nothing failed)
     _api: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -244,7 +245,7 @@ class GraphClient:
         if pause > 0:
             log.warning("%s: Graph API usage at %.0f%%: waiting %.1fs before the next call", self.source, self.usage,
                         pause)
-            self.stats.count_retry("usage near the limit", pause)
+            self.paced_seconds += pause
             self.sleep(pause)
 
     def insights(self, node: str, metrics: Sequence[str], params: Mapping[str, Any], *, account: str,

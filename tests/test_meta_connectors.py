@@ -268,7 +268,7 @@ def test_usage_near_the_limit_slows_down(settings, server):
     made = connector(facebook, settings, waits)
     tables(made, Window(TODAY - timedelta(days=1), TODAY - timedelta(days=1)))
     assert waits and all(w > 0 for w in waits)
-    assert made.client().usage == 95
+    assert made.client().usage == 95 and made.client().paced_seconds == sum(waits) and made.stats.retries == 0
     server.app_usage = 40
     calm: list[float] = []
     tables(connector(facebook, settings, calm), Window(TODAY - timedelta(days=1), TODAY - timedelta(days=1)))

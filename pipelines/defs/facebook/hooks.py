@@ -30,7 +30,8 @@ class MetaHooks(SourceHooks):
     def run_metadata(self, connector: MetaConnector, stream: Stream) -> dict[str, Any]:
         client = connector._client
         return {"graph_api_version": GRAPH_API_VERSION,
-                "graph_usage_percent": round(client.usage, 1) if client is not None else 0.0}
+                "graph_usage_percent": round(client.usage, 1) if client is not None else 0.0,
+                "graph_paced_seconds": round(client.paced_seconds, 1) if client is not None else 0.0}
 
 
 class FacebookHooks(MetaHooks):
