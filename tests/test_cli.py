@@ -356,6 +356,40 @@ def test_kpis_week_judges_objectives_by_elapsed_days_and_keeps_kpis_without_an_a
     assert table_row(out, "ad_clicks", "google_ads", "all")[4:8] == ["200", "-", "-", "no objective"]
 
 
+def test_kpis_week_rolls_levels_and_distinct_counts_up_without_summing_days(tmp_path, monkeypatch):
+    """Followers (a level) is each account's last day of the week, added over accounts; reach (distinct people) is
+    the platform's own week figure for one account, and no value at all over two accounts (never a sum)."""
+    from connectors.warehouse import connect
+    from kpi_models.catalogue import rollup_view_sql
+
+    path = tmp_path / "social.duckdb"
+    with connect(path) as conn:
+        conn.execute("CREATE SCHEMA kpi")
+        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+        rows = [(date(2026, 3, 2), "linkedin", "1", "followers", 1000.0), (date(2026, 3, 3), "linkedin", "1",
+                "followers", 1010.0), (date(2026, 3, 5), "linkedin", "1", "followers", 1030.0),
+                (date(2026, 3, 2), "linkedin", "2", "followers", 500.0), (date(2026, 3, 5), "linkedin", "2",
+                "followers", 520.0),
+                (date(2026, 3, 2), "linkedin", "1", "social_reach", 70.0), (date(2026, 3, 2), "linkedin", "2",
+                "social_reach", 30.0),
+                (date(2026, 3, 2), "facebook", "9", "social_reach", 300.0), (date(2026, 3, 3), "facebook", "9",
+                "social_reach", 400.0)]
+        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, 'social', ?, ?, ?, NULL, ?, NULL, true, [], NULL)",
+                         [(d, s, a, k, n, n) for d, s, a, k, n in rows])
+        # the Page's own reach over the week ending Sunday 8 March: fewer than 300 + 400 (people come back)
+        conn.execute("CREATE VIEW kpi.social_period_reach AS SELECT 'facebook' AS source, DATE '2026-03-08' AS date, "
+                     "'9' AS account_id, 'week' AS period, CAST(650 AS BIGINT) AS reach")
+        conn.execute(rollup_view_sql()["kpi_weekly"])
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = run_cli("kpis", "--period", "week", "--db", str(path))
+    assert code == 0, err
+    assert table_row(out, "followers", "linkedin", "all")[4] == "1,550"  # 1,030 (5 March) + 520 (5 March)
+    assert table_row(out, "social_reach", "facebook", "all")[4] == "650"  # the platform's week, not 700
+    assert table_row(out, "social_reach", "linkedin", "all")[4] == "-"  # two accounts' people do not add up
+
+
 def test_kpis_statuses_are_coloured(backfilled, monkeypatch):
     monkeypatch.setenv("FORCE_COLOR", "1")
     _, out, _ = run_cli("kpis", "--db", str(backfilled.analyst))
