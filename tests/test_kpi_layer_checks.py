@@ -77,6 +77,23 @@ def test_duplicate_key_is_named(conn):
                             "row_count": 2}]
 
 
+def test_every_duplicate_key_is_named_with_its_count_null_parts_included(conn):
+    """The check groups hashes first, then keys: a key three times, a key with a NULL part twice, nothing else."""
+    conn.execute("INSERT INTO kpi.kpi_daily SELECT * FROM kpi.kpi_daily WHERE kpi = 'sessions' AND date = ? "
+                 "AND channel = 'direct'", [D1])
+    conn.execute("INSERT INTO kpi.kpi_daily SELECT * FROM kpi.kpi_daily WHERE kpi = 'sessions' AND date = ? "
+                 "AND channel = 'direct' LIMIT 1", [D1])
+    for _ in range(2):
+        conn.execute("INSERT INTO kpi.kpi_daily SELECT * REPLACE (NULL AS account_id) FROM kpi.kpi_daily "
+                     "WHERE kpi = 'bounce_rate' AND date = ? AND channel = 'organic_search' AND account_id = '1'", [D2])
+    result = checks.check_unique_keys(conn, WINDOW)
+    assert (result.passed, result.failures) == (False, 2)
+    assert result.rows == [
+        {"date": D1, "source": "ga4", "channel": "direct", "account_id": "1", "kpi": "sessions", "row_count": 3},
+        {"date": D2, "source": "ga4", "channel": "organic_search", "account_id": None, "kpi": "bounce_rate",
+         "row_count": 2}]
+
+
 def test_numerator_above_denominator_is_named(conn):
     conn.execute("UPDATE kpi.kpi_daily SET numerator = 120, value = 1.2 WHERE kpi = 'engagement_rate' "
                  "AND date = ? AND channel = 'organic_search'", [D1])
