@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+from connectors import registry
 from connectors.errors import ConfigError, RetriesExhausted, SourceError
 
 log = logging.getLogger("mkpi.http")
@@ -419,7 +420,8 @@ class _RedactingFilter(logging.Filter):
 
 _REDACTING_FILTER = _RedactingFilter()
 # The loggers connectors write to (a filter on a logger sees the records made on that logger, not its children's).
-CONNECTOR_LOGGERS = ("mkpi.http", "mkpi.hubspot", "mkpi.matomo", "mkpi.ga4", "mkpi.search_console")
+# Every source's logger (mkpi.<code>, from the registry) and the shared clients' (mkpi.http, Meta's Graph client).
+CONNECTOR_LOGGERS = ("mkpi.http", "mkpi.meta", *(f"mkpi.{code}" for code in registry.codes()))
 for _name in CONNECTOR_LOGGERS:
     logging.getLogger(_name).addFilter(_REDACTING_FILTER)
 
