@@ -42,23 +42,22 @@ class Step:
     quick: tuple[str, ...]
 
 
-# Every figure is a median of 5 runs (min-max beside it), at the sizes of issues #9 and #21. dlt is timed on
-# 100k rows (its rate is per row; 1M rows through dlt alone would take most of the run).
+# Every figure is a median of 5 runs (min-max beside it), at the sizes of issue #21.
 PLAN: list[Step] = [
     Step("hubspot_parse", "bench.bench_hubspot_parse", ("--runs", "5", "--pages", "20"),
          ("--runs", "2", "--pages", "5")),
     Step("requests", "bench.bench_requests", ("--runs", "5"), ("--days", "30")),
-    Step("load", "bench.bench_load", ("--sizes", "1000000", "--runs", "5", "--dlt-rows", "100000", "--dlt-runs", "5"),
-         ("--sizes", "100000", "--runs", "2", "--dlt-rows", "5000", "--dlt-runs", "1")),
-    Step("load", "bench.bench_load", ("--sizes", "5000000", "--runs", "5", "--dlt-runs", "0"),
-         ("--sizes", "300000", "--runs", "1", "--dlt-runs", "0")),
-    Step("memory", "bench.bench_memory", ("--sizes", "1000000,5000000", "--runs", "5"),
+    Step("load", "bench.bench_load", ("--sizes", "1000000,5000000,10000000", "--runs", "5"),
+         ("--sizes", "100000", "--runs", "1", "--dlt-runs", "1")),
+    Step("memory", "bench.bench_memory", ("--sizes", "1000000,5000000,10000000", "--runs", "5"),
          ("--sizes", "100000,300000", "--runs", "1")),
+    Step("hubspot_upsert", "bench.bench_hubspot_upsert", ("--sizes", "20000,500000", "--runs", "5"),
+         ("--sizes", "2000,20000", "--runs", "1", "--tail-pages", "5")),
     Step("search_console", "bench.bench_search_console", ("--days", "30", "--rows-per-day", "1000000", "--runs", "5"),
          ("--days", "3", "--rows-per-day", "60000", "--runs", "1")),
     Step("kpi", "bench.bench_kpi", ("--raw-rows", "10000000", "--runs", "5"),
          ("--raw-rows", "200000", "--runs", "1", "--days", "60")),
-    Step("demo", "bench.bench_demo", ("--runs", "5", "--days", "90"), ("--runs", "1", "--days", "7")),
+    Step("demo", "bench.bench_demo", ("--runs", "5", "--days", "90,365"), ("--runs", "1", "--days", "7")),
     Step("latency", "bench.bench_latency", ("--runs", "5", "--ga4", "3", "--search-console", "3",
                                              "--google-ads", "3", "--matomo", "3"),
          ("--runs", "1", "--days", "30", "--ga4", "2", "--search-console", "2", "--google-ads", "2", "--matomo", "2")),
@@ -78,8 +77,9 @@ DESCRIPTIONS: dict[str, str] = {
                "once, one process each (as the multiprocess executor runs steps). Baseline: the lower bound "
                "computed per platform from its documented constraints (the longest cursor chain, the quota, the "
                "allowed concurrency; each constraint cited in bench/bench_latency.py), the backfill's the largest.",
-    "load": "Typed rows in pages of 100,000 through the loader into a fresh DuckDB file (delete window, insert, "
-            "key check, commit, CHECKPOINT). Baselines: one bare streamed INSERT of the same rows, and dlt.",
+    "load": "Typed rows in pages through the loader into a fresh DuckDB file (delete window, insert, key check, "
+            "commit, CHECKPOINT), then again onto the file holding them. Baselines: a bare streamed INSERT of the "
+            "same rows, and dlt's fastest configuration (Arrow input, parquet files) with replace and merge.",
     "memory": "Peak RSS (VmHWM of a fresh child process) of a backfill of synthetic rows streamed page by page "
               "through the loader; the RSS after imports beside it.",
     "search_console": "A big site (the sandbox's `big_site` knob: Search Console's own limits, 25,000 rows per "
@@ -91,6 +91,9 @@ DESCRIPTIONS: dict[str, str] = {
     "kpi": "The KPI SQL over 10M raw rows (a 365-day sandbox backfill copied with renamed accounts): every KPI "
            "table rebuilt, then one day re-read (changed raw rows) and recomputed; beside the same SQL run once "
            "by hand.",
+    "hubspot_upsert": "HubSpot records upserted by id in 100-record pages at 20k and 500k records: the loader "
+                      "(pages staged, merged once per load) against the per-page delete it replaced, run here; "
+                      "flat means the per-page cost at 500k over the same at 20k.",
     "hubspot_parse": "One real sandbox page of 100 contacts: the project's `json.loads` + `records_to_table` "
                      "(validation included) against the stock client's `ApiClient.deserialize` into its models.",
     "demo": "`make demo` through Dagster against the same work in one plain Python process (connectors, loader, "

@@ -108,3 +108,24 @@ def test_every_module_of_the_plan_is_described_and_takes_runs():
     assert run_all.with_runs(["--days", "3"], 4) == ["--days", "3", "--runs", "4"]
     assert run_all.with_runs(["--runs", "5"], None) == ["--runs", "5"]
     assert run_all.size_of(["--sizes", "1000000", "--runs", "5", "--dlt-runs", "0"]) == "sizes 1000000"
+
+
+def test_every_module_of_the_plan_accepts_its_arguments(monkeypatch):
+    """`make bench`, `--quick` and `--runs N` give each module arguments it parses (no benchmark runs)."""
+    import argparse
+    import importlib
+
+    class Parsed(Exception):
+        pass
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_stop(self, args=None, namespace=None):
+        raise Parsed(parse(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    for step in run_all.PLAN:
+        main = importlib.import_module(step.module).main
+        for args in (step.full, step.quick, run_all.with_runs(step.quick, 1)):
+            with pytest.raises(Parsed):
+                main(list(args))
