@@ -8,6 +8,11 @@ totals for the same days depending on what you group by. Site (``byProperty``) t
 add up to MORE impressions, one per URL shown) and per-query rows (which add up to LESS, anonymised queries
 are missing) all come from ``World.gsc_day``, so a test can prove the KPI layer reads the site totals.
 
+Google's data limit is emulated for every site: at most 50,000 rows a day per search type per property, those with
+the most clicks (``DAILY_ROW_CAP``). A big site for the benchmark of issue #21 (``BigSite``; ``big_site=`` or
+``MKPI_SANDBOX_GSC_BIG_SITE=<query rows a day>[:<properties>]`` for ``python -m sandbox``) is served as URL-prefix
+properties of 50,000 query rows a day each, computed with numpy and sorted once per read.
+
 OAuth scopes, off by default (``token_scopes`` or ``MKPI_SANDBOX_TOKEN_SCOPES``, as for the GA4 server): a token
 without webmasters or webmasters.readonly (the ``scopes`` of searchanalytics.query, sites.list and sites.get in
 searchconsole.v1.json) gets Google's 403 "Request had insufficient authentication scopes." in the v3-style envelope
