@@ -23,6 +23,7 @@ searchconsole.v1.json) gets Google's 403 "Request had insufficient authenticatio
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import re
@@ -248,6 +249,14 @@ def _cap_day(cells: list[_Cell]) -> list[_Cell]:
     return sorted(cells, key=lambda c: -c.clicks)[:DAILY_ROW_CAP]
 
 
+def _big_row_json(keys: Sequence[str], clicks: int, impressions: int, position: float | None) -> str:
+    """`row_json`'s row as JSON text, for the big site's pages. Its keys (ISO dates, `BigSite.query_text`) never
+    need escaping; impressions are never 0 there (rows without any are not served), so `ctr` is always present."""
+    text = '{"keys": ["' + '", "'.join(keys) + f'"], "clicks": {clicks}, "impressions": {impressions}, ' \
+        f'"ctr": {clicks / impressions!r}'
+    return text + (f', "position": {position!r}}}' if position is not None else "}")
+
+
 def _by_rank(table: tuple[Any, ...]) -> tuple[Any, ...]:
     """The big site's rows of several days summed per query (grouped by query alone)."""
     import numpy as np
@@ -360,7 +369,7 @@ class GscServer(SandboxServer):
                 body = request.json if request.body else {}
                 if not isinstance(body, dict):
                     raise GscApiError(400, "Invalid JSON payload received.")
-                return json_response(200, self.query(site, body))
+                return Response(200, self.answer_body(site, body))
             match = _SITE_PATH.match(path)
             if match is not None and request.method == "GET":
                 return json_response(200, self.get_site(urllib.parse.unquote(match.group(1))))
@@ -388,8 +397,22 @@ class GscServer(SandboxServer):
 
     # ---- searchAnalytics.query -----------------------------------------------------------------------
 
+    def answer_body(self, site: str, body: dict[str, Any]) -> bytes:
+        """The searchAnalytics.query response's JSON body; a big site's rows are rendered straight to text (a
+        page is 25,000 rows: no dict per row), the same JSON `query` gives."""
+        rendered: list[str] = []
+        answer = self._query(site, body, rendered)
+        if not rendered:
+            return json.dumps(answer, ensure_ascii=False).encode()
+        rest = json.dumps(answer, ensure_ascii=False)
+        return ('{"rows": [' + ", ".join(rendered) + "]" + (", " + rest[1:] if answer else "}")).encode()
+
     def query(self, site: str, body: dict[str, Any]) -> dict[str, Any]:
         """The searchAnalytics.query response as a JSON-ready dict; raises GscApiError for API errors."""
+        return json.loads(self.answer_body(site, body)) if self.big_site is not None else self._query(site, body)
+
+    def _query(self, site: str, body: dict[str, Any], rendered: list[str] | None = None) -> dict[str, Any]:
+        """The response; a big site's rows go to `rendered` as JSON texts instead (when given)."""
         if site not in self.sites or site in self.forbidden_sites:
             raise GscApiError(403, self._permission_message(site))
         q = self._parse(body)
@@ -401,7 +424,7 @@ class GscServer(SandboxServer):
         clicks_f, imps_f, has_position = _SEARCH_TYPES[q.search_type]
         groups: dict[tuple[str, ...], list[float]] = {}
         if self.big_site is not None:
-            return self._big_answer(site, q, last_day)
+            return self._big_answer(site, q, last_day, rendered)
         for offset in range((min(q.end, last_day) - q.start).days + 1):
             current = q.start + timedelta(days=offset)
             gsc = self.world.gsc_day(site, current, version)
@@ -441,8 +464,9 @@ class GscServer(SandboxServer):
 
     # ---- the big site (issue #21 target 3) -----------------------------------------------------------------
 
-    def _big_answer(self, site: str, q: _Query, last_day: date) -> dict[str, Any]:
-        """One page of the big site's rows, sorted by clicks (descending) then keys, as the generic path sorts."""
+    def _big_answer(self, site: str, q: _Query, last_day: date, rendered: list[str] | None = None) -> dict[str, Any]:
+        """One page of the big site's rows, sorted by clicks (descending) then keys, as the generic path sorts;
+        with `rendered`, the rows go there as JSON texts (`_big_row_json`) and the answer has none."""
         if not set(q.dimensions) <= {"date", "query"}:
             raise GscApiError(400, "The sandbox's big site serves the date and query dimensions only.")
         table = self._big_table(site, q, last_day)
@@ -453,7 +477,11 @@ class GscServer(SandboxServer):
         for c, i, w, d, r in zip(clicks.tolist(), imps.tolist(), weighted.tolist(), days.tolist(), ranks.tolist(),
                                  strict=True):
             keys = {"date": dates[d], "query": BigSite.query_text(r) if r >= 0 else ""}
-            rows.append(row_json([keys[k] for k in q.dimensions], c, i, w / i if has_position and i else None))
+            position = w / i if has_position and i else None
+            if rendered is not None:
+                rendered.append(_big_row_json([keys[k] for k in q.dimensions], c, i, position))
+            else:
+                rows.append(row_json([keys[k] for k in q.dimensions], c, i, position))
         response: dict[str, Any] = {"rows": rows} if rows else {}
         return self._answered(response, q)
 

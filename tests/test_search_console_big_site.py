@@ -132,3 +132,14 @@ def test_other_days_than_the_window_are_not_served():
         future = Window(TODAY + timedelta(days=1), TODAY + timedelta(days=2))
         table, requests = read(server.url, server.sites, window=future)
     assert table.num_rows == 0 and requests == 1
+
+
+def test_the_big_sites_rendered_pages_are_the_json_of_its_rows():
+    big = BigSite(queries_per_day=30_000, properties=1)
+    server = GscServer(World(seed=7, today=TODAY), big_site=big)
+    body = {"startDate": "2026-03-27", "endDate": "2026-03-30", "dimensions": ["query", "date"], "rowLimit": 500,
+            "startRow": 1_000, "dataState": "all"}
+    rendered = json.loads(server.answer_body(big.sites()[0], body))
+    assert rendered == server._query(big.sites()[0], body)  # the dict path: row_json per row
+    assert len(rendered["rows"]) == 500 and rendered["metadata"] == {"firstIncompleteDate": "2026-03-29"}
+    assert rendered["rows"][0]["keys"][1] in ("2026-03-27", "2026-03-28", "2026-03-29", "2026-03-30")
