@@ -174,7 +174,11 @@ def fetch_accounts(
                 continue
             if log is not None:
                 log.add_rows(account, sum(b.num_rows for b in batches))
-            yield from batches
+            # hand the pages on in order, each dropped from the account's list (which the future holds too) as it
+            # goes: a page the loader has written is freed instead of living until the account's last page is loaded
+            batches.reverse()
+            while batches:
+                yield batches.pop()
     finally:
         # a consumer that stops early (the loader rolled back) must not wait for requests still in flight
         executor.shutdown(wait=False, cancel_futures=True)
