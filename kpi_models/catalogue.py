@@ -404,68 +404,111 @@ def _uses_fx(kpi: KpiDefinition, source: KpiSource) -> bool:
     return any("fx_rate" in (expr or "") for expr in (source.numerator, source.denominator))
 
 
-def _part_sql(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> str:
-    """One KPI of one source at (date, source, channel, account_id): summed parts, value computed last; final when
-    every row read is final (and, for money, converted at a published rate); the union of the rows' quality flags."""
-    den = _exact_sum(source.denominator) if source.denominator else "CAST(NULL AS DOUBLE)"
-    value = "numerator / nullif(denominator, 0)" if kpi.has_denominator else "numerator"
-    currency = "any_value(fx_currency)" if kpi.is_money else "CAST(NULL AS VARCHAR)"
+def _inner_sql(relation: Relation, code: str, fx: bool) -> str:
+    """The rows of `relation` for source `code` in `$start`..`$end`, with each row's finality and quality flags (and,
+    for money, the reporting currency): joined to the day's FX rate when `fx`. Inner join on the day's rate: rows in
+    a currency without a rate that day are left out (rule 5), not added as is (checks.check_fx_rates_available names
+    them). An estimated rate (after the last published one) leaves the value provisional."""
     join = ""
     select = "r.is_final AS row_final, r.quality AS row_quality, "
     if relation.converted:
-        if _uses_fx(kpi, source):
-            raise CatalogueError(f"kpi {kpi.kpi}: relation {relation.name} is already converted: no `* fx_rate`")
         select += "r.currency AS fx_currency, "
-    elif _uses_fx(kpi, source):
-        if not relation.currency_column:
-            raise CatalogueError(f"kpi {kpi.kpi}: converts money from relation {relation.name}, which has no "
-                                 "currency_column")
-        # Inner join on the day's rate: rows in a currency without a rate that day are left out (rule 5), not
-        # added as is (checks.check_fx_rates_available names them). An estimated rate (after the last published
-        # one) leaves the value provisional.
+    elif fx:
         join = (f"\n        JOIN {KPI_SCHEMA}.fx_rate AS fx ON fx.currency = r.{relation.currency_column} "
                 "AND fx.date = r.date")
         select = ("fx.rate AS fx_rate, fx.reporting_currency AS fx_currency, r.is_final AND fx.is_final AS row_final, "
                   "CASE WHEN fx.is_final THEN r.quality ELSE list_append(r.quality, 'fx_rate_estimated') END "
                   "AS row_quality, ")
-    elif kpi.is_money:
-        raise CatalogueError(f"kpi {kpi.kpi}: a money KPI must convert its amounts (`* fx_rate`)")
-    filters = [f"r.source = '{source.source}'", "r.date BETWEEN $start AND $end"]
+    filters = [f"r.source = '{code}'", "r.date BETWEEN $start AND $end"]
     if relation.where:
         filters.append(f"({relation.where})")
-    inner = f"(SELECT {select}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
-    # the per-channel row's out_of_range flag may be another rate's: each KPI judges its own value
+    return f"(SELECT {select}r.* FROM {relation.reference} AS r{join}\n        WHERE {' AND '.join(filters)})"
+
+
+def _check_part(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> bool:
+    """Whether this KPI of this source converts money at the day's rate; a money KPI that does not convert, or
+    converts from a relation without a currency (or one already converted), is refused."""
+    fx = _uses_fx(kpi, source)
+    if relation.converted:
+        if fx:
+            raise CatalogueError(f"kpi {kpi.kpi}: relation {relation.name} is already converted: no `* fx_rate`")
+    elif fx:
+        if not relation.currency_column:
+            raise CatalogueError(f"kpi {kpi.kpi}: converts money from relation {relation.name}, which has no "
+                                 "currency_column")
+    elif kpi.is_money:
+        raise CatalogueError(f"kpi {kpi.kpi}: a money KPI must convert its amounts (`* fx_rate`)")
+    return fx and not relation.converted
+
+
+def _group_sql(relation: Relation, code: str, fx: bool, sums: Mapping[str, str]) -> str:
+    """One scan of a relation's rows for one source (issue #21): every KPI's summed parts (`sums`: expression ->
+    column) at (date, source, channel, account_id), with the group's finality (every row read final, for money at a
+    published rate), the union of its rows' quality flags and its reporting currency."""
+    columns = ",\n           ".join(f"{_exact_sum(expr)} AS {column}" for expr, column in sums.items())
+    currency = "any_value(fx_currency)" if relation.converted or fx else "CAST(NULL AS VARCHAR)"
+    return (
+        f"    SELECT date, source, channel, account_id,\n"
+        f"           {columns},\n"
+        f"           {currency} AS currency, bool_and(row_final) AS is_final,\n"
+        f"           list_sort(list_distinct(flatten(list(row_quality)))) AS quality\n"
+        f"    FROM {_inner_sql(relation, code, fx)} AS p\n"
+        f"    GROUP BY date, source, channel, account_id"
+    )
+
+
+def _kpi_block(kpi: KpiDefinition, source: KpiSource, group: str, numerator: str, denominator: str | None) -> str:
+    """One KPI of one source read from its group's sums (columns `numerator`, `denominator`): value computed from
+    the sums; the per-channel row's out_of_range flag may be another rate's, so each KPI judges its own value;
+    `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too."""
+    den = denominator or "CAST(NULL AS DOUBLE)"
+    value = f"{numerator} / nullif({den}, 0)" if kpi.has_denominator else numerator
+    currency = "currency" if kpi.is_money else "CAST(NULL AS VARCHAR)"
     quality = "list_filter(quality, x -> x <> 'out_of_range')"
     if kpi.bounded:
         quality = (f"CASE WHEN NOT coalesce({value}, 0) BETWEEN 0 AND 1 THEN list_append({quality}, 'out_of_range') "
                    f"ELSE {quality} END")
-    # `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too
     quality = f"CASE WHEN is_final THEN {quality} ELSE list_append({quality}, 'provisional') END"
     attribution = f"'{source.attribution}'" if source.attribution else "CAST(NULL AS VARCHAR)"
     return (
-        f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, numerator, denominator, {value} AS value,\n"
-        f"       currency, is_final, {quality} AS quality, {attribution} AS attribution\n"
-        f"FROM (\n"
-        f"    SELECT date, source, channel, account_id, {_exact_sum(source.numerator)} AS numerator,\n"
-        f"           {den} AS denominator, {currency} AS currency, bool_and(row_final) AS is_final,\n"
-        f"           list_sort(list_distinct(flatten(list(row_quality)))) AS quality\n"
-        f"    FROM {inner} AS p\n"
-        f"    GROUP BY date, source, channel, account_id\n"
-        f")"
+        f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, {numerator} AS numerator,\n"
+        f"       {den} AS denominator, {value} AS value,\n"
+        f"       {currency} AS currency, is_final, {quality} AS quality, {attribution} AS attribution\n"
+        f"FROM {group}"
     )
+
+
+def _grouped_parts(catalogue: Catalogue, chosen: Sequence[tuple[KpiDefinition, KpiSource]]
+                   ) -> tuple[list[str], list[str]]:
+    """The CTEs (one per relation, source and FX join: each scanned and grouped ONCE, not once per KPI) and the
+    per-KPI SELECTs reading them. An expression shared by several KPIs (sessions) is summed once."""
+    groups: dict[tuple[str, str, bool], dict[str, str]] = {}
+    placed: list[tuple[KpiDefinition, KpiSource, str, str, str | None]] = []
+    for kpi, source in chosen:
+        relation = catalogue.relations[source.relation]
+        key = (relation.name, source.source, _check_part(kpi, source, relation))
+        sums = groups.setdefault(key, {})
+        names = [sums.setdefault(expr, f"s{len(sums)}") if expr else None
+                 for expr in (source.numerator, source.denominator)]
+        placed.append((kpi, source, f"_grp{list(groups).index(key)}", str(names[0]), names[1]))
+    ctes = [f"_grp{i} AS MATERIALIZED (\n{_group_sql(catalogue.relations[name], code, fx, sums)}\n)"
+            for i, ((name, code, fx), sums) in enumerate(groups.items())]
+    return ctes, [_kpi_block(kpi, source, group, num, den) for kpi, source, group, num, den in placed]
 
 
 def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | None = None) -> str:
     """The SELECT of `kpi.kpi_daily` for `$start`..`$end` (and `$tz`, `$as_of` for the CRM relation), generated
-    from the catalogue: one block per (KPI, source), reading the per-channel KPI tables; with `sources`, only those
-    sources' blocks (the runner rebuilds each source on its own, so one source's failure stays its own)."""
+    from the catalogue: each (relation, source) read and grouped once, then one block per (KPI, source) from those
+    sums, reading the per-channel KPI tables; with `sources`, only those sources' blocks (the runner
+    rebuilds each source on its own, so one source's failure stays its own)."""
     catalogue = catalogue or load_catalogue()
     kpis = catalogue.daily()
     chosen = [(k, s) for k in kpis for s in k.sources if sources is None or s.source in sources]
     used = {s.relation for _, s in chosen}
     ctes = [f"{name} AS (\n{catalogue.relations[name].sql.rstrip()}\n)" for name in catalogue.relations
             if name in used and catalogue.relations[name].sql]
-    parts = [_part_sql(k, s, catalogue.relations[s.relation]) for k, s in chosen]
+    groups, parts = _grouped_parts(catalogue, chosen)
+    ctes += groups
     head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml (and the registered sources' own KPI SQL) by\n"
             "-- kpi_models.catalogue.kpi_daily_sql;\n"
             "-- do not edit. Grain: date x source x channel x account_id x kpi.\n"
