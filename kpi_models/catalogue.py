@@ -368,15 +368,25 @@ def _packaged() -> Catalogue:
 # --- kpi.kpi_definition --------------------------------------------------------------------------------------
 
 
+KPI_DEFINITION = f"{KPI_SCHEMA}.kpi_definition"
+
+
 def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None) -> int:
     """Replace `kpi.kpi_definition` (one row per KPI) so SQL users and dashboards read the catalogue as a table."""
+    table = kpi_definition_table(catalogue)
+    replace_table(conn, KPI_DEFINITION, table)
+    return table.num_rows
+
+
+def kpi_definition_table(catalogue: Catalogue | None = None) -> pa.Table:
+    """The rows of `kpi.kpi_definition`: one per KPI, with its sources' numerators and denominators as JSON."""
     catalogue = catalogue or load_catalogue()
     rows = list(catalogue.kpis.values())
     details = [json.dumps([{"source": s.source, "relation": s.relation,
                             "table": catalogue.relations[s.relation].table, "numerator": s.numerator,
                             "denominator": s.denominator, "attribution": s.attribution} for s in k.sources])
                for k in rows]
-    table = pa.table({
+    return pa.table({
         "kpi": pa.array([k.kpi for k in rows], pa.string()),
         "family": pa.array([k.family for k in rows], pa.string()),
         "unit": pa.array([k.unit for k in rows], pa.string()),
@@ -387,8 +397,6 @@ def write_kpi_definition(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue |
         "bounded": pa.array([k.bounded for k in rows], pa.bool_()),
         "source_details": pa.array(details, pa.string()),
     })
-    replace_table(conn, f"{KPI_SCHEMA}.kpi_definition", table)
-    return len(rows)
 
 
 # --- generated SQL -------------------------------------------------------------------------------------------

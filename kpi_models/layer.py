@@ -10,7 +10,8 @@ and checks.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -22,21 +23,24 @@ from connectors.ducklake import conflict_retried
 from connectors.raw_tables import social_account_period_reach
 from connectors.warehouse import ensure_tables, table_exists, transaction
 from kpi_models.catalogue import (
+    KPI_DEFINITION,
     KPI_SCHEMA,
     PERIOD_REACH_VIEW,
     Catalogue,
     dependent_kpis,
+    kpi_definition_table,
     load_catalogue,
     rollup_view_sql,
-    write_kpi_definition,
 )
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
 from kpi_models.runner import (
+    BUILDS_TABLE,
     HUBSPOT_SOURCES,
     MODELS,
     KpiRebuildError,
     RebuildResult,
+    _replace_if_changed,
     ensure_model_table,
     rebuild,
 )
@@ -80,7 +84,7 @@ def rebuild_kpi_daily(
     (empty), then replaces the window's rows of each of those sources atomically (`sources=None`: every source;
     `isolate_sources`: a source whose part fails is reported in the result, the others are rebuilt)."""
     context = context or KpiContext()
-    write_kpi_definition(conn)
+    refresh_kpi_definition(conn)
     _ensure_upstream(conn, context)
     with transaction(conn):
         pairs = needed_pairs(conn, _money_relations(), window.start, window.end, context.fx)
@@ -130,6 +134,12 @@ def rebuild_hubspot_kpi_daily(conn: duckdb.DuckDBPyConnection, context: KpiConte
     return rebuild_kpi_daily(conn, window, context, sources=HUBSPOT_SOURCES, isolate_sources=True)
 
 
+def refresh_kpi_definition(conn: duckdb.DuckDBPyConnection) -> None:
+    """`kpi.kpi_definition` from the catalogue, rewritten only when its rows changed (issue #21: every recompute
+    wrote it again, and each rewrite cost a commit's CHECKPOINT)."""
+    _replace_if_changed(conn, KPI_DEFINITION, kpi_definition_table(load_catalogue()))
+
+
 def _ensure_upstream(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
     for upstream in MODELS[KPI_DAILY].depends_on:
         ensure_model_table(conn, upstream, context)
@@ -147,28 +157,65 @@ def create_rollup_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     _ensure_upstream(conn, context)
     ensure_model_table(conn, KPI_DAILY, context)
     ensure_model_table(conn, "crm_monthly", context)
-    write_kpi_definition(conn)
+    refresh_kpi_definition(conn)
     catalogue = load_catalogue()
-    create_period_reach_view(conn, catalogue)
-    created = []
-    for name, statement in rollup_view_sql(catalogue).items():
-        conn.execute(statement)
-        created.append(f"{KPI_SCHEMA}.{name}")
-    return created
+    statements = {f"{KPI_SCHEMA}.{name}": statement for name, statement in rollup_view_sql(catalogue).items()}
+    period_reach = period_reach_view_sql(conn, catalogue)
+    _create_views_if_changed(conn, {**period_reach, **statements})
+    return list(statements)
 
 
-def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
-    """(Re)create kpi.social_period_reach (source, date, account_id, period, reach): every network's own distinct
-    reach over a week or 28 days ending on `date` (<source>.account_period_reach, created empty for a network not
-    loaded yet), which the roll-ups take for a week or a 28-day month instead of ever summing daily reach."""
+def period_reach_view_sql(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> dict[str, str]:
+    """The statement (re)creating kpi.social_period_reach (source, date, account_id, period, reach): every network's
+    own distinct reach over a week or 28 days ending on `date` (<source>.account_period_reach, created empty here for
+    a network not loaded yet), which the roll-ups take for a week or a 28-day month instead of ever summing daily
+    reach. None without a distinct KPI: the roll-ups' own empty stand-in (kpi_models.catalogue.rollup_view_sql)."""
     codes = tuple(dict.fromkeys(s.source for k in catalogue.daily() if k.aggregation == "distinct"
                                 for s in k.sources))
     streams = [social_account_period_reach(code) for code in codes]
     ensure_tables(conn, streams)
     selects = [f"SELECT '{code}' AS source, date, account_id, period, reach FROM {stream.table}"
                for code, stream in zip(codes, streams, strict=True)]
-    if selects:  # else the roll-ups' own empty stand-in (kpi_models.catalogue.rollup_view_sql)
-        conn.execute(f"CREATE OR REPLACE VIEW {KPI_SCHEMA}.{PERIOD_REACH_VIEW} AS\n" + "\nUNION ALL\n".join(selects))
+    if not selects:
+        return {}
+    view = f"{KPI_SCHEMA}.{PERIOD_REACH_VIEW}"
+    return {view: f"CREATE OR REPLACE VIEW {view} AS\n" + "\nUNION ALL\n".join(selects)}
+
+
+def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue) -> None:
+    """(Re)create kpi.social_period_reach when its statement or the tables it reads changed."""
+    _create_views_if_changed(conn, period_reach_view_sql(conn, catalogue))
+
+
+def _views_fingerprint(conn: duckdb.DuckDBPyConnection, statement: str) -> str:
+    """A view's statement and the columns (names, types) of every table of the schemas it reads: DuckDB refuses a
+    view whose tables' types changed since it was created, so a changed shape recreates it."""
+    schemas = sorted({KPI_SCHEMA} | {s.code for s in registry.SOURCES})
+    columns = conn.execute(
+        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_catalog = current_database() AND table_schema IN (SELECT unnest($schemas::VARCHAR[])) "
+        "AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
+        "ORDER BY ALL", {"schemas": schemas}).fetchall()
+    return hashlib.sha256(f"{statement}\n{columns!r}".encode()).hexdigest()
+
+
+def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mapping[str, str]) -> None:
+    """Run each view's statement (name -> CREATE OR REPLACE VIEW) only when the view is missing or its statement or
+    the tables it reads changed since it was created (_mkpi.kpi_builds): every recompute recreated them, a
+    catalog write and commit each time (issue #21)."""
+    if not statements:
+        return
+    with transaction(conn):
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
+        for name, statement in statements.items():
+            inputs = _views_fingerprint(conn, statement)
+            last = conn.execute(f"SELECT inputs FROM {BUILDS_TABLE} WHERE table_name = ?", [name]).fetchone()
+            if last is not None and last[0] == inputs and table_exists(conn, name):
+                continue
+            conn.execute(statement)
+            conn.execute(f"DELETE FROM {BUILDS_TABLE} WHERE table_name = ?", [name])
+            conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, '')", [name, inputs])
 
 
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:
