@@ -15,10 +15,11 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from connectors.batches import Batch, Cursor, Stream, Window
-from connectors.warehouse import _KeyHashes, connect, load_batches, read_cursor
+from connectors.warehouse import _KeyHashes, _Load, connect, load_batches, read_cursor
 
 D1, D2 = date(2026, 1, 1), date(2026, 1, 2)
 WINDOW_STREAM = Stream(
@@ -48,8 +49,10 @@ def items(account: str, start: int, n: int) -> Batch:
     item = np.arange(start, start + n, dtype=np.int64)
     day = (D1 - date(1970, 1, 1)).days + (item % 2).astype(np.int32)
     data = pa.table({"account": pa.array(np.full(n, account, object), pa.string()),
-                     "date": pa.array(day, pa.int32()).cast(pa.date32()), "item": pa.array(item),
-                     "n": pa.array(np.arange(n, dtype=np.int64))}, schema=WINDOW_STREAM.schema)
+                     "date": pa.array(day, pa.int32()).cast(pa.date32()),
+                     # computed by Arrow, so every column is in Arrow's memory pool (numpy's arrays are not)
+                     "item": pc.add(pa.array(item), 0), "n": pc.add(pa.array(np.arange(n, dtype=np.int64)), 0)},
+                    schema=WINDOW_STREAM.schema)
     return Batch(WINDOW_STREAM, data, Window(D1, D2), {"account": account})
 
 
@@ -67,9 +70,11 @@ def associations(rows: list[tuple[str, str, str]], replaces: list[tuple[str, str
     return Batch(ASSOCIATIONS, data, Window(D1, D1), replaces=replaced)
 
 
-def test_pages_are_released_once_written(tmp_path):
-    """20 pages of ~0.8 MB each: while the 20th is read, the Arrow memory alive is a few pages, not 20 (a page held
-    until COMMIT, as a registered view was, would leave ~16 MB alive). The rows are all there afterwards."""
+def test_pages_are_released_once_written(tmp_path, monkeypatch):
+    """20 pages of ~0.8 MB each, inserted two at a time: while the 20th is read, the Arrow memory alive is a few
+    pages, not 20 (a page held until COMMIT, as a registered view was, would leave ~16 MB alive). The rows are all
+    there afterwards."""
+    monkeypatch.setattr(_Load, "INSERT_ROWS", 50_000)
     alive: list[int] = []
 
     def pages() -> Iterator[Batch]:
@@ -198,3 +203,30 @@ def test_a_duplicate_association_is_refused_and_the_table_kept(tmp_path):
             load_batches(conn, [associations([("1", "contacts", "c1")]),
                                 associations([("2", "contacts", "c2"), ("2", "contacts", "c2")])])
         assert rows(conn, "demo.deal_associations") == [("1", "contacts", "c1")]
+
+
+def day_rows(account: str, rows: list[tuple[date, int, int]], start: date, end: date, **extra: list[Any]) -> Batch:
+    data = pa.table({"account": [account] * len(rows), "date": pa.array([r[0] for r in rows], pa.date32()),
+                     "item": pa.array([r[1] for r in rows], pa.int64()),
+                     "n": pa.array([r[2] for r in rows], pa.int64()), **extra})
+    return Batch(WINDOW_STREAM, data, Window(start, end), {"account": account})
+
+
+def test_pages_inserted_together_still_apply_in_order(tmp_path):
+    """Pages wait to be inserted a few at a time; a page of another window clears its days after the earlier pages
+    are in, as when each page was inserted at once: the second window (D2..D3) deletes the first's D2 row."""
+    d3 = date(2026, 1, 3)
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [day_rows("p1", [(D1, 1, 10), (D2, 1, 20)], D1, D2), day_rows("p1", [(D1, 2, 11)], D1, D2),
+                            day_rows("p1", [(d3, 1, 30)], D2, d3), day_rows("p2", [(D2, 1, 5)], D1, D2)])
+        assert conn.execute("SELECT account, date, item, n FROM demo.items ORDER BY ALL").fetchall() == [
+            ("p1", D1, 1, 10), ("p1", D1, 2, 11), ("p1", d3, 1, 30), ("p2", D2, 1, 5)]
+
+
+def test_a_column_appearing_between_window_pages_is_added(tmp_path):
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [day_rows("p1", [(D1, 1, 10)], D1, D2),
+                            day_rows("p1", [(D2, 1, 20)], D1, D2, clicks=pa.array([3], pa.int64())),
+                            day_rows("p1", [(D2, 2, 21)], D1, D2)])
+        assert conn.execute("SELECT date, item, n, clicks FROM demo.items ORDER BY ALL").fetchall() == [
+            (D1, 1, 10, None), (D2, 1, 20, 3), (D2, 2, 21, None)]
