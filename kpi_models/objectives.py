@@ -760,9 +760,43 @@ def _where(o: Objective, account: str | None, alias: str = "") -> tuple[str, lis
     return sql, params
 
 
-def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, account: str | None) -> DataScope | None:
+RangeKey = tuple[str, str, str | None]  # (kpi, source, account or None: every account)
+DayRange = tuple[date, date, date | None]  # first day, last day, first day flagged partial
+
+
+def _range_keys(objectives: Sequence[Objective], catalogue: Catalogue) -> list[RangeKey]:
+    """The (kpi, source, account) whose days the daily objectives need: their own, and their source's (read when an
+    objective's account has no data)."""
+    keys: dict[RangeKey, None] = {}
+    for o in objectives:
+        if not catalogue[o.kpi].native:
+            keys[(o.kpi, o.source, o.account)] = None
+            keys[(o.kpi, o.source, None)] = None
+    return list(keys)
+
+
+def _daily_ranges(conn: duckdb.DuckDBPyConnection, keys: Sequence[RangeKey]) -> dict[RangeKey, DayRange]:
+    """First and last day in kpi.kpi_daily, and the first flagged partial, of each (kpi, source, account), any
+    channel (one quiet channel does not move as-of): ONE query for every objective (issue #21; a query per
+    objective took seconds after each recompute). A key without rows is absent."""
+    if not keys or not _table_exists(conn, "kpi_daily"):
+        return {}
+    rows = conn.execute(
+        "SELECT q.i, min(k.date), max(k.date), min(k.date) FILTER (WHERE list_contains(k.quality, ?)) "
+        "FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::VARCHAR[]) AS kpi, unnest(?::VARCHAR[]) AS source, "
+        "unnest(?::VARCHAR[]) AS account) AS q "
+        f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.kpi = q.kpi AND k.source = q.source "
+        "AND (q.account IS NULL OR k.account_id = q.account) GROUP BY q.i",
+        [PARTIAL_DAY, list(range(len(keys))), [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
+    ).fetchall()
+    return {keys[r[0]]: (r[1], r[2], r[3]) for r in rows if r[1] is not None}
+
+
+def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, account: str | None,
+           ranges: Mapping[RangeKey, DayRange] | None = None) -> DataScope | None:
     """First and last day with data for the KPI's source (or account), any channel: one quiet channel does not
-    move as-of. Native KPIs: their months, dated by the CRM's own last day of activity."""
+    move as-of (from `ranges` when the caller read every objective's at once). Native KPIs: their months, dated by
+    the CRM's own last day of activity."""
     where, params = _where(o, account)
     if kpi.native:
         if not _table_exists(conn, "kpi_monthly"):
@@ -779,22 +813,19 @@ def _range(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, ac
             found = conn.execute(sql, day_params).fetchone()
             last_day = found[0] if found else None
         return DataScope(row[0], last_day or period_bounds("month", row[1])[1])
-    if not _table_exists(conn, "kpi_daily"):
-        return None
-    row = conn.execute(f"SELECT min(date), max(date), min(date) FILTER (WHERE list_contains(quality, ?)) "
-                       f"FROM {KPI_SCHEMA}.kpi_daily WHERE {where}", [PARTIAL_DAY, *params]).fetchone()
-    if not row or row[0] is None:
-        return None
-    return DataScope(row[0], row[1], row[2])
+    key = (o.kpi, o.source, account)
+    row = (ranges if ranges is not None else _daily_ranges(conn, [key])).get(key)
+    return None if row is None else DataScope(*row)
 
 
-def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition) -> DataScope | None:
+def _scope(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
+           ranges: Mapping[RangeKey, DayRange] | None = None) -> DataScope | None:
     """The objective's data range; an account without data gets its source's range and a text naming the
     accounts that have data (None: the source has no data at all, so there is nothing to judge yet)."""
-    found = _range(conn, o, kpi, o.account)
+    found = _range(conn, o, kpi, o.account, ranges)
     if found is not None or o.account is None:
         return found
-    source_wide = _range(conn, o, kpi, None)
+    source_wide = _range(conn, o, kpi, None, ranges)
     if source_wide is None:
         return None
     table = "kpi_monthly" if kpi.native else "kpi_daily"
@@ -818,6 +849,9 @@ class Actuals(NamedTuple):
 
 
 _NO_DATA = Actuals(None, None, 0, (), True)
+# The currencies a period's amounts are in, and whether every row is final (unknown finality counts as provisional).
+_CURRENCIES = "list_sort(list(DISTINCT k.currency) FILTER (WHERE k.currency IS NOT NULL))"
+_FINAL = "bool_and(coalesce(k.is_final, false))"
 
 
 def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
@@ -826,26 +860,57 @@ def _actuals(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition,
     one query for all of an objective's periods (a query per period made the one-day recompute slow, issue #9)."""
     if not periods:
         return []
-    currencies = "list_sort(list(DISTINCT k.currency) FILTER (WHERE k.currency IS NOT NULL))"
-    final = "bool_and(coalesce(k.is_final, false))"  # unknown finality counts as provisional
     where, params = _where(o, o.account, "k.")
     if kpi.native:
-        sql = (f"SELECT k.month_start, sum(k.numerator), sum(k.denominator), 1, {currencies}, {final} "
+        sql = (f"SELECT k.month_start, sum(k.numerator), sum(k.denominator), 1, {_CURRENCIES}, {_FINAL} "
                f"FROM {KPI_SCHEMA}.kpi_monthly AS k WHERE {where} AND k.channel = 'all' "
                "AND k.month_start IN (SELECT unnest(?::DATE[])) GROUP BY k.month_start")
         found = {r[0]: Actuals(r[1], r[2], r[3], tuple(r[4] or ()), bool(r[5]))
                  for r in conn.execute(sql, [*params, [start for start, _ in periods]]).fetchall()}
         return [found.get(start, _NO_DATA) for start, _ in periods]
-    sql = (f"SELECT p.i, sum(k.numerator), sum(k.denominator), count(DISTINCT k.date), {currencies}, {final} "
-           f"FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::DATE[]) AS s, unnest(?::DATE[]) AS e) AS p "
-           f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.date BETWEEN p.s AND p.e WHERE {where}")
-    params = [list(range(len(periods))), [s for s, _ in periods], [e for _, e in periods], *params]
-    if o.channel is not None:
-        sql += " AND k.channel = ?"
-        params.append(o.channel)
-    found = {r[0]: Actuals(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))
-             for r in conn.execute(sql + " GROUP BY p.i", params).fetchall() if r[3]}
-    return [found.get(i, _NO_DATA) for i in range(len(periods))]
+    return _daily_actuals(conn, [(o, periods)])[0]
+
+
+def _daily_actuals(conn: duckdb.DuckDBPyConnection, asked: Sequence[tuple[Objective, Sequence[tuple[date, date]]]]
+                   ) -> list[list[Actuals]]:
+    """`_actuals` of daily KPIs for every (objective, its periods) in ONE query over kpi.kpi_daily (issue #21: one
+    query per objective took seconds after each recompute): each period row carries its objective's KPI, source,
+    account and channel (NULL: all), and sums exactly the rows that objective's own query summed."""
+    flat = [(o, s, e) for o, periods in asked for s, e in periods]
+    found: dict[int, Actuals] = {}
+    if flat:
+        sql = (f"SELECT p.i, sum(k.numerator), sum(k.denominator), count(DISTINCT k.date), {_CURRENCIES}, {_FINAL} "
+               "FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::VARCHAR[]) AS kpi, unnest(?::VARCHAR[]) AS source, "
+               "unnest(?::VARCHAR[]) AS account, unnest(?::VARCHAR[]) AS channel, unnest(?::DATE[]) AS s, "
+               "unnest(?::DATE[]) AS e) AS p "
+               f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.kpi = p.kpi AND k.source = p.source "
+               "AND k.date BETWEEN p.s AND p.e AND (p.account IS NULL OR k.account_id = p.account) "
+               "AND (p.channel IS NULL OR k.channel = p.channel) GROUP BY p.i")
+        params = [list(range(len(flat))), [o.kpi for o, _, _ in flat], [o.source for o, _, _ in flat],
+                  [o.account for o, _, _ in flat], [o.channel for o, _, _ in flat], [s for _, s, _ in flat],
+                  [e for _, _, e in flat]]
+        found = {r[0]: Actuals(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))
+                 for r in conn.execute(sql, params).fetchall() if r[3]}
+    out, i = [], 0
+    for _, periods in asked:
+        out.append([found.get(i + j, _NO_DATA) for j in range(len(periods))])
+        i += len(periods)
+    return out
+
+
+def _all_actuals(conn: duckdb.DuckDBPyConnection,
+                 judged: Sequence[tuple[Objective, KpiDefinition, DataScope, date, Sequence[tuple[date, date]]]]
+                 ) -> list[list[Actuals]]:
+    """Each judged objective's actuals for its periods up to its as-of day: the daily KPIs' in one query, the
+    native (monthly CRM) ones' by objective."""
+    cut = [[(start, min(end, as_of)) for start, end in periods] for _, _, _, as_of, periods in judged]
+    daily = [i for i, (_, kpi, *_) in enumerate(judged) if not kpi.native]
+    out: dict[int, list[Actuals]] = dict(zip(daily, _daily_actuals(conn, [(judged[i][0], cut[i]) for i in daily]),
+                                             strict=True))
+    for i, (o, kpi, *_) in enumerate(judged):
+        if kpi.native:
+            out[i] = _actuals(conn, o, kpi, cut[i])
+    return [out[i] for i in range(len(judged))]
 
 
 def _denominator_text(kpi: KpiDefinition, source: str, value: float, currency: str | None) -> str:
@@ -961,11 +1026,11 @@ def evaluate(o: Objective, period: tuple[date, date], as_of: date, parts: Actual
 
 
 def _scope_as_of(conn: duckdb.DuckDBPyConnection, o: Objective, kpi: KpiDefinition, as_of: date | None,
-                 yesterday: date) -> tuple[DataScope, date] | None:
+                 yesterday: date, ranges: Mapping[RangeKey, DayRange] | None = None) -> tuple[DataScope, date] | None:
     """The objective's data scope and its as-of day: the given day, else the last day with data for its account
     (else source) but never after yesterday, and always before a day flagged partial_day (the scope then records
     that cut). None when the source has no data at all."""
-    scope = _scope(conn, o, kpi)
+    scope = _scope(conn, o, kpi, ranges)
     if scope is None:
         return None
     objective_as_of = as_of or min(scope.last, yesterday)
@@ -1041,17 +1106,20 @@ def build_kpi_vs_objective(
     minimums = {**DEFAULT_MIN_DENOMINATORS, **(min_denominators or {})}
     yesterday = datetime.now(ZoneInfo(tz)).date() - timedelta(days=1)
     write_objectives(conn, objectives)
-    rows: list[dict[str, Any]] = []
+    ranges = _daily_ranges(conn, _range_keys(objectives, catalogue))
+    judged: list[tuple[Objective, KpiDefinition, DataScope, date, list[tuple[date, date]]]] = []
     for o in objectives:
         kpi = catalogue[o.kpi]
-        found = _scope_as_of(conn, o, kpi, as_of, yesterday)
+        found = _scope_as_of(conn, o, kpi, as_of, yesterday, ranges)
         if found is None:
             continue
         scope, objective_as_of = found
         start_from = max(scope.first, o.valid_from) if o.valid_from else scope.first
         periods = [(start, end) for start, end in _periods(o.period, start_from, objective_as_of)
                    if not ((o.valid_from and end < o.valid_from) or (o.valid_until and start > o.valid_until))]
-        actuals = _actuals(conn, o, kpi, [(start, min(end, objective_as_of)) for start, end in periods])
+        judged.append((o, kpi, scope, objective_as_of, periods))
+    rows: list[dict[str, Any]] = []
+    for (o, kpi, scope, objective_as_of, periods), actuals in zip(judged, _all_actuals(conn, judged), strict=True):
         for period, parts in zip(periods, actuals, strict=True):
             rows.append(evaluate(o, period, objective_as_of, parts, kpi, scope, minimums))
     _replace_table(conn, "kpi_vs_objective", pa.Table.from_pylist(rows, schema=_RESULT_SCHEMA))
