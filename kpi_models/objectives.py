@@ -883,12 +883,15 @@ def _daily_actuals(conn: duckdb.DuckDBPyConnection, asked: Sequence[tuple[Object
                "FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::VARCHAR[]) AS kpi, unnest(?::VARCHAR[]) AS source, "
                "unnest(?::VARCHAR[]) AS account, unnest(?::VARCHAR[]) AS channel, unnest(?::DATE[]) AS s, "
                "unnest(?::DATE[]) AS e) AS p "
-               f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.kpi = p.kpi AND k.source = p.source "
+               # only the objectives' KPIs and days are read (the scan skips the others' rows)
+               f"JOIN (SELECT * FROM {KPI_SCHEMA}.kpi_daily WHERE kpi IN (SELECT unnest(?::VARCHAR[])) "
+               "AND date BETWEEN ? AND ?) AS k ON k.kpi = p.kpi AND k.source = p.source "
                "AND k.date BETWEEN p.s AND p.e AND (p.account IS NULL OR k.account_id = p.account) "
                "AND (p.channel IS NULL OR k.channel = p.channel) GROUP BY p.i")
         params = [list(range(len(flat))), [o.kpi for o, _, _ in flat], [o.source for o, _, _ in flat],
                   [o.account for o, _, _ in flat], [o.channel for o, _, _ in flat], [s for _, s, _ in flat],
-                  [e for _, _, e in flat]]
+                  [e for _, _, e in flat], sorted({o.kpi for o, _, _ in flat}), min(s for _, s, _ in flat),
+                  max(e for _, _, e in flat)]
         found = {r[0]: Actuals(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))
                  for r in conn.execute(sql, params).fetchall() if r[3]}
     out, i = [], 0
