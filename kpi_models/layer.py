@@ -187,16 +187,16 @@ def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalog
     _create_views_if_changed(conn, period_reach_view_sql(conn, catalogue))
 
 
-def _views_fingerprint(conn: duckdb.DuckDBPyConnection, statement: str) -> str:
-    """A view's statement and the columns (names, types) of every table of the schemas it reads: DuckDB refuses a
-    view whose tables' types changed since it was created, so a changed shape recreates it."""
+def _table_shapes(conn: duckdb.DuckDBPyConnection) -> str:
+    """The columns (names, types) of every table of the KPI and source schemas, which the views read: DuckDB refuses
+    a view whose tables' types changed since it was created, so a changed shape recreates it."""
     schemas = sorted({KPI_SCHEMA} | {s.code for s in registry.SOURCES})
     columns = conn.execute(
         "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
         "WHERE table_catalog = current_database() AND table_schema IN (SELECT unnest($schemas::VARCHAR[])) "
         "AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
         "ORDER BY ALL", {"schemas": schemas}).fetchall()
-    return hashlib.sha256(f"{statement}\n{columns!r}".encode()).hexdigest()
+    return repr(columns)
 
 
 def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mapping[str, str]) -> None:
@@ -208,8 +208,9 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
     with transaction(conn):
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
+        shapes = _table_shapes(conn)
         for name, statement in statements.items():
-            inputs = _views_fingerprint(conn, statement)
+            inputs = hashlib.sha256(f"{statement}\n{shapes}".encode()).hexdigest()
             last = conn.execute(f"SELECT inputs FROM {BUILDS_TABLE} WHERE table_name = ?", [name]).fetchone()
             if last is not None and last[0] == inputs and table_exists(conn, name):
                 continue
