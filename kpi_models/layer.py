@@ -192,9 +192,9 @@ def _table_shapes(conn: duckdb.DuckDBPyConnection) -> str:
     a view whose tables' types changed since it was created, so a changed shape recreates it."""
     schemas = sorted({KPI_SCHEMA} | {s.code for s in registry.SOURCES})
     columns = conn.execute(
-        "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_catalog = current_database() AND table_schema IN (SELECT unnest($schemas::VARCHAR[])) "
-        "AND table_name IN (SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE') "
+        "SELECT c.schema_name, c.table_name, c.column_name, c.data_type FROM duckdb_columns() AS c "
+        "JOIN duckdb_tables() AS t USING (database_name, schema_name, table_name) "
+        "WHERE c.database_name = current_database() AND c.schema_name IN (SELECT unnest($schemas::VARCHAR[])) "
         "ORDER BY ALL", {"schemas": schemas}).fetchall()
     return repr(columns)
 
@@ -209,10 +209,15 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
         shapes = _table_shapes(conn)
+        names = list(statements)
+        # each view's recorded fingerprint, if the view still exists (one query for all of them)
+        built = dict(conn.execute(
+            f"SELECT b.table_name, b.inputs FROM {BUILDS_TABLE} AS b JOIN duckdb_views() AS v "
+            "ON v.database_name = current_database() AND v.schema_name || '.' || v.view_name = b.table_name "
+            "WHERE b.table_name IN (SELECT unnest($names::VARCHAR[]))", {"names": names}).fetchall())
         for name, statement in statements.items():
             inputs = hashlib.sha256(f"{statement}\n{shapes}".encode()).hexdigest()
-            last = conn.execute(f"SELECT inputs FROM {BUILDS_TABLE} WHERE table_name = ?", [name]).fetchone()
-            if last is not None and last[0] == inputs and table_exists(conn, name):
+            if built.get(name) == inputs:
                 continue
             conn.execute(statement)
             conn.execute(f"DELETE FROM {BUILDS_TABLE} WHERE table_name = ?", [name])
