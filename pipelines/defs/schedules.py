@@ -7,6 +7,11 @@ window (ending yesterday in the reporting time zone) as a single partition-range
 KPI tables that read them (asset dependencies order them; blocking checks gate them). A failing source does not hold
 the other sources' KPIs back.
 
+HubSpot goes first, by a declared order rather than by cron times: when HubSpot is configured, the `hubspot_refresh`
+schedule launches HubSpot's run, and the report sources' runs follow it (pipelines/defs/sensors.py,
+`daily_refresh_after_hubspot*`: on its success AND on its failure, so one source never stops the others); the
+`daily_refresh` schedule then steps aside. When HubSpot is not configured, `daily_refresh` emits them itself.
+
 Nothing here reads the configuration when the module is imported: the schedules (their time zone) are built when the
 definitions are built (`schedules()`), and each tick reads the settings of that moment.
 """
@@ -115,6 +120,7 @@ def range_tags(start: date, end: date) -> dict[str, str]:
 
 
 def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
+    """One range run per configured report source for the morning of `run_day` (the same run keys whoever asks)."""
     requests = []
     for refresh in refreshes():
         days = reread_days(settings, refresh.source)
@@ -129,17 +135,25 @@ def refresh_requests(run_day: date, settings: Settings) -> list[dg.RunRequest]:
     return requests
 
 
-# When the schedules tick, in the reporting time zone. A service that needs other hours sets these (the two runs
-# write different rows of kpi_daily, so their order no longer matters: HubSpot's run rebuilds HubSpot's rows, a
-# report source's run its own, and an Ads run both attributions' ROI rows); the service-mode test
-# (tests/test_service_mode.py) sets the daily one to the minute just passed so that a tick comes without waiting for
-# the morning. Read when the code location loads: restart the code server after changing them.
+# When the schedules tick, in the reporting time zone. Their order is not set by these times any more: when HubSpot
+# is configured the report sources' runs follow HubSpot's run (sensors.py), whatever the two crons say, and
+# `daily_refresh` skips; MKPI_DAILY_REFRESH_CRON then only matters when HubSpot is not configured. The service-mode
+# test (tests/test_service_mode.py) sets the daily one to the minute just passed so that a tick comes without waiting
+# for the morning. Read when the code location loads: restart the code server after changing them.
 DAILY_REFRESH_CRON_VARIABLE = "MKPI_DAILY_REFRESH_CRON"
 HUBSPOT_REFRESH_CRON_VARIABLE = "MKPI_HUBSPOT_REFRESH_CRON"
 
 
+# Tag of HubSpot's scheduled run: the morning whose report runs follow it (read by sensors.py).
+REFRESH_DAY_TAG = "mkpi/refresh_day"
+
+
 def _daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    """The report sources' runs of this morning, unless HubSpot's run leads them (then they follow it)."""
     settings = load_settings()
+    if registry.source("hubspot").configured(settings):
+        return dg.SkipReason("HubSpot is configured: the report sources' runs follow HubSpot's run (schedule "
+                             "hubspot_refresh, then sensor daily_refresh_after_hubspot); turn hubspot_refresh on")
     run_day = context.scheduled_execution_time.astimezone(settings.tz).date()
     requests = refresh_requests(run_day, settings)
     if not requests:
@@ -149,21 +163,27 @@ def _daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]
 
 
 def _hubspot_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """HubSpot's run of this morning, tagged with the day whose report runs follow it."""
     settings = load_settings()
     if not registry.source("hubspot").configured(settings):
-        return dg.SkipReason("HubSpot is not configured: set MKPI_HUBSPOT_TOKEN")
+        return dg.SkipReason("HubSpot is not configured: set MKPI_HUBSPOT_TOKEN (daily_refresh runs the report "
+                             "sources itself)")
     day = context.scheduled_execution_time.astimezone(settings.tz).date()
-    return dg.RunRequest(run_key=f"hubspot_refresh:{day.isoformat()}", tags={SOURCE_TAG: "hubspot"})
+    return dg.RunRequest(run_key=f"hubspot_refresh:{day.isoformat()}",
+                         tags={SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: day.isoformat()})
 
 
 # name, job, the variable that changes its cron, the default cron, what it does, the tick's function
 _SCHEDULES = (
     ("daily_refresh", daily_refresh_job, DAILY_REFRESH_CRON_VARIABLE, "0 6 * * *",
-     "Every morning at 06:00 (reporting time zone; MKPI_DAILY_REFRESH_CRON changes it): per configured source, "
-     "re-read its trailing window and rebuild the KPI tables that read it.", _daily_refresh),
+     "Every morning at 06:00 (reporting time zone; MKPI_DAILY_REFRESH_CRON changes it), when HubSpot is not "
+     "configured: per configured source, re-read its trailing window and rebuild the KPI tables that read it. With "
+     "HubSpot configured these runs follow HubSpot's run instead (sensor daily_refresh_after_hubspot).",
+     _daily_refresh),
     ("hubspot_refresh", hubspot_refresh_job, HUBSPOT_REFRESH_CRON_VARIABLE, "30 5 * * *",
      "Every morning at 05:30 (MKPI_HUBSPOT_REFRESH_CRON changes it): HubSpot changes since the cursors, then "
-     "crm_monthly, email_daily and HubSpot's rows of kpi_daily.", _hubspot_refresh),
+     "crm_monthly, email_daily and HubSpot's rows of kpi_daily; the report sources' runs follow it, whether it "
+     "succeeds or fails.", _hubspot_refresh),
 )
 
 

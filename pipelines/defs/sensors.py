@@ -7,9 +7,19 @@ show the other sources' current numbers, the failing source's last good rows fla
 `meta.source_status` naming its error (pipelines/lib/source_status.py).
 """
 
+from datetime import date
+
 import dagster as dg
 
-from pipelines.defs.schedules import OBJECTIVES, PUBLISH, daily_refresh_job, hubspot_refresh_job
+from connectors.settings import load_settings
+from pipelines.defs.schedules import (
+    OBJECTIVES,
+    PUBLISH,
+    REFRESH_DAY_TAG,
+    daily_refresh_job,
+    hubspot_refresh_job,
+    refresh_requests,
+)
 from pipelines.lib.partition_status import mark_failed_partitions, mark_runs
 
 publish_job = dg.define_asset_job(
@@ -45,3 +55,38 @@ def mark_failed_partitions_of_failed_runs(context: dg.RunFailureSensorContext) -
     marked = mark_runs(context.instance, [context.dagster_run.run_id])
     if marked:
         context.log.info(f"run {context.dagster_run.run_id}: {marked} planned partition(s) marked failed")
+
+
+def report_runs_after_hubspot(run: dg.DagsterRun) -> list[dg.RunRequest] | dg.SkipReason:
+    """The report sources' runs of the morning whose HubSpot run just ended (succeeded or failed: one source never
+    stops the others). Only HubSpot's scheduled run names a morning (schedules.py, REFRESH_DAY_TAG); a HubSpot run
+    started by hand or by a backfill leads nothing. The run keys are the daily refresh's, so each runs once."""
+    day = run.tags.get(REFRESH_DAY_TAG)
+    if not day:
+        return dg.SkipReason(f"run {run.run_id} is not a scheduled HubSpot refresh: no report runs follow it")
+    requests = refresh_requests(date.fromisoformat(day), load_settings())
+    return requests or dg.SkipReason("no report source configured")
+
+
+@dg.run_status_sensor(
+    name="daily_refresh_after_hubspot",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[hubspot_refresh_job],
+    request_job=daily_refresh_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When HubSpot's scheduled run succeeds, the daily refresh's per-source runs of that morning.",
+)
+def daily_refresh_after_hubspot(context: dg.RunStatusSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
+    return report_runs_after_hubspot(context.dagster_run)
+
+
+@dg.run_failure_sensor(
+    name="daily_refresh_after_hubspot_failed",
+    monitored_jobs=[hubspot_refresh_job],
+    request_job=daily_refresh_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When HubSpot's scheduled run fails, the daily refresh's per-source runs of that morning all the "
+    "same: a failing HubSpot never holds the other sources back.",
+)
+def daily_refresh_after_hubspot_failed(context: dg.RunFailureSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
+    return report_runs_after_hubspot(context.dagster_run)
