@@ -114,8 +114,8 @@ class CrashPoint:
     """Where to die: the `nth` request of a source whose description matches `match` (kind "http": killed
     with the response in hand, before the connector reads it), or the `nth` SQL statement matching `match`
     (kind "sql-before" / "sql-after": just before or just after DuckDB runs it), the `nth` batch handed to
-    DuckDB (kind "register": the loader registers each batch before writing it), or `os.replace` of the
-    analysts' copy (kind "replace-before" / "replace-after")."""
+    DuckDB (kind "page": the loader hands each batch, or each group of small pages, to `from_arrow`), or
+    `os.replace` of the analysts' copy (kind "replace-before" / "replace-after")."""
 
     name: str
     kind: str
@@ -144,7 +144,7 @@ class SqlTap:
         self._seen = 0
 
     def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        hit = self._after is None and bool(self._pattern.search(query))
+        hit = self._point.kind.startswith("sql") and self._after is None and bool(self._pattern.search(query))
         if self._after is not None and self._after.search(query):
             self._after = None  # armed from the next statement on
         if hit:
@@ -156,12 +156,12 @@ class SqlTap:
             die()
         return result
 
-    def register(self, name: str, data: Any) -> Any:
-        if self._point.kind == "register" and self._pattern.search(name):
+    def from_arrow(self, data: Any) -> Any:
+        if self._point.kind == "page":
             self._seen += 1
             if self._seen == self._point.nth:
-                die()  # the batches before this one are in the open transaction, uncommitted
-        return self._conn.register(name, data)
+                die()  # the batches before this one are written in the open transaction, uncommitted
+        return self._conn.from_arrow(data)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)
@@ -219,7 +219,7 @@ POINTS: dict[str, CrashPoint] = {p.name: p for p in (
     CrashPoint("gsc-page-2", "http", "searchAnalytics.query pages", 2, "search_console", covers=MID_PAGE),
     CrashPoint("hubspot-list-page-60", "http", "objects/contacts archived=False", 60, "hubspot", warm=False,
                covers=MID_PAGE, hubspot=True),
-    CrashPoint("second-page-registered", "register", r"^__mkpi_batch$", 2, warm=False, covers=IN_LOAD),
+    CrashPoint("second-page-written", "page", "", 2, warm=False, covers=IN_LOAD),
     CrashPoint("gsc-window-deleted", "sql-after", r'^DELETE FROM "search_console"\.', 1, covers=IN_LOAD),
     CrashPoint("matomo-before-commit", "sql-before", r"^COMMIT", 1, after=r'^DELETE FROM "matomo"\.', covers=IN_LOAD),
     CrashPoint("hubspot-upsert", "sql-after", r'^DELETE FROM "hubspot"\."contacts" AS t', 1, covers=IN_LOAD,
@@ -246,7 +246,7 @@ def run_until_killed(point: CrashPoint, with_hubspot: bool) -> int:
     if point.kind.startswith("replace"):
         arm_replace(point)
     with connect(settings.duckdb_path) as real:
-        conn: Any = SqlTap(real, point) if point.kind.startswith("sql") or point.kind == "register" else real
+        conn: Any = SqlTap(real, point) if point.kind.startswith("sql") or point.kind == "page" else real
         run_pipeline(conn, settings, with_hubspot=with_hubspot)
     return NOT_REACHED
 
