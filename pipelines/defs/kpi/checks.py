@@ -1,5 +1,7 @@
 """Blocking checks on KPI tables: a duplicated key or a rate outside [0, 1] never reaches an analyst."""
 
+import inspect
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -88,10 +90,14 @@ def build_rate_range_check(model: KpiModel) -> dg.AssetChecksDefinition:
     return _check
 
 
-kpi_checks = [build_kpi_check(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
-kpi_checks += [build_rate_range_check(model) for model in MODELS.values() if model.rate_columns]
-source_checks = [build_every_source_rebuilt_check(dg.AssetKey(["kpi", name]))
-                 for name in (*MODELS, "kpi_daily_hubspot")]
+def _kpi_table_checks() -> list[dg.AssetChecksDefinition]:
+    """Each KPI table's key and rate checks, and whether every source's rows were rebuilt."""
+    checks = [build_kpi_check(model) for model in MODELS.values() if not isinstance(model, GeneratedKpiModel)]
+    checks += [build_rate_range_check(model) for model in MODELS.values() if model.rate_columns]
+    return checks + [build_every_source_rebuilt_check(dg.AssetKey(["kpi", name]))
+                     for name in (*MODELS, "kpi_daily_hubspot")]
+
+
 KPI_DAILY_KEY = dg.AssetKey(["kpi", "kpi_daily"])
 
 
@@ -157,7 +163,9 @@ def build_layer_check(name: str, description: str, blocking: bool = True) -> dg.
     return _check
 
 
-layer_checks_defs = [
+def _layer_checks() -> list[dg.AssetChecksDefinition]:
+    """kpi_models.checks over kpi.kpi_daily, one Dagster check each."""
+    return [
     build_layer_check("kpi_daily_unique_keys", "No two rows share (date, source, channel, account_id, kpi)."),
     build_layer_check("kpi_daily_numerator_within_denominator", "For rates, numerator <= denominator (a warning: "
                       "such a row is flagged out_of_range and published).", blocking=False),
@@ -169,25 +177,29 @@ layer_checks_defs = [
     build_layer_check("kpi_daily_single_currency", "Every money sum is in a single currency."),
     build_layer_check("kpi_daily_fx_rates_available", "Every day and currency met has an FX rate (else its rows "
                       "are left out of kpi_daily).", blocking=False),
-]
+    ]
 
 
-@dg.asset_check(asset=dg.AssetKey(["kpi", "crm_monthly"]), blocking=False,
-                description="HubSpot values the CRM KPIs read cast to the type they are used as (a property re-typed "
-                "as text in the portal counts as missing, named here, never a failed query): a warning.")
-def hubspot_values_cast(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    with warehouse.connection() as conn:
-        return _as_dagster(layer_checks.check_hubspot_values_cast(conn))
+def _warning_checks() -> list[dg.AssetChecksDefinition]:
+    """The HubSpot cast and objectives warnings."""
 
+    @dg.asset_check(asset=dg.AssetKey(["kpi", "crm_monthly"]), blocking=False,
+                    description="HubSpot values the CRM KPIs read cast to the type they are used as (a property "
+                    "re-typed as text in the portal counts as missing, named here, never a failed query): a warning.")
+    def hubspot_values_cast(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connection() as conn:
+            return _as_dagster(layer_checks.check_hubspot_values_cast(conn))
 
-@dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_vs_objective"]), blocking=False,
-                description="KPIs with no objective (a KPI without an objective is meaningless): a warning.")
-def kpis_without_objective(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
-    from kpi_models.objectives import load_objectives
+    @dg.asset_check(asset=dg.AssetKey(["kpi", "kpi_vs_objective"]), blocking=False,
+                    description="KPIs with no objective (a KPI without an objective is meaningless): a warning.")
+    def kpis_without_objective(warehouse: WarehouseResource, settings: SettingsResource) -> dg.AssetCheckResult:
+        from kpi_models.objectives import load_objectives
 
-    objectives = load_objectives(settings.load().objectives_path)
-    with warehouse.connection() as conn:
-        return _as_dagster(layer_checks.check_kpis_without_objective(conn, objectives))
+        objectives = load_objectives(settings.load().objectives_path)
+        with warehouse.connection() as conn:
+            return _as_dagster(layer_checks.check_kpis_without_objective(conn, objectives))
+
+    return [hubspot_values_cast, kpis_without_objective]
 
 
 def _raw_inputs() -> dict[str, tuple[Stream, list[str]]]:
@@ -218,4 +230,58 @@ def build_raw_contract_check(stream: Stream, readers: list[str]) -> dg.AssetChec
     return _check
 
 
-raw_contract_checks = [build_raw_contract_check(stream, readers) for stream, readers in _raw_inputs().values()]
+def _raw_contract_checks() -> list[dg.AssetChecksDefinition]:
+    return [build_raw_contract_check(stream, readers) for stream, readers in _raw_inputs().values()]
+
+
+def _results(check: dg.AssetChecksDefinition, context: dg.AssetCheckExecutionContext
+             ) -> Iterator[dg.AssetCheckResult]:
+    """One check's results, run inside a grouped step: its own function, its resources, its name and asset."""
+    fn = check.op.compute_fn.decorated_fn  # type: ignore[union-attr]
+    params = inspect.signature(fn).parameters
+    args = (context,) if "context" in params else ()
+    out = fn(*args, **{name: getattr(context.resources, name) for name in params if name != "context"})
+    [spec] = check.check_specs
+    for result in ([out] if isinstance(out, dg.AssetCheckResult) else out):
+        yield result._replace(asset_key=spec.asset_key, check_name=spec.name)
+
+
+def group_checks(checks: Iterable[dg.AssetChecksDefinition]) -> list[dg.AssetChecksDefinition]:
+    """Issue #21 target 1: an asset's checks run in one step (each step costs event writes and resource set-up),
+    the blocking ones in one, the warnings in another, so that a warning's error never skips what a blocking check
+    gates. Every check keeps its name, asset, blocking flag, description and result; in a step, every selected check
+    runs and yields its result, and the first error is raised after the others have run (the step fails as the
+    check's own step did)."""
+    groups: dict[tuple[dg.AssetKey, bool], list[dg.AssetChecksDefinition]] = {}
+    for check in checks:
+        [spec] = check.check_specs
+        groups.setdefault((spec.asset_key, spec.blocking), []).append(check)
+    return [_grouped(key, blocking, members) for (key, blocking), members in groups.items()]
+
+
+def _grouped(key: dg.AssetKey, blocking: bool, members: list[dg.AssetChecksDefinition]) -> dg.AssetChecksDefinition:
+    """One step for these checks of one asset (a single check stays as it is)."""
+    if len(members) == 1:
+        return members[0]
+    specs = [spec for check in members for spec in check.check_specs]
+    resources = set().union(*(check.required_resource_keys for check in members)) - {"io_manager"}
+
+    @dg.multi_asset_check(specs=specs, name=f"{'__'.join(key.path)}__{'blocking' if blocking else 'warning'}_checks",
+                          can_subset=True, required_resource_keys=resources)
+    def _checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        error: BaseException | None = None
+        for check in members:
+            if not set(check.check_keys) & set(context.selected_asset_check_keys):
+                continue
+            try:
+                yield from _results(check, context)
+            except Exception as exc:  # the others still run; the step fails after them
+                context.log.error(f"check {', '.join(k.name for k in check.check_keys)}: {type(exc).__name__}")
+                error = error or exc
+        if error is not None:
+            raise error
+
+    return _checks
+
+
+kpi_check_steps = group_checks([*_kpi_table_checks(), *_layer_checks(), *_warning_checks(), *_raw_contract_checks()])
