@@ -128,6 +128,7 @@ def print_summary(warehouse: WarehouseSettings, start: date, end: date) -> None:
     for site, clicks, impressions, ctr, position in seo:
         print(f"\nSEO {site}: {format_value(clicks, 'count')} clicks, {format_value(impressions, 'count')} "
               f"impressions, CTR {format_value(ctr, 'ratio')}, average position {format_value(position, 'position')}")
+    print_social(warehouse, start, end)
     print_objectives(warehouse)
     print(f"\n{'source':<8}{'account':<11}{'orders':>8}{'revenue':>14}{'basket':>13}{'cart aband.':>12}{'conv.':>7}")
     for source, account, currency, orders, revenue, basket, abandonment, conversion in shop:
@@ -141,6 +142,32 @@ def print_summary(warehouse: WarehouseSettings, start: date, end: date) -> None:
     print(f"\nkpi.kpi_daily {start} .. {end}: {format_value(provisional[1], 'count')} rows, "
           f"{format_value(provisional[0], 'count')} provisional "
           "(is_final = false: inside a source's restatement window, or converted at an estimated FX rate).")
+
+
+def print_social(warehouse: WarehouseSettings, start: date, end: date) -> None:
+    """The social networks over the window: followers is a level (the latest reported, never a sum of days), growth,
+    impressions, engagements and posts are sums, the engagement rate a ratio of the sums; reach is not shown as a
+    window total (distinct people do not add up over days)."""
+    with open_warehouse(warehouse, read_only=True) as conn:
+        rows = conn.execute(
+            """
+            SELECT source, account_id, arg_max(followers, date) FILTER (WHERE followers IS NOT NULL),
+                   sum(follower_growth), sum(social_impressions), sum(social_engagements),
+                   sum(social_engagements) / nullif(sum(social_impressions), 0), sum(posts_published)
+            FROM kpi.social_daily WHERE date BETWEEN ? AND ? GROUP BY ALL ORDER BY source, account_id
+            """,
+            [start, end],
+        ).fetchall()
+    if not rows:
+        return
+    print(f"\n{'network':<10}{'account':<19}{'followers':>10}{'growth':>8}{'impressions':>13}{'engagements':>13}"
+          f"{'eng. rate':>10}{'posts':>7}")
+    for source, account, followers, growth, impressions, engagements, rate, posts in rows:
+        print(f"{source:<10}{account:<19}{format_value(followers, 'count'):>10}{format_value(growth, 'count'):>8}"
+              f"{format_value(impressions, 'count'):>13}{format_value(engagements, 'count'):>13}"
+              f"{format_value(rate, 'ratio'):>10}{format_value(posts, 'count'):>7}")
+    print("Followers: the latest reported level (Instagram gives no daily level: -); growth: gains minus losses "
+          "(LinkedIn's is net); engagement rate: engagements / impressions (Meta's impressions are its views).")
 
 
 ROI_SQL = """
