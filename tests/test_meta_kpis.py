@@ -26,7 +26,7 @@ from kpi_models.context import KpiContext
 from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
 from kpi_models.runner import MODELS, rebuild
 from sandbox.meta_server import MetaServer
-from sandbox.world import FACEBOOK_PAGE_ID, INSTAGRAM_ACCOUNT_ID, World, meta_day, meta_followers, meta_posts
+from sandbox.world import FACEBOOK_PAGE_ID, INSTAGRAM_ACCOUNT_ID, MetaDay, World, meta_day, meta_followers, meta_posts
 
 TODAY = date(2026, 3, 10)
 WEEK = Window(date(2026, 3, 2), date(2026, 3, 8))  # ISO week 2026-W10, Monday to Sunday, all days before TODAY
@@ -84,6 +84,15 @@ def count(value: int) -> Kpi:
     return Kpi(float(value), None, float(value), "social")
 
 
+def assert_activity(got: dict[tuple[str, date], Kpi], day: date, facts: MetaDay) -> None:
+    """Impressions (Meta's views), engagements and their rate (engagements / impressions) equal the world's day."""
+    assert got[("social_impressions", day)] == count(facts.views)
+    assert got[("social_engagements", day)] == count(facts.engagements)
+    rate = got[("social_engagement_rate", day)]
+    assert (rate.numerator, rate.denominator) == (facts.engagements, facts.views)
+    assert rate.value == pytest.approx(facts.engagements / facts.views)
+
+
 def test_facebook_page_kpis_are_the_worlds(warehouse, world):
     got = daily(warehouse, "facebook")
     assert {kpi.channel for kpi in got.values()} == {"social"}
@@ -92,12 +101,8 @@ def test_facebook_page_kpis_are_the_worlds(warehouse, world):
         facts = meta_day(world, FACEBOOK_PAGE_ID, day)
         assert got[("followers", day)] == count(meta_followers(world, FACEBOOK_PAGE_ID, day))
         assert got[("follower_growth", day)] == count(facts.follows - facts.unfollows)
-        assert got[("social_impressions", day)] == count(facts.views)
-        assert got[("social_engagements", day)] == count(facts.engagements)
+        assert_activity(got, day, facts)
         assert got[("posts_published", day)] == count(len(meta_posts(world, FACEBOOK_PAGE_ID, day)))
-        rate = got[("social_engagement_rate", day)]
-        assert (rate.numerator, rate.denominator) == (facts.engagements, facts.views)
-        assert rate.value == pytest.approx(facts.engagements / facts.views)
 
 
 def test_facebook_growth_is_the_change_of_the_level(warehouse, world):
@@ -115,11 +120,7 @@ def test_instagram_account_kpis_are_the_worlds(warehouse, world):
     assert {day for _, day in got} == set(WEEK.dates())
     for day in DAYS:
         facts = meta_day(world, INSTAGRAM_ACCOUNT_ID, day)
-        assert got[("social_impressions", day)] == count(facts.views)
-        assert got[("social_engagements", day)] == count(facts.engagements)
-        rate = got[("social_engagement_rate", day)]
-        assert (rate.numerator, rate.denominator) == (facts.engagements, facts.views)
-        assert rate.value == pytest.approx(facts.engagements / facts.views)
+        assert_activity(got, day, facts)
         # /stories lists only the last 24 hours' stories: a past day's posts_published counts its posts and reels
         lasting = [p for p in meta_posts(world, INSTAGRAM_ACCOUNT_ID, day) if p.media_type != "STORY"]
         assert got[("posts_published", day)] == count(len(lasting))
