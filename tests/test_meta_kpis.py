@@ -133,8 +133,6 @@ def test_instagram_followers_level_stays_null(warehouse):
         assert got[("followers", day)] == Kpi(None, None, None, "social")
 
 
-@pytest.mark.xfail(strict=True, reason="discrepancy: Instagram follower_growth is the day's new followers (gross "
-                   "follower_count), not follows - unfollows; see the M2 report")
 def test_instagram_follower_growth_is_net(warehouse, world):
     """follower_growth is net gains (KPI_CATALOGUE): the world's follows minus unfollows of the day, or unknown."""
     got = daily(warehouse, "instagram")

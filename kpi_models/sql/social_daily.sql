@@ -7,7 +7,8 @@
 --              takes its last day's value (kpi_models/catalogue.py, aggregation last).
 --   follower_growth: follower_gains - follower_losses; a platform that gives only a net figure (LinkedIn) has
 --              losses NULL and its gains are already net: growth = gains (its platform guide says so; no quality
---              flag, which every KPI of the row would carry). NULL when the platform gives no gains for the day.
+--              flag, which every KPI of the row would carry). NULL when the platform gives no gains or no losses
+--              for the day (Instagram's follower_count is gross new followers: its gains alone are not growth).
 --   social_reach: that day's distinct accounts reached; never summed across days (aggregation distinct).
 --   social_engagement_rate = engagements / impressions; social_engagement_rate_per_reach = engagements / reach,
 --              daily only (reach does not add up, so this rate has no weekly or monthly value).
@@ -30,7 +31,10 @@ SELECT
     p.followers,
     p.follower_gains,
     p.follower_losses,
-    p.follower_gains - coalesce(p.follower_losses, 0) AS follower_growth,
+    -- net growth: gains - losses; LinkedIn's gains are already net (losses NULL by the contract); a network whose
+    -- losses are unknown (Instagram: follower_count is new followers only) has no growth, never its gross gains
+    CASE WHEN p.source = 'linkedin' THEN p.follower_gains ELSE p.follower_gains - p.follower_losses END
+        AS follower_growth,
     p.impressions AS social_impressions,
     p.reach AS social_reach,
     p.engagements AS social_engagements,
