@@ -83,7 +83,7 @@ def _drain(batches: Iterable[Batch], sink: Callable[[Batch], None] | None) -> It
 
 
 def run_ga4(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
-    from connectors.ga4 import REPORTS, Ga4Connector
+    from connectors.ga4 import CART_FUNNEL, REPORTS, Ga4Connector
     from connectors.settings import load_settings
 
     connector = Ga4Connector(load_settings().ga4)
@@ -96,7 +96,14 @@ def run_ga4(window: Window, sink: Callable[[Batch], None] | None = None) -> Sour
             key = (report.name, str(batch.scope.get("property_id", "")))
             units[key] = (units.get(key, (0, GA4_PAGE))[0] + batch.num_rows, GA4_PAGE)
     run.requests = connector.stats.requests
-    return _finish(run, units, window)
+    run = _finish(run, units, window)
+    # The cart funnel is read with one runFunnelReport per property and day (connectors/ga4_funnel.py: a day's closed
+    # funnel must not depend on the window it is read in), so its minimum is one request per day, not its rows' pages.
+    for pid in connector.property_ids():
+        extra = window.days - pages(units[(CART_FUNNEL.name, pid)][0], GA4_PAGE)
+        run.minimum += extra
+        run.by_account[pid] = run.by_account.get(pid, 0) + extra
+    return run
 
 
 def run_search_console(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
