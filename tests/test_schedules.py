@@ -14,7 +14,11 @@ import pytest
 
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, REFRESH_DAY_TAG, SOURCE_TAG, daily_refresh
 from pipelines.defs.schedules import hubspot_refresh as hubspot_refresh_schedule
-from pipelines.defs.sensors import daily_refresh_after_hubspot, daily_refresh_after_hubspot_failed
+from pipelines.defs.sensors import (
+    daily_refresh_after_hubspot,
+    daily_refresh_after_hubspot_canceled,
+    daily_refresh_after_hubspot_failed,
+)
 
 TICK = datetime(2026, 3, 10, 6, 0, tzinfo=ZoneInfo("UTC"))
 # GA4 re-reads 3 days and Matomo 3 (their default windows), ending the day before 2026-03-10: stated by hand.
@@ -99,6 +103,32 @@ def test_hubspot_failure_requests_the_report_runs_too(two_sources: None, monkeyp
         assert _summary(daily_refresh_after_hubspot_failed(context)) == EXPECTED
 
 
+def test_hubspot_canceled_requests_the_report_runs_too(two_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A canceled HubSpot run (by hand, or by run monitoring's maximum runtime) is neither a success nor a failure:
+    the report sources still run that morning."""
+    monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
+
+    @dg.op
+    def read_hubspot() -> None:
+        pass
+
+    @dg.job(name="hubspot_refresh_job")
+    def stand_in() -> None:
+        read_hubspot()
+
+    with dg.instance_for_test() as instance:
+        created = instance.create_run_for_job(stand_in, tags={SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})
+        instance.report_run_canceled(created)
+        run = instance.get_run_by_id(created.run_id)
+        assert run is not None and run.status == dg.DagsterRunStatus.CANCELED
+        [record] = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_CANCELED).records
+        event = record.event_log_entry.dagster_event
+        assert event is not None
+        context = dg.build_run_status_sensor_context(sensor_name="daily_refresh_after_hubspot_canceled",
+                                                     dagster_event=event, dagster_instance=instance, dagster_run=run)
+        assert _summary(daily_refresh_after_hubspot_canceled(context)) == EXPECTED
+
+
 def test_a_hubspot_run_started_by_hand_leads_nothing(two_sources: None) -> None:
     with dg.instance_for_test() as instance:
         run = _hubspot_run(instance, True, {SOURCE_TAG: "hubspot"})
@@ -109,6 +139,7 @@ def test_a_hubspot_run_started_by_hand_leads_nothing(two_sources: None) -> None:
 def test_the_sensors_are_in_the_definitions() -> None:
     from pipelines.definitions import defs
 
-    for name in ("daily_refresh_after_hubspot", "daily_refresh_after_hubspot_failed"):
+    for name in ("daily_refresh_after_hubspot", "daily_refresh_after_hubspot_failed",
+                 "daily_refresh_after_hubspot_canceled"):
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.resolve_schedule_def("hubspot_refresh") and defs.resolve_schedule_def("daily_refresh")

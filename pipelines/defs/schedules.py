@@ -9,8 +9,9 @@ the other sources' KPIs back.
 
 HubSpot goes first, by a declared order rather than by cron times: when HubSpot is configured, the `hubspot_refresh`
 schedule launches HubSpot's run, and the report sources' runs follow it (pipelines/defs/sensors.py,
-`daily_refresh_after_hubspot*`: on its success AND on its failure, so one source never stops the others); the
-`daily_refresh` schedule then steps aside. When HubSpot is not configured, `daily_refresh` emits them itself.
+`daily_refresh_after_hubspot*`: on its success, its failure AND its cancellation, so one source never stops the
+others); the `daily_refresh` schedule then steps aside. When HubSpot is not configured, `daily_refresh` emits them
+itself.
 
 Nothing here reads the configuration when the module is imported: the schedules (their time zone) are built when the
 definitions are built (`schedules()`), and each tick reads the settings of that moment.

@@ -90,3 +90,17 @@ def daily_refresh_after_hubspot(context: dg.RunStatusSensorContext) -> list[dg.R
 )
 def daily_refresh_after_hubspot_failed(context: dg.RunFailureSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
     return report_runs_after_hubspot(context.dagster_run)
+
+
+@dg.run_status_sensor(
+    name="daily_refresh_after_hubspot_canceled",
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=[hubspot_refresh_job],
+    request_job=daily_refresh_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="When HubSpot's scheduled run is canceled (by hand, or by run monitoring's maximum runtime), the "
+    "daily refresh's per-source runs of that morning all the same: a canceled run is neither a success nor a failure, "
+    "and without this the report sources would not run that day.",
+)
+def daily_refresh_after_hubspot_canceled(context: dg.RunStatusSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
+    return report_runs_after_hubspot(context.dagster_run)
