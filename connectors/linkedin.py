@@ -19,7 +19,8 @@ What is read, per configured organization (MKPI_LINKEDIN_ORGANIZATION_IDS, digit
   level NOW (the follower statistics no longer return totals: .../organizations/follower-statistics). The level at
   the end of a past day is that level minus the net gains LinkedIn reports after that day, up to now (the follower
   statistics are read from the window's start to now for this); a day with a gap in the later days' statistics has
-  followers NULL; days LinkedIn has not reported yet (its latency) count as no change (`_level_at`).
+  followers NULL; days LinkedIn has not reported yet (its latency) count as no change (`_level_at`), up to the
+  re-read window: a longer silence gives NULL.
 - `posts` (q=author, sortBy=CREATED, newest first, 100 a page, read back to the window's start): posts_published =
   the posts created that UTC day (0 on a reported day without one); `linkedin.posts` one row per post created in the
   window with its lifetime statistics (`organizationalEntityShareStatistics` with `shares=List(...)`, 20 posts a
@@ -285,7 +286,8 @@ class LinkedInConnector:
         for day in sorted(set(shares) | set(pages) | {d for d in gains if d <= window.end}):
             if not window.start <= day <= window.end:
                 continue
-            rows.append({"date": day, "account_id": org, "followers": self._level_at(day, level, net),
+            followers = self._level_at(day, level, net, now.date(), self.settings.reread_days)
+            rows.append({"date": day, "account_id": org, "followers": followers,
                          "follower_gains": net.get(day), "follower_losses": None,
                          **self._share_row(contract, shares.get(day)), "posts_published": published.get(day, 0),
                          "page_views": self._page_views(contract, pages.get(day))})
@@ -380,12 +382,16 @@ class LinkedInConnector:
         return int(organic) + (paid or 0)
 
     @staticmethod
-    def _level_at(day: date, level_now: int, net: Mapping[date, int]) -> int | None:
+    def _level_at(day: date, level_now: int, net: Mapping[date, int], today: date, reread_days: int) -> int | None:
         """Followers at the end of `day`: the level now minus the net gains LinkedIn reported for every later day.
         NULL when a later day is missing between reported ones (its gains unknown). The days after the last reported
         one (the latest day or two, not reported yet) count as no change: their follows are already in the level
-        now, so every level read before they are reported is off by them; the re-read window reads them again."""
+        now, so every level read before they are reported is off by them; the re-read window reads them again. So
+        only up to `reread_days` unreported days are allowed: a longer silence (no statistics for a week, or none
+        at all) gives NULL, never today's level carried back as if it were that day's."""
         last = max(net, default=day)
+        if (today - max(last, day)).days > reread_days:
+            return None
         later, total = day + timedelta(days=1), 0
         while later <= last:
             if later not in net:

@@ -107,6 +107,20 @@ def test_follower_levels_while_linkedin_lags(world):
         assert got[(ORG, day)]["followers"] == linkedin_follower_level(world, ORG, day) + unreported
 
 
+def test_follower_levels_are_null_when_linkedin_is_silent_past_the_reread_window():
+    """LinkedIn has reported nothing since the 12th (eight days, more than the 3-day re-read window): the count now
+    cannot be carried back over the unknown gains of the 12th..20th, so the reported days' followers are NULL, not
+    today's count (the gains themselves are still the world's)."""
+    silent = World(seed=7, today=TODAY, incidents=(Incident("stale_source", "linkedin", date(2026, 11, 12)),))
+    with LinkedInServer(silent, token=TOKEN) as s:
+        got = rows(connector(s, orgs=(ORG,)))
+    assert set(got) == {(ORG, date(2026, 11, 10)), (ORG, date(2026, 11, 11))}
+    for (_, day), row in got.items():
+        truth = linkedin_day(silent, ORG, day)
+        assert row["followers"] is None
+        assert row["follower_gains"] == truth.organic_gain + truth.paid_gain
+
+
 def test_wire_pinned_version_restli_and_token_in_the_header_only(server):
     rows(connector(server, orgs=(ORG,)))
     requests = server.requests
