@@ -222,6 +222,7 @@ class LinkedInConnector:
         `paging` (start, count, total) to the end."""
         intervals = {"timeRange": {"start": int(start.timestamp() * 1000), "end": int(end.timestamp() * 1000)},
                      "timeGranularityType": "DAY"}
+        contract = Contract(SOURCE, org, resource)
         elements: list[dict] = []
         offset = 0
         while True:
@@ -231,7 +232,6 @@ class LinkedInConnector:
             answer = self.call(org, f"{resource} {start:%Y-%m-%d}..{end:%Y-%m-%d}", lambda c, t, q=query: c.finder(
                 resource_path=f"/{resource}", finder_name=finder, query_params=q, access_token=t,
                 version_string=LINKEDIN_VERSION))
-            contract = Contract(SOURCE, org, resource)
             page = contract.sequence(answer.elements, "elements")
             elements.extend(contract.mapping(e, "elements[]") for e in page)
             total = answer.paging.total if answer.paging else None
@@ -283,9 +283,7 @@ class LinkedInConnector:
         for post in self.posts(org, window):
             published[post["created_date"]] = published.get(post["created_date"], 0) + 1
         rows = []
-        for day in sorted(set(shares) | set(pages) | {d for d in gains if d <= window.end}):
-            if not window.start <= day <= window.end:
-                continue
+        for day in sorted(d for d in set(shares) | set(pages) | set(gains) if window.start <= d <= window.end):
             followers = self._level_at(day, level, net, now.date(), self.settings.reread_days)
             rows.append({"date": day, "account_id": org, "followers": followers,
                          "follower_gains": net.get(day), "follower_losses": None,

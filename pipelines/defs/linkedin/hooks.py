@@ -12,7 +12,7 @@ from pipelines.components.source_assets import SourceHooks
 
 
 class LinkedInHooks(SourceHooks):
-    """One asset per LinkedIn table (account_daily, account_period_reach); the source protocol's defaults."""
+    """One asset per LinkedIn table (account_daily, account_period_reach, posts); the source protocol's defaults."""
 
     accounts_key = "organizations"
 
