@@ -99,8 +99,10 @@ def run_ga4(window: Window, sink: Callable[[Batch], None] | None = None) -> Sour
     run = _finish(run, units, window)
     # The cart funnel is read with one runFunnelReport per property and day (connectors/ga4_funnel.py: a day's closed
     # funnel must not depend on the window it is read in), so its minimum is one request per day, not its rows' pages.
+    # A property whose funnel gave no rows has no unit (counted 0 pages above), yet still costs its days' requests.
     for pid in connector.property_ids():
-        extra = window.days - pages(units[(CART_FUNNEL.name, pid)][0], GA4_PAGE)
+        funnel = units.get((CART_FUNNEL.name, pid))
+        extra = max(window.days - (pages(funnel[0], GA4_PAGE) if funnel else 0), 0)
         run.minimum += extra
         run.by_account[pid] = run.by_account.get(pid, 0) + extra
     return run
