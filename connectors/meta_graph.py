@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock_time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
@@ -59,6 +59,7 @@ from connectors.http import (
     scrub_calls,
 )
 from connectors.probe import Finding
+from connectors.validation import Contract
 
 if TYPE_CHECKING:
     from connectors.batches import Batch, Stream, Window
@@ -325,10 +326,9 @@ def _data(answer: Mapping[str, Any], source: str, account: str, what: str) -> li
 
 
 def count(value: Any, source: str, account: str, what: str) -> int:
-    """A whole non-negative count; anything else is refused (a silent wrong number is worse than a failed run)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
-        raise SourceError(source, account, f"{what}: expected a whole non-negative count, got {value!r}")
-    return int(value)
+    """A whole non-negative count; anything else (a fraction, a negative, NaN, Infinity, a missing value) is refused
+    by the project's answer contract (connectors/validation.py): a silent wrong number is worse than a failed run."""
+    return cast(int, Contract(source, account, what).count(value, "value"))
 
 
 @dataclass

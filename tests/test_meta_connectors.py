@@ -20,9 +20,9 @@ import pytest
 
 from connectors import facebook, instagram
 from connectors.batches import Window
-from connectors.errors import SourceError
+from connectors.errors import InvalidResponse, SourceError
 from connectors.http import RetryPolicy
-from connectors.meta_graph import GRAPH_API_VERSION, RetiredMetric
+from connectors.meta_graph import GRAPH_API_VERSION, RetiredMetric, daily_values
 from connectors.parallel import AccountLog
 from connectors.settings import load_settings
 from connectors.warehouse import load_batches
@@ -337,3 +337,12 @@ def test_an_edge_whose_cursor_does_not_move_fails_instead_of_looping(settings, s
         list(connector(facebook, settings).client().edge(FACEBOOK_PAGE_ID, "published_posts", {}, account="p",
                                                          what="published_posts"))
     assert server.request_count == 2
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -3, 2.5, None, True, "many"])
+def test_an_insights_value_that_is_no_count_is_refused_never_loaded(value):
+    """NaN, Infinity, a negative, a fraction, a missing value: the answer contract refuses it, naming the metric."""
+    answer = {"data": [{"name": "page_media_view", "period": "day",
+                        "values": [{"value": value, "end_time": "2026-03-03T08:00:00+0000"}]}]}
+    with pytest.raises(InvalidResponse, match="page_media_view"):
+        daily_values(answer, "facebook", FACEBOOK_PAGE_ID, "insights day")
