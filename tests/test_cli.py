@@ -408,6 +408,22 @@ def test_kpis_without_any_database_says_how_to_build_one(tmp_path, monkeypatch):
     assert code == 1 and "Traceback" in err  # --debug shows where it came from
 
 
+def test_kpis_on_a_ducklake_never_falls_back_on_the_working_file(tmp_path, monkeypatch):
+    """A DuckLake warehouse is read through its analysts' copy: a DuckDB file at the working path (left from an
+    earlier duckdb backend) is neither read nor named as what is missing."""
+    working = tmp_path / "w.duckdb"
+    working.touch()
+    monkeypatch.setenv("MKPI_ANALYST_DB", str(tmp_path / "a.duckdb"))
+    monkeypatch.setenv("MKPI_DUCKDB_PATH", str(working))
+    monkeypatch.setenv("MKPI_WAREHOUSE_BACKEND", "ducklake")
+    monkeypatch.setenv("MKPI_DUCKLAKE_CATALOG", str(tmp_path / "lake.ducklake"))
+    monkeypatch.setenv("MKPI_DUCKLAKE_DATA_PATH", str(tmp_path / "lake"))
+    code, _, err = run_cli("kpis")
+    assert code == 1
+    assert "no KPI database yet" in err and str(tmp_path / "a.duckdb") in err.replace("\n", "")
+    assert "working file" not in err and "mkpi backfill" in err
+
+
 def test_format_value_by_unit():
     assert format_attainment(0.953) == "95%" and format_attainment(1.125) == "112%"  # half to even, as the page
     assert format_attainment(None) == "-" and format_attainment(float("nan")) == "-"

@@ -39,8 +39,12 @@ def _kpi_db(explicit: str | None, settings: Settings) -> tuple[Path, str]:
         return analyst, "analysts' copy"
     if settings.warehouse.backend == "duckdb" and working.is_file():  # a DuckLake is read through its analysts' copy
         return working, "working db"
+    hint = "run `mkpi backfill --start ... --end ...` (or `mkpi demo`), or pass --db PATH"
+    if settings.warehouse.backend != "duckdb":  # a DuckLake has no working file to fall back on: never name one
+        raise CliError(f"no KPI database yet: the analysts' copy {analyst} does not exist (a DuckLake warehouse is "
+                       "read through it)", hint)
     raise CliError(f"no KPI database yet: neither the analysts' copy {analyst} nor the working file {working} exists",
-                   "run `mkpi backfill --start ... --end ...` (or `mkpi demo`), or pass --db PATH")
+                   hint)
 
 
 @contextmanager
