@@ -403,7 +403,7 @@ class MetaServer(SandboxServer):
         limit = min(int(q.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
         start = int(_decode_cursor(q["after"])) if "after" in q else 0
         chunk = items[start:start + limit]
-        answer: dict[str, Any] = {"data": [render(p) for p in chunk]}
+        answer: dict[str, Any] = {"data": [_only_fields(render(p), q.get("fields")) for p in chunk]}
         if chunk:
             paging: dict[str, Any] = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(chunk))}}
             if start + limit < len(items):
@@ -426,6 +426,16 @@ class MetaServer(SandboxServer):
                 "media_product_type": post.media_type,
                 "media_type": "VIDEO" if post.media_type == "REELS" else "IMAGE",
                 "like_count": post.likes, "comments_count": post.comments}
+
+
+def _only_fields(item: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """Graph returns the fields a request names in `fields` (and the id), no others; absent fields are left out
+    rather than null (developers.facebook.com/docs/graph-api/overview, "Fields": "specify which fields you want
+    returned")."""
+    if not fields:
+        return item
+    wanted = {name.strip() for name in fields.split(",")} | {"id"}
+    return {key: value for key, value in item.items() if key in wanted}
 
 
 def _cursor(index: int) -> str:
