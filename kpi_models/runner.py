@@ -131,7 +131,9 @@ def _registered_sources(model: KpiModel) -> tuple[str, ...]:
 
 
 def _registry_decides(model: KpiModel, value: object) -> None:
-    """What the dataclass constructor gives is ignored: the registry lists the sources."""
+    """The registry lists the sources: the constructor's `sources` must be empty, never a list silently dropped."""
+    if value:
+        raise ValueError(f"{model.name}: sources come from the registry (connectors/registry.py); got {value!r}")
 
 
 def _inputs_with_own_sql(model: KpiModel) -> tuple[Stream, ...]:

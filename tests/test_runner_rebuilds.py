@@ -184,3 +184,16 @@ def test_the_benchmarks_re_read_is_real_and_its_recompute_is_checked(conn):
     rebuild_kpis(conn, Window(D1, D1), ctx)  # type: ignore[arg-type]
     check_recomputed(conn, D1, before)
     assert kpi_total(conn, "sessions", "ga4", D1) == 24 and kpi_total(conn, "ad_impressions", "google_ads", D1) == 302
+
+
+def test_the_registry_models_sources_are_the_registrys_and_a_given_list_is_refused():
+    from connectors import registry
+    from kpi_models.catalogue import daily_sources
+    from kpi_models.runner import MODELS, RegistryKpiModel
+
+    kpi_daily = MODELS["kpi_daily"]
+    expected = tuple(code for code in registry.codes() if code in set(daily_sources()))
+    assert kpi_daily.sources == expected and "ga4" in expected
+    with pytest.raises(ValueError, match="sources come from the registry"):
+        RegistryKpiModel(name="kpi_daily", key=("date",), inputs=(), sources=("ga4",),
+                         generator="kpi_models.catalogue:kpi_daily_sql")
