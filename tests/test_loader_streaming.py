@@ -120,6 +120,17 @@ def test_key_hashes_collide_only_on_equal_hashes():
     assert not _KeyHashes().collide()
 
 
+def test_a_key_shared_by_two_accounts_is_refused_when_the_scope_column_is_not_in_the_key(tmp_path):
+    """Item 3 of 2026-01-02 sent by two accounts of a table keyed by (date, item) alone: one key, two rows. The
+    accounts' hashes would tell the two keys apart, so such a table is checked whole (`_new_rows_decide`)."""
+    shared = Stream(table="demo.shared", schema=WINDOW_STREAM.schema, key=("date", "item"), scope_column="account")
+    pages = [Batch(shared, items(account, 3, 1).data, Window(D1, D2), {"account": account}) for account in ("a", "b")]
+    with connect(tmp_path / "w.duckdb") as conn:
+        with pytest.raises(ValueError, match="duplicate key"):
+            load_batches(conn, pages)
+        assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'shared'").fetchone() == (0,)
+
+
 def rows(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple]:
     return conn.execute(f"SELECT * EXCLUDE (_loaded_at, _window_start, _window_end) FROM {table} ORDER BY ALL"
                         ).fetchall()
