@@ -2,8 +2,8 @@
 
 When HubSpot is configured, its scheduled run leads: the report sources' runs of that morning follow it whether it
 succeeds or fails (a failing source never holds the others back), and `daily_refresh` steps aside. When HubSpot is not
-configured, `daily_refresh` emits the report runs itself. Fast: the schedules and sensors are called with contexts
-built by dagster's build_* helpers, on a one-op stand-in job; no pipeline run.
+configured, or no HubSpot run exists that morning, `daily_refresh` emits the report runs itself. Fast: the schedules
+and sensors are called with contexts built by dagster's build_* helpers, on one-op stand-in jobs; no pipeline run.
 """
 
 from datetime import datetime
@@ -78,13 +78,41 @@ def test_hubspot_unconfigured_the_schedule_requests_the_report_runs_itself(two_s
 def test_hubspot_configured_its_run_leads_and_daily_refresh_steps_aside(two_sources: None,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
-    skip = daily_refresh(dg.build_schedule_context(scheduled_execution_time=TICK))
+    with dg.instance_for_test() as instance:
+        _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})  # this morning's
+        skip = daily_refresh(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
     assert isinstance(skip, dg.SkipReason)
     assert "pat-na1-test" not in (skip.skip_message or "")
     request = hubspot_refresh_schedule(dg.build_schedule_context(scheduled_execution_time=TICK))
     assert isinstance(request, dg.RunRequest)
     assert request.run_key == "hubspot_refresh:2026-03-10"
     assert request.tags[REFRESH_DAY_TAG] == "2026-03-10"
+
+
+def test_without_this_mornings_hubspot_run_daily_refresh_requests_the_report_runs(
+        two_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """HubSpot configured but its schedule off (or its run never created): the report sources still run, and the
+    sensors after a HubSpot run that comes later do not launch them a second time."""
+    monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
+    with dg.instance_for_test() as instance:
+        _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-09"})  # yesterday's only
+        requests = daily_refresh(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
+        assert _summary(requests) == EXPECTED
+        assert isinstance(requests, list)
+
+        @dg.op
+        def reread() -> None:
+            pass
+
+        @dg.job(name="daily_refresh_job")
+        def report_run() -> None:
+            reread()
+
+        for request in requests:  # as the daemon launches them: each run tagged with its run key
+            report_run.execute_in_process(instance=instance, tags={**request.tags, "dagster/run_key": request.run_key})
+        late = _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})
+        skip = daily_refresh_after_hubspot(_status_context(instance, late, "daily_refresh_after_hubspot"))
+        assert isinstance(skip, dg.SkipReason)
 
 
 def test_hubspot_success_requests_the_report_runs(two_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:

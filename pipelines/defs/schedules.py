@@ -30,6 +30,7 @@ from pipelines.components.source_assets import REPORT_SOURCE_TAG, source_compone
 from pipelines.lib.partition_status import mark_failed_partitions
 from pipelines.lib.partitions import SOURCE_TAG
 
+RUN_KEY_TAG = "dagster/run_key"  # the tag Dagster puts on a run launched from a request with a run key
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -149,14 +150,31 @@ HUBSPOT_REFRESH_CRON_VARIABLE = "MKPI_HUBSPOT_REFRESH_CRON"
 REFRESH_DAY_TAG = "mkpi/refresh_day"
 
 
+def morning_hubspot_run(instance: dg.DagsterInstance, day: date) -> bool:
+    """Whether HubSpot's scheduled run of that morning exists (whatever its status): the report runs follow it."""
+    return bool(instance.get_run_records(dg.RunsFilter(job_name=hubspot_refresh_job.name,
+                                                       tags={REFRESH_DAY_TAG: day.isoformat()}), limit=1))
+
+
+def not_launched(instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> list[dg.RunRequest]:
+    """The requests whose run key has no run yet: the schedule and the sensors after HubSpot share the keys, and
+    Dagster deduplicates a run key only within one schedule or sensor."""
+    return [r for r in requests if not instance.get_run_records(dg.RunsFilter(tags={RUN_KEY_TAG: str(r.run_key)}),
+                                                                limit=1)]
+
+
 def _daily_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
-    """The report sources' runs of this morning, unless HubSpot's run leads them (then they follow it)."""
+    """The report sources' runs of this morning. With HubSpot configured they follow this morning's HubSpot run
+    (the sensors after it); when there is none (hubspot_refresh off, or its run never created), this schedule
+    requests them itself, so HubSpot's absence never holds the other sources back."""
     settings = load_settings()
-    if registry.source("hubspot").configured(settings):
-        return dg.SkipReason("HubSpot is configured: the report sources' runs follow HubSpot's run (schedule "
-                             "hubspot_refresh, then sensor daily_refresh_after_hubspot); turn hubspot_refresh on")
     run_day = context.scheduled_execution_time.astimezone(settings.tz).date()
     requests = refresh_requests(run_day, settings)
+    if registry.source("hubspot").configured(settings):
+        if morning_hubspot_run(context.instance, run_day):
+            return dg.SkipReason("this morning's HubSpot run leads: the report sources' runs follow it (sensors "
+                                 "daily_refresh_after_hubspot, _failed, _canceled)")
+        requests = not_launched(context.instance, requests)
     if not requests:
         return dg.SkipReason("no source configured: " + "; ".join(
             f"{registry.source(code).label}: {registry.source(code).setup}" for code in registry.codes("report")))

@@ -18,6 +18,7 @@ from pipelines.defs.schedules import (
     REFRESH_DAY_TAG,
     daily_refresh_job,
     hubspot_refresh_job,
+    not_launched,
     refresh_requests,
 )
 from pipelines.lib.partition_status import mark_failed_partitions, mark_runs
@@ -57,7 +58,7 @@ def mark_failed_partitions_of_failed_runs(context: dg.RunFailureSensorContext) -
         context.log.info(f"run {context.dagster_run.run_id}: {marked} planned partition(s) marked failed")
 
 
-def report_runs_after_hubspot(run: dg.DagsterRun) -> list[dg.RunRequest] | dg.SkipReason:
+def report_runs_after_hubspot(run: dg.DagsterRun, instance: dg.DagsterInstance) -> list[dg.RunRequest] | dg.SkipReason:
     """The report sources' runs of the morning whose HubSpot run just ended (succeeded or failed: one source never
     stops the others). Only HubSpot's scheduled run names a morning (schedules.py, REFRESH_DAY_TAG); a HubSpot run
     started by hand or by a backfill leads nothing. The run keys are the daily refresh's, so each runs once."""
@@ -65,7 +66,10 @@ def report_runs_after_hubspot(run: dg.DagsterRun) -> list[dg.RunRequest] | dg.Sk
     if not day:
         return dg.SkipReason(f"run {run.run_id} is not a scheduled HubSpot refresh: no report runs follow it")
     requests = refresh_requests(date.fromisoformat(day), load_settings())
-    return requests or dg.SkipReason("no report source configured")
+    if not requests:
+        return dg.SkipReason("no report source configured")
+    # daily_refresh launched them already when HubSpot's run came after its tick
+    return not_launched(instance, requests) or dg.SkipReason("the report runs of that morning were launched already")
 
 
 @dg.run_status_sensor(
@@ -77,7 +81,7 @@ def report_runs_after_hubspot(run: dg.DagsterRun) -> list[dg.RunRequest] | dg.Sk
     description="When HubSpot's scheduled run succeeds, the daily refresh's per-source runs of that morning.",
 )
 def daily_refresh_after_hubspot(context: dg.RunStatusSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return report_runs_after_hubspot(context.dagster_run)
+    return report_runs_after_hubspot(context.dagster_run, context.instance)
 
 
 @dg.run_failure_sensor(
@@ -89,7 +93,7 @@ def daily_refresh_after_hubspot(context: dg.RunStatusSensorContext) -> list[dg.R
     "same: a failing HubSpot never holds the other sources back.",
 )
 def daily_refresh_after_hubspot_failed(context: dg.RunFailureSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return report_runs_after_hubspot(context.dagster_run)
+    return report_runs_after_hubspot(context.dagster_run, context.instance)
 
 
 @dg.run_status_sensor(
@@ -103,4 +107,4 @@ def daily_refresh_after_hubspot_failed(context: dg.RunFailureSensorContext) -> l
     "and without this the report sources would not run that day.",
 )
 def daily_refresh_after_hubspot_canceled(context: dg.RunStatusSensorContext) -> list[dg.RunRequest] | dg.SkipReason:
-    return report_runs_after_hubspot(context.dagster_run)
+    return report_runs_after_hubspot(context.dagster_run, context.instance)
