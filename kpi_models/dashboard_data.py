@@ -132,7 +132,8 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
     summed over accounts (and channels for *) in SQL, the ratio recomputed from the summed parts."""
     windows, params = _windows_sql(periods)
     additive = [k.kpi for k in catalogue.daily() if k.additive]
-    # a level (followers) is the window's last day's, summed over accounts; a distinct count (reach) adds up over
+    # a level (followers) is the window's last day's, summed over accounts, and no value when one account's level
+    # that day is unknown (a total without it would be silently low); a distinct count (reach) adds up over
     # nothing: one account's one day only, else no value (never a sum of days)
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
@@ -140,7 +141,10 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
         SELECT w.period, w.win, d.kpi, d.source, coalesce(d.channel, '{TOTAL}') AS channel,
                sum(d.numerator) AS numerator, sum(d.denominator) AS denominator,
                CASE WHEN d.kpi IN (SELECT unnest(?)) THEN sum(d.numerator)
-                    WHEN d.kpi IN (SELECT unnest(?)) THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day)
+                    WHEN d.kpi IN (SELECT unnest(?)) THEN
+                         CASE WHEN count(d.numerator) FILTER (WHERE d.date = w.end_day)
+                                   = count(*) FILTER (WHERE d.date = w.end_day)
+                              THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day) END
                     WHEN d.kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT d.date) = 1
                          AND count(DISTINCT d.account_id) = 1 THEN sum(d.numerator) END
                     ELSE sum(d.numerator) / nullif(sum(d.denominator), 0) END AS value,
@@ -231,14 +235,17 @@ def _native_results(monthly: Sequence[Mapping[str, Any]], periods: Sequence[Peri
 def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window, flags: _Flags
             ) -> list[dict[str, Any]]:
     """Daily parts per (KPI, source, channel) over the page's range, summed over accounts, as arrays aligned on
-    the range's days (null: no row that day): the charts and custom ranges are built from these."""
+    the range's days (null: no row that day): the charts and custom ranges are built from these. A level
+    (followers) is null on a day one account's level is unknown: a sum without it would be silently low."""
+    last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     rows = conn.execute(f"""
         SELECT kpi, source, channel, date_diff('day', CAST(? AS DATE), date) AS day,
-               sum(numerator) AS n, sum(denominator) AS d, bool_and(is_final) AS f,
+               CASE WHEN kpi IN (SELECT unnest(?)) AND count(numerator) < count(*) THEN NULL
+                    ELSE sum(numerator) END AS n, sum(denominator) AS d, bool_and(is_final) AS f,
                list_distinct(flatten(list(quality))) AS q
         FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?
         GROUP BY kpi, source, channel, date ORDER BY kpi, source, channel, date""",
-                        [days.start, days.start, days.end]).fetchall()
+                        [days.start, last, days.start, days.end]).fetchall()
     series: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kpi, source, channel, day, n, d, final, quality in rows:
         if kpi not in catalogue.kpis or catalogue.kpis[kpi].native:

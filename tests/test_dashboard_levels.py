@@ -1,0 +1,66 @@
+"""A level (followers) on the dashboard, summed over accounts, is never silently low: when one account's level on
+the window's last day is unknown (NULL in kpi.kpi_daily, e.g. LinkedIn's follower statistics missing for longer
+than the re-read window), the total has no value, on the cards and in the daily series the charts and custom ranges
+use. Hand-made rows; every expected value worked out by hand in the comments."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import pytest
+
+from kpi_models.catalogue import rollup_view_sql
+from kpi_models.dashboard import dashboard_model
+
+GENERATED_AT = datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
+FIRST, AS_OF = date(2026, 3, 1), date(2026, 3, 20)
+
+
+def level_of(org: str, day: date) -> float | None:
+    """LinkedIn org 100: 1000 + 5 a day; org 200: 2000 + 1 a day, unknown on March 20."""
+    if org == "100":
+        return 1000 + 5 * day.day
+    return None if day == AS_OF else 2000 + day.day
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("levels") / "w.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE SCHEMA kpi")
+        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+        day = FIRST
+        while day <= AS_OF:
+            for source, org, level in (("linkedin", "100", level_of("100", day)),
+                                       ("linkedin", "200", level_of("200", day)), ("facebook", "P1", 500.0)):
+                conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, ?, 'social', ?, 'followers', ?, NULL, ?, NULL, "
+                             "true, [], NULL)", [day, source, org, level, level])
+            day += timedelta(days=1)
+        conn.execute("CREATE TABLE kpi.crm_monthly (month DATE, source VARCHAR, account_id VARCHAR, "
+                     "channel VARCHAR, customers_lost BIGINT, customers_at_start BIGINT, repeat_customers BIGINT, "
+                     "customers_with_won_deal BIGINT, promoters BIGINT, detractors BIGINT, nps_responses BIGINT, "
+                     "is_final BOOLEAN)")
+        for statement in rollup_view_sql().values():
+            conn.execute(statement)
+        yield dashboard_model(conn, generated_at=GENERATED_AT)
+
+
+def current(model, period, key):
+    slot = model["results"][period].get(key) or [None]
+    return None if slot[0] is None else slot[0][2]
+
+
+def test_a_total_with_an_unknown_account_level_has_no_value(model):
+    # March 20: org 100 at 1,100, org 200 unknown: 1,100 alone would be a silently low total
+    assert current(model, "this_month", "followers|linkedin|*") is None
+    assert current(model, "this_month", "followers|linkedin|social") is None
+    assert current(model, "last_7", "followers|linkedin|*") is None
+    assert current(model, "this_month", "followers|facebook|*") == 500  # one account, known: unchanged
+
+
+def test_the_daily_series_has_no_level_on_that_day(model):
+    series = next(s for s in model["series"] if (s["k"], s["s"]) == ("followers", "linkedin"))
+    assert len(series["n"]) == (AS_OF - FIRST).days + 1  # one entry a day, March 1 to March 20
+    assert series["n"][-2] == 1095 + 2019  # March 19: both known, 1,000 + 5 x 19 and 2,000 + 19
+    assert series["n"][-1] is None  # March 20: org 200 unknown
