@@ -27,7 +27,9 @@ GA4_PAGE = 250_000
 GSC_PAGE = 25_000
 HUBSPOT_LIST_PAGE = 100
 HUBSPOT_SEARCH_PAGE = 200
-HUBSPOT_BATCH = 100
+# HubSpot's v4 association batch read takes 1,000 ids per request (developers.hubspot.com/changelog/bug-fix-batch-read-
+# limit-for-hubspot-associations-api, effective 10 February 2025).
+HUBSPOT_BATCH = 1_000
 SOURCES = ("ga4", "search_console", "google_ads", "matomo", "hubspot")
 
 
@@ -162,9 +164,11 @@ def run_matomo(window: Window, sink: Callable[[Batch], None] | None = None) -> S
 
 
 def run_hubspot(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
-    """A first (full) load: list every object (live and archived) 100 per page, deal associations 100 deals per
-    batch read, owners, deal stages, marketing e-mails, and each object type's property definitions."""
-    from connectors.hubspot import OBJECT_PROPERTIES, HubSpotConnector
+    """A first (full) load: list every object (live and archived) 100 per page, deal associations 1,000 deals per
+    batch read, owners, deal stages, marketing e-mails 100 per page, each object type's property definitions, the
+    portal's details (its time zone dates the automated e-mails' day buckets) and one statistics histogram per
+    automated e-mail (the endpoint has no paging and documents no span limit: connectors/hubspot.py)."""
+    from connectors.hubspot import EMAIL_STATISTICS, OBJECT_PROPERTIES, HubSpotConnector
     from connectors.settings import load_settings
 
     connector = HubSpotConnector(load_settings().hubspot)
@@ -194,8 +198,17 @@ def run_hubspot(window: Window, sink: Callable[[Batch], None] | None = None) -> 
     units[("owners archived", "portal")] = (owners[True], HUBSPOT_LIST_PAGE)
     stages = sum(b.num_rows for b in _drain(connector.fetch_deal_stages(window), sink))
     units[("deal pipelines", "portal")] = (stages, 1 << 62)
-    emails = sum(b.num_rows for b in _drain(connector.fetch_email_statistics(window), sink))
-    units[("marketing emails", "portal")] = (emails, HUBSPOT_LIST_PAGE)
+    emails = list(_drain(connector.fetch_email_statistics(window), sink))
+    statistics = [b for b in emails if b.stream.table == EMAIL_STATISTICS.table]
+    units[("marketing emails", "portal")] = (sum(b.num_rows for b in statistics), HUBSPOT_LIST_PAGE)
+    automated = [e for b in statistics for e, flag in zip(b.data.column("email_id").to_pylist(),
+                                                           b.data.column("is_automated").to_pylist(), strict=True)
+                 if flag]
+    for email_id in automated:  # one histogram request per automated e-mail, holding all its days
+        days = sum(b.num_rows for b in emails if b.scope.get("email_id") == email_id)
+        units[(f"email histogram {email_id}", "portal")] = (days, 1 << 62)
+    if automated:
+        units[("account details", "portal")] = (1, 1)
     run.requests = connector.stats.requests
     finished = _finish(run, units, window)
     finished.per_day = finished.minimum  # CRM objects are not read per day: no per-day pattern to compare

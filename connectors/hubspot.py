@@ -130,8 +130,15 @@ _PUBLISHED_STATES = frozenset({
     "RSS_TO_EMAIL_PUBLISHED", "BLOG_EMAIL_PUBLISHED", "AUTOMATED", "AUTOMATED_AB", "AUTOMATED_AB_VARIANT",
     "AUTOMATED_SENDING", "AUTOMATED_FOR_FORM", "AUTOMATED_FOR_FORM_BUFFER", "AUTOMATED_FOR_FORM_LEGACY",
 })
-HISTOGRAM_CHUNK_DAYS = 90  # day buckets asked in one histogram request (the endpoint takes no paging parameter)
-ASSOCIATION_BATCH = 100  # deals per v4 batch read (HubSpot accepts up to 1,000)
+# Day buckets asked in one histogram request. The endpoint takes no paging parameter and its answer has no paging
+# (CollectionResponseWithTotalEmailStatisticIntervalNoPaging in HubSpot's spec, HubSpot/HubSpot-public-api-spec-
+# collection, PublicApiSpecs/Marketing/Marketing Emails/Rollouts/145892/v3/marketingEmails.json), and no span limit is
+# documented: a year of day buckets (~1 KB each) per request, a whole first year in one request.
+HISTOGRAM_CHUNK_DAYS = 366
+# Deals per v4 association batch read: HubSpot's documented maximum, 1,000 ids per request body since 10 February 2025
+# (developers.hubspot.com/changelog/bug-fix-batch-read-limit-for-hubspot-associations-api); 100 per request sent ten
+# times the requests for the same associations.
+ASSOCIATION_BATCH = 1_000
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
 
 

@@ -80,6 +80,13 @@ ASSOCIATION_BATCH_MAX_INPUTS = 1_000
 # Rollouts/130902/v4/associations.json) but documents no page size; the sandbox's is small so that a deal with a
 # company and several contacts is paged, and every connector path that follows those cursors is exercised.
 ASSOCIATION_PAGE = 2
+# The launcher's page (``for_sandbox``: the demo's and the benchmarks' portal): as a real portal answers. The v3
+# association pages were capped at 500 per record, and a v4 batch read answered over 600 contacts of one company in a
+# single call (HubSpot Community, "Associations / Batch / Retrieve associations" paging thread, summarised at
+# eshopman-com.pages.dev/insights/hubspot-development/navigating-hubspots-batch-associations-api-unpacking-paging-in-
+# v2026-03/); 500, the v4 single-record list's own maximum (ASSOCIATION_LIST_MAX_LIMIT), is the conservative figure.
+# With the small test page, the sandbox asked 33 follow-up batch reads a real portal never asks for.
+REAL_ASSOCIATION_PAGE = 500
 ASSOCIATION_LIST_MAX_LIMIT = 500  # GET /crm/v4/objects/{type}/{id}/associations/{toType}: "Limit 500 per call"
 # The portal the sandbox is: GET /account-info/v3/details answers this id, in the world's time zone and currency.
 SANDBOX_PORTAL_ID = 147_258_369
@@ -227,9 +234,11 @@ class HubSpotServer(SandboxServer):
 
         190 requests / 10 s and 10 searches / s (twice HubSpot's search limit) so that the launcher's own
         sandbox never throttles a connector configured with HubSpot's defaults (100 / 10 s, 5 / s); tests of
-        throttling build their own server with tight limits.
+        throttling build their own server with tight limits. Associations are paged per record as a real portal
+        pages them (REAL_ASSOCIATION_PAGE); tests of that paging build their own server with the small page.
         """
-        return cls(world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10)
+        return cls(world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
+                   association_page=REAL_ASSOCIATION_PAGE)
 
     def env(self) -> dict[str, str]:
         return {"MKPI_HUBSPOT_ENDPOINT": self.url, "MKPI_HUBSPOT_TOKEN": self.token}
