@@ -11,7 +11,8 @@ How it reads (see shared/research/peers.md, GA4):
   with `is_other`, never a crash.
 - Property quota is requested on every call and logged; 429 and 5xx go through the shared retry
   helper, with GA4's quota-specific waits, and server errors stop early enough not to spend the
-  property's hourly server-error quota (10).
+  property's hourly server-error quota (10). The cart funnel's one-day requests go several at once per property
+  (FUNNEL_IN_FLIGHT, within GA4's 10 concurrent requests), gated by that budget (FlightGate).
 - GA4 leaves out rows whose requested metrics are all zero (RunReportRequest.keepEmptyRows, not set here): a
   day with sessions but no e-commerce event has no `ecommerce_by_date` row, and KPIs start from the sessions
   side (KPI rule 10).
@@ -26,6 +27,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -34,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.batches import Batch, Stream, Window
-from connectors.errors import ConfigError, InvalidResponse, RetriesExhausted
+from connectors.errors import ConfigError, InvalidResponse, RetriesExhausted, SourceError
 from connectors.google_auth import checked_endpoint, resolve_credentials
 from connectors.http import (
     Fatal,
@@ -84,12 +87,92 @@ class ServerErrorBudget:
             self._errors[property_id] = recent
             return len(recent)
 
+    def used(self, property_id: str) -> int:
+        """How many server errors the property has had within the window (nothing recorded)."""
+        now = time.monotonic()
+        with self._lock:
+            return sum(now - t < self.window for t in self._errors.get(property_id, []))
+
     def reset(self) -> None:
         with self._lock:
             self._errors.clear()
 
 
 SERVER_ERRORS = ServerErrorBudget()
+# Set on a server error the FlightGate has already counted in the budget, so that the classifier does not count
+# it twice (its value: the property's server errors within the window, this one included).
+SPENT_ATTRIBUTE = "mkpi_ga4_server_errors_used"
+# GA4 answers at most 10 concurrent requests per property ("Core Concurrent Requests Per Property: 10",
+# https://developers.google.com/analytics/devguides/reporting/data/v1/quotas); more earn a 429 "Exhausted
+# concurrent requests quota." The cart funnel's days take at most 8 of them, leaving one each to the property's
+# two other reports, which other steps may read at the same time (one request in flight each).
+FUNNEL_IN_FLIGHT = 8
+
+
+class FunnelAborted(SourceError):
+    """A day's request not sent because another day of the same property has already failed: the property fails
+    with that day's error, and nothing more is spent on it."""
+
+
+class FlightGate:
+    """How many of one property's requests may be in flight at once, so that reading days concurrently never
+    spends more of GA4's server-error quota than reading them one after the other would.
+
+    At most `most` in flight, and never more than the server-error budget has left (should they all fail at once,
+    each spends one error, and the budget ends where a serial read would have left it); after a server error, one
+    at a time until an answer succeeds; none once the budget is spent by this gate's own request (that request is
+    judged fatal) or `abort` is called (another day failed). The gate counts each server error of its requests in
+    the budget itself, before admitting the next request (marked with SPENT_ATTRIBUTE for the classifier)."""
+
+    def __init__(self, property_id: str, budget: ServerErrorBudget, most: int) -> None:
+        self.property_id = property_id
+        self.budget = budget
+        self.most = most
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._careful = False  # a server error since the last success: one request at a time
+        self._aborted = False
+
+    def _allowed(self) -> int:
+        if self._careful:
+            return 1
+        return max(1, min(self.most, self.budget.limit - self.budget.used(self.property_id)))
+
+    def abort(self) -> None:
+        """Send nothing more: requests waiting for a slot raise FunnelAborted."""
+        with self._cond:
+            self._aborted = True
+            self._cond.notify_all()
+
+    @contextmanager
+    def slot(self, what: str) -> Iterator[None]:
+        """Hold one in-flight slot for one attempt (wait for it); on a server error, spend it and narrow the gate."""
+        from google.api_core import exceptions as gexc
+
+        with self._cond:
+            while not self._aborted and self._in_flight >= self._allowed():
+                self._cond.wait()
+            if self._aborted:
+                raise FunnelAborted(SOURCE, self.property_id, f"{what}: not sent, another request of this "
+                                    "property failed")
+            self._in_flight += 1
+        outcome: BaseException | None = None
+        try:
+            yield
+        except BaseException as exc:
+            outcome = exc
+            raise
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                if outcome is None:
+                    self._careful = False
+                elif isinstance(outcome, gexc.ServerError):
+                    used = self.budget.spend(self.property_id)
+                    setattr(outcome, SPENT_ATTRIBUTE, used)
+                    self._careful = True
+                    self._aborted = self._aborted or used > self.budget.limit
+                self._cond.notify_all()
 # Waits for GA4 quota messages (seconds), after Airbyte's api_quota.py; daily quota cannot recover in a run.
 QUOTA_WAITS: tuple[tuple[str, float], ...] = (
     ("concurrent requests", 30.0),
@@ -157,7 +240,7 @@ ECOMMERCE = Ga4Report(
 
 @dataclass(frozen=True)
 class Ga4FunnelReport:
-    """A closed funnel read with runFunnelReport, one day at a time (connectors/ga4_funnel.py): its steps (name
+    """A closed funnel read with runFunnelReport, one request per day (connectors/ga4_funnel.py): its steps (name
     sent, event matched; GA4 answers "1. <name>", "2. <name>", ...), its raw table, and the table's columns for
     the users at the first step and at the last."""
 
@@ -544,7 +627,7 @@ class Ga4Connector:
                                  "refills, or lower the number of requests per run)", wait)
                 return Retry(f"429 {message}", wait)
             if isinstance(exc, gexc.ServerError):
-                used = self.server_errors.spend(property_id)
+                used = getattr(exc, SPENT_ATTRIBUTE, None) or self.server_errors.spend(property_id)
                 if used > self.server_errors.limit:
                     return Fatal(
                         f"{used} server errors within the hour ({exc.code} {exc.message}); stopping before "
@@ -714,9 +797,10 @@ class Ga4Connector:
         pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
         return pb.metadata.time_zone or None
 
-    def _funnel_day(self, report: Ga4FunnelReport, property_id: str, day: date
+    def _funnel_day(self, report: Ga4FunnelReport, property_id: str, day: date, gate: FlightGate
                     ) -> tuple[tuple[int, int] | None, ReportQuality]:
-        """(users at the first step, users at the last) of one day's funnel, or None; and its sampling."""
+        """(users at the first step, users at the last) of one day's funnel, or None; and its sampling. Each attempt
+        holds one of the property's in-flight slots (`gate`)."""
         from google.protobuf.json_format import ParseError
 
         from connectors.ga4_funnel import funnel_request, parse_funnel
@@ -726,8 +810,10 @@ class Ga4Connector:
         def call() -> tuple[tuple[int, int] | None, ReportQuality, Any]:
             self._check_quota(property_id, endpoint)
             try:
-                response = self.alpha_client().run_funnel_report(request=funnel_request(report, property_id, day),
-                                                                 retry=None, timeout=self.settings.timeout_seconds)
+                with gate.slot(endpoint):
+                    response = self.alpha_client().run_funnel_report(
+                        request=funnel_request(report, property_id, day), retry=None,
+                        timeout=self.settings.timeout_seconds)
             except ParseError as exc:
                 invalid = invalid_json_field(exc, property_id, endpoint)
                 if invalid is None:
@@ -740,11 +826,40 @@ class Ga4Connector:
         self.remember_quota(property_id, response)
         return users, quality
 
+    def _funnel_days(self, report: Ga4FunnelReport, property_id: str, days: list[date]
+                     ) -> dict[date, tuple[tuple[int, int] | None, ReportQuality]]:
+        """Every day's funnel of one property, several days in flight at once within GA4's concurrency and the
+        server-error budget (FlightGate). A failed day fails the property: nothing more is sent, the requests in
+        flight end, and the error of the earliest day that failed on its own (not aborted) is raised."""
+        gate = FlightGate(property_id, self.server_errors, FUNNEL_IN_FLIGHT)
+        results: dict[date, tuple[tuple[int, int] | None, ReportQuality]] = {}
+        errors: dict[date, BaseException] = {}
+        with ThreadPoolExecutor(max_workers=min(FUNNEL_IN_FLIGHT, len(days)) or 1,
+                                thread_name_prefix=f"ga4-funnel-{property_id}") as pool:
+            futures: dict[Future[Any], date] = {pool.submit(self._funnel_day, report, property_id, day, gate): day
+                                                for day in days}
+            for future in as_completed(futures):
+                day = futures[future]
+                if future.cancelled():
+                    continue
+                try:
+                    results[day] = future.result()
+                except BaseException as exc:  # noqa: BLE001 - raised below, once the other days are stopped
+                    errors[day] = exc
+                    gate.abort()
+                    for pending in futures:
+                        pending.cancel()
+        if errors:
+            own = [d for d, e in errors.items() if not isinstance(e, FunnelAborted)]
+            raise errors[min(own or errors)]
+        return results
+
     def fetch_funnel(self, report: Ga4FunnelReport, window: Window, property_ids: Sequence[str] | None = None,
                      accounts: AccountLog | None = None) -> Iterator[Batch]:
         """One funnel request per property and day; one batch per property for the whole window (even empty, so
-        the loader clears the window). A day nobody reached the first step has no row. Properties are read
-        `parallel_accounts` at a time, each property's days one after the other."""
+        the loader clears the window), its rows in date order. A day nobody reached the first step has no row.
+        Properties are read `parallel_accounts` at a time; each property's days up to FUNNEL_IN_FLIGHT at once,
+        as its server-error budget allows (`_funnel_days`)."""
         ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
         self.client()
         self.alpha_client()
@@ -752,8 +867,10 @@ class Ga4Connector:
         def fetch_property(property_id: str) -> Iterator[Batch]:
             rows: list[dict[str, Any]] = []
             qualities: dict[date, ReportQuality] = {}
-            for day in window.dates():
-                users, qualities[day] = self._funnel_day(report, property_id, day)
+            days = list(window.dates())
+            answers = self._funnel_days(report, property_id, days)
+            for day in days:
+                users, qualities[day] = answers[day]
                 if users is not None:
                     first, last = report.columns
                     rows.append({"property_id": property_id, "date": day, first: users[0], last: users[1]})

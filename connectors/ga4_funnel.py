@@ -28,12 +28,22 @@ guarantees purchasers <= cart users, and re-reading a day gives the same figures
 user counts the catalogue asks for. The price is one request per day (90 for a 90-day backfill, 3 for the daily
 re-read), well within GA4's token quota.
 
+Nor several one-day `dateRanges` in one request: "Requests are allowed up to 4 date ranges" (DateRange in
+google/analytics/data_v1alpha/types/data.py), and RunFunnelReportRequest.date_ranges says only that "each
+response row will contain a zero based date range index", not how a funnel table carries it (no dimension is
+documented for it, unlike runReport's `dateRange`): reading an undocumented shape risks a silent wrong number for
+at most 4 times fewer requests. So the days are read concurrently instead: up to 8 of a property's days in flight
+(GA4 answers 10 concurrent requests per property; two are left to its other reports), never more than the GA4
+server-error budget has left, one at a time after a server error until a success (`FlightGate` in
+connectors/ga4.py): an outage spends no more of GA4's hourly server errors than a serial read. Rows and quality
+records are the same, in the same order, as one day after the other.
+
 A day nobody added to cart has no row (GA4 answers a funnel without rows, as it leaves out all-zero rows;
 a zero row would only divide by zero). The property's time zone is not in a funnel answer: one 1-row runReport
 per property and window reads it (`metadata.timeZone`), only when the window has a row to write.
 
 `Ga4Connector.fetch(CART_FUNNEL, window)` (connectors/ga4.py) sends these requests, with the GA4 connector's
-retries, quota guard and server-error budget; this module builds the request and reads the answer.
+retries, quota guard, server-error budget and in-flight gate; this module builds the request and reads the answer.
 """
 
 from __future__ import annotations

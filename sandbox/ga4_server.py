@@ -32,6 +32,14 @@ What it answers, and where the behaviour comes from (every rule below is Google'
   from (seed, property, date range, request shape), so the same request always gets the same answer. Only the
   metadata is emulated: a thresholded or sampled answer still carries the world's exact figures (Google says a
   thresholded report may lose no row at all), while ``truncated_before`` really withholds the days before it.
+* Concurrent requests per property: at most 10 of a property's requests are answered at once; one more is refused
+  with 429 RESOURCE_EXHAUSTED "Exhausted concurrent requests quota." ("Core Concurrent Requests Per Property: 10"
+  for a standard property, https://developers.google.com/analytics/devguides/reporting/data/v1/quotas; "Standard
+  Analytics Properties can send up to 10 concurrent requests", PropertyQuota.concurrentRequests in the v1beta and
+  v1alpha discovery documents; "If any quota is exhausted, the request fails with a relevant error message"). A
+  request is in flight while the server works on it: ``hold_seconds`` (0 by default; tests set it to make requests
+  overlap) is spent inside that span, the base server's ``latency_seconds`` (the network) before it.
+  ``max_in_flight`` keeps the most requests of each property seen in flight at once.
 * OAuth scopes, off by default (``token_scopes``, or ``MKPI_SANDBOX_TOKEN_SCOPES``, e.g.
   ``"openid,userinfo.email,cloud-platform,sqlservice.login"``, the scopes of ``gcloud auth application-default login``
   without ``--scopes``): the scopes the callers' access tokens carry. A method none of whose scopes is among them
@@ -276,6 +284,9 @@ class Ga4Server(SandboxServer):
         self._quota: dict[str, _Quota] = {}
         self._project_hour: tuple[int, int] = (-1, 0)
         self._server_errors_hour: tuple[int, int] = (-1, 0)  # (hour, 5xx answered): propertyQuota runs down
+        self.hold_seconds = 0.0  # time spent on each answer while it counts as in flight (module docstring)
+        self._in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}  # property -> most of its requests answered at once
 
     def env(self) -> dict[str, str]:
         return {
@@ -321,12 +332,34 @@ class Ga4Server(SandboxServer):
                       else "google.analytics.data.v1beta.BetaAnalyticsData.RunReport")
             return scope_refusal(ANALYTICS_SCOPES, "analyticsdata.googleapis.com", method)
         property_id = urllib.parse.unquote(match.group(1))
+        if not self._enter(property_id):
+            return self.rate_limit_response(None)  # the concurrent-requests quota: see the module docstring
+        try:
+            if self.hold_seconds > 0:
+                time.sleep(self.hold_seconds)
+            return self._answer(property_id, request, funnel is not None)
+        finally:
+            with self._state_lock:
+                self._in_flight[property_id] -= 1
+
+    def _enter(self, property_id: str) -> bool:
+        """Count one more request of the property in flight; False (nothing counted) when 10 already are."""
+        with self._state_lock:
+            running = self._in_flight.get(property_id, 0)
+            if running >= _CONCURRENT_REQUESTS:
+                return False
+            self._in_flight[property_id] = running + 1
+            self.max_in_flight[property_id] = max(self.max_in_flight.get(property_id, 0), running + 1)
+            return True
+
+    def _answer(self, property_id: str, request: Request, funnel: bool) -> Response:
+        """The answer to one runReport or runFunnelReport request (its property admitted)."""
         body = request.json if request.body else {}
         if not isinstance(body, dict):
             return self.error_response(400, "Invalid JSON payload received.")
         enum_int = "enum-encoding=int" in request.raw_query
         try:
-            if funnel is not None:
+            if funnel:
                 return json_response(200, self.run_funnel_report(property_id, body, enum_int=enum_int))
             return json_response(200, self.run_report(property_id, body, enum_int=enum_int))
         except Ga4ApiError as err:
