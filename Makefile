@@ -32,7 +32,8 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m pipelines.demo
 
 # Tests run in PYTEST_WORKERS processes (pytest-xdist), a test file per worker (a module's shared run is built once),
-# the slowest files first (tests/conftest.py SLOWEST_FIRST). Two workers on two cores: a third was slower on the
+# the slowest files first (tests/conftest.py FILE_SECONDS, which also turns off xdist's own reordering of files by
+# their number of tests, and names at the end of the run the files whose time has moved off the list). Two workers on two cores: a third was slower on the
 # eight heaviest files (1,017 s against 608 s, the machine shared), the runs being CPU-bound. The slowest tests are
 # listed at the end; the cases only the full battery runs (marked `full`) are skipped here (make chaos runs them).
 PYTEST_WORKERS ?= 2

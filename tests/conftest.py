@@ -1,6 +1,8 @@
 """Shared fixtures. Every test is offline: servers, if any, are the project's own on 127.0.0.1."""
 
 import os
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -14,32 +16,65 @@ def _isolated_env(monkeypatch, tmp_path):
     yield
 
 
+# Seconds each slow file takes in make test (setup + call + teardown of its tests, 2 workers on 2 cores, measured by
+# `--durations=0`): the files run slowest first. With a file per worker (--dist loadfile) the suite ends when its
+# last file does, so a long file left to the end runs alone while the other worker idles. The list is checked
+# against the session's own figures at its end (pytest_terminal_summary): a file missing from it, or far off its
+# figure, is named there, so the list is corrected when reality moves.
+FILE_SECONDS = {
+    "test_alerts_e2e": 103, "test_concurrency": 92, "test_chaos": 77, "test_service_mode": 58, "test_secrets": 45,
+    "test_hubspot_e2e": 39, "test_pipeline_e2e": 34, "test_outage": 31, "test_analyst_copy": 29, "test_ducklake": 29,
+    "test_idempotence": 24, "test_dagster_ui": 21, "test_source_isolation": 19, "test_many_accounts": 19,
+    "test_hostile_answers": 16, "test_crash": 15, "test_cli": 14, "test_stale_runs": 10, "test_dashboard_browser": 10,
+    "test_reconciliation": 9, "test_hubspot_connector": 7, "test_definitions_range_events": 6, "test_bad_input": 6,
+    "test_schedules": 6, "test_kpi_layer_checks": 5,
+}
+UNLISTED_SECONDS = 3  # what a file not in the list is taken to cost (the rest of the suite is quicker)
+CHECK_FLOOR_SECONDS = 10  # the end-of-session check names files off the list by more than this (and half again)
+
+
+def _seconds(item: pytest.Item) -> float:
+    return FILE_SECONDS.get(item.path.stem, UNLISTED_SECONDS)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "battery(line): a test of the reliability battery (issue #8), by report line")
     config.addinivalue_line("markers", "full: run by the full battery only (make chaos, or MKPI_FULL=1); skipped "
                                        "in make test, which runs the short version of the same line")
-
-
-# The slowest files (seconds in make test on 2 cores), started first: with a file per worker (--dist loadfile) the
-# suite ends when its last file does, so a long file left to the end would run alone while the other workers idle.
-SLOWEST_FIRST = ("test_concurrency", "test_service_mode", "test_secrets", "test_hubspot_e2e", "test_pipeline_e2e",
-                 "test_chaos", "test_analyst_copy", "test_source_isolation", "test_outage", "test_dagster_ui",
-                 "test_ducklake", "test_idempotence", "test_cli", "test_many_accounts", "test_crash")
-
-
-def _slowness(item: pytest.Item) -> int:
-    name = item.path.stem
-    return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+    # pytest-xdist's loadfile/loadscope hands out files by number of tests unless told not to, which would undo
+    # the slowest-first order below (the 2-test concurrency file started after files of 200 quick cases)
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=_slowness)  # stable: each file's tests keep their order
+    items.sort(key=lambda item: -_seconds(item))  # stable: each file's tests keep their order
     if battery.FULL:
         return
     skip = pytest.mark.skip(reason="full battery only: make chaos (or MKPI_FULL=1)")
     for item in items:
         if item.get_closest_marker("full") is not None:
             item.add_marker(skip)
+
+
+_FILE_TOTALS: dict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _FILE_TOTALS[Path(report.nodeid.split("::")[0]).stem] += report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Under xdist, name the files whose time this session is far from FILE_SECONDS (the start order's basis)."""
+    if getattr(config.option, "numprocesses", None) in (None, 0) or len(_FILE_TOTALS) < 20:
+        return  # a single process, or a few files: their figures are not make test's
+    off = [f"{name} {seconds:.0f} s (listed {FILE_SECONDS.get(name, UNLISTED_SECONDS)} s)"
+           for name, seconds in sorted(_FILE_TOTALS.items(), key=lambda kv: -kv[1])
+           if abs(seconds - FILE_SECONDS.get(name, UNLISTED_SECONDS)) > max(
+               CHECK_FLOOR_SECONDS, FILE_SECONDS.get(name, UNLISTED_SECONDS) / 2)]
+    if off:
+        terminalreporter.write_line("tests/conftest.py FILE_SECONDS is off (the slowest files start first): "
+                                    + "; ".join(off), yellow=True)
 
 
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> None:
