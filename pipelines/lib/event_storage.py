@@ -14,19 +14,46 @@ Why a patch and not a storage class named in dagster.yaml: Dagster builds the de
 instance's own directory, which a class named in dagster.yaml is not told (an instance opened with
 `DagsterInstance.from_config(dir)` has no DAGSTER_HOME). `pipelines/definitions.py` installs it in every process
 that loads the code location, which are the processes that execute steps (run workers, `mkpi`, `make demo`).
+
+Every other event (a step's start, output, success, logs, check results, the planned events of a new run) is written
+one at a time, and Dagster's SQLite storage opens a new SQLAlchemy engine and connection for each write
+(`SqliteEventLogStorage._connect`, NullPool), commits with SQLite's default `synchronous=FULL` (an fsync of the
+write-ahead log per commit) and closes it: the last connection to close checkpoints the WAL into the database file
+(more fsyncs). `install()` also gives that storage (same file, same tables, same WAL mode):
+- one engine per database file, kept (not one per write), and `PRAGMA synchronous=NORMAL` on its connections:
+  SQLite's documented setting for WAL mode (https://www.sqlite.org/pragma.html#pragma_synchronous: "a good choice
+  for most applications running in WAL mode"; a commit is durable across a crash of the process, only a power loss
+  can take the last commits back); a dev instance's bookkeeping, the service runs on PostgreSQL;
+- for the index database (index.db, every asset and check event mirrored), one connection kept open between writes
+  instead of closing and checkpointing it after each. A run's own database keeps Dagster's connect-write-close:
+  the UI follows a running run by watching that file (`SqliteEventLogStorageWatchdog` on `<run_id>.db`), which a
+  checkpoint at close updates.
 """
 
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
+import sqlalchemy as db
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool, QueuePool
 
 _BATCHABLE = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
 # Dagster's own method, kept for every batch this module does not write itself
 DAGSTER_STORE_EVENT_BATCH: Callable[[SqliteEventLogStorage, Sequence[EventLogEntry]], None] = (
     SqliteEventLogStorage.store_event_batch)
+DAGSTER_CONNECT: Callable[[SqliteEventLogStorage, str], AbstractContextManager[Connection]] = (
+    SqliteEventLogStorage._connect)  # noqa: SLF001
+DAGSTER_DISPOSE: Callable[[SqliteEventLogStorage], None] = SqliteEventLogStorage.dispose
+# engines kept per storage: the index database's, and those of the last few runs' databases written by this process
+_ENGINES = "_mkpi_engines"
+_RUN_ENGINES_KEPT = 8
 
 
 def _batchable(events: Sequence[EventLogEntry]) -> bool:
@@ -59,11 +86,62 @@ def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogE
             storage._store_asset_event(conn, events[index], event_ids[index])  # noqa: SLF001
 
 
+def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _engine(storage: SqliteEventLogStorage, shard: str) -> Engine:
+    """The kept engine of one database file (created on first use): a pool of one kept connection for the index
+    database, Dagster's connect-per-write (NullPool) for a run's database."""
+    engines: OrderedDict[str, Engine] = storage.__dict__.setdefault(_ENGINES, OrderedDict())
+    engine = engines.get(shard)
+    if engine is None:
+        pool: dict[str, Any] = ({"poolclass": QueuePool, "pool_size": 1, "max_overflow": 2}
+                                if shard == INDEX_SHARD_NAME else {"poolclass": NullPool})
+        engine = db.create_engine(storage.conn_string_for_shard(shard),
+                                  connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool)
+        db.event.listen(engine, "connect", _synchronous_normal)
+        engines[shard] = engine
+        runs = [name for name in engines if name != INDEX_SHARD_NAME]
+        for old in runs[:-_RUN_ENGINES_KEPT]:
+            engines.pop(old).dispose()
+    else:
+        engines.move_to_end(shard)
+    return engine
+
+
+@contextmanager
+def _connect(storage: SqliteEventLogStorage, shard: str) -> Iterator[Connection]:
+    """Dagster's `SqliteEventLogStorage._connect` (the same lock, the same first-use set-up of a database, one
+    transaction per use) on the kept engine of that database."""
+    with storage._db_lock:  # noqa: SLF001 - Dagster's own lock: the storage's threads take turns
+        engine = _engine(storage, shard)
+        if shard not in storage._initialized_dbs:  # noqa: SLF001
+            storage._initdb(engine)  # noqa: SLF001
+            storage._initialized_dbs.add(shard)  # noqa: SLF001
+        with engine.connect() as conn, conn.begin():
+            yield conn
+
+
+def _dispose(storage: SqliteEventLogStorage) -> None:
+    """Dagster's dispose, then the kept engines' connections closed."""
+    DAGSTER_DISPOSE(storage)
+    for engine in storage.__dict__.pop(_ENGINES, {}).values():
+        engine.dispose()
+
+
 def install() -> None:
-    """Make every SQLite event log of this process write batches of materialisations in one transaction."""
+    """Make every SQLite event log of this process write batches of materialisations in one transaction, on kept
+    engines with synchronous=NORMAL (see the module)."""
     SqliteEventLogStorage.store_event_batch = store_event_batch  # type: ignore[method-assign]
+    SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
+    SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Dagster's own behaviour again (tests compare both)."""
     SqliteEventLogStorage.store_event_batch = DAGSTER_STORE_EVENT_BATCH  # type: ignore[method-assign]
+    SqliteEventLogStorage._connect = DAGSTER_CONNECT  # type: ignore[method-assign]  # noqa: SLF001
+    SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]

@@ -1,0 +1,74 @@
+"""The SQLite event log's kept engines (pipelines/lib/event_storage.py): fewer connections and fsyncs, same records.
+
+Expected values are SQLite's own (PRAGMA synchronous: 1 = NORMAL, 2 = FULL, https://www.sqlite.org/pragma.html) and
+the small job's shape (one asset, one run: its materialisation is found in the index database).
+"""
+
+import os
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
+from sqlalchemy import text
+
+from pipelines.lib import event_storage
+
+
+@dg.asset(key=["raw", "one"])
+def one() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 3})
+
+
+DEFS = dg.Definitions(assets=[one])
+
+
+@pytest.fixture
+def storage(tmp_path, monkeypatch) -> Iterator[tuple[dg.DagsterInstance, SqliteEventLogStorage]]:
+    monkeypatch.setattr(SqliteEventLogStorage, "_connect", event_storage._connect)
+    monkeypatch.setattr(SqliteEventLogStorage, "dispose", event_storage._dispose)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert isinstance(instance.event_log_storage, SqliteEventLogStorage)
+        yield instance, instance.event_log_storage
+
+
+def _synchronous(storage: SqliteEventLogStorage, shard: str) -> int:
+    with storage._connect(shard) as conn:  # noqa: SLF001
+        return int(conn.execute(text("PRAGMA synchronous")).scalar_one())
+
+
+def test_events_are_written_with_synchronous_normal_on_kept_engines(storage) -> None:
+    instance, events = storage
+    result = DEFS.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    assert result.success
+    assert _synchronous(events, INDEX_SHARD_NAME) == 1
+    assert _synchronous(events, result.run_id) == 1
+    engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+    assert set(engines) == {INDEX_SHARD_NAME, result.run_id}  # one engine per database file, not one per write
+    # the records are Dagster's: the materialisation is found across runs (index database) with its metadata
+    latest = instance.get_latest_materialization_event(dg.AssetKey(["raw", "one"]))
+    assert latest is not None and latest.run_id == result.run_id
+    assert latest.asset_materialization is not None and latest.asset_materialization.metadata["rows"].value == 3
+
+
+def test_a_runs_database_is_checkpointed_after_each_write_so_the_ui_sees_it(storage) -> None:
+    """The UI follows a running run by watching <run_id>.db: its write-ahead log is folded in at each close."""
+    instance, events = storage
+    result = DEFS.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
+    path = events.path_for_shard(result.run_id)
+    assert os.path.exists(path)
+    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+
+
+def test_dispose_closes_the_kept_engines_and_uninstall_restores_dagsters_way(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(SqliteEventLogStorage, "_connect", event_storage._connect)
+    monkeypatch.setattr(SqliteEventLogStorage, "dispose", event_storage._dispose)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        events = instance.event_log_storage
+        assert DEFS.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance).success
+        assert events.__dict__.get(event_storage._ENGINES)  # noqa: SLF001
+    assert event_storage._ENGINES not in events.__dict__  # noqa: SLF001
+    monkeypatch.setattr(SqliteEventLogStorage, "store_event_batch", SqliteEventLogStorage.store_event_batch)
+    event_storage.uninstall()  # monkeypatch puts back what this process had before the test
+    assert SqliteEventLogStorage._connect is event_storage.DAGSTER_CONNECT  # noqa: SLF001
+    assert SqliteEventLogStorage.store_event_batch is event_storage.DAGSTER_STORE_EVENT_BATCH
