@@ -164,51 +164,57 @@ def run_matomo(window: Window, sink: Callable[[Batch], None] | None = None) -> S
 
 
 def run_hubspot(window: Window, sink: Callable[[Batch], None] | None = None) -> SourceRun:
-    """A first (full) load: list every object (live and archived) 100 per page, deal associations 1,000 deals per
-    batch read, owners, deal stages, marketing e-mails 100 per page, each object type's property definitions, the
-    portal's details (its time zone dates the automated e-mails' day buckets) and one statistics histogram per
-    automated e-mail (the endpoint has no paging and documents no span limit: connectors/hubspot.py)."""
-    from connectors.hubspot import EMAIL_STATISTICS, OBJECT_PROPERTIES, HubSpotConnector
+    """A first (full) load, as `HubSpotConnector.fetch_portal` reads it (its cursor chains at once): list every
+    object (live and archived) 100 per page, deal associations 1,000 deals per batch read, owners, deal stages,
+    marketing e-mails 100 per page, each object type's property definitions, the portal's details (its time zone
+    dates the automated e-mails' day buckets) and one statistics histogram per automated e-mail (the endpoint has no
+    paging and documents no span limit: connectors/hubspot.py)."""
+    from connectors.hubspot import (
+        DEAL_STAGES,
+        EMAIL_EVENTS_DAILY,
+        EMAIL_STATISTICS,
+        OBJECT_PROPERTIES,
+        OWNERS,
+        HubSpotConnector,
+    )
     from connectors.settings import load_settings
 
     connector = HubSpotConnector(load_settings().hubspot)
     run = SourceRun("hubspot", accounts=1)
+    archived: dict[str, dict[bool, int]] = {}  # table -> archived flag -> records
+    rows: dict[str, int] = {}
+    automated: list[str] = []
+    event_rows: dict[str, int] = {}
+    for batch in _drain(connector.fetch_portal(window), sink):
+        table = batch.stream.table
+        rows[table] = rows.get(table, 0) + batch.num_rows
+        if "archived" in batch.data.column_names:
+            flags = archived.setdefault(table, {False: 0, True: 0})
+            for flag in batch.data.column("archived").to_pylist():
+                flags[bool(flag)] += 1
+        if table == EMAIL_STATISTICS.table:
+            automated += [e for e, flag in zip(batch.data.column("email_id").to_pylist(),
+                                               batch.data.column("is_automated").to_pylist(), strict=True) if flag]
+        if table == EMAIL_EVENTS_DAILY.table:
+            email_id = str(batch.scope.get("email_id"))
+            event_rows[email_id] = event_rows.get(email_id, 0) + batch.num_rows
     units: dict[tuple[str, str], tuple[int, int]] = {}
-    deals = 0
     for object_type in OBJECT_PROPERTIES:
-        live = archived = 0
-        for batch in _drain(connector.fetch_objects(object_type, None, window), sink):
-            if batch.stream.table != f"hubspot.{object_type}":
-                continue
-            flags = batch.data.column("archived").to_pylist()
-            archived += sum(1 for f in flags if f)
-            live += sum(1 for f in flags if not f)
+        flags = archived.get(f"hubspot.{object_type}", {False: 0, True: 0})
         units[(f"{object_type} properties", "portal")] = (0, 1)
-        units[(f"{object_type} list", "portal")] = (live, HUBSPOT_LIST_PAGE)
-        units[(f"{object_type} list archived", "portal")] = (archived, HUBSPOT_LIST_PAGE)
-        if object_type == "deals":
-            deals = live
+        units[(f"{object_type} list", "portal")] = (flags[False], HUBSPOT_LIST_PAGE)
+        units[(f"{object_type} list archived", "portal")] = (flags[True], HUBSPOT_LIST_PAGE)
+    deals = archived.get("hubspot.deals", {False: 0})[False]
     for to_type in ("contacts", "companies"):
         units[(f"deal associations {to_type}", "portal")] = (deals, HUBSPOT_BATCH)
-    owners = {False: 0, True: 0}
-    for batch in _drain(connector.fetch_owners(window), sink):
-        for flag in batch.data.column("archived").to_pylist():
-            owners[bool(flag)] += 1
+    owners = archived.get(OWNERS.table, {False: 0, True: 0})
     units[("owners", "portal")] = (owners[False], HUBSPOT_LIST_PAGE)
     units[("owners archived", "portal")] = (owners[True], HUBSPOT_LIST_PAGE)
-    stages = sum(b.num_rows for b in _drain(connector.fetch_deal_stages(window), sink))
-    units[("deal pipelines", "portal")] = (stages, 1 << 62)
-    emails = list(_drain(connector.fetch_email_statistics(window), sink))
-    statistics = [b for b in emails if b.stream.table == EMAIL_STATISTICS.table]
-    units[("marketing emails", "portal")] = (sum(b.num_rows for b in statistics), HUBSPOT_LIST_PAGE)
-    automated = [e for b in statistics for e, flag in zip(b.data.column("email_id").to_pylist(),
-                                                           b.data.column("is_automated").to_pylist(), strict=True)
-                 if flag]
+    units[("deal pipelines", "portal")] = (rows.get(DEAL_STAGES.table, 0), 1 << 62)
+    units[("marketing emails", "portal")] = (rows.get(EMAIL_STATISTICS.table, 0), HUBSPOT_LIST_PAGE)
     for email_id in automated:  # one histogram request per automated e-mail, holding all its days
-        days = sum(b.num_rows for b in emails if b.scope.get("email_id") == email_id)
-        units[(f"email histogram {email_id}", "portal")] = (days, 1 << 62)
-    if automated:
-        units[("account details", "portal")] = (1, 1)
+        units[(f"email histogram {email_id}", "portal")] = (event_rows.get(email_id, 0), 1 << 62)
+    units[("account details", "portal")] = (1, 1)  # hubspot.account_details, read on every run
     run.requests = connector.stats.requests
     finished = _finish(run, units, window)
     finished.per_day = finished.minimum  # CRM objects are not read per day: no per-day pattern to compare

@@ -63,7 +63,7 @@ from connectors.http import (
     scrub_calls,
     scrub_iter,
 )
-from connectors.parallel import AccountLog
+from connectors.parallel import AccountLog, fetch_accounts
 from connectors.probe import PROBE_POLICY, Finding, api_error, first_line, probing, refused
 from connectors.raw_tables import (
     HUBSPOT_ACCOUNT_DETAILS,
@@ -139,6 +139,10 @@ HISTOGRAM_CHUNK_DAYS = 366
 # (developers.hubspot.com/changelog/bug-fix-batch-read-limit-for-hubspot-associations-api); 100 per request sent ten
 # times the requests for the same associations.
 ASSOCIATION_BATCH = 1_000
+# Cursor chains `fetch_portal` reads at once. HubSpot documents no limit on requests in flight for a private app, only
+# the burst (100 or 190 per 10 s) and daily allowances (developers.hubspot.com/docs/api/usage-details), which the
+# portal-wide limiter holds across threads; a few chains keep the short lists off the longest one's path.
+PORTAL_CHAINS = 4
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
 
 
@@ -327,6 +331,10 @@ class HubSpotConnector:
     # Per-record errors HubSpot answered beside data (HTTP 207), for the run's metadata: "what: record: problem".
     partial_errors: list[str] = field(default_factory=list)
     _account: dict[str, str] | None = field(default=None, repr=False)
+    # the client, its API objects and the portal's details are built once, whichever of `fetch_portal`'s threads
+    # asks first
+    _build_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _account_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # ---- configuration ---------------------------------------------------------------------------------
 
@@ -375,11 +383,42 @@ class HubSpotConnector:
             raise ValueError(f"{table} is read with {parents[table]}: fetch that stream")
         return readers[table](window)
 
+    @_scrubbed
+    def fetch_portal(self, window: Window, cursors: Mapping[str, str | None] | None = None, *,
+                     known_email_ids: set[str] | None = None, chains: int = PORTAL_CHAINS) -> Iterator[Batch]:
+        """Every HubSpot table of one refresh, its independent cursor chains read at once: each CRM object type from
+        its cursor (`cursors[object_type]`, None or absent: in full; deals with their associations), the owners, the
+        deal stages, the portal's details and the marketing e-mails (`known_email_ids` as in
+        `fetch_email_statistics`). Each chain still sends one page after the other, and every request of every
+        chain goes through the one portal-wide rate limiter, so HubSpot's limits hold however many run at once.
+
+        What is handed on does not depend on timing: each table's batches whole and in the order its own method
+        yields them, the tables in the order above (the longest chain, contacts, first), exactly the batches a loop
+        over the per-table methods yields. A table is held until it is read whole, so a failure on any of its
+        pages raises before any of its batches is handed on; the first failure in that order is raised."""
+        self.check()
+        self.api()  # one client and one limiter, built before the threads share them
+        wanted = dict(cursors or {})
+        readers: dict[str, Callable[[], Iterator[Batch]]] = {
+            f"hubspot.{object_type}": functools.partial(self.fetch_objects, object_type, wanted.get(object_type),
+                                                        window)
+            for object_type in OBJECT_PROPERTIES}
+        readers[OWNERS.table] = functools.partial(self.fetch_owners, window)
+        readers[DEAL_STAGES.table] = functools.partial(self.fetch_deal_stages, window)
+        readers[ACCOUNT_DETAILS.table] = functools.partial(self.fetch_account_details, window)
+        readers[EMAIL_STATISTICS.table] = functools.partial(self.fetch_email_statistics, window, known_email_ids)
+        yield from fetch_accounts(list(readers), lambda table: readers[table](), max_workers=chains, source=SOURCE)
+
     def probe(self) -> list[Finding]:
         """What `mkpi doctor` checks: GET /crm/v3/owners?limit=1 (`probe_portal`)."""
         return probe_portal(self)
 
     def api(self) -> Any:
+        with self._build_lock:
+            return self._built_api()
+
+    def _built_api(self) -> Any:
+        """The official client (one per connector) and the portal's shared limiters, built on first use."""
         if self._api is None:
             import urllib3
             from hubspot import HubSpot
@@ -456,13 +495,14 @@ class HubSpotConnector:
     def sub(self, path: str) -> Any:
         """A generated API object such as "crm.objects.search_api", built once: each attribute access on the
         client builds a new ApiClient with its own connection pool."""
-        if path not in self._subs:
-            target = self.api()
-            for part in path.split("."):
-                target = getattr(target, part)
-            guard_pool_manager(target.api_client.rest_client.pool_manager)  # each API object has its own pools
-            self._subs[path] = target
-        return self._subs[path]
+        with self._build_lock:
+            if path not in self._subs:
+                target = self.api()
+                for part in path.split("."):
+                    target = getattr(target, part)
+                guard_pool_manager(target.api_client.rest_client.pool_manager)  # each API object has its own pools
+                self._subs[path] = target
+            return self._subs[path]
 
     def _opts(self) -> dict[str, Any]:
         return {"_preload_content": False, "_request_timeout": self.settings.timeout_seconds}
@@ -781,14 +821,15 @@ class HubSpotConnector:
         GET /account-info/v3/details (HubSpot's spec: PortalInformationResponse; `portalId` is a JSON integer).
         The official client has no module for this endpoint, so the request goes through the client's own
         ApiClient (same host, token, connection pool and retries as every other call)."""
-        if self._account is None:
-            what = "GET /account-info/v3/details"
-            api_client = self.sub("crm.owners.owners_api").api_client
-            body = self.call(what, lambda: api_client.call_api(
-                "/account-info/v3/details", "GET", header_params={"Accept": "application/json"},
-                auth_settings=["oauth2"], **self._opts()))
-            self._account = _checked_account(Contract(SOURCE, "portal", what), body)
-        return self._account
+        with self._account_lock:
+            if self._account is None:
+                what = "GET /account-info/v3/details"
+                api_client = self.sub("crm.owners.owners_api").api_client
+                body = self.call(what, lambda: api_client.call_api(
+                    "/account-info/v3/details", "GET", header_params={"Accept": "application/json"},
+                    auth_settings=["oauth2"], **self._opts()))
+                self._account = _checked_account(Contract(SOURCE, "portal", what), body)
+            return self._account
 
     def portal_zone(self) -> ZoneInfo:
         """The portal's time zone: HubSpot's day buckets (statistics histogram) start at its midnight."""
