@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -124,10 +124,12 @@ class FlightGate:
     judged fatal) or `abort` is called (another day failed). The gate counts each server error of its requests in
     the budget itself, before admitting the next request (marked with SPENT_ATTRIBUTE for the classifier)."""
 
-    def __init__(self, property_id: str, budget: ServerErrorBudget, most: int) -> None:
+    def __init__(self, property_id: str, budget: ServerErrorBudget, most: int,
+                 shared: threading.Semaphore | None = None) -> None:
         self.property_id = property_id
         self.budget = budget
         self.most = most
+        self.shared = shared  # in-flight slots shared with the other properties of the same read, taken after ours
         self._cond = threading.Condition()
         self._in_flight = 0
         self._careful = False  # a server error since the last success: one request at a time
@@ -158,7 +160,8 @@ class FlightGate:
             self._in_flight += 1
         outcome: BaseException | None = None
         try:
-            yield
+            with self.shared or nullcontext():
+                yield
         except BaseException as exc:
             outcome = exc
             raise
@@ -780,8 +783,10 @@ class Ga4Connector:
 
     # ---- the cart funnel (runFunnelReport, v1alpha): see connectors/ga4_funnel.py ---------------------------
 
-    def time_zone(self, property_id: str, window: Window) -> str | None:
-        """The property's time zone, from a 1-row runReport's metadata (funnel answers do not carry it)."""
+    def time_zone(self, property_id: str, window: Window, shared: AbstractContextManager[Any] | None = None
+                  ) -> str | None:
+        """The property's time zone, from a 1-row runReport's metadata (funnel answers do not carry it); the request
+        holds one of `shared`'s slots when given (the funnel read's in-flight slots)."""
         from google.analytics.data_v1beta.types import DateRange, Metric, RunReportRequest, RunReportResponse
 
         request = RunReportRequest(property=f"properties/{property_id}", metrics=[Metric(name="sessions")],
@@ -791,7 +796,8 @@ class Ga4Connector:
 
         def call() -> Any:
             self._check_quota(property_id, endpoint)
-            return self.client().run_report(request=request, retry=None, timeout=self.settings.timeout_seconds)
+            with shared or nullcontext():
+                return self.client().run_report(request=request, retry=None, timeout=self.settings.timeout_seconds)
 
         response = self._retry(call, property_id, endpoint)
         pb = RunReportResponse.pb(response) if isinstance(response, RunReportResponse) else response
@@ -826,12 +832,13 @@ class Ga4Connector:
         self.remember_quota(property_id, response)
         return users, quality
 
-    def _funnel_days(self, report: Ga4FunnelReport, property_id: str, days: list[date]
+    def _funnel_days(self, report: Ga4FunnelReport, property_id: str, days: list[date], shared: threading.Semaphore
                      ) -> dict[date, tuple[tuple[int, int] | None, ReportQuality]]:
-        """Every day's funnel of one property, several days in flight at once within GA4's concurrency and the
-        server-error budget (FlightGate). A failed day fails the property: nothing more is sent, the requests in
-        flight end, and the error of the earliest day that failed on its own (not aborted) is raised."""
-        gate = FlightGate(property_id, self.server_errors, FUNNEL_IN_FLIGHT)
+        """Every day's funnel of one property, several days in flight at once within GA4's concurrency, the
+        server-error budget (FlightGate) and the read's `shared` slots. A failed day fails the property: nothing
+        more is sent, the requests in flight end, and the error of the earliest day that failed on its own (not
+        aborted) is raised."""
+        gate = FlightGate(property_id, self.server_errors, FUNNEL_IN_FLIGHT, shared)
         results: dict[date, tuple[tuple[int, int] | None, ReportQuality]] = {}
         errors: dict[date, BaseException] = {}
         with ThreadPoolExecutor(max_workers=min(FUNNEL_IN_FLIGHT, len(days)) or 1,
@@ -858,23 +865,26 @@ class Ga4Connector:
                      accounts: AccountLog | None = None) -> Iterator[Batch]:
         """One funnel request per property and day; one batch per property for the whole window (even empty, so
         the loader clears the window), its rows in date order. A day nobody reached the first step has no row.
-        Properties are read `parallel_accounts` at a time; each property's days up to FUNNEL_IN_FLIGHT at once,
-        as its server-error budget allows (`_funnel_days`)."""
+        Properties are read `parallel_accounts` at a time; each property's days up to FUNNEL_IN_FLIGHT at once, as
+        its server-error budget allows (`_funnel_days`); and the read as a whole never has more than
+        `parallel_accounts` requests in flight (the setting's bound on what GA4 is sent at once), its properties
+        sharing them."""
         ids = [normalise_property_id(p) for p in property_ids] if property_ids else self.property_ids()
         self.client()
         self.alpha_client()
+        shared = threading.BoundedSemaphore(self.settings.parallel_accounts)
 
         def fetch_property(property_id: str) -> Iterator[Batch]:
             rows: list[dict[str, Any]] = []
             qualities: dict[date, ReportQuality] = {}
             days = list(window.dates())
-            answers = self._funnel_days(report, property_id, days)
+            answers = self._funnel_days(report, property_id, days, shared)
             for day in days:
                 users, qualities[day] = answers[day]
                 if users is not None:
                     first, last = report.columns
                     rows.append({"property_id": property_id, "date": day, first: users[0], last: users[1]})
-            zone = self.time_zone(property_id, window) if rows else None
+            zone = self.time_zone(property_id, window, shared) if rows else None
             for row in rows:
                 row["time_zone"] = zone
             self.record_quality(property_id, report.name, qualities)
