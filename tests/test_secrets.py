@@ -3,6 +3,7 @@ runs at DEBUG level, a failing run with a wrong token, and the published files, 
 stdout/stderr, log records, Dagster events, run config or tags, or the DuckDB files."""
 
 import logging
+import secrets
 from datetime import date
 from pathlib import Path
 
@@ -11,8 +12,10 @@ import pytest
 
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+from sandbox.hubspot_server import HubSpotServer
 from sandbox.launcher import start_sandbox
 from sandbox.world import World
+from tests.sandboxes import start_servers
 
 SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN",
                     "MKPI_META_ACCESS_TOKEN", "MKPI_LINKEDIN_ACCESS_TOKEN")
@@ -26,10 +29,16 @@ def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
     caplog.set_level(logging.DEBUG)
     wrong = "pat-sandbox-canary-wrong-token-7f3a9c"
     texts: list[str] = []
-    with start_sandbox(World(seed=2, today=date(2026, 3, 31))) as running:
-        for name, value in running.env.items():
+    world = World(seed=2, today=date(2026, 3, 31))
+    # HubSpot's portal a month deep (~900 contacts) instead of the launcher's 400 days (~20,000, a paced full list of
+    # ~40 s): the token travels the same requests, pages and errors; fewer pages carry it
+    with start_servers(world) as running, HubSpotServer(
+            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
+            history_days=30, bulk_import_size=0) as hubspot:
+        env = {**running.env, **hubspot.env()}
+        for name, value in env.items():
             monkeypatch.setenv(name, value)
-        canaries = [running.env[v] for v in SECRET_VARIABLES] + [wrong]
+        canaries = [env[v] for v in SECRET_VARIABLES] + [wrong]
         results = [
             defs.resolve_job_def("hubspot_refresh_job").execute_in_process(
                 instance=dg.DagsterInstance.ephemeral(), raise_on_error=False),
