@@ -19,9 +19,9 @@ import duckdb
 
 from connectors import registry
 from connectors.batches import Window
-from connectors.ducklake import conflict_retried
+from connectors.ducklake import conflict_retried, is_ducklake
 from connectors.raw_tables import social_account_period_reach
-from connectors.warehouse import ensure_tables, table_exists, transaction
+from connectors.warehouse import ensure_tables, table_exists
 from kpi_models.catalogue import (
     KPI_DEFINITION,
     KPI_SCHEMA,
@@ -41,8 +41,10 @@ from kpi_models.runner import (
     KpiRebuildError,
     RebuildResult,
     _replace_if_changed,
+    batched,
     ensure_model_table,
     rebuild,
+    step_transaction,
 )
 
 KPI_DAILY = "kpi_daily"
@@ -86,7 +88,7 @@ def rebuild_kpi_daily(
     context = context or KpiContext()
     refresh_kpi_definition(conn)
     _ensure_upstream(conn, context)
-    with transaction(conn):
+    with step_transaction(conn):
         pairs = needed_pairs(conn, _money_relations(), window.start, window.end, context.fx)
         fx = sync_fx_rates(conn, context.fx, pairs)
     result = rebuild(conn, MODELS[KPI_DAILY], window, context, sources=sources, isolate_sources=isolate_sources)
@@ -99,7 +101,7 @@ def rebuild_kpi_daily(
                 raise KpiRebuildError(result.table, extra.failed)
     rebuilt = set(result.sources) - set(result.failed)
     if set(MONEY_SOURCES) <= rebuilt:
-        with transaction(conn):
+        with step_transaction(conn):
             clear_refresh_pending(conn, window.start, window.end)
     return KpiDailyResult(result, fx)
 
@@ -205,7 +207,7 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
     catalog write and commit each time (issue #21)."""
     if not statements:
         return
-    with transaction(conn):
+    with step_transaction(conn):
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
         shapes = _table_shapes(conn)
@@ -226,8 +228,25 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
 
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:
     """Every KPI table for `window`, in the assets' order (per-channel tables, kpi_daily for every source, the
-    roll-up views): what a whole run builds, for tools and tests that build without Dagster."""
+    roll-up views): what a whole run builds, for tools and tests that build without Dagster.
+
+    On a DuckDB file all of it is ONE transaction (one COMMIT and CHECKPOINT instead of one per table: issue #21,
+    they were half of a one-day recompute). If any part fails, that transaction is rolled back whole and the steps
+    run again one transaction each, which keeps a failing source's old rows, rebuilds the others and raises
+    KpiRebuildError naming it: the same rows and the same error as without the batch."""
     context = context or KpiContext()
+    if not is_ducklake(conn):
+        try:
+            with batched(conn):
+                _rebuild_steps(conn, window, context)
+            return
+        except Exception:  # rolled back, nothing of it written: the steps below, one transaction each, rebuild what
+            pass  # they can and raise the error at the same step, with the same tables committed before it
+    _rebuild_steps(conn, window, context)
+
+
+def _rebuild_steps(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext) -> None:
+    """rebuild_all's steps, in order."""
     for model in MODELS.values():
         if model.name != KPI_DAILY:
             rebuild(conn, model, window if model.partition_column else None, context)

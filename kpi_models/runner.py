@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import import_module, resources
@@ -22,12 +24,47 @@ import pyarrow as pa
 from connectors import raw_tables as raw
 from connectors import registry
 from connectors.batches import Stream, Window
-from connectors.ducklake import conflict_retried, is_conflict
+from connectors.ducklake import conflict_retried, is_conflict, is_ducklake
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
 from kpi_models.context import KpiContext
 
 KPI_SCHEMA = "kpi"
 log = logging.getLogger("mkpi.kpi")
+
+
+# The connection whose KPI steps run inside one caller's transaction (`batched`): each step's own BEGIN / COMMIT /
+# CHECKPOINT is left out, so a whole rebuild commits and checkpoints once instead of once per table (issue #21).
+_BATCH: ContextVar[object | None] = ContextVar("mkpi_kpi_batch", default=None)
+
+
+@contextmanager
+def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the KPI steps inside it in ONE transaction (one COMMIT and CHECKPOINT): every table is rebuilt, or, on
+    any error, none is (the error propagates: a source's part failing is not isolated here, the caller decides what
+    to do, e.g. run the steps again one transaction each). Not on a DuckLake, whose steps retry their own commits."""
+    if is_ducklake(conn):
+        raise ValueError("batched KPI rebuilds are for a DuckDB file; a DuckLake's steps commit (and retry) each")
+    token = _BATCH.set(conn)
+    try:
+        with transaction(conn):
+            yield conn
+    finally:
+        _BATCH.reset(token)
+
+
+def in_batch(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `conn` runs inside `batched` (its steps open no transaction of their own)."""
+    return _BATCH.get() is conn
+
+
+@contextmanager
+def step_transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A KPI step's own transaction (connectors.warehouse.transaction), or the batch's when inside `batched`."""
+    if in_batch(conn):
+        yield conn
+        return
+    with transaction(conn):
+        yield conn
 
 
 class KpiRebuildError(RuntimeError):
@@ -370,20 +407,22 @@ def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wi
     if not parts:
         return {}
     try:
-        with transaction(conn):
+        with step_transaction(conn):
             _prepare(conn, model, context)
             for source, query in parts.items():
                 _replace_rows(conn, model, window, context, source, query, kpis)
         return {}
     except duckdb.Error as exc:
-        if is_conflict(exc):  # another writer won a DuckLake commit: conflict_retried runs the rebuild again
+        # another writer won a DuckLake commit (conflict_retried runs the rebuild again), or the batch's one
+        # transaction is aborted (its caller rolls it back and decides)
+        if is_conflict(exc) or in_batch(conn):
             raise
         if len(parts) == 1:
             return {source: _first_line(exc) for source in parts}
     failed: dict[str, str] = {}
     for source, query in parts.items():
         try:
-            with transaction(conn):
+            with step_transaction(conn):
                 _prepare(conn, model, context)
                 _replace_rows(conn, model, window, context, source, query, kpis)
         except duckdb.Error as exc:
@@ -496,11 +535,11 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
         # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9), unless an earlier
         # version built it without columns its SQL has now (a model reading it would fail to bind them)
         if model.partition_column is not None and _missing_columns(conn, model.table, query, used_params(query, given)):
-            with transaction(conn):
+            with step_transaction(conn):
                 _prepare(conn, model, context, write=False)
                 _add_new_columns(conn, model.table, query, used_params(query, given))
         return
-    with transaction(conn):
+    with step_transaction(conn):
         _prepare(conn, model, context, write=False)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(model.table)} AS SELECT * FROM ({query}) LIMIT 0",
                      used_params(query, given))
@@ -553,7 +592,7 @@ def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: Kp
     target = quote_ident(model.table)
     query = "\nUNION ALL BY NAME\n".join(f"SELECT * FROM ({q})" for q in queries)
     params = used_params(query, context.params())
-    with transaction(conn):
+    with step_transaction(conn):
         _prepare(conn, model, context)
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
