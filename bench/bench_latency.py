@@ -17,6 +17,16 @@ Lower bound, per platform (`platform_bound`), the largest of three, each from th
 - the allowed concurrency: n requests of one account at most c at a time need ceil(n / c) latencies.
 Accounts run in parallel (nothing documented forbids it beyond the quotas). The backfill's bound is the largest
 platform's, since platforms are independent services.
+
+HubSpot's chain and quota meet: at 100 ms per answer its longest chain (the contacts list, one page after the
+other) sends 10 requests a second, all that 100 requests per 10 s allow, so no other request can go beside it
+without slowing it, and the two bounds apart (each ~20 s) are far below what any client can do (~28 s for 280
+requests). Its bound is therefore also the `schedule` (`rolling_schedule`): every request placed on a timeline
+under the rolling quota, the longest chain first at full speed, then each shorter chain's requests at the earliest
+moment the quota and its own previous answer (or, for the deal associations, the deals pages holding their ids)
+allow. That is a schedule a perfect client could follow, so the bound is never below what the constraints permit;
+it can exceed the best possible schedule a little when chains could share windows more cleverly (a few percent in
+the cases tested), never the other way.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Iterator
+from bisect import bisect_right, insort
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +44,7 @@ from datetime import date
 from bench.backfill import (
     GA4_PAGE,
     GSC_PAGE,
+    HUBSPOT_BATCH,
     HUBSPOT_LIST_PAGE,
     SOURCES,
     SourceRun,
@@ -91,15 +103,88 @@ class Bound:
     chain: float
     quota: float = 0.0
     concurrency: float = 0.0
+    schedule: float = 0.0  # HubSpot: the chains and the rolling quota together (`rolling_schedule`)
 
     @property
     def seconds(self) -> float:
-        return max(self.chain, self.quota, self.concurrency)
+        return max(self.chain, self.quota, self.concurrency, self.schedule)
 
     @property
     def binding(self) -> str:
-        parts = {"longest chain": self.chain, "quota": self.quota, "concurrency": self.concurrency}
+        parts = {"longest chain": self.chain, "quota": self.quota, "concurrency": self.concurrency,
+                 "schedule": self.schedule}
         return max(parts, key=lambda k: parts[k])
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Requests that must follow each other (each needs the previous answer); with `after`, the first waits for
+    the answer to request number `after_requests` of that chain (the deals page holding the ids it asks about)."""
+
+    requests: int
+    after: str | None = None
+    after_requests: int = 0
+
+
+def hubspot_chains(run: SourceRun) -> dict[str, Chain]:
+    """HubSpot's requests as chains, from the rows of each unit (bench/backfill.py run_hubspot): every list pages
+    100 at a time with `after` (live and archived lists are independent), each property list, the deal pipelines,
+    the portal's details and each histogram is one request, and each association batch read of 1,000 deals waits
+    for the deals page holding its last id."""
+    chains: dict[str, Chain] = {}
+    deals = run.units.get("deals list portal", 0)
+    for unit, rows in run.units.items():
+        if unit.startswith("deal associations"):
+            for batch in range(pages(rows, HUBSPOT_BATCH)):
+                last_deal = min((batch + 1) * HUBSPOT_BATCH, max(deals, 1))
+                chains[f"{unit} {batch}"] = Chain(1, "deals list portal", pages(last_deal, HUBSPOT_LIST_PAGE))
+        elif " list" in unit or unit.startswith(("owners", "marketing emails")):
+            chains[unit] = Chain(pages(rows, HUBSPOT_LIST_PAGE))
+        else:  # properties, deal pipelines, account details, an e-mail's histogram: one request each
+            chains[unit] = Chain(1)
+    return chains
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def _earliest_slot(sends: list[int], ready: int, rate: int, per: int) -> int:
+    """The first instant >= `ready` at which one more request keeps every rolling window (t - per, t] at `rate`
+    requests or fewer, given the requests already placed (`sends`, sorted, microseconds)."""
+    candidates = sorted({ready, *(y + per for y in sends if y + per > ready)})
+    for at in candidates:
+        later = sends[bisect_right(sends, at - 1):bisect_right(sends, at + per - 1)]
+        if all(bisect_right(sends, end) - bisect_right(sends, end - per) < rate for end in (at, *later)):
+            return at
+    raise AssertionError("unreachable: the last candidate is past every window")
+
+
+def rolling_schedule(chains: Mapping[str, Chain], latency: float, rate: int, per: float) -> float:
+    """Seconds from the first request to the last answer when `chains` are placed under a rolling limit of `rate`
+    requests per `per` seconds with `latency` per answer: the longest chain first, each request at the earliest
+    instant its chain (previous answer, or the answer it waits for) and the quota allow, shorter chains then
+    filling what the quota leaves. A feasible schedule: a client could do exactly this."""
+    sends: list[int] = []
+    answered: dict[str, list[int]] = {}
+    lat, window = _us(latency), _us(per)
+
+    def place(name: str) -> None:
+        chain = chains[name]
+        if chain.after is not None and chain.after not in answered:
+            place(chain.after)
+        ready = answered[chain.after][chain.after_requests - 1] if chain.after is not None else 0
+        answered[name] = []
+        for _ in range(chain.requests):
+            at = _earliest_slot(sends, ready, rate, window)
+            insort(sends, at)
+            ready = at + lat
+            answered[name].append(ready)
+
+    for name in sorted(chains, key=lambda n: (-chains[n].requests, n)):
+        if name not in answered:
+            place(name)
+    return max((t for times in answered.values() for t in times), default=0) / 1_000_000
 
 
 def unit_chains(run: SourceRun) -> dict[str, int]:
@@ -108,9 +193,9 @@ def unit_chains(run: SourceRun) -> dict[str, int]:
     needed = {unit: pages(rows, size) if size else 1 for unit, rows in run.units.items()}
     if run.source == "ga4":  # rowCount comes with the first page: the rest at once, within the concurrency
         return {u: 1 + math.ceil((n - 1) / GA4_CONCURRENT_PER_PROPERTY) for u, n in needed.items()}
-    if run.source == "hubspot":  # a batch read of associations needs the deals list's ids
-        deals = needed.get("deals list portal", 1)
-        return {u: deals + 1 if u.startswith("deal associations") else n for u, n in needed.items()}
+    if run.source == "hubspot":  # a batch read of associations needs the ids of the deals pages before it
+        chains = hubspot_chains(run)
+        return {u: c.requests + (c.after_requests if c.after else 0) for u, c in chains.items()}
     return needed  # Search Console: startRow until a short page; Ads and Matomo: one request each
 
 
@@ -121,7 +206,8 @@ def platform_bound(run: SourceRun, latency: float, hubspot_per_10s: int = 100) -
     if run.source == "search_console" and requests:
         return Bound(chain, quota=(requests - 1) // GSC_QPM_PER_USER * 60.0 + latency)
     if run.source == "hubspot" and requests:
-        return Bound(chain, quota=(requests - 1) // hubspot_per_10s * HUBSPOT_WINDOW_SECONDS + latency)
+        return Bound(chain, quota=(requests - 1) // hubspot_per_10s * HUBSPOT_WINDOW_SECONDS + latency,
+                     schedule=rolling_schedule(hubspot_chains(run), latency, hubspot_per_10s, HUBSPOT_WINDOW_SECONDS))
     if run.source == "ga4":
         busiest = max(run.by_account.values(), default=0)
         return Bound(chain, concurrency=math.ceil(busiest / GA4_CONCURRENT_PER_PROPERTY) * latency)
@@ -165,7 +251,8 @@ def measure(days: int, runs: int, latency: float, accounts: dict[str, int]) -> l
         per_run = Sample(tuple(t / limit.seconds for t in per_source[name])) if limit.seconds else None
         rows.append(Row("6 latency", f"  {name}: {run.requests} requests, {run.accounts} account(s)",
                         own.show(" s"), f"bound {limit.seconds:.1f} s ({limit.binding}: chain {limit.chain:.1f}, "
-                        f"quota {limit.quota:.1f}, concurrency {limit.concurrency:.1f})",
+                        f"quota {limit.quota:.1f}, concurrency {limit.concurrency:.1f}"
+                        + (f", schedule {limit.schedule:.1f})" if limit.schedule else ")"),
                         per_run.show("x", 3) if per_run else "", "", None, size=size,
                         includes="this source's process alone, imports included", sample=own, base=limit.seconds,
                         ratios=per_run))

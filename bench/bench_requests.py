@@ -1,8 +1,10 @@
 """Target 1: requests of a 365-day backfill of every report stream, against the minimum the APIs allow.
 
 The minimum for the rows actually returned: GA4 250,000 rows per page, Search Console 25,000, Google Ads one
-stream per customer, Matomo one bulk request per site, HubSpot 100 per list page (and batch read), 200 per
-search page, one request for each metadata list. Also the ratio against one request per day per stream per
+stream per customer, Matomo one bulk request per site, HubSpot (a first, full load: bench/backfill.py run_hubspot)
+100 records per list page (HubSpot's list maximum), 1,000 deals per association batch read (its documented maximum
+since 10 February 2025), one request for each metadata list and for the portal's details, one statistics histogram
+per automated e-mail (no paging, no documented span limit). Also the ratio against one request per day per stream per
 account, what most peers send. Request counts are deterministic on the sandbox (barring a 429 retry), so
 the runs only confirm it; min-max shows any retry.
 """

@@ -62,7 +62,9 @@ def test_latency_bound_is_each_platforms_longest_chain_quota_or_concurrency():
     bound = platform_bound(hubspot, 0.01, 100)
     assert bound.chain == pytest.approx(2.0)  # 200 contacts pages, not every HubSpot request in a row
     assert bound.quota == pytest.approx(30.01) and bound.binding == "quota"  # 100, 100, 100, 80
-    assert lower_bound(hubspot, 0.01, 190) == pytest.approx(10.01)  # 190, 190: the second window at 10 s
+    # 190 a window, but the 200 contacts pages cannot burst: 190 by 1.9 s, the other 10 once those age out at 10 s,
+    # the deals pages, their association batch and the owners in the places freed after them: answered by 10.17 s
+    assert lower_bound(hubspot, 0.01, 190) == pytest.approx(10.17)
     # Google Ads and Matomo: one request per account, accounts in parallel
     ads = bf.SourceRun("google_ads", units={"campaign_daily 1": 5_000, "campaign_daily 2": 7}, minimum=2)
     assert lower_bound(ads, 0.1) == pytest.approx(0.1)
