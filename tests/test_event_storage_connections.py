@@ -72,3 +72,34 @@ def test_dispose_closes_the_kept_engines_and_uninstall_restores_dagsters_way(tmp
     event_storage.uninstall()  # monkeypatch puts back what this process had before the test
     assert SqliteEventLogStorage._connect is event_storage.DAGSTER_CONNECT  # noqa: SLF001
     assert SqliteEventLogStorage.store_event_batch is event_storage.DAGSTER_STORE_EVENT_BATCH
+
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-02-01")
+
+
+@dg.asset(key=["raw", "daily"], partitions_def=DAILY, backfill_policy=dg.BackfillPolicy.single_run())
+def daily(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+
+def test_a_range_batch_is_stored_once_per_day_with_each_days_own_record(storage, monkeypatch) -> None:
+    """Five days in one batch (one serialisation per event, one executemany): each day is its own record, and the
+    asset's latest record is the batch's last day, pointing at that day's own storage id."""
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
+    monkeypatch.setattr(SqliteEventLogStorage, "store_event_batch", event_storage.store_event_batch)
+    instance, _ = storage
+    result = dg.Definitions(assets=[daily]).resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=instance, tags={"dagster/asset_partition_range_start": "2026-01-03",
+                                 "dagster/asset_partition_range_end": "2026-01-07"})
+    assert result.success
+    key = dg.AssetKey(["raw", "daily"])
+    records = instance.fetch_materializations(key, limit=10).records
+    assert sorted(r.partition_key for r in records) == [f"2026-01-0{d}" for d in range(3, 8)]
+    assert all(r.asset_materialization.metadata["days"].value == 5 for r in records)  # type: ignore[union-attr]
+    latest = instance.get_latest_materialization_event(key)
+    assert latest is not None and latest.dagster_event is not None and latest.dagster_event.partition == "2026-01-07"
+    [record] = instance.get_asset_records([key])
+    newest = max(records, key=lambda r: r.storage_id)
+    assert record.asset_entry.last_materialization_record is not None
+    assert record.asset_entry.last_materialization_record.storage_id == newest.storage_id
+    assert newest.partition_key == "2026-01-07"
