@@ -18,8 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
+
+def _skip(reason: str) -> NoReturn:
+    """pytest's skip inside a test; outside pytest (bench/bench_demo.py, whose extra has no pytest) an error."""
+    try:
+        import pytest
+    except ImportError:
+        raise RuntimeError(reason) from None
+    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ def _binary(name: str) -> str:
         return found[-1]
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"PostgreSQL's {name} is not installed (Debian package 'postgresql'; .ci/run installs it)")
+        _skip(f"PostgreSQL's {name} is not installed (Debian package 'postgresql'; .ci/run installs it)")
     return path
 
 
@@ -74,9 +82,9 @@ def _as_server_user(argv: list[str]) -> list[str]:
 
         pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+        _skip("running as root and there is no 'postgres' user to run PostgreSQL as")
     if runuser is None:
-        pytest.skip("running as root and 'runuser' is missing")
+        _skip("running as root and 'runuser' is missing")
     return [runuser, "-u", "postgres", "--", *argv]
 
 
