@@ -841,7 +841,8 @@ class Ga4Connector:
         gate = FlightGate(property_id, self.server_errors, FUNNEL_IN_FLIGHT, shared)
         results: dict[date, tuple[tuple[int, int] | None, ReportQuality]] = {}
         errors: dict[date, BaseException] = {}
-        with ThreadPoolExecutor(max_workers=min(FUNNEL_IN_FLIGHT, len(days)) or 1,
+        workers = min(FUNNEL_IN_FLIGHT, self.settings.parallel_accounts, len(days)) or 1  # no idle threads
+        with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix=f"ga4-funnel-{property_id}") as pool:
             futures: dict[Future[Any], date] = {pool.submit(self._funnel_day, report, property_id, day, gate): day
                                                 for day in days}
