@@ -253,13 +253,24 @@ def pg(pg_server: Postgres, request) -> Postgres:
 
 @pytest.fixture
 def sandbox(monkeypatch):
-    from sandbox.launcher import start_sandbox
-    from sandbox.world import World
+    """Every platform; HubSpot's portal a month deep (~900 contacts): the HubSpot run is one writer among eight, and
+    the launcher's 400-day portal (~20,000 contacts, paced at 100 requests / 10 s) only made it, and its reference
+    run, half a minute longer."""
+    import secrets
 
-    with start_sandbox(World(seed=11, today=TODAY)) as running:
-        for name, value in running.env.items():
+    from sandbox.hubspot_server import HubSpotServer
+    from sandbox.launcher import Sandbox
+    from sandbox.world import World
+    from tests.sandboxes import start_servers
+
+    world = World(seed=11, today=TODAY)
+    with start_servers(world) as running, HubSpotServer(
+            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
+            history_days=30, bulk_import_size=0) as hubspot:
+        everything = Sandbox(world, [*running.servers, hubspot])
+        for name, value in everything.env.items():
             monkeypatch.setenv(name, value)
-        yield running
+        yield everything
 
 
 def wait_all(processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, int]:
@@ -364,15 +375,15 @@ def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
     writes. Without the daemon the slot stays with the dead run."""
     from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
     from sandbox.httpserver import FaultProfile
-    from sandbox.launcher import start_sandbox
     from sandbox.world import World
+    from tests.sandboxes import start_servers
 
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
     logs.mkdir()
     write_instance_yaml(home, pg, free_slots_after_run_end_seconds=FREE_AFTER, poll_interval_seconds=1,
                         cancel_timeout_seconds=1)
     tags = {RANGE_START_TAG: "2026-03-01", RANGE_END_TAG: "2026-03-02"}
-    with start_sandbox(World(seed=11, today=TODAY)) as running, \
+    with start_servers(World(seed=11, today=TODAY)) as running, \
             dg.DagsterInstance.from_config(str(home)) as instance:
         ga4 = running.server("ga4")
         ga4.fault_profile = FaultProfile(seed=1, stall=1.0, stall_seconds=300)  # the holder's request hangs
