@@ -449,10 +449,45 @@ def _check_part(kpi: KpiDefinition, source: KpiSource, relation: Relation) -> bo
     return fx and not relation.converted
 
 
+# The grain every KPI's parts are summed at in kpi.kpi_daily.
+GRAIN = ("date", "source", "channel", "account_id")
+
+
+def _one_row_per_group(relation: Relation, fx: bool) -> bool:
+    """Whether the relation's rows are already one per (date, source, channel, account_id): a per-channel KPI table
+    whose key is within that grain (kpi_models.runner.MODELS), read without an FX join. Its "group" is then the row
+    itself, and summing it again only cost a hash aggregation of every row (issue #21)."""
+    from kpi_models.runner import MODELS  # the runner imports this module's functions when asked, never at import
+
+    if fx or relation.table is None or not relation.table.startswith(f"{KPI_SCHEMA}."):
+        return False
+    model = MODELS.get(relation.table.split(".", 1)[1])
+    return model is not None and set(model.key) <= set(GRAIN)
+
+
+def _row_sql(relation: Relation, code: str, sums: Mapping[str, str]) -> str:
+    """`_group_sql` for a relation with one row per group: each aggregate over its single row, computed on the row
+    (the same values, bit for bit: the sum of one DECIMAL is that DECIMAL; bool_and and any_value of one value are
+    that value; the quality list loses its NULL and repeated flags and is sorted, as list_distinct and list_sort
+    did over the flattened one-element list)."""
+    columns = ",\n           ".join(f"CAST(CAST({expr} AS DECIMAL(38, 9)) AS DOUBLE) AS {column}"
+                                    for expr, column in sums.items())
+    currency = "fx_currency" if relation.converted else "CAST(NULL AS VARCHAR)"
+    return (
+        f"    SELECT date, source, channel, account_id,\n"
+        f"           {columns},\n"
+        f"           {currency} AS currency, row_final AS is_final,\n"
+        f"           list_sort(list_distinct(coalesce(row_quality, []))) AS quality\n"
+        f"    FROM {_inner_sql(relation, code, False)} AS p"
+    )
+
+
 def _group_sql(relation: Relation, code: str, fx: bool, sums: Mapping[str, str]) -> str:
     """One scan of a relation's rows for one source (issue #21): every KPI's summed parts (`sums`: expression ->
     column) at (date, source, channel, account_id), with the group's finality (every row read final, for money at a
     published rate), the union of its rows' quality flags and its reporting currency."""
+    if _one_row_per_group(relation, fx):
+        return _row_sql(relation, code, sums)
     columns = ",\n           ".join(f"{_exact_sum(expr)} AS {column}" for expr, column in sums.items())
     currency = "any_value(fx_currency)" if relation.converted or fx else "CAST(NULL AS VARCHAR)"
     return (
