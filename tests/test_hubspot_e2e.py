@@ -7,11 +7,13 @@ with the channel mapping spelled out, never read back from the pipeline's SQL.
 import time
 from collections import Counter
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
 import pytest
+import yaml
 
 from pipelines.definitions import defs
 from sandbox.hubspot_server import SANDBOX_PORTAL_ID
@@ -19,11 +21,23 @@ from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests.isolation import isolated_env
 
+REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
 PARIS = ZoneInfo("Europe/Paris")
 CHANNEL_OF = {"ORGANIC_SEARCH": "organic_search", "PAID_SEARCH": "paid_search", "PAID_SOCIAL": "paid_other",
               "SOCIAL_MEDIA": "social", "EMAIL_MARKETING": "email", "REFERRALS": "referral",
               "DIRECT_TRAFFIC": "direct", "OTHER_CAMPAIGNS": "other", "OFFLINE": "other", "AI_REFERRALS": "referral"}
+
+
+def professional_config(folder: Path) -> Path:
+    """config/mkpi.yaml with HubSpot's client-side limit at a Professional portal's 190 requests / 10 s, the limit the
+    sandbox's portal enforces (HubSpotServer.for_sandbox): the first run's full list of ~20,000 contacts is paced
+    at that rate instead of the default 100 (half the waiting; the pacing itself is tested with tight servers)."""
+    config = yaml.safe_load((REPO / "config" / "mkpi.yaml").read_text(encoding="utf-8"))
+    config["hubspot"]["requests_per_10s"] = 190
+    path = folder / "mkpi.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +50,7 @@ def loaded(tmp_path_factory):
         mp.setenv("MKPI_DUCKDB_PATH", str(db))
         mp.setenv("MKPI_ANALYST_DB", str(db.with_name("kpis.duckdb")))
         mp.setenv("MKPI_DASHBOARD_PATH", str(db.with_name("dashboard.html")))
+        mp.setenv("MKPI_CONFIG", str(professional_config(db.parent)))
         job = defs.resolve_job_def("hubspot_refresh_job")
         first = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
         server = running.server("hubspot")
