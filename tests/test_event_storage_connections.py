@@ -103,3 +103,40 @@ def test_a_range_batch_is_stored_once_per_day_with_each_days_own_record(storage,
     assert record.asset_entry.last_materialization_record is not None
     assert record.asset_entry.last_materialization_record.storage_id == newest.storage_id
     assert newest.partition_key == "2026-01-07"
+
+
+@dg.asset_check(asset=daily, name="daily_ok")
+def daily_ok() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True)
+
+
+def _check_rows(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str | None, str, str]]:
+    from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+    from dagster_shared.serdes import deserialize_value
+
+    table = AssetCheckExecutionsTable
+    with instance.event_log_storage.index_connection() as conn:  # type: ignore[attr-defined]
+        rows = conn.execute(table.select().where(table.c.run_id == run_id)).fetchall()
+    return sorted(((r.asset_key, r.check_name, r.partition, r.execution_status,
+                    type(deserialize_value(r.evaluation_event)).__name__) for r in rows), key=str)
+
+
+def test_a_planned_range_check_writes_dagsters_rows_one_per_day(tmp_path, monkeypatch) -> None:
+    """The planned check's rows (one per day of the range, status PLANNED, the planned event) are the same whether
+    Dagster writes them or pipelines/lib/event_storage.py does (event serialised once, one executemany)."""
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    job = dg.Definitions(assets=[daily], asset_checks=[daily_ok]).resolve_implicit_global_asset_job_def()
+    tags = {"dagster/asset_partition_range_start": "2026-01-03", "dagster/asset_partition_range_end": "2026-01-07"}
+    found = {}
+    for name, method in (("dagster", event_storage.DAGSTER_STORE_CHECK_PLANNED),
+                         ("ours", event_storage.store_asset_check_evaluation_planned)):
+        monkeypatch.setattr(SqlEventLogStorage, "_store_asset_check_evaluation_planned", method)
+        (tmp_path / name).mkdir()
+        with dg.instance_for_test(temp_dir=str(tmp_path / name)) as instance:
+            result = job.execute_in_process(instance=instance, tags=tags)
+            assert result.success
+            found[name] = [row for row in _check_rows(instance, result.run_id) if row[2] is not None]
+    planned = [(r[0], r[1], r[2], r[3]) for r in found["ours"]]
+    assert planned == [('["raw", "daily"]', "daily_ok", f"2026-01-0{d}", "PLANNED") for d in range(3, 8)]
+    assert found["ours"] == found["dagster"]

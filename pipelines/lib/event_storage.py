@@ -28,6 +28,10 @@ write-ahead log per commit) and closes it: the last connection to close checkpoi
   instead of closing and checkpointing it after each. A run's own database keeps Dagster's connect-write-close:
   the UI follows a running run by watching that file (`SqliteEventLogStorageWatchdog` on `<run_id>.db`), which a
   checkpoint at close updates.
+
+And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
+into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
+per day: creating a range run otherwise grew with its days.
 """
 
 from collections import OrderedDict
@@ -38,9 +42,12 @@ from typing import Any
 import sqlalchemy as db
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster_shared.serdes import serialize_value
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
 
@@ -51,6 +58,8 @@ DAGSTER_STORE_EVENT_BATCH: Callable[[SqliteEventLogStorage, Sequence[EventLogEnt
 DAGSTER_CONNECT: Callable[[SqliteEventLogStorage, str], AbstractContextManager[Connection]] = (
     SqliteEventLogStorage._connect)  # noqa: SLF001
 DAGSTER_DISPOSE: Callable[[SqliteEventLogStorage], None] = SqliteEventLogStorage.dispose
+DAGSTER_STORE_CHECK_PLANNED: Callable[[SqlEventLogStorage, EventLogEntry, int | None], None] = (
+    SqlEventLogStorage._store_asset_check_evaluation_planned)  # noqa: SLF001
 # engines kept per storage: the index database's, and those of the last few runs' databases written by this process
 _ENGINES = "_mkpi_engines"
 _RUN_ENGINES_KEPT = 8
@@ -89,6 +98,23 @@ def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogE
             last[event.get_dagster_event().asset_key.to_string()] = index  # type: ignore[union-attr]
         for index in last.values():
             storage._store_asset_event(conn, events[index], event_ids[index])  # noqa: SLF001
+
+
+def store_asset_check_evaluation_planned(storage: SqlEventLogStorage, event: EventLogEntry, event_id: int | None
+                                         ) -> None:
+    """Dagster's rows for a planned check of a range run, one per day (`SqlEventLogStorage.
+    _store_asset_check_evaluation_planned`, dagster 1.13), with the event serialised once instead of once per day and
+    the rows inserted with one executemany: creating a 365-day run planned ~50 partitioned checks, 18,000 rows each
+    carrying the same serialised event (run creation grew with the days)."""
+    planned = event.get_dagster_event().asset_check_planned_data
+    partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
+    row = {"asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "run_id": event.run_id,
+           "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
+           "evaluation_event": serialize_value(event),
+           "evaluation_event_timestamp": storage._event_insert_timestamp(event),  # noqa: SLF001
+           "evaluation_event_storage_id": event_id}
+    with storage.index_connection() as conn:
+        conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": key} for key in partition_keys])
 
 
 def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
@@ -143,6 +169,8 @@ def install() -> None:
     SqliteEventLogStorage.store_event_batch = store_event_batch  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
+    SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
+        store_asset_check_evaluation_planned)
 
 
 def uninstall() -> None:
@@ -150,3 +178,5 @@ def uninstall() -> None:
     SqliteEventLogStorage.store_event_batch = DAGSTER_STORE_EVENT_BATCH  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = DAGSTER_CONNECT  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]
+    SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
+        DAGSTER_STORE_CHECK_PLANNED)
