@@ -395,7 +395,8 @@ class HubSpotConnector:
         What is handed on does not depend on timing: each table's batches whole and in the order its own method
         yields them, the tables in the order above (the longest chain, contacts, first), exactly the batches a loop
         over the per-table methods yields. A table is held until it is read whole, so a failure on any of its
-        pages raises before any of its batches is handed on; the first failure in that order is raised."""
+        pages raises before any of its batches is handed on; the first failure in that order is raised. A consumer
+        that stops early (a failed load) stops the other chains at their next page."""
         self.check()
         self.api()  # one client and one limiter, built before the threads share them
         wanted = dict(cursors or {})
@@ -407,7 +408,18 @@ class HubSpotConnector:
         readers[DEAL_STAGES.table] = functools.partial(self.fetch_deal_stages, window)
         readers[ACCOUNT_DETAILS.table] = functools.partial(self.fetch_account_details, window)
         readers[EMAIL_STATISTICS.table] = functools.partial(self.fetch_email_statistics, window, known_email_ids)
-        yield from fetch_accounts(list(readers), lambda table: readers[table](), max_workers=chains, source=SOURCE)
+        stopped = threading.Event()
+
+        def read(table: str) -> Iterator[Batch]:
+            for batch in readers[table]():
+                if stopped.is_set():  # the consumer stopped (the load failed or was abandoned): no more requests
+                    return
+                yield batch
+
+        try:
+            yield from fetch_accounts(list(readers), read, max_workers=chains, source=SOURCE)
+        finally:
+            stopped.set()
 
     def probe(self) -> list[Finding]:
         """What `mkpi doctor` checks: GET /crm/v3/owners?limit=1 (`probe_portal`)."""

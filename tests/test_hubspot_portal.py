@@ -3,6 +3,7 @@ the same order, as the per-table methods one after the other; requests really in
 in table order with nothing of the failed table handed on. A small sandbox portal (60 days, a bulk import of 50)."""
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -58,17 +59,22 @@ def described(batches: Iterator[Batch]) -> list[tuple[Any, ...]]:
              None if b.replaces is None else b.replaces.to_pylist()) for b in batches]
 
 
-def test_chains_at_once_hand_on_what_the_tables_one_after_the_other_do(server):
-    serial = described(one_after_the_other(connector(server)))
-    assert described(connector(server).fetch_portal(WINDOW)) == serial  # whatever order the chains finished in
-    tables = [t for t, *_ in serial]
+@pytest.fixture(scope="module")
+def serial(server) -> tuple[list[tuple[Any, ...]], int]:
+    """The per-table methods one after the other: what they hand on, and the requests they send."""
+    conn = connector(server)
+    return described(one_after_the_other(conn)), conn.stats.requests
+
+
+def test_chains_at_once_hand_on_what_the_tables_one_after_the_other_do(server, serial):
+    handed = serial[0]
+    assert described(connector(server).fetch_portal(WINDOW)) == handed  # whatever order the chains finished in
+    tables = [t for t, *_ in handed]
     assert tables.index("hubspot.contacts") == 0 and "hubspot.deal_associations" in tables
-    assert sum(len(rows) for _, rows, *_ in serial) > 1_000  # a portal with something in it
+    assert sum(len(rows) for _, rows, *_ in handed) > 1_000  # a portal with something in it
 
 
-def test_chains_are_in_flight_together_and_send_no_more_requests(server):
-    alone = connector(server)
-    sum(1 for _ in one_after_the_other(alone))
+def test_chains_are_in_flight_together_and_send_no_more_requests(server, serial):
     conn = connector(server)
     lock, in_flight, peak = threading.Lock(), [0], [0]
     call = conn.call
@@ -90,7 +96,7 @@ def test_chains_are_in_flight_together_and_send_no_more_requests(server):
     finally:
         server.latency_seconds = 0.0
     assert 2 <= peak[0] <= 3  # several chains at once, never more than asked
-    assert conn.stats.requests == alone.stats.requests
+    assert conn.stats.requests == serial[1]
 
 
 def test_a_failed_table_raises_in_table_order_and_hands_on_none_of_its_batches(server):
@@ -107,3 +113,23 @@ def test_a_failed_table_raises_in_table_order_and_hands_on_none_of_its_batches(s
             handed.append(batch.stream.table)
     assert "hubspot.deal_stages" not in handed and "hubspot.email_statistics" not in handed
     assert handed[0] == "hubspot.contacts" and "hubspot.owners" in handed  # the tables before it, whole
+
+
+def test_a_failure_stops_the_other_chains_at_their_next_page(server, serial):
+    conn = connector(server)
+    fetch_objects = conn.fetch_objects
+
+    def contacts_refused(object_type: str, cursor: str | None, window: Window) -> Iterator[Batch]:
+        if object_type == "contacts":
+            raise SourceError("hubspot", "portal", "GET /crm/v3/objects/contacts: 403 missing scope")
+        return fetch_objects(object_type, cursor, window)
+
+    conn.fetch_objects = contacts_refused  # type: ignore[method-assign]
+    server.latency_seconds = 0.05
+    try:
+        with pytest.raises(SourceError, match="403 missing scope"):
+            sum(1 for _ in conn.fetch_portal(WINDOW, chains=3))
+        time.sleep(1.0)  # what was in flight has landed; nothing more is sent
+    finally:
+        server.latency_seconds = 0.0
+    assert conn.stats.requests <= serial[1] // 2  # 6 of 47 when written: each other chain's page in flight
