@@ -176,6 +176,8 @@ class FlightGate:
                     self._careful = True
                     self._aborted = self._aborted or used > self.budget.limit
                 self._cond.notify_all()
+
+
 # Waits for GA4 quota messages (seconds), after Airbyte's api_quota.py; daily quota cannot recover in a run.
 QUOTA_WAITS: tuple[tuple[str, float], ...] = (
     ("concurrent requests", 30.0),

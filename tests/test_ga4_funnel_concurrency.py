@@ -198,7 +198,7 @@ def test_the_error_that_spends_the_budget_closes_the_gate():
 
 
 def test_the_sandbox_refuses_an_eleventh_concurrent_request_of_a_property(server):
-    server.hold_seconds = 1.5
+    server.hold_seconds = 1.0
     body = json.dumps(type(funnel_request(CART_FUNNEL, PID, date(2026, 3, 5))).to_dict(
         funnel_request(CART_FUNNEL, PID, date(2026, 3, 5)), use_integers_for_enums=True,
         preserving_proto_field_name=False)).encode()
