@@ -80,3 +80,46 @@ def test_a_grouped_step_runs_every_check_then_fails_on_the_first_error() -> None
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [table.key]  # downstream gated
     metadata = {e.check_name: e.metadata for e in result.get_asset_check_evaluations()}
     assert metadata["rows_unique"]["duplicate_keys"].value == 2
+
+
+def test_a_grouped_step_keeps_the_working_file_open_while_its_checks_run(tmp_path) -> None:
+    """Each check opens its own connection inside the step's one open connection (DuckDB then reuses the database
+    already open in the process instead of opening the file and checkpointing it at every check)."""
+    from contextlib import contextmanager
+
+    from pipelines.lib.resources import WarehouseResource
+
+    opened = {"calls": 0, "now": 0, "most": 0}
+
+    class CountingWarehouse(WarehouseResource):
+        @contextmanager
+        def connection(self, *, read_only: bool = False):  # type: ignore[override]
+            opened["calls"] += 1
+            opened["now"] += 1
+            opened["most"] = max(opened["most"], opened["now"])
+            try:
+                with super().connection(read_only=read_only) as conn:
+                    yield conn
+            finally:
+                opened["now"] -= 1
+
+    @dg.asset
+    def table() -> None:
+        return None
+
+    def counted(name: str) -> dg.AssetChecksDefinition:
+        @dg.asset_check(asset=table, name=name, blocking=True)
+        def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+            with warehouse.connection() as conn:
+                return dg.AssetCheckResult(passed=conn.execute("SELECT 1").fetchone() == (1,))
+
+        return _check
+
+    grouped = group_checks([counted("first"), counted("second")])
+    assert len(grouped) == 1
+    result = dg.materialize([table, *grouped], resources={
+        "warehouse": CountingWarehouse(database=str(tmp_path / "w.duckdb"))})
+    assert result.success
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == {"first": True, "second": True}
+    # the step's own connection, then one per check, each opened while the step's is open
+    assert (opened["calls"], opened["most"], opened["now"]) == (3, 2, 0)
