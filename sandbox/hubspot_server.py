@@ -80,12 +80,14 @@ ASSOCIATION_BATCH_MAX_INPUTS = 1_000
 # Rollouts/130902/v4/associations.json) but documents no page size; the sandbox's is small so that a deal with a
 # company and several contacts is paged, and every connector path that follows those cursors is exercised.
 ASSOCIATION_PAGE = 2
-# The launcher's page (``for_sandbox``: the demo's and the benchmarks' portal): as a real portal answers. The v3
-# association pages were capped at 500 per record, and a v4 batch read answered over 600 contacts of one company in a
-# single call (HubSpot Community, "Associations / Batch / Retrieve associations" paging thread, summarised at
+# The launcher's page (``for_sandbox``: the demo's and the benchmarks' portal): as a real portal answers. HubSpot
+# documents no page size for the v4 batch read; a v4 batch read answered over 600 contacts of one company in a single
+# call (HubSpot Community, "Associations / Batch / Retrieve associations" paging thread, summarised at
 # eshopman-com.pages.dev/insights/hubspot-development/navigating-hubspots-batch-associations-api-unpacking-paging-in-
-# v2026-03/); 500, the v4 single-record list's own maximum (ASSOCIATION_LIST_MAX_LIMIT), is the conservative figure.
-# With the small test page, the sandbox asked 33 follow-up batch reads a real portal never asks for.
+# v2026-03/), where v3 paged past 100 (community.hubspot.com/t5/Developer-Announcements/Announcing-a-change-to-how-
+# v3-CRM-APIs-return-association-data/td-p/380265). 500, the v4 single-record list's own maximum
+# (ASSOCIATION_LIST_MAX_LIMIT), is below what was observed. With the small test page, the sandbox asked 33 follow-up
+# batch reads a real portal does not ask for.
 REAL_ASSOCIATION_PAGE = 500
 ASSOCIATION_LIST_MAX_LIMIT = 500  # GET /crm/v4/objects/{type}/{id}/associations/{toType}: "Limit 500 per call"
 # The portal the sandbox is: GET /account-info/v3/details answers this id, in the world's time zone and currency.
