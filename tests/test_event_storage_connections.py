@@ -43,7 +43,8 @@ def test_events_are_written_with_synchronous_normal_on_kept_engines(storage) -> 
     assert result.success
     assert _synchronous(events, INDEX_SHARD_NAME) == 1
     assert _synchronous(events, result.run_id) == 1
-    engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+    pid, engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+    assert pid == os.getpid()
     assert set(engines) == {INDEX_SHARD_NAME, result.run_id}  # one engine per database file, not one per write
     # the records are Dagster's: the materialisation is found across runs (index database) with its metadata
     latest = instance.get_latest_materialization_event(dg.AssetKey(["raw", "one"]))
@@ -58,6 +59,26 @@ def test_a_runs_database_is_checkpointed_after_each_write_so_the_ui_sees_it(stor
     path = events.path_for_shard(result.run_id)
     assert os.path.exists(path)
     assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+
+
+def test_a_forked_child_makes_its_own_engines(storage) -> None:
+    """SQLite connections must not cross a fork: a child process writing events opens its own."""
+    instance, events = storage
+    assert DEFS.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance).success
+    parent_pid, parent_engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+    child = os.fork()
+    if child == 0:  # the child: write through the inherited storage, report by exit code
+        code = 1
+        try:
+            event_storage._engine(events, INDEX_SHARD_NAME)  # noqa: SLF001
+            pid, engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+            code = 0 if pid == os.getpid() and engines is not parent_engines else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert events.__dict__[event_storage._ENGINES][0] == parent_pid  # noqa: SLF001 - the parent's untouched
+    assert instance.get_latest_materialization_event(dg.AssetKey(["raw", "one"])) is not None
 
 
 def test_dispose_closes_the_kept_engines_and_uninstall_restores_dagsters_way(tmp_path, monkeypatch) -> None:

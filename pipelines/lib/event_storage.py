@@ -34,6 +34,7 @@ into the check executions table with the event serialised once (`store_asset_che
 per day: creating a range run otherwise grew with its days.
 """
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -125,8 +126,14 @@ def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
 
 def _engine(storage: SqliteEventLogStorage, shard: str) -> Engine:
     """The kept engine of one database file (created on first use): a pool of one kept connection for the index
-    database, Dagster's connect-per-write (NullPool) for a run's database."""
-    engines: OrderedDict[str, Engine] = storage.__dict__.setdefault(_ENGINES, OrderedDict())
+    database, Dagster's connect-per-write (NullPool) for a run's database. A forked child never uses its parent's
+    connection (SQLite forbids it): it makes its own engines."""
+    pid, engines = storage.__dict__.get(_ENGINES, (None, OrderedDict()))
+    if pid != os.getpid():
+        for inherited in engines.values():
+            inherited.dispose(close=False)  # the parent's connections stay the parent's
+        engines = OrderedDict()
+        storage.__dict__[_ENGINES] = (os.getpid(), engines)
     engine = engines.get(shard)
     if engine is None:
         pool: dict[str, Any] = ({"poolclass": QueuePool, "pool_size": 1, "max_overflow": 2}
@@ -159,8 +166,9 @@ def _connect(storage: SqliteEventLogStorage, shard: str) -> Iterator[Connection]
 def _dispose(storage: SqliteEventLogStorage) -> None:
     """Dagster's dispose, then the kept engines' connections closed."""
     DAGSTER_DISPOSE(storage)
-    for engine in storage.__dict__.pop(_ENGINES, {}).values():
-        engine.dispose()
+    pid, engines = storage.__dict__.pop(_ENGINES, (None, OrderedDict()))
+    for engine in engines.values():
+        engine.dispose(close=pid == os.getpid())
 
 
 def install() -> None:
