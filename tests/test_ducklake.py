@@ -346,12 +346,15 @@ def test_a_conflicting_commit_is_retried(postgres: Postgres, tmp_path: Path, mon
             reader.execute(f"DELETE FROM {stream.table}")
 
 
-def _attach_at(env: dict[str, str], start_at: float, pipe: Any) -> None:
-    """A process that opens a brand-new lake at `start_at` (wall clock), as writers starting together do."""
+def _attach_when_told(env: dict[str, str], pipe: Any) -> None:
+    """A process that opens a brand-new lake when the test says "go" (to all four at once), as writers starting
+    together do."""
     os.environ.update(env)
     try:
-        time.sleep(max(0.0, start_at - time.time()))
-        with warehouse.open_warehouse(load_settings().warehouse) as conn:
+        settings = load_settings().warehouse
+        pipe.send("ready")
+        pipe.recv()
+        with warehouse.open_warehouse(settings) as conn:
             conn.execute("SELECT 1").fetchone()
         pipe.send(None)
     except BaseException:  # noqa: BLE001 - reported to the parent
@@ -365,12 +368,16 @@ def test_writers_opening_a_new_lake_together_all_get_in(postgres: Postgres, tmp_
     db = postgres.create_database("lake_race")
     env = _lake_env(monkeypatch, db.libpq, tmp_path)
     ctx = multiprocessing.get_context("spawn")
-    start_at = time.time() + 8.0  # past the spawned interpreters' start-up
     pipes = [ctx.Pipe() for _ in range(4)]
-    writers = [ctx.Process(target=_attach_at, args=(env, start_at, child)) for _, child in pipes]
+    writers = [ctx.Process(target=_attach_when_told, args=(env, child)) for _, child in pipes]
     for process in writers:
         process.start()
     try:
+        # released together once every interpreter has started and imported what it needs
+        assert [parent.recv() if parent.poll(120) else "not ready within 120 s" for parent, _ in pipes] == [
+            "ready"] * len(pipes)
+        for parent, _ in pipes:
+            parent.send("go")
         errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
     finally:
         for process in writers:
@@ -399,10 +406,10 @@ def test_cursors_stay_one_row_per_stream_without_a_primary_key(postgres: Postgre
 
 def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from sandbox.launcher import start_sandbox
     from sandbox.world import World
+    from tests.sandboxes import start_servers
 
-    with start_sandbox(World(seed=11, today=TODAY)) as sandbox:
+    with start_servers(World(seed=11, today=TODAY)) as sandbox:  # four report sources: no HubSpot portal
         for key, value in sandbox.env.items():
             monkeypatch.setenv(key, value)
         # The lake: four writer processes, released together once each has fetched and opened the lake.
