@@ -16,16 +16,17 @@ def _isolated_env(monkeypatch, tmp_path):
     yield
 
 
-# Seconds each slow file takes in make test (setup + call + teardown of its tests, 2 workers on 2 cores, measured by
-# `--durations=0`): the files run slowest first. With a file per worker (--dist loadfile) the suite ends when its
-# last file does, so a long file left to the end runs alone while the other worker idles. The list is checked
-# against the session's own figures at its end (pytest_terminal_summary): a file missing from it, or far off its
-# figure, is named there, so the list is corrected when reality moves.
+# Seconds each slow file takes in make test (setup + call + teardown of its tests, 2 workers on 2 cores, from
+# `--durations=0`; 2026-12-07: the lead's run, scaled for the session's changes by each file's figures measured
+# alone before and after them): the files run slowest first. With a file per worker (--dist loadfile) the suite
+# ends when its last file does, so a long file left to the end runs alone while the other worker idles. The list is
+# checked against the session's own figures at its end (pytest_terminal_summary): a file missing from it, or far off
+# its figure, is named there, so the list is corrected when reality moves.
 FILE_SECONDS = {
-    "test_alerts_e2e": 103, "test_concurrency": 92, "test_chaos": 77, "test_service_mode": 58, "test_secrets": 45,
-    "test_hubspot_e2e": 39, "test_pipeline_e2e": 34, "test_outage": 31, "test_analyst_copy": 29, "test_ducklake": 29,
-    "test_idempotence": 24, "test_dagster_ui": 21, "test_source_isolation": 19, "test_many_accounts": 19,
-    "test_hostile_answers": 16, "test_crash": 15, "test_cli": 14, "test_stale_runs": 10, "test_dashboard_browser": 10,
+    "test_alerts_e2e": 100, "test_concurrency": 65, "test_chaos": 62, "test_service_mode": 58, "test_outage": 31,
+    "test_hubspot_e2e": 25, "test_pipeline_e2e": 24, "test_idempotence": 24, "test_secrets": 22, "test_ducklake": 22,
+    "test_source_isolation": 19, "test_many_accounts": 19, "test_dagster_ui": 17, "test_hostile_answers": 16,
+    "test_crash": 15, "test_cli": 14, "test_analyst_copy": 13, "test_stale_runs": 10, "test_dashboard_browser": 10,
     "test_reconciliation": 9, "test_hubspot_connector": 7, "test_definitions_range_events": 6, "test_bad_input": 6,
     "test_schedules": 6, "test_kpi_layer_checks": 5,
 }
