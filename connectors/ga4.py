@@ -119,8 +119,9 @@ class FlightGate:
     spends more of GA4's server-error quota than reading them one after the other would.
 
     At most `most` in flight, and never more than the server-error budget has left (should they all fail at once,
-    each spends one error, and the budget ends where a serial read would have left it); after a server error, one
-    at a time until an answer succeeds; none once the budget is spent by this gate's own request (that request is
+    each spends one error, and the budget ends where a serial read would have left it); after a server error or a
+    429 (GA4's concurrent-requests quota: other runs may be reading the same property), one at a time until an
+    answer succeeds; none once the budget is spent by this gate's own request (that request is
     judged fatal) or `abort` is called (another day failed). The gate counts each server error of its requests in
     the budget itself, before admitting the next request (marked with SPENT_ATTRIBUTE for the classifier)."""
 
@@ -175,6 +176,8 @@ class FlightGate:
                     setattr(outcome, SPENT_ATTRIBUTE, used)
                     self._careful = True
                     self._aborted = self._aborted or used > self.budget.limit
+                elif isinstance(outcome, gexc.TooManyRequests):
+                    self._careful = True  # e.g. "Exhausted concurrent requests quota.": other runs read the property
                 self._cond.notify_all()
 
 

@@ -96,6 +96,19 @@ def test_the_read_never_has_more_requests_in_flight_than_parallel_accounts(world
     assert server.max_in_flight[PID] == 2  # the budget would allow 5: the setting binds
 
 
+def test_three_runs_reading_one_property_at_once_all_load_the_right_rows(world, server):
+    server.hold_seconds = 0.05  # 3 x 5 in flight would pass GA4's 10: some requests get the concurrency 429
+    reads = [connector(server.url, ServerErrorBudget(), PID) for _ in range(3)]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        tables = list(pool.map(lambda c: next(iter(c.fetch(CART_FUNNEL, WINDOW))).data, reads))
+    truth = [(d, *expected(world, PID, d)) for d in WINDOW.dates() if expected(world, PID, d)[0]]
+    for table in tables:
+        assert [(r["date"], r["cart_users"], r["purchased_after_cart_users"]) for r in table.to_pylist()] == truth
+    assert server.max_in_flight[PID] <= 10
+    refused = sum(c.stats.retries for c in reads)  # each 429 retried (after GA4's 30 s wait, not slept here)
+    assert funnel_requests(server, PID) == 3 * 20 + refused
+
+
 def test_a_persistent_outage_spends_no_more_server_errors_than_a_serial_read(server):
     server.latency_seconds = 0.05  # the failing answers overlap
     server.fault_profile = FaultProfile(seed=1, status_500=1.0)  # every request fails
@@ -155,7 +168,7 @@ class Holder:
         self.thread.join(10)
 
 
-def test_the_gate_follows_the_budget_and_narrows_to_one_after_a_server_error():
+def test_the_gate_follows_the_budget_and_narrows_to_one_after_a_server_error_or_a_429():
     budget = ServerErrorBudget()
     gate = FlightGate(PID, budget, most=8)
     first = [Holder(gate) for _ in range(5)]
@@ -179,6 +192,15 @@ def test_the_gate_follows_the_budget_and_narrows_to_one_after_a_server_error():
     assert all(h.entered.wait(5) for h in more)
     for h in [waiting, *more]:
         h.done()
+
+    with pytest.raises(exceptions.TooManyRequests), gate.slot("test"):
+        raise exceptions.TooManyRequests("Exhausted concurrent requests quota.")
+    assert budget.used(PID) == 1  # a 429 is no server error
+    alone, waiting = Holder(gate), Holder(gate)
+    assert alone.entered.wait(5) and not waiting.entered.wait(0.3)  # one at a time after GA4's concurrency 429
+    alone.done()
+    assert waiting.entered.wait(5)
+    waiting.done()
 
     gate.abort()
     late = Holder(gate)
