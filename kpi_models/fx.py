@@ -182,9 +182,12 @@ def needed_pairs(conn: duckdb.DuckDBPyConnection, relations: Iterable[tuple[str,
                  policy: FxPolicy) -> list[tuple[date, str]]:
     """(day, currency) pairs with amounts in the money relations ((table, currency column)) between start and
     end, plus the reporting currency on each of those days."""
+    from kpi_models.runner import _columns  # the runner imports this module (through the context)
+
+    # which tables exist: catalog lookups, not an information_schema query per table (issue #21)
     parts = [f"SELECT DISTINCT date, upper({quote_ident(column)}) AS currency FROM {quote_ident(table)} "
              f"WHERE date BETWEEN $start AND $end AND {quote_ident(column)} IS NOT NULL"
-             for table, column in relations if table_exists(conn, table)]
+             for table, column in relations if _columns(conn, table) is not None]
     if not parts:
         return []
     rows = conn.execute(" UNION ".join(parts), {"start": start, "end": end}).fetchall()

@@ -40,6 +40,7 @@ from kpi_models.runner import (
     MODELS,
     KpiRebuildError,
     RebuildResult,
+    _columns,
     _replace_if_changed,
     batched,
     ensure_model_table,
@@ -175,7 +176,8 @@ def period_reach_view_sql(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue)
     codes = tuple(dict.fromkeys(s.source for k in catalogue.daily() if k.aggregation == "distinct"
                                 for s in k.sources))
     streams = [social_account_period_reach(code) for code in codes]
-    ensure_tables(conn, streams)
+    # catalog lookups first: ensure_tables asks information_schema once per table, even when all exist (issue #21)
+    ensure_tables(conn, [stream for stream in streams if _columns(conn, stream.table) is None])
     selects = [f"SELECT '{code}' AS source, date, account_id, period, reach FROM {stream.table}"
                for code, stream in zip(codes, streams, strict=True)]
     if not selects:

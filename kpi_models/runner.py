@@ -199,9 +199,7 @@ def churn_view(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
     """`contact_churn (id, churn_value)`: the configured churn-date property of each contact (a temporary view of
     this connection), so crm_monthly reads the property the portal uses, not a fixed column name."""
     prop = context.churn_date_property
-    columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'hubspot' "
-        "AND table_name = 'contacts' AND table_catalog = current_database()").fetchall()}
+    columns = set(_columns(conn, "hubspot.contacts") or ())  # a catalog lookup, not information_schema (issue #21)
     if prop not in columns:
         raise ValueError(f"hubspot.churn_date_property {prop!r} is not a column of hubspot.contacts (columns: "
                          f"{', '.join(sorted(columns))}): the connector reads the configured property, so load HubSpot "
