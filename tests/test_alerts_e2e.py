@@ -24,9 +24,9 @@ from kpi_models.catalogue import load_catalogue
 from pipelines.definitions import defs
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
-from sandbox.launcher import start_sandbox
 from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
 from tests.alert_receivers import slack_receiver, smtp_receiver
+from tests.sandboxes import start_servers
 
 TODAY = date(2026, 6, 30)  # a Tuesday; the last complete day judged is June 29
 BREAK = date(2026, 6, 28)
@@ -127,7 +127,6 @@ def receivers(monkeypatch):
 def sandbox_env(monkeypatch, running, tmp_path, objectives: str) -> None:
     for name, value in running.env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("MKPI_HUBSPOT_TOKEN", raising=False)  # HubSpot is not needed here (and takes 40 s)
     monkeypatch.setenv("MKPI_OBJECTIVES", objectives)
     monkeypatch.setenv("MKPI_ALERTS_DIGEST_FILE", str(tmp_path / "digest.md"))
 
@@ -147,7 +146,7 @@ def test_incidents_arrive_once_by_slack_and_email(monkeypatch, tmp_path, receive
     slack, smtp = receivers
     world = World(seed=7, today=TODAY, incidents=INCIDENTS)
     db = tmp_path / "test.duckdb"
-    with start_sandbox(world) as running:
+    with start_servers(world) as running:  # HubSpot is not needed here: its portal is not built
         sandbox_env(monkeypatch, running, tmp_path, objectives_file(tmp_path, world))
         instance = dg.DagsterInstance.ephemeral()
         # 1. up to June 27: no KPI is unusual; Search Console stopped on June 23; the budget, seen for the first
@@ -229,7 +228,7 @@ def test_a_quiet_world_sends_nothing_and_its_false_alarm_rate_over_90_days(monke
     objectives = tmp_path / "none.yaml"
     objectives.write_text("objectives: []\n", encoding="utf-8")
     db = tmp_path / "test.duckdb"
-    with start_sandbox(world) as running:
+    with start_servers(world) as running:  # HubSpot is not needed here: its portal is not built
         sandbox_env(monkeypatch, running, tmp_path, str(objectives))
         instance = dg.DagsterInstance.ephemeral()
         assert run_then_alert(instance, QUIET_FIRST, date(2026, 6, 29)) == (True, True)
