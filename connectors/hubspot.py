@@ -22,6 +22,9 @@ How it reads (see shared/research/peers.md, HubSpot):
   from the statistics histogram, whose day buckets are the portal's days.
 - Limits: a client-side 100 requests / 10 s (configurable up to 190) and 5 searches / s, one window per
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
+- `fetch_portal` reads the independent cursor chains (each object's list or search, owners, pipelines, e-mails) a
+  few at once within those windows, handing on each table whole in a fixed order; deal associations go 1,000 deals
+  per batch read, HubSpot's maximum.
 """
 
 import functools
