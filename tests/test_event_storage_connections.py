@@ -161,3 +161,24 @@ def test_a_planned_range_check_writes_dagsters_rows_one_per_day(tmp_path, monkey
     planned = [(r[0], r[1], r[2], r[3]) for r in found["ours"]]
     assert planned == [('["raw", "daily"]', "daily_ok", f"2026-01-0{d}", "PLANNED") for d in range(3, 8)]
     assert found["ours"] == found["dagster"]
+
+
+def test_rows_packed_with_shared_metadata_are_dagsters_own(storage) -> None:
+    """Per-day materialisations sharing their metadata objects (and one with its own) give byte for byte the rows
+    Dagster's serialiser gives."""
+    from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
+    from dagster._core.events.log import EventLogEntry
+
+    _, events_storage = storage
+    schema = dg.TableSchema(columns=[dg.TableColumn("sessions", "int64", description="Sessions of the day")])
+    shared = {"dagster/column_schema": schema, "rows": dg.MetadataValue.int(3),
+              "failed_accounts": dg.MetadataValue.json({"p": "403"})}
+    entries = []
+    for day, metadata in (("2026-01-01", shared), ("2026-01-02", dict(shared)), ("2026-01-03", {"rows": 4})):
+        event = DagsterEvent(DagsterEventType.ASSET_MATERIALIZATION.value, job_name="job", event_specific_data=(
+            StepMaterializationData(dg.AssetMaterialization(["raw", "one"], partition=day, metadata=metadata))))
+        entries.append(EventLogEntry(error_info=None, level=10, user_message="", run_id="r", timestamp=1.0,
+                                     dagster_event=event))
+    ours = event_storage._rows(events_storage, entries)  # noqa: SLF001
+    assert ours == [events_storage._event_to_row(entry) for entry in entries]  # noqa: SLF001
+    assert '"2026-01-03"' in ours[2]["event"] and "Sessions of the day" not in ours[2]["event"]

@@ -35,12 +35,14 @@ per day: creating a range run otherwise grew with its days.
 """
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as db
+from dagster._core.definitions.metadata import MetadataFieldSerializer
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -75,6 +77,30 @@ def _batchable(events: Sequence[EventLogEntry]) -> bool:
     return {event.get_dagster_event().event_type for event in events} in _BATCHABLE
 
 
+def _rows(storage: SqliteEventLogStorage, events: Sequence[EventLogEntry]) -> list[dict[str, Any]]:
+    """The rows Dagster's own insert writes for these events (`SqlEventLogStorage._event_to_row`), with each distinct
+    metadata packed once: a range step's per-day materialisations carry the same metadata values (the same objects:
+    column schema, accounts, counters), which Dagster's serialiser would otherwise pack again for every day. Only this
+    thread's packing is shared, and only during this call; the JSON written is the same."""
+    original = MetadataFieldSerializer.pack
+    owner = threading.get_ident()
+    packed: dict[tuple[tuple[str, int], ...], tuple[list[Any], Any]] = {}
+
+    def pack(self: MetadataFieldSerializer, metadata: Any, whitelist_map: Any, descent_path: str) -> Any:
+        if threading.get_ident() != owner:
+            return original(self, metadata, whitelist_map, descent_path)
+        key = tuple((name, id(value)) for name, value in metadata.items())
+        if key not in packed:  # the values are kept with the result, so their ids stay theirs during the call
+            packed[key] = (list(metadata.values()), original(self, metadata, whitelist_map, descent_path))
+        return packed[key][1]
+
+    MetadataFieldSerializer.pack = pack  # type: ignore[method-assign]
+    try:
+        return [storage._event_to_row(event) for event in events]  # noqa: SLF001
+    finally:
+        MetadataFieldSerializer.pack = original  # type: ignore[method-assign]
+
+
 def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogEntry]) -> None:
     """A run's batch of materialisations (or observations): one insert into the run's database, one transaction in
     the index database (events, their tags, each asset's latest record), each event serialised once; other batches
@@ -84,7 +110,7 @@ def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogE
         return
     # each event serialised once for both databases (the serialisation is most of a batch's cost: a range step's
     # per-day materialisations carry the same metadata), inserted as one executemany (one compiled statement)
-    rows = [storage._event_to_row(event) for event in events]  # noqa: SLF001 - the rows Dagster's own insert writes
+    rows = _rows(storage, events)
     with storage.run_connection(events[0].run_id) as conn:
         conn.execute(SqlEventLogStorageTable.insert(), rows)
     with storage.index_transaction() as conn:
