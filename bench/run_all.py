@@ -71,12 +71,14 @@ DESCRIPTIONS: dict[str, str] = {
                 "counted by the connectors' request statistics (retries included, so min-max shows any retry). "
                 "Baseline: the minimum computed from the rows each stream and account returned (GA4 250,000 per "
                 "page, Search Console 25,000, Google Ads one stream per customer, Matomo one bulk request per site, "
-                "HubSpot 100 per list page and batch read, one request per metadata list); also the per-day "
+                "HubSpot 100 per list page, 1,000 deals per association batch read, one request for the portal "
+                "details, one histogram per automated e-mail, one request per metadata list); also the per-day "
                 "pattern (one request per day per stream per account).",
     "latency": "Every sandbox response delayed (100 ms), one sandbox process per platform, the five sources at "
                "once, one process each (as the multiprocess executor runs steps). Baseline: the lower bound "
                "computed per platform from its documented constraints (the longest cursor chain, the quota, the "
-               "allowed concurrency; each constraint cited in bench/bench_latency.py), the backfill's the largest.",
+               "allowed concurrency; each constraint cited in bench/bench_latency.py; HubSpot's also the schedule "
+               "its chains and its rolling quota allow together), the backfill's the largest.",
     "load": "Typed rows in pages through the loader into a fresh DuckDB file (delete window, insert, key check, "
             "commit, CHECKPOINT), then again onto the file holding them. Baselines: a bare streamed INSERT of the "
             "same rows, and dlt's fastest configuration (Arrow input, parquet files) with replace and merge.",
