@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -413,14 +415,91 @@ def _projection(columns: dict[str, str], batch: Batch, loaded_at: datetime) -> s
                      for name, dtype in columns.items())
 
 
-def _insert(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], batch: Batch,
-            loaded_at: datetime) -> None:
-    """Append a batch through a relation (`from_arrow(...).insert_into`), its columns put in the table's order.
+class _StreamedInsert:
+    """One INSERT statement for a run of pages of one table, window, account and schema, fed page by page.
 
-    Why not `INSERT ... SELECT FROM` a registered view: inside a transaction DuckDB keeps every registered Arrow
-    table alive until COMMIT, so a backfill's memory grew with its rows (~80 bytes per row; issue #21 target 2).
-    Nothing refers to the page once it is written: the connector's next page can take its memory."""
-    conn.from_arrow(batch.data).project(_projection(columns, batch, loaded_at)).insert_into(table)
+    Why: an INSERT per page scans its one Arrow chunk on one thread and ends each statement on a partial row group
+    (measured at 5M rows in pages of 100,000: ~1.7x the CPU of one statement over row-group-sized batches), where
+    DuckDB scans an Arrow stream with all its threads, as it reads dlt's parquet files (issue #21 target 2). The
+    statement runs on a thread of its own, reading a RecordBatchReader whose batches the loading thread hands over
+    through a queue, re-cut into batches of DuckDB's row group size; meanwhile the loading thread checks and hashes
+    the next page and the connector reads it. Memory stays bounded whatever the rows: the queue's few batches, the
+    rows being cut (under one row group, plus a page), the batches DuckDB is converting. Nothing else touches the
+    connection while the statement runs; `close` waits for it, before anything else is written and before COMMIT
+    or ROLLBACK. Row order is the pages' (DuckDB keeps a stream's order: preserve_insertion_order stays on)."""
+
+    ROW_GROUP_ROWS = 122_880  # DuckDB's row group size (duckdb/duckdb src/include/duckdb/storage/storage_info.hpp)
+    QUEUE_BATCHES = 2
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], first: Batch,
+                 loaded_at: datetime) -> None:
+        self.first = first
+        self.queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE_BATCHES)
+        self.cut: list[pa.Table] = []  # rows handed over, not sent yet: fewer than a row group
+        self.cut_rows = 0
+        self.error: BaseException | None = None
+        reader = pa.RecordBatchReader.from_batches(first.data.schema, self._batches())
+        relation = conn.from_arrow(reader).project(_projection(columns, first, loaded_at))
+        self.thread = threading.Thread(target=self._run, args=(relation, table), name="mkpi-insert", daemon=True)
+        self.thread.start()
+
+    def accepts(self, batch: Batch) -> bool:
+        """Whether `batch` goes into this statement: a window page of the same table, window, account, schema."""
+        first = self.first
+        return (batch.stream.write_mode == "window" and batch.stream.table == first.stream.table
+                and batch.window == first.window and batch.scope == first.scope
+                and batch.data.schema.equals(first.data.schema))
+
+    def put(self, data: pa.Table) -> None:
+        """Hand a page's rows over; whole row groups go to the statement, the rest waits for the next page."""
+        self.cut.append(data)
+        self.cut_rows += data.num_rows
+        if self.cut_rows < self.ROW_GROUP_ROWS:
+            return
+        rows = pa.concat_tables(self.cut).combine_chunks()
+        whole = self.ROW_GROUP_ROWS * (rows.num_rows // self.ROW_GROUP_ROWS)
+        for offset in range(0, whole, self.ROW_GROUP_ROWS):
+            self._send(rows.slice(offset, self.ROW_GROUP_ROWS).to_batches()[0])
+        rest = rows.slice(whole)
+        self.cut, self.cut_rows = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self, *, failed: bool = False) -> None:
+        """End the statement and wait for it; raise its error unless the load already `failed` (whose error goes
+        on, and whose transaction is rolled back)."""
+        try:
+            if not failed:
+                for batch in pa.concat_tables(self.cut).to_batches() if self.cut else ():
+                    self._send(batch)
+            self.cut, self.cut_rows = [], 0
+            self._send(None)
+        finally:
+            self.thread.join()
+        if self.error is not None and not failed:
+            raise self.error
+
+    def _send(self, batch: pa.RecordBatch | None) -> None:
+        """Queue a batch (None: the end), unless the statement stopped on an error: then raise it."""
+        while True:
+            if not self.thread.is_alive():
+                if batch is None:
+                    return
+                raise self.error or RuntimeError("the loader's INSERT ended before its last page")
+            try:
+                self.queue.put(batch, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def _batches(self) -> Iterator[pa.RecordBatch]:
+        """The statement's batches, read by DuckDB's threads one at a time, until the end."""
+        while (batch := self.queue.get()) is not None:
+            yield batch
+
+    def _run(self, relation: duckdb.DuckDBPyRelation, table: str) -> None:
+        try:
+            relation.insert_into(table)
+        except BaseException as exc:  # raised by the loading thread (`close`, `_send`)
+            self.error = exc
 
 
 class _KeyHashes:
@@ -472,11 +551,11 @@ def load_batches(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> L
 class _Load:
     """One load's state inside its transaction: tables checked, windows cleared, upsert stages, keys to check.
 
-    Small pages of one window are inserted together, up to INSERT_ROWS rows in one statement (each statement
-    costs a few milliseconds of its own: Search Console's pages are 25,000 rows, HubSpot's 100). Larger groups
-    were not measurably faster on the shared 2-core machine and would hold more pages: memory stays flat."""
-
-    INSERT_ROWS = 100_000
+    The pages of one window (one table, account and schema, one after the other) go into one INSERT statement fed
+    page by page (`_StreamedInsert`): each statement costs milliseconds of its own and scans its input with all of
+    DuckDB's threads. Key hashes are computed on a cursor of their own (another connection of the same database,
+    outside the transaction: hashing reads no table) while that statement runs. `close` always ends the statement
+    before COMMIT or ROLLBACK."""
 
     def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
         self.conn = conn
@@ -490,15 +569,14 @@ class _Load:
         self.stages: dict[str, _UpsertStage] = {}
         self.key_hashes: dict[str, _KeyHashes] = {}  # window tables whose new rows alone decide uniqueness
         self.full_check: set[str] = set()  # window tables whose new rows do not decide: the whole table is checked
-        self.pending: list[Batch] = []  # window pages not inserted yet: one table, window, account and schema
-        self.pending_rows = 0
-        self.pending_columns: dict[str, str] = {}
+        self.insert: _StreamedInsert | None = None  # the window pages' open statement
+        self.hasher: duckdb.DuckDBPyConnection | None = None  # the key hashes' cursor, made at the first hash
 
     def add(self, batch: Batch) -> None:
         """Write (or stage) one page; nothing keeps it once written."""
         stream = batch.stream
-        if self.pending and not self._inserted_with_pending(batch):
-            self._flush()  # before the table evolves or another window is deleted: pages apply in their order
+        if self.insert is not None and not self.insert.accepts(batch):
+            self._end_insert()  # before the table evolves or another window is deleted: pages apply in their order
         shape = (stream.table, tuple(batch.data.schema.names))
         if shape not in self.ensured:  # check (and evolve) the table once per stream and schema per load
             _ensure_table(self.conn, stream, batch.data)
@@ -514,41 +592,52 @@ class _Load:
         self._account(batch)
 
     def _replace_window(self, batch: Batch, columns: dict[str, str]) -> None:
-        """Delete the batch's window for its account (once per load), insert its rows, note their key hashes."""
+        """Delete the batch's window for its account (once per load), hand its rows to the window's INSERT, note
+        their key hashes (while DuckDB writes them)."""
         stream = batch.stream
         if batch.num_rows:
             _check_within(batch)
-        if not _new_rows_decide(stream, batch):
+        decides = _new_rows_decide(stream, batch)
+        if not decides:
             self.full_check.add(stream.table)
-        elif batch.num_rows:
-            self.key_hashes.setdefault(stream.table, _KeyHashes()).add(_key_hashes(self.conn, batch))
         scope_key = (stream.table, batch.window, tuple(sorted(batch.scope.items())))
         if scope_key not in self.cleared:
+            self._end_insert()  # the connection is the statement's while it runs
             _delete_window(self.conn, batch)
             self.cleared.add(scope_key)
-        if batch.num_rows:
-            self.pending.append(batch)
-            self.pending_rows += batch.num_rows
-            self.pending_columns = columns
-        if self.pending_rows >= self.INSERT_ROWS:
-            self._flush()
-
-    def _inserted_with_pending(self, batch: Batch) -> bool:
-        """Whether `batch` can go in the same INSERT as the pending pages."""
-        first = self.pending[0]
-        return (batch.stream.write_mode == "window" and batch.stream.table == first.stream.table
-                and batch.window == first.window and batch.scope == first.scope
-                and batch.data.schema.equals(first.data.schema))
-
-    def _flush(self) -> None:
-        """Insert the pending pages in one statement, and let them go."""
-        if not self.pending:
+        if not batch.num_rows:
             return
-        first = self.pending[0]
-        data = first.data if len(self.pending) == 1 else pa.concat_tables([b.data for b in self.pending])
-        together = first if len(self.pending) == 1 else Batch(first.stream, data, first.window, first.scope)
-        self.pending, self.pending_rows = [], 0
-        _insert(self.conn, quote_ident(first.stream.table), self.pending_columns, together, self.loaded_at)
+        hasher = self._hasher() if decides else None  # made before the statement: never while it runs
+        if self.insert is None:
+            self.insert = _StreamedInsert(self.conn, quote_ident(stream.table), columns, batch, self.loaded_at)
+        self.insert.put(batch.data)
+        if hasher is not None:
+            self.key_hashes.setdefault(stream.table, _KeyHashes()).add(_key_hashes(hasher, batch))
+
+    def _hasher(self) -> duckdb.DuckDBPyConnection:
+        """The cursor the key hashes are computed on (the connection is the open INSERT's)."""
+        if self.hasher is None:
+            self._end_insert()  # a cursor is made from the connection: never while a statement runs on it
+            self.hasher = self.conn.cursor()
+        return self.hasher
+
+    def _end_insert(self) -> None:
+        """End the window pages' INSERT statement, raising its error."""
+        insert, self.insert = self.insert, None
+        if insert is not None:
+            insert.close()
+
+    def close(self, *, failed: bool) -> None:
+        """Whatever happened: the open statement ended (its error raised unless the load `failed` already), the
+        hashing cursor closed. Before COMMIT or ROLLBACK."""
+        insert, self.insert = self.insert, None
+        try:
+            if insert is not None:
+                insert.close(failed=failed)
+        finally:
+            if self.hasher is not None:
+                self.hasher.close()
+                self.hasher = None
 
     def _account(self, batch: Batch) -> None:
         """What the run's metadata says was written, and the cursor this page reached."""
@@ -565,7 +654,7 @@ class _Load:
     def finish(self) -> LoadResult:
         """Insert the last pages, merge the upsert stages, refuse duplicate keys, write the cursors: all before
         COMMIT."""
-        self._flush()
+        self._end_insert()
         for table, stage in self.stages.items():
             stage.merge(self.conn, self.columns[table], self.loaded_at)
         for stream, windows in self.written.values():
@@ -589,9 +678,15 @@ def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]
     `batches` raises (an API error on a later page or account), nothing is written."""
     with transaction(conn):
         load = _Load(conn)
-        for batch in batches:
-            load.add(batch)
-        return load.finish()
+        try:
+            for batch in batches:
+                load.add(batch)
+            result = load.finish()
+        except BaseException:
+            load.close(failed=True)
+            raise
+        load.close(failed=False)
+        return result
 
 
 def ensure_tables(conn: duckdb.DuckDBPyConnection, streams: Iterable[Stream]) -> None:
