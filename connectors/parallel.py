@@ -9,7 +9,8 @@ every account's latency; a few at a time, it lasts about the slowest few. Two th
   order and metadata stay identical from run to run.
 * **The platform's limits.** At most ``max_workers`` accounts are fetched at once (``parallel_accounts``
   in each platform's settings, defaults tied to its published limits, see docs/configuration.md); each
-  account's own pages stay sequential, so one account never has more than one request in flight. The
+  account's own pages stay sequential, so one account never has more than one request in flight (GA4's cart
+  funnel reads a property's days several at once, gated by its own FlightGate in connectors/ga4.py). The
   connector's rate limiter and retry helper are shared by the threads, so rates hold across accounts.
 
 Failure isolation: with an ``AccountLog``, an account that fails (a revoked permission, a deleted property,
