@@ -35,6 +35,7 @@ CHECK_FLOOR_SECONDS = 10  # the end-of-session check names files off the list by
 
 
 def _seconds(item: pytest.Item) -> float:
+    """What the item's file is expected to cost in make test: its place in the start order."""
     return FILE_SECONDS.get(item.path.stem, UNLISTED_SECONDS)
 
 
@@ -62,6 +63,7 @@ _FILE_TOTALS: dict[str, float] = defaultdict(float)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each file's seconds this session (setup, call and teardown), for the check against FILE_SECONDS."""
     _FILE_TOTALS[Path(report.nodeid.split("::")[0]).stem] += report.duration
 
 
