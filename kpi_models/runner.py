@@ -389,34 +389,34 @@ def rebuild(
     else:
         if window is None:
             raise ValueError(f"model {model.name} is partitioned: a window is required")
-        failed = _rebuild_window(conn, model, window, context, {s: parts[s] for s in chosen}, kpis)
-        result = _summary(conn, model, window, chosen, failed)
+        failed, inserted = _rebuild_window(conn, model, window, context, {s: parts[s] for s in chosen}, kpis)
+        result = _summary(conn, model, window, chosen, failed, inserted if kpis is None else None)
     if result.failed and not isolate_sources:
         raise KpiRebuildError(model.table, result.failed)
     return result
 
 
 def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
-                    parts: Mapping[str, str], kpis: Sequence[str] | None) -> dict[str, str]:
+                    parts: Mapping[str, str], kpis: Sequence[str] | None) -> tuple[dict[str, str], int | None]:
     """Replace the window's rows of every chosen source in ONE transaction (one commit and CHECKPOINT per table, not
     one per source: issue #21). A part that fails rolls that attempt back whole; the sources are then replaced one
     transaction each, so the failing source keeps its old rows and the others are rebuilt all the same. Returns
-    the failed sources with their error."""
+    the failed sources with their error, and the rows inserted when every source's were (None after a failure)."""
     if not parts:
-        return {}
+        return {}, 0
     try:
         with step_transaction(conn):
             _prepare(conn, model, context)
-            for source, query in parts.items():
-                _replace_rows(conn, model, window, context, source, query, kpis)
-        return {}
+            inserted = sum(_replace_rows(conn, model, window, context, source, query, kpis)
+                           for source, query in parts.items())
+        return {}, inserted
     except duckdb.Error as exc:
         # another writer won a DuckLake commit (conflict_retried runs the rebuild again), or the batch's one
         # transaction is aborted (its caller rolls it back and decides)
         if is_conflict(exc) or in_batch(conn):
             raise
         if len(parts) == 1:
-            return {source: _first_line(exc) for source in parts}
+            return {source: _first_line(exc) for source in parts}, None
     failed: dict[str, str] = {}
     for source, query in parts.items():
         try:
@@ -425,15 +425,16 @@ def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wi
                 _replace_rows(conn, model, window, context, source, query, kpis)
         except duckdb.Error as exc:
             failed[source] = _first_line(exc)
-    return failed
+    return failed, None
 
 
 def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
-                  source: str, query: str, kpis: Sequence[str] | None = None) -> None:
+                  source: str, query: str, kpis: Sequence[str] | None = None) -> int:
     """Replace one source's rows of the window (only those `kpis`' rows, in a long table), in the caller's
-    transaction. Rows are inserted in date order, so each day's rows sit together in the table's row groups: the
-    next re-read's DELETE and every windowed read of this table (kpi_daily reads the per-channel tables by date)
-    skip the other days' row groups instead of scanning the whole table."""
+    transaction; returns the rows inserted (every model's SQL gives rows of its window only). Rows are inserted in
+    date order, so each day's rows sit together in the table's row groups: the next re-read's DELETE and every
+    windowed read of this table (kpi_daily reads the per-channel tables by date) skip the other days' row groups
+    instead of scanning the whole table."""
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column or "date")
     params = used_params(query, {"start": window.start, "end": window.end, **context.params()})
@@ -447,8 +448,10 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     else:
         _add_new_columns(conn, model.table, query, params)
     conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
-    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} ORDER BY {part}",
-                 {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}})
+    row = conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} "
+                       f"ORDER BY {part}", {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}}
+                       ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]) -> None:
@@ -496,16 +499,22 @@ def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, pa
 
 
 def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, chosen: Sequence[str],
-             failed: Mapping[str, str]) -> RebuildResult:
+             failed: Mapping[str, str], inserted: int | None = None) -> RebuildResult:
+    """The window's rows of the chosen sources now: the rows just inserted when every source's part replaced its
+    whole window (the deletes left none other: counting them again scanned the window, seconds on a full year of
+    kpi_daily, issue #21), else counted (a failed source's kept rows, one KPI's rows replaced)."""
     target = quote_ident(model.table)
     if _columns(conn, model.table) is None:
         return RebuildResult(model.table, window, 0, (), failed, tuple(chosen))
-    part = quote_ident(model.partition_column or "date")
-    row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end "
-                       "AND source IN (SELECT unnest($sources::VARCHAR[]))",
-                       {"start": window.start, "end": window.end, "sources": list(chosen)}).fetchone()
+    rows = inserted
+    if rows is None:
+        part = quote_ident(model.partition_column or "date")
+        row = conn.execute(f"SELECT count(*) FROM {target} WHERE {part} BETWEEN $start AND $end "
+                           "AND source IN (SELECT unnest($sources::VARCHAR[]))",
+                           {"start": window.start, "end": window.end, "sources": list(chosen)}).fetchone()
+        rows = int(row[0]) if row else 0
     columns = tuple((r[0], r[1]) for r in conn.execute(f"DESCRIBE {target}").fetchall())
-    return RebuildResult(model.table, window, int(row[0]) if row else 0, columns, failed, tuple(chosen))
+    return RebuildResult(model.table, window, rows, columns, failed, tuple(chosen))
 
 
 # Raw channel columns per source, for counting values the mapping does not know.

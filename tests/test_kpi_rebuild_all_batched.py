@@ -17,7 +17,7 @@ from connectors.batches import Window
 from connectors.warehouse import connect
 from kpi_models.context import KpiContext
 from kpi_models.layer import _rebuild_steps, rebuild_all
-from kpi_models.runner import MODELS, KpiRebuildError, ensure_model_table, step_transaction
+from kpi_models.runner import MODELS, KpiRebuildError, ensure_model_table, rebuild, step_transaction
 from tests.rows import insert
 
 D1 = date(2026, 3, 2)
@@ -128,3 +128,15 @@ def test_a_step_transaction_inside_no_batch_is_its_own(conn):
     with step_transaction(counting):  # type: ignore[arg-type]
         counting.execute("CREATE TABLE t (x INTEGER)")
     assert counting.sent == ["BEGIN", "CREATE", "COMMIT", "CHECKPOINT"]
+
+
+def test_the_rows_a_rebuild_reports_are_the_windows_with_or_without_a_failed_source(conn):
+    ensure_model_table(conn, "web_daily", CTX)
+    # GA4: two properties x three days (one channel) = 6 rows, Matomo one a day = 3: the rows inserted
+    assert rebuild(conn, "web_daily", WINDOW, CTX).rows == 9
+    assert rebuild(conn, "web_daily", Window(D1, D1), CTX).rows == 3  # one day: 2 + 1
+    conn.execute("ALTER TABLE ga4.traffic_by_channel ALTER sessions TYPE VARCHAR")
+    conn.execute("UPDATE ga4.traffic_by_channel SET sessions = 'n/a'")
+    result = rebuild(conn, "web_daily", WINDOW, CTX, isolate_sources=True)
+    # counted: GA4's 6 kept rows and Matomo's 3 rebuilt ones
+    assert set(result.failed) == {"ga4"} and result.rows == 9
