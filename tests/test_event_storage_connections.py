@@ -52,13 +52,43 @@ def test_events_are_written_with_synchronous_normal_on_kept_engines(storage) -> 
     assert latest.asset_materialization is not None and latest.asset_materialization.metadata["rows"].value == 3
 
 
-def test_a_runs_database_is_checkpointed_after_each_write_so_the_ui_sees_it(storage) -> None:
-    """The UI follows a running run by watching <run_id>.db: its write-ahead log is folded in at each close."""
+def test_a_running_runs_events_reach_a_watcher_as_they_are_written(storage) -> None:
+    """The UI follows a running run with Dagster's watchdog on <run_id>.db: each write through the kept connection
+    (events in the write-ahead log) still reaches it, as when every write closed and checkpointed the file."""
+    import threading
+    import time
+
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+    from dagster._core.events.log import EventLogEntry
+
     instance, events = storage
-    result = DEFS.resolve_implicit_global_asset_job_def().execute_in_process(instance=instance)
-    path = events.path_for_shard(result.run_id)
-    assert os.path.exists(path)
-    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+    run_id = "run-followed-live"
+    seen: list[str] = []
+    arrived = threading.Event()
+
+    def callback(entry: EventLogEntry, _cursor: object) -> None:
+        seen.append(entry.user_message)
+        if "third" in seen:
+            arrived.set()
+
+    def write(message: str) -> None:
+        event = DagsterEvent(DagsterEventType.ENGINE_EVENT.value, job_name="job", message=message,
+                             event_specific_data=EngineEventData())
+        events.store_event(EventLogEntry(error_info=None, level=20, user_message=message, run_id=run_id,
+                                         timestamp=time.time(), dagster_event=event))
+
+    write("first")  # the run's database exists before it is watched, as for a run the UI opens
+    events.watch(run_id, None, callback)
+    try:
+        write("second")
+        write("third")
+        assert arrived.wait(15), seen
+    finally:
+        events.end_watch(run_id, callback)
+    assert seen == ["first", "second", "third"]  # from the start of the run (no cursor), each once
+    # written through a connection kept open between writes, not one per write
+    pid, engines = events.__dict__[event_storage._ENGINES]  # noqa: SLF001
+    assert run_id in engines and engines[run_id].pool.checkedin() == 1
 
 
 def test_a_forked_child_makes_its_own_engines(storage) -> None:

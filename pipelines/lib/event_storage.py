@@ -24,16 +24,18 @@ write-ahead log per commit) and closes it: the last connection to close checkpoi
   SQLite's documented setting for WAL mode (https://www.sqlite.org/pragma.html#pragma_synchronous: "a good choice
   for most applications running in WAL mode"; a commit is durable across a crash of the process, only a power loss
   can take the last commits back); a dev instance's bookkeeping, the service runs on PostgreSQL;
-- for the index database (index.db, every asset and check event mirrored), one connection kept open between writes
-  instead of closing and checkpointing it after each. A run's own database keeps Dagster's connect-write-close:
-  the UI follows a running run by watching that file (`SqliteEventLogStorageWatchdog` on `<run_id>.db`), which a
-  checkpoint at close updates.
+- one connection kept open between writes (index.db, where every asset and check event is mirrored, and the last
+  few runs' databases) instead of closing, hence checkpointing, after each: a new connection's first write restarts
+  the write-ahead log with a sync, a kept one's commit costs ~0.02 ms instead of ~8 ms on this machine. The UI follows
+  a running run by watching its file (`SqliteEventLogStorageWatchdog` on `<run_id>.db`), which only a checkpoint
+  rewrites: after a write to a run's database the file is touched, so the UI still shows the events live.
 
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
 per day: creating a range run otherwise grew with its days.
 """
 
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -52,7 +54,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster_shared.serdes import serialize_value
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import QueuePool
 
 _BATCHABLE = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
 # Dagster's own method, kept for every batch this module does not write itself
@@ -151,9 +153,9 @@ def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _engine(storage: SqliteEventLogStorage, shard: str) -> Engine:
-    """The kept engine of one database file (created on first use): a pool of one kept connection for the index
-    database, Dagster's connect-per-write (NullPool) for a run's database. A forked child never uses its parent's
-    connection (SQLite forbids it): it makes its own engines."""
+    """The kept engine of one database file (created on first use, made anew after a wipe): one connection kept open
+    between writes, for the index database and for the last few runs' databases. A forked child never uses its
+    parent's connection (SQLite forbids it): it makes its own engines."""
     pid, engines = storage.__dict__.get(_ENGINES, (None, OrderedDict()))
     if pid != os.getpid():
         for inherited in engines.values():
@@ -161,11 +163,12 @@ def _engine(storage: SqliteEventLogStorage, shard: str) -> Engine:
         engines = OrderedDict()
         storage.__dict__[_ENGINES] = (os.getpid(), engines)
     engine = engines.get(shard)
+    if engine is not None and shard not in storage._initialized_dbs:  # noqa: SLF001 - wiped since: a new file
+        engines.pop(shard).dispose()
+        engine = None
     if engine is None:
-        pool: dict[str, Any] = ({"poolclass": QueuePool, "pool_size": 1, "max_overflow": 2}
-                                if shard == INDEX_SHARD_NAME else {"poolclass": NullPool})
-        engine = db.create_engine(storage.conn_string_for_shard(shard),
-                                  connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, **pool)
+        engine = db.create_engine(storage.conn_string_for_shard(shard), poolclass=QueuePool, pool_size=1,
+                                  max_overflow=2, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         db.event.listen(engine, "connect", _synchronous_normal)
         engines[shard] = engine
         runs = [name for name in engines if name != INDEX_SHARD_NAME]
@@ -185,8 +188,25 @@ def _connect(storage: SqliteEventLogStorage, shard: str) -> Iterator[Connection]
         if shard not in storage._initialized_dbs:  # noqa: SLF001
             storage._initdb(engine)  # noqa: SLF001
             storage._initialized_dbs.add(shard)  # noqa: SLF001
-        with engine.connect() as conn, conn.begin():
-            yield conn
+        with engine.connect() as conn:
+            changes = _changes(conn)
+            with conn.begin():
+                yield conn
+            if shard != INDEX_SHARD_NAME and _changes(conn) != changes:
+                _signal_watchers(storage.path_for_shard(shard))
+
+
+def _changes(conn: Connection) -> int:
+    """How many rows this SQLite connection has written so far (sqlite3's `total_changes`)."""
+    return int(conn.connection.dbapi_connection.total_changes)  # type: ignore[union-attr]
+
+
+def _signal_watchers(path: str) -> None:
+    """Tell whoever follows this run (the UI, through `SqliteEventLogStorageWatchdog`, which watches `<run_id>.db`)
+    that events were written: they went to the write-ahead log beside it, which readers see, but the file watched is
+    only rewritten at a checkpoint. Touching it is what a checkpoint at close did, without its fsyncs."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)
 
 
 def _dispose(storage: SqliteEventLogStorage) -> None:
