@@ -416,42 +416,39 @@ def _projection(columns: dict[str, str], batch: Batch, loaded_at: datetime) -> s
 
 
 class _StreamedInsert:
-    """One INSERT statement for a run of pages of one table, window, account and schema, fed page by page.
+    """The INSERT statements of a run of pages of one table, window, account and schema, fed page by page.
 
     Why: an INSERT per page scans its one Arrow chunk on one thread and ends each statement on a partial row group
-    (measured at 5M rows in pages of 100,000: ~1.7x the CPU of one statement over row-group-sized batches), where
-    DuckDB scans an Arrow stream with all its threads, as it reads dlt's parquet files (issue #21 target 2). The
-    statement runs on a thread of its own, reading a RecordBatchReader whose batches the loading thread hands over
-    through a queue, re-cut into batches of DuckDB's row group size; meanwhile the loading thread checks and hashes
-    the next page and the connector reads it. Memory stays bounded whatever the rows: the queue's few batches, the
-    rows being cut (under one row group, plus a page), the batches DuckDB is converting. Nothing else touches the
-    connection while the statement runs; `close` waits for it, before anything else is written and before COMMIT
-    or ROLLBACK. Row order is the pages' (DuckDB keeps a stream's order: preserve_insertion_order stays on)."""
+    (measured at 5M rows in pages of 100,000: ~1.8x the CPU of statements over whole row groups), where DuckDB
+    scans a stream of row-group-sized batches with all its threads, as it reads dlt's parquet files (issue #21
+    target 2). So the pages' rows are re-cut into batches of DuckDB's row group size and streamed, STATEMENT_BATCHES
+    at a time, into statements that run on a thread of their own (`_Statement`) while the loading thread checks and
+    hashes the next page and the connector reads it. A statement ends every STATEMENT_BATCHES row groups: DuckDB
+    holds what a statement writes until it ends (one statement over 10M rows peaked at 2x the memory of an INSERT
+    per page; four row groups at ~1.05x). Memory stays bounded whatever the rows: the rows being cut (under one row
+    group, plus a page), the queue's batches, those DuckDB converts. Row order is the pages' (DuckDB keeps a
+    stream's order: preserve_insertion_order stays on)."""
 
     ROW_GROUP_ROWS = 122_880  # DuckDB's row group size (duckdb/duckdb src/include/duckdb/storage/storage_info.hpp)
-    QUEUE_BATCHES = 2
+    STATEMENT_BATCHES = 4
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str], first: Batch,
                  loaded_at: datetime) -> None:
-        self.first = first
-        self.queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE_BATCHES)
+        self.conn, self.table, self.first = conn, table, first
+        self.projection = _projection(columns, first, loaded_at)
         self.cut: list[pa.Table] = []  # rows handed over, not sent yet: fewer than a row group
         self.cut_rows = 0
-        self.error: BaseException | None = None
-        reader = pa.RecordBatchReader.from_batches(first.data.schema, self._batches())
-        relation = conn.from_arrow(reader).project(_projection(columns, first, loaded_at))
-        self.thread = threading.Thread(target=self._run, args=(relation, table), name="mkpi-insert", daemon=True)
-        self.thread.start()
+        self.statement: _Statement | None = None
 
     def accepts(self, batch: Batch) -> bool:
-        """Whether `batch` goes into this statement: a window page of the same table, window, account, schema."""
+        """Whether `batch` goes into these statements: a window page of the same table, window, account, schema."""
         first = self.first
         return (batch.stream.write_mode == "window" and batch.stream.table == first.stream.table
                 and batch.window == first.window and batch.scope == first.scope
                 and batch.data.schema.equals(first.data.schema))
 
     def put(self, data: pa.Table) -> None:
-        """Hand a page's rows over; whole row groups go to the statement, the rest waits for the next page."""
+        """Hand a page's rows over; whole row groups are sent, the rest waits for the next page."""
         self.cut.append(data)
         self.cut_rows += data.num_rows
         if self.cut_rows < self.ROW_GROUP_ROWS:
@@ -464,26 +461,68 @@ class _StreamedInsert:
         self.cut, self.cut_rows = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self, *, failed: bool = False) -> None:
-        """End the statement and wait for it; raise its error unless the load already `failed` (whose error goes
-        on, and whose transaction is rolled back)."""
+        """Send the rest and end the statement, waiting for it; raise its error unless the load already `failed`
+        (whose error goes on, and whose transaction is rolled back)."""
         try:
-            if not failed:
-                for batch in pa.concat_tables(self.cut).to_batches() if self.cut else ():
+            if not failed and self.cut:
+                for batch in pa.concat_tables(self.cut).to_batches():
                     self._send(batch)
+        except BaseException:
+            failed = True
+            raise
+        finally:
             self.cut, self.cut_rows = [], 0
-            self._send(None)
+            statement, self.statement = self.statement, None
+            if statement is not None:
+                statement.end(failed=failed)
+
+    def _send(self, batch: pa.RecordBatch) -> None:
+        """Send a batch to the open statement (started if none is), ending it at STATEMENT_BATCHES."""
+        if self.statement is None:
+            self.statement = _Statement(self.conn, self.table, self.projection, batch.schema)
+        self.statement.send(batch)
+        if self.statement.sent >= self.STATEMENT_BATCHES:
+            statement, self.statement = self.statement, None
+            statement.end()
+
+
+class _Statement:
+    """One `INSERT INTO table SELECT projection FROM` an Arrow stream, run on a thread of its own: the loading thread
+    sends its batches through a queue of QUEUE_BATCHES, DuckDB's threads read them one at a time. Nothing else uses
+    the connection until `end` has waited for the statement."""
+
+    QUEUE_BATCHES = 2
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, table: str, projection: str, schema: pa.Schema) -> None:
+        self.queue: queue.Queue[pa.RecordBatch | None] = queue.Queue(self.QUEUE_BATCHES)
+        self.error: BaseException | None = None
+        self.sent = 0
+        reader = pa.RecordBatchReader.from_batches(schema, self._batches())
+        relation = conn.from_arrow(reader).project(projection)
+        self.thread = threading.Thread(target=self._run, args=(relation, table), name="mkpi-insert", daemon=True)
+        self.thread.start()
+
+    def send(self, batch: pa.RecordBatch) -> None:
+        """Queue a batch; raise the statement's error if it stopped."""
+        self._put(batch)
+        self.sent += 1
+
+    def end(self, *, failed: bool = False) -> None:
+        """End the stream and wait for the statement; raise its error unless the load already `failed`."""
+        try:
+            self._put(None)
         finally:
             self.thread.join()
         if self.error is not None and not failed:
             raise self.error
 
-    def _send(self, batch: pa.RecordBatch | None) -> None:
-        """Queue a batch (None: the end), unless the statement stopped on an error: then raise it."""
+    def _put(self, batch: pa.RecordBatch | None) -> None:
+        """Queue a batch (None: the end) while the statement runs; once it stopped on an error, raise that."""
         while True:
             if not self.thread.is_alive():
                 if batch is None:
                     return
-                raise self.error or RuntimeError("the loader's INSERT ended before its last page")
+                raise self.error or RuntimeError("the loader's INSERT ended before its last batch")
             try:
                 self.queue.put(batch, timeout=0.05)
                 return
@@ -498,7 +537,7 @@ class _StreamedInsert:
     def _run(self, relation: duckdb.DuckDBPyRelation, table: str) -> None:
         try:
             relation.insert_into(table)
-        except BaseException as exc:  # raised by the loading thread (`close`, `_send`)
+        except BaseException as exc:  # raised by the loading thread (`end`, `_put`)
             self.error = exc
 
 
@@ -672,11 +711,26 @@ class _Load:
         return self.result
 
 
+@contextmanager
+def _no_progress_bar(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB's progress bar off during a load, then as it was (after COMMIT or ROLLBACK: an aborted transaction
+    refuses SET): an INSERT fed by a slow connector lasts long enough for DuckDB to draw one into the run's log."""
+    row = conn.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    shown = bool(row and row[0])
+    if shown:
+        conn.execute("SET enable_progress_bar = false")
+    try:
+        yield
+    finally:
+        if shown:
+            conn.execute("SET enable_progress_bar = true")
+
+
 def _load_batches_once(conn: duckdb.DuckDBPyConnection, batches: Iterable[Batch]) -> LoadResult:
     """Replace each batch's window in one transaction. Several batches (pages) of one account and
     window delete that window once; an upsert stream's pages are staged and merged once. If iterating
     `batches` raises (an API error on a later page or account), nothing is written."""
-    with transaction(conn):
+    with _no_progress_bar(conn), transaction(conn):
         load = _Load(conn)
         try:
             for batch in batches:

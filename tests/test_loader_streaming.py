@@ -8,6 +8,7 @@
 - The key check's hashes: duplicates across pages and across accounts are told apart correctly.
 """
 
+import threading
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -245,3 +246,66 @@ def test_a_column_appearing_between_window_pages_is_added(tmp_path):
                             day_rows("p1", [(D2, 2, 21)], D1, D2)])
         assert conn.execute("SELECT date, item, n, clicks FROM demo.items ORDER BY ALL").fetchall() == [
             (D1, 1, 10, None), (D2, 1, 20, 3), (D2, 2, 21, None)]
+
+
+def small_statements(monkeypatch) -> None:
+    """Row groups of 1,000 rows, statements of 4 of them: a 12-page load of 1,000-row pages runs three statements."""
+    monkeypatch.setattr(_StreamedInsert, "ROW_GROUP_ROWS", 1_000)
+    monkeypatch.setattr(_StreamedInsert, "STATEMENT_BATCHES", 4)
+
+
+def insert_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mkpi-insert"]
+
+
+def test_a_statement_failing_mid_stream_raises_its_error_and_writes_nothing(tmp_path, monkeypatch):
+    """The table refuses a NULL `n`; page 10 of 12 carries one, in the load's third statement, which DuckDB runs on
+    the insert thread: its error reaches the caller, the earlier statements' rows are rolled back, no insert thread
+    is left, the connection loads again and its progress bar is on again."""
+    small_statements(monkeypatch)
+    pages = [items("p1", page * 1_000, 1_000) for page in range(12)]
+    bad = pages[9].data.set_column(3, "n", pa.array([1] * 999 + [None], pa.int64()))
+    pages[9] = Batch(WINDOW_STREAM, bad, pages[9].window, pages[9].scope)
+    with connect(tmp_path / "w.duckdb") as conn:
+        conn.execute("SET enable_progress_bar = true")  # the loader turns it off while it loads, then on again
+        conn.execute("CREATE SCHEMA demo")
+        conn.execute("CREATE TABLE demo.items (account VARCHAR, date DATE, item BIGINT, n BIGINT NOT NULL, "
+                      "_loaded_at TIMESTAMPTZ, _window_start DATE, _window_end DATE)")
+        load_batches(conn, [items("p1", 0, 10)])
+        with pytest.raises(duckdb.ConstraintException, match="NOT NULL"):
+            load_batches(conn, pages)
+        assert not insert_threads()
+        assert conn.execute("SELECT count(*), max(item) FROM demo.items").fetchone() == (10, 9)
+        assert conn.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (True,)
+        assert load_batches(conn, pages[:9]).rows == 9_000
+        assert conn.execute("SELECT count(*), max(item) FROM demo.items").fetchone() == (9_000, 8_999)
+
+
+def test_a_connector_failing_mid_stream_writes_nothing(tmp_path, monkeypatch):
+    """The connector raises after 10 pages (two statements ended, a third open): its own error reaches the caller,
+    nothing of the load is kept, the insert thread is gone."""
+    small_statements(monkeypatch)
+
+    def failing() -> Iterator[Batch]:
+        for page in range(10):
+            yield items("p1", page * 1_000, 1_000)
+        raise RuntimeError("API failed on page 11")
+
+    with connect(tmp_path / "w.duckdb") as conn:
+        load_batches(conn, [items("p1", 0, 10)])
+        with pytest.raises(RuntimeError, match="page 11"):
+            load_batches(conn, failing())
+        assert not insert_threads()
+        assert conn.execute("SELECT count(*), max(item) FROM demo.items").fetchone() == (10, 9)
+
+
+def test_statements_of_a_window_keep_every_row_in_order_and_find_duplicates_across_them(tmp_path, monkeypatch):
+    """12 pages of 1,000 rows in three statements: 12,000 rows in the pages' order; an item repeated on the last
+    page (a key the first statement wrote) is refused."""
+    small_statements(monkeypatch)
+    with connect(tmp_path / "w.duckdb") as conn:
+        assert load_batches(conn, [items("p1", page * 1_000, 1_000) for page in range(12)]).rows == 12_000
+        assert (conn.execute("SELECT item FROM demo.items").fetchnumpy()["item"] == np.arange(12_000)).all()
+        with pytest.raises(ValueError, match="duplicate key"):
+            load_batches(conn, [*(items("p1", page * 1_000, 1_000) for page in range(11)), items("p1", 10, 1)])
+        assert conn.execute("SELECT count(*) FROM demo.items").fetchone() == (12_000,)
