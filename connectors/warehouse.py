@@ -692,7 +692,8 @@ class _Load:
 
     def finish(self) -> LoadResult:
         """Insert the last pages, merge the upsert stages, refuse duplicate keys, write the cursors: all before
-        COMMIT."""
+        COMMIT. The new keys' hashes are compared while the last statement still writes."""
+        collided = {table for table, hashes in self.key_hashes.items() if hashes.collide()}
         self._end_insert()
         for table, stage in self.stages.items():
             stage.merge(self.conn, self.columns[table], self.loaded_at)
@@ -702,7 +703,7 @@ class _Load:
             if stream.table in self.full_check:
                 _check_unique_keys(self.conn, stream)  # the whole table: older rows outside the window may share a key
                 continue
-            if stream.table not in self.key_hashes or not self.key_hashes[stream.table].collide():
+            if stream.table not in collided:
                 continue  # every new key is distinct, and nothing else in the table can share one
             for window in sorted(set(windows)):
                 _check_unique(self.conn, stream, window)
