@@ -5,8 +5,9 @@ Why it looks like this:
   loading the same window twice leaves identical rows, and re-read windows restate recent days.
 - Everything a materialisation writes is one transaction: a crash, an API error on the third
   account or a duplicate key rolls it all back, so the file is never left half-written.
-- Rows go in as Arrow tables (a relation's `insert_into`, see `_insert`), never row by row, and a page is
-  released once written (nothing registered with the connection): memory stays flat in a load's rows.
+- Rows go in as Arrow, never row by row: a window's pages are streamed into INSERT statements of a few row groups
+  each (`_StreamedInsert`), which DuckDB scans with all its threads while the next page is checked and read; a
+  page is released once written (nothing registered with the connection): memory stays flat in a load's rows.
 - Upsert streams (CRM records by id) stage a load's pages and merge them into the table once
   (`_UpsertStage`): the cost per page does not grow with the table.
 - Connections are closed in `finally` (dagster-duckdb's resource does not on error, which keeps the
@@ -377,7 +378,7 @@ def _new_rows_decide(stream: Stream, batch: Batch) -> bool:
 
 
 def _key_hashes(conn: duckdb.DuckDBPyConnection, batch: Batch) -> np.ndarray:
-    """One 64-bit hash per new row's key, computed by DuckDB over the Arrow batch (a relation, see `_insert`).
+    """One 64-bit hash per new row's key, computed by DuckDB over the Arrow batch (a relation: nothing registered).
 
     The batch's scope columns are one value for all its rows (`_check_within`), so DuckDB hashes the other key
     columns and the scope's hash is mixed in (xor: distinct keys of one scope keep distinct hashes). Hashing the
