@@ -228,16 +228,22 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
             conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, '')", [name, inputs])
 
 
+# The longest window rebuild_all rebuilds in one transaction (Google Ads re-reads 30 days).
+BATCH_DAYS = 31
+
+
 def rebuild_all(conn: duckdb.DuckDBPyConnection, window: Window, context: KpiContext | None = None) -> None:
     """Every KPI table for `window`, in the assets' order (per-channel tables, kpi_daily for every source, the
     roll-up views): what a whole run builds, for tools and tests that build without Dagster.
 
-    On a DuckDB file all of it is ONE transaction (one COMMIT and CHECKPOINT instead of one per table: issue #21,
-    they were half of a one-day recompute). If any part fails, that transaction is rolled back whole and the steps
-    run again one transaction each, which keeps a failing source's old rows, rebuilds the others and raises
-    KpiRebuildError naming it: the same rows and the same error as without the batch."""
+    On a DuckDB file a window of up to BATCH_DAYS days (every source's re-read window) is ONE transaction (one COMMIT
+    and CHECKPOINT instead of one per table: issue #21, they were half of a one-day recompute); a longer one (a
+    backfill) commits table by table, since reading a big uncommitted table back (kpi_daily reads the per-channel
+    tables) and committing it all at once took longer than the commits saved. If any part of the batch fails, it is
+    rolled back whole and the steps run again one transaction each, which keeps a failing source's old rows,
+    rebuilds the others and raises KpiRebuildError naming it: the same rows and the same error as without it."""
     context = context or KpiContext()
-    if not is_ducklake(conn):
+    if window.days <= BATCH_DAYS and not is_ducklake(conn):
         try:
             with batched(conn):
                 _rebuild_steps(conn, window, context)

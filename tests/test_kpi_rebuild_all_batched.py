@@ -15,6 +15,7 @@ import pytest
 
 from connectors.batches import Window
 from connectors.warehouse import connect
+from kpi_models import layer
 from kpi_models.context import KpiContext
 from kpi_models.layer import _rebuild_steps, rebuild_all
 from kpi_models.runner import MODELS, KpiRebuildError, ensure_model_table, rebuild, step_transaction
@@ -140,3 +141,11 @@ def test_the_rows_a_rebuild_reports_are_the_windows_with_or_without_a_failed_sou
     result = rebuild(conn, "web_daily", WINDOW, CTX, isolate_sources=True)
     # counted: GA4's 6 kept rows and Matomo's 3 rebuilt ones
     assert set(result.failed) == {"ga4"} and result.rows == 9
+
+
+def test_a_window_longer_than_the_batch_commits_table_by_table(conn, monkeypatch):
+    monkeypatch.setattr(layer, "BATCH_DAYS", 2)  # WINDOW is 3 days: a backfill, committed table by table
+    counting = Counting(conn)
+    rebuild_all(counting, WINDOW, CTX)  # type: ignore[arg-type]
+    assert counting.sent.count("COMMIT") > 5
+    assert sessions(conn, "ga4") == {D1: 22, D1 + timedelta(days=1): 24, D1 + timedelta(days=2): 26}
