@@ -30,6 +30,9 @@ write-ahead log per commit) and closes it: the last connection to close checkpoi
   a running run by watching its file (`SqliteEventLogStorageWatchdog` on `<run_id>.db`), which only a checkpoint
   rewrites: after a write to a run's database the file is touched, so the UI still shows the events live.
 
+PostgreSQL event log storage (the service): Dagster opens a new connection, hence a new server process, for every
+event it writes; the pipeline's processes keep one open (`_postgres_connect`).
+
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
 per day: creating a range run otherwise grew with its days.
@@ -217,6 +220,47 @@ def _dispose(storage: SqliteEventLogStorage) -> None:
         engine.dispose(close=pid == os.getpid())
 
 
+_PG_ENGINE = "_mkpi_pooled_engine"
+
+
+def _postgres_connect(storage: Any) -> AbstractContextManager[Connection]:
+    """PostgreSQL event log writes on one kept connection per process (a pool of 1, up to 4 more when threads write
+    at once, checked before reuse) instead of Dagster's new connection, hence a new PostgreSQL backend, for every
+    event (`PostgresEventLogStorage`, NullPool). Connections in AUTOCOMMIT, as Dagster's; a forked child makes its
+    own."""
+    from dagster_postgres.utils import create_pg_connection, create_pg_engine
+
+    pid, engine = storage.__dict__.get(_PG_ENGINE, (None, None))
+    if pid != os.getpid():
+        if engine is not None:
+            engine.dispose(close=False)
+        engine = create_pg_engine(storage.postgres_url, storage._token_provider,  # noqa: SLF001
+                                  isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4, pool_pre_ping=True)
+        storage.__dict__[_PG_ENGINE] = (os.getpid(), engine)
+    return create_pg_connection(engine)
+
+
+def _postgres_dispose(storage: Any) -> None:
+    """Dagster's dispose, then the kept connection closed."""
+    DAGSTER_PG_DISPOSE(storage)
+    pid, engine = storage.__dict__.pop(_PG_ENGINE, (None, None))
+    if engine is not None:
+        engine.dispose(close=pid == os.getpid())
+
+
+def _postgres_storage() -> Any:
+    try:
+        from dagster_postgres.event_log.event_log import PostgresEventLogStorage
+    except ImportError:  # no PostgreSQL storage installed: nothing to patch
+        return None
+    return PostgresEventLogStorage
+
+
+_PG_STORAGE = _postgres_storage()
+DAGSTER_PG_CONNECT = _PG_STORAGE._connect if _PG_STORAGE else None  # noqa: SLF001
+DAGSTER_PG_DISPOSE = _PG_STORAGE.dispose if _PG_STORAGE else None
+
+
 def install() -> None:
     """Make every SQLite event log of this process write batches of materialisations in one transaction, on kept
     engines with synchronous=NORMAL (see the module)."""
@@ -225,6 +269,9 @@ def install() -> None:
     SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         store_asset_check_evaluation_planned)
+    if _PG_STORAGE is not None:
+        _PG_STORAGE._connect = _postgres_connect  # noqa: SLF001
+        _PG_STORAGE.dispose = _postgres_dispose
 
 
 def uninstall() -> None:
@@ -234,3 +281,6 @@ def uninstall() -> None:
     SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         DAGSTER_STORE_CHECK_PLANNED)
+    if _PG_STORAGE is not None:
+        _PG_STORAGE._connect = DAGSTER_PG_CONNECT  # noqa: SLF001
+        _PG_STORAGE.dispose = DAGSTER_PG_DISPOSE
