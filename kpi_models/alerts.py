@@ -254,37 +254,36 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 @dataclass
 class _SeriesDays:
-    """One series' days in the read window (day number -> numerator, denominator, is_final) and its currency (the
-    first one it names)."""
+    """One series' days in the read window (day number -> numerator, denominator, is_final) and its currency (that
+    of its first day naming one)."""
 
-    rows: dict[int, _Row] = field(default_factory=dict)
-    currency: str | None = None
+    rows: dict[int, _Row]
+    currency: str | None
 
 
 def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
-                 ) -> tuple[dict[Series, _SeriesDays], dict[tuple[str, str, int], bool]]:
-    """kpi.kpi_daily between start and end by series, and which (source, account, day number) reported at all (with
+                 ) -> tuple[dict[Series, _SeriesDays], dict[tuple[str, str], dict[int, bool]]]:
+    """kpi.kpi_daily between start and end by series, and which days each (source, account) reported at all (with
     whether that day is final), so a series missing on a reported day reads as zero (GA4 leaves out empty rows).
-    One query for the window the bands need; days come as day numbers (converting DATE values costs 5x the read)."""
+    The window the bands need, grouped by DuckDB into one row per series (days as day numbers: converting rows and
+    DATE values one by one in Python cost more than the judging)."""
     columns = {d[0] for d in conn.execute(f"SELECT * FROM {KPI_SCHEMA}.kpi_daily LIMIT 0").description}
     # the cross-channel return KPIs come in one row per attribution: each attribution is its own series
     attribution = "coalesce(attribution, '')" if "attribution" in columns else "''"
+    day = f"date - DATE '1970-01-01' + {_EPOCH}"
     rows = conn.execute(
-        f"SELECT kpi, source, channel, account_id, {attribution}, date - DATE '1970-01-01', numerator, denominator, "
-        f"coalesce(is_final, false), currency FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?",
-        [start, end]).fetchall()
-    series: dict[Series, _SeriesDays] = {}
-    reported: dict[tuple[str, str, int], bool] = {}
-    for kpi, source, channel, account, model, epoch_day, num, den, final, currency in rows:
-        day = epoch_day + _EPOCH
-        found = series.get((kpi, source, channel, account, model))
-        if found is None:
-            found = series[(kpi, source, channel, account, model)] = _SeriesDays()
-        found.rows[day] = (num, den, bool(final))
-        if found.currency is None and currency:
-            found.currency = currency
-        key = (source, account, day)
-        reported[key] = reported.get(key, True) and bool(final)
+        f"SELECT kpi, source, channel, account_id, {attribution}, list({day} ORDER BY date), "
+        f"list(numerator ORDER BY date), list(denominator ORDER BY date), "
+        f"list(coalesce(is_final, false) ORDER BY date), arg_min(currency, date) FILTER (WHERE currency <> '') "
+        f"FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? GROUP BY ALL", [start, end]).fetchall()
+    series = {(kpi, source, channel, account, model): _SeriesDays(dict(zip(days, zip(nums, dens, finals,
+                                                                                       strict=True), strict=True)),
+                                                                  currency)
+              for kpi, source, channel, account, model, days, nums, dens, finals, currency in rows}
+    reported = {(source, account): dict(zip(days, finals, strict=True)) for source, account, days, finals in
+                conn.execute(f"SELECT source, account_id, list(day), list(final) FROM (SELECT source, account_id, "
+                             f"{day} AS day, bool_and(coalesce(is_final, false)) AS final FROM {KPI_SCHEMA}.kpi_daily "
+                             "WHERE date BETWEEN ? AND ? GROUP BY ALL) GROUP BY ALL", [start, end]).fetchall()}
     return series, reported
 
 
@@ -304,24 +303,31 @@ class _Judge:
     def __init__(self, kpi: KpiDefinition, rows: Mapping[int, _Row], settings: AnomalySettings,
                  min_denominators: Mapping[str, float]) -> None:
         self.kpi, self.rows, self.settings = kpi, rows, settings
-        self.days = sorted(rows)
         if kpi.additive:  # a sum: every past day counts, a missing numerator as zero
             self.parts: dict[int, tuple[float, float] | None] = {d: (r[0] or 0.0, 0.0) for d, r in rows.items()}
             self.minimum = settings.min_count if kpi.unit == "count" else settings.min_amount
         else:  # a ratio: the past days with a numerator and a denominator
             self.parts = {d: (r[0] / r[1], r[1]) if r[0] is not None and r[1] else None for d, r in rows.items()}
             self.minimum = float(min_denominators.get(kpi.unit, DEFAULT_MIN_DENOMINATORS.get(kpi.unit, 0.0)))
+        # by weekday, in day order: the days, their values (or ratios) and denominators, so that a window is a slice
+        self.weekdays: dict[int, tuple[list[int], list[float], list[float]]] = {}
+        for day in sorted(self.parts):
+            part = self.parts[day]
+            if part is not None:
+                days, values, volumes = self.weekdays.setdefault(day % 7, ([], [], []))
+                days.append(day)
+                values.append(part[0])
+                volumes.append(part[1])
 
     def _groups(self, day: int) -> dict[int, tuple[list[float], list[float]]]:
         """The past `weeks` weeks before `day` by weekday: (values or ratios, denominators)."""
-        first = bisect_left(self.days, day - 7 * self.settings.weeks)
+        first = day - 7 * self.settings.weeks
         groups: dict[int, tuple[list[float], list[float]]] = {}
-        for past in self.days[first:bisect_left(self.days, day, first)]:
-            part = self.parts[past]
-            if part is not None:
-                values, volumes = groups.setdefault(past % 7, ([], []))
-                values.append(part[0])
-                volumes.append(part[1])
+        for weekday, (days, values, volumes) in self.weekdays.items():
+            low = bisect_left(days, first)
+            high = bisect_left(days, day, low)
+            if high > low:
+                groups[weekday] = (values[low:high], volumes[low:high])
         return groups
 
     def judge(self, day: date, final: bool) -> _Judgement | None:
@@ -385,7 +391,7 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
         judge = _Judge(kpi, rows, settings, minimums)
         anomalous: list[_Judgement] = []
         for day, number in numbers:
-            final = rows[number][2] if number in rows else reported.get((source, account, number))
+            final = rows[number][2] if number in rows else reported.get((source, account), {}).get(number)
             if final is None:  # the account did not report that day: staleness, not an anomaly
                 continue
             verdict = judge.judge(day, final)
