@@ -38,7 +38,9 @@ What it answers, and where the behaviour comes from (every rule below is Google'
   Analytics Properties can send up to 10 concurrent requests", PropertyQuota.concurrentRequests in the v1beta and
   v1alpha discovery documents; "If any quota is exhausted, the request fails with a relevant error message"). A
   request is in flight while the server works on it: ``hold_seconds`` (0 by default; tests set it to make requests
-  overlap) is spent inside that span, the base server's ``latency_seconds`` (the network) before it.
+  overlap) is spent inside that span, the base server's ``latency_seconds`` (the network) before it; or, when a
+  test sets ``hold`` (a threading.Event), each answer waits inside that span until the test sets it (at most 30 s),
+  so that overlapping requests never depend on how fast a loaded machine starts them.
   ``max_in_flight`` keeps the most requests of each property seen in flight at once.
 * OAuth scopes, off by default (``token_scopes``, or ``MKPI_SANDBOX_TOKEN_SCOPES``, e.g.
   ``"openid,userinfo.email,cloud-platform,sqlservice.login"``, the scopes of ``gcloud auth application-default login``
@@ -285,6 +287,7 @@ class Ga4Server(SandboxServer):
         self._project_hour: tuple[int, int] = (-1, 0)
         self._server_errors_hour: tuple[int, int] = (-1, 0)  # (hour, 5xx answered): propertyQuota runs down
         self.hold_seconds = 0.0  # time spent on each answer while it counts as in flight (module docstring)
+        self.hold: threading.Event | None = None  # or: each answer waits for this event while in flight
         self._in_flight: dict[str, int] = {}
         self.max_in_flight: dict[str, int] = {}  # property -> most of its requests answered at once
 
@@ -335,7 +338,9 @@ class Ga4Server(SandboxServer):
         if not self._enter(property_id):
             return self.rate_limit_response(None)  # the concurrent-requests quota: see the module docstring
         try:
-            if self.hold_seconds > 0:
+            if self.hold is not None:
+                self.hold.wait(timeout=30)
+            elif self.hold_seconds > 0:
                 time.sleep(self.hold_seconds)
             return self._answer(property_id, request, funnel is not None)
         finally:
