@@ -36,9 +36,17 @@ event it writes; the pipeline's processes keep one open (`_postgres_connect`).
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
 per day: creating a range run otherwise grew with its days.
+
+Dagster's in-memory event log (`DagsterInstance.ephemeral()`: the end-to-end tests, `make demo` without DAGSTER_HOME;
+dagster 1.13 `_core/storage/event_log/in_memory.py` `InMemoryEventLogStorage`, a SqlEventLogStorage over one in-memory
+SQLite database that is both its run and its index database) also writes a batch event by event (`EventLogStorage.
+store_event_batch`). `install()` gives it the same batched write: the same rows, inserted once (its one database),
+the tags and each asset's latest record as above, then what its `store_event` does after each event (its storage-id
+counter and the run's watchers, told event by event in order).
 """
 
 import contextlib
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -51,6 +59,8 @@ from dagster._core.definitions.metadata import MetadataFieldSerializer
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEventType
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log.base import EventLogCursor
+from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
@@ -68,6 +78,8 @@ DAGSTER_CONNECT: Callable[[SqliteEventLogStorage, str], AbstractContextManager[C
 DAGSTER_DISPOSE: Callable[[SqliteEventLogStorage], None] = SqliteEventLogStorage.dispose
 DAGSTER_STORE_CHECK_PLANNED: Callable[[SqlEventLogStorage, EventLogEntry, int | None], None] = (
     SqlEventLogStorage._store_asset_check_evaluation_planned)  # noqa: SLF001
+DAGSTER_IN_MEMORY_STORE_EVENT_BATCH: Callable[[InMemoryEventLogStorage, Sequence[EventLogEntry]], None] = (
+    InMemoryEventLogStorage.store_event_batch)
 # engines kept per storage: the index database's, and those of the last few runs' databases written by this process
 _ENGINES = "_mkpi_engines"
 _RUN_ENGINES_KEPT = 8
@@ -82,7 +94,7 @@ def _batchable(events: Sequence[EventLogEntry]) -> bool:
     return {event.get_dagster_event().event_type for event in events} in _BATCHABLE
 
 
-def _rows(storage: SqliteEventLogStorage, events: Sequence[EventLogEntry]) -> list[dict[str, Any]]:
+def _rows(storage: SqlEventLogStorage, events: Sequence[EventLogEntry]) -> list[dict[str, Any]]:
     """The rows Dagster's own insert writes for these events (`SqlEventLogStorage._event_to_row`), with each distinct
     metadata packed once: a range step's per-day materialisations carry the same metadata values (the same objects:
     column schema, accounts, counters), which Dagster's serialiser would otherwise pack again for every day. Only this
@@ -119,17 +131,45 @@ def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogE
     with storage.run_connection(events[0].run_id) as conn:
         conn.execute(SqlEventLogStorageTable.insert(), rows)
     with storage.index_transaction() as conn:
-        result = conn.execute(SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
-                                                                         sort_by_parameter_order=True), rows)
-        event_ids = [int(row[0]) for row in result.fetchall()]  # in the events' order
-        if len(event_ids) != len(events):
-            raise RuntimeError(f"stored {len(event_ids)} of {len(events)} events in the index database")
-        storage._store_asset_event_tags(conn, events, event_ids)  # noqa: SLF001 - Dagster's own steps, as Postgres's
-        last: dict[str, int] = {}
-        for index, event in enumerate(events):
-            last[event.get_dagster_event().asset_key.to_string()] = index  # type: ignore[union-attr]
-        for index in last.values():
-            storage._store_asset_event(conn, events[index], event_ids[index])  # noqa: SLF001
+        _store_indexed(storage, conn, events, rows)
+
+
+def _store_indexed(storage: SqlEventLogStorage, conn: Connection, events: Sequence[EventLogEntry],
+                   rows: list[dict[str, Any]]) -> None:
+    """The batch's rows inserted with one executemany into the index database's event table, their tags, and each
+    asset's latest-event record from its last event of the batch (Dagster's own steps, as dagster-postgres's)."""
+    result = conn.execute(SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
+                                                                     sort_by_parameter_order=True), rows)
+    event_ids = [int(row[0]) for row in result.fetchall()]  # in the events' order
+    if len(event_ids) != len(events):
+        raise RuntimeError(f"stored {len(event_ids)} of {len(events)} events in the index database")
+    storage._store_asset_event_tags(conn, events, event_ids)  # noqa: SLF001
+    last: dict[str, int] = {}
+    for index, event in enumerate(events):
+        last[event.get_dagster_event().asset_key.to_string()] = index  # type: ignore[union-attr]
+    for index in last.values():
+        storage._store_asset_event(conn, events[index], event_ids[index])  # noqa: SLF001
+
+
+def store_event_batch_in_memory(storage: InMemoryEventLogStorage, events: Sequence[EventLogEntry]) -> None:
+    """An ephemeral instance's batch of materialisations (or observations): one transaction in its one database, each
+    event serialised once; then, event by event in order, what `InMemoryEventLogStorage.store_event` does after its
+    insert (dagster 1.13 `_core/storage/event_log/in_memory.py`): its storage-id counter moved on and the run's
+    watchers called with that cursor. Other batches event by event, Dagster's way."""
+    if not _batchable(events):
+        DAGSTER_IN_MEMORY_STORE_EVENT_BATCH(storage, events)
+        return
+    rows = _rows(storage, events)
+    with storage.index_transaction() as conn:
+        _store_indexed(storage, conn, events, rows)
+    for event in events:
+        storage._storage_id += 1  # noqa: SLF001
+        cursor = str(EventLogCursor.from_storage_id(storage._storage_id))  # noqa: SLF001
+        for handler in list(storage._handlers[event.run_id]):  # noqa: SLF001
+            try:
+                handler(event, cursor)
+            except Exception:  # a watcher's failure never loses the events, as in Dagster's store_event
+                logging.exception("Exception in callback for event watch on run %s.", event.run_id)
 
 
 def store_asset_check_evaluation_planned(storage: SqlEventLogStorage, event: EventLogEntry, event_id: int | None
@@ -262,9 +302,10 @@ DAGSTER_PG_DISPOSE = _PG_STORAGE.dispose if _PG_STORAGE else None
 
 
 def install() -> None:
-    """Make every SQLite event log of this process write batches of materialisations in one transaction, on kept
-    engines with synchronous=NORMAL (see the module)."""
+    """Make every SQLite event log of this process (and every in-memory one) write batches of materialisations in one
+    transaction, the SQLite ones on kept engines with synchronous=NORMAL (see the module)."""
     SqliteEventLogStorage.store_event_batch = store_event_batch  # type: ignore[method-assign]
+    InMemoryEventLogStorage.store_event_batch = store_event_batch_in_memory  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
@@ -277,6 +318,7 @@ def install() -> None:
 def uninstall() -> None:
     """Dagster's own behaviour again (tests compare both)."""
     SqliteEventLogStorage.store_event_batch = DAGSTER_STORE_EVENT_BATCH  # type: ignore[method-assign]
+    InMemoryEventLogStorage.store_event_batch = DAGSTER_IN_MEMORY_STORE_EVENT_BATCH  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = DAGSTER_CONNECT  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001

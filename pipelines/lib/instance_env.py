@@ -15,8 +15,8 @@ own bookkeeping for it must not grow with the days (issue #21 target 1). Two of 
 - `DAGSTER_EVENT_BATCH_SIZE`: a range step's per-day materialisation events are sent as one batch
   (`_core/execution/plan/execute_step.py` batch metadata, `_core/instance/methods/event_methods.py`
   `handle_new_event`); PostgreSQL storage writes a batch in one INSERT (`dagster_postgres/event_log/event_log.py`
-  `store_event_batch`), and so does SQLite storage in the processes that load the code location
-  (pipelines/lib/event_storage.py; Dagster's own SQLite storage writes a batch event by event).
+  `store_event_batch`), and so do SQLite storage and the in-memory storage of an ephemeral instance in the processes
+  that load the code location (pipelines/lib/event_storage.py; Dagster's own write a batch event by event).
 
 Who needs them: the process that CREATES a run writes its planned events (the webserver for a launch from the UI,
 the daemon for the schedules and sensors, `mkpi`/`make demo` for their in-process runs); the process that EXECUTES it
