@@ -87,10 +87,12 @@ def test_other_batches_go_through_dagsters_path() -> None:
     original = storage.store_event
     storage.store_event = lambda event: (calls.append(event), original(event))  # type: ignore[method-assign]
     try:
-        [one] = _batch()[:1]
+        one, other = _batch()[:2]
+        other = other._replace(run_id="another-run")
         event_storage.store_event_batch_in_memory(storage, [one])
-        assert calls == [one]
-        assert len(_table(storage, SqlEventLogStorageTable)) == 1
+        event_storage.store_event_batch_in_memory(storage, [one, other])
+        assert calls == [one, one, other]
+        assert len(_table(storage, SqlEventLogStorageTable)) == 3
     finally:
         storage.dispose()
 
