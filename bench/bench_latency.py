@@ -5,7 +5,9 @@ Every sandbox response is delayed by `--latency` seconds (HTTP servers' `latency
 server is wrapped the same way), and the sandbox runs in its own processes (bench/sandbox_process.py) so its
 Python work does not compete with the connectors for the GIL. Several accounts per platform come from the
 sandbox's "many" profile. The five sources run at once (one process each, as Dagster's multiprocess executor
-runs steps); within a source, the connector fetches its accounts as it does in the pipeline.
+runs steps); within a source, the connector fetches its accounts as it does in the pipeline. HubSpot is read as its
+Dagster step reads it: the one `hubspot_portal` step (pipelines/defs/hubspot/assets.py) loads what
+`HubSpotConnector.fetch_portal` hands on, the call bench/backfill.py's run_hubspot times.
 
 Lower bound, per platform (`platform_bound`), the largest of three, each from the platform's documented limits
 (cited at the constants below), never from our own settings (parallel_accounts, client-side pacing):

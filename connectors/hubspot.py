@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -147,6 +147,24 @@ ASSOCIATION_BATCH = 1_000
 # portal-wide limiter holds across threads; a few chains keep the short lists off the longest one's path.
 PORTAL_CHAINS = 4
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"
+# Tables read by another table's chain: a deal's associations are asked for the deals just read, an automated
+# e-mail's days for the e-mails just listed.
+CHAIN_OF = {HUBSPOT_ASSOCIATIONS.table: "hubspot.deals",
+            HUBSPOT_EMAIL_EVENTS_DAILY.table: HUBSPOT_EMAIL_STATISTICS.table}
+
+
+def portal_chains(tables: Collection[str]) -> set[str]:
+    """The chains (named by their first table) `fetch_portal` reads to write `tables`; an unknown table is refused."""
+    known = {stream.table for stream in HUBSPOT_STREAMS}
+    unknown = sorted(set(tables) - known)
+    if unknown:
+        raise ValueError(f"not HubSpot tables: {', '.join(unknown)}")
+    return {CHAIN_OF.get(table, table) for table in tables}
+
+
+def chain_tables(chains: Collection[str]) -> set[str]:
+    """Every table those chains write: each chain's own table and the tables read with it."""
+    return set(chains) | {table for table, chain in CHAIN_OF.items() if chain in chains}
 
 
 def _parse_instant(value: str) -> int | None:
@@ -381,19 +399,21 @@ class HubSpotConnector:
         readers: dict[str, Callable[[Window], Iterator[Batch]]] = {
             OWNERS.table: self.fetch_owners, DEAL_STAGES.table: self.fetch_deal_stages,
             ACCOUNT_DETAILS.table: self.fetch_account_details, EMAIL_STATISTICS.table: self.fetch_email_statistics}
-        parents = {ASSOCIATIONS.table: "hubspot.deals", EMAIL_EVENTS_DAILY.table: EMAIL_STATISTICS.table}
-        if table in parents:
-            raise ValueError(f"{table} is read with {parents[table]}: fetch that stream")
+        if table in CHAIN_OF:
+            raise ValueError(f"{table} is read with {CHAIN_OF[table]}: fetch that stream")
         return readers[table](window)
 
     @_scrubbed
     def fetch_portal(self, window: Window, cursors: Mapping[str, str | None] | None = None, *,
-                     known_email_ids: set[str] | None = None, chains: int = PORTAL_CHAINS) -> Iterator[Batch]:
+                     known_email_ids: set[str] | None = None, chains: int = PORTAL_CHAINS,
+                     tables: Collection[str] | None = None) -> Iterator[Batch]:
         """Every HubSpot table of one refresh, its independent cursor chains read at once: each CRM object type from
         its cursor (`cursors[object_type]`, None or absent: in full; deals with their associations), the owners, the
         deal stages, the portal's details and the marketing e-mails (`known_email_ids` as in
         `fetch_email_statistics`). Each chain still sends one page after the other, and every request of every
         chain goes through the one portal-wide rate limiter, so HubSpot's limits hold however many run at once.
+        `tables` (None: all) reads only the chains holding those tables (`portal_chains`): deal associations come
+        with the deals, the e-mails' daily events with the e-mail statistics.
 
         What is handed on does not depend on timing: each table's batches whole and in the order its own method
         yields them, the tables in the order above (the longest chain, contacts, first), exactly the batches a loop
@@ -411,6 +431,9 @@ class HubSpotConnector:
         readers[DEAL_STAGES.table] = functools.partial(self.fetch_deal_stages, window)
         readers[ACCOUNT_DETAILS.table] = functools.partial(self.fetch_account_details, window)
         readers[EMAIL_STATISTICS.table] = functools.partial(self.fetch_email_statistics, window, known_email_ids)
+        if tables is not None:
+            wanted_chains = portal_chains(tables)
+            readers = {table: reader for table, reader in readers.items() if table in wanted_chains}
         stopped = threading.Event()
 
         def read(table: str) -> Iterator[Batch]:
