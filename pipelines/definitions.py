@@ -8,6 +8,7 @@ import dagster as dg
 
 from pipelines.components.source_assets import registry_only_defs
 from pipelines.lib import event_storage, instance_env
+from pipelines.lib.executor import PIPELINE_EXECUTOR
 
 # Dagster's range bookkeeping, for every process that loads this code location (pipelines/lib/instance_env.py): one
 # planned event per asset and range, batched per-day materialisations, a batch written in one go on SQLite too
@@ -18,7 +19,8 @@ event_storage.install()
 def build_definitions() -> dg.Definitions:
     """Every definition, built now: the settings (start date, time zone) and the registry are read at this call."""
     return dg.Definitions.merge(dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
-                                registry_only_defs())
+                                registry_only_defs(),
+                                dg.Definitions(executor=PIPELINE_EXECUTOR))  # steps forked: pipelines/lib/executor.py
 
 
 defs = build_definitions()
