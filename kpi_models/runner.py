@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,11 +20,13 @@ from importlib import import_module, resources
 
 import duckdb
 import pyarrow as pa
+from duckdb.sqltypes import DuckDBPyType
 
 from connectors import raw_tables as raw
 from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried, is_conflict, is_ducklake
+from connectors.settings import CHANNELS
 from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
 from kpi_models.context import KpiContext
 
@@ -127,6 +129,9 @@ class KpiModel:
     depends_on: tuple[str, ...] = ()
     # Temporary views the SQL reads, created before it runs (functions of the connection and the context).
     views: tuple[Callable[[duckdb.DuckDBPyConnection, KpiContext], None], ...] = ()
+    # Text columns stored as ENUM types (column -> every value it may hold, read when asked): a long table's few
+    # repeated names cost a fraction of VARCHAR's to write and store (issue #21); see `ensure_enum_columns`.
+    enums: Callable[[], Mapping[str, Sequence[str]]] | None = None
 
     @property
     def table(self) -> str:
@@ -193,6 +198,60 @@ class RegistryKpiModel(GeneratedKpiModel):
 
     sources = property(_registered_sources, _registry_decides)  # type: ignore[assignment]
     inputs = property(_inputs_with_own_sql, _keep_inputs)  # type: ignore[assignment]
+
+
+def kpi_daily_enums() -> dict[str, tuple[str, ...]]:
+    """The values kpi.kpi_daily's name columns may hold, from the one list of each: sources from the registry
+    (connectors/registry.py), KPIs from the catalogue (kpi_models/catalogue.yaml plus the registered sources' own KPI
+    SQL), channels from the one channel vocabulary (connectors/settings.py CHANNELS) plus `all`. Read when asked, so a
+    source or KPI added there changes the wanted type and the next rebuild widens the column (no manual migration)."""
+    from kpi_models.catalogue import daily_sources, load_catalogue
+
+    catalogue = load_catalogue()
+    return {
+        "source": tuple(dict.fromkeys((*registry.codes(), *daily_sources(catalogue)))),
+        "channel": (*CHANNELS, "all"),
+        "kpi": tuple(k.kpi for k in catalogue.daily()),
+    }
+
+
+def enum_type(values: Iterable[str]) -> str:
+    """The SQL of an ENUM over `values`, sorted as VARCHAR sorts them (byte order of UTF-8 = code point order), so
+    ORDER BY, min/max and range comparisons on the column give what they gave on VARCHAR."""
+    return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(set(values))) + ")"
+
+
+def ensure_enum_columns(conn: duckdb.DuckDBPyConnection, model: KpiModel) -> None:
+    """Give the model's table its ENUM columns (`KpiModel.enums`), before the rebuild's DELETE and INSERT (DuckDB
+    refuses to commit an ALTER of a table the same transaction already changed). A column already an ENUM holding
+    every wanted value is left as it is (a catalog lookup); otherwise it is altered to the ENUM of the wanted values
+    plus the ones it has (a KPI dropped from the catalogue keeps its old rows readable), which rewrites the column
+    once. A DuckLake keeps VARCHAR: its specification has no ENUM type
+    (https://ducklake.select/docs/stable/specification/data_types)."""
+    if model.enums is None or is_ducklake(conn):
+        return
+    relation = conn.table(model.table)
+    current = dict(zip(relation.columns, relation.types, strict=True))
+    for column, wanted in model.enums().items():
+        column_type = current.get(column)
+        if column_type is None:
+            continue
+        have = _enum_values(column_type)
+        if have is not None and set(wanted) <= set(have):
+            continue
+        kept: Iterable[str] = have or ()
+        if have is None:  # VARCHAR: keep every value the table holds
+            kept = [r[0] for r in conn.execute(f"SELECT DISTINCT {quote_ident(column)} FROM {quote_ident(model.table)}"
+                                               f" WHERE {quote_ident(column)} IS NOT NULL").fetchall()]
+        conn.execute(f"ALTER TABLE {quote_ident(model.table)} ALTER COLUMN {quote_ident(column)} "
+                     f"TYPE {enum_type([*wanted, *kept])}")
+
+
+def _enum_values(column_type: DuckDBPyType) -> list[str] | None:
+    """An ENUM type's values; None for any other type."""
+    if column_type.id != "enum":
+        return None
+    return [str(v) for v in dict(column_type.children)["values"]]
 
 
 def churn_view(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
@@ -298,6 +357,7 @@ MODELS: dict[str, KpiModel] = {
         depends_on=("web_daily", "seo_daily", "paid_search_daily", "ecommerce_daily", "email_daily", "crm_daily",
                     "social_daily"),
         generator="kpi_models.catalogue:kpi_daily_sql",
+        enums=kpi_daily_enums,
     ),
 }
 
@@ -447,6 +507,7 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
         conn.execute(f"CREATE TABLE {target} AS SELECT * FROM ({query}) LIMIT 0", params)
     else:
         _add_new_columns(conn, model.table, query, params)
+    ensure_enum_columns(conn, model)
     conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
     row = conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} "
                        f"ORDER BY {part}", {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}}
@@ -550,6 +611,7 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
         _prepare(conn, model, context, write=False)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {quote_ident(model.table)} AS SELECT * FROM ({query}) LIMIT 0",
                      used_params(query, given))
+        ensure_enum_columns(conn, model)
 
 
 def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext, write: bool = True) -> None:
