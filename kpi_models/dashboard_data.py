@@ -133,8 +133,10 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
     windows, params = _windows_sql(periods)
     additive = [k.kpi for k in catalogue.daily() if k.additive]
     # a level (followers) is the window's last day's, summed over accounts, and no value when one account's level
-    # that day is unknown (a total without it would be silently low); a distinct count (reach) adds up over
-    # nothing: one account's one day only, else no value (never a sum of days)
+    # that day is unknown: NULL, or no row that day from an account with a row earlier in the window (a total
+    # without it would be silently low; the catalogue rolls a level up by the last day's value, and an older day's
+    # level is not that); a distinct count (reach) adds up over nothing: one account's one day only, else no value
+    # (never a sum of days)
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
     rows = _records(conn, f"""
@@ -144,6 +146,8 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
                     WHEN d.kpi IN (SELECT unnest(?)) THEN
                          CASE WHEN count(d.numerator) FILTER (WHERE d.date = w.end_day)
                                    = count(*) FILTER (WHERE d.date = w.end_day)
+                               AND count(DISTINCT (d.account_id, d.channel)) FILTER (WHERE d.date = w.end_day)
+                                   = count(DISTINCT (d.account_id, d.channel))
                               THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day) END
                     WHEN d.kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT d.date) = 1
                          AND count(DISTINCT d.account_id) = 1 THEN sum(d.numerator) END
@@ -236,16 +240,22 @@ def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window,
             ) -> list[dict[str, Any]]:
     """Daily parts per (KPI, source, channel) over the page's range, summed over accounts, as arrays aligned on
     the range's days (null: no row that day): the charts and custom ranges are built from these. A level
-    (followers) is null on a day one account's level is unknown: a sum without it would be silently low."""
+    (followers) is null on a day one account's level is unknown: NULL, or no row that day from an account with a row
+    on an earlier day of the range (a sum without it would be silently low)."""
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     rows = conn.execute(f"""
+        WITH d AS (SELECT * FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?),
+        firsts AS (SELECT kpi, source, channel, account_id, min(date) AS first_day FROM d
+                   WHERE kpi IN (SELECT unnest(?)) GROUP BY ALL)
         SELECT kpi, source, channel, date_diff('day', CAST(? AS DATE), date) AS day,
-               CASE WHEN kpi IN (SELECT unnest(?)) AND count(numerator) < count(*) THEN NULL
+               CASE WHEN kpi IN (SELECT unnest(?)) AND (count(numerator) < count(*) OR count(DISTINCT account_id)
+                         < (SELECT count(*) FROM firsts AS f WHERE f.kpi = g.kpi AND f.source = g.source
+                            AND f.channel IS NOT DISTINCT FROM g.channel AND f.first_day <= g.date)) THEN NULL
                     ELSE sum(numerator) END AS n, sum(denominator) AS d, bool_and(is_final) AS f,
                list_distinct(flatten(list(quality))) AS q
-        FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?
+        FROM d AS g
         GROUP BY kpi, source, channel, date ORDER BY kpi, source, channel, date""",
-                        [days.start, last, days.start, days.end]).fetchall()
+                        [days.start, days.end, last, days.start, last]).fetchall()
     series: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kpi, source, channel, day, n, d, final, quality in rows:
         if kpi not in catalogue.kpis or catalogue.kpis[kpi].native:

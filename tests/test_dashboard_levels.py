@@ -1,7 +1,8 @@
 """A level (followers) on the dashboard, summed over accounts, is never silently low: when one account's level on
 the window's last day is unknown (NULL in kpi.kpi_daily, e.g. LinkedIn's follower statistics missing for longer
 than the re-read window), the total has no value, on the cards and in the daily series the charts and custom ranges
-use. Hand-made rows; every expected value worked out by hand in the comments."""
+use. So is an account with no row at all on that day while it has rows earlier in the window (Instagram below).
+Hand-made rows; every expected value worked out by hand in the comments."""
 
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,6 +14,17 @@ from kpi_models.dashboard import dashboard_model
 
 GENERATED_AT = datetime(2026, 3, 21, 6, 0, tzinfo=UTC)
 FIRST, AS_OF = date(2026, 3, 1), date(2026, 3, 20)
+
+
+def instagram_rows(day: date) -> list[tuple[str, str, float]]:
+    """Instagram I1: 300 + 1 a day, every day; I2: 700, March 1 to 10 only (no row after: gone, or not read);
+    I3: 50, from March 10 on (a new account)."""
+    rows = [("instagram", "I1", 300.0 + day.day)]
+    if day.day <= 10:
+        rows.append(("instagram", "I2", 700.0))
+    if day.day >= 10:
+        rows.append(("instagram", "I3", 50.0))
+    return rows
 
 
 def level_of(org: str, day: date) -> float | None:
@@ -33,7 +45,8 @@ def model(tmp_path_factory):
         day = FIRST
         while day <= AS_OF:
             for source, org, level in (("linkedin", "100", level_of("100", day)),
-                                       ("linkedin", "200", level_of("200", day)), ("facebook", "P1", 500.0)):
+                                       ("linkedin", "200", level_of("200", day)), ("facebook", "P1", 500.0),
+                                       *instagram_rows(day)):
                 conn.execute("INSERT INTO kpi.kpi_daily VALUES (?, ?, 'social', ?, 'followers', ?, NULL, ?, NULL, "
                              "true, [], NULL)", [day, source, org, level, level])
             day += timedelta(days=1)
@@ -64,3 +77,22 @@ def test_the_daily_series_has_no_level_on_that_day(model):
     assert len(series["n"]) == (AS_OF - FIRST).days + 1  # one entry a day, March 1 to March 20
     assert series["n"][-2] == 1095 + 2019  # March 19: both known, 1,000 + 5 x 19 and 2,000 + 19
     assert series["n"][-1] is None  # March 20: org 200 unknown
+
+
+def test_a_total_with_an_account_missing_on_the_last_day_has_no_value(model):
+    # this month (March 1-20): I2 has rows March 1-10 and none on the 20th; I1 321 + I3 50 = 371 would be silently low
+    assert current(model, "this_month", "followers|instagram|*") is None
+    assert current(model, "this_month", "followers|instagram|social") is None
+    # the last 7 days (March 14-20): I2 has no row in the window at all; I1 on the 20th 320 + I3 50 = 370
+    assert current(model, "last_7", "followers|instagram|*") == 370
+    # the 7 days before (March 7-13): I2 has rows March 7-10, none on the 13th: no value
+    slot = model["results"]["last_7"]["followers|instagram|*"]
+    assert slot[1] is None or slot[1][2] is None
+
+
+def test_the_daily_series_has_no_level_on_a_day_an_account_seen_before_is_missing(model):
+    series = next(s for s in model["series"] if (s["k"], s["s"]) == ("followers", "instagram"))
+    assert len(series["n"]) == 20  # one entry a day, March 1 to 20
+    assert series["n"][8] == 309 + 700  # March 9: I1 and I2 (I3 not seen yet: not missing)
+    assert series["n"][9] == 310 + 700 + 50  # March 10: all three
+    assert series["n"][10:] == [None] * 10  # March 11-20: I2, seen before, has no row
