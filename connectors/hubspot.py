@@ -136,7 +136,9 @@ _PUBLISHED_STATES = frozenset({
 # Day buckets asked in one histogram request. The endpoint takes no paging parameter and its answer has no paging
 # (CollectionResponseWithTotalEmailStatisticIntervalNoPaging in HubSpot's spec, HubSpot/HubSpot-public-api-spec-
 # collection, PublicApiSpecs/Marketing/Marketing Emails/Rollouts/145892/v3/marketingEmails.json), and no span limit is
-# documented: a year of day buckets (~1 KB each) per request, a whole first year in one request.
+# documented: a year of day buckets (~1 KB each) per request, a whole first year in one request. HubSpot answers a
+# bucket for every day of the span (`histogram_days_missing`), so a portal that cut a long span short would be refused
+# with the missing days named (`_histogram_table`), never read as days without events.
 HISTOGRAM_CHUNK_DAYS = 366
 # Deals per v4 association batch read: HubSpot's documented maximum, 1,000 ids per request body since 10 February 2025
 # (developers.hubspot.com/changelog/bug-fix-batch-read-limit-for-hubspot-associations-api); 100 per request sent ten
@@ -1025,15 +1027,33 @@ def _midnight_utc(day: date, zone: ZoneInfo) -> str:
     return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _day_runs(days: Sequence[date]) -> str:
+    """Days as short runs ("2026-01-03..2026-01-05, 2026-02-01"), for an error naming them; at most 10 runs."""
+    runs: list[list[date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][1] == timedelta(days=1):
+            runs[-1][1] = day
+        else:
+            runs.append([day, day])
+    named = [str(a) if a == b else f"{a}..{b}" for a, b in runs]
+    return ", ".join(named[:10]) + (f" and {len(named) - 10} more runs" if len(named) > 10 else "")
+
+
 def _histogram_table(contract: Contract, body: Any, email_id: str, window: Window, zone: ZoneInfo) -> pa.Table:
     """Day buckets of one e-mail as rows of hubspot.email_events_daily. A bucket's day is the portal day holding
     its middle: HubSpot starts DAY buckets at the portal's midnight (its documented example answer starts them at
     04:00Z for a US/Eastern portal), so that is the bucket's own day, and a bucket cut at another hour still
-    gets the day holding most of it. A bucket outside the asked days, or a day twice, is refused."""
+    gets the day holding most of it. A bucket outside the asked days, or a day twice, is refused.
+
+    HubSpot answers a bucket for every interval of the span, empty ones included, when any e-mail of the filter was
+    sent in it, and a single result when none was (`histogram_days_missing`): so an answer lacking days of the span
+    is refused, naming them, never read as days without events."""
     contract.mapping(body, "body")
     rows: dict[str, list[Any]] = {name: [] for name in EMAIL_EVENTS_DAILY.schema.names}
     days: list[date] = []
-    for bucket in contract.sequence(body.get("results"), "results", optional=True):
+    active = False  # a bucket with any counter: something was sent in the span
+    results = contract.sequence(body.get("results"), "results", optional=True)
+    for bucket in results:
         contract.mapping(bucket, "results[]")
         interval = contract.mapping(bucket.get("interval"), "results[].interval")
         start, end = (checked_column(contract, [interval.get(k)], pa.timestamp("ms", "UTC"), f"results[].interval.{k}"
@@ -1050,13 +1070,35 @@ def _histogram_table(contract: Contract, body: Any, email_id: str, window: Windo
                                     "results[].aggregations.counters")
         values = [contract.count(counters.get(c), f"results[].aggregations.counters.{c}", optional=True) or 0
                   for c in _EVENT_COUNTERS]
+        active = active or any(values) or any(contract.count(v, "results[].aggregations.counters", optional=True)
+                                              for v in counters.values())
         if any(values):
             rows["email_id"].append(email_id)
             rows["date"].append(day)
             for name, value in zip(_EVENT_COUNTERS, values, strict=True):
                 rows[name].append(value)
     contract.unique(days, "results[].interval.start")
+    total = contract.count(body.get("total"), "total", optional=True)
+    if total is not None and total != len(results):
+        raise contract.fail("total", f"the answer says {total} buckets but holds {len(results)}", total)
+    missing = histogram_days_missing(window, days, active)
+    if missing:
+        raise contract.fail("results", f"no bucket for {len(missing)} of the {window.days} days asked ({window}): "
+                            f"{_day_runs(missing)}; HubSpot answers every day of a span, so these days cannot be "
+                            "read as days without events", len(results))
     return pa.table(rows, schema=EMAIL_EVENTS_DAILY.schema)
+
+
+def histogram_days_missing(window: Window, days: Sequence[date], active: bool) -> list[date]:
+    """The days of `window` a DAY histogram answer lacks. HubSpot answers one bucket per interval of the span,
+    empty intervals included, when any e-mail of the filter was sent in the span, and a single result when none was:
+    ballerina-platform/module-ballerinax-hubspot.marketing.emails, ballerina/tests/test.bal (testHistogramEp, run
+    against api.hubapi.com: "If there are no emails sent within the time span, the response will be of length 1;
+    else ... equal to number of days + 1" for a 40-day span ending now). So a single result without any counter
+    (`active` False) stands for the whole span without events; any other answer must hold every day."""
+    if len(days) == 1 and not active:
+        return []
+    return sorted(set(window.dates()) - set(days))
 
 
 def connect(settings: Settings) -> HubSpotConnector:

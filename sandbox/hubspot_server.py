@@ -842,9 +842,18 @@ class HubSpotServer(SandboxServer):
         """Day buckets from the portal's midnight to the next (23 or 25 hours across DST): HubSpot's documented
         example answer starts its buckets at 04:00Z, midnight in the US/Eastern portal of the account-info example
         (https://developers.hubspot.com/docs/api-reference/marketing-marketing-emails-v3-v3/statistics/
-        get-marketing-v3-emails-statistics-histogram). A bucket holds the statistics of the e-mails sent in it."""
+        get-marketing-v3-emails-statistics-histogram). A bucket holds the statistics of the e-mails sent in it.
+
+        Every day of the span has a bucket, empty ones included, when any e-mail asked for was sent in the span; when
+        none was, the answer is a single result (ballerina-platform/module-ballerinax-hubspot.marketing.emails,
+        ballerina/tests/test.bal, testHistogramEp, run against api.hubapi.com: "If there are no emails sent within
+        the time span, the response will be of length 1; else ... equal to number of days + 1"). That result's
+        interval is not shown there: the sandbox gives it the span asked, its counters zero."""
         if interval != "DAY":
             raise _HsError(400, f"The sandbox supports interval=DAY only; got {interval!r}.")
+        if not self._activity(emails, version, start, end):
+            return {"total": 1, "results": [{"interval": {"start": iso_ms(start), "end": iso_ms(end)},
+                                             "aggregations": self._aggregate([])}]}
         results = []
         day = self._portal_day(start)
         while (lo := _paris_ms(day, 0)) < end:

@@ -4,14 +4,16 @@ The sandbox store holds ~19,000 live contacts, 10,250 of which share one modific
 bulk import), so a one-year search window crosses the 10,000-result cap and one instant exceeds it.
 """
 
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from connectors.batches import Window
 from connectors.errors import ConfigError, InvalidResponse, SourceError
 from connectors.http import RetryPolicy
-from connectors.hubspot import EMAIL_STATISTICS, HubSpotConnector, _cursor
+from connectors.hubspot import EMAIL_STATISTICS, HubSpotConnector, _cursor, _histogram_table
 from connectors.settings import HubSpotSettings, Secret
 from connectors.validation import Contract
 from connectors.warehouse import connect, load_batches, read_cursor
@@ -383,3 +385,77 @@ def test_long_property_lists_go_through_batch_read_not_the_url(server):
     assert sum(len(p) for p in pages) == server.store.counts()["companies"]["live"]
     assert any(r.path.endswith("/batch/read") for r in server.requests)
     assert all(len(r.path) + len(str(r.query)) < 4000 for r in server.requests)
+
+
+# ---- the statistics histogram: every day of the span, or refused --------------------------------------------------
+PARIS = ZoneInfo(TIMEZONE)
+SPAN = Window(date(2026, 1, 1), date(2026, 1, 5))
+
+
+def bucket(day: date, **counters: int) -> dict:
+    """One DAY bucket of a Paris portal: midnight to midnight (UTC+1 in January)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=PARIS)
+    return {"interval": {"start": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         "end": (start + timedelta(days=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "aggregations": {"counters": counters}}
+
+
+def histogram(body: dict):
+    return _histogram_table(Contract("hubspot", "portal", "GET histogram"), body, "77", SPAN, PARIS)
+
+
+def test_a_histogram_with_every_day_gives_the_active_days():
+    days = [bucket(date(2026, 1, d)) for d in (1, 2, 4, 5)] + [bucket(date(2026, 1, 3), sent=10, delivered=9)]
+    table = histogram({"total": 5, "results": days})
+    assert table.select(["date", "sent", "delivered", "open"]).to_pylist() == [
+        {"date": date(2026, 1, 3), "sent": 10, "delivered": 9, "open": 0}]  # empty days: no row (zero events)
+
+
+def test_a_histogram_lacking_days_of_the_span_is_refused_naming_them():
+    # January 1, 2 and 5 answered: 3 and 4 missing would read as no events
+    body = {"results": [bucket(date(2026, 1, 1), sent=4), bucket(date(2026, 1, 2)), bucket(date(2026, 1, 5))]}
+    with pytest.raises(InvalidResponse, match=r"no bucket for 2 of the 5 days asked .*2026-01-03\.\.2026-01-04"):
+        histogram(body)
+    # one bucket with sends over a 5-day span: the other 4 days are missing, not empty
+    with pytest.raises(InvalidResponse, match=r"no bucket for 4 of the 5 days asked .*2026-01-02\.\.2026-01-05"):
+        histogram({"total": 1, "results": [bucket(date(2026, 1, 1), sent=4)]})
+    with pytest.raises(InvalidResponse, match="no bucket for 5 of the 5 days"):
+        histogram({"total": 0, "results": []})
+
+
+def test_a_histogram_whose_total_is_not_its_buckets_is_refused():
+    body = {"total": 6, "results": [bucket(date(2026, 1, d)) for d in range(1, 6)]}
+    with pytest.raises(InvalidResponse, match="says 6 buckets but holds 5"):
+        histogram(body)
+
+
+def test_the_single_result_of_a_span_without_sends_is_no_events():
+    # HubSpot's answer when nothing was sent in the span: one result, nothing counted
+    whole = {"interval": {"start": "2025-12-31T23:00:00Z", "end": "2026-01-05T23:00:00Z"},
+             "aggregations": {"counters": {"sent": 0, "open": 0}}}
+    assert histogram({"total": 1, "results": [whole]}).num_rows == 0
+
+
+def test_the_sandbox_answers_every_day_or_one_result_as_hubspot_does(server, world):
+    """Through the connector: the welcome e-mail's days before its first send are one result without events (no
+    rows, no error); a span across its first day is a bucket for every day, rows on its days of sends only."""
+    conn, _ = connector(server)
+    (welcome,) = world.hubspot_automated_emails()
+    before = Window(welcome.first_day - timedelta(days=10), welcome.first_day - timedelta(days=1))
+    assert [b.num_rows for b in conn.fetch_email_events(str(welcome.id), before.start, before.end, PARIS)] == [0]
+    stats_api = conn.sub("marketing.emails.statistics_api")
+
+    def answer(span: Window) -> dict:
+        return json.loads(stats_api.get_histogram(
+            interval="DAY", start_timestamp=f"{span.start}T00:00:00Z", end_timestamp=f"{span.end}T00:00:00Z",
+            email_ids=[welcome.id], _preload_content=False).data)
+
+    assert answer(before)["total"] == 1 and len(answer(before)["results"]) == 1
+    across = Window(welcome.first_day - timedelta(days=2), welcome.first_day + timedelta(days=2))
+    (batch,) = conn.fetch_email_events(str(welcome.id), across.start, across.end, PARIS)
+    sent = {d: world.automated_email_day(welcome, d)["sent"] for d in across.dates()}
+    assert dict(zip(batch.data["date"].to_pylist(), batch.data["sent"].to_pylist(), strict=True)) == {
+        d: n for d, n in sent.items() if n}
+    # 4 days from midnight UTC (01:00 in Paris) to midnight UTC: 5 Paris days touched, each with its bucket (HubSpot's
+    # "number of days + 1" for a span off the portal's midnight)
+    assert len(answer(across)["results"]) == 5
