@@ -37,6 +37,9 @@ log = logging.getLogger("mkpi.kpi")
 # The connection whose KPI steps run inside one caller's transaction (`batched`): each step's own BEGIN / COMMIT /
 # CHECKPOINT is left out, so a whole rebuild commits and checkpoints once instead of once per table (issue #21).
 _BATCH: ContextVar[object | None] = ContextVar("mkpi_kpi_batch", default=None)
+# The small tables (channel map, restatement windows) a batch has already written or found as wanted, with those rows:
+# every model's preparation writes them again, ten times a recompute, each a comparison of the table's rows.
+_BATCH_WRITTEN: ContextVar[dict[str, pa.Table] | None] = ContextVar("mkpi_kpi_batch_written", default=None)
 
 
 @contextmanager
@@ -46,11 +49,12 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
     to do, e.g. run the steps again one transaction each). Not on a DuckLake, whose steps retry their own commits."""
     if is_ducklake(conn):
         raise ValueError("batched KPI rebuilds are for a DuckDB file; a DuckLake's steps commit (and retry) each")
-    token = _BATCH.set(conn)
+    token, written = _BATCH.set(conn), _BATCH_WRITTEN.set({})
     try:
         with transaction(conn):
             yield conn
     finally:
+        _BATCH_WRITTEN.reset(written)
         _BATCH.reset(token)
 
 
@@ -391,16 +395,21 @@ def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Ma
 def _replace_if_changed(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
     """`replace_table`, skipped when the table already holds exactly these rows and column types: every rebuild
     writes the run's mapping and windows, and rewriting an unchanged table made each commit's CHECKPOINT write it
-    again (issue #21: a one-day recompute paid that once per source part)."""
+    again (issue #21: a one-day recompute paid that once per source part). Inside `batched`, a table this batch
+    already wrote (or found) with exactly these rows is not compared again: nothing else writes it in the meantime."""
+    written = _BATCH_WRITTEN.get() if in_batch(conn) else None
+    if written is not None and table in written and written[table].equals(data, check_metadata=True):
+        return
     try:
         existing = conn.table(table)
     except duckdb.CatalogException:
         existing = None
     wanted = conn.from_arrow(data)
-    if (existing is not None and existing.columns == wanted.columns and existing.types == wanted.types
+    if not (existing is not None and existing.columns == wanted.columns and existing.types == wanted.types
             and sorted(existing.fetchall(), key=repr) == sorted(wanted.fetchall(), key=repr)):
-        return
-    replace_table(conn, table, data)
+        replace_table(conn, table, data)
+    if written is not None:
+        written[table] = data
 
 
 @dataclass(frozen=True)
