@@ -1,0 +1,106 @@
+"""A range step's per-day materialisations are written from one packed template per asset
+(pipelines/lib/event_storage.py `_DayTemplates`): every row must be exactly what Dagster's own serialiser writes, and
+an event that differs from its asset's first one anywhere but its day, time and messages must go through Dagster's
+serialiser."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.events.log import EventLogEntry
+from dagster_shared.serdes import serialize_value
+
+from pipelines.lib import event_storage, instance_env
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2025-01-01")
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[object, list[EventLogEntry], list[dict]]]]:
+    """Every batch the pipeline's batched write serialised, with the rows it produced."""
+    seen: list[tuple[object, list[EventLogEntry], list[dict]]] = []
+    original = event_storage._rows
+
+    def spy(storage: object, events: list[EventLogEntry]) -> list[dict]:
+        rows = original(storage, events)  # type: ignore[arg-type]
+        seen.append((storage, list(events), rows))
+        return rows
+
+    monkeypatch.setattr(event_storage, "_rows", spy)
+    for name, value in instance_env.DAGSTER_ENV.items():  # a range step's materialisations sent as one batch
+        monkeypatch.setenv(name, value)
+    event_storage.install()
+    yield seen
+
+
+def _asset(name: str, per_day: bool) -> dg.AssetsDefinition:
+    @dg.asset(name=name, partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+    def _a(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        if per_day:  # partition-scoped metadata: each day's event differs beyond its day
+            for key in context.partition_keys:
+                context.add_asset_metadata({"day_rows": int(key.replace("-", ""))}, partition_key=key)
+        return dg.MaterializeResult(metadata={"dagster/row_count": 7, "share": 0.25, "note": "é \"quoted\"",
+                                              "dagster/column_schema": dg.TableSchema(
+                                                  columns=[dg.TableColumn(f"c{i}", "int") for i in range(5)])})
+
+    return _a
+
+
+def test_rows_equal_dagsters_own_serialiser(tmp_path: Path, captured: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 40-day range run of two assets on a SQLite instance: every stored row, byte for byte, is what Dagster's
+    `_event_to_row` makes with its own serialiser; the asset with per-day metadata took Dagster's path."""
+    rendered: list[str] = []
+    render = event_storage._render
+
+    def counted(packed: dict, event: EventLogEntry) -> str:
+        rendered.append(event.get_dagster_event().asset_key.to_user_string())
+        return render(packed, event)
+
+    monkeypatch.setattr(event_storage, "_render", counted)
+    defs = dg.Definitions(assets=[_asset("same_every_day", False), _asset("own_metadata_per_day", True)])
+    keys = DAYS.get_partition_keys()[:40]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, tags={"dagster/asset_partition_range_start": keys[0],
+                                     "dagster/asset_partition_range_end": keys[-1]})
+        assert result.success
+        stored = {(r.asset_key.to_user_string(), r.partition_key) for r in instance.fetch_materializations(
+            dg.AssetKey("own_metadata_per_day"), limit=100).records}
+    assert len(stored) == 40
+    rows = [(storage, event, row) for storage, events, batch in captured
+            for event, row in zip(events, batch, strict=True)]
+    assert len(rows) == 80  # 40 days x 2 assets, all through the batched write
+    dagster_serialize = event_storage.DAGSTER_SERIALIZE
+    for storage, event, row in rows:
+        assert row == storage._event_to_row(event)
+        assert row["event"] == dagster_serialize(event)
+    days = {row["partition"] for _, _, row in rows}
+    assert days == set(keys)
+    # the template path was taken: each asset's first day packed and checked against Dagster's string, then written
+    # from its packing, as were the 39 other days of the asset whose days differ only by their day; the other
+    # asset's later days all went through Dagster's serialiser
+    assert rendered.count("same_every_day") == 1 + 40
+    assert rendered.count("own_metadata_per_day") == 1 + 1
+
+
+def _materialization(day: str, rows: int, message: str = "m") -> EventLogEntry:
+    materialization = dg.AssetMaterialization(asset_key="a", partition=day, metadata={"rows": rows})
+    event = DagsterEvent(event_type_value="ASSET_MATERIALIZATION", job_name="j", message=f"{message} {day}",
+                         event_specific_data=StepMaterializationData(materialization), step_key="s")
+    return EventLogEntry(error_info=None, level=10, user_message=f"{message} {day}", run_id="r", timestamp=1.5,
+                         step_key="s", job_name="j", dagster_event=event)
+
+
+def test_a_day_that_differs_elsewhere_is_serialised_by_dagster() -> None:
+    """Same asset and step, another metadata value: not written from the template (Dagster's string for it)."""
+    import threading
+
+    templates = event_storage._DayTemplates(threading.get_ident())
+    first, same, other = _materialization("2025-01-01", 3), _materialization("2025-01-02", 3), \
+        _materialization("2025-01-03", 4)
+    for event in (first, same, other):
+        assert templates.serialize(event) == serialize_value(event)
+    assert event_storage._same_but_day(same, first)
+    assert not event_storage._same_but_day(other, first)
