@@ -85,6 +85,35 @@ def test_rows_equal_dagsters_own_serialiser(tmp_path: Path, captured: list, monk
     assert rendered.count("own_metadata_per_day") == 1 + 1
 
 
+def test_postgres_batch_rows_equal_dagsters(tmp_path_factory: pytest.TempPathFactory, captured: list) -> None:
+    """PostgreSQL storage's one INSERT of a range step's batch (its rows now made by the same code): the stored events
+    are Dagster's strings, every day's materialisation is read back with its own day."""
+    from dagster_postgres.event_log.event_log import PostgresEventLogStorage
+
+    from tests.postgres import postgres_server
+
+    keys = DAYS.get_partition_keys()[:30]
+    with postgres_server(tmp_path_factory.mktemp("pg")) as server:
+        database = server.create_database("day_templates")
+        url = database.url.replace("postgresql://", "postgresql+psycopg2://")
+        overrides = {"event_log_storage": {"module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage",
+                                           "config": {"postgres_url": url}}}
+        with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("home")), overrides=overrides) as instance:
+            assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
+            job = dg.Definitions(assets=[_asset("same_every_day", False)]).resolve_implicit_global_asset_job_def()
+            assert job.execute_in_process(instance=instance, tags={
+                "dagster/asset_partition_range_start": keys[0],
+                "dagster/asset_partition_range_end": keys[-1]}).success
+            records = instance.fetch_materializations(dg.AssetKey("same_every_day"), limit=100).records
+            assert sorted(r.partition_key for r in records) == keys
+            assert {r.event_log_entry.dagster_event.step_key for r in records} == {"same_every_day"}
+    rows = [(storage, event, row) for storage, events, batch in captured
+            for event, row in zip(events, batch, strict=True)]
+    assert len(rows) == 30
+    for storage, event, row in rows:
+        assert row == storage._event_to_row(event)
+
+
 def _materialization(day: str, rows: int, message: str = "m") -> EventLogEntry:
     materialization = dg.AssetMaterialization(asset_key="a", partition=day, metadata={"rows": rows})
     event = DagsterEvent(event_type_value="ASSET_MATERIALIZATION", job_name="j", message=f"{message} {day}",

@@ -82,6 +82,8 @@ DAGSTER_STORE_EVENT_BATCH: Callable[[SqliteEventLogStorage, Sequence[EventLogEnt
 DAGSTER_CONNECT: Callable[[SqliteEventLogStorage, str], AbstractContextManager[Connection]] = (
     SqliteEventLogStorage._connect)  # noqa: SLF001
 DAGSTER_DISPOSE: Callable[[SqliteEventLogStorage], None] = SqliteEventLogStorage.dispose
+DAGSTER_PREPARE_INSERT_BATCH: Callable[[SqlEventLogStorage, Sequence[EventLogEntry]], Any] = (
+    SqlEventLogStorage.prepare_insert_event_batch)
 # Dagster's serialiser as its SQL event log calls it (`_event_to_row`)
 DAGSTER_SERIALIZE: Callable[..., str] = sql_event_log.serialize_value
 DAGSTER_STORE_CHECK_PLANNED: Callable[[SqlEventLogStorage, EventLogEntry, int | None], None] = (
@@ -243,6 +245,13 @@ def _store_indexed(storage: SqlEventLogStorage, conn: Connection, events: Sequen
         storage._store_asset_event(conn, events[index], event_ids[index])  # noqa: SLF001
 
 
+def prepare_insert_event_batch(storage: SqlEventLogStorage, events: Sequence[EventLogEntry]) -> Any:
+    """Dagster's one INSERT of a batch of materialisations (dagster 1.13 `SqlEventLogStorage.
+    prepare_insert_event_batch`, what PostgreSQL storage's `store_event_batch` executes), its rows made as the SQLite
+    batch makes them: each distinct metadata packed once, a range step's per-day events from one template."""
+    return SqlEventLogStorageTable.insert().values(_rows(storage, events))
+
+
 def store_event_batch_in_memory(storage: InMemoryEventLogStorage, events: Sequence[EventLogEntry]) -> None:
     """An ephemeral instance's batch of materialisations (or observations): one transaction in its one database, each
     event serialised once; then, event by event in order, what `InMemoryEventLogStorage.store_event` does after its
@@ -402,6 +411,7 @@ def install() -> None:
     SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         store_asset_check_evaluation_planned)
+    SqlEventLogStorage.prepare_insert_event_batch = prepare_insert_event_batch  # type: ignore[method-assign]
     if _PG_STORAGE is not None:
         _PG_STORAGE._connect = _postgres_connect  # noqa: SLF001
         _PG_STORAGE.dispose = _postgres_dispose
@@ -415,6 +425,7 @@ def uninstall() -> None:
     SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         DAGSTER_STORE_CHECK_PLANNED)
+    SqlEventLogStorage.prepare_insert_event_batch = DAGSTER_PREPARE_INSERT_BATCH  # type: ignore[method-assign]
     if _PG_STORAGE is not None:
         _PG_STORAGE._connect = DAGSTER_PG_CONNECT  # noqa: SLF001
         _PG_STORAGE.dispose = DAGSTER_PG_DISPOSE
