@@ -231,7 +231,8 @@ def ensure_enum_columns(conn: duckdb.DuckDBPyConnection, model: KpiModel) -> Non
     every wanted value is left as it is (a catalog lookup); otherwise it is altered to the ENUM of the wanted values
     plus the ones it has (a KPI dropped from the catalogue keeps its old rows readable), which rewrites the column
     once. A DuckLake keeps VARCHAR: its specification has no ENUM type
-    (https://ducklake.select/docs/stable/specification/data_types)."""
+    (https://ducklake.select/docs/stable/specification/data_types), and the lake refuses one ("unsupported type
+    ENUM", or "only widening type promotions are allowed" for an ALTER; tests/test_kpi_daily_enum.py)."""
     if model.enums is None or is_ducklake(conn):
         return
     relation = conn.table(model.table)

@@ -148,3 +148,23 @@ def test_a_ducklake_keeps_varchar(tmp_path, monkeypatch) -> None:
         assert c.execute("SELECT count(*) FROM kpi.kpi_daily WHERE kpi = 'sessions'").fetchone() == (4,)
         assert {c: str(t) for c, t in types(c).items() if c in ("source", "channel", "kpi")} == {
             "source": "VARCHAR", "channel": "VARCHAR", "kpi": "VARCHAR"}
+
+
+
+def test_a_real_ducklake_refuses_an_enum_column(tmp_path) -> None:
+    """Why a lake keeps VARCHAR: the lake itself (a DuckDB-file catalog here, no PostgreSQL needed) refuses an ENUM
+    column, created or altered to."""
+    from connectors.ducklake import load_extensions
+
+    lake = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        load_extensions(lake)
+        lake.execute(f"ATTACH 'ducklake:{tmp_path / 'lake.ducklake'}' AS lake (DATA_PATH '{tmp_path / 'data'}/')")
+        lake.execute("USE lake")
+        with pytest.raises(duckdb.Error, match="unsupported type ENUM"):
+            lake.execute("CREATE TABLE enum_probe (k ENUM('a', 'b'))")
+        lake.execute("CREATE TABLE names AS SELECT 'a' AS k")
+        with pytest.raises(duckdb.Error, match="Cannot change type of column k"):
+            lake.execute(f"ALTER TABLE names ALTER COLUMN k TYPE {runner.enum_type(['a', 'b'])}")
+    finally:
+        lake.close()
