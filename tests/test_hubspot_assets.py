@@ -79,3 +79,24 @@ def test_a_table_read_with_a_selected_one_is_recorded_too(server, monkeypatch, t
         emails = conn.execute("SELECT count(*) FROM hubspot.email_statistics").fetchone()[0]
         days = conn.execute("SELECT count(*) FROM hubspot.email_events_daily").fetchone()[0]
     assert rows == {"email_statistics": emails, "email_events_daily": days} and emails > 0 and days > 0
+
+
+def test_a_failed_chain_writes_nothing_of_the_step(server, monkeypatch, tmp_path):
+    """The step's tables load in one transaction with their cursors: when one chain fails (here the deal pipelines,
+    read after the owners), nothing of the step is written, the owners' rows included; the next run loads both."""
+    from connectors.errors import SourceError
+    from connectors.hubspot import HubSpotConnector
+
+    def refused(self, window):
+        raise SourceError("hubspot", "portal", "GET /crm/v3/pipelines/deals: 403 missing scope")
+        yield  # a generator, as the real method
+
+    with monkeypatch.context() as patched:
+        patched.setattr(HubSpotConnector, "fetch_deal_stages", refused)
+        failed, _ = run(server, monkeypatch, tmp_path, "owners", "deal_stages")
+    assert not failed.success and materialised(failed) == {}
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'hubspot'"
+                            ).fetchone() == (0,)
+    again, _ = run(server, monkeypatch, tmp_path, "owners", "deal_stages")
+    assert again.success and set(materialised(again)) == {"owners", "deal_stages"}
