@@ -117,3 +117,48 @@ def test_the_default_config_only_gains_the_start_method() -> None:
     spawn = {"multiprocess": {"max_concurrent": 1, "start_method": {"spawn": {}}}}
     assert with_forkserver(spawn) == spawn  # a run naming its start method keeps it (tests/test_concurrency.py)
     assert PIPELINE_EXECUTOR.name == dg.multi_or_in_process_executor.name
+
+
+@dg.asset(pool="test_pool")
+def writer() -> None:
+    """A step in a one-slot pool, as the pipeline's DuckDB writers are in `duckdb_write`."""
+
+
+def test_a_run_waiting_for_the_pool_slot_sleeps_between_claims(tmp_path: Path, monkeypatch) -> None:
+    """A run whose step waits for a slot another run holds re-checks its claim a few times, not in a loop spinning a
+    core, and gets the slot once it is freed."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+
+    from pipelines.lib import executor
+
+    executor.install()
+    checks = []
+    original = InstanceConcurrencyContext.claim
+
+    def counted(self: InstanceConcurrencyContext, *args: object, **kwargs: object) -> bool:
+        checks.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(InstanceConcurrencyContext, "claim", counted)
+    overrides = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots("test_pool", 1)
+        assert storage.claim_concurrency_slot("test_pool", "another-run", "its-step").is_claimed
+        job = dg.Definitions(assets=[writer], jobs=[dg.define_asset_job("w")]).resolve_job_def("w")
+        with ThreadPoolExecutor(1) as pool:
+            run = pool.submit(job.execute_in_process, instance=instance, raise_on_error=False)
+            deadline = time.monotonic() + 60
+            while not storage.get_concurrency_info("test_pool").pending_steps and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(2.5)  # the behaviour under test: the queued run's loop during 2.5 s of waiting
+            waiting = len(checks)
+            storage.free_concurrency_slots_for_run("another-run")
+            result = run.result(timeout=60)
+    assert result.success
+    # the executor's loop asked for the slot at 0, ~1, ~2 s (Dagster's back-off) and slept between; spinning, it
+    # asked about 100,000 times a second (claim() returns early until the back-off has passed)
+    assert 1 <= waiting <= 10, waiting

@@ -21,9 +21,11 @@ definitions it builds read the settings of the run worker's environment, which i
 server is a child of the run worker, started at its first step, and lives as long as it).
 """
 
+import time
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
 # The code location's module (what `dagster api grpc -m` and workspace.yaml load). Dagster adds its own
 # `dagster._core.executor.multiprocess` in front.
@@ -42,3 +44,26 @@ def with_forkserver(config: dict[str, Any]) -> dict[str, Any]:
 # Dagster's default executor (same name, same config schema and defaults), its multiprocess mode forking steps.
 PIPELINE_EXECUTOR: dg.ExecutorDefinition = dg.multi_or_in_process_executor.configured(
     with_forkserver, config_schema=dg.multi_or_in_process_executor.config_schema.as_field())
+
+
+def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> float:
+    """Seconds until the first pending pool claim may be tried again (0 when one is due or none is pending)."""
+    if not self._pending_claims or not self._pending_timeouts:
+        return 0.0
+    return max(0.0, min(self._pending_timeouts.values()) - time.time())
+
+
+def install() -> None:
+    """A run waiting for a pool slot (`duckdb_write`) sleeps until its next claim instead of spinning a core.
+
+    Dagster 1.13's `InstanceConcurrencyContext.interval_to_next_pending_claim_check`
+    (`_core/execution/plan/instance_concurrency_context.py`) returns `min([0, *remaining])`, never above 0, so the
+    in-process executor's `sleep_til_ready` (`_core/execution/plan/active.py`) never sleeps: a run queued behind the
+    writer re-checked its pending claim about 100,000 times a second (a `mkpi backfill` waiting for another run's
+    load, the 8 runs of tests/test_concurrency.py: 5-16 CPU-s each). Upstream saw it ("it appeared we would always
+    end up sleeping `0` for concurrency checks which leads to busy waiting", dagster-io/dagster pull request #20367,
+    closed unmerged). The claims are tried at the same moments as before (Dagster's own back-off: 1 s, growing to
+    15 s); only the loop between them sleeps. Called where the code location is loaded (pipelines/definitions.py).
+    """
+    InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
+        _interval_to_next_pending_claim_check)
