@@ -79,6 +79,9 @@ def test_a_table_read_with_a_selected_one_is_recorded_too(server, monkeypatch, t
         emails = conn.execute("SELECT count(*) FROM hubspot.email_statistics").fetchone()[0]
         days = conn.execute("SELECT count(*) FROM hubspot.email_events_daily").fetchone()[0]
     assert rows == {"email_statistics": emails, "email_events_daily": days} and emails > 0 and days > 0
+    (statistics,) = [m.materialization for m in result.get_asset_materialization_events()
+                     if m.asset_key == dg.AssetKey(["hubspot", "email_statistics"])]
+    assert statistics.description == "written with hubspot.email_events_daily (selected), read in the same chain"
 
 
 def test_a_failed_chain_writes_nothing_of_the_step(server, monkeypatch, tmp_path):

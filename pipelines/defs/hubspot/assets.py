@@ -173,9 +173,10 @@ def hubspot_portal(context: dg.AssetExecutionContext, hubspot: HubSpotResource, 
         if table in selected:
             yield dg.MaterializeResult(asset_key=spec.key, metadata=metadata)
         else:  # written with a selected table's chain: recorded as what it is
+            with_it = sorted(selected & chain_tables(portal_chains([table])))
             context.log_event(dg.AssetMaterialization(
                 asset_key=spec.key, metadata=metadata,
-                description=f"written with {', '.join(sorted(selected))}, read in the same chain"))
+                description=f"written with {', '.join(with_it)} (selected), read in the same chain"))
 
 
 # each asset links to the code that loads it (the UI's "code references")
