@@ -13,6 +13,8 @@ Timed, on a fresh copy of it each run:
     again with restated values and a new _loaded_at, as the loader replaces a re-read window), then the same calls for
     that one-day window; the run fails if the recomputed KPIs do not show the restated values;
 (c) kpi.kpi_vs_objective after each (its own row: objectives are judged over whole periods, not one day).
+Each of (a) and (b) also in CPU seconds (user + system of this process: DuckDB's threads included), which a loaded
+machine inflates less than wall time. `--profile` prints each statement's wall and CPU seconds (the largest first).
 Baselines, in the same run: the SELECT of every model part for the same window (the per-channel tables' and
 kpi_daily's), run once by hand into a temporary table: the bare cost of the queries, with none of the rebuild's
 transactions, deletes, checks of inputs or commits.
@@ -21,6 +23,7 @@ transactions, deletes, checks of inputs or commits.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import sys
 import tempfile
@@ -111,6 +114,44 @@ def base_file(path: Path, raw_target: int, days: int) -> tuple[Window, int]:
         return Window(first, last), raw_rows(conn)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (every thread: DuckDB's workers too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class StatementTimes:
+    """A connection that records each statement's wall and CPU seconds (`--profile`); everything else is the
+    connection's own. The same object is handed to every call, so the runner's batch sees one connection."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self._conn = conn
+        self.times: list[tuple[float, float, str]] = []
+
+    def execute(self, query: str, *args: object, **kwargs: object) -> StatementTimes:
+        wall, cpu = time.perf_counter(), cpu_seconds()
+        self._conn.execute(query, *args, **kwargs)
+        self.times.append((time.perf_counter() - wall, cpu_seconds() - cpu, " ".join(str(query).split())))
+        return self
+
+    def fetchone(self) -> tuple | None:
+        return self._conn.fetchone()
+
+    def fetchall(self) -> list[tuple]:
+        return self._conn.fetchall()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+
+def print_profile(label: str, times: list[tuple[float, float, str]], top: int = 15) -> None:
+    """The statements of one timed call, the largest wall time first, with the totals."""
+    print(f"{label}: {len(times)} statements, {sum(t[0] for t in times):.3f} s wall, "
+          f"{sum(t[1] for t in times):.2f} s CPU")
+    for wall, cpu, query in sorted(times, key=lambda t: -t[0])[:top]:
+        print(f"  {wall:8.3f} s {cpu:7.2f} CPU-s  {query[:110]}")
+
+
 def rebuild_kpis(conn: duckdb.DuckDBPyConnection, window: Window, ctx: KpiContext) -> None:
     """Every KPI table for `window`, in the assets' order, with the calls the assets make."""
     from kpi_models.layer import rebuild_all
@@ -177,9 +218,9 @@ def check_recomputed(conn: duckdb.DuckDBPyConnection, day: date, before: dict[st
                                f"expected {rows} (one per restated {raw_table} row)")
 
 
-def one_run(path: Path, window: Window, day: date) -> dict[str, float]:
+def one_run(path: Path, window: Window, day: date, profile: bool = False) -> dict[str, float]:
     """One run on a fresh copy: full rebuild, objectives, bare SQL; re-read of `day`, recompute, objectives, bare
-    SQL. Seconds of each."""
+    SQL. Seconds of each (and CPU seconds of the rebuilds); `profile`: each rebuild's statements printed."""
     from connectors.settings import load_settings
     from connectors.warehouse import connect
 
@@ -187,18 +228,24 @@ def one_run(path: Path, window: Window, day: date) -> dict[str, float]:
     settings = load_settings()  # read before the timed calls, as a run's resources are
     ctx = KpiContext.from_settings(settings)
     with connect(path) as conn:
-        start = time.perf_counter()
-        rebuild_kpis(conn, window, ctx)
-        out["full"] = time.perf_counter() - start
+        timed_conn = StatementTimes(conn) if profile else conn
+        start, cpu = time.perf_counter(), cpu_seconds()
+        rebuild_kpis(timed_conn, window, ctx)  # type: ignore[arg-type]
+        out["full"], out["full_cpu"] = time.perf_counter() - start, cpu_seconds() - cpu
+        if isinstance(timed_conn, StatementTimes):
+            print_profile("full rebuild", timed_conn.times)
+            timed_conn.times.clear()
         start = time.perf_counter()
         build_objectives(conn, settings)
         out["full_objectives"] = time.perf_counter() - start
         out["full_bare"] = bare_sql(conn, window, ctx)
         before = {kpi: kpi_total(conn, kpi, source, day) for kpi, source, _ in PROOFS}
         reread_day(conn, day)
-        start = time.perf_counter()
-        rebuild_kpis(conn, Window(day, day), ctx)
-        out["day"] = time.perf_counter() - start
+        start, cpu = time.perf_counter(), cpu_seconds()
+        rebuild_kpis(timed_conn, Window(day, day), ctx)  # type: ignore[arg-type]
+        out["day"], out["day_cpu"] = time.perf_counter() - start, cpu_seconds() - cpu
+        if isinstance(timed_conn, StatementTimes):
+            print_profile("one-day recompute", timed_conn.times)
         check_recomputed(conn, day, before)
         start = time.perf_counter()
         build_objectives(conn, settings)
@@ -225,6 +272,11 @@ def rows_of(runs: list[dict[str, float]], days: int, raw: int) -> list[Row]:
         out.append(Row("5 KPI", what, value.show(" s"), base.show(" s") + " bare SQL", ratios.show("x"),
                        f"< {goal:g} s", ok=value.median < goal, size=size, includes=includes, sample=value,
                        base=base.median, ratios=ratios, limit=goal))
+        if all(f"{key}_cpu" in r for r in runs):
+            cpu = sample(f"{key}_cpu")
+            out.append(Row("5 KPI", f"  CPU time of it, user + system ({key})", cpu.show(" s"), size=size,
+                           includes="this process's CPU seconds during the call above (DuckDB's threads included)",
+                           sample=cpu))
         objectives = sample(f"{key}_objectives")
         out.append(Row("5 KPI", f"  kpi_vs_objective after it ({key})", objectives.show(" s"), size=size,
                        includes="kpi_models.objectives.build_kpi_vs_objective (whole periods), not in the figure "
@@ -232,7 +284,8 @@ def rows_of(runs: list[dict[str, float]], days: int, raw: int) -> list[Row]:
     return out
 
 
-def measure(raw_target: int, runs: int, days: int, base: Path | None = None) -> tuple[list[Row], int]:
+def measure(raw_target: int, runs: int, days: int, base: Path | None = None, profile: bool = False
+            ) -> tuple[list[Row], int]:
     workdir = Path(tempfile.mkdtemp(prefix="mkpi-bench-kpi-"))
     try:
         base_path = base or workdir / "base.duckdb"
@@ -242,7 +295,7 @@ def measure(raw_target: int, runs: int, days: int, base: Path | None = None) -> 
         for i in range(runs):
             path = workdir / f"run{i}.duckdb"
             shutil.copy(base_path, path)
-            results.append(one_run(path, window, day))
+            results.append(one_run(path, window, day, profile))
             path.unlink()
         return rows_of(results, window.days, raw), raw
     finally:
@@ -256,8 +309,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--base", type=Path, default=None,
                         help="keep the scaled base in this file (built when missing) instead of a temporary one")
+    parser.add_argument("--profile", action="store_true",
+                        help="print every rebuild's statements with their wall and CPU seconds (largest first)")
     args = parser.parse_args(argv)
-    result, _ = measure(args.raw_rows, args.runs, args.days, args.base)
+    result, _ = measure(args.raw_rows, args.runs, args.days, args.base, args.profile)
     print(table(result))
     return result
 
