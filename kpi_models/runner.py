@@ -40,6 +40,9 @@ _BATCH: ContextVar[object | None] = ContextVar("mkpi_kpi_batch", default=None)
 # The small tables (channel map, restatement windows) a batch has already written or found as wanted, with those rows:
 # every model's preparation writes them again, ten times a recompute, each a comparison of the table's rows.
 _BATCH_WRITTEN: ContextVar[dict[str, pa.Table] | None] = ContextVar("mkpi_kpi_batch_written", default=None)
+# The content hashes of raw tables (never written by a KPI step) a batch has taken: the whole-table models share
+# most of HubSpot's tables, and each hashed them again (14 scans a one-day recompute, 8 tables).
+_BATCH_HASHES: ContextVar[dict[str, str] | None] = ContextVar("mkpi_kpi_batch_hashes", default=None)
 
 
 @contextmanager
@@ -49,11 +52,12 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
     to do, e.g. run the steps again one transaction each). Not on a DuckLake, whose steps retry their own commits."""
     if is_ducklake(conn):
         raise ValueError("batched KPI rebuilds are for a DuckDB file; a DuckLake's steps commit (and retry) each")
-    token, written = _BATCH.set(conn), _BATCH_WRITTEN.set({})
+    token, written, hashes = _BATCH.set(conn), _BATCH_WRITTEN.set({}), _BATCH_HASHES.set({})
     try:
         with transaction(conn):
             yield conn
     finally:
+        _BATCH_HASHES.reset(hashes)
         _BATCH_WRITTEN.reset(written)
         _BATCH.reset(token)
 
@@ -653,12 +657,23 @@ def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     return repr(row)
 
 
+def _input_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """`_content_hash` of an input table; inside `batched`, a raw table's (not kpi.* or _mkpi.*, which the batch's
+    own steps write) is taken once per batch: no KPI step writes a raw table."""
+    hashes = _BATCH_HASHES.get() if in_batch(conn) else None
+    if hashes is None or table.split(".", 1)[0] in (KPI_SCHEMA, "_mkpi"):
+        return _content_hash(conn, table)
+    if table not in hashes:
+        hashes[table] = _content_hash(conn, table)
+    return hashes[table]
+
+
 def _inputs_fingerprint(conn: duckdb.DuckDBPyConnection, model: KpiModel, query: str, params: Mapping[str, object],
                         context: KpiContext) -> str:
     """The SQL, its parameters (and the configured churn property) and the content of every table it reads."""
     tables = sorted({stream.table for stream in model.inputs} | {m.lower() for m in _READS.findall(query)})
     parts = [query, repr(sorted(params.items())), context.churn_date_property]
-    parts += [f"{table}={_content_hash(conn, table)}" for table in tables if _columns(conn, table) is not None]
+    parts += [f"{table}={_input_hash(conn, table)}" for table in tables if _columns(conn, table) is not None]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -55,3 +55,45 @@ def test_small_tables_once_per_batch_and_a_changed_mapping_still_applies(tmp_pat
         assert c.execute(sessions).fetchall() == [("referral", 10.0)]
         assert c.execute("SELECT channel FROM kpi.channel_map WHERE source = 'ga4' AND raw_value = 'Direct'"
                          ).fetchall() == [("referral",)]
+
+
+class Hashing:
+    """A connection that records which tables are content-hashed (the whole-table models' input fingerprints)."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+        self.hashed: list[str] = []
+
+    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
+        if query.startswith("SELECT count(*), bit_xor(hash(t))"):
+            self.hashed.append(query.split(" FROM ")[1].split(" AS t")[0].replace('"', ""))
+        return self.conn.execute(query, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+
+def test_raw_tables_hashed_once_per_batch_and_a_changed_contact_still_rebuilds(tmp_path) -> None:
+    with connect(tmp_path / "hashes.duckdb") as c:
+        ensure_model_table(c, "crm_daily", CTX)
+        insert(c, "hubspot.account_details", [{"portal_id": "147258369", "time_zone": "Europe/Paris"}])
+        # one contact, a lead on day 1 (10:00 UTC = 11:00 in Paris, the same day)
+        insert(c, "hubspot.contacts", [
+            {"id": "1", "archived": False, "createdate": datetime(2026, 3, 2, 9, tzinfo=UTC),
+             "hs_analytics_source": "DIRECT_TRAFFIC",
+             "hs_lifecyclestage_lead_date": datetime(2026, 3, 2, 10, tzinfo=UTC)}])
+        window = Window(D1, D1)
+        rebuild_all(c, window, CTX)
+        hashing = Hashing(c)
+        rebuild_all(hashing, window, CTX)  # type: ignore[arg-type]
+        raw = [t for t in hashing.hashed if not t.startswith(("kpi.", "_mkpi."))]
+        assert "hubspot.contacts" in raw and len(raw) == len(set(raw))  # crm_daily and crm_monthly share it
+        leads = "SELECT sum(numerator) FROM kpi.kpi_daily WHERE kpi = 'leads' AND source = 'hubspot'"
+        assert c.execute(leads).fetchone() == (1.0,)
+        # a second lead the same day: the next batch hashes the changed table afresh and rebuilds: 2 leads
+        insert(c, "hubspot.contacts", [
+            {"id": "2", "archived": False, "createdate": datetime(2026, 3, 2, 9, tzinfo=UTC),
+             "hs_analytics_source": "DIRECT_TRAFFIC",
+             "hs_lifecyclestage_lead_date": datetime(2026, 3, 2, 12, tzinfo=UTC)}])
+        rebuild_all(c, window, CTX)
+        assert c.execute(leads).fetchone() == (2.0,)
