@@ -146,8 +146,9 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
                     WHEN d.kpi IN (SELECT unnest(?)) THEN
                          CASE WHEN count(d.numerator) FILTER (WHERE d.date = w.end_day)
                                    = count(*) FILTER (WHERE d.date = w.end_day)
-                               AND count(DISTINCT (d.account_id, d.channel)) FILTER (WHERE d.date = w.end_day)
-                                   = count(DISTINCT (d.account_id, d.channel))
+                               AND count(DISTINCT (d.account_id, d.channel))
+                                       FILTER (WHERE d.date = w.end_day AND list_contains(?, d.kpi))
+                                   = count(DISTINCT (d.account_id, d.channel)) FILTER (WHERE list_contains(?, d.kpi))
                               THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day) END
                     WHEN d.kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT d.date) = 1
                          AND count(DISTINCT d.account_id) = 1 THEN sum(d.numerator) END
@@ -156,7 +157,7 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
                count(DISTINCT d.date) AS days
         FROM {KPI_SCHEMA}.kpi_daily AS d JOIN {windows} ON d.date BETWEEN w.start_day AND w.end_day
         GROUP BY GROUPING SETS ((w.period, w.win, d.kpi, d.source, d.channel), (w.period, w.win, d.kpi, d.source))
-        """, [additive, last, distinct, *params])
+        """, [additive, last, last, last, distinct, *params])
     out: dict[str, dict[str, list[Any]]] = {p.key: {} for p in periods}
     order = {"cur": 0, "prev": 1, "ly": 2}
     for r in rows:
@@ -244,18 +245,25 @@ def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window,
     on an earlier day of the range (a sum without it would be silently low)."""
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     rows = conn.execute(f"""
-        WITH d AS (SELECT * FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ?),
-        firsts AS (SELECT kpi, source, channel, account_id, min(date) AS first_day FROM d
-                   WHERE kpi IN (SELECT unnest(?)) GROUP BY ALL)
-        SELECT kpi, source, channel, date_diff('day', CAST(? AS DATE), date) AS day,
-               CASE WHEN kpi IN (SELECT unnest(?)) AND (count(numerator) < count(*) OR count(DISTINCT account_id)
-                         < (SELECT count(*) FROM firsts AS f WHERE f.kpi = g.kpi AND f.source = g.source
-                            AND f.channel IS NOT DISTINCT FROM g.channel AND f.first_day <= g.date)) THEN NULL
-                    ELSE sum(numerator) END AS n, sum(denominator) AS d, bool_and(is_final) AS f,
-               list_distinct(flatten(list(quality))) AS q
-        FROM d AS g
-        GROUP BY kpi, source, channel, date ORDER BY kpi, source, channel, date""",
-                        [days.start, days.end, last, days.start, last]).fetchall()
+        WITH g AS (
+            SELECT kpi, source, channel, date, sum(numerator) AS n, sum(denominator) AS d, bool_and(is_final) AS f,
+                   list_distinct(flatten(list(quality))) AS q, count(numerator) < count(*) AS unknown
+            FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? GROUP BY kpi, source, channel, date),
+        levels AS (  -- per level series and day: accounts with a row that day, and accounts seen on or before it
+            SELECT kpi, source, channel, date, count(DISTINCT account_id) AS reported,
+                   sum(count(DISTINCT account_id) FILTER (WHERE first_row))
+                       OVER (PARTITION BY kpi, source, channel ORDER BY date) AS seen
+            FROM (SELECT kpi, source, channel, date, account_id, date = min(date) OVER (
+                             PARTITION BY kpi, source, channel, account_id) AS first_row
+                  FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? AND kpi IN (SELECT unnest(?)))
+            GROUP BY kpi, source, channel, date)
+        SELECT g.kpi, g.source, g.channel, date_diff('day', CAST(? AS DATE), g.date) AS day,
+               CASE WHEN (g.unknown AND g.kpi IN (SELECT unnest(?))) OR l.reported < l.seen THEN NULL
+                    ELSE g.n END AS n, g.d, g.f, g.q
+        FROM g LEFT JOIN levels AS l ON l.kpi = g.kpi AND l.source = g.source
+             AND l.channel IS NOT DISTINCT FROM g.channel AND l.date = g.date
+        ORDER BY g.kpi, g.source, g.channel, g.date""",
+                        [days.start, days.end, days.start, days.end, last, days.start, last]).fetchall()
     series: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kpi, source, channel, day, n, d, final, quality in rows:
         if kpi not in catalogue.kpis or catalogue.kpis[kpi].native:
