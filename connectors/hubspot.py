@@ -24,7 +24,9 @@ How it reads (see shared/research/peers.md, HubSpot):
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 - `fetch_portal` reads the independent cursor chains (each object's list or search, owners, pipelines, e-mails) a
   few at once within those windows, handing on each table whole in a fixed order; deal associations go 1,000 deals
-  per batch read, HubSpot's maximum.
+  per batch read, HubSpot's maximum. The Dagster step `hubspot_portal` loads what it hands on in one transaction.
+- The statistics histogram answers every day of the span asked (or one result when nothing was sent in it): an
+  answer lacking days is refused, naming them, never read as days without events.
 """
 
 import functools
