@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import dagster as dg
+from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
 # The code location's module (what `dagster api grpc -m` and workspace.yaml load). Dagster adds its own
@@ -53,6 +54,23 @@ def _interval_to_next_pending_claim_check(self: InstanceConcurrencyContext) -> f
     return max(0.0, min(self._pending_timeouts.values()) - time.time())
 
 
+# The longest a run's loop sleeps at once while its steps wait for a pool slot: it still notices a termination
+# request (Dagster checks for it between passes) within a second.
+MAX_IDLE_SLEEP_SECONDS = 1.0
+_DAGSTER_GET_STEPS_TO_EXECUTE = ActiveExecution.get_steps_to_execute
+
+
+def _get_steps_to_execute(self: ActiveExecution, limit: int | None = None) -> Any:
+    """Dagster's, then, when nothing can start, nothing is running and a step waits for a pool slot, a sleep until
+    its next claim (at most MAX_IDLE_SLEEP_SECONDS): the multiprocess executor's loop has no sleep of its own."""
+    steps = _DAGSTER_GET_STEPS_TO_EXECUTE(self, limit)
+    concurrency = self._instance_concurrency_context
+    if (not steps and not self._in_flight and not self.is_complete and concurrency is not None
+            and concurrency.has_pending_claims()):
+        time.sleep(min(MAX_IDLE_SLEEP_SECONDS, self.sleep_interval()))
+    return steps
+
+
 def install() -> None:
     """A run waiting for a pool slot (`duckdb_write`) sleeps until its next claim instead of spinning a core.
 
@@ -62,8 +80,12 @@ def install() -> None:
     writer re-checked its pending claim about 100,000 times a second (a `mkpi backfill` waiting for another run's
     load, the 8 runs of tests/test_concurrency.py: 5-16 CPU-s each). Upstream saw it ("it appeared we would always
     end up sleeping `0` for concurrency checks which leads to busy waiting", dagster-io/dagster pull request #20367,
-    closed unmerged). The claims are tried at the same moments as before (Dagster's own back-off: 1 s, growing to
-    15 s); only the loop between them sleeps. Called where the code location is loaded (pipelines/definitions.py).
+    closed unmerged). The multiprocess executor's loop (`_core/executor/multiprocess.py`,
+    `MultiprocessExecutor.execute`) never sleeps when no step is running: a launched run whose steps all wait for
+    the slot spun the same way; it now sleeps in `get_steps_to_execute` until the next claim, a second at most. The
+    claims are tried at the same moments as before (Dagster's own back-off: 1 s, growing to 15 s); only the loop
+    between them sleeps. Called where the code location is loaded (pipelines/definitions.py).
     """
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
         _interval_to_next_pending_claim_check)
+    ActiveExecution.get_steps_to_execute = _get_steps_to_execute  # type: ignore[method-assign]
