@@ -60,6 +60,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import sqlalchemy as db
+from dagster._core.definitions.asset_key import AssetKey
 from dagster._core.definitions.metadata import MetadataFieldSerializer
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
@@ -142,13 +143,13 @@ class _DayTemplates:
 
     def __init__(self, owner: int) -> None:
         self.owner = owner
-        self.templates: dict[tuple[str, str | None], tuple[EventLogEntry, dict[str, Any]] | None] = {}
+        self.templates: dict[tuple[AssetKey, str | None], tuple[EventLogEntry, dict[str, Any]] | None] = {}
 
     def serialize(self, value: Any, *args: Any, **kwargs: Any) -> str:
         """Dagster's `serialize_value(value)`, the same string."""
         if args or kwargs or threading.get_ident() != self.owner or not _is_materialization(value):
             return serialize_value(value, *args, **kwargs)
-        key = (value.get_dagster_event().asset_key.to_string(), value.step_key)
+        key = (value.dagster_event.event_specific_data.materialization.asset_key, value.step_key)
         if key not in self.templates:
             self.templates[key] = _template(value)
         found = self.templates[key]
