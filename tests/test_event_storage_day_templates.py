@@ -86,12 +86,14 @@ def test_rows_equal_dagsters_own_serialiser(tmp_path: Path, captured: list, monk
 
 
 def test_postgres_batch_rows_equal_dagsters(tmp_path_factory: pytest.TempPathFactory, captured: list) -> None:
-    """PostgreSQL storage's one INSERT of a range step's batch (its rows now made by the same code): the stored events
-    are Dagster's strings, every day's materialisation is read back with its own day."""
+    """PostgreSQL storage's write of a range step's batch (its rows made by the same code, inserted by one statement
+    executed over them): the stored events are Dagster's strings, stored in the batch's order, every day's
+    materialisation is read back with its own day, the asset's latest is the last day."""
     from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
     from tests.postgres import postgres_server
 
+    assert PostgresEventLogStorage.store_event_batch is event_storage.store_event_batch_postgres  # installed
     keys = DAYS.get_partition_keys()[:30]
     with postgres_server(tmp_path_factory.mktemp("pg")) as server:
         database = server.create_database("day_templates")
@@ -101,12 +103,20 @@ def test_postgres_batch_rows_equal_dagsters(tmp_path_factory: pytest.TempPathFac
         with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("home")), overrides=overrides) as instance:
             assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
             job = dg.Definitions(assets=[_asset("same_every_day", False)]).resolve_implicit_global_asset_job_def()
-            assert job.execute_in_process(instance=instance, tags={
-                "dagster/asset_partition_range_start": keys[0],
-                "dagster/asset_partition_range_end": keys[-1]}).success
+            result = job.execute_in_process(instance=instance, tags={
+                "dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]})
+            assert result.success
             records = instance.fetch_materializations(dg.AssetKey("same_every_day"), limit=100).records
             assert sorted(r.partition_key for r in records) == keys
             assert {r.event_log_entry.dagster_event.step_key for r in records} == {"same_every_day"}
+            # stored in the batch's order (ids returned in the rows' order), the asset's latest is the last day
+            stored = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+            assert [entry.dagster_event.partition for entry in stored] == keys
+            latest = instance.get_latest_materialization_event(dg.AssetKey("same_every_day"))
+            assert latest is not None and latest.dagster_event.partition == keys[-1]
+            for day in (keys[0], keys[-1]):  # each day's record found by its partition (the batch's tags)
+                assert instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("same_every_day"), asset_partitions=[day]), limit=5).records
     rows = [(storage, event, row) for storage, events, batch in captured
             for event, row in zip(events, batch, strict=True)]
     assert len(rows) == 30

@@ -401,6 +401,28 @@ def _postgres_storage() -> Any:
 _PG_STORAGE = _postgres_storage()
 DAGSTER_PG_CONNECT = _PG_STORAGE._connect if _PG_STORAGE else None  # noqa: SLF001
 DAGSTER_PG_DISPOSE = _PG_STORAGE.dispose if _PG_STORAGE else None
+DAGSTER_PG_STORE_EVENT_BATCH = _PG_STORAGE.store_event_batch if _PG_STORAGE else None
+
+
+def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) -> None:
+    """PostgreSQL storage's write of a run's batch of materialisations (or observations), as dagster-postgres does it
+    (dagster 1.13 `PostgresEventLogStorage.store_event_batch`: the events inserted at once, their tags, the asset's
+    record from the batch's last event), the insert made with one statement compiled once and executed over the rows
+    (SQLAlchemy's insertmanyvalues, ids returned in the rows' order) instead of one multi-row VALUES statement
+    compiled anew for every batch, bind parameter by bind parameter (~2,500 for a 365-day batch). Other batches
+    Dagster's way."""
+    if not _batchable(events):
+        DAGSTER_PG_STORE_EVENT_BATCH(storage, events)
+        return
+    rows = _rows(storage, events)
+    insert = SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True)
+    with storage._connect() as conn:  # noqa: SLF001
+        event_ids = [int(row[0]) for row in conn.execute(insert, rows).fetchall()]
+    if len(event_ids) != len(events):
+        raise RuntimeError(f"stored {len(event_ids)} of {len(events)} events")
+    with storage.index_transaction() as conn:
+        storage._store_asset_event_tags(conn, events, event_ids)  # noqa: SLF001
+        storage._store_asset_event(conn, events[-1], event_ids[-1])  # noqa: SLF001 - the batch's last, as Dagster
 
 
 def install() -> None:
@@ -416,6 +438,7 @@ def install() -> None:
     if _PG_STORAGE is not None:
         _PG_STORAGE._connect = _postgres_connect  # noqa: SLF001
         _PG_STORAGE.dispose = _postgres_dispose
+        _PG_STORAGE.store_event_batch = store_event_batch_postgres
 
 
 def uninstall() -> None:
@@ -430,3 +453,4 @@ def uninstall() -> None:
     if _PG_STORAGE is not None:
         _PG_STORAGE._connect = DAGSTER_PG_CONNECT  # noqa: SLF001
         _PG_STORAGE.dispose = DAGSTER_PG_DISPOSE
+        _PG_STORAGE.store_event_batch = DAGSTER_PG_STORE_EVENT_BATCH
