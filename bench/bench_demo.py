@@ -7,6 +7,8 @@ data/), all against the demo's sandbox (pipelines/demo.py `demo_sandbox`, the sa
   the dashboard and the alerts called directly from one Python process, in the demo's order (HubSpot, then the
   report sources over the backfill window, then the last two days), no Dagster at all.
 - `sqlite`: `python -m pipelines.demo --days N` on a DAGSTER_HOME holding the project's dagster.yaml (SQLite).
+  Like the baseline, the demo keeps its working DuckDB file open while its runs execute (pipelines/demo.py
+  `working_file_held`); every step still opens and closes its own connection.
 - `postgres`: the same on a PostgreSQL instance (deploy/dagster.yaml's storage; a local server started for the
   benchmark as tests/postgres.py starts one for the tests).
 
