@@ -22,7 +22,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import duckdb
 
 from connectors import facebook, ga4, google_ads, http, hubspot, instagram, linkedin, matomo, publish, search_console
-from connectors.batches import Batch, Window
+from connectors.batches import Window
 from connectors.settings import Settings, load_settings
 from connectors.warehouse import connect, load_batches, read_cursor
 from kpi_models.context import KpiContext
@@ -80,23 +80,17 @@ def run_pipeline(conn: Any, settings: Settings, window: Window = WINDOW, *, with
 
 
 def run_hubspot(conn: Any, settings: Settings) -> None:
-    """HubSpot as its assets read it: each object type from its committed cursor (a full list without one)."""
+    """HubSpot as its asset (`hubspot_portal`) reads it: every table through `fetch_portal` (each object type from its
+    committed cursor, a full list without one; the e-mails already loaded), in one load with the cursors."""
     connector = hubspot.HubSpotConnector(settings.hubspot)
     today = Window(TODAY, TODAY)
-    for object_type in (*HUBSPOT_OBJECTS, "deals"):
-        cursor = read_cursor(conn, hubspot.SOURCE, object_type, "portal")
-        load_batches(conn, connector.fetch_objects(object_type, cursor, today))
-
-    def metadata() -> Iterator[Batch]:
-        yield from connector.fetch_owners(today)
-        yield from connector.fetch_deal_stages(today)
-
-    load_batches(conn, metadata())
+    cursors = {object_type: read_cursor(conn, hubspot.SOURCE, object_type, "portal")
+               for object_type in hubspot.OBJECT_PROPERTIES}
     exists = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'hubspot' "
                           "AND table_name = 'email_statistics'").fetchone()
     known = {r[0] for r in conn.execute("SELECT email_id FROM hubspot.email_statistics").fetchall()} if (
         exists and exists[0]) else set()
-    load_batches(conn, connector.fetch_email_statistics(today, known_ids=known))
+    load_batches(conn, connector.fetch_portal(today, cursors, known_email_ids=known))
 
 
 def run_kpis(conn: Any, settings: Settings, window: Window) -> None:
