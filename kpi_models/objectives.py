@@ -57,6 +57,7 @@ from connectors.settings import CHANNELS, DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
 from connectors.warehouse import replace_table, table_exists
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
 from kpi_models.formatting import format_value
+from kpi_models.runner import name_types
 
 PERIODS = ("month", "quarter", "year")
 STATUSES = ("on_track", "at_risk", "off_track", "insufficient_data")
@@ -781,10 +782,11 @@ def _daily_ranges(conn: duckdb.DuckDBPyConnection, keys: Sequence[RangeKey]) -> 
     objective took seconds after each recompute). A key without rows is absent."""
     if not keys or not _table_exists(conn, "kpi_daily"):
         return {}
+    names = name_types(conn)  # the given names in the columns' own types: no per-row cast of the table to text
     rows = conn.execute(
         "SELECT q.i, min(k.date), max(k.date), min(k.date) FILTER (WHERE list_contains(k.quality, ?)) "
-        "FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::VARCHAR[]) AS kpi, unnest(?::VARCHAR[]) AS source, "
-        "unnest(?::VARCHAR[]) AS account) AS q "
+        f"FROM (SELECT unnest(?::INTEGER[]) AS i, TRY_CAST(unnest(?::VARCHAR[]) AS {names['kpi']}) AS kpi, "
+        f"TRY_CAST(unnest(?::VARCHAR[]) AS {names['source']}) AS source, unnest(?::VARCHAR[]) AS account) AS q "
         f"JOIN {KPI_SCHEMA}.kpi_daily AS k ON k.kpi = q.kpi AND k.source = q.source "
         "AND (q.account IS NULL OR k.account_id = q.account) GROUP BY q.i",
         [PARTIAL_DAY, list(range(len(keys))), [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]],
@@ -879,17 +881,23 @@ def _daily_actuals(conn: duckdb.DuckDBPyConnection, asked: Sequence[tuple[Object
     flat = [(o, s, e) for o, periods in asked for s, e in periods]
     found: dict[int, Actuals] = {}
     if flat:
+        # the given names in the columns' own types (kpi_daily's ENUMs): no per-row cast of the table to text; a
+        # channel keeps its text beside, so one the type lacks matches nothing instead of reading as "all channels"
+        names = name_types(conn)
         sql = (f"SELECT p.i, sum(k.numerator), sum(k.denominator), count(DISTINCT k.date), {_CURRENCIES}, {_FINAL} "
-               "FROM (SELECT unnest(?::INTEGER[]) AS i, unnest(?::VARCHAR[]) AS kpi, unnest(?::VARCHAR[]) AS source, "
-               "unnest(?::VARCHAR[]) AS account, unnest(?::VARCHAR[]) AS channel, unnest(?::DATE[]) AS s, "
-               "unnest(?::DATE[]) AS e) AS p "
+               f"FROM (SELECT unnest(?::INTEGER[]) AS i, TRY_CAST(unnest(?::VARCHAR[]) AS {names['kpi']}) AS kpi, "
+               f"TRY_CAST(unnest(?::VARCHAR[]) AS {names['source']}) AS source, unnest(?::VARCHAR[]) AS account, "
+               f"TRY_CAST(unnest(?::VARCHAR[]) AS {names['channel']}) AS channel, "
+               "unnest(?::VARCHAR[]) AS channel_text, unnest(?::DATE[]) AS s, unnest(?::DATE[]) AS e) AS p "
                # only the objectives' KPIs and days are read (the scan skips the others' rows)
-               f"JOIN (SELECT * FROM {KPI_SCHEMA}.kpi_daily WHERE kpi IN (SELECT unnest(?::VARCHAR[])) "
+               f"JOIN (SELECT * FROM {KPI_SCHEMA}.kpi_daily WHERE kpi IN "
+               f"(SELECT TRY_CAST(unnest(?::VARCHAR[]) AS {names['kpi']})) "
                "AND date BETWEEN ? AND ?) AS k ON k.kpi = p.kpi AND k.source = p.source "
                "AND k.date BETWEEN p.s AND p.e AND (p.account IS NULL OR k.account_id = p.account) "
-               "AND (p.channel IS NULL OR k.channel = p.channel) GROUP BY p.i")
+               "AND (p.channel_text IS NULL OR k.channel = p.channel) GROUP BY p.i")
+        channels = [o.channel for o, _, _ in flat]
         params = [list(range(len(flat))), [o.kpi for o, _, _ in flat], [o.source for o, _, _ in flat],
-                  [o.account for o, _, _ in flat], [o.channel for o, _, _ in flat], [s for _, s, _ in flat],
+                  [o.account for o, _, _ in flat], channels, channels, [s for _, s, _ in flat],
                   [e for _, _, e in flat], sorted({o.kpi for o, _, _ in flat}), min(s for _, s, _ in flat),
                   max(e for _, _, e in flat)]
         found = {r[0]: Actuals(r[1], r[2], int(r[3]), tuple(r[4] or ()), bool(r[5]))

@@ -43,3 +43,23 @@ def test_one_query_for_all_objectives_gives_each_its_own_rows(conn, monkeypatch)
     assert [(r["period_start"].month, r["numerator"]) for r in together if r["kpi"] == "churn_rate"] == [(2, 5), (3, 6)]
     alone = [row for entry in ENTRIES for row in run(conn, [entry])]
     assert together == alone
+
+
+def test_the_same_rows_when_kpi_daily_names_are_enums(conn) -> None:  # noqa: F811
+    """kpi_daily as the runner builds it (source, channel, kpi ENUM types): the objectives' names are cast to those
+    types (no per-row cast of the table to text) and give the same rows, by hand; a channel the type lacks sums
+    nothing, never every channel."""
+    from kpi_models.runner import enum_type, name_types
+
+    as_text = run(conn, ENTRIES)
+    assert set(name_types(conn).values()) == {"VARCHAR"}
+    for column in ("source", "channel", "kpi"):
+        values = [r[0] for r in conn.execute(f"SELECT DISTINCT {column} FROM kpi.kpi_daily").fetchall()]
+        conn.execute(f"ALTER TABLE kpi.kpi_daily ALTER COLUMN {column} TYPE {enum_type(values)}")
+    assert all(t.startswith("ENUM(") for t in name_types(conn).values())
+    as_enums = run(conn, ENTRIES)
+    assert [(r["numerator"], r["denominator"]) for r in _march(as_enums)] == BY_HAND
+    assert as_enums == as_text
+    assert "referral" not in name_types(conn)["channel"]
+    lacking = _march(run(conn, [{**SESSIONS, "channel": "referral", "target": 3100}]))
+    assert [(r["numerator"], r["denominator"]) for r in lacking] == [(None, None)]
