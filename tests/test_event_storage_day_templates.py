@@ -143,3 +143,28 @@ def test_a_day_that_differs_elsewhere_is_serialised_by_dagster() -> None:
         assert templates.serialize(event) == serialize_value(event)
     assert event_storage._same_but_day(same, first)
     assert not event_storage._same_but_day(other, first)
+
+
+def test_sqlite_remembers_a_table_once_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`has_table` (asked before every asset check event) opens the index database once per table found; a table not
+    found is asked again."""
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    event_storage.install()
+    asked: list[str] = []
+    original = event_storage.DAGSTER_HAS_TABLE
+
+    def counted(storage: SqliteEventLogStorage, name: str) -> bool:
+        asked.append(name)
+        return original(storage, name)
+
+    monkeypatch.setattr(event_storage, "DAGSTER_HAS_TABLE", counted)
+    storage = SqliteEventLogStorage(str(tmp_path))
+    try:
+        assert all(storage.has_table("asset_check_executions") for _ in range(3))
+        assert not any(storage.has_table("no_such_table") for _ in range(2))
+        assert asked == ["asset_check_executions", "no_such_table", "no_such_table"]
+        storage.wipe()  # its tables made anew
+        assert storage.has_table("asset_check_executions")
+    finally:
+        storage.dispose()

@@ -83,6 +83,7 @@ DAGSTER_STORE_EVENT_BATCH: Callable[[SqliteEventLogStorage, Sequence[EventLogEnt
 DAGSTER_CONNECT: Callable[[SqliteEventLogStorage, str], AbstractContextManager[Connection]] = (
     SqliteEventLogStorage._connect)  # noqa: SLF001
 DAGSTER_DISPOSE: Callable[[SqliteEventLogStorage], None] = SqliteEventLogStorage.dispose
+DAGSTER_HAS_TABLE: Callable[[SqliteEventLogStorage, str], bool] = SqliteEventLogStorage.has_table
 DAGSTER_PREPARE_INSERT_BATCH: Callable[[SqlEventLogStorage, Sequence[EventLogEntry]], Any] = (
     SqlEventLogStorage.prepare_insert_event_batch)
 # Dagster's serialiser as its SQL event log calls it (`_event_to_row`)
@@ -362,6 +363,23 @@ def _dispose(storage: SqliteEventLogStorage) -> None:
         engine.dispose(close=pid == os.getpid())
 
 
+_TABLES = "_mkpi_tables_found"
+
+
+def _has_table(storage: SqliteEventLogStorage, table_name: str) -> bool:
+    """Dagster's `SqliteEventLogStorage.has_table`, a table once found remembered: Dagster asks before every asset
+    check event (`supports_asset_checks`) and every batch's tags, each time on a new engine and connection to the
+    index database (~300 times in the demo). A table not found is asked again (a migration may add it); a wiped
+    storage forgets them."""
+    found: set[str] = storage.__dict__.setdefault(_TABLES, set())
+    if table_name in found and INDEX_SHARD_NAME in storage._initialized_dbs:  # noqa: SLF001 - not wiped since
+        return True
+    exists = DAGSTER_HAS_TABLE(storage, table_name)
+    if exists:
+        found.add(table_name)
+    return exists
+
+
 _PG_ENGINE = "_mkpi_pooled_engine"
 
 
@@ -432,6 +450,7 @@ def install() -> None:
     InMemoryEventLogStorage.store_event_batch = store_event_batch_in_memory  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
+    SqliteEventLogStorage.has_table = _has_table  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         store_asset_check_evaluation_planned)
     SqlEventLogStorage.prepare_insert_event_batch = prepare_insert_event_batch  # type: ignore[method-assign]
@@ -447,6 +466,7 @@ def uninstall() -> None:
     InMemoryEventLogStorage.store_event_batch = DAGSTER_IN_MEMORY_STORE_EVENT_BATCH  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = DAGSTER_CONNECT  # type: ignore[method-assign]  # noqa: SLF001
     SqliteEventLogStorage.dispose = DAGSTER_DISPOSE  # type: ignore[method-assign]
+    SqliteEventLogStorage.has_table = DAGSTER_HAS_TABLE  # type: ignore[method-assign]
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         DAGSTER_STORE_CHECK_PLANNED)
     SqlEventLogStorage.prepare_insert_event_batch = DAGSTER_PREPARE_INSERT_BATCH  # type: ignore[method-assign]
