@@ -500,10 +500,12 @@ def _group_sql(relation: Relation, code: str, fx: bool, sums: Mapping[str, str])
     )
 
 
-def _kpi_block(kpi: KpiDefinition, source: KpiSource, group: str, numerator: str, denominator: str | None) -> str:
+def _kpi_block(kpi: KpiDefinition, source: KpiSource, group: str, numerator: str, denominator: str | None,
+               kpi_type: str | None = None) -> str:
     """One KPI of one source read from its group's sums (columns `numerator`, `denominator`): value computed from
     the sums; the per-channel row's out_of_range flag may be another rate's, so each KPI judges its own value;
-    `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too."""
+    `provisional` repeats is_final = false in the list, so a filter on flags alone sees it too. `kpi_type`: the
+    KPI name in that type (kpi_daily's ENUM: cast once, not on every row the INSERT writes)."""
     den = denominator or "CAST(NULL AS DOUBLE)"
     value = f"{numerator} / nullif({den}, 0)" if kpi.has_denominator else numerator
     currency = "currency" if kpi.is_money else "CAST(NULL AS VARCHAR)"
@@ -513,18 +515,20 @@ def _kpi_block(kpi: KpiDefinition, source: KpiSource, group: str, numerator: str
                    f"ELSE {quality} END")
     quality = f"CASE WHEN is_final THEN {quality} ELSE list_append({quality}, 'provisional') END"
     attribution = f"'{source.attribution}'" if source.attribution else "CAST(NULL AS VARCHAR)"
+    name = f"CAST('{kpi.kpi}' AS {kpi_type})" if kpi_type else f"'{kpi.kpi}'"
     return (
-        f"SELECT date, source, channel, account_id, '{kpi.kpi}' AS kpi, {numerator} AS numerator,\n"
+        f"SELECT date, source, channel, account_id, {name} AS kpi, {numerator} AS numerator,\n"
         f"       {den} AS denominator, {value} AS value,\n"
         f"       {currency} AS currency, is_final, {quality} AS quality, {attribution} AS attribution\n"
         f"FROM {group}"
     )
 
 
-def _grouped_parts(catalogue: Catalogue, chosen: Sequence[tuple[KpiDefinition, KpiSource]]
-                   ) -> tuple[list[str], list[str]]:
+def _grouped_parts(catalogue: Catalogue, chosen: Sequence[tuple[KpiDefinition, KpiSource]],
+                   column_types: Mapping[str, str] | None = None) -> tuple[list[str], list[str]]:
     """The CTEs (one per relation, source and FX join: each scanned and grouped ONCE, not once per KPI) and the
-    per-KPI SELECTs reading them. An expression shared by several KPIs (sessions) is summed once."""
+    per-KPI SELECTs reading them. An expression shared by several KPIs (sessions) is summed once. `column_types`:
+    the types of the name columns (kpi_daily's ENUMs), cast to on each group's rows, not on every KPI row."""
     groups: dict[tuple[str, str, bool], dict[str, str]] = {}
     placed: list[tuple[KpiDefinition, KpiSource, str, str, str | None]] = []
     for kpi, source in chosen:
@@ -534,23 +538,37 @@ def _grouped_parts(catalogue: Catalogue, chosen: Sequence[tuple[KpiDefinition, K
         names = [sums.setdefault(expr, f"s{len(sums)}") if expr else None
                  for expr in (source.numerator, source.denominator)]
         placed.append((kpi, source, f"_grp{list(groups).index(key)}", str(names[0]), names[1]))
-    ctes = [f"_grp{i} AS MATERIALIZED (\n{_group_sql(catalogue.relations[name], code, fx, sums)}\n)"
-            for i, ((name, code, fx), sums) in enumerate(groups.items())]
-    return ctes, [_kpi_block(kpi, source, group, num, den) for kpi, source, group, num, den in placed]
+    selects = [_typed(_group_sql(catalogue.relations[name], code, fx, sums), column_types)
+               for (name, code, fx), sums in groups.items()]
+    ctes = [f"_grp{i} AS MATERIALIZED (\n{select}\n)" for i, select in enumerate(selects)]
+    kpi_type = (column_types or {}).get("kpi")
+    return ctes, [_kpi_block(kpi, source, group, num, den, kpi_type) for kpi, source, group, num, den in placed]
 
 
-def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | None = None) -> str:
+def _typed(group: str, names: Mapping[str, str] | None) -> str:
+    """A group's SELECT with its source and channel in the given types (no `names`: as it is)."""
+    casts = [f"CAST({column} AS {names[column]}) AS {column}" for column in ("source", "channel")
+             if names and column in names]
+    if not casts:
+        return group
+    return f"    SELECT * REPLACE ({', '.join(casts)}) FROM (\n{group}\n    )"
+
+
+def kpi_daily_sql(catalogue: Catalogue | None = None, sources: Sequence[str] | None = None,
+                  names: Mapping[str, str] | None = None) -> str:
     """The SELECT of `kpi.kpi_daily` for `$start`..`$end` (and `$tz`, `$as_of` for the CRM relation), generated
     from the catalogue: each (relation, source) read and grouped once, then one block per (KPI, source) from those
     sums, reading the per-channel KPI tables; with `sources`, only those sources' blocks (the runner
-    rebuilds each source on its own, so one source's failure stays its own)."""
+    rebuilds each source on its own, so one source's failure stays its own). `names`: the SQL types of the
+    source, channel and kpi columns of the table it is inserted into (kpi_models.runner.name_types: its ENUMs), so
+    the names arrive in them (the same values; issue #21: the INSERT cast every row's names)."""
     catalogue = catalogue or load_catalogue()
     kpis = catalogue.daily()
     chosen = [(k, s) for k in kpis for s in k.sources if sources is None or s.source in sources]
     used = {s.relation for _, s in chosen}
     ctes = [f"{name} AS (\n{catalogue.relations[name].sql.rstrip()}\n)" for name in catalogue.relations
             if name in used and catalogue.relations[name].sql]
-    groups, parts = _grouped_parts(catalogue, chosen)
+    groups, parts = _grouped_parts(catalogue, chosen, names)
     ctes += groups
     head = ("-- kpi.kpi_daily: GENERATED from kpi_models/catalogue.yaml (and the registered sources' own KPI SQL) by\n"
             "-- kpi_models.catalogue.kpi_daily_sql;\n"

@@ -171,6 +171,11 @@ class GeneratedKpiModel(KpiModel):
     def parts(self) -> dict[str, str]:
         return {source: self._generate([source]) for source in self.sources}
 
+    def typed_part(self, source: str, names: Mapping[str, str]) -> str:
+        """One source's SELECT with its name columns in the given types (the generator's `names`)."""
+        module, _, function = self.generator.partition(":")
+        return str(getattr(import_module(module), function)(sources=[source], names=names))
+
 
 def _registered_sources(model: KpiModel) -> tuple[str, ...]:
     """The registry's sources (read now, not at import) that have rows in the generated table, in run order."""
@@ -520,6 +525,12 @@ def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wi
     return failed, None
 
 
+# A window longer than this many days (a backfill) gets kpi_daily's SELECT with its names already in the table's ENUM
+# types: 15 % less CPU for a year's GA4 rows at 2M raw rows. A shorter one (a recompute) keeps the plain SELECT: its
+# few rows cost little to cast, and the typed SQL's ENUM literals took 15-100 ms more to plan over all sources.
+TYPED_NAMES_DAYS = 31
+
+
 def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
                   source: str, query: str, kpis: Sequence[str] | None = None) -> int:
     """Replace one source's rows of the window (only those `kpis`' rows, in a long table), in the caller's
@@ -540,6 +551,10 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     else:
         _add_new_columns(conn, model.table, query, params)
     ensure_enum_columns(conn, model)
+    if (model.enums is not None and isinstance(model, GeneratedKpiModel) and window.days > TYPED_NAMES_DAYS
+            and not is_ducklake(conn)):
+        # the names in the table's own ENUM types, cast on each group's rows, not on every row inserted
+        query = model.typed_part(source, name_types(conn, model.table, tuple(model.enums())))
     conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
     row = conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} "
                        f"ORDER BY {part}", {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}}

@@ -168,3 +168,26 @@ def test_a_real_ducklake_refuses_an_enum_column(tmp_path) -> None:
             lake.execute(f"ALTER TABLE names ALTER COLUMN k TYPE {runner.enum_type(['a', 'b'])}")
     finally:
         lake.close()
+
+
+def test_a_backfill_window_selects_the_names_typed_with_the_same_rows(conn, monkeypatch) -> None:
+    """A window longer than TYPED_NAMES_DAYS (a backfill) reads kpi_daily's SELECT with the names cast to the ENUM
+    types on each group's rows (runner.typed_part): the same rows as the plain SELECT of a short window."""
+    before = all_rows(conn)  # built from the 2-day window: the plain SELECT
+    typed_sources: list[str] = []
+    plain_typed_part = runner.RegistryKpiModel.typed_part
+
+    def spied(self, source, names):  # type: ignore[no-untyped-def]
+        typed_sources.append(source)
+        assert names["kpi"] == runner.enum_type(k.kpi for k in load_catalogue().daily())
+        return plain_typed_part(self, source, names)
+
+    monkeypatch.setattr(runner.RegistryKpiModel, "typed_part", spied)
+    long_window = Window(D1 - timedelta(days=20), D1 + timedelta(days=20))
+    assert long_window.days > runner.TYPED_NAMES_DAYS
+    rebuild_all(conn, long_window, CTX)
+    assert "ga4" in typed_sources
+    assert all_rows(conn) == before
+    typed_sources.clear()
+    rebuild_all(conn, WINDOW, CTX)  # a recompute's window: the plain SELECT
+    assert typed_sources == [] and all_rows(conn) == before
