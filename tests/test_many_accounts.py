@@ -25,6 +25,7 @@ from connectors.parallel import AccountLog, fetch_accounts
 from connectors.settings import GA4Settings, load_settings
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+from pipelines.demo import working_file_held
 from pipelines.lib.accounts import account_outcome, settle_accounts
 from pipelines.lib.partitions import STEP_RERUNS
 from sandbox.__main__ import main as sandbox_main
@@ -77,12 +78,16 @@ class InFlight:
 
 
 def run_daily(**kwargs: object) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def("daily_refresh_job").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={RANGE_START_TAG: START.isoformat(), RANGE_END_TAG: END.isoformat()},
-        raise_on_error=False,
-        **kwargs,
-    )
+    """The daily refresh over START..END, the working file held open meanwhile as `make demo` holds it
+    (pipelines/demo.py): each step's connection is handed the open database instead of reading the catalogue and
+    checkpointing at close; what the steps read and write is the same."""
+    with working_file_held():
+        return defs.resolve_job_def("daily_refresh_job").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            tags={RANGE_START_TAG: START.isoformat(), RANGE_END_TAG: END.isoformat()},
+            raise_on_error=False,
+            **kwargs,
+        )
 
 
 def materialisation_metadata(result: dg.ExecuteInProcessResult, key: str) -> dict[str, object]:
