@@ -68,7 +68,7 @@ P = ParamSpec("P")
 _INSTANCES: dict[tuple[int, str, str], duckdb.DuckDBPyConnection] = {}
 _INSTANCES_LOCK = threading.Lock()
 _ATTACHED: set[tuple[tuple[int, str, str], str]] = set()
-# The connections open_lake handed out: is_ducklake answers without a query.
+# The connections open_lake handed out: is_ducklake answers for them without a query.
 _LAKE_CONNECTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
@@ -125,8 +125,15 @@ def load_extensions(conn: duckdb.DuckDBPyConnection, *, object_store: bool = Fal
 
 
 def is_ducklake(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the connection is a lake connection from `open_lake` (the loader's few lake-only branches)."""
-    return conn in _LAKE_CONNECTIONS
+    """Whether unqualified names on the connection are a DuckLake's (the loader's and KPI runner's few lake-only
+    branches: no ENUM columns, no primary keys, no CHECKPOINT per load). A connection from `open_lake` answers without
+    a query; any other is asked which database is its current one (`USE lake` on a plain DuckDB connection with a
+    DuckLake attached makes it a lake connection too; duckdb_databases() gives each attached database's `type`,
+    'ducklake' for a lake: https://duckdb.org/docs/stable/sql/meta/duckdb_table_functions#duckdb_databases)."""
+    if conn in _LAKE_CONNECTIONS:
+        return True
+    row = conn.execute("SELECT type FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    return row is not None and row[0] == "ducklake"
 
 
 def catalog_conninfo(catalog: str) -> str:

@@ -112,3 +112,33 @@ def test_mkpi_alerts_reads_the_working_warehouse_and_names_a_missing_file(tmp_pa
     with warehouse.open_warehouse(load_settings().warehouse) as conn:
         conn.execute("SELECT 1")
     assert main(["alerts"]) == 0 and "No open alerts." in capfd.readouterr().out
+
+
+def test_a_plain_connection_using_an_attached_ducklake_is_a_lake_connection(tmp_path: Path) -> None:
+    """is_ducklake asks DuckDB which database is current, so a plain connection (not from open_lake) with a DuckLake
+    attached and in use (`USE lake`) gets the lake's branches: kpi_daily's name columns stay VARCHAR (they failed
+    with "only widening type promotions are allowed" when only open_lake's connections were recognised). The lake
+    here has a DuckDB-file catalog (no PostgreSQL needed) and the extension from its package."""
+    from datetime import date
+
+    from connectors.batches import Window
+    from connectors.ducklake import load_extensions
+    from kpi_models.layer import rebuild_kpi_daily
+
+    conn = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:
+        load_extensions(conn)
+        conn.execute(f"ATTACH 'ducklake:{tmp_path / 'lake.ducklake'}' AS lake (DATA_PATH '{tmp_path / 'data'}/')")
+        assert not is_ducklake(conn)  # attached, but the current database is still the in-memory one
+        conn.execute("USE lake")
+        assert is_ducklake(conn)
+        assert not is_ducklake(conn.cursor())  # a cursor starts on the default database, not the lake
+        rebuild_kpi_daily(conn, Window(date(2026, 3, 2), date(2026, 3, 2)))
+        types = dict(conn.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' "
+                                  "AND schema_name = 'kpi' AND table_name = 'kpi_daily'").fetchall())
+        assert {c: types[c] for c in ("source", "channel", "kpi")} == {
+            "source": "VARCHAR", "channel": "VARCHAR", "kpi": "VARCHAR"}
+        conn.execute("USE memory")
+        assert not is_ducklake(conn)
+    finally:
+        conn.close()
