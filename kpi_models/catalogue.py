@@ -34,6 +34,9 @@ UNITS = ("count", "ratio", "seconds", "currency", "position", "score")
 # rolled up by the period's last day's value; distinct: a count of distinct people (reach), never summed across days:
 # a longer period takes the platform's own value for it (kpi.social_period_reach) or is NULL, flagged not_additive.
 AGGREGATIONS = ("sum", "ratio", "native", "last", "distinct")
+# The roll-ups' quality flag of a level (followers) an account has no row for on its period's last day (the latest
+# day with data of that period, source and channel): its level for the period is unknown, NULL (never an older day's).
+NO_LAST_DAY_FLAG = "no_last_day_level"
 # The aggregations whose KPIs have no denominator: their daily value is the numerator.
 NO_DENOMINATOR = ("sum", "last", "distinct")
 # The platforms' own distinct reach over a week / 28 days ending on `date` (kpi_models.layer creates it).
@@ -615,15 +618,39 @@ def _native_monthly_sql(catalogue: Catalogue) -> str:
 
 def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, catalogue: Catalogue) -> str:
     """Sums of the parts per period and account; a period is final once it has ended and every day in it is. A level
-    (aggregation last: followers) takes the period's last day's value; a distinct count (reach) is NULL here, flagged
-    not_additive (`_with_period_reach` puts the platform's own value for the period in its place)."""
-    def kpis_of(*aggregations: str) -> str:
-        return ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.aggregation in aggregations) or "''"
+    (aggregation last: followers) takes the value of the period's last day with data of its source and channel (all
+    accounts: the dashboard's rule); an account without a row that day has none, flagged NO_LAST_DAY_FLAG. A distinct
+    count (reach) is NULL here, flagged not_additive (`_with_period_reach` puts the platform's own value for the
+    period in its place)."""
+    names = ", ".join(name for name, _ in period_columns)
+    grouped = _rollup_groups(period_columns, period_end, catalogue)
+    last = _kpis_of(catalogue, "last")
+    # each account's latest day in the period against the period's reference day: a window over the grouped rows
+    # (one per period, account and KPI), not over every kpi_daily row
+    missing = "_last_day < _reference_day"
+    return (
+        f"SELECT * EXCLUDE (_last_day, _reference_day) REPLACE (\n"
+        f"       CASE WHEN {missing} THEN NULL ELSE numerator END AS numerator,\n"
+        f"       CASE WHEN {missing} THEN NULL ELSE value END AS value,\n"
+        f"       CASE WHEN {missing} THEN list_sort(list_append(quality, '{NO_LAST_DAY_FLAG}')) ELSE quality END\n"
+        f"           AS quality)\n"
+        f"FROM (SELECT *, CASE WHEN kpi IN ({last}) THEN max(_last_day) OVER (PARTITION BY {names}, source, channel)\n"
+        f"                END AS _reference_day\n"
+        f"      FROM (\n{grouped}\n))"
+    )
 
-    additive, last, distinct = kpis_of("sum"), kpis_of("last"), kpis_of("distinct")
+
+def _kpis_of(catalogue: Catalogue, *aggregations: str) -> str:
+    """The daily KPIs of these aggregations as a SQL list of literals ('' when none, so `IN (...)` stays valid)."""
+    return ", ".join(f"'{k.kpi}'" for k in catalogue.daily() if k.aggregation in aggregations) or "''"
+
+
+def _rollup_groups(period_columns: Sequence[tuple[str, str]], period_end: str, catalogue: Catalogue) -> str:
+    """kpi_daily grouped per period, source, channel, account and KPI, with each group's latest day (`_last_day`);
+    a level's numerator is that day's level as it is (NULL when that day has none)."""
+    additive, last, distinct = (_kpis_of(catalogue, a) for a in ("sum", "last", "distinct"))
     names = ", ".join(name for name, _ in period_columns)
     exprs = ", ".join(f"{expr} AS {name}" for name, expr in period_columns)
-    # the last day's level as it is (NULL when that day has none: never an older day's level in its place)
     numerator = (f"CASE WHEN kpi IN ({last}) THEN first(numerator ORDER BY date DESC)\n"
                  f"            WHEN kpi IN ({distinct}) THEN NULL ELSE {_exact_sum('numerator')} END")
     return (
@@ -638,7 +665,8 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
         f"       bool_and(is_final) AND max({period_end}) < current_date AS is_final,\n"
         f"       CASE WHEN kpi IN ({distinct})\n"
         f"            THEN list_sort(list_distinct(list_append(flatten(list(quality)), 'not_additive')))\n"
-        f"            ELSE list_sort(list_distinct(flatten(list(quality)))) END AS quality\n"
+        f"            ELSE list_sort(list_distinct(flatten(list(quality)))) END AS quality,\n"
+        f"       max(date) AS _last_day\n"
         f"FROM (SELECT {exprs}, * FROM {KPI_SCHEMA}.kpi_daily)\n"
         f"GROUP BY {names}, source, channel, account_id, kpi"
     )
