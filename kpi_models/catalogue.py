@@ -622,7 +622,7 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
     accounts: the dashboard's rule); an account without a row that day has none, flagged NO_LAST_DAY_FLAG. A distinct
     count (reach) is NULL here, flagged not_additive (`_with_period_reach` puts the platform's own value for the
     period in its place)."""
-    names = ", ".join(name for name, _ in period_columns)
+    period = period_columns[0][0]  # the period's start: the other period columns follow from it
     grouped = _rollup_groups(period_columns, period_end, catalogue)
     last = _kpis_of(catalogue, "last")
     # each account's latest day in the period against the period's reference day: a window over the grouped rows
@@ -634,7 +634,7 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
         f"       CASE WHEN {missing} THEN NULL ELSE value END AS value,\n"
         f"       CASE WHEN {missing} THEN list_sort(list_append(quality, '{NO_LAST_DAY_FLAG}')) ELSE quality END\n"
         f"           AS quality)\n"
-        f"FROM (SELECT *, CASE WHEN kpi IN ({last}) THEN max(_last_day) OVER (PARTITION BY {names}, source, channel)\n"
+        f"FROM (SELECT *, CASE WHEN kpi IN ({last}) THEN max(_last_day) OVER (PARTITION BY {period}, source, channel)\n"
         f"                END AS _reference_day\n"
         f"      FROM (\n{grouped}\n))"
     )
