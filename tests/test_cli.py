@@ -390,6 +390,32 @@ def test_kpis_week_rolls_levels_and_distinct_counts_up_without_summing_days(tmp_
     assert table_row(out, "social_reach", "linkedin", "all")[4] == "-"  # two accounts' people do not add up
 
 
+def test_kpis_week_has_no_followers_total_when_an_account_has_no_level_on_the_last_day(tmp_path, monkeypatch):
+    """LinkedIn page 2 was last read on Tuesday 3 March; page 1 on Thursday 5 March, the week's last day with data:
+    page 2's level that day is unknown, so the total over pages has no value (1,030 alone would be silently low, and
+    1,030 + page 2's Tuesday 510 would add an older day's level)."""
+    from connectors.warehouse import connect
+    from kpi_models.catalogue import rollup_view_sql
+
+    path = tmp_path / "social.duckdb"
+    with connect(path) as conn:
+        conn.execute("CREATE SCHEMA kpi")
+        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+        rows = [(date(2026, 3, 2), "1", 1000.0), (date(2026, 3, 5), "1", 1030.0),
+                (date(2026, 3, 2), "2", 500.0), (date(2026, 3, 3), "2", 510.0)]
+        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, 'linkedin', 'social', ?, 'followers', ?, NULL, ?, "
+                         "NULL, true, [], NULL)", [(d, a, n, n) for d, a, n in rows])
+        conn.execute("CREATE VIEW kpi.social_period_reach AS SELECT 'facebook' AS source, DATE '2026-03-08' AS date, "
+                     "'9' AS account_id, 'week' AS period, CAST(650 AS BIGINT) AS reach")
+        conn.execute(rollup_view_sql()["kpi_weekly"])
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = run_cli("kpis", "--period", "week", "--db", str(path))
+    assert code == 0, err
+    assert table_row(out, "followers", "linkedin", "all")[4] == "-"
+
+
 def test_kpis_statuses_are_coloured(backfilled, monkeypatch):
     monkeypatch.setenv("FORCE_COLOR", "1")
     _, out, _ = run_cli("kpis", "--db", str(backfilled.analyst))

@@ -111,16 +111,20 @@ def _week_rows(conn: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[str
     week_start = latest[0]
     catalogue = load_catalogue()
     # Over every channel and account, as an objective without channel or account sums them: a ratio of the sums. A
-    # level (followers: the week's last day's, per account) adds up over accounts; a distinct count (reach: the
-    # platform's own week figure, per account) does not, so it has a value for one account only, never a sum.
-    summed = [k.kpi for k in catalogue.daily() if k.additive or k.aggregation == "last"]
+    # level (followers: the week's last day's, per account) adds up over accounts, and has no value when one
+    # account's is unknown (NULL: no row on the week's last day with data), as on the dashboard: a sum without it
+    # would be silently low; a distinct count (reach: the platform's own week figure, per account) does not add
+    # up, so it has a value for one account only, never a sum.
+    summed = [k.kpi for k in catalogue.daily() if k.additive]
+    levels = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
     cursor = conn.execute(
         "SELECT kpi, source, CASE WHEN kpi IN (SELECT unnest(?)) THEN sum(numerator) "
+        "WHEN kpi IN (SELECT unnest(?)) THEN CASE WHEN count(*) = count(numerator) THEN sum(numerator) END "
         "WHEN kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT account_id) = 1 THEN any_value(numerator) END "
         "ELSE sum(numerator) / nullif(sum(denominator), 0) END AS value, any_value(currency) AS currency, "
         "max(days_with_data) AS days_with_data, any_value(week_end) AS week_end, any_value(iso_week) AS iso_week "
-        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY kpi, source", [summed, distinct, week_start])
+        "FROM kpi.kpi_weekly WHERE week_start = ? GROUP BY kpi, source", [summed, levels, distinct, week_start])
     names = [d[0] for d in cursor.description]
     weekly = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
     week_end = weekly[0]["week_end"] if weekly else week_start
