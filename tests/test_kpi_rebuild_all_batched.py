@@ -128,7 +128,9 @@ def test_a_step_transaction_inside_no_batch_is_its_own(conn):
     counting = Counting(conn)
     with step_transaction(counting):  # type: ignore[arg-type]
         counting.execute("CREATE TABLE t (x INTEGER)")
-    assert counting.sent == ["BEGIN", "CREATE", "COMMIT", "CHECKPOINT"]
+    # (a read of duckdb_databases() after the COMMIT asks whether the file is a DuckLake, which is not checkpointed)
+    assert [s for s in counting.sent if s != "SELECT"] == ["BEGIN", "CREATE", "COMMIT", "CHECKPOINT"]
+    assert counting.sent.count("SELECT") <= 1
 
 
 def test_the_rows_a_rebuild_reports_are_the_windows_with_or_without_a_failed_source(conn):
