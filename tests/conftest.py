@@ -16,23 +16,20 @@ def _isolated_env(monkeypatch, tmp_path):
     yield
 
 
-# Seconds each slow file takes in make test (setup + call + teardown of its tests, 2 workers on 2 cores, from
-# `--durations=0`; 2026-12-07: the lead's quiet fresh-clone run at 4ed9882, then test_service_mode and
-# test_concurrency scaled by their wall time measured alone before and after the executor change (steps forked from
-# a preloaded server, no spinning while a run waits for the pool slot; pipelines/lib/executor.py): 0.39 and 0.65;
-# test_alerts_e2e, test_idempotence, test_hubspot_e2e, test_secrets and test_many_accounts by their CPU before and
-# after holding the working file open during their runs: 0.88, 0.84, 0.75, 0.82, 0.95): the files run slowest
-# first. With a file per worker (--dist loadfile) the suite ends when its last file does, so a long file left to
-# the end runs alone while the other worker idles. The list is checked against the session's own figures at its
+# Seconds each slow file takes (setup + call + teardown of its tests, 2 workers on 2 cores, from `--durations=0`;
+# 2026-12-07, fourth session: the lead's quiet fresh-clone run at e274efc, rounded; 3 workers, make test's, stretch
+# the heaviest files by contention, their order stays): the files run slowest first.
+# With a file per worker (--dist loadfile) the suite ends when its last file does, so a long file left to the end
+# runs alone while the other workers idle. The list is checked against the session's own figures at its
 # end (pytest_terminal_summary): a file missing from it, or far off its figure, is named there, so the list is
 # corrected when reality moves.
 FILE_SECONDS = {
-    "test_alerts_e2e": 61, "test_concurrency": 42, "test_service_mode": 31, "test_chaos": 29, "test_outage": 8,
-    "test_hubspot_e2e": 15, "test_idempotence": 20, "test_secrets": 15, "test_pipeline_e2e": 17, "test_ducklake": 17,
-    "test_source_isolation": 11, "test_many_accounts": 17, "test_hostile_answers": 16, "test_dagster_ui": 18,
-    "test_crash": 19, "test_cli": 18, "test_analyst_copy": 11, "test_stale_runs": 10, "test_dashboard_browser": 10,
-    "test_reconciliation": 9, "test_executor": 8, "test_hubspot_connector": 7, "test_definitions_range_events": 6,
-    "test_bad_input": 6, "test_schedules": 6, "test_kpi_layer_checks": 5,
+    "test_concurrency": 51, "test_alerts_e2e": 47, "test_service_mode": 35, "test_chaos": 32, "test_many_accounts": 21,
+    "test_cli": 19, "test_ducklake": 19, "test_hubspot_e2e": 19, "test_dagster_ui": 18, "test_pipeline_e2e": 16,
+    "test_crash": 15, "test_hostile_answers": 15, "test_idempotence": 15, "test_executor": 13,
+    "test_source_isolation": 13, "test_analyst_copy": 11, "test_secrets": 10, "test_stale_runs": 9,
+    "test_dashboard_browser": 9, "test_hubspot_connector": 9, "test_reconciliation": 8, "test_outage": 6,
+    "test_bad_input": 5, "test_kpi_layer_checks": 5, "test_kpi_layer_objectives": 4, "test_kpi_daily_enum": 4,
 }
 UNLISTED_SECONDS = 3  # what a file not in the list is taken to cost (the rest of the suite is quicker)
 CHECK_FLOOR_SECONDS = 10  # the end-of-session check names files off the list by more than this (and half again)
