@@ -298,6 +298,34 @@ def test_kpis_week_shows_the_latest_week_with_objectives_where_they_exist(backfi
 WEEK_DAYS = [date(2026, 3, d) for d in (1, 2, 3, 5)]
 
 
+def _create_kpi_daily(conn) -> None:
+    """An empty kpi.kpi_daily of the pipeline's columns, for rows written by hand."""
+    conn.execute("CREATE SCHEMA kpi")
+    conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                 "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                 "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+
+
+def _social_week(tmp_path, monkeypatch, rows) -> str:
+    """`mkpi kpis --period week` over social rows by hand (day, source, account, kpi, value), beside the Facebook
+    Page's own reach for the week ending Sunday 8 March (650: fewer than its days' 300 + 400, people come back)."""
+    from connectors.warehouse import connect
+    from kpi_models.catalogue import rollup_view_sql
+
+    path = tmp_path / "social.duckdb"
+    with connect(path) as conn:
+        _create_kpi_daily(conn)
+        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, 'social', ?, ?, ?, NULL, ?, NULL, true, [], NULL)",
+                         [(d, s, a, k, n, n) for d, s, a, k, n in rows])
+        conn.execute("CREATE VIEW kpi.social_period_reach AS SELECT 'facebook' AS source, DATE '2026-03-08' AS date, "
+                     "'9' AS account_id, 'week' AS period, CAST(650 AS BIGINT) AS reach")
+        conn.execute(rollup_view_sql()["kpi_weekly"])
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = run_cli("kpis", "--period", "week", "--db", str(path))
+    assert code == 0, err
+    return out
+
+
 @pytest.fixture
 def week_db(tmp_path):
     from connectors.warehouse import connect
@@ -306,10 +334,7 @@ def week_db(tmp_path):
 
     path = tmp_path / "week.duckdb"
     with connect(path) as conn:
-        conn.execute("CREATE SCHEMA kpi")
-        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
-                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
-                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
+        _create_kpi_daily(conn)
         rows = []
         for day in WEEK_DAYS:
             rows += [(day, "ga4", "organic_search", "111", "sessions", 60.0, None, 60.0),
@@ -359,32 +384,15 @@ def test_kpis_week_judges_objectives_by_elapsed_days_and_keeps_kpis_without_an_a
 def test_kpis_week_rolls_levels_and_distinct_counts_up_without_summing_days(tmp_path, monkeypatch):
     """Followers (a level) is each account's last day of the week, added over accounts; reach (distinct people) is
     the platform's own week figure for one account, and no value at all over two accounts (never a sum)."""
-    from connectors.warehouse import connect
-    from kpi_models.catalogue import rollup_view_sql
-
-    path = tmp_path / "social.duckdb"
-    with connect(path) as conn:
-        conn.execute("CREATE SCHEMA kpi")
-        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
-                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
-                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
-        rows = [(date(2026, 3, 2), "linkedin", "1", "followers", 1000.0), (date(2026, 3, 3), "linkedin", "1",
-                "followers", 1010.0), (date(2026, 3, 5), "linkedin", "1", "followers", 1030.0),
-                (date(2026, 3, 2), "linkedin", "2", "followers", 500.0), (date(2026, 3, 5), "linkedin", "2",
-                "followers", 520.0),
-                (date(2026, 3, 2), "linkedin", "1", "social_reach", 70.0), (date(2026, 3, 2), "linkedin", "2",
-                "social_reach", 30.0),
-                (date(2026, 3, 2), "facebook", "9", "social_reach", 300.0), (date(2026, 3, 3), "facebook", "9",
-                "social_reach", 400.0)]
-        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, 'social', ?, ?, ?, NULL, ?, NULL, true, [], NULL)",
-                         [(d, s, a, k, n, n) for d, s, a, k, n in rows])
-        # the Page's own reach over the week ending Sunday 8 March: fewer than 300 + 400 (people come back)
-        conn.execute("CREATE VIEW kpi.social_period_reach AS SELECT 'facebook' AS source, DATE '2026-03-08' AS date, "
-                     "'9' AS account_id, 'week' AS period, CAST(650 AS BIGINT) AS reach")
-        conn.execute(rollup_view_sql()["kpi_weekly"])
-    monkeypatch.setenv("COLUMNS", "250")
-    code, out, err = run_cli("kpis", "--period", "week", "--db", str(path))
-    assert code == 0, err
+    rows = [(date(2026, 3, 2), "linkedin", "1", "followers", 1000.0), (date(2026, 3, 3), "linkedin", "1",
+            "followers", 1010.0), (date(2026, 3, 5), "linkedin", "1", "followers", 1030.0),
+            (date(2026, 3, 2), "linkedin", "2", "followers", 500.0), (date(2026, 3, 5), "linkedin", "2",
+            "followers", 520.0),
+            (date(2026, 3, 2), "linkedin", "1", "social_reach", 70.0), (date(2026, 3, 2), "linkedin", "2",
+            "social_reach", 30.0),
+            (date(2026, 3, 2), "facebook", "9", "social_reach", 300.0), (date(2026, 3, 3), "facebook", "9",
+            "social_reach", 400.0)]
+    out = _social_week(tmp_path, monkeypatch, rows)
     assert table_row(out, "followers", "linkedin", "all")[4] == "1,550"  # 1,030 (5 March) + 520 (5 March)
     assert table_row(out, "social_reach", "facebook", "all")[4] == "650"  # the platform's week, not 700
     assert table_row(out, "social_reach", "linkedin", "all")[4] == "-"  # two accounts' people do not add up
@@ -394,25 +402,10 @@ def test_kpis_week_has_no_followers_total_when_an_account_has_no_level_on_the_la
     """LinkedIn page 2 was last read on Tuesday 3 March; page 1 on Thursday 5 March, the week's last day with data:
     page 2's level that day is unknown, so the total over pages has no value (1,030 alone would be silently low, and
     1,030 + page 2's Tuesday 510 would add an older day's level)."""
-    from connectors.warehouse import connect
-    from kpi_models.catalogue import rollup_view_sql
-
-    path = tmp_path / "social.duckdb"
-    with connect(path) as conn:
-        conn.execute("CREATE SCHEMA kpi")
-        conn.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
-                     "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
-                     "is_final BOOLEAN, quality VARCHAR[], attribution VARCHAR)")
-        rows = [(date(2026, 3, 2), "1", 1000.0), (date(2026, 3, 5), "1", 1030.0),
-                (date(2026, 3, 2), "2", 500.0), (date(2026, 3, 3), "2", 510.0)]
-        conn.executemany("INSERT INTO kpi.kpi_daily VALUES (?, 'linkedin', 'social', ?, 'followers', ?, NULL, ?, "
-                         "NULL, true, [], NULL)", [(d, a, n, n) for d, a, n in rows])
-        conn.execute("CREATE VIEW kpi.social_period_reach AS SELECT 'facebook' AS source, DATE '2026-03-08' AS date, "
-                     "'9' AS account_id, 'week' AS period, CAST(650 AS BIGINT) AS reach")
-        conn.execute(rollup_view_sql()["kpi_weekly"])
-    monkeypatch.setenv("COLUMNS", "250")
-    code, out, err = run_cli("kpis", "--period", "week", "--db", str(path))
-    assert code == 0, err
+    rows = [(date(2026, 3, 2), "linkedin", "1", "followers", 1000.0), (date(2026, 3, 5), "linkedin", "1",
+            "followers", 1030.0), (date(2026, 3, 2), "linkedin", "2", "followers", 500.0),
+            (date(2026, 3, 3), "linkedin", "2", "followers", 510.0)]
+    out = _social_week(tmp_path, monkeypatch, rows)
     assert table_row(out, "followers", "linkedin", "all")[4] == "-"
 
 
