@@ -43,6 +43,7 @@ from kpi_models.runner import (
     _columns,
     _replace_if_changed,
     batched,
+    ensure_builds_table,
     ensure_model_table,
     rebuild,
     step_transaction,
@@ -210,8 +211,7 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
     if not statements:
         return
     with step_transaction(conn):
-        conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
+        ensure_builds_table(conn)
         shapes = _table_shapes(conn)
         names = list(statements)
         # each view's recorded fingerprint, if the view still exists (one query for all of them)

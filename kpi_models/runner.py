@@ -67,6 +67,12 @@ def in_batch(conn: duckdb.DuckDBPyConnection) -> bool:
     return _BATCH.get() is conn
 
 
+def _is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
+    """`is_ducklake`, answered without a query inside `batched` (which refuses a DuckLake when it starts): a one-day
+    recompute asked duckdb_databases() ten times (issue #21)."""
+    return not in_batch(conn) and is_ducklake(conn)
+
+
 @contextmanager
 def step_transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """A KPI step's own transaction (connectors.warehouse.transaction), or the batch's when inside `batched`."""
@@ -242,7 +248,7 @@ def ensure_enum_columns(conn: duckdb.DuckDBPyConnection, model: KpiModel) -> Non
     once. A DuckLake keeps VARCHAR: its specification has no ENUM type
     (https://ducklake.select/docs/stable/specification/data_types), and the lake refuses one ("unsupported type
     ENUM", or "only widening type promotions are allowed" for an ALTER; tests/test_kpi_daily_enum.py)."""
-    if model.enums is None or is_ducklake(conn):
+    if model.enums is None or _is_lake(conn):
         return
     relation = conn.table(model.table)
     current = dict(zip(relation.columns, relation.types, strict=True))
@@ -552,7 +558,7 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
         _add_new_columns(conn, model.table, query, params)
     ensure_enum_columns(conn, model)
     if (model.enums is not None and isinstance(model, GeneratedKpiModel) and window.days > TYPED_NAMES_DAYS
-            and not is_ducklake(conn)):
+            and not _is_lake(conn)):
         # the names in the table's own ENUM types, cast on each group's rows, not on every row inserted
         query = model.typed_part(source, name_types(conn, model.table, tuple(model.enums())))
     conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
@@ -669,11 +675,14 @@ def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiConte
         ensure_tables(conn, missing)
     for view in model.views:
         view(conn, context)
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
+    # catalog lookups first: the schema and the empty mapping were created again by every model (issue #21)
+    channel_map = f"{KPI_SCHEMA}.channel_map"
+    if _columns(conn, channel_map) is None:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
     if write and context.channels is not None:
         write_channel_map(conn, context.channels)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {KPI_SCHEMA}.channel_map "
-                 "(source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
+    if _columns(conn, channel_map) is None:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {channel_map} (source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
     if write or _columns(conn, f"{KPI_SCHEMA}.restatement_window") is None:
         write_restatement_windows(conn, context.reread_days)
 
@@ -682,6 +691,14 @@ def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiConte
 # reads; `output` the table it wrote. Internal (the _mkpi schema is never published).
 BUILDS_TABLE = "_mkpi.kpi_builds"
 _READS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_]\w*\.[A-Za-z_]\w*)", re.IGNORECASE)
+
+
+def ensure_builds_table(conn: duckdb.DuckDBPyConnection) -> None:
+    """`_mkpi.kpi_builds` (table_name, inputs, output) exists: a catalog lookup when it does (the usual case), instead
+    of a CREATE SCHEMA and a CREATE TABLE per whole-table model and per view refresh (issue #21)."""
+    if _columns(conn, BUILDS_TABLE) is None:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
 
 
 def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
@@ -721,8 +738,7 @@ def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: Kp
     params = used_params(query, context.params())
     with step_transaction(conn):
         _prepare(conn, model, context)
-        conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
+        ensure_builds_table(conn)
         inputs = _inputs_fingerprint(conn, model, query, params, context)
         last = conn.execute(f"SELECT inputs, output FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table]).fetchone()
         skipped = (last is not None and last[0] == inputs and _columns(conn, model.table) is not None
