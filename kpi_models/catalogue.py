@@ -628,10 +628,13 @@ def _rollup_select(period_columns: Sequence[tuple[str, str]], period_end: str, c
     # each account's latest day in the period against the period's reference day: a window over the grouped rows
     # (one per period, account and KPI), not over every kpi_daily row
     missing = "_last_day < _reference_day"
+    # a level read before the period's last day (its source's data stops earlier) is not the period's level yet
+    early = "_reference_day < _period_end"
     return (
-        f"SELECT * EXCLUDE (_last_day, _reference_day) REPLACE (\n"
+        f"SELECT * EXCLUDE (_last_day, _reference_day, _period_end) REPLACE (\n"
         f"       CASE WHEN {missing} THEN NULL ELSE numerator END AS numerator,\n"
         f"       CASE WHEN {missing} THEN NULL ELSE value END AS value,\n"
+        f"       CASE WHEN {early} THEN false ELSE is_final END AS is_final,\n"
         f"       CASE WHEN {missing} THEN list_sort(list_append(quality, '{NO_LAST_DAY_FLAG}')) ELSE quality END\n"
         f"           AS quality)\n"
         f"FROM (SELECT *, CASE WHEN kpi IN ({last}) THEN max(_last_day) OVER (PARTITION BY {period}, source, channel)\n"
@@ -666,7 +669,7 @@ def _rollup_groups(period_columns: Sequence[tuple[str, str]], period_end: str, c
         f"       CASE WHEN kpi IN ({distinct})\n"
         f"            THEN list_sort(list_distinct(list_append(flatten(list(quality)), 'not_additive')))\n"
         f"            ELSE list_sort(list_distinct(flatten(list(quality)))) END AS quality,\n"
-        f"       max(date) AS _last_day\n"
+        f"       max(date) AS _last_day, max({period_end}) AS _period_end\n"
         f"FROM (SELECT {exprs}, * FROM {KPI_SCHEMA}.kpi_daily)\n"
         f"GROUP BY {names}, source, channel, account_id, kpi"
     )

@@ -90,8 +90,9 @@ def test_a_null_level_on_the_last_day_stays_null_without_the_flag(conn) -> None:
 
 
 def test_the_reference_day_is_the_sources_last_day_with_data(conn) -> None:
-    # LinkedIn has no row after Feb 20: its one account's Feb 20 level, 1000 + 5 x 20
-    assert monthly(conn, "linkedin", "100") == (1100.0, 1100.0, [], 20, "last", True)
+    # LinkedIn has no row after Feb 20: its one account's Feb 20 level, 1000 + 5 x 20, and not final: the month's
+    # level is its Feb 28 one, which was never read (the month has ended, its days read are final)
+    assert monthly(conn, "linkedin", "100") == (1100.0, 1100.0, [], 20, "last", False)
 
 
 def test_additive_kpis_of_a_stopped_account_still_add_up(conn) -> None:
