@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
-# Bytecode is written on first import, into .venv/pycache (never into the source tree), whatever the caller's
-# PYTHONDONTWRITEBYTECODE says. pip then installs with --no-compile: compiling every module it installs took ~29 s of
-# a fresh install (google-ads' API versions, pandas, hubspot...), most of them never imported. What the pipeline
-# imports is compiled once right after the install (~6 s), so parallel test workers do not each compile it.
+# Bytecode: pip installs with --no-compile (compiling every module it installs took ~25 s of a fresh install:
+# google-ads' four API versions, pandas, hubspot..., most never imported), and what the pipeline, the CLI, the sandbox
+# and a Google Ads run import is compiled once right after the install, into the usual __pycache__ folders, so a
+# process started outside make with PYTHONDONTWRITEBYTECODE=1 reads it too. Inside make, Python writes the bytecode
+# of anything else on first import, whatever the caller's PYTHONDONTWRITEBYTECODE says (folders ignored by git).
 export PYTHONDONTWRITEBYTECODE :=
-export PYTHONPYCACHEPREFIX := $(CURDIR)/$(VENV)/pycache
+WARM_IMPORTS := import importlib, pipelines.definitions, pipelines.cli, pipelines.demo, sandbox.launcher; \
+	from connectors.google_ads_transport import API_VERSION; \
+	importlib.import_module(f"google.ads.googleads.{API_VERSION}.services.services.google_ads_service")
 
 .PHONY: demo test dev chaos bench install install-dev lint clean
 
@@ -18,14 +21,14 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e .
-	$(BIN)/python -c "import pipelines.definitions"
+	$(BIN)/python -c '$(WARM_IMPORTS)'
 	touch $@
 
 # One resolution for the package and its test tools (a second `pip install` after `-e .` re-resolved everything:
 # ~6 s); it installs what `install` does too, so both are marked.
 $(VENV)/.installed-dev: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e '.[dev]'
-	$(BIN)/python -c "import pipelines.definitions, pytest, xdist, playwright.sync_api"
+	$(BIN)/python -c '$(WARM_IMPORTS); import pytest, xdist, playwright.sync_api'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
