@@ -9,8 +9,12 @@ must still write everything it read. A run that dies holding the slot must not k
 These tests drive a real Dagster instance (a temporary DAGSTER_HOME whose ``dagster.yaml`` is the repository's
 pools and run monitoring, with its storage in a throw-away PostgreSQL server as ``deploy/dagster.yaml`` keeps it)
 from separate OS processes, the way the daemon's run launcher does: one process per run, the multiprocess
-executor inside it, steps as their own processes. Where PostgreSQL is not installed they are skipped with the
-reason (``tests/postgres.py``; ``.ci/run`` installs it).
+executor inside it, steps as their own processes. The run processes are forks of one launcher process that has
+imported the pipeline once (``RunLauncher``), as the project's executor forks steps from a preloaded server
+(pipelines/lib/executor.py): each is still its own OS process with its own instance, PostgreSQL connections and
+DuckDB connection (the preload opens none: tests/test_executor.py), so they contend for the pool slot and the
+file's lock as launched runs do, without paying ~4 CPU-s of imports each. Where PostgreSQL is not installed they
+are skipped with the reason (``tests/postgres.py``; ``.ci/run`` installs it).
 
 Why PostgreSQL and not the SQLite storage of ``make dev``: on SQLite, Dagster's pool slot claim is not atomic.
 ``_claim_concurrency_slot`` selects a free slot ``FOR UPDATE SKIP LOCKED`` (which SQLite ignores), then updates
@@ -37,7 +41,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -131,13 +137,97 @@ def child_env(sandbox_env: dict[str, str], home: Path, db: Path, tmp: Path) -> d
     return env
 
 
-def launch(spec: RunSpec, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
-    out = (log_dir / f"{spec.label}.out").open("w")
-    err = (log_dir / f"{spec.label}.err").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-c", "import sys; from tests.test_concurrency import run_worker; "
-         "sys.exit(run_worker(sys.argv[1]))", spec.as_json()],
-        cwd=REPO, env=env, stdout=out, stderr=err, start_new_session=True)
+def _forked_run(request: dict[str, str]) -> int:
+    """In a fresh fork of the launcher: its own process group (so it can be killed as a crash is), its output to
+    the run's log files, then the run."""
+    os.setpgid(0, 0)
+    for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                           (2, request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        os.dup2(os.open(path, mode, 0o644), fd)
+    try:
+        return run_worker(request["spec"])
+    except BaseException:
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def serve_runs() -> int:
+    """The launcher process: imports the pipeline once, then forks one run process per request line on stdin and
+    answers its pid; at the end of stdin, waits for every run and answers their exit codes (label: code)."""
+    import pipelines.definitions  # noqa: F401  (the preload: what each run process would import)
+
+    children: dict[int, str] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if threading.active_count() != 1:  # a fork copies no thread: the preload must have started none
+            raise RuntimeError(f"the launcher runs threads {threading.enumerate()}: forking it is unsafe")
+        pid = os.fork()
+        if pid == 0:
+            os._exit(_forked_run(request))
+        children[pid] = request["label"]
+        print(json.dumps({"label": request["label"], "pid": pid}), flush=True)
+    codes = {label: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid, label in children.items()}
+    print(json.dumps(codes), flush=True)
+    return 0
+
+
+class RunLauncher:
+    """The parent's handle on the launcher: start runs (each a process of its own), kill one, wait for all."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.pids: dict[str, int] = {}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from tests.test_concurrency import serve_runs; sys.exit(serve_runs())"],
+            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=(log_dir / "launcher.err").open("w"), text=True, start_new_session=True)
+
+    def launch(self, spec: RunSpec) -> int:
+        """Start one run; returns its process id once it has been forked."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"label": spec.label, "spec": spec.as_json(), "out": str(self.log_dir / f"{spec.label}.out"),
+                   "err": str(self.log_dir / f"{spec.label}.err")}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise AssertionError(f"the run launcher exited: {(self.log_dir / 'launcher.err').read_text()[-2000:]}")
+        self.pids[spec.label] = json.loads(answer)["pid"]
+        return self.pids[spec.label]
+
+    def running(self, label: str) -> bool:
+        """Whether the run's process is still running (an exited one stays a zombie until the launcher waits)."""
+        try:
+            stat = Path(f"/proc/{self.pids[label]}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat[stat.rfind(")") + 2] != "Z"
+
+    def kill(self, label: str, sig: int = signal.SIGKILL) -> None:
+        """Signal the run's process group (the run and any step processes it started)."""
+        try:
+            os.killpg(self.pids[label], sig)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        """Every run's exit code (negative: killed by that signal), once all have ended."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.close()
+        if self.process.wait(timeout=timeout) != 0:
+            raise AssertionError(f"the run launcher failed: {(self.log_dir / 'launcher.err').read_text()[-2000:]}")
+        return json.loads(self.process.stdout.read().strip().splitlines()[-1])
+
+    def close(self) -> None:
+        """Stop whatever is left: the runs' groups, then the launcher's."""
+        if self.process.poll() is None:
+            for label in self.pids:
+                self.kill(label)
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 def schedule_requests() -> list[dg.RunRequest]:
@@ -273,20 +363,6 @@ def sandbox(monkeypatch):
         yield everything
 
 
-def wait_all(processes: dict[str, subprocess.Popen], timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
-    codes = {}
-    for label, process in processes.items():
-        try:
-            codes[label] = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            for other in processes.values():
-                if other.poll() is None:
-                    os.killpg(other.pid, signal.SIGKILL)
-            raise
-    return codes
-
-
 @pytest.mark.battery("Concurrency")
 def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, pg, tmp_path, monkeypatch):
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
@@ -306,20 +382,26 @@ def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, pg, tmp
         if FULL:
             shutil.copyfile(seed, db)
         env = child_env(sandbox.env, home, db, tmp_path / "concurrent")
-        started = time.monotonic()
-        processes = {spec.label: launch(spec, env, logs) for spec in specs}  # all eight before any wait
-        codes = wait_all(processes, timeout=7200 if FULL else 900)  # a loaded 2-core machine: minutes per run
+        launcher = RunLauncher(env, logs)
+        try:
+            started = time.monotonic()
+            for spec in specs:  # all eight before any wait
+                launcher.launch(spec)
+            codes = launcher.wait(timeout=7200 if FULL else 900)  # a loaded 2-core machine: minutes per run
+        finally:
+            launcher.close()
         elapsed = time.monotonic() - started
+        assert set(codes) == {spec.label for spec in specs}, codes
         failed = {label: (logs / f"{label}.err").read_text()[-2000:] for label, code in codes.items() if code}
         assert not failed, failed
 
         run_ids = {label: json.loads((logs / f"{label}.out").read_text().strip().splitlines()[-1])["run_id"]
-                   for label in processes}
+                   for label in codes}
         with dg.DagsterInstance.from_config(str(home)) as instance:
             records = {label: instance.get_run_by_id(run_id) for label, run_id in run_ids.items()}
             assert all(r is not None and r.status == dg.DagsterRunStatus.SUCCESS for r in records.values())
             lock_errors = [e for run_id in run_ids.values() for e in lock_errors_in(instance, run_id)]
-            lock_errors += [line for label in processes for line in (logs / f"{label}.err").read_text().splitlines()
+            lock_errors += [line for label in codes for line in (logs / f"{label}.err").read_text().splitlines()
                             if any(p in line for p in LOCK_ERRORS)]
             spans = [span for spec in specs
                      for span in step_spans(instance, run_ids[spec.label], pool_steps(spec.job))]
@@ -393,19 +475,20 @@ def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
         def holders() -> set[str]:
             return {slot.run_id for slot in storage.get_concurrency_info(POOL).claimed_slots}
 
-        holder = launch(RunSpec("holder", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]), env, logs)
-        try:
-            holder_id = next(iter(wait_for(holders, 300, "the first run to claim the duckdb_write slot")))
-            wait_for(lambda: ga4.request_count > 0, 300, "the holder's step to reach the (stalled) GA4 API")
-        finally:
-            os.killpg(holder.pid, signal.SIGKILL)  # a crash: no finally, no slot release
-            holder.wait()
-        instance.report_run_canceling(instance.get_run_by_id(holder_id), "Terminate pressed; the worker is gone")
-        ga4.fault_profile = None
-
-        waiter = launch(RunSpec("waiter", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]), env, logs)
+        launcher = RunLauncher(env, logs)
         daemon = None
         try:
+            launcher.launch(RunSpec("holder", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]))
+            try:
+                holder_id = next(iter(wait_for(holders, 300, "the first run to claim the duckdb_write slot")))
+                wait_for(lambda: ga4.request_count > 0, 300, "the holder's step to reach the (stalled) GA4 API")
+            finally:
+                launcher.kill("holder")  # a crash: no finally, no slot release
+            wait_for(lambda: not launcher.running("holder"), 60, "the killed holder's process to end")
+            instance.report_run_canceling(instance.get_run_by_id(holder_id), "Terminate pressed; the worker is gone")
+            ga4.fault_profile = None
+
+            launcher.launch(RunSpec("waiter", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]))
             waiter_id = wait_for(lambda: [r.run_id for r in instance.get_runs() if r.run_id != holder_id], 300,
                                  "the second run to start")[0]
             wait_for(lambda: any(waiter_id == s.run_id for s in storage.get_concurrency_info(POOL).pending_steps),
@@ -414,16 +497,17 @@ def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
             # slot is still held; nothing but the daemon gives it back
             time.sleep(FREE_AFTER + 1)
             assert holders() == {holder_id}
-            assert waiter.poll() is None
+            assert launcher.running("waiter")
             daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "--empty-workspace"],
                                       cwd=tmp_path, env=env, stdout=(logs / "daemon.out").open("w"),
                                       stderr=subprocess.STDOUT, start_new_session=True)
-            assert waiter.wait(timeout=300) == 0, (logs / "waiter.err").read_text()[-2000:]
+            codes = launcher.wait(timeout=300)
+            assert codes == {"holder": -signal.SIGKILL, "waiter": 0}, (codes, (logs / "waiter.err").read_text()[-2000:])
         finally:
-            for process in (waiter, daemon):
-                if process is not None and process.poll() is None:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=60)
+            launcher.close()
+            if daemon is not None and daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGTERM)
+                daemon.wait(timeout=60)
 
         canceled = instance.get_run_record_by_id(holder_id)
         assert canceled.dagster_run.status == dg.DagsterRunStatus.CANCELED
