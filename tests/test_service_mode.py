@@ -3,7 +3,7 @@
 What runs is what docs/deployment.md tells an operator to run: a real PostgreSQL server (Debian's package, a
 temporary data directory and port; `tests/postgres.py`), a DAGSTER_HOME holding `deploy/dagster.yaml` unchanged
 (its connection from DAGSTER_PG_* variables), `dagster api grpc` serving the code location and
-`dagster-daemon run` reading a workspace that points at it, every platform served by the local sandbox.
+`dagster-daemon run` reading a workspace that points at it, the platforms served by the local sandbox.
 
 The `daily_refresh` schedule's documented knob (MKPI_DAILY_REFRESH_CRON) sets it to tick daily at the minute
 that has just passed, and it is started (as `dagster schedule start` does) with its start moved five minutes back:
@@ -34,9 +34,9 @@ import duckdb
 import pytest
 
 from pipelines.lib.instance_env import DAGSTER_ENV
-from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests.postgres import Postgres, postgres_server
+from tests.sandboxes import start_servers
 
 if TYPE_CHECKING:
     from dagster import DagsterInstance, DagsterRun
@@ -210,7 +210,7 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
 
     with ExitStack() as stack:
         pg = stack.enter_context(postgres_server(tmp_path / "pg")).create_database("dagster")
-        sandbox = stack.enter_context(start_sandbox(World(seed=7)))
+        sandbox = stack.enter_context(start_servers(World(seed=7)))  # HubSpot's portal not built: not configured
         tick = _last_minute()
         env = _service_env(pg, dagster_home, sandbox.env, tick)
         for key in ("DAGSTER_HOME", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME",
