@@ -14,7 +14,6 @@ from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.demo import working_file_held
 from sandbox.hubspot_server import HubSpotServer
-from sandbox.launcher import start_sandbox
 from sandbox.world import World
 from tests.sandboxes import start_servers
 
@@ -155,7 +154,10 @@ def test_hubspot_401_body_echoing_the_token_leaks_it_nowhere(caplog):
     caplog.set_level(logging.DEBUG)
     body = {"status": "error", "message": f"The access token {ECHO_TOKEN_HUBSPOT} is expired or invalid",
             "correlationId": "7c9e5e2a-0000-4000-8000-000000000001", "category": "INVALID_AUTHENTICATION"}
-    with HubSpotServer(World(seed=2, today=date(2026, 3, 31)), token=ECHO_TOKEN_HUBSPOT) as server:
+    # a portal a month deep: its records are never served (the first request is refused), building 400 days' costs
+    # ~1.3 s of CPU
+    with HubSpotServer(World(seed=2, today=date(2026, 3, 31)), token=ECHO_TOKEN_HUBSPOT, history_days=30,
+                       bulk_import_size=0) as server:
         server.add_fault("status", 401, body, {"WWW-Authenticate": f'Bearer error="{ECHO_TOKEN_HUBSPOT}"'})
         connector = HubSpotConnector(HubSpotSettings(endpoint=server.url, token=Secret(ECHO_TOKEN_HUBSPOT),
                                                      timeout_seconds=5), policy=RetryPolicy(max_attempts=2),
@@ -266,11 +268,17 @@ def test_echoed_tokens_reach_no_dagster_storage_log_or_duckdb_file(tmp_path, mon
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(work))
     monkeypatch.setenv("MKPI_ANALYST_DB", str(analyst))
-    with start_sandbox(World(seed=2, today=date(2026, 3, 31))) as running:
-        for name, value in running.env.items():
+    world = World(seed=2, today=date(2026, 3, 31))
+    # the launcher's servers, HubSpot's with a portal a month deep (as test_no_secret_leaks_anywhere's): its records
+    # are never served (the first request is refused with the echoing 401), building 400 days' costs ~1.3 s of CPU
+    with start_servers(world) as running, HubSpotServer(
+            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
+            history_days=30, bulk_import_size=0) as hubspot:
+        env = {**running.env, **hubspot.env()}
+        for name, value in env.items():
             monkeypatch.setenv(name, value)
-        matomo_token, hubspot_token = running.env["MKPI_MATOMO_TOKEN"], running.env["MKPI_HUBSPOT_TOKEN"]
-        matomo, hubspot = running.server("matomo"), running.server("hubspot")
+        matomo_token, hubspot_token = env["MKPI_MATOMO_TOKEN"], env["MKPI_HUBSPOT_TOKEN"]
+        matomo = running.server("matomo")
         for _ in range(3):  # every attempt of the run's bulk request, and the step's re-runs
             matomo.add_fault("status", 200, {"result": "error", "message": f"token_auth {matomo_token} is not valid"})
         hubspot.add_fault("status", 401, {"status": "error", "category": "INVALID_AUTHENTICATION",
