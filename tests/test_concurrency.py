@@ -35,6 +35,7 @@ collide (``_insert_version``, seen on SQLite), which a long-lived instance never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -167,6 +168,8 @@ def serve_runs() -> int:
         pid = os.fork()
         if pid == 0:
             os._exit(_forked_run(request))
+        with contextlib.suppress(OSError):  # as the child does: its group exists before its pid is answered
+            os.setpgid(pid, pid)
         children[pid] = request["label"]
         print(json.dumps({"label": request["label"], "pid": pid}), flush=True)
     codes = {label: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid, label in children.items()}
