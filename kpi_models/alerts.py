@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -254,11 +254,28 @@ _EPOCH = date(1970, 1, 1).toordinal()
 
 @dataclass
 class _SeriesDays:
-    """One series' days in the read window (day number -> numerator, denominator, is_final) and its currency (the
-    first one it names)."""
+    """One series' days in the read window (day number -> numerator, denominator, is_final), in the order read, and
+    the currency of each day that names one (day number -> currency)."""
 
     rows: dict[int, _Row] = field(default_factory=dict)
-    currency: str | None = None
+    currencies: dict[int, str] = field(default_factory=dict)
+
+    def currency(self, first: int, last: int) -> str | None:
+        """The series' currency between two day numbers: the first one its rows read there name."""
+        return next((c for day, c in self.currencies.items() if first <= day <= last), None)
+
+
+@dataclass
+class _Points:
+    """kpi.kpi_daily read once for judging the days from `first` to `last` (day numbers, the `weeks` weeks before
+    `first` included): each series' days, which accounts reported, and each series' judge once built (its bands
+    only ever look at the weeks before the day judged, so one read serves consecutive evaluations)."""
+
+    first: int
+    last: int
+    series: dict[Series, _SeriesDays]
+    reported: dict[tuple[str, str, int], bool]
+    judges: dict[Series, _Judge | None] = field(default_factory=dict)
 
 
 def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
@@ -281,8 +298,8 @@ def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
         if found is None:
             found = series[(kpi, source, channel, account, model)] = _SeriesDays()
         found.rows[day] = (num, den, bool(final))
-        if found.currency is None and currency:
-            found.currency = currency
+        if currency:
+            found.currencies[day] = currency
         key = (source, account, day)
         reported[key] = reported.get(key, True) and bool(final)
     return series, reported
@@ -369,27 +386,55 @@ def judged_days(as_of: date, settings: AnomalySettings) -> list[date]:
 
 def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings, as_of: date,
                      min_denominators: Mapping[str, float] | None = None, catalogue: Catalogue | None = None,
-                     days: Sequence[date] | None = None) -> tuple[list[Finding], list[dict[str, Any]], int]:
+                     days: Sequence[date] | None = None, *, points: _Points | None = None
+                     ) -> tuple[list[Finding], list[dict[str, Any]], int]:
     """Anomalous days of every kpi_daily series among `days` (default: judged_days): one finding per series (its
     latest anomalous day), every anomalous point (for kpi.kpi_anomaly) and how many points were judged. Reads only
-    the judged days and the `weeks` weeks before them, once."""
+    the judged days and the `weeks` weeks before them, once (or judges from `points`, read for consecutive
+    evaluations by evaluate_days, which must cover them)."""
     catalogue = catalogue or load_catalogue()
     minimums = {**DEFAULT_MIN_DENOMINATORS, **(min_denominators or {})}
     days = list(days or judged_days(as_of, settings))
-    if not days or not table_exists(conn, f"{KPI_SCHEMA}.kpi_daily"):
+    if not days:
         return [], [], 0
-    series, reported = _read_points(conn, min(days) - timedelta(weeks=settings.weeks), max(days))
+    if points is None:
+        points = _read_window(conn, min(days), max(days), settings)
+    elif points.first > min(days).toordinal() - 7 * settings.weeks or points.last < max(days).toordinal():
+        raise ValueError(f"kpi_daily was read for days {date.fromordinal(points.first)} to "
+                         f"{date.fromordinal(points.last)}: judging {min(days)} to {max(days)} needs more")
+    return _judge_days(points, days, settings, minimums, catalogue)
+
+
+def _read_window(conn: duckdb.DuckDBPyConnection, first: date, last: date, settings: AnomalySettings) -> _Points:
+    """kpi_daily read for judging the days from `first` to `last` (nothing when the table does not exist yet)."""
+    start = first - timedelta(weeks=settings.weeks)
+    if not table_exists(conn, f"{KPI_SCHEMA}.kpi_daily"):
+        return _Points(start.toordinal(), last.toordinal(), {}, {})
+    series, reported = _read_points(conn, start, last)
+    return _Points(start.toordinal(), last.toordinal(), series, reported)
+
+
+def _judge_days(points: _Points, days: Sequence[date], settings: AnomalySettings, minimums: Mapping[str, float],
+                catalogue: Catalogue) -> tuple[list[Finding], list[dict[str, Any]], int]:
+    """detect_anomalies on kpi_daily already read: each series' judge looks only at the `weeks` weeks before each
+    day judged, so the days read beyond them (a longer read shared by consecutive evaluations) change nothing."""
+    series, reported = points.series, points.reported
     numbers = [(day, day.toordinal()) for day in days]
+    first = min(days).toordinal() - 7 * settings.weeks
+    last = max(days).toordinal()
     findings: dict[tuple[Any, ...], Finding] = {}
-    points: list[dict[str, Any]] = []
+    anomalous_points: list[dict[str, Any]] = []
     judged = 0
     for key in sorted(series):
         name, source, channel, account, model = key
-        kpi = catalogue.kpis.get(name)
-        if kpi is None or kpi.native:
+        judge = points.judges.get(key, False)
+        if judge is False:
+            kpi = catalogue.kpis.get(name)
+            judge = points.judges[key] = (None if kpi is None or kpi.native
+                                          else _Judge(kpi, series[key].rows, settings, minimums))
+        if judge is None:
             continue
-        rows = series[key].rows
-        judge = _Judge(kpi, rows, settings, minimums)
+        kpi, rows = judge.kpi, judge.rows
         anomalous: list[_Judgement] = []
         for day, number in numbers:
             final = rows[number][2] if number in rows else reported.get((source, account, number))
@@ -401,15 +446,15 @@ def detect_anomalies(conn: duckdb.DuckDBPyConnection, settings: AnomalySettings,
             judged += 1
             if abs(verdict.deviations) > verdict.band.threshold:
                 anomalous.append(verdict)
-                points.append(_point_row(verdict, name, source, channel, account, _never_negative(kpi)))
+                anomalous_points.append(_point_row(verdict, name, source, channel, account, _never_negative(kpi)))
         if anomalous:
-            found = _anomaly_finding(kpi, source, channel, account, anomalous, series[key].currency)
+            found = _anomaly_finding(kpi, source, channel, account, anomalous, series[key].currency(first, last))
             if model:
                 found = replace(found, message=f"{found.message} (attribution {model})")
             if found.key in findings:  # two attributions of one KPI: one alert naming both
                 found = replace(found, message=f"{findings[found.key].message}; {found.message}")
             findings[found.key] = found
-    return list(findings.values()), points, judged
+    return list(findings.values()), anomalous_points, judged
 
 
 def _never_negative(kpi: KpiDefinition) -> bool:
@@ -787,19 +832,46 @@ def evaluate(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, as_of: d
              now: datetime | None = None, catalogue: Catalogue | None = None) -> Evaluation:
     """Find every condition as of `as_of` (the last complete day; today is the day after) and record it in one
     transaction: new alerts (to be delivered), cleared ones, objective statuses, anomalous points."""
+    return _evaluate(conn, settings, as_of, min_denominators, configured, failures, succeeded_sources, now,
+                     catalogue or load_catalogue(), None)
+
+
+def evaluate_days(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, days: Sequence[date], *,
+                  min_denominators: Mapping[str, float] | None = None,
+                  configured: Mapping[str, Iterable[str] | None] | None = None,
+                  now: Callable[[date], datetime] | None = None, catalogue: Catalogue | None = None
+                  ) -> list[Evaluation]:
+    """The evaluations of several mornings in a row (a replay, a backfill): `evaluate` as of each day of `days` in
+    turn, each in its own transaction and seeing the alerts the previous ones left, with exactly its alerts; the
+    KPI days the bands need are read once for all of them (kpi_daily must not change meanwhile). `now`: each
+    evaluation's time from its day (default: the clock at its turn)."""
+    if not days:
+        return []
+    catalogue = catalogue or load_catalogue()
+    first = min(days) - timedelta(days=settings.anomaly.days - 1)
+    points = _read_window(conn, first, max(days), settings.anomaly)
+    return [_evaluate(conn, settings, day, min_denominators, configured, (), (), now(day) if now else None,
+                      catalogue, points) for day in days]
+
+
+def _evaluate(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, as_of: date,
+              min_denominators: Mapping[str, float] | None, configured: Mapping[str, Iterable[str] | None] | None,
+              failures: Sequence[RunFailure], succeeded_sources: Iterable[str], now: datetime | None,
+              catalogue: Catalogue, points: _Points | None) -> Evaluation:
+    """One evaluation (see `evaluate`), its anomalies judged from `points` when already read."""
     from connectors.warehouse import transaction
 
     now = now or datetime.now(UTC)
-    catalogue = catalogue or load_catalogue()
     ensure_tables(conn)
     status_findings, statuses = detect_status_changes(conn, catalogue)
-    anomalies, points, judged = detect_anomalies(conn, settings.anomaly, as_of, min_denominators, catalogue)
+    anomalies, points_found, judged = detect_anomalies(conn, settings.anomaly, as_of, min_denominators, catalogue,
+                                                       points=points)
     stale = detect_stale_sources(conn, settings.stale_after_days, as_of + timedelta(days=1), configured)
     findings = [*status_findings, *anomalies, *stale, *run_failure_findings(failures)]
     with transaction(conn):
         evaluation = reconcile(conn, findings, now, succeeded_sources)
         store_statuses(conn, statuses, now)
-        store_anomalies(conn, judged_days(as_of, settings.anomaly), points, now)
-    evaluation.anomalous_points = len(points)
+        store_anomalies(conn, judged_days(as_of, settings.anomaly), points_found, now)
+    evaluation.anomalous_points = len(points_found)
     evaluation.judged_points = judged
     return evaluation

@@ -1,0 +1,91 @@
+"""evaluate_days: consecutive mornings evaluated from one read of kpi_daily record exactly what evaluating each
+morning on its own does (the alerts, their order, texts, ids, states, the anomalous points), and each day's
+anomalies are still the independent reference's (tests/test_alerts_reference.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+
+import duckdb
+import pytest
+
+from connectors.settings import AlertsSettings, AnomalySettings
+from kpi_models.alerts import _read_window, detect_anomalies, evaluate, evaluate_days
+from kpi_models.catalogue import load_catalogue
+from tests.test_alerts_reference import MONDAY, _rows, reference_anomalies
+
+DAYS = [MONDAY + timedelta(days=k) for k in range(-4, 7)]
+# the CPC series names USD on its oldest days, EUR after: the currency an alert shows is the first its window names
+SWITCH = MONDAY - timedelta(days=60)
+
+
+def _database() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute("CREATE SCHEMA kpi")
+    connection.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
+                       "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
+                       "is_final BOOLEAN, attribution VARCHAR)")
+    rows = [(*r[:8], "USD", *r[9:]) if r[4] == "ad_cpc" and r[0] < SWITCH else r for r in _rows()]
+    connection.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return connection
+
+
+def _morning(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(6), tzinfo=UTC)
+
+
+def _tables(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    return {table: conn.execute(f"SELECT * FROM kpi.{table}").fetchall()
+            for table in ("alerts", "alert_detail", "kpi_anomaly", "alert_objective_status")}
+
+
+@pytest.fixture(params=[AnomalySettings(), AnomalySettings(threshold=3.0, provisional_threshold=4.0, days=10),
+                        AnomalySettings(weeks=4, min_weeks=3, threshold=2.0, provisional_threshold=3.0)],
+                ids=["defaults", "threshold_3", "four_weeks"])
+def settings(request: pytest.FixtureRequest) -> AlertsSettings:
+    return replace(AlertsSettings(), anomaly=request.param)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[duckdb.DuckDBPyConnection, duckdb.DuckDBPyConnection]]:
+    one_by_one, together = _database(), _database()
+    yield one_by_one, together
+    one_by_one.close()
+    together.close()
+
+
+def test_the_same_evaluations_as_one_morning_at_a_time(settings, pair) -> None:
+    one_by_one, together = pair
+    catalogue = load_catalogue()
+    expected = [evaluate(one_by_one, settings, day, now=_morning(day), catalogue=catalogue) for day in DAYS]
+    got = evaluate_days(together, settings, DAYS, now=_morning, catalogue=catalogue)
+    assert got == expected  # new alerts (ids, texts, order), cleared and open counts, findings, points judged
+    assert _tables(together) == _tables(one_by_one)
+    # not vacuous: alerts were sent, some cleared, the CPC found in USD on early mornings, in EUR later
+    assert sum(len(e.new) for e in got) >= 3
+    assert sum(e.cleared for e in got) >= (0 if settings.anomaly.days == 10 else 1)  # ten days judged: none leaves
+    cpc = [f.message for e in got for f in e.findings if f.kpi == "ad_cpc"]
+    assert any("USD" in m for m in cpc) == (settings.anomaly.weeks == 8)  # four weeks back never reach SWITCH
+    assert any("EUR" in m for m in cpc)
+
+
+def test_each_day_still_the_reference(settings) -> None:
+    """The anomalies each day judges from the shared read are the reference's, read for that day alone."""
+    conn = _database()
+    catalogue = load_catalogue()
+    anomaly = settings.anomaly
+    points = _read_window(conn, min(DAYS) - timedelta(days=anomaly.days - 1), max(DAYS), anomaly)
+    for day in DAYS:
+        assert detect_anomalies(conn, anomaly, day, catalogue=catalogue, points=points) == \
+            reference_anomalies(conn, anomaly, day, catalogue), day
+
+
+def test_a_read_that_does_not_cover_the_days_is_refused() -> None:
+    conn = _database()
+    anomaly = AnomalySettings()
+    points = _read_window(conn, MONDAY, MONDAY, anomaly)
+    with pytest.raises(ValueError, match="needs more"):
+        detect_anomalies(conn, anomaly, MONDAY + timedelta(days=1), points=points)
+    assert evaluate_days(conn, AlertsSettings(), []) == []
