@@ -68,9 +68,10 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
 
 # A batch's CHECKPOINT vacuums (merges row groups its DELETEs left holes in with the small ones its INSERTs appended)
 # once every VACUUM_EVERY batches; the others checkpoint without vacuum tasks. Each recompute's checkpoint merged the
-# same tail row groups again: 21 trailing one-day recomputes at 10M raw rows took 18.6-18.9 CPU-s with a vacuum each,
-# 13.1-14.8 with one every 7th, ending with the same row groups (kpi_daily 163 vs 164, web_daily 21 vs 20); issue #21
-# target 5. The CHECKPOINT itself still runs every batch: the WAL is emptied and a crash loses nothing committed.
+# same tail row groups again: 42 trailing one-day recomputes at 10M raw rows (rebuild_all, each on its own connection,
+# its close included) took 31.2 CPU-s with a vacuum each, 24.6 with one every 7th, ending with the same row groups
+# (kpi_daily 164, web_daily 21) and a file 0.5 % larger; issue #21 target 5. The CHECKPOINT itself still runs every
+# batch: the WAL is emptied and a crash loses nothing committed.
 VACUUM_EVERY = 7
 BATCHES_TABLE = "_mkpi.kpi_batches"
 
