@@ -227,7 +227,7 @@ def test_a_quiet_world_sends_nothing_and_its_false_alarm_rate_over_90_days(monke
     would send is a false alarm. The figures are printed for the closing note; the bound is the measured value
     (the world is seeded, so it is exact)."""
     from connectors.settings import AlertsSettings
-    from kpi_models.alerts import evaluate
+    from kpi_models.alerts import evaluate_days
 
     slack, smtp = receivers
     world = World(seed=7, today=TODAY)
@@ -245,8 +245,7 @@ def test_a_quiet_world_sends_nothing_and_its_false_alarm_rate_over_90_days(monke
     sent, points, judged, days_with_digest = [], 0, 0, 0
     with duckdb.connect(str(replay)) as conn:
         conn.execute("DELETE FROM kpi.alerts")
-        for day in QUIET_DAYS:
-            result = evaluate(conn, AlertsSettings(), day)
+        for result in evaluate_days(conn, AlertsSettings(), QUIET_DAYS):  # each morning as evaluate(), one read
             judged += result.judged_points
             points += result.anomalous_points
             sent += [a.finding for a in result.new]
