@@ -327,6 +327,7 @@ class _Judge:
         else:  # a ratio: the past days with a numerator and a denominator
             self.parts = {d: (r[0] / r[1], r[1]) if r[0] is not None and r[1] else None for d, r in rows.items()}
             self.minimum = float(min_denominators.get(kpi.unit, DEFAULT_MIN_DENOMINATORS.get(kpi.unit, 0.0)))
+        self.verdicts: dict[tuple[int, bool], _Judgement | None] = {}
         # by weekday, in day order: the days, their values (or ratios) and denominators, so that a window is a slice
         self.weekdays: dict[int, tuple[list[int], list[float], list[float]]] = {}
         for day in sorted(self.parts):
@@ -347,6 +348,14 @@ class _Judge:
             if high > low:
                 groups[weekday] = (values[low:high], volumes[low:high])
         return groups
+
+    def judged(self, day: date, number: int, final: bool) -> _Judgement | None:
+        """`judge`, remembered: consecutive evaluations from one read judge each day on several mornings (a verdict
+        depends only on the series' rows, the day and whether it is final)."""
+        key = (number, final)
+        if key not in self.verdicts:
+            self.verdicts[key] = self.judge(day, final)
+        return self.verdicts[key]
 
     def judge(self, day: date, final: bool) -> _Judgement | None:
         """The verdict on one day, or None when it is not judged (too few weeks of history, too little volume, or
@@ -440,7 +449,7 @@ def _judge_days(points: _Points, days: Sequence[date], settings: AnomalySettings
             final = rows[number][2] if number in rows else reported.get((source, account, number))
             if final is None:  # the account did not report that day: staleness, not an anomaly
                 continue
-            verdict = judge.judge(day, final)
+            verdict = judge.judged(day, number, final)
             if verdict is None:
                 continue
             judged += 1
