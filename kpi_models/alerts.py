@@ -276,6 +276,14 @@ class _Points:
     series: dict[Series, _SeriesDays]
     reported: dict[tuple[str, str, int], bool]
     judges: dict[Series, _Judge | None] = field(default_factory=dict)
+    # the other reads no evaluation changes (kpi_daily's newest days, meta.source_status, kpi_vs_objective), kept
+    reads: dict[str, Any] = field(default_factory=dict)
+
+    def once(self, name: str, read: Callable[[], Any]) -> Any:
+        """`read()` the first time `name` is asked for, its answer kept for the next mornings."""
+        if name not in self.reads:
+            self.reads[name] = read()
+        return self.reads[name]
 
 
 def _read_points(conn: duckdb.DuckDBPyConnection, start: date, end: date
@@ -540,16 +548,18 @@ def on_track_range(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
     return (None, target) if row.get("direction") == "lower" else (target, None)
 
 
-def detect_status_changes(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None
-                          ) -> tuple[list[Finding], list[tuple[str, date, str]]]:
+def detect_status_changes(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None, *,
+                          shared: _Points | None = None) -> tuple[list[Finding], list[tuple[str, date, str]]]:
     """Objectives whose judged status moved since the last evaluation (or, seen for the first time, since their
     previous period): findings (grouped by KPI, source, channel, account: a month and a quarter objective of one KPI
-    that both moved are one alert) and the statuses to store."""
+    that both moved are one alert) and the statuses to store. `shared`: kpi_vs_objective read once for several
+    mornings (evaluate_days)."""
     catalogue = catalogue or load_catalogue()
     stored = {r[0]: r[1] for r in conn.execute(f"SELECT objective_id, status FROM {OBJECTIVE_STATUS}").fetchall()}
     grouped: dict[tuple[Any, ...], list[Finding]] = {}
     state: list[tuple[str, date, str]] = []
-    for row in _latest_statuses(conn):
+    latest = shared.once("statuses", lambda: _latest_statuses(conn)) if shared else _latest_statuses(conn)
+    for row in latest:
         status = row["status"]
         if status not in JUDGED:
             continue  # insufficient data says nothing: the last judged status stands
@@ -594,16 +604,19 @@ def _merge(findings: Sequence[Finding]) -> Finding:
 
 
 def detect_stale_sources(conn: duckdb.DuckDBPyConnection, stale_after_days: Mapping[str, int], today: date,
-                         configured: Mapping[str, Iterable[str] | None] | None = None) -> list[Finding]:
+                         configured: Mapping[str, Iterable[str] | None] | None = None, *,
+                         shared: _Points | None = None) -> list[Finding]:
     """Sources failing or degraded in meta.source_status, and accounts whose newest kpi_daily day lags `today` by
     more than their source's usual delay (`configured`: source -> its configured accounts, None = any; a source
-    left out is not configured and not judged)."""
-    findings = _status_findings(conn)
+    left out is not configured and not judged). `shared`: both read once for several mornings (evaluate_days)."""
+    if shared is not None:
+        findings = list(shared.once("source_status", lambda: _status_findings(conn)))
+        rows = shared.once("newest_days", lambda: _newest_days(conn))
+    else:
+        findings, rows = _status_findings(conn), _newest_days(conn)
     failing = {f.source for f in findings if f.severity == "critical"}
-    if not table_exists(conn, f"{KPI_SCHEMA}.kpi_daily"):
+    if rows is None:
         return findings
-    rows = conn.execute(f"SELECT source, account_id, max(date) FROM {KPI_SCHEMA}.kpi_daily GROUP BY ALL "
-                        "ORDER BY ALL").fetchall()
     for source, account, last in rows:
         if configured is not None:
             if source not in configured:
@@ -620,6 +633,14 @@ def detect_stale_sources(conn: duckdb.DuckDBPyConnection, stale_after_days: Mapp
         findings.append(Finding("stale_source", "critical" if lag > 2 * allowed else "warning", None, source, None,
                                 account, text, float(lag), None, float(allowed), "source", last, None))
     return findings
+
+
+def _newest_days(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, str, date]] | None:
+    """Each source and account's newest kpi_daily day (None: no kpi_daily yet)."""
+    if not table_exists(conn, f"{KPI_SCHEMA}.kpi_daily"):
+        return None
+    return conn.execute(f"SELECT source, account_id, max(date) FROM {KPI_SCHEMA}.kpi_daily GROUP BY ALL "
+                        "ORDER BY ALL").fetchall()
 
 
 def _status_findings(conn: duckdb.DuckDBPyConnection) -> list[Finding]:
@@ -852,8 +873,9 @@ def evaluate_days(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, day
                   ) -> list[Evaluation]:
     """The evaluations of several mornings in a row (a replay, a backfill): `evaluate` as of each day of `days` in
     turn, each in its own transaction and seeing the alerts the previous ones left, with exactly its alerts; the
-    KPI days the bands need are read once for all of them (kpi_daily must not change meanwhile). `now`: each
-    evaluation's time from its day (default: the clock at its turn)."""
+    KPI days the bands need, each account's newest day, meta.source_status and kpi_vs_objective are read once for
+    all of them (no evaluation writes them; they must not change meanwhile). `now`: each evaluation's time from its
+    day (default: the clock at its turn)."""
     if not days:
         return []
     catalogue = catalogue or load_catalogue()
@@ -872,10 +894,11 @@ def _evaluate(conn: duckdb.DuckDBPyConnection, settings: AlertsSettings, as_of: 
 
     now = now or datetime.now(UTC)
     ensure_tables(conn)
-    status_findings, statuses = detect_status_changes(conn, catalogue)
+    status_findings, statuses = detect_status_changes(conn, catalogue, shared=points)
     anomalies, points_found, judged = detect_anomalies(conn, settings.anomaly, as_of, min_denominators, catalogue,
                                                        points=points)
-    stale = detect_stale_sources(conn, settings.stale_after_days, as_of + timedelta(days=1), configured)
+    stale = detect_stale_sources(conn, settings.stale_after_days, as_of + timedelta(days=1), configured,
+                                 shared=points)
     findings = [*status_findings, *anomalies, *stale, *run_failure_findings(failures)]
     with transaction(conn):
         evaluation = reconcile(conn, findings, now, succeeded_sources)

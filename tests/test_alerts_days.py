@@ -28,7 +28,23 @@ def _database() -> duckdb.DuckDBPyConnection:
                        "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
                        "is_final BOOLEAN, attribution VARCHAR)")
     rows = [(*r[:8], "USD", *r[9:]) if r[4] == "ad_cpc" and r[0] < SWITCH else r for r in _rows()]
+    # a second GA4 property whose data stopped on June 27: stale from the morning after June 29
+    rows.append((MONDAY - timedelta(days=2), "ga4", "all", "p2", "sessions", 10.0, None, 10.0, None, True, None))
     connection.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    # HubSpot degraded, and an objective that went from on track to off track: read once by evaluate_days
+    connection.execute("CREATE SCHEMA meta")
+    connection.execute("CREATE TABLE meta.source_status (source VARCHAR, status VARCHAR, last_success TIMESTAMPTZ, "
+                       "error VARCHAR, stale_since TIMESTAMPTZ)")
+    connection.execute("INSERT INTO meta.source_status VALUES ('hubspot', 'degraded', NULL, 'one page skipped', NULL)")
+    connection.execute("CREATE TABLE kpi.kpi_vs_objective (objective_id VARCHAR, period VARCHAR, period_start DATE, "
+                       "kpi VARCHAR, source VARCHAR, channel VARCHAR, account_id VARCHAR, status VARCHAR, "
+                       "provisional BOOLEAN, gap_text VARCHAR, actual DOUBLE, target DOUBLE, target_to_date DOUBLE, "
+                       "direction VARCHAR, tolerance DOUBLE)")
+    connection.executemany("INSERT INTO kpi.kpi_vs_objective VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        ("o1", "month", date(2026, 5, 1), "sessions", "ga4", "all", "all", "on_track", False, "ahead", 900.0, 800.0,
+         800.0, "higher", None),
+        ("o1", "month", date(2026, 6, 1), "sessions", "ga4", "all", "all", "off_track", False, "behind", 500.0,
+         800.0, 700.0, "higher", None)])
     return connection
 
 
@@ -65,6 +81,9 @@ def test_the_same_evaluations_as_one_morning_at_a_time(settings, pair) -> None:
     assert _tables(together) == _tables(one_by_one)
     # not vacuous: alerts were sent, some cleared, the CPC found in USD on early mornings, in EUR later
     assert sum(len(e.new) for e in got) >= 3
+    conditions = {a.finding.condition for e in got for a in e.new}
+    assert conditions == {"anomaly", "stale_source", "status_change"}
+    assert [a.finding.account_id for e in got for a in e.new if a.finding.condition == "stale_source"] == [None, "p2"]
     assert sum(e.cleared for e in got) >= (0 if settings.anomaly.days == 10 else 1)  # ten days judged: none leaves
     cpc = [f.message for e in got for f in e.findings if f.kpi == "ad_cpc"]
     assert any("USD" in m for m in cpc) == (settings.anomaly.weeks == 8)  # four weeks back never reach SWITCH
