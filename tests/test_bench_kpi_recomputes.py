@@ -43,3 +43,15 @@ def test_the_day_figure_is_every_recompute_of_every_run_with_its_own_baseline():
     assert close.sample is not None and [round(v, 9) for v in close.sample.values] == [0.1, 0.2]  # 0.3 / 3, 0.6 / 3
     cpu = rows["CPU time of it, user + system (day)"]
     assert cpu.sample is not None and len(cpu.sample.values) == 6
+
+
+def test_the_dagster_steps_path_is_its_own_row_and_counts_in_the_close():
+    """rebuild_all batches a short window in one transaction; the Dagster KPI assets commit per table: that path is
+    timed after each recompute and shown on its own row, and the close is divided by every recompute before it."""
+    runs = [{**_run([0.30, 0.50], [0.20, 0.25], 0.8), "day_steps": [0.90, 1.10], "day_steps_cpu": [1.0, 1.2]}]
+    rows = {row.what.strip(): row for row in rows_of(runs, days=365, raw=10_000_000)}
+    steps = rows["the same day recomputed as the Dagster KPI steps do, a transaction per table"]
+    assert steps.sample is not None and round(steps.sample.median, 9) == 1.0  # (0.90 + 1.10) / 2
+    assert "COMMIT and CHECKPOINT per table" in steps.includes
+    close = rows["closing the connection after them, per recompute"]
+    assert close.sample is not None and [round(v, 9) for v in close.sample.values] == [0.2]  # 0.8 / (2 + 2)
