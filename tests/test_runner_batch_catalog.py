@@ -10,28 +10,13 @@
 
 from datetime import timedelta
 
-import duckdb
 import pytest
 
 from connectors.batches import Window
 from connectors.warehouse import connect
 from kpi_models.layer import rebuild_all
+from tests.recording import Recording
 from tests.test_kpi_rebuild_all_batched import CTX, D1, WINDOW, load_rows, sessions
-
-
-class Recording:
-    """A connection that keeps the text of every statement sent through it."""
-
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self.conn = conn
-        self.sent: list[str] = []
-
-    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
-        self.sent.append(" ".join(query.split()))
-        return self.conn.execute(query, *args)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.conn, name)
 
 
 @pytest.fixture

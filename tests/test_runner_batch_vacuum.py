@@ -13,21 +13,7 @@ import pytest
 
 from connectors.warehouse import connect
 from kpi_models.runner import VACUUM_EVERY, batched
-
-
-class Recording:
-    """A connection that keeps the text of every statement sent through it."""
-
-    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
-        self.conn = conn
-        self.sent: list[str] = []
-
-    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
-        self.sent.append(" ".join(query.split()))
-        return self.conn.execute(query, *args)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.conn, name)
+from tests.recording import Recording
 
 
 def setting(conn: duckdb.DuckDBPyConnection) -> int:

@@ -4,8 +4,11 @@ stdout/stderr, log records, Dagster events, run config or tags, or the DuckDB fi
 
 import logging
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -21,6 +24,20 @@ SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKP
                     "MKPI_META_ACCESS_TOKEN", "MKPI_LINKEDIN_ACCESS_TOKEN")
 
 
+@contextmanager
+def servers_with_a_month_of_hubspot(world: World, monkeypatch: pytest.MonkeyPatch
+                                    ) -> Iterator[tuple[dict[str, str], Any, HubSpotServer]]:
+    """The launcher's sandbox servers, HubSpot's with a portal a month deep (building the launcher's 400 days costs
+    ~1.3 s of CPU), their environment set; yields it, the launcher's servers and HubSpot's."""
+    with start_servers(world) as running, HubSpotServer(
+            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
+            history_days=30, bulk_import_size=0) as hubspot:
+        env = {**running.env, **hubspot.env()}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield env, running, hubspot
+
+
 @pytest.mark.battery("Secrets")
 def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
     work, analyst = tmp_path / "work.duckdb", tmp_path / "kpis.duckdb"
@@ -32,12 +49,7 @@ def test_no_secret_leaks_anywhere(tmp_path, monkeypatch, caplog, capfd):
     world = World(seed=2, today=date(2026, 3, 31))
     # HubSpot's portal a month deep (~900 contacts) instead of the launcher's 400 days (~20,000, a paced full list of
     # ~40 s): the token travels the same requests, pages and errors; fewer pages carry it
-    with start_servers(world) as running, HubSpotServer(
-            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
-            history_days=30, bulk_import_size=0) as hubspot:
-        env = {**running.env, **hubspot.env()}
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
+    with servers_with_a_month_of_hubspot(world, monkeypatch) as (env, _, _):
         canaries = [env[v] for v in SECRET_VARIABLES] + [wrong]
         # the working file held open during the runs, as `make demo` holds it (pipelines/demo.py): the steps'
         # connections are handed the open database; every file is searched after it is closed
@@ -269,14 +281,8 @@ def test_echoed_tokens_reach_no_dagster_storage_log_or_duckdb_file(tmp_path, mon
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(work))
     monkeypatch.setenv("MKPI_ANALYST_DB", str(analyst))
     world = World(seed=2, today=date(2026, 3, 31))
-    # the launcher's servers, HubSpot's with a portal a month deep (as test_no_secret_leaks_anywhere's): its records
-    # are never served (the first request is refused with the echoing 401), building 400 days' costs ~1.3 s of CPU
-    with start_servers(world) as running, HubSpotServer(
-            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
-            history_days=30, bulk_import_size=0) as hubspot:
-        env = {**running.env, **hubspot.env()}
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
+    # HubSpot's records are never served here (the first request is refused with the echoing 401)
+    with servers_with_a_month_of_hubspot(world, monkeypatch) as (env, running, hubspot):
         matomo_token, hubspot_token = env["MKPI_MATOMO_TOKEN"], env["MKPI_HUBSPOT_TOKEN"]
         matomo = running.server("matomo")
         for _ in range(3):  # every attempt of the run's bulk request, and the step's re-runs
