@@ -27,6 +27,8 @@ from typing import Any
 import dagster as dg
 from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+from dagster._core.storage.event_log import sql_event_log
+from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 
 # The code location's module (what `dagster api grpc -m` and workspace.yaml load). Dagster adds its own
 # `dagster._core.executor.multiprocess` in front.
@@ -71,6 +73,31 @@ def _get_steps_to_execute(self: ActiveExecution, limit: int | None = None) -> An
     return steps
 
 
+def _claim_concurrency_slot(self: SqlEventLogStorage, concurrency_key: str, run_id: str, step_key: str) -> Any:
+    """Dagster's claim of a free slot row, made atomic: the UPDATE takes the row only if it is still free.
+
+    Dagster 1.13 (`_core/storage/event_log/sql_event_log.py`, `SqlEventLogStorage._claim_concurrency_slot`) selects a
+    free slot `FOR UPDATE SKIP LOCKED`, then updates that row by id alone. Its storages run in AUTOCOMMIT (PostgreSQL,
+    `dagster_postgres/event_log/event_log.py`; SQLite ignores FOR UPDATE), so the row lock ends with the SELECT: two
+    runs claiming at the same instant both found the one `duckdb_write` slot free, and the second UPDATE overwrote
+    the first's claim, both CLAIMED. tests/test_concurrency.py saw two writer steps of two runs start 50 ms apart
+    (runs forked at once). With `step_key IS NULL` in the UPDATE, PostgreSQL re-checks the row after the first
+    claim commits (READ COMMITTED) and updates nothing: the second claim is BLOCKED, as Dagster's own code already
+    answers when no row is updated, and is tried again at its next claim."""
+    table, db = sql_event_log.ConcurrencySlotsTable, sql_event_log.db
+    free = db.and_(table.c.concurrency_key == concurrency_key, table.c.step_key == None,  # noqa: E711
+                   table.c.deleted == False)  # noqa: E712
+    with self.index_connection() as conn:
+        row = conn.execute(sql_event_log.db_select([table.c.id]).select_from(table).where(free)
+                           .with_for_update(skip_locked=True).limit(1)).fetchone()
+        if not row or not row[0]:
+            return sql_event_log.ConcurrencySlotStatus.BLOCKED
+        taken = conn.execute(table.update().values(run_id=run_id, step_key=step_key)
+                             .where(db.and_(table.c.id == row[0], table.c.step_key == None))  # noqa: E711
+                             ).rowcount
+        return sql_event_log.ConcurrencySlotStatus.CLAIMED if taken else sql_event_log.ConcurrencySlotStatus.BLOCKED
+
+
 def install() -> None:
     """A run waiting for a pool slot (`duckdb_write`) sleeps until its next claim instead of spinning a core.
 
@@ -88,4 +115,5 @@ def install() -> None:
     """
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
         _interval_to_next_pending_claim_check)
+    SqlEventLogStorage._claim_concurrency_slot = _claim_concurrency_slot  # type: ignore[method-assign]  # noqa: SLF001
     ActiveExecution.get_steps_to_execute = _get_steps_to_execute  # type: ignore[method-assign]
