@@ -110,8 +110,11 @@ def test_three_runs_reading_one_property_at_once_all_load_the_right_rows(world, 
     for table in tables:
         assert [(r["date"], r["cart_users"], r["purchased_after_cart_users"]) for r in table.to_pylist()] == truth
     assert server.max_in_flight[PID] <= 10
-    refused = sum(c.stats.retries for c in reads)  # each 429 retried (after GA4's 30 s wait, not slept here)
-    assert funnel_requests(server, PID) == 3 * 20 + refused
+    # each 429 retried (after GA4's 30 s wait, not slept here): the server saw the 60 answered requests and every
+    # refused one. A retry after a transport error (a loaded machine's reset connection: one in the fresh-clone CI
+    # at de8eed8, 76 requests for 17 retries) may never have reached the server, so only the 429s are counted
+    refused = sum(n for c in reads for reason, n in c.stats.retry_reasons.items() if "429" in reason)
+    assert refused > 0 and funnel_requests(server, PID) == 3 * 20 + refused
 
 
 def test_a_persistent_outage_spends_no_more_server_errors_than_a_serial_read(server):
