@@ -72,20 +72,36 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
 # its close included) took 31.2 CPU-s with a vacuum each, 24.6 with one every 7th, ending with the same row groups
 # (kpi_daily 164, web_daily 21) and a file 0.5 % larger; issue #21 target 5. The CHECKPOINT itself still runs every
 # batch: the WAL is emptied and a crash loses nothing committed.
+# A table's rebuild in its own transaction (a Dagster KPI step: one asset, one table) follows the same rule, counted
+# per table (`_mkpi.kpi_table_rebuilds`): each table vacuums once in VACUUM_EVERY of its own rebuilds, whatever the
+# other tables' steps do in between.
 VACUUM_EVERY = 7
 BATCHES_TABLE = "_mkpi.kpi_batches"
+TABLE_REBUILDS_TABLE = "_mkpi.kpi_table_rebuilds"
 
 
-def _checkpoint_without_vacuum(conn: duckdb.DuckDBPyConnection) -> str | None:
-    """Count this batch (in its transaction, `_mkpi.kpi_batches`) and, unless it is every VACUUM_EVERY-th, set DuckDB's
-    max_vacuum_tasks to 0 for its checkpoint; returns the setting to restore after it (None: left as it was)."""
-    if _columns(conn, BATCHES_TABLE) is None:
+def _count(conn: duckdb.DuckDBPyConnection, table: str | None) -> int:
+    """This batch's number (`table` None: `_mkpi.kpi_batches`) or this rebuild's of `table` (its own count in
+    `_mkpi.kpi_table_rebuilds`), counted in the caller's transaction (rolled back with it)."""
+    counts, columns, where = BATCHES_TABLE, "batches BIGINT", ""
+    if table is not None:
+        counts, columns, where = TABLE_REBUILDS_TABLE, "table_name VARCHAR, batches BIGINT", " WHERE table_name = $t"
+    if _columns(conn, counts) is None:
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {BATCHES_TABLE} (batches BIGINT)")
-    row = conn.execute(f"UPDATE {BATCHES_TABLE} SET batches = batches + 1 RETURNING batches").fetchone()
-    if row is None:
-        conn.execute(f"INSERT INTO {BATCHES_TABLE} VALUES (1)")
-    if (int(row[0]) if row else 1) % VACUUM_EVERY == 0:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {counts} ({columns})")
+    named = {"t": table} if table is not None else {}
+    row = conn.execute(f"UPDATE {counts} SET batches = batches + 1{where} RETURNING batches", named).fetchone()
+    if row is not None:
+        return int(row[0])
+    conn.execute(f"INSERT INTO {counts} VALUES ({'$t, ' if table is not None else ''}1)", named)
+    return 1
+
+
+def _checkpoint_without_vacuum(conn: duckdb.DuckDBPyConnection, table: str | None = None) -> str | None:
+    """Count this batch (in its transaction, `_mkpi.kpi_batches`), or this rebuild of `table` in its own transaction,
+    and, unless it is every VACUUM_EVERY-th, set DuckDB's max_vacuum_tasks to 0 for its checkpoint; returns the
+    setting to restore after it (None: left as it was)."""
+    if _count(conn, table) % VACUUM_EVERY == 0:
         return None
     previous = conn.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()
     conn.execute("SET max_vacuum_tasks = 0")
@@ -104,13 +120,26 @@ def _is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
 
 
 @contextmanager
-def step_transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A KPI step's own transaction (connectors.warehouse.transaction), or the batch's when inside `batched`."""
+def step_transaction(conn: duckdb.DuckDBPyConnection, rebuilds: str | None = None
+                     ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A KPI step's own transaction (connectors.warehouse.transaction), or the batch's when inside `batched`.
+    `rebuilds`: the table whose rows it replaces (DELETE and INSERT); its checkpoint then vacuums once in VACUUM_EVERY
+    rebuilds of that table, as a batch's does (a DuckLake's commits have no checkpoint)."""
     if in_batch(conn):
         yield conn
         return
-    with transaction(conn):
-        yield conn
+    if rebuilds is None or _is_lake(conn):
+        with transaction(conn):
+            yield conn
+        return
+    restore: str | None = None
+    try:
+        with transaction(conn):
+            restore = _checkpoint_without_vacuum(conn, rebuilds)
+            yield conn
+    finally:
+        if restore is not None:
+            conn.execute(f"SET max_vacuum_tasks = {int(restore)}")
 
 
 class KpiRebuildError(RuntimeError):
@@ -206,6 +235,10 @@ class GeneratedKpiModel(KpiModel):
 
     def parts(self) -> dict[str, str]:
         return {source: self._generate([source]) for source in self.sources}
+
+    def combined(self, sources: Sequence[str]) -> str:
+        """One SELECT of these sources' rows (the union of their parts' rows)."""
+        return self._generate(list(sources))
 
     def typed_part(self, source: str, names: Mapping[str, str]) -> str:
         """One source's SELECT with its name columns in the given types (the generator's `names`)."""
@@ -538,10 +571,10 @@ def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wi
     if not parts:
         return {}, 0
     try:
-        with step_transaction(conn):
+        with step_transaction(conn, rebuilds=model.table):
             _prepare(conn, model, context)
-            inserted = sum(_replace_rows(conn, model, window, context, source, query, kpis)
-                           for source, query in parts.items())
+            inserted = sum(_replace_rows(conn, model, window, context, sources, query, kpis)
+                           for sources, query in _statements(model, window, parts).items())
         return {}, inserted
     except duckdb.Error as exc:
         # another writer won a DuckLake commit (conflict_retried runs the rebuild again), or the batch's one
@@ -553,12 +586,22 @@ def _rebuild_window(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wi
     failed: dict[str, str] = {}
     for source, query in parts.items():
         try:
-            with step_transaction(conn):
+            with step_transaction(conn, rebuilds=model.table):
                 _prepare(conn, model, context)
-                _replace_rows(conn, model, window, context, source, query, kpis)
+                _replace_rows(conn, model, window, context, (source,), query, kpis)
         except duckdb.Error as exc:
             failed[source] = _first_line(exc)
     return failed, None
+
+
+def _statements(model: KpiModel, window: Window, parts: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """The SELECTs that replace the window's rows, by the sources each one writes: one per source, except a generated
+    model's short window (a recompute), whose sources are replaced by ONE SELECT generated for all of them (issue #21:
+    kpi_daily's eight DELETE and INSERT pairs of a one-day recompute each planned the big generated SQL, with the
+    same rows). A failing source still fails alone: the attempt is rolled back and every source retried on its own."""
+    if isinstance(model, GeneratedKpiModel) and len(parts) > 1 and window.days <= TYPED_NAMES_DAYS:
+        return {tuple(parts): model.combined(tuple(parts))}
+    return {(source,): query for source, query in parts.items()}
 
 
 # A window longer than this many days (a backfill) gets kpi_daily's SELECT with its names already in the table's ENUM
@@ -568,19 +611,22 @@ TYPED_NAMES_DAYS = 31
 
 
 def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, context: KpiContext,
-                  source: str, query: str, kpis: Sequence[str] | None = None) -> int:
-    """Replace one source's rows of the window (only those `kpis`' rows, in a long table), in the caller's
-    transaction; returns the rows inserted (every model's SQL gives rows of its window only). Rows are inserted in
-    date order, so each day's rows sit together in the table's row groups: the next re-read's DELETE and every
-    windowed read of this table (kpi_daily reads the per-channel tables by date) skip the other days' row groups
-    instead of scanning the whole table."""
+                  sources: Sequence[str], query: str, kpis: Sequence[str] | None = None) -> int:
+    """Replace these sources' rows of the window (only those `kpis`' rows, in a long table) with the query's, in the
+    caller's transaction; returns the rows inserted (every model's SQL gives rows of its window only). Rows are
+    inserted in date order, so each day's rows sit together in the table's row groups: the next re-read's DELETE and
+    every windowed read of this table (kpi_daily reads the per-channel tables by date) skip the other days' row
+    groups instead of scanning the whole table."""
     target = quote_ident(model.table)
     part = quote_ident(model.partition_column or "date")
     params = used_params(query, {"start": window.start, "end": window.end, **context.params()})
-    bounds: dict[str, object] = {"start": window.start, "end": window.end, "source": source}
-    only = ""
+    bounds: dict[str, object] = {"start": window.start, "end": window.end}
+    if len(sources) == 1:
+        only, bounds["source"] = " AND source = $source", sources[0]
+    else:
+        only, bounds["sources"] = " AND source IN (SELECT unnest($sources::VARCHAR[]))", list(sources)
     if kpis is not None:
-        only = " AND kpi IN (SELECT unnest($kpis::VARCHAR[]))"
+        only += " AND kpi IN (SELECT unnest($kpis::VARCHAR[]))"
         bounds["kpis"] = list(kpis)
     if _columns(conn, model.table) is None:
         conn.execute(f"CREATE TABLE {target} AS SELECT * FROM ({query}) LIMIT 0", params)
@@ -590,11 +636,12 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     if (model.enums is not None and isinstance(model, GeneratedKpiModel) and window.days > TYPED_NAMES_DAYS
             and not _is_lake(conn)):
         # the names in the table's own ENUM types, cast on each group's rows, not on every row inserted
+        (source,) = sources  # a long window's parts are one source each (`_statements`)
         query = model.typed_part(source, name_types(conn, model.table, tuple(model.enums())))
-    conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end AND source = $source{only}", bounds)
-    row = conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE source = $source{only} "
-                       f"ORDER BY {part}", {**params, **{k: v for k, v in bounds.items() if k in ("source", "kpis")}}
-                       ).fetchone()
+    conn.execute(f"DELETE FROM {target} WHERE {part} BETWEEN $start AND $end{only}", bounds)
+    names = {k: v for k, v in bounds.items() if k in ("source", "sources", "kpis")}
+    row = conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM ({query}) WHERE true{only} ORDER BY {part}",
+                       {**params, **names}).fetchone()
     return int(row[0]) if row else 0
 
 
