@@ -14,7 +14,9 @@ never from the connectors' counters alone. Waits are recorded instead of slept (
 import hashlib
 import json
 import os
+import queue
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -262,43 +264,72 @@ class Run:
     reruns: int
 
 
+def close_pass(source: Source) -> None:
+    """Record one pass of a source: how often each request arrived, the faults served and the waits asked for."""
+    entries = source.entries()
+    source.passes.append({
+        "keys": source.keys(),
+        "rate_limits": [e.retry_after for e in entries if e.fault in RATE_LIMIT_FAULTS],
+        "faults": Counter(e.fault for e in entries if e.fault),
+        "request_ids": {e.request_id: e.retry_after for e in entries
+                        if source.name == "google_ads" and e.retry_after is not None},
+        "waits": source.stats.waits[source.waits_start:],
+    })
+    source.log_start = len(source.server.requests)
+    source.waits_start = len(source.stats.waits)
+
+
+_FETCHED = object()  # the end of a source's batches in its hand-over queue
+
+
+def prefetched(source: Source) -> Iterator[Batch]:
+    """The source's batches in their order, fetched from now on in a thread of its own, so that its stalls' client
+    timeouts pass beside the other sources' instead of after them (each source has its own server, connector and
+    seeded faults, drawn per request whatever the order between servers). What the fetch raised is raised where the
+    batches stop, inside the load's transaction, as when the load pulled them itself."""
+    handoff: queue.Queue = queue.Queue()
+
+    def fetch() -> None:
+        try:
+            for batch in source.fetch():
+                handoff.put(batch)
+            handoff.put(_FETCHED)
+        except BaseException as error:  # noqa: BLE001 - handed to the load, which raises it
+            handoff.put(error)
+
+    threading.Thread(target=fetch, name=f"chaos-{source.name}", daemon=True).start()
+
+    def batches() -> Iterator[Batch]:
+        while (item := handoff.get()) is not _FETCHED:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    return batches()
+
+
 def load(path: str, seed: int | None) -> Run:
-    """Load every source, then build the KPIs. A pass whose request exhausted its 5 retries on transient faults is
-    re-run whole (what the Dagster step retry does), which the atomic, idempotent load makes safe. Each pass
-    records, per source, how often each request arrived, the faults served and the waits asked for."""
+    """Load every source, then build the KPIs. Each source is loaded in its own transaction, as each is its own
+    Dagster steps; all are fetched at once (`prefetched`) and loaded one after the other. A source whose request
+    exhausted its 5 retries on transient faults is loaded again, up to RERUNS times (what the Dagster step retry
+    does), which the atomic, idempotent load makes safe. Each pass of a source is recorded (`close_pass`)."""
     all_sources = sources(WORLD, seed)
     reruns = 0
-
-    def generate() -> Iterator[Batch]:
-        for source in all_sources:
-            yield from source.fetch()
-
-    def close_pass() -> None:
-        for source in all_sources:
-            entries = source.entries()
-            source.passes.append({
-                "keys": source.keys(),
-                "rate_limits": [e.retry_after for e in entries if e.fault in RATE_LIMIT_FAULTS],
-                "faults": Counter(e.fault for e in entries if e.fault),
-                "request_ids": {e.request_id: e.retry_after for e in entries
-                                if source.name == "google_ads" and e.retry_after is not None},
-                "waits": source.stats.waits[source.waits_start:],
-            })
-            source.log_start = len(source.server.requests)
-            source.waits_start = len(source.stats.waits)
-
     try:
+        fetches = [prefetched(source) for source in all_sources]
         with connect(path) as conn:
-            while True:
-                try:
-                    load_batches(conn, generate())
-                    close_pass()
-                    break
-                except RetriesExhausted:
-                    close_pass()
-                    if reruns == RERUNS:
-                        raise
-                    reruns += 1
+            for source, batches in zip(all_sources, fetches, strict=True):
+                for attempt in range(RERUNS + 1):
+                    try:
+                        load_batches(conn, batches)
+                        close_pass(source)
+                        break
+                    except RetriesExhausted:
+                        close_pass(source)
+                        if attempt == RERUNS:
+                            raise
+                        reruns += 1
+                        batches = prefetched(source)
     finally:
         for source in all_sources:
             source.server.stop()
