@@ -152,9 +152,8 @@ def test_install_and_uninstall_switch_the_in_memory_storage(monkeypatch) -> None
     monkeypatch.setattr(event_storage.SqlEventLogStorage, "_store_asset_check_evaluation_planned",
                         event_storage.SqlEventLogStorage._store_asset_check_evaluation_planned)  # noqa: SLF001
     monkeypatch.setattr(InMemoryEventLogStorage, "store_event_batch", InMemoryEventLogStorage.store_event_batch)
-    if event_storage._PG_STORAGE is not None:  # noqa: SLF001
-        for name in ("_connect", "dispose"):
-            monkeypatch.setattr(event_storage._PG_STORAGE, name, getattr(event_storage._PG_STORAGE, name))  # noqa: SLF001
+    for cls, name, _ours, _dagsters in event_storage.PG_PATCHES:  # the PostgreSQL storages' methods as they are now
+        monkeypatch.setattr(cls, name, getattr(cls, name))
     event_storage.install()
     assert InMemoryEventLogStorage.store_event_batch is event_storage.store_event_batch_in_memory
     event_storage.uninstall()

@@ -34,8 +34,13 @@ A range step's per-day materialisations of one asset are serialised from one pac
 Dagster's serialiser walked each whole event again, about 0.3 ms a day and asset, which grew a 365-day backfill by
 seconds.
 
-PostgreSQL event log storage (the service): Dagster opens a new connection, hence a new server process, for every
-event it writes; the pipeline's processes keep one open (`_postgres_connect`).
+PostgreSQL storages (the service, deploy/dagster.yaml): dagster-postgres's run, event log and schedule storages open a
+new connection, hence a new server process (fork, authentication, a cold catalog cache), for every call (NullPool);
+the pipeline's processes keep one open per storage (`_postgres_connect`). The PostgreSQL event log also remembers a
+table or an `asset_keys` column once found (`_postgres_has_table`, `_postgres_has_asset_key_col`): Dagster asked the
+catalog again for every asset event, on a second connection while its first was open. The demo's process (30 days,
+bench/bench_demo.py's child on PostgreSQL), counted by the server: 295 sessions and ~1,100 catalog queries before, 19
+sessions after (12 of them the table checks of the four instances it opens, Dagster's own engine in `__init__`).
 
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
@@ -74,7 +79,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster_shared.serdes import pack_value, serialize_value
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 _BATCHABLE = ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION})
 # Dagster's own method, kept for every batch this module does not write itself
@@ -371,29 +376,31 @@ def _has_table(storage: SqliteEventLogStorage, table_name: str) -> bool:
     check event (`supports_asset_checks`) and every batch's tags, each time on a new engine and connection to the
     index database (~300 times in the demo). A table not found is asked again (a migration may add it); a wiped
     storage forgets them."""
-    found: set[str] = storage.__dict__.setdefault(_TABLES, set())
-    if table_name in found and INDEX_SHARD_NAME in storage._initialized_dbs:  # noqa: SLF001 - not wiped since
-        return True
-    exists = DAGSTER_HAS_TABLE(storage, table_name)
-    if exists:
-        found.add(table_name)
-    return exists
+    if INDEX_SHARD_NAME not in storage._initialized_dbs:  # noqa: SLF001 - wiped since: asked again
+        storage.__dict__.pop(_TABLES, None)
+    return _remembered(storage, table_name, lambda: DAGSTER_HAS_TABLE(storage, table_name))
 
 
 _PG_ENGINE = "_mkpi_pooled_engine"
 
 
-def _postgres_connect(storage: Any) -> AbstractContextManager[Connection]:
-    """PostgreSQL event log writes on one kept connection per process (a pool of 1, up to 4 more when threads write
-    at once, checked before reuse) instead of Dagster's new connection, hence a new PostgreSQL backend, for every
-    event (`PostgresEventLogStorage`, NullPool). Connections in AUTOCOMMIT, as Dagster's; a forked child makes its
-    own."""
+def _postgres_connect(storage: Any, run_id: str | None = None) -> AbstractContextManager[Connection]:
+    """A PostgreSQL storage's connection (the event log's `_connect`, the run storage's `connect`, the schedule
+    storage's `connect(run_id)`) from one kept engine per storage and process: a pool of 1, up to 4 more when threads
+    use it at once, checked before reuse. dagster-postgres's storages (each `__init__`: NullPool) open a new
+    connection, hence a new PostgreSQL backend process, for every call: ~300 in the 90-day demo, mostly run lookups
+    (`get_run_record_by_id`). Connections in AUTOCOMMIT, as Dagster's; a forked child makes its own. A storage whose
+    engine already keeps its connections (the webserver's `optimize_for_webserver`, with its statement timeout) uses
+    Dagster's engine."""
     from dagster_postgres.utils import create_pg_connection, create_pg_engine
 
+    if not isinstance(storage._engine.pool, NullPool):  # noqa: SLF001
+        _close_kept(storage)  # kept before the webserver's optimisation: Dagster's engine from now on
+        return create_pg_connection(storage._engine)  # noqa: SLF001
     pid, engine = storage.__dict__.get(_PG_ENGINE, (None, None))
     if pid != os.getpid():
         if engine is not None:
-            engine.dispose(close=False)
+            engine.dispose(close=False)  # the parent's connections stay the parent's
         engine = create_pg_engine(storage.postgres_url, storage._token_provider,  # noqa: SLF001
                                   isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4, pool_pre_ping=True)
         storage.__dict__[_PG_ENGINE] = (os.getpid(), engine)
@@ -401,11 +408,49 @@ def _postgres_connect(storage: Any) -> AbstractContextManager[Connection]:
 
 
 def _postgres_dispose(storage: Any) -> None:
-    """Dagster's dispose, then the kept connection closed."""
-    DAGSTER_PG_DISPOSE(storage)
+    """Dagster's dispose of that storage, then its kept connection closed. The instance disposes its run and event
+    log storages (`StorageMethods.dispose`), never its schedule storage: that one's connection closes with the process
+    or when the storage is collected."""
+    for cls, name, _ours, dagsters in PG_PATCHES:
+        if name == "dispose" and isinstance(storage, cls):
+            dagsters(storage)
+    _close_kept(storage)
+
+
+def _close_kept(storage: Any) -> None:
+    """The storage's kept engine dropped, its connections closed if this process opened them."""
     pid, engine = storage.__dict__.pop(_PG_ENGINE, (None, None))
     if engine is not None:
         engine.dispose(close=pid == os.getpid())
+
+
+def _postgres_has_table(storage: Any, table_name: str) -> bool:
+    """Dagster's `PostgresEventLogStorage.has_table`, a table once found remembered (as the SQLite storage's above):
+    Dagster asks before every asset event's tags and every check event (~400 catalog queries in the 90-day demo),
+    mostly while the index connection is open, so each question took a second connection (an overflow one, opened and
+    closed: a new PostgreSQL backend each time)."""
+    return _remembered(storage, table_name, lambda: DAGSTER_PG_HAS_TABLE(storage, table_name))
+
+
+def _postgres_has_asset_key_col(storage: Any, column_name: str) -> bool:
+    """Dagster's `SqlEventLogStorage.has_asset_key_col` on PostgreSQL, a column once found remembered: Dagster
+    reflects every column of `asset_keys` for each asset event (`_store_asset_event`, ~700 catalog queries in the
+    90-day demo, on a second connection as above). dagster-postgres remembers its secondary indexes the same way
+    (`PostgresEventLogStorage.has_secondary_index`)."""
+    return _remembered(storage, f"asset_keys.{column_name}",
+                       lambda: DAGSTER_HAS_ASSET_KEY_COL(storage, column_name))
+
+
+def _remembered(storage: Any, found_name: str, ask: Callable[[], bool]) -> bool:
+    """`ask()`'s answer, a True one remembered on the storage (a table or column once found stays: Dagster's
+    migrations add them, never drop them); a False one is asked again."""
+    found: set[str] = storage.__dict__.setdefault(_TABLES, set())
+    if found_name in found:
+        return True
+    if ask():
+        found.add(found_name)
+        return True
+    return False
 
 
 def _postgres_storage() -> Any:
@@ -417,9 +462,9 @@ def _postgres_storage() -> Any:
 
 
 _PG_STORAGE = _postgres_storage()
-DAGSTER_PG_CONNECT = _PG_STORAGE._connect if _PG_STORAGE else None  # noqa: SLF001
-DAGSTER_PG_DISPOSE = _PG_STORAGE.dispose if _PG_STORAGE else None
 DAGSTER_PG_STORE_EVENT_BATCH = _PG_STORAGE.store_event_batch if _PG_STORAGE else None
+DAGSTER_PG_HAS_TABLE = _PG_STORAGE.has_table if _PG_STORAGE else None
+DAGSTER_HAS_ASSET_KEY_COL: Callable[[SqlEventLogStorage, str], bool] = SqlEventLogStorage.has_asset_key_col
 
 
 def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) -> None:
@@ -443,9 +488,30 @@ def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) ->
         storage._store_asset_event(conn, events[-1], event_ids[-1])  # noqa: SLF001 - the batch's last, as Dagster
 
 
+def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..., Any]]]:
+    """Every PostgreSQL storage method this module replaces: (class, name, the project's, Dagster's); none without
+    dagster-postgres."""
+    if _PG_STORAGE is None:
+        return []
+    from dagster_postgres import PostgresRunStorage, PostgresScheduleStorage
+
+    ours: list[tuple[type, str, Callable[..., Any]]] = [
+        (_PG_STORAGE, "_connect", _postgres_connect), (_PG_STORAGE, "dispose", _postgres_dispose),
+        (_PG_STORAGE, "store_event_batch", store_event_batch_postgres), (_PG_STORAGE, "has_table", _postgres_has_table),
+        (_PG_STORAGE, "has_asset_key_col", _postgres_has_asset_key_col),
+        (PostgresRunStorage, "connect", _postgres_connect), (PostgresRunStorage, "dispose", _postgres_dispose),
+        (PostgresScheduleStorage, "connect", _postgres_connect),
+        (PostgresScheduleStorage, "dispose", _postgres_dispose)]
+    return [(cls, name, mine, getattr(cls, name)) for cls, name, mine in ours]
+
+
+PG_PATCHES = _postgres_patches()
+
+
 def install() -> None:
     """Make every SQLite event log of this process (and every in-memory one) write batches of materialisations in one
-    transaction, the SQLite ones on kept engines with synchronous=NORMAL (see the module)."""
+    transaction, the SQLite ones on kept engines with synchronous=NORMAL, and every PostgreSQL storage use a kept
+    connection (see the module)."""
     SqliteEventLogStorage.store_event_batch = store_event_batch  # type: ignore[method-assign]
     InMemoryEventLogStorage.store_event_batch = store_event_batch_in_memory  # type: ignore[method-assign]
     SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
@@ -454,10 +520,8 @@ def install() -> None:
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         store_asset_check_evaluation_planned)
     SqlEventLogStorage.prepare_insert_event_batch = prepare_insert_event_batch  # type: ignore[method-assign]
-    if _PG_STORAGE is not None:
-        _PG_STORAGE._connect = _postgres_connect  # noqa: SLF001
-        _PG_STORAGE.dispose = _postgres_dispose
-        _PG_STORAGE.store_event_batch = store_event_batch_postgres
+    for cls, name, ours, _dagsters in PG_PATCHES:
+        setattr(cls, name, ours)
 
 
 def uninstall() -> None:
@@ -470,7 +534,5 @@ def uninstall() -> None:
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         DAGSTER_STORE_CHECK_PLANNED)
     SqlEventLogStorage.prepare_insert_event_batch = DAGSTER_PREPARE_INSERT_BATCH  # type: ignore[method-assign]
-    if _PG_STORAGE is not None:
-        _PG_STORAGE._connect = DAGSTER_PG_CONNECT  # noqa: SLF001
-        _PG_STORAGE.dispose = DAGSTER_PG_DISPOSE
-        _PG_STORAGE.store_event_batch = DAGSTER_PG_STORE_EVENT_BATCH
+    for cls, name, _ours, dagsters in PG_PATCHES:
+        setattr(cls, name, dagsters)
