@@ -23,10 +23,11 @@ from connectors.settings import AnomalySettings
 from kpi_models.catalogue import load_catalogue
 from pipelines.definitions import defs
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
-from pipelines.defs.schedules import PUBLISH, RANGE_END_TAG, RANGE_START_TAG
+from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.demo import working_file_held
 from sandbox.world import DEFAULT_ADS_CUSTOMER_ID, DEFAULT_GA4_PROPERTY_ID, Incident, World
 from tests.alert_receivers import slack_receiver, smtp_receiver
+from tests.isolation import without_publish
 from tests.sandboxes import start_servers
 
 TODAY = date(2026, 6, 30)  # a Tuesday; the last complete day judged is June 29
@@ -104,22 +105,14 @@ def objectives_file(tmp_path, world: World) -> str:
     return str(path)
 
 
-def without_publish(job: dg.JobDefinition) -> list[dg.AssetKey]:
-    """The job's assets but the two files the publish writes (the analysts' copy and the dashboard): the alerts read
-    the working file's KPI tables and link to the dashboard's path whether it was written or not, and their job
-    orders after the publish only (a dependency without data). The publish is run by test_pipeline_e2e and
-    test_analyst_copy."""
-    graph = job.asset_layer.asset_graph
-    return [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable and key not in PUBLISH]
-
-
 def run_then_alert(instance: dg.DagsterInstance, start: date, end: date) -> tuple[bool, bool]:
-    """A refresh run over start..end (without the publish: `without_publish`), then the alerts job as the sensor
-    launches it (as of `end`). The working file is held open meanwhile, as `make demo` holds it for the same jobs
-    (pipelines/demo.py): each step's connection is handed the open database instead of reading the file's catalogue
-    and checkpointing at close (~230 times here); the steps, their SQL and what they write are the same. The per-step
-    open and close are the service's and `mkpi backfill`'s path, run by the other end-to-end tests
-    (test_pipeline_e2e, test_service_mode, test_crash)."""
+    """A refresh run over start..end without the publish (`without_publish`: the alerts read the working file's KPI
+    tables and link to the dashboard's path whether written or not; alerts_digest orders after the analysts' copy
+    without reading it), then the alerts job as the sensor launches it (as of `end`). The working file is held open
+    meanwhile, as `make demo` holds it for the same jobs (pipelines/demo.py): each step's connection is handed the
+    open database instead of reading the file's catalogue and checkpointing at close (~230 times here); the steps,
+    their SQL and what they write are the same. The per-step open and close are the service's and `mkpi backfill`'s
+    path, run by the other end-to-end tests (test_pipeline_e2e, test_service_mode, test_crash)."""
     job = defs.resolve_job_def("daily_refresh_job")
     with working_file_held():
         refresh = job.execute_in_process(

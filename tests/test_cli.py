@@ -21,8 +21,8 @@ from connectors.registry import codes
 from kpi_models.formatting import format_attainment, format_value
 from pipelines.cli import main
 from pipelines.cli.backfill import SourceRun, summarise_run
-from sandbox.launcher import start_sandbox
 from sandbox.world import World
+from tests.isolation import sandbox_with_a_month_of_hubspot
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORLD_TODAY = date(2026, 3, 31)
@@ -39,7 +39,8 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def sandbox():
-    with start_sandbox(World(seed=1, today=WORLD_TODAY)) as running:
+    """Every platform's server; HubSpot's portal a month deep: its only reader here is `mkpi doctor` (the owners)."""
+    with sandbox_with_a_month_of_hubspot(World(seed=1, today=WORLD_TODAY)) as running:
         yield running
 
 

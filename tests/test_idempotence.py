@@ -32,12 +32,12 @@ from pipelines.demo import working_file_held
 from sandbox.world import World
 from tests import battery
 from tests.checksums import differences, table_checksums
+from tests.isolation import without_publish
 from tests.sandboxes import start_servers
 
 TODAY = date(2026, 3, 31)
 BACKFILL = (date(2025, 12, 1), date(2026, 2, 28))  # 90 days
 assert (BACKFILL[1] - BACKFILL[0]).days + 1 == 90
-PUBLISH = {dg.AssetKey(["publish", "dashboard"]), dg.AssetKey(["publish", "analyst_copy"])}  # files not compared
 DAY_1 = date(2026, 1, 10)  # overlapping windows: days 1-30, 15-45 and 1-45 from here, inside the backfill
 
 
@@ -59,11 +59,6 @@ def use_database(monkeypatch, path: Path) -> Path:
     return path
 
 
-def selection(job: dg.JobDefinition) -> list[dg.AssetKey]:
-    graph = job.asset_layer.asset_graph
-    return [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable and key not in PUBLISH]
-
-
 def run_range(start: date, end: date) -> None:
     """One range run. The working file is held open during it, as `make demo` holds it (pipelines/demo.py): each
     step's connection is handed the open database instead of reading the catalogue and checkpointing at close; the
@@ -73,7 +68,7 @@ def run_range(start: date, end: date) -> None:
     with working_file_held():
         result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(),
                                         tags={RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()},
-                                        asset_selection=selection(job), raise_on_error=False)
+                                        asset_selection=without_publish(job), raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     battery.count("Idempotence", "runs", 1)
 
@@ -82,7 +77,7 @@ def run_partition(partition: date) -> None:
     job = defs.resolve_job_def("daily_refresh_job")
     with working_file_held():  # as in run_range
         result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), partition_key=partition.isoformat(),
-                                        asset_selection=selection(job), raise_on_error=False)
+                                        asset_selection=without_publish(job), raise_on_error=False)
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     battery.count("Idempotence", "runs", 1)
 

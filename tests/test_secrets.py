@@ -3,7 +3,6 @@ runs at DEBUG level, a failing run with a wrong token, and the published files, 
 stdout/stderr, log records, Dagster events, run config or tags, or the DuckDB files."""
 
 import logging
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -18,7 +17,7 @@ from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from pipelines.demo import working_file_held
 from sandbox.hubspot_server import HubSpotServer
 from sandbox.world import World
-from tests.sandboxes import start_servers
+from tests.isolation import sandbox_with_a_month_of_hubspot
 
 SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKPI_HUBSPOT_TOKEN",
                     "MKPI_META_ACCESS_TOKEN", "MKPI_LINKEDIN_ACCESS_TOKEN")
@@ -27,15 +26,12 @@ SECRET_VARIABLES = ("MKPI_MATOMO_TOKEN", "MKPI_GOOGLE_ADS_DEVELOPER_TOKEN", "MKP
 @contextmanager
 def servers_with_a_month_of_hubspot(world: World, monkeypatch: pytest.MonkeyPatch
                                     ) -> Iterator[tuple[dict[str, str], Any, HubSpotServer]]:
-    """The launcher's sandbox servers, HubSpot's with a portal a month deep (building the launcher's 400 days costs
-    ~1.3 s of CPU), their environment set; yields it, the launcher's servers and HubSpot's."""
-    with start_servers(world) as running, HubSpotServer(
-            world, token="pat-sandbox-" + secrets.token_hex(16), requests_per_10s=190, search_per_second=10,
-            history_days=30, bulk_import_size=0) as hubspot:
-        env = {**running.env, **hubspot.env()}
-        for name, value in env.items():
+    """The launcher's sandbox servers, HubSpot's with a portal a month deep (`sandbox_with_a_month_of_hubspot`), their
+    environment set; yields it, the servers and HubSpot's."""
+    with sandbox_with_a_month_of_hubspot(world) as running:
+        for name, value in running.env.items():
             monkeypatch.setenv(name, value)
-        yield env, running, hubspot
+        yield running.env, running, running.server("hubspot")
 
 
 @pytest.mark.battery("Secrets")
