@@ -4,6 +4,8 @@ When HubSpot is configured, its scheduled run leads: the report sources' runs of
 succeeds or fails (a failing source never holds the others back), and `daily_refresh` steps aside. When HubSpot is not
 configured, or no HubSpot run exists that morning, `daily_refresh` emits the report runs itself. Fast: the schedules
 and sensors are called with contexts built by dagster's build_* helpers, on one-op stand-in jobs; no pipeline run.
+The stand-in runs are recorded in a SQLite test instance kept in memory-backed /dev/shm where there is one
+(tests/tmpfs.py): on this machine's disk each stand-in run cost about a second of fsync waits, which no check reads.
 """
 
 from datetime import datetime
@@ -19,6 +21,7 @@ from pipelines.defs.sensors import (
     daily_refresh_after_hubspot_canceled,
     daily_refresh_after_hubspot_failed,
 )
+from tests.tmpfs import instance_in_memory
 
 TICK = datetime(2026, 3, 10, 6, 0, tzinfo=ZoneInfo("UTC"))
 # GA4 re-reads 3 days and Matomo 3 (their default windows), ending the day before 2026-03-10: stated by hand.
@@ -78,7 +81,7 @@ def test_hubspot_unconfigured_the_schedule_requests_the_report_runs_itself(two_s
 def test_hubspot_configured_its_run_leads_and_daily_refresh_steps_aside(two_sources: None,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})  # this morning's
         skip = daily_refresh(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
     assert isinstance(skip, dg.SkipReason)
@@ -94,7 +97,7 @@ def test_without_this_mornings_hubspot_run_daily_refresh_requests_the_report_run
     """HubSpot configured but its schedule off (or its run never created): the report sources still run, and the
     sensors after a HubSpot run that comes later do not launch them a second time."""
     monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-09"})  # yesterday's only
         requests = daily_refresh(dg.build_schedule_context(instance=instance, scheduled_execution_time=TICK))
         assert _summary(requests) == EXPECTED
@@ -117,7 +120,7 @@ def test_without_this_mornings_hubspot_run_daily_refresh_requests_the_report_run
 
 def test_hubspot_success_requests_the_report_runs(two_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         run = _hubspot_run(instance, True, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})
         context = _status_context(instance, run, "daily_refresh_after_hubspot")
         assert _summary(daily_refresh_after_hubspot(context)) == EXPECTED
@@ -125,7 +128,7 @@ def test_hubspot_success_requests_the_report_runs(two_sources: None, monkeypatch
 
 def test_hubspot_failure_requests_the_report_runs_too(two_sources: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MKPI_HUBSPOT_TOKEN", "pat-na1-test")
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         run = _hubspot_run(instance, False, {SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})
         context = _status_context(instance, run, "daily_refresh_after_hubspot_failed").for_run_failure()
         assert _summary(daily_refresh_after_hubspot_failed(context)) == EXPECTED
@@ -144,7 +147,7 @@ def test_hubspot_canceled_requests_the_report_runs_too(two_sources: None, monkey
     def stand_in() -> None:
         read_hubspot()
 
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         created = instance.create_run_for_job(stand_in, tags={SOURCE_TAG: "hubspot", REFRESH_DAY_TAG: "2026-03-10"})
         instance.report_run_canceled(created)
         run = instance.get_run_by_id(created.run_id)
@@ -158,7 +161,7 @@ def test_hubspot_canceled_requests_the_report_runs_too(two_sources: None, monkey
 
 
 def test_a_hubspot_run_started_by_hand_leads_nothing(two_sources: None) -> None:
-    with dg.instance_for_test() as instance:
+    with instance_in_memory() as instance:
         run = _hubspot_run(instance, True, {SOURCE_TAG: "hubspot"})
         context = _status_context(instance, run, "daily_refresh_after_hubspot")
         assert isinstance(daily_refresh_after_hubspot(context), dg.SkipReason)

@@ -1,0 +1,33 @@
+"""Throw-away Dagster test instances on a memory-backed file system, for tests that do not check durability.
+
+A SQLite instance (``dagster.instance_for_test``) commits every event with an fsync; on this machine's disk a one-op
+stand-in run costs about a second of such waits (4 runs: 2.9-4.3 s in /tmp, 0.8-1.6 s in /dev/shm). Where /dev/shm
+(tmpfs) is writable the instance's directory is made there, otherwise in the default temporary directory: the
+storage, its schema and its API are the same, only the medium differs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+SHM = Path("/dev/shm")
+
+
+def memory_dir() -> str | None:
+    """/dev/shm when it is a writable directory, else None (the system's temporary directory)."""
+    return str(SHM) if SHM.is_dir() and os.access(SHM, os.W_OK) else None
+
+
+@contextmanager
+def instance_in_memory(**kwargs: Any) -> Iterator[dg.DagsterInstance]:
+    """``dagster.instance_for_test(**kwargs)`` with its directory on tmpfs when there is one; removed afterwards."""
+    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-instance-") as home, \
+            dg.instance_for_test(temp_dir=home, **kwargs) as instance:
+        yield instance
