@@ -6,16 +6,26 @@ checkpoint without DuckDB's vacuum tasks.
   counting, and another table's steps in between do not move a table's turn.
 - The connection's own setting is restored after every rebuild; a rebuild whose transaction failed counts nothing.
 - A step transaction that rebuilds no table (FX rates, views) is left as it was: no count, no setting.
+- A KPI transaction (a batch, a table's rebuild) checkpoints at its COMMIT, so its rows are not copied into the WAL
+  first; the connection's checkpoint threshold is restored after it.
 """
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 
 from connectors.batches import Window
-from connectors.warehouse import connect
+from connectors.warehouse import connect, transaction
 from kpi_models.context import KpiContext
-from kpi_models.runner import TABLE_REBUILDS_TABLE, VACUUM_EVERY, ensure_model_table, rebuild, step_transaction
+from kpi_models.runner import (
+    TABLE_REBUILDS_TABLE,
+    VACUUM_EVERY,
+    batched,
+    ensure_model_table,
+    rebuild,
+    step_transaction,
+)
 from tests.recording import Recording
 from tests.rows import insert
 
@@ -81,3 +91,46 @@ def test_a_step_transaction_that_rebuilds_no_table_counts_nothing(tmp_path):
             recording.execute("CREATE TABLE t (x INTEGER)")
         assert not any("max_vacuum_tasks" in s or "_mkpi" in s for s in recording.sent)
         assert conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = '_mkpi'").fetchone() == (0,)
+
+
+class WalAtCheckpoint(Recording):
+    """A recording connection that also notes the WAL file's size when the CHECKPOINT after a COMMIT is sent."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, wal: Path) -> None:
+        super().__init__(conn)
+        self.wal, self.sizes = wal, []
+
+    def execute(self, query: str, *args: object) -> duckdb.DuckDBPyConnection:
+        if query == "CHECKPOINT":
+            self.sizes.append(self.wal.stat().st_size if self.wal.exists() else 0)
+        return super().execute(query, *args)
+
+
+def threshold(conn: duckdb.DuckDBPyConnection) -> str:
+    return str(conn.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0])
+
+
+def test_a_kpi_transaction_checkpoints_at_its_commit_without_a_wal_copy_of_its_rows(tmp_path):
+    """50,000 rows (less than a row group, so not written to the file while inserted) in a KPI transaction: its COMMIT
+    checkpoints, so the WAL holds nothing when the CHECKPOINT after it is sent; a plain transaction (the loader's)
+    wrote them to the WAL first. The connection's threshold is restored after each KPI transaction."""
+    path = tmp_path / "w.duckdb"
+    wal = tmp_path / "w.duckdb.wal"
+    with connect(path) as conn:
+        conn.execute("CREATE TABLE kpi_t AS SELECT range AS k FROM range(10)")
+        conn.execute("SET checkpoint_threshold = '7 MiB'")
+        plain = WalAtCheckpoint(conn, wal)
+        with transaction(plain):  # type: ignore[arg-type]
+            plain.execute("INSERT INTO kpi_t SELECT range FROM range(50000)")
+        assert plain.sizes[0] > 50_000 * 8  # the rows went through the WAL
+        for scope in (batched, lambda c: step_transaction(c, rebuilds="main.kpi_t")):
+            kpi = WalAtCheckpoint(conn, wal)
+            with scope(kpi):  # type: ignore[operator]
+                assert threshold(conn) == "0 bytes"
+                kpi.execute("INSERT INTO kpi_t SELECT range FROM range(50000)")
+            assert kpi.sizes == [0]  # written into the file by the COMMIT's checkpoint
+            assert threshold(conn) == "7.0 MiB"
+        assert conn.execute("SELECT count(*), sum(k) FROM kpi_t").fetchone() == (
+            10 + 3 * 50_000, sum(range(10)) + 3 * sum(range(50_000)))
+    with connect(path) as conn:  # and it is all there after a reopen
+        assert conn.execute("SELECT count(*) FROM kpi_t").fetchone() == (150_010,)
