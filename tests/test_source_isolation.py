@@ -10,7 +10,10 @@ a HubSpot value that does not cast) are tests/test_kpi_isolation.py's.
 
 import contextlib
 import io
+import shutil
+import tempfile
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -19,6 +22,7 @@ from pipelines.cli import main
 from sandbox.world import World
 from tests import battery
 from tests.sandboxes import start_servers
+from tests.tmpfs import memory_dir
 
 START, END = "2026-03-02", "2026-03-03"
 # failing source, partner source that must still publish, and how the failing one breaks
@@ -51,11 +55,14 @@ def kpi_rows(path, source: str) -> list[tuple]:
 
 @pytest.mark.battery("Fault isolation")
 @pytest.mark.parametrize("failing", RUN)
-def test_a_failing_source_leaves_the_others_published_and_itself_stale(failing, monkeypatch, tmp_path):
+def test_a_failing_source_leaves_the_others_published_and_itself_stale(failing, monkeypatch, tmp_path, request):
     partner, breakage = CASES[failing]
     work, copy, page = tmp_path / "work.duckdb", tmp_path / "kpis.duckdb", tmp_path / "dashboard.html"
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
-    (tmp_path / "dagster").mkdir()
+    # the Dagster instance's folder on tmpfs where there is one (tests/tmpfs.py): its SQLite storages commit every
+    # event with an fsync, which this test does not check; the instance, its storages and its history are the same
+    home = Path(tempfile.mkdtemp(dir=memory_dir(), prefix="mkpi-isolation-"))
+    request.addfinalizer(lambda: shutil.rmtree(home, ignore_errors=True))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("MKPI_DUCKDB_PATH", str(work))
     monkeypatch.setenv("MKPI_ANALYST_DB", str(copy))
     monkeypatch.setenv("MKPI_DASHBOARD_PATH", str(page))
