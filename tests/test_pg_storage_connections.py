@@ -3,19 +3,24 @@
 
 dagster-postgres (0.29, each storage's `__init__`: NullPool) opens a new connection, hence a new PostgreSQL backend
 process, for every storage call; a run makes hundreds (run lookups, run events, latest materialisations, pool
-claims). Here 10 calls of each storage open exactly one session per storage (the server's `pg_stat_database.
-sessions`, and one backend pid answered by every call), a forked child opens its own and leaves its parent's in use,
-and Dagster's own methods, on the same calls, open one session per call (what the count is checked against).
+claims). Here 10 calls of each storage and a second run open no new session (the server's `pg_stat_database.
+sessions`, and one backend pid per storage answering every call) and ask the catalog nothing (tables and columns
+once found are remembered); a forked child opens its own connections and leaves its parent's in use. Dagster's own
+methods, on the same calls, open a session per call and ask the catalog for each run record read (what the counts are
+checked against).
 """
 
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import pytest
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 
 from pipelines.lib import event_storage
 from tests.postgres import Postgres, postgres_server
@@ -71,8 +76,25 @@ def _calls(instance: dg.DagsterInstance, run_id: str) -> None:
     """CALLS calls of each storage, as a run and the daemon make them."""
     for _ in range(CALLS):
         assert instance.get_run_by_id(run_id) is not None  # run storage
+        assert instance.get_run_record_by_id(run_id) is not None  # run storage: asks for the runs table's columns
         assert instance.get_latest_materialization_event(dg.AssetKey(["raw", "one"])) is not None  # event log
         assert instance.all_instigator_state() == []  # schedule storage
+
+
+@contextmanager
+def _catalog_questions() -> Iterator[list[str]]:
+    """The statements this process sends to PostgreSQL's catalog (what has_table and column reflection ask)."""
+    asked: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "pg_catalog" in statement or "information_schema" in statement:
+            asked.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield asked
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 def _backends(instance: dg.DagsterInstance) -> list[int]:
@@ -98,11 +120,15 @@ def test_each_storage_keeps_one_connection_per_process(server, kept, tmp_path) -
         for storage in (instance.run_storage, instance.event_log_storage, instance.schedule_storage):
             assert type(storage) in (PostgresRunStorage, PostgresEventLogStorage, PostgresScheduleStorage)
         run_id = _run(instance)  # the tables exist and the run's own calls are done
+        _calls(instance, run_id)  # each question asked once
         pids = _backends(instance)  # each storage's kept connection opened
         before = _sessions(server, database)
-        _calls(instance, run_id)
+        with _catalog_questions() as asked:
+            _calls(instance, run_id)
+            _run(instance)  # a second run: its asset and check events
+        assert asked == []  # tables and columns found once are remembered
         assert _backends(instance) == pids  # every call served by the same three backends
-        assert _sessions(server, database) == before  # not one new session for 3 x 10 calls
+        assert _sessions(server, database) == before  # not one new session for 4 x 10 calls and a run
         assert len(set(pids)) == 3  # one per storage
 
         read, write = os.pipe()
@@ -142,8 +168,11 @@ def test_dagsters_own_storages_open_a_session_per_call(server, dagsters, tmp_pat
     with context as instance:
         run_id = _run(instance)
         before = _sessions(server, database)
-        _calls(instance, run_id)
-        assert _sessions(server, database) >= before + 3 * CALLS
+        with _catalog_questions() as asked:
+            _calls(instance, run_id)
+            _run(instance)
+        assert len(asked) >= CALLS  # the runs table's columns, for each run record read
+        assert _sessions(server, database) >= before + 4 * CALLS
 
 
 def test_a_webserver_storage_keeps_dagsters_pool(server, kept, tmp_path) -> None:

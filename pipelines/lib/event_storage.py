@@ -36,11 +36,11 @@ seconds.
 
 PostgreSQL storages (the service, deploy/dagster.yaml): dagster-postgres's run, event log and schedule storages open a
 new connection, hence a new server process (fork, authentication, a cold catalog cache), for every call (NullPool);
-the pipeline's processes keep one open per storage (`_postgres_connect`). The PostgreSQL event log also remembers a
-table or an `asset_keys` column once found (`_postgres_has_table`, `_postgres_has_asset_key_col`): Dagster asked the
-catalog again for every asset event, on a second connection while its first was open. The demo's process (30 days,
-bench/bench_demo.py's child on PostgreSQL), counted by the server: 295 sessions and ~1,100 catalog queries before, 19
-sessions after (12 of them the table checks of the four instances it opens, Dagster's own engine in `__init__`).
+the pipeline's processes keep one open per storage (`_postgres_connect`). They also remember a table or column once
+found (`PG_SCHEMA_PROBES`): Dagster asked the catalog again for every asset event (on a second connection while its
+first was open), every run record read and every instigator listing. The 90-day demo's process (bench/bench_demo.py's
+child on PostgreSQL): 295 server sessions before, 19 after (12 of them the table checks of the four instances it
+opens, Dagster's own engine in `__init__`); ~1,200 catalog queries before, 16 after.
 
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
@@ -424,21 +424,29 @@ def _close_kept(storage: Any) -> None:
         engine.dispose(close=pid == os.getpid())
 
 
-def _postgres_has_table(storage: Any, table_name: str) -> bool:
-    """Dagster's `PostgresEventLogStorage.has_table`, a table once found remembered (as the SQLite storage's above):
-    Dagster asks before every asset event's tags and every check event (~400 catalog queries in the 90-day demo),
-    mostly while the index connection is open, so each question took a second connection (an overflow one, opened and
-    closed: a new PostgreSQL backend each time)."""
-    return _remembered(storage, table_name, lambda: DAGSTER_PG_HAS_TABLE(storage, table_name))
+# Dagster's schema probes on its PostgreSQL storages (does this table, this column exist?), each of which asks the
+# catalog again at every call (dagster 1.13: `SqlEventLogStorage.has_asset_key_col`, `SqlRunStorage.
+# has_run_stats_index_cols` and its neighbours, `SqlScheduleStorage.has_instigators_table`, ...): an asset event's
+# tags and record, each run record read, run creation, each instigator listing of the daemon
+PG_SCHEMA_PROBES: dict[str, tuple[str, ...]] = {
+    "PostgresEventLogStorage": ("has_table", "has_asset_key_col"),
+    "PostgresRunStorage": ("has_run_stats_index_cols", "has_bulk_actions_selector_cols", "has_backfill_id_column",
+                           "has_bulk_action_job_name_column", "has_backfill_tags_table"),
+    "PostgresScheduleStorage": ("has_instigators_table", "has_secondary_index_table"),
+}
 
 
-def _postgres_has_asset_key_col(storage: Any, column_name: str) -> bool:
-    """Dagster's `SqlEventLogStorage.has_asset_key_col` on PostgreSQL, a column once found remembered: Dagster
-    reflects every column of `asset_keys` for each asset event (`_store_asset_event`, ~700 catalog queries in the
-    90-day demo, on a second connection as above). dagster-postgres remembers its secondary indexes the same way
-    (`PostgresEventLogStorage.has_secondary_index`)."""
-    return _remembered(storage, f"asset_keys.{column_name}",
-                       lambda: DAGSTER_HAS_ASSET_KEY_COL(storage, column_name))
+def _remembering(name: str, dagsters: Callable[..., bool]) -> Callable[..., bool]:
+    """Dagster's schema probe `name`, a yes remembered on the storage (as the SQLite event log's `_has_table` above):
+    ~1,200 catalog queries in the 90-day demo, mostly from asset events, which asked while their index connection was
+    open, so on a second connection (an overflow one, opened and closed: a new PostgreSQL backend each time).
+    dagster-postgres remembers its secondary indexes the same way (`PostgresEventLogStorage.has_secondary_index`)."""
+
+    def probe(storage: Any, *args: Any) -> bool:
+        return _remembered(storage, f"{name}{args}", lambda: dagsters(storage, *args))
+
+    probe.__name__ = probe.__qualname__ = f"remembered_{name}"
+    return probe
 
 
 def _remembered(storage: Any, found_name: str, ask: Callable[[], bool]) -> bool:
@@ -463,8 +471,6 @@ def _postgres_storage() -> Any:
 
 _PG_STORAGE = _postgres_storage()
 DAGSTER_PG_STORE_EVENT_BATCH = _PG_STORAGE.store_event_batch if _PG_STORAGE else None
-DAGSTER_PG_HAS_TABLE = _PG_STORAGE.has_table if _PG_STORAGE else None
-DAGSTER_HAS_ASSET_KEY_COL: Callable[[SqlEventLogStorage, str], bool] = SqlEventLogStorage.has_asset_key_col
 
 
 def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) -> None:
@@ -497,11 +503,12 @@ def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..
 
     ours: list[tuple[type, str, Callable[..., Any]]] = [
         (_PG_STORAGE, "_connect", _postgres_connect), (_PG_STORAGE, "dispose", _postgres_dispose),
-        (_PG_STORAGE, "store_event_batch", store_event_batch_postgres), (_PG_STORAGE, "has_table", _postgres_has_table),
-        (_PG_STORAGE, "has_asset_key_col", _postgres_has_asset_key_col),
+        (_PG_STORAGE, "store_event_batch", store_event_batch_postgres),
         (PostgresRunStorage, "connect", _postgres_connect), (PostgresRunStorage, "dispose", _postgres_dispose),
         (PostgresScheduleStorage, "connect", _postgres_connect),
         (PostgresScheduleStorage, "dispose", _postgres_dispose)]
+    for cls in (_PG_STORAGE, PostgresRunStorage, PostgresScheduleStorage):
+        ours += [(cls, name, _remembering(name, getattr(cls, name))) for name in PG_SCHEMA_PROBES[cls.__name__]]
     return [(cls, name, mine, getattr(cls, name)) for cls, name, mine in ours]
 
 
