@@ -20,7 +20,7 @@ How it reads (see shared/research/peers.md, HubSpot):
   are data plus per-record errors, the errors other than "no association" named in `partial_errors`.
 - E-mails are dated by `publishDate`, else `publishedAt`; automated e-mails (lifetime counters) also by day
   from the statistics histogram, whose day buckets are the portal's days.
-- Limits: a client-side 100 requests / 10 s (configurable up to 190) and 5 searches / s, one window per
+- Limits: a client-side 100 requests / 10 s (configurable up to 250) and 5 searches / s, one window per
   portal in the process; 429 honours Retry-After, else exponential backoff, through the shared helper.
 - `fetch_portal` reads the independent cursor chains (each object's list or search, owners, pipelines, e-mails) a
   few at once within those windows, handing on each table whole in a fixed order; deal associations go 1,000 deals
@@ -147,7 +147,7 @@ HISTOGRAM_CHUNK_DAYS = 366
 # times the requests for the same associations.
 ASSOCIATION_BATCH = 1_000
 # Cursor chains `fetch_portal` reads at once. HubSpot documents no limit on requests in flight for a private app, only
-# the burst (100 or 190 per 10 s) and daily allowances (developers.hubspot.com/docs/api/usage-details), which the
+# the burst (100, 190 or 250 per 10 s) and daily allowances (developers.hubspot.com/docs/api/usage-details), which the
 # portal-wide limiter holds across threads; a few chains keep the short lists off the longest one's path.
 PORTAL_CHAINS = 4
 _NO_ASSOCIATIONS = "crm.associations.NO_ASSOCIATIONS_FOUND"

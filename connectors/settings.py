@@ -477,8 +477,11 @@ class HubSpotFile(_Model):
         default_factory=dict)
     churn_date_property: Annotated[str, AfterValidator(_property_name)] = Field(
         "churn_date", description="a contact property name")
-    requests_per_10s: Whole = Field(100, ge=1, le=190,
-                                    description="a whole number between 1 and 190 (HubSpot's private-app limit)")
+    # HubSpot's burst limit per app: 100 / 10 s (Free, Starter), 190 (Professional, Enterprise), 250 with an API
+    # Limit Increase (developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines, "Per 10 Seconds")
+    requests_per_10s: Whole = Field(100, ge=1, le=250,
+                                    description="a whole number between 1 and 250 (HubSpot's per-app limit with an "
+                                                "API Limit Increase)")
     search_per_second: Whole = Field(5, ge=1, description="a whole number, at least 1")
     lookback_seconds: Whole = Field(300, ge=1,
                                     description="a whole number of seconds, at least 1 (search indexing lags writes)")

@@ -180,7 +180,7 @@ def test_check_run_inputs_reads_both_files():
     ("hubspot:\n  lookback_seconds: -5\n", "hubspot.lookback_seconds", "at least 1 (search indexing lags writes), "
                                                                       "got -5"),
     ("hubspot:\n  email_reread_days: -1\n", "hubspot.email_reread_days", "at least 1, got -1"),
-    ("hubspot:\n  requests_per_10s: -10\n", "hubspot.requests_per_10s", "between 1 and 190"),
+    ("hubspot:\n  requests_per_10s: -10\n", "hubspot.requests_per_10s", "between 1 and 250"),
     ("hubspot:\n  search_per_second: -2\n", "hubspot.search_per_second", "at least 1, got -2"),
     ("search_console:\n  queries_per_minute: -1\n", "search_console.queries_per_minute", "at least 1, got -1"),
     ("matomo:\n  requests_per_second: .inf\n", "matomo.requests_per_second", "above 0, got inf"),

@@ -48,6 +48,15 @@ def test_bad_values_are_named(tmp_path, text, message):
         load_settings(write(tmp_path, text), environ={})
 
 
+def test_hubspot_burst_limit_up_to_an_api_limit_increase(tmp_path):
+    """HubSpot allows 250 requests per 10 s to an app with an API Limit Increase (usage guidelines, "Per 10 Seconds"):
+    a portal that bought one may use it; one more is refused with the range."""
+    assert load_settings(write(tmp_path, "hubspot:\n  requests_per_10s: 250\n"), environ={}).hubspot.requests_per_10s \
+        == 250
+    with pytest.raises(ConfigError, match="between 1 and 250"):
+        load_settings(write(tmp_path, "hubspot:\n  requests_per_10s: 251\n"), environ={})
+
+
 def test_missing_config_file_named_by_variable(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(environ={"MKPI_CONFIG": str(tmp_path / "nope.yaml")})
