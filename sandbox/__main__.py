@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command:
             print(f"sandbox: {' '.join(f'{k}={v}' for k, v in sandbox.env.items())}", file=sys.stderr)
             child = subprocess.Popen(args.command, env={**os.environ, **sandbox.env})
-            while child.poll() is None and not stop.wait(0.5):
-                pass
+            # the child's end or a signal, whichever comes first (no polling: the sandbox stops as the child does)
+            threading.Thread(target=lambda: (child.wait(), stop.set()), daemon=True).start()
+            stop.wait()
             if child.poll() is None:
                 child.terminate()
             return child.wait()
