@@ -22,8 +22,9 @@ Timed, on a fresh copy of it each run:
     recomputes is timed too (it checkpoints whatever a recompute left in the WAL), reported per recompute beside it;
 (b') the same recompute as the Dagster KPI steps run it: the day re-read again (untimed), then the same calls one
     transaction (COMMIT and CHECKPOINT) per table, as kpi_models.layer's steps without the batch (each asset of
-    pipelines/defs/kpi/assets.py calls `rebuild` for its table in its own step), checked the same way; a step's own
-    cost (its process, opening the file) is not in it;
+    pipelines/defs/kpi/assets.py calls `rebuild` for its table in its own step; each table's checkpoint vacuums once
+    in VACUUM_EVERY of its own rebuilds, as a batch's does), checked the same way; a step's own cost (its process,
+    opening the file) is not in it;
 (c) kpi.kpi_vs_objective after the full rebuild and after the last recompute (its own row: objectives are judged over
     whole periods, not one day).
 Each of (a) and (b) also in CPU seconds (user + system of this process: DuckDB's threads included), which a loaded
