@@ -24,6 +24,7 @@ import dagster as dg
 import pytest
 
 from pipelines.lib.executor import PIPELINE_EXECUTOR, PRELOAD_MODULES, with_forkserver
+from tests.tmpfs import instance_in_memory
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_VARIABLE = "MKPI_TEST_EXECUTOR_OUT"
@@ -133,7 +134,7 @@ def writer_job() -> dg.JobDefinition:
 
 
 @pytest.mark.parametrize("executor_config", ["in_process", "multiprocess"])
-def test_a_run_waiting_for_the_pool_slot_sleeps_between_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_a_run_waiting_for_the_pool_slot_sleeps_between_claims(monkeypatch: pytest.MonkeyPatch,
                                                                 executor_config: str) -> None:
     """A run whose step waits for a slot another run holds re-checks its claim a few times, not in a loop spinning a
     core, and gets the slot once it is freed: with the in-process executor (`mkpi backfill`, the demo) and the
@@ -155,7 +156,7 @@ def test_a_run_waiting_for_the_pool_slot_sleeps_between_claims(tmp_path: Path, m
 
     monkeypatch.setattr(InstanceConcurrencyContext, "claim", counted)
     overrides = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
-    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path)) as instance:
+    with instance_in_memory(overrides) as instance:  # no compute-log processes: the run's loop is what is watched
         storage = instance.event_log_storage
         storage.set_concurrency_slots("test_pool", 1)
         assert storage.claim_concurrency_slot("test_pool", "another-run", "its-step").is_claimed
@@ -166,13 +167,20 @@ def test_a_run_waiting_for_the_pool_slot_sleeps_between_claims(tmp_path: Path, m
                 spawn = {"execution": {"config": {"multiprocess": {"start_method": {"spawn": {}}}}}}
                 run = pool.submit(dg.execute_job, dg.reconstructable(writer_job), instance=instance,
                                   run_config=spawn, raise_on_error=False)
-            deadline = time.monotonic() + 60
-            while not storage.get_concurrency_info("test_pool").pending_steps and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(1.5)  # the behaviour under test: the queued run's loop during 1.5 s of waiting
-            waiting = len(checks)
-            storage.free_concurrency_slots_for_run("another-run")
+            def queued() -> bool:  # the run's step waits for the slot (pending_steps also lists the holder's)
+                return any(s.run_id != "another-run" for s in storage.get_concurrency_info("test_pool").pending_steps)
+
+            try:
+                deadline = time.monotonic() + 60
+                while not queued() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                asked = len(checks)
+                time.sleep(1.5)  # the behaviour under test: the queued run's loop during 1.5 s of waiting
+                waiting = len(checks)
+            finally:  # the run gets the slot even when a check fails: the pool's thread must end
+                storage.free_concurrency_slots_for_run("another-run")
             result = run.result(timeout=60)
+    assert asked >= 1, "the run had not asked for the slot within 60 s"
     assert result.success
     # the executor's loop asked for the slot at 0 and ~1 s (Dagster's back-off) and slept between; spinning, it
     # asked about 100,000 times a second (claim() returns early until the back-off has passed)
