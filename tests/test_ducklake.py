@@ -89,6 +89,27 @@ def load_source(source: str, window: Window, before_load: Any = None) -> tuple[f
 RENDEZVOUS_SECONDS = 600
 
 
+@contextmanager
+def writer_processes() -> Iterator[Any]:
+    """The multiprocessing context of the writer processes: forks of a server process that has imported this module
+    (duckdb, pyarrow, the loader; no connection is open at import), each still its own OS process with its own DuckDB
+    instance and catalog connection, without four interpreters importing the same modules (~1.5 CPU-s each).
+    The server is stopped at the end (Python's own ForkServer._stop), so none outlives the test; one that this process
+    already ran is used as it is, its preload standing (the writers import what else they need)."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # noqa: SLF001 - the module's one server, whose stop Python has no public call for
+    ours = server._forkserver_pid is None  # noqa: SLF001
+    ctx = multiprocessing.get_context("forkserver")
+    if ours:
+        ctx.set_forkserver_preload([__name__])
+    try:
+        yield ctx
+    finally:
+        if ours:
+            server._stop()  # noqa: SLF001 - closes its alive pipe and waits for it (its writers have ended)
+
+
 def _writer(source: str, env: dict[str, str], pipe: Any) -> None:
     """A writer process: the same code as the sequential load, released together with the others.
 
@@ -118,27 +139,27 @@ def _receive(source: str, pipe: Any) -> Any:
 
 def run_writers_together(env: dict[str, str]) -> dict[str, tuple[float, float]]:
     """Start one writer process per source, release them together once every one is ready; their load spans."""
-    ctx = multiprocessing.get_context("spawn")
-    pipes = {source: ctx.Pipe() for source in SOURCES}
-    writers = [ctx.Process(target=_writer, args=(source, env, pipes[source][1]), name=f"writer-{source}")
-               for source in SOURCES]
-    try:
-        for process in writers:
-            process.start()
-        for source, (pipe, _) in pipes.items():
-            message = _receive(source, pipe)
-            assert message == "ready", {source: message}
-        for pipe, _ in pipes.values():
-            pipe.send("go")
-        reports = {source: _receive(source, pipe) for source, (pipe, _) in pipes.items()}
-        failures = {source: error for source, (_, _, error) in reports.items() if error}
-        assert not failures, failures
-        return {source: (started, ended) for source, (started, ended, _) in reports.items()}
-    finally:
-        for process in writers:
-            process.join(timeout=60)
-            if process.is_alive():
-                process.kill()
+    with writer_processes() as ctx:
+        pipes = {source: ctx.Pipe() for source in SOURCES}
+        writers = [ctx.Process(target=_writer, args=(source, env, pipes[source][1]), name=f"writer-{source}")
+                   for source in SOURCES]
+        try:
+            for process in writers:
+                process.start()
+            for source, (pipe, _) in pipes.items():
+                message = _receive(source, pipe)
+                assert message == "ready", {source: message}
+            for pipe, _ in pipes.values():
+                pipe.send("go")
+            reports = {source: _receive(source, pipe) for source, (pipe, _) in pipes.items()}
+            failures = {source: error for source, (_, _, error) in reports.items() if error}
+            assert not failures, failures
+            return {source: (started, ended) for source, (started, ended, _) in reports.items()}
+        finally:
+            for process in writers:
+                process.join(timeout=60)
+                if process.is_alive():
+                    process.kill()
 
 
 def build_kpis() -> dict[str, list[tuple[Any, ...]]]:
@@ -367,23 +388,23 @@ def test_writers_opening_a_new_lake_together_all_get_in(postgres: Postgres, tmp_
     saw "relation ducklake_metadata already exists" in CI)."""
     db = postgres.create_database("lake_race")
     env = _lake_env(monkeypatch, db.libpq, tmp_path)
-    ctx = multiprocessing.get_context("spawn")
-    pipes = [ctx.Pipe() for _ in range(4)]
-    writers = [ctx.Process(target=_attach_when_told, args=(env, child)) for _, child in pipes]
-    for process in writers:
-        process.start()
-    try:
-        # released together once every interpreter has started and imported what it needs
-        assert [parent.recv() if parent.poll(120) else "not ready within 120 s" for parent, _ in pipes] == [
-            "ready"] * len(pipes)
-        for parent, _ in pipes:
-            parent.send("go")
-        errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
-    finally:
+    with writer_processes() as ctx:
+        pipes = [ctx.Pipe() for _ in range(4)]
+        writers = [ctx.Process(target=_attach_when_told, args=(env, child)) for _, child in pipes]
         for process in writers:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
+            process.start()
+        try:
+            # released together once every process has started and imported what it needs
+            assert [parent.recv() if parent.poll(120) else "not ready within 120 s" for parent, _ in pipes] == [
+                "ready"] * len(pipes)
+            for parent, _ in pipes:
+                parent.send("go")
+            errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
+        finally:
+            for process in writers:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
     assert [e for e in errors if e] == []
 
 
