@@ -11,7 +11,6 @@ message per second). `fail_next` queues such statuses, to test retries and failu
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.ports import free_port
 
 WEBHOOK_PATH = "/services/T0SANDBOX/B0SANDBOX/sandboxWebhookSecret42"
 
@@ -92,18 +93,12 @@ class SmtpReceiver:
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def smtp_receiver() -> Iterator[SmtpReceiver]:
     """aiosmtpd's Controller on a free 127.0.0.1 port; every accepted message is parsed and kept."""
     from aiosmtpd.controller import Controller
 
-    state = SmtpReceiver(port=_free_port())
+    state = SmtpReceiver(port=free_port())
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+from tests.ports import free_port
 
 
 def _skip(reason: str) -> NoReturn:
@@ -67,12 +68,6 @@ def _binary(name: str) -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _as_server_user(argv: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return argv
@@ -118,7 +113,7 @@ def _server(initdb: str, pg_ctl: str, directory: Path) -> Iterator[Postgres]:
             if parent == Path("/"):
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_server_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
                                     "--no-sync"]), check=True, capture_output=True)
     options = f"-p {port} -h 127.0.0.1 -k {directory} -c fsync=off -c max_connections=200"

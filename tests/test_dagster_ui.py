@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import duckdb
 import pytest
 
 from sandbox.world import World
+from tests.ports import free_port
 from tests.sandboxes import start_servers
 
 if TYPE_CHECKING:
@@ -45,12 +45,6 @@ SCHEDULES = ["daily_refresh", "hubspot_refresh"]
 RANGE = {"dagster/asset_partition_range_start": "2026-03-28", "dagster/asset_partition_range_end": "2026-03-30"}
 SERVER_START_TIMEOUT = 60.0
 UI_TIMEOUT_MS = 30_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _webserver_command(port: int) -> list[str]:
@@ -135,7 +129,7 @@ def test_dagster_ui_shows_groups_row_counts_and_schedules(tmp_path, monkeypatch)
     with start_servers(World(seed=1, today=date(2026, 3, 31))) as sandbox:  # no HubSpot portal: not read
         for name, value in sandbox.env.items():
             monkeypatch.setenv(name, value)
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         log = tmp_path / "webserver.log"
         with dg.DagsterInstance.get() as instance:  # creates the instance's storage before the webserver opens it

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import pytest
 
 from pipelines.lib.instance_env import DAGSTER_ENV
 from sandbox.world import World
+from tests.ports import free_port
 from tests.postgres import Postgres, postgres_server
 from tests.sandboxes import start_servers
 
@@ -57,12 +57,6 @@ REREAD_DAYS = 2
 # How often the test's daemon reads the run queue (deploy/dagster.yaml leaves Dagster's 5 s default): not checked here.
 DEQUEUE_INTERVAL_SECONDS = 1
 RUN_POLL_SECONDS = 0.25  # how often the test asks the instance whether the run has finished
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tool(name: str) -> str:
@@ -235,7 +229,7 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
     dagster_home = tmp_path / "dagster_home"
     dagster_home.mkdir()
     _instance_yaml(dagster_home)
-    grpc_port = _free_port()
+    grpc_port = free_port()
     (tmp_path / "workspace.yaml").write_text(
         f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {grpc_port}\n"
         f"      location_name: {LOCATION}\n")
