@@ -21,8 +21,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,41 @@ def open_warehouse(settings: WarehouseSettings, *, read_only: bool = False, lock
         yield conn
 
 
+# The connection inside `backend_known`, with the answers `is_lake` gave for it there (by the function that asked).
+_BACKEND: ContextVar[tuple[duckdb.DuckDBPyConnection, dict[Callable[..., bool], bool]] | None] = ContextVar(
+    "mkpi_backend", default=None)
+
+
+@contextmanager
+def backend_known(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Inside it, `is_lake(conn)` asks DuckDB once and answers from that afterwards (a nested block on the same
+    connection shares it): a KPI rebuild asked duckdb_databases() at every transaction and branch, 19 times a one-day
+    recompute of the per-table path (issue #21 target 5). Scoped to a call, never kept per connection: a `USE`
+    between calls changes the answer (connectors.ducklake.is_ducklake); none runs inside a rebuild."""
+    current = _BACKEND.get()
+    if current is not None and current[0] is conn:
+        yield
+        return
+    token = _BACKEND.set((conn, {}))
+    try:
+        yield
+    finally:
+        _BACKEND.reset(token)
+
+
+def is_lake(conn: duckdb.DuckDBPyConnection, ask: Callable[[duckdb.DuckDBPyConnection], bool] | None = None) -> bool:
+    """Whether `conn` is a DuckLake's: `ask(conn)` (connectors.ducklake.is_ducklake unless given), asked once inside
+    a `backend_known` block for the same connection."""
+    ask = ask or is_ducklake
+    current = _BACKEND.get()
+    if current is None or current[0] is not conn:
+        return ask(conn)
+    answers = current[1]
+    if ask not in answers:
+        answers[ask] = ask(conn)
+    return answers[ask]
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN ... COMMIT, rolling back on any exception, then CHECKPOINT so the WAL stays small."""
@@ -104,7 +140,7 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")  # a COMMIT that fails (a DuckLake conflict) has rolled back already: no ROLLBACK
-    if not is_ducklake(conn):  # a lake has no WAL; its CHECKPOINT is maintenance (docs/ducklake.md), not per load
+    if not is_lake(conn):  # a lake has no WAL; its CHECKPOINT is maintenance (docs/ducklake.md), not per load
         conn.execute("CHECKPOINT")
 
 

@@ -27,7 +27,7 @@ from connectors import registry
 from connectors.batches import Stream, Window
 from connectors.ducklake import conflict_retried, is_conflict, is_ducklake
 from connectors.settings import CHANNELS
-from connectors.warehouse import ensure_tables, quote_ident, replace_table, transaction
+from connectors.warehouse import backend_known, ensure_tables, is_lake, quote_ident, replace_table, transaction
 from kpi_models.context import KpiContext
 
 KPI_SCHEMA = "kpi"
@@ -50,7 +50,7 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
     """Run the KPI steps inside it in ONE transaction (one COMMIT and CHECKPOINT): every table is rebuilt, or, on
     any error, none is (the error propagates: a source's part failing is not isolated here, the caller decides what
     to do, e.g. run the steps again one transaction each). Not on a DuckLake, whose steps retry their own commits."""
-    if is_ducklake(conn):
+    if is_lake(conn, is_ducklake):
         raise ValueError("batched KPI rebuilds are for a DuckDB file; a DuckLake's steps commit (and retry) each")
     token, written, hashes = _BATCH.set(conn), _BATCH_WRITTEN.set({}), _BATCH_HASHES.set({})
     restore: dict[str, str] = {}
@@ -135,9 +135,9 @@ def in_batch(conn: duckdb.DuckDBPyConnection) -> bool:
 
 
 def _is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
-    """`is_ducklake`, answered without a query inside `batched` (which refuses a DuckLake when it starts): a one-day
-    recompute asked duckdb_databases() ten times (issue #21)."""
-    return not in_batch(conn) and is_ducklake(conn)
+    """`is_ducklake`, answered without a query inside `batched` (which refuses a DuckLake when it starts) or inside a
+    rebuild's `backend_known` block: a one-day recompute asked duckdb_databases() ten times (issue #21)."""
+    return not in_batch(conn) and is_lake(conn, is_ducklake)
 
 
 @contextmanager
@@ -523,10 +523,18 @@ def _replace_if_changed(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Ta
         existing = None
     wanted = conn.from_arrow(data)
     if not (existing is not None and existing.columns == wanted.columns and existing.types == wanted.types
-            and sorted(existing.fetchall(), key=repr) == sorted(wanted.fetchall(), key=repr)):
+            and sorted(existing.fetchall(), key=repr) == sorted(_python_rows(data), key=repr)):
         replace_table(conn, table, data)
     if written is not None:
         written[table] = data
+
+
+def _python_rows(data: pa.Table) -> list[tuple[object, ...]]:
+    """The rows of an Arrow table as Python tuples, as DuckDB's fetchall gives a table holding them (same Python types
+    for the same column types, which the caller compares first): converted by Arrow, not by a DuckDB scan of it,
+    which cost 1.5 ms of the 2-3 ms each comparison took, ~20 comparisons a per-table one-day recompute (issue #21).
+    A value converted differently (a time zone's repr) only sorts differently: the table is rewritten, never kept."""
+    return list(zip(*(column.to_pylist() for column in data.columns), strict=True))
 
 
 @dataclass(frozen=True)
@@ -570,13 +578,14 @@ def rebuild(
     context = context or KpiContext()
     chosen = [s for s in model.sources if sources is None or s in sources]
     parts = model.parts()
-    if model.partition_column is None:
-        result = _rebuild_whole(conn, model, context, [parts[s] for s in chosen])
-    else:
-        if window is None:
-            raise ValueError(f"model {model.name} is partitioned: a window is required")
-        failed, inserted = _rebuild_window(conn, model, window, context, {s: parts[s] for s in chosen}, kpis)
-        result = _summary(conn, model, window, chosen, failed, inserted if kpis is None else None)
+    with backend_known(conn):  # the backend asked once for the whole rebuild, not at each transaction and branch
+        if model.partition_column is None:
+            result = _rebuild_whole(conn, model, context, [parts[s] for s in chosen])
+        else:
+            if window is None:
+                raise ValueError(f"model {model.name} is partitioned: a window is required")
+            failed, inserted = _rebuild_window(conn, model, window, context, {s: parts[s] for s in chosen}, kpis)
+            result = _summary(conn, model, window, chosen, failed, inserted if kpis is None else None)
     if result.failed and not isolate_sources:
         raise KpiRebuildError(model.table, result.failed)
     return result
