@@ -139,3 +139,21 @@ def test_a_small_table_is_rewritten_only_when_its_rows_or_types_change(tmp_path:
         assert rewrites(c, table([3, None], [["b", "a"], []], wide=True))
         assert c.execute("SELECT days, typeof(days), names FROM kpi.small ORDER BY source").fetchall() == [
             (3, "BIGINT", ["b", "a"]), (None, "BIGINT", [])]
+
+
+def test_unmapped_channel_values_skips_raw_tables_not_loaded_yet(tmp_path: Path) -> None:
+    """The web and paid search steps' list of unknown raw channels: a source whose raw table does not exist yet is
+    skipped (a catalog lookup now), a loaded one is read: GA4's 'Carrier Pigeon' (not in CTX's mapping) carries 7."""
+    from kpi_models.runner import unmapped_channel_values, write_channel_map
+    from tests.rows import insert
+
+    with connect(tmp_path / "unmapped.duckdb") as c:
+        assert unmapped_channel_values(c, WINDOW) == {}
+        c.execute("CREATE SCHEMA ga4")
+        c.execute("CREATE TABLE ga4.traffic_by_channel (property_id VARCHAR, date DATE, "
+                  "session_default_channel_group VARCHAR, sessions BIGINT)")
+        insert(c, "ga4.traffic_by_channel", [
+            {"property_id": "1", "date": D1, "session_default_channel_group": group, "sessions": n}
+            for group, n in (("Direct", 5), ("Carrier Pigeon", 7))])
+        write_channel_map(c, CTX.channels or {})
+        assert unmapped_channel_values(c, WINDOW) == {"ga4": {"Carrier Pigeon": 7}}
