@@ -131,6 +131,10 @@ def wrap_dagster(timers: Timers) -> None:
         setattr(event_storage, name, timers.wrap("event_writes", getattr(event_storage, name),
                                                  skip_inside="run_creation"))
     event_storage.install()
+    # and the PostgreSQL storage's (installed from event_storage.PG_PATCHES, not from the module's names)
+    for cls, name, ours, _dagsters in event_storage.PG_PATCHES:
+        if name in ("store_event", "store_event_batch"):
+            setattr(cls, name, timers.wrap("event_writes", ours, skip_inside="run_creation"))
 
 
 def dagster_child(days: int, started: float) -> dict[str, float]:

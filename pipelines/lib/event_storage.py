@@ -533,6 +533,30 @@ def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) ->
         storage._store_asset_event(conn, events[-1], event_ids[-1])  # noqa: SLF001 - the batch's last, as Dagster
 
 
+def store_event_postgres(storage: Any, event: EventLogEntry) -> None:
+    """PostgreSQL storage's write of one event, as dagster-postgres does it (dagster 1.13 `PostgresEventLogStorage.
+    store_event`: the row inserted, `NOTIFY run_events, '<run_id>_<id>'` for listeners of older Dagster versions, then
+    an asset event's tags and record and an asset check event's execution row), the insert and the notification sent
+    as one statement (`pg_notify`, PostgreSQL's function form of NOTIFY, on the inserted row: delivered at the same
+    commit) instead of two round trips. Every event of a run (step starts, outputs, logs, check results) is one:
+    ~1,300 in the 30-day demo."""
+    from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
+    from dagster_postgres.event_log.event_log import CHANNEL_NAME
+
+    inserted = storage.prepare_insert_event(event).returning(SqlEventLogStorageTable.c.run_id,
+                                                             SqlEventLogStorageTable.c.id).cte("inserted")
+    notify = db.func.pg_notify(CHANNEL_NAME, inserted.c.run_id + "_" + db.cast(inserted.c.id, db.Text))
+    with storage._connect() as conn:  # noqa: SLF001
+        event_id = int(conn.execute(db.select(inserted.c.id, notify)).one()[0])
+    dagster_event = event.dagster_event
+    if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and dagster_event.asset_key:
+        with storage.index_transaction() as conn:
+            storage._store_asset_event_tags(conn, [event], [event_id])  # noqa: SLF001
+            storage._store_asset_event(conn, event, event_id)  # noqa: SLF001
+    if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
+        storage.store_asset_check_event(event, event_id)
+
+
 def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..., Any]]]:
     """Every PostgreSQL storage method this module replaces: (class, name, the project's, Dagster's); none without
     dagster-postgres."""
@@ -543,6 +567,7 @@ def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..
     ours: list[tuple[type, str, Callable[..., Any]]] = [
         (_PG_STORAGE, "_connect", _postgres_connect), (_PG_STORAGE, "dispose", _postgres_dispose),
         (_PG_STORAGE, "store_event_batch", store_event_batch_postgres),
+        (_PG_STORAGE, "store_event", store_event_postgres),
         (PostgresRunStorage, "connect", _postgres_connect), (PostgresRunStorage, "dispose", _postgres_dispose),
         (PostgresScheduleStorage, "connect", _postgres_connect),
         (PostgresScheduleStorage, "dispose", _postgres_dispose)]
