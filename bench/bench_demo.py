@@ -130,11 +130,13 @@ def wrap_dagster(timers: Timers) -> None:
     for name in ("store_event_batch", "store_event_batch_in_memory"):
         setattr(event_storage, name, timers.wrap("event_writes", getattr(event_storage, name),
                                                  skip_inside="run_creation"))
-    event_storage.install()
-    # and the PostgreSQL storage's (installed from event_storage.PG_PATCHES, not from the module's names)
-    for cls, name, ours, _dagsters in event_storage.PG_PATCHES:
+    # and the PostgreSQL storage's, which install() takes from event_storage.PG_PATCHES (the code location installs
+    # again when it is imported: the wrapped ones must be those it installs)
+    for index, (cls, name, ours, dagsters) in enumerate(event_storage.PG_PATCHES):
         if name in ("store_event", "store_event_batch"):
-            setattr(cls, name, timers.wrap("event_writes", ours, skip_inside="run_creation"))
+            event_storage.PG_PATCHES[index] = (cls, name, timers.wrap("event_writes", ours,
+                                                                      skip_inside="run_creation"), dagsters)
+    event_storage.install()
 
 
 def dagster_child(days: int, started: float) -> dict[str, float]:

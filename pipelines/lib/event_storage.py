@@ -40,7 +40,10 @@ the pipeline's processes keep one open per storage (`_postgres_connect`). They a
 found (`PG_SCHEMA_PROBES`): Dagster asked the catalog again for every asset event (on a second connection while its
 first was open), every run record read and every instigator listing. The 90-day demo's process (bench/bench_demo.py's
 child on PostgreSQL): 295 server sessions before, 19 after (12 of them the table checks of the four instances it
-opens, Dagster's own engine in `__init__`); ~1,200 catalog queries before, 16 after.
+opens, Dagster's own engine in `__init__`); ~1,200 catalog queries before, 16 after. A kept connection is pinged
+only after an idle second (`_ping_after_idle`), and one event's INSERT carries its NOTIFY (`store_event_postgres`):
+the 30-day demo's process sent 9,591 statements counted by pg_stat_statements, 6,103 without the pings, besides
+~1,300 NOTIFYs (one per event's INSERT) that now ride on their INSERT.
 
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
