@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import random
+import select
 import socket
 import struct
 import threading
@@ -327,6 +328,13 @@ class _Handler(BaseHTTPRequestHandler):
             body=self._read_body(),
             raw_query=parsed.query,
         )
+        if self._client_gone():
+            # The client gave up before this thread got to its request (its deadline passed while the machine was
+            # busy) and closed the connection: no fault is drawn for it and nothing is answered, so the log never
+            # shows a 429 (with its Retry-After) that no client received. Logged as "abandoned": it did arrive.
+            owner._log(request, ("abandoned",))
+            self.close_connection = True
+            return
         fault = owner._next_fault(request)
         owner._log(request, fault)
         if owner.latency_seconds > 0:
@@ -383,6 +391,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(response, truncate=kind == "truncate")
+
+    def _client_gone(self) -> bool:
+        """True when the client has already closed (FIN: an empty peek) or reset its end of the connection."""
+        try:
+            # select first: on a socket with a timeout, Python waits for data before any recv, MSG_DONTWAIT or not
+            if not select.select([self.connection], [], [], 0)[0]:
+                return False  # open, nothing more sent: the client waits for its answer
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def _send(self, response: Response, truncate: bool = False, drip: float = 0.0) -> None:
         self.send_response(response.status)
