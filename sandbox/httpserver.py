@@ -394,9 +394,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _client_gone(self) -> bool:
         """True when the client has already closed (FIN: an empty peek) or reset its end of the connection."""
+        # poll first: on a socket with a timeout, Python waits for data before any recv, MSG_DONTWAIT or not (and
+        # poll, unlike select, takes any descriptor number)
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
         try:
-            # select first: on a socket with a timeout, Python waits for data before any recv, MSG_DONTWAIT or not
-            if not select.select([self.connection], [], [], 0)[0]:
+            if not poller.poll(0):
                 return False  # open, nothing more sent: the client waits for its answer
             return self.connection.recv(1, socket.MSG_PEEK) == b""
         except OSError:
