@@ -32,7 +32,7 @@ FILE_SECONDS = {
     "test_hostile_answers": 11, "test_analyst_copy": 11, "test_hubspot_e2e": 10, "test_schedules": 10,
     "test_stale_runs": 9, "test_dashboard_browser": 9, "test_hubspot_connector": 9, "test_alerts_days": 8,
     "test_reconciliation": 7, "test_outage": 6, "test_bad_input": 5, "test_kpi_layer_checks": 5,
-    "test_kpi_layer_objectives": 4, "test_kpi_daily_enum": 4,
+    "test_kpi_layer_objectives": 4, "test_kpi_daily_enum": 4, "test_pg_store_event": 8, "test_pg_idle_ping": 6,
 }
 UNLISTED_SECONDS = 3  # what a file not in the list is taken to cost (the rest of the suite is quicker)
 CHECK_FLOOR_SECONDS = 10  # the end-of-session check names files off the list by more than this (and half again)
