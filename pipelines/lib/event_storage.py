@@ -58,6 +58,8 @@ counter and the run's watchers, told event by event in order).
 """
 
 import contextlib
+import hashlib
+import inspect
 import json
 import logging
 import os
@@ -532,9 +534,7 @@ def store_event_batch_postgres(storage: Any, events: Sequence[EventLogEntry]) ->
         event_ids = [int(row[0]) for row in conn.execute(insert, rows).fetchall()]
     if len(event_ids) != len(events):
         raise RuntimeError(f"stored {len(event_ids)} of {len(events)} events")
-    with storage.index_transaction() as conn:
-        storage._store_asset_event_tags(conn, events, event_ids)  # noqa: SLF001
-        storage._store_asset_event(conn, events[-1], event_ids[-1])  # noqa: SLF001 - the batch's last, as Dagster
+    _store_asset_index(storage, events, event_ids)  # the batch's last event for the asset's record, as Dagster
 
 
 # the columns of an event's row (dagster 1.13 `SqlEventLogStorage._event_to_row`), inserted by `store_event_postgres`
@@ -564,16 +564,123 @@ def store_event_postgres(storage: Any, event: EventLogEntry) -> None:
         event_id = int(conn.execute(_INSERT_AND_NOTIFY, {**row, "channel": CHANNEL_NAME}).one()[0])
     dagster_event = event.dagster_event
     if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and dagster_event.asset_key:
-        with storage.index_transaction() as conn:
-            storage._store_asset_event_tags(conn, [event], [event_id])  # noqa: SLF001
-            storage._store_asset_event(conn, event, event_id)  # noqa: SLF001
+        _store_asset_index(storage, [event], [event_id])
     if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
         storage.store_asset_check_event(event, event_id)
 
 
+class _Recorder:
+    """Stands in for the index connection while Dagster's index writes run: records what they would execute."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, Any]] = []
+
+    def execute(self, statement: Any, parameters: Any = None) -> None:
+        self.calls.append((statement, parameters))
+
+
+# the most tag rows sent inside one combined statement (a range step's batch of 365 days keeps Dagster's transaction:
+# a multi-row VALUES is compiled anew bind parameter by bind parameter)
+COMBINED_MAX_ROWS = 20
+
+
+def _one_statement(calls: Sequence[tuple[Any, Any]]) -> Any | None:
+    """The recorded INSERTs as one statement: the last one, the others in front of it as data-modifying WITH
+    clauses (PostgreSQL runs each exactly once, in the same snapshot, all or nothing:
+    https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING). None when they are not all
+    INSERTs, when the last one has parameters apart, or when more than COMBINED_MAX_ROWS rows would be inlined."""
+    if not calls or not all(isinstance(statement, db.sql.dml.Insert) for statement, _ in calls):
+        return None
+    *front, (last, last_parameters) = calls
+    if last_parameters is not None:
+        return None
+    withs = []
+    for index, (statement, parameters) in enumerate(front):
+        rows = [parameters] if isinstance(parameters, dict) else list(parameters or [])
+        if len(rows) > COMBINED_MAX_ROWS:
+            return None
+        withs.append((statement.values(rows) if rows else statement).cte(f"mkpi_index_{index}"))
+    return last.add_cte(*withs) if withs else last
+
+
+def _store_asset_index(storage: Any, events: Sequence[EventLogEntry], event_ids: Sequence[int]) -> None:
+    """What dagster-postgres writes in the index after an asset event's row (its tags, the asset's latest-event
+    record from the last event: `_store_asset_event_tags`, `_store_asset_event` in an `index_transaction`), sent as ONE
+    statement on the kept AUTOCOMMIT connection: one statement is one transaction, so the writes are still all or
+    nothing. Dagster's transaction took four more round trips (BEGIN, COMMIT, and psycopg2's `SET
+    default_transaction_isolation TO DEFAULT` when SQLAlchemy put the connection back from READ COMMITTED to
+    AUTOCOMMIT): ~170 asset events per demo run, the planned events of run creation among them. Dagster's own
+    methods make the statements (recorded, not executed); what cannot be sent as one goes through Dagster's
+    transaction."""
+    recorder = _Recorder()
+    try:
+        storage._store_asset_event_tags(recorder, events, event_ids)  # noqa: SLF001
+        storage._store_asset_event(recorder, events[-1], event_ids[-1])  # noqa: SLF001
+        statement = _one_statement(recorder.calls)
+    except (AttributeError, TypeError, db.exc.SQLAlchemyError):  # nothing sent yet: Dagster's own way instead
+        statement = None
+    if statement is None:
+        with storage.index_transaction() as conn:
+            storage._store_asset_event_tags(conn, events, event_ids)  # noqa: SLF001
+            storage._store_asset_event(conn, events[-1], event_ids[-1])  # noqa: SLF001
+        return
+    with storage.index_connection() as conn:
+        conn.execute(statement)
+
+
+# What each PostgreSQL patch was written against (dagster 1.13.27, dagster-postgres 0.29.27): a digest of the source of
+# the Dagster method it replaces, and of the Dagster methods whose statements or behaviour it reuses (PG_DEPENDS). If
+# any of them differs (a Dagster upgrade), that patch is not installed: Dagster's own method stays, and a warning says
+# which one changed. tests/test_pg_patch_guard.py checks that the installed Dagster is the one written against.
+PG_WRITTEN_AGAINST: dict[str, str] = {
+    "PostgresEventLogStorage._connect": "a1935b91a983062d", "PostgresEventLogStorage.dispose": "ce4ee18aa28915d1",
+    "PostgresEventLogStorage.store_event_batch": "ff147ed514ba9786",
+    "PostgresEventLogStorage.store_event": "4a2e37e5871bf2c8",
+    "PostgresEventLogStorage._event_to_row": "93d47fbe7edc4f70",
+    "PostgresEventLogStorage._store_asset_event": "2dc70ccdb0feb5be",
+    "PostgresEventLogStorage._store_asset_event_tags": "85d6f17ef04b926f",
+    "PostgresEventLogStorage.index_transaction": "d4018b0dade43e19",
+    "PostgresEventLogStorage.store_asset_check_event": "6d148295fa69bb45",
+    "PostgresRunStorage.connect": "b76438443325ba8b", "PostgresRunStorage.dispose": "cff0c9b09050e236",
+    "PostgresScheduleStorage.connect": "a4bc5c28a11b0821", "PostgresScheduleStorage.dispose": "cff0c9b09050e236",
+    "PostgresEventLogStorage.has_table": "78217fbd74d0e09d",
+    "PostgresEventLogStorage.has_asset_key_col": "042827679888fa6e",
+    "PostgresRunStorage.has_run_stats_index_cols": "7fc623624093c307",
+    "PostgresRunStorage.has_bulk_actions_selector_cols": "394d48b0f48b4ec4",
+    "PostgresRunStorage.has_backfill_id_column": "ec96ba87381656d6",
+    "PostgresRunStorage.has_bulk_action_job_name_column": "f6a5c83b2fec318b",
+    "PostgresRunStorage.has_backfill_tags_table": "0b1471bca73b07f5",
+    "PostgresScheduleStorage.has_instigators_table": "8dd847003abe9778",
+    "PostgresScheduleStorage.has_secondary_index_table": "668981f478af9b87",
+}
+_INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
+PG_DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
+                                          "store_event_batch": _INDEX_WRITES}
+
+
+def source_digest(method: Any) -> str | None:
+    """The first 16 hex digits of the SHA-256 of a function's source text; None when it has none."""
+    try:
+        return hashlib.sha256(inspect.getsource(method).encode()).hexdigest()[:16]
+    except (OSError, TypeError):
+        return None
+
+
+def written_against(cls: type, name: str) -> bool:
+    """Whether Dagster's `cls.name`, and what the patch of it reuses, are the versions PG_WRITTEN_AGAINST names."""
+    for method in (name, *PG_DEPENDS.get(name, ())):
+        key = f"{cls.__name__}.{method}"
+        if source_digest(getattr(cls, method, None)) != PG_WRITTEN_AGAINST.get(key):
+            logging.getLogger(__name__).warning(
+                "Dagster's %s is not the version pipelines/lib/event_storage.py was written against: Dagster's own "
+                "%s.%s is used", key, cls.__name__, name)
+            return False
+    return True
+
+
 def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..., Any]]]:
     """Every PostgreSQL storage method this module replaces: (class, name, the project's, Dagster's); none without
-    dagster-postgres."""
+    dagster-postgres. A patch whose Dagster method is not the one it was written against is Dagster's own method."""
     if _PG_STORAGE is None:
         return []
     from dagster_postgres import PostgresRunStorage, PostgresScheduleStorage
@@ -587,7 +694,8 @@ def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..
         (PostgresScheduleStorage, "dispose", _postgres_dispose)]
     for cls in (_PG_STORAGE, PostgresRunStorage, PostgresScheduleStorage):
         ours += [(cls, name, _remembering(name, getattr(cls, name))) for name in PG_SCHEMA_PROBES[cls.__name__]]
-    return [(cls, name, mine, getattr(cls, name)) for cls, name, mine in ours]
+    return [(cls, name, mine if written_against(cls, name) else getattr(cls, name), getattr(cls, name))
+            for cls, name, mine in ours]
 
 
 PG_PATCHES = _postgres_patches()
