@@ -14,7 +14,7 @@ import pytest
 from connectors.settings import AlertsSettings, AnomalySettings
 from kpi_models.alerts import _read_window, detect_anomalies, evaluate, evaluate_days
 from kpi_models.catalogue import load_catalogue
-from tests.test_alerts_reference import MONDAY, _rows, reference_anomalies
+from tests.test_alerts_reference import MONDAY, _rows, insert_kpi_daily, reference_anomalies
 
 DAYS = [MONDAY + timedelta(days=k) for k in range(-4, 7)]
 # the CPC series names USD on its oldest days, EUR after: the currency an alert shows is the first its window names
@@ -30,7 +30,7 @@ def _database() -> duckdb.DuckDBPyConnection:
     rows = [(*r[:8], "USD", *r[9:]) if r[4] == "ad_cpc" and r[0] < SWITCH else r for r in _rows()]
     # a second GA4 property whose data stopped on June 27: stale from the morning after June 29
     rows.append((MONDAY - timedelta(days=2), "ga4", "all", "p2", "sessions", 10.0, None, 10.0, None, True, None))
-    connection.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_kpi_daily(connection, rows)
     # HubSpot degraded, and an objective that went from on track to off track: read once by evaluate_days
     connection.execute("CREATE SCHEMA meta")
     connection.execute("CREATE TABLE meta.source_status (source VARCHAR, status VARCHAR, last_success TIMESTAMPTZ, "

@@ -35,6 +35,7 @@ from kpi_models.alerts import (
     median,
 )
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
+from tests.rows import insert
 
 MONDAY = date(2026, 6, 29)
 FIRST = MONDAY - timedelta(weeks=12)
@@ -183,6 +184,16 @@ def _wobble(k: int, size: int) -> int:
     return (k * 7919) % (2 * size + 1) - size
 
 
+KPI_DAILY_COLUMNS = ("date", "source", "channel", "account_id", "kpi", "numerator", "denominator", "value", "currency",
+                     "is_final", "attribution")
+
+
+def insert_kpi_daily(connection: duckdb.DuckDBPyConnection, rows: Sequence[tuple]) -> None:
+    """The rows (in KPI_DAILY_COLUMNS order) into kpi.kpi_daily in one Arrow insert (tests/rows.py): the same values
+    as a row-by-row executemany, which took ~0.7 s of CPU for the ~930 rows of `_rows()`."""
+    insert(connection, "kpi.kpi_daily", [dict(zip(KPI_DAILY_COLUMNS, row, strict=True)) for row in rows])
+
+
 def _rows() -> list[tuple]:
     """Twelve weeks and a day before Monday June 29, then a week after it, with a weekday pattern and incidents."""
     rows: list[tuple] = []
@@ -240,7 +251,7 @@ def conn():
     connection.execute("CREATE TABLE kpi.kpi_daily (date DATE, source VARCHAR, channel VARCHAR, account_id VARCHAR, "
                        "kpi VARCHAR, numerator DOUBLE, denominator DOUBLE, value DOUBLE, currency VARCHAR, "
                        "is_final BOOLEAN, attribution VARCHAR)")
-    connection.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _rows())
+    insert_kpi_daily(connection, _rows())
     yield connection
     connection.close()
 
@@ -291,7 +302,7 @@ def test_a_weekday_pattern_and_a_ratio_by_hand():
         rows.append((day, "ga4", "all", "p1", "sessions", sessions, None, sessions, None, True, None))
         rows.append((day, "ga4", "all", "p1", "conversion_rate", conversions, sessions, conversions / sessions,
                      None, True, None))
-    connection.executemany("INSERT INTO kpi.kpi_daily VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    insert_kpi_daily(connection, rows)
     findings, points, judged = detect_anomalies(connection, AnomalySettings(), MONDAY, days=[MONDAY])
     assert judged == 2  # sessions and conversion rate, on Monday
     assert [(f.kpi, f.severity, f.value, f.expected_low, f.expected_high) for f in findings] == [
