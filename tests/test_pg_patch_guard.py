@@ -1,5 +1,5 @@
 """The PostgreSQL storage patches (pipelines/lib/event_storage.py PG_PATCHES) are installed only over the Dagster
-methods they were written against (PG_WRITTEN_AGAINST): a changed Dagster method (an upgrade) keeps Dagster's own.
+methods they were written against (WRITTEN_AGAINST): a changed Dagster method (an upgrade) keeps Dagster's own.
 No server needed."""
 
 import dagster as dg
@@ -27,9 +27,9 @@ def _dagsters_own(monkeypatch) -> None:
 
 def test_a_changed_dagster_method_keeps_dagsters_own(monkeypatch, caplog) -> None:
     _dagsters_own(monkeypatch)
-    changed = dict(event_storage.PG_WRITTEN_AGAINST)
+    changed = dict(event_storage.WRITTEN_AGAINST)
     changed["PostgresEventLogStorage._store_asset_event"] = "0" * 16  # what store_event's copy reuses
-    monkeypatch.setattr(event_storage, "PG_WRITTEN_AGAINST", changed)
+    monkeypatch.setattr(event_storage, "WRITTEN_AGAINST", changed)
     patches = {(cls.__name__, name): (ours, dagsters)
                for cls, name, ours, dagsters in event_storage._postgres_patches()}
     for name in ("store_event", "store_event_batch"):  # both reuse it: Dagster's own
@@ -42,8 +42,8 @@ def test_a_changed_dagster_method_keeps_dagsters_own(monkeypatch, caplog) -> Non
 
 def test_a_missing_method_keeps_dagsters_own(monkeypatch) -> None:
     _dagsters_own(monkeypatch)
-    changed = {k: v for k, v in event_storage.PG_WRITTEN_AGAINST.items() if k != "PostgresRunStorage.connect"}
-    monkeypatch.setattr(event_storage, "PG_WRITTEN_AGAINST", changed)
+    changed = {k: v for k, v in event_storage.WRITTEN_AGAINST.items() if k != "PostgresRunStorage.connect"}
+    monkeypatch.setattr(event_storage, "WRITTEN_AGAINST", changed)
     patches = {(cls.__name__, name): (ours, dagsters)
                for cls, name, ours, dagsters in event_storage._postgres_patches()}
     ours, dagsters = patches[("PostgresRunStorage", "connect")]

@@ -68,21 +68,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as db
+from dagster._core.assets import AssetDetails
 from dagster._core.definitions.asset_key import AssetKey
 from dagster._core.definitions.metadata import MetadataFieldSerializer
 from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import sql_event_log
-from dagster._core.storage.event_log.base import EventLogCursor
+from dagster._core.storage.event_log.base import EventLogCursor, EventLogRecord
 from dagster._core.storage.event_log.in_memory import InMemoryEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._serdes import deserialize_value
 from dagster_shared.serdes import pack_value, serialize_value
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool, QueuePool
@@ -629,10 +631,10 @@ def _store_asset_index(storage: Any, events: Sequence[EventLogEntry], event_ids:
 
 
 # What each PostgreSQL patch was written against (dagster 1.13.27, dagster-postgres 0.29.27): a digest of the source of
-# the Dagster method it replaces, and of the Dagster methods whose statements or behaviour it reuses (PG_DEPENDS). If
+# the Dagster method it replaces, and of the Dagster methods whose statements or behaviour it reuses (DEPENDS). If
 # any of them differs (a Dagster upgrade), that patch is not installed: Dagster's own method stays, and a warning says
 # which one changed. tests/test_pg_patch_guard.py checks that the installed Dagster is the one written against.
-PG_WRITTEN_AGAINST: dict[str, str] = {
+WRITTEN_AGAINST: dict[str, str] = {
     "PostgresEventLogStorage._connect": "a1935b91a983062d", "PostgresEventLogStorage.dispose": "ce4ee18aa28915d1",
     "PostgresEventLogStorage.store_event_batch": "ff147ed514ba9786",
     "PostgresEventLogStorage.store_event": "4a2e37e5871bf2c8",
@@ -652,9 +654,10 @@ PG_WRITTEN_AGAINST: dict[str, str] = {
     "PostgresRunStorage.has_backfill_tags_table": "0b1471bca73b07f5",
     "PostgresScheduleStorage.has_instigators_table": "8dd847003abe9778",
     "PostgresScheduleStorage.has_secondary_index_table": "668981f478af9b87",
+    "SqlEventLogStorage._get_latest_materialization_records": "1eb21503ca3989ce",
 }
 _INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
-PG_DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
+DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
                                           "store_event_batch": _INDEX_WRITES}
 
 
@@ -666,11 +669,14 @@ def source_digest(method: Any) -> str | None:
         return None
 
 
-def written_against(cls: type, name: str) -> bool:
-    """Whether Dagster's `cls.name`, and what the patch of it reuses, are the versions PG_WRITTEN_AGAINST names."""
-    for method in (name, *PG_DEPENDS.get(name, ())):
+def written_against(cls: type, name: str, dagsters: Any = None) -> bool:
+    """Whether Dagster's `cls.name` (or `dagsters`, that method as Dagster has it, when the class may already hold
+    the project's), and what the patch of it reuses, are the versions WRITTEN_AGAINST names."""
+    for method in (name, *DEPENDS.get(name, ())):
         key = f"{cls.__name__}.{method}"
-        if source_digest(getattr(cls, method, None)) != PG_WRITTEN_AGAINST.get(key):
+        found = dagsters if method == name and dagsters is not None else getattr(cls, method, None)
+        expected = WRITTEN_AGAINST.get(key)
+        if expected is None or source_digest(found) != expected:
             logging.getLogger(__name__).warning(
                 "Dagster's %s is not the version pipelines/lib/event_storage.py was written against: Dagster's own "
                 "%s.%s is used", key, cls.__name__, name)
@@ -701,6 +707,38 @@ def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..
 PG_PATCHES = _postgres_patches()
 
 
+DAGSTER_LATEST_MATERIALIZATION_RECORDS: Callable[[SqlEventLogStorage, Sequence[Any]], Any] = (
+    SqlEventLogStorage._get_latest_materialization_records)  # noqa: SLF001
+
+
+def latest_materialization_records(storage: SqlEventLogStorage, raw_asset_rows: Sequence[Any]) -> Any:
+    """Dagster's `SqlEventLogStorage._get_latest_materialization_records` (dagster 1.13), without its event-log
+    query when no row needs it. Dagster takes each asset's latest materialisation from its `asset_keys` row (the
+    stored record, newer than the asset's last wipe) and looks up in the event log only the assets whose row has
+    none; it sends that lookup even when there are none (`asset_key IN ()`, which PostgreSQL answers with no rows):
+    ~245 round trips in a demo run, from the data-version checks of every step's inputs (`DataVersionCache`,
+    `get_asset_records`). Here the rows are read as Dagster reads them; when every row has its current record,
+    those records are the answer (what Dagster returns: its query adds nothing); otherwise Dagster's method."""
+    results: dict[AssetKey, EventLogRecord] = {}
+    for row in raw_asset_rows:
+        asset_key = AssetKey.from_db_string(row["asset_key"])
+        if not asset_key:
+            continue
+        details = AssetDetails.from_db_string(row["asset_details"])
+        wiped = details.last_wipe_timestamp if details else None
+        stored = deserialize_value(row["last_materialization"], NamedTuple) if row["last_materialization"] else None
+        if not isinstance(stored, EventLogRecord) or (wiped is not None and stored.event_log_entry.timestamp <= wiped):
+            return DAGSTER_LATEST_MATERIALIZATION_RECORDS(storage, raw_asset_rows)
+        results[asset_key] = stored
+    return results
+
+
+LATEST_MATERIALIZATION_RECORDS = (
+    latest_materialization_records if written_against(SqlEventLogStorage, "_get_latest_materialization_records",
+                                                      DAGSTER_LATEST_MATERIALIZATION_RECORDS)
+    else DAGSTER_LATEST_MATERIALIZATION_RECORDS)
+
+
 def install() -> None:
     """Make every SQLite event log of this process (and every in-memory one) write batches of materialisations in one
     transaction, the SQLite ones on kept engines with synchronous=NORMAL, and every PostgreSQL storage use a kept
@@ -713,6 +751,8 @@ def install() -> None:
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         store_asset_check_evaluation_planned)
     SqlEventLogStorage.prepare_insert_event_batch = prepare_insert_event_batch  # type: ignore[method-assign]
+    SqlEventLogStorage._get_latest_materialization_records = (  # type: ignore[method-assign]  # noqa: SLF001
+        LATEST_MATERIALIZATION_RECORDS)
     for cls, name, ours, _dagsters in PG_PATCHES:
         setattr(cls, name, ours)
 
@@ -727,5 +767,7 @@ def uninstall() -> None:
     SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
         DAGSTER_STORE_CHECK_PLANNED)
     SqlEventLogStorage.prepare_insert_event_batch = DAGSTER_PREPARE_INSERT_BATCH  # type: ignore[method-assign]
+    SqlEventLogStorage._get_latest_materialization_records = (  # type: ignore[method-assign]  # noqa: SLF001
+        DAGSTER_LATEST_MATERIALIZATION_RECORDS)
     for cls, name, _ours, dagsters in PG_PATCHES:
         setattr(cls, name, dagsters)
