@@ -13,8 +13,10 @@ executor inside it, steps as their own processes. The run processes are forks of
 imported the pipeline once (``RunLauncher``), as the project's executor forks steps from a preloaded server
 (pipelines/lib/executor.py): each is still its own OS process with its own instance, PostgreSQL connections and
 DuckDB connection (the preload opens none: tests/test_executor.py), so they contend for the pool slot and the
-file's lock as launched runs do, without paying ~4 CPU-s of imports each. Where PostgreSQL is not installed they
-are skipped with the reason (``tests/postgres.py``; ``.ci/run`` installs it).
+file's lock as launched runs do, without paying ~4 CPU-s of imports each. One launcher serves both tests (each run
+gets its test's environment in the request; the launcher itself never runs one), and it also imports what every run
+imports on its first run (``RUN_IMPORTS``). Where PostgreSQL is not installed they are skipped with the reason
+(``tests/postgres.py``; ``.ci/run`` installs it).
 
 Why PostgreSQL and not the SQLite storage of ``make dev``: on SQLite, Dagster's pool slot claim is not atomic.
 ``_claim_concurrency_slot`` selects a free slot ``FOR UPDATE SKIP LOCKED`` (which SQLite ignores), then updates
@@ -38,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -49,6 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -138,10 +142,12 @@ def child_env(sandbox_env: dict[str, str], home: Path, db: Path, tmp: Path) -> d
     return env
 
 
-def _forked_run(request: dict[str, str]) -> int:
-    """In a fresh fork of the launcher: its own process group (so it can be killed as a crash is), its output to
-    the run's log files, then the run."""
+def _forked_run(request: dict[str, Any]) -> int:
+    """In a fresh fork of the launcher: its own process group (so it can be killed as a crash is), the test's
+    environment (its instance, sandbox and files), its output to the run's log files, then the run."""
     os.setpgid(0, 0)
+    os.environ.clear()
+    os.environ.update(request["env"])
     for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, request["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                            (2, request["err"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
         os.dup2(os.open(path, mode, 0o644), fd)
@@ -155,14 +161,30 @@ def _forked_run(request: dict[str, str]) -> int:
         sys.stderr.flush()
 
 
+# What every run process imports on its first run besides the pipeline (measured: ~0.5 CPU-s a run process);
+# none starts a thread, opens a socket or loads gRPC (the clients that do, GA4's and Google Ads', stay lazy).
+RUN_IMPORTS = ("pandas", "aiohttp", "requests", "googleapiclient.discovery")
+
+
 def serve_runs() -> int:
-    """The launcher process: imports the pipeline once, then forks one run process per request line on stdin and
-    answers its pid; at the end of stdin, waits for every run and answers their exit codes (label: code)."""
+    """The launcher process: imports the pipeline once, then answers request lines on stdin. A run request is forked
+    into a run process of its own, in the environment the request carries, and answered with its pid; a wait request
+    waits for every run forked since the last one and answers their exit codes (label: code). At the end of stdin
+    it waits for what is left."""
+    import importlib
+
     import pipelines.definitions  # noqa: F401  (the preload: what each run process would import)
 
+    for name in RUN_IMPORTS:
+        importlib.import_module(name)
     children: dict[int, str] = {}
     for line in sys.stdin:
         request = json.loads(line)
+        if request["op"] == "wait":
+            codes = {label: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid, label in children.items()}
+            children.clear()
+            print(json.dumps(codes), flush=True)
+            continue
         if threading.active_count() != 1:  # a fork copies no thread: the preload must have started none
             raise RuntimeError(f"the launcher runs threads {threading.enumerate()}: forking it is unsafe")
         pid = os.fork()
@@ -172,33 +194,49 @@ def serve_runs() -> int:
             os.setpgid(pid, pid)
         children[pid] = request["label"]
         print(json.dumps({"label": request["label"], "pid": pid}), flush=True)
-    codes = {label: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid, label in children.items()}
-    print(json.dumps(codes), flush=True)
+    for pid in children:
+        os.waitpid(pid, 0)
     return 0
 
 
 class RunLauncher:
-    """The parent's handle on the launcher: start runs (each a process of its own), kill one, wait for all."""
+    """The parent's handle on the launcher, one for the module (the pipeline imported once for every test's runs):
+    a test begins with `start` (its runs' environment and log folder), then starts runs (each a process of its own),
+    kills one, waits for all of its runs, and ends with `abandon` (whatever of its runs is left is killed)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, log_dir: Path) -> None:
+        self.launcher_log = log_dir / "launcher.err"
+        self.env: dict[str, str] = {}
         self.log_dir = log_dir
         self.pids: dict[str, int] = {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MKPI_")}
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import sys; from tests.test_concurrency import serve_runs; sys.exit(serve_runs())"],
-            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=(log_dir / "launcher.err").open("w"), text=True, start_new_session=True)
+            cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.launcher_log.open("w"), text=True, start_new_session=True)
+
+    def start(self, env: dict[str, str], log_dir: Path) -> RunLauncher:
+        """A test's runs from now on: their environment and where their output goes."""
+        self.env, self.log_dir, self.pids = env, log_dir, {}
+        return self
+
+    def _request(self, request: dict[str, Any], timeout: float) -> Any:
+        """Send one request line; its answer line, or an error naming why none came (the launcher's own log)."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)  # answers are whole lines, one a request
+        answer = self.process.stdout.readline() if ready else ""
+        if not answer:
+            why = "exited" if self.process.poll() is not None else f"did not answer within {timeout:.0f} s"
+            raise AssertionError(f"the run launcher {why}: {self.launcher_log.read_text()[-2000:]}")
+        return json.loads(answer)
 
     def launch(self, spec: RunSpec) -> int:
         """Start one run; returns its process id once it has been forked."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        request = {"label": spec.label, "spec": spec.as_json(), "out": str(self.log_dir / f"{spec.label}.out"),
-                   "err": str(self.log_dir / f"{spec.label}.err")}
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        answer = self.process.stdout.readline()
-        if not answer:
-            raise AssertionError(f"the run launcher exited: {(self.log_dir / 'launcher.err').read_text()[-2000:]}")
-        self.pids[spec.label] = json.loads(answer)["pid"]
+        request = {"op": "run", "label": spec.label, "spec": spec.as_json(), "env": self.env,
+                   "out": str(self.log_dir / f"{spec.label}.out"), "err": str(self.log_dir / f"{spec.label}.err")}
+        self.pids[spec.label] = self._request(request, 120)["pid"]
         return self.pids[spec.label]
 
     def running(self, label: str) -> bool:
@@ -217,20 +255,31 @@ class RunLauncher:
             pass
 
     def wait(self, timeout: float) -> dict[str, int]:
-        """Every run's exit code (negative: killed by that signal), once all have ended."""
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.close()
-        if self.process.wait(timeout=timeout) != 0:
-            raise AssertionError(f"the run launcher failed: {(self.log_dir / 'launcher.err').read_text()[-2000:]}")
-        return json.loads(self.process.stdout.read().strip().splitlines()[-1])
+        """Every run's exit code (negative: killed by that signal), once all of this test's runs have ended."""
+        codes = self._request({"op": "wait"}, timeout)
+        self.pids = {}
+        return codes
 
-    def close(self) -> None:
-        """Stop whatever is left: the runs' groups, then the launcher's."""
-        if self.process.poll() is None:
+    def abandon(self) -> None:
+        """The end of a test: its runs not waited for yet (a failed test's) are killed and reaped."""
+        if self.pids and self.process.poll() is None:
             for label in self.pids:
                 self.kill(label)
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            with contextlib.suppress(AssertionError):
+                self.wait(60)
+        self.pids = {}
+
+    def close(self) -> None:
+        """The end of the module: the launcher ends with its stdin; killed (its group) if it does not."""
+        self.abandon()
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 def schedule_requests() -> list[dg.RunRequest]:
@@ -333,6 +382,26 @@ def lock_errors_in(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def launcher(tmp_path_factory) -> Iterator[RunLauncher]:
+    """The run launcher both tests fork their runs from: it imports the pipeline while the first test prepares its
+    instance, sandbox and runs."""
+    runs = RunLauncher(tmp_path_factory.mktemp("launcher"))
+    try:
+        yield runs
+    finally:
+        runs.close()
+
+
+@pytest.fixture
+def runs(launcher: RunLauncher) -> Iterator[RunLauncher]:
+    """The launcher for one test: whatever of the test's runs is still running at its end is killed."""
+    try:
+        yield launcher
+    finally:
+        launcher.abandon()
+
+
+@pytest.fixture(scope="module")
 def pg_server(tmp_path_factory) -> Iterator[Postgres]:
     with postgres_server(tmp_path_factory.mktemp("pg")) as server:
         yield server
@@ -382,42 +451,32 @@ def reference_checksums(specs: list[RunSpec], reference: Path, seed: Path, tmp_p
 
 
 @pytest.mark.battery("Concurrency")
-def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(sandbox, pg, tmp_path, monkeypatch):
+def test_eight_runs_at_once_queue_for_the_file_and_lose_nothing(runs, sandbox, pg, tmp_path, monkeypatch):
     home, logs = tmp_path / "dagster_home", tmp_path / "logs"
     logs.mkdir()
     db, reference, seed = tmp_path / "concurrent.duckdb", tmp_path / "reference.duckdb", tmp_path / "seed.duckdb"
-    env = child_env(sandbox.env, home, db, tmp_path / "concurrent")
-    # The first round's launcher imports the pipeline while this process prepares the instance and the runs.
-    first_launcher = RunLauncher(env, logs)
-    try:
-        write_instance_yaml(home, pg)
-        specs = run_specs()
-        assert len(specs) == 8
-        if FULL:
-            # HubSpot loaded first, as the 05:30 run does before the 06:00 refresh: kpi_daily's HubSpot rows are
-            # rebuilt by the report sources' runs, so which of them ran after HubSpot would otherwise decide them.
-            monkeypatch.setenv("MKPI_DUCKDB_PATH", str(seed))
-            run_reference([RunSpec("seed", "hubspot_refresh_job")])
-    except BaseException:
-        first_launcher.close()
-        raise
+    launcher = runs.start(child_env(sandbox.env, home, db, tmp_path / "concurrent"), logs)
+    write_instance_yaml(home, pg)
+    specs = run_specs()
+    assert len(specs) == 8
+    if FULL:
+        # HubSpot loaded first, as the 05:30 run does before the 06:00 refresh: kpi_daily's HubSpot rows are
+        # rebuilt by the report sources' runs, so which of them ran after HubSpot would otherwise decide them.
+        monkeypatch.setenv("MKPI_DUCKDB_PATH", str(seed))
+        run_reference([RunSpec("seed", "hubspot_refresh_job")])
 
     for round_no in range(ROUNDS):
         db.unlink(missing_ok=True)
         if FULL:
             shutil.copyfile(seed, db)
-        launcher = first_launcher if round_no == 0 else RunLauncher(env, logs)
-        try:
-            started = time.monotonic()
-            for spec in specs:  # all eight before any wait
-                launcher.launch(spec)
-            if round_no == 0:
-                # The sequential reference, in this process and its own file, while the eight runs queue for the
-                # slot in theirs (the sandbox's answers do not depend on the order of reads: no restatement here).
-                expected = reference_checksums(specs, reference, seed, tmp_path, monkeypatch)
-            codes = launcher.wait(timeout=7200 if FULL else 900)  # a loaded 2-core machine: minutes per run
-        finally:
-            launcher.close()
+        started = time.monotonic()
+        for spec in specs:  # all eight before any wait
+            launcher.launch(spec)
+        if round_no == 0:
+            # The sequential reference, in this process and its own file, while the eight runs queue for the
+            # slot in theirs (the sandbox's answers do not depend on the order of reads: no restatement here).
+            expected = reference_checksums(specs, reference, seed, tmp_path, monkeypatch)
+        codes = launcher.wait(timeout=7200 if FULL else 900)  # a loaded 2-core machine: minutes per run
         elapsed = time.monotonic() - started
         assert set(codes) == {spec.label for spec in specs}, codes
         failed = {label: (logs / f"{label}.err").read_text()[-2000:] for label, code in codes.items() if code}
@@ -470,7 +529,7 @@ def wait_for(condition, timeout: float, what: str):
 
 
 @pytest.mark.battery("Concurrency")
-def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
+def test_a_cancelled_run_gives_its_pool_slot_back(runs, pg, tmp_path):
     """A run killed while it holds the slot, then terminated from the UI (CANCELING, its worker gone): the
     daemon marks it CANCELED and, FREE_AFTER seconds later, frees its slot, and the run waiting behind it
     writes. Without the daemon the slot stays with the dead run."""
@@ -494,7 +553,7 @@ def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
         def holders() -> set[str]:
             return {slot.run_id for slot in storage.get_concurrency_info(POOL).claimed_slots}
 
-        launcher = RunLauncher(env, logs)
+        launcher = runs.start(env, logs)
         daemon = None
         try:
             launcher.launch(RunSpec("holder", "daily_refresh_job", tags, ["ga4/ecommerce_by_date"]))
@@ -524,7 +583,7 @@ def test_a_cancelled_run_gives_its_pool_slot_back(pg, tmp_path):
             codes = launcher.wait(timeout=300)
             assert codes == {"holder": -signal.SIGKILL, "waiter": 0}, (codes, (logs / "waiter.err").read_text()[-2000:])
         finally:
-            launcher.close()
+            launcher.abandon()
             if daemon is not None and daemon.poll() is None:
                 os.killpg(daemon.pid, signal.SIGTERM)
                 daemon.wait(timeout=60)
