@@ -61,6 +61,19 @@ def without_publish(job: dg.JobDefinition) -> list[dg.AssetKey]:
     return [key for key in graph.get_all_asset_keys() if graph.get(key).is_executable and key not in PUBLISH]
 
 
+def refresh_of(*sources: str) -> list[dg.AssetKey]:
+    """The assets of these sources' morning refreshes (`REFRESHES`: their raw tables, the KPI tables built from them
+    and those downstream) without the publish, for a run whose test reads only those sources' tables in the working
+    file: every other source's steps (each costs Dagster's per-step events and checks) are left out."""
+    from pipelines.defs.schedules import PUBLISH, REFRESHES
+
+    keys = {key for refresh in REFRESHES if refresh.source in sources for key in refresh.asset_keys()}
+    missing = set(sources) - {refresh.source for refresh in REFRESHES}
+    if missing:
+        raise ValueError(f"not report sources of the daily refresh: {sorted(missing)}")
+    return sorted(keys - set(PUBLISH), key=lambda key: key.to_user_string())
+
+
 @contextlib.contextmanager
 def sandbox_with_a_month_of_hubspot(world: World) -> Iterator[Sandbox]:
     """The launcher's sandbox (sandbox/launcher.py), HubSpot's server with the launcher's limits (190 requests / 10 s,

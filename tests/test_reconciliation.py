@@ -11,7 +11,7 @@ import pytest
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from sandbox.world import DEFAULT_GSC_SITE, Incident, World
-from tests.isolation import without_publish
+from tests.isolation import refresh_of
 from tests.sandboxes import start_servers
 
 START, END = date(2026, 3, 5), date(2026, 3, 12)
@@ -24,8 +24,10 @@ def reconciled(tmp_path_factory):
     world = World(seed=13, today=date(2026, 3, 31),
                   incidents=[Incident("tracking_break", PROPERTY, GAP[0], GAP[1], factor=0.5)])
     db = tmp_path_factory.mktemp("reconciliation") / "work.duckdb"
-    # the refresh reads no HubSpot table (its portal is not built) and its test no published file (the publish left
-    # out: `without_publish`); the reconciliation's rows and checks are the working file's
+    # the refresh of the four sources the pairs read (GA4, Matomo, Search Console, Google Ads: `refresh_of`), so no
+    # HubSpot portal is built and no social source is read (their steps were a third of the run's CPU and no pair
+    # reads them); no published file either (the publish left out): the reconciliation's rows and checks are the
+    # working file's
     with start_servers(world) as running, pytest.MonkeyPatch.context() as mp:
         for name, value in running.env.items():
             mp.setenv(name, value)
@@ -34,7 +36,8 @@ def reconciled(tmp_path_factory):
         mp.setenv("MKPI_DASHBOARD_PATH", str(db.with_name("dashboard.html")))
         job = defs.resolve_job_def("daily_refresh_job")
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, asset_selection=without_publish(job),
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+            asset_selection=refresh_of("ga4", "matomo", "search_console", "google_ads"),
             tags={RANGE_START_TAG: START.isoformat(), RANGE_END_TAG: END.isoformat()})
     with duckdb.connect(str(db), read_only=True) as conn:
         rows = conn.execute("SELECT check_name, date, value_a, value_b, ratio, in_band FROM kpi.reconciliation "
