@@ -655,10 +655,18 @@ WRITTEN_AGAINST: dict[str, str] = {
     "PostgresScheduleStorage.has_instigators_table": "8dd847003abe9778",
     "PostgresScheduleStorage.has_secondary_index_table": "668981f478af9b87",
     "SqlEventLogStorage._get_latest_materialization_records": "1eb21503ca3989ce",
+    # pipelines/lib/executor.py's pool claim
+    "SqlEventLogStorage.claim_concurrency_slot": "cbfe2436f7e3b1e6",
+    "SqlEventLogStorage.has_pending_step": "cce1981e298e6ee3",
+    "SqlEventLogStorage.has_unassigned_slots": "3b97c6f524a3c80f",
+    "SqlEventLogStorage.add_pending_step": "c6f0a135f608aa48",
+    "SqlEventLogStorage.check_concurrency_claim": "5afb528bb4c17b16",
 }
 _INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
 DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
-                                          "store_event_batch": _INDEX_WRITES}
+                                          "store_event_batch": _INDEX_WRITES,
+                                          "claim_concurrency_slot": ("has_pending_step", "has_unassigned_slots",
+                                                                     "add_pending_step", "check_concurrency_claim")}
 
 
 def source_digest(method: Any) -> str | None:

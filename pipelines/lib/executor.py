@@ -22,6 +22,7 @@ server is a child of the run worker, started at its first step, and lives as lon
 """
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
@@ -29,6 +30,9 @@ from dagster._core.execution.plan.active import ActiveExecution
 from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 from dagster._core.storage.event_log import sql_event_log
 from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+from dagster._utils.concurrency import ConcurrencyClaimStatus, ConcurrencySlotStatus
+
+from pipelines.lib import event_storage
 
 # The code location's module (what `dagster api grpc -m` and workspace.yaml load). Dagster adds its own
 # `dagster._core.executor.multiprocess` in front.
@@ -98,6 +102,78 @@ def _claim_concurrency_slot(self: SqlEventLogStorage, concurrency_key: str, run_
         return sql_event_log.ConcurrencySlotStatus.CLAIMED if taken else sql_event_log.ConcurrencySlotStatus.BLOCKED
 
 
+_DAGSTER_CLAIM = SqlEventLogStorage.claim_concurrency_slot
+
+
+def _claim_queued(self: SqlEventLogStorage, concurrency_key: str, run_id: str, step_key: str,
+                  priority: int | None = None) -> ConcurrencyClaimStatus:
+    """Dagster's `SqlEventLogStorage.claim_concurrency_slot` (dagster 1.13) with its queue reads folded together: the
+    same answers, three fewer round trips on a step's first claim (5 statements instead of 8), one fewer on each retry.
+
+    Dagster asks whether the step is queued (`has_pending_step`), counts the free slots in two statements
+    (`has_unassigned_slots`), queues the step (`add_pending_step`, assigned at once when a slot is unassigned), then
+    reads the queue row again (`check_concurrency_claim`). Here the queue row is read once; a step not queued yet is
+    queued by one INSERT that counts the slots itself (the same rule: assigned when the pool has more slots than
+    assigned steps) and returns the row it wrote. Then, as Dagster: an unassigned step is BLOCKED with its place in the
+    queue; an assigned one is CLAIMED if it already holds a slot, else it takes one (`_claim_concurrency_slot`, the
+    atomic claim above)."""
+    status = _queue_status(self, concurrency_key, run_id, step_key, priority)
+    if status.is_claimed or not status.is_assigned:
+        return status
+    return status.with_slot_status(self._claim_concurrency_slot(concurrency_key, run_id, step_key))  # noqa: SLF001
+
+
+def _queue_status(self: SqlEventLogStorage, concurrency_key: str, run_id: str, step_key: str,
+                  priority: int | None) -> ConcurrencyClaimStatus:
+    """The step's place in the pool's queue (queued now if it was not), as Dagster's `check_concurrency_claim`
+    answers it."""
+    pending, slots, db = sql_event_log.PendingStepsTable, sql_event_log.ConcurrencySlotsTable, sql_event_log.db
+    row_columns = [pending.c.assigned_timestamp, pending.c.priority, pending.c.create_timestamp]
+    this_step = db.and_(pending.c.run_id == run_id, pending.c.step_key == step_key,
+                        pending.c.concurrency_key == concurrency_key)
+    with self.index_connection() as conn:
+        row = conn.execute(sql_event_log.db_select(row_columns).where(this_step)).fetchone()
+        if row is None:
+            free = (sql_event_log.db_select([db.func.count()]).select_from(slots)
+                    .where(db.and_(slots.c.concurrency_key == concurrency_key, slots.c.deleted == False))  # noqa: E712
+                    .scalar_subquery()
+                    > sql_event_log.db_select([db.func.count()]).select_from(pending)
+                    .where(db.and_(pending.c.concurrency_key == concurrency_key,
+                                   pending.c.assigned_timestamp != None))  # noqa: E711
+                    .scalar_subquery())
+            values = sql_event_log.db_select([
+                db.literal(concurrency_key, db.Text), db.literal(run_id, db.Text), db.literal(step_key, db.Text),
+                db.literal(priority or 0, db.Integer), db.case((free, db.func.now()), else_=db.null())])
+            try:
+                row = conn.execute(pending.insert().from_select(
+                    ["concurrency_key", "run_id", "step_key", "priority", "assigned_timestamp"], values)
+                    .returning(*row_columns)).fetchone()
+            except sql_event_log.db_exc.IntegrityError:  # queued meanwhile by another claim of this step
+                row = conn.execute(sql_event_log.db_select(row_columns).where(this_step)).fetchone()
+        if row is None:
+            return ConcurrencyClaimStatus(concurrency_key=concurrency_key, slot_status=ConcurrencySlotStatus.BLOCKED)
+        assigned, priority_found, enqueued = row[0] or None, row[1] or None, row[2] or None
+        status = ConcurrencyClaimStatus(concurrency_key=concurrency_key, slot_status=ConcurrencySlotStatus.BLOCKED,
+                                        priority=priority_found, assigned_timestamp=assigned,
+                                        enqueued_timestamp=enqueued)
+        if assigned is None:
+            return status
+        held = conn.execute(sql_event_log.db_select([db.func.count()]).where(db.and_(
+            slots.c.concurrency_key == concurrency_key, slots.c.run_id == run_id,
+            slots.c.step_key == step_key))).fetchone()
+    return status.with_slot_status(ConcurrencySlotStatus.CLAIMED) if held and held[0] else status
+
+
+def claim_method() -> Callable[..., ConcurrencyClaimStatus]:
+    """The project's claim where Dagster's is the one it was written against (pipelines/lib/event_storage.py
+    WRITTEN_AGAINST), Dagster's own otherwise."""
+    chosen = event_storage.written_against(SqlEventLogStorage, "claim_concurrency_slot", _DAGSTER_CLAIM)
+    return _claim_queued if chosen else _DAGSTER_CLAIM
+
+
+CLAIM_CONCURRENCY_SLOT = claim_method()
+
+
 def install() -> None:
     """A run waiting for a pool slot (`duckdb_write`) sleeps until its next claim instead of spinning a core.
 
@@ -116,4 +192,5 @@ def install() -> None:
     InstanceConcurrencyContext.interval_to_next_pending_claim_check = (  # type: ignore[method-assign]
         _interval_to_next_pending_claim_check)
     SqlEventLogStorage._claim_concurrency_slot = _claim_concurrency_slot  # type: ignore[method-assign]  # noqa: SLF001
+    SqlEventLogStorage.claim_concurrency_slot = CLAIM_CONCURRENCY_SLOT  # type: ignore[method-assign]
     ActiveExecution.get_steps_to_execute = _get_steps_to_execute  # type: ignore[method-assign]
