@@ -94,8 +94,10 @@ def writer_processes() -> Iterator[Any]:
     """The multiprocessing context of the writer processes: forks of a server process that has imported this module
     (duckdb, pyarrow, the loader; no connection is open at import), each still its own OS process with its own DuckDB
     instance and catalog connection, without four interpreters importing the same modules (~1.5 CPU-s each).
-    The server is stopped at the end (Python's own ForkServer._stop), so none outlives the test; one that this process
-    already ran is used as it is, its preload standing (the writers import what else they need)."""
+    One server serves the module's tests (the `lake_writers` fixture; each writer sets its test's environment, the
+    same variables in every test). It is stopped at the end (Python's own ForkServer._stop), so none outlives the
+    module; one that this process already ran is used as it is, its preload standing (the writers import what else
+    they need)."""
     from multiprocessing import forkserver
 
     server = forkserver._forkserver  # noqa: SLF001 - the module's one server, whose stop Python has no public call for
@@ -137,29 +139,28 @@ def _receive(source: str, pipe: Any) -> Any:
     return pipe.recv()
 
 
-def run_writers_together(env: dict[str, str]) -> dict[str, tuple[float, float]]:
+def run_writers_together(ctx: Any, env: dict[str, str]) -> dict[str, tuple[float, float]]:
     """Start one writer process per source, release them together once every one is ready; their load spans."""
-    with writer_processes() as ctx:
-        pipes = {source: ctx.Pipe() for source in SOURCES}
-        writers = [ctx.Process(target=_writer, args=(source, env, pipes[source][1]), name=f"writer-{source}")
-                   for source in SOURCES]
-        try:
-            for process in writers:
-                process.start()
-            for source, (pipe, _) in pipes.items():
-                message = _receive(source, pipe)
-                assert message == "ready", {source: message}
-            for pipe, _ in pipes.values():
-                pipe.send("go")
-            reports = {source: _receive(source, pipe) for source, (pipe, _) in pipes.items()}
-            failures = {source: error for source, (_, _, error) in reports.items() if error}
-            assert not failures, failures
-            return {source: (started, ended) for source, (started, ended, _) in reports.items()}
-        finally:
-            for process in writers:
-                process.join(timeout=60)
-                if process.is_alive():
-                    process.kill()
+    pipes = {source: ctx.Pipe() for source in SOURCES}
+    writers = [ctx.Process(target=_writer, args=(source, env, pipes[source][1]), name=f"writer-{source}")
+               for source in SOURCES]
+    try:
+        for process in writers:
+            process.start()
+        for source, (pipe, _) in pipes.items():
+            message = _receive(source, pipe)
+            assert message == "ready", {source: message}
+        for pipe, _ in pipes.values():
+            pipe.send("go")
+        reports = {source: _receive(source, pipe) for source, (pipe, _) in pipes.items()}
+        failures = {source: error for source, (_, _, error) in reports.items() if error}
+        assert not failures, failures
+        return {source: (started, ended) for source, (started, ended, _) in reports.items()}
+    finally:
+        for process in writers:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
 
 
 def build_kpis() -> dict[str, list[tuple[Any, ...]]]:
@@ -206,6 +207,13 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tu
 
 
 # ---- fixtures -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lake_writers() -> Iterator[Any]:
+    """The writer processes' multiprocessing context, one server for the module's tests (see writer_processes)."""
+    with writer_processes() as ctx:
+        yield ctx
 
 
 @pytest.fixture(scope="module")
@@ -382,29 +390,28 @@ def _attach_when_told(env: dict[str, str], pipe: Any) -> None:
         pipe.send(traceback.format_exc())
 
 
-def test_writers_opening_a_new_lake_together_all_get_in(postgres: Postgres, tmp_path: Path,
+def test_writers_opening_a_new_lake_together_all_get_in(postgres: Postgres, lake_writers: Any, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The first ATTACH of a new catalog creates its tables; writers racing to do it must not fail (the losers
     saw "relation ducklake_metadata already exists" in CI)."""
     db = postgres.create_database("lake_race")
     env = _lake_env(monkeypatch, db.libpq, tmp_path)
-    with writer_processes() as ctx:
-        pipes = [ctx.Pipe() for _ in range(4)]
-        writers = [ctx.Process(target=_attach_when_told, args=(env, child)) for _, child in pipes]
-        for process in writers:
-            process.start()
-        try:
-            # released together once every process has started and imported what it needs
-            assert [parent.recv() if parent.poll(120) else "not ready within 120 s" for parent, _ in pipes] == [
-                "ready"] * len(pipes)
-            for parent, _ in pipes:
-                parent.send("go")
-            errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
-        finally:
-            for process in writers:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.kill()
+    pipes = [lake_writers.Pipe() for _ in range(4)]
+    processes = [lake_writers.Process(target=_attach_when_told, args=(env, child)) for _, child in pipes]
+    for process in processes:
+        process.start()
+    try:
+        # released together once every process has started and imported what it needs
+        assert [parent.recv() if parent.poll(120) else "not ready within 120 s" for parent, _ in pipes] == [
+            "ready"] * len(pipes)
+        for parent, _ in pipes:
+            parent.send("go")
+        errors = [parent.recv() if parent.poll(120) else "no answer within 120 s" for parent, _ in pipes]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
     assert [e for e in errors if e] == []
 
 
@@ -425,7 +432,7 @@ def test_cursors_stay_one_row_per_stream_without_a_primary_key(postgres: Postgre
         assert conn.execute(f"SELECT count(*) FROM {warehouse.CURSOR_TABLE}").fetchone() == (1,)
 
 
-def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_path: Path,
+def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, lake_writers: Any, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from sandbox.world import World
     from tests.sandboxes import start_servers
@@ -437,7 +444,7 @@ def test_four_writers_at_once_give_the_duckdb_file_kpis(postgres: Postgres, tmp_
         db = postgres.create_database("lake_kpis")
         lake_env = _lake_env(monkeypatch, db.libpq, tmp_path)
         env = {**sandbox.env, **lake_env}
-        spans = run_writers_together(env)
+        spans = run_writers_together(lake_writers, env)
         # all four were loading at the same moment: the last to start began before the first to end finished
         assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
         lake = build_kpis()
