@@ -104,20 +104,30 @@ def _count(conn: duckdb.DuckDBPyConnection, table: str | None) -> int:
 # against 2.69 (alternated, loaded machine); issue #21 target 5. Set here, not in connect(): the loader benchmark's
 # rows at 1M looked worse with it on every commit, and the loader checkpoints big loads its own way.
 CHECKPOINT_AT_COMMIT = "0 bytes"
+# The compression methods a KPI transaction's checkpoint does not try: DuckDB analyses every method for every column
+# segment it writes, and FSST's analysis of the text columns (account_id, currency, attribution, quality) was a
+# quarter of a one-day recompute's COMMIT at 10M raw rows (kpi_daily's day re-written, 8 alternated pairs: 72-76 ->
+# 54-56 CPU-ms median); those columns hold few distinct values, which dictionary compression stores as well. Storage
+# only: every value reads back the same (issue #21 target 5).
+NOT_AT_COMMIT = "fsst"
 
 
 def _checkpoint_settings(conn: duckdb.DuckDBPyConnection, table: str | None = None) -> dict[str, str]:
     """Count this batch (in its transaction, `_mkpi.kpi_batches`), or this rebuild of `table` in its own transaction;
-    set the checkpoint at COMMIT (CHECKPOINT_AT_COMMIT) and, unless this is every VACUUM_EVERY-th, DuckDB's
-    max_vacuum_tasks to 0 for that checkpoint. Returns the settings to restore after it, with their values before."""
+    set the checkpoint at COMMIT (CHECKPOINT_AT_COMMIT) without trying NOT_AT_COMMIT's compression and, unless this is
+    every VACUUM_EVERY-th, DuckDB's max_vacuum_tasks to 0 for that checkpoint. Returns the settings to restore after
+    it, with their values before."""
     vacuum = _count(conn, table) % VACUUM_EVERY == 0
-    threshold, tasks = conn.execute(
-        "SELECT current_setting('checkpoint_threshold'), current_setting('max_vacuum_tasks')").fetchall()[0]
-    previous = {"checkpoint_threshold": str(threshold)}
+    threshold, tasks, disabled = conn.execute(
+        "SELECT current_setting('checkpoint_threshold'), current_setting('max_vacuum_tasks'), "
+        "current_setting('disabled_compression_methods')").fetchall()[0]
+    previous = {"checkpoint_threshold": str(threshold), "disabled_compression_methods": str(disabled)}
     if not vacuum:
         previous["max_vacuum_tasks"] = str(tasks)
         conn.execute("SET max_vacuum_tasks = 0")
     conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
+    methods = ",".join(dict.fromkeys(m for m in (*str(disabled).lower().split(","), NOT_AT_COMMIT) if m.strip()))
+    conn.execute(f"SET disabled_compression_methods = '{methods}'")
     return previous
 
 
@@ -127,6 +137,9 @@ def _restore(conn: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
         conn.execute(f"SET max_vacuum_tasks = {int(settings['max_vacuum_tasks'])}")
     if "checkpoint_threshold" in settings:
         conn.execute("SET checkpoint_threshold = '{}'".format(settings["checkpoint_threshold"].replace("'", "''")))
+    if "disabled_compression_methods" in settings:
+        conn.execute("SET disabled_compression_methods = '{}'".format(
+            settings["disabled_compression_methods"].replace("'", "''")))
 
 
 def in_batch(conn: duckdb.DuckDBPyConnection) -> bool:
