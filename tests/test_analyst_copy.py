@@ -14,7 +14,7 @@ from connectors.publish import publish_analyst_copy
 from connectors.warehouse import connect
 from pipelines.definitions import defs
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, REFRESHES
-from sandbox.world import World
+from sandbox.world import DEFAULT_GA4_PROPERTY_ID, World
 from tests.sandboxes import start_servers
 
 
@@ -81,6 +81,9 @@ def test_a_reader_holding_the_copy_open_never_blocks_runs_nor_sees_a_mix(tmp_pat
     with start_servers(World(seed=3, today=date(2026, 3, 31))) as running:
         for name, value in running.env.items():
             monkeypatch.setenv(name, value)
+        # one GA4 property of the world's two: the publish copies whatever the working file holds, and a second
+        # property's reports (its cart funnel one request a day) only lengthen each run before the publish
+        monkeypatch.setenv("MKPI_GA4_PROPERTY_IDS", DEFAULT_GA4_PROPERTY_ID)
 
         def run(start: str, end: str) -> dg.ExecuteInProcessResult:
             return job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
