@@ -24,6 +24,7 @@ cancels); medians of N, min-max beside them. Goal (issue #21): at most 1.3x at 9
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -51,6 +52,10 @@ class Timers:
         self.depth: dict[str, int] = {}
 
     def wrap(self, name: str, fn: Callable[..., Any], skip_inside: str | None = None) -> Callable[..., Any]:
+        # functools.wraps: the wrapped method's source stays readable through `__wrapped__`, so the code location's
+        # patches, installed only over the Dagster methods they were written against (pipelines/lib/event_storage.py
+        # `written_against`), still recognise Dagster's methods wrapped here
+        @functools.wraps(fn)
         def timed(*args: Any, **kwargs: Any) -> Any:
             if self.depth.get(name) or (skip_inside and self.depth.get(skip_inside)):
                 return fn(*args, **kwargs)
