@@ -49,15 +49,3 @@ def test_a_missing_method_keeps_dagsters_own(monkeypatch) -> None:
     ours, dagsters = patches[("PostgresRunStorage", "connect")]
     assert ours is dagsters
     assert event_storage.source_digest(None) is None
-
-
-def test_a_changed_check_result_write_keeps_dagsters_own(monkeypatch) -> None:
-    """store_event_postgres records a check result in one statement only where Dagster's write of it is the one
-    copied (CHECK_EVALUATION_IN_ONE); a changed partition filter it reuses turns that off."""
-    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
-
-    assert event_storage.CHECK_EVALUATION_IN_ONE
-    changed = dict(event_storage.WRITTEN_AGAINST)
-    changed["SqlEventLogStorage._get_asset_check_partition_filter_clause"] = "0" * 16
-    monkeypatch.setattr(event_storage, "WRITTEN_AGAINST", changed)
-    assert not event_storage.written_against(SqlEventLogStorage, "_update_asset_check_evaluation")

@@ -74,8 +74,7 @@ import sqlalchemy as db
 from dagster._core.assets import AssetDetails
 from dagster._core.definitions.asset_key import AssetKey
 from dagster._core.definitions.metadata import MetadataFieldSerializer
-from dagster._core.errors import DagsterInvariantViolationError
-from dagster._core.event_api import EventLogEntry, PartitionKeyFilter
+from dagster._core.event_api import EventLogEntry
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import sql_event_log
@@ -569,50 +568,7 @@ def store_event_postgres(storage: Any, event: EventLogEntry) -> None:
     if event.is_dagster_event and event.dagster_event_type in ASSET_EVENTS and dagster_event.asset_key:
         _store_asset_index(storage, [event], [event_id])
     if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
-        if (event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id
-                and CHECK_EVALUATION_IN_ONE and storage.supports_asset_checks):
-            store_check_evaluation_postgres(storage, event, event_id)
-        else:
-            storage.store_asset_check_event(event, event_id)
-
-
-def store_check_evaluation_postgres(storage: Any, event: EventLogEntry, event_id: int) -> None:
-    """A run's check result recorded as Dagster does (dagster 1.13 `SqlEventLogStorage.
-    _update_asset_check_evaluation`: the row its planned event made, same asset, check, run and partition, updated
-    with the result; if there is none, a row inserted), in ONE statement instead of an UPDATE then an INSERT: the
-    UPDATE and the conditional INSERT as data-modifying WITH clauses (the INSERT only when the UPDATE found no row),
-    answering how many rows each wrote. The demo's range runs plan their checks per day and evaluate them over the
-    range, so most results took both round trips (~130 a demo run). More than one row updated (duplicate planned
-    events) raises Dagster's error, after the update, as Dagster does."""
-    evaluation = event.get_dagster_event().event_specific_data
-    table = AssetCheckExecutionsTable
-    values = {
-        "execution_status": (AssetCheckExecutionRecordStatus.SUCCEEDED.value if evaluation.passed
-                             else AssetCheckExecutionRecordStatus.FAILED.value),
-        "evaluation_event": serialize_value(event),
-        "evaluation_event_timestamp": storage._event_insert_timestamp(event),  # noqa: SLF001
-        "evaluation_event_storage_id": event_id,
-        "materialization_event_storage_id": (evaluation.target_materialization_data.storage_id
-                                             if evaluation.target_materialization_data else None),
-        "partition": evaluation.partition}
-    key = {"asset_key": evaluation.asset_key.to_string(), "check_name": evaluation.check_name,
-           "run_id": event.run_id}
-    updated = (table.update().where(db.and_(
-        table.c.asset_key == key["asset_key"], table.c.check_name == key["check_name"], table.c.run_id == event.run_id,
-        storage._get_asset_check_partition_filter_clause(PartitionKeyFilter(key=evaluation.partition))))  # noqa: SLF001
-        .values(**values).returning(table.c.id).cte("mkpi_check_updated"))
-    row = {**key, **values}
-    source = (db.select(*[db.cast(db.literal(value), table.c[name].type).label(name) for name, value in row.items()])
-              .where(~db.select(updated.c.id).exists()))
-    inserted = table.insert().from_select(list(row), source).returning(table.c.id).cte("mkpi_check_inserted")
-    counts = db.select(db.select(db.func.count()).select_from(updated).scalar_subquery(),
-                       db.select(db.func.count()).select_from(inserted).scalar_subquery())
-    with storage.index_connection() as conn:
-        rows_updated = int(conn.execute(counts).one()[0])
-    if rows_updated > 1:
-        raise DagsterInvariantViolationError(
-            f"Updated {rows_updated} rows for asset check evaluation {evaluation.asset_check_key} "
-            "as a result of duplicate AssetCheckPlanned events.")
+        storage.store_asset_check_event(event, event_id)
 
 
 class _Recorder:
@@ -699,9 +655,6 @@ WRITTEN_AGAINST: dict[str, str] = {
     "PostgresScheduleStorage.has_instigators_table": "8dd847003abe9778",
     "PostgresScheduleStorage.has_secondary_index_table": "668981f478af9b87",
     "SqlEventLogStorage._get_latest_materialization_records": "1eb21503ca3989ce",
-    "SqlEventLogStorage._update_asset_check_evaluation": "961fd6041447b07a",
-    "SqlEventLogStorage._get_asset_check_partition_filter_clause": "25b532be55a71149",
-    "SqlEventLogStorage._event_insert_timestamp": "02e6947ee3f9408a",
     # pipelines/lib/executor.py's pool claim
     "SqlEventLogStorage.claim_concurrency_slot": "cbfe2436f7e3b1e6",
     "SqlEventLogStorage.has_pending_step": "cce1981e298e6ee3",
@@ -712,8 +665,6 @@ WRITTEN_AGAINST: dict[str, str] = {
 _INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
 DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
                                           "store_event_batch": _INDEX_WRITES,
-                                          "_update_asset_check_evaluation": (
-                                              "_get_asset_check_partition_filter_clause", "_event_insert_timestamp"),
                                           "claim_concurrency_slot": ("has_pending_step", "has_unassigned_slots",
                                                                      "add_pending_step", "check_concurrency_claim")}
 
@@ -763,10 +714,6 @@ def _postgres_patches() -> list[tuple[type, str, Callable[..., Any], Callable[..
 
 PG_PATCHES = _postgres_patches()
 
-
-# a run's check result in one statement (store_check_evaluation_postgres) where Dagster's write of it is the one it
-# copies; Dagster's `store_asset_check_event` otherwise
-CHECK_EVALUATION_IN_ONE = written_against(SqlEventLogStorage, "_update_asset_check_evaluation")
 
 DAGSTER_LATEST_MATERIALIZATION_RECORDS: Callable[[SqlEventLogStorage, Sequence[Any]], Any] = (
     SqlEventLogStorage._get_latest_materialization_records)  # noqa: SLF001
