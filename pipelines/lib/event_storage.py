@@ -52,8 +52,10 @@ into the check executions table with the event serialised once (`store_asset_che
 per day: creating a range run otherwise grew with its days; and an asset's latest materialisation is read from its
 row without Dagster's lookup of no asset (`latest_materialization_records`, ~245 round trips a run on PostgreSQL).
 
-Each patch of a Dagster method is installed only over the version it was written against (`WRITTEN_AGAINST`, a digest
-of each method's source, checked by `written_against`); after an upgrade that changed one, Dagster's own is used.
+The PostgreSQL patches, the latest-record read and the pool claim (pipelines/lib/executor.py `_claim_queued`) are
+installed only over the Dagster versions they were written against (`WRITTEN_AGAINST`, a digest of each method's
+source, checked by `written_against`); after an upgrade that changed one, Dagster's own is used. The SQLite patches
+are not guarded yet.
 
 Dagster's in-memory event log (`DagsterInstance.ephemeral()`: the end-to-end tests, `make demo` without DAGSTER_HOME;
 dagster 1.13 `_core/storage/event_log/in_memory.py` `InMemoryEventLogStorage`, a SqlEventLogStorage over one in-memory
