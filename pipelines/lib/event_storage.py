@@ -52,10 +52,9 @@ into the check executions table with the event serialised once (`store_asset_che
 per day: creating a range run otherwise grew with its days; and an asset's latest materialisation is read from its
 row without Dagster's lookup of no asset (`latest_materialization_records`, ~245 round trips a run on PostgreSQL).
 
-The PostgreSQL patches, the latest-record read and the pool claim (pipelines/lib/executor.py `_claim_queued`) are
-installed only over the Dagster versions they were written against (`WRITTEN_AGAINST`, a digest of each method's
-source, checked by `written_against`); after an upgrade that changed one, Dagster's own is used. The SQLite patches
-are not guarded yet.
+Every patch here and the pool claim (pipelines/lib/executor.py `_claim_queued`) is installed only over the Dagster
+version it was written against (`WRITTEN_AGAINST`, a digest of each method's source and of those it reuses, checked by
+`written_against`); after an upgrade that changed one, Dagster's own is used and a warning names it.
 
 Dagster's in-memory event log (`DagsterInstance.ephemeral()`: the end-to-end tests, `make demo` without DAGSTER_HOME;
 dagster 1.13 `_core/storage/event_log/in_memory.py` `InMemoryEventLogStorage`, a SqlEventLogStorage over one in-memory
@@ -638,7 +637,7 @@ def _store_asset_index(storage: Any, events: Sequence[EventLogEntry], event_ids:
         conn.execute(statement)
 
 
-# What each PostgreSQL patch was written against (dagster 1.13.27, dagster-postgres 0.29.27): a digest of the source of
+# What each patch was written against (dagster 1.13.27, dagster-postgres 0.29.27): a digest of the source of
 # the Dagster method it replaces, and of the Dagster methods whose statements or behaviour it reuses (DEPENDS). If
 # any of them differs (a Dagster upgrade), that patch is not installed: Dagster's own method stays, and a warning says
 # which one changed. tests/test_pg_patch_guard.py checks that the installed Dagster is the one written against.
@@ -669,12 +668,33 @@ WRITTEN_AGAINST: dict[str, str] = {
     "SqlEventLogStorage.has_unassigned_slots": "3b97c6f524a3c80f",
     "SqlEventLogStorage.add_pending_step": "c6f0a135f608aa48",
     "SqlEventLogStorage.check_concurrency_claim": "5afb528bb4c17b16",
+    # the SQLite and in-memory event logs' patches (install)
+    "SqliteEventLogStorage.store_event_batch": "d710189545dbace2",
+    "SqliteEventLogStorage._connect": "b8435f2665689760", "SqliteEventLogStorage.dispose": "df16dafbfa8427c1",
+    "SqliteEventLogStorage.has_table": "577d801c70b2a4a5",
+    "SqliteEventLogStorage.run_connection": "54e64bd6f8b77093",
+    "SqliteEventLogStorage._event_to_row": "93d47fbe7edc4f70",
+    "SqliteEventLogStorage._store_asset_event": "fdb9340b9eef1c9b",
+    "SqliteEventLogStorage._store_asset_event_tags": "85d6f17ef04b926f",
+    "SqliteEventLogStorage.index_transaction": "00b2488c8cdfd277",
+    "InMemoryEventLogStorage.store_event_batch": "d710189545dbace2",
+    "InMemoryEventLogStorage.store_event": "2f5abb45025a9bdd",
+    "InMemoryEventLogStorage._event_to_row": "93d47fbe7edc4f70",
+    "InMemoryEventLogStorage._store_asset_event": "fdb9340b9eef1c9b",
+    "InMemoryEventLogStorage._store_asset_event_tags": "85d6f17ef04b926f",
+    "InMemoryEventLogStorage.index_transaction": "00b2488c8cdfd277",
+    "SqlEventLogStorage._store_asset_check_evaluation_planned": "bbecef7ab5ce9d01",
+    "SqlEventLogStorage.prepare_insert_event_batch": "3a4f48097f682f4f",
 }
 _INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
-DEPENDS: dict[str, tuple[str, ...]] = {"store_event": (*_INDEX_WRITES, "store_asset_check_event"),
-                                          "store_event_batch": _INDEX_WRITES,
-                                          "claim_concurrency_slot": ("has_pending_step", "has_unassigned_slots",
-                                                                     "add_pending_step", "check_concurrency_claim")}
+# by "Class.method" patched: the other methods of that class whose statements or behaviour the patch reuses
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "PostgresEventLogStorage.store_event": (*_INDEX_WRITES, "store_asset_check_event"),
+    "PostgresEventLogStorage.store_event_batch": _INDEX_WRITES,
+    "SqliteEventLogStorage.store_event_batch": (*_INDEX_WRITES, "run_connection"),
+    "InMemoryEventLogStorage.store_event_batch": (*_INDEX_WRITES, "store_event"),
+    "SqlEventLogStorage.claim_concurrency_slot": ("has_pending_step", "has_unassigned_slots", "add_pending_step",
+                                                  "check_concurrency_claim")}
 
 
 def source_digest(method: Any) -> str | None:
@@ -688,7 +708,7 @@ def source_digest(method: Any) -> str | None:
 def written_against(cls: type, name: str, dagsters: Any = None) -> bool:
     """Whether Dagster's `cls.name` (or `dagsters`, that method as Dagster has it, when the class may already hold
     the project's), and what the patch of it reuses, are the versions WRITTEN_AGAINST names."""
-    for method in (name, *DEPENDS.get(name, ())):
+    for method in (name, *DEPENDS.get(f"{cls.__name__}.{name}", ())):
         key = f"{cls.__name__}.{method}"
         found = dagsters if method == name and dagsters is not None else getattr(cls, method, None)
         expected = WRITTEN_AGAINST.get(key)
@@ -755,18 +775,31 @@ LATEST_MATERIALIZATION_RECORDS = (
     else DAGSTER_LATEST_MATERIALIZATION_RECORDS)
 
 
+# whether each SQLite / in-memory patch's Dagster method is the one it was written against (Dagster's as imported here)
+SQLITE_WRITTEN_AGAINST: dict[str, bool] = {
+    f"{cls.__name__}.{name}": written_against(cls, name, dagsters) for cls, name, dagsters in (
+        (SqliteEventLogStorage, "store_event_batch", DAGSTER_STORE_EVENT_BATCH),
+        (InMemoryEventLogStorage, "store_event_batch", DAGSTER_IN_MEMORY_STORE_EVENT_BATCH),
+        (SqliteEventLogStorage, "_connect", DAGSTER_CONNECT), (SqliteEventLogStorage, "dispose", DAGSTER_DISPOSE),
+        (SqliteEventLogStorage, "has_table", DAGSTER_HAS_TABLE),
+        (SqlEventLogStorage, "_store_asset_check_evaluation_planned", DAGSTER_STORE_CHECK_PLANNED),
+        (SqlEventLogStorage, "prepare_insert_event_batch", DAGSTER_PREPARE_INSERT_BATCH))}
+
+
 def install() -> None:
     """Make every SQLite event log of this process (and every in-memory one) write batches of materialisations in one
     transaction, the SQLite ones on kept engines with synchronous=NORMAL, and every PostgreSQL storage use a kept
     connection (see the module)."""
-    SqliteEventLogStorage.store_event_batch = store_event_batch  # type: ignore[method-assign]
-    InMemoryEventLogStorage.store_event_batch = store_event_batch_in_memory  # type: ignore[method-assign]
-    SqliteEventLogStorage._connect = _connect  # type: ignore[method-assign]  # noqa: SLF001
-    SqliteEventLogStorage.dispose = _dispose  # type: ignore[method-assign]
-    SqliteEventLogStorage.has_table = _has_table  # type: ignore[method-assign]
-    SqlEventLogStorage._store_asset_check_evaluation_planned = (  # type: ignore[method-assign]  # noqa: SLF001
-        store_asset_check_evaluation_planned)
-    SqlEventLogStorage.prepare_insert_event_batch = prepare_insert_event_batch  # type: ignore[method-assign]
+    ours: dict[tuple[type, str], Callable[..., Any]] = {
+        (SqliteEventLogStorage, "store_event_batch"): store_event_batch,
+        (InMemoryEventLogStorage, "store_event_batch"): store_event_batch_in_memory,
+        (SqliteEventLogStorage, "_connect"): _connect, (SqliteEventLogStorage, "dispose"): _dispose,
+        (SqliteEventLogStorage, "has_table"): _has_table,
+        (SqlEventLogStorage, "_store_asset_check_evaluation_planned"): store_asset_check_evaluation_planned,
+        (SqlEventLogStorage, "prepare_insert_event_batch"): prepare_insert_event_batch}
+    for (cls, name), method in ours.items():
+        if SQLITE_WRITTEN_AGAINST[f"{cls.__name__}.{name}"]:
+            setattr(cls, name, method)
     SqlEventLogStorage._get_latest_materialization_records = (  # type: ignore[method-assign]  # noqa: SLF001
         LATEST_MATERIALIZATION_RECORDS)
     for cls, name, ours, _dagsters in PG_PATCHES:
