@@ -503,6 +503,12 @@ def _group_sql(relation: Relation, code: str, fx: bool, sums: Mapping[str, str])
     )
 
 
+# The columns of kpi_daily's generated SELECT, in order: every block of `_kpi_block` selects exactly these, so the
+# runner knows them without binding the SQL (tests/test_runner_known_columns.py checks them against DuckDB's DESCRIBE).
+KPI_DAILY_COLUMNS = ("date", "source", "channel", "account_id", "kpi", "numerator", "denominator", "value", "currency",
+                     "is_final", "quality", "attribution")
+
+
 def _kpi_block(kpi: KpiDefinition, source: KpiSource, group: str, numerator: str, denominator: str | None,
                kpi_type: str | None = None) -> str:
     """One KPI of one source read from its group's sums (columns `numerator`, `denominator`): value computed from

@@ -251,6 +251,10 @@ class KpiModel:
         fails its part only)."""
         return split_parts(self.sql(), self.sources)
 
+    def output_columns(self) -> tuple[str, ...]:
+        """The SELECT's column names when they are known without binding it (a generated SQL's); () otherwise."""
+        return ()
+
 
 @dataclass(frozen=True)
 class GeneratedKpiModel(KpiModel):
@@ -272,6 +276,12 @@ class GeneratedKpiModel(KpiModel):
     def combined(self, sources: Sequence[str]) -> str:
         """One SELECT of these sources' rows (the union of their parts' rows)."""
         return self._generate(list(sources))
+
+    def output_columns(self) -> tuple[str, ...]:
+        """kpi_daily's generated SELECT always has the same columns (kpi_models.catalogue.KPI_DAILY_COLUMNS)."""
+        from kpi_models.catalogue import KPI_DAILY_COLUMNS
+
+        return KPI_DAILY_COLUMNS
 
     def typed_part(self, source: str, names: Mapping[str, str]) -> str:
         """One source's SELECT with its name columns in the given types (the generator's `names`)."""
@@ -673,7 +683,7 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     if _columns(conn, model.table) is None:
         conn.execute(f"CREATE TABLE {target} AS SELECT * FROM ({query}) LIMIT 0", params)
     else:
-        _add_new_columns(conn, model.table, query, params)
+        _add_new_columns(conn, model.table, query, params, model.output_columns())
     ensure_enum_columns(conn, model)
     if (model.enums is not None and isinstance(model, GeneratedKpiModel) and window.days > TYPED_NAMES_DAYS
             and not _is_lake(conn)):
@@ -687,12 +697,14 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     return int(row[0]) if row else 0
 
 
-def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]) -> None:
+def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object],
+                     known: Sequence[str] = ()) -> None:
     """A KPI table built by an earlier version of its SQL gains the columns the SQL added since (as the loader does
     for raw tables), instead of failing every rebuild with a binder error after an upgrade. Days outside the rebuilt
-    window keep NULL there, not a made-up zero, until they are rebuilt: the warning says how."""
+    window keep NULL there, not a made-up zero, until they are rebuilt: the warning says how. `known`: the SQL's
+    column names when known without binding it (`KpiModel.output_columns`)."""
     added = []
-    for column_name, column_type in _missing_columns(conn, table, query, params):
+    for column_name, column_type in _missing_columns(conn, table, query, params, known):
         conn.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN {quote_ident(column_name)} {column_type}")
         added.append(column_name)
     if added:
@@ -715,11 +727,16 @@ def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
         return None
 
 
-def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object]
-                     ) -> list[tuple[str, str]]:
+def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, params: Mapping[str, object],
+                     known: Sequence[str] = ()) -> list[tuple[str, str]]:
     """(name, type) of the columns the model's SQL selects that its existing table lacks; [] when the SQL cannot be
-    bound yet (its inputs are created by the rebuild's own preparation, which then checks again)."""
+    bound yet (its inputs are created by the rebuild's own preparation, which then checks again). `known`: the SQL's
+    column names when known without binding it; a table that has them all lacks none, and the SQL is not described:
+    a Dagster step is a process of its own, and describing kpi_daily's generated SQL bound all of it again in every
+    kpi_daily step (~10-20 ms, issue #21 target 5; `_DESCRIBED` keeps a process's own descriptions)."""
     existing = set(_columns(conn, table) or ())
+    if known and set(known) <= existing:
+        return []
     key = (query, tuple(sorted(params)))
     described = _DESCRIBED.get(key)
     if described is None or not {name for name, _ in described} <= existing:
@@ -781,10 +798,12 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     if _columns(conn, model.table) is not None:
         # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9), unless an earlier
         # version built it without columns its SQL has now (a model reading it would fail to bind them)
-        if model.partition_column is not None and _missing_columns(conn, model.table, query, used_params(query, given)):
+        known = model.output_columns()
+        if model.partition_column is not None and _missing_columns(conn, model.table, query, used_params(query, given),
+                                                                   known):
             with step_transaction(conn):
                 _prepare(conn, model, context, write=False)
-                _add_new_columns(conn, model.table, query, used_params(query, given))
+                _add_new_columns(conn, model.table, query, used_params(query, given), known)
         return
     with step_transaction(conn):
         _prepare(conn, model, context, write=False)
