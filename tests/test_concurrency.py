@@ -60,7 +60,7 @@ import yaml
 
 from tests import battery
 from tests.checksums import table_checksums
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
@@ -402,8 +402,9 @@ def runs(launcher: RunLauncher) -> Iterator[RunLauncher]:
 
 
 @pytest.fixture(scope="module")
-def pg_server(tmp_path_factory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as server:
+def pg_server(request) -> Iterator[Postgres]:
+    """This file's share of the process's PostgreSQL server (tests/postgres.py): its databases, dropped at its end."""
+    with file_server(request.config, "concurrency") as server:
         yield server
 
 

@@ -39,7 +39,7 @@ from connectors.ducklake import (
 from connectors.errors import ConfigError
 from connectors.publish import publish_analyst_copy
 from connectors.settings import Secret, load_settings
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 TODAY = date(2026, 3, 31)
 WINDOW = Window(date(2026, 3, 16), date(2026, 3, 29))
@@ -217,8 +217,9 @@ def lake_writers() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as server:
+def postgres(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    """This file's share of the process's PostgreSQL server (tests/postgres.py): its catalogs, dropped at its end."""
+    with file_server(request.config, "ducklake") as server:
         try:
             yield server
         finally:

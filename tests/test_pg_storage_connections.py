@@ -23,7 +23,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
 from pipelines.lib import event_storage
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 CALLS = 10
 
@@ -34,8 +34,9 @@ def one() -> dg.MaterializeResult:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as pg:
+def server(request) -> Iterator[Postgres]:
+    """This file's share of the process's PostgreSQL server (tests/postgres.py): its databases, dropped at its end."""
+    with file_server(request.config, "pg_storage_connections") as pg:
         yield pg
 
 

@@ -40,7 +40,7 @@ import pytest
 from pipelines.lib.instance_env import DAGSTER_ENV
 from sandbox.world import World
 from tests.ports import free_port
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 from tests.sandboxes import start_servers
 
 if TYPE_CHECKING:
@@ -219,7 +219,8 @@ def _last_minute() -> datetime:
     return (datetime.now(load_settings().tz) - timedelta(minutes=1)).replace(second=0, microsecond=0)
 
 
-def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             request: pytest.FixtureRequest) -> None:
     started = time.monotonic()
     timeline: list[str] = []
 
@@ -236,7 +237,7 @@ def test_daemon_runs_the_daily_refresh_from_postgres_storage(tmp_path: Path, mon
     logs = {name: tmp_path / f"{name}.log" for name in ("code_server", "daemon")}
 
     with ExitStack() as stack:
-        pg = stack.enter_context(postgres_server(tmp_path / "pg")).create_database("dagster")
+        pg = stack.enter_context(file_server(request.config, "service_mode")).create_database("dagster")
         sandbox = stack.enter_context(start_servers(World(seed=7)))  # HubSpot's portal not built: not configured
         tick = _last_minute()
         env = _service_env(pg, dagster_home, sandbox.env, tick)
