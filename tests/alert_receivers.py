@@ -76,7 +76,9 @@ def slack_receiver() -> Iterator[SlackReceiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_PATH}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # polled every 50 ms (as sandbox/httpserver.py's servers) instead of serve_forever's 0.5 s: shutdown() waits for
+    # the next poll, up to half a second at the end of every test that used the receiver
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
