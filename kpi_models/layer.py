@@ -35,6 +35,7 @@ from kpi_models.catalogue import (
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
 from kpi_models.runner import (
+    _READS,
     BUILDS_TABLE,
     HUBSPOT_SOURCES,
     MODELS,
@@ -204,17 +205,21 @@ def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalog
     _create_views_if_changed(conn, period_reach_view_sql(conn, catalogue))
 
 
-def _table_shapes(conn: duckdb.DuckDBPyConnection) -> str:
-    """The columns (names, types, in order) of every table of the KPI and source schemas, which the views read: DuckDB
-    refuses a view whose tables' types changed since it was created, so a changed shape recreates it. Read from each
-    table's CREATE statement as the catalog keeps it (duckdb_tables().sql, kept current by ALTER TABLE, on a DuckLake
-    too), not from duckdb_columns(), which also binds every view's query to list its columns: 5.6 ms against 2.1 ms
-    at every recompute (issue #21 target 5)."""
-    schemas = sorted({KPI_SCHEMA} | {s.code for s in registry.SOURCES})
-    tables = conn.execute(
-        "SELECT schema_name, table_name, sql FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name IN (SELECT unnest($schemas::VARCHAR[])) ORDER BY ALL", {"schemas": schemas}).fetchall()
-    return repr(tables)
+def _table_shapes(conn: duckdb.DuckDBPyConnection, statements: Mapping[str, str]) -> str:
+    """The columns (names, types, in order) of every table or view the view statements read (FROM / JOIN
+    schema.name, as runner._READS finds them): DuckDB refuses a view whose tables' types changed since it was
+    created, so a changed shape recreates them. Read from the catalog's relations (a lookup each), not by listing every
+    table of the KPI and source schemas with its CREATE statement (duckdb_tables().sql, ~3-7 ms at every recompute,
+    for tables no view reads; issue #21 target 5)."""
+    names = sorted({m.lower() for statement in statements.values() for m in _READS.findall(statement)})
+    shapes = []
+    for name in names:
+        try:
+            relation = conn.table(name)
+            shapes.append((name, list(zip(relation.columns, map(str, relation.types), strict=True))))
+        except duckdb.Error as exc:  # missing, or a view that no longer binds: recreate
+            shapes.append((name, type(exc).__name__))
+    return repr(shapes)
 
 
 def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mapping[str, str]) -> None:
@@ -225,7 +230,7 @@ def _create_views_if_changed(conn: duckdb.DuckDBPyConnection, statements: Mappin
         return
     with step_transaction(conn):
         ensure_builds_table(conn)
-        shapes = _table_shapes(conn)
+        shapes = _table_shapes(conn, statements)
         names = list(statements)
         # each view's recorded fingerprint, if the view still exists (one query for all of them)
         built = dict(conn.execute(
