@@ -16,6 +16,7 @@ from dagster._core.storage.partition_status_cache import AssetPartitionStatus
 
 from pipelines.lib import event_storage, instance_env
 from pipelines.lib.partition_status import mark_failed_partitions, mark_unmaterialised_partitions
+from tests.tmpfs import instance_in_memory
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-03-01")
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -45,8 +46,9 @@ KEYS = [dg.AssetKey(["raw", "a"]), dg.AssetKey(["raw", "b"]), dg.AssetKey(["kpi"
 
 
 @pytest.fixture(params=["dagster_sqlite", "batched_sqlite"])
-def instance(request, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
-    """A SQLite instance writing batches Dagster's way, or the project's way (pipelines/lib/event_storage.py)."""
+def instance(request, monkeypatch) -> Iterator[dg.DagsterInstance]:
+    """A SQLite instance writing batches Dagster's way, or the project's way (pipelines/lib/event_storage.py), on
+    tmpfs and without compute logs (tests/tmpfs.py: the same storage and API; no step output is read here)."""
     for name in instance_env.DAGSTER_ENV:
         monkeypatch.delenv(name, raising=False)
     instance_env.apply()  # monkeypatch restores the environment after the test
@@ -54,7 +56,7 @@ def instance(request, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
     batched = event_storage.store_event_batch if request.param == "batched_sqlite" else (
         event_storage.DAGSTER_STORE_EVENT_BATCH)
     monkeypatch.setattr(SqliteEventLogStorage, "store_event_batch", batched)
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as test_instance:
+    with instance_in_memory() as test_instance:
         yield test_instance
 
 
