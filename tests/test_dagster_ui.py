@@ -17,9 +17,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +32,7 @@ import pytest
 from sandbox.world import World
 from tests.ports import free_port
 from tests.sandboxes import start_servers
+from tests.tmpfs import memory_dir
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -107,7 +110,15 @@ def _count(label: str, rows: int) -> re.Pattern[str]:
     return re.compile(rf"{re.escape(label)}\s*({rows}|{rows:,})\s*$")
 
 
-def test_dagster_ui_shows_groups_row_counts_and_schedules(tmp_path, monkeypatch):
+@pytest.fixture
+def dagster_home() -> Iterator[Path]:
+    """The instance's folder, on tmpfs where there is one (tests/tmpfs.py): SQLite's fsync per event is a wait on this
+    machine's disk, and nothing here checks durability."""
+    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-ui-home-") as folder:
+        yield Path(folder)
+
+
+def test_dagster_ui_shows_groups_row_counts_and_schedules(dagster_home, tmp_path, monkeypatch):
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium); "
                     ".ci/run installs it")
@@ -117,8 +128,7 @@ def test_dagster_ui_shows_groups_row_counts_and_schedules(tmp_path, monkeypatch)
     from pipelines.definitions import defs
     from pipelines.defs.schedules import REFRESHES
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+    home = dagster_home
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     working_db = tmp_path / "marketing.duckdb"
     monkeypatch.setenv("DAGSTER_HOME", str(home))
