@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import dagster as dg
 import pytest
 
 from pipelines.lib.executor import PIPELINE_EXECUTOR, PRELOAD_MODULES, with_forkserver
-from tests.tmpfs import instance_in_memory
+from tests.tmpfs import NO_COMPUTE_LOGS, instance_in_memory, memory_dir
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_VARIABLE = "MKPI_TEST_EXECUTOR_OUT"
@@ -75,7 +76,7 @@ def run_worker(home: str, out_root: str) -> None:
     out = Path(out_root)
     preloaded = _what_the_preload_holds()
     ran = {}
-    with dg.DagsterInstance.local_temp(home) as instance:
+    with dg.DagsterInstance.local_temp(home, overrides=NO_COMPUTE_LOGS) as instance:  # no step output is read
         for mode, run_config in (("default", {}), ("in_process", {"execution": {"config": {"in_process": {}}}})):
             os.environ[OUT_VARIABLE] = str(out / mode)  # read by the in-process steps (forked ones were told below)
             result = dg.execute_job(dg.reconstructable(tiny_job), instance=instance, run_config=run_config,
@@ -90,10 +91,12 @@ def test_launched_steps_are_forks_of_one_preloaded_server(tmp_path: Path) -> Non
     out = tmp_path / "out"
     for mode in ("default", "in_process"):
         (out / mode).mkdir(parents=True)
-    code = f"from tests.test_executor import run_worker; run_worker({str(tmp_path)!r}, {str(out)!r})"
-    # the forkserver keeps the environment of its start (the first run): the default run's directory
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, OUT_VARIABLE: str(out / "default")})
+    # the instance on tmpfs where there is one (tests/tmpfs.py): SQLite's fsync per event is a wait on the disk
+    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-executor-") as home:
+        code = f"from tests.test_executor import run_worker; run_worker({home!r}, {str(out)!r})"
+        # the forkserver keeps the environment of its start (the first run): the default run's directory
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, OUT_VARIABLE: str(out / "default")})
     assert done.returncode == 0, done.stderr[-3000:]
     worker = json.loads(done.stdout.strip().splitlines()[-1])
     assert worker["success"] == {"default": True, "in_process": True}, done.stderr[-3000:]
