@@ -846,10 +846,15 @@ def ensure_builds_table(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
 
 
-def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
-    """A fingerprint of every row of `table` (order-free: row count, xor and sum of the rows' hashes)."""
+def _content(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[object, ...]:
+    """Every row of `table` summed up, order-free: (row count, xor and sum of the rows' hashes)."""
     row = conn.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)) FROM {quote_ident(table)} AS t").fetchone()
-    return repr(row)
+    return tuple(row) if row is not None else (0, None, None)
+
+
+def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
+    """A fingerprint of every row of `table` (`_content`'s text)."""
+    return repr(_content(conn, table))
 
 
 def _input_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
@@ -886,16 +891,17 @@ def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: Kp
         ensure_builds_table(conn)
         inputs = _inputs_fingerprint(conn, model, query, params, context)
         last = conn.execute(f"SELECT inputs, output FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table]).fetchone()
-        skipped = (last is not None and last[0] == inputs and _columns(conn, model.table) is not None
-                   and last[1] == _content_hash(conn, model.table))
-        if not skipped:
+        output = None  # the table's content: its row count is the result's (no count(*) of its own, issue #21)
+        if last is not None and last[0] == inputs and _columns(conn, model.table) is not None:
+            output = _content(conn, model.table)
+        skipped = output is not None and last is not None and last[1] == repr(output)
+        if output is None or not skipped:
             conn.execute(f"CREATE OR REPLACE TABLE {target} AS {query}", params)
+            output = _content(conn, model.table)
             conn.execute(f"DELETE FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table])
-            conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, ?)",
-                         [model.table, inputs, _content_hash(conn, model.table)])
-        row = conn.execute(f"SELECT count(*) FROM {target}").fetchone()
+            conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, ?)", [model.table, inputs, repr(output)])
         columns = _described(conn, model.table)
-    return RebuildResult(model.table, None, int(row[0]) if row else 0, columns, {}, model.sources, skipped)
+    return RebuildResult(model.table, None, int(str(output[0])), columns, {}, model.sources, skipped)
 
 
 def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, dict[str, int]]:
