@@ -25,8 +25,8 @@ MKPI_CRASH_REPEATS=5: all 20 points, 5 times each, HubSpot included.
 import os
 import shutil
 import signal
-import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from tests import battery
 from tests.checksums import differences, table_checksums
 from tests.crash_child import HUBSPOT_OBJECTS, POINTS, TODAY, pipeline_settings, run_pipeline
 from tests.sandboxes import start_servers
+from tests.test_ducklake import writer_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = battery.FULL
@@ -50,6 +51,30 @@ WITH_HUBSPOT = FULL
 # and CHECKPOINT of a first load, the publish rename (~8 s of CPU each with the re-run)
 SHORT_POINTS = ("ga4-page-2", "ga4-commit-checkpoint", "publish-before-rename")
 CHILD_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def children() -> Iterator[Any]:
+    """The crash children's multiprocessing context: forks of one server that has imported tests.crash_child (the
+    connectors, the loader, the KPI models; no connection or thread at import), stopped at the module's end. Each
+    child is still a process of its own that SIGKILLs itself, without an interpreter importing the same modules
+    each time (~0.5 CPU-s)."""
+    with writer_processes(["tests.crash_child"]) as ctx:
+        yield ctx
+
+
+def _crash_child(argv: list[str], env: dict[str, str], log: str) -> None:
+    """In the forked child: the test's environment and folder, its output to `log`, then the child's run to its
+    point (tests/crash_child.py main, as `python -m tests.crash_child` runs it)."""
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    from tests.crash_child import main
+
+    sys.exit(main(argv))
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +171,21 @@ def check_cursors(conn: duckdb.DuckDBPyConnection, sandbox) -> int:
 @pytest.mark.parametrize("repeat", range(REPEATS))
 @pytest.mark.parametrize("point", selected_points(), ids=lambda p: p.name)
 def test_a_kill_leaves_a_usable_file_and_a_rerun_gives_the_uninterrupted_rows(point, repeat, sandbox, uninterrupted,
-                                                                              tmp_path):
+                                                                              children, tmp_path):
     db, analyst = tmp_path / "work.duckdb", tmp_path / "kpis.duckdb"
     if point.warm:
         shutil.copyfile(uninterrupted.db, db)
         shutil.copyfile(uninterrupted.analyst, analyst)
-    args = [sys.executable, "-m", "tests.crash_child", point.name, *(["--with-hubspot"] if WITH_HUBSPOT else [])]
-    child = subprocess.run(args, cwd=ROOT, env=environment(sandbox, db, analyst), capture_output=True, text=True,
-                           timeout=CHILD_TIMEOUT)
-    assert child.returncode == -signal.SIGKILL, (
-        f"{point.name}: the child was not killed at its point (exit {child.returncode}): {child.stderr[-2000:]}")
+    argv, log = [point.name, *(["--with-hubspot"] if WITH_HUBSPOT else [])], tmp_path / "child.log"
+    child = children.Process(target=_crash_child, args=(argv, environment(sandbox, db, analyst), str(log)))
+    child.start()
+    child.join(CHILD_TIMEOUT)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+    output = log.read_text(errors="replace")[-2000:] if log.exists() else "(no output)"
+    assert child.exitcode == -signal.SIGKILL, (
+        f"{point.name}: the child was not killed at its point (exit {child.exitcode}): {output}")
     battery.count("Crash", "kills", 1)
     if repeat == 0:
         battery.count("Crash", "points", 1)

@@ -90,10 +90,11 @@ RENDEZVOUS_SECONDS = 600
 
 
 @contextmanager
-def writer_processes() -> Iterator[Any]:
+def writer_processes(preload: list[str] | None = None) -> Iterator[Any]:
     """The multiprocessing context of the writer processes: forks of a server process that has imported this module
-    (duckdb, pyarrow, the loader; no connection is open at import), each still its own OS process with its own DuckDB
-    instance and catalog connection, without four interpreters importing the same modules (~1.5 CPU-s each).
+    (duckdb, pyarrow, the loader; no connection is open at import) or the modules `preload` names (tests/test_crash.py),
+    each still its own OS process with its own DuckDB instance and catalog connection, without four interpreters
+    importing the same modules (~1.5 CPU-s each).
     One server serves the module's tests (the `lake_writers` fixture; each writer sets its test's environment, the
     same variables in every test). It is stopped at the end (Python's own ForkServer._stop), so none outlives the
     module; one that this process already ran is used as it is, its preload standing (the writers import what else
@@ -104,7 +105,7 @@ def writer_processes() -> Iterator[Any]:
     ours = server._forkserver_pid is None  # noqa: SLF001
     ctx = multiprocessing.get_context("forkserver")
     if ours:
-        ctx.set_forkserver_preload([__name__])
+        ctx.set_forkserver_preload(preload or [__name__])
     try:
         yield ctx
     finally:
