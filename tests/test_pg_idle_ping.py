@@ -21,6 +21,21 @@ from tests.postgres import Postgres, postgres_server
 IDLE = 0.3  # seconds: the threshold in these tests (1 s in the pipeline)
 
 
+class Clock:
+    """The monotonic clock `event_storage` reads (its `time` module's `monotonic`), moved only by the test: whether a
+    connection counts as idle then depends on the time the test lets pass, not on how fast a loaded machine makes the
+    calls (a real clock failed CI when a burst of 30 calls took longer than the threshold at load 14)."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @dg.asset(key=["raw", "ping"])
 def ping_asset() -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"rows": 1})
@@ -33,9 +48,16 @@ def server(tmp_path_factory) -> Iterator[Postgres]:
 
 
 @pytest.fixture
-def pings(monkeypatch) -> list[Any]:
-    """The project's methods on the three storages (as `event_storage.install` sets them), the idle threshold at IDLE
-    and every ping sent recorded."""
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(event_storage, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def pings(monkeypatch, clock) -> list[Any]:
+    """The project's methods on the three storages (as `event_storage.install` sets them), the idle threshold at IDLE,
+    the test's clock and every ping sent recorded."""
     for cls, name, ours, _dagsters in event_storage.PG_PATCHES:
         monkeypatch.setattr(cls, name, ours)
     monkeypatch.setattr(event_storage, "PG_PING_AFTER_IDLE_SECONDS", IDLE)
@@ -67,31 +89,31 @@ def _backend(instance: dg.DagsterInstance) -> int:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def test_a_burst_sends_no_ping_an_idle_connection_one(server, pings, tmp_path) -> None:
+def test_a_burst_sends_no_ping_an_idle_connection_one(server, pings, clock, tmp_path) -> None:
     with _instance(server, "burst", tmp_path) as instance:
         result = dg.Definitions(assets=[ping_asset]).resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance)
         assert result.success
         _calls(instance, result.run_id)  # every storage's connection opened
         pings.clear()
-        start = time.monotonic()
         for _ in range(10):
+            clock.now += IDLE / 20  # calls a few milliseconds apart, as a run makes them
             _calls(instance, result.run_id)
-        assert time.monotonic() - start < IDLE, "the machine is too slow for this burst to stay under the threshold"
         assert pings == []  # 30 calls in a burst: not one ping (the pre-ping sent 30)
-        time.sleep(IDLE + 0.2)
+        clock.now += IDLE + 0.2
         _calls(instance, result.run_id)
         assert len(pings) == 3  # each storage's connection, idle since the burst: pinged once before its call
 
 
-def test_a_connection_dropped_while_idle_is_replaced_before_the_call(server, pings, tmp_path) -> None:
+def test_a_connection_dropped_while_idle_is_replaced_before_the_call(server, pings, clock, tmp_path) -> None:
     with _instance(server, "dropped", tmp_path) as instance:
         result = dg.Definitions(assets=[ping_asset]).resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance)
         assert result.success
         before = _backend(instance)
-        assert server.psql(f"SELECT pg_terminate_backend({before})") == "t"  # as a restart would
-        time.sleep(IDLE + 0.2)
+        # as a restart would; PostgreSQL waits (up to 10 s) until the backend has gone
+        assert server.psql(f"SELECT pg_terminate_backend({before}, 10000)") == "t"
+        clock.now += IDLE + 0.2
         _calls(instance, result.run_id)  # no error: the dead connection was found by the ping and replaced
         assert len(pings) >= 1
         after = _backend(instance)
