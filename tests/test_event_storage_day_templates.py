@@ -85,17 +85,18 @@ def test_rows_equal_dagsters_own_serialiser(tmp_path: Path, captured: list, monk
     assert rendered.count("own_metadata_per_day") == 1 + 1
 
 
-def test_postgres_batch_rows_equal_dagsters(tmp_path_factory: pytest.TempPathFactory, captured: list) -> None:
+def test_postgres_batch_rows_equal_dagsters(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                                            captured: list) -> None:
     """PostgreSQL storage's write of a range step's batch (its rows made by the same code, inserted by one statement
     executed over them): the stored events are Dagster's strings, stored in the batch's order, every day's
     materialisation is read back with its own day, the asset's latest is the last day."""
     from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
-    from tests.postgres import postgres_server
+    from tests.postgres import file_server
 
     assert PostgresEventLogStorage.store_event_batch is event_storage.store_event_batch_postgres  # installed
     keys = DAYS.get_partition_keys()[:30]
-    with postgres_server(tmp_path_factory.mktemp("pg")) as server:
+    with file_server(request.config, "day_templates") as server:
         database = server.create_database("day_templates")
         url = database.url.replace("postgresql://", "postgresql+psycopg2://")
         overrides = {"event_log_storage": {"module": "dagster_postgres.event_log", "class": "PostgresEventLogStorage",

@@ -6,7 +6,7 @@ import pytest
 from dagster_postgres.event_log.event_log import PostgresEventLogStorage
 
 from pipelines.lib import event_storage
-from tests.postgres import postgres_server
+from tests.postgres import file_server
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-02-01")
 
@@ -17,8 +17,8 @@ def daily(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with postgres_server(tmp_path_factory.mktemp("pg")) as pg:
+def server(request):
+    with file_server(request.config, "event_storage_postgres") as pg:
         yield pg
 
 
@@ -40,7 +40,7 @@ def test_events_go_through_one_kept_connection(server, monkeypatch, tmp_path) ->
         assert sorted(r.partition_key for r in records) == [f"2026-01-0{d}" for d in range(3, 8)]
         pid, engine = events.__dict__[event_storage._PG_ENGINE]  # noqa: SLF001
         assert engine.pool.checkedin() == 1  # every write of the run went through it
-        count = int(database.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'events_kept' "
+        count = int(database.psql(f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database.database}' "
                                    "AND pid <> pg_backend_pid()"))
         assert count == 1  # one server connection held, not one per event
     assert event_storage._PG_ENGINE not in events.__dict__  # noqa: SLF001 - closed with the instance

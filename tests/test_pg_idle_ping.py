@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import text
 
 from pipelines.lib import event_storage
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 IDLE = 0.3  # seconds: the threshold in these tests (1 s in the pipeline)
 
@@ -42,8 +42,8 @@ def ping_asset() -> dg.MaterializeResult:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as pg:
+def server(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    with file_server(request.config, "pg_idle_ping") as pg:
         yield pg
 
 

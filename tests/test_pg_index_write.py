@@ -17,7 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from pipelines.lib import event_storage
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-04")
 KEY = dg.AssetKey(["raw", "indexed"])
@@ -29,8 +29,8 @@ def indexed(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as pg:
+def server(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    with file_server(request.config, "pg_index_write") as pg:
         yield pg
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from pipelines.lib import event_storage
-from tests.postgres import Postgres, postgres_server
+from tests.postgres import Postgres, file_server
 
 
 @dg.asset(key=["raw", "notified"])
@@ -33,8 +33,8 @@ def rows_positive() -> dg.AssetCheckResult:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Postgres]:
-    with postgres_server(tmp_path_factory.mktemp("pg")) as pg:
+def server(request: pytest.FixtureRequest) -> Iterator[Postgres]:
+    with file_server(request.config, "pg_store_event") as pg:
         yield pg
 
 

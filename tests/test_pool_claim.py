@@ -136,12 +136,12 @@ def test_a_changed_dagster_claim_keeps_dagsters_own(monkeypatch) -> None:
     assert executor.claim_method() is executor._DAGSTER_CLAIM
 
 
-def test_the_claim_answers_as_dagsters_on_postgresql(tmp_path) -> None:
+def test_the_claim_answers_as_dagsters_on_postgresql(tmp_path, request: pytest.FixtureRequest) -> None:
     """The same on PostgreSQL (the service's storage): the queueing INSERT, its CASE and RETURNING, as Dagster's."""
-    from tests.postgres import postgres_server
+    from tests.postgres import file_server
 
     pytest.importorskip("dagster_postgres")
-    with postgres_server(tmp_path / "pg") as server:
+    with file_server(request.config, "pool_claim") as server:
         urls = [server.create_database(name).url.replace("postgresql://", "postgresql+psycopg2://")
                 for name in ("claim_ours", "claim_dagsters")]
         ours, ours_sent = _claims(tmp_path / "ours", executor._claim_queued, urls[0])
