@@ -5,28 +5,14 @@ account_period_reach behind kpi.social_period_reach) recreates them, and they re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import duckdb
 import pytest
 
-from connectors.warehouse import connect
-from kpi_models.layer import create_rollup_views, rebuild_kpi_daily
-from tests.test_kpi_layer import CTX, WINDOW, fill
+from kpi_models.layer import create_rollup_views
+from tests import test_kpi_layer_rewrites as rewrites
 
-
-@pytest.fixture
-def conn(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with connect(tmp_path / "shapes.duckdb") as c:
-        fill(c)
-        rebuild_kpi_daily(c, WINDOW, CTX)
-        create_rollup_views(c)
-        yield c
-
-
-def _sentinel(conn: duckdb.DuckDBPyConnection) -> None:
-    """kpi_weekly replaced by hand: a later create_rollup_views that leaves it so did not recreate it."""
-    conn.execute("CREATE OR REPLACE VIEW kpi.kpi_weekly AS SELECT 1 AS sentinel")
+conn = rewrites.conn  # the fixture: the same built file (roll-up views created) as the rewrite tests'
+_sentinel = rewrites._sentinel  # noqa: SLF001 - kpi_weekly replaced by hand, as there
 
 
 def _weekly_is_sentinel(conn: duckdb.DuckDBPyConnection) -> bool:
