@@ -30,7 +30,7 @@ FILE_SECONDS = {
     "test_pipeline_e2e": 28, "test_cli": 25, "test_many_accounts": 21, "test_chaos": 20, "test_dagster_ui": 20,
     "test_secrets": 18, "test_idempotence": 15, "test_executor": 13, "test_source_isolation": 13,
     "test_hostile_answers": 11, "test_analyst_copy": 11, "test_hubspot_e2e": 10, "test_schedules": 10,
-    "test_stale_runs": 9, "test_dashboard_browser": 9, "test_hubspot_connector": 9, "test_alerts_days": 8,
+    "test_hubspot_connector": 19, "test_stale_runs": 9, "test_dashboard_browser": 9, "test_alerts_days": 8,
     "test_reconciliation": 7, "test_outage": 6, "test_bad_input": 5, "test_kpi_layer_checks": 5,
     "test_kpi_layer_objectives": 4, "test_kpi_daily_enum": 4, "test_pg_store_event": 8, "test_pg_idle_ping": 6,
 }
