@@ -18,7 +18,6 @@ take their defaults from the models (`_shaped_by`); tests/test_settings_defaults
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
 import os
@@ -37,6 +36,7 @@ from pydantic_core import ErrorDetails
 
 from connectors import registry
 from connectors.errors import ConfigError, excerpt
+from connectors.yaml_text import parsed_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "mkpi.yaml"
@@ -93,28 +93,15 @@ DEFAULT_RECONCILIATION_BANDS: dict[str, tuple[float, float]] = {
 
 
 
-# The parsed mappings of the config texts read so far, keyed by the file's whole text (not its path or mtime: an
-# edit within the same clock tick still gives a new text). Settings are loaded again by every step and command
-# (~50 times in one `mkpi backfill`) and PyYAML's pure-Python parse of config/mkpi.yaml costs ~12 ms of CPU each
-# time; a deep copy of the cached mapping (~0.1 ms) is what a fresh parse would give, so callers may mutate it.
-_PARSED_YAML: dict[str, dict[str, Any]] = {}
-_PARSED_YAML_MAX = 16  # texts kept (tests write many small configs); the cache is emptied when full
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    parsed = _PARSED_YAML.get(text)
-    if parsed is None:
-        try:
-            loaded = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must be a mapping at the top level")
-        if len(_PARSED_YAML) >= _PARSED_YAML_MAX:
-            _PARSED_YAML.clear()
-        parsed = _PARSED_YAML[text] = loaded
-    return copy.deepcopy(parsed)
+    """The config file's mapping (parsed once per text: connectors/yaml_text.py); a clear error otherwise."""
+    try:
+        loaded = parsed_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping at the top level")
+    return loaded
 
 
 # --- the file's schema ------------------------------------------------------------------------------------------

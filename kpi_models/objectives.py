@@ -36,7 +36,6 @@ numerator, denominator, is_final).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -56,6 +55,7 @@ from connectors.ga4 import normalise_property_id
 from connectors.google_ads import normalise_customer_id
 from connectors.settings import CHANNELS, DEFAULT_MIN_DENOMINATORS, PROJECT_ROOT
 from connectors.warehouse import replace_table, table_exists
+from connectors.yaml_text import parsed_yaml
 from kpi_models.catalogue import KPI_SCHEMA, Catalogue, KpiDefinition, load_catalogue
 from kpi_models.formatting import format_value
 from kpi_models.runner import name_types
@@ -277,29 +277,10 @@ def load_objectives(path: str | Path, catalogue: Catalogue | None = None) -> lis
     if not resolved.exists():
         raise ObjectiveError(f"objectives file {resolved} does not exist (set MKPI_OBJECTIVES or objectives_path)")
     try:
-        raw = _parsed_yaml(resolved.read_text(encoding="utf-8"))
+        raw = parsed_yaml(resolved.read_text(encoding="utf-8"))  # once per text
     except yaml.YAMLError as exc:
         raise ObjectiveError(f"objectives file {resolved} is not valid YAML: {exc}") from exc
     return parse_objectives(raw, str(resolved), catalogue)
-
-
-# The parsed YAML of the objectives texts read so far, keyed by the file's whole text (not its path or mtime: any edit
-# is read, even one of the same size within the same second). A Dagster run loads the file in its preflight, its
-# checks and the kpi_vs_objective step, ~8 ms of PyYAML each (issue #21); a text that does not parse is never kept.
-_PARSED: dict[str, Any] = {}
-_PARSED_MAX = 16  # texts kept (tests write many small files); emptied when full
-
-
-def _parsed_yaml(text: str) -> Any:
-    """`yaml.safe_load(text)`, parsed once per text; each caller gets its own copy (validation never sees another
-    caller's changes). Raises yaml.YAMLError for an invalid text, every time."""
-    parsed = _PARSED.get(text)
-    if parsed is None:
-        parsed = yaml.safe_load(text)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.clear()
-        _PARSED[text] = parsed
-    return copy.deepcopy(parsed)
 
 
 # --- kpi.objective ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from connectors import yaml_text
 from kpi_models import objectives
 from kpi_models.objectives import ObjectiveError, load_objectives
 
@@ -22,7 +23,7 @@ FILE = """objectives:
 
 
 def test_an_edit_is_read_again_even_same_size_and_time(tmp_path, monkeypatch):
-    monkeypatch.setattr(objectives, "_PARSED", {})  # whatever other tests of this process parsed
+    monkeypatch.setattr(yaml_text, "_PARSED", {})  # whatever other tests of this process parsed
     calls = []
     real = objectives.yaml.safe_load
     monkeypatch.setattr(objectives.yaml, "safe_load",  # the objectives texts parsed (not the catalogue's)
@@ -48,11 +49,11 @@ def test_an_invalid_file_raises_every_time(tmp_path):
     for _ in range(2):
         with pytest.raises(ObjectiveError, match="is not valid YAML"):
             load_objectives(path)
-    assert "objectives: [kpi: sessions\n" not in objectives._PARSED
+    assert "objectives: [kpi: sessions\n" not in yaml_text._PARSED
 
 
 def test_the_parsed_yaml_handed_out_is_a_copy(tmp_path):
     text = FILE.format(target=80000)
-    parsed = objectives._parsed_yaml(text)
+    parsed = yaml_text.parsed_yaml(text)
     parsed["objectives"][0]["target"] = 1
-    assert objectives._parsed_yaml(text)["objectives"][0]["target"] == 80000
+    assert yaml_text.parsed_yaml(text)["objectives"][0]["target"] == 80000
