@@ -100,12 +100,28 @@ def test_the_read_never_has_more_requests_in_flight_than_parallel_accounts(world
 
 
 def test_three_runs_reading_one_property_at_once_all_load_the_right_rows(world, server):
-    server.hold_seconds = 0.05  # 3 x 5 in flight would pass GA4's 10: some requests get the concurrency 429
-    # a refused request waits out one hold before it asks again, as GA4's wait would (with no wait at all, a run
-    # narrowed to one request could be refused ten times while the other two hold the ten slots for 0.05 s)
-    reads = [connector(server.url, ServerErrorBudget(), PID, wait=server.hold_seconds) for _ in range(3)]
+    # 3 x 5 in flight would pass GA4's 10: the first answers are held (server.hold) until some request was refused
+    # with the concurrency 429, so the overlap never depends on how fast a loaded machine starts the three reads (a
+    # 50 ms hold instead gave no 429 at all in a fresh-clone CI run while another job loaded the machine)
+    server.hold = threading.Event()
+    # a refused request waits 50 ms before it asks again, as GA4's wait would (with no wait at all, a run narrowed
+    # to one request could be refused ten times while the other two hold the ten slots)
+    reads = [connector(server.url, ServerErrorBudget(), PID, wait=0.05) for _ in range(3)]
+
+    def refused_so_far() -> int:
+        return sum(n for c in reads for reason, n in list(c.stats.retry_reasons.items())
+                   if reason.startswith("429 ") and ":runFunnelReport" in reason)
+
     with ThreadPoolExecutor(max_workers=3) as pool:
-        tables = list(pool.map(lambda c: next(iter(c.fetch(CART_FUNNEL, WINDOW))).data, reads))
+        futures = [pool.submit(lambda c: next(iter(c.fetch(CART_FUNNEL, WINDOW))).data, c) for c in reads]
+        deadline = time.monotonic() + 30
+        while not refused_so_far() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        held = server.max_in_flight.get(PID, 0)
+        server.hold.set()  # from here on answers are not held: the three reads go on, retrying what was refused
+        tables = [f.result() for f in futures]
+    server.hold = None
+    assert held == 10, "ten of the property's requests were in flight when one more was refused"
     truth = [(d, *expected(world, PID, d)) for d in WINDOW.dates() if expected(world, PID, d)[0]]
     for table in tables:
         assert [(r["date"], r["cart_users"], r["purchased_after_cart_users"]) for r in table.to_pylist()] == truth
