@@ -40,8 +40,8 @@ from sandbox.world import World
 from tests import battery
 from tests.checksums import differences, table_checksums
 from tests.crash_child import HUBSPOT_OBJECTS, POINTS, TODAY, pipeline_settings, run_pipeline
+from tests.forkserver import writer_processes
 from tests.sandboxes import start_servers
-from tests.test_ducklake import writer_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = battery.FULL

@@ -9,7 +9,6 @@ never show in an error. PostgreSQL comes from tests/postgres.py (skipped with th
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import socket
 import time
@@ -39,6 +38,7 @@ from connectors.ducklake import (
 from connectors.errors import ConfigError
 from connectors.publish import publish_analyst_copy
 from connectors.settings import Secret, load_settings
+from tests.forkserver import writer_processes
 from tests.postgres import Postgres, file_server
 
 TODAY = date(2026, 3, 31)
@@ -87,30 +87,6 @@ def load_source(source: str, window: Window, before_load: Any = None) -> tuple[f
 
 
 RENDEZVOUS_SECONDS = 600
-
-
-@contextmanager
-def writer_processes(preload: list[str] | None = None) -> Iterator[Any]:
-    """The multiprocessing context of the writer processes: forks of a server process that has imported this module
-    (duckdb, pyarrow, the loader; no connection is open at import) or the modules `preload` names (tests/test_crash.py),
-    each still its own OS process with its own DuckDB instance and catalog connection, without four interpreters
-    importing the same modules (~1.5 CPU-s each).
-    One server serves the module's tests (the `lake_writers` fixture; each writer sets its test's environment, the
-    same variables in every test). It is stopped at the end (Python's own ForkServer._stop), so none outlives the
-    module; one that this process already ran is used as it is, its preload standing (the writers import what else
-    they need)."""
-    from multiprocessing import forkserver
-
-    server = forkserver._forkserver  # noqa: SLF001 - the module's one server, whose stop Python has no public call for
-    ours = server._forkserver_pid is None  # noqa: SLF001
-    ctx = multiprocessing.get_context("forkserver")
-    if ours:
-        ctx.set_forkserver_preload(preload or [__name__])
-    try:
-        yield ctx
-    finally:
-        if ours:
-            server._stop()  # noqa: SLF001 - closes its alive pipe and waits for it (its writers have ended)
 
 
 def _writer(source: str, env: dict[str, str], pipe: Any) -> None:
@@ -212,8 +188,8 @@ def _snapshot(conn: duckdb.DuckDBPyConnection, schema: str) -> dict[str, list[tu
 
 @pytest.fixture(scope="module")
 def lake_writers() -> Iterator[Any]:
-    """The writer processes' multiprocessing context, one server for the module's tests (see writer_processes)."""
-    with writer_processes() as ctx:
+    """The writer processes' multiprocessing context, one server for the module's tests (tests/forkserver.py)."""
+    with writer_processes([__name__]) as ctx:
         yield ctx
 
 
