@@ -169,3 +169,22 @@ def test_sqlite_remembers_a_table_once_found(tmp_path: Path, monkeypatch: pytest
         assert storage.has_table("asset_check_executions")
     finally:
         storage.dispose()
+
+
+def test_a_days_own_values_are_written_as_dagster_writes_them() -> None:
+    """The template is the first day's JSON cut at its four per-day values: later days whose messages hold quotes,
+    backslashes, control and non-ASCII characters, with other times and keys, render as Dagster's serialiser writes
+    them, from the template (not by Dagster's serialiser)."""
+    import threading
+
+    templates = event_storage._DayTemplates(threading.get_ident())
+    days = [("2025-01-01", "m", 1.5), ("2025-01-02", 'quote " backslash \\ é ☃', 1733612345.123456),
+            ("2025|03", "tab\tnew line\n", 0.1), ("2025-01-04", "", 2e-07)]
+    events = [_materialization(day, 3, message)._replace(timestamp=at) for day, message, at in days]
+    for event in events:
+        assert templates.serialize(event) == serialize_value(event)
+    [(first, template)] = [found for found in templates.templates.values() if found is not None]
+    assert first is events[0]
+    for event in events:
+        assert event_storage._same_but_day(event, first)
+        assert event_storage._render(template, event) == serialize_value(event)

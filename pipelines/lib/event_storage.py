@@ -72,6 +72,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -158,13 +159,15 @@ class _DayTemplates:
     partition), their time and their two messages (dagster 1.13 `_core/execution/plan/execute_step.py`
     `_get_output_asset_events`: one event per partition with the same metadata and tags). Dagster's serialiser walks
     each whole event again (~0.3 ms an event, most of a 365-day backfill's bookkeeping that grows with its days);
-    here the first event of each kind is packed once, checked to serialise byte for byte as Dagster does, and every
-    later event that equals it but for those four fields is written from that packing with its own four values. Any
-    other event, or one that differs elsewhere, goes through Dagster's serialiser. Only the owning thread's calls."""
+    here the first event of each kind is packed once and written once as JSON with a marker in each of those four
+    places (`_Template`), checked to render byte for byte as Dagster serialises it, and every later event that equals
+    it but for those four fields is that text with its own four values put in the markers' places: no walk of the
+    event, no encoding of its metadata again (~0.08 ms an event of 8 KB, a 365-day demo's 10,600 events). Any other
+    event, or one that differs elsewhere, goes through Dagster's serialiser. Only the owning thread's calls."""
 
     def __init__(self, owner: int) -> None:
         self.owner = owner
-        self.templates: dict[tuple[AssetKey, str | None], tuple[EventLogEntry, dict[str, Any]] | None] = {}
+        self.templates: dict[tuple[AssetKey, str | None], tuple[EventLogEntry, _Template] | None] = {}
 
     def serialize(self, value: Any, *args: Any, **kwargs: Any) -> str:
         """Dagster's `serialize_value(value)`, the same string."""
@@ -185,17 +188,18 @@ def _is_materialization(value: Any) -> bool:
             and value.dagster_event.event_specific_data.materialization.asset_key is not None)
 
 
-def _template(event: EventLogEntry) -> tuple[EventLogEntry, dict[str, Any]] | None:
-    """The event packed once, if writing it back from the packing gives Dagster's own string (else None: every event
-    of its kind goes through Dagster's serialiser)."""
+def _template(event: EventLogEntry) -> tuple[EventLogEntry, "_Template"] | None:
+    """The event packed once and written as a template, if rendering it back gives Dagster's own string (else None:
+    every event of its kind goes through Dagster's serialiser)."""
     packed = pack_value(event)
     if not isinstance(packed, dict):
         return None
     try:
-        same = _render(packed, event) == serialize_value(event)
-    except (KeyError, TypeError):
+        template = _Template.of(packed)
+        same = _render(template, event) == serialize_value(event)
+    except (KeyError, TypeError, ValueError):
         return None
-    return (event, packed) if same else None
+    return (event, template) if same else None
 
 
 def _same_but_day(event: EventLogEntry, template: EventLogEntry) -> bool:
@@ -214,24 +218,53 @@ def _same_but_day(event: EventLogEntry, template: EventLogEntry) -> bool:
             and materialization[:3] == other_materialization[:3] and materialization[4:] == other_materialization[4:])
 
 
-def _render(packed: dict[str, Any], event: EventLogEntry) -> str:
-    """The packed template with this event's day, time and messages, as Dagster's serialiser writes it (its JSON
-    with sorted keys)."""
+class _Template(NamedTuple):
+    """A packed event as Dagster's serialiser writes it (its JSON with sorted keys), cut where the four per-day
+    values go: `pieces[0]`, the value of slot `slots[0]`, `pieces[1]`, ... (slots in the text's order)."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[int, ...]
+
+    @classmethod
+    def of(cls, packed: dict[str, Any]) -> "_Template":
+        """Each of the four places given a marker no event contains (a fresh random one, found exactly once in the
+        text, else ValueError), the whole dumped once, then cut at the markers."""
+        top, inner = dict(packed), dict(packed["dagster_event"])
+        data = dict(inner["event_specific_data"])
+        materialization = dict(data["materialization"])
+        markers = [json.dumps(f"mkpi-day-slot-{slot}-{uuid.uuid4().hex}") for slot in range(len(_DAY_FIELDS))]
+        for marker, (where, name) in zip(markers, ((top, "timestamp"), (top, "user_message"), (inner, "message"),
+                                                   (materialization, "partition")), strict=True):
+            if name not in where:
+                raise KeyError(name)
+            where[name] = json.loads(marker)
+        data["materialization"] = materialization
+        inner["event_specific_data"] = data
+        top["dagster_event"] = inner
+        text = json.dumps(top, sort_keys=True)
+        if any(text.count(marker) != 1 for marker in markers):
+            raise ValueError("a marker is not found exactly once")
+        slots = tuple(sorted(range(len(markers)), key=lambda slot: text.index(markers[slot])))
+        pieces, rest = [], text
+        for slot in slots:
+            before, rest = rest.split(markers[slot], 1)
+            pieces.append(before)
+        return cls((*pieces, rest), slots)
+
+
+# the per-day values of a range step's materialisation, in the template's slot numbers
+_DAY_FIELDS = ("timestamp", "user_message", "message", "partition")
+
+
+def _render(template: _Template, event: EventLogEntry) -> str:
+    """The template with this event's day, time and messages, as Dagster's serialiser writes it."""
     dagster_event = event.get_dagster_event()
-    top, inner = dict(packed), dict(packed["dagster_event"])
-    data = dict(inner["event_specific_data"])
-    materialization = dict(data["materialization"])
-    for where, name, value in ((top, "timestamp", event.timestamp), (top, "user_message", event.user_message),
-                               (inner, "message", dagster_event.message),
-                               (materialization, "partition",
-                                dagster_event.event_specific_data.materialization.partition)):  # type: ignore[union-attr]
-        if name not in where:
-            raise KeyError(name)
-        where[name] = value
-    data["materialization"] = materialization
-    inner["event_specific_data"] = data
-    top["dagster_event"] = inner
-    return json.dumps(top, sort_keys=True)
+    values = (event.timestamp, event.user_message, dagster_event.message,
+              dagster_event.event_specific_data.materialization.partition)  # type: ignore[union-attr]
+    out = [template.pieces[0]]
+    for slot, piece in zip(template.slots, template.pieces[1:], strict=True):
+        out += (json.dumps(values[slot]), piece)
+    return "".join(out)
 
 
 def store_event_batch(storage: SqliteEventLogStorage, events: Sequence[EventLogEntry]) -> None:
