@@ -7,13 +7,14 @@ from pathlib import Path
 import dagster as dg
 
 from pipelines.components.source_assets import registry_only_defs
-from pipelines.lib import event_storage, executor, instance_env, partition_keys
+from pipelines.lib import event_storage, executor, instance_env, partition_keys, planned_events
 from pipelines.lib.executor import PIPELINE_EXECUTOR
 
 # Dagster's range bookkeeping, for every process that loads this code location (pipelines/lib/instance_env.py): one
 # planned event per asset and range, batched per-day materialisations, a batch written in one go on SQLite too
 instance_env.apply()
 event_storage.install()
+planned_events.install()  # an unpartitioned check or asset of a range run planned once, not per day
 partition_keys.install()  # the daily partitions' keys listed once per day, not once per check result
 executor.install()  # a run waiting for the duckdb_write slot sleeps between its claims (pipelines/lib/executor.py)
 

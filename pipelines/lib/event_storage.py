@@ -718,6 +718,10 @@ WRITTEN_AGAINST: dict[str, str] = {
     "InMemoryEventLogStorage.index_transaction": "00b2488c8cdfd277",
     "SqlEventLogStorage._store_asset_check_evaluation_planned": "bbecef7ab5ce9d01",
     "SqlEventLogStorage.prepare_insert_event_batch": "3a4f48097f682f4f",
+    # pipelines/lib/planned_events.py: the days a new run plans for an unpartitioned asset or check, and its callers
+    "DagsterRun.get_resolved_partitions_subset_for_events": "829df878172afe52",
+    "RunDomain.get_materialization_planned_events_for_asset": "45e0ef0c58ab5be3",
+    "RunDomain._log_asset_planned_events": "8896f281f5b65b78", "RunDomain._get_partitions_def": "bf7f1b1cbedfea09",
 }
 _INDEX_WRITES = ("_event_to_row", "_store_asset_event", "_store_asset_event_tags", "index_transaction")
 # by "Class.method" patched: the other methods of that class whose statements or behaviour the patch reuses
