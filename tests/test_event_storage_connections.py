@@ -174,8 +174,16 @@ def _check_rows(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, st
 
 def test_a_planned_range_check_writes_dagsters_rows_one_per_day(tmp_path, monkeypatch) -> None:
     """The planned check's rows (one per day of the range, status PLANNED, the planned event) are the same whether
-    Dagster writes them or pipelines/lib/event_storage.py does (event serialised once, one executemany)."""
+    Dagster writes them or pipelines/lib/event_storage.py does (event serialised once, one executemany). The run is
+    planned Dagster's way (one row per day for this unpartitioned check), whether or not pipelines/lib/
+    planned_events.py, which plans it once, was installed in this process by an earlier test."""
+    from dagster._core.storage.dagster_run import DagsterRun
     from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    from pipelines.lib import planned_events
+
+    monkeypatch.setattr(DagsterRun, "get_resolved_partitions_subset_for_events",
+                        planned_events.DAGSTER_RESOLVED_SUBSET)
 
     job = dg.Definitions(assets=[daily], asset_checks=[daily_ok]).resolve_implicit_global_asset_job_def()
     tags = {"dagster/asset_partition_range_start": "2026-01-03", "dagster/asset_partition_range_end": "2026-01-07"}
