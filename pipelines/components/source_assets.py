@@ -46,7 +46,7 @@ from connectors.parallel import AccountLog
 from connectors.settings import Settings, load_settings
 from pipelines.lib.accounts import accounts_metadata, build_every_account_loaded_check, settle_accounts
 from pipelines.lib.checks import build_row_rule_check
-from pipelines.lib.metadata import column_schema_from_arrow, table_metadata
+from pipelines.lib.metadata import column_schema_from_arrow, range_metadata, table_metadata
 from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, retry_transient_failures, window_from_context
 from pipelines.lib.resources import source_resources
 
@@ -238,8 +238,10 @@ def load_streams(context: dg.AssetExecutionContext, hooks: SourceHooks, streams:
         # one dict, later keys winning: a hook's metadata may name a key the connector's counters also have
         # ("requests"), or the accounts' ("accounts"), which as keyword arguments would fail the step
         extra = {hooks.accounts_key: listed, **extra, **stats, **accounts_metadata(accounts)}
-        yield dg.MaterializeResult(asset_key=_key(stream), metadata=table_metadata(
-            stream.table, rows, window, column_schema_from_arrow(stream.schema, notes.get(stream.table)), **extra))
+        metadata = table_metadata(stream.table, rows, window,
+                                  column_schema_from_arrow(stream.schema, notes.get(stream.table)), **extra)
+        # the column schema on the range's last day only (pipelines/lib/metadata.py)
+        yield dg.MaterializeResult(asset_key=_key(stream), metadata=range_metadata(context, metadata, _key(stream)))
 
 
 def _hooks_reference(hooks: SourceHooks) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from kpi_models.layer import KpiDailyResult, create_rollup_views, rebuild_hubspo
 from kpi_models.objectives import build_kpi_vs_objective
 from kpi_models.runner import MODELS, GeneratedKpiModel, KpiModel, rebuild, unmapped_channel_values
 from pipelines.lib.kpi_sources import settle_sources, sources_metadata
-from pipelines.lib.metadata import column_schema_from_pairs, table_metadata
+from pipelines.lib.metadata import column_schema_from_pairs, range_metadata, table_metadata
 from pipelines.lib.partitions import DUCKDB_POOL, daily_partitions, run_sources, window_from_context
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 
@@ -83,7 +83,8 @@ def build_kpi_asset(model: KpiModel, daily: dg.DailyPartitionsDefinition) -> dg.
         if window is None:
             return dg.MaterializeResult(metadata={"dagster/row_count": result.rows, "dagster/table_name": result.table,
                                                   "dagster/column_schema": schema, **extra})
-        return dg.MaterializeResult(metadata=table_metadata(result.table, result.rows, window, schema, **extra))
+        return dg.MaterializeResult(metadata=range_metadata(context, table_metadata(result.table, result.rows, window,
+                                                                                    schema, **extra)))
 
     return _asset
 
@@ -134,10 +135,10 @@ def build_kpi_daily_asset(daily: dg.DailyPartitionsDefinition) -> dg.AssetsDefin
                                        sources=run_sources(context, registry.codes("report")), isolate_sources=True)
             views = create_rollup_views(conn)
         settle_sources(context, result.rebuild)
-        return dg.MaterializeResult(metadata=table_metadata(
+        return dg.MaterializeResult(metadata=range_metadata(context, table_metadata(
             result.rebuild.table, result.rows, window, column_schema_from_pairs(result.rebuild.columns),
             **sources_metadata(result.rebuild),
-            **_kpi_daily_metadata(context, result, views, loaded.reporting_currency)))
+            **_kpi_daily_metadata(context, result, views, loaded.reporting_currency))))
 
     return kpi_daily
 
