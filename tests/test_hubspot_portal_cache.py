@@ -1,0 +1,81 @@
+"""The sandbox HubSpot portal shared between a test session's processes (sandbox/hubspot_store.py, _shared_base).
+
+Tests compute their expectations from the world, so a portal read from the session's folder must be the very portal
+the world gives: the same records, properties, associations and clocks, as a build with no folder gives them.
+Small portals (30 days, 50 bulk-imported contacts) keep this cheap; the 400-day one is the same code.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from sandbox import hubspot_store
+from sandbox.hubspot_store import PORTAL_CACHE_ENV, CrmStore, _Base, _compute_base, _shared_base
+from sandbox.world import World
+
+DAYS, BULK = 30, 50
+
+
+def _same(a: _Base, b: _Base) -> None:
+    assert a.records == b.records
+    assert a.associations == b.associations
+    assert (a.bulk_import_ms, a.end_of_today_ms) == (b.bulk_import_ms, b.end_of_today_ms)
+    # equal and in the same order: stores page through records in the order they were built
+    assert [[rid for rid, *_ in rows] for rows in a.records.values()] == [
+        [rid for rid, *_ in rows] for rows in b.records.values()]
+
+
+def test_a_portal_from_the_folder_is_the_one_the_world_builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+                                                               ) -> None:
+    world = World(seed=5, today=date(2026, 3, 31))
+    monkeypatch.delenv(PORTAL_CACHE_ENV, raising=False)
+    built = _compute_base(world, DAYS, BULK)
+    assert len(built.records["contacts"]) > BULK  # world contacts besides the bulk import: a portal worth comparing
+
+    monkeypatch.setenv(PORTAL_CACHE_ENV, str(tmp_path))
+    first = _shared_base(world, DAYS, BULK)  # built here, left in the folder
+    _same(first, built)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 1 and files[0].endswith(f"-5-2026-03-31-{DAYS}-{BULK}.pickle"), files  # no partial file
+
+    def never(*args: object) -> _Base:
+        raise AssertionError("built again although the folder holds it")
+
+    monkeypatch.setattr(hubspot_store, "_compute_base", never)
+    again = _shared_base(World(seed=5, today=date(2026, 3, 31)), DAYS, BULK)  # another process's view: read
+    _same(again, built)
+    # a store over the read portal answers as one over the built portal
+    monkeypatch.setattr(hubspot_store, "_BASE_CACHE", {})
+    assert CrmStore(world, history_days=DAYS, bulk_import_size=BULK).counts() == _counts(built, world)
+
+
+def _counts(base: _Base, world: World) -> dict[str, dict[str, int]]:
+    """The counts a store built from `base` has, the store's in-process cache holding `base` only."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hubspot_store, "_BASE_CACHE", {(world.seed, world.today.isoformat(), DAYS, BULK): base})
+        return CrmStore(world, history_days=DAYS, bulk_import_size=BULK).counts()
+
+
+def test_each_seed_day_and_size_has_a_portal_of_its_own(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(PORTAL_CACHE_ENV, str(tmp_path))
+    keys = [(5, date(2026, 3, 31), DAYS, BULK), (6, date(2026, 3, 31), DAYS, BULK), (5, date(2026, 3, 30), DAYS, BULK),
+            (5, date(2026, 3, 31), DAYS + 1, BULK), (5, date(2026, 3, 31), DAYS, 0)]
+    for seed, today, days, bulk in keys:
+        world = World(seed=seed, today=today)
+        _same(_shared_base(world, days, bulk), _compute_base(world, days, bulk))
+    assert len(list(tmp_path.iterdir())) == len(keys)
+
+
+def test_without_a_folder_nothing_is_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv(PORTAL_CACHE_ENV, raising=False)
+        else:
+            monkeypatch.setenv(PORTAL_CACHE_ENV, unset)
+        world = World(seed=5, today=date(2026, 3, 31))
+        _same(_shared_base(world, DAYS, BULK), _compute_base(world, DAYS, BULK))
+    assert list(tmp_path.iterdir()) == []
