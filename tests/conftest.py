@@ -1,11 +1,14 @@
 """Shared fixtures. Every test is offline: servers, if any, are the project's own on 127.0.0.1."""
 
 import os
+import shutil
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from sandbox.hubspot_store import PORTAL_CACHE_ENV
 from tests import battery
 from tests.isolation import isolate
 
@@ -51,6 +54,13 @@ def pytest_configure(config: pytest.Config) -> None:
     # the slowest-first order below (the 2-test concurrency file started after files of 200 quick cases)
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False
+    # The sandbox's 400-day HubSpot portal (~1 CPU-s to build) built once per session for each (seed, today): its
+    # processes (xdist workers, which inherit this variable, `python -m sandbox` children) share a folder, removed
+    # at the end (sandbox/hubspot_store.py). Set beforehand, it is kept (empty: every process builds its own).
+    if PORTAL_CACHE_ENV not in os.environ:
+        folder = tempfile.mkdtemp(prefix="mkpi-portals-")
+        os.environ[PORTAL_CACHE_ENV] = folder
+        config.add_cleanup(lambda: (os.environ.pop(PORTAL_CACHE_ENV, None), shutil.rmtree(folder, ignore_errors=True)))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
