@@ -127,7 +127,8 @@ def test_sandbox_command_delegates_to_python_m_sandbox(capfd):
 
     saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # sandbox.__main__ installs its own
     try:
-        code = main(["sandbox", "--seed", "3", "--exec", sys.executable, "-c",
+        # the (seed, today) of the HubSpot portal other files build: read from the session's folder (tests/conftest.py)
+        code = main(["sandbox", "--seed", "7", "--today", "2026-03-31", "--exec", sys.executable, "-c",
                      "import os; print('endpoint', os.environ['MKPI_GA4_ENDPOINT'])"])
     finally:
         signal.signal(signal.SIGINT, saved[0])
