@@ -29,6 +29,7 @@ Timed, on a fresh copy of it each run:
     whole periods, not one day).
 Each of (a) and (b) also in CPU seconds (user + system of this process: DuckDB's threads included), which a loaded
 machine inflates less than wall time. `--profile` prints each statement's wall and CPU seconds (the largest first).
+`--floor` prints, after each run, what only WRITING the full rebuild's rows costs (`write_floor`): no figure changes.
 Baselines, in the same run: the SELECT of every model part for the same window (the per-channel tables' and
 kpi_daily's), run once by hand into a temporary table: the bare cost of the queries, with none of the rebuild's
 transactions, deletes, checks of inputs or commits; for a recompute, right after it, on the same file in the same
@@ -274,6 +275,58 @@ def recompute_per_table(conn: duckdb.DuckDBPyConnection, day: date, ctx: KpiCont
     return out
 
 
+def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, float]]:
+    """What only writing a full rebuild's rows costs, per date-partitioned KPI table (`--floor`): the table's rows,
+    computed already and held in a temporary table (untimed), inserted into an empty table of the same shape in date
+    order and committed with the KPI commit's checkpoint settings (kpi_models.runner CHECKPOINT_AT_COMMIT,
+    NOT_AT_COMMIT), as a rebuild inserts them (timed). No query runs: it is what writing the rows costs, which no
+    rewrite of the KPI SQL removes (one sort per table, where a rebuild sorts each source's part on its own: about the
+    same work). (table, rows, wall seconds, CPU seconds) each; the small whole-table models are left out."""
+    from kpi_models.runner import CHECKPOINT_AT_COMMIT, MODELS, NOT_AT_COMMIT
+
+    out = []
+    before = conn.execute("SELECT current_setting('checkpoint_threshold'), "
+                          "current_setting('disabled_compression_methods'), "
+                          "current_setting('enable_progress_bar')").fetchone()
+    conn.execute("SET enable_progress_bar = false")  # seconds-long statements: no bar drawn over the printout
+    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
+    conn.execute(f"SET disabled_compression_methods = '{NOT_AT_COMMIT}'")
+    try:
+        for model in (m for m in MODELS.values() if m.partition_column is not None):
+            if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'kpi' AND table_name = ?",
+                                [model.name]).fetchone()[0]:
+                continue
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_floor_rows AS SELECT * FROM {model.table}")
+            conn.execute(f"CREATE TABLE kpi.__bench_floor AS SELECT * FROM {model.table} LIMIT 0")
+            conn.execute("CHECKPOINT")
+            start, cpu = time.perf_counter(), cpu_seconds()
+            conn.execute("BEGIN")
+            row = conn.execute(f"INSERT INTO kpi.__bench_floor SELECT * FROM __bench_floor_rows "
+                               f"ORDER BY {model.partition_column}").fetchone()
+            conn.execute("COMMIT")
+            out.append((model.table, int(row[0]) if row else 0, time.perf_counter() - start, cpu_seconds() - cpu))
+            conn.execute("DROP TABLE kpi.__bench_floor")
+            conn.execute("DROP TABLE __bench_floor_rows")
+            conn.execute("CHECKPOINT")
+    finally:
+        conn.execute(f"SET checkpoint_threshold = '{before[0]}'")
+        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
+        conn.execute(f"SET enable_progress_bar = {str(bool(before[2])).lower()}")
+    return out
+
+
+def print_floor(path: Path) -> None:
+    """`write_floor` of the file at `path` (a run's copy, after its run), printed with the total."""
+    from connectors.warehouse import connect
+
+    with connect(path) as conn:
+        floor = write_floor(conn)
+    print(f"write floor (only writing the full rebuild's rows, sorted, committed): "
+          f"{sum(f[2] for f in floor):.3f} s wall, {sum(f[3] for f in floor):.2f} s CPU")
+    for name, rows, wall, cpu in floor:
+        print(f"  {wall:8.3f} s {cpu:7.2f} CPU-s  {rows:>11,} rows  {name}")
+
+
 def one_run(path: Path, window: Window, days: Sequence[date], profile: bool = False) -> dict[str, list[float]]:
     """One run on a fresh copy: full rebuild, objectives, bare SQL; then for each of `days` in turn a re-read,
     recompute and bare SQL; objectives after the last; closing the connection. Seconds of each (every recompute's),
@@ -363,7 +416,7 @@ def rows_of(runs: list[dict[str, list[float]]], days: int, raw: int) -> list[Row
 
 
 def measure(raw_target: int, runs: int, days: int, base: Path | None = None, profile: bool = False,
-            recomputes: int = 7) -> tuple[list[Row], int]:
+            recomputes: int = 7, floor: bool = False) -> tuple[list[Row], int]:
     workdir = Path(tempfile.mkdtemp(prefix="mkpi-bench-kpi-"))
     try:
         base_path = base or workdir / "base.duckdb"
@@ -373,6 +426,8 @@ def measure(raw_target: int, runs: int, days: int, base: Path | None = None, pro
             path = workdir / f"run{i}.duckdb"
             shutil.copy(base_path, path)
             results.append(one_run(path, window, recompute_days(window, recomputes), profile))
+            if floor:  # after the run, on its file: nothing it measured is changed
+                print_floor(path)
             path.unlink()
         return rows_of(results, window.days, raw), raw
     finally:
@@ -391,8 +446,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--recomputes", type=int, default=7,
                         help="one-day recomputes in a row per run, each of a different re-read day (default 7: one "
                              "of every kpi_models.runner.VACUUM_EVERY batches vacuums, so each run includes one)")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each run, print what only writing the full rebuild's rows costs (each "
+                             "date-partitioned KPI table's rows inserted again in date order and committed, no query)")
     args = parser.parse_args(argv)
-    result, _ = measure(args.raw_rows, args.runs, args.days, args.base, args.profile, args.recomputes)
+    result, _ = measure(args.raw_rows, args.runs, args.days, args.base, args.profile, args.recomputes, args.floor)
     print(table(result))
     return result
 
