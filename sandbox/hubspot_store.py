@@ -25,6 +25,7 @@ pickle, so other processes over the same (seed, today) load it (~0.04 CPU-s) ins
 from __future__ import annotations
 
 import bisect
+import fcntl
 import hashlib
 import json
 import os
@@ -355,26 +356,29 @@ def _shared_base(world: World, history_days: int, bulk_import_size: int) -> _Bas
     """The base from the session's folder when another process built it already, else built (and left there).
 
     A pickle of the very objects ``_compute_base`` returns, named by everything they depend on (the key, the code
-    that computes them), written under a temporary name and renamed, so a reader sees a whole file or none; two
-    processes building the same base at once both write the same portal. No folder set: built, nothing written.
+    that computes them). One process builds it while the others asking for it wait on a lock file (test workers
+    start their HubSpot files at the same moment: without it each built its own), and it is written under a
+    temporary name and renamed, so a reader sees a whole file or none. No folder set: built, nothing written.
     """
     folder = os.environ.get(PORTAL_CACHE_ENV)
     if not folder:
         return _compute_base(world, history_days, bulk_import_size)
     path = Path(folder) / (f"hubspot-portal-{_code_digest()}-{world.seed}-{world.today.isoformat()}-"
                            f"{history_days}-{bulk_import_size}.pickle")
-    try:
-        with path.open("rb") as file:
-            loaded: _Base = pickle.load(file)  # written by this function, in the session's own folder
-            return loaded
-    except FileNotFoundError:
-        pass
-    base = _compute_base(world, history_days, bulk_import_size)
-    partial = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
-    with partial.open("wb") as file:
-        pickle.dump(base, file, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(partial, path)
-    return base
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            with path.open("rb") as file:
+                loaded: _Base = pickle.load(file)  # written by this function, in the session's own folder
+                return loaded
+        except FileNotFoundError:
+            pass
+        base = _compute_base(world, history_days, bulk_import_size)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        with partial.open("wb") as file:
+            pickle.dump(base, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(partial, path)
+        return base
 
 
 def _compute_base(world: World, history_days: int, bulk_import_size: int) -> _Base:

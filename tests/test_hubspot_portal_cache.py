@@ -7,6 +7,7 @@ Small portals (30 days, 50 bulk-imported contacts) keep this cheap; the 400-day 
 
 from __future__ import annotations
 
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def test_a_portal_from_the_folder_is_the_one_the_world_builds(monkeypatch: pytes
     monkeypatch.setenv(PORTAL_CACHE_ENV, str(tmp_path))
     first = _shared_base(world, DAYS, BULK)  # built here, left in the folder
     _same(first, built)
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert len(files) == 1 and files[0].endswith(f"-5-2026-03-31-{DAYS}-{BULK}.pickle"), files  # no partial file
+    files = sorted(p.name for p in tmp_path.iterdir())  # the portal and its lock file; no partial file
+    assert len(files) == 2 and files[0].endswith(f"-5-2026-03-31-{DAYS}-{BULK}.pickle"), files
+    assert files[1] == files[0] + ".lock"
 
     def never(*args: object) -> _Base:
         raise AssertionError("built again although the folder holds it")
@@ -66,7 +68,37 @@ def test_each_seed_day_and_size_has_a_portal_of_its_own(monkeypatch: pytest.Monk
     for seed, today, days, bulk in keys:
         world = World(seed=seed, today=today)
         _same(_shared_base(world, days, bulk), _compute_base(world, days, bulk))
-    assert len(list(tmp_path.iterdir())) == len(keys)
+    assert len(list(tmp_path.glob("*.pickle"))) == len(keys)
+
+
+def test_processes_asking_at_once_build_it_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Test workers start their HubSpot files together: one builds while the others wait on the lock, then read.
+    Threads here (each opens the lock file on its own, as processes do): the lock is the file's, not the process's."""
+    monkeypatch.setenv(PORTAL_CACHE_ENV, str(tmp_path))
+    builds: list[int] = []
+    compute = hubspot_store._compute_base
+
+    def counted(world: World, history_days: int, bulk_import_size: int) -> _Base:
+        builds.append(1)
+        return compute(world, history_days, bulk_import_size)
+
+    monkeypatch.setattr(hubspot_store, "_compute_base", counted)
+    start = threading.Barrier(3)
+    results: list[_Base] = []
+
+    def ask() -> None:
+        start.wait()
+        results.append(_shared_base(World(seed=5, today=date(2026, 3, 31)), DAYS, BULK))
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(builds) == 1 and len(results) == 3
+    expected = compute(World(seed=5, today=date(2026, 3, 31)), DAYS, BULK)
+    for result in results:
+        _same(result, expected)
 
 
 def test_without_a_folder_nothing_is_written(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
