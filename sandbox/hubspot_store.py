@@ -25,7 +25,6 @@ pickle, so other processes over the same (seed, today) load it (~0.04 CPU-s) ins
 from __future__ import annotations
 
 import bisect
-import fcntl
 import hashlib
 import json
 import os
@@ -352,6 +351,10 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+# the code this process runs (read when imported: an edit to the files afterwards is not this process's code)
+_CODE_DIGEST = _code_digest()
+
+
 def _shared_base(world: World, history_days: int, bulk_import_size: int) -> _Base:
     """The base from the session's folder when another process built it already, else built (and left there).
 
@@ -363,7 +366,9 @@ def _shared_base(world: World, history_days: int, bulk_import_size: int) -> _Bas
     folder = os.environ.get(PORTAL_CACHE_ENV)
     if not folder:
         return _compute_base(world, history_days, bulk_import_size)
-    path = Path(folder) / (f"hubspot-portal-{_code_digest()}-{world.seed}-{world.today.isoformat()}-"
+    import fcntl  # POSIX, as the test sessions that set the folder are; importing this module does not need it
+
+    path = Path(folder) / (f"hubspot-portal-{_CODE_DIGEST}-{world.seed}-{world.today.isoformat()}-"
                            f"{history_days}-{bulk_import_size}.pickle")
     with path.with_name(path.name + ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
