@@ -49,7 +49,8 @@ round trips fewer, ~170 events a run).
 
 And, on every SQL event log (SQLite and PostgreSQL): a planned check of a range run writes Dagster's one row per day
 into the check executions table with the event serialised once (`store_asset_check_evaluation_planned`), not once
-per day: creating a range run otherwise grew with its days; and an asset's latest materialisation is read from its
+per day: creating a range run otherwise grew with its days (an unpartitioned check of a range run is planned once,
+pipelines/lib/planned_events.py); and an asset's latest materialisation is read from its
 row without Dagster's lookup of no asset (`latest_materialization_records`, ~245 round trips a run on PostgreSQL).
 
 Every patch here and the pool claim (pipelines/lib/executor.py `_claim_queued`) is installed only over the Dagster
@@ -332,8 +333,10 @@ def store_asset_check_evaluation_planned(storage: SqlEventLogStorage, event: Eve
                                          ) -> None:
     """Dagster's rows for a planned check of a range run, one per day (`SqlEventLogStorage.
     _store_asset_check_evaluation_planned`, dagster 1.13), with the event serialised once instead of once per day and
-    the rows inserted with one executemany: creating a 365-day run planned ~50 partitioned checks, 18,000 rows each
-    carrying the same serialised event (run creation grew with the days)."""
+    the rows inserted with one executemany: creating a 365-day run planned ~50 checks, 18,000 rows each carrying the
+    same serialised event (run creation grew with the days). Those checks were unpartitioned ones, which Dagster
+    planned per day of the run; pipelines/lib/planned_events.py now plans them once: the rows per day are a daily
+    check's."""
     planned = event.get_dagster_event().asset_check_planned_data
     partition_keys = planned.partitions_subset.get_partition_keys() if planned.partitions_subset else [None]
     row = {"asset_key": planned.asset_key.to_string(), "check_name": planned.check_name, "run_id": event.run_id,
