@@ -87,14 +87,15 @@ def test_processes_asking_at_once_build_it_once(monkeypatch: pytest.MonkeyPatch,
     results: list[_Base] = []
 
     def ask() -> None:
-        start.wait()
+        start.wait(timeout=60)
         results.append(_shared_base(World(seed=5, today=date(2026, 3, 31)), DAYS, BULK))
 
     threads = [threading.Thread(target=ask) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=120)  # a lock never released would hang here, not the session
+    assert not any(thread.is_alive() for thread in threads)
     assert len(builds) == 1 and len(results) == 3
     expected = compute(World(seed=5, today=date(2026, 3, 31)), DAYS, BULK)
     for result in results:
