@@ -5,6 +5,12 @@ PyYAML's pure-Python parse costs ~8-12 ms of CPU each time (issues #20, #21).
 The parse is kept per whole text, not per path or modification time: any edit is read, even one of the same size
 within the same clock tick. Each caller gets its own deep copy (~0.1 ms), what a fresh parse would give, so callers
 may change it. A text that does not parse is never kept and raises the same `yaml.YAMLError` every time.
+
+`safe_load` is PyYAML's safe loader on libyaml's scanner and parser (`yaml.CSafeLoader`, in PyYAML's wheels) where
+it is there: the same constructors and resolvers as `yaml.safe_load` (Python's, which decide every value), so the same
+values; ~11x less CPU (kpi_models/catalogue.yaml: 37 -> 3.4 ms, the packaged catalogue is parsed in every process
+that builds KPIs or definitions). Every YAML file of the repository was compared equal through both. Its syntax
+errors name the same line and column, without the snippet of the text that Python's parser prints under them.
 """
 
 from __future__ import annotations
@@ -14,14 +20,20 @@ from typing import Any
 
 import yaml
 
+_LOADER: type = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 PARSED_MAX = 16  # texts kept (tests write many small files); emptied when full
 _PARSED: dict[str, Any] = {}
 
 
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load(text)`'s value, parsed by libyaml where PyYAML has it (see the module)."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader (CSafeLoader or SafeLoader)
+
+
 def parsed_yaml(text: str) -> Any:
-    """`yaml.safe_load(text)`, parsed once per text; a copy of its own for each caller."""
+    """`safe_load(text)`, parsed once per text; a copy of its own for each caller."""
     if text not in _PARSED:
-        loaded = yaml.safe_load(text)
+        loaded = safe_load(text)
         if len(_PARSED) >= PARSED_MAX:
             _PARSED.clear()
         _PARSED[text] = loaded

@@ -20,10 +20,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import yaml
 
 from connectors import registry
 from connectors.warehouse import replace_table
+from connectors.yaml_text import safe_load
 
 KPI_SCHEMA = "kpi"
 FAMILIES = ("web", "seo", "paid_search", "email", "ecommerce", "crm", "roi", "social")
@@ -286,7 +286,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     if path is None:
         return _with_registered(tuple((s.code, s.module, s.kpi_sql) for s in registry.SOURCES if s.kpi_sql))
     path = Path(path)
-    return parse_catalogue(yaml.safe_load(path.read_text(encoding="utf-8")), str(path))
+    return parse_catalogue(safe_load(path.read_text(encoding="utf-8")), str(path))
 
 
 KPI_LINE = re.compile(r"^--\s*@kpi\s+(?P<kpi>\S+?)\s*:\s*(?P<numerator>.+?)(?:\s+/\s+(?P<denominator>.+?))?\s*$")
@@ -365,7 +365,7 @@ def _with_registered(entries: tuple[tuple[str, str, str], ...]) -> Catalogue:
 @cache
 def _packaged() -> Catalogue:
     text = resources.files("kpi_models").joinpath(DEFAULT_PATH).read_text(encoding="utf-8")
-    return parse_catalogue(yaml.safe_load(text), f"kpi_models/{DEFAULT_PATH}")
+    return parse_catalogue(safe_load(text), f"kpi_models/{DEFAULT_PATH}")
 
 
 # --- kpi.kpi_definition --------------------------------------------------------------------------------------

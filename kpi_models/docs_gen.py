@@ -12,10 +12,9 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import yaml
-
 from connectors import registry
 from connectors.settings import CHANNELS
+from connectors.yaml_text import safe_load
 from kpi_models.catalogue import FAMILIES, Catalogue, KpiDefinition, KpiSource, Relation, load_catalogue
 from kpi_models.dashboard_data import FAMILY_TITLES
 
@@ -87,7 +86,7 @@ def _channel_section(channels: Mapping[str, Mapping[str, str]]) -> list[str]:
 
 def shipped_channels(path: Path = CONFIG) -> dict[str, dict[str, str]]:
     """The `channels:` mapping of the shipped configuration file, source by source."""
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = safe_load(path.read_text(encoding="utf-8")) or {}
     return {str(name): {str(k): str(v) for k, v in (mapping or {}).items()}
             for name, mapping in (raw.get("channels") or {}).items()}
 

@@ -11,7 +11,6 @@ import os
 import pytest
 
 from connectors import yaml_text
-from kpi_models import objectives
 from kpi_models.objectives import ObjectiveError, load_objectives
 
 FILE = """objectives:
@@ -25,8 +24,8 @@ FILE = """objectives:
 def test_an_edit_is_read_again_even_same_size_and_time(tmp_path, monkeypatch):
     monkeypatch.setattr(yaml_text, "_PARSED", {})  # whatever other tests of this process parsed
     calls = []
-    real = objectives.yaml.safe_load
-    monkeypatch.setattr(objectives.yaml, "safe_load",  # the objectives texts parsed (not the catalogue's)
+    real = yaml_text.safe_load
+    monkeypatch.setattr(yaml_text, "safe_load",  # the objectives texts parsed (not the catalogue's)
                         lambda text: (calls.append(text) if text.startswith("objectives:") else None) or real(text))
     path = tmp_path / "objectives.yaml"
     path.write_text(FILE.format(target=80000), encoding="utf-8")

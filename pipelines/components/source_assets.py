@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import yaml
 
 from connectors import registry
 from connectors.batches import Batch, Stream, Window
 from connectors.parallel import AccountLog
 from connectors.settings import Settings, load_settings
+from connectors.yaml_text import safe_load
 from pipelines.lib.accounts import accounts_metadata, build_every_account_loaded_check, settle_accounts
 from pipelines.lib.checks import build_row_rule_check
 from pipelines.lib.metadata import column_schema_from_arrow, range_metadata, table_metadata
@@ -286,7 +286,7 @@ def _yaml_attributes(code: str) -> dict[str, Any] | None:
     path = DEFS_DIR / code / "defs.yaml"
     if not path.exists():
         return None
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    document = safe_load(path.read_text(encoding="utf-8")) or {}
     if document.get("type") != COMPONENT_TYPE:
         return None
     return dict(document.get("attributes") or {})
