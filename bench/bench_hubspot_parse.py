@@ -16,23 +16,27 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from bench.common import Row, Sample, table
 from connectors.batches import Stream
 
+if TYPE_CHECKING:
+    from sandbox.world import World
+
 PAGE = 100
 
 
-def fetch_page() -> bytes:
-    """One page of 100 contacts from the sandbox HubSpot server, as raw JSON bytes."""
+def fetch_page(world: World | None = None) -> bytes:
+    """One page of 100 contacts from the sandbox HubSpot server of `world` (today's default world when None), as raw
+    JSON bytes. tests/test_bench_setup.py passes the (seed, today) whose portal the test session shares."""
     from connectors.hubspot import OBJECT_PROPERTIES
     from sandbox.hubspot_server import HubSpotServer
     from sandbox.world import World
 
-    with HubSpotServer.for_sandbox(World()) as server:
+    with HubSpotServer.for_sandbox(world or World()) as server:
         properties = [*OBJECT_PROPERTIES["contacts"], "churn_date"]
         query = urllib.parse.urlencode([("limit", PAGE), *[("properties", p) for p in properties]])
         request = urllib.request.Request(f"{server.url}/crm/v3/objects/contacts?{query}",
