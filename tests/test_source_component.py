@@ -5,8 +5,6 @@ windows (each source's `stale_after_days`), column descriptions, and partitions 
 date with no configuration read when the pipeline's modules are imported.
 """
 
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -81,22 +79,6 @@ def test_a_yaml_naming_a_table_the_source_lacks_is_refused():
     component = SourceAssets.resolve_from_dict({"source": "matomo", "streams": {"visits": {"description": "x"}}})
     with pytest.raises(ValueError, match=r"unknown streams \['visits'\].*matomo.visits_summary"):
         component.build(load_settings())
-
-
-def test_no_configuration_is_read_when_the_pipeline_is_imported():
-    """Importing the code location's modules (the CLI and tests do) reads no settings: load_settings raises."""
-    code = (
-        "import connectors.settings as s\n"
-        "def refuse(*a, **k):\n"
-        "    raise SystemExit('load_settings called at import')\n"
-        "s.load_settings = refuse\n"
-        "import pipelines.lib.partitions, pipelines.lib.resources, pipelines.lib.source_status\n"
-        "import pipelines.components.source_assets, pipelines.defs.schedules, pipelines.defs.sensors\n"
-        "import pipelines.defs.ga4.hooks, pipelines.defs.matomo.hooks, pipelines.defs.resources\n"
-        "print('ok')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_hubspot_assets_carry_owners_freshness_and_code_references():
