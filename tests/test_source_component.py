@@ -6,15 +6,12 @@ date with no configuration read when the pipeline's modules are imported.
 """
 
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from connectors.settings import load_settings
 from pipelines.components.source_assets import SourceAssets, source_component, source_defs
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # per source: its assets (raw tables), its steps, its checks, its owners and its freshness window in days
 EXPECTED = {
