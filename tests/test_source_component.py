@@ -2,7 +2,7 @@
 
 What the UI and the schedules rely on is stated here by hand: asset keys and steps, check names, owners, freshness
 windows (each source's `stale_after_days`), column descriptions, and partitions that start at the configured start
-date with no configuration read when the pipeline's modules are imported.
+date (that importing the pipeline's modules reads no configuration is tests/test_settings_import.py's check).
 """
 
 from datetime import timedelta
