@@ -2,7 +2,6 @@
 (pipelines/lib/planned_events.py), and the check's result then settles its planned row."""
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -11,6 +10,7 @@ from dagster._core.events import AssetMaterializationPlannedData
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 
 from pipelines.lib import event_storage, instance_env, planned_events
+from tests.tmpfs import instance_in_memory
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2025-01-01")
 KEYS = DAYS.get_partition_keys()[:30]
@@ -48,12 +48,12 @@ def planned(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     planned_events.uninstall()
 
 
-def _range_run(tmp_path: Path) -> tuple[list[tuple], dict[str, AssetMaterializationPlannedData]]:
+def _range_run() -> tuple[list[tuple], dict[str, AssetMaterializationPlannedData]]:
     """A 30-day range run of the three assets' job on a SQLite instance: the check executions table's rows of the
     run, and each asset's planned event."""
     job = dg.define_asset_job("range_job", selection=dg.AssetSelection.all())  # as the pipeline's jobs
     defs = dg.Definitions(assets=[daily_table, all_time_copy], asset_checks=[rows_unique, rows_positive], jobs=[job])
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+    with instance_in_memory() as instance:
         result = defs.resolve_job_def("range_job").execute_in_process(
             instance=instance, raise_on_error=False,
             tags={"dagster/asset_partition_range_start": KEYS[0], "dagster/asset_partition_range_end": KEYS[-1]})
@@ -71,8 +71,8 @@ def _range_run(tmp_path: Path) -> tuple[list[tuple], dict[str, AssetMaterializat
     return [tuple(r) for r in rows], plans
 
 
-def test_an_unpartitioned_check_is_planned_once_and_settled_by_its_result(tmp_path: Path, planned: None) -> None:
-    rows, plans = _range_run(tmp_path)
+def test_an_unpartitioned_check_is_planned_once_and_settled_by_its_result(planned: None) -> None:
+    rows, plans = _range_run()
     # one row per check: planned at the run's creation, then updated by the check's result
     assert sorted(rows) == [("rows_positive", None, "FAILED"), ("rows_unique", None, "SUCCEEDED")]
     # the daily asset is planned with the run's 30 days, the unpartitioned one without days
@@ -80,14 +80,14 @@ def test_an_unpartitioned_check_is_planned_once_and_settled_by_its_result(tmp_pa
     assert plans["all_time_copy"].partitions_subset is None and plans["all_time_copy"].partition is None
 
 
-def test_dagsters_own_planning_leaves_a_planned_row_per_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dagsters_own_planning_leaves_a_planned_row_per_day(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the module changes: Dagster 1.13 plans each unpartitioned check of a range run once per day, and its
     result (with no day) is a row of its own, so those 30 rows per check stay planned."""
     for name, value in instance_env.DAGSTER_ENV.items():
         monkeypatch.setenv(name, value)
     event_storage.install()
     planned_events.uninstall()
-    rows, plans = _range_run(tmp_path)
+    rows, plans = _range_run()
     for check, status in (("rows_unique", "SUCCEEDED"), ("rows_positive", "FAILED")):
         mine = [r for r in rows if r[0] == check]
         assert sorted(r[1] for r in mine if r[2] == "PLANNED") == KEYS

@@ -3,7 +3,6 @@
 
 from collections.abc import Iterator
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from connectors.batches import Window
 from pipelines.lib import event_storage, instance_env
 from pipelines.lib.metadata import range_metadata, table_metadata
+from tests.tmpfs import instance_in_memory
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-01-01")
 SCHEMA = dg.TableSchema(columns=[dg.TableColumn("sessions", "BIGINT"), dg.TableColumn("date", "DATE")])
@@ -34,11 +34,11 @@ def two_tables(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResu
 
 
 @pytest.fixture
-def instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+def instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
     for name, value in instance_env.DAGSTER_ENV.items():  # the pipeline's batched range writes
         monkeypatch.setenv(name, value)
     event_storage.install()
-    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+    with instance_in_memory() as instance:
         yield instance
 
 
