@@ -29,7 +29,9 @@ Timed, on a fresh copy of it each run:
     whole periods, not one day).
 Each of (a) and (b) also in CPU seconds (user + system of this process: DuckDB's threads included), which a loaded
 machine inflates less than wall time. `--profile` prints each statement's wall and CPU seconds (the largest first).
-`--floor` prints, after each run, what only WRITING the full rebuild's rows costs (`write_floor`): no figure changes.
+`--floor` prints, after each run, what only WRITING the full rebuild's rows costs (`write_floor`), and before it what
+only REWRITING each recomputed day's KPI rows costs (`day_write_floor`: its DELETEs, INSERTs and COMMIT): no figure
+changes.
 Baselines, in the same run: the SELECT of every model part for the same window (the per-channel tables' and
 kpi_daily's), run once by hand into a temporary table: the bare cost of the queries, with none of the rebuild's
 transactions, deletes, checks of inputs or commits; for a recompute, right after it, on the same file in the same
@@ -315,16 +317,63 @@ def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, 
     return out
 
 
-def print_floor(path: Path) -> None:
-    """`write_floor` of the file at `path` (a run's copy, after its run), printed with the total."""
+def day_write_floor(conn: duckdb.DuckDBPyConnection, day: date) -> tuple[list[tuple[str, int]], float, float]:
+    """What only REWRITING one day's KPI rows costs (`--floor`, after the run, for each recomputed day): each
+    date-partitioned KPI table's rows of `day`, held in temporary tables (untimed), deleted and inserted again in date
+    order in ONE transaction committed with the KPI commit's checkpoint settings (kpi_models.runner
+    CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT, and no vacuum: six batches in VACUUM_EVERY), as a batched one-day recompute
+    deletes, inserts and commits them (timed). No KPI query runs: the part of a recompute (its DELETEs, INSERTs and
+    COMMIT with the checkpoint) that no rewrite of the KPI SQL removes. The same rows go back, so every KPI value is
+    unchanged. ([(table, rows)], wall seconds, CPU seconds); the small whole-table models are left out."""
+    from kpi_models.runner import CHECKPOINT_AT_COMMIT, MODELS, NOT_AT_COMMIT
+
+    names = [m for m in MODELS.values() if m.partition_column is not None and conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'kpi' AND table_name = ?", [m.name]).fetchone()[0]]
+    for i, model in enumerate(names):
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_day_floor_{i} AS SELECT * FROM {model.table} "
+                     f"WHERE {model.partition_column} = ?", [day])
+    before = conn.execute("SELECT current_setting('checkpoint_threshold'), "
+                          "current_setting('disabled_compression_methods'), "
+                          "current_setting('max_vacuum_tasks')").fetchone()
+    conn.execute("CHECKPOINT")  # the temporary tables are not in the file; nothing of them is left for the timed one
+    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
+    conn.execute(f"SET disabled_compression_methods = '{NOT_AT_COMMIT}'")
+    conn.execute("SET max_vacuum_tasks = 0")
+    rows = []
+    try:
+        start, cpu = time.perf_counter(), cpu_seconds()
+        conn.execute("BEGIN")
+        for i, model in enumerate(names):
+            conn.execute(f"DELETE FROM {model.table} WHERE {model.partition_column} = ?", [day])
+            row = conn.execute(f"INSERT INTO {model.table} SELECT * FROM __bench_day_floor_{i} "
+                               f"ORDER BY {model.partition_column}").fetchone()
+            rows.append((model.table, int(row[0]) if row else 0))
+        conn.execute("COMMIT")
+        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    finally:
+        conn.execute(f"SET checkpoint_threshold = '{before[0]}'")
+        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
+        conn.execute(f"SET max_vacuum_tasks = {int(before[2])}")
+        for i in range(len(names)):
+            conn.execute(f"DROP TABLE IF EXISTS __bench_day_floor_{i}")
+    return rows, wall, cpu
+
+
+def print_floor(path: Path, days: Sequence[date] = ()) -> None:
+    """`day_write_floor` of each of `days` (the recomputed days), then `write_floor`, of the file at `path` (a run's
+    copy, after its run), printed with the totals."""
     from connectors.warehouse import connect
 
     with connect(path) as conn:
+        for day in days:
+            rows, wall, cpu = day_write_floor(conn, day)
+            print(f"one-day write floor of {day} (only rewriting its KPI rows: DELETE, INSERT, COMMIT): {wall:.3f} s "
+                  f"wall, {cpu:.3f} s CPU, " + ", ".join(f"{name} {n:,}" for name, n in rows))
         floor = write_floor(conn)
     print(f"write floor (only writing the full rebuild's rows, sorted, committed): "
           f"{sum(f[2] for f in floor):.3f} s wall, {sum(f[3] for f in floor):.2f} s CPU")
-    for name, rows, wall, cpu in floor:
-        print(f"  {wall:8.3f} s {cpu:7.2f} CPU-s  {rows:>11,} rows  {name}")
+    for name, rows_, wall_, cpu_ in floor:
+        print(f"  {wall_:8.3f} s {cpu_:7.2f} CPU-s  {rows_:>11,} rows  {name}")
 
 
 def one_run(path: Path, window: Window, days: Sequence[date], profile: bool = False) -> dict[str, list[float]]:
@@ -425,9 +474,10 @@ def measure(raw_target: int, runs: int, days: int, base: Path | None = None, pro
         for i in range(runs):
             path = workdir / f"run{i}.duckdb"
             shutil.copy(base_path, path)
-            results.append(one_run(path, window, recompute_days(window, recomputes), profile))
+            days_of_run = recompute_days(window, recomputes)
+            results.append(one_run(path, window, days_of_run, profile))
             if floor:  # after the run, on its file: nothing it measured is changed
-                print_floor(path)
+                print_floor(path, days_of_run)
             path.unlink()
         return rows_of(results, window.days, raw), raw
     finally:
@@ -447,8 +497,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         help="one-day recomputes in a row per run, each of a different re-read day (default 7: one "
                              "of every kpi_models.runner.VACUUM_EVERY batches vacuums, so each run includes one)")
     parser.add_argument("--floor", action="store_true",
-                        help="after each run, print what only writing the full rebuild's rows costs (each "
-                             "date-partitioned KPI table's rows inserted again in date order and committed, no query)")
+                        help="after each run, print what only rewriting each recomputed day's KPI rows costs (its "
+                             "rows deleted and inserted again, one COMMIT), then what only writing the full "
+                             "rebuild's rows costs (each date-partitioned KPI table's rows inserted again in date "
+                             "order and committed, no query)")
     args = parser.parse_args(argv)
     result, _ = measure(args.raw_rows, args.runs, args.days, args.base, args.profile, args.recomputes, args.floor)
     print(table(result))
