@@ -486,7 +486,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
         pg = None
         if "postgres" in modes:
             try:
-                pg = stack.enter_context(postgres_instance(Path(tempfile.mkdtemp(prefix="mkpi-bench-pg-"))))
+                # the server's folder removed after it stops (the ExitStack unwinds the server first)
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="mkpi-bench-pg-"))
+                pg = stack.enter_context(postgres_instance(Path(folder)))
             except Exception as exc:  # noqa: BLE001 - no PostgreSQL here: measure the others, say why
                 modes.remove("postgres")
                 rows.append(Row("1 dagster overhead", f"PostgreSQL instance skipped: {exc}"[:200], "-"))
