@@ -15,7 +15,7 @@ import pytest
 
 from sandbox import hubspot_store
 from sandbox.hubspot_store import PORTAL_CACHE_ENV, CrmStore, _Base, _compute_base, _shared_base
-from sandbox.world import World
+from sandbox.world import DEFAULT_GA4_PROPERTY_ID, Incident, World
 
 DAYS, BULK = 30, 50
 
@@ -69,6 +69,21 @@ def test_each_seed_day_and_size_has_a_portal_of_its_own(monkeypatch: pytest.Monk
         world = World(seed=seed, today=today)
         _same(_shared_base(world, days, bulk), _compute_base(world, days, bulk))
     assert len(list(tmp_path.glob("*.pickle"))) == len(keys)
+
+
+def test_worlds_of_one_seed_and_day_made_otherwise_have_the_same_portal() -> None:
+    """The portal's key is (seed, today, sizes), in this process and in the folder: it holds because the portal reads
+    GA4's default property at its own scale (1.0), without the world's incidents, restatement or profile. Should the
+    portal come to depend on one of them, this fails, and the key must then name it."""
+    today = date(2026, 3, 31)
+    worlds = [World(seed=5, today=today),
+              World(seed=5, today=today, ga4_properties={DEFAULT_GA4_PROPERTY_ID: 2.0}),
+              World(seed=5, today=today, incidents=[Incident("tracking_break", DEFAULT_GA4_PROPERTY_ID,
+                                                             date(2026, 3, 10), None, 0.5)]),
+              World(seed=5, today=today, restatement_days=3), World(seed=5, today=today, profile="many")]
+    first, *others = [_compute_base(world, DAYS, BULK) for world in worlds]
+    for other in others:
+        _same(other, first)
 
 
 def test_processes_asking_at_once_build_it_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
