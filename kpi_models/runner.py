@@ -846,10 +846,10 @@ def ensure_builds_table(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
 
 
-def _content(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[object, ...]:
+def _content(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[int, object, object]:
     """Every row of `table` summed up, order-free: (row count, xor and sum of the rows' hashes)."""
     row = conn.execute(f"SELECT count(*), bit_xor(hash(t)), sum(hash(t)) FROM {quote_ident(table)} AS t").fetchone()
-    return tuple(row) if row is not None else (0, None, None)
+    return (int(row[0]), row[1], row[2]) if row is not None else (0, None, None)
 
 
 def _content_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
@@ -895,13 +895,13 @@ def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: Kp
         if last is not None and last[0] == inputs and _columns(conn, model.table) is not None:
             output = _content(conn, model.table)
         skipped = output is not None and last is not None and last[1] == repr(output)
-        if output is None or not skipped:
+        if not skipped:
             conn.execute(f"CREATE OR REPLACE TABLE {target} AS {query}", params)
             output = _content(conn, model.table)
             conn.execute(f"DELETE FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table])
             conn.execute(f"INSERT INTO {BUILDS_TABLE} VALUES (?, ?, ?)", [model.table, inputs, repr(output)])
         columns = _described(conn, model.table)
-    return RebuildResult(model.table, None, int(str(output[0])), columns, {}, model.sources, skipped)
+    return RebuildResult(model.table, None, output[0], columns, {}, model.sources, skipped)
 
 
 def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> dict[str, dict[str, int]]:
