@@ -47,9 +47,11 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -277,27 +279,45 @@ def recompute_per_table(conn: duckdb.DuckDBPyConnection, day: date, ctx: KpiCont
     return out
 
 
-def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, float]]:
-    """What only writing a full rebuild's rows costs, per date-partitioned KPI table (`--floor`): the table's rows,
-    computed already and held in a temporary table (untimed), inserted into an empty table of the same shape in date
-    order and committed with the KPI commit's checkpoint settings (kpi_models.runner CHECKPOINT_AT_COMMIT,
-    NOT_AT_COMMIT), as a rebuild inserts them (timed). No query runs: it is what writing the rows costs, which no
-    rewrite of the KPI SQL removes (one sort per table, where a rebuild sorts each source's part on its own: about the
-    same work). (table, rows, wall seconds, CPU seconds) each; the small whole-table models are left out."""
-    from kpi_models.runner import CHECKPOINT_AT_COMMIT, MODELS, NOT_AT_COMMIT
+@contextmanager
+def kpi_commit_settings(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """The settings a KPI transaction's COMMIT runs with (kpi_models.runner: CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT, no
+    vacuum: six batches in VACUUM_EVERY) and no progress bar, for the floors below; the values before restored after."""
+    from kpi_models.runner import CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT
 
-    out = []
-    before = conn.execute("SELECT current_setting('checkpoint_threshold'), "
-                          "current_setting('disabled_compression_methods'), "
-                          "current_setting('enable_progress_bar')").fetchone()
+    names = ("checkpoint_threshold", "disabled_compression_methods", "max_vacuum_tasks", "enable_progress_bar")
+    before = conn.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).fetchone()
     conn.execute("SET enable_progress_bar = false")  # seconds-long statements: no bar drawn over the printout
     conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
     conn.execute(f"SET disabled_compression_methods = '{NOT_AT_COMMIT}'")
+    conn.execute("SET max_vacuum_tasks = 0")
     try:
-        for model in (m for m in MODELS.values() if m.partition_column is not None):
-            if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'kpi' AND table_name = ?",
-                                [model.name]).fetchone()[0]:
-                continue
+        yield
+    finally:
+        conn.execute("SET checkpoint_threshold = '{}'".format(str(before[0]).replace("'", "''")))
+        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
+        conn.execute(f"SET max_vacuum_tasks = {int(before[2])}")
+        conn.execute(f"SET enable_progress_bar = {str(bool(before[3])).lower()}")
+
+
+def partitioned_kpi_models(conn: duckdb.DuckDBPyConnection) -> list[Any]:
+    """The date-partitioned KPI models whose table the file holds (the small whole-table models left out)."""
+    from connectors.warehouse import table_exists
+    from kpi_models.runner import MODELS
+
+    return [m for m in MODELS.values() if m.partition_column is not None and table_exists(conn, m.table)]
+
+
+def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, float]]:
+    """What only writing a full rebuild's rows costs, per date-partitioned KPI table (`--floor`): the table's rows,
+    computed already and held in a temporary table (untimed), inserted into an empty table of the same shape in date
+    order and committed with the KPI commit's settings (`kpi_commit_settings`), as a rebuild inserts them (timed). No
+    query runs: it is what writing the rows costs, which no rewrite of the KPI SQL removes (one sort per table, where
+    a rebuild sorts each source's part on its own: about the same work). (table, rows, wall seconds, CPU seconds)
+    each."""
+    out = []
+    with kpi_commit_settings(conn):
+        for model in partitioned_kpi_models(conn):
             conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_floor_rows AS SELECT * FROM {model.table}")
             conn.execute(f"CREATE TABLE kpi.__bench_floor AS SELECT * FROM {model.table} LIMIT 0")
             conn.execute("CHECKPOINT")
@@ -310,51 +330,35 @@ def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, 
             conn.execute("DROP TABLE kpi.__bench_floor")
             conn.execute("DROP TABLE __bench_floor_rows")
             conn.execute("CHECKPOINT")
-    finally:
-        conn.execute(f"SET checkpoint_threshold = '{before[0]}'")
-        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
-        conn.execute(f"SET enable_progress_bar = {str(bool(before[2])).lower()}")
     return out
 
 
 def day_write_floor(conn: duckdb.DuckDBPyConnection, day: date) -> tuple[list[tuple[str, int]], float, float]:
     """What only REWRITING one day's KPI rows costs (`--floor`, after the run, for each recomputed day): each
     date-partitioned KPI table's rows of `day`, held in temporary tables (untimed), deleted and inserted again in date
-    order in ONE transaction committed with the KPI commit's checkpoint settings (kpi_models.runner
-    CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT, and no vacuum: six batches in VACUUM_EVERY), as a batched one-day recompute
-    deletes, inserts and commits them (timed). No KPI query runs: the part of a recompute (its DELETEs, INSERTs and
-    COMMIT with the checkpoint) that no rewrite of the KPI SQL removes. The same rows go back, so every KPI value is
-    unchanged. ([(table, rows)], wall seconds, CPU seconds); the small whole-table models are left out."""
-    from kpi_models.runner import CHECKPOINT_AT_COMMIT, MODELS, NOT_AT_COMMIT
-
-    names = [m for m in MODELS.values() if m.partition_column is not None and conn.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'kpi' AND table_name = ?", [m.name]).fetchone()[0]]
-    for i, model in enumerate(names):
+    order in ONE transaction committed with the KPI commit's settings (`kpi_commit_settings`), as a batched one-day
+    recompute deletes, inserts and commits them (timed). No KPI query runs: the part of a recompute (its DELETEs,
+    INSERTs and COMMIT with the checkpoint) that no rewrite of the KPI SQL removes. The same rows go back, so every
+    KPI value is unchanged. ([(table, rows)], wall seconds, CPU seconds)."""
+    models = partitioned_kpi_models(conn)
+    for i, model in enumerate(models):
         conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_day_floor_{i} AS SELECT * FROM {model.table} "
                      f"WHERE {model.partition_column} = ?", [day])
-    before = conn.execute("SELECT current_setting('checkpoint_threshold'), "
-                          "current_setting('disabled_compression_methods'), "
-                          "current_setting('max_vacuum_tasks')").fetchone()
     conn.execute("CHECKPOINT")  # the temporary tables are not in the file; nothing of them is left for the timed one
-    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
-    conn.execute(f"SET disabled_compression_methods = '{NOT_AT_COMMIT}'")
-    conn.execute("SET max_vacuum_tasks = 0")
     rows = []
     try:
-        start, cpu = time.perf_counter(), cpu_seconds()
-        conn.execute("BEGIN")
-        for i, model in enumerate(names):
-            conn.execute(f"DELETE FROM {model.table} WHERE {model.partition_column} = ?", [day])
-            row = conn.execute(f"INSERT INTO {model.table} SELECT * FROM __bench_day_floor_{i} "
-                               f"ORDER BY {model.partition_column}").fetchone()
-            rows.append((model.table, int(row[0]) if row else 0))
-        conn.execute("COMMIT")
-        wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        with kpi_commit_settings(conn):
+            start, cpu = time.perf_counter(), cpu_seconds()
+            conn.execute("BEGIN")
+            for i, model in enumerate(models):
+                conn.execute(f"DELETE FROM {model.table} WHERE {model.partition_column} = ?", [day])
+                row = conn.execute(f"INSERT INTO {model.table} SELECT * FROM __bench_day_floor_{i} "
+                                   f"ORDER BY {model.partition_column}").fetchone()
+                rows.append((model.table, int(row[0]) if row else 0))
+            conn.execute("COMMIT")
+            wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     finally:
-        conn.execute(f"SET checkpoint_threshold = '{before[0]}'")
-        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
-        conn.execute(f"SET max_vacuum_tasks = {int(before[2])}")
-        for i in range(len(names)):
+        for i in range(len(models)):
             conn.execute(f"DROP TABLE IF EXISTS __bench_day_floor_{i}")
     return rows, wall, cpu
 
