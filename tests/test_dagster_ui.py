@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +31,7 @@ import pytest
 from sandbox.world import World
 from tests.ports import free_port
 from tests.sandboxes import start_servers
-from tests.tmpfs import memory_dir
+from tests.tmpfs import memory_folder
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -114,7 +113,7 @@ def _count(label: str, rows: int) -> re.Pattern[str]:
 def dagster_home() -> Iterator[Path]:
     """The instance's folder, on tmpfs where there is one (tests/tmpfs.py): SQLite's fsync per event is a wait on this
     machine's disk, and nothing here checks durability."""
-    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-ui-home-") as folder:
+    with memory_folder("mkpi-ui-home-") as folder:
         yield Path(folder)
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import dagster as dg
 import pytest
 
 from pipelines.lib.executor import PIPELINE_EXECUTOR, PRELOAD_MODULES, with_forkserver
-from tests.tmpfs import NO_COMPUTE_LOGS, instance_in_memory, memory_dir
+from tests.tmpfs import NO_COMPUTE_LOGS, instance_in_memory, memory_folder
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_VARIABLE = "MKPI_TEST_EXECUTOR_OUT"
@@ -92,7 +91,7 @@ def test_launched_steps_are_forks_of_one_preloaded_server(tmp_path: Path) -> Non
     for mode in ("default", "in_process"):
         (out / mode).mkdir(parents=True)
     # the instance on tmpfs where there is one (tests/tmpfs.py): SQLite's fsync per event is a wait on the disk
-    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-executor-") as home:
+    with memory_folder("mkpi-executor-") as home:
         code = f"from tests.test_executor import run_worker; run_worker({home!r}, {str(out)!r})"
         # the forkserver keeps the environment of its start (the first run): the default run's directory
         done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,

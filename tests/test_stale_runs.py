@@ -22,7 +22,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +38,7 @@ from sandbox.httpserver import FaultProfile
 from sandbox.world import World
 from tests import battery
 from tests.sandboxes import start_servers
-from tests.tmpfs import memory_dir
+from tests.tmpfs import memory_folder
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 3, 31)
@@ -62,7 +61,7 @@ def home() -> Iterator[Path]:
     """A DAGSTER_HOME as `make dev` creates it: the repository's dagster.yaml, SQLite storage, the pool's slot. Its
     folder is on tmpfs where there is one (tests/tmpfs.py): SQLite's fsync per event is a wait on this machine's
     disk, and nothing here checks durability (a killed process's writes are in the page cache either way)."""
-    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-stale-runs-") as folder:
+    with memory_folder("mkpi-stale-runs-") as folder:
         path = Path(folder) / "dagster_home"
         path.mkdir()
         shutil.copyfile(REPO / "dagster.yaml", path / "dagster.yaml")

@@ -33,9 +33,17 @@ def memory_dir() -> str | None:
 
 
 @contextmanager
+def memory_folder(prefix: str) -> Iterator[str]:
+    """A temporary folder on tmpfs when there is one (`memory_dir`), removed afterwards: a Dagster home whose
+    instance checks no durability."""
+    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix=prefix) as folder:
+        yield folder
+
+
+@contextmanager
 def instance_in_memory(overrides: dict[str, Any] | None = None) -> Iterator[dg.DagsterInstance]:
     """``dagster.instance_for_test(overrides)`` without compute logs, its directory on tmpfs when there is one;
     removed afterwards."""
-    with tempfile.TemporaryDirectory(dir=memory_dir(), prefix="mkpi-instance-") as home, \
+    with memory_folder("mkpi-instance-") as home, \
             dg.instance_for_test(overrides={**NO_COMPUTE_LOGS, **(overrides or {})}, temp_dir=home) as instance:
         yield instance
