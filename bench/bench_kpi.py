@@ -29,9 +29,11 @@ Timed, on a fresh copy of it each run:
     whole periods, not one day).
 Each of (a) and (b) also in CPU seconds (user + system of this process: DuckDB's threads included), which a loaded
 machine inflates less than wall time. `--profile` prints each statement's wall and CPU seconds (the largest first).
-`--floor` prints, after each run, what only WRITING the full rebuild's rows costs (`write_floor`), and before it what
-only REWRITING each recomputed day's KPI rows costs (`day_write_floor`: its DELETEs, INSERTs and COMMIT): no figure
-changes.
+(d) after each run, on its file: what only WRITING the full rebuild's rows costs (`write_floor`: the rows computed and
+    sorted already, inserted and committed, no query), the full rebuild's lower bound, with kpi_daily's part on a row
+    of its own; a goal below it is named on the full rebuild's row (no rewrite of the SQL can reach it). `--floor`
+    prints it per table, and before it what only REWRITING each recomputed day's KPI rows costs (`day_write_floor`:
+    its DELETEs, INSERTs and COMMIT): no figure changes.
 Baselines, in the same run: the SELECT of every model part for the same window (the per-channel tables' and
 kpi_daily's), run once by hand into a temporary table: the bare cost of the queries, with none of the rebuild's
 transactions, deletes, checks of inputs or commits; for a recompute, right after it, on the same file in the same
@@ -47,7 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
@@ -309,22 +311,22 @@ def partitioned_kpi_models(conn: duckdb.DuckDBPyConnection) -> list[Any]:
 
 
 def write_floor(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, int, float, float]]:
-    """What only writing a full rebuild's rows costs, per date-partitioned KPI table (`--floor`): the table's rows,
-    computed already and held in a temporary table (untimed), inserted into an empty table of the same shape in date
-    order and committed with the KPI commit's settings (`kpi_commit_settings`), as a rebuild inserts them (timed). No
-    query runs: it is what writing the rows costs, which no rewrite of the KPI SQL removes (one sort per table, where
-    a rebuild sorts each source's part on its own: about the same work). (table, rows, wall seconds, CPU seconds)
-    each."""
+    """What only writing a full rebuild's rows costs, per date-partitioned KPI table (the full rebuild's lower bound,
+    measured every run): the table's rows, computed already and held in a temporary table in date order (untimed),
+    inserted in that order into an empty table of the same shape and committed with the KPI commit's settings
+    (`kpi_commit_settings`), as a rebuild inserts them (timed). No query runs and nothing is sorted (a rebuild sorts
+    each source's part by date): it is what writing the rows costs, which no rewrite of the KPI SQL removes. (table,
+    rows, wall seconds, CPU seconds) each."""
     out = []
     with kpi_commit_settings(conn):
         for model in partitioned_kpi_models(conn):
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_floor_rows AS SELECT * FROM {model.table}")
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE __bench_floor_rows AS SELECT * FROM {model.table} "
+                         f"ORDER BY {model.partition_column}")
             conn.execute(f"CREATE TABLE kpi.__bench_floor AS SELECT * FROM {model.table} LIMIT 0")
             conn.execute("CHECKPOINT")
             start, cpu = time.perf_counter(), cpu_seconds()
             conn.execute("BEGIN")
-            row = conn.execute(f"INSERT INTO kpi.__bench_floor SELECT * FROM __bench_floor_rows "
-                               f"ORDER BY {model.partition_column}").fetchone()
+            row = conn.execute("INSERT INTO kpi.__bench_floor SELECT * FROM __bench_floor_rows").fetchone()
             conn.execute("COMMIT")
             out.append((model.table, int(row[0]) if row else 0, time.perf_counter() - start, cpu_seconds() - cpu))
             conn.execute("DROP TABLE kpi.__bench_floor")
@@ -363,9 +365,9 @@ def day_write_floor(conn: duckdb.DuckDBPyConnection, day: date) -> tuple[list[tu
     return rows, wall, cpu
 
 
-def print_floor(path: Path, days: Sequence[date] = ()) -> None:
-    """`day_write_floor` of each of `days` (the recomputed days), then `write_floor`, of the file at `path` (a run's
-    copy, after its run), printed with the totals."""
+def print_floor(path: Path, days: Sequence[date], floor: Sequence[tuple[str, int, float, float]]) -> None:
+    """`day_write_floor` of each of `days` (the recomputed days) of the file at `path` (a run's copy, after its run and
+    its `write_floor`), printed, then that run's `floor` per table."""
     from connectors.warehouse import connect
 
     with connect(path) as conn:
@@ -373,11 +375,24 @@ def print_floor(path: Path, days: Sequence[date] = ()) -> None:
             rows, wall, cpu = day_write_floor(conn, day)
             print(f"one-day write floor of {day} (only rewriting its KPI rows: DELETE, INSERT, COMMIT): {wall:.3f} s "
                   f"wall, {cpu:.3f} s CPU, " + ", ".join(f"{name} {n:,}" for name, n in rows))
-        floor = write_floor(conn)
-    print(f"write floor (only writing the full rebuild's rows, sorted, committed): "
+    print(f"write floor (only writing the full rebuild's rows, sorted already, committed): "
           f"{sum(f[2] for f in floor):.3f} s wall, {sum(f[3] for f in floor):.2f} s CPU")
     for name, rows_, wall_, cpu_ in floor:
         print(f"  {wall_:8.3f} s {cpu_:7.2f} CPU-s  {rows_:>11,} rows  {name}")
+
+
+def floor_of_run(path: Path) -> tuple[dict[str, list[float]], list[tuple[str, int, float, float]]]:
+    """`write_floor` of a run's file after its run (the full rebuild's rows as the run left them): the lower bound of
+    the full rebuild that the benchmark reports beside it, as figures for `rows_of` and per table."""
+    from connectors.warehouse import connect
+
+    with connect(path) as conn:
+        floor = write_floor(conn)
+    daily = [f for f in floor if f[0] == "kpi.kpi_daily"]
+    return {"full_floor": [sum(f[2] for f in floor)], "full_floor_cpu": [sum(f[3] for f in floor)],
+            "full_floor_rows": [float(sum(f[1] for f in floor))],
+            "full_floor_kpi_daily": [daily[0][2] if daily else 0.0],
+            "full_floor_kpi_daily_rows": [float(daily[0][1]) if daily else 0.0]}, floor
 
 
 def one_run(path: Path, window: Window, days: Sequence[date], profile: bool = False) -> dict[str, list[float]]:
@@ -432,13 +447,16 @@ def rows_of(runs: list[dict[str, list[float]]], days: int, raw: int) -> list[Row
     ):
         value, base = sample(key), sample(f"{key}_bare")
         ratios = ratio_sample(value.values, base.values)
-        out.append(Row("5 KPI", what, value.show(" s"), base.show(" s") + " bare SQL", ratios.show("x"),
-                       f"< {goal:g} s", ok=value.median < goal, size=size, includes=includes, sample=value,
-                       base=base.median, ratios=ratios, limit=goal))
+        figure = Row("5 KPI", what, value.show(" s"), base.show(" s") + " bare SQL", ratios.show("x"),
+                     f"< {goal:g} s", ok=value.median < goal, size=size, includes=includes, sample=value,
+                     base=base.median, ratios=ratios, limit=goal)
+        out.append(figure)
         cpu = sample(f"{key}_cpu")
         out.append(Row("5 KPI", f"  CPU time of it, user + system ({key})", cpu.show(" s"), size=size,
                        includes="this process's CPU seconds during the call above (DuckDB's threads included)",
                        sample=cpu))
+        if key == "full" and all("full_floor" in r for r in runs):
+            out.extend(floor_rows(runs, sample, size, figure))
         if key == "day":
             mean = Sample((statistics.fmean(value.values),))
             out.append(Row("5 KPI", "  mean of them", mean.show(" s"), size=size, sample=mean,
@@ -468,6 +486,30 @@ def rows_of(runs: list[dict[str, list[float]]], days: int, raw: int) -> list[Row
     return out
 
 
+def floor_rows(runs: list[dict[str, list[float]]], sample: Callable[[str], Sample], size: str, full: Row
+               ) -> list[Row]:
+    """The full rebuild's lower bound (`write_floor` of each run's file, `floor_of_run`) as rows of its own, and on
+    the full rebuild's row (`full`) a note when its goal is below that bound: no rewrite of the KPI SQL reaches a
+    goal that only writing the rows it must store already exceeds."""
+    floor, cpu, daily = sample("full_floor"), sample("full_floor_cpu"), sample("full_floor_kpi_daily")
+    rows = int(statistics.median(v for r in runs for v in r["full_floor_rows"]))
+    daily_rows = int(statistics.median(v for r in runs for v in r["full_floor_kpi_daily_rows"]))
+    out = [Row("5 KPI", "  lower bound: only writing the rows it stores, no query", floor.show(" s"), size=size,
+               sample=floor,
+               includes=f"bench_kpi.write_floor on each run's file after the run: the {rows:,} rows of the "
+                        f"date-partitioned KPI tables, computed and sorted by date already, inserted into empty "
+                        f"tables and committed as a rebuild commits them; CPU {cpu.show(' s')}"),
+           Row("5 KPI", "    of it, kpi_daily's rows (one per date, source, channel, account_id, KPI)",
+               daily.show(" s"), size=size, sample=daily,
+               includes=f"the part of the bound above that writes kpi.kpi_daily's {daily_rows:,} rows")]
+    if full.limit is not None and floor.median >= full.limit:
+        full.notes.append(
+            f"the goal ({full.goal}) is below what only writing the rows costs ({floor.show(' s')}, of which "
+            f"kpi.kpi_daily's {daily_rows:,} rows {daily.show(' s')}): unreachable by any rewrite of the KPI SQL "
+            f"while kpi_daily stores one row per date, source, channel, account and KPI")
+    return out
+
+
 def measure(raw_target: int, runs: int, days: int, base: Path | None = None, profile: bool = False,
             recomputes: int = 7, floor: bool = False) -> tuple[list[Row], int]:
     workdir = Path(tempfile.mkdtemp(prefix="mkpi-bench-kpi-"))
@@ -479,9 +521,11 @@ def measure(raw_target: int, runs: int, days: int, base: Path | None = None, pro
             path = workdir / f"run{i}.duckdb"
             shutil.copy(base_path, path)
             days_of_run = recompute_days(window, recomputes)
-            results.append(one_run(path, window, days_of_run, profile))
-            if floor:  # after the run, on its file: nothing it measured is changed
-                print_floor(path, days_of_run)
+            result = one_run(path, window, days_of_run, profile)
+            floors, per_table = floor_of_run(path)  # after the run, on its file: nothing it measured is changed
+            results.append({**result, **floors})
+            if floor:
+                print_floor(path, days_of_run, per_table)
             path.unlink()
         return rows_of(results, window.days, raw), raw
     finally:
@@ -502,9 +546,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
                              "of every kpi_models.runner.VACUUM_EVERY batches vacuums, so each run includes one)")
     parser.add_argument("--floor", action="store_true",
                         help="after each run, print what only rewriting each recomputed day's KPI rows costs (its "
-                             "rows deleted and inserted again, one COMMIT), then what only writing the full "
-                             "rebuild's rows costs (each date-partitioned KPI table's rows inserted again in date "
-                             "order and committed, no query)")
+                             "rows deleted and inserted again, one COMMIT), then per table what only writing the "
+                             "full rebuild's rows costs (measured every run: each date-partitioned KPI table's rows, "
+                             "sorted already, inserted again and committed, no query)")
     args = parser.parse_args(argv)
     result, _ = measure(args.raw_rows, args.runs, args.days, args.base, args.profile, args.recomputes, args.floor)
     print(table(result))

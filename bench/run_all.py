@@ -94,7 +94,7 @@ DESCRIPTIONS: dict[str, str] = {
                       "peak RSS. Rows/s is rows loaded over the child's wall time from first request to commit.",
     "kpi": "The KPI SQL over 10M raw rows (a 365-day sandbox backfill copied with renamed accounts): every KPI "
            "table rebuilt, then one day re-read (changed raw rows) and recomputed; beside the same SQL run once "
-           "by hand.",
+           "by hand, and the full rebuild beside its lower bound: only writing the rows it stores.",
     "hubspot_upsert": "HubSpot records upserted by id in 100-record pages at 20k and 500k records: the loader "
                       "(pages staged, merged once per load) against the per-page delete it replaced, run here; "
                       "flat means the per-page cost at 500k over the same at 20k.",

@@ -55,3 +55,29 @@ def test_the_dagster_steps_path_is_its_own_row_and_counts_in_the_close():
     assert "COMMIT and CHECKPOINT per table" in steps.includes
     close = rows["closing the connection after them, per recompute"]
     assert close.sample is not None and [round(v, 9) for v in close.sample.values] == [0.2]  # 0.8 / (2 + 2)
+
+
+def test_the_full_rebuild_is_shown_beside_its_write_floor_and_a_goal_below_it_says_so():
+    """The full rebuild's lower bound (only writing the rows it stores, `floor_of_run`) is a row of its own with
+    kpi_daily's part; a goal below that bound is named on the full rebuild's row: no SQL rewrite can reach it."""
+    floors = [{"full_floor": [6.0], "full_floor_cpu": [12.0], "full_floor_rows": [23_000_000.0],
+               "full_floor_kpi_daily": [4.5], "full_floor_kpi_daily_rows": [19_600_000.0]},
+              {"full_floor": [7.0], "full_floor_cpu": [13.0], "full_floor_rows": [23_000_000.0],
+               "full_floor_kpi_daily": [5.5], "full_floor_kpi_daily_rows": [19_600_000.0]}]
+    runs = [{**_run([0.2], [0.1], 0.1), **floor} for floor in floors]
+    rows = {row.what.strip(): row for row in rows_of(runs, days=365, raw=10_000_000)}
+    bound = rows["lower bound: only writing the rows it stores, no query"]
+    assert bound.sample is not None and bound.sample.median == 6.5  # (6.0 + 7.0) / 2
+    assert "23,000,000 rows" in bound.includes and "CPU 12.5 s (12-13)" in bound.includes
+    daily = rows["of it, kpi_daily's rows (one per date, source, channel, account_id, KPI)"]
+    assert daily.sample is not None and daily.sample.median == 5.0 and "19,600,000 rows" in daily.includes
+    full = rows["rebuild every KPI table, 365 days"]
+    assert full.ok is False and len(full.notes) == 1  # 10 s against < 4 s; the bound 6.5 s is above the goal too
+    assert "6.5 s (6-7)" in full.notes[0] and "19,600,000" in full.notes[0]
+
+
+def test_a_goal_above_the_write_floor_gets_no_note():
+    floor = {"full_floor": [3.0], "full_floor_cpu": [5.0], "full_floor_rows": [1_000.0],
+             "full_floor_kpi_daily": [2.0], "full_floor_kpi_daily_rows": [800.0]}
+    rows = {row.what.strip(): row for row in rows_of([{**_run([0.2], [0.1], 0.1), **floor}], days=365, raw=10)}
+    assert rows["rebuild every KPI table, 365 days"].notes == []
