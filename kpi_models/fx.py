@@ -132,12 +132,12 @@ def _ecb_rate(currency: str, reporting: str, day: date) -> FxRate | None:
 
 
 def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether `schema.name` exists: a catalog lookup (kpi_models.runner._columns), not a statement. Every recompute
-    ran a CREATE SCHEMA and a CREATE TABLE IF NOT EXISTS twice, and counted information_schema.tables once, for
-    tables that exist (~2-3 ms a one-day recompute, issue #21 target 5)."""
-    from kpi_models.runner import _columns  # the runner imports this module (through the context)
+    """Whether `schema.name` exists: a catalog lookup (kpi_models.runner.relation_columns), not a statement. Every
+    recompute ran a CREATE SCHEMA and a CREATE TABLE IF NOT EXISTS twice, and counted information_schema.tables once,
+    for tables that exist (~2-3 ms a one-day recompute, issue #21 target 5)."""
+    from kpi_models.runner import relation_columns  # the runner imports this module (through the context)
 
-    return _columns(conn, table) is not None
+    return relation_columns(conn, table) is not None
 
 
 def ensure_fx_table(conn: duckdb.DuckDBPyConnection) -> None:

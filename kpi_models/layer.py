@@ -35,18 +35,18 @@ from kpi_models.catalogue import (
 from kpi_models.context import KpiContext
 from kpi_models.fx import FxSync, clear_refresh_pending, ensure_fx_table, needed_pairs, sync_fx_rates
 from kpi_models.runner import (
-    _READS,
     BUILDS_TABLE,
     HUBSPOT_SOURCES,
     MODELS,
+    READS_TABLE,
     KpiRebuildError,
     RebuildResult,
-    _columns,
-    _replace_if_changed,
     batched,
     ensure_builds_table,
     ensure_model_table,
     rebuild,
+    relation_columns,
+    replace_if_changed,
     step_transaction,
 )
 
@@ -148,7 +148,7 @@ def rebuild_hubspot_kpi_daily(conn: duckdb.DuckDBPyConnection, context: KpiConte
 def refresh_kpi_definition(conn: duckdb.DuckDBPyConnection) -> None:
     """`kpi.kpi_definition` from the catalogue, rewritten only when its rows changed (issue #21: every recompute
     wrote it again, and each rewrite cost a commit's CHECKPOINT)."""
-    _replace_if_changed(conn, KPI_DEFINITION, kpi_definition_table(load_catalogue()))
+    replace_if_changed(conn, KPI_DEFINITION, kpi_definition_table(load_catalogue()))
 
 
 def _ensure_upstream(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
@@ -191,7 +191,7 @@ def period_reach_view_sql(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue)
                                 for s in k.sources))
     streams = [social_account_period_reach(code) for code in codes]
     # catalog lookups first: ensure_tables asks information_schema once per table, even when all exist (issue #21)
-    ensure_tables(conn, [stream for stream in streams if _columns(conn, stream.table) is None])
+    ensure_tables(conn, [stream for stream in streams if relation_columns(conn, stream.table) is None])
     selects = [f"SELECT '{code}' AS source, date, account_id, period, reach FROM {stream.table}"
                for code, stream in zip(codes, streams, strict=True)]
     if not selects:
@@ -207,11 +207,11 @@ def create_period_reach_view(conn: duckdb.DuckDBPyConnection, catalogue: Catalog
 
 def _table_shapes(conn: duckdb.DuckDBPyConnection, statements: Mapping[str, str]) -> str:
     """The columns (names, types, in order) of every table or view the view statements read (FROM / JOIN
-    schema.name, as runner._READS finds them): DuckDB refuses a view whose tables' types changed since it was
+    schema.name, as runner.READS_TABLE finds them): DuckDB refuses a view whose tables' types changed since it was
     created, so a changed shape recreates them. Read from the catalog's relations (a lookup each), not by listing every
     table of the KPI and source schemas with its CREATE statement (duckdb_tables().sql, ~3-7 ms at every recompute,
     for tables no view reads; issue #21 target 5)."""
-    names = sorted({m.lower() for statement in statements.values() for m in _READS.findall(statement)})
+    names = sorted({m.lower() for statement in statements.values() for m in READS_TABLE.findall(statement)})
     shapes = []
     for name in names:
         try:

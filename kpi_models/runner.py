@@ -85,7 +85,7 @@ def _count(conn: duckdb.DuckDBPyConnection, table: str | None) -> int:
     counts, columns, where = BATCHES_TABLE, "batches BIGINT", ""
     if table is not None:
         counts, columns, where = TABLE_REBUILDS_TABLE, "table_name VARCHAR, batches BIGINT", " WHERE table_name = $t"
-    if _columns(conn, counts) is None:
+    if relation_columns(conn, counts) is None:
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {counts} ({columns})")
     named = {"t": table} if table is not None else {}
@@ -402,7 +402,8 @@ def churn_view(conn: duckdb.DuckDBPyConnection, context: KpiContext) -> None:
     """`contact_churn (id, churn_value)`: the configured churn-date property of each contact (a temporary view of
     this connection), so crm_monthly reads the property the portal uses, not a fixed column name."""
     prop = context.churn_date_property
-    columns = set(_columns(conn, "hubspot.contacts") or ())  # a catalog lookup, not information_schema (issue #21)
+    # a catalog lookup, not information_schema (issue #21)
+    columns = set(relation_columns(conn, "hubspot.contacts") or ())
     if prop not in columns:
         raise ValueError(f"hubspot.churn_date_property {prop!r} is not a column of hubspot.contacts (columns: "
                          f"{', '.join(sorted(columns))}): the connector reads the configured property, so load HubSpot "
@@ -513,7 +514,7 @@ HUBSPOT_SOURCES = registry.codes("incremental")
 
 def write_restatement_windows(conn: duckdb.DuckDBPyConnection, reread_days: Mapping[str, int]) -> None:
     """Replace `kpi.restatement_window` (source, days): a day loaded at least `days` after it is final (rule 11)."""
-    _replace_if_changed(conn, f"{KPI_SCHEMA}.restatement_window", pa.table({
+    replace_if_changed(conn, f"{KPI_SCHEMA}.restatement_window", pa.table({
         "source": pa.array(list(reread_days), pa.string()),
         "days": pa.array([int(v) for v in reread_days.values()], pa.int32()),
     }))
@@ -529,10 +530,10 @@ def write_channel_map(conn: duckdb.DuckDBPyConnection, channels: Mapping[str, Ma
             "channel": pa.array([r[2] for r in rows], pa.string()),
         }
     )
-    _replace_if_changed(conn, f"{KPI_SCHEMA}.channel_map", table)
+    replace_if_changed(conn, f"{KPI_SCHEMA}.channel_map", table)
 
 
-def _replace_if_changed(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+def replace_if_changed(conn: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
     """`replace_table`, skipped when the table already holds exactly these rows and column types: every rebuild
     writes the run's mapping and windows, and rewriting an unchanged table made each commit's CHECKPOINT write it
     again (issue #21: a one-day recompute paid that once per source part). Inside `batched`, a table this batch
@@ -680,7 +681,7 @@ def _replace_rows(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Wind
     if kpis is not None:
         only += " AND kpi IN (SELECT unnest($kpis::VARCHAR[]))"
         bounds["kpis"] = list(kpis)
-    if _columns(conn, model.table) is None:
+    if relation_columns(conn, model.table) is None:
         conn.execute(f"CREATE TABLE {target} AS SELECT * FROM ({query}) LIMIT 0", params)
     else:
         _add_new_columns(conn, model.table, query, params, model.output_columns())
@@ -718,7 +719,7 @@ def _add_new_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, pa
 _DESCRIBED: dict[tuple[str, tuple[str, ...]], list[tuple[str, str]]] = {}
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
+def relation_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str] | None:
     """The columns of `schema.name`, or None when there is no such table or view (a catalog lookup, not a query of
     information_schema)."""
     try:
@@ -734,7 +735,7 @@ def _missing_columns(conn: duckdb.DuckDBPyConnection, table: str, query: str, pa
     column names when known without binding it; a table that has them all lacks none, and the SQL is not described:
     a Dagster step is a process of its own, and describing kpi_daily's generated SQL bound all of it again in every
     kpi_daily step (~10-20 ms, issue #21 target 5; `_DESCRIBED` keeps a process's own descriptions)."""
-    existing = set(_columns(conn, table) or ())
+    existing = set(relation_columns(conn, table) or ())
     if known and set(known) <= existing:
         return []
     key = (query, tuple(sorted(params)))
@@ -754,7 +755,7 @@ def _summary(conn: duckdb.DuckDBPyConnection, model: KpiModel, window: Window, c
     whole window (the deletes left none other: counting them again scanned the window, seconds on a full year of
     kpi_daily, issue #21), else counted (a failed source's kept rows, one KPI's rows replaced)."""
     target = quote_ident(model.table)
-    if _columns(conn, model.table) is None:
+    if relation_columns(conn, model.table) is None:
         return RebuildResult(model.table, window, 0, (), failed, tuple(chosen))
     rows = inserted
     if rows is None:
@@ -795,7 +796,7 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
     if model.partition_column is not None:
         given = {"start": date(1970, 1, 1), "end": date(1970, 1, 1), **given}
     query = next(iter(model.parts().values()))
-    if _columns(conn, model.table) is not None:
+    if relation_columns(conn, model.table) is not None:
         # built already: nothing to write (each no-op transaction cost a CHECKPOINT, issue #9), unless an earlier
         # version built it without columns its SQL has now (a model reading it would fail to bind them)
         known = model.output_columns()
@@ -815,33 +816,33 @@ def ensure_model_table(conn: duckdb.DuckDBPyConnection, model: KpiModel | str,
 def _prepare(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: KpiContext, write: bool = True) -> None:
     """The model's inputs exist (empty when a source is not loaded yet), with the run's channel mapping and
     restatement windows (`write=False`: only created when missing), and the model's own views."""
-    missing = [stream for stream in model.inputs if _columns(conn, stream.table) is None]
+    missing = [stream for stream in model.inputs if relation_columns(conn, stream.table) is None]
     if missing:  # catalog lookups when every input exists (the usual case), not a query per input
         ensure_tables(conn, missing)
     for view in model.views:
         view(conn, context)
     # catalog lookups first: the schema and the empty mapping were created again by every model (issue #21)
     channel_map = f"{KPI_SCHEMA}.channel_map"
-    if _columns(conn, channel_map) is None:
+    if relation_columns(conn, channel_map) is None:
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {KPI_SCHEMA}")
     if write and context.channels is not None:
         write_channel_map(conn, context.channels)
-    if _columns(conn, channel_map) is None:
+    if relation_columns(conn, channel_map) is None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {channel_map} (source VARCHAR, raw_value VARCHAR, channel VARCHAR)")
-    if write or _columns(conn, f"{KPI_SCHEMA}.restatement_window") is None:
+    if write or relation_columns(conn, f"{KPI_SCHEMA}.restatement_window") is None:
         write_restatement_windows(conn, context.reread_days)
 
 
 # What each whole-table model was last built from: `inputs` fingerprints its SQL, parameters and every table it
 # reads; `output` the table it wrote. Internal (the _mkpi schema is never published).
 BUILDS_TABLE = "_mkpi.kpi_builds"
-_READS = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_]\w*\.[A-Za-z_]\w*)", re.IGNORECASE)
+READS_TABLE = re.compile(r"\b(?:FROM|JOIN)\s+([A-Za-z_]\w*\.[A-Za-z_]\w*)", re.IGNORECASE)
 
 
 def ensure_builds_table(conn: duckdb.DuckDBPyConnection) -> None:
     """`_mkpi.kpi_builds` (table_name, inputs, output) exists: a catalog lookup when it does (the usual case), instead
     of a CREATE SCHEMA and a CREATE TABLE per whole-table model and per view refresh (issue #21)."""
-    if _columns(conn, BUILDS_TABLE) is None:
+    if relation_columns(conn, BUILDS_TABLE) is None:
         conn.execute("CREATE SCHEMA IF NOT EXISTS _mkpi")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {BUILDS_TABLE} (table_name VARCHAR, inputs VARCHAR, output VARCHAR)")
 
@@ -871,9 +872,9 @@ def _input_hash(conn: duckdb.DuckDBPyConnection, table: str) -> str:
 def _inputs_fingerprint(conn: duckdb.DuckDBPyConnection, model: KpiModel, query: str, params: Mapping[str, object],
                         context: KpiContext) -> str:
     """The SQL, its parameters (and the configured churn property) and the content of every table it reads."""
-    tables = sorted({stream.table for stream in model.inputs} | {m.lower() for m in _READS.findall(query)})
+    tables = sorted({stream.table for stream in model.inputs} | {m.lower() for m in READS_TABLE.findall(query)})
     parts = [query, repr(sorted(params.items())), context.churn_date_property]
-    parts += [f"{table}={_input_hash(conn, table)}" for table in tables if _columns(conn, table) is not None]
+    parts += [f"{table}={_input_hash(conn, table)}" for table in tables if relation_columns(conn, table) is not None]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -892,7 +893,7 @@ def _rebuild_whole(conn: duckdb.DuckDBPyConnection, model: KpiModel, context: Kp
         inputs = _inputs_fingerprint(conn, model, query, params, context)
         last = conn.execute(f"SELECT inputs, output FROM {BUILDS_TABLE} WHERE table_name = ?", [model.table]).fetchone()
         output = None  # the table's content: its row count is the result's (no count(*) of its own, issue #21)
-        if last is not None and last[0] == inputs and _columns(conn, model.table) is not None:
+        if last is not None and last[0] == inputs and relation_columns(conn, model.table) is not None:
             output = _content(conn, model.table)
         skipped = output is not None and last is not None and last[1] == repr(output)
         if not skipped:
@@ -910,7 +911,7 @@ def unmapped_channel_values(conn: duckdb.DuckDBPyConnection, window: Window) -> 
     information_schema.tables cost the web and paid search steps ~2.5 ms each, issue #21 target 5)."""
     found: dict[str, dict[str, int]] = {}
     for source, table, column, measure in _RAW_CHANNELS:
-        if _columns(conn, table) is None:
+        if relation_columns(conn, table) is None:
             continue
         rows = conn.execute(
             f"SELECT {column}, CAST(sum({measure}) AS BIGINT) FROM {table} t "

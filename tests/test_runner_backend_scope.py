@@ -110,13 +110,13 @@ def test_each_kpi_step_asks_the_backend_once(conn: duckdb.DuckDBPyConnection) ->
 
 
 def test_a_small_table_is_rewritten_only_when_its_rows_or_types_change(tmp_path: Path) -> None:
-    """kpi_models.runner._replace_if_changed compares the wanted rows converted by Arrow with the stored ones (the same
+    """kpi_models.runner.replace_if_changed compares the wanted rows converted by Arrow with the stored ones (the same
     rows in another order are the same table; one changed value, a NULL, a changed type rewrite it)."""
     from datetime import date
 
     import pyarrow as pa
 
-    from kpi_models.runner import _replace_if_changed
+    from kpi_models.runner import replace_if_changed
 
     def table(days: list[int | None], names: list[list[str]], wide: bool = False) -> pa.Table:
         day_type = pa.int64() if wide else pa.int32()
@@ -126,7 +126,7 @@ def test_a_small_table_is_rewritten_only_when_its_rows_or_types_change(tmp_path:
 
     def rewrites(c: duckdb.DuckDBPyConnection, data: pa.Table) -> bool:
         recording = Recording(c)
-        _replace_if_changed(recording, "kpi.small", data)  # type: ignore[arg-type]
+        replace_if_changed(recording, "kpi.small", data)  # type: ignore[arg-type]
         return any(s.startswith('CREATE OR REPLACE TABLE "kpi"."small"') for s in recording.sent)
 
     with connect(tmp_path / "small.duckdb") as c:
