@@ -304,6 +304,7 @@ def _plain_report_sources(conn: Any, settings: Any, first: Any, last: Any) -> No
 
 def _plain_publish(conn: Any, settings: Any, as_of: Any) -> None:
     from connectors.publish import publish_analyst_copy
+    from kpi_models.alerts import configured_accounts
     from kpi_models.dashboard import dashboard_path, write_dashboard
     from kpi_models.objectives import build_kpi_vs_objective
 
@@ -311,7 +312,7 @@ def _plain_publish(conn: Any, settings: Any, as_of: Any) -> None:
                            min_denominators=settings.min_denominators)
     publish_analyst_copy(conn, settings.analyst_db, run_id="plain")
     write_dashboard(conn, dashboard_path(), timezone=settings.reporting_timezone,
-                    stale_after=settings.alerts.stale_after_days)
+                    stale_after=settings.alerts.stale_after_days, configured=configured_accounts(settings))
 
 
 def _plain_alerts(conn: Any, settings: Any, as_of: Any) -> None:

@@ -38,7 +38,7 @@ from markupsafe import Markup
 
 from connectors.settings import DEFAULT_STALE_AFTER_DAYS
 from kpi_models.catalogue import FAMILIES, Catalogue, load_catalogue
-from kpi_models.dashboard_data import FAMILY_TITLES, build_model, families_with_data
+from kpi_models.dashboard_data import FAMILY_TITLES, Configured, build_model, families_with_data
 from kpi_models.dashboard_periods import PRESET_KEYS
 from kpi_models.formatting import format_value, kpi_label, source_label
 
@@ -210,9 +210,9 @@ def render_page(model: Mapping[str, Any], catalogue: Catalogue, generated_at: da
 
 
 def dashboard_model(conn: duckdb.DuckDBPyConnection, *, generated_at: datetime | None = None,
-                    catalogue: Catalogue | None = None) -> dict[str, Any]:
+                    catalogue: Catalogue | None = None, configured: Configured | None = None) -> dict[str, Any]:
     """Every number of the page (kpi_models.dashboard_data.build_model), for tests and notebooks."""
-    return build_model(conn, catalogue or load_catalogue(), _aware(generated_at))
+    return build_model(conn, catalogue or load_catalogue(), _aware(generated_at), configured)
 
 
 def _aware(generated_at: datetime | None, timezone: str = "UTC") -> datetime:
@@ -223,33 +223,36 @@ def _aware(generated_at: datetime | None, timezone: str = "UTC") -> datetime:
 
 
 def _render(conn: duckdb.DuckDBPyConnection, generated_at: datetime | None, catalogue: Catalogue | None,
-            timezone: str, stale_after: Mapping[str, int] | None) -> tuple[str, tuple[str, ...]]:
+            timezone: str, stale_after: Mapping[str, int] | None, configured: Configured | None
+            ) -> tuple[str, tuple[str, ...]]:
     catalogue = catalogue or load_catalogue()
     moment = _aware(generated_at, timezone)
-    model = build_model(conn, catalogue, moment)
+    model = build_model(conn, catalogue, moment, configured)
     return render_page(model, catalogue, moment, stale_after), families_with_data(model)
 
 
 def render_dashboard(conn: duckdb.DuckDBPyConnection, *, generated_at: datetime | None = None,
                      catalogue: Catalogue | None = None, timezone: str = "UTC",
-                     stale_after: Mapping[str, int] | None = None) -> str:
+                     stale_after: Mapping[str, int] | None = None, configured: Configured | None = None) -> str:
     """The whole dashboard as one self-contained HTML page (no network needed to open it).
 
     `timezone` (the reporting time zone) is the one times are shown in and source ages are counted in;
-    `stale_after` the configured days after which a source is flagged old (alerts.stale_after_days)."""
-    page, _ = _render(conn, generated_at, catalogue, timezone, stale_after)
+    `stale_after` the configured days after which a source is flagged old (alerts.stale_after_days); `configured`
+    the accounts the pipeline reads (kpi_models.alerts.configured_accounts; None: every account with rows counts)."""
+    page, _ = _render(conn, generated_at, catalogue, timezone, stale_after, configured)
     return page
 
 
 def write_dashboard(conn: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None = None, *,
                     generated_at: datetime | None = None, timezone: str = "UTC",
-                    stale_after: Mapping[str, int] | None = None) -> DashboardResult:
+                    stale_after: Mapping[str, int] | None = None, configured: Configured | None = None
+                    ) -> DashboardResult:
     """Render and write the dashboard atomically (temp file + rename: a reader never sees half a page).
 
-    `path` defaults to MKPI_DASHBOARD_PATH (else data/dashboard.html)."""
+    `path` defaults to MKPI_DASHBOARD_PATH (else data/dashboard.html); `configured` as for `render_dashboard`."""
     target = Path(path) if path is not None else dashboard_path()
     moment = _aware(generated_at, timezone)
-    page, families = _render(conn, moment, None, timezone, stale_after)
+    page, families = _render(conn, moment, None, timezone, stale_after, configured)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -119,6 +119,26 @@ class _Flags:
         return self.combos.index(combo)
 
 
+# The accounts the pipeline reads: source -> its configured accounts as kpi_daily names them (None: any account);
+# kpi_models.alerts.configured_accounts makes it from the settings. A level (followers) is missing for a day when
+# an account still read has no row that day; an account no longer configured (removed from the settings: its rows
+# are history) is not missing after its last row, or the level would stay blank for as long as the page's range.
+Configured = Mapping[str, Iterable[str] | None]
+
+
+def _read_sql(configured: Configured | None, alias: str = "") -> tuple[str, list[object]]:
+    """A SQL condition on a kpi_daily row (`alias`: its table's alias and a dot, or ''): its account is one the
+    pipeline reads, and its parameters. `configured` None: not known, every account counts (as before)."""
+    if configured is None:
+        return "true", []
+    any_account = sorted(source for source, accounts in configured.items() if accounts is None)
+    accounts = sorted({f"{source}\x1f{account}" for source, chosen in configured.items() if chosen is not None
+                       for account in chosen})
+    source = f"CAST({alias}source AS VARCHAR)"
+    return (f"(list_contains(?::VARCHAR[], {source}) OR "
+            f"list_contains(?::VARCHAR[], {source} || chr(31) || {alias}account_id))"), [any_account, accounts]
+
+
 def _result(row: Mapping[str, Any], flags: _Flags) -> list[Any]:
     """[numerator, denominator, value, final (1/0), flag combination, days with data]."""
     final = bool(row["is_final"])
@@ -127,16 +147,18 @@ def _result(row: Mapping[str, Any], flags: _Flags) -> list[Any]:
 
 
 def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, periods: Sequence[Period],
-                    flags: _Flags) -> dict[str, dict[str, list[Any]]]:
+                    flags: _Flags, configured: Configured | None = None) -> dict[str, dict[str, list[Any]]]:
     """Per preset period, per "kpi|source|channel" (channel * = all channels): [cur, prev, ly] results, each
-    summed over accounts (and channels for *) in SQL, the ratio recomputed from the summed parts."""
+    summed over accounts (and channels for *) in SQL, the ratio recomputed from the summed parts. `configured`: the
+    accounts read (`Configured`): only those are missing on a window's last day without a row."""
     windows, params = _windows_sql(periods)
+    read, read_params = _read_sql(configured, "d.")
     additive = [k.kpi for k in catalogue.daily() if k.additive]
     # a level (followers) is the window's last day's, summed over accounts, and no value when one account's level
     # that day is unknown: NULL, or no row that day from an account with a row earlier in the window (a total
     # without it would be silently low; the catalogue rolls a level up by the last day's value, and an older day's
-    # level is not that); a distinct count (reach) adds up over nothing: one account's one day only, else no value
-    # (never a sum of days)
+    # level is not that; an account no longer read is not missing: `configured`); a distinct count (reach) adds up
+    # over nothing: one account's one day only, else no value (never a sum of days)
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
     distinct = [k.kpi for k in catalogue.daily() if k.aggregation == "distinct"]
     rows = _records(conn, f"""
@@ -147,8 +169,9 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
                          CASE WHEN count(d.numerator) FILTER (WHERE d.date = w.end_day)
                                    = count(*) FILTER (WHERE d.date = w.end_day)
                                AND count(DISTINCT (d.account_id, d.channel))
-                                       FILTER (WHERE d.date = w.end_day AND list_contains(?, d.kpi))
-                                   = count(DISTINCT (d.account_id, d.channel)) FILTER (WHERE list_contains(?, d.kpi))
+                                       FILTER (WHERE d.date = w.end_day AND list_contains(?, d.kpi) AND {read})
+                                   = count(DISTINCT (d.account_id, d.channel))
+                                       FILTER (WHERE list_contains(?, d.kpi) AND {read})
                               THEN sum(d.numerator) FILTER (WHERE d.date = w.end_day) END
                     WHEN d.kpi IN (SELECT unnest(?)) THEN CASE WHEN count(DISTINCT d.date) = 1
                          AND count(DISTINCT d.account_id) = 1 THEN sum(d.numerator) END
@@ -157,7 +180,7 @@ def _period_results(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, perio
                count(DISTINCT d.date) AS days
         FROM {KPI_SCHEMA}.kpi_daily AS d JOIN {windows} ON d.date BETWEEN w.start_day AND w.end_day
         GROUP BY GROUPING SETS ((w.period, w.win, d.kpi, d.source, d.channel), (w.period, w.win, d.kpi, d.source))
-        """, [additive, last, last, last, distinct, *params])
+        """, [additive, last, last, *read_params, last, *read_params, distinct, *params])
     out: dict[str, dict[str, list[Any]]] = {p.key: {} for p in periods}
     order = {"cur": 0, "prev": 1, "ly": 2}
     for r in rows:
@@ -237,25 +260,28 @@ def _native_results(monthly: Sequence[Mapping[str, Any]], periods: Sequence[Peri
                 out[p.key][f"{kpi}|{source}|{TOTAL}"] = slot
 
 
-def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window, flags: _Flags
-            ) -> list[dict[str, Any]]:
+def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window, flags: _Flags,
+            configured: Configured | None = None) -> list[dict[str, Any]]:
     """Daily parts per (KPI, source, channel) over the page's range, summed over accounts, as arrays aligned on
     the range's days (null: no row that day): the charts and custom ranges are built from these. A level
     (followers) is null on a day one account's level is unknown: NULL, or no row that day from an account with a row
-    on an earlier day of the range (a sum without it would be silently low)."""
+    on an earlier day of the range (a sum without it would be silently low), unless that account is no longer read
+    (`configured`)."""
     last = [k.kpi for k in catalogue.daily() if k.aggregation == "last"]
+    read, read_params = _read_sql(configured)
     rows = conn.execute(f"""
         WITH g AS (
             SELECT kpi, source, channel, date, sum(numerator) AS n, sum(denominator) AS d, bool_and(is_final) AS f,
                    list_distinct(flatten(list(quality))) AS q, count(numerator) < count(*) AS unknown
             FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? GROUP BY kpi, source, channel, date),
-        levels AS (  -- per level series and day: accounts with a row that day, and accounts seen on or before it
+        levels AS (  -- per level series and day: accounts read with a row that day, and seen on or before it
             SELECT kpi, source, channel, date, count(DISTINCT account_id) AS reported,
                    sum(count(DISTINCT account_id) FILTER (WHERE first_row))
                        OVER (PARTITION BY kpi, source, channel ORDER BY date) AS seen
             FROM (SELECT kpi, source, channel, date, account_id, date = min(date) OVER (
                              PARTITION BY kpi, source, channel, account_id) AS first_row
-                  FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? AND kpi IN (SELECT unnest(?)))
+                  FROM {KPI_SCHEMA}.kpi_daily WHERE date BETWEEN ? AND ? AND kpi IN (SELECT unnest(?))
+                       AND {read})
             GROUP BY kpi, source, channel, date)
         SELECT g.kpi, g.source, g.channel, date_diff('day', CAST(? AS DATE), g.date) AS day,
                CASE WHEN (g.unknown AND g.kpi IN (SELECT unnest(?))) OR l.reported < l.seen THEN NULL
@@ -263,7 +289,8 @@ def _series(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, days: Window,
         FROM g LEFT JOIN levels AS l ON l.kpi = g.kpi AND l.source = g.source
              AND l.channel IS NOT DISTINCT FROM g.channel AND l.date = g.date
         ORDER BY g.kpi, g.source, g.channel, g.date""",
-                        [days.start, days.end, days.start, days.end, last, days.start, last]).fetchall()
+                        [days.start, days.end, days.start, days.end, last, *read_params, days.start,
+                         last]).fetchall()
     series: dict[tuple[str, str, str], dict[str, Any]] = {}
     for kpi, source, channel, day, n, d, final, quality in rows:
         if kpi not in catalogue.kpis or catalogue.kpis[kpi].native:
@@ -460,8 +487,10 @@ def _kpis(catalogue: Catalogue) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated_at: datetime) -> dict[str, Any]:
-    """The whole page's data. `as_of` is the last day of kpi.kpi_daily (yesterday in the reporting time zone)."""
+def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated_at: datetime,
+                configured: Configured | None = None) -> dict[str, Any]:
+    """The whole page's data. `as_of` is the last day of kpi.kpi_daily (yesterday in the reporting time zone).
+    `configured`: the accounts the pipeline reads (`Configured`; None: not known, every account counts)."""
     existing = _relations(conn)
     flags = _Flags()
     model: dict[str, Any] = {
@@ -485,12 +514,12 @@ def build_model(conn: duckdb.DuckDBPyConnection, catalogue: Catalogue, generated
         model.update(as_of=as_of.isoformat(), range=days.as_dict(),
                      periods=[{"key": p.key, "label": p.label, "running": p.running,
                                **{name: w.as_dict() for name, w in p.windows().items()}} for p in periods])
-        model["results"] = _period_results(conn, catalogue, periods, flags)
+        model["results"] = _period_results(conn, catalogue, periods, flags, configured)
         model["coverage"] = _coverage(conn, catalogue, periods)
         model["currencies"] = {f"{r['kpi']}|{r['source']}": r["currency"] for r in _records(
             conn, f"SELECT kpi, source, min(currency) AS currency FROM {KPI_SCHEMA}.kpi_daily "
                   "WHERE currency IS NOT NULL GROUP BY ALL")}
-        model["series"] = _series(conn, catalogue, days, flags)
+        model["series"] = _series(conn, catalogue, days, flags, configured)
         if _readable(conn, existing, f"{KPI_SCHEMA}.{PERIOD_REACH_VIEW}", ("source", "date", "account_id", "period",
                                                                             "reach")):
             _platform_reach(conn, catalogue, periods, flags, model["results"])

@@ -35,7 +35,7 @@ def level_of(org: str, day: date) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def levels_db(tmp_path_factory):
     path = tmp_path_factory.mktemp("levels") / "w.duckdb"
     with duckdb.connect(str(path)) as conn:
         conn.execute("CREATE SCHEMA kpi")
@@ -56,7 +56,23 @@ def model(tmp_path_factory):
                      "is_final BOOLEAN)")
         for statement in rollup_view_sql().values():
             conn.execute(statement)
-        yield dashboard_model(conn, generated_at=GENERATED_AT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(levels_db):
+    with duckdb.connect(str(levels_db), read_only=True) as conn:
+        return dashboard_model(conn, generated_at=GENERATED_AT)
+
+
+# The accounts the pipeline reads now (kpi_models.alerts.configured_accounts): Instagram's I2 was removed from the
+# settings after March 10 (its rows are history); LinkedIn and Facebook any account.
+WITHOUT_I2 = {"instagram": ("I1", "I3"), "linkedin": None, "facebook": None}
+
+
+def model_reading(levels_db, configured):
+    with duckdb.connect(str(levels_db), read_only=True) as conn:
+        return dashboard_model(conn, generated_at=GENERATED_AT, configured=configured)
 
 
 def current(model, period, key):
@@ -96,3 +112,27 @@ def test_the_daily_series_has_no_level_on_a_day_an_account_seen_before_is_missin
     assert series["n"][8] == 309 + 700  # March 9: I1 and I2 (I3 not seen yet: not missing)
     assert series["n"][9] == 310 + 700 + 50  # March 10: all three
     assert series["n"][10:] == [None] * 10  # March 11-20: I2, seen before, has no row
+
+
+def test_an_account_no_longer_configured_is_not_missing_after_its_last_row(levels_db):
+    """I2 removed from the settings: its days count while it has rows, and after them the total is the accounts
+    still read, not blank for as long as the page's range (the defect: March 11-20 had no value)."""
+    model = model_reading(levels_db, WITHOUT_I2)
+    series = next(s for s in model["series"] if (s["k"], s["s"]) == ("followers", "instagram"))
+    assert series["n"][8] == 309 + 700  # March 9: I1 and I2, as before
+    assert series["n"][9] == 310 + 700 + 50  # March 10: I2's last row still counts
+    assert series["n"][10:] == [300 + d + 50 for d in range(11, 21)]  # March 11-20: I1 (300 + day) + I3 50
+    assert current(model, "this_month", "followers|instagram|*") == 320 + 50  # March 20: I1 320 + I3 50
+    slot = model["results"]["last_7"]["followers|instagram|*"]  # the 7 days before, March 7-13: the 13th
+    assert slot[1] is not None and slot[1][2] == 313 + 50
+    # an account still read and unknown keeps its total blank: LinkedIn's org 200 on March 20
+    assert current(model, "this_month", "followers|linkedin|*") is None
+
+
+def test_an_account_still_configured_without_a_row_keeps_the_total_blank(levels_db):
+    """I2 still in the settings: no row after March 10 means its level is unknown (not read, or failing), so the
+    total is blank as when the accounts read are not known."""
+    model = model_reading(levels_db, {**WITHOUT_I2, "instagram": ("I1", "I2", "I3")})
+    series = next(s for s in model["series"] if (s["k"], s["s"]) == ("followers", "instagram"))
+    assert series["n"][10:] == [None] * 10
+    assert current(model, "this_month", "followers|instagram|*") is None

@@ -8,6 +8,7 @@ the KPI tables, objectives and the analysts' copy and replaced atomically, so no
 
 import dagster as dg
 
+from kpi_models.alerts import configured_accounts
 from kpi_models.catalogue import FAMILIES
 from kpi_models.dashboard import MAX_BYTES, dashboard_path, write_dashboard
 from pipelines.lib.partitions import DUCKDB_POOL
@@ -33,8 +34,10 @@ def dashboard(context: dg.AssetExecutionContext, settings: SettingsResource, war
     tz = loaded.reporting_timezone  # times and source ages are shown in the reporting time zone
     target = dashboard_path()  # MKPI_DASHBOARD_PATH, else data/dashboard.html
     with warehouse.connection() as conn:
-        # a source is stale on the page after the days the alerts use (alerts.stale_after_days, registry defaults)
-        result = write_dashboard(conn, target, timezone=tz, stale_after=loaded.alerts.stale_after_days)
+        # a source is stale on the page after the days the alerts use (alerts.stale_after_days, registry defaults);
+        # a level (followers) is not missing for an account no longer configured (the alerts' accounts too)
+        result = write_dashboard(conn, target, timezone=tz, stale_after=loaded.alerts.stale_after_days,
+                                 configured=configured_accounts(loaded))
     missing = [family for family in FAMILIES if family not in result.families]
     context.log.info(f"wrote the dashboard to {result.path} ({result.bytes:,} bytes); no data yet for: "
                      f"{', '.join(missing) or 'none'}")
