@@ -25,19 +25,19 @@ def conn(tmp_path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield c
 
 
-def _sentinel(conn: duckdb.DuckDBPyConnection) -> None:
+def replace_weekly_by_hand(conn: duckdb.DuckDBPyConnection) -> None:
     """kpi_weekly replaced by hand: a later create_rollup_views that leaves it so did not rewrite it."""
     conn.execute("CREATE OR REPLACE VIEW kpi.kpi_weekly AS SELECT 1 AS sentinel")
 
 
 def test_unchanged_views_are_not_recreated(conn: duckdb.DuckDBPyConnection) -> None:
-    _sentinel(conn)
+    replace_weekly_by_hand(conn)
     assert create_rollup_views(conn) == ["kpi.kpi_weekly", "kpi.kpi_monthly"]
     assert conn.execute("SELECT * FROM kpi.kpi_weekly").fetchall() == [(1,)]
 
 
 def test_a_changed_table_shape_or_a_dropped_view_recreates_them(conn: duckdb.DuckDBPyConnection) -> None:
-    _sentinel(conn)
+    replace_weekly_by_hand(conn)
     conn.execute("ALTER TABLE kpi.kpi_daily ADD COLUMN note VARCHAR")
     create_rollup_views(conn)
     assert "sentinel" not in [c[0] for c in conn.execute("DESCRIBE kpi.kpi_weekly").fetchall()]

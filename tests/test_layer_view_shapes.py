@@ -10,9 +10,9 @@ import pytest
 
 from kpi_models.layer import create_rollup_views
 from tests import test_kpi_layer_rewrites as rewrites
+from tests.test_kpi_layer_rewrites import replace_weekly_by_hand
 
 conn = rewrites.conn  # the fixture: the same built file (roll-up views created) as the rewrite tests'
-_sentinel = rewrites._sentinel  # noqa: SLF001 - kpi_weekly replaced by hand, as there
 
 
 def _weekly_is_sentinel(conn: duckdb.DuckDBPyConnection) -> bool:
@@ -21,7 +21,7 @@ def _weekly_is_sentinel(conn: duckdb.DuckDBPyConnection) -> bool:
 
 def test_a_table_no_view_reads_changes_nothing(conn: duckdb.DuckDBPyConnection) -> None:
     monthly = conn.execute("SELECT * FROM kpi.kpi_monthly ORDER BY ALL").fetchall()
-    _sentinel(conn)
+    replace_weekly_by_hand(conn)
     conn.execute("ALTER TABLE ga4.traffic_by_channel ADD COLUMN total_users BIGINT")
     conn.execute("ALTER TABLE kpi.web_daily ADD COLUMN note VARCHAR")
     create_rollup_views(conn)
@@ -32,7 +32,7 @@ def test_a_table_no_view_reads_changes_nothing(conn: duckdb.DuckDBPyConnection) 
 @pytest.mark.parametrize("table", ["kpi.crm_monthly", "linkedin.account_period_reach"])
 def test_a_table_a_view_reads_recreates_them(conn: duckdb.DuckDBPyConnection, table: str) -> None:
     weekly = conn.execute("SELECT * FROM kpi.kpi_weekly ORDER BY ALL").fetchall()
-    _sentinel(conn)
+    replace_weekly_by_hand(conn)
     conn.execute(f"ALTER TABLE {table} ADD COLUMN note VARCHAR")
     create_rollup_views(conn)
     assert not _weekly_is_sentinel(conn)
