@@ -11,7 +11,9 @@ minimum denominator): the test computes those volumes from the world's facts, ne
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
+from pathlib import Path
 from statistics import median
 
 import dagster as dg
@@ -21,6 +23,7 @@ import yaml
 
 from connectors.settings import AnomalySettings
 from kpi_models.catalogue import load_catalogue
+from kpi_models.dashboard import decode_model
 from pipelines.definitions import defs
 from pipelines.defs.alerts.assets import AFTER_RUN_TAG, AS_OF_TAG
 from pipelines.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
@@ -152,10 +155,19 @@ def open_alerts(db) -> set[tuple]:
                                 "WHERE state = 'open'").fetchall())
 
 
+def page_alerts(page: Path) -> set[tuple]:
+    """The open alerts a written dashboard page carries (its model, decoded as the browser does)."""
+    blob = re.search(r'<script id="mkpi-model"[^>]*>([^<]+)</script>', page.read_text(encoding="utf-8")).group(1)
+    return {(a["condition"], a["kpi"], a["source"], a["channel"], a["account_id"], a["severity"])
+            for a in decode_model(blob)["alerts"] or []}
+
+
 def test_incidents_arrive_once_by_slack_and_email(monkeypatch, tmp_path, receivers):
     slack, smtp = receivers
     world = World(seed=7, today=TODAY, incidents=INCIDENTS)
     db = tmp_path / "test.duckdb"
+    page = tmp_path / "dashboard.html"  # MKPI_DASHBOARD_PATH (tests/isolation.py)
+    page.write_text("the page an earlier publish wrote", encoding="utf-8")  # these runs leave the publish out
     with start_servers(world) as running:  # HubSpot is not needed here: its portal is not built
         sandbox_env(monkeypatch, running, tmp_path, objectives_file(tmp_path, world))
         instance = dg.DagsterInstance.ephemeral()
@@ -170,6 +182,8 @@ def test_incidents_arrive_once_by_slack_and_email(monkeypatch, tmp_path, receive
         assert "no new Search Console data for account sc-domain:shop.example since Tue 23 Jun 2026 (5 days" in text
         assert "ad spend (Google Ads 1234567890) moved from off track to on track" in text
         assert len([b for b in slack.payloads[0]["blocks"] if b["type"] == "section"]) == 2
+        # the page the publish wrote before this digest is written again with the digest's open alerts
+        assert page_alerts(page) == first
         # 2. June 28-29: the tracking break and the CPC spike
         assert run_then_alert(instance, date(2026, 6, 28), date(2026, 6, 29)) == (True, True)
     assert len(slack.payloads) == 2 and len(smtp.messages) == 2
@@ -210,6 +224,7 @@ def test_incidents_arrive_once_by_slack_and_email(monkeypatch, tmp_path, receive
         sent = {r[0] for r in conn.execute("SELECT DISTINCT sent_to FROM kpi.alerts").fetchall()}
     assert sent == {"file,slack,email"}
     assert (tmp_path / "digest.md").read_text().count("id `") == len(second)
+    assert page_alerts(page) == first | second  # every open alert on the page, the second digest's included
 
 
 def test_orders_are_below_the_minimum_volume():

@@ -10,10 +10,14 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import dagster as dg
+import duckdb
 
 from connectors import registry
+from connectors.settings import Settings
 from kpi_models.alert_delivery import deliver
 from kpi_models.alerts import PIPELINE, RunFailure, configured_accounts, evaluate
+from kpi_models.dashboard import dashboard_path
+from pipelines.defs.publish.dashboard import write_page
 from pipelines.lib.partitions import DUCKDB_POOL, SOURCE_TAG
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 from pipelines.lib.source_status import SOURCES
@@ -91,6 +95,23 @@ def _counts(values: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def refresh_page(context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, loaded: Settings) -> str:
+    """The dashboard the publish wrote, written again now that the day's alerts are recorded: it is built in the
+    refresh or publish run, before this job judges that run, so its alert list (and the anomalous points on its
+    charts) would otherwise be the previous digest's. Only a page that exists is refreshed (no publish yet: none to
+    refresh). A failure to write it is a warning, not the digest's failure: the alerts are recorded and sent, and
+    the page keeps its previous state until the next publish. What was done, for the run's metadata."""
+    path = dashboard_path()
+    if not path.exists():
+        return f"not refreshed: no page at {path} yet"
+    try:
+        result = write_page(conn, loaded)
+    except (duckdb.Error, OSError) as exc:
+        context.log.warning(f"the dashboard at {path} was not refreshed with the new alerts: {exc}")
+        return f"not refreshed: {type(exc).__name__}: {exc}"
+    return f"refreshed with the alerts: {result.path} ({result.bytes:,} bytes)"
+
+
 @dg.asset(
     key=ALERTS_KEY,
     deps=[dg.AssetKey(["kpi", "kpi_vs_objective"]), dg.AssetKey(["publish", "analyst_copy"])],
@@ -99,7 +120,8 @@ def _counts(values: Sequence[str]) -> dict[str, int]:
     pool=DUCKDB_POOL,
     description="Objective status changes, anomalies against each KPI's usual weekday pattern, stale or failing "
     "sources (meta.source_status, data lag) and failed runs, recorded in kpi.alerts (never twice until cleared) "
-    "and sent as one digest per run to the configured channels (Slack webhook, SMTP, a file).",
+    "and sent as one digest per run to the configured channels (Slack webhook, SMTP, a file); the dashboard page, "
+    "if one was published, is written again so its alert list is the digest's.",
 )
 def alerts_digest(context: dg.AssetExecutionContext, settings: SettingsResource, warehouse: WarehouseResource
                   ) -> dg.MaterializeResult:
@@ -114,8 +136,10 @@ def alerts_digest(context: dg.AssetExecutionContext, settings: SettingsResource,
         evaluation = evaluate(conn, loaded.alerts, as_of, min_denominators=loaded.min_denominators,
                               configured=configured_accounts(loaded), failures=failures, succeeded_sources=succeeded)
         report = deliver(conn, loaded.alerts, evaluation.created_at, as_of)
+        page = refresh_page(context, conn, loaded)
     new = [a.finding for a in evaluation.new]
     metadata = {
+        "dashboard": page,
         "as_of": as_of.isoformat(), "new_alerts": len(new), "cleared": evaluation.cleared,
         "still_open": evaluation.still_open, "judged_points": evaluation.judged_points,
         "anomalous_points": evaluation.anomalous_points,
