@@ -304,26 +304,27 @@ def _plain_report_sources(conn: Any, settings: Any, first: Any, last: Any) -> No
 
 def _plain_publish(conn: Any, settings: Any, as_of: Any) -> None:
     from connectors.publish import publish_analyst_copy
-    from kpi_models.alerts import configured_accounts
-    from kpi_models.dashboard import dashboard_path, write_dashboard
+    from kpi_models.dashboard import write_settings_dashboard
     from kpi_models.objectives import build_kpi_vs_objective
 
     build_kpi_vs_objective(conn, settings.objectives_path, tz=settings.reporting_timezone,
                            min_denominators=settings.min_denominators)
     publish_analyst_copy(conn, settings.analyst_db, run_id="plain")
-    write_dashboard(conn, dashboard_path(), timezone=settings.reporting_timezone,
-                    stale_after=settings.alerts.stale_after_days, configured=configured_accounts(settings))
+    write_settings_dashboard(conn, settings)
 
 
 def _plain_alerts(conn: Any, settings: Any, as_of: Any) -> None:
     from kpi_models.alert_delivery import deliver
     from kpi_models.alerts import configured_accounts, evaluate
+    from kpi_models.dashboard import dashboard_path, write_settings_dashboard
 
     if not settings.alerts.enabled:
         return
     evaluation = evaluate(conn, settings.alerts, as_of, min_denominators=settings.min_denominators,
                           configured=configured_accounts(settings))
     deliver(conn, settings.alerts, evaluation.created_at, as_of)
+    if dashboard_path().exists():  # as the digest step does: the published page again, with the day's alerts
+        write_settings_dashboard(conn, settings)
 
 
 @contextmanager

@@ -36,7 +36,8 @@ import duckdb
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from connectors.settings import DEFAULT_STALE_AFTER_DAYS
+from connectors.settings import DEFAULT_STALE_AFTER_DAYS, Settings
+from kpi_models.alerts import configured_accounts
 from kpi_models.catalogue import FAMILIES, Catalogue, load_catalogue
 from kpi_models.dashboard_data import FAMILY_TITLES, Configured, build_model, families_with_data
 from kpi_models.dashboard_periods import PRESET_KEYS
@@ -241,6 +242,16 @@ def render_dashboard(conn: duckdb.DuckDBPyConnection, *, generated_at: datetime 
     the accounts the pipeline reads (kpi_models.alerts.configured_accounts; None: every account with rows counts)."""
     page, _ = _render(conn, generated_at, catalogue, timezone, stale_after, configured)
     return page
+
+
+def write_settings_dashboard(conn: duckdb.DuckDBPyConnection, settings: Settings) -> DashboardResult:
+    """The page written from the working file as the settings say: the one way the pipeline writes it (the dashboard
+    asset, and the alerts digest after it records the day's alerts, so the page's alert list is the digest's). At
+    MKPI_DASHBOARD_PATH, else data/dashboard.html; times and source ages in the reporting time zone; a source stale
+    after the days the alerts use (alerts.stale_after_days, registry defaults); a level (followers) not missing for
+    an account no longer configured (kpi_models.alerts.configured_accounts, the accounts the alerts judge too)."""
+    return write_dashboard(conn, dashboard_path(), timezone=settings.reporting_timezone,
+                           stale_after=settings.alerts.stale_after_days, configured=configured_accounts(settings))
 
 
 def write_dashboard(conn: duckdb.DuckDBPyConnection, path: str | os.PathLike[str] | None = None, *,

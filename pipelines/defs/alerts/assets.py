@@ -16,8 +16,7 @@ from connectors import registry
 from connectors.settings import Settings
 from kpi_models.alert_delivery import deliver
 from kpi_models.alerts import PIPELINE, RunFailure, configured_accounts, evaluate
-from kpi_models.dashboard import dashboard_path
-from pipelines.defs.publish.dashboard import write_page
+from kpi_models.dashboard import dashboard_path, write_settings_dashboard
 from pipelines.lib.partitions import DUCKDB_POOL, SOURCE_TAG
 from pipelines.lib.resources import SettingsResource, WarehouseResource
 from pipelines.lib.source_status import SOURCES
@@ -105,7 +104,7 @@ def refresh_page(context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnect
     if not path.exists():
         return f"not refreshed: no page at {path} yet"
     try:
-        result = write_page(conn, loaded)
+        result = write_settings_dashboard(conn, loaded)
     except (duckdb.Error, OSError) as exc:
         context.log.warning(f"the dashboard at {path} was not refreshed with the new alerts: {exc}")
         return f"not refreshed: {type(exc).__name__}: {exc}"

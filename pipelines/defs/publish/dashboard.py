@@ -7,24 +7,11 @@ the KPI tables, objectives and the analysts' copy and replaced atomically, so no
 """
 
 import dagster as dg
-import duckdb
 
-from connectors.settings import Settings
-from kpi_models.alerts import configured_accounts
 from kpi_models.catalogue import FAMILIES
-from kpi_models.dashboard import MAX_BYTES, DashboardResult, dashboard_path, write_dashboard
+from kpi_models.dashboard import MAX_BYTES, write_settings_dashboard
 from pipelines.lib.partitions import DUCKDB_POOL
 from pipelines.lib.resources import SettingsResource, WarehouseResource
-
-
-def write_page(conn: duckdb.DuckDBPyConnection, loaded: Settings) -> DashboardResult:
-    """The page written from the working file as the settings say (the dashboard asset, and the alerts digest after
-    it records the day's alerts, so the page's alert list is the digest's): at MKPI_DASHBOARD_PATH, else
-    data/dashboard.html; times and source ages in the reporting time zone; a source stale after the days the alerts
-    use (alerts.stale_after_days, registry defaults); a level (followers) not missing for an account no longer
-    configured (the alerts' accounts too)."""
-    return write_dashboard(conn, dashboard_path(), timezone=loaded.reporting_timezone,
-                           stale_after=loaded.alerts.stale_after_days, configured=configured_accounts(loaded))
 
 
 @dg.asset(
@@ -44,7 +31,7 @@ def dashboard(context: dg.AssetExecutionContext, settings: SettingsResource, war
               ) -> dg.MaterializeResult:
     loaded = settings.load()
     with warehouse.connection() as conn:
-        result = write_page(conn, loaded)
+        result = write_settings_dashboard(conn, loaded)
     missing = [family for family in FAMILIES if family not in result.families]
     context.log.info(f"wrote the dashboard to {result.path} ({result.bytes:,} bytes); no data yet for: "
                      f"{', '.join(missing) or 'none'}")
