@@ -15,6 +15,8 @@ How it reads (see shared/research/peers.md and emulators.md, Google Ads):
 - `GoogleAdsException`: authentication and authorization errors fail fast with the customer id, Google's
   message and the request id; quota, internal and transient gRPC errors retry with backoff. The
   developer token and OAuth secrets never reach a log line or an error message.
+- A customer's streamed answer is bounded like every HTTP answer (MKPI_GOOGLE_ADS_MAX_ANSWER_MB, default 64 MB, of
+  serialised responses; fatal past it, named) and in time by the call's `timeout`.
 """
 
 import logging
@@ -29,7 +31,18 @@ from connectors.batches import Batch, Stream, Window
 from connectors.errors import ConfigError
 from connectors.google_ads_transport import API_VERSION, google_ads_service, split_host_port
 from connectors.google_auth import adc_file
-from connectors.http import Fatal, RequestStats, Retry, RetryPolicy, Verdict, call_with_retry, is_loopback, redact
+from connectors.http import (
+    AnswerGuard,
+    Fatal,
+    RequestStats,
+    Retry,
+    RetryPolicy,
+    Verdict,
+    call_with_retry,
+    is_loopback,
+    max_answer_bytes,
+    redact,
+)
 from connectors.parallel import AccountLog, fetch_accounts
 from connectors.probe import PROBE_TIMEOUT, Finding, first_line, refused
 from connectors.raw_tables import ADS_CAMPAIGN_DAILY, ADS_STREAMS
@@ -246,6 +259,7 @@ class GoogleAdsConnector:
         if self.settings.login_customer_id:
             normalise_customer_id(self.settings.login_customer_id)
         resolve_credentials(self.settings)
+        max_answer_bytes(SOURCE)  # MKPI_GOOGLE_ADS_MAX_ANSWER_MB, as the HTTP connectors' checks do
         return ids
 
     def probe(self) -> list[Finding]:
@@ -283,6 +297,7 @@ class GoogleAdsConnector:
         in configured order; with `accounts`, a failing customer is recorded there and skipped instead of
         raised (connectors/parallel.py)."""
         ids = [normalise_customer_id(c) for c in customer_ids] if customer_ids else self.check()
+        limit = max_answer_bytes(SOURCE)  # MKPI_GOOGLE_ADS_MAX_ANSWER_MB (checked by `check` too)
         service = self.service()
         query = QUERY.format(start=window.start.isoformat(), end=window.end.isoformat())
 
@@ -290,8 +305,13 @@ class GoogleAdsConnector:
 
             def call(customer_id: str = customer_id) -> pa.Table:
                 rows: list[Any] = []
+                # the HTTP connectors' size bound (connectors/http.py) for this gRPC stream: every streamed
+                # response's serialised size counted, the call refused (fatal) past the limit, so a customer's
+                # answer cannot grow the process's memory without bound; the gRPC `timeout` bounds its time
+                guard = AnswerGuard(SOURCE, self.settings.timeout_seconds, limit)
                 for batch in service.search_stream(customer_id=customer_id, query=query,
                                                    timeout=self.settings.timeout_seconds):
+                    guard.count(type(batch).pb(batch).ByteSize())
                     rows.extend(batch.results)
                 return rows_to_table(rows, customer_id, f"search_stream campaign {window}")
 

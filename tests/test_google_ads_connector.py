@@ -204,3 +204,28 @@ def test_loading_the_pipeline_does_not_import_google_ads():
             "print(any(m.startswith('google.ads') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_streamed_answer_past_the_size_limit_is_refused_and_not_retried(server, monkeypatch):
+    """The HTTP connectors' answer-size bound holds for the gRPC stream too: past MKPI_GOOGLE_ADS_MAX_ANSWER_MB of
+    streamed responses the call stops, fatal (the same query gets the same answer), naming the variable."""
+    monkeypatch.setenv("MKPI_GOOGLE_ADS_MAX_ANSWER_MB", "0.001")  # 1,048 bytes: ten days of campaigns are more
+    conn, sleeps = connector(server, customers=(EUR,))
+    before = server.request_count
+    with pytest.raises(SourceError, match=r"account 1234567890: .*the answer is larger than the [0-9.]+ MB allowed "
+                                          r"\(MKPI_GOOGLE_ADS_MAX_ANSWER_MB\); stopped reading after"):
+        fetch(conn)
+    assert server.request_count - before == 1 and sleeps == []  # one search_stream, no retry
+    monkeypatch.setenv("MKPI_GOOGLE_ADS_MAX_ANSWER_MB", "64")
+    assert fetch(connector(server, customers=(EUR,))[0]).num_rows > 0  # the same read within the default limit
+
+
+def test_a_bad_size_limit_is_refused_before_any_request(server, monkeypatch):
+    monkeypatch.setenv("MKPI_GOOGLE_ADS_MAX_ANSWER_MB", "lots")
+    conn, _ = connector(server, customers=(EUR,))
+    before = server.request_count
+    with pytest.raises(ConfigError, match="MKPI_GOOGLE_ADS_MAX_ANSWER_MB"):
+        conn.check()  # what `mkpi doctor` and every asset run first
+    with pytest.raises(ConfigError, match="MKPI_GOOGLE_ADS_MAX_ANSWER_MB"):
+        fetch(conn)
+    assert server.request_count == before
