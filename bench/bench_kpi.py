@@ -283,23 +283,18 @@ def recompute_per_table(conn: duckdb.DuckDBPyConnection, day: date, ctx: KpiCont
 
 @contextmanager
 def kpi_commit_settings(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """The settings a KPI transaction's COMMIT runs with (kpi_models.runner: CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT, no
-    vacuum: six batches in VACUUM_EVERY) and no progress bar, for the floors below; the values before restored after."""
-    from kpi_models.runner import CHECKPOINT_AT_COMMIT, NOT_AT_COMMIT
+    """The settings a KPI transaction's COMMIT runs with (kpi_models.runner.set_commit_settings; no vacuum: six
+    batches in VACUUM_EVERY) and no progress bar, for the floors below; the values before restored after."""
+    from kpi_models.runner import restore_settings, set_commit_settings
 
-    names = ("checkpoint_threshold", "disabled_compression_methods", "max_vacuum_tasks", "enable_progress_bar")
-    before = conn.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in names)).fetchone()
+    bar = conn.execute("SELECT current_setting('enable_progress_bar')").fetchone()
     conn.execute("SET enable_progress_bar = false")  # seconds-long statements: no bar drawn over the printout
-    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_AT_COMMIT}'")
-    conn.execute(f"SET disabled_compression_methods = '{NOT_AT_COMMIT}'")
-    conn.execute("SET max_vacuum_tasks = 0")
+    previous = set_commit_settings(conn, vacuum=False)
     try:
         yield
     finally:
-        conn.execute("SET checkpoint_threshold = '{}'".format(str(before[0]).replace("'", "''")))
-        conn.execute("SET disabled_compression_methods = '{}'".format(str(before[1]).replace("'", "''")))
-        conn.execute(f"SET max_vacuum_tasks = {int(before[2])}")
-        conn.execute(f"SET enable_progress_bar = {str(bool(before[3])).lower()}")
+        restore_settings(conn, previous)
+        conn.execute(f"SET enable_progress_bar = {str(bool(bar and bar[0])).lower()}")
 
 
 def partitioned_kpi_models(conn: duckdb.DuckDBPyConnection) -> list[Any]:

@@ -59,7 +59,7 @@ def batched(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
             restore = _checkpoint_settings(conn)
             yield conn
     finally:
-        _restore(conn, restore)
+        restore_settings(conn, restore)
         _BATCH_HASHES.reset(hashes)
         _BATCH_WRITTEN.reset(written)
         _BATCH.reset(token)
@@ -113,11 +113,16 @@ NOT_AT_COMMIT = "fsst"
 
 
 def _checkpoint_settings(conn: duckdb.DuckDBPyConnection, table: str | None = None) -> dict[str, str]:
-    """Count this batch (in its transaction, `_mkpi.kpi_batches`), or this rebuild of `table` in its own transaction;
-    set the checkpoint at COMMIT (CHECKPOINT_AT_COMMIT) without trying NOT_AT_COMMIT's compression and, unless this is
-    every VACUUM_EVERY-th, DuckDB's max_vacuum_tasks to 0 for that checkpoint. Returns the settings to restore after
-    it, with their values before."""
-    vacuum = _count(conn, table) % VACUUM_EVERY == 0
+    """Count this batch (in its transaction, `_mkpi.kpi_batches`), or this rebuild of `table` in its own transaction,
+    and set its COMMIT's settings (`set_commit_settings`), vacuuming every VACUUM_EVERY-th. Returns the settings to
+    restore after it, with their values before."""
+    return set_commit_settings(conn, vacuum=_count(conn, table) % VACUUM_EVERY == 0)
+
+
+def set_commit_settings(conn: duckdb.DuckDBPyConnection, vacuum: bool) -> dict[str, str]:
+    """The settings a KPI transaction's COMMIT runs with: the checkpoint at COMMIT (CHECKPOINT_AT_COMMIT) without
+    trying NOT_AT_COMMIT's compression and, unless `vacuum`, DuckDB's max_vacuum_tasks at 0 for that checkpoint.
+    Returns what `restore_settings` sets back (the values before)."""
     threshold, tasks, disabled = conn.execute(
         "SELECT current_setting('checkpoint_threshold'), current_setting('max_vacuum_tasks'), "
         "current_setting('disabled_compression_methods')").fetchall()[0]
@@ -131,8 +136,8 @@ def _checkpoint_settings(conn: duckdb.DuckDBPyConnection, table: str | None = No
     return previous
 
 
-def _restore(conn: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
-    """Set back what `_checkpoint_settings` changed (after the transaction's COMMIT and CHECKPOINT)."""
+def restore_settings(conn: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> None:
+    """Set back what `set_commit_settings` changed (after the transaction's COMMIT and CHECKPOINT)."""
     if "max_vacuum_tasks" in settings:
         conn.execute(f"SET max_vacuum_tasks = {int(settings['max_vacuum_tasks'])}")
     if "checkpoint_threshold" in settings:
@@ -172,7 +177,7 @@ def step_transaction(conn: duckdb.DuckDBPyConnection, rebuilds: str | None = Non
             restore = _checkpoint_settings(conn, rebuilds)
             yield conn
     finally:
-        _restore(conn, restore)
+        restore_settings(conn, restore)
 
 
 class KpiRebuildError(RuntimeError):
